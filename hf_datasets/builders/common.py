@@ -1,0 +1,205 @@
+"""What a builder returns (a Recipe of records) and how records become a DatasetDict.
+
+A record is a dict with the schema's metadata columns plus:
+    image       absolute path of the original image file
+    decode      True when the file is not directly readable by PIL (DICOM, JSRT raw): it is
+                decoded and stored as PNG bytes (8- or 16-bit grey)
+    mask        None, a path, or a list of paths whose union is the foreground
+    labels      list of floats (NaN = unknown)
+    split       official split name or None (then a seeded patient-level split is made)
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+import numpy as np
+
+from ..errors import DataError, LayoutError
+from ..images import encode_png, read_grey, to_bits
+from ..schema import COLUMNS, make_features, make_info
+from ..splits import canonical_split, patient_split, resolve_patient_overlap
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif")
+
+
+@dataclass
+class Recipe:
+    """Records plus the facts needed to turn them into a DatasetDict."""
+
+    name: str
+    records: list[dict]
+    label_names: list[str]
+    bits: int = 8
+    about: str = ""
+    citation: str = ""
+    license: str = ""
+    homepage: str = ""
+    data_dir: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def record(image, *, data_dir, labels=(), decode=False, mask=None, patient_id=None, study_id=None,
+           view=None, sex=None, age=None, source=None, split=None) -> dict:
+    """A record in the common layout; `path` is stored relative to `data_dir`."""
+    image = os.fspath(image)
+    return {"image": image, "decode": decode, "mask": mask, "labels": [float(v) for v in labels],
+            "patient_id": None if patient_id is None else str(patient_id),
+            "study_id": None if study_id is None else str(study_id),
+            "view": view or None, "sex": normalise_sex(sex), "age": parse_age(age),
+            "source": source, "split": canonical_split(split) if split else None,
+            "path": os.path.relpath(image, data_dir)}
+
+
+def normalise_sex(value) -> str | None:
+    """'M', 'Male', 'm' -> 'M'; 'F', 'Female' -> 'F'; anything else -> None."""
+    text = str(value or "").strip().upper()
+    return text[0] if text[:1] in ("M", "F") else None
+
+
+def parse_age(value) -> float | None:
+    """'58', '058Y', '45yrs', 58.0 -> years as float; months/days strings converted; else None."""
+    if value is None:
+        return None
+    text = str(value).strip().upper()
+    digits = "".join(ch for ch in text if ch.isdigit() or ch == ".")
+    if not digits:
+        return None
+    try:
+        number = float(digits)
+    except ValueError:
+        return None
+    if text.endswith("M") and not text.endswith("YRS"):
+        return number / 12.0
+    if text.endswith("W"):
+        return number / 52.0
+    if text.endswith("D"):
+        return number / 365.0
+    return number
+
+
+def read_table(path) -> list[dict]:
+    """Rows of a CSV file (optionally .gz) as dicts keyed by the header row."""
+    path = Path(path)
+    if not path.exists():
+        raise LayoutError(path, "label file not found")
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", newline="", encoding="utf-8-sig") as handle:
+        return list(csv.DictReader(handle))
+
+
+def find_file(data_dir, *names) -> Path:
+    """The first of `names` (relative paths) found under `data_dir`, else LayoutError."""
+    for name in names:
+        candidate = Path(data_dir) / name
+        if candidate.exists():
+            return candidate
+    raise LayoutError(data_dir, f"none of {list(names)} found")
+
+
+def index_files(data_dir, suffixes=IMAGE_SUFFIXES) -> dict[str, Path]:
+    """Map file name -> path for every file with one of `suffixes` under `data_dir` (recursive)."""
+    found = {}
+    for root, _, files in os.walk(data_dir):
+        for name in files:
+            if name.lower().endswith(suffixes):
+                found.setdefault(name, Path(root) / name)
+    return found
+
+
+def walk_files(data_dir, suffixes=IMAGE_SUFFIXES) -> list[Path]:
+    """Sorted paths of every file with one of `suffixes` under `data_dir` (recursive)."""
+    found = []
+    for root, _, files in os.walk(data_dir):
+        found.extend(Path(root) / name for name in files if name.lower().endswith(suffixes))
+    return sorted(found)
+
+
+def read_mask(mask) -> np.ndarray:
+    """A mask path, or list of paths to unite, -> uint8 array, 0 background / 255 foreground."""
+    paths = [mask] if isinstance(mask, (str, os.PathLike)) else list(mask)
+    union = None
+    for path in paths:
+        part = read_grey(path) > 0
+        union = part if union is None else union | part
+    return union.astype(np.uint8) * 255
+
+
+def encode_example(rec: dict, bits: int) -> dict:
+    """Record -> example of the common schema (decoded images become PNG bytes)."""
+    example = {name: rec.get(name) for name in COLUMNS}
+    if rec["decode"]:
+        example["image"] = {"bytes": encode_png(to_bits(read_grey(rec["image"]), bits)), "path": None}
+    else:
+        example["image"] = {"path": rec["image"], "bytes": None}
+    if rec.get("mask") is not None:
+        example["mask"] = {"bytes": encode_png(read_mask(rec["mask"])), "path": None}
+    return example
+
+
+def _generate(records, bits, on_error):
+    for rec in records:
+        try:
+            yield encode_example(rec, bits)
+        except DataError as err:
+            if on_error == "raise":
+                raise
+            warnings.warn(f"skipped {err}", stacklevel=2)
+
+
+def assign_splits(recipe: Recipe, fractions=None, seed: int = 0) -> dict[str, list[dict]]:
+    """Group records by split: official splits where given, a seeded patient split otherwise;
+    the result is patient-disjoint."""
+    records = recipe.records
+    if not records:
+        raise LayoutError(recipe.data_dir, f"no images found for data set '{recipe.name}'")
+    patients = [r["patient_id"] or r["path"] for r in records]
+    official = [r["split"] for r in records]
+    if any(s is None for s in official):
+        drawn = patient_split(patients, fractions, seed)
+        official = [s or d for s, d in zip(official, drawn)]
+    splits = resolve_patient_overlap(patients, official, where=recipe.name)
+    grouped: dict[str, list[dict]] = {}
+    for rec, split, patient in zip(records, splits, patients):
+        grouped.setdefault(split, []).append(dict(rec, split=split, patient_id=patient))
+    order = {"train": 0, "validation": 1, "test": 2}
+    return dict(sorted(grouped.items(), key=lambda kv: (order.get(kv[0], 3), kv[0])))
+
+
+def assemble(recipe: Recipe, *, fractions=None, seed=0, streaming=False, num_proc=None,
+             cache_dir=None, on_error="raise"):
+    """Recipe -> DatasetDict (or IterableDatasetDict when streaming) of the common schema."""
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    features = make_features(len(recipe.label_names), recipe.bits)
+    info = make_info(recipe.name, recipe.label_names, about=recipe.about, citation=recipe.citation,
+                     license=recipe.license, homepage=recipe.homepage, bits=recipe.bits)
+    out = {}
+    for split, records in assign_splits(recipe, fractions, seed).items():
+        kwargs = {"records": records, "bits": recipe.bits, "on_error": on_error}
+        if streaming:
+            ds = datasets.IterableDataset.from_generator(_generate, features=features, gen_kwargs=kwargs)
+        else:
+            ds = datasets.Dataset.from_generator(
+                _generate, features=features, gen_kwargs=kwargs, cache_dir=cache_dir,
+                num_proc=num_proc if num_proc and num_proc > 1 and len(records) >= num_proc else None,
+                split=split)
+        ds.info.update(info)
+        out[split] = ds
+    return datasets.IterableDatasetDict(out) if streaming else datasets.DatasetDict(out)
+
+
+def text_io(path) -> io.TextIOBase:
+    """Open a small text file as UTF-8 (latin-1 fallback for old clinical-reading files)."""
+    data = Path(path).read_bytes()
+    try:
+        return io.StringIO(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        return io.StringIO(data.decode("latin-1"))

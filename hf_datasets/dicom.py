@@ -1,0 +1,205 @@
+"""Read a DICOM radiograph into a float32 array in [0, 1] plus PHI-free metadata.
+
+Order (SPEC §3): reject non-image objects, decode, modality LUT, VOI, invert
+MONOCHROME1, scale to [0, 1]. Only allow-listed header fields are returned;
+identifiers are returned as salted sha256 hashes, never as values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+
+import numpy as np
+import pydicom
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import apply_modality_lut, apply_voi_lut, get_decoder
+
+from .errors import (
+    MissingDecoderError,
+    NoPixelDataError,
+    NonImageDicomError,
+    NotDicomError,
+    TruncatedDicomError,
+)
+
+VOI_MODES = ("header", "full", "percentiles")
+PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+VIEW_ALIASES = {
+    "PA": "PA", "POSTERO_ANTERIOR": "PA", "POSTEROANTERIOR": "PA",
+    "AP": "AP", "ANTERO_POSTERIOR": "AP", "ANTEROPOSTERIOR": "AP",
+    "LL": "LL", "LEFT_LATERAL": "LL", "RL": "RL", "RIGHT_LATERAL": "RL",
+    "LAT": "LATERAL", "LATERAL": "LATERAL", "L": "LATERAL",
+    "LAO": "LAO", "RAO": "RAO", "LPO": "LPO", "RPO": "RPO",
+}
+_HASHED_UIDS = {"patient_id_hash": "PatientID", "study_uid_hash": "StudyInstanceUID",
+                "series_uid_hash": "SeriesInstanceUID", "sop_uid_hash": "SOPInstanceUID"}
+
+
+def hash_identifier(value, salt: str | None = None) -> str | None:
+    """Return the first 16 hex digits of sha256(salt + value), or None for no value.
+
+    The salt defaults to the CXRGM_HASH_SALT environment variable (empty if unset).
+    """
+    if value is None or str(value) == "":
+        return None
+    salt = os.environ.get("CXRGM_HASH_SALT", "") if salt is None else salt
+    return hashlib.sha256(f"{salt}{value}".encode()).hexdigest()[:16]
+
+
+def normalise_view(value) -> str | None:
+    """Map a ViewPosition-like string to PA / AP / LL / RL / LATERAL / ...; None if unknown."""
+    if value is None:
+        return None
+    key = str(value).strip().upper().replace("-", "_").replace(" ", "_")
+    if not key:
+        return None
+    if key in VIEW_ALIASES:
+        return VIEW_ALIASES[key]
+    for prefix in ("PA", "AP"):
+        if key.startswith(prefix + "_"):
+            return prefix
+    return key
+
+
+def _spacing_mm(ds) -> list[float] | None:
+    """Row/column spacing in mm: ImagerPixelSpacing preferred; values <= 0 mean unknown."""
+    for keyword in ("ImagerPixelSpacing", "PixelSpacing"):
+        value = ds.get(keyword)
+        if value is None:
+            continue
+        try:
+            spacing = [float(v) for v in value]
+        except (TypeError, ValueError):
+            continue
+        if len(spacing) == 2 and all(v > 0 for v in spacing):
+            return spacing
+    return None
+
+
+def dicom_metadata(ds) -> dict:
+    """The allow-listed, PHI-free metadata of a dataset (view, spacing, bits, size, hashed UIDs)."""
+    meta = {
+        "view": normalise_view(ds.get("ViewPosition")),
+        "pixel_spacing_mm": _spacing_mm(ds),
+        "modality": ds.get("Modality"),
+        "photometric_interpretation": ds.get("PhotometricInterpretation"),
+        "bits_allocated": ds.get("BitsAllocated"),
+        "bits_stored": ds.get("BitsStored"),
+        "rows": ds.get("Rows"),
+        "columns": ds.get("Columns"),
+        "number_of_frames": int(ds.get("NumberOfFrames") or 1),
+        "transfer_syntax": str(ds.file_meta.TransferSyntaxUID.name)
+        if "TransferSyntaxUID" in getattr(ds, "file_meta", {}) else None,
+    }
+    for key, keyword in _HASHED_UIDS.items():
+        meta[key] = hash_identifier(ds.get(keyword))
+    return meta
+
+
+def _open(path):
+    try:
+        return pydicom.dcmread(path)
+    except InvalidDicomError as err:
+        raise NotDicomError(path, "not a DICOM file (no 'DICM' marker or unreadable header)") from err
+    except (EOFError, OSError, ValueError, KeyError, IndexError) as err:
+        if os.path.getsize(path) == 0:
+            raise NotDicomError(path, "empty file") from err
+        raise TruncatedDicomError(path, f"header cannot be parsed ({type(err).__name__})") from err
+
+
+def _check_is_image(path, ds) -> None:
+    if any(k in ds for k in PIXEL_KEYWORDS):
+        return
+    sop_class = ds.get("SOPClassUID")
+    sop_name = getattr(sop_class, "name", "") if sop_class is not None else ""
+    if "Image" in sop_name:
+        raise NoPixelDataError(path, f"{sop_name} object without Pixel Data")
+    kind = sop_name or "object with an unknown SOP class"
+    raise NonImageDicomError(path, f"not an image: {kind}")
+
+
+def _decode(path, ds) -> np.ndarray:
+    syntax = ds.file_meta.TransferSyntaxUID if "TransferSyntaxUID" in ds.file_meta else None
+    if syntax is not None and syntax.is_encapsulated and not get_decoder(syntax).is_available:
+        raise MissingDecoderError(
+            path, f"transfer syntax '{syntax.name}' ({syntax}) needs a decoder plugin: "
+                  'pip install "cxrgm[dicom]"')
+    try:
+        return ds.pixel_array
+    except (ValueError, EOFError) as err:
+        raise TruncatedDicomError(path, f"pixel data incomplete or undecodable ({err})") from err
+
+
+def _apply_voi(ds, values: np.ndarray, voi: str, percentiles) -> np.ndarray:
+    """Window `values` (after modality LUT) to [0, 1] by header VOI, full range or percentiles."""
+    if voi == "header" and "VOILUTSequence" in ds and values.dtype.kind in "iu":
+        lut = ds.VOILUTSequence[0]
+        out = apply_voi_lut(values, ds, index=0, prefer_lut=True).astype(np.float64)
+        lut_values = np.asarray(lut.LUTData, dtype=np.float64)
+        low, high = float(lut_values.min()), float(lut_values.max())
+        return (out - low) / max(high - low, 1e-12)
+    values = values.astype(np.float64)
+    if voi == "header" and "WindowCenter" in ds and "WindowWidth" in ds:
+        center = float(_first(ds.WindowCenter))
+        width = max(float(_first(ds.WindowWidth)), 1.0)
+        function = str(ds.get("VOILUTFunction", "LINEAR")).upper()
+        if function == "SIGMOID":
+            return 1.0 / (1.0 + np.exp(-4.0 * (values - center) / width))
+        if function == "LINEAR_EXACT":
+            return np.clip((values - center) / width + 0.5, 0.0, 1.0)
+        return np.clip((values - (center - 0.5)) / max(width - 1.0, 1.0) + 0.5, 0.0, 1.0)
+    if voi == "percentiles":
+        low, high = np.percentile(values, percentiles)
+    else:
+        low, high = float(values.min()), float(values.max())
+    return np.clip((values - low) / max(high - low, 1e-12), 0.0, 1.0)
+
+
+def _first(value):
+    return value[0] if isinstance(value, pydicom.multival.MultiValue) else value
+
+
+def read_dicom(path, *, voi: str = "header", percentiles=(0.5, 99.5)):
+    """Read a grey DICOM radiograph.
+
+    Args:
+        path: file path.
+        voi: "header" (VOI LUT sequence, else window centre/width, else full range),
+            "full" (min-max of the image) or "percentiles" (clip to `percentiles`).
+    Returns:
+        (image, metadata): float32 array (rows, cols) in [0, 1], 0 = black / 1 = white
+        (MONOCHROME1 is inverted), and the allow-listed metadata dict.
+    Raises:
+        NotDicomError, NonImageDicomError, NoPixelDataError, TruncatedDicomError,
+        MissingDecoderError (all subclasses of DicomError).
+    """
+    if voi not in VOI_MODES:
+        raise ValueError(f"voi must be one of {VOI_MODES}, got {voi!r}")
+    ds = _open(path)
+    _check_is_image(path, ds)
+    pixels = _decode(path, ds)
+    frames = int(ds.get("NumberOfFrames") or 1)
+    if frames > 1:
+        warnings.warn(f"{path}: {frames} frames, using frame 0", stacklevel=2)
+        pixels = pixels[0]
+    if pixels.ndim == 3:
+        pixels = pixels[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+        values = pixels
+    else:
+        values = apply_modality_lut(pixels, ds)
+    image = _apply_voi(ds, values, voi, percentiles)
+    if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+        image = 1.0 - image
+    return image.astype(np.float32), dicom_metadata(ds)
+
+
+def is_dicom_file(path) -> bool:
+    """True when the file has the 'DICM' marker at byte 128 (the DICOM preamble)."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(128)
+            return handle.read(4) == b"DICM"
+    except OSError:
+        return False

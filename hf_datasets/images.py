@@ -1,0 +1,121 @@
+"""Read image files of any supported kind into grey numpy arrays, resize and encode them.
+
+Grey arrays are (rows, cols) uint8 or uint16. Pillow's own convert("L") clips 16-bit
+data, so 16-bit files are read through numpy.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .dicom import is_dicom_file, read_dicom
+from .errors import ImageReadError
+
+JSRT_SHAPE = (2048, 2048)
+JSRT_BITS = 12
+
+
+def pil_to_grey(image: Image.Image) -> np.ndarray:
+    """PIL image of any mode -> (rows, cols) uint8, or uint16 for 16-bit/32-bit integer grey."""
+    if image.mode in ("I;16", "I;16B", "I;16L"):
+        return np.asarray(image, dtype=np.uint16)
+    if image.mode == "I":
+        values = np.asarray(image, dtype=np.int64)
+        return np.clip(values, 0, 65535).astype(np.uint16)
+    if image.mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        scale = 1.0 if values.max(initial=0.0) <= 1.0 else 65535.0
+        return np.clip(values / scale * 65535.0, 0, 65535).round().astype(np.uint16)
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        image = image.convert("RGBA" if image.mode != "LA" else "LA")
+        background = Image.new(image.mode, image.size, "black")
+        image = Image.alpha_composite(background.convert("RGBA"), image.convert("RGBA"))
+    return np.asarray(image.convert("L"), dtype=np.uint8)
+
+
+def read_jsrt_raw(path) -> np.ndarray:
+    """JSRT .IMG: 2048x2048 big-endian 12-bit raw, stored dark-is-high; returned as uint16 0 = black."""
+    data = np.fromfile(path, dtype=">u2")
+    if data.size != JSRT_SHAPE[0] * JSRT_SHAPE[1]:
+        raise ImageReadError(path, f"JSRT raw file has {data.size} pixels, expected 2048x2048")
+    values = np.clip(data.reshape(JSRT_SHAPE), 0, 2**JSRT_BITS - 1).astype(np.float64)
+    return ((2**JSRT_BITS - 1 - values) / (2**JSRT_BITS - 1) * 65535).round().astype(np.uint16)
+
+
+def float_to_uint(image: np.ndarray, bits: int) -> np.ndarray:
+    """Float array in [0, 1] -> uint8 (bits=8) or uint16 (bits=16)."""
+    top = 255 if bits == 8 else 65535
+    dtype = np.uint8 if bits == 8 else np.uint16
+    return (np.clip(image, 0.0, 1.0) * top).round().astype(dtype)
+
+
+def read_grey(path, *, dicom_voi: str = "header") -> np.ndarray:
+    """Read a PNG/JPEG/TIFF/..., DICOM or JSRT raw file into a grey uint8/uint16 array.
+
+    DICOM files become uint16 when more than 8 bits are stored, else uint8.
+    Raises ImageReadError (or a DicomError) naming the path and the reason.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise ImageReadError(path, "file not found")
+    if os.path.getsize(path) == 0:
+        raise ImageReadError(path, "empty file (0 bytes)")
+    if path.upper().endswith(".IMG"):
+        return read_jsrt_raw(path)
+    if is_dicom_file(path) or path.lower().endswith((".dcm", ".dicom")):
+        image, meta = read_dicom(path, voi=dicom_voi)
+        return float_to_uint(image, 16 if (meta["bits_stored"] or 16) > 8 else 8)
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return pil_to_grey(image)
+    except UnidentifiedImageError as err:
+        raise ImageReadError(path, "not a recognised image format") from err
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ImageReadError(path, f"corrupt or truncated image ({err})") from err
+
+
+def resize_longer_side(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize so the longer side equals `size` (area-style antialiasing), keeping the dtype."""
+    rows, cols = image.shape
+    scale = size / max(rows, cols)
+    new_shape = (max(1, round(cols * scale)), max(1, round(rows * scale)))
+    if new_shape == (cols, rows):
+        return image
+    if image.dtype == np.uint8:
+        return np.asarray(Image.fromarray(image).resize(new_shape, Image.Resampling.LANCZOS,
+                                                        reducing_gap=3.0))
+    resized = Image.fromarray(image.astype(np.float32), mode="F").resize(
+        new_shape, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return np.clip(np.asarray(resized), 0, 65535).round().astype(np.uint16)
+
+
+def effective_top(image: np.ndarray) -> int:
+    """Largest value of the image's real bit depth: 255 for uint8, else 2**k - 1 with k in 8..16
+    the smallest number of bits that holds the maximum (PadChest stores 10-12 bits in 16)."""
+    if image.dtype == np.uint8:
+        return 255
+    bits = max(8, int(np.ceil(np.log2(int(image.max(initial=0)) + 1))))
+    return 2 ** min(bits, 16) - 1
+
+
+def to_bits(image: np.ndarray, bits: int) -> np.ndarray:
+    """Grey uint8/uint16 -> uint8 (bits=8) or uint16 (bits=16) spanning the full range,
+    scaled by the image's real bit depth (see `effective_top`)."""
+    top = effective_top(image)
+    out_top = 255 if bits == 8 else 65535
+    if top == out_top:
+        return image.astype(np.uint8 if bits == 8 else np.uint16)
+    scaled = (image.astype(np.float32) * (out_top / top)).round()
+    return np.clip(scaled, 0, out_top).astype(np.uint8 if bits == 8 else np.uint16)
+
+
+def encode_png(image: np.ndarray, compress_level: int = 1) -> bytes:
+    """Grey uint8/uint16 array -> PNG bytes (8- or 16-bit grey)."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG", compress_level=compress_level)
+    return buffer.getvalue()

@@ -1,0 +1,66 @@
+"""`build_dataset(name, data_dir, **options)`: any supported set as a DatasetDict."""
+
+from __future__ import annotations
+
+import importlib
+
+from .builders.common import assemble
+
+# name -> (module under hf_datasets.builders, function)
+BUILDERS = {
+    "sample": ("sample", "build"),
+    "nih": ("nih", "build"),
+    "chexpert": ("chexpert", "build"),
+    "mimic_cxr_jpg": ("mimic", "build"),
+    "padchest": ("padchest", "build"),
+    "vindr_cxr": ("vindr", "build"),
+    "rsna_pneumonia": ("rsna", "build"),
+    "covidx": ("covidx", "build"),
+    "kermany": ("kermany", "build"),
+    "montgomery": ("lung_masks", "build_montgomery"),
+    "shenzhen": ("lung_masks", "build_shenzhen"),
+    "jsrt": ("lung_masks", "build_jsrt"),
+    "imagefolder": ("generic", "build_imagefolder"),
+    "manifest": ("generic", "build_manifest"),
+    "dicomdir": ("generic", "build_dicomdir"),
+    "cxr_folder": ("cxr_folder", "build"),
+}
+
+
+def available_datasets() -> list[str]:
+    """Names accepted by `build_dataset`."""
+    return sorted(BUILDERS)
+
+
+def build_recipe(name: str, data_dir=None, **options):
+    """Run the named builder: the Recipe (records + label names + attribution) of a data set."""
+    if name not in BUILDERS:
+        raise ValueError(f"unknown data set {name!r}; available: {available_datasets()}")
+    if data_dir is None and name != "sample":
+        raise ValueError(f"build_dataset({name!r}) needs data_dir (the set's original folder)")
+    module_name, function = BUILDERS[name]
+    module = importlib.import_module(f"hf_datasets.builders.{module_name}")
+    return getattr(module, function)(data_dir, **options)
+
+
+def build_dataset(name: str, data_dir=None, *, seed: int = 0, split_fractions: dict | None = None,
+                  streaming: bool = False, num_proc: int | None = None, cache_dir=None,
+                  on_error: str = "raise", **options):
+    """Build a data set from its original layout.
+
+    Args:
+        name: one of `available_datasets()`.
+        data_dir: the set's root folder as distributed (ignored for "sample").
+        seed, split_fractions: seeded patient-level split used where no official split exists
+            (default train 0.8 / validation 0.1 / test 0.1).
+        streaming: return an IterableDatasetDict that decodes originals on the fly, writing
+            nothing to the datasets cache.
+        num_proc: worker processes for decoding (DICOM / raw sets).
+        on_error: "raise" on an unreadable DICOM/raw file, or "skip" it with a warning.
+        options: builder options (label policies, classes, filters; see each builder).
+    Returns:
+        datasets.DatasetDict with the common schema (see `hf_datasets.schema`).
+    """
+    recipe = build_recipe(name, data_dir, **options)
+    return assemble(recipe, fractions=split_fractions, seed=seed, streaming=streaming,
+                    num_proc=num_proc, cache_dir=cache_dir, on_error=on_error)

@@ -1,0 +1,69 @@
+"""Seeded patient-level splits and patient-overlap checks."""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from collections import defaultdict
+
+DEFAULT_FRACTIONS = {"train": 0.8, "validation": 0.1, "test": 0.1}
+SPLIT_ALIASES = {"train": "train", "training": "train", "valid": "validation", "val": "validation",
+                 "validate": "validation", "validation": "validation", "dev": "validation",
+                 "test": "test", "testing": "test"}
+PRECEDENCE = ("test", "validation", "train")
+
+
+def canonical_split(name: str) -> str:
+    """Map official split names (valid, validate, val, ...) to train / validation / test."""
+    return SPLIT_ALIASES.get(str(name).strip().lower(), str(name).strip().lower())
+
+
+def _patient_rank(patient_id: str, seed: int) -> str:
+    return hashlib.sha256(f"{seed}:{patient_id}".encode()).hexdigest()
+
+
+def patient_split(patient_ids: list[str], fractions: dict | None = None, seed: int = 0) -> list[str]:
+    """Assign every item a split so that all items of a patient share one split.
+
+    Patients are ordered by a seeded hash and cut by `fractions` (split -> fraction,
+    normalised to sum 1); returns the split name for each item, in input order.
+    """
+    fractions = dict(fractions or DEFAULT_FRACTIONS)
+    total = sum(fractions.values())
+    patients = sorted(set(patient_ids), key=lambda p: _patient_rank(p, seed))
+    assignment, start, cumulative = {}, 0, 0.0
+    for split, fraction in fractions.items():
+        cumulative += fraction / total
+        stop = len(patients) if split == list(fractions)[-1] else round(cumulative * len(patients))
+        for patient in patients[start:stop]:
+            assignment[patient] = split
+        start = stop
+    return [assignment[p] for p in patient_ids]
+
+
+def resolve_patient_overlap(patient_ids: list[str], splits: list[str], where: str = "") -> list[str]:
+    """Move every image of a patient found in several splits into one (test > validation > train).
+
+    Official split files sometimes leak patients; a warning reports how many moved.
+    """
+    seen = defaultdict(set)
+    for patient, split in zip(patient_ids, splits):
+        seen[patient].add(split)
+    clashes = {p: s for p, s in seen.items() if len(s) > 1}
+    if not clashes:
+        return list(splits)
+    order = {name: i for i, name in enumerate(PRECEDENCE)}
+    keep = {p: min(s, key=lambda n: order.get(n, len(order))) for p, s in clashes.items()}
+    warnings.warn(f"{where}: {len(clashes)} patients appear in several official splits; "
+                  "all their images were moved to one split (test > validation > train)",
+                  stacklevel=2)
+    return [keep.get(p, s) for p, s in zip(patient_ids, splits)]
+
+
+def overlapping_patients(dataset_dict) -> set[str]:
+    """Patient ids present in more than one split of a DatasetDict (empty set when disjoint)."""
+    owners = defaultdict(set)
+    for split, ds in dataset_dict.items():
+        for patient in ds["patient_id"]:
+            owners[patient].add(split)
+    return {p for p, s in owners.items() if len(s) > 1}

@@ -1,0 +1,140 @@
+"""read_dicom: decoding order, polarity, metadata allow-list and specific errors."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "data"))
+from factory import RT_PLAN_STORAGE, write_dicom  # noqa: E402
+
+from hf_datasets.dicom import read_dicom  # noqa: E402
+from hf_datasets.errors import (  # noqa: E402
+    MissingDecoderError, NoPixelDataError, NonImageDicomError, NotDicomError, TruncatedDicomError)
+
+
+def dicom_testfile(name):
+    path = get_testdata_file(name, download=False)
+    if path is None:
+        pytest.skip(f"{name} not installed (pydicom-data)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def real_cr():
+    return read_dicom(dicom_testfile("RG1_UNCR.dcm"))
+
+
+def test_real_chest_cr_range_and_metadata(real_cr):
+    image, meta = real_cr
+    assert image.dtype == np.float32 and image.shape == (1955, 1841)
+    assert 0.0 <= image.min() and image.max() <= 1.0
+    assert meta["view"] == "PA" and meta["modality"] == "CR"
+    assert meta["photometric_interpretation"] == "MONOCHROME1"
+    assert meta["bits_stored"] == 15 and (meta["rows"], meta["columns"]) == (1955, 1841)
+    assert meta["pixel_spacing_mm"] is None  # PixelSpacing [0, 0] means unknown
+
+
+def test_real_cr_lungs_darker_than_mediastinum(real_cr):
+    image, _ = real_cr
+    rows, cols = image.shape
+    band = slice(int(0.3 * rows), int(0.6 * rows))
+    mediastinum = image[band, int(0.45 * cols): int(0.55 * cols)].mean()
+    lungs = np.r_[image[band, int(0.2 * cols): int(0.33 * cols)].ravel(),
+                  image[band, int(0.67 * cols): int(0.8 * cols)].ravel()].mean()
+    assert lungs < mediastinum - 0.1
+
+
+def test_lossless_j2k_decodes_identical(real_cr):
+    j2k, _ = read_dicom(dicom_testfile("RG1_J2KR.dcm"))
+    assert np.array_equal(j2k, real_cr[0])
+
+
+def test_metadata_has_no_phi(tmp_path):
+    path = write_dicom(tmp_path / "a.dcm", patient_id="SECRET-ID", patient_name="Doe^Jane")
+    _, meta = read_dicom(path)
+    text = repr(meta)
+    for value in ("SECRET-ID", "Doe", "19700101", "20200101"):
+        assert value not in text
+    assert len(meta["patient_id_hash"]) == 16 and meta["pixel_spacing_mm"] == [0.2, 0.2]
+    assert set(meta) == {"view", "pixel_spacing_mm", "modality", "photometric_interpretation",
+                         "bits_allocated", "bits_stored", "rows", "columns", "number_of_frames",
+                         "transfer_syntax", "patient_id_hash", "study_uid_hash",
+                         "series_uid_hash", "sop_uid_hash"}
+
+
+@pytest.mark.parametrize("voi,window", [("header", (2000, 3000)), ("full", None),
+                                        ("percentiles", None), ("header", None)])
+def test_monochrome1_is_exact_inverse(tmp_path, voi, window):
+    pixels = np.random.default_rng(0).integers(0, 4096, (30, 20)).astype(np.uint16)
+    one = write_dicom(tmp_path / "m1.dcm", pixels, photometric="MONOCHROME1", window=window)
+    two = write_dicom(tmp_path / "m2.dcm", pixels, photometric="MONOCHROME2", window=window)
+    inverted, _ = read_dicom(one, voi=voi)
+    plain, _ = read_dicom(two, voi=voi)
+    np.testing.assert_allclose(inverted, 1.0 - plain, atol=1e-6)
+    assert plain.min() >= 0 and plain.max() <= 1
+
+
+def test_window_clips_outside_range(tmp_path):
+    pixels = np.array([[0, 1000, 2000, 3000, 4000]], np.uint16)
+    image, _ = read_dicom(write_dicom(tmp_path / "w.dcm", pixels, window=(2000, 2001)))
+    np.testing.assert_allclose(image[0], [0.0, 0.0, 0.5, 1.0, 1.0], atol=1e-3)
+
+
+def test_jpeg_lossless_decodes_with_extra():
+    pytest.importorskip("libjpeg")
+    image, meta = read_dicom(dicom_testfile("JPEG-LL.dcm"))
+    assert image.shape == (1024, 256) and "Lossless" in meta["transfer_syntax"]
+    assert image.max() > image.min()
+
+
+def test_jpeg_lossless_without_plugin_fails_clearly(monkeypatch):
+    path = dicom_testfile("JPEG-LL.dcm")
+    syntax = pydicom.dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID
+    decoder = pydicom.pixels.get_decoder(syntax)
+    monkeypatch.setattr(decoder, "_available", {})
+    with pytest.raises(MissingDecoderError) as err:
+        read_dicom(path)
+    message = str(err.value)
+    assert "JPEG Lossless" in message and 'pip install "cxrgm[dicom]"' in message and path in message
+
+
+def test_not_dicom(tmp_path):
+    path = tmp_path / "x.dcm"
+    path.write_bytes(b"this is not a dicom file at all" * 10)
+    with pytest.raises(NotDicomError, match="x.dcm"):
+        read_dicom(path)
+
+
+def test_non_image_object():
+    with pytest.raises(NonImageDicomError, match="RT Plan"):
+        read_dicom(dicom_testfile("rtplan.dcm"))
+
+
+def test_image_without_pixel_data(tmp_path):
+    with pytest.raises(NoPixelDataError):
+        read_dicom(write_dicom(tmp_path / "np.dcm", with_pixels=False))
+    with pytest.raises(NonImageDicomError):
+        read_dicom(write_dicom(tmp_path / "plan.dcm", with_pixels=False, sop_class=RT_PLAN_STORAGE))
+
+
+def test_truncated(tmp_path):
+    full = write_dicom(tmp_path / "full.dcm").read_bytes()
+    cut = tmp_path / "cut.dcm"
+    cut.write_bytes(full[: len(full) - 500])
+    with pytest.raises(TruncatedDicomError, match="cut.dcm"):
+        read_dicom(cut)
+
+
+def test_multiframe_takes_first_frame():
+    with pytest.warns(UserWarning, match="frames, using frame 0"):
+        image, meta = read_dicom(dicom_testfile("emri_small.dcm"))
+    assert image.shape == (64, 64) and meta["number_of_frames"] == 10
+
+
+def test_voi_lut_sequence():
+    image, _ = read_dicom(dicom_testfile("vlut_04.dcm"))
+    assert image.dtype == np.float32 and 0 <= image.min() < image.max() <= 1
