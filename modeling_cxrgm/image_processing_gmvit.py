@@ -1,0 +1,261 @@
+"""Image processor for chest X-rays: any grey/RGB input at its real bit depth -> normalised (B, C, S, S) tensors.
+
+Accepted images: PIL (L, I;16, I, F, RGB, RGBA, LA, P, 1), numpy (H, W) / (H, W, C) uint8 / uint16 / float in [0, 1],
+torch (H, W) / (C, H, W) tensors, a list of those, or a stacked batch (numpy (B, H, W[, C]), torch (B, C, H, W)).
+Integers are scaled by their bit depth (8 or 16, or `bit_depth` when the data use fewer bits, e.g. 12); 16-bit
+images are never clipped to 8 bits. RGB becomes grey by luminance when `num_channels` is 1 (pipelines hand over RGB);
+grey is replicated when it is 3.
+
+This file is copied next to the weights by `save_pretrained`, so it imports only torch, numpy and transformers.
+"""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
+
+# Mean and standard deviation of grey CXR intensities in [0, 1], measured on ~750 public adult and pediatric CXRs.
+CXR_MEAN, CXR_STD = 0.520, 0.227
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+_LUMA = (0.299, 0.587, 0.114)
+RESIZE_MODES = ("pad", "squash")
+
+
+def _pil_to_array(image) -> np.ndarray:
+    """PIL image -> numpy (H, W) or (H, W, C) keeping the bit depth (16-bit modes are read as uint16)."""
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        return np.asarray(image).astype(np.uint16)
+    if mode == "I":
+        array = np.asarray(image)
+        if array.min() < 0 or array.max() > 65535:
+            raise ValueError("32-bit integer image with values outside 0..65535 cannot be scaled by bit depth")
+        return array.astype(np.uint16)
+    if mode == "F":
+        return np.asarray(image, dtype=np.float32)
+    if mode in ("1", "P", "CMYK", "YCbCr", "HSV", "LAB"):
+        image = image.convert("RGB")
+    elif mode == "LA":
+        image = image.convert("L")
+    array = np.asarray(image)
+    return array[..., :3] if array.ndim == 3 and array.shape[2] == 4 else array
+
+
+def _is_pil(image) -> bool:
+    return hasattr(image, "mode") and hasattr(image, "size") and hasattr(image, "getbands")
+
+
+def _to_unit_float(array, bit_depth: int | None) -> torch.Tensor:
+    """Integer or float array/tensor -> float32 tensor in [0, 1], scaled by the real bit depth."""
+    tensor = torch.from_numpy(np.ascontiguousarray(array)) if isinstance(array, np.ndarray) else array
+    if tensor.dtype == torch.bool:
+        return tensor.float()
+    if tensor.is_floating_point():
+        tensor = tensor.float()
+        if tensor.numel() and (tensor.min() < 0 or tensor.max() > 1):
+            raise ValueError(
+                "Float images must be in [0, 1]; got values in "
+                f"[{tensor.min().item():.3g}, {tensor.max().item():.3g}]. Pass integers to scale by bit depth."
+            )
+        return tensor
+    if tensor.dtype == torch.uint8:
+        depth = bit_depth or 8
+    elif tensor.dtype in (torch.uint16, torch.int16, torch.int32, torch.int64):
+        depth = bit_depth or 16
+        if tensor.numel() and tensor.min() < 0:
+            raise ValueError("Integer images must be non-negative")
+    else:
+        raise TypeError(f"Unsupported image dtype {tensor.dtype}")
+    return tensor.to(torch.float32) / float(2**depth - 1)
+
+
+def _channels_first(tensor: torch.Tensor, from_numpy: bool) -> torch.Tensor:
+    """One image -> (C, H, W): numpy is (H, W) or (H, W, C); torch is (H, W) or (C, H, W)."""
+    if tensor.ndim == 2:
+        return tensor[None]
+    if tensor.ndim != 3:
+        raise ValueError(f"An image must have 2 or 3 dimensions, got shape {tuple(tensor.shape)}")
+    if from_numpy:
+        if tensor.shape[2] not in (1, 3, 4):
+            raise ValueError(f"numpy images must be (H, W) or (H, W, C) with C in 1, 3, 4; got {tuple(tensor.shape)}")
+        tensor = tensor.permute(2, 0, 1)
+    elif tensor.shape[0] not in (1, 3, 4):
+        raise ValueError(f"torch images must be (H, W) or (C, H, W) with C in 1, 3, 4; got {tuple(tensor.shape)}")
+    return tensor[:3]
+
+
+def _split_batch(images) -> list:
+    """A single image, a list/tuple of images or a stacked batch -> list of single images."""
+    if isinstance(images, (list, tuple)):
+        return list(images)
+    if isinstance(images, np.ndarray):
+        if images.ndim == 4 or (images.ndim == 3 and images.shape[2] not in (1, 3, 4)):
+            return list(images)
+        return [images]
+    if isinstance(images, torch.Tensor):
+        if images.ndim == 4 or (images.ndim == 3 and images.shape[0] not in (1, 3, 4)):
+            return list(images)
+        return [images]
+    return [images]
+
+
+class GroupMaskedViTImageProcessor(BaseImageProcessor):
+    r"""
+    Turns CXRs into model inputs.
+
+    Args:
+        size (`int`): output side in pixels (square).
+        num_channels (`int`): 1 (grey) or 3 (grey replicated / RGB).
+        resize_mode (`str`): "pad" keeps the aspect ratio and pads the short side (centred, black), "squash" stretches.
+        do_normalize (`bool`), image_mean / image_std (`list[float]`): per channel; CXR statistics by default
+            (`normalization="imagenet"` picks ImageNet's for 3-channel models started from ImageNet weights).
+        bit_depth (`int`, *optional*): bits actually used by integer inputs (e.g. 12); default the dtype's (8 or 16).
+    """
+
+    model_input_names = ["pixel_values"]
+
+    def __init__(
+        self,
+        size: int = 224,
+        num_channels: int = 1,
+        resize_mode: str = "pad",
+        do_normalize: bool = True,
+        image_mean: list[float] | None = None,
+        image_std: list[float] | None = None,
+        normalization: str = "cxr",
+        bit_depth: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if num_channels not in (1, 3):
+            raise ValueError(f"num_channels must be 1 or 3, got {num_channels}")
+        if resize_mode not in RESIZE_MODES:
+            raise ValueError(f"resize_mode must be one of {RESIZE_MODES}, got {resize_mode!r}")
+        if normalization not in ("cxr", "imagenet"):
+            raise ValueError(f"normalization must be 'cxr' or 'imagenet', got {normalization!r}")
+        if isinstance(size, dict):  # {"height": S, "width": S} from other processors' configs
+            size = size.get("height", size.get("shortest_edge"))
+        if normalization == "imagenet" and num_channels == 3:
+            default_mean, default_std = list(IMAGENET_MEAN), list(IMAGENET_STD)
+        elif normalization == "imagenet":
+            default_mean, default_std = [sum(IMAGENET_MEAN) / 3], [sum(IMAGENET_STD) / 3]
+        else:
+            default_mean, default_std = [CXR_MEAN] * num_channels, [CXR_STD] * num_channels
+        self.size = int(size)
+        self.num_channels = num_channels
+        self.resize_mode = resize_mode
+        self.do_normalize = do_normalize
+        self.normalization = normalization
+        self.image_mean = list(image_mean) if image_mean is not None else default_mean
+        self.image_std = list(image_std) if image_std is not None else default_std
+        self.bit_depth = bit_depth
+        for name in ("image_mean", "image_std"):
+            if len(getattr(self, name)) != num_channels:
+                raise ValueError(f"{name} needs {num_channels} values, got {getattr(self, name)}")
+
+    def to_unit_tensor(self, image) -> torch.Tensor:
+        """One image -> float32 (num_channels, H, W) in [0, 1]."""
+        if _is_pil(image):
+            array = _pil_to_array(image)
+            tensor, from_numpy = _to_unit_float(array, self.bit_depth), True
+        elif isinstance(image, np.ndarray):
+            tensor, from_numpy = _to_unit_float(image, self.bit_depth), True
+        elif isinstance(image, torch.Tensor):
+            tensor, from_numpy = _to_unit_float(image.detach().cpu(), self.bit_depth), False
+        else:
+            raise TypeError(f"Unsupported image type {type(image).__name__}; pass PIL images, numpy arrays or tensors")
+        tensor = _channels_first(tensor, from_numpy)
+        if tensor.shape[0] == 3 and self.num_channels == 1:
+            luma = torch.tensor(_LUMA, dtype=tensor.dtype)[:, None, None]
+            tensor = (tensor * luma).sum(0, keepdim=True)
+        elif tensor.shape[0] == 1 and self.num_channels == 3:
+            tensor = tensor.expand(3, -1, -1)
+        return tensor
+
+    def _geometry(self, height: int, width: int) -> tuple[int, int, int, int]:
+        """(resized_h, resized_w, top, left) of an image of that size inside the output square."""
+        if self.resize_mode == "squash":
+            return self.size, self.size, 0, 0
+        scale = self.size / max(height, width)
+        resized_h, resized_w = max(1, round(height * scale)), max(1, round(width * scale))
+        return resized_h, resized_w, (self.size - resized_h) // 2, (self.size - resized_w) // 2
+
+    def _fit(self, tensor: torch.Tensor, mode: str, pad_value: float) -> torch.Tensor:
+        """(C, H, W) -> (C, size, size): resize (keeping aspect and padding, or squashing)."""
+        resized_h, resized_w, top, left = self._geometry(*tensor.shape[1:])
+        if (resized_h, resized_w) != tuple(tensor.shape[1:]):
+            if mode == "nearest":
+                tensor = F.interpolate(tensor[None], size=(resized_h, resized_w), mode="nearest-exact")[0]
+            else:
+                tensor = F.interpolate(tensor[None], size=(resized_h, resized_w), mode="bilinear", antialias=True,
+                                       align_corners=False)[0].clamp(0, 1)
+        if (resized_h, resized_w) != (self.size, self.size):
+            canvas = tensor.new_full((tensor.shape[0], self.size, self.size), pad_value)
+            canvas[:, top:top + resized_h, left:left + resized_w] = tensor
+            tensor = canvas
+        return tensor
+
+    def _label_map(self, segmentation_map) -> torch.Tensor:
+        """A mask (PIL / numpy / tensor, (H, W)) -> int64 (size, size) by nearest resize; 255-valued masks become 1."""
+        if _is_pil(segmentation_map):
+            segmentation_map = np.asarray(segmentation_map.convert("L") if segmentation_map.mode in ("RGB", "RGBA", "P") else segmentation_map)
+        tensor = torch.as_tensor(np.asarray(segmentation_map) if not isinstance(segmentation_map, torch.Tensor) else segmentation_map)
+        if tensor.ndim == 3 and 1 in (tensor.shape[0], tensor.shape[-1]):
+            tensor = tensor.squeeze(0 if tensor.shape[0] == 1 else -1)
+        if tensor.ndim != 2:
+            raise ValueError(f"A segmentation map must be (H, W), got shape {tuple(tensor.shape)}")
+        tensor = tensor.long()
+        values = torch.unique(tensor)
+        if values.numel() <= 2 and values.max() == 255 and values.min() >= 0:  # 0/255 binary mask image
+            tensor = (tensor == 255).long()
+        return self._fit(tensor[None].float(), "nearest", 0.0)[0].long()
+
+    def preprocess(self, images, segmentation_maps=None, return_tensors="pt", **kwargs) -> BatchFeature:
+        """images -> BatchFeature(pixel_values (B, num_channels, size, size) float32[, labels (B, size, size) int64])."""
+        for key, value in kwargs.items():
+            if key not in ("do_normalize",):
+                raise TypeError(f"Unexpected argument {key!r} for {type(self).__name__}")
+        do_normalize = kwargs.get("do_normalize", self.do_normalize)
+        batch = _split_batch(images)
+        if not batch:
+            raise ValueError("No images given")
+        pixel_values = torch.stack([self._fit(self.to_unit_tensor(image), "bilinear", 0.0) for image in batch])
+        if do_normalize:
+            mean = torch.tensor(self.image_mean)[None, :, None, None]
+            std = torch.tensor(self.image_std)[None, :, None, None]
+            pixel_values = (pixel_values - mean) / std
+        data = {"pixel_values": pixel_values}
+        if segmentation_maps is not None:
+            maps = _split_batch(segmentation_maps)
+            if len(maps) != len(batch):
+                raise ValueError(f"Got {len(batch)} images but {len(maps)} segmentation maps")
+            data["labels"] = torch.stack([self._label_map(m) for m in maps])
+        if return_tensors == "np":
+            data = {key: value.numpy() for key, value in data.items()}
+        elif return_tensors not in ("pt", None):
+            raise ValueError(f"return_tensors must be 'pt' or 'np', got {return_tensors!r}")
+        return BatchFeature(data=data, tensor_type=return_tensors)
+
+    def post_process_semantic_segmentation(self, outputs, target_sizes=None) -> list[torch.Tensor]:
+        """Model outputs -> one (H, W) int64 label map per image: argmax, or sigmoid > 0.5 for one channel.
+
+        target_sizes: (height, width) of each original image; the padding added by "pad" resizing is removed first.
+        """
+        logits = outputs.logits if hasattr(outputs, "logits") else outputs["logits"]
+        results = []
+        for index in range(logits.shape[0]):
+            image_logits = logits[index].float()
+            if target_sizes is not None:
+                height, width = (int(v) for v in target_sizes[index])
+                scale = logits.shape[-1] / self.size
+                resized_h, resized_w, top, left = (round(v * scale) for v in self._geometry(height, width))
+                image_logits = image_logits[:, top:top + resized_h, left:left + resized_w]
+                image_logits = F.interpolate(image_logits[None], size=(height, width), mode="bilinear", align_corners=False)[0]
+            if image_logits.shape[0] == 1:
+                results.append((image_logits[0] > 0).long())
+            else:
+                results.append(image_logits.argmax(0))
+        return results
+
+
+__all__ = ["GroupMaskedViTImageProcessor"]

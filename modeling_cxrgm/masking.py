@@ -1,0 +1,218 @@
+"""GMML group masking: the corruption that the pretraining objective learns to undo.
+
+Stage 1 (per view): draw a target fraction t ~ U(0.5, r) of the image (t = r when r <= 0.5) and add random
+rectangles until their union covers at least t; the covered pixels are filled with N(0, 1) noise (or zeros, or the
+same image shifted). Stage 2 (per view, probability `replace_prob`): instead, exactly the same block sampler with
+t = `replace_ratio` picks pixels that are replaced by the pixels at the same place of another image of the batch.
+
+Everything is batched tensor code on the input's device; randomness comes only from the given `torch.Generator`
+(which must live on that device), so the same seed gives the same masks.
+
+How the "add rectangles until covered" loop is batched: see `masks_for_targets`.
+
+This file is copied next to the weights by `save_pretrained`, so it imports only torch.
+"""
+
+import math
+
+import torch
+
+
+
+def draw_mask_targets(
+    batch_size: int, max_ratio: float, *, generator: torch.Generator | None = None, device=None
+) -> torch.Tensor:
+    """Target masked fractions, float32 (B,): U(0.5, max_ratio), or exactly `max_ratio` when it is <= 0.5."""
+    if max_ratio <= 0.5:
+        return torch.full((batch_size,), float(max_ratio), device=device)
+    uniform = torch.rand(batch_size, generator=generator, device=device)
+    return 0.5 + (max_ratio - 0.5) * uniform
+
+
+def _rectangles_in_cells(
+    count: int, num_images: int, grid_h: int, grid_w: int, align: int, max_side_h: int, max_side_w: int,
+    generator, device,
+) -> tuple[torch.Tensor, ...]:
+    """`count` rectangles per image as (top, bottom, left, right) in cells of `align` px, each (N, count), int64.
+
+    Corners are uniform on the cell grid; each side is an integer number of pixels uniform in
+    [align, max_side) floored to a multiple of `align`; rectangles are clipped to the image.
+    """
+    shape = (num_images, count)
+
+    def side(max_side: int) -> torch.Tensor:
+        pixels = align + torch.randint(0, max_side - align, shape, generator=generator, device=device)
+        return pixels // align
+
+    top = torch.randint(0, grid_h, shape, generator=generator, device=device)
+    left = torch.randint(0, grid_w, shape, generator=generator, device=device)
+    bottom = (top + side(max_side_h)).clamp(max=grid_h)
+    right = (left + side(max_side_w)).clamp(max=grid_w)
+    return top, bottom, left, right
+
+
+def _corner_positions(rectangles, grid_w: int) -> torch.Tensor:
+    """Flat positions in a (grid_h + 1, grid_w + 1) difference array of each rectangle's 4 corners: (N, 4, K)."""
+    top, bottom, left, right = rectangles
+    stride = grid_w + 1
+    return torch.stack([top * stride + left, top * stride + right, bottom * stride + left, bottom * stride + right], 1)
+
+
+_CORNER_SIGNS = (1, -1, -1, 1)
+
+
+def _union_of_first(counts: torch.Tensor, corners: torch.Tensor, grid_h: int, grid_w: int) -> torch.Tensor:
+    """Union of each image's first `counts` (N,) rectangles: bool (N, grid_h, grid_w).
+
+    A 2-D difference array (+1/-1 at the corners, then two cumulative sums) counts the rectangles over each cell.
+    """
+    num_images, _, num_rectangles = corners.shape
+    used = (torch.arange(num_rectangles, device=corners.device) < counts[:, None]).to(torch.int32)  # (N, K)
+    signs = torch.tensor(_CORNER_SIGNS, dtype=torch.int32, device=corners.device)
+    weights = used[:, None, :] * signs[None, :, None]  # (N, 4, K)
+    difference = torch.zeros(num_images, (grid_h + 1) * (grid_w + 1), dtype=torch.int32, device=corners.device)
+    difference.scatter_add_(1, corners.flatten(1), weights.flatten(1))
+    layers = difference.view(num_images, grid_h + 1, grid_w + 1).cumsum(1, dtype=torch.int32).cumsum(2, dtype=torch.int32)
+    return layers[:, :grid_h, :grid_w] > 0
+
+
+def _initial_rectangle_count(max_target: float, max_block_fraction: float) -> int:
+    """Rectangles drawn in the first round: enough for nearly every image to reach its target at once."""
+    mean_area = (max_block_fraction / 2) ** 2
+    return 8 + math.ceil(1.6 * math.log(1.0 / (1.0 - max_target)) / mean_area)
+
+
+def masks_for_targets(
+    targets: torch.Tensor,
+    height: int,
+    width: int,
+    *,
+    align: int = 1,
+    max_block_fraction: float = 0.3,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Group masks reaching per-image coverage `targets` (B,) in [0, 1): bool (B, height, width), True = corrupted.
+
+    Each image's rectangles are drawn up front; the number n_i that the sequential "add until covered" loop would
+    use is found by a batched binary search on n (the union of the first n rectangles grows with n), so the masks
+    have exactly the sequential loop's distribution at O(H * W * log K) cost.
+    """
+    if height % align or width % align:
+        raise ValueError(f"align={align} must divide the image size {height}x{width}")
+    max_side_h = math.ceil(max_block_fraction * height)
+    max_side_w = math.ceil(max_block_fraction * width)
+    if max_side_h <= align or max_side_w <= align:
+        raise ValueError(
+            f"max_block_fraction={max_block_fraction} of {height}x{width} leaves no block side >= align={align}"
+        )
+    device = targets.device
+    batch_size = targets.shape[0]
+    grid_h, grid_w = height // align, width // align
+    needed = torch.ceil(targets.float() * grid_h * grid_w - 1e-6).clamp(min=0).to(torch.int64)  # (B,) cells
+
+    def draw(count: int, num_images: int) -> torch.Tensor:
+        rectangles = _rectangles_in_cells(
+            count, num_images, grid_h, grid_w, align, max_side_h, max_side_w, generator, device
+        )
+        return _corner_positions(rectangles, grid_w)
+
+    count = _initial_rectangle_count(float(targets.max()) if batch_size else 0.0, max_block_fraction)
+    corners = draw(count, batch_size)  # (B, 4, K)
+    while True:  # rarely more than once: extend every image's list until all of them reach their target
+        everything = torch.full((batch_size,), corners.shape[2], device=device)
+        covered = _union_of_first(everything, corners, grid_h, grid_w).flatten(1).sum(1)
+        if bool((covered >= needed).all()):
+            break
+        corners = torch.cat([corners, draw(max(16, count // 4), batch_size)], dim=2)
+
+    low = torch.zeros(batch_size, dtype=torch.int64, device=device)  # union of `low` rectangles is below target
+    high = torch.full((batch_size,), corners.shape[2], dtype=torch.int64, device=device)  # `high` reach it
+    for _ in range(math.ceil(math.log2(corners.shape[2]))):
+        middle = (low + high) // 2
+        reached = _union_of_first(middle, corners, grid_h, grid_w).flatten(1).sum(1) >= needed
+        high = torch.where(reached, middle, high)
+        low = torch.where(reached, low, middle)
+    high = torch.where(needed > 0, high, torch.zeros_like(high))
+    mask = _union_of_first(high, corners, grid_h, grid_w)
+    if align > 1:
+        mask = mask.repeat_interleave(align, dim=1).repeat_interleave(align, dim=2)
+    return mask
+
+
+def sample_group_masks(
+    batch_size: int,
+    height: int,
+    width: int,
+    *,
+    max_ratio: float = 0.75,
+    align: int = 1,
+    max_block_fraction: float = 0.3,
+    generator: torch.Generator | None = None,
+    device=None,
+) -> torch.Tensor:
+    """Stage-1 GMML masks: bool (batch_size, height, width), True where the image is corrupted."""
+    targets = draw_mask_targets(batch_size, max_ratio, generator=generator, device=device)
+    return masks_for_targets(
+        targets, height, width, align=align, max_block_fraction=max_block_fraction, generator=generator
+    )
+
+
+def _shifted_copy(pixel_values: torch.Tensor, generator) -> torch.Tensor:
+    """Each image rolled by its own random offset (between a quarter and three quarters of each side)."""
+    batch_size, _, height, width = pixel_values.shape
+    device = pixel_values.device
+    dy = torch.randint(height // 4, max(height // 4 + 1, 3 * height // 4), (batch_size, 1), generator=generator, device=device)
+    dx = torch.randint(width // 4, max(width // 4 + 1, 3 * width // 4), (batch_size, 1), generator=generator, device=device)
+    rows = (torch.arange(height, device=device) + dy) % height  # (B, H)
+    cols = (torch.arange(width, device=device) + dx) % width  # (B, W)
+    batch_index = torch.arange(batch_size, device=device)[:, None, None]
+    shifted = pixel_values.permute(0, 2, 3, 1)[batch_index, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
+    return shifted.permute(0, 3, 1, 2)
+
+
+def gmml_corrupt(
+    pixel_values: torch.Tensor, config, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Corrupt a batch of normalised views for GMML.
+
+    Args:
+        pixel_values: float (B, C, H, W), normalised.
+        config: a `GroupMaskedViTConfig` (uses the `mask_*` and `replace_*` fields).
+        generator: a `torch.Generator` on `pixel_values.device`, or None for torch's default generator.
+
+    Returns:
+        corrupted: (B, C, H, W), same dtype as the input.
+        mask: bool (B, H, W), True where pixels were corrupted (the loss is computed there).
+    """
+    if pixel_values.ndim != 4:
+        raise ValueError(f"pixel_values must be (batch, channels, height, width), got shape {tuple(pixel_values.shape)}")
+    batch_size, _, height, width = pixel_values.shape
+    device = pixel_values.device
+    stage1_targets = draw_mask_targets(batch_size, config.mask_max_ratio, generator=generator, device=device)
+    replace = torch.rand(batch_size, generator=generator, device=device) < config.replace_prob
+    if batch_size < 2:  # no other image to take pixels from
+        replace = torch.zeros_like(replace)
+    targets = torch.where(replace, torch.full_like(stage1_targets, config.replace_ratio), stage1_targets)
+    mask = masks_for_targets(
+        targets, height, width, align=config.mask_align, max_block_fraction=config.mask_max_block_fraction,
+        generator=generator,
+    )
+
+    if config.mask_fill == "noise":
+        filler = torch.randn(pixel_values.shape, generator=generator, device=device, dtype=pixel_values.dtype)
+    elif config.mask_fill == "zeros":
+        filler = torch.zeros_like(pixel_values)
+    elif config.mask_fill == "self_copy":
+        filler = _shifted_copy(pixel_values, generator)
+    else:
+        raise ValueError(f"Unknown mask_fill {config.mask_fill!r}")
+
+    if batch_size > 1:
+        partner = (torch.arange(batch_size, device=device)
+                   + torch.randint(1, batch_size, (batch_size,), generator=generator, device=device)) % batch_size
+        filler = torch.where(replace[:, None, None, None], pixel_values[partner], filler)
+    corrupted = torch.where(mask[:, None], filler, pixel_values)
+    return corrupted, mask
+
+
+__all__ = ["draw_mask_targets", "masks_for_targets", "sample_group_masks", "gmml_corrupt"]
