@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 
 from .builders.common import assemble
 
@@ -32,7 +33,7 @@ def available_datasets() -> list[str]:
     return sorted(BUILDERS)
 
 
-def build_recipe(name: str, data_dir=None, **options):
+def build_recipe(name: str, data_dir=None, seed: int = 0, **options):
     """Run the named builder: the Recipe (records + label names + attribution) of a data set."""
     if name not in BUILDERS:
         raise ValueError(f"unknown data set {name!r}; available: {available_datasets()}")
@@ -40,7 +41,10 @@ def build_recipe(name: str, data_dir=None, **options):
         raise ValueError(f"build_dataset({name!r}) needs data_dir (the set's original folder)")
     module_name, function = BUILDERS[name]
     module = importlib.import_module(f"hf_datasets.builders.{module_name}")
-    return getattr(module, function)(data_dir, **options)
+    builder = getattr(module, function)
+    if "seed" in inspect.signature(builder).parameters:
+        options["seed"] = seed
+    return builder(data_dir, **options)
 
 
 def build_dataset(name: str, data_dir=None, *, seed: int = 0, split_fractions: dict | None = None,
@@ -61,6 +65,6 @@ def build_dataset(name: str, data_dir=None, *, seed: int = 0, split_fractions: d
     Returns:
         datasets.DatasetDict with the common schema (see `hf_datasets.schema`).
     """
-    recipe = build_recipe(name, data_dir, **options)
+    recipe = build_recipe(name, data_dir, seed=seed, **options)
     return assemble(recipe, fractions=split_fractions, seed=seed, streaming=streaming,
                     num_proc=num_proc, cache_dir=cache_dir, on_error=on_error)

@@ -3,6 +3,7 @@
 Columns:
     image       datasets.Image: PIL "L" for 8-bit sets, "I;16" for 16-bit sets
     labels      fixed-length float32 vector, 1 = present, 0 = absent, NaN = unknown
+                (an empty variable-length list for unlabelled sets such as dicomdir)
     mask        datasets.Image PIL "L" or None: 0 = background, 255 = foreground
     patient_id, study_id, view, sex ("M"/"F"), source, split, path   strings or None
     age         float32 years or None
@@ -28,7 +29,7 @@ def make_features(n_labels: int, bits: int = 8) -> datasets.Features:
         raise ValueError(f"bits must be 8 or 16, got {bits}")
     features = {
         "image": datasets.Image(mode="L" if bits == 8 else None),
-        "labels": datasets.List(datasets.Value("float32"), length=n_labels),
+        "labels": datasets.List(datasets.Value("float32"), length=n_labels or -1),
         "mask": datasets.Image(mode="L"),
     }
     features.update({name: datasets.Value("string") for name in STRING_COLUMNS})

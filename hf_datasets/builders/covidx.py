@@ -1,0 +1,54 @@
+"""COVIDx CXR-2/3/4 and COVIDx8/9: split files with lines `patient_id filename class source`
+(train*.txt, val*.txt, test*.txt) and images in train/, val/, test/. Labels are one-hot over the
+classes found (e.g. negative / positive, or COVID-19 / normal / pneumonia). Fixed test file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import LayoutError
+from .common import Recipe, record
+
+CITATION = ("Wang L, Lin ZQ, Wong A. COVID-Net: a tailored deep convolutional neural network design "
+            "for detection of COVID-19 cases from chest X-ray images. Scientific Reports 10, 2020.")
+
+
+def parse_line(line: str):
+    """'P1 some file.png positive cohen' -> ('P1', 'some file.png', 'positive', 'cohen')."""
+    parts = line.split()
+    if len(parts) < 4:
+        return None
+    return parts[0], " ".join(parts[1:-2]), parts[-2], parts[-1]
+
+
+def _split_files(root: Path) -> list[tuple[str, Path]]:
+    found = []
+    for split in ("train", "val", "test"):
+        for path in sorted(root.glob(f"{split}*.txt")):
+            found.append((split, path))
+    return found
+
+
+def build(data_dir) -> Recipe:
+    root = Path(data_dir)
+    entries = []
+    for split, list_file in _split_files(root):
+        for line in list_file.read_text().splitlines():
+            parsed = parse_line(line)
+            if parsed:
+                entries.append((split, *parsed))
+    if not entries:
+        raise LayoutError(root, "no train*.txt / val*.txt / test*.txt split files")
+    names = sorted({cls for _, _, _, cls, _ in entries})
+    records = []
+    for split, patient, file_name, cls, source in entries:
+        image = root / split / file_name
+        if not image.exists():
+            continue
+        records.append(record(image, data_dir=root, labels=[float(cls == n) for n in names],
+                              patient_id=f"covidx_{source}_{patient}", source=source, split=split))
+    return Recipe(name="covidx", records=records, label_names=names, bits=8,
+                  about="COVIDx chest X-ray benchmark (COVID-Net); labels one-hot over classes.",
+                  citation=CITATION, license="Per-source licences; see the COVID-Net repository",
+                  homepage="https://github.com/lindawangg/COVID-Net", data_dir=str(root))

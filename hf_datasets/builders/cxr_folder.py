@@ -1,0 +1,32 @@
+"""A prepared CXR folder: labels.csv (`file`, `label` and/or `mask_file`, `patient_id`, `source`,
+optional `view`, `sex`, `age`, ...) beside the images and masks. Labels are one-hot over the
+class names (sorted, or `classes`); rows whose label is empty, "unlabelled" or not in `classes`
+get NaN labels. Seeded patient-level split.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .common import Recipe, find_file, read_table, record
+
+UNLABELLED = ("", "unlabelled", "unlabeled", "unknown")
+
+
+def build(data_dir, classes: list[str] | None = None, label_column: str = "label") -> Recipe:
+    root = Path(data_dir)
+    rows = read_table(find_file(root, "labels.csv"))
+    found = sorted({r.get(label_column, "") for r in rows} - set(UNLABELLED))
+    names = list(classes) if classes else found
+    records = []
+    for row in rows:
+        label = row.get(label_column, "")
+        values = [float(label == n) for n in names] if label in names else [float("nan")] * len(names)
+        mask = row.get("mask_file") or None
+        records.append(record(root / row["file"], data_dir=root, labels=values,
+                              mask=str(root / mask) if mask else None,
+                              patient_id=row.get("patient_id") or None, view=row.get("view") or None,
+                              sex=row.get("sex"), age=row.get("age") or None,
+                              source=row.get("source") or root.name))
+    return Recipe(name="cxr_folder", records=records, label_names=names, bits=8,
+                  about=f"CXR folder {root.name} (labels.csv).", data_dir=str(root))

@@ -1,0 +1,124 @@
+"""Generic layouts: class-per-folder images, a CSV/JSONL manifest, and a folder of DICOM files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import pydicom
+
+from ..dicom import hash_identifier, is_dicom_file, normalise_view
+from ..errors import LayoutError
+from ..splits import canonical_split
+from .common import IMAGE_SUFFIXES, Recipe, record, walk_files
+
+SPLIT_FOLDERS = ("train", "training", "val", "valid", "validation", "test", "testing")
+
+
+def _patient(image: Path, root: Path, pattern: str | None) -> str:
+    if pattern is None:
+        return image.relative_to(root).as_posix()
+    stem = image.stem
+    match = re.search(pattern, stem)
+    return match.group(1) if match and match.groups() else (match.group(0) if match else stem)
+
+
+def build_imagefolder(data_dir, patient_pattern: str | None = None, bits: int = 8) -> Recipe:
+    """ROOT/CLASS/*.png or ROOT/SPLIT/CLASS/*.png (SPLIT in train/val/test); labels one-hot over
+    the sorted class folder names. patient_pattern: regex on the file stem whose first group is
+    the patient id (default: every image is its own patient)."""
+    root = Path(data_dir)
+    images = [p for p in walk_files(root, IMAGE_SUFFIXES) if p.parent != root]
+    entries = []
+    for image in images:
+        parts = image.relative_to(root).parts
+        split = canonical_split(parts[0]) if len(parts) >= 3 and parts[0].lower() in SPLIT_FOLDERS else None
+        entries.append((image, split, image.parent.name))
+    names = sorted({cls for _, _, cls in entries})
+    if not names:
+        raise LayoutError(root, "no CLASS/IMAGE files found")
+    records = [record(image, data_dir=root, labels=[float(cls == n) for n in names],
+                      patient_id=_patient(image, root, patient_pattern), source=root.name, split=split)
+               for image, split, cls in entries]
+    return Recipe(name="imagefolder", records=records, label_names=names, bits=bits,
+                  about=f"Image folder {root.name}: one class per sub-folder.", data_dir=str(root))
+
+
+def _manifest_rows(path: Path) -> list[dict]:
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _float_or_nan(value) -> float:
+    try:
+        return float(value) if value not in (None, "") else float("nan")
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list[str] | None = None,
+                   bits: int = 8) -> Recipe:
+    """A CSV or JSONL file (relative to data_dir) with one row per image:
+    `image` (path relative to data_dir), and either `labels` (JSONL list, with `label_names`),
+    one column per name in `label_names` (CSV), or `label` (a class name, one-hot encoded);
+    optional mask, patient_id, study_id, view, sex, age, source, split."""
+    root = Path(data_dir)
+    path = root / manifest
+    if not path.exists():
+        raise LayoutError(path, "manifest not found")
+    rows = _manifest_rows(path)
+    if not rows:
+        raise LayoutError(path, "manifest has no rows")
+    classes = sorted({str(r["label"]) for r in rows if r.get("label") not in (None, "")})
+    names = list(label_names) if label_names else classes
+    records = []
+    for row in rows:
+        if isinstance(row.get("labels"), list):
+            values = [_float_or_nan(v) for v in row["labels"]]
+        elif label_names and all(n in row for n in label_names):
+            values = [_float_or_nan(row[n]) for n in label_names]
+        elif row.get("label") not in (None, ""):
+            values = [float(str(row["label"]) == n) for n in names]
+        else:
+            values = [float("nan")] * len(names)
+        if len(values) != len(names):
+            raise LayoutError(path, f"row for {row.get('image')} has {len(values)} labels, expected {len(names)}")
+        mask = row.get("mask") or None
+        records.append(record(root / row["image"], data_dir=root, labels=values,
+                              mask=str(root / mask) if mask else None,
+                              patient_id=row.get("patient_id") or None, study_id=row.get("study_id") or None,
+                              view=row.get("view") or None, sex=row.get("sex"), age=row.get("age"),
+                              source=row.get("source") or root.name, split=row.get("split") or None))
+    return Recipe(name="manifest", records=records, label_names=names, bits=bits,
+                  about=f"Manifest {manifest}.", data_dir=str(root))
+
+
+def build_dicomdir(data_dir, modalities=("CR", "DX"), views=None, bits: int = 16) -> Recipe:
+    """Every DICOM file under data_dir (found by the 'DICM' marker, any extension) whose
+    Modality is in `modalities` (None = any) and normalised view in `views` (None = any).
+    Patient / study ids are hashes of the header values; no labels."""
+    root = Path(data_dir)
+    records = []
+    for path in walk_files(root, ("",)):
+        if not is_dicom_file(path):
+            continue
+        try:
+            header = pydicom.dcmread(path, stop_before_pixels=True)
+        except Exception:  # unreadable headers are reported later by prepare / on_error
+            header = pydicom.Dataset()
+        modality = header.get("Modality")
+        view = normalise_view(header.get("ViewPosition"))
+        if modalities is not None and modality is not None and modality not in modalities:
+            continue
+        if views is not None and view not in views:
+            continue
+        records.append(record(path, data_dir=root, decode=True,
+                              patient_id=hash_identifier(header.get("PatientID")),
+                              study_id=hash_identifier(header.get("StudyInstanceUID")),
+                              view=view, source=root.name))
+    return Recipe(name="dicomdir", records=records, label_names=[], bits=bits,
+                  about=f"DICOM files under {root.name} (modalities {modalities}).", data_dir=str(root))

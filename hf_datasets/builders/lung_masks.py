@@ -1,0 +1,121 @@
+"""Lung segmentation sets: Montgomery, Shenzhen (with third-party masks) and JSRT + SCR.
+
+Masks are stored as PIL "L", 0 = background, 255 = lung (left and right united).
+Montgomery / Shenzhen file names end in _0 (normal) or _1 (tuberculosis); JSRT names start
+JPCLN (nodule) or JPCNN (no nodule).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ..errors import LayoutError
+from .common import Recipe, index_files, record, text_io, walk_files
+
+MONTGOMERY_CITATION = ("Jaeger S, Candemir S, Antani S, et al. Two public chest X-ray datasets for "
+                       "computer-aided screening of pulmonary diseases. Quant Imaging Med Surg 2014.")
+JSRT_CITATION = ("Shiraishi J, et al. Development of a digital image database for chest radiographs "
+                 "with and without a lung nodule. AJR 174, 2000. Masks: van Ginneken B, Stegmann MB, "
+                 "Loog M. Segmentation of anatomical structures in chest radiographs using supervised "
+                 "methods (SCR). Medical Image Analysis 10, 2006.")
+
+
+def _descend(root: Path, marker: str, *names: str) -> Path:
+    """Return root or the first child folder in `names` that contains `marker`."""
+    for candidate in (root, *(root / n for n in names)):
+        if (candidate / marker).exists():
+            return candidate
+    raise LayoutError(root, f"no '{marker}' folder found")
+
+
+def tb_label(stem: str) -> float:
+    """'MCUCXR_0001_0' -> 0.0, 'CHNCXR_0327_1' -> 1.0."""
+    return float(stem.rsplit("_", 1)[-1] == "1")
+
+
+def _montgomery_reading(path: Path):
+    if not path.exists():
+        return None, None
+    sex = age = None
+    for line in text_io(path):
+        if "sex" in line.lower():
+            sex = line.split(":", 1)[-1]
+        elif "age" in line.lower():
+            age = line.split(":", 1)[-1]
+    return sex, age
+
+
+def build_montgomery(data_dir) -> Recipe:
+    root = _descend(Path(data_dir), "CXR_png", "MontgomerySet")
+    records = []
+    for image in walk_files(root / "CXR_png", (".png",)):
+        stem = image.stem
+        masks = [root / "ManualMask" / side / image.name for side in ("leftMask", "rightMask")]
+        sex, age = _montgomery_reading(root / "ClinicalReadings" / f"{stem}.txt")
+        records.append(record(image, data_dir=root, labels=[tb_label(stem)], patient_id=stem,
+                              mask=[str(m) for m in masks if m.exists()] or None, sex=sex, age=age,
+                              view="PA", source="montgomery"))
+    return Recipe(name="montgomery", records=records, label_names=["tuberculosis"], bits=8,
+                  about="Montgomery County TB set (NLM); left + right lung masks united.",
+                  citation=MONTGOMERY_CITATION, license="Public domain (U.S. NLM); cite the paper",
+                  homepage="https://lhncbc.nlm.nih.gov/LHC-downloads/downloads.html", data_dir=str(root))
+
+
+def _shenzhen_reading(path: Path):
+    if not path.exists():
+        return None, None
+    first = text_io(path).readline().strip().lower()
+    match = re.match(r"(male|female)\s*,?\s*(\d+)\s*(yrs?|days?|months?)?", first)
+    if not match:
+        return None, None
+    unit = (match.group(3) or "y")[0].upper()
+    return match.group(1), f"{match.group(2)}{'Y' if unit == 'Y' else unit}"
+
+
+def build_shenzhen(data_dir, mask_dir=None) -> Recipe:
+    """mask_dir: folder of third-party masks named STEM_mask.png or STEM.png (default: a
+    'mask' / 'masks' folder found under data_dir)."""
+    root = _descend(Path(data_dir), "CXR_png", "ChinaSet_AllFiles")
+    search = Path(mask_dir) if mask_dir else Path(data_dir)
+    masks = {name: path for name, path in index_files(search, (".png",)).items()
+             if path.parent.name.lower() in ("mask", "masks")}
+    records = []
+    for image in walk_files(root / "CXR_png", (".png",)):
+        stem = image.stem
+        mask = masks.get(f"{stem}_mask.png") or masks.get(image.name)
+        sex, age = _shenzhen_reading(root / "ClinicalReadings" / f"{stem}.txt")
+        records.append(record(image, data_dir=root, labels=[tb_label(stem)], patient_id=stem,
+                              mask=str(mask) if mask else None, sex=sex, age=age, view="PA",
+                              source="shenzhen"))
+    return Recipe(name="shenzhen", records=records, label_names=["tuberculosis"], bits=8,
+                  about="Shenzhen No.3 Hospital TB set (NLM); lung masks from a third-party release.",
+                  citation=MONTGOMERY_CITATION, license="Public domain (U.S. NLM); masks per their release",
+                  homepage="https://lhncbc.nlm.nih.gov/LHC-downloads/downloads.html", data_dir=str(root))
+
+
+def build_jsrt(data_dir, fold: int = 1) -> Recipe:
+    """Images: *.IMG (2048x2048 12-bit raw, decoded to 16-bit PNG). Masks: SCR
+    fold1/ fold2/ .../{left lung,right lung}/NAME.gif (1024x1024). fold=1 trains on SCR fold 1 and
+    tests on fold 2; fold=2 the reverse; images in neither fold get a seeded split."""
+    if fold not in (1, 2):
+        raise ValueError(f"fold must be 1 or 2, got {fold}")
+    root = Path(data_dir)
+    lung_masks: dict[str, list[str]] = {}
+    folds: dict[str, str] = {}
+    for mask in walk_files(root, (".gif",)):
+        if mask.parent.name.lower() in ("left lung", "right lung"):
+            lung_masks.setdefault(mask.stem, []).append(str(mask))
+            fold_dir = next((p.name for p in mask.parents if re.fullmatch(r"fold[12]", p.name)), None)
+            if fold_dir:
+                folds[mask.stem] = "train" if fold_dir == f"fold{fold}" else "test"
+    records = []
+    for image in walk_files(root, (".img",)):
+        stem = image.stem
+        records.append(record(image, data_dir=root, labels=[float(stem.upper().startswith("JPCLN"))],
+                              decode=True, patient_id=stem, mask=sorted(lung_masks.get(stem, [])) or None,
+                              view="PA", source="jsrt", split=folds.get(stem)))
+    return Recipe(name="jsrt", records=records, label_names=["nodule"], bits=16,
+                  about="JSRT database with SCR lung masks (left + right lung united, 1024x1024).",
+                  citation=JSRT_CITATION, license="JSRT database terms; SCR masks for research use",
+                  homepage="http://db.jsrt.or.jp/eng.php", data_dir=str(root))

@@ -1,0 +1,51 @@
+"""MIMIC-CXR-JPG 2.0/2.1: mimic-cxr-2.0.0-{chexpert,negbio,metadata,split}.csv(.gz) and
+files/pXX/pSUBJECT/sSTUDY/DICOM_ID.jpg. Labels come per study (1 / 0 / -1 / blank, resolved by
+the `uncertain` and `blank` policies). Official splits train / validate / test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..labels import apply_label_policy
+from .chexpert import FINDINGS, raw_label
+from .common import Recipe, find_file, read_table, record
+
+CITATION = ("Johnson AEW, Pollard TJ, et al. MIMIC-CXR-JPG, a large publicly available database "
+            "of labeled chest radiographs. arXiv:1901.07042, 2019. PhysioNet.")
+
+
+def _table(root, stem):
+    return read_table(find_file(root, f"{stem}.csv.gz", f"{stem}.csv"))
+
+
+def build(data_dir, labeler: str = "chexpert", uncertain="ignore", blank="zeros",
+          views=None) -> Recipe:
+    """labeler: "chexpert" or "negbio"; views: optional list of ViewPosition values to keep."""
+    root = Path(data_dir)
+    names = sorted(FINDINGS)
+    study_rows = _table(root, f"mimic-cxr-2.0.0-{labeler}")
+    raw = np.array([[raw_label(row[n]) for n in names] for row in study_rows], np.float32)
+    resolved = apply_label_policy(raw.reshape(len(study_rows), len(names)), names,
+                                  uncertain=uncertain, blank=blank)
+    study_labels = {row["study_id"]: values for row, values in zip(study_rows, resolved)}
+    metadata = {row["dicom_id"]: row for row in _table(root, "mimic-cxr-2.0.0-metadata")}
+    unlabelled = np.full(len(names), np.nan, np.float32)
+    records = []
+    for row in _table(root, "mimic-cxr-2.0.0-split"):
+        subject, study, dicom_id = row["subject_id"], row["study_id"], row["dicom_id"]
+        view = metadata.get(dicom_id, {}).get("ViewPosition") or None
+        if views is not None and view not in views:
+            continue
+        image = root / "files" / f"p{subject[:2]}" / f"p{subject}" / f"s{study}" / f"{dicom_id}.jpg"
+        if not image.exists():
+            continue
+        records.append(record(image, data_dir=root, labels=study_labels.get(study, unlabelled),
+                              patient_id=f"mimic_{subject}", study_id=study, view=view,
+                              source="mimic_cxr", split=row["split"]))
+    return Recipe(name="mimic_cxr_jpg", records=records, label_names=names, bits=8,
+                  about=f"MIMIC-CXR-JPG ({labeler} labels); uncertain={uncertain!r}, blank={blank!r}.",
+                  citation=CITATION, license="PhysioNet Credentialed Health Data License 1.5.0",
+                  homepage="https://physionet.org/content/mimic-cxr-jpg/", data_dir=str(root))

@@ -1,0 +1,49 @@
+"""VinDr-CXR: annotations/image_labels_{train,test}.csv + {train,test}/IMAGE_ID.dicom.
+Training images have one row per radiologist (`rad_id`); readers are combined by
+`readers` = "any" (1 if any reader marks it), "majority" or "mean" (soft label).
+Official splits train / test. Images are DICOM, decoded to 16-bit PNG.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from .common import Recipe, find_file, read_table, record
+
+ID_COLUMNS = ("image_id", "rad_id")
+CITATION = ("Nguyen HQ, Lam K, Le LT, et al. VinDr-CXR: An open dataset of chest X-rays with "
+            "radiologist's annotations. Scientific Data 9, 429 (2022).")
+COMBINERS = {
+    "any": lambda votes: votes.max(axis=0),
+    "majority": lambda votes: (votes.mean(axis=0) > 0.5).astype(np.float32),
+    "mean": lambda votes: votes.mean(axis=0),
+}
+
+
+def build(data_dir, readers: str = "any") -> Recipe:
+    if readers not in COMBINERS:
+        raise ValueError(f"readers must be one of {list(COMBINERS)}, got {readers!r}")
+    root = Path(data_dir)
+    records, names = [], None
+    for split in ("train", "test"):
+        csv_path = find_file(root, f"annotations/image_labels_{split}.csv", f"image_labels_{split}.csv")
+        rows = read_table(csv_path)
+        names = names or [c for c in rows[0] if c not in ID_COLUMNS]
+        votes = defaultdict(list)
+        for row in rows:
+            votes[row["image_id"]].append([float(row[n] or 0) for n in names])
+        for image_id, image_votes in votes.items():
+            image = root / split / f"{image_id}.dicom"
+            if not image.exists():
+                continue
+            labels = COMBINERS[readers](np.asarray(image_votes, np.float32))
+            records.append(record(image, data_dir=root, labels=labels, decode=True,
+                                  patient_id=f"vindr_{image_id}", source="vindr_cxr", split=split))
+    return Recipe(name="vindr_cxr", records=records, label_names=names, bits=16,
+                  about=f"VinDr-CXR image-level labels, readers combined by {readers!r}. Patient "
+                        "identity is not released, so each image counts as its own patient.",
+                  citation=CITATION, license="PhysioNet Restricted Health Data License 1.5.0",
+                  homepage="https://physionet.org/content/vindr-cxr/", data_dir=str(root))

@@ -1,0 +1,209 @@
+"""Each builder on a tiny copy of its original layout: schema, labels, splits, masks."""
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "data"))
+import layouts  # noqa: E402
+
+from hf_datasets import build_dataset, label_names  # noqa: E402
+from hf_datasets.schema import COLUMNS  # noqa: E402
+from hf_datasets.splits import overlapping_patients  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf_cache"))
+
+
+def build(name, data_dir, **options):
+    ds = build_dataset(name, data_dir, cache_dir=str(data_dir) + "_cache", **options)
+    for split in ds.values():
+        assert list(split.features) == list(COLUMNS)
+        assert split.features["labels"].length == (len(label_names(ds)) or -1)
+    assert not overlapping_patients(ds)
+    return ds
+
+
+def rows(ds):
+    return [row for split in ds.values() for row in split]
+
+
+def by_path(ds, fragment):
+    return next(row for row in rows(ds) if fragment in row["path"])
+
+
+def test_nih(tmp_path):
+    ds = build("nih", layouts.nih(tmp_path / "nih"))
+    assert set(ds) <= {"train", "validation", "test"} and ds["test"].num_rows == 2
+    names = label_names(ds)
+    assert len(names) == 15 and "Pleural_Thickening" in names
+    row = by_path(ds, "00000006_000.png")
+    assert row["labels"][names.index("Effusion")] == 1 and row["labels"][names.index("Pleural_Thickening")] == 1
+    assert sum(row["labels"]) == 2
+    assert row["patient_id"] == "nih_00000006" and row["sex"] == "F" and row["age"] == 61
+    assert row["image"].mode == "L" and row["view"] == "PA"
+    first = [r for r in rows(ds) if r["patient_id"] == "nih_00000001"]
+    assert len(first) == 2 and len({r["split"] for r in first}) == 1
+
+
+@pytest.mark.parametrize("release", ["CheXpert-v1.0-small", "CheXpert-v1.0"])
+def test_chexpert_policies(tmp_path, release):
+    data_dir = layouts.chexpert(tmp_path, release)
+    ds = build("chexpert", data_dir)
+    names = label_names(ds)
+    assert set(ds) == {"train", "validation"} and ds["validation"].num_rows == 2
+    row = by_path(ds, "patient00002/study2")
+    assert math.isnan(row["labels"][names.index("Cardiomegaly")])  # uncertain -> ignore
+    assert row["labels"][names.index("No Finding")] == 0  # blank -> zeros
+    ones = build("chexpert", data_dir, uncertain="ones", blank="ignore")
+    row = by_path(ones, "patient00002/study2")
+    assert row["labels"][names.index("Cardiomegaly")] == 1 and math.isnan(row["labels"][names.index("No Finding")])
+    mixed = build("chexpert", data_dir, uncertain="mixed", tasks="competition")
+    row = by_path(mixed, "patient00002/study2")
+    assert label_names(mixed) == ["Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion"]
+    assert row["labels"] == [1.0, 0.0, 0.0, 1.0, 0.0]
+    lateral = by_path(ds, "view2_lateral")
+    assert lateral["view"] == "LATERAL" and lateral["patient_id"] == "patient00002"
+    soft = build("chexpert", data_dir, uncertain=0.7)
+    assert by_path(soft, "patient00002/study2")["labels"][names.index("Cardiomegaly")] == pytest.approx(0.7)
+
+
+def test_mimic(tmp_path):
+    ds = build("mimic_cxr_jpg", layouts.mimic(tmp_path))
+    assert {k: v.num_rows for k, v in ds.items()} == {"train": 2, "validation": 1, "test": 1}
+    names = label_names(ds)
+    row = ds["train"][0]
+    assert row["labels"][names.index("Atelectasis")] == 1 and math.isnan(row["labels"][names.index("Consolidation")])
+    assert row["patient_id"] == "mimic_10000032"
+    assert build("mimic_cxr_jpg", tmp_path, views=["PA"])["train"].num_rows == 1
+
+
+def test_padchest_sixteen_bit(tmp_path):
+    ds = build("padchest", layouts.padchest(tmp_path))
+    names = label_names(ds)
+    assert names == ["cardiomegaly", "normal", "pleural effusion"]
+    row = by_path(ds, "00-097-011")
+    assert row["labels"] == [1.0, 0.0, 1.0] and row["sex"] == "F" and row["age"] == 84
+    assert row["image"].mode in ("I;16", "I")
+    assert all(math.isnan(v) for v in by_path(ds, "04-024-184")["labels"])
+    p2 = [r["split"] for r in rows(ds) if r["patient_id"] == "padchest_p2"]
+    assert len(set(p2)) == 1
+
+
+@pytest.mark.parametrize("readers,expected", [("any", 1.0), ("majority", 0.0), ("mean", 1 / 3)])
+def test_vindr_readers(tmp_path, readers, expected):
+    ds = build("vindr_cxr", layouts.vindr(tmp_path), readers=readers)
+    names = label_names(ds)
+    assert len(names) == 28 and set(ds) == {"train", "test"}
+    row = by_path(ds, "000434271f63a053c4128a0ba6352c7f")
+    assert row["labels"][names.index("Cardiomegaly")] == pytest.approx(expected)
+    assert row["image"].mode in ("I;16", "I") and ds["test"][0]["labels"][names.index("No finding")] == 1
+
+
+def test_rsna(tmp_path):
+    ds = build("rsna_pneumonia", layouts.rsna(tmp_path))
+    assert label_names(ds) == ["pneumonia"]
+    assert sum(r["labels"][0] for r in rows(ds)) == 1 and len(rows(ds)) == 5
+    assert rows(ds)[0]["image"].mode == "L"
+
+
+def test_covidx(tmp_path):
+    ds = build("covidx", layouts.covidx(tmp_path))
+    assert label_names(ds) == ["negative", "positive"]
+    assert {k: v.num_rows for k, v in ds.items()} == {"train": 4, "validation": 1, "test": 2}
+    assert by_path(ds, "ANON157")["patient_id"] == "covidx_actualmed_5"
+
+
+@pytest.mark.parametrize("classes,names", [("binary", ["normal", "pneumonia"]),
+                                           ("subtype", ["normal", "bacteria", "virus"])])
+def test_kermany(tmp_path, classes, names):
+    ds = build("kermany", layouts.kermany(tmp_path), classes=classes)
+    assert label_names(ds) == names and set(ds) == {"train", "validation", "test"}
+    row = by_path(ds, "person10_virus_35")
+    assert row["labels"] == [float(n in ("pneumonia", "virus")) for n in names]
+    assert row["image"].mode == "L"  # RGB JPEG decodes grey
+    assert by_path(ds, "NORMAL2-IM-0381")["patient_id"] == "kermany_IM-0381"
+
+
+def test_montgomery_masks_united(tmp_path):
+    ds = build("montgomery", layouts.montgomery(tmp_path))
+    row = by_path(ds, "MCUCXR_0104_1")
+    assert row["labels"] == [1.0] and row["sex"] == "F" and row["age"] == 42
+    mask = np.asarray(row["mask"])
+    assert row["mask"].mode == "L" and set(np.unique(mask)) == {0, 255}
+    assert mask[20, 6].item() == 255 and mask[20, 25].item() == 255  # left and right lungs
+
+
+def test_shenzhen(tmp_path):
+    ds = build("shenzhen", layouts.shenzhen(tmp_path))
+    assert by_path(ds, "CHNCXR_0327_1")["labels"] == [1.0]
+    assert by_path(ds, "CHNCXR_0328_1")["mask"] is None
+    row = by_path(ds, "CHNCXR_0002_0")
+    assert row["mask"] is not None and row["sex"] == "M" and row["age"] == 41
+
+
+def test_jsrt_folds(tmp_path):
+    data_dir = layouts.jsrt(tmp_path)
+    ds = build("jsrt", data_dir)
+    assert {k: v.num_rows for k, v in ds.items()} == {"train": 2, "test": 2}
+    row = by_path(ds, "JPCLN001")
+    assert row["labels"] == [1.0] and row["split"] == "train" and row["image"].size == (2048, 2048)
+    assert row["image"].mode in ("I;16", "I") and row["mask"].size == (64, 64)
+    assert by_path(build("jsrt", data_dir, fold=2), "JPCLN001")["split"] == "test"
+
+
+def test_cxr_folder(tmp_path):
+    ds = build("cxr_folder", layouts.cxr_folder(tmp_path))
+    assert label_names(ds) == ["normal", "pneumonia"]
+    all_rows = rows(ds)
+    assert len(all_rows) == 8 and all(r["mask"] is not None for r in all_rows)
+    unlabelled = by_path(ds, "IM-0002")
+    assert all(math.isnan(v) for v in unlabelled["labels"]) and unlabelled["view"] == "PA"
+    assert by_path(ds, "IM-0001")["labels"] == [0.0, 1.0]
+
+
+def test_seeded_split_is_reproducible(tmp_path):
+    data_dir = layouts.cxr_folder(tmp_path)
+    first = build("cxr_folder", data_dir, seed=3, split_fractions={"train": 0.5, "test": 0.5})
+    again = build("cxr_folder", data_dir, seed=3, split_fractions={"train": 0.5, "test": 0.5})
+    assert first["train"]["path"] == again["train"]["path"]
+
+
+def test_imagefolder_and_manifest(tmp_path):
+    for split in ("train", "test"):
+        for cls in ("normal", "pneumonia"):
+            for i in range(2):
+                from factory import write_image
+                write_image(tmp_path / "folder" / split / cls / f"{cls}_{i}.png", seed=i)
+    ds = build("imagefolder", tmp_path / "folder")
+    assert label_names(ds) == ["normal", "pneumonia"] and ds["test"].num_rows == 4
+    manifest = tmp_path / "folder" / "manifest.jsonl"
+    manifest.write_text('{"image": "train/normal/normal_0.png", "labels": [1, 0], "patient_id": "a"}\n'
+                        '{"image": "train/pneumonia/pneumonia_0.png", "labels": [0, null], "patient_id": "b"}\n')
+    ds = build("manifest", tmp_path / "folder", label_names=["normal", "pneumonia"])
+    values = [r["labels"] for r in rows(ds)]
+    assert [1.0, 0.0] in values and any(math.isnan(v[1]) for v in values)
+
+
+def test_dicomdir_filters(tmp_path):
+    from factory import write_dicom
+    write_dicom(tmp_path / "d" / "a" / "IM0001", view="PA", patient_id="P1")
+    write_dicom(tmp_path / "d" / "b" / "IM0002.dcm", view="LL", patient_id="P2")
+    write_dicom(tmp_path / "d" / "c.dcm", modality="MR", patient_id="P3")
+    (tmp_path / "d" / "notes.txt").write_text("not dicom")
+    ds = build("dicomdir", tmp_path / "d", split_fractions={"train": 1.0})
+    assert ds["train"].num_rows == 2 and label_names(ds) == []
+    assert all(len(r["patient_id"]) == 16 and "P1" not in r["patient_id"] for r in rows(ds))
+    assert build("dicomdir", tmp_path / "d", views=["PA"], split_fractions={"train": 1.0})["train"].num_rows == 1
+
+
+def test_unknown_name_and_missing_dir():
+    with pytest.raises(ValueError, match="unknown data set"):
+        build_dataset("nope", "/tmp")
+    with pytest.raises(ValueError, match="needs data_dir"):
+        build_dataset("nih")

@@ -1,0 +1,106 @@
+"""The embedded sample set, label policies, harmonisation and patient splits."""
+
+import hashlib
+import math
+
+import numpy as np
+import pytest
+
+from hf_datasets import apply_label_policy, build_dataset, harmonise_dataset, harmonise_labels, label_names
+from hf_datasets.builders import sample
+from hf_datasets.splits import overlapping_patients, patient_split
+
+
+@pytest.fixture(scope="module")
+def sample_ds(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cxrgm_cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CXRGM_CACHE", str(cache))
+        patch.setenv("HF_DATASETS_CACHE", str(cache / "hf"))
+        yield build_dataset("sample", cache_dir=str(cache / "hf")), cache
+
+
+def test_sample_splits_and_labels(sample_ds):
+    ds, _ = sample_ds
+    assert {k: v.num_rows for k, v in ds.items()} == {"train": 12, "test": 4, "unlabelled": 1}
+    assert label_names(ds) == ["normal", "pneumonia"]
+    for split in ("train", "test"):
+        labels = np.array(ds[split]["labels"])
+        assert set(labels.argmax(1)) == {0, 1} and np.all(labels.sum(1) == 1)
+    assert not overlapping_patients(ds)
+    cr = ds["unlabelled"][0]
+    assert all(math.isnan(v) for v in cr["labels"]) and cr["image"].mode == "L"
+    assert cr["image"].size == (1841, 1955) and cr["view"] == "PA"
+
+
+def test_sample_images_are_real_and_attributed(sample_ds):
+    ds, cache = sample_ds
+    row = ds["train"][0]
+    assert row["image"].mode == "L" and min(row["image"].size) > 500
+    info = ds["train"].info
+    assert "CC BY 4.0" in info.license and "Kermany" in info.citation and "pydicom-data" in info.description
+    for name, digest in sample.KERMANY_SHA256.items():
+        cached = cache / "sample" / "kermany" / name
+        assert hashlib.sha256(cached.read_bytes()).hexdigest() == digest
+
+
+def test_sample_cache_rejects_tampered_copy(sample_ds, monkeypatch):
+    _, cache = sample_ds
+    monkeypatch.setenv("CXRGM_CACHE", str(cache))
+    name = next(iter(sample.KERMANY_SHA256))
+    target = cache / "sample" / "kermany" / name
+    target.write_bytes(b"tampered")
+    files = sample.sample_files()  # a bad cached copy is replaced from the package
+    assert hashlib.sha256(files[name].read_bytes()).hexdigest() == sample.KERMANY_SHA256[name]
+
+
+RAW = np.array([[1, 0, -1, np.nan], [-1, -1, np.nan, 1]], np.float32)
+NAMES = ["Atelectasis", "Cardiomegaly", "Edema", "Pleural Effusion"]
+
+
+@pytest.mark.parametrize("uncertain,blank,expected", [
+    ("ignore", "zeros", [[1, 0, np.nan, 0], [np.nan, np.nan, 0, 1]]),
+    ("zeros", "ignore", [[1, 0, 0, np.nan], [0, 0, np.nan, 1]]),
+    ("ones", "zeros", [[1, 0, 1, 0], [1, 1, 0, 1]]),
+    ("mixed", "zeros", [[1, 0, 1, 0], [1, 0, 0, 1]]),
+    (0.55, "ignore", [[1, 0, 0.55, np.nan], [0.55, 0.55, np.nan, 1]]),
+])
+def test_label_policies(uncertain, blank, expected):
+    out = apply_label_policy(RAW, NAMES, uncertain=uncertain, blank=blank)
+    np.testing.assert_allclose(out, np.array(expected, np.float32))
+    assert np.isnan(RAW[0, 3]) and RAW[0, 2] == -1  # input untouched
+
+
+def test_bad_policy():
+    with pytest.raises(ValueError, match="uncertain policy"):
+        apply_label_policy(RAW, NAMES, uncertain="maybe")
+
+
+def test_harmonise_labels_and_mask():
+    values = np.array([[1, 0, 1]], np.float32)
+    out, missing = harmonise_labels(values, ["Effusion", "Pleural_Thickening", "No Finding"],
+                                    ["Pleural Effusion", "Pneumonia", "normal"])
+    np.testing.assert_array_equal(missing, [False, True, False])
+    assert out[0, 0] == 1 and math.isnan(out[0, 1]) and out[0, 2] == 1
+    assert values.tolist() == [[1, 0, 1]]
+
+
+def test_harmonise_dataset_returns_new_dataset(sample_ds):
+    ds, _ = sample_ds
+    before = ds["train"]["labels"]
+    new, missing = harmonise_dataset(ds, ["pneumonia", "covid_19"])
+    assert missing.tolist() == [False, True] and label_names(new) == ["pneumonia", "covid_19"]
+    assert label_names(ds) == ["normal", "pneumonia"] and ds["train"]["labels"] == before
+    row = new["train"][0]
+    assert row["labels"][0] == before[0][1] and math.isnan(row["labels"][1])
+
+
+def test_patient_split_keeps_patients_together():
+    patients = [f"p{i // 3}" for i in range(300)]
+    splits = patient_split(patients, seed=1)
+    by_patient = {}
+    for patient, split in zip(patients, splits):
+        by_patient.setdefault(patient, set()).add(split)
+    assert all(len(s) == 1 for s in by_patient.values())
+    assert splits.count("train") == 240 and splits == patient_split(patients, seed=1)
+    assert splits != patient_split(patients, seed=2)
