@@ -214,7 +214,8 @@ class GroupMaskedViTLayer(GradientCheckpointingLayer):
 class GroupMaskedViTEncoder(nn.Module):
     def __init__(self, config: GroupMaskedViTConfig):
         super().__init__()
-        rates = torch.linspace(0, config.drop_path_rate, config.num_hidden_layers).tolist()
+        depth = config.num_hidden_layers
+        rates = [config.drop_path_rate * i / max(1, depth - 1) for i in range(depth)]  # linear over depth
         self.layers = nn.ModuleList([GroupMaskedViTLayer(config, rate) for rate in rates])
 
     def forward(

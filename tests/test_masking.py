@@ -1,0 +1,132 @@
+"""GMML group masking: coverage statistics, alignment, replacement, fills, seeding."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from modeling_cxrgm import GroupMaskedViTConfig, gmml_corrupt, masks_for_targets, sample_group_masks
+
+
+def sequential_reference_masks(count, size, *, max_ratio, align, max_block_fraction, seed):
+    """The reference algorithm, one image and one rectangle at a time (SPEC §1.4), for comparison."""
+    rng = np.random.default_rng(seed)
+    masks = np.zeros((count, size, size), dtype=bool)
+    max_side = math.ceil(max_block_fraction * size)
+    for mask in masks:
+        target = max_ratio if max_ratio <= 0.5 else rng.uniform(0.5, max_ratio)
+        while mask.mean() < target:
+            top = align * rng.integers(0, size // align)
+            left = align * rng.integers(0, size // align)
+            height = align * (rng.integers(align, max_side) // align)
+            width = align * (rng.integers(align, max_side) // align)
+            mask[top:top + height, left:left + width] = True
+    return masks
+
+
+def coverage(masks: torch.Tensor) -> torch.Tensor:
+    return masks.float().mean((1, 2))
+
+
+def test_mean_masked_fraction_at_224_pixel_blocks_matches_spec():
+    masks = sample_group_masks(256, 224, 224, max_ratio=0.75, align=1, generator=torch.Generator().manual_seed(0))
+    assert masks.shape == (256, 224, 224) and masks.dtype == torch.bool
+    fractions = coverage(masks)
+    assert 0.60 <= fractions.mean() <= 0.67
+    assert fractions.min() >= 0.5  # every image reaches at least its target, which is >= 0.5
+    touched = masks.view(256, 14, 16, 14, 16).any(4).any(2).float().mean()
+    assert 0.80 <= touched <= 0.92  # SPEC measured 87% of 16-px patches touched
+
+
+def test_same_distribution_as_the_sequential_loop():
+    ours = coverage(sample_group_masks(300, 96, 96, max_ratio=0.75, align=1,
+                                       generator=torch.Generator().manual_seed(1))).numpy()
+    reference = sequential_reference_masks(300, 96, max_ratio=0.75, align=1, max_block_fraction=0.3, seed=1)
+    reference = reference.mean((1, 2))
+    assert abs(ours.mean() - reference.mean()) < 0.012
+    for q in (0.05, 0.5, 0.95):
+        assert abs(np.quantile(ours, q) - np.quantile(reference, q)) < 0.03
+
+
+def test_align_16_masks_are_unions_of_whole_patches():
+    masks = sample_group_masks(64, 224, 224, align=16, generator=torch.Generator().manual_seed(2))
+    patches = masks.view(64, 14, 16, 14, 16)
+    assert torch.equal(patches.all(4).all(2), patches.any(4).any(2))
+    assert 0.58 <= coverage(masks).mean() <= 0.70  # SPEC: 0.642
+
+
+def test_each_mask_reaches_its_target_and_stops_there():
+    targets = torch.tensor([0.0, 0.1, 0.3, 0.5, 0.6, 0.75])
+    masks = masks_for_targets(targets, 64, 64, align=1, generator=torch.Generator().manual_seed(3))
+    fractions = coverage(masks)
+    assert fractions[0] == 0
+    assert (fractions[1:] >= targets[1:]).all()
+    largest_block = math.ceil(0.3 * 64) ** 2 / 64**2  # one rectangle is all it may overshoot by
+    assert (fractions[1:] < targets[1:] + largest_block).all()
+
+
+def test_seeding():
+    def draw(seed):
+        return sample_group_masks(8, 64, 64, generator=torch.Generator().manual_seed(seed))
+
+    assert torch.equal(draw(5), draw(5))
+    assert not torch.equal(draw(5), draw(6))
+
+
+def test_invalid_alignment_is_refused():
+    with pytest.raises(ValueError, match="align"):
+        sample_group_masks(2, 64, 64, align=7)
+
+
+def tiny_config(**overrides):
+    return GroupMaskedViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
+                                num_attention_heads=2, intermediate_size=64, **overrides)
+
+
+def distinct_images(batch=8, channels=1, size=32):
+    """Images whose pixel values are all different, so a copied pixel identifies its source image."""
+    return torch.arange(batch * channels * size * size, dtype=torch.float32).view(batch, channels, size, size)
+
+
+def test_replacement_takes_pixels_from_another_image_at_the_same_place():
+    images = distinct_images()
+    config = tiny_config(replace_prob=1.0)
+    corrupted, mask = gmml_corrupt(images, config, torch.Generator().manual_seed(0))
+    assert (coverage(mask) >= 0.3).all()
+    for i in range(images.shape[0]):
+        replaced = corrupted[i, 0][mask[i]]
+        sources = [j for j in range(images.shape[0]) if torch.equal(images[j, 0][mask[i]], replaced)]
+        assert len(sources) == 1 and sources[0] != i
+        assert torch.equal(corrupted[i, 0][~mask[i]], images[i, 0][~mask[i]])
+
+
+@pytest.mark.parametrize("fill", ["noise", "zeros", "self_copy"])
+def test_stage_one_fills(fill):
+    images = distinct_images(batch=16)
+    corrupted, mask = gmml_corrupt(images, tiny_config(replace_prob=0.0, mask_fill=fill),
+                                   torch.Generator().manual_seed(1))
+    assert (coverage(mask) >= 0.5).all()
+    inside = corrupted[:, 0][mask]
+    assert torch.equal(corrupted[:, 0][~mask], images[:, 0][~mask])
+    if fill == "zeros":
+        assert (inside == 0).all()
+    elif fill == "noise":
+        assert abs(inside.mean()) < 0.1 and abs(inside.std() - 1) < 0.1
+    else:
+        lows = images[:, 0].flatten(1).min(1).values[:, None, None].expand_as(mask)[mask]
+        highs = images[:, 0].flatten(1).max(1).values[:, None, None].expand_as(mask)[mask]
+        assert ((inside >= lows) & (inside <= highs)).all()  # copied from the same image
+        assert (inside != images[:, 0][mask]).all()  # but from elsewhere
+
+
+def test_stages_mix_with_probability_one_half():
+    images = torch.randn(400, 1, 32, 32)
+    _, mask = gmml_corrupt(images, tiny_config(), torch.Generator().manual_seed(2))
+    replaced = coverage(mask) < 0.45  # stage 2 targets 0.3, stage 1 at least 0.5
+    assert 0.4 < replaced.float().mean() < 0.6
+
+
+def test_single_image_batches_never_replace():
+    _, mask = gmml_corrupt(torch.randn(1, 1, 32, 32), tiny_config(replace_prob=1.0), torch.Generator().manual_seed(0))
+    assert coverage(mask)[0] >= 0.5

@@ -1,0 +1,186 @@
+"""GroupMaskedViT backbone and heads on tiny configs."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from modeling_cxrgm import (
+    GroupMaskedViTConfig,
+    GroupMaskedViTForImageClassification,
+    GroupMaskedViTForPreTraining,
+    GroupMaskedViTForSegmentation,
+    GroupMaskedViTModel,
+)
+
+
+def tiny_config(**overrides):
+    values = dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+                  intermediate_size=64, drop_path_rate=0.0)
+    return GroupMaskedViTConfig(**{**values, **overrides})
+
+
+@pytest.fixture
+def images():
+    return torch.randn(3, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+
+
+def test_eager_and_sdpa_agree(images):
+    torch.manual_seed(0)
+    model = GroupMaskedViTModel(tiny_config()).eval()
+    assert model.config._attn_implementation == "sdpa"
+    sdpa = model(images, output_hidden_states=True)
+    model.set_attn_implementation("eager")
+    eager = model(images, output_hidden_states=True, output_attentions=True)
+    assert torch.allclose(sdpa.last_hidden_state, eager.last_hidden_state, atol=1e-5)
+    assert len(eager.hidden_states) == 5 and len(eager.attentions) == 4
+    assert eager.attentions[0].shape == (3, 2, 17, 17)
+    assert torch.allclose(eager.attentions[0].sum(-1), torch.ones(3, 2, 17))  # not causal: rows are full
+
+
+def test_output_shapes(images):
+    out = GroupMaskedViTModel(tiny_config())(images)
+    assert out.last_hidden_state.shape == (3, 17, 32)
+    assert torch.equal(out.pooler_output, out.last_hidden_state[:, 0])
+
+
+def test_other_input_sizes_interpolate_positions_in_float32(images):
+    model = GroupMaskedViTModel(tiny_config()).eval()
+    native = model.embeddings.interpolate_pos_encoding(4, 4)
+    assert native is model.embeddings.position_embeddings
+    bigger = torch.randn(2, 1, 48, 64)
+    assert model(bigger).last_hidden_state.shape == (2, 1 + 6 * 8, 32)
+    model.to(torch.bfloat16)
+    assert model(bigger).last_hidden_state.dtype == torch.bfloat16
+
+
+def test_wrong_channel_count_is_explained(images):
+    with pytest.raises(ValueError, match="num_channels"):
+        GroupMaskedViTModel(tiny_config())(images.repeat(1, 3, 1, 1))
+
+
+def test_stochastic_depth_only_in_training(images):
+    model = GroupMaskedViTModel(tiny_config(drop_path_rate=0.5))
+    rates = [layer.drop_path.rate for layer in model.encoder.layers]
+    assert rates[0] == 0.0 and rates[-1] == 0.5 and rates == sorted(rates)
+    model.train()
+    torch.manual_seed(0)
+    first = model(images).last_hidden_state
+    second = model(images).last_hidden_state
+    assert not torch.allclose(first, second)
+    model.eval()
+    assert torch.equal(model(images).last_hidden_state, model(images).last_hidden_state)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(images):
+    torch.manual_seed(0)
+    model = GroupMaskedViTForImageClassification(tiny_config(num_labels=2)).train()
+    labels = torch.tensor([0, 1, 1])
+    model(images, labels=labels).loss.backward()
+    plain = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    model.activation_checkpointing_enable()
+    assert model.vit.encoder.layers[0].gradient_checkpointing
+    model(images, labels=labels).loss.backward()
+    for a, p in zip(plain, model.parameters()):
+        assert torch.allclose(a, p.grad, atol=1e-6)
+
+
+def test_pretraining_reconstructs_from_the_mean_of_the_configured_blocks(images):
+    config = tiny_config(reconstruction_layers=[2, 4])
+    model = GroupMaskedViTForPreTraining(config).eval()
+    out = model(images, generator=torch.Generator().manual_seed(0), output_hidden_states=True)
+    assert out.reconstruction.shape == images.shape and out.mask.shape == (3, 32, 32)
+    features = model.vit.layernorm((out.hidden_states[2] + out.hidden_states[4]) / 2)[:, 1:]
+    assert torch.allclose(model.decoder(features, 4, 4), out.reconstruction, atol=1e-6)
+    weight = out.mask[:, None].float()
+    expected = ((out.reconstruction - images).abs() * weight).sum() / weight.sum()
+    assert torch.allclose(out.loss, expected)
+    out.loss.backward()
+    assert model.vit.embeddings.patch_embeddings.projection.weight.grad is not None
+
+
+def test_pretraining_uses_a_given_corruption_and_seeds_its_own(images):
+    model = GroupMaskedViTForPreTraining(tiny_config()).eval()
+    mask = torch.zeros(3, 32, 32, dtype=torch.bool)
+    mask[:, :8] = True
+    corrupted = images.clone()
+    corrupted[:, :, :8] = 0
+    given = model(images, corrupted=corrupted, mask=mask)
+    assert torch.equal(given.mask, mask) and torch.equal(given.corrupted, corrupted)
+    first = model(images, generator=torch.Generator().manual_seed(1))
+    again = model(images, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(first.mask, again.mask) and torch.equal(first.loss, again.loss)
+    with pytest.raises(ValueError, match="both"):
+        model(images, mask=mask)
+
+
+@pytest.mark.parametrize("pooling, width", [("cls", 32), ("mean", 32), ("cls_mean", 64)])
+def test_classification_pooling(images, pooling, width):
+    model = GroupMaskedViTForImageClassification(tiny_config(pooling=pooling, num_labels=3))
+    assert model.classifier.in_features == width
+    assert model(images).logits.shape == (3, 3)
+
+
+def test_single_label_loss_uses_label_smoothing(images):
+    model = GroupMaskedViTForImageClassification(tiny_config(num_labels=3, label_smoothing=0.1)).eval()
+    labels = torch.tensor([0, 2, 1])
+    out = model(images, labels=labels)
+    assert torch.allclose(out.loss, F.cross_entropy(out.logits, labels, label_smoothing=0.1))
+
+
+def test_multi_label_loss_ignores_unknown_labels(images):
+    config = tiny_config(num_labels=3, problem_type="multi_label_classification")
+    model = GroupMaskedViTForImageClassification(config).eval()
+    labels = torch.tensor([[1.0, float("nan"), 0.0], [float("nan"), 1.0, 1.0], [0.0, 0.0, float("nan")]])
+    out = model(images, labels=labels)
+    known = ~labels.isnan()
+    expected = F.binary_cross_entropy_with_logits(out.logits[known], labels[known])
+    assert torch.allclose(out.loss, expected)
+    out.loss.backward()
+
+
+@pytest.mark.parametrize("decoder", ["progressive", "simple"])
+@pytest.mark.parametrize("num_labels", [1, 3])
+def test_segmentation_logits_at_input_resolution(images, decoder, num_labels):
+    model = GroupMaskedViTForSegmentation(tiny_config(decoder_type=decoder, num_labels=num_labels))
+    labels = torch.randint(0, max(2, num_labels), (3, 32, 32))
+    out = model(images, labels=labels)
+    assert out.logits.shape == (3, num_labels, 32, 32)
+    out.loss.backward()
+
+
+def test_binary_segmentation_loss_is_bce_plus_dice_and_skips_ignored_pixels(images):
+    model = GroupMaskedViTForSegmentation(tiny_config(num_labels=1)).eval()
+    labels = torch.zeros(3, 32, 32, dtype=torch.long)
+    labels[:, 8:24, 4:14] = 1
+    out = model(images, labels=labels)
+    logit, target = out.logits[:, 0], labels.float()
+    probability = torch.sigmoid(logit)
+    dice = (2 * (probability * target).sum((1, 2)) + 1) / (probability.sum((1, 2)) + target.sum((1, 2)) + 1)
+    expected = F.binary_cross_entropy_with_logits(logit, target) + (1 - dice).mean()
+    assert torch.allclose(out.loss, expected, atol=1e-6)
+    ignored = labels.clone()
+    ignored[:, :4] = 255
+    assert not torch.allclose(model(images, labels=ignored).loss, out.loss)
+
+
+def test_multiclass_segmentation_ignores_the_ignore_index(images):
+    model = GroupMaskedViTForSegmentation(tiny_config(num_labels=3)).eval()
+    labels = torch.randint(0, 3, (3, 32, 32))
+    labels[:, :10] = 255
+    out = model(images, labels=labels)
+    assert torch.allclose(out.loss, F.cross_entropy(out.logits, labels, ignore_index=255))
+
+
+def test_pretraining_checkpoint_becomes_a_classifier_with_new_head_reported(tmp_path, images):
+    pretrained = GroupMaskedViTForPreTraining(tiny_config())
+    pretrained.save_pretrained(tmp_path)
+    classifier, info = GroupMaskedViTForImageClassification.from_pretrained(
+        tmp_path, num_labels=2, output_loading_info=True
+    )
+    assert info["missing_keys"] == {"classifier.weight", "classifier.bias"}
+    assert all(key.startswith("decoder.") for key in info["unexpected_keys"]) and info["unexpected_keys"]
+    for name, weight in pretrained.vit.state_dict().items():
+        assert torch.equal(weight, classifier.vit.state_dict()[name]), name
+    segmenter, info = GroupMaskedViTForSegmentation.from_pretrained(tmp_path, num_labels=1, output_loading_info=True)
+    assert info["missing_keys"] and all(key.startswith("segmentation_head.") for key in info["missing_keys"])
