@@ -47,9 +47,16 @@ def _is_pil(image) -> bool:
 
 def _to_unit_float(array, bit_depth: int | None) -> torch.Tensor:
     """Integer or float array/tensor -> float32 tensor in [0, 1], scaled by the real bit depth."""
-    tensor = torch.from_numpy(np.ascontiguousarray(array)) if isinstance(array, np.ndarray) else array
-    if tensor.dtype == torch.bool:
-        return tensor.float()
+    if isinstance(array, np.ndarray):
+        if array.dtype.kind not in "buif":
+            raise TypeError(f"Unsupported image dtype {array.dtype}")
+        depth = 8 if array.dtype == np.uint8 else 16
+        tensor = torch.from_numpy(np.ascontiguousarray(array if array.dtype.kind == "f" else array.astype(np.int64)))
+    else:
+        if torch.is_complex(array):
+            raise TypeError(f"Unsupported image dtype {array.dtype}")
+        depth = 8 if array.dtype == torch.uint8 else 16
+        tensor = array if array.is_floating_point() else array.to(torch.int64)
     if tensor.is_floating_point():
         tensor = tensor.float()
         if tensor.numel() and (tensor.min() < 0 or tensor.max() > 1):
@@ -58,14 +65,9 @@ def _to_unit_float(array, bit_depth: int | None) -> torch.Tensor:
                 f"[{tensor.min().item():.3g}, {tensor.max().item():.3g}]. Pass integers to scale by bit depth."
             )
         return tensor
-    if tensor.dtype == torch.uint8:
-        depth = bit_depth or 8
-    elif tensor.dtype in (torch.uint16, torch.int16, torch.int32, torch.int64):
-        depth = bit_depth or 16
-        if tensor.numel() and tensor.min() < 0:
-            raise ValueError("Integer images must be non-negative")
-    else:
-        raise TypeError(f"Unsupported image dtype {tensor.dtype}")
+    depth = bit_depth or depth
+    if tensor.numel() and (tensor.min() < 0 or tensor.max() > 2**depth - 1):
+        raise ValueError(f"Integer image values must lie in 0..{2**depth - 1} for a bit depth of {depth}")
     return tensor.to(torch.float32) / float(2**depth - 1)
 
 
@@ -197,9 +199,12 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
 
     def _label_map(self, segmentation_map) -> torch.Tensor:
         """A mask (PIL / numpy / tensor, (H, W)) -> int64 (size, size) by nearest resize; 255-valued masks become 1."""
-        if _is_pil(segmentation_map):
-            segmentation_map = np.asarray(segmentation_map.convert("L") if segmentation_map.mode in ("RGB", "RGBA", "P") else segmentation_map)
-        tensor = torch.as_tensor(np.asarray(segmentation_map) if not isinstance(segmentation_map, torch.Tensor) else segmentation_map)
+        if _is_pil(segmentation_map) and segmentation_map.mode in ("RGB", "RGBA"):
+            segmentation_map = segmentation_map.convert("L")
+        if isinstance(segmentation_map, torch.Tensor):
+            tensor = segmentation_map.detach().cpu()
+        else:
+            tensor = torch.from_numpy(np.array(segmentation_map, dtype=np.int64))
         if tensor.ndim == 3 and 1 in (tensor.shape[0], tensor.shape[-1]):
             tensor = tensor.squeeze(0 if tensor.shape[0] == 1 else -1)
         if tensor.ndim != 2:

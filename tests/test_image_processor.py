@@ -1,0 +1,126 @@
+"""GroupMaskedViTImageProcessor: every input kind at its real bit depth, geometry, masks, errors."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from modeling_cxrgm import GroupMaskedViTImageProcessor
+from modeling_cxrgm.image_processing_gmvit import CXR_MEAN, CXR_STD
+
+
+def unnormalised(size=8, num_channels=1, **kwargs):
+    return GroupMaskedViTImageProcessor(size=size, num_channels=num_channels, do_normalize=False, **kwargs)
+
+
+def gradient(height=8, width=8, dtype=np.uint8, top=255):
+    return np.linspace(0, top, height * width).reshape(height, width).round().astype(dtype)
+
+
+def test_pil_grey_8_bit():
+    values = unnormalised()(Image.fromarray(gradient()), return_tensors="pt").pixel_values
+    assert values.shape == (1, 1, 8, 8) and values.dtype == torch.float32
+    assert torch.allclose(values[0, 0], torch.from_numpy(gradient()).float() / 255)
+
+
+def test_16_bit_png_is_scaled_by_16_bits_not_clipped(tmp_path):
+    array = gradient(dtype=np.uint16, top=60000)
+    Image.fromarray(array).save(tmp_path / "deep.png")
+    image = Image.open(tmp_path / "deep.png")
+    assert image.mode in ("I;16", "I")
+    values = unnormalised()(image).pixel_values[0, 0]
+    assert torch.allclose(values, torch.from_numpy(array.astype(np.float32)) / 65535, atol=1e-6)
+    assert values.max() > 0.9
+
+
+def test_numpy_uint16_with_fewer_bits_used():
+    array = gradient(dtype=np.uint16, top=4095)
+    values = unnormalised(bit_depth=12)(array).pixel_values[0, 0]
+    assert torch.isclose(values.max(), torch.tensor(1.0))
+
+
+def test_values_beyond_the_declared_bit_depth_are_refused():
+    with pytest.raises(ValueError, match="0..4095"):
+        unnormalised(bit_depth=12)(gradient(dtype=np.uint16, top=5000))
+
+
+def test_float_and_tensor_inputs():
+    array = gradient().astype(np.float32) / 255
+    from_numpy = unnormalised()(array).pixel_values
+    from_tensor = unnormalised()(torch.from_numpy(array)[None]).pixel_values
+    from_uint8_tensor = unnormalised()(torch.from_numpy(gradient())).pixel_values
+    assert torch.allclose(from_numpy, from_tensor) and torch.allclose(from_numpy, from_uint8_tensor)
+
+
+def test_rgb_and_rgba_become_grey_by_luminance_and_grey_becomes_three_channels():
+    rgb = np.zeros((8, 8, 3), dtype=np.uint8)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 255, 0, 0
+    grey = unnormalised()(Image.fromarray(rgb)).pixel_values
+    assert torch.allclose(grey, torch.full((1, 1, 8, 8), 0.299))
+    rgba = np.concatenate([rgb, np.full((8, 8, 1), 7, dtype=np.uint8)], axis=2)
+    assert torch.allclose(unnormalised()(Image.fromarray(rgba, "RGBA")).pixel_values, grey)
+    three = unnormalised(num_channels=3)(Image.fromarray(gradient())).pixel_values
+    assert three.shape == (1, 3, 8, 8) and torch.equal(three[:, 0], three[:, 2])
+
+
+def test_batches_lists_and_stacks():
+    images = [Image.fromarray(gradient()), gradient(), torch.from_numpy(gradient())]
+    assert unnormalised()(images).pixel_values.shape == (3, 1, 8, 8)
+    assert unnormalised()(np.stack([gradient()] * 4)).pixel_values.shape == (4, 1, 8, 8)
+    assert unnormalised()(torch.stack([torch.from_numpy(gradient())[None]] * 5)).pixel_values.shape == (5, 1, 8, 8)
+
+
+def test_pad_keeps_aspect_and_squash_stretches():
+    wide = np.full((10, 20), 255, dtype=np.uint8)
+    padded = unnormalised(size=20)(wide).pixel_values[0, 0]
+    assert torch.all(padded[5:15] == 1) and torch.all(padded[:5] == 0) and torch.all(padded[15:] == 0)
+    squashed = unnormalised(size=20, resize_mode="squash")(wide).pixel_values[0, 0]
+    assert torch.all(squashed == 1)
+
+
+def test_normalisation_uses_cxr_statistics_by_default():
+    processor = GroupMaskedViTImageProcessor(size=8)
+    values = processor(np.full((8, 8), 255, dtype=np.uint8)).pixel_values
+    assert torch.allclose(values, torch.full_like(values, (1 - CXR_MEAN) / CXR_STD))
+    imagenet = GroupMaskedViTImageProcessor(size=8, num_channels=3, normalization="imagenet")
+    assert imagenet.image_mean == [0.485, 0.456, 0.406]
+
+
+def test_segmentation_maps_use_nearest_resizing_and_become_0_1():
+    mask = np.zeros((16, 16), dtype=np.uint8)
+    mask[4:12, 2:10] = 255
+    out = unnormalised(size=8)(Image.fromarray(gradient(16, 16)), segmentation_maps=Image.fromarray(mask))
+    assert out.labels.shape == (1, 8, 8) and out.labels.dtype == torch.int64
+    assert set(out.labels.unique().tolist()) == {0, 1}
+    assert out.labels[0, 2:6, 1:5].eq(1).all() and out.labels.sum() == 16
+
+
+def test_post_processing_removes_padding_and_restores_the_original_size():
+    processor = unnormalised(size=16)
+    mask = np.zeros((8, 16), dtype=np.uint8)
+    mask[:, :8] = 1
+    labels = processor(np.zeros((8, 16), dtype=np.uint8), segmentation_maps=mask).labels
+    logits = torch.where(labels[:, None] == 1, 5.0, -5.0)  # a perfect binary prediction, one channel
+    restored = processor.post_process_semantic_segmentation({"logits": logits}, target_sizes=[(8, 16)])[0]
+    assert restored.shape == (8, 16) and torch.equal(restored, torch.from_numpy(mask).long())
+
+
+@pytest.mark.parametrize("bad, error, message", [
+    (np.full((8, 8), 2.0, dtype=np.float32), ValueError, r"\[0, 1\]"),
+    ([np.zeros((8, 8, 2), dtype=np.uint8)], ValueError, "C in 1, 3, 4"),
+    (np.zeros((2, 2, 8, 8, 1), dtype=np.uint8), ValueError, "2 or 3 dimensions"),
+    ("chest.png", TypeError, "Unsupported image type"),
+    (np.zeros((8, 8), dtype=np.complex64), TypeError, "dtype"),
+])
+def test_bad_inputs_get_clear_errors(bad, error, message):
+    with pytest.raises(error, match=message):
+        unnormalised()(bad)
+
+
+def test_save_and_load(tmp_path):
+    processor = GroupMaskedViTImageProcessor(size=64, num_channels=3, resize_mode="squash", bit_depth=12)
+    processor.save_pretrained(tmp_path)
+    loaded = GroupMaskedViTImageProcessor.from_pretrained(tmp_path)
+    assert (loaded.size, loaded.num_channels, loaded.resize_mode, loaded.bit_depth) == (64, 3, "squash", 12)
+    array = gradient(dtype=np.uint16, top=4095)
+    assert torch.equal(processor(array).pixel_values, loaded(array).pixel_values)
