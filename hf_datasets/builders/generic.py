@@ -14,6 +14,7 @@ from ..errors import LayoutError
 from ..splits import canonical_split
 from .common import IMAGE_SUFFIXES, Recipe, record, walk_files
 
+DICOM_SUFFIXES = (".dcm", ".dicom")
 SPLIT_FOLDERS = ("train", "training", "val", "valid", "validation", "test", "testing")
 
 
@@ -26,11 +27,11 @@ def _patient(image: Path, root: Path, pattern: str | None) -> str:
 
 
 def build_imagefolder(data_dir, patient_pattern: str | None = None, bits: int = 8) -> Recipe:
-    """ROOT/CLASS/*.png or ROOT/SPLIT/CLASS/*.png (SPLIT in train/val/test); labels one-hot over
-    the sorted class folder names. patient_pattern: regex on the file stem whose first group is
+    """ROOT/CLASS/*.png or ROOT/SPLIT/CLASS/*.png (SPLIT in train/val/test); images may be
+    PNG/JPEG/TIFF/BMP/GIF or DICOM (.dcm/.dicom); labels one-hot over the sorted class folder names. patient_pattern: regex on the file stem whose first group is
     the patient id (default: every image is its own patient)."""
     root = Path(data_dir)
-    images = [p for p in walk_files(root, IMAGE_SUFFIXES) if p.parent != root]
+    images = [p for p in walk_files(root, IMAGE_SUFFIXES + DICOM_SUFFIXES) if p.parent != root]
     entries = []
     for image in images:
         parts = image.relative_to(root).parts
@@ -40,6 +41,7 @@ def build_imagefolder(data_dir, patient_pattern: str | None = None, bits: int = 
     if not names:
         raise LayoutError(root, "no CLASS/IMAGE files found")
     records = [record(image, data_dir=root, labels=[float(cls == n) for n in names],
+                      decode=image.suffix.lower() in DICOM_SUFFIXES,
                       patient_id=_patient(image, root, patient_pattern), source=root.name, split=split)
                for image, split, cls in entries]
     return Recipe(name="imagefolder", records=records, label_names=names, bits=bits,

@@ -1,0 +1,151 @@
+"""Prepare pre-resized grey training shards from any supported data set.
+
+    python -m hf_datasets.prepare --dataset NAME --data_dir D --output_dir O --size 256 --num_proc N
+
+Output: a folder for `datasets.load_from_disk` giving a DatasetDict of the common schema with
+images resized so the longer side is --size (uint8 PNG, or uint16 with --bits 16) and masks
+resized alike. Shards of --shard_size images are kept across runs: a rerun after a kill only
+writes the missing ones. report.json lists every skipped file with its reason; found = written +
+skipped. --streaming reads the set as an IterableDataset in one pass (no random access, no
+datasets cache), for sources larger than local disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import sys
+from collections import Counter
+from itertools import islice
+from pathlib import Path
+
+import datasets
+from tqdm.auto import tqdm
+
+from .builders.common import assemble, assign_splits
+from .registry import available_datasets, build_recipe
+from .schema import make_features, make_info
+from .shards import finish_split, is_finished, write_shard
+
+
+def _shard_job(job):
+    split_dir, index, records, features, size, bits = job
+    return len(records), write_shard(Path(split_dir), index, records, features, size=size, bits=bits)
+
+
+def _chunks(items, size):
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def _summary(reports_by_split: dict[str, list[dict]], output_dir: Path, size: int, bits: int) -> dict:
+    skipped = [dict(entry, split=split) for split, reports in reports_by_split.items()
+               for report in reports for entry in report["skipped"]]
+    written = {split: sum(r["written"] for r in reports) for split, reports in reports_by_split.items()}
+    summary = {"found": sum(written.values()) + len(skipped), "written": sum(written.values()),
+               "skipped": len(skipped), "written_per_split": written, "size": size, "bits": bits,
+               "skipped_by_error": dict(Counter(e["error"] for e in skipped)), "skipped_files": skipped}
+    (output_dir / "report.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _finish(output_dir: Path, shard_counts: dict[str, int], info) -> dict[str, list[dict]]:
+    reports = {split: finish_split(output_dir / split, n, info) for split, n in shard_counts.items()}
+    (output_dir / "dataset_dict.json").write_text(json.dumps({"splits": list(shard_counts)}))
+    return reports
+
+
+def prepare(name: str, data_dir, output_dir, *, size: int = 256, bits: int = 8, num_proc: int = 1,
+            shard_size: int = 1000, seed: int = 0, split_fractions=None, streaming: bool = False,
+            progress: bool = True, **options) -> dict:
+    """Prepare shards of data set `name`; returns the report (also written to report.json)."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    recipe = build_recipe(name, data_dir, seed=seed, **options)
+    features = make_features(len(recipe.label_names), bits)
+    info = make_info(recipe.name, recipe.label_names, about=recipe.about, citation=recipe.citation,
+                     license=recipe.license, homepage=recipe.homepage, bits=bits)
+    info.features = features
+    if streaming:
+        source = assemble(recipe, fractions=split_fractions, seed=seed, streaming=True, on_error="raise")
+        return prepare_iterable(source, output_dir, info=info, size=size, bits=bits,
+                                shard_size=shard_size, progress=progress)
+    jobs, shard_counts, total = [], {}, 0
+    for split, records in assign_splits(recipe, split_fractions, seed).items():
+        split_dir = output_dir / split
+        chunks = list(_chunks(records, shard_size))
+        shard_counts[split] = len(chunks)
+        for index, chunk in enumerate(chunks):
+            if not is_finished(split_dir, index):
+                jobs.append((str(split_dir), index, chunk, features, size, bits))
+                total += len(chunk)
+    bar = tqdm(total=total, unit="img", desc=f"Preparing {name}", disable=not progress)
+    if num_proc > 1 and len(jobs) > 1:
+        with multiprocessing.get_context("spawn").Pool(num_proc) as pool:
+            for count, _ in pool.imap_unordered(_shard_job, jobs):
+                bar.update(count)
+    else:
+        for job in jobs:
+            bar.update(_shard_job(job)[0])
+    bar.close()
+    return _summary(_finish(output_dir, shard_counts, info), output_dir, size, bits)
+
+
+def prepare_iterable(source: datasets.IterableDatasetDict, output_dir, *, info, size: int = 256,
+                     bits: int = 8, shard_size: int = 1000, progress: bool = True) -> dict:
+    """Stream an IterableDatasetDict of the common schema (e.g. from `build_dataset(...,
+    streaming=True)` or a streamed Hub set) into shards; finished shards are skipped on rerun."""
+    output_dir = Path(output_dir)
+    features = info.features
+    shard_counts = {}
+    for split, iterable in source.items():
+        iterable = iterable.cast_column("image", datasets.Image(decode=False))
+        iterable = iterable.cast_column("mask", datasets.Image(decode=False))
+        split_dir = output_dir / split
+        index = -1
+        stream = tqdm(iterable, unit="img", desc=f"Streaming {split}", disable=not progress)
+        for index, chunk in enumerate(_chunks(stream, shard_size)):
+            if not is_finished(split_dir, index):
+                write_shard(split_dir, index, chunk, features, size=size, bits=bits)
+        shard_counts[split] = index + 1
+    return _summary(_finish(output_dir, shard_counts, info), output_dir, size, bits)
+
+
+def _parse_options(pairs: list[str]) -> dict:
+    options = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hf_datasets.prepare", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", required=True, choices=available_datasets())
+    parser.add_argument("--data_dir", default=None)
+    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--size", type=int, default=256, help="longer side in pixels")
+    parser.add_argument("--bits", type=int, choices=(8, 16), default=8)
+    parser.add_argument("--num_proc", type=int, default=1)
+    parser.add_argument("--shard_size", type=int, default=1000, help="images per shard")
+    parser.add_argument("--seed", type=int, default=0, help="seed of patient-level splits")
+    parser.add_argument("--streaming", action="store_true")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help='builder option, value parsed as JSON when possible (e.g. uncertain="ones")')
+    args = parser.parse_args(argv)
+    report = prepare(args.dataset, args.data_dir, args.output_dir, size=args.size, bits=args.bits,
+                     num_proc=args.num_proc, shard_size=args.shard_size, seed=args.seed,
+                     streaming=args.streaming, **_parse_options(args.option))
+    print(f"found {report['found']}, written {report['written']}, skipped {report['skipped']} "
+          f"{report['skipped_by_error']}; report: {Path(args.output_dir) / 'report.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

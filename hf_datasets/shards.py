@@ -1,0 +1,103 @@
+"""Write resized grey examples into Arrow shards and assemble them into a folder that
+`datasets.load_from_disk` opens as a DatasetDict.
+
+Layout: OUT/dataset_dict.json, OUT/SPLIT/{state.json, dataset_info.json, data-KKKKK.arrow,
+data-KKKKK.report.json}. A shard is finished when both its .arrow and .report.json exist;
+both are written to temporary names and renamed, so a killed run leaves no half shard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from datasets.arrow_writer import ArrowWriter
+from PIL import Image
+
+from .errors import DataError
+from .schema import COLUMNS
+from .images import encode_png, pil_to_grey, read_grey, resize_longer_side, to_bits
+
+
+def shard_paths(split_dir: Path, index: int) -> tuple[Path, Path]:
+    return split_dir / f"data-{index:05d}.arrow", split_dir / f"data-{index:05d}.report.json"
+
+
+def is_finished(split_dir: Path, index: int) -> bool:
+    data, report = shard_paths(split_dir, index)
+    return data.exists() and report.exists()
+
+
+def _grey_from_image_value(value, data_dir) -> np.ndarray:
+    """A datasets.Image undecoded value ({"bytes", "path"}) or a file path -> grey array."""
+    if isinstance(value, dict) and value.get("bytes"):
+        try:
+            with Image.open(io.BytesIO(value["bytes"])) as image:
+                image.load()
+                return pil_to_grey(image)
+        except OSError as err:
+            raise DataError(value.get("path") or "<bytes>", f"corrupt image bytes ({err})") from err
+    path = value["path"] if isinstance(value, dict) else value
+    return read_grey(path if os.path.isabs(path) or not data_dir else os.path.join(data_dir, path))
+
+
+def resize_example(source: dict, *, size: int, bits: int, data_dir=None) -> dict:
+    """Source example (image given as path or undecoded value; mask as path(s) or value)
+    -> output example with PNG bytes, longer side = `size`, grey `bits`-bit image and 0/255 mask."""
+    from .builders.common import read_mask
+
+    image = resize_longer_side(_grey_from_image_value(source["image"], data_dir), size)
+    example = {name: source.get(name) for name in COLUMNS}
+    example["image"] = {"bytes": encode_png(to_bits(image, bits)), "path": None}
+    mask = source.get("mask")
+    if mask is not None:
+        values = read_mask(mask) if not isinstance(mask, dict) else \
+            (_grey_from_image_value(mask, data_dir) > 0).astype(np.uint8) * 255
+        resized = Image.fromarray(values).resize(image.shape[::-1], Image.Resampling.NEAREST)
+        example["mask"] = {"bytes": encode_png(np.asarray(resized)), "path": None}
+    return example
+
+
+def write_shard(split_dir: Path, index: int, examples, features, *, size: int, bits: int,
+                data_dir=None) -> dict:
+    """Resize and write one shard; returns its report {written, skipped: [{path, error, reason}]}."""
+    split_dir.mkdir(parents=True, exist_ok=True)
+    data_path, report_path = shard_paths(split_dir, index)
+    partial = data_path.with_suffix(".arrow.partial")
+    report = {"shard": index, "written": 0, "skipped": []}
+    writer = ArrowWriter(features=features, path=str(partial))
+    try:
+        for source in examples:
+            try:
+                writer.write(resize_example(source, size=size, bits=bits, data_dir=data_dir))
+                report["written"] += 1
+            except DataError as err:
+                report["skipped"].append({"path": source.get("path"), "error": type(err).__name__,
+                                          "reason": err.reason})
+            except (OSError, ValueError, MemoryError, Image.DecompressionBombError) as err:
+                report["skipped"].append({"path": source.get("path"), "error": type(err).__name__,
+                                          "reason": "unreadable image"})
+        writer.finalize()
+    finally:
+        writer.close()
+    os.replace(partial, data_path)
+    tmp_report = report_path.with_suffix(".json.partial")
+    tmp_report.write_text(json.dumps(report))
+    os.replace(tmp_report, report_path)
+    return report
+
+
+def finish_split(split_dir: Path, n_shards: int, info) -> list[dict]:
+    """Write state.json / dataset_info.json for the finished shards; return their reports."""
+    files = [shard_paths(split_dir, k)[0].name for k in range(n_shards)]
+    fingerprint = hashlib.sha256("".join(files).encode() + str(split_dir).encode()).hexdigest()[:16]
+    state = {"_data_files": [{"filename": f} for f in files], "_fingerprint": fingerprint,
+             "_format_columns": None, "_format_kwargs": {}, "_format_type": None,
+             "_output_all_columns": False, "_split": split_dir.name}
+    (split_dir / "state.json").write_text(json.dumps(state, indent=2))
+    info.write_to_directory(str(split_dir), pretty_print=True)
+    return [json.loads(shard_paths(split_dir, k)[1].read_text()) for k in range(n_shards)]

@@ -1,0 +1,119 @@
+"""prepare: resized shards loadable with load_from_disk, resume after a kill, bad-input report,
+streaming mode and the command line."""
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+from pydicom.data import get_testdata_file
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "data"))
+import layouts  # noqa: E402
+from factory import write_image  # noqa: E402
+
+from hf_datasets import label_names, shards  # noqa: E402
+from hf_datasets.prepare import main, prepare  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf_cache"))
+
+
+def test_prepare_cxr_folder(tmp_path):
+    data_dir = layouts.cxr_folder(tmp_path / "src")
+    report = prepare("cxr_folder", data_dir, tmp_path / "out", size=16, shard_size=3, progress=False)
+    assert report["found"] == 8 and report["written"] == 8 and report["skipped"] == 0
+    ds = datasets.load_from_disk(str(tmp_path / "out"))
+    assert label_names(ds) == ["normal", "pneumonia"]
+    row = next(iter(ds.values()))[0]
+    assert row["image"].mode == "L" and max(row["image"].size) == 16
+    assert row["mask"].size == row["image"].size and set(np.unique(np.asarray(row["mask"]))) <= {0, 255}
+
+
+def test_prepare_sixteen_bit_on_request(tmp_path):
+    data_dir = layouts.padchest(tmp_path / "src")
+    prepare("padchest", data_dir, tmp_path / "out", size=20, bits=16, progress=False)
+    ds = datasets.load_from_disk(str(tmp_path / "out"))
+    image = next(iter(ds.values()))[0]["image"]
+    assert image.mode in ("I;16", "I") and max(image.size) == 20
+    assert np.asarray(image).max() > 4095  # 12 bits used are scaled to the full 16-bit range
+
+
+def test_resume_after_kill_writes_only_missing_shards(tmp_path, monkeypatch):
+    data_dir = layouts.cxr_folder(tmp_path / "src")
+    real_write = shards.write_shard
+    calls = []
+
+    def dying_write(*args, **kwargs):
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")
+        calls.append(args[1])
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr("hf_datasets.prepare.write_shard", dying_write)
+    with pytest.raises(KeyboardInterrupt):
+        prepare("cxr_folder", data_dir, tmp_path / "out", size=16, shard_size=2, progress=False)
+    finished = sorted(p.name for p in (tmp_path / "out").rglob("*.arrow"))
+    assert len(finished) == 2 and not (tmp_path / "out" / "dataset_dict.json").exists()
+    mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*.arrow")}
+    rerun = []
+    monkeypatch.setattr("hf_datasets.prepare.write_shard",
+                        lambda *a, **k: rerun.append(a[1]) or real_write(*a, **k))
+    report = prepare("cxr_folder", data_dir, tmp_path / "out", size=16, shard_size=2, progress=False)
+    assert report["written"] == 8 and len(rerun) == len(list((tmp_path / "out").rglob("*.arrow"))) - 2
+    assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items())
+    assert sum(d.num_rows for d in datasets.load_from_disk(str(tmp_path / "out")).values()) == 8
+
+
+def test_bad_input_is_prepared_or_reported(tmp_path):
+    folder = tmp_path / "bad" / "cxr"
+    write_image(folder / "good.png", seed=1)
+    write_image(folder / "sixteen.png", seed=2, mode="I;16")
+    write_image(folder / "rgba.png", seed=3, mode="RGBA")
+    corrupt = write_image(folder / "corrupt.jpg", seed=4)
+    corrupt.write_bytes(corrupt.read_bytes()[:200])
+    (folder / "empty.png").write_bytes(b"")
+    shutil.copy(get_testdata_file("rtplan.dcm", download=False), folder / "plan.dcm")
+    report = prepare("imagefolder", tmp_path / "bad", tmp_path / "out", size=16,
+                     split_fractions={"train": 1.0}, progress=False)
+    assert report["found"] == 6 == report["written"] + report["skipped"]
+    reasons = {Path(e["path"]).name: e for e in report["skipped_files"]}
+    assert set(reasons) == {"corrupt.jpg", "empty.png", "plan.dcm"}
+    assert reasons["empty.png"]["reason"].startswith("empty file")
+    assert reasons["plan.dcm"]["error"] == "NonImageDicomError"
+    assert "corrupt" in reasons["corrupt.jpg"]["reason"]
+    saved = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert saved["skipped"] == 3 and saved["found"] == 6
+    rows = {Path(r["path"]).name: r for r in datasets.load_from_disk(str(tmp_path / "out"))["train"]}
+    assert set(rows) == {"good.png", "sixteen.png", "rgba.png"}
+    sixteen = np.asarray(rows["sixteen.png"]["image"])
+    assert rows["sixteen.png"]["image"].mode == "L" and sixteen.max() > 200  # not clipped to 255 / 4095
+
+
+def test_streaming_matches_default(tmp_path):
+    data_dir = layouts.cxr_folder(tmp_path / "src")
+    prepare("cxr_folder", data_dir, tmp_path / "a", size=16, shard_size=3, progress=False)
+    report = prepare("cxr_folder", data_dir, tmp_path / "b", size=16, shard_size=3, streaming=True,
+                     progress=False)
+    assert report["written"] == 8
+    first, second = (datasets.load_from_disk(str(tmp_path / n)) for n in "ab")
+    for split in first:
+        assert first[split]["path"] == second[split]["path"]
+        a, b = first[split][0], second[split][0]
+        assert np.array_equal(np.asarray(a["image"]), np.asarray(b["image"]))
+        assert np.array_equal(np.asarray(a["mask"]), np.asarray(b["mask"]))
+
+
+def test_command_line(tmp_path, capsys):
+    data_dir = layouts.kermany(tmp_path / "src")
+    assert main(["--dataset", "kermany", "--data_dir", str(data_dir), "--output_dir", str(tmp_path / "out"),
+                 "--size", "24", "--num_proc", "2", "--option", 'classes="subtype"']) == 0
+    assert "found 9, written 9, skipped 0" in capsys.readouterr().out
+    ds = datasets.load_from_disk(str(tmp_path / "out"))
+    assert label_names(ds) == ["normal", "bacteria", "virus"]
+    assert set(ds) == {"train", "validation", "test"}
