@@ -1,0 +1,68 @@
+"""`write_dataset_card(dataset_dir, sources)`: README.md of a prepared data set, naming each source and its licence."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from huggingface_hub import DatasetCard, DatasetCardData
+
+from .privacy import find_local_paths, scrub
+from .sources import lookup
+
+TEMPLATE = Path(__file__).parent / "templates" / "dataset_card.md"
+SPDX = {"CC BY 4.0": "cc-by-4.0", "CC BY 3.0": "cc-by-3.0"}
+
+
+def _split_sizes(dataset_dir: Path) -> dict[str, int]:
+    """Rows per split of a `DatasetDict.save_to_disk` folder, from its metadata; empty when not such a folder."""
+    index = dataset_dir / "dataset_dict.json"
+    if not index.is_file():
+        return {}
+    sizes = {}
+    for split in json.loads(index.read_text(encoding="utf-8")).get("splits", []):
+        info = dataset_dir / split / "dataset_info.json"
+        recorded = json.loads(info.read_text(encoding="utf-8")).get("splits") or {} if info.is_file() else {}
+        if split in recorded and "num_examples" in recorded[split]:
+            sizes[split] = recorded[split]["num_examples"]
+    return sizes
+
+
+def write_dataset_card(dataset_dir, sources: list[str], *, title: str | None = None, description: str | None = None,
+                       splits: dict[str, int] | None = None, task: str = "image-classification") -> Path:
+    """Write `dataset_dir/README.md`: one row per source (description, population, licence), splits and citations.
+
+    splits: images per split; read from a `save_to_disk` folder's metadata when not given.
+    """
+    dataset_dir = Path(dataset_dir)
+    names = [str(scrub(name)) for name in sources]
+    if not names:
+        raise ValueError("A dataset card needs at least one source")
+    known = {name: lookup(name) for name in names}
+    licences = {SPDX.get(s.licence) if s else None for s in known.values()}
+    licence = licences.pop() if len(licences) == 1 and None not in licences else "other"
+    card_data = DatasetCardData(
+        license=licence,
+        license_name=None if licence != "other" else "per-source",
+        pretty_name=title or "Prepared chest X-ray data (" + ", ".join(names) + ")",
+        task_categories=[task],
+        tags=["chest-x-ray", "radiology", "medical-imaging", "cxrgm", "research-only"],
+    )
+    rows = [{"name": name, "title": s.title if s else "not recorded", "description": s.description if s else "not recorded",
+             "population": f"{s.population}, {s.country}" if s else "not recorded",
+             "licence": s.licence if s else "not recorded"} for name, s in known.items()]
+    card = DatasetCard.from_template(
+        card_data,
+        template_path=str(TEMPLATE),
+        title=card_data.pretty_name,
+        description=scrub(description) or "Chest X-rays converted to the cxrgm common schema (image, labels, patient, source).",
+        sources=rows,
+        splits=sorted((splits or _split_sizes(dataset_dir)).items()),
+        citations=sorted({s.citation for s in known.values() if s}),
+    )
+    leaks = find_local_paths(str(card))
+    if leaks:
+        raise ValueError(f"The dataset card would publish local paths {leaks}")
+    path = dataset_dir / "README.md"
+    path.write_text(str(card) + "\n", encoding="utf-8")
+    return path

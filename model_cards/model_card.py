@@ -1,0 +1,313 @@
+"""`write_model_card(model_dir, run)`: the README.md of an exported model, rendered from the run that made it.
+
+The card's YAML carries a `model-index` with every numeric metric; the body documents data provenance, preprocessing,
+architecture and GMML settings (read from the folder's config.json), compute, intended use, limitations, the loading
+snippet and citations. Missing facts render as "not recorded"; local paths are reduced to basenames.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from pathlib import Path
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from .privacy import basename, find_local_paths, is_local_path, scrub
+from .sources import lookup
+
+NOT_RECORDED = "not recorded"
+TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
+TASKS = {
+    "pretraining": ("image-feature-extraction", "Self-supervised GMML pretraining (masked image reconstruction)"),
+    "classification": ("image-classification", "Image classification"),
+    "segmentation": ("image-segmentation", "Semantic segmentation"),
+}
+AUTO_CLASS = {
+    "pretraining": "AutoModel",
+    "classification": "AutoModelForImageClassification",
+    "segmentation": "AutoModelForSemanticSegmentation",
+}
+# metric name (as in metrics.json) -> (model-index metric type, readable name)
+METRICS = {
+    "accuracy": ("accuracy", "Accuracy"),
+    "balanced_accuracy": ("accuracy", "Balanced accuracy"),
+    "auroc": ("roc_auc", "AUROC"),
+    "auroc_macro": ("roc_auc", "AUROC (macro)"),
+    "auprc_macro": ("average_precision", "AUPRC (macro)"),
+    "f1_macro": ("f1", "F1 (macro)"),
+    "dice": ("dice", "Dice"),
+    "iou": ("iou", "IoU"),
+    "reconstruction_l1": ("l1", "Reconstruction L1 (corrupted pixels)"),
+    "loss": ("loss", "Loss"),
+}
+PER_CLASS = {
+    "sensitivity": ("recall", "Sensitivity"),
+    "specificity": ("specificity", "Specificity"),
+    "ppv": ("precision", "PPV"),
+    "f1": ("f1", "F1"),
+    "auroc": ("roc_auc", "AUROC"),
+    "auprc": ("average_precision", "AUPRC"),
+    "dice": ("dice", "Dice"),
+    "iou": ("iou", "IoU"),
+}
+ARCHITECTURE = (
+    ("image_size", "Input size (px)"), ("patch_size", "Patch size (px)"), ("num_channels", "Input channels"),
+    ("hidden_size", "Hidden size"), ("num_hidden_layers", "Blocks"), ("num_attention_heads", "Attention heads"),
+    ("intermediate_size", "MLP size"), ("drop_path_rate", "Stochastic depth (last block)"),
+)
+GMML = (
+    ("mask_max_ratio", "Max corrupted fraction r (t ~ U(0.5, r))"), ("mask_align", "Block alignment (px)"),
+    ("mask_max_block_fraction", "Max block side (fraction of image)"), ("mask_fill", "Fill"),
+    ("replace_ratio", "Replaced fraction (second stage)"), ("replace_prob", "Second-stage probability"),
+    ("reconstruction_layers", "Blocks averaged for reconstruction"),
+)
+CITATIONS = r"""@inproceedings{anwar2024spcxr,
+  title     = {{SPCXR}: Self-supervised pretraining using chest X-rays towards a domain specific foundation model},
+  author    = {Anwar, Syed Muhammad and Parida, Abhijeet and Atito, Sara and Awais, Muhammad and Nino, Gustavo and
+               Kittler, Josef and Linguraru, Marius George},
+  booktitle = {IEEE International Conference on Image Processing (ICIP)},
+  year      = {2024},
+  note      = {arXiv:2211.12944}
+}
+
+@article{atito2021sit,
+  title   = {{SiT}: Self-supervised vIsion Transformer},
+  author  = {Atito, Sara and Awais, Muhammad and Kittler, Josef},
+  journal = {arXiv preprint arXiv:2104.03602},
+  year    = {2021}
+}
+
+@article{atito2022gmml,
+  title   = {{GMML} is All you Need},
+  author  = {Atito, Sara and Awais, Muhammad and Nandam, Srinivasa and Kittler, Josef},
+  journal = {arXiv preprint arXiv:2205.14986},
+  year    = {2022}
+}"""
+
+
+def _text(value) -> str:
+    """A fact for the card, or "not recorded"."""
+    if value is None or value == "" or value == [] or value == {}:
+        return NOT_RECORDED
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_text(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_text(v)}" for k, v in value.items())
+    return " ".join(str(value).split()).replace("|", "\\|")
+
+
+def _number(value) -> float | None:
+    """A finite float, or None for anything else (NaN, strings, lists)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _duration(seconds) -> str:
+    value = _number(seconds)
+    if value is None:
+        return NOT_RECORDED
+    hours, rest = divmod(int(round(value)), 3600)
+    return f"{hours} h {rest // 60:02d} min" if hours else f"{rest // 60} min {rest % 60:02d} s"
+
+
+def describe_metric(name: str) -> tuple[str, str]:
+    """metrics.json name -> (model-index type, readable name), e.g. sensitivity_pneumonia -> recall, Sensitivity (pneumonia)."""
+    key = name.removeprefix("eval_").removeprefix("test_")
+    if key in METRICS:
+        return METRICS[key]
+    prefix, _, label = key.partition("_")
+    if label and prefix in PER_CLASS:
+        kind, readable = PER_CLASS[prefix]
+        return kind, f"{readable} ({label.replace('_', ' ')})"
+    return key, key.replace("_", " ").capitalize()
+
+
+def _parameter_count(model_dir: Path) -> int | None:
+    """Parameters in the folder's safetensors files, read from their headers (no weights loaded)."""
+    total, files = 0, sorted(model_dir.glob("*.safetensors"))
+    for file in files:
+        with open(file, "rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            header = json.loads(handle.read(length))
+        total += sum(math.prod(entry["shape"]) for key, entry in header.items() if key != "__metadata__")
+    return total if files else None
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def _repo_name(run: dict, task: str) -> str:
+    repo_id = run.get("repo_id")
+    if isinstance(repo_id, str) and repo_id and not is_local_path(repo_id):
+        return repo_id
+    return f"<user>/cxrgm-{task}"
+
+
+def _dataset_rows(train_datasets) -> list[dict]:
+    rows = []
+    for entry in train_datasets if isinstance(train_datasets, list) else []:
+        entry = entry if isinstance(entry, dict) else {"name": entry}
+        source = lookup(entry.get("name", ""))
+        rows.append({
+            "name": _text(entry.get("name")),
+            "title": source.title if source else NOT_RECORDED,
+            "description": source.description if source else NOT_RECORDED,
+            "population": f"{source.population}, {source.country}" if source else NOT_RECORDED,
+            "licence": source.licence if source else NOT_RECORDED,
+            "num_images": _text(entry.get("num_images")),
+            "splits": _text(entry.get("splits")),
+            "label_policy": _text(entry.get("label_policy")),
+        })
+    return rows
+
+
+def _limitations(run: dict, task: str) -> list[str]:
+    """Bullet points on data coverage that follow from the recorded training and evaluation sets."""
+    names = [d.get("name", "") if isinstance(d, dict) else d for d in run.get("train_datasets") or []]
+    sources = [s for s in (lookup(n) for n in names) if s]
+    populations = {s.population for s in sources}
+    notes = []
+    if not sources:
+        notes.append("The training data are not recorded: coverage of ages, sites and devices is unknown.")
+    elif populations == {"adult"}:
+        notes.append("Trained on adult CXRs only: behaviour on children (different anatomy, AP views) is untested.")
+    elif populations == {"pediatric"}:
+        notes.append("Trained on pediatric CXRs only (children aged 1-5): behaviour on adults is untested.")
+    else:
+        notes.append("Training data mix adult and pediatric CXRs; results may differ between the two groups.")
+    if sources:
+        countries = sorted({s.country for s in sources})
+        notes.append(f"Sites: {', '.join(countries)}. Other hospitals, scanners and populations may shift results.")
+    notes.append(
+        "Views: sources differ in PA vs AP (and portable) acquisition, which correlates with site, age and illness "
+        "severity; a model can learn such shortcuts. Lateral views are not expected."
+    )
+    if {"nih", "nih_cxr14", "chexpert", "mimic_cxr_jpg", "padchest"} & {str(n).lower() for n in names}:
+        notes.append("Some labels were mined from reports by NLP and are noisy.")
+    if "sample" in {str(n).lower() for n in names}:
+        notes.append("The sample set (17 images) exercises the code only: its metrics carry no meaning.")
+    eval_images = _number((run.get("eval_dataset") or {}).get("num_images"))
+    if eval_images is not None and eval_images < 200:
+        notes.append(f"The evaluation set has {int(eval_images)} images: metrics have wide confidence intervals.")
+    if task == "pretraining":
+        notes.append("A pretrained encoder makes no predictions by itself; fine-tune and validate it for any task.")
+    notes.append("Performance on any new site must be measured there before drawing conclusions; calibration is not "
+                 "guaranteed.")
+    return notes
+
+
+def _model_index(task: str, name: str, metrics: dict, eval_dataset: dict) -> list[EvalResult]:
+    source = lookup(eval_dataset.get("name", ""))
+    dataset_type = _text(eval_dataset.get("name")).replace(" ", "-")
+    results = []
+    for metric, value in metrics.items():
+        number = _number(value)
+        if number is None:
+            continue
+        metric_type, metric_name = describe_metric(metric)
+        results.append(EvalResult(
+            task_type=TASKS[task][0], task_name=TASKS[task][1], dataset_type=dataset_type,
+            dataset_name=source.title if source else _text(eval_dataset.get("name")),
+            dataset_split=_text(eval_dataset.get("split")), metric_type=metric_type, metric_name=metric_name,
+            metric_value=round(number, 6),
+        ))
+    return results
+
+
+def render_model_card(model_dir, run: dict) -> ModelCard:
+    """The card as a `huggingface_hub.ModelCard` (see `write_model_card`)."""
+    model_dir = Path(model_dir)
+    run = scrub(run or {})
+    task = run.get("task") if run.get("task") in TASKS else "pretraining"
+    config = _read_json(model_dir / "config.json")
+    processor = _read_json(model_dir / "preprocessor_config.json")
+    metrics = run.get("metrics") if isinstance(run.get("metrics"), dict) else {}
+    eval_dataset = run.get("eval_dataset") if isinstance(run.get("eval_dataset"), dict) else {}
+    repo_id = _repo_name(run, task)
+    base_model = run.get("base_model")
+    hub_base = base_model if isinstance(base_model, str) and base_model.count("/") == 1 else None
+
+    card_data = ModelCardData(
+        model_name=repo_id.split("/")[-1],
+        license=run.get("license", "apache-2.0"),
+        library_name="transformers",
+        pipeline_tag=TASKS[task][0],
+        tags=["chest-x-ray", "radiology", "medical-imaging", "vision-transformer", "self-supervised", "gmml",
+              "cxrgm", "custom_code", "research-only"],
+        base_model=hub_base,
+        eval_results=_model_index(task, repo_id.split("/")[-1], metrics, eval_dataset) or None,
+    )
+    preprocessing = run.get("preprocessing") if isinstance(run.get("preprocessing"), dict) else {}
+    training = run.get("training") if isinstance(run.get("training"), dict) else {}
+    labels = config.get("id2label") or {}
+    card = ModelCard.from_template(
+        card_data,
+        template_path=str(TEMPLATE),
+        title=repo_id.split("/")[-1],
+        task=task,
+        task_description=TASKS[task][1],
+        auto_class=AUTO_CLASS[task],
+        pipeline_tag=TASKS[task][0],
+        repo_id=repo_id,
+        metrics=[(describe_metric(k)[1], f"{v:.4f}" if _number(v) is not None else "n/a")
+                 for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)],
+        eval_dataset={k: _text(eval_dataset.get(k)) for k in ("name", "split", "num_images")},
+        datasets=_dataset_rows(run.get("train_datasets")),
+        preprocessing={
+            "size": _text(preprocessing.get("size", processor.get("size"))),
+            "num_channels": _text(preprocessing.get("num_channels", processor.get("num_channels"))),
+            "bit_depth": _text(preprocessing.get("bit_depth", processor.get("bit_depth"))),
+            "windowing": _text(preprocessing.get("windowing")),
+            "resize_mode": _text(preprocessing.get("resize_mode", processor.get("resize_mode"))),
+            "normalization": _text(preprocessing.get("normalization", processor.get("normalization"))),
+            "mean_std": f"{_text(processor.get('image_mean'))} / {_text(processor.get('image_std'))}",
+        },
+        architecture=[(label, _text(config.get(key))) for key, label in ARCHITECTURE],
+        parameters=_text(f"{count:,}" if (count := _parameter_count(model_dir)) else None),
+        gmml=[(label, _text(config.get(key))) for key, label in GMML],
+        head=_head(task, config),
+        labels=[_text(labels[k]) for k in sorted(labels, key=lambda k: int(k))] if task != "pretraining" else [],
+        training={
+            "init": _text(training.get("init")),
+            "base_model": _text(basename(base_model) if isinstance(base_model, str) and is_local_path(base_model)
+                                else base_model),
+            "epochs": _text(training.get("epochs")),
+            "batch_size": _text(training.get("batch_size")),
+            "learning_rate": _text(training.get("learning_rate")),
+            "precision": _text(training.get("precision")),
+            "hardware": _text(training.get("hardware")),
+            "duration": _duration(training.get("duration_s")),
+            "seed": _text(training.get("seed")),
+        },
+        limitations=_limitations(run, task),
+        citations=CITATIONS,
+        dataset_citations=sorted({s.citation for s in (lookup(d["name"]) for d in _dataset_rows(
+            run.get("train_datasets")) + [{"name": eval_dataset.get("name", "")}]) if s}),
+        licence=run.get("license", "apache-2.0"),
+    )
+    leaks = find_local_paths(str(card))
+    if leaks:
+        raise ValueError(f"The model card would publish local paths {leaks}; remove them from the run record")
+    return card
+
+
+def _head(task: str, config: dict) -> str:
+    if task == "classification":
+        return (f"linear classifier on `{_text(config.get('pooling'))}` pooling, "
+                f"{_text(config.get('problem_type') or 'single_label_classification')}")
+    if task == "segmentation":
+        return f"`{_text(config.get('decoder_type'))}` decoder over patch tokens of blocks {_text(config.get('segmentation_layers'))}"
+    return "MLP + transposed-convolution reconstruction head, used for pretraining only (`AutoModel` loads the encoder alone)"
+
+
+def write_model_card(model_dir, run: dict) -> Path:
+    """Render the card of the exported model in `model_dir` from `run` and write `model_dir/README.md`."""
+    path = Path(model_dir) / "README.md"
+    path.write_text(str(render_model_card(model_dir, run)) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,109 @@
+"""Push an exported model or a prepared data set to the Hugging Face Hub (`create_repo` + `upload_folder`).
+
+Only the files a Hub user needs are sent (weights, config, model code, processor, card, metrics); a folder missing
+any of the required ones is refused, and so is one whose text files mention a local path. The token comes from the
+argument, else `HF_TOKEN` (or a saved `huggingface-cli login`); it is never printed.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from huggingface_hub import CommitInfo, HfApi, get_token
+
+from .privacy import find_local_paths, is_local_path
+
+logger = logging.getLogger(__name__)
+
+MODEL_OPTIONAL = ("preprocessor_config.json", "metrics.json", "model.safetensors.index.json")
+TEXT_SUFFIXES = (".json", ".md", ".txt", ".yaml", ".yml", ".csv")
+DATASET_SKIPPED = ("cache-*.arrow", "*.lock", "tmp*")
+
+
+def _hub_code_files() -> tuple[str, ...]:
+    from modeling_cxrgm.modeling_gmvit import HUB_FILES
+
+    return HUB_FILES
+
+
+def model_files(model_dir) -> list[str]:
+    """Names of the files of an export that go to the Hub; raises if a required one is missing."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise FileNotFoundError(f"No model folder {model_dir.name!r}")
+    weights = sorted(p.name for p in model_dir.glob("*.safetensors"))
+    required = ["config.json", "README.md", *_hub_code_files()]
+    missing = [name for name in required if not (model_dir / name).is_file()]
+    if not weights:
+        missing.append("*.safetensors (weights)")
+    if missing:
+        raise FileNotFoundError(f"The export {model_dir.name!r} lacks {missing}; export the model and write its card first")
+    optional = [name for name in MODEL_OPTIONAL if (model_dir / name).is_file()]
+    if "preprocessor_config.json" not in optional:
+        logger.warning("%s has no preprocessor_config.json: users will need to build the processor themselves",
+                       model_dir.name)
+    return sorted({*required, *weights, *optional})
+
+
+def check_no_local_paths(folder, names) -> None:
+    """Refuse to publish text files that mention local paths (they may reveal user names or data locations)."""
+    leaks = {}
+    for name in names:
+        path = Path(folder) / name
+        if path.suffix in TEXT_SUFFIXES and path.is_file():
+            found = find_local_paths(path.read_text(encoding="utf-8", errors="replace"))
+            if found:
+                leaks[name] = found[:3]
+    if leaks:
+        raise ValueError(f"Refusing to publish local paths: {leaks}. Remove them (e.g. re-export) and try again.")
+
+
+def _resolve_token(token: str | None) -> str:
+    token = token or get_token()
+    if not token:
+        raise RuntimeError("No Hugging Face token: set HF_TOKEN (a write token) or run `hf auth login`")
+    return token
+
+
+def _push(folder: Path, repo_id: str, repo_type: str, *, private: bool, revision: str | None, commit_message: str,
+          token: str | None, allow_patterns=None, ignore_patterns=None) -> CommitInfo:
+    if is_local_path(repo_id) or repo_id.count("/") != 1:
+        raise ValueError(f"repo_id must look like 'user/name', got {repo_id!r}")
+    api = HfApi(token=_resolve_token(token))
+    api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+    if revision:
+        api.create_branch(repo_id, repo_type=repo_type, branch=revision, exist_ok=True)
+    return api.upload_folder(
+        repo_id=repo_id, repo_type=repo_type, folder_path=folder, revision=revision, commit_message=commit_message,
+        allow_patterns=allow_patterns, ignore_patterns=ignore_patterns,
+    )
+
+
+def push_model(model_dir, repo_id: str, *, private: bool = True, revision: str | None = None,
+               commit_message: str = "Upload cxrgm model", token: str | None = None) -> CommitInfo:
+    """Upload an export folder (weights, config, Hub code files, processor, README card, metrics) in one commit.
+
+    The repo is created private unless `private=False`; `revision` names a branch (created when missing).
+    Files outside that list (optimizer states, logs, run records) stay local.
+    """
+    model_dir = Path(model_dir)
+    names = model_files(model_dir)
+    check_no_local_paths(model_dir, names)
+    skipped = sorted(p.name for p in model_dir.iterdir() if p.name not in names)
+    if skipped:
+        logger.info("Not uploading %s", skipped)
+    return _push(model_dir, repo_id, "model", private=private, revision=revision, commit_message=commit_message,
+                 token=token, allow_patterns=names)
+
+
+def push_dataset(dataset_dir, repo_id: str, *, private: bool = True, revision: str | None = None,
+                 commit_message: str = "Upload prepared chest X-ray data", token: str | None = None) -> CommitInfo:
+    """Upload a prepared data set folder with its dataset card (README.md, see `write_dataset_card`)."""
+    dataset_dir = Path(dataset_dir)
+    if not (dataset_dir / "README.md").is_file():
+        raise FileNotFoundError(f"{dataset_dir.name!r} has no README.md: write its card with write_dataset_card first")
+    names = [str(p.relative_to(dataset_dir)) for p in dataset_dir.rglob("*") if p.is_file()]
+    check_no_local_paths(dataset_dir, names)
+    return _push(dataset_dir, repo_id, "dataset", private=private, revision=revision, commit_message=commit_message,
+                 token=token, ignore_patterns=list(DATASET_SKIPPED))

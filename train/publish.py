@@ -1,0 +1,49 @@
+"""Push an exported model or a prepared data set to the Hugging Face Hub.
+
+    HF_TOKEN=... python -m train.publish --model_dir runs/cls/export --repo_id user/cxrgm-pneumonia
+    HF_TOKEN=... python -m train.publish --dataset_dir prepared/kermany --repo_id user/kermany-cxrgm --public
+
+Repos are private unless --public. The model folder must hold weights, config.json, the model code files and
+README.md (the card written at export); only those files plus the processor config and metrics.json are sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from model_cards import push_dataset, push_model
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m train.publish", description=__doc__.splitlines()[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model_dir", help="export folder of a run (weights, config, code, processor, card)")
+    source.add_argument("--dataset_dir", help="prepared data set folder with its README.md dataset card")
+    parser.add_argument("--repo_id", required=True, help="user/name or organisation/name on the Hub")
+    visibility = parser.add_mutually_exclusive_group()
+    visibility.add_argument("--private", dest="private", action="store_true", default=True,
+                            help="create the repo private (default)")
+    visibility.add_argument("--public", dest="private", action="store_false", help="create the repo public")
+    parser.add_argument("--revision", default=None, help="branch to commit to (created if missing); default main")
+    parser.add_argument("--commit_message", default=None, help="commit message")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> str:
+    """Run the push; returns and prints the commit URL."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    args = parse_args(argv)
+    options = dict(private=args.private, revision=args.revision)
+    if args.commit_message:
+        options["commit_message"] = args.commit_message
+    if args.model_dir:
+        commit = push_model(args.model_dir, args.repo_id, **options)
+    else:
+        commit = push_dataset(args.dataset_dir, args.repo_id, **options)
+    print(commit.commit_url)
+    return commit.commit_url
+
+
+if __name__ == "__main__":
+    main()
