@@ -51,6 +51,15 @@ def _summary(reports_by_split: dict[str, list[dict]], output_dir: Path, size: in
     return summary
 
 
+def _check_settings(output_dir: Path, settings: dict) -> None:
+    """Record the run's settings; refuse to resume into a folder prepared with other settings."""
+    path = output_dir / "prepare_settings.json"
+    if path.exists() and json.loads(path.read_text()) != settings:
+        raise ValueError(f"{output_dir}: prepared with {path.read_text()}, not {json.dumps(settings)}; "
+                         "use a new --output_dir")
+    path.write_text(json.dumps(settings))
+
+
 def _finish(output_dir: Path, shard_counts: dict[str, int], info) -> dict[str, list[dict]]:
     reports = {split: finish_split(output_dir / split, n, info) for split, n in shard_counts.items()}
     (output_dir / "dataset_dict.json").write_text(json.dumps({"splits": list(shard_counts)}))
@@ -63,6 +72,9 @@ def prepare(name: str, data_dir, output_dir, *, size: int = 256, bits: int = 8, 
     """Prepare shards of data set `name`; returns the report (also written to report.json)."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    _check_settings(output_dir, {"dataset": name, "size": size, "bits": bits, "shard_size": shard_size,
+                                 "seed": seed, "split_fractions": split_fractions, "streaming": streaming,
+                                 "options": options})
     recipe = build_recipe(name, data_dir, seed=seed, **options)
     features = make_features(len(recipe.label_names), bits)
     info = make_info(recipe.name, recipe.label_names, about=recipe.about, citation=recipe.citation,

@@ -68,6 +68,8 @@ def test_resume_after_kill_writes_only_missing_shards(tmp_path, monkeypatch):
     assert report["written"] == 8 and len(rerun) == len(list((tmp_path / "out").rglob("*.arrow"))) - 2
     assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items())
     assert sum(d.num_rows for d in datasets.load_from_disk(str(tmp_path / "out")).values()) == 8
+    with pytest.raises(ValueError, match="new --output_dir"):
+        prepare("cxr_folder", data_dir, tmp_path / "out", size=32, shard_size=2, progress=False)
 
 
 def test_bad_input_is_prepared_or_reported(tmp_path):
