@@ -241,6 +241,17 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
             raise ValueError(f"return_tensors must be 'pt' or 'np', got {return_tensors!r}")
         return BatchFeature(data=data, tensor_type=return_tensors)
 
+    def _label_logits(self, logits: torch.Tensor, target_size=None) -> torch.Tensor:
+        """(K, S, S) logits of one image -> (K, H, W) at its original size, without the padding of "pad" resizing."""
+        logits = logits.float()
+        if target_size is None:
+            return logits
+        height, width = (int(v) for v in target_size)
+        scale = logits.shape[-1] / self.size
+        resized_h, resized_w, top, left = (round(v * scale) for v in self._geometry(height, width))
+        logits = logits[:, top:top + resized_h, left:left + resized_w]
+        return F.interpolate(logits[None], size=(height, width), mode="bilinear", align_corners=False)[0]
+
     def post_process_semantic_segmentation(self, outputs, target_sizes=None) -> list[torch.Tensor]:
         """Model outputs -> one (H, W) int64 label map per image: argmax, or sigmoid > 0.5 for one channel.
 
@@ -249,18 +260,34 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
         logits = outputs.logits if hasattr(outputs, "logits") else outputs["logits"]
         results = []
         for index in range(logits.shape[0]):
-            image_logits = logits[index].float()
-            if target_sizes is not None:
-                height, width = (int(v) for v in target_sizes[index])
-                scale = logits.shape[-1] / self.size
-                resized_h, resized_w, top, left = (round(v * scale) for v in self._geometry(height, width))
-                image_logits = image_logits[:, top:top + resized_h, left:left + resized_w]
-                image_logits = F.interpolate(image_logits[None], size=(height, width), mode="bilinear", align_corners=False)[0]
+            image_logits = self._label_logits(logits[index], None if target_sizes is None else target_sizes[index])
             if image_logits.shape[0] == 1:
                 results.append((image_logits[0] > 0).long())
             else:
                 results.append(image_logits.argmax(0))
         return results
 
+    def post_process_instance_segmentation(self, outputs, target_sizes=None, **kwargs) -> list[dict]:
+        """One segment per label found, as the image-segmentation pipeline expects: {"segmentation", "segments_info"}.
+
+        A one-channel (binary) model reports only its foreground, as label 0; a multi-class model every class present.
+        Each segment's score is the mean probability of its label over its pixels. Other pipeline arguments are unused.
+        """
+        logits = outputs.logits if hasattr(outputs, "logits") else outputs["logits"]
+        results = []
+        for index in range(logits.shape[0]):
+            image_logits = self._label_logits(logits[index], None if target_sizes is None else target_sizes[index])
+            if image_logits.shape[0] == 1:
+                probability = torch.sigmoid(image_logits[0])
+                segmentation = (probability > 0.5).long()
+                found = [(1, 0, probability)] if segmentation.any() else []
+            else:
+                probabilities = image_logits.softmax(0)
+                segmentation = probabilities.argmax(0)
+                found = [(int(c), int(c), probabilities[c]) for c in torch.unique(segmentation)]
+            segments = [{"id": seg_id, "label_id": label, "score": float(prob[segmentation == seg_id].mean())}
+                        for seg_id, label, prob in found]
+            results.append({"segmentation": segmentation, "segments_info": segments})
+        return results
 
 __all__ = ["GroupMaskedViTImageProcessor"]
