@@ -1,0 +1,200 @@
+"""Training-step throughput of cxrgm beside its peers, in one process on whatever device exists.
+
+Rows (one JSON line each): our full GMML pretraining step (corruption on the device + forward + backward + AdamW),
+our classification fine-tuning step, our mask sampler alone, and the peers measured the same way: HF ViTMAE
+(encoder sees 25%), HF SimMIM (ViTForMaskedImageModeling: all tokens, like GMML), HF ViT classification, and timm
+ViT classification when timm is installed. A final line gives our/peer ratios.
+
+    python benchmarks/throughput.py --size tiny --batch-size 16 --steps 5           # CPU
+    python benchmarks/throughput.py --size small --batch-size 256 --steps 30 --peak 989 [--compile]   # GPU
+"""
+
+import argparse
+import json
+import sys
+import time
+
+import torch
+
+SIZES = {"tiny": (192, 12, 3), "small": (384, 12, 6), "base": (768, 12, 12)}
+NUM_LABELS = 14
+
+
+def synchronize(device: str):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def flops_per_image(step, batch_size: int) -> float:
+    """Model FLOPs of one training step (forward + backward) divided by the batch size."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step(optimize=False)
+    return counter.get_total_flops() / batch_size
+
+
+def measure(name: str, model, loss_fn, args, device: str, compile_model: bool) -> dict:
+    """images/s of `loss_fn(model)` + backward + AdamW over `args.steps` steps after `args.warmup` warm-up steps."""
+    model = model.to(device).train()
+    runnable = torch.compile(model) if compile_model else model
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device == "cuda")
+    autocast = torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=not args.fp32)
+
+    def step(optimize: bool = True):
+        with autocast:
+            loss = loss_fn(runnable)
+        loss.backward()
+        if optimize:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    for _ in range(args.warmup):
+        step()
+    synchronize(device)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    synchronize(device)
+    seconds = time.perf_counter() - start
+    images_per_s = args.batch_size * args.steps / seconds
+    try:
+        flops = flops_per_image(step, args.batch_size)
+    except Exception:  # some compiled graphs cannot be counted
+        flops = float("nan")
+    row = dict(
+        name=name + ("_compiled" if compile_model else ""),
+        batch=args.batch_size,
+        img_per_s=round(images_per_s, 1),
+        gflop_per_img=round(flops / 1e9, 2),
+        tflops=round(images_per_s * flops / 1e12, 2),
+        mfu=round(images_per_s * flops / 1e12 / args.peak, 3) if args.peak else None,
+        peak_mem_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2) if device == "cuda" else None,
+    )
+    print(json.dumps(row), flush=True)
+    del model, runnable, optimizer
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    return row
+
+
+def measure_masks(args, device: str, config) -> dict:
+    """Masks/s of the GMML sampler (stage-1/stage-2 target mix) at the benchmark resolution."""
+    from modeling_cxrgm import gmml_corrupt
+
+    generator = torch.Generator(device=device).manual_seed(0)
+    views = torch.randn(args.batch_size, config.num_channels, args.image_size, args.image_size, device=device)
+    for _ in range(2):
+        gmml_corrupt(views, config, generator)
+    synchronize(device)
+    start = time.perf_counter()
+    repeats = max(3, args.steps)
+    for _ in range(repeats):
+        gmml_corrupt(views, config, generator)
+    synchronize(device)
+    row = dict(name="cxrgm_gmml_corruption", batch=args.batch_size,
+               masks_per_s=round(args.batch_size * repeats / (time.perf_counter() - start), 1))
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def main(argv=None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--channels", type=int, default=1, help="input channels of our models (peers use 3)")
+    parser.add_argument("--peak", type=float, default=0.0, help="device peak TFLOP/s for MFU (H200 bf16: 989)")
+    parser.add_argument("--compile", action="store_true", help="also measure torch.compile'd models")
+    parser.add_argument("--fp32", action="store_true", help="no bf16 autocast")
+    parser.add_argument("--only", default="", help="comma-separated substrings of row names to run")
+    args = parser.parse_args(argv)
+
+    import transformers
+    from transformers import (
+        ViTConfig,
+        ViTForImageClassification,
+        ViTForMaskedImageModeling,
+        ViTMAEConfig,
+        ViTMAEForPreTraining,
+    )
+
+    from modeling_cxrgm import GroupMaskedViTConfig, GroupMaskedViTForImageClassification, GroupMaskedViTForPreTraining
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    hidden, depth, heads = SIZES[args.size]
+    size, batch, patch = args.image_size, args.batch_size, 16
+    print(json.dumps(dict(torch=torch.__version__, transformers=transformers.__version__, python=sys.version.split()[0],
+                          device=torch.cuda.get_device_name() if device == "cuda" else f"cpu x{torch.get_num_threads()}",
+                          size=args.size, image_size=size, batch=batch, bf16=not args.fp32)), flush=True)
+
+    def wanted(name: str) -> bool:
+        return not args.only or any(part in name for part in args.only.split(","))
+
+    ours = GroupMaskedViTConfig(image_size=size, patch_size=patch, hidden_size=hidden, num_hidden_layers=depth,
+                                num_attention_heads=heads, intermediate_size=4 * hidden, num_channels=args.channels,
+                                num_labels=NUM_LABELS, problem_type="multi_label_classification")
+    peer = dict(hidden_size=hidden, num_hidden_layers=depth, num_attention_heads=heads, intermediate_size=4 * hidden,
+                image_size=size, patch_size=patch, attn_implementation="sdpa")
+    grey = torch.randn(batch, args.channels, size, size, device=device)
+    rgb = torch.randn(batch, 3, size, size, device=device)
+    targets = (torch.rand(batch, NUM_LABELS, device=device) < 0.2).float()
+    simmim_mask = torch.rand(batch, (size // patch) ** 2, device=device) < 0.6
+    generator = torch.Generator(device=device).manual_seed(0)
+
+    candidates = {
+        "cxrgm_gmml_pretrain": (lambda: GroupMaskedViTForPreTraining(ours),
+                                lambda m: m(pixel_values=grey, generator=generator).loss),
+        "cxrgm_cls_finetune": (lambda: GroupMaskedViTForImageClassification(ours),
+                               lambda m: m(pixel_values=grey, labels=targets).loss),
+        "hf_vitmae_pretrain": (lambda: ViTMAEForPreTraining(ViTMAEConfig(
+            mask_ratio=0.75, decoder_hidden_size=512, decoder_num_hidden_layers=8, decoder_num_attention_heads=16,
+            decoder_intermediate_size=2048, **peer)), lambda m: m(pixel_values=rgb).loss),
+        "hf_simmim_pretrain": (lambda: ViTForMaskedImageModeling(ViTConfig(encoder_stride=patch, **peer)),
+                               lambda m: m(pixel_values=rgb, bool_masked_pos=simmim_mask).loss),
+        "hf_vit_cls_finetune": (lambda: ViTForImageClassification(ViTConfig(
+            num_labels=NUM_LABELS, problem_type="multi_label_classification", **peer)),
+            lambda m: m(pixel_values=rgb, labels=targets).loss),
+    }
+    try:
+        import timm
+
+        bce = torch.nn.BCEWithLogitsLoss()
+        candidates["timm_vit_cls_finetune"] = (
+            lambda: timm.create_model(f"vit_{args.size}_patch16_224", num_classes=NUM_LABELS, img_size=size),
+            lambda m: bce(m(rgb).float(), targets),
+        )
+    except ImportError:
+        print(json.dumps({"note": "timm not installed: its row is skipped"}), flush=True)
+
+    rows = []
+    if wanted("cxrgm_gmml_corruption"):
+        rows.append(measure_masks(args, device, ours))
+    for compile_model in (False, True) if args.compile else (False,):
+        for name, (build, loss_fn) in candidates.items():
+            if wanted(name):
+                rows.append(measure(name, build(), loss_fn, args, device, compile_model))
+
+    rates = {row["name"]: row["img_per_s"] for row in rows if "img_per_s" in row}
+    ratios = {}
+    for suffix in ("", "_compiled"):
+        ours_pretrain, simmim = rates.get("cxrgm_gmml_pretrain" + suffix), rates.get("hf_simmim_pretrain" + suffix)
+        if ours_pretrain and simmim:
+            ratios["gmml_over_hf_simmim" + suffix] = round(ours_pretrain / simmim, 3)
+        ours_cls = rates.get("cxrgm_cls_finetune" + suffix)
+        for peer_name in ("hf_vit_cls_finetune", "timm_vit_cls_finetune"):
+            if ours_cls and rates.get(peer_name + suffix):
+                ratios[f"cls_over_{peer_name}{suffix}"] = round(ours_cls / rates[peer_name + suffix], 3)
+    masks = next((row["masks_per_s"] for row in rows if "masks_per_s" in row), None)
+    if masks and rates.get("cxrgm_gmml_pretrain"):
+        ratios["corruption_share_of_step"] = round(rates["cxrgm_gmml_pretrain"] / masks, 3)
+    print(json.dumps({"ratios": ratios}), flush=True)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
