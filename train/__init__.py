@@ -1,0 +1,14 @@
+"""Training, evaluation and prediction for cxrgm under Accelerate.
+
+Where things live:
+    engine.py      the training loop: `train_one_epoch` and `evaluate` (one place for every task)
+    run.py         wiring: accelerator, data, model, optimiser, checkpoints, export (`run_training`)
+    config.py      arguments from the command line or YAML (same names), saved with each run
+    data.py        data sets -> batches of unit-range tensors with labels
+    augment.py     batched torch augmentation (GMML views, fine-tuning) on any device
+    optim.py       parameter groups, lr / weight-decay schedules, clipping, EMA
+    checkpoint.py  atomic `save_state` with retention, `latest` lookup
+    metrics/       local `evaluate` modules (classification, segmentation)
+    export.py      the Hub-loadable model folder with processor, metrics.json and model card
+Scripts: pretrain.py, finetune_classification.py, finetune_segmentation.py, evaluate.py, predict.py, demo.py.
+"""

@@ -1,0 +1,123 @@
+"""Batched augmentation in torch: every image of a batch gets its own random crop, flip, rotation, jitter and blur.
+
+Runs on the batch's device (GPU or CPU) with one `torch.Generator` on that device, so the same generator state
+gives the same views. Inputs are unit-range images (B, C, H, W); `normalize` maps them to the model's space.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class AugmentSpec:
+    """Random-resized-crop scale/ratio (area and aspect ranges), flip / jitter / blur probabilities, rotation degrees."""
+
+    crop_scale: tuple[float, float] = (0.05, 1.0)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    hflip_p: float = 0.5
+    rotation: float = 0.0
+    jitter: float = 0.1
+    jitter_p: float = 0.3
+    blur_p: float = 0.1
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
+
+    @classmethod
+    def from_args(cls, args) -> "AugmentSpec":
+        return cls(tuple(args.crop_scale), tuple(args.crop_ratio), args.hflip_p, args.rotation, args.jitter,
+                   args.jitter_p, args.blur_p)
+
+
+def _uniform(shape, low, high, generator, device) -> torch.Tensor:
+    return low + (high - low) * torch.rand(shape, generator=generator, device=device)
+
+
+def crop_boxes(batch_size: int, spec: AugmentSpec, generator, device, tries: int = 10) -> torch.Tensor:
+    """Random-resized-crop boxes (B, 4): centre x, y in [-1, 1] and width, height as fractions of the image.
+
+    Like torchvision: area ~ U(scale), log aspect ~ U(log ratio); the first of `tries` draws that fits is used,
+    else the whole image.
+    """
+    area = _uniform((batch_size, tries), *spec.crop_scale, generator, device)
+    log_ratio = _uniform((batch_size, tries), math.log(spec.crop_ratio[0]), math.log(spec.crop_ratio[1]),
+                         generator, device)
+    width, height = (area * log_ratio.exp()).sqrt(), (area / log_ratio.exp()).sqrt()
+    fits = (width <= 1) & (height <= 1)
+    first = torch.where(fits.any(1), fits.float().argmax(1), torch.full_like(fits[:, 0], -1, dtype=torch.long))
+    pick = first.clamp(min=0)[:, None]
+    width = torch.where(first >= 0, width.gather(1, pick)[:, 0], torch.ones_like(width[:, 0]))
+    height = torch.where(first >= 0, height.gather(1, pick)[:, 0], torch.ones_like(height[:, 0]))
+    offsets = _uniform((batch_size, 2), -1.0, 1.0, generator, device)
+    centre_x, centre_y = offsets[:, 0] * (1 - width), offsets[:, 1] * (1 - height)
+    return torch.stack([centre_x, centre_y, width, height], 1)
+
+
+def _affine(batch_size: int, spec: AugmentSpec, generator, device) -> torch.Tensor:
+    """Sampling grids' affine matrices (B, 2, 3): output coordinates -> input coordinates."""
+    boxes = crop_boxes(batch_size, spec, generator, device)
+    flip = torch.where(torch.rand(batch_size, generator=generator, device=device) < spec.hflip_p, -1.0, 1.0)
+    angle = _uniform(batch_size, -spec.rotation, spec.rotation, generator, device) * math.pi / 180
+    cos, sin = angle.cos(), angle.sin()
+    sx, sy = boxes[:, 2] * flip, boxes[:, 3]
+    row0 = torch.stack([cos * sx, -sin * sy, boxes[:, 0]], 1)
+    row1 = torch.stack([sin * sx, cos * sy, boxes[:, 1]], 1)
+    return torch.stack([row0, row1], 1)
+
+
+def _gaussian_blur(images: torch.Tensor, sigma: torch.Tensor, max_sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur with a per-image sigma (B,): (B, C, H, W) -> (B, C, H, W)."""
+    batch_size, channels, height, width = images.shape
+    radius = min(math.ceil(3 * max_sigma), (min(height, width) - 1) // 2)
+    offsets = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
+    kernel = torch.exp(-0.5 * (offsets[None] / sigma[:, None]) ** 2)
+    kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(channels, 0)  # (B * C, k)
+    flat = images.reshape(1, batch_size * channels, height, width)
+    flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="reflect"), kernel[:, None, None, :],
+                    groups=batch_size * channels)
+    flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="reflect"), kernel[:, None, :, None],
+                    groups=batch_size * channels)
+    return flat.reshape(batch_size, channels, height, width)
+
+
+def augment(images: torch.Tensor, spec: AugmentSpec, generator: torch.Generator, masks: torch.Tensor | None = None):
+    """Random views of unit-range images (B, C, H, W) -> (B, C, H, W) in [0, 1]; `masks` (B, H, W) move with them.
+
+    Geometry (crop, flip, rotation) is one bicubic `grid_sample` per batch; outside the image is black / label 0.
+    Returns the images, or (images, masks) when masks are given.
+    """
+    batch_size, _, height, width = images.shape
+    device = images.device
+    theta = _affine(batch_size, spec, generator, device)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    views = F.grid_sample(images.float(), grid, mode="bicubic", padding_mode="zeros", align_corners=False)
+    views = views.clamp(0, 1)
+
+    jitter = torch.rand(batch_size, generator=generator, device=device) < spec.jitter_p
+    brightness = _uniform(batch_size, 1 - spec.jitter, 1 + spec.jitter, generator, device)
+    contrast = _uniform(batch_size, 1 - spec.jitter, 1 + spec.jitter, generator, device)
+    brightness = torch.where(jitter, brightness, torch.ones_like(brightness))[:, None, None, None]
+    contrast = torch.where(jitter, contrast, torch.ones_like(contrast))[:, None, None, None]
+    views = (views * brightness).clamp(0, 1)
+    mean = views.mean((1, 2, 3), keepdim=True)
+    views = ((views - mean) * contrast + mean).clamp(0, 1)
+
+    blur = torch.rand(batch_size, generator=generator, device=device) < spec.blur_p
+    sigma = _uniform(batch_size, *spec.blur_sigma, generator, device)
+    if bool(blur.any()):
+        views = torch.where(blur[:, None, None, None], _gaussian_blur(views, sigma, spec.blur_sigma[1]), views)
+
+    if masks is None:
+        return views
+    moved = F.grid_sample(masks[:, None].float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    return views, moved[:, 0].round().long()
+
+
+def normalize(images: torch.Tensor, mean, std) -> torch.Tensor:
+    """(B, C, H, W) unit range -> model space with per-channel mean/std (sequences of length C)."""
+    mean = torch.tensor(mean, device=images.device, dtype=images.dtype)[None, :, None, None]
+    std = torch.tensor(std, device=images.device, dtype=images.dtype)[None, :, None, None]
+    return (images - mean) / std

@@ -1,0 +1,174 @@
+"""Run arguments: dataclasses read from the command line and/or a YAML file with the same names.
+
+`--config file.yaml` is read first, then any command-line flag overrides it; the resolved arguments are written to
+`<output_dir>/args.yaml` so a run can be repeated with `--config <output_dir>/args.yaml`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+RECIPES = Path(__file__).parent / "recipes"
+
+
+@dataclass
+class TrainArgs:
+    """Arguments of pretrain.py, finetune_classification.py and finetune_segmentation.py."""
+
+    task: str = "classification"  # pretraining | classification | segmentation (set by the script)
+    output_dir: str = "outputs/run"
+    # data: build from the original layout (--dataset, --data_dir) or load prepared shards (--prepared_dir)
+    dataset: str | None = None
+    data_dir: str | None = None
+    dataset_options: dict = field(default_factory=dict)
+    prepared_dir: str | None = None
+    train_splits: list[str] = field(default_factory=lambda: ["train"])
+    eval_split: str | None = "test"
+    label_mode: str = "auto"  # auto | single | multi
+    num_workers: int = 0
+    # model
+    preset: str = "vit_small_patch16_224"
+    image_size: int = 224
+    num_channels: int = 1
+    model_config: dict = field(default_factory=dict)  # any GroupMaskedViTConfig field, over the preset
+    init: str = "random"  # "random" or a folder saved by save_pretrained (e.g. a GMML export)
+    # optimisation
+    epochs: int = 100
+    max_steps: int | None = None  # stop after this many optimiser steps (schedules still span `epochs`)
+    batch_size: int = 64  # per device
+    grad_accum_steps: int = 1
+    blr: float = 5e-4  # lr = blr * effective batch / lr_batch_divisor, unless `lr` is given
+    lr: float | None = None
+    lr_batch_divisor: int = 256
+    min_lr: float = 1e-6
+    warmup_epochs: float = 10
+    weight_decay: float = 0.04
+    weight_decay_end: float | None = 0.4  # cosine weight-decay schedule end; None keeps it constant
+    layer_decay: float = 1.0  # layer-wise lr decay (fine-tuning: e.g. 0.65)
+    clip_grad: float | None = 3.0
+    clip_mode: str = "per_param"  # per_param | global
+    ema_decay: float | None = None
+    label_smoothing: float = 0.0
+    drop_path: float = 0.1
+    mixed_precision: str = "no"  # no | bf16 | fp16
+    torch_compile: bool = False
+    seed: int = 0
+    # augmentation (see augment.py)
+    crop_scale: list[float] = field(default_factory=lambda: [0.05, 1.0])
+    crop_ratio: list[float] = field(default_factory=lambda: [3 / 4, 4 / 3])
+    hflip_p: float = 0.5
+    rotation: float = 0.0  # degrees, uniform in [-rotation, rotation]
+    jitter: float = 0.1
+    jitter_p: float = 0.3
+    blur_p: float = 0.1
+    # checkpoints, logging
+    save_every_steps: int = 500
+    save_total_limit: int = 2
+    resume_from_checkpoint: str | None = None  # "latest" or a checkpoint folder
+    eval_every_epochs: int = 1
+    metric_for_best: str | None = None  # default: loss (pretraining), auroc_macro, dice
+    log_every_steps: int = 10
+    report_to: str = "tensorboard"  # tensorboard | none | any Accelerate tracker
+    grid_every_epochs: int = 1
+    card: bool = True  # write a model card (README.md) into the exported folder
+    hub_model_id: str | None = None  # "user/name" the model card refers to
+
+
+@dataclass
+class EvalArgs:
+    """Arguments of evaluate.py."""
+
+    model: str = "outputs/run/model"
+    output_dir: str | None = None  # default: <model>/eval-<split>
+    dataset: str | None = None
+    data_dir: str | None = None
+    dataset_options: dict = field(default_factory=dict)
+    prepared_dir: str | None = None
+    split: str = "test"
+    label_mode: str = "auto"
+    in_domain_source: str | None = None  # drift reference; default the most frequent source
+    batch_size: int = 32
+    num_workers: int = 0
+    bootstrap: int = 1000
+    mixed_precision: str = "no"
+    seed: int = 0
+
+
+@dataclass
+class PredictArgs:
+    """Arguments of predict.py."""
+
+    model: str = "outputs/run/model"
+    inputs: list[str] = field(default_factory=list)  # files or folders: .dcm, .png, .jpg/.jpeg
+    output: str = "predictions.csv"  # CSV for classification; a folder of mask PNGs (+ CSV) for segmentation
+    batch_size: int = 16
+    threshold: float = 0.5
+
+
+def _field_type(tp):
+    """(scalar parser, nargs) for a dataclass annotation (they are strings under `from __future__ import annotations`)."""
+    tp = eval(tp, vars(typing)) if isinstance(tp, str) else tp  # noqa: S307 - annotations of this module only
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        tp = next(a for a in typing.get_args(tp) if a is not type(None))
+    base = tp
+    if base is dict:
+        return json.loads, None
+    if typing.get_origin(base) is list:
+        return typing.get_args(base)[0], "+"
+    return base, None
+
+
+def parse_args(cls, argv=None, defaults: dict | None = None):
+    """Fill `cls` from script `defaults`, then `--config` YAML, then explicit command-line flags."""
+    parser = argparse.ArgumentParser(description=cls.__doc__)
+    parser.add_argument("--config", help="YAML file with any of the arguments below (flags override it)")
+    for f in dataclasses.fields(cls):
+        kind, nargs = _field_type(f.type)
+        if kind is bool:
+            parser.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS)
+        else:
+            parser.add_argument(f"--{f.name}", type=_none_or(kind), nargs=nargs, default=argparse.SUPPRESS)
+    namespace = vars(parser.parse_args(argv))
+    values = dict(defaults or {})
+    config_path = namespace.pop("config", None)
+    if config_path:
+        values.update(load_yaml(config_path, cls))
+    values.update(namespace)
+    return cls(**values)
+
+
+def _none_or(kind):
+    def convert(text):
+        return None if text in ("None", "none", "null") else kind(text)
+
+    convert.__name__ = getattr(kind, "__name__", "value")
+    return convert
+
+
+def load_yaml(path, cls) -> dict:
+    """The mapping in a YAML file, checked against the fields of `cls`; a recipe name is looked up in recipes/."""
+    path = Path(path)
+    if not path.exists() and (RECIPES / f"{path.name}.yaml").exists():
+        path = RECIPES / f"{path.name}.yaml"
+    values = yaml.safe_load(path.read_text()) or {}
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"{path}: unknown arguments {unknown}; valid names are the {cls.__name__} fields")
+    return values
+
+
+def save_args(args, output_dir) -> Path:
+    """Write the resolved arguments to `<output_dir>/args.yaml`."""
+    path = Path(output_dir) / "args.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(dataclasses.asdict(args), sort_keys=False))
+    return path

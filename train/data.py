@@ -1,0 +1,115 @@
+"""Data sets -> batches of unit-range images with labels, in a seeded, resumable order.
+
+A batch is a dict: `pixel_values` float (B, C, S, S) in [0, 1] (not normalised: augmentation and normalisation run
+batched on the device, see augment.py), `index` int64 (B,) rows of the split, and for fine-tuning `labels`:
+class indices (B,) int64 (single-label), float (B, K) with NaN = unknown (multi-label) or masks (B, S, S) int64.
+"""
+
+from __future__ import annotations
+
+import datasets
+import torch
+
+SINGLE, MULTI = "single", "multi"
+
+
+def load_splits(dataset: str | None, data_dir: str | None, prepared_dir: str | None, options: dict | None = None):
+    """A DatasetDict from prepared shards (`prepared_dir`) or built from the original layout (`dataset`)."""
+    if prepared_dir:
+        loaded = datasets.load_from_disk(prepared_dir)
+        return loaded if isinstance(loaded, datasets.DatasetDict) else datasets.DatasetDict({"train": loaded})
+    if not dataset:
+        raise ValueError("No data: pass --dataset NAME [--data_dir DIR] or --prepared_dir DIR")
+    import hf_datasets
+
+    return hf_datasets.build_dataset(dataset, data_dir, **(options or {}))
+
+
+def split(splits, name: str):
+    """One split by name, with a clear error when it is missing or empty."""
+    if name not in splits:
+        raise ValueError(f"The data set has no split {name!r}; it has {sorted(splits)}")
+    if len(splits[name]) == 0:
+        raise ValueError(f"Split {name!r} of the data set is empty")
+    return splits[name]
+
+
+def label_names(ds) -> list[str]:
+    import hf_datasets
+
+    return hf_datasets.label_names(ds)
+
+
+def known_rows(ds) -> list[int]:
+    """Rows with at least one known label."""
+    return [i for i, row in enumerate(ds["labels"]) if any(v == v for v in row)]
+
+
+def resolve_label_mode(ds, mode: str = "auto") -> str:
+    """"single" when every row with known labels is one-hot (mutually exclusive classes), else "multi"."""
+    if mode in (SINGLE, MULTI):
+        return mode
+    if mode != "auto":
+        raise ValueError(f"label_mode must be auto, single or multi, got {mode!r}")
+    rows = [torch.tensor(ds[i]["labels"]) for i in known_rows(ds)[:10000]]
+    one_hot = all(not r.isnan().any() and bool(((r == 0) | (r == 1)).all()) and r.sum() == 1 for r in rows)
+    return SINGLE if rows and one_hot else MULTI
+
+
+class CXRDataset(torch.utils.data.Dataset):
+    """Rows of an hf_datasets split as unit-range tensors at `size` (processor without normalisation).
+
+    task: "pretraining" (images only), "classification" (labels per `label_mode`) or "segmentation" (masks).
+    """
+
+    def __init__(self, ds, processor, task: str, label_mode: str = MULTI, rows: list[int] | None = None):
+        self.ds, self.processor, self.task, self.label_mode = ds, processor, task, label_mode
+        self.rows = list(range(len(ds))) if rows is None else rows
+        if task == "segmentation" and "mask" not in ds.column_names:
+            raise ValueError("Segmentation needs a data set with a `mask` column")
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict:
+        row = self.ds[self.rows[i]]
+        masks = None
+        if self.task == "segmentation":
+            if row["mask"] is None:
+                raise ValueError(f"Row {self.rows[i]} ({row.get('path')}) has no mask")
+            masks = [row["mask"]]
+        out = self.processor.preprocess([row["image"]], segmentation_maps=masks, do_normalize=False)
+        item = {"pixel_values": out["pixel_values"][0], "index": torch.tensor(self.rows[i])}
+        if self.task == "segmentation":
+            item["labels"] = out["labels"][0]
+        elif self.task == "classification":
+            labels = torch.tensor(row["labels"], dtype=torch.float32)
+            item["labels"] = labels.argmax() if self.label_mode == SINGLE else labels
+        return item
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """Indices 0..n-1, shuffled by a generator seeded with (seed, epoch): the order is a function of the epoch."""
+
+    def __init__(self, n: int, seed: int, shuffle: bool = True):
+        self.n, self.seed, self.shuffle, self.epoch = n, seed, shuffle, 0
+
+    def set_epoch(self, epoch: int):
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        if not self.shuffle:
+            return iter(range(self.n))
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=generator).tolist())
+
+
+def make_loader(dataset: CXRDataset, batch_size: int, seed: int, shuffle: bool, num_workers: int = 0):
+    """DataLoader over an `EpochSampler` (reach it as `loader.sampler` before `accelerator.prepare`)."""
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, sampler=EpochSampler(len(dataset), seed, shuffle),
+        num_workers=num_workers, persistent_workers=num_workers > 0, drop_last=False,
+    )

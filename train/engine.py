@@ -1,0 +1,183 @@
+"""The training loop: `train_one_epoch` and `evaluate`, shared by pretraining, classification and segmentation.
+
+One step (per micro-batch): a generator seeded by (seed, epoch, batch, rank) draws this batch's augmentation and GMML
+corruption on the device, and the same seed re-seeds torch's global RNG (dropout, stochastic depth), so a resumed run
+replays exactly what an uninterrupted one does. Batches come in as unit-range images (see data.py).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+from tqdm.auto import tqdm
+
+from . import checkpoint
+from modeling_cxrgm import gmml_corrupt
+
+from .augment import augment, normalize
+from .optim import apply_schedules, clip_per_parameter
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; training stops and the last saved checkpoint stays the good one."""
+
+
+def step_seed(seed: int, epoch: int, batch: int, rank: int) -> int:
+    return (seed * 1_000_003 + epoch * 10_007 + batch) * 64 + rank
+
+
+def step_generator(seed: int, device) -> torch.Generator:
+    """Seed torch's global RNG and return a generator on `device` with the same seed."""
+    torch.manual_seed(seed)
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def forward(model, batch: dict, ctx, generator: torch.Generator | None, train: bool):
+    """Run one batch for `ctx.task`. Returns (loss, model outputs, normalised inputs, mask fraction or None).
+
+    Pretraining: two augmented views per image (2B, C, S, S), corrupted on the device, L1 on corrupted pixels.
+    Classification / segmentation: one augmented view (training) or the plain image (evaluation).
+    """
+    images, labels = batch["pixel_values"], batch.get("labels")
+    if ctx.task == "pretraining":
+        if train:
+            images = torch.cat([augment(images, ctx.augment, generator), augment(images, ctx.augment, generator)])
+        pixel_values = normalize(images, ctx.mean, ctx.std)
+        corrupted, mask = gmml_corrupt(pixel_values, ctx.model_config, generator)
+        outputs = model(pixel_values=pixel_values, corrupted=corrupted, mask=mask)
+        return outputs.loss, outputs, pixel_values, mask.float().mean()
+    if train and ctx.task == "segmentation":
+        images, labels = augment(images, ctx.augment, generator, masks=labels)
+    elif train:
+        images = augment(images, ctx.augment, generator)
+    pixel_values = normalize(images, ctx.mean, ctx.std)
+    outputs = model(pixel_values=pixel_values, labels=labels)
+    return outputs.loss, outputs, pixel_values, None
+
+
+def train_one_epoch(model, loader, optimizer, accelerator, state, ctx, args, ema=None) -> dict:
+    """Train until the loader ends or `args.max_steps` is reached; saves checkpoints every `args.save_every_steps`.
+
+    `state` (checkpoint.TrainState) counts optimiser steps and micro-batches of this epoch; `loader` already skips
+    the micro-batches done before a resume. Returns the epoch's mean loss (and mask fraction for pretraining).
+    """
+    model.train()
+    total = ctx.steps_per_epoch * args.epochs
+    images_per_batch = args.batch_size * accelerator.num_processes
+    progress = tqdm(total=ctx.batches_per_epoch, initial=state.batch_in_epoch, desc=f"epoch {state.epoch}",
+                    disable=not accelerator.is_local_main_process, unit="batch", dynamic_ncols=True)
+    sums = {"loss": 0.0, "mask_fraction": 0.0, "count": 0}
+    started = time.perf_counter()
+    for batch in loader:
+        seed = step_seed(args.seed, state.epoch, state.batch_in_epoch, accelerator.process_index)
+        generator = step_generator(seed, accelerator.device)
+        with accelerator.accumulate(model):
+            with accelerator.autocast():
+                loss, _, _, mask_fraction = forward(model, batch, ctx, generator, train=True)
+            loss_value = accelerator.reduce(loss.detach().float(), "mean").item()
+            if not math.isfinite(loss_value):
+                raise NonFiniteLossError(
+                    f"Loss is {loss_value} at optimiser step {state.step} (epoch {state.epoch}, batch "
+                    f"{state.batch_in_epoch}); stopping. The last good checkpoint is under {args.output_dir}/checkpoints."
+                )
+            accelerator.backward(loss)
+            if accelerator.sync_gradients:
+                lr, wd = apply_schedules(optimizer, state.step, total=total, warmup=ctx.warmup_steps, lr=ctx.lr,
+                                         min_lr=args.min_lr, weight_decay=args.weight_decay,
+                                         weight_decay_end=args.weight_decay_end)
+                if args.clip_grad and args.clip_mode == "global":
+                    accelerator.clip_grad_norm_(model.parameters(), args.clip_grad)
+                elif args.clip_grad:
+                    accelerator.unscale_gradients()
+                    clip_per_parameter(model.parameters(), args.clip_grad)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        state.batch_in_epoch += 1
+        sums["loss"] += loss_value
+        sums["count"] += 1
+        if mask_fraction is not None:
+            sums["mask_fraction"] += accelerator.reduce(mask_fraction.detach(), "mean").item()
+        progress.update(1)
+        elapsed = time.perf_counter() - started
+        progress.set_postfix(loss=f"{loss_value:.4f}", img_s=f"{sums['count'] * images_per_batch / elapsed:.1f}")
+        if not accelerator.sync_gradients:
+            continue
+        state.step += 1
+        if ema is not None:
+            ema.update(accelerator.unwrap_model(model))
+        if state.step % args.log_every_steps == 0:
+            logs = {"train/loss": loss_value, "train/lr": lr, "train/weight_decay": wd,
+                    "train/img_per_s": sums["count"] * images_per_batch / elapsed, "train/epoch": state.epoch}
+            if mask_fraction is not None:
+                logs["train/mask_fraction"] = mask_fraction.item()
+            accelerator.log(logs, step=state.step)
+        if args.save_every_steps and state.step % args.save_every_steps == 0:
+            checkpoint.save(accelerator, args.output_dir, state.step, args.save_total_limit)
+        if args.max_steps and state.step >= args.max_steps:
+            break
+    progress.close()
+    count = max(sums["count"], 1)
+    out = {"loss": sums["loss"] / count}
+    if ctx.task == "pretraining":
+        out["mask_fraction"] = sums["mask_fraction"] / count
+    return out
+
+
+@torch.no_grad()
+def evaluate(model, loader, accelerator, ctx, seed: int = 0) -> dict:
+    """Run a (prepared) evaluation loader; every sample is counted exactly once across processes.
+
+    Returns numpy arrays gathered on every process: `index` (N,) rows of the split, `loss` (mean over batches), and
+    per task `probabilities` (N, K) + `labels` (N,) or (N, K) (classification), `intersection` / `predicted` /
+    `target` (N, K) pixel counts (segmentation), plus `example` (the first batch's clean, corrupted,
+    reconstruction and mask tensors) for pretraining grids.
+    """
+    model.eval()
+    gathered: dict[str, list] = {}
+    losses = []
+    example = None
+    for number, batch in enumerate(tqdm(loader, desc="eval", disable=not accelerator.is_local_main_process,
+                                        leave=False)):
+        generator = step_generator(step_seed(seed, 0, number, accelerator.process_index), accelerator.device)
+        with accelerator.autocast():
+            loss, outputs, pixel_values, _ = forward(model, batch, ctx, generator, train=False)
+        if loss is not None:
+            losses.append(accelerator.reduce(loss.detach().float(), "mean").item())
+        values = {"index": batch["index"]}
+        if ctx.task == "classification":
+            logits = outputs.logits.float()
+            values["probabilities"] = logits.softmax(-1) if ctx.single_label else logits.sigmoid()
+            values["labels"] = batch["labels"]
+        elif ctx.task == "segmentation":
+            values.update(mask_counts(outputs.logits.float(), batch["labels"]))
+        elif example is None:
+            example = {"clean": pixel_values, "corrupted": outputs.corrupted, "reconstruction": outputs.reconstruction,
+                       "mask": outputs.mask}
+        for key, value in accelerator.gather_for_metrics(values).items():
+            gathered.setdefault(key, []).append(value.cpu())
+    out = {key: torch.cat(values).numpy() for key, values in gathered.items()}
+    out["loss"] = sum(losses) / max(len(losses), 1)
+    if example is not None:
+        out["example"] = {k: v.float().cpu() for k, v in example.items()}
+    return out
+
+
+def mask_counts(logits: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Per image and foreground structure pixel counts (B, K'): intersection, predicted, target.
+
+    Binary logits (B, 1, H, W) give one structure; multi-class (B, K, H, W) give K - 1 (class 0 is background).
+    """
+    if logits.shape[1] == 1:
+        predicted = (logits[:, 0] > 0)[:, None]
+        target = (labels == 1)[:, None]
+    else:
+        classes = torch.arange(1, logits.shape[1], device=logits.device)[None, :, None, None]
+        predicted = logits.argmax(1)[:, None] == classes
+        target = labels[:, None] == classes
+    return {
+        "intersection": (predicted & target).flatten(2).sum(-1),
+        "predicted": predicted.flatten(2).sum(-1),
+        "target": target.flatten(2).sum(-1),
+    }

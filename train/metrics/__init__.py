@@ -1,0 +1,35 @@
+"""Local `evaluate` metric modules, loaded by path (never from the Hub)."""
+
+from pathlib import Path
+
+import evaluate
+
+HERE = Path(__file__).parent
+
+
+def load(name: str) -> "evaluate.EvaluationModule":
+    """`cxr_classification` or `cxr_segmentation`, loaded from this folder."""
+    return evaluate.load(str(HERE / name), experiment_id=None)
+
+
+def compute_metrics(task: str, results: dict, names: list[str], single_label: bool, bootstrap: int = 0,
+                    rows=None) -> dict:
+    """Flat metrics of `engine.evaluate` results (optionally only the positions `rows` of them).
+
+    Pretraining: the reconstruction loss. Classification / segmentation: the local evaluate modules.
+    """
+    import numpy as np
+
+    if task == "pretraining":
+        return {"loss": float(results["loss"])}
+    pick = slice(None) if rows is None else np.asarray(rows)
+    if task == "classification":
+        labels = results["labels"][pick]
+        if single_label:
+            labels = np.eye(len(names), dtype=np.float32)[labels]
+        return load("cxr_classification").compute(
+            predictions=results["probabilities"][pick], references=labels, single_label=single_label,
+            label_names=names, bootstrap=bootstrap,
+        )
+    counts = {key: results[key][pick] for key in ("intersection", "predicted", "target")}
+    return load("cxr_segmentation").compute(**counts, label_names=names, bootstrap=bootstrap)

@@ -1,0 +1,307 @@
+"""Wiring of a training run: arguments -> accelerator, data, model, optimiser -> epochs -> best model -> export.
+
+The loop itself is in engine.py; this file only sets things up, decides when to evaluate and save, and exports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import platform
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import torch
+from accelerate import Accelerator
+from accelerate.utils import ProjectConfiguration, set_seed
+from transformers import AutoConfig
+
+from modeling_cxrgm import (
+    GroupMaskedViTConfig,
+    GroupMaskedViTForImageClassification,
+    GroupMaskedViTForPreTraining,
+    GroupMaskedViTForSegmentation,
+    GroupMaskedViTImageProcessor,
+)
+
+from . import checkpoint, data, engine
+from .augment import AugmentSpec
+from .config import TrainArgs, save_args
+from .export import export, save_model_atomically, write_metrics
+from .metrics import compute_metrics
+from .optim import EMA, param_groups
+from .visualize import reconstruction_grid, save_grid
+
+MODEL_CLASSES = {
+    "pretraining": GroupMaskedViTForPreTraining,
+    "classification": GroupMaskedViTForImageClassification,
+    "segmentation": GroupMaskedViTForSegmentation,
+}
+# metric that picks the best checkpoint, and whether higher is better
+BEST_METRIC = {"pretraining": ("loss", False), "classification": ("auroc_macro", True), "segmentation": ("dice", True)}
+HIGHER_IS_BETTER = ("auroc", "auprc", "accuracy", "f1", "dice", "iou", "sensitivity", "specificity", "ppv")
+
+
+@dataclass
+class Context:
+    """What the engine needs besides model, data and optimiser."""
+
+    task: str
+    augment: AugmentSpec
+    mean: list[float]
+    std: list[float]
+    model_config: GroupMaskedViTConfig
+    single_label: bool
+    lr: float
+    batches_per_epoch: int
+    steps_per_epoch: int
+    warmup_steps: int
+
+
+def check_args(args: TrainArgs) -> None:
+    if args.task not in MODEL_CLASSES:
+        raise ValueError(f"task must be one of {sorted(MODEL_CLASSES)}, got {args.task!r}")
+    if args.clip_mode not in ("per_param", "global"):
+        raise ValueError(f"clip_mode must be per_param or global, got {args.clip_mode!r}")
+    if args.mixed_precision not in ("no", "bf16", "fp16"):
+        raise ValueError(f"mixed_precision must be no, bf16 or fp16, got {args.mixed_precision!r}")
+    if args.epochs < 1 or args.batch_size < 1 or args.grad_accum_steps < 1:
+        raise ValueError("epochs, batch_size and grad_accum_steps must be positive")
+    if args.init != "random" and not (Path(args.init) / "config.json").is_file():
+        raise FileNotFoundError(f"--init {args.init}: no config.json there (expected a save_pretrained folder)")
+
+
+def load_data(args: TrainArgs, processor):
+    """Training and evaluation `CXRDataset`s, label names and label mode. Errors early on empty or unlabelled data."""
+    splits = data.load_splits(args.dataset, args.data_dir, args.prepared_dir, args.dataset_options)
+    parts = [data.split(splits, name) for name in args.train_splits]
+    names = data.label_names(parts[0]) if args.task == "classification" else ["mask"]
+    train = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+    mode = data.resolve_label_mode(train, args.label_mode) if args.task == "classification" else data.MULTI
+
+    def wrap(ds, role):
+        rows = data.known_rows(ds) if args.task == "classification" else None
+        if rows is not None and not rows:
+            raise ValueError(f"The {role} data ({len(ds)} rows) has no row with a known label")
+        if args.task == "classification" and len(ds[0]["labels"]) != len(names):
+            raise ValueError(f"The {role} data has {len(ds[0]['labels'])} labels but the label names are {names}")
+        return data.CXRDataset(ds, processor, args.task, mode, rows)
+
+    train_set = wrap(train, "training")
+    if args.eval_split:
+        eval_set = wrap(data.split(splits, args.eval_split), "evaluation")
+    else:
+        eval_set = train_set if args.task == "pretraining" else None
+    return train_set, eval_set, names, mode
+
+
+def build_model(args: TrainArgs, names: list[str], single_label: bool):
+    """A fresh model from `args.preset` + `args.model_config`, or `args.init` with a new head for this task."""
+    overrides = {"drop_path_rate": args.drop_path, **args.model_config}
+    if args.task == "classification":
+        overrides.update(
+            num_labels=len(names), id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)},
+            problem_type="single_label_classification" if single_label else "multi_label_classification",
+            label_smoothing=args.label_smoothing if single_label else 0.0,
+        )
+    elif args.task == "segmentation":
+        overrides.setdefault("num_labels", 1)
+    model_class = MODEL_CLASSES[args.task]
+    if args.init == "random":
+        config = GroupMaskedViTConfig.from_preset(
+            args.preset, image_size=args.image_size, num_channels=args.num_channels, **overrides
+        )
+        return model_class(config)
+    base = AutoConfig.from_pretrained(args.init)
+    if base.model_type != GroupMaskedViTConfig.model_type:
+        raise ValueError(f"--init {args.init} is a {base.model_type!r} model, not {GroupMaskedViTConfig.model_type!r}")
+    if base.num_channels != args.num_channels:
+        raise ValueError(f"--init {args.init} has {base.num_channels} input channels but --num_channels is "
+                         f"{args.num_channels}")
+    if args.task == "classification" and model_class.__name__ in (base.architectures or []) and base.num_labels != len(names):
+        raise ValueError(f"--init {args.init} has a {base.num_labels}-class head {list(base.id2label.values())}, "
+                         f"but the data have {len(names)} labels {names}; start from its backbone (a pretraining "
+                         "export) instead")
+    return model_class.from_pretrained(args.init, **overrides)
+
+
+def learning_rate(args: TrainArgs, num_processes: int) -> float:
+    """`args.lr`, else blr scaled by the effective batch: blr * batch * accumulation * processes / divisor."""
+    if args.lr is not None:
+        return args.lr
+    return args.blr * args.batch_size * args.grad_accum_steps * num_processes / args.lr_batch_divisor
+
+
+def _tracker_config(args: TrainArgs) -> dict:
+    return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in dataclasses.asdict(args).items()}
+
+
+def _is_better(name: str, value: float, best: float | None) -> bool:
+    if best is None:
+        return True
+    higher = any(name.startswith(prefix) for prefix in HIGHER_IS_BETTER)
+    return value > best if higher else value < best
+
+
+def run_training(args: TrainArgs) -> dict:
+    """Train, evaluate every `eval_every_epochs`, keep the best model, export it; returns the exported metrics."""
+    check_args(args)
+    output_dir = Path(args.output_dir)
+    accelerator = Accelerator(
+        mixed_precision=args.mixed_precision, gradient_accumulation_steps=args.grad_accum_steps,
+        log_with=None if args.report_to == "none" else args.report_to,
+        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
+    )
+    set_seed(args.seed)
+    if accelerator.is_main_process:
+        save_args(args, output_dir)
+    processor = GroupMaskedViTImageProcessor(size=args.image_size, num_channels=args.num_channels)
+    train_set, eval_set, names, mode = load_data(args, processor)
+    single_label = mode == data.SINGLE
+    model = build_model(args, names, single_label)
+    if model.config.num_channels != args.num_channels:
+        raise ValueError(f"Model has {model.config.num_channels} channels, --num_channels is {args.num_channels}")
+    groups = param_groups(model, model.config.num_hidden_layers, args.layer_decay)
+    optimizer = torch.optim.AdamW(groups, lr=0.0)
+    train_loader = data.make_loader(train_set, args.batch_size, args.seed, True, args.num_workers)
+    eval_loader = data.make_loader(eval_set, args.batch_size, args.seed, False, args.num_workers) if eval_set else None
+    if args.torch_compile:
+        model = torch.compile(model)
+    model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
+    eval_loader = accelerator.prepare(eval_loader) if eval_loader is not None else None
+
+    state = checkpoint.TrainState()
+    accelerator.register_for_checkpointing(state)
+    ema = EMA(accelerator.unwrap_model(model), args.ema_decay) if args.ema_decay else None
+    if ema is not None:
+        accelerator.register_for_checkpointing(ema)
+    steps_per_epoch = math.ceil(len(train_loader) / args.grad_accum_steps)
+    ctx = Context(
+        task=args.task, augment=AugmentSpec.from_args(args), mean=processor.image_mean, std=processor.image_std,
+        model_config=accelerator.unwrap_model(model).config, single_label=single_label,
+        lr=learning_rate(args, accelerator.num_processes), batches_per_epoch=len(train_loader),
+        steps_per_epoch=steps_per_epoch, warmup_steps=round(args.warmup_epochs * steps_per_epoch),
+    )
+    resume = checkpoint.resolve(args.resume_from_checkpoint, output_dir)
+    if resume is not None:
+        checkpoint.load(accelerator, resume)
+        accelerator.print(f"Resumed from {resume} at step {state.step} (epoch {state.epoch}, batch {state.batch_in_epoch})")
+    if args.report_to != "none":
+        accelerator.init_trackers("cxrgm", config=_tracker_config(args))
+    best_name = args.metric_for_best or BEST_METRIC[args.task][0]
+    if args.task == "pretraining" and eval_set is train_set and not args.metric_for_best:
+        best_name = "loss"
+    accelerator.print(
+        f"{args.task}: {len(train_set)} training images, {len(eval_set) if eval_set else 0} evaluation images, "
+        f"{accelerator.num_processes} process(es), lr {ctx.lr:.3g}, {steps_per_epoch} steps/epoch x {args.epochs} epochs"
+    )
+
+    started = time.perf_counter()
+    while state.epoch < args.epochs:
+        loader = train_loader
+        if state.batch_in_epoch:
+            loader = accelerator.skip_first_batches(train_loader, state.batch_in_epoch)
+        loader.set_epoch(state.epoch)
+        stats = engine.train_one_epoch(model, loader, optimizer, accelerator, state, ctx, args, ema)
+        stopping = bool(args.max_steps and state.step >= args.max_steps)
+        if state.batch_in_epoch >= len(train_loader):
+            state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+        last = stopping or state.epoch >= args.epochs
+        if state.batch_in_epoch == 0 and (state.epoch % args.eval_every_epochs == 0 or last) or stopping:
+            _evaluate_and_keep_best(model, eval_loader, accelerator, ctx, args, state, stats, best_name, names,
+                                    processor, ema)
+        checkpoint.save(accelerator, output_dir, state.step, args.save_total_limit)
+        if stopping:
+            break
+
+    metrics = json.loads((output_dir / "best" / "metrics.json").read_text())
+    if accelerator.is_main_process:
+        run = model_card_run(args, accelerator, processor, train_set, eval_set, time.perf_counter() - started)
+        export(output_dir / "best", output_dir, metrics, run, card=args.card)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return metrics
+
+
+def _evaluate_and_keep_best(model, eval_loader, accelerator, ctx, args, state, stats, best_name, names, processor,
+                            ema):
+    """Evaluate (with EMA weights when enabled); save the model to `<output_dir>/best` when the metric improves."""
+    output_dir = Path(args.output_dir)
+    unwrapped = accelerator.unwrap_model(model)
+    with (ema.swapped(unwrapped) if ema is not None else contextlib.nullcontext()):
+        if eval_loader is None:
+            metrics = {"train_loss": stats["loss"]}
+            value, improved = stats["loss"], True
+        else:
+            results = engine.evaluate(model, eval_loader, accelerator, ctx, seed=args.seed)
+            metrics = compute_metrics(args.task, results, names, ctx.single_label)
+            if best_name not in metrics:
+                raise ValueError(f"metric_for_best {best_name!r} is not among the metrics {sorted(metrics)}")
+            value = metrics[best_name]
+            improved = _is_better(best_name, value, state.best_metric)
+            if "example" in results and accelerator.is_main_process:
+                example = results["example"]
+                grid = reconstruction_grid(example["clean"], example["corrupted"], example["reconstruction"],
+                                           example["mask"], ctx.mean, ctx.std)
+                save_grid(grid, output_dir / "grids" / f"step_{state.step:08d}.png")
+                for tracker in accelerator.trackers:
+                    if hasattr(tracker, "log_images"):
+                        tracker.log_images({"reconstruction": grid}, step=state.step, dataformats="HW")
+        metrics = {**metrics, **{f"train_{k}": v for k, v in stats.items()}, "epoch": state.epoch, "step": state.step}
+        accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=state.step)
+        accelerator.print(f"step {state.step}: " + ", ".join(
+            f"{k} {v:.4f}" for k, v in metrics.items() if "/" not in k and k not in ("epoch", "step")))
+        if improved:
+            state.best_metric, state.best_step = value, state.step
+            if accelerator.is_main_process:
+                best = save_model_atomically(unwrapped, processor, output_dir / ".best-next")
+                write_metrics(metrics, best / "metrics.json")
+                _replace(best, output_dir / "best")
+        accelerator.wait_for_everyone()
+
+
+def _replace(source: Path, target: Path) -> None:
+    if target.exists():
+        old = target.with_name(f".old-{target.name}")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+        shutil.rmtree(old)
+    os.replace(source, target)
+
+
+def model_card_run(args: TrainArgs, accelerator, processor, train_set, eval_set, duration_s: float) -> dict:
+    """The `run` description the model card is written from (metrics are added by export)."""
+    name = args.dataset or Path(args.prepared_dir or "data").name
+    hardware = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "CPU"
+    run = {
+        "task": args.task,
+        "train_datasets": [{"name": name, "num_images": len(train_set), "splits": list(args.train_splits),
+                            "label_policy": args.dataset_options.get("label_policy", "default")}],
+        "eval_dataset": {"name": name, "split": args.eval_split or args.train_splits[0],
+                         "num_images": len(eval_set) if eval_set else 0},
+        "preprocessing": {"size": processor.size, "num_channels": processor.num_channels,
+                          "resize_mode": processor.resize_mode, "normalization": processor.normalization,
+                          "bit_depth": processor.bit_depth},
+        "training": {"epochs": args.epochs, "batch_size": args.batch_size * args.grad_accum_steps
+                     * accelerator.num_processes, "learning_rate": learning_rate(args, accelerator.num_processes),
+                     "precision": args.mixed_precision, "hardware": f"{accelerator.num_processes} x {hardware}",
+                     "duration_s": round(duration_s, 1), "seed": args.seed,
+                     "init": "random" if args.init == "random" else ("gmml" if _is_gmml(args.init) else args.init)},
+    }
+    if args.init != "random":
+        run["base_model"] = str(args.init)
+    if args.hub_model_id:
+        run["repo_id"] = args.hub_model_id
+    return run
+
+
+def _is_gmml(path: str) -> bool:
+    architectures = json.loads((Path(path) / "config.json").read_text()).get("architectures") or []
+    return any(a.endswith("ForPreTraining") for a in architectures)
+
