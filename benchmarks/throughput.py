@@ -7,6 +7,7 @@ ViT classification when timm is installed. A final line gives our/peer ratios.
 
     python benchmarks/throughput.py --size tiny --batch-size 16 --steps 5           # CPU
     python benchmarks/throughput.py --size small --batch-size 256 --steps 30 --peak 989 [--compile]   # GPU
+    bash benchmarks/gpu.sh                                                            # every GPU row
 """
 
 import argparse
@@ -109,7 +110,7 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--channels", type=int, default=1, help="input channels of our models (peers use 3)")
     parser.add_argument("--peak", type=float, default=0.0, help="device peak TFLOP/s for MFU (H200 bf16: 989)")
-    parser.add_argument("--compile", action="store_true", help="also measure torch.compile'd models")
+    parser.add_argument("--compile", action="store_true", help="measure torch.compile'd models (rows end in _compiled)")
     parser.add_argument("--fp32", action="store_true", help="no bf16 autocast")
     parser.add_argument("--only", default="", help="comma-separated substrings of row names to run")
     args = parser.parse_args(argv)
@@ -174,14 +175,13 @@ def main(argv=None) -> list[dict]:
     rows = []
     if wanted("cxrgm_gmml_corruption"):
         rows.append(measure_masks(args, device, ours))
-    for compile_model in (False, True) if args.compile else (False,):
-        for name, (build, loss_fn) in candidates.items():
-            if wanted(name):
-                rows.append(measure(name, build(), loss_fn, args, device, compile_model))
+    for name, (build, loss_fn) in candidates.items():
+        if wanted(name):
+            rows.append(measure(name, build(), loss_fn, args, device, args.compile))
 
     rates = {row["name"]: row["img_per_s"] for row in rows if "img_per_s" in row}
     ratios = {}
-    for suffix in ("", "_compiled"):
+    for suffix in ("_compiled",) if args.compile else ("",):
         ours_pretrain, simmim = rates.get("cxrgm_gmml_pretrain" + suffix), rates.get("hf_simmim_pretrain" + suffix)
         if ours_pretrain and simmim:
             ratios["gmml_over_hf_simmim" + suffix] = round(ours_pretrain / simmim, 3)
