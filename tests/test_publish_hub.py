@@ -1,0 +1,217 @@
+"""`python -m train.publish` against a mocked Hub: exactly the expected files are committed, the card parses back.
+
+The push runs in a fresh interpreter with HF_ENDPOINT set before huggingface_hub is imported and an httpx mock
+transport answering repo creation, branch creation, preupload, the LFS batch/upload and commit endpoints. Xet is
+disabled there, so weights go through the (mocked) LFS path and small files inline.
+"""
+
+import base64
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ENDPOINT = "http://hub.test"
+HUB_CODE = {"configuration_gmvit.py", "modeling_gmvit.py", "masking.py", "image_processing_gmvit.py"}
+
+
+class MockHub:
+    """Just enough of the Hub's HTTP API for create_repo, create_branch and upload_folder; records what arrives."""
+
+    def __init__(self):
+        self.requests, self.repos, self.branches, self.commits, self.lfs = [], [], [], [], {}
+
+    def __call__(self, request):
+        import httpx2
+
+        path, method = request.url.path, request.method
+        self.requests.append({"method": method, "path": path, "auth": request.headers.get("authorization", "")})
+        if path == "/api/repos/create":
+            payload = json.loads(request.content)
+            self.repos.append(payload)
+            return httpx2.Response(200, json={"url": f"{ENDPOINT}/{payload['organization']}/{payload['name']}"})
+        if path == "/api/validate-yaml":
+            return httpx2.Response(200, json={"errors": [], "warnings": []})
+        if "/branch/" in path:
+            self.branches.append(path.rsplit("/branch/", 1)[1])
+            return httpx2.Response(200, json={})
+        if "/preupload/" in path:
+            files = json.loads(request.content)["files"]
+            modes = [{"path": f["path"], "uploadMode": "lfs" if f["path"].endswith(".safetensors") else "regular",
+                      "shouldIgnore": False} for f in files]
+            return httpx2.Response(200, json={"files": modes})
+        if path.endswith(".git/info/lfs/objects/batch"):
+            objects = [{"oid": o["oid"], "size": o["size"],
+                        "actions": {"upload": {"href": f"{ENDPOINT}/lfs-upload/{o['oid']}"}}}
+                       for o in json.loads(request.content)["objects"]]
+            return httpx2.Response(200, json={"transfer": "basic", "objects": objects})
+        if path.startswith("/lfs-upload/") and method == "PUT":
+            self.lfs[path.rsplit("/", 1)[1]] = hashlib.sha256(request.read()).hexdigest()
+            return httpx2.Response(200)
+        if "/commit/" in path:
+            return self._commit(request)
+        return httpx2.Response(404, json={"error": f"unexpected {method} {path}"})
+
+    def _commit(self, request):
+        import httpx2
+
+        commit = {"path": request.url.path, "files": {}}
+        for line in request.content.decode().splitlines():
+            item = json.loads(line)
+            value = item["value"]
+            if item["key"] == "header":
+                commit["summary"] = value["summary"]
+            elif item["key"] == "file":
+                commit["files"][value["path"]] = {"kind": "regular", "text": base64.b64decode(value["content"]).decode(
+                    "utf-8", errors="replace")}
+            elif item["key"] == "lfsFile":
+                commit["files"][value["path"]] = {"kind": "lfs", "uploaded": self.lfs.get(value["oid"]) == value["oid"]}
+        self.commits.append(commit)
+        repo = request.url.path.split("/commit/")[0].split("/", 3)[3]
+        return httpx2.Response(200, json={"commitUrl": f"{ENDPOINT}/{repo}/commit/{'a' * 40}",
+                                          "commitOid": "a" * 40, "success": True})
+
+    def record(self) -> dict:
+        return {"requests": self.requests, "repos": self.repos, "branches": self.branches, "commits": self.commits}
+
+
+def install(record_path: str):
+    """In the child: route huggingface_hub through a MockHub and dump its record at exit."""
+    import atexit
+
+    import httpx2
+    from huggingface_hub.utils import set_client_factory
+
+    hub = MockHub()
+    set_client_factory(lambda: httpx2.Client(transport=httpx2.MockTransport(hub)))
+    atexit.register(lambda: Path(record_path).write_text(json.dumps(hub.record())))
+
+
+def push(argv: list[str], tmp_path: Path, token: str = "hf_test_token") -> tuple[subprocess.CompletedProcess, dict]:
+    """Run `python -m train.publish ARGV` in a fresh interpreter wired to the mock Hub."""
+    record = tmp_path / "hub_record.json"
+    code = f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import test_publish_hub
+        test_publish_hub.install({str(record)!r})
+        from train.publish import main
+        main({argv!r})
+    """
+    env = {**os.environ, "HF_ENDPOINT": ENDPOINT, "HF_HUB_DISABLE_XET": "1", "HF_HUB_OFFLINE": "0",
+           "HF_TOKEN": token, "HF_HOME": str(tmp_path / "hf_home"), "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=120)
+    return result, json.loads(record.read_text()) if record.is_file() else {}
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory):
+    """A tiny classifier export with card, processor, metrics and files that must stay local."""
+    from model_cards import write_model_card
+    from modeling_cxrgm import GroupMaskedViTConfig, GroupMaskedViTForImageClassification, GroupMaskedViTImageProcessor
+
+    folder = tmp_path_factory.mktemp("export")
+    config = GroupMaskedViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
+                                  num_attention_heads=2, intermediate_size=64, num_labels=2,
+                                  id2label={0: "normal", 1: "pneumonia"}, label2id={"normal": 0, "pneumonia": 1})
+    GroupMaskedViTForImageClassification(config).save_pretrained(folder)
+    GroupMaskedViTImageProcessor(size=32, num_channels=1).save_pretrained(folder)
+    metrics = {"accuracy": 0.8125, "auroc_macro": 0.9, "sensitivity_pneumonia": 0.75}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    (folder / "optimizer.pt").write_bytes(b"local only")
+    (folder / "run.json").write_text(json.dumps({"output_dir": str(folder)}))
+    write_model_card(folder, {"task": "classification", "metrics": metrics, "repo_id": "alice/cxrgm-tiny",
+                              "eval_dataset": {"name": "kermany_pediatric", "split": "test", "num_images": 16}})
+    return folder
+
+
+def test_push_commits_exactly_the_export_files_and_the_card_parses_back(export, tmp_path):
+    from huggingface_hub import ModelCard
+
+    result, record = push(["--model_dir", str(export), "--repo_id", "alice/cxrgm-tiny", "--revision", "v1",
+                           "--commit_message", "tiny classifier"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith(f"{ENDPOINT}/alice/cxrgm-tiny/commit/{'a' * 40}")
+    assert record["repos"] == [{"name": "cxrgm-tiny", "organization": "alice", "visibility": "private",
+                               "type": "model"}]
+    assert record["branches"] == ["v1"]
+    api_calls = [r for r in record["requests"] if "alice/" in r["path"] or r["path"] == "/api/repos/create"]
+    assert api_calls and all(r["auth"] == "Bearer hf_test_token" for r in api_calls)
+    assert "hf_test_token" not in result.stdout + result.stderr
+
+    (commit,) = record["commits"]
+    assert commit["path"] == "/api/models/alice/cxrgm-tiny/commit/v1" and commit["summary"] == "tiny classifier"
+    expected = {"config.json", "model.safetensors", "preprocessor_config.json", "metrics.json", "README.md", *HUB_CODE}
+    assert set(commit["files"]) == expected
+    assert commit["files"]["model.safetensors"] == {"kind": "lfs", "uploaded": True}
+
+    card = ModelCard(commit["files"]["README.md"]["text"])
+    results = {r.metric_name: r.metric_value for r in card.data.eval_results}
+    assert results == {"Accuracy": 0.8125, "AUROC (macro)": 0.9, "Sensitivity (pneumonia)": 0.75}
+    assert {r.dataset_type for r in card.data.eval_results} == {"kermany_pediatric"}
+    assert {r.dataset_split for r in card.data.eval_results} == {"test"}
+    assert card.data.pipeline_tag == "image-classification" and card.data.library_name == "transformers"
+    assert "Not for clinical use" in card.text
+    for entry in commit["files"].values():
+        assert str(tmp_path.parent) not in entry.get("text", "")
+
+
+def test_public_push_to_main(export, tmp_path):
+    result, record = push(["--model_dir", str(export), "--repo_id", "alice/cxrgm-tiny", "--public"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert record["repos"][0]["visibility"] == "public" and record["branches"] == []
+    assert record["commits"][0]["path"] == "/api/models/alice/cxrgm-tiny/commit/main"
+
+
+def test_prepared_dataset_push_carries_its_dataset_card(tmp_path):
+    from datasets import Dataset, DatasetDict
+
+    from model_cards import write_dataset_card
+
+    folder = tmp_path / "prepared"
+    rows = {"patient_id": ["a", "b"], "label": [0, 1]}
+    DatasetDict({"train": Dataset.from_dict(rows), "test": Dataset.from_dict(rows)}).save_to_disk(folder)
+    write_dataset_card(folder, ["kermany", "nih_cxr14"])
+    result, record = push(["--dataset_dir", str(folder), "--repo_id", "alice/cxr-prepared"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert record["repos"] == [{"name": "cxr-prepared", "organization": "alice", "visibility": "private",
+                                "type": "dataset"}]
+    (commit,) = record["commits"]
+    assert commit["path"] == "/api/datasets/alice/cxr-prepared/commit/main"
+    assert "README.md" in commit["files"] and "dataset_dict.json" in commit["files"]
+    card = commit["files"]["README.md"]["text"]
+    assert "CC BY 4.0" in card and "NIH ChestX-ray14" in card and "Not for clinical use" in card
+
+
+def test_refuses_incomplete_or_leaky_folders_before_any_request(export, tmp_path):
+    import shutil
+
+    from model_cards.publish import check_no_local_paths, model_files
+
+    partial = tmp_path / "partial"
+    shutil.copytree(export, partial)
+    (partial / "README.md").unlink()
+    (partial / "masking.py").unlink()
+    with pytest.raises(FileNotFoundError, match="README.md.*masking.py|masking.py.*README.md"):
+        model_files(partial)
+    (export / "notes.md").write_text("trained from /home/alice/data/kermany")
+    with pytest.raises(ValueError, match="local paths"):
+        check_no_local_paths(export, ["notes.md"])
+    (export / "notes.md").unlink()
+
+    result, record = push(["--model_dir", str(partial), "--repo_id", "alice/cxrgm-tiny"], tmp_path)
+    assert result.returncode != 0 and "lacks" in result.stderr
+    assert record.get("requests") == []
+
+
+def test_missing_token_is_a_clear_error(export, tmp_path):
+    result, record = push(["--model_dir", str(export), "--repo_id", "alice/cxrgm-tiny"], tmp_path, token="")
+    assert result.returncode != 0 and "HF_TOKEN" in result.stderr
+    assert record.get("requests") == []
