@@ -53,15 +53,15 @@ class Context:
     """What the engine needs besides model, data and optimiser."""
 
     task: str
-    augment: AugmentSpec
     mean: list[float]
     std: list[float]
     model_config: GroupMaskedViTConfig
-    single_label: bool
-    lr: float
-    batches_per_epoch: int
-    steps_per_epoch: int
-    warmup_steps: int
+    single_label: bool = True
+    augment: AugmentSpec | None = None
+    lr: float = 0.0
+    batches_per_epoch: int = 0
+    steps_per_epoch: int = 0
+    warmup_steps: int = 0
 
 
 def check_args(args: TrainArgs) -> None:

@@ -1,0 +1,112 @@
+"""Metrics of a saved model on any split, with a drift report per `source`.
+
+    accelerate launch -m train.evaluate --model outputs/classification/model --dataset kermany --data_dir D --split test
+
+Writes `metrics.json` (all images) and `drift.json` (per source, and the change of each source's metrics against the
+in-domain source) to `--output_dir` (default `<model>/eval-<split>`), and prints a table.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+
+import modeling_cxrgm
+
+from . import data, engine
+from .config import EvalArgs, parse_args
+from .export import write_metrics
+from .metrics import compute_metrics
+from .run import Context
+
+TASKS = {
+    "GroupMaskedViTForImageClassification": "classification",
+    "GroupMaskedViTForSegmentation": "segmentation",
+    "GroupMaskedViTForPreTraining": "pretraining",
+}
+HEADLINE = {"classification": ("auroc_macro", "accuracy", "f1_macro"), "segmentation": ("dice", "iou"),
+            "pretraining": ("loss",)}
+
+
+def load_model(folder):
+    """(model, processor, task) from a save_pretrained folder of this package."""
+    config = modeling_cxrgm.GroupMaskedViTConfig.from_pretrained(folder)
+    architecture = (config.architectures or [""])[0]
+    if architecture not in TASKS:
+        raise ValueError(f"{folder}: unsupported architecture {architecture!r}; expected one of {sorted(TASKS)}")
+    model = getattr(modeling_cxrgm, architecture).from_pretrained(folder)
+    processor = modeling_cxrgm.GroupMaskedViTImageProcessor.from_pretrained(folder)
+    return model, processor, TASKS[architecture]
+
+
+def drift_report(task, results, ds, names, single_label, in_domain=None, bootstrap=0) -> dict:
+    """Metrics per `source` and each source's difference to the in-domain source (default: the most frequent)."""
+    sources = [ds[int(row)]["source"] or "unknown" for row in results["index"]]
+    counts = Counter(sources)
+    in_domain = in_domain or counts.most_common(1)[0][0]
+    if in_domain not in counts:
+        raise ValueError(f"in-domain source {in_domain!r} is not among the sources {sorted(counts)}")
+    per_source = {
+        source: compute_metrics(task, results, names, single_label, bootstrap,
+                                rows=[i for i, s in enumerate(sources) if s == source])
+        for source in sorted(counts)
+    }
+    reference = per_source[in_domain]
+    deltas = {
+        source: {k: values[k] - reference[k] for k in HEADLINE[task] if k in values and k in reference}
+        for source, values in per_source.items() if source != in_domain
+    }
+    return {"in_domain": in_domain, "num_images": dict(counts), "metrics": per_source, "delta_vs_in_domain": deltas}
+
+
+def main(argv=None) -> dict:
+    args = parse_args(EvalArgs, argv)
+    accelerator = Accelerator(mixed_precision=args.mixed_precision)
+    set_seed(args.seed)
+    model, processor, task = load_model(args.model)
+    splits = data.load_splits(args.dataset, args.data_dir, args.prepared_dir, args.dataset_options)
+    ds = data.split(splits, args.split)
+    names = ["mask"]
+    single_label = model.config.problem_type != "multi_label_classification"
+    if task == "classification":
+        names = data.label_names(ds)
+        model_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        if names != model_names:
+            raise ValueError(f"The model predicts {model_names} but the data set's labels are {names}")
+    rows = data.known_rows(ds) if task == "classification" else None
+    if rows is not None and not rows:
+        raise ValueError(f"Split {args.split!r} has no row with a known label")
+    dataset = data.CXRDataset(ds, processor, task, data.SINGLE if single_label else data.MULTI, rows)
+    loader = data.make_loader(dataset, args.batch_size, args.seed, False, args.num_workers)
+    model, loader = accelerator.prepare(model, loader)
+    ctx = Context(task=task, mean=processor.image_mean, std=processor.image_std,
+                  model_config=accelerator.unwrap_model(model).config, single_label=single_label)
+    results = engine.evaluate(model, loader, accelerator, ctx, seed=args.seed)
+    metrics = compute_metrics(task, results, names, single_label, args.bootstrap)
+    drift = drift_report(task, results, ds, names, single_label, args.in_domain_source)
+    if accelerator.is_main_process:
+        output_dir = Path(args.output_dir or Path(args.model) / f"eval-{args.split}")
+        write_metrics(metrics, output_dir / "metrics.json")
+        (output_dir / "drift.json").write_text(json.dumps(drift, indent=2) + "\n")
+        print(format_table(task, metrics, drift))
+    return metrics
+
+
+def format_table(task, metrics, drift) -> str:
+    """Headline metrics for all images and per source."""
+    keys = [k for k in HEADLINE[task] if k in metrics]
+    lines = [f"{'source':<24}{'images':>8}" + "".join(f"{k:>14}" for k in keys)]
+    rows = [("all", int(metrics["num_samples"]) if "num_samples" in metrics else "", metrics)]
+    rows += [(s, drift["num_images"][s], m) for s, m in drift["metrics"].items()]
+    for name, count, values in rows:
+        lines.append(f"{name:<24}{count:>8}" + "".join(
+            f"{values[k]:>14.4f}" if k in values else f"{'n/a':>14}" for k in keys))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
