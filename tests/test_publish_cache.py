@@ -1,0 +1,128 @@
+"""Hub-hosted checkpoints, offline: load by repo id from a populated HF cache and run the pipelines, in fresh
+interpreters that cannot import the package (only the code files shipped with the weights are used)."""
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from modeling_cxrgm import (
+    GroupMaskedViTConfig,
+    GroupMaskedViTForImageClassification,
+    GroupMaskedViTForSegmentation,
+    GroupMaskedViTImageProcessor,
+)
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+TINY = dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+            intermediate_size=64)
+
+
+def real_cxr() -> Path:
+    """A real pediatric CXR (Kermany et al., CC BY 4.0) from the pneumonia-model-package wheel, never imported."""
+    spec = importlib.util.find_spec("pneumonia_model_package")
+    if spec is None:
+        pytest.skip("pip install --no-deps pneumonia-model-package==0.3.0")
+    folder = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "pneumonia-data" / "val"
+    return sorted(folder.glob("*.jpeg"))[0]
+
+
+def cache_snapshot(cache: Path, repo_id: str, folder: Path) -> None:
+    """Lay `folder` out as the HF cache does after a download: blobs behind snapshots/<commit>, refs/main."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / COMMIT
+    snapshot.mkdir(parents=True)
+    (repo / "blobs").mkdir()
+    for file in folder.iterdir():
+        blob = repo / "blobs" / f"{file.name}.blob"
+        shutil.copyfile(file, blob)
+        (snapshot / file.name).symlink_to(os.path.relpath(blob, snapshot))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(COMMIT)
+
+
+def run_fresh(code: str, cwd: Path, cache: Path) -> dict:
+    """Offline interpreter outside the project (the package is not importable); returns the JSON it prints last."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(cache), HF_HOME=str(cwd / "hf_home"),
+               HF_MODULES_CACHE=str(cwd / "modules"))
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    """A cache holding a classifier and a binary lung segmenter, plus a real CXR and reference logits."""
+    root = tmp_path_factory.mktemp("cached_hub")
+    torch.manual_seed(0)
+    processor = GroupMaskedViTImageProcessor(size=32, num_channels=1)
+    models = {
+        "alice/cxrgm-cls": GroupMaskedViTForImageClassification(GroupMaskedViTConfig(
+            **TINY, num_labels=2, id2label={0: "normal", 1: "pneumonia"}, label2id={"normal": 0, "pneumonia": 1})),
+        "alice/cxrgm-lungs": GroupMaskedViTForSegmentation(GroupMaskedViTConfig(
+            **TINY, num_labels=1, id2label={0: "lung"}, label2id={"lung": 0})),
+    }
+    shutil.copyfile(real_cxr(), root / "cxr.jpeg")
+    from PIL import Image
+
+    inputs = processor(Image.open(root / "cxr.jpeg"), return_tensors="pt")
+    expected = {}
+    for repo_id, model in models.items():
+        folder = root / "export" / repo_id.split("/")[1]
+        model.eval().save_pretrained(folder)
+        processor.save_pretrained(folder)
+        cache_snapshot(root / "cache", repo_id, folder)
+        with torch.no_grad():
+            expected[repo_id] = model(**inputs).logits.tolist()
+    return root, expected
+
+
+def test_checkpoint_loads_by_repo_id_from_the_cache_offline(hub):
+    root, expected = hub
+    result = run_fresh("""
+        import json, sys
+        import torch
+        from PIL import Image
+        from transformers import AutoImageProcessor, AutoModelForImageClassification
+        processor = AutoImageProcessor.from_pretrained("alice/cxrgm-cls", trust_remote_code=True)
+        model = AutoModelForImageClassification.from_pretrained("alice/cxrgm-cls", trust_remote_code=True).eval()
+        with torch.no_grad():
+            logits = model(**processor(Image.open("cxr.jpeg"), return_tensors="pt")).logits
+        print(json.dumps({"logits": logits.tolist(), "module": type(model).__module__,
+                          "package": "modeling_cxrgm" in sys.modules}))
+    """, root, root / "cache")
+    assert result["module"].startswith("transformers_modules.") and result["package"] is False
+    assert torch.allclose(torch.tensor(result["logits"]), torch.tensor(expected["alice/cxrgm-cls"]), atol=1e-5)
+
+
+def test_classification_and_segmentation_pipelines_on_a_real_cxr(hub):
+    root, expected = hub
+    result = run_fresh("""
+        import json
+        from PIL import Image
+        from transformers import pipeline
+        image = Image.open("cxr.jpeg")
+        classify = pipeline("image-classification", model="alice/cxrgm-cls", trust_remote_code=True)
+        segment = pipeline("image-segmentation", model="alice/cxrgm-lungs", trust_remote_code=True)
+        classes = classify("cxr.jpeg")
+        masks = segment(image)
+        print(json.dumps({"classes": classes, "image_size": image.size,
+                          "masks": [{"label": m["label"], "size": m["mask"].size, "mode": m["mask"].mode,
+                                     "values": sorted(set(m["mask"].getdata())), "score": m["score"]}
+                                    for m in masks]}))
+    """, root, root / "cache")
+    assert sorted(c["label"] for c in result["classes"]) == ["normal", "pneumonia"]
+    assert abs(sum(c["score"] for c in result["classes"]) - 1) < 1e-5
+    assert (torch.tensor(expected["alice/cxrgm-lungs"]) > 0).any(), "the seeded segmenter should find some lung"
+    (mask,) = result["masks"]  # a binary model reports its foreground only
+    assert mask["label"] == "lung" and mask["mode"] == "L" and mask["size"] == result["image_size"]
+    assert mask["values"] == [0, 255] and 0.5 < mask["score"] <= 1
