@@ -1,0 +1,140 @@
+"""End to end on the real sample set at tiny scale: GMML pretraining -> fine-tuning -> export -> evaluate ->
+reload through remote code in a fresh process -> predict; plus the errors a user gets before training starts."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+import pytest
+
+from hf_datasets.builders.sample import CR_NAME, sample_files
+from hf_datasets.schema import with_label_names
+from train import checkpoint, data
+from train import evaluate as evaluate_script
+from train.config import TrainArgs
+from train.engine import NonFiniteLossError
+from train.run import run_training
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {"patch_size": 8, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+        "intermediate_size": 64}
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+pytestmark = pytest.mark.slow
+
+
+def tiny(task, output_dir, **overrides):
+    base = dict(task=task, output_dir=str(output_dir), dataset="sample", image_size=32, model_config=dict(TINY),
+                epochs=2, batch_size=4, lr=1e-3, warmup_epochs=1, report_to="none", card=False, drop_path=0.0)
+    return TrainArgs(**{**base, **overrides})
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline")
+    pretrain = tiny("pretraining", root / "pre", train_splits=["train", "unlabelled"], eval_split=None,
+                    report_to="tensorboard", save_every_steps=3)
+    run_training(pretrain)
+    finetune = tiny("classification", root / "ft", init=str(root / "pre" / "model"), eval_split="test",
+                    card=True, hub_model_id="cxrgm/test-pneumonia", ema_decay=0.9)
+    metrics = run_training(finetune)
+    return root, metrics
+
+
+def test_pretraining_logs_grids_and_exports(runs):
+    root, _ = runs
+    pre = root / "pre"
+    assert list((pre / "logs").rglob("events.out.tfevents*"))
+    assert list((pre / "grids").glob("*.png"))
+    assert (pre / "args.yaml").is_file() and (pre / "model" / "model.safetensors").is_file()
+    assert json.loads((pre / "model" / "config.json").read_text())["architectures"] == ["GroupMaskedViTForPreTraining"]
+    assert [p.name for p in checkpoint.checkpoints(pre)] == ["step_00000006", "step_00000008"]
+
+
+def test_export_folder_is_complete(runs):
+    root, metrics = runs
+    model = root / "ft" / "model"
+    for name in ("config.json", "model.safetensors", "preprocessor_config.json", "metrics.json", "README.md",
+                 "modeling_gmvit.py", "configuration_gmvit.py", "image_processing_gmvit.py", "masking.py"):
+        assert (model / name).is_file(), name
+    exported = json.loads((model / "metrics.json").read_text())
+    assert exported == json.loads((root / "ft" / "metrics.json").read_text())
+    assert exported["num_samples"] == 4 and 0 <= exported["auroc_macro"] <= 1
+    assert exported == pytest.approx({k: v for k, v in metrics.items()})
+    assert "cxrgm/test-pneumonia" in (model / "README.md").read_text()
+
+
+def test_evaluate_script_reproduces_training_metrics_and_reports_drift(runs, tmp_path):
+    root, metrics = runs
+    out = evaluate_script.main(["--model", str(root / "ft" / "model"), "--dataset", "sample", "--split", "test",
+                                "--bootstrap", "20", "--output_dir", str(tmp_path)])
+    for key in ("auroc_macro", "accuracy", "sensitivity/pneumonia"):
+        assert out[key] == pytest.approx(metrics[key])
+    drift = json.loads((tmp_path / "drift.json").read_text())
+    assert drift["in_domain"] == "kermany" and drift["num_images"] == {"kermany": 4}
+    assert json.loads((tmp_path / "metrics.json").read_text())["num_samples"] == 4
+
+
+def test_fresh_process_loads_remote_code_and_predicts_on_dicom_and_jpeg(runs, tmp_path):
+    root, _ = runs
+    model = root / "ft" / "model"
+    probe = ("import sys; from transformers import AutoModelForImageClassification as A; "
+             f"m = A.from_pretrained({str(model)!r}, trust_remote_code=True); "
+             "assert 'modeling_cxrgm' not in sys.modules; print(type(m).__module__)")
+    loaded = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=ENV, capture_output=True, text=True)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip().startswith("transformers_modules")
+    files = sample_files()
+    jpeg = next(p for name, p in files.items() if name.endswith(".jpeg"))
+    table = tmp_path / "p.csv"
+    done = subprocess.run([sys.executable, "-m", "train.predict", "--model", str(model), "--inputs",
+                           str(files[CR_NAME]), str(jpeg), "--output", str(table)],
+                          cwd=ROOT, env=ENV, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(table.open()))
+    assert [Path(r["path"]).name for r in rows] == [CR_NAME, jpeg.name]
+    for row in rows:
+        assert float(row["p_normal"]) + float(row["p_pneumonia"]) == pytest.approx(1.0, abs=1e-5)
+        assert row["predicted"] in ("normal", "pneumonia")
+
+
+def test_clear_errors_before_training(runs, tmp_path):
+    root, _ = runs
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        run_training(tiny("classification", tmp_path / "a", init=str(tmp_path / "missing")))
+    with pytest.raises(ValueError, match="no split 'nope'"):
+        run_training(tiny("classification", tmp_path / "b", eval_split="nope"))
+    with pytest.raises(ValueError, match="no row with a known label"):
+        run_training(tiny("classification", tmp_path / "c", train_splits=["unlabelled"]))
+    with pytest.raises(FileNotFoundError, match="not a checkpoint"):
+        run_training(tiny("classification", tmp_path / "d", resume_from_checkpoint=str(tmp_path / "none")))
+    from hf_datasets import build_dataset
+
+    splits = build_dataset("sample")
+    features = splits["train"].features.copy()
+    features["labels"] = datasets.List(datasets.Value("float32"), length=3)
+    three = splits["train"].map(lambda row: {"labels": row["labels"] + [0.0]}, features=features)
+    prepared = datasets.DatasetDict({"train": with_label_names(three, ["normal", "pneumonia", "covid"])})
+    prepared.save_to_disk(tmp_path / "prepared")
+    with pytest.raises(ValueError, match="2-class head"):
+        run_training(tiny("classification", tmp_path / "e", dataset=None, prepared_dir=str(tmp_path / "prepared"),
+                          eval_split=None, init=str(root / "ft" / "model")))
+    with pytest.raises(ValueError, match="is empty"):
+        data.split(datasets.DatasetDict({"train": splits["train"].select([])}), "train")
+    with pytest.raises(ValueError, match="model predicts"):
+        evaluate_script.main(["--model", str(root / "ft" / "model"), "--prepared_dir", str(tmp_path / "prepared"),
+                              "--split", "train"])
+
+
+def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path):
+    args = tiny("classification", tmp_path / "nan", lr=1e30, clip_grad=None, warmup_epochs=0, epochs=5,
+                save_every_steps=1, eval_split=None)
+    with pytest.raises(NonFiniteLossError, match=r"at optimiser step \d+") as error:
+        run_training(args)
+    step = int(str(error.value).split("optimiser step ")[1].split()[0])
+    saved = checkpoint.checkpoints(tmp_path / "nan")
+    assert saved and int(saved[-1].name.split("_")[1]) == step
+    assert not (tmp_path / "nan" / "model").exists()

@@ -1,0 +1,162 @@
+"""Unit tests of the training pieces: arguments, schedules, parameter groups, clipping, augmentation, metrics,
+checkpoint retention."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from modeling_cxrgm import GroupMaskedViTConfig, GroupMaskedViTForImageClassification
+from train import checkpoint, metrics
+from train.augment import AugmentSpec, augment
+from train.config import TrainArgs, load_yaml, parse_args, save_args
+from train.optim import EMA, apply_schedules, clip_per_parameter, learning_rate, param_groups
+
+TINY = dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+            intermediate_size=64, num_labels=2)
+
+
+def test_cli_overrides_yaml_and_args_round_trip(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("epochs: 7\nbatch_size: 3\ncrop_scale: [0.2, 0.9]\nmodel_config: {patch_size: 8}\n")
+    args = parse_args(TrainArgs, ["--config", str(recipe), "--batch_size", "5", "--train_splits", "a", "b",
+                                  "--no-card", "--eval_split", "none"])
+    assert (args.epochs, args.batch_size, args.crop_scale) == (7, 5, [0.2, 0.9])
+    assert args.train_splits == ["a", "b"] and args.card is False and args.eval_split is None
+    assert args.model_config == {"patch_size": 8}
+    saved = save_args(args, tmp_path / "run")
+    assert TrainArgs(**load_yaml(saved, TrainArgs)) == args
+
+
+def test_unknown_yaml_key_is_an_error(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("epochz: 3\n")
+    with pytest.raises(ValueError, match="epochz"):
+        parse_args(TrainArgs, ["--config", str(recipe)])
+
+
+def test_every_recipe_loads():
+    for name in ("gmml_pretrain", "finetune_classification", "finetune_segmentation", "demo_pretrain",
+                 "demo_finetune"):
+        TrainArgs(**load_yaml(name, TrainArgs))
+
+
+def test_warmup_then_cosine_to_minimum():
+    assert learning_rate(0, 100, 10, 1.0, 0.01) == pytest.approx(0.1)
+    assert learning_rate(9, 100, 10, 1.0, 0.01) == pytest.approx(1.0)
+    assert learning_rate(55, 100, 10, 1.0, 0.01) == pytest.approx(0.505)
+    assert learning_rate(100, 100, 10, 1.0, 0.01) == pytest.approx(0.01)
+
+
+def test_groups_decay_and_layer_scales():
+    model = GroupMaskedViTForImageClassification(GroupMaskedViTConfig(**TINY))
+    groups = param_groups(model, num_layers=2, layer_decay=0.5)
+    by_name = {name: group for group in groups for name in group["names"]}
+    for name in ("vit.embeddings.position_embeddings", "vit.embeddings.cls_token", "vit.layernorm.weight",
+                 "vit.encoder.layers.0.attention.qkv.bias", "classifier.bias"):
+        assert not by_name[name]["decay"], name
+    assert by_name["vit.encoder.layers.1.mlp.fc1.weight"]["decay"]
+    assert by_name["vit.embeddings.patch_embeddings.projection.weight"]["lr_scale"] == pytest.approx(0.125)
+    assert by_name["vit.encoder.layers.0.mlp.fc1.weight"]["lr_scale"] == pytest.approx(0.25)
+    assert by_name["classifier.weight"]["lr_scale"] == 1.0
+    optimizer = torch.optim.AdamW(groups, lr=0.0)
+    lr, wd = apply_schedules(optimizer, 0, total=10, warmup=0, lr=1.0, min_lr=0.0, weight_decay=0.04,
+                             weight_decay_end=0.4)
+    assert (lr, wd) == (1.0, pytest.approx(0.04))
+    for group in optimizer.param_groups:
+        assert group["lr"] == pytest.approx(group["lr_scale"])
+        assert group["weight_decay"] == (pytest.approx(0.04) if group["decay"] else 0.0)
+    apply_schedules(optimizer, 10, total=10, warmup=0, lr=1.0, min_lr=0.0, weight_decay=0.04, weight_decay_end=0.4)
+    assert max(g["weight_decay"] for g in optimizer.param_groups) == pytest.approx(0.4)
+
+
+def test_per_parameter_clipping_clips_each_separately():
+    a, b = torch.nn.Parameter(torch.zeros(4)), torch.nn.Parameter(torch.zeros(4))
+    a.grad, b.grad = torch.full((4,), 3.0), torch.full((4,), 0.1)  # norms 6 and 0.2
+    largest = clip_per_parameter([a, b], 1.0)
+    assert largest.item() == pytest.approx(6.0)
+    assert a.grad.norm().item() == pytest.approx(1.0, rel=1e-4)
+    assert b.grad.norm().item() == pytest.approx(0.2)
+
+
+def test_ema_moves_towards_weights_and_swaps_back():
+    model = torch.nn.Linear(2, 1)
+    ema = EMA(model, decay=0.5)
+    before = model.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.add_(2.0)
+    ema.update(model)
+    assert torch.allclose(ema.shadow["weight"], before + 1.0)
+    with ema.swapped(model):
+        assert torch.allclose(model.weight, before + 1.0)
+    assert torch.allclose(model.weight, before + 2.0)
+
+
+def test_augment_is_seeded_batched_and_moves_masks():
+    images = torch.rand(6, 1, 32, 32)
+    masks = torch.zeros(6, 32, 32, dtype=torch.long)
+    masks[:, :, :16] = 1  # left half
+    spec = AugmentSpec(crop_scale=(0.3, 1.0), hflip_p=1.0, jitter_p=1.0, blur_p=1.0)
+    one, moved = augment(images, spec, torch.Generator().manual_seed(3), masks=masks)
+    two, _ = augment(images, spec, torch.Generator().manual_seed(3), masks=masks)
+    other = augment(images, spec, torch.Generator().manual_seed(4))
+    assert one.shape == images.shape and torch.equal(one, two) and not torch.equal(one, other)
+    assert 0 <= one.min() and one.max() <= 1
+    assert set(moved.unique().tolist()) <= {0, 1}
+    plain = augment(images, AugmentSpec(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), hflip_p=1.0, jitter_p=0,
+                                        blur_p=0), torch.Generator().manual_seed(0), masks=masks)[1]
+    assert torch.equal(plain, masks.flip(-1))  # a full-image crop with a flip mirrors the mask
+
+
+def test_classification_metrics_match_sklearn():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 40)
+    probabilities = np.clip(labels * 0.3 + rng.random(40) * 0.7, 0, 1)
+    predictions = np.stack([1 - probabilities, probabilities], 1)
+    out = metrics.load("cxr_classification").compute(
+        predictions=predictions, references=np.eye(2)[labels], label_names=["normal", "pneumonia"], bootstrap=50)
+    assert out["auroc/pneumonia"] == pytest.approx(roc_auc_score(labels, probabilities))
+    decided = probabilities >= 0.5
+    assert out["accuracy"] == pytest.approx((decided == labels).mean())
+    assert out["sensitivity/pneumonia"] == pytest.approx(decided[labels == 1].mean())
+    assert out["specificity/pneumonia"] == pytest.approx((~decided[labels == 0]).mean())
+    assert out["confusion/pneumonia/normal"] == ((labels == 1) & ~decided).sum()
+    assert out["auroc_macro_ci_low"] <= out["auroc_macro"] <= out["auroc_macro_ci_high"]
+
+
+def test_multilabel_metrics_ignore_unknown_and_skip_single_valued_classes():
+    references = np.array([[1, 0, np.nan], [0, 0, 1], [1, np.nan, 0], [0, 0, 1]], dtype=float)
+    predictions = np.array([[0.9, 0.2, 0.5], [0.1, 0.3, 0.8], [0.8, 0.9, 0.4], [0.4, 0.1, 0.6]])
+    out = metrics.load("cxr_classification").compute(predictions=predictions, references=references,
+                                                     single_label=False, label_names=["a", "b", "c"])
+    assert out["auroc/a"] == 1.0 and out["auroc/c"] == 1.0 and "auroc/b" not in out
+    assert out["accuracy"] == 1.0  # row 3 class b (unknown, predicted 0.9) does not count
+
+
+def test_dice_and_iou():
+    out = metrics.load("cxr_segmentation").compute(intersection=[[3], [0]], predicted=[[4], [0]], target=[[5], [0]],
+                                                   label_names=["lungs"])
+    assert out["dice"] == pytest.approx((6 / 9 + 1) / 2)
+    assert out["iou/lungs"] == pytest.approx((3 / 6 + 1) / 2)
+
+
+class _Saver:
+    """The two Accelerator methods `checkpoint.save` uses, writing a file like `save_state` does."""
+
+    is_main_process = True
+
+    def wait_for_everyone(self):
+        pass
+
+    def save_state(self, folder):
+        (__import__("pathlib").Path(folder) / "custom_checkpoint_0.pkl").write_bytes(b"x")
+
+
+def test_checkpoint_retention_and_half_written_folders_are_ignored(tmp_path):
+    for step in (1, 2, 3):
+        checkpoint.save(_Saver(), tmp_path, step, limit=2)
+    assert [p.name for p in checkpoint.checkpoints(tmp_path)] == ["step_00000002", "step_00000003"]
+    (tmp_path / "checkpoints" / ".tmp-step_00000009").mkdir()  # a save killed half way
+    assert checkpoint.resolve("latest", tmp_path).name == "step_00000003"
+    with pytest.raises(FileNotFoundError, match="not a checkpoint"):
+        checkpoint.resolve(str(tmp_path / "nothing"), tmp_path)
