@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from huggingface_hub import DatasetCard, DatasetCardData
@@ -10,22 +9,17 @@ from huggingface_hub import DatasetCard, DatasetCardData
 from .privacy import find_local_paths, scrub
 from .sources import lookup
 
-TEMPLATE = Path(__file__).parent / "templates" / "dataset_card.md"
+TEMPLATE = Path(__file__).parent / "dataset_card_template.md"
 SPDX = {"CC BY 4.0": "cc-by-4.0", "CC BY 3.0": "cc-by-3.0"}
 
 
 def _split_sizes(dataset_dir: Path) -> dict[str, int]:
-    """Rows per split of a `DatasetDict.save_to_disk` folder, from its metadata; empty when not such a folder."""
-    index = dataset_dir / "dataset_dict.json"
-    if not index.is_file():
+    """Rows per split of a `DatasetDict.save_to_disk` folder (memory-mapped, nothing decoded); empty otherwise."""
+    if not (dataset_dir / "dataset_dict.json").is_file():
         return {}
-    sizes = {}
-    for split in json.loads(index.read_text(encoding="utf-8")).get("splits", []):
-        info = dataset_dir / split / "dataset_info.json"
-        recorded = json.loads(info.read_text(encoding="utf-8")).get("splits") or {} if info.is_file() else {}
-        if split in recorded and "num_examples" in recorded[split]:
-            sizes[split] = recorded[split]["num_examples"]
-    return sizes
+    from datasets import load_from_disk
+
+    return {name: split.num_rows for name, split in load_from_disk(str(dataset_dir)).items()}
 
 
 def write_dataset_card(dataset_dir, sources: list[str], *, title: str | None = None, description: str | None = None,

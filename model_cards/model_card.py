@@ -18,7 +18,7 @@ from .privacy import basename, find_local_paths, is_local_path, scrub
 from .sources import lookup
 
 NOT_RECORDED = "not recorded"
-TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
+TEMPLATE = Path(__file__).parent / "model_card_template.md"
 TASKS = {
     "pretraining": ("image-feature-extraction", "Self-supervised GMML pretraining (masked image reconstruction)"),
     "classification": ("image-classification", "Image classification"),
@@ -146,7 +146,7 @@ def _repo_name(run: dict, task: str) -> str:
     repo_id = run.get("repo_id")
     if isinstance(repo_id, str) and repo_id and not is_local_path(repo_id):
         return repo_id
-    return f"<user>/cxrgm-{task}"
+    return f"your-username/cxrgm-{task}"
 
 
 def _dataset_rows(train_datasets) -> list[dict]:

@@ -1,0 +1,166 @@
+"""Model and dataset cards: metadata that parses back, every required section, no local paths, readable HTML."""
+
+import json
+import re
+
+import markdown
+import pytest
+from huggingface_hub import ModelCard, metadata_load
+
+from model_cards import SOURCES, write_dataset_card, write_model_card
+from model_cards.model_card import describe_metric
+from model_cards.privacy import find_local_paths, is_local_path, scrub
+from modeling_cxrgm import (
+    GroupMaskedViTConfig,
+    GroupMaskedViTForImageClassification,
+    GroupMaskedViTForPreTraining,
+    GroupMaskedViTForSegmentation,
+    GroupMaskedViTImageProcessor,
+)
+
+TINY = dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+            intermediate_size=64)
+RUN = {
+    "task": "classification",
+    "metrics": {"accuracy": 0.8125, "auroc_macro": 0.9012, "sensitivity_pneumonia": 0.75,
+                "specificity_pneumonia": 0.875, "auroc_normal": float("nan"), "confusion_matrix": [[5, 1], [2, 8]]},
+    "eval_dataset": {"name": "kermany_pediatric", "split": "test", "num_images": 16},
+    "train_datasets": [
+        {"name": "kermany_pediatric", "num_images": 378, "splits": ["train", "validation"],
+         "label_policy": "normal vs pneumonia"},
+        {"name": "sample", "num_images": 17, "splits": ["train"], "label_policy": "uncertain -> ignore"},
+    ],
+    "preprocessing": {"size": 32, "num_channels": 1, "resize_mode": "pad", "normalization": "cxr", "bit_depth": 8},
+    "training": {"epochs": 3, "batch_size": 8, "learning_rate": 5e-4, "precision": "bf16", "hardware": "1x H100",
+                 "duration_s": 5400, "seed": 0, "init": "/home/alice/runs/pretrain/checkpoint-300"},
+    "base_model": "/home/alice/runs/pretrain/export",
+    "repo_id": "alice/cxrgm-pneumonia",
+    "notes": "data under /data/hospital/kermany, copied from C:\\Users\\alice\\cxr",
+}
+SECTIONS = ("## Evaluation results", "## How to use", "## Training data", "## Preprocessing",
+            "## Architecture and GMML settings", "## Training procedure and compute", "## Intended use",
+            "## Limitations and bias", "## Licence", "## Citation")
+
+
+def export(folder, model):
+    model.save_pretrained(folder)
+    GroupMaskedViTImageProcessor(size=32, num_channels=1).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def classifier_dir(tmp_path_factory):
+    config = GroupMaskedViTConfig(**TINY, num_labels=2, id2label={0: "normal", 1: "pneumonia"},
+                                  label2id={"normal": 0, "pneumonia": 1})
+    return export(tmp_path_factory.mktemp("classifier"), GroupMaskedViTForImageClassification(config))
+
+
+@pytest.fixture(scope="module")
+def card_text(classifier_dir):
+    return write_model_card(classifier_dir, RUN).read_text()
+
+
+def test_card_metadata_parses_back_with_every_metric(classifier_dir, card_text):
+    meta = metadata_load(classifier_dir / "README.md")
+    assert meta["library_name"] == "transformers" and meta["pipeline_tag"] == "image-classification"
+    assert meta["license"] == "apache-2.0" and "base_model" not in meta  # a local path is no Hub id
+    results = ModelCard.load(classifier_dir / "README.md").data.eval_results
+    assert {(r.metric_type, r.metric_name, r.metric_value) for r in results} == {
+        ("accuracy", "Accuracy", 0.8125), ("roc_auc", "AUROC (macro)", 0.9012),
+        ("recall", "Sensitivity (pneumonia)", 0.75), ("specificity", "Specificity (pneumonia)", 0.875)}
+    assert {(r.task_type, r.dataset_type, r.dataset_name, r.dataset_split) for r in results} == {
+        ("image-classification", "kermany_pediatric", "Kermany pediatric pneumonia", "test")}
+
+
+def test_card_documents_data_preprocessing_architecture_and_use(card_text):
+    for section in SECTIONS:
+        assert section in card_text
+    assert "Research use only. Not for clinical use." in card_text
+    assert 'pipeline("image-classification", model="alice/cxrgm-pneumonia", trust_remote_code=True)' in card_text
+    assert "| kermany_pediatric | Kermany pediatric pneumonia" in card_text and "CC BY 4.0" in card_text
+    assert "pediatric, China" in card_text and "| 378 | train, validation | normal vs pneumonia |" in card_text
+    assert "| Resize | pad to 32 px |" in card_text and "| Bit depth | 8 |" in card_text
+    assert "| Windowing | not recorded |" in card_text
+    assert "| Max corrupted fraction r (t ~ U(0.5, r)) | 0.75 |" in card_text and "| Blocks | 2 |" in card_text
+    assert "| Duration | 1 h 30 min |" in card_text and "| Hardware | 1x H100 |" in card_text
+    assert "Labels: normal, pneumonia." in card_text
+    assert "arXiv:2211.12944" in card_text and "arXiv:2104.03602" in card_text and "2205.14986" in card_text
+    assert "17 images" in card_text and "Kermany DS" in card_text
+
+
+def test_card_never_shows_local_paths(card_text):
+    assert "/home/" not in card_text and "alice\\cxr" not in card_text and "/data/" not in card_text
+    assert find_local_paths(card_text) == []
+    assert "| Initialisation | checkpoint-300 |" in card_text and "| Base model | export |" in card_text
+
+
+def test_missing_facts_render_as_not_recorded(tmp_path):
+    folder = export(tmp_path, GroupMaskedViTForSegmentation(GroupMaskedViTConfig(**TINY, num_labels=1)))
+    text = write_model_card(folder, {"task": "segmentation", "train_datasets": [{"name": "my_private_set"}]}).read_text()
+    assert "No evaluation results recorded." in text and "model-index" not in text
+    assert "| my_private_set | not recorded: not recorded | not recorded |" in text
+    assert "| Epochs | not recorded |" in text and "`progressive` decoder" in text
+    assert 'pipeline("image-segmentation", model="your-username/cxrgm-segmentation", trust_remote_code=True)' in text
+    assert metadata_load(folder / "README.md")["pipeline_tag"] == "image-segmentation"
+
+
+def test_pretraining_card(tmp_path):
+    folder = export(tmp_path, GroupMaskedViTForPreTraining(GroupMaskedViTConfig(**TINY)))
+    run = {"task": "pretraining", "metrics": {"reconstruction_l1": 0.31},
+           "eval_dataset": {"name": "nih", "split": "validation", "num_images": 500},
+           "train_datasets": [{"name": "nih", "num_images": 4000}, {"name": "vindr_cxr", "num_images": 1000}],
+           "training": {"init": "random"}, "repo_id": "alice/cxrgm-vit-tiny"}
+    text = write_model_card(folder, run).read_text()
+    (result,) = ModelCard(text).data.eval_results
+    assert (result.task_type, result.metric_type, result.metric_value) == ("image-feature-extraction", "l1", 0.31)
+    assert "AutoModel.from_pretrained(\"alice/cxrgm-vit-tiny\", trust_remote_code=True)" in text
+    assert "Trained on adult CXRs only" in text and "Vietnam" in text and "PhysioNet" in text
+
+
+def test_html_rendering_shows_metrics_table_and_disclaimer(classifier_dir, card_text, tmp_path):
+    body = card_text.split("---", 2)[2]
+    html = markdown.markdown(body, extensions=["tables", "fenced_code"])
+    (tmp_path / "card.html").write_text(html)
+    tables = re.findall(r"<table>.*?</table>", html, flags=re.S)
+    metrics_table = next(t for t in tables if "<th>Metric</th>" in t)
+    rows = re.findall(r"<tr>\s*<td>(.*?)</td>\s*<td>(.*?)</td>", metrics_table)
+    assert rows == [("Accuracy", "0.8125"), ("AUROC (macro)", "0.9012"), ("Sensitivity (pneumonia)", "0.7500"),
+                    ("Specificity (pneumonia)", "0.8750"), ("AUROC (normal)", "n/a")]
+    assert re.search(r"<blockquote>\s*<p><strong>Research use only\. Not for clinical use\.</strong>", html)
+    assert '<code class="language-python">' in html and "trust_remote_code=True" in html
+    assert len(tables) >= 6 and "<h2>Limitations and bias</h2>" in html
+    assert not re.search(r"\{\{ \w|\{%", html)  # no template left-overs
+
+
+def test_dataset_card_names_each_source_and_licence(tmp_path):
+    from datasets import Dataset, DatasetDict
+
+    rows = {"patient_id": ["a", "b", "c"], "label": [0, 1, 0]}
+    DatasetDict({"train": Dataset.from_dict(rows), "test": Dataset.from_dict(rows).select([0])}).save_to_disk(tmp_path)
+    text = write_dataset_card(tmp_path, ["kermany", "hannover_covid", "/home/alice/secret_set"]).read_text()
+    meta = metadata_load(tmp_path / "README.md")
+    assert meta["license"] == "other" and "chest-x-ray" in meta["tags"]
+    assert "CC BY 4.0" in text and "CC BY 3.0" in text and "Germany" in text and "secret_set" in text
+    assert "/home" not in text and "| train | 3 |" in text and "| test | 1 |" in text
+    assert "Not for clinical use" in text
+    single = write_dataset_card(tmp_path, ["kermany_pediatric"], splits={"train": 10})
+    assert metadata_load(single)["license"] == "cc-by-4.0"
+
+
+def test_source_table_covers_every_known_name():
+    names = {"nih", "chexpert", "mimic_cxr_jpg", "padchest", "vindr_cxr", "rsna_pneumonia", "covidx", "kermany",
+             "montgomery", "shenzhen", "jsrt", "sample", "nih_cxr14", "kermany_pediatric", "ieee8023_covid",
+             "v7labs_covid_lungseg", "hannover_covid", "actualmed_covid", "figure1_covid"}
+    assert names <= set(SOURCES)
+    for source in SOURCES.values():
+        assert source.licence and source.citation and source.population in {"adult", "pediatric", "mixed"}
+
+
+def test_paths_and_metric_names():
+    assert is_local_path("/home/a/x.pt") and is_local_path("runs/a/b") and is_local_path("C:\\x\\y")
+    assert not is_local_path("alice/model") and not is_local_path("https://huggingface.co/a/b")
+    assert scrub({"a": ["/tmp/x/y.json", "see /srv/data/z ok"], "b": 1}) == {"a": ["y.json", "see z ok"], "b": 1}
+    assert find_local_paths("normal / pneumonia, AP/PA, doi:10.6084/m9.figshare.1") == []
+    assert describe_metric("eval_dice_left_lung") == ("dice", "Dice (left lung)")
+    assert describe_metric("iou") == ("iou", "IoU")
+    assert json.dumps(scrub(RUN)).count("/home/") == 0
