@@ -1,0 +1,51 @@
+"""A run killed with SIGKILL mid-epoch and resumed with `--resume_from_checkpoint latest` ends with exactly the
+weights of an uninterrupted run (data order, augmentation, masks, dropout, schedules, accumulation, EMA)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+pytestmark = pytest.mark.slow
+
+
+def command(output_dir, *extra):
+    return [sys.executable, "-m", "train.pretrain", "--dataset", "sample", "--train_splits", "train",
+            "--output_dir", str(output_dir), "--image_size", "32",
+            "--model_config", '{"patch_size": 8, "hidden_size": 32, "num_hidden_layers": 2, '
+                              '"num_attention_heads": 2, "intermediate_size": 64}',
+            "--epochs", "6", "--batch_size", "2", "--grad_accum_steps", "2", "--lr", "1e-3", "--warmup_epochs", "1",
+            "--drop_path", "0.1", "--ema_decay", "0.9", "--save_every_steps", "2", "--save_total_limit", "2",
+            "--report_to", "none", "--no-card", *extra]
+
+
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
+    subprocess.run(command(tmp_path / "straight"), cwd=ROOT, env=ENV, check=True, capture_output=True)
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(command(killed), cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    first = killed / "checkpoints" / "step_00000002"  # 3 optimiser steps per epoch: this one is mid-epoch
+    while not first.exists() and process.poll() is None:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not (killed / "model").exists()
+
+    resumed = subprocess.run(command(killed, "--resume_from_checkpoint", "latest"), cwd=ROOT, env=ENV,
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Resumed from" in resumed.stdout
+
+    expected = load_file(tmp_path / "straight" / "model" / "model.safetensors")
+    actual = load_file(killed / "model" / "model.safetensors")
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        assert (expected[name] == actual[name]).all(), name
