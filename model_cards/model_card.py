@@ -44,6 +44,7 @@ METRICS = {
 }
 PER_CLASS = {
     "sensitivity": ("recall", "Sensitivity"),
+    "recall": ("recall", "Sensitivity"),
     "specificity": ("specificity", "Specificity"),
     "ppv": ("precision", "PPV"),
     "f1": ("f1", "F1"),
@@ -52,6 +53,9 @@ PER_CLASS = {
     "dice": ("dice", "Dice"),
     "iou": ("iou", "IoU"),
 }
+# Training bookkeeping that metrics.json may carry: not evaluation results.
+BOOKKEEPING = {"epoch", "step", "num_samples", "train_loss", "learning_rate", "runtime", "samples_per_second",
+               "steps_per_second"}
 ARCHITECTURE = (
     ("image_size", "Input size (px)"), ("patch_size", "Patch size (px)"), ("num_channels", "Input channels"),
     ("hidden_size", "Hidden size"), ("num_hidden_layers", "Blocks"), ("num_attention_heads", "Attention heads"),
@@ -116,15 +120,32 @@ def _duration(seconds) -> str:
 
 
 def describe_metric(name: str) -> tuple[str, str]:
-    """metrics.json name -> (model-index type, readable name), e.g. sensitivity_pneumonia -> recall, Sensitivity (pneumonia)."""
+    """metrics.json name -> (model-index type, readable name): sensitivity/pneumonia -> recall, Sensitivity (pneumonia).
+
+    Per-class names use "/" or "_" between the metric and the class.
+    """
     key = name.removeprefix("eval_").removeprefix("test_")
     if key in METRICS:
         return METRICS[key]
-    prefix, _, label = key.partition("_")
+    prefix, _, label = key.replace("/", "_", 1).partition("_")
     if label and prefix in PER_CLASS:
         kind, readable = PER_CLASS[prefix]
         return kind, f"{readable} ({label.replace('_', ' ')})"
     return key, key.replace("_", " ").capitalize()
+
+
+def _scalar_metrics(metrics: dict) -> dict:
+    """Evaluation numbers only: no bookkeeping, no confusion-matrix cells, no lists."""
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+            and k not in BOOKKEEPING and not k.startswith("confusion")}
+
+
+def _confusion(metrics: dict) -> tuple[list[str], list[list[str]]]:
+    """`confusion/<true>/<predicted>` counts -> (class names, rows of [true, count per predicted class])."""
+    cells = {tuple(k.split("/")[1:3]): v for k, v in metrics.items()
+             if k.startswith("confusion/") and k.count("/") == 2 and _number(v) is not None}
+    classes = sorted({c for pair in cells for c in pair})
+    return classes, [[t, *(f"{cells.get((t, p), 0):g}" for p in classes)] for t in classes]
 
 
 def _parameter_count(model_dir: Path) -> int | None:
@@ -206,7 +227,7 @@ def _model_index(task: str, name: str, metrics: dict, eval_dataset: dict) -> lis
     source = lookup(eval_dataset.get("name", ""))
     dataset_type = _text(eval_dataset.get("name")).replace(" ", "-")
     results = []
-    for metric, value in metrics.items():
+    for metric, value in _scalar_metrics(metrics).items():
         number = _number(value)
         if number is None:
             continue
@@ -229,6 +250,7 @@ def render_model_card(model_dir, run: dict) -> ModelCard:
     processor = _read_json(model_dir / "preprocessor_config.json")
     metrics = run.get("metrics") if isinstance(run.get("metrics"), dict) else {}
     eval_dataset = run.get("eval_dataset") if isinstance(run.get("eval_dataset"), dict) else {}
+    eval_source = lookup(eval_dataset.get("name", ""))
     repo_id = _repo_name(run, task)
     base_model = run.get("base_model")
     hub_base = base_model if isinstance(base_model, str) and base_model.count("/") == 1 else None
@@ -256,13 +278,15 @@ def render_model_card(model_dir, run: dict) -> ModelCard:
         pipeline_tag=TASKS[task][0],
         repo_id=repo_id,
         metrics=[(describe_metric(k)[1], f"{v:.4f}" if _number(v) is not None else "n/a")
-                 for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)],
-        eval_dataset={k: _text(eval_dataset.get(k)) for k in ("name", "split", "num_images")},
+                 for k, v in _scalar_metrics(metrics).items()],
+        confusion=_confusion(metrics),
+        eval_dataset={**{k: _text(eval_dataset.get(k)) for k in ("name", "split", "num_images")},
+                      "title": eval_source.title if eval_source else None},
         datasets=_dataset_rows(run.get("train_datasets")),
         preprocessing={
             "size": _text(preprocessing.get("size", processor.get("size"))),
             "num_channels": _text(preprocessing.get("num_channels", processor.get("num_channels"))),
-            "bit_depth": _text(preprocessing.get("bit_depth", processor.get("bit_depth"))),
+            "bit_depth": _bit_depth(preprocessing, processor),
             "windowing": _text(preprocessing.get("windowing")),
             "resize_mode": _text(preprocessing.get("resize_mode", processor.get("resize_mode"))),
             "normalization": _text(preprocessing.get("normalization", processor.get("normalization"))),
@@ -295,6 +319,15 @@ def render_model_card(model_dir, run: dict) -> ModelCard:
     if leaks:
         raise ValueError(f"The model card would publish local paths {leaks}; remove them from the run record")
     return card
+
+
+def _bit_depth(preprocessing: dict, processor: dict) -> str:
+    """Bits per pixel of integer inputs; an explicit None means the image type's own (8 or 16)."""
+    for record in (preprocessing, processor):
+        if "bit_depth" in record:
+            value = record["bit_depth"]
+            return "native (8 or 16 bits, from the image type)" if value is None else _text(value)
+    return NOT_RECORDED
 
 
 def _head(task: str, config: dict) -> str:

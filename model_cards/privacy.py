@@ -34,9 +34,12 @@ def find_local_paths(text: str) -> list[str]:
 
 
 def scrub(value):
-    """A copy of a JSON-like value with every local path reduced to its basename (in whole values and in text)."""
+    """A copy of a JSON-like value with every local path reduced to its basename (in whole values and in text).
+
+    Dict keys are names (e.g. `confusion/normal/pneumonia`), not paths, and are kept.
+    """
     if isinstance(value, dict):
-        return {scrub(k) if isinstance(k, str) else k: scrub(v) for k, v in value.items()}
+        return {k: scrub(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [scrub(v) for v in value]
     if isinstance(value, str):

@@ -22,8 +22,10 @@ TINY = dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, nu
             intermediate_size=64)
 RUN = {
     "task": "classification",
-    "metrics": {"accuracy": 0.8125, "auroc_macro": 0.9012, "sensitivity_pneumonia": 0.75,
-                "specificity_pneumonia": 0.875, "auroc_normal": float("nan"), "confusion_matrix": [[5, 1], [2, 8]]},
+    "metrics": {"accuracy": 0.8125, "auroc_macro": 0.9012, "sensitivity/pneumonia": 0.75,
+                "specificity_pneumonia": 0.875, "auroc/normal": float("nan"), "confusion/normal/normal": 7.0,
+                "confusion/normal/pneumonia": 1.0, "confusion/pneumonia/normal": 2.0,
+                "confusion/pneumonia/pneumonia": 6.0, "epoch": 10.0, "num_samples": 16.0, "train_loss": 0.4},
     "eval_dataset": {"name": "kermany_pediatric", "split": "test", "num_images": 16},
     "train_datasets": [
         {"name": "kermany_pediatric", "num_images": 378, "splits": ["train", "validation"],
@@ -76,6 +78,9 @@ def test_card_documents_data_preprocessing_architecture_and_use(card_text):
     for section in SECTIONS:
         assert section in card_text
     assert "Research use only. Not for clinical use." in card_text
+    assert "Evaluated on **Kermany pediatric pneumonia** (`kermany_pediatric`), split `test`, 16 images." in card_text
+    assert "| | normal | pneumonia |\n|---|---|---|\n| normal | 7 | 1 |\n| pneumonia | 2 | 6 |" in card_text
+    assert "| Epoch |" not in card_text and "Train loss" not in card_text and "Num samples" not in card_text
     assert 'pipeline("image-classification", model="alice/cxrgm-pneumonia", trust_remote_code=True)' in card_text
     assert "| kermany_pediatric | Kermany pediatric pneumonia" in card_text and "CC BY 4.0" in card_text
     assert "pediatric, China" in card_text and "| 378 | train, validation | normal vs pneumonia |" in card_text
@@ -128,7 +133,9 @@ def test_html_rendering_shows_metrics_table_and_disclaimer(classifier_dir, card_
                     ("Specificity (pneumonia)", "0.8750"), ("AUROC (normal)", "n/a")]
     assert re.search(r"<blockquote>\s*<p><strong>Research use only\. Not for clinical use\.</strong>", html)
     assert '<code class="language-python">' in html and "trust_remote_code=True" in html
-    assert len(tables) >= 6 and "<h2>Limitations and bias</h2>" in html
+    confusion = next(t for t in tables if "<th>predicted</th>" in t or "<th>pneumonia</th>" in t)
+    assert re.findall(r"<td>(\w+)</td>", confusion) == ["normal", "7", "1", "pneumonia", "2", "6"]
+    assert len(tables) >= 7 and "<h2>Limitations and bias</h2>" in html
     assert not re.search(r"\{\{ \w|\{%", html)  # no template left-overs
 
 
