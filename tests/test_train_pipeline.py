@@ -138,3 +138,32 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp
     saved = checkpoint.checkpoints(tmp_path / "nan")
     assert saved and int(saved[-1].name.split("_")[1]) == step
     assert not (tmp_path / "nan" / "model").exists()
+
+
+def test_segmentation_finetuning_and_mask_prediction(tmp_path):
+    from hf_datasets import build_dataset
+
+    splits = build_dataset("sample")
+
+    def add_mask(row):  # a real image with a synthetic half-image "structure", to exercise the segmentation path
+        image = row["image"]
+        mask = image.point(lambda v: 0).copy()
+        mask.paste(255, (0, 0, image.width // 2, image.height))
+        return {"mask": mask}
+
+    segmentation = datasets.DatasetDict({name: splits[name].select(range(4)).map(add_mask, features=splits[name].features)
+                                         for name in ("train", "test")})
+    segmentation.save_to_disk(tmp_path / "seg")
+    metrics = run_training(tiny("segmentation", tmp_path / "run", dataset=None, prepared_dir=str(tmp_path / "seg"),
+                                eval_split="test", epochs=1, crop_scale=[0.5, 1.0]))
+    assert 0 <= metrics["dice"] <= 1 and metrics["num_samples"] == 4
+    out = tmp_path / "masks"
+    done = subprocess.run([sys.executable, "-m", "train.predict", "--model", str(tmp_path / "run" / "model"),
+                           "--inputs", str(sample_files()[CR_NAME]), "--output", str(out)],
+                          cwd=ROOT, env=ENV, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    from PIL import Image
+
+    mask = Image.open(out / f"{Path(CR_NAME).stem}_mask.png")
+    assert mask.size == (1841, 1955) and set(mask.getdata()) <= {0, 255}
+    assert (out / "masks.csv").is_file()
