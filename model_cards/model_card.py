@@ -223,7 +223,8 @@ def _limitations(run: dict, task: str) -> list[str]:
     return notes
 
 
-def _model_index(task: str, name: str, metrics: dict, eval_dataset: dict) -> list[EvalResult]:
+def _model_index(task: str, metrics: dict, eval_dataset: dict) -> list[EvalResult]:
+    """One model-index entry per finite evaluation metric."""
     source = lookup(eval_dataset.get("name", ""))
     dataset_type = _text(eval_dataset.get("name")).replace(" ", "-")
     results = []
@@ -263,7 +264,7 @@ def render_model_card(model_dir, run: dict) -> ModelCard:
         tags=["chest-x-ray", "radiology", "medical-imaging", "vision-transformer", "self-supervised", "gmml",
               "cxrgm", "custom_code", "research-only"],
         base_model=hub_base,
-        eval_results=_model_index(task, repo_id.split("/")[-1], metrics, eval_dataset) or None,
+        eval_results=_model_index(task, metrics, eval_dataset) or None,
     )
     preprocessing = run.get("preprocessing") if isinstance(run.get("preprocessing"), dict) else {}
     training = run.get("training") if isinstance(run.get("training"), dict) else {}
