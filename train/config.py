@@ -77,7 +77,6 @@ class TrainArgs:
     metric_for_best: str | None = None  # default: loss (pretraining), auroc_macro, dice
     log_every_steps: int = 10
     report_to: str = "tensorboard"  # tensorboard | none | any Accelerate tracker
-    grid_every_epochs: int = 1
     card: bool = True  # write a model card (README.md) into the exported folder
     hub_model_id: str | None = None  # "user/name" the model card refers to
 
