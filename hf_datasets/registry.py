@@ -25,6 +25,7 @@ BUILDERS = {
     "manifest": ("generic", "build_manifest"),
     "dicomdir": ("generic", "build_dicomdir"),
     "cxr_folder": ("cxr_folder", "build"),
+    "cxr_pool": ("cxr_pool", "build"),
 }
 
 
@@ -49,7 +50,8 @@ def build_recipe(name: str, data_dir=None, seed: int = 0, **options):
 
 def build_dataset(name: str, data_dir=None, *, seed: int = 0, split_fractions: dict | None = None,
                   streaming: bool = False, num_proc: int | None = None, cache_dir=None,
-                  on_error: str = "raise", **options):
+                  on_error: str = "raise", train_fraction: float | None = None, subset_seed: int = 0,
+                  **options):
     """Build a data set from its original layout.
 
     Args:
@@ -61,10 +63,13 @@ def build_dataset(name: str, data_dir=None, *, seed: int = 0, split_fractions: d
             nothing to the datasets cache.
         num_proc: worker processes for decoding (DICOM / raw sets).
         on_error: "raise" on an unreadable DICOM/raw file, or "skip" it with a warning.
+        train_fraction, subset_seed: keep only this share of the training patients (seeded, nested
+            across fractions: the 10% subset lies inside the 25% one); other splits are unchanged.
         options: builder options (label policies, classes, filters; see each builder).
     Returns:
         datasets.DatasetDict with the common schema (see `hf_datasets.schema`).
     """
     recipe = build_recipe(name, data_dir, seed=seed, **options)
     return assemble(recipe, fractions=split_fractions, seed=seed, streaming=streaming,
-                    num_proc=num_proc, cache_dir=cache_dir, on_error=on_error)
+                    num_proc=num_proc, cache_dir=cache_dir, on_error=on_error,
+                    train_fraction=train_fraction, subset_seed=subset_seed)

@@ -41,6 +41,18 @@ def patient_split(patient_ids: list[str], fractions: dict | None = None, seed: i
     return [assignment[p] for p in patient_ids]
 
 
+def patient_subset(patient_ids: list[str], fraction: float, seed: int = 0) -> list[bool]:
+    """Keep the first `fraction` of the patients (at least one) in a seeded hash order; True per kept item.
+
+    For one seed the subsets are nested: every patient kept at 10% is also kept at 25% and 100%.
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must lie in (0, 1], got {fraction}")
+    patients = sorted(set(patient_ids), key=lambda p: _patient_rank(p, seed))
+    kept = set(patients[:max(1, round(fraction * len(patients)))])
+    return [p in kept for p in patient_ids]
+
+
 def resolve_patient_overlap(patient_ids: list[str], splits: list[str], where: str = "") -> list[str]:
     """Move every image of a patient found in several splits into one (test > validation > train).
 

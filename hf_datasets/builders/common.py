@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import DataError, LayoutError
 from ..images import encode_png, read_grey, to_bits
 from ..schema import COLUMNS, make_features, make_info
-from ..splits import canonical_split, patient_split, resolve_patient_overlap
+from ..splits import canonical_split, patient_split, patient_subset, resolve_patient_overlap
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif")
 
@@ -154,9 +154,11 @@ def _generate(records, bits, on_error):
             warnings.warn(f"skipped {err}", stacklevel=2)
 
 
-def assign_splits(recipe: Recipe, fractions=None, seed: int = 0) -> dict[str, list[dict]]:
+def assign_splits(recipe: Recipe, fractions=None, seed: int = 0, train_fraction: float | None = None,
+                  subset_seed: int = 0) -> dict[str, list[dict]]:
     """Group records by split: official splits where given, a seeded patient split otherwise;
-    the result is patient-disjoint."""
+    the result is patient-disjoint. `train_fraction` keeps that share of the training patients
+    (seeded by `subset_seed`, nested across fractions); the other splits are untouched."""
     records = recipe.records
     if not records:
         raise LayoutError(recipe.data_dir, f"no images found for data set '{recipe.name}'")
@@ -169,12 +171,16 @@ def assign_splits(recipe: Recipe, fractions=None, seed: int = 0) -> dict[str, li
     grouped: dict[str, list[dict]] = {}
     for rec, split, patient in zip(records, splits, patients):
         grouped.setdefault(split, []).append(dict(rec, split=split, patient_id=patient))
+    if train_fraction is not None and grouped.get("train"):
+        train = grouped["train"]
+        keep = patient_subset([r["patient_id"] for r in train], train_fraction, subset_seed)
+        grouped["train"] = [r for r, k in zip(train, keep) if k]
     order = {"train": 0, "validation": 1, "test": 2}
     return dict(sorted(grouped.items(), key=lambda kv: (order.get(kv[0], 3), kv[0])))
 
 
 def assemble(recipe: Recipe, *, fractions=None, seed=0, streaming=False, num_proc=None,
-             cache_dir=None, on_error="raise"):
+             cache_dir=None, on_error="raise", train_fraction=None, subset_seed=0):
     """Recipe -> DatasetDict (or IterableDatasetDict when streaming) of the common schema."""
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
@@ -182,7 +188,7 @@ def assemble(recipe: Recipe, *, fractions=None, seed=0, streaming=False, num_pro
     info = make_info(recipe.name, recipe.label_names, about=recipe.about, citation=recipe.citation,
                      license=recipe.license, homepage=recipe.homepage, bits=recipe.bits)
     out = {}
-    for split, records in assign_splits(recipe, fractions, seed).items():
+    for split, records in assign_splits(recipe, fractions, seed, train_fraction, subset_seed).items():
         kwargs = {"records": records, "bits": recipe.bits, "on_error": on_error}
         if streaming:
             ds = datasets.IterableDataset.from_generator(_generate, features=features, gen_kwargs=kwargs)

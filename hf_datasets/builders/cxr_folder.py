@@ -1,7 +1,7 @@
 """A prepared CXR folder: labels.csv (`file`, `label` and/or `mask_file`, `patient_id`, `source`,
 optional `view`, `sex`, `age`, ...) beside the images and masks. Labels are one-hot over the
-class names (sorted, or `classes`); rows whose label is empty, "unlabelled" or not in `classes`
-get NaN labels. Seeded patient-level split.
+class names (sorted, or `classes`) after renaming by `label_map` (e.g. {"no_finding": "normal"});
+rows whose label is empty, "unlabelled" or not in `classes` get NaN labels. Seeded patient-level split.
 """
 
 from __future__ import annotations
@@ -13,14 +13,16 @@ from .common import Recipe, find_file, read_table, record
 UNLABELLED = ("", "unlabelled", "unlabeled", "unknown")
 
 
-def build(data_dir, classes: list[str] | None = None, label_column: str = "label") -> Recipe:
+def build(data_dir, classes: list[str] | None = None, label_column: str = "label",
+          label_map: dict | None = None) -> Recipe:
     root = Path(data_dir)
     rows = read_table(find_file(root, "labels.csv"))
-    found = sorted({r.get(label_column, "") for r in rows} - set(UNLABELLED))
+    rename = dict(label_map or {})
+    labels = [rename.get(r.get(label_column, ""), r.get(label_column, "")) for r in rows]
+    found = sorted(set(labels) - set(UNLABELLED))
     names = list(classes) if classes else found
     records = []
-    for row in rows:
-        label = row.get(label_column, "")
+    for row, label in zip(rows, labels):
         values = [float(label == n) for n in names] if label in names else [float("nan")] * len(names)
         mask = row.get("mask_file") or None
         records.append(record(root / row["file"], data_dir=root, labels=values,

@@ -1,0 +1,380 @@
+"""Does GMML pretraining beat random init on real CXRs? Runs the train scripts on a folder in the shared layout.
+
+    python -m benchmarks.quality                                  # CPU preset -> outputs/quality_cpu
+    python -m benchmarks.quality --size gpu                       # ViT-S/16 at 224 px, bf16, one GPU
+    python -m benchmarks.quality --smoke --data_dir D --output_dir O   # a few steps per run (tests)
+
+`--data_dir` holds `kermany_pediatric`, `nih_cxr14`, `v7labs_covid_lungseg` and more folders, each with a labels.csv
+(the layout of ../shared/data). Every set gets a seeded 70/30 patient split (data seed 0, fixed across run seeds);
+the test patients of the three downstream sets are left out of the pretraining pool. Steps, each a call of a
+train script's `main(argv)` (the exact command lines go to `<output_dir>/commands.sh`):
+  1. GMML pretraining on the pooled distinct images of every folder (train.pretrain, `cxr_pool` builder);
+  2. pediatric pneumonia: fine-tune on 10/25/100% of the training patients (nested, seeded per run seed) from the
+     GMML export and from random init, same recipe (train.finetune_classification);
+  3. drift: normal-vs-pneumonia trained on nih_cxr14, tested on kermany_pediatric, and the reverse (train.evaluate);
+  4. lung segmentation on v7labs_covid_lungseg with 25% and 100% of the training masks (train.finetune_segmentation);
+  5. frozen features: linear probe and k-NN of the GMML encoder and of a random one (train.probe);
+then mask statistics, the pretraining loss curve (PNG), and `results.json` + `results.md` (mean ± std over seeds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import platform
+import shlex
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+import hf_datasets
+from modeling_cxrgm import GroupMaskedViTConfig, gmml_corrupt
+from train import evaluate, finetune_classification, finetune_segmentation, pretrain, probe
+from train.config import RECIPES, TrainArgs, load_yaml
+
+KERMANY, NIH, LUNGS = "kermany_pediatric", "nih_cxr14", "v7labs_covid_lungseg"
+SPLIT = {"train": 0.7, "test": 0.3}
+NIH_OPTIONS = {"label_map": {"no_finding": "normal"}}  # both sets then have the classes [normal, pneumonia]
+INITS = ("gmml", "random")
+
+SIZES = {
+    # ViT-Tiny width (192, 3 heads) with 6 blocks at 112 px: about 40 minutes on 2 CPU cores.
+    "cpu": {
+        "model": {"preset": "vit_tiny_patch16_224", "image_size": 112, "model_config": {"num_hidden_layers": 6}},
+        "precision": "no", "num_workers": 0, "seeds": [0, 1, 2], "drift_seeds": [0], "seg_seeds": [0],
+        "pretrain": {"epochs": 8, "batch_size": 64, "lr": 1.0e-3, "warmup_epochs": 1, "drop_path": 0.0,
+                     "eval_every_epochs": 4, "log_every_steps": 2},
+        "finetune": {"batch_size": 32, "lr": 2.5e-4, "warmup_epochs": 1, "layer_decay": 1.0},
+        "epochs": {0.1: 30, 0.25: 15, 1.0: 6},
+        "seg_epochs": {0.25: 15, 1.0: 6},
+    },
+    # ViT-S/16 at 224 px as in the SS-CXR recipe: a few minutes on one H100 / H200.
+    "gpu": {
+        "model": {"preset": "vit_small_patch16_224", "image_size": 224, "model_config": {}},
+        "precision": "bf16", "num_workers": 8, "seeds": [0, 1, 2], "drift_seeds": [0, 1, 2], "seg_seeds": [0, 1, 2],
+        "pretrain": {"epochs": 60, "batch_size": 128, "lr": 1.5e-3, "warmup_epochs": 5, "drop_path": 0.1,
+                     "eval_every_epochs": 20, "log_every_steps": 5},
+        "finetune": {"batch_size": 64, "lr": 5.0e-4, "warmup_epochs": 2, "layer_decay": 1.0},
+        "epochs": {0.1: 60, 0.25: 30, 1.0: 15},
+        "seg_epochs": {0.25: 40, 1.0: 15},
+    },
+}
+# A few optimiser steps per run on a tiny model: checks that every stage runs end to end.
+SMOKE = {
+    "model": {"preset": "vit_tiny_patch16_224", "image_size": 32,
+              "model_config": {"patch_size": 8, "hidden_size": 32, "num_hidden_layers": 4, "num_attention_heads": 2,
+                               "intermediate_size": 64, "decoder_hidden_size": 16}},
+    "precision": "no", "num_workers": 0, "seeds": [0], "drift_seeds": [0], "seg_seeds": [0],
+    "pretrain": {"epochs": 1, "batch_size": 8, "lr": 1.0e-3, "warmup_epochs": 0, "drop_path": 0.0,
+                 "eval_every_epochs": 1, "log_every_steps": 1, "max_steps": 2},
+    "finetune": {"batch_size": 8, "lr": 1.0e-3, "warmup_epochs": 0, "layer_decay": 1.0, "max_steps": 2},
+    "epochs": {0.1: 1, 0.25: 1, 1.0: 1},
+    "seg_epochs": {0.25: 1, 1.0: 1},
+}
+
+
+class Runner:
+    """Calls the train scripts' `main(argv)`, logs each command line and its wall time."""
+
+    def __init__(self, output_dir: Path, size: dict):
+        self.output_dir, self.size = output_dir, size
+        self.commands, self.timings = [], {}
+
+    def __call__(self, stage: str, script, argv: list[str]) -> dict:
+        self.commands.append(f"python -m {script.__name__} {shlex.join(argv)}")
+        (self.output_dir / "commands.sh").write_text("\n".join(self.commands) + "\n")
+        print(f"\n[quality] {stage}: {self.commands[-1]}", flush=True)
+        started = time.perf_counter()
+        result = script.main(argv)
+        self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - started
+        return result
+
+
+def flags(values: dict) -> list[str]:
+    """{"epochs": 3, "model_config": {...}, "card": False} -> ["--epochs", "3", "--model_config", "{...}", "--no-card"]."""
+    out = []
+    for key, value in values.items():
+        if isinstance(value, bool):
+            out.append(f"--{key}" if value else f"--no-{key}")
+        elif isinstance(value, dict):
+            out += [f"--{key}", json.dumps(value)]
+        elif isinstance(value, (list, tuple)):
+            out += [f"--{key}", *map(str, value)]
+        else:
+            out += [f"--{key}", str(value)]
+    return out
+
+
+def with_recipe_model_config(recipe: str, size: dict) -> dict:
+    """The size's model settings, its `model_config` merged over the recipe's (e.g. the GMML mask settings)."""
+    base = load_yaml(RECIPES / f"{recipe}.yaml", TrainArgs).get("model_config", {})
+    return {**size["model"], "model_config": {**base, **size["model"]["model_config"]}}
+
+
+def test_patients(data_dir: Path) -> list[str]:
+    """Patient ids of the test split of every downstream set (kept out of the pretraining pool)."""
+    patients = set()
+    for name, options in ((KERMANY, {}), (NIH, NIH_OPTIONS), (LUNGS, {})):
+        ds = hf_datasets.build_dataset("cxr_folder", data_dir / name, split_fractions=SPLIT, **options)
+        patients.update(ds["test"]["patient_id"])
+    return sorted(patients)
+
+
+def common(size: dict, output_dir: Path, seed: int) -> dict:
+    return {"output_dir": str(output_dir), "seed": seed, "mixed_precision": size["precision"],
+            "num_workers": size["num_workers"], "save_total_limit": 1}
+
+
+def run_pretraining(run: Runner, data_dir: Path, out: Path) -> Path:
+    size = run.size
+    options = {"exclude_patients": test_patients(data_dir)}
+    argv = ["--config", "gmml_pretrain"] + flags({
+        **with_recipe_model_config("gmml_pretrain", size), **common(size, out / "pretrain", 0), **size["pretrain"],
+        "dataset": "cxr_pool", "data_dir": str(data_dir), "dataset_options": options,
+        "train_splits": ["train"], "hub_model_id": "cxrgm/quality-gmml"})
+    run("pretraining", pretrain, argv)
+    shutil.rmtree(out / "pretrain" / "checkpoints", ignore_errors=True)
+    return out / "pretrain" / "model"
+
+
+def finetune(run: Runner, script, recipe: str, stage: str, data_dir: Path, options: dict, init: str, epochs: int,
+             seed: int, output_dir: Path) -> dict:
+    size = run.size
+    argv = ["--config", recipe] + flags({
+        **with_recipe_model_config(recipe, size), **common(size, output_dir, seed), **size["finetune"],
+        "dataset": "cxr_folder", "data_dir": str(data_dir), "dataset_options": options, "init": init,
+        "epochs": epochs, "eval_split": "test", "eval_every_epochs": epochs, "report_to": "none", "card": False,
+        "save_every_steps": 100_000})
+    metrics = run(stage, script, argv)
+    for folder in ("checkpoints", "best"):
+        shutil.rmtree(output_dir / folder, ignore_errors=True)
+    return metrics
+
+
+def evaluate_on(run: Runner, model: Path, data_dir: Path, options: dict, output_dir: Path) -> dict:
+    argv = flags({"model": str(model), "dataset": "cxr_folder", "data_dir": str(data_dir),
+                  "dataset_options": {"split_fractions": SPLIT, **options}, "split": "test", "bootstrap": 0,
+                  "output_dir": str(output_dir), "mixed_precision": run.size["precision"]})
+    return run("drift evaluation", evaluate, argv)
+
+
+CLS_KEYS = {"accuracy": "accuracy", "auroc": "auroc_macro", "sensitivity": "sensitivity/pneumonia",
+            "specificity": "specificity/pneumonia"}
+
+
+def pick(metrics: dict, keys: dict) -> dict:
+    return {name: float(metrics[key]) for name, key in keys.items() if key in metrics}
+
+
+def mask_statistics(size: dict, views: int = 256, seed: int = 0) -> dict:
+    """Realised GMML corruption at the run's image size: masked fraction (mean, p5, p95) and patches touched."""
+    merged = with_recipe_model_config("gmml_pretrain", size)
+    config = GroupMaskedViTConfig.from_preset(merged["preset"], image_size=merged["image_size"], num_channels=1,
+                                              **merged["model_config"])
+    pixels = torch.randn(views, 1, config.image_size, config.image_size, generator=torch.Generator().manual_seed(seed))
+    _, mask = gmml_corrupt(pixels, config, torch.Generator().manual_seed(seed))
+    fraction = mask.float().mean((1, 2)).numpy()
+    p = config.patch_size
+    touched = mask.unflatten(1, (-1, p)).unflatten(3, (-1, p)).any(4).any(2).float().mean().item()
+    return {"image_size": config.image_size, "patch_size": p, "mask_align": config.mask_align,
+            "masked_fraction_mean": float(fraction.mean()), "masked_fraction_p5": float(np.percentile(fraction, 5)),
+            "masked_fraction_p95": float(np.percentile(fraction, 95)), "patches_touched": touched}
+
+
+def loss_curve(pretrain_dir: Path, path: Path) -> list[tuple[int, float]]:
+    """The pretraining loss per logged step (from its TensorBoard log), drawn to `path` as a PNG."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    files = sorted(glob.glob(str(pretrain_dir / "logs" / "**" / "events.out.tfevents.*"), recursive=True))
+    if not files:
+        return []
+    events = EventAccumulator(str(Path(files[-1]).parent))
+    events.Reload()
+    points = [(e.step, e.value) for e in events.Scalars("train/loss")] if "train/loss" in events.Tags()["scalars"] else []
+    if points:
+        draw_curve(points, path, "GMML pretraining: L1 loss on corrupted pixels vs optimiser step")
+    return points
+
+
+def draw_curve(points: list[tuple[int, float]], path: Path, title: str, width: int = 640, height: int = 400) -> None:
+    """A plain line plot (PIL only): axes with min / max labels, the title on top."""
+    steps, values = np.array([p[0] for p in points], float), np.array([p[1] for p in points], float)
+    left, right, top, bottom = 60, width - 20, 40, height - 40
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    span_x = max(steps.max() - steps.min(), 1.0)
+    span_y = max(values.max() - values.min(), 1e-9)
+    xy = [(left + (s - steps.min()) / span_x * (right - left), bottom - (v - values.min()) / span_y * (bottom - top))
+          for s, v in zip(steps, values)]
+    draw.line([(left, top), (left, bottom), (right, bottom)], fill="black")
+    if len(xy) > 1:
+        draw.line(xy, fill=(31, 119, 180), width=2)
+    draw.text((10, 10), title, fill="black")
+    draw.text((5, top), f"{values.max():.3f}", fill="black")
+    draw.text((5, bottom - 10), f"{values.min():.3f}", fill="black")
+    draw.text((left, bottom + 8), f"step {int(steps.min())}", fill="black")
+    draw.text((right - 80, bottom + 8), f"step {int(steps.max())}", fill="black")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+
+
+def mean_std(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return f"{np.mean(values):.3f} ± {std:.3f}"
+
+
+def summarise(rows: list[dict], keys: list[str], by: list[str]) -> list[dict]:
+    """Group `rows` by the `by` fields; each metric in `keys` as "mean ± std" over the group (n = its size)."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row[k] for k in by), []).append(row)
+    return [{**dict(zip(by, key)), "n": len(group), **{k: mean_std([r[k] for r in group if k in r]) for k in keys}}
+            for key, group in groups.items()]
+
+
+def markdown_table(rows: list[dict], columns: list[str]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(row.get(c, "")) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def run_all(data_dir: Path, out: Path, size: dict) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    run = Runner(out, size)
+    started = time.perf_counter()
+    gmml = run_pretraining(run, data_dir, out)
+    init_of = {"gmml": str(gmml), "random": "random"}
+
+    classification, reverse_drift = [], []
+    for seed in size["seeds"]:
+        for fraction, epochs in size["epochs"].items():
+            for init in INITS:
+                run_dir = out / "classification" / f"{init}_{int(fraction * 100)}pct_seed{seed}"
+                options = {"split_fractions": SPLIT, "train_fraction": fraction, "subset_seed": seed}
+                metrics = finetune(run, finetune_classification, "finetune_classification", "classification",
+                                   data_dir / KERMANY, options, init_of[init], epochs, seed, run_dir)
+                classification.append({"init": init, "fraction": fraction, "seed": seed, **pick(metrics, CLS_KEYS)})
+                if fraction == 1.0:
+                    shifted = evaluate_on(run, run_dir / "model", data_dir / NIH, NIH_OPTIONS, run_dir / "eval-nih")
+                    reverse_drift.append({"init": init, "seed": seed, "train": KERMANY, "test": NIH,
+                                          **pick(shifted, CLS_KEYS)})
+                else:
+                    shutil.rmtree(run_dir / "model", ignore_errors=True)
+
+    drift = []
+    for seed in size["drift_seeds"]:
+        for init in INITS:
+            run_dir = out / "drift" / f"{init}_nih_seed{seed}"
+            metrics = finetune(run, finetune_classification, "finetune_classification", "drift training",
+                               data_dir / NIH, {"split_fractions": SPLIT, **NIH_OPTIONS}, init_of[init],
+                               size["epochs"][1.0], seed, run_dir)
+            drift.append({"init": init, "seed": seed, "train": NIH, "test": NIH, **pick(metrics, CLS_KEYS)})
+            shifted = evaluate_on(run, run_dir / "model", data_dir / KERMANY, {}, run_dir / "eval-kermany")
+            drift.append({"init": init, "seed": seed, "train": NIH, "test": KERMANY, **pick(shifted, CLS_KEYS)})
+    drift += [dict(r, test=KERMANY, train=KERMANY) | pick_from(classification, r) for r in reverse_drift]
+    drift += reverse_drift
+
+    segmentation = []
+    for seed in size["seg_seeds"]:
+        for fraction, epochs in size["seg_epochs"].items():
+            for init in INITS:
+                run_dir = out / "segmentation" / f"{init}_{int(fraction * 100)}pct_seed{seed}"
+                options = {"split_fractions": SPLIT, "train_fraction": fraction, "subset_seed": seed}
+                metrics = finetune(run, finetune_segmentation, "finetune_segmentation", "segmentation",
+                                   data_dir / LUNGS, options, init_of[init], epochs, seed, run_dir)
+                shutil.rmtree(run_dir / "model", ignore_errors=True)
+                segmentation.append({"init": init, "fraction": fraction, "seed": seed,
+                                     "dice": float(metrics["dice"]), "iou": float(metrics["iou"])})
+
+    probes = []
+    for name, options in ((KERMANY, {}), (NIH, NIH_OPTIONS)):
+        for init in INITS:
+            argv = flags({"model": str(gmml), "random_init": init == "random", "dataset": "cxr_folder",
+                          "data_dir": str(data_dir / name), "dataset_options": {"split_fractions": SPLIT, **options},
+                          "output": str(out / "probes" / f"{name}_{init}.json")})
+            scores = run("frozen-feature probes", probe, argv)
+            probes.append({"data": name, "init": init, **{k: v for k, v in scores.items() if k != "init"}})
+
+    results = {
+        "machine": machine(), "size": size, "wall_time_s": round(time.perf_counter() - started, 1),
+        "stage_time_s": {k: round(v, 1) for k, v in run.timings.items()},
+        "pretraining": {**json.loads((gmml / "metrics.json").read_text()), "mask_statistics": mask_statistics(size),
+                        "loss_curve": loss_curve(out / "pretrain", out / "pretrain" / "loss_curve.png"),
+                        "grids": sorted(str(p) for p in (out / "pretrain" / "grids").glob("*.png"))},
+        "classification": classification, "drift": drift, "segmentation": segmentation, "probes": probes,
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "results.md").write_text(report(results) + "\n")
+    print("\n" + report(results))
+    return results
+
+
+def pick_from(classification: list[dict], row: dict) -> dict:
+    """The in-domain (kermany test) metrics of the 100% classification run that `row` was evaluated from."""
+    match = next(c for c in classification if c["init"] == row["init"] and c["seed"] == row["seed"]
+                 and c["fraction"] == 1.0)
+    return {k: match[k] for k in CLS_KEYS if k in match}
+
+
+def report(results: dict) -> str:
+    metrics = list(CLS_KEYS)
+    cls = sorted(summarise(results["classification"], metrics, ["fraction", "init"]),
+                 key=lambda r: (r["fraction"], r["init"]))
+    for row in cls:
+        row["fraction"] = f"{int(row['fraction'] * 100)}%"
+    drift = summarise(results["drift"], metrics, ["train", "test", "init"])
+    seg = sorted(summarise(results["segmentation"], ["dice", "iou"], ["fraction", "init"]),
+                 key=lambda r: (r["fraction"], r["init"]))
+    for row in seg:
+        row["fraction"] = f"{int(row['fraction'] * 100)}%"
+    probe_rows = [{k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in r.items()} for r in results["probes"]]
+    pre = results["pretraining"]
+    stats = pre["mask_statistics"]
+    return "\n\n".join([
+        f"Pediatric pneumonia ({KERMANY} test split), mean ± std over seeds:\n\n"
+        + markdown_table(cls, ["fraction", "init", "n", *metrics]),
+        "Drift (normal vs pneumonia):\n\n" + markdown_table(drift, ["train", "test", "init", "n", *metrics]),
+        f"Lung segmentation ({LUNGS} test split):\n\n" + markdown_table(seg, ["fraction", "init", "n", "dice", "iou"]),
+        "Frozen features (encoder not trained; [CLS; mean patch] features):\n\n"
+        + markdown_table(probe_rows, ["data", "init", "linear_accuracy", "linear_auroc", "knn_accuracy",
+                                      "num_train", "num_test"]),
+        f"Pretraining: final reconstruction L1 {pre.get('loss', float('nan')):.4f} (train images), realised masked "
+        f"fraction {stats['masked_fraction_mean']:.3f} (p5 {stats['masked_fraction_p5']:.3f}, p95 "
+        f"{stats['masked_fraction_p95']:.3f}), {stats['patches_touched']:.0%} of {stats['patch_size']}-px patches "
+        f"touched at {stats['image_size']} px. Wall time {results['wall_time_s'] / 60:.1f} min; per stage (s): "
+        + ", ".join(f"{k} {v:.0f}" for k, v in results["stage_time_s"].items()),
+    ])
+
+
+def machine() -> dict:
+    import accelerate
+    import datasets
+    import transformers
+
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({platform.processor() or 'x86_64'})"
+    return {"device": device, "cpu_threads": torch.get_num_threads(), "python": platform.python_version(),
+            "torch": torch.__version__, "transformers": transformers.__version__, "accelerate": accelerate.__version__,
+            "datasets": datasets.__version__}
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", choices=sorted(SIZES), default="cpu")
+    parser.add_argument("--smoke", action="store_true", help="a few optimiser steps per run, one seed (for tests)")
+    parser.add_argument("--data_dir", default="../shared/data")
+    parser.add_argument("--output_dir", help="default: outputs/quality_<size> (outputs/quality_smoke with --smoke)")
+    args = parser.parse_args(argv)
+    size = SMOKE if args.smoke else SIZES[args.size]
+    output_dir = Path(args.output_dir or f"outputs/quality_{'smoke' if args.smoke else args.size}")
+    return run_all(Path(args.data_dir), output_dir, size)
+
+
+if __name__ == "__main__":
+    main()

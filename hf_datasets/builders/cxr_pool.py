@@ -1,0 +1,50 @@
+"""Every distinct image of several CXR folders (each with a labels.csv, see cxr_folder), for
+self-supervised pretraining: labels are dropped and all images go to the `train` split.
+
+An image is a duplicate when its bytes equal an earlier image's, or when it names a file of the
+`join_folder` set in its `join_column` (e.g. v7labs and Hannover rows carry `ieee8023_filename`,
+the covid-chestxray-dataset file they were taken from; file stems are compared). The first copy
+in folder order is kept. `exclude_patients` drops every image whose `patient_id` (or any other
+`*patient_id` column) is listed, e.g. the test patients of the downstream tasks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from .common import Recipe, read_table, record
+
+
+def _stem(name: str) -> str:
+    return Path(name).stem
+
+
+def build(data_dir, folders: list[str] | None = None, join_column: str = "ieee8023_filename",
+          join_folder: str = "ieee8023_covid", exclude_patients: list[str] | None = None) -> Recipe:
+    root = Path(data_dir)
+    names = folders or sorted(p.parent.name for p in root.glob("*/labels.csv"))
+    excluded = set(exclude_patients or ())
+    seen, records, counts = set(), [], {"duplicates": 0, "excluded": 0}
+    for name in names:
+        folder = root / name
+        for row in read_table(folder / "labels.csv"):
+            if excluded & {v for k, v in row.items() if k.endswith("patient_id") and v}:
+                counts["excluded"] += 1
+                continue
+            path = folder / row["file"]
+            keys = {"sha1:" + hashlib.sha1(path.read_bytes()).hexdigest()}
+            if row.get(join_column):
+                keys.add("join:" + _stem(row[join_column]))
+            if name == join_folder:
+                keys.add("join:" + _stem(row["file"]))
+            if keys & seen:
+                counts["duplicates"] += 1
+                continue
+            seen |= keys
+            records.append(record(path, data_dir=root, patient_id=row.get("patient_id") or None,
+                                  view=row.get("view") or None, sex=row.get("sex"), age=row.get("age") or None,
+                                  source=row.get("source") or name, split="train"))
+    return Recipe(name="cxr_pool", records=records, label_names=[], bits=8, data_dir=str(root),
+                  about=f"Distinct images of {', '.join(names)} ({counts['duplicates']} duplicates and "
+                        f"{counts['excluded']} images of excluded patients left out).")

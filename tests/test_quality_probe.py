@@ -1,0 +1,32 @@
+"""train/probe.py: frozen-feature scores and the random-init baseline encoder."""
+
+import numpy as np
+import torch
+
+from modeling_cxrgm import GroupMaskedViTConfig, GroupMaskedViTForPreTraining, GroupMaskedViTImageProcessor
+from train.probe import load_encoder, probe_scores
+
+
+def test_probe_scores_separate_clusters_and_not_noise():
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 40)
+    separable = rng.normal(size=(80, 8)) + (2 * y[:, None] - 1) * 6.0  # opposite directions: cosine separates too
+    scores = probe_scores(separable[::2], y[::2], separable[1::2], y[1::2], k=5)
+    assert scores["linear_accuracy"] == 1.0 and scores["knn_accuracy"] == 1.0 and scores["linear_auroc"] == 1.0
+    noise = rng.normal(size=(80, 8))
+    assert probe_scores(noise[::2], y[::2], noise[1::2], y[1::2], k=5)["linear_auroc"] < 0.9
+    assert scores["num_train"] == 40 and scores["num_test"] == 40
+
+
+def test_random_init_keeps_the_architecture_but_not_the_weights(tmp_path):
+    config = GroupMaskedViTConfig.from_preset("vit_tiny_patch16_224", image_size=32, patch_size=8, hidden_size=32,
+                                              num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                                              num_channels=1)
+    GroupMaskedViTForPreTraining(config).save_pretrained(tmp_path)
+    GroupMaskedViTImageProcessor(size=32, num_channels=1).save_pretrained(tmp_path)
+    pretrained, _ = load_encoder(tmp_path)
+    fresh, processor = load_encoder(tmp_path, random_init=True, seed=1)
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        a, b = pretrained(pixel_values=x).last_hidden_state, fresh(pixel_values=x).last_hidden_state
+    assert a.shape == b.shape and not torch.allclose(a, b) and processor.size == 32

@@ -1,0 +1,46 @@
+"""benchmarks/quality.py --smoke end to end on a tiny folder in the shared-data layout."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "data"))
+from shared_layout import write_shared_layout  # noqa: E402
+
+from benchmarks import quality  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf_cache"))
+
+
+def test_smoke_run_covers_every_experiment(tmp_path):
+    data_dir = write_shared_layout(tmp_path / "data")
+    out = tmp_path / "out"
+    results = quality.main(["--smoke", "--data_dir", str(data_dir), "--output_dir", str(out)])
+
+    assert {(r["init"], r["fraction"]) for r in results["classification"]} == {
+        (i, f) for i in quality.INITS for f in (0.1, 0.25, 1.0)}
+    assert {(r["train"], r["test"]) for r in results["drift"]} == {
+        (a, b) for a in (quality.NIH, quality.KERMANY) for b in (quality.NIH, quality.KERMANY)}
+    assert len(results["segmentation"]) == 4 and len(results["probes"]) == 4
+    for row in results["classification"] + results["drift"]:
+        assert all(0.0 <= row[k] <= 1.0 for k in quality.CLS_KEYS)
+    assert all(0.0 <= r["dice"] <= 1.0 for r in results["segmentation"])
+
+    # the pool left out every downstream test patient; the export loads with the train scripts
+    excluded = yaml.safe_load((out / "pretrain" / "args.yaml").read_text())["dataset_options"]["exclude_patients"]
+    assert set(quality.test_patients(data_dir)) == set(excluded) and len(excluded) >= 3
+    assert (out / "pretrain" / "model" / "config.json").is_file()
+    assert (out / "pretrain" / "loss_curve.png").is_file() and results["pretraining"]["grids"]
+    commands = (out / "commands.sh").read_text()
+    for script in ("train.pretrain", "train.finetune_classification", "train.finetune_segmentation",
+                   "train.evaluate", "train.probe"):
+        assert f"python -m {script} " in commands
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["classification"] == results["classification"]
+    assert "| 10% | gmml |" in (out / "results.md").read_text()

@@ -1,0 +1,102 @@
+"""Frozen-feature evaluation of an encoder: linear-probe and k-NN accuracy on [CLS; mean patch token] features.
+
+    python -m train.probe --model outputs/pretrain/model --dataset cxr_folder --data_dir D [--random_init]
+
+The encoder is never trained here: features of the `train_split` fit a logistic regression (standardised features)
+and a cosine k-NN vote, both scored on `eval_split`. `--random_init` probes the same architecture with fresh
+weights (seeded), the baseline a pretrained encoder must beat. Writes `--output` (JSON) and returns the metrics.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.preprocessing import StandardScaler
+
+from modeling_cxrgm import GroupMaskedViTConfig, GroupMaskedViTImageProcessor, GroupMaskedViTModel
+
+from . import data
+from .config import parse_args
+
+
+@dataclass
+class ProbeArgs:
+    """Arguments of probe.py."""
+
+    model: str = "outputs/pretrain/model"
+    random_init: bool = False  # probe the same architecture with random weights instead
+    output: str | None = None  # default: <model>/probe[-random].json
+    dataset: str | None = None
+    data_dir: str | None = None
+    dataset_options: dict = field(default_factory=dict)
+    prepared_dir: str | None = None
+    train_split: str = "train"
+    eval_split: str = "test"
+    k: int = 20
+    batch_size: int = 64
+    seed: int = 0
+
+
+def load_encoder(folder, random_init: bool = False, seed: int = 0):
+    """(encoder, processor) from a save_pretrained folder; `random_init` keeps its config but draws new weights."""
+    processor = GroupMaskedViTImageProcessor.from_pretrained(folder)
+    if not random_init:
+        return GroupMaskedViTModel.from_pretrained(folder).eval(), processor
+    torch.manual_seed(seed)
+    return GroupMaskedViTModel(GroupMaskedViTConfig.from_pretrained(folder)).eval(), processor
+
+
+@torch.no_grad()
+def extract_features(encoder, processor, ds, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """(features (N, 2D): [CLS; mean patch token] of the last layer, class indices (N,)) of rows with a known label."""
+    rows = data.known_rows(ds)
+    features, labels = [], []
+    for start in range(0, len(rows), batch_size):
+        batch = ds.select(rows[start:start + batch_size])
+        hidden = encoder(pixel_values=processor(list(batch["image"]))["pixel_values"]).last_hidden_state
+        features.append(torch.cat([hidden[:, 0], hidden[:, 1:].mean(1)], -1).float().numpy())
+        labels.append(np.asarray(batch["labels"]).argmax(1))
+    return np.concatenate(features), np.concatenate(labels)
+
+
+def probe_scores(train_x, train_y, test_x, test_y, k: int = 20, seed: int = 0) -> dict:
+    """Linear-probe accuracy and AUROC (logistic regression on standardised features) and cosine k-NN accuracy."""
+    scaler = StandardScaler().fit(train_x)
+    linear = LogisticRegression(max_iter=5000, random_state=seed).fit(scaler.transform(train_x), train_y)
+    probabilities = linear.predict_proba(scaler.transform(test_x))
+    knn = KNeighborsClassifier(n_neighbors=min(k, len(train_y)), metric="cosine").fit(train_x, train_y)
+    scores = {"linear_accuracy": float((linear.predict(scaler.transform(test_x)) == test_y).mean()),
+              "knn_accuracy": float((knn.predict(test_x) == test_y).mean()),
+              "num_train": len(train_y), "num_test": len(test_y)}
+    if len(np.unique(test_y)) > 1 and probabilities.shape[1] == 2:
+        scores["linear_auroc"] = float(roc_auc_score(test_y, probabilities[:, 1]))
+    elif len(np.unique(test_y)) > 1:
+        scores["linear_auroc"] = float(roc_auc_score(test_y, probabilities, multi_class="ovr",
+                                                     labels=linear.classes_))
+    return scores
+
+
+def main(argv=None) -> dict:
+    args = parse_args(ProbeArgs, argv)
+    encoder, processor = load_encoder(args.model, args.random_init, args.seed)
+    splits = data.load_splits(args.dataset, args.data_dir, args.prepared_dir, args.dataset_options)
+    train_x, train_y = extract_features(encoder, processor, data.split(splits, args.train_split), args.batch_size)
+    test_x, test_y = extract_features(encoder, processor, data.split(splits, args.eval_split), args.batch_size)
+    scores = probe_scores(train_x, train_y, test_x, test_y, args.k, args.seed)
+    scores["init"] = "random" if args.random_init else "pretrained"
+    output = Path(args.output or Path(args.model) / f"probe{'-random' if args.random_init else ''}.json")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(scores, indent=2) + "\n")
+    print(json.dumps(scores))
+    return scores
+
+
+if __name__ == "__main__":
+    main()
