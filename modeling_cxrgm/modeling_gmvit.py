@@ -261,6 +261,42 @@ class GroupMaskedViTPreTrainedModel(PreTrainedModel):
             init.trunc_normal_(module.position_embeddings, std=std)
             init.trunc_normal_(module.cls_token, std=std)
 
+    def set_num_channels(self, num_channels: int) -> None:
+        """Switch the input between grey (1) and RGB (3) channels, keeping what the model computes.
+
+        3 -> 1 sums the patch embedding's channel weights (a grey image replicated three times gives the same
+        tokens), 1 -> 3 spreads them equally; a pretraining head's output channels are averaged / replicated.
+        Use the image processor with the same `num_channels`.
+        """
+        if num_channels not in (1, 3):
+            raise ValueError(f"num_channels must be 1 or 3, got {num_channels}")
+        if num_channels == self.config.num_channels:
+            return
+        patch_embeddings = self.base_model.embeddings.patch_embeddings
+        old = patch_embeddings.projection
+        new = nn.Conv2d(num_channels, old.out_channels, old.kernel_size, old.stride).to(old.weight.device, old.weight.dtype)
+        with torch.no_grad():
+            if num_channels == 1:
+                new.weight.copy_(old.weight.sum(1, keepdim=True))
+            else:
+                new.weight.copy_(old.weight.expand(-1, 3, -1, -1) / 3)
+            new.bias.copy_(old.bias)
+        patch_embeddings.projection = new
+        patch_embeddings.num_channels = num_channels
+        head = getattr(getattr(self, "decoder", None), "unpatchify", None)
+        if isinstance(self, GroupMaskedViTForPreTraining) and head is not None:
+            out = nn.ConvTranspose2d(head.in_channels, num_channels, head.kernel_size, head.stride)
+            out = out.to(head.weight.device, head.weight.dtype)
+            with torch.no_grad():
+                if num_channels == 1:
+                    out.weight.copy_(head.weight.mean(1, keepdim=True))
+                    out.bias.copy_(head.bias.mean(0, keepdim=True))
+                else:
+                    out.weight.copy_(head.weight.expand(-1, 3, -1, -1))
+                    out.bias.copy_(head.bias.expand(3))
+            self.decoder.unpatchify = out
+        self.config.num_channels = num_channels
+
     def save_pretrained(self, save_directory, *args, **kwargs):
         """`PreTrainedModel.save_pretrained`, plus the full `auto_map` and every Hub code file in the folder."""
         self.config.auto_map = {**dict(getattr(self.config, "auto_map", None) or {}), **AUTO_MAP}
@@ -319,7 +355,12 @@ def tokens_to_grid(tokens: torch.Tensor, grid_h: int, grid_w: int) -> torch.Tens
 
 
 class GroupMaskedViTReconstructionHead(nn.Module):
-    """Per token 3 x (Linear(D, D) + GELU), then ConvTranspose2d(D, out, p, stride p): (B, N, D) -> (B, out, H, W)."""
+    """Per token 3 x (Linear(D, D) + GELU), then ConvTranspose2d(D, out, p, stride p): (B, N, D) -> (B, out, H, W).
+
+    With stride = kernel = p the transposed convolution maps each token to its own p x p block, so it runs as one
+    matrix product with the `unpatchify` weights followed by a reshape: the same function, several times faster than
+    the convolution kernels (and with no strided grid for torch.compile to trip on).
+    """
 
     def __init__(self, config: GroupMaskedViTConfig, out_channels: int):
         super().__init__()
@@ -330,7 +371,13 @@ class GroupMaskedViTReconstructionHead(nn.Module):
         self.unpatchify = nn.ConvTranspose2d(config.hidden_size, out_channels, config.patch_size, config.patch_size)
 
     def forward(self, patch_tokens: torch.Tensor, grid_h: int, grid_w: int) -> torch.Tensor:
-        return self.unpatchify(tokens_to_grid(self.mlp(patch_tokens), grid_h, grid_w))
+        batch_size, _, hidden = patch_tokens.shape
+        channels, patch = self.unpatchify.out_channels, self.unpatchify.kernel_size[0]
+        weight = self.unpatchify.weight.reshape(hidden, channels * patch * patch)
+        bias = self.unpatchify.bias.repeat_interleave(patch * patch)
+        blocks = F.linear(self.mlp(patch_tokens), weight.t(), bias)  # (B, N, C * p * p)
+        blocks = blocks.view(batch_size, grid_h, grid_w, channels, patch, patch)
+        return blocks.permute(0, 3, 1, 4, 2, 5).reshape(batch_size, channels, grid_h * patch, grid_w * patch)
 
 
 def masked_l1_loss(reconstruction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -99,6 +99,20 @@ def test_pretraining_reconstructs_from_the_mean_of_the_configured_blocks(images)
     assert model.vit.embeddings.patch_embeddings.projection.weight.grad is not None
 
 
+def test_reconstruction_head_is_its_transposed_convolution():
+    from modeling_cxrgm.modeling_gmvit import GroupMaskedViTReconstructionHead, tokens_to_grid
+
+    head = GroupMaskedViTReconstructionHead(tiny_config(), out_channels=3)
+    torch.nn.init.normal_(head.unpatchify.bias)
+    tokens = torch.randn(2, 3 * 5, 32, requires_grad=True)  # a 3 x 5 grid of patches
+    expected = head.unpatchify(tokens_to_grid(head.mlp(tokens), 3, 5))
+    actual = head(tokens, 3, 5)
+    assert actual.shape == (2, 3, 24, 40) and torch.allclose(actual, expected, atol=1e-6)
+    grads = torch.autograd.grad(actual.square().sum(), [tokens, head.unpatchify.weight])
+    expected_grads = torch.autograd.grad(expected.square().sum(), [tokens, head.unpatchify.weight])
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(grads, expected_grads))
+
+
 def test_pretraining_uses_a_given_corruption_and_seeds_its_own(images):
     model = GroupMaskedViTForPreTraining(tiny_config()).eval()
     mask = torch.zeros(3, 32, 32, dtype=torch.bool)
@@ -184,3 +198,27 @@ def test_pretraining_checkpoint_becomes_a_classifier_with_new_head_reported(tmp_
         assert torch.equal(weight, classifier.vit.state_dict()[name]), name
     segmenter, info = GroupMaskedViTForSegmentation.from_pretrained(tmp_path, num_labels=1, output_loading_info=True)
     assert info["missing_keys"] and all(key.startswith("segmentation_head.") for key in info["missing_keys"])
+
+
+def test_rgb_model_converted_to_grey_gives_the_same_features(images):
+    rgb_model = GroupMaskedViTModel(tiny_config(num_channels=3)).eval()
+    with torch.no_grad():
+        expected = rgb_model(images.repeat(1, 3, 1, 1)).last_hidden_state
+        rgb_model.set_num_channels(1)
+        assert rgb_model.config.num_channels == 1
+        assert torch.allclose(rgb_model(images).last_hidden_state, expected, atol=1e-5)
+        rgb_model.set_num_channels(3)
+        assert torch.allclose(rgb_model(images.repeat(1, 3, 1, 1)).last_hidden_state, expected, atol=1e-5)
+
+
+def test_channel_conversion_of_a_pretraining_model_keeps_the_reconstruction(images):
+    model = GroupMaskedViTForPreTraining(tiny_config(num_channels=3, mask_fill="zeros")).eval()
+    rgb = images.repeat(1, 3, 1, 1)
+    with torch.no_grad():
+        expected = model(rgb, generator=torch.Generator().manual_seed(0)).reconstruction.mean(1, keepdim=True)
+        model.set_num_channels(1)
+        out = model(images, generator=torch.Generator().manual_seed(0))
+    assert out.reconstruction.shape == images.shape
+    assert torch.allclose(out.reconstruction, expected, atol=1e-5)
+    with pytest.raises(ValueError, match="1 or 3"):
+        model.set_num_channels(2)
