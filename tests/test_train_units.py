@@ -160,3 +160,48 @@ def test_checkpoint_retention_and_half_written_folders_are_ignored(tmp_path):
     assert checkpoint.resolve("latest", tmp_path).name == "step_00000003"
     with pytest.raises(FileNotFoundError, match="not a checkpoint"):
         checkpoint.resolve(str(tmp_path / "nothing"), tmp_path)
+
+
+def test_8bit_images_travel_as_uint8_equal_to_the_rounded_processor_output():
+    import datasets
+    from PIL import Image
+
+    from modeling_cxrgm import GroupMaskedViTImageProcessor
+    from train import data
+
+    rng = np.random.default_rng(0)
+    grey = [Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)) for shape in ((32, 32), (20, 32), (48, 40))]
+    ds = datasets.Dataset.from_dict({"image": grey}, features=datasets.Features({"image": datasets.Image()}))
+    processor = GroupMaskedViTImageProcessor(size=32, num_channels=1)
+    dataset = data.CXRDataset(ds, processor, "pretraining")  # square at size, padded, resized
+    assert dataset.uint8
+    for i, image in enumerate(grey):
+        expected = processor.preprocess([image], do_normalize=False)["pixel_values"][0]
+        item = dataset[i]["pixel_values"]
+        assert item.dtype == torch.uint8 and torch.equal(item, expected.mul(255).round().to(torch.uint8))
+        assert (item.float() / 255 - expected).abs().max() <= 0.5 / 255 + 1e-7
+
+    deep = [Image.fromarray(rng.integers(0, 65536, (32, 32), dtype=np.uint16))]
+    ds16 = datasets.Dataset.from_dict({"image": deep}, features=datasets.Features({"image": datasets.Image()}))
+    assert data.CXRDataset(ds16, processor, "pretraining")[0]["pixel_values"].dtype == torch.float32
+
+
+class _Reducer:
+    """`accelerator.reduce` of a single process."""
+
+    def reduce(self, tensor, reduction):
+        return tensor
+
+
+def test_losses_are_read_in_one_go_and_a_non_finite_one_is_named():
+    from train.engine import NonFiniteLossError, read_losses
+
+    sums = {"loss": 0.0, "mask_fraction": 0.0, "count": 0}
+    pending = [("step 0", torch.tensor(2.0), torch.tensor(0.6)), ("step 1", torch.tensor(4.0), torch.tensor(0.7))]
+    last = read_losses(pending, sums, _Reducer(), "out")
+    assert not pending and last == {"loss": 4.0, "mask_fraction": pytest.approx(0.7)}
+    assert sums["loss"] == 6.0 and sums["count"] == 2 and sums["mask_fraction"] == pytest.approx(1.3)
+    pending = [("step 2", torch.tensor(1.0), None), ("step 3", torch.tensor(float("nan")), None),
+               ("step 4", torch.tensor(float("inf")), None)]
+    with pytest.raises(NonFiniteLossError, match="Loss is nan at step 3;"):
+        read_losses(pending, sums, _Reducer(), "out")

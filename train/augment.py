@@ -107,7 +107,7 @@ def augment(images: torch.Tensor, spec: AugmentSpec, generator: torch.Generator,
 
     blur = torch.rand(batch_size, generator=generator, device=device) < spec.blur_p
     sigma = _uniform(batch_size, *spec.blur_sigma, generator, device)
-    if bool(blur.any()):
+    if spec.blur_p > 0:  # blur all, keep the chosen: asking whether any was chosen would wait for the device
         views = torch.where(blur[:, None, None, None], _gaussian_blur(views, sigma, spec.blur_sigma[1]), views)
 
     if masks is None:

@@ -2,7 +2,12 @@
 
 One step (per micro-batch): a generator seeded by (seed, epoch, batch, rank) draws this batch's augmentation and GMML
 corruption on the device, and the same seed re-seeds torch's global RNG (dropout, stochastic depth), so a resumed run
-replays exactly what an uninterrupted one does. Batches come in as unit-range images (see data.py).
+replays exactly what an uninterrupted one does. Batches come in as uint8 or unit-range float images (see data.py)
+and are converted and normalised on the device.
+
+No step waits for the device: losses stay on it and are read (reduced over processes, checked for NaN/inf, logged)
+every `log_every_steps` optimiser steps, before every checkpoint and at the end of the epoch, so a non-finite loss
+still stops the run naming its step before anything computed from it is saved.
 """
 
 from __future__ import annotations
@@ -34,13 +39,18 @@ def step_generator(seed: int, device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed)
 
 
+def to_unit_range(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images (as transferred from the loader) -> float32 in [0, 1]; float images pass through."""
+    return images.float().div_(255) if images.dtype == torch.uint8 else images
+
+
 def forward(model, batch: dict, ctx, generator: torch.Generator | None, train: bool):
     """Run one batch for `ctx.task`. Returns (loss, model outputs, normalised inputs, mask fraction or None).
 
     Pretraining: two augmented views per image (2B, C, S, S), corrupted on the device, L1 on corrupted pixels.
     Classification / segmentation: one augmented view (training) or the plain image (evaluation).
     """
-    images, labels = batch["pixel_values"], batch.get("labels")
+    images, labels = to_unit_range(batch["pixel_values"]), batch.get("labels")
     if ctx.task == "pretraining":
         if train:
             images = torch.cat([augment(images, ctx.augment, generator), augment(images, ctx.augment, generator)])
@@ -69,6 +79,7 @@ def train_one_epoch(model, loader, optimizer, accelerator, state, ctx, args, ema
     progress = tqdm(total=ctx.batches_per_epoch, initial=state.batch_in_epoch, desc=f"epoch {state.epoch}",
                     disable=not accelerator.is_local_main_process, unit="batch", dynamic_ncols=True)
     sums = {"loss": 0.0, "mask_fraction": 0.0, "count": 0}
+    pending = []  # (where, loss, mask fraction) of the micro-batches not yet read from the device
     started = time.perf_counter()
     for batch in loader:
         seed = step_seed(args.seed, state.epoch, state.batch_in_epoch, accelerator.process_index)
@@ -76,12 +87,8 @@ def train_one_epoch(model, loader, optimizer, accelerator, state, ctx, args, ema
         with accelerator.accumulate(model):
             with accelerator.autocast():
                 loss, _, _, mask_fraction = forward(model, batch, ctx, generator, train=True)
-            loss_value = accelerator.reduce(loss.detach().float(), "mean").item()
-            if not math.isfinite(loss_value):
-                raise NonFiniteLossError(
-                    f"Loss is {loss_value} at optimiser step {state.step} (epoch {state.epoch}, batch "
-                    f"{state.batch_in_epoch}); stopping. The last good checkpoint is under {args.output_dir}/checkpoints."
-                )
+            where = f"optimiser step {state.step} (epoch {state.epoch}, batch {state.batch_in_epoch})"
+            pending.append((where, loss.detach().float(), mask_fraction))
             accelerator.backward(loss)
             if accelerator.sync_gradients:
                 lr, wd = apply_schedules(optimizer, state.step, total=total, warmup=ctx.warmup_steps, lr=ctx.lr,
@@ -95,34 +102,62 @@ def train_one_epoch(model, loader, optimizer, accelerator, state, ctx, args, ema
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
         state.batch_in_epoch += 1
-        sums["loss"] += loss_value
-        sums["count"] += 1
-        if mask_fraction is not None:
-            sums["mask_fraction"] += accelerator.reduce(mask_fraction.detach(), "mean").item()
         progress.update(1)
-        elapsed = time.perf_counter() - started
-        progress.set_postfix(loss=f"{loss_value:.4f}", img_s=f"{sums['count'] * images_per_batch / elapsed:.1f}")
         if not accelerator.sync_gradients:
             continue
         state.step += 1
         if ema is not None:
             ema.update(accelerator.unwrap_model(model))
-        if state.step % args.log_every_steps == 0:
-            logs = {"train/loss": loss_value, "train/lr": lr, "train/weight_decay": wd,
-                    "train/img_per_s": sums["count"] * images_per_batch / elapsed, "train/epoch": state.epoch}
-            if mask_fraction is not None:
-                logs["train/mask_fraction"] = mask_fraction.item()
-            accelerator.log(logs, step=state.step)
-        if args.save_every_steps and state.step % args.save_every_steps == 0:
+        saving = bool(args.save_every_steps) and state.step % args.save_every_steps == 0
+        if saving or state.step % args.log_every_steps == 0:
+            last = read_losses(pending, sums, accelerator, args.output_dir)
+            elapsed = time.perf_counter() - started
+            img_per_s = sums["count"] * images_per_batch / elapsed
+            progress.set_postfix(loss=f"{last['loss']:.4f}", img_s=f"{img_per_s:.1f}")
+            if state.step % args.log_every_steps == 0:
+                logs = {"train/loss": last["loss"], "train/lr": lr, "train/weight_decay": wd,
+                        "train/img_per_s": img_per_s, "train/epoch": state.epoch}
+                if "mask_fraction" in last:
+                    logs["train/mask_fraction"] = last["mask_fraction"]
+                accelerator.log(logs, step=state.step)
+        if saving:
             checkpoint.save(accelerator, args.output_dir, state.step, args.save_total_limit)
         if args.max_steps and state.step >= args.max_steps:
             break
+    read_losses(pending, sums, accelerator, args.output_dir)
     progress.close()
     count = max(sums["count"], 1)
     out = {"loss": sums["loss"] / count}
     if ctx.task == "pretraining":
         out["mask_fraction"] = sums["mask_fraction"] / count
     return out
+
+
+def read_losses(pending: list, sums: dict, accelerator, output_dir) -> dict:
+    """Read the pending micro-batch losses (one device sync), add them to `sums` and empty `pending`.
+
+    Raises NonFiniteLossError naming the first micro-batch whose loss (mean over processes) is NaN or infinite.
+    Returns the last micro-batch's loss and mask fraction.
+    """
+    if not pending:
+        return {}
+    losses = accelerator.reduce(torch.stack([entry[1] for entry in pending]), "mean").tolist()
+    fractions = [entry[2] for entry in pending if entry[2] is not None]
+    if fractions:
+        fractions = accelerator.reduce(torch.stack(fractions).float(), "mean").tolist()
+    for (where, _, _), value in zip(pending, losses):
+        if not math.isfinite(value):
+            raise NonFiniteLossError(
+                f"Loss is {value} at {where}; stopping. The last good checkpoint is under {output_dir}/checkpoints."
+            )
+    pending.clear()
+    sums["loss"] += sum(losses)
+    sums["mask_fraction"] += sum(fractions)
+    sums["count"] += len(losses)
+    last = {"loss": losses[-1]}
+    if fractions:
+        last["mask_fraction"] = fractions[-1]
+    return last
 
 
 @torch.no_grad()
@@ -144,7 +179,7 @@ def evaluate(model, loader, accelerator, ctx, seed: int = 0) -> dict:
         with accelerator.autocast():
             loss, outputs, pixel_values, _ = forward(model, batch, ctx, generator, train=False)
         if loss is not None:
-            losses.append(accelerator.reduce(loss.detach().float(), "mean").item())
+            losses.append(loss.detach().float())
         values = {"index": batch["index"]}
         if ctx.task == "classification":
             logits = outputs.logits.float()
@@ -158,6 +193,7 @@ def evaluate(model, loader, accelerator, ctx, seed: int = 0) -> dict:
         for key, value in accelerator.gather_for_metrics(values).items():
             gathered.setdefault(key, []).append(value.cpu())
     out = {key: torch.cat(values).numpy() for key, values in gathered.items()}
+    losses = accelerator.reduce(torch.stack(losses), "mean").tolist() if losses else []
     out["loss"] = sum(losses) / max(len(losses), 1)
     if example is not None:
         out["example"] = {k: v.float().cpu() for k, v in example.items()}

@@ -19,7 +19,7 @@ from pathlib import Path
 import datasets
 import torch
 from accelerate import Accelerator
-from accelerate.utils import ProjectConfiguration, set_seed
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 from transformers import AutoConfig
 
 from modeling_cxrgm import (
@@ -157,6 +157,7 @@ def run_training(args: TrainArgs) -> dict:
         mixed_precision=args.mixed_precision, gradient_accumulation_steps=args.grad_accum_steps,
         log_with=None if args.report_to == "none" else args.report_to,
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
+        dataloader_config=DataLoaderConfiguration(non_blocking=torch.cuda.is_available()),
     )
     set_seed(args.seed)
     if accelerator.is_main_process:
@@ -168,11 +169,11 @@ def run_training(args: TrainArgs) -> dict:
     if model.config.num_channels != args.num_channels:
         raise ValueError(f"Model has {model.config.num_channels} channels, --num_channels is {args.num_channels}")
     groups = param_groups(model, model.config.num_hidden_layers, args.layer_decay)
-    optimizer = torch.optim.AdamW(groups, lr=0.0)
+    optimizer = torch.optim.AdamW(groups, lr=0.0, fused=accelerator.device.type == "cuda" or None)
     train_loader = data.make_loader(train_set, args.batch_size, args.seed, True, args.num_workers)
     eval_loader = data.make_loader(eval_set, args.batch_size, args.seed, False, args.num_workers) if eval_set else None
-    if args.torch_compile:
-        model = torch.compile(model)
+    if args.torch_compile:  # one graph per batch shape (the last batch of an epoch may be smaller)
+        model = torch.compile(model, dynamic=False)
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
     eval_loader = accelerator.prepare(eval_loader) if eval_loader is not None else None
 
