@@ -5,7 +5,7 @@ our classification fine-tuning step, our mask sampler alone, and the peers measu
 (encoder sees 25%), HF SimMIM (ViTForMaskedImageModeling: all tokens, like GMML), HF ViT classification, and timm
 ViT classification when timm is installed. A final line gives our/peer ratios.
 
-    python benchmarks/throughput.py --size tiny --batch-size 16 --steps 5           # CPU
+    python benchmarks/throughput.py --size tiny --batch-size 16 --steps 5 [--reverse]   # CPU
     python benchmarks/throughput.py --size small --batch-size 256 --steps 30 --peak 989 [--compile]   # GPU
     bash benchmarks/gpu.sh                                                            # every GPU row
 """
@@ -113,6 +113,7 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--compile", action="store_true", help="measure torch.compile'd models (rows end in _compiled)")
     parser.add_argument("--fp32", action="store_true", help="no bf16 autocast")
     parser.add_argument("--only", default="", help="comma-separated substrings of row names to run")
+    parser.add_argument("--reverse", action="store_true", help="peers first (alternate between repeats on a busy machine)")
     args = parser.parse_args(argv)
 
     import transformers
@@ -173,10 +174,14 @@ def main(argv=None) -> list[dict]:
         print(json.dumps({"note": "timm not installed: its row is skipped"}), flush=True)
 
     rows = []
-    if wanted("cxrgm_gmml_corruption"):
-        rows.append(measure_masks(args, device, ours))
-    for name, (build, loss_fn) in candidates.items():
-        if wanted(name):
+    order = ["cxrgm_gmml_corruption", *candidates]
+    for name in reversed(order) if args.reverse else order:
+        if not wanted(name):
+            continue
+        if name == "cxrgm_gmml_corruption":
+            rows.append(measure_masks(args, device, ours))
+        else:
+            build, loss_fn = candidates[name]
             rows.append(measure(name, build(), loss_fn, args, device, args.compile))
 
     rates = {row["name"]: row["img_per_s"] for row in rows if "img_per_s" in row}
