@@ -90,8 +90,11 @@ def masks_for_targets(
     align: int = 1,
     max_block_fraction: float = 0.3,
     generator: torch.Generator | None = None,
+    max_target: float | None = None,
 ) -> torch.Tensor:
     """Group masks reaching per-image coverage `targets` (B,) in [0, 1): bool (B, height, width), True = corrupted.
+
+    `max_target`, an upper bound of `targets` known on the host, sizes the first draw without reading the device.
 
     Each image's rectangles are drawn up front; the number n_i that the sequential "add until covered" loop would
     use is found by a batched binary search on n (the union of the first n rectangles grows with n), so the masks
@@ -116,7 +119,9 @@ def masks_for_targets(
         )
         return _corner_positions(rectangles, grid_w)
 
-    count = _initial_rectangle_count(float(targets.max()) if batch_size else 0.0, max_block_fraction)
+    if max_target is None:
+        max_target = float(targets.max()) if batch_size else 0.0
+    count = _initial_rectangle_count(max_target, max_block_fraction)
     corners = draw(count, batch_size)  # (B, 4, K)
     while True:  # rarely more than once: extend every image's list until all of them reach their target
         everything = torch.full((batch_size,), corners.shape[2], device=device)
@@ -153,7 +158,8 @@ def sample_group_masks(
     """Stage-1 GMML masks: bool (batch_size, height, width), True where the image is corrupted."""
     targets = draw_mask_targets(batch_size, max_ratio, generator=generator, device=device)
     return masks_for_targets(
-        targets, height, width, align=align, max_block_fraction=max_block_fraction, generator=generator
+        targets, height, width, align=align, max_block_fraction=max_block_fraction, generator=generator,
+        max_target=max_ratio,
     )
 
 
@@ -195,7 +201,7 @@ def gmml_corrupt(
     targets = torch.where(replace, torch.full_like(stage1_targets, config.replace_ratio), stage1_targets)
     mask = masks_for_targets(
         targets, height, width, align=config.mask_align, max_block_fraction=config.mask_max_block_fraction,
-        generator=generator,
+        generator=generator, max_target=max(config.mask_max_ratio, config.replace_ratio),
     )
 
     if config.mask_fill == "noise":
