@@ -6,8 +6,9 @@ Output: a folder for `datasets.load_from_disk` giving a DatasetDict of the commo
 images resized so the longer side is --size (uint8 PNG, or uint16 with --bits 16) and masks
 resized alike. Shards of --shard_size images are kept across runs: a rerun after a kill only
 writes the missing ones. report.json lists every skipped file with its reason; found = written +
-skipped. --streaming reads the set as an IterableDataset in one pass (no random access, no
-datasets cache), for sources larger than local disk.
+skipped. --streaming reads the set in one sequential pass in one process (each file read once,
+straight into its shard, no datasets cache), for sources larger than local disk or behind a slow
+mount; `prepare_iterable` does the same for an IterableDatasetDict, e.g. a streamed Hub set.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 import datasets
 from tqdm.auto import tqdm
 
-from .builders.common import assemble, assign_splits
+from .builders.common import assign_splits
 from .registry import available_datasets, build_recipe
 from .schema import make_features, make_info
 from .shards import finish_split, is_finished, write_shard
@@ -80,12 +81,12 @@ def prepare(name: str, data_dir, output_dir, *, size: int = 256, bits: int = 8, 
     info = make_info(recipe.name, recipe.label_names, about=recipe.about, citation=recipe.citation,
                      license=recipe.license, homepage=recipe.homepage, bits=bits)
     info.features = features
-    if streaming:
-        source = assemble(recipe, fractions=split_fractions, seed=seed, streaming=True, on_error="raise")
-        return prepare_iterable(source, output_dir, info=info, size=size, bits=bits,
-                                shard_size=shard_size, progress=progress)
+    splits = assign_splits(recipe, split_fractions, seed)
+    if streaming:  # one sequential pass: each file is read once, straight into its shard
+        return _write_streams(splits, output_dir, info=info, size=size, bits=bits, shard_size=shard_size,
+                              progress=progress)
     jobs, shard_counts, total = [], {}, 0
-    for split, records in assign_splits(recipe, split_fractions, seed).items():
+    for split, records in splits.items():
         split_dir = output_dir / split
         chunks = list(_chunks(records, shard_size))
         shard_counts[split] = len(chunks)
@@ -109,18 +110,25 @@ def prepare_iterable(source: datasets.IterableDatasetDict, output_dir, *, info, 
                      bits: int = 8, shard_size: int = 1000, progress: bool = True) -> dict:
     """Stream an IterableDatasetDict of the common schema (e.g. from `build_dataset(...,
     streaming=True)` or a streamed Hub set) into shards; finished shards are skipped on rerun."""
+    streams = {split: iterable.cast_column("image", datasets.Image(decode=False))
+               .cast_column("mask", datasets.Image(decode=False)) for split, iterable in source.items()}
+    return _write_streams(streams, output_dir, info=info, size=size, bits=bits, shard_size=shard_size,
+                          progress=progress)
+
+
+def _write_streams(streams: dict, output_dir, *, info, size: int, bits: int, shard_size: int,
+                   progress: bool) -> dict:
+    """Write each split's examples (an iterable of records or undecoded examples) in order into shards of
+    `shard_size`; finished shards are kept, unreadable files are reported by `write_shard`."""
     output_dir = Path(output_dir)
-    features = info.features
     shard_counts = {}
-    for split, iterable in source.items():
-        iterable = iterable.cast_column("image", datasets.Image(decode=False))
-        iterable = iterable.cast_column("mask", datasets.Image(decode=False))
+    for split, examples in streams.items():
         split_dir = output_dir / split
         index = -1
-        stream = tqdm(iterable, unit="img", desc=f"Streaming {split}", disable=not progress)
+        stream = tqdm(examples, unit="img", desc=f"Streaming {split}", disable=not progress)
         for index, chunk in enumerate(_chunks(stream, shard_size)):
             if not is_finished(split_dir, index):
-                write_shard(split_dir, index, chunk, features, size=size, bits=bits)
+                write_shard(split_dir, index, chunk, info.features, size=size, bits=bits)
         shard_counts[split] = index + 1
     return _summary(_finish(output_dir, shard_counts, info), output_dir, size, bits)
 

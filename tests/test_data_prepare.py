@@ -72,7 +72,8 @@ def test_resume_after_kill_writes_only_missing_shards(tmp_path, monkeypatch):
         prepare("cxr_folder", data_dir, tmp_path / "out", size=32, shard_size=2, progress=False)
 
 
-def test_bad_input_is_prepared_or_reported(tmp_path):
+@pytest.mark.parametrize("streaming", [False, True])
+def test_bad_input_is_prepared_or_reported(tmp_path, streaming):
     folder = tmp_path / "bad" / "cxr"
     write_image(folder / "good.png", seed=1)
     write_image(folder / "sixteen.png", seed=2, mode="I;16")
@@ -82,7 +83,7 @@ def test_bad_input_is_prepared_or_reported(tmp_path):
     (folder / "empty.png").write_bytes(b"")
     shutil.copy(get_testdata_file("rtplan.dcm", download=False), folder / "plan.dcm")
     report = prepare("imagefolder", tmp_path / "bad", tmp_path / "out", size=16,
-                     split_fractions={"train": 1.0}, progress=False)
+                     split_fractions={"train": 1.0}, streaming=streaming, progress=False)
     assert report["found"] == 6 == report["written"] + report["skipped"]
     reasons = {Path(e["path"]).name: e for e in report["skipped_files"]}
     assert set(reasons) == {"corrupt.jpg", "empty.png", "plan.dcm"}
