@@ -288,7 +288,9 @@ def model_card_run(args: TrainArgs, accelerator, processor, train_set, eval_set,
                          "num_images": len(eval_set) if eval_set else 0},
         "preprocessing": {"size": processor.size, "num_channels": processor.num_channels,
                           "resize_mode": processor.resize_mode, "normalization": processor.normalization,
-                          "bit_depth": processor.bit_depth},
+                          "bit_depth": processor.bit_depth,
+                          "windowing": "DICOM: modality LUT, header VOI (window or VOI LUT), MONOCHROME1 inverted; "
+                                       "PNG/JPEG: as stored"},
         "training": {"epochs": args.epochs, "batch_size": args.batch_size * args.grad_accum_steps
                      * accelerator.num_processes, "learning_rate": learning_rate(args, accelerator.num_processes),
                      "precision": args.mixed_precision, "hardware": f"{accelerator.num_processes} x {hardware}",
