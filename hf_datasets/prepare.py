@@ -62,6 +62,10 @@ def _check_settings(output_dir: Path, settings: dict) -> None:
 
 
 def _finish(output_dir: Path, shard_counts: dict[str, int], info) -> dict[str, list[dict]]:
+    for split, n in shard_counts.items():
+        if n == 0:  # a split without records still gets one (empty) shard, so load_from_disk opens it
+            write_shard(output_dir / split, 0, [], info.features, size=1, bits=8)
+            shard_counts[split] = 1
     reports = {split: finish_split(output_dir / split, n, info) for split, n in shard_counts.items()}
     (output_dir / "dataset_dict.json").write_text(json.dumps({"splits": list(shard_counts)}))
     return reports

@@ -112,6 +112,25 @@ def test_streaming_matches_default(tmp_path):
         assert np.array_equal(np.asarray(a["mask"]), np.asarray(b["mask"]))
 
 
+
+def test_prepare_iterable_with_an_empty_split(tmp_path):
+    """A streamed source (e.g. a Hub set) is sharded too; a split without rows loads and is refused by name."""
+    import hf_datasets
+    from hf_datasets.prepare import prepare_iterable
+    from train.data import split
+
+    built = hf_datasets.build_dataset("cxr_folder", layouts.cxr_folder(tmp_path / "src"))
+    source = datasets.IterableDatasetDict({name: part.to_iterable_dataset() for name, part in built.items()})
+    source["test"] = datasets.IterableDataset.from_generator(lambda: iter(()), features=built["train"].features)
+    report = prepare_iterable(source, tmp_path / "out", info=built["train"].info, size=16, shard_size=3,
+                              progress=False)
+    assert report["written"] == 8 and report["written_per_split"]["test"] == 0
+    ds = datasets.load_from_disk(str(tmp_path / "out"))
+    assert {name: ds[name]["path"] for name in built} == {name: built[name]["path"] for name in built}
+    assert ds["test"].num_rows == 0 and max(ds["train"][0]["image"].size) == 16
+    with pytest.raises(ValueError, match="Split 'test' of the data set is empty"):
+        split(ds, "test")
+
 def test_command_line(tmp_path, capsys):
     data_dir = layouts.kermany(tmp_path / "src")
     assert main(["--dataset", "kermany", "--data_dir", str(data_dir), "--output_dir", str(tmp_path / "out"),
