@@ -76,10 +76,15 @@ def _union_of_first(counts: torch.Tensor, corners: torch.Tensor, grid_h: int, gr
     return layers[:, :grid_h, :grid_w] > 0
 
 
-def _initial_rectangle_count(max_target: float, max_block_fraction: float) -> int:
-    """Rectangles drawn in the first round: enough for nearly every image to reach its target at once."""
+def _rectangle_budget(max_target: float, max_block_fraction: float) -> int:
+    """Rectangles drawn per image: so many that the sequential loop would need more only with negligible probability.
+
+    255 for targets up to 0.75 and blocks up to 0.3 of a side (`mask_max_ratio` 0.75). Measured there, in 32,768
+    images at 112 px: the loop needed more than 100 rectangles for 0.64% of them, more than 120 for 0.021%, never
+    more than 128, the tail falling about tenfold per 14 rectangles; needing more than 255 is of the order of 1e-13.
+    """
     mean_area = (max_block_fraction / 2) ** 2
-    return 8 + math.ceil(1.6 * math.log(1.0 / (1.0 - max_target)) / mean_area)
+    return 8 + math.ceil(4.0 * math.log(1.0 / (1.0 - max_target)) / mean_area)
 
 
 def masks_for_targets(
@@ -94,11 +99,14 @@ def masks_for_targets(
 ) -> torch.Tensor:
     """Group masks reaching per-image coverage `targets` (B,) in [0, 1): bool (B, height, width), True = corrupted.
 
-    `max_target`, an upper bound of `targets` known on the host, sizes the first draw without reading the device.
+    `max_target`, an upper bound of `targets` known on the host, sets how many rectangles are drawn
+    (`_rectangle_budget`); without it the function reads `targets.max()` from the device.
 
-    Each image's rectangles are drawn up front; the number n_i that the sequential "add until covered" loop would
+    Each image's K rectangles are drawn up front; the number n_i that the sequential "add until covered" loop would
     use is found by a batched binary search on n (the union of the first n rectangles grows with n), so the masks
-    have exactly the sequential loop's distribution at O(H * W * log K) cost.
+    have the sequential loop's distribution at O(H * W * log K) cost, and nothing is read back from the device.
+    The one difference: an image whose K rectangles do not reach its target (probability of the order of 1e-13,
+    see `_rectangle_budget`) gets the union of all K, just short of it.
     """
     if height % align or width % align:
         raise ValueError(f"align={align} must divide the image size {height}x{width}")
@@ -113,25 +121,16 @@ def masks_for_targets(
     grid_h, grid_w = height // align, width // align
     needed = torch.ceil(targets.float() * grid_h * grid_w - 1e-6).clamp(min=0).to(torch.int64)  # (B,) cells
 
-    def draw(count: int, num_images: int) -> torch.Tensor:
-        rectangles = _rectangles_in_cells(
-            count, num_images, grid_h, grid_w, align, max_side_h, max_side_w, generator, device
-        )
-        return _corner_positions(rectangles, grid_w)
-
     if max_target is None:
         max_target = float(targets.max()) if batch_size else 0.0
-    count = _initial_rectangle_count(max_target, max_block_fraction)
-    corners = draw(count, batch_size)  # (B, 4, K)
-    while True:  # rarely more than once: extend every image's list until all of them reach their target
-        everything = torch.full((batch_size,), corners.shape[2], device=device)
-        covered = _union_of_first(everything, corners, grid_h, grid_w).flatten(1).sum(1)
-        if bool((covered >= needed).all()):
-            break
-        corners = torch.cat([corners, draw(max(16, count // 4), batch_size)], dim=2)
+    rectangles = _rectangles_in_cells(
+        _rectangle_budget(max_target, max_block_fraction), batch_size, grid_h, grid_w, align, max_side_h, max_side_w,
+        generator, device,
+    )
+    corners = _corner_positions(rectangles, grid_w)  # (B, 4, K)
 
     low = torch.zeros(batch_size, dtype=torch.int64, device=device)  # union of `low` rectangles is below target
-    high = torch.full((batch_size,), corners.shape[2], dtype=torch.int64, device=device)  # `high` reach it
+    high = torch.full((batch_size,), corners.shape[2], dtype=torch.int64, device=device)  # `high` reach it (or all)
     for _ in range(math.ceil(math.log2(corners.shape[2]))):
         middle = (low + high) // 2
         reached = _union_of_first(middle, corners, grid_h, grid_w).flatten(1).sum(1) >= needed

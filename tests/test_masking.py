@@ -66,6 +66,18 @@ def test_each_mask_reaches_its_target_and_stops_there():
     assert (fractions[1:] < targets[1:] + largest_block).all()
 
 
+
+def test_corruption_never_reads_a_value_back_from_the_device():
+    """No host sync in a training step: under FakeTensorMode any read of a tensor's value raises."""
+    from torch._subclasses.fake_tensor import DataDependentOutputException, FakeTensorMode
+
+    config = GroupMaskedViTConfig.from_preset("vit_tiny_patch16_224", image_size=32, patch_size=8, num_channels=1)
+    with FakeTensorMode():
+        corrupted, mask = gmml_corrupt(torch.randn(4, 1, 32, 32), config)
+        assert corrupted.shape == (4, 1, 32, 32) and mask.shape == (4, 32, 32)
+        with pytest.raises(DataDependentOutputException):  # the check itself can fail:
+            masks_for_targets(torch.rand(4), 32, 32)  # without a bound from the host it reads targets.max()
+
 def test_seeding():
     def draw(seed):
         return sample_group_masks(8, 64, 64, generator=torch.Generator().manual_seed(seed))
