@@ -112,7 +112,6 @@ def test_streaming_matches_default(tmp_path):
         assert np.array_equal(np.asarray(a["mask"]), np.asarray(b["mask"]))
 
 
-
 def test_prepare_iterable_with_an_empty_split(tmp_path):
     """A streamed source (e.g. a Hub set) is sharded too; a split without rows loads and is refused by name."""
     import hf_datasets
@@ -130,6 +129,7 @@ def test_prepare_iterable_with_an_empty_split(tmp_path):
     assert ds["test"].num_rows == 0 and max(ds["train"][0]["image"].size) == 16
     with pytest.raises(ValueError, match="Split 'test' of the data set is empty"):
         split(ds, "test")
+
 
 def test_command_line(tmp_path, capsys):
     data_dir = layouts.kermany(tmp_path / "src")

@@ -66,7 +66,6 @@ def test_each_mask_reaches_its_target_and_stops_there():
     assert (fractions[1:] < targets[1:] + largest_block).all()
 
 
-
 def test_corruption_never_reads_a_value_back_from_the_device():
     """No host sync in a training step: under FakeTensorMode any read of a tensor's value raises."""
     from torch._subclasses.fake_tensor import DataDependentOutputException, FakeTensorMode
@@ -75,8 +74,9 @@ def test_corruption_never_reads_a_value_back_from_the_device():
     with FakeTensorMode():
         corrupted, mask = gmml_corrupt(torch.randn(4, 1, 32, 32), config)
         assert corrupted.shape == (4, 1, 32, 32) and mask.shape == (4, 32, 32)
-        with pytest.raises(DataDependentOutputException):  # the check itself can fail:
-            masks_for_targets(torch.rand(4), 32, 32)  # without a bound from the host it reads targets.max()
+        with pytest.raises(DataDependentOutputException):  # the check can fail: without a bound given on the
+            masks_for_targets(torch.rand(4), 32, 32)  # host, the sampler reads targets.max() from the device
+
 
 def test_seeding():
     def draw(seed):
