@@ -11,6 +11,7 @@ ViT classification when timm is installed. A final line gives our/peer ratios.
 """
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -81,24 +82,35 @@ def measure(name: str, model, loss_fn, args, device: str, compile_model: bool) -
     return row
 
 
-def measure_masks(args, device: str, config) -> dict:
-    """Masks/s of the GMML sampler (stage-1/stage-2 target mix) at the benchmark resolution."""
-    from modeling_cxrgm import gmml_corrupt
+def measure_masks(args, device: str, config) -> list[dict]:
+    """Masks/s of the full GMML corruption (stage-1/stage-2 target mix, fill), then of the mask sampler alone with
+    each way of computing the union of rectangles (the device's default is the one the corruption used)."""
+    from modeling_cxrgm import gmml_corrupt, masks_for_targets
+    from modeling_cxrgm.masking import draw_mask_targets
 
     generator = torch.Generator(device=device).manual_seed(0)
     views = torch.randn(args.batch_size, config.num_channels, args.image_size, args.image_size, device=device)
-    for _ in range(2):
-        gmml_corrupt(views, config, generator)
-    synchronize(device)
-    start = time.perf_counter()
-    repeats = max(3, args.steps)
-    for _ in range(repeats):
-        gmml_corrupt(views, config, generator)
-    synchronize(device)
-    row = dict(name="cxrgm_gmml_corruption", batch=args.batch_size,
-               masks_per_s=round(args.batch_size * repeats / (time.perf_counter() - start), 1))
-    print(json.dumps(row), flush=True)
-    return row
+    targets = draw_mask_targets(args.batch_size, config.mask_max_ratio, generator=generator, device=device)
+    jobs = {"cxrgm_gmml_corruption": lambda: gmml_corrupt(views, config, generator)}
+    for union in ("matmul", "difference_array"):
+        jobs[f"cxrgm_mask_sampler_{union}"] = functools.partial(
+            masks_for_targets, targets, args.image_size, args.image_size, align=config.mask_align,
+            max_block_fraction=config.mask_max_block_fraction, generator=generator,
+            max_target=config.mask_max_ratio, union=union)
+    rows = []
+    for name, job in jobs.items():
+        for _ in range(2):
+            job()
+        synchronize(device)
+        start = time.perf_counter()
+        repeats = max(3, args.steps)
+        for _ in range(repeats):
+            job()
+        synchronize(device)
+        rows.append(dict(name=name, batch=args.batch_size,
+                         masks_per_s=round(args.batch_size * repeats / (time.perf_counter() - start), 1)))
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
 
 
 def main(argv=None) -> list[dict]:
@@ -179,7 +191,7 @@ def main(argv=None) -> list[dict]:
         if not wanted(name):
             continue
         if name == "cxrgm_gmml_corruption":
-            rows.append(measure_masks(args, device, ours))
+            rows += measure_masks(args, device, ours)
         else:
             build, loss_fn = candidates[name]
             rows.append(measure(name, build(), loss_fn, args, device, args.compile))
@@ -194,7 +206,7 @@ def main(argv=None) -> list[dict]:
         for peer_name in ("hf_vit_cls_finetune", "timm_vit_cls_finetune"):
             if ours_cls and rates.get(peer_name + suffix):
                 ratios[f"cls_over_{peer_name}{suffix}"] = round(ours_cls / rates[peer_name + suffix], 3)
-    masks = next((row["masks_per_s"] for row in rows if "masks_per_s" in row), None)
+    masks = next((row["masks_per_s"] for row in rows if row["name"] == "cxrgm_gmml_corruption"), None)
     if masks and rates.get("cxrgm_gmml_pretrain"):
         ratios["corruption_share_of_step"] = round(rates["cxrgm_gmml_pretrain"] / masks, 3)
     print(json.dumps({"ratios": ratios}), flush=True)

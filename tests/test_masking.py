@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from modeling_cxrgm import GroupMaskedViTConfig, gmml_corrupt, masks_for_targets, sample_group_masks
+from modeling_cxrgm.masking import draw_mask_targets
 
 
 def sequential_reference_masks(count, size, *, max_ratio, align, max_block_fraction, seed):
@@ -64,6 +65,31 @@ def test_each_mask_reaches_its_target_and_stops_there():
     assert (fractions[1:] >= targets[1:]).all()
     largest_block = math.ceil(0.3 * 64) ** 2 / 64**2  # one rectangle is all it may overshoot by
     assert (fractions[1:] < targets[1:] + largest_block).all()
+
+
+@pytest.mark.parametrize("height,width,align", [(64, 64, 1), (48, 80, 1), (224, 224, 1), (96, 96, 16), (64, 32, 4)])
+def test_matmul_and_difference_array_unions_give_the_same_masks(height, width, align):
+    """The GPU path (tensor-core matmul) and the CPU path (difference array) must agree bit for bit."""
+    targets = torch.cat([torch.tensor([0.0, 0.3]), draw_mask_targets(30, 0.75, generator=torch.Generator().manual_seed(4))])
+    masks = {union: masks_for_targets(targets, height, width, align=align, max_target=0.75, union=union,
+                                      generator=torch.Generator().manual_seed(5))
+             for union in ("matmul", "difference_array")}
+    assert torch.equal(masks["matmul"], masks["difference_array"])
+    assert coverage(masks["matmul"])[0] == 0 and (coverage(masks["matmul"])[1:] >= targets[1:]).all()
+
+
+def test_unknown_union_method_is_refused():
+    with pytest.raises(ValueError, match="union must be"):
+        masks_for_targets(torch.rand(2), 32, 32, max_target=0.75, union="painter")
+
+
+@pytest.mark.parametrize("union", ["matmul", "difference_array"])
+def test_mask_sampler_never_reads_a_value_back_from_the_device(union):
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode():
+        masks = masks_for_targets(torch.rand(4), 32, 32, max_target=0.75, union=union)
+        assert masks.shape == (4, 32, 32) and masks.dtype == torch.bool
 
 
 def test_corruption_never_reads_a_value_back_from_the_device():
