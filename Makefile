@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 SAMPLE_WHEEL ?= pneumonia-model-package==0.3.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo clean
+.PHONY: setup test demo offline clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,5 +26,24 @@ test: setup
 demo: setup
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m train.demo
 
+# For an offline GPU host whose image already holds torch, numpy, pyarrow, accelerate and huggingface_hub:
+# offline/wheels, the packages such images lack at the versions installed here, for its Python (WHEEL_PYTHON),
+# and offline/cache, the verified sample images (no need for their 120 MB of source packages). There:
+#   pip install --no-index --no-deps --target DIR offline/wheels/*.whl
+#   export PYTHONPATH=DIR:$PWD CXRGM_CACHE=$PWD/offline/cache
+# (benchmarks/gpu.sh does this itself when it finds ./offline).
+WHEEL_PYTHON ?= 3.12
+OFFLINE ?= offline
+OFFLINE_PACKAGES ?= transformers datasets evaluate pydicom dill multiprocess
+
+offline: setup
+	rm -rf $(OFFLINE)
+	$(BIN)/python -m pip freeze | grep -iE '^($(subst $(eval) ,|,$(strip $(OFFLINE_PACKAGES))))==' > $(VENV)/offline.txt
+	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: --python-version $(WHEEL_PYTHON) \
+		--implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+		-d $(OFFLINE)/wheels -r $(VENV)/offline.txt
+	CXRGM_CACHE=$(OFFLINE)/cache $(BIN)/python -c "from hf_datasets.builders.sample import sample_files; sample_files()"
+	du -sh $(OFFLINE)/*
+
 clean:
-	rm -rf $(VENV) outputs .pytest_cache
+	rm -rf $(VENV) outputs .pytest_cache $(OFFLINE)

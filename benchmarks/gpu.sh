@@ -1,36 +1,82 @@
 #!/usr/bin/env bash
-# The GPU throughput rows: ViT-S/16 and ViT-B/16 at 224 px, batch 256, bf16, eager then torch.compile'd,
-# ours beside the peers in the same process; then ViT-S pretraining end to end from prepared shards beside its
-# step-only rate (benchmarks/pretrain_e2e.py). Meant to finish in under 8 minutes on one H100/H200.
+# The GPU throughput rows: ViT-S/16 and ViT-B/16 at 224 px, batch 256, bf16, ours beside the peers in the same
+# process, and ViT-S pretraining end to end from prepared shards beside its step-only rate
+# (benchmarks/pretrain_e2e.py). Meant to finish in under 8 minutes on one H100/H200. Rows run in order of value
+# (ViT-S eager and the mask sampler, ViT-S end to end, ViT-S compiled, ViT-B eager, ViT-B compiled), each on its
+# own: a failing row is reported and the next one still runs; the exit status is 1 if any failed.
 # Results: JSON lines in $OUT/throughput.jsonl (OUT defaults to benchmarks/out).
+# Needs no install of this repository (its root goes on PYTHONPATH). On an offline host whose image lacks some
+# packages, bring the folder that `make offline` fills (OFFLINE, default ./offline): its wheels are installed into
+# a temporary folder first, without touching the image's packages, and its cache serves the sample images.
 # SMOKE=1 runs the same commands at a tiny size without compiling (a check of the script on CPU).
-set -euo pipefail
+set -uo pipefail
 cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-python}
+PYTHON=${PYTHON:-python3}
 OUT=${OUT:-benchmarks/out}
 PEAK=${PEAK:-989}  # dense bf16 TFLOP/s of an H100/H200 SXM, for MFU
+OFFLINE=${OFFLINE:-offline}
 mkdir -p "$OUT"
 log="$OUT/throughput.jsonl"
 : > "$log"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+
+if compgen -G "$OFFLINE/wheels/*.whl" > /dev/null; then
+  site=$(mktemp -d)
+  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --target "$site" "$OFFLINE"/wheels/*.whl || exit 1
+  export PYTHONPATH="$site:$PYTHONPATH"
+fi
+if [[ -d "$OFFLINE/cache/sample" && -z "${CXRGM_CACHE:-}" ]]; then
+  CXRGM_CACHE=$(cd "$OFFLINE/cache" && pwd)
+  export CXRGM_CACHE
+fi
+"$PYTHON" - <<'EOF' | tee -a "$log"
+import importlib, json, platform
+import torch
+versions = {"python": platform.python_version()}
+for name in ("torch", "transformers", "accelerate", "datasets", "huggingface_hub", "timm", "pyarrow"):
+    try:
+        versions[name] = importlib.import_module(name).__version__
+    except ImportError as error:
+        versions[name] = f"missing ({error})"
+versions["device"] = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+print(json.dumps({"environment": versions}))
+EOF
 
 if [[ "${SMOKE:-0}" == 1 ]]; then
   common=(--batch-size 2 --steps 1 --warmup 1 --image-size 32)
-  sizes=(tiny)
-  compiled=()
+  first=tiny
+  later=()  # no compiled rows, no second size
   e2e=(--preset vit_tiny_patch16_224 --batch-size 2 --steps 1 --warmup 1 --image-size 32 --num-workers 1)
 else
   common=(--batch-size 256 --steps 20 --warmup 5 --peak "$PEAK")
-  sizes=(small base)
-  compiled=(--compile --only cxrgm,hf_simmim,timm)
+  first=small
+  later=("small --compile" "base" "base --compile")
   e2e=(--preset vit_small_patch16_224 --batch-size 256 --warmup 60 --steps 120)  # past the 14 x 4 batches in flight
 fi
 
-"$PYTHON" -c "import timm" 2>/dev/null || echo '{"note": "pip install timm for the timm rows"}' | tee -a "$log"
-for size in "${sizes[@]}"; do
-  "$PYTHON" benchmarks/throughput.py --size "$size" "${common[@]}" | tee -a "$log"
-  if [[ ${#compiled[@]} -gt 0 ]]; then
-    "$PYTHON" benchmarks/throughput.py --size "$size" "${common[@]}" "${compiled[@]}" | tee -a "$log"
+failed=()
+row() {  # row NAME COMMAND...: runs one benchmark command, its JSON lines go to the log
+  local name=$1
+  shift
+  echo "== $name" >&2
+  if ! "$@" | tee -a "$log"; then
+    failed+=("$name")
+    echo "{\"failed\": \"$name\"}" | tee -a "$log"
+  fi
+}
+
+row "$first" "$PYTHON" benchmarks/throughput.py --size "$first" "${common[@]}"
+row "end to end" "$PYTHON" benchmarks/pretrain_e2e.py --mixed-precision bf16 "${e2e[@]}"
+for spec in "${later[@]}"; do
+  read -r size compile <<< "$spec"
+  if [[ -n "$compile" ]]; then
+    row "$spec" "$PYTHON" benchmarks/throughput.py --size "$size" "${common[@]}" --compile --only cxrgm,hf_simmim,timm
+  else
+    row "$spec" "$PYTHON" benchmarks/throughput.py --size "$size" "${common[@]}"
   fi
 done
-"$PYTHON" benchmarks/pretrain_e2e.py --mixed-precision bf16 "${e2e[@]}" | tee -a "$log"
 echo "wrote $log"
+if [[ ${#failed[@]} -gt 0 ]]; then
+  echo "failed rows: ${failed[*]}" >&2
+  exit 1
+fi

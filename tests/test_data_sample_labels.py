@@ -8,6 +8,7 @@ import pytest
 
 from hf_datasets import apply_label_policy, build_dataset, harmonise_dataset, harmonise_labels, label_names
 from hf_datasets.builders import sample
+from hf_datasets.errors import LayoutError
 from hf_datasets.splits import overlapping_patients, patient_split
 
 
@@ -52,6 +53,21 @@ def test_sample_cache_rejects_tampered_copy(sample_ds, monkeypatch):
     target.write_bytes(b"tampered")
     files = sample.sample_files()  # a bad cached copy is replaced from the package
     assert hashlib.sha256(files[name].read_bytes()).hexdigest() == sample.KERMANY_SHA256[name]
+
+
+def test_filled_sample_cache_needs_no_package(sample_ds, monkeypatch):
+    _, cache = sample_ds
+    monkeypatch.setenv("CXRGM_CACHE", str(cache))
+    sample.sample_files()  # every copy verified
+    monkeypatch.setattr(sample.importlib.util, "find_spec", lambda name, *args: None)  # no package installed
+    files = sample.sample_files()
+    assert len(files) == 17 and all(path.is_file() for path in files.values())
+    (cache / "sample" / "kermany" / next(iter(sample.KERMANY_SHA256))).unlink()
+    with pytest.raises(LayoutError, match="package not installed"):  # a missing copy needs the package again
+        sample.sample_files()
+    monkeypatch.undo()
+    monkeypatch.setenv("CXRGM_CACHE", str(cache))
+    assert len(sample.sample_files()) == 17  # refilled for the other tests of this module
 
 
 RAW = np.array([[1, 0, -1, np.nan], [-1, -1, np.nan, 1]], np.float32)

@@ -1,7 +1,8 @@
 """The embedded sample set: 16 real Kermany pediatric CXRs and one real adult chest CR.
 
 Files come from installed PyPI packages (never downloaded here), are checked by sha256 and
-copied into the user cache dir ($CXRGM_CACHE, else $XDG_CACHE_HOME/cxrgm, else ~/.cache/cxrgm).
+copied into the user cache dir ($CXRGM_CACHE, else $XDG_CACHE_HOME/cxrgm, else ~/.cache/cxrgm); once there,
+the packages are not needed any more.
 Splits: train 12 / test 4 Kermany images (patient-disjoint, both classes in each) and
 "unlabelled" with the CR, whose pneumonia status is unknown (labels NaN).
 """
@@ -80,9 +81,7 @@ def _cr_source() -> Path:
     return Path(path)
 
 
-def _cached_copy(source: Path, target: Path, sha256: str) -> Path:
-    if target.exists() and _sha256(target) == sha256:
-        return target
+def _copy_verified(source: Path, target: Path, sha256: str) -> None:
     if not source.exists():
         raise LayoutError(source, f"sample file missing: {INSTALL_HINT}")
     if _sha256(source) != sha256:
@@ -91,16 +90,22 @@ def _cached_copy(source: Path, target: Path, sha256: str) -> Path:
     partial = target.with_suffix(target.suffix + ".partial")
     shutil.copyfile(source, partial)
     os.replace(partial, target)
-    return target
 
 
 def sample_files() -> dict[str, Path]:
-    """Verified cached copies: file name -> path (16 JPEGs and the CR)."""
+    """Verified cached copies: file name -> path (16 JPEGs and the CR).
+
+    The packages are read only for copies that are missing or altered, so a filled cache (e.g. copied to an
+    offline machine and named by $CXRGM_CACHE) is enough on its own.
+    """
     root = cache_dir() / "sample"
-    kermany = _kermany_source()
-    files = {name: _cached_copy(kermany / name, root / "kermany" / name, digest)
-             for name, digest in KERMANY_SHA256.items()}
-    files[CR_NAME] = _cached_copy(_cr_source(), root / "cr" / CR_NAME, CR_SHA256)
+    files = {name: root / "kermany" / name for name in KERMANY_SHA256} | {CR_NAME: root / "cr" / CR_NAME}
+    digests = KERMANY_SHA256 | {CR_NAME: CR_SHA256}
+    stale = [name for name, path in files.items() if not (path.exists() and _sha256(path) == digests[name])]
+    if any(name != CR_NAME for name in stale):
+        kermany = _kermany_source()
+    for name in stale:
+        _copy_verified(_cr_source() if name == CR_NAME else kermany / name, files[name], digests[name])
     return files
 
 
