@@ -186,6 +186,28 @@ def test_8bit_images_travel_as_uint8_equal_to_the_rounded_processor_output():
     assert data.CXRDataset(ds16, processor, "pretraining")[0]["pixel_values"].dtype == torch.float32
 
 
+def test_segmentation_masks_travel_as_uint8_and_out_of_range_values_are_refused():
+    import datasets
+    from PIL import Image
+
+    from modeling_cxrgm import GroupMaskedViTImageProcessor
+    from train import data
+
+    rng = np.random.default_rng(1)
+    images = [Image.fromarray(rng.integers(0, 256, (32, 32), dtype=np.uint8)) for _ in range(2)]
+    masks = [Image.fromarray(np.where(rng.random((32, 32)) < 0.5, 255, 0).astype(np.uint8)),  # 0/255 PNG mask
+             Image.fromarray(np.full((32, 32), 300, dtype=np.int32))]  # a 32-bit mask with an impossible class
+    features = datasets.Features({"image": datasets.Image(), "mask": datasets.Image()})
+    ds = datasets.Dataset.from_dict({"image": images, "mask": masks}, features=features)
+    processor = GroupMaskedViTImageProcessor(size=32, num_channels=1)
+    dataset = data.CXRDataset(ds, processor, "segmentation")
+    labels = dataset[0]["labels"]
+    expected = processor.preprocess([images[0]], segmentation_maps=[masks[0]])["labels"][0]
+    assert labels.dtype == torch.uint8 and torch.equal(labels.long(), expected) and set(labels.unique().tolist()) == {0, 1}
+    with pytest.raises(ValueError, match="Row 1: mask values must be class indices 0-255"):
+        dataset[1]
+
+
 class _Reducer:
     """`accelerator.reduce` of a single process."""
 

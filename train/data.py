@@ -3,7 +3,7 @@
 A batch is a dict: `pixel_values` (B, C, S, S), not normalised (conversion, augmentation and normalisation run
 batched on the device, see engine.py and augment.py): uint8 0-255 for 8-bit sources, a quarter of the bytes to
 copy to the device, else float32 in [0, 1]; `index` int64 (B,) rows of the split; and for fine-tuning `labels`:
-class indices (B,) int64 (single-label), float (B, K) with NaN = unknown (multi-label) or masks (B, S, S) int64.
+class indices (B,) int64 (single-label), float (B, K) with NaN = unknown (multi-label) or masks (B, S, S) uint8.
 """
 
 from __future__ import annotations
@@ -99,12 +99,19 @@ class CXRDataset(torch.utils.data.Dataset):
                 pixels = pixels.mul(255).round_().to(torch.uint8)
         item = {"pixel_values": pixels, "index": torch.tensor(self.rows[i])}
         if self.task == "segmentation":
-            item["labels"] = out["labels"][0]
+            item["labels"] = self._mask_uint8(out["labels"][0], i)
         elif self.task == "classification":
             labels = torch.tensor(row["labels"], dtype=torch.float32)
             item["labels"] = labels.argmax() if self.label_mode == SINGLE else labels
         return item
 
+
+    def _mask_uint8(self, labels: torch.Tensor, i: int) -> torch.Tensor:
+        """int64 (S, S) class indices -> uint8: an eighth of the bytes to copy; 255 is the usual ignore value."""
+        if labels.numel() and (labels.min() < 0 or labels.max() > 255):
+            raise ValueError(f"Row {self.rows[i]}: mask values must be class indices 0-255 (255 = ignore), "
+                             f"got {int(labels.min())}..{int(labels.max())}")
+        return labels.to(torch.uint8)
 
     def _grey_uint8(self, image) -> torch.Tensor | None:
         """An "L" image already at the processor's size -> uint8 (1, S, S), padded as the processor pads; else None."""
