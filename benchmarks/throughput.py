@@ -36,10 +36,17 @@ def flops_per_image(step, batch_size: int) -> float:
     return counter.get_total_flops() / batch_size
 
 
+def row_suffix(args) -> str:
+    """"" eager, "_compiled" for torch.compile's default mode, "_compiled_<mode>" for another mode."""
+    if not args.compile:
+        return ""
+    return "_compiled" + (f"_{args.compile_mode}" if args.compile_mode not in (None, "default") else "")
+
+
 def measure(name: str, model, loss_fn, args, device: str, compile_model: bool) -> dict:
     """images/s of `loss_fn(model)` + backward + AdamW over `args.steps` steps after `args.warmup` warm-up steps."""
     model = model.to(device).train()
-    runnable = torch.compile(model) if compile_model else model
+    runnable = torch.compile(model, mode=args.compile_mode) if compile_model else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device == "cuda")
     autocast = torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=not args.fp32)
 
@@ -64,7 +71,7 @@ def measure(name: str, model, loss_fn, args, device: str, compile_model: bool) -
     images_per_s = args.batch_size * args.steps / seconds
     flops = flops_per_image(functools.partial(step, module=model), args.batch_size)  # eager: same FLOPs, no recompile
     row = dict(
-        name=name + ("_compiled" if compile_model else ""),
+        name=name + row_suffix(args),
         batch=args.batch_size,
         img_per_s=round(images_per_s, 1),
         gflop_per_img=round(flops / 1e9, 2),
@@ -120,6 +127,8 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--channels", type=int, default=1, help="input channels of our models (peers use 3)")
     parser.add_argument("--peak", type=float, default=0.0, help="device peak TFLOP/s for MFU (H200 bf16: 989)")
     parser.add_argument("--compile", action="store_true", help="measure torch.compile'd models (rows end in _compiled)")
+    parser.add_argument("--compile-mode", default=None, choices=["default", "reduce-overhead", "max-autotune"],
+                        help="torch.compile mode; reduce-overhead adds CUDA graphs")
     parser.add_argument("--fp32", action="store_true", help="no bf16 autocast")
     parser.add_argument("--only", default="", help="comma-separated substrings of row names to run")
     parser.add_argument("--reverse", action="store_true", help="peers first (alternate between repeats on a busy machine)")
@@ -195,14 +204,14 @@ def main(argv=None) -> list[dict]:
 
     rates = {row["name"]: row["img_per_s"] for row in rows if "img_per_s" in row}
     ratios = {}
-    for suffix in ("_compiled",) if args.compile else ("",):
-        ours_pretrain, simmim = rates.get("cxrgm_gmml_pretrain" + suffix), rates.get("hf_simmim_pretrain" + suffix)
-        if ours_pretrain and simmim:
-            ratios["gmml_over_hf_simmim" + suffix] = round(ours_pretrain / simmim, 3)
-        ours_cls = rates.get("cxrgm_cls_finetune" + suffix)
-        for peer_name in ("hf_vit_cls_finetune", "timm_vit_cls_finetune"):
-            if ours_cls and rates.get(peer_name + suffix):
-                ratios[f"cls_over_{peer_name}{suffix}"] = round(ours_cls / rates[peer_name + suffix], 3)
+    suffix = row_suffix(args)
+    ours_pretrain, simmim = rates.get("cxrgm_gmml_pretrain" + suffix), rates.get("hf_simmim_pretrain" + suffix)
+    if ours_pretrain and simmim:
+        ratios["gmml_over_hf_simmim" + suffix] = round(ours_pretrain / simmim, 3)
+    ours_cls = rates.get("cxrgm_cls_finetune" + suffix)
+    for peer_name in ("hf_vit_cls_finetune", "timm_vit_cls_finetune"):
+        if ours_cls and rates.get(peer_name + suffix):
+            ratios[f"cls_over_{peer_name}{suffix}"] = round(ours_cls / rates[peer_name + suffix], 3)
     masks = next((row["masks_per_s"] for row in rows if row["name"] == "cxrgm_gmml_corruption"), None)
     if masks and rates.get("cxrgm_gmml_pretrain"):
         ratios["corruption_share_of_step"] = round(rates["cxrgm_gmml_pretrain"] / masks, 3)
