@@ -60,7 +60,7 @@ SIZES = {
     # Fine-tuning: about 250 optimiser steps per run (Kermany 10% = 1 step per epoch at batch 64, 100% = 6).
     "gpu": {
         "model": {"preset": "vit_small_patch16_224", "image_size": 224, "model_config": {}},
-        "precision": "bf16", "num_workers": 4, "seeds": [0, 1, 2], "drift_seeds": [0], "seg_seeds": [0],
+        "precision": "bf16", "num_workers": 8, "seeds": [0, 1, 2], "drift_seeds": [0], "seg_seeds": [0],
         "pretrain": {"epochs": 60, "batch_size": 128, "lr": 1.5e-3, "warmup_epochs": 5, "drop_path": 0.1,
                      "eval_every_epochs": 20, "log_every_steps": 5},
         "finetune": {"batch_size": 64, "lr": 5.0e-4, "layer_decay": 0.75},
