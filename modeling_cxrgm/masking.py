@@ -17,6 +17,7 @@ import functools
 import math
 
 import torch
+import torch.nn.functional as F
 
 
 def draw_mask_targets(
@@ -77,8 +78,12 @@ def _union_by_difference_array(counts: torch.Tensor, corners: torch.Tensor, grid
 
 
 def _rectangle_spans(rectangles, grid_h: int, grid_w: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rows and columns each rectangle spans: (N, K, grid_h) and (N, K, grid_w), 1 inside, 0 outside."""
-    top, bottom, left, right = rectangles
+    """Rows and columns each rectangle spans: (N, K', grid_h) and (N, K', grid_w), 1 inside, 0 outside.
+
+    K' is K rounded up to a multiple of 8 (the matrix products' inner size, aligned for tensor cores); the
+    padding rectangles span nothing.
+    """
+    top, bottom, left, right = (F.pad(side, (0, -side.shape[1] % 8)) for side in rectangles)
     ys = torch.arange(grid_h, device=top.device)
     xs = torch.arange(grid_w, device=top.device)
     rows = (top[:, :, None] <= ys) & (ys < bottom[:, :, None])
