@@ -227,3 +227,39 @@ def test_losses_are_read_in_one_go_and_a_non_finite_one_is_named():
                ("step 4", torch.tensor(float("inf")), None)]
     with pytest.raises(NonFiniteLossError, match="Loss is nan at step 3;"):
         read_losses(pending, sums, _Reducer(), "out")
+
+
+@pytest.mark.parametrize("task", ["pretraining", "classification", "segmentation"])
+def test_a_training_step_never_reads_a_value_back_from_the_device(task):
+    """Augmentation, corruption, forward, loss, backward and per-parameter clipping of one step, under
+    FakeTensorMode, where any read of a tensor's value (a host sync on a GPU) raises."""
+    from types import SimpleNamespace
+
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from modeling_cxrgm import (
+        GroupMaskedViTConfig,
+        GroupMaskedViTForImageClassification,
+        GroupMaskedViTForPreTraining,
+        GroupMaskedViTForSegmentation,
+    )
+    from train.augment import AugmentSpec
+    from train.engine import forward
+    from train.optim import clip_per_parameter
+
+    config = GroupMaskedViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_channels=1,
+                                  num_attention_heads=2, intermediate_size=64, num_labels=2)
+    model = {"pretraining": GroupMaskedViTForPreTraining, "classification": GroupMaskedViTForImageClassification,
+             "segmentation": GroupMaskedViTForSegmentation}[task](config)
+    ctx = SimpleNamespace(task=task, augment=AugmentSpec(blur_p=0.5), mean=[0.5], std=[0.25], model_config=config)
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        batch = {"pixel_values": torch.randint(0, 256, (4, 1, 32, 32), dtype=torch.uint8)}
+        if task == "classification":
+            batch["labels"] = torch.tensor([0, 1, 0, 1])
+        elif task == "segmentation":
+            batch["labels"] = torch.randint(0, 2, (4, 32, 32), dtype=torch.uint8)
+        loss, _, pixel_values, _ = forward(model, batch, ctx, torch.Generator().manual_seed(0), train=True)
+        loss.backward()
+        largest = clip_per_parameter(list(model.parameters()), 1.0)
+        assert loss.shape == () and largest.shape == ()
+        assert pixel_values.shape[0] == (8 if task == "pretraining" else 4)
