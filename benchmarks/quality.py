@@ -3,6 +3,7 @@
     python -m benchmarks.quality                                  # CPU preset -> outputs/quality_cpu
     python -m benchmarks.quality --size gpu                       # ViT-S/16 at 224 px, bf16, one GPU
     python -m benchmarks.quality --smoke --data_dir D --output_dir O   # a few steps per run (tests)
+    python -m benchmarks.quality --pretrain_epochs 180 --output_dir outputs/quality_cpu_long   # longer pretraining
 
 `--data_dir` holds `kermany_pediatric`, `nih_cxr14`, `v7labs_covid_lungseg` and more folders, each with a labels.csv
 (the layout of ../shared/data). Every set gets a seeded 70/30 patient split (data seed 0, fixed across run seeds);
@@ -374,8 +375,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--smoke", action="store_true", help="a few optimiser steps per run, one seed (for tests)")
     parser.add_argument("--data_dir", default="../shared/data")
     parser.add_argument("--output_dir", help="default: outputs/quality_<size> (outputs/quality_smoke with --smoke)")
+    parser.add_argument("--pretrain_epochs", type=int, help="override the size's pretraining epochs (same warm-up)")
     args = parser.parse_args(argv)
     size = SMOKE if args.smoke else SIZES[args.size]
+    if args.pretrain_epochs:
+        size = {**size, "pretrain": {**size["pretrain"], "epochs": args.pretrain_epochs}}
     output_dir = Path(args.output_dir or f"outputs/quality_{'smoke' if args.smoke else args.size}")
     return run_all(Path(args.data_dir), output_dir, size)
 

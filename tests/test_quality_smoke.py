@@ -21,7 +21,7 @@ def isolated_cache(tmp_path, monkeypatch):
 def test_smoke_run_covers_every_experiment(tmp_path):
     data_dir = write_shared_layout(tmp_path / "data")
     out = tmp_path / "out"
-    results = quality.main(["--smoke", "--data_dir", str(data_dir), "--output_dir", str(out)])
+    results = quality.main(["--smoke", "--data_dir", str(data_dir), "--output_dir", str(out), "--pretrain_epochs", "2"])
 
     assert {(r["init"], r["fraction"]) for r in results["classification"]} == {
         (i, f) for i in quality.INITS for f in (0.1, 0.25, 1.0)}
@@ -33,7 +33,9 @@ def test_smoke_run_covers_every_experiment(tmp_path):
     assert all(0.0 <= r["dice"] <= 1.0 for r in results["segmentation"])
 
     # the pool left out every downstream test patient; the export loads with the train scripts
-    excluded = yaml.safe_load((out / "pretrain" / "args.yaml").read_text())["dataset_options"]["exclude_patients"]
+    pretrain_args = yaml.safe_load((out / "pretrain" / "args.yaml").read_text())
+    assert pretrain_args["epochs"] == 2 and results["size"]["pretrain"]["epochs"] == 2  # --pretrain_epochs
+    excluded = pretrain_args["dataset_options"]["exclude_patients"]
     assert set(quality.test_patients(data_dir)) == set(excluded) and len(excluded) >= 3
     assert (out / "pretrain" / "model" / "config.json").is_file()
     assert (out / "pretrain" / "loss_curve.png").is_file() and results["pretraining"]["grids"]
