@@ -4,7 +4,8 @@
 # (benchmarks/pretrain_e2e.py). Meant to finish in under 8 minutes on one H100/H200. Rows run in order of value
 # (ViT-S eager and the mask sampler, ViT-S end to end, ViT-S compiled, ViT-B eager, ViT-B compiled), each on its
 # own: a failing row is reported and the next one still runs; the exit status is 1 if any failed.
-# Results: JSON lines in $OUT/throughput.jsonl (OUT defaults to benchmarks/out).
+# Results: JSON lines in $OUT/throughput.jsonl (OUT defaults to benchmarks/out); first, the mask tests on the GPU
+# (tests/test_masking.py, summary in $OUT/gpu_tests.txt).
 # Needs no install of this repository (its root goes on PYTHONPATH). On an offline host whose image lacks some
 # packages, bring the folder that `make offline` fills (OFFLINE, default ./offline): its wheels are installed into
 # a temporary folder first, without touching the image's packages, and its cache serves the sample images.
@@ -65,6 +66,10 @@ row() {  # row NAME COMMAND...: runs one benchmark command, its JSON lines go to
   fi
 }
 
+if [[ "${SMOKE:-0}" != 1 ]]; then  # the GPU's masks equal the CPU algorithm's before they are timed
+  "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_masking.py 2>&1 | tail -3 | tee "$OUT/gpu_tests.txt" >&2 \
+    || failed+=("tests/test_masking.py")
+fi
 row "$first" "$PYTHON" benchmarks/throughput.py --size "$first" "${common[@]}"
 row "end to end" "$PYTHON" benchmarks/pretrain_e2e.py --mixed-precision bf16 "${e2e[@]}"
 for spec in "${later[@]}"; do

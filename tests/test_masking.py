@@ -78,6 +78,16 @@ def test_matmul_and_difference_array_unions_give_the_same_masks(height, width, a
     assert coverage(masks["matmul"])[0] == 0 and (coverage(masks["matmul"])[1:] >= targets[1:]).all()
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_a_gpu_the_bfloat16_matmul_union_matches_the_difference_array():
+    targets = draw_mask_targets(512, 0.75, generator=torch.Generator("cuda").manual_seed(6), device="cuda")
+    masks = {union: masks_for_targets(targets, 224, 224, max_target=0.75, union=union,
+                                      generator=torch.Generator("cuda").manual_seed(7))
+             for union in (None, "difference_array")}  # None: the device's default, the bfloat16 matmul
+    assert torch.equal(masks[None], masks["difference_array"])
+    assert (coverage(masks[None]) >= targets).all()
+
+
 def test_unknown_union_method_is_refused():
     with pytest.raises(ValueError, match="union must be"):
         masks_for_targets(torch.rand(2), 32, 32, max_target=0.75, union="painter")
