@@ -102,10 +102,8 @@ def sample_files() -> dict[str, Path]:
     files = {name: root / "kermany" / name for name in KERMANY_SHA256} | {CR_NAME: root / "cr" / CR_NAME}
     digests = KERMANY_SHA256 | {CR_NAME: CR_SHA256}
     stale = [name for name, path in files.items() if not (path.exists() and _sha256(path) == digests[name])]
-    if any(name != CR_NAME for name in stale):
-        kermany = _kermany_source()
     for name in stale:
-        _copy_verified(_cr_source() if name == CR_NAME else kermany / name, files[name], digests[name])
+        _copy_verified(_cr_source() if name == CR_NAME else _kermany_source() / name, files[name], digests[name])
     return files
 
 
