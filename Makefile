@@ -28,13 +28,15 @@ demo: setup
 
 # For an offline GPU host whose image already holds torch, numpy, pyarrow, accelerate and huggingface_hub:
 # offline/wheels, the packages such images lack at the versions installed here, for its Python (WHEEL_PYTHON),
-# and offline/cache, the verified sample images (no need for their 120 MB of source packages). There:
+# offline/cache, the verified sample images (no need for their 120 MB of source packages), and offline/data, the
+# benchmark data (DATA, if present) resized to 224 px for benchmarks/gpu_quality.sh. There:
 #   pip install --no-index --no-deps --target DIR offline/wheels/*.whl
 #   export PYTHONPATH=DIR:$PWD CXRGM_CACHE=$PWD/offline/cache
-# (benchmarks/gpu.sh does this itself when it finds ./offline).
+# (benchmarks/gpu.sh and gpu_quality.sh do this themselves when they find ./offline).
 WHEEL_PYTHON ?= 3.12
 OFFLINE ?= offline
 OFFLINE_PACKAGES ?= transformers datasets evaluate pydicom dill multiprocess
+DATA ?= ../shared/data
 
 offline: setup
 	rm -rf $(OFFLINE)
@@ -43,6 +45,7 @@ offline: setup
 		--implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
 		-d $(OFFLINE)/wheels -r $(VENV)/offline.txt
 	CXRGM_CACHE=$(OFFLINE)/cache $(BIN)/python -c "from hf_datasets.builders.sample import sample_files; sample_files()"
+	test ! -d $(DATA) || $(BIN)/python -m benchmarks.bundle_data --data_dir $(DATA) --output_dir $(OFFLINE)/data --size 224
 	du -sh $(OFFLINE)/*
 
 clean:

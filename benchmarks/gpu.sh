@@ -15,21 +15,10 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 OUT=${OUT:-benchmarks/out}
 PEAK=${PEAK:-989}  # dense bf16 TFLOP/s of an H100/H200 SXM, for MFU
-OFFLINE=${OFFLINE:-offline}
 mkdir -p "$OUT"
 log="$OUT/throughput.jsonl"
 : > "$log"
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-
-if compgen -G "$OFFLINE/wheels/*.whl" > /dev/null; then
-  site=$(mktemp -d)
-  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --target "$site" "$OFFLINE"/wheels/*.whl || exit 1
-  export PYTHONPATH="$site:$PYTHONPATH"
-fi
-if [[ -d "$OFFLINE/cache/sample" && -z "${CXRGM_CACHE:-}" ]]; then
-  CXRGM_CACHE=$(cd "$OFFLINE/cache" && pwd)
-  export CXRGM_CACHE
-fi
+source benchmarks/offline_env.sh
 "$PYTHON" - <<'EOF' | tee -a "$log"
 import importlib, json, platform
 import torch

@@ -1,5 +1,5 @@
-"""The GPU benchmark script (throughput rows and pretraining end to end) runs at a tiny size on CPU and prints one
-JSON line per row."""
+"""The GPU benchmark scripts run at a tiny size on CPU: gpu.sh (throughput rows and pretraining end to end) prints one
+JSON line per row; gpu_quality.sh runs the quality benchmark on a resized copy of the data and collects its results."""
 
 import json
 import os
@@ -8,10 +8,15 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "data"))
+from shared_layout import write_shared_layout  # noqa: E402
+
+from benchmarks import bundle_data  # noqa: E402
 
 
 def test_gpu_script_smoke_run(tmp_path):
-    env = {**os.environ, "SMOKE": "1", "PYTHON": sys.executable, "OUT": str(tmp_path)}
+    env = {**os.environ, "SMOKE": "1", "PYTHON": sys.executable, "OUT": str(tmp_path),
+           "OFFLINE": str(tmp_path / "no_bundle")}  # this environment's packages, not a bundle made for a GPU host
     result = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh")], env=env, capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -26,3 +31,20 @@ def test_gpu_script_smoke_run(tmp_path):
     assert all(row["gflop_per_img"] > 0 for row in steps if row["name"] not in end_to_end)
     ratios = [row["ratios"] for row in rows if "ratios" in row]
     assert ratios[0]["gmml_over_hf_simmim"] > 0 and ratios[-1]["end_to_end_over_step_only"] > 0
+
+
+def test_gpu_quality_script_smoke_run(tmp_path):
+    copy = tmp_path / "data_32"
+    bundle_data.bundle(write_shared_layout(tmp_path / "data"), copy, size=32)  # the smoke preset's image size
+    out = tmp_path / "out"
+    env = {**os.environ, "SMOKE": "1", "PYTHON": sys.executable, "OUT": str(out), "DATA": str(copy),
+           "QUALITY_OUT": str(tmp_path / "quality"), "OFFLINE": str(tmp_path / "no_bundle"),
+           "HF_DATASETS_CACHE": str(tmp_path / "hf_cache")}
+    result = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_quality.sh")], env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    names = {p.name for p in out.iterdir()}
+    assert {"results.json", "results.md", "commands.sh", "loss_curve.png", "quality_log.txt"} <= names
+    assert any(name.startswith("step_") and name.endswith(".png") for name in names)  # the last grid
+    results = json.loads((out / "results.json").read_text())
+    assert len(results["classification"]) == 6 and f"--data_dir {copy}" in (out / "commands.sh").read_text()
