@@ -2,6 +2,7 @@
 nih_cxr14 and kermany_pediatric.
 
     python -m benchmarks.drift_cues [--data_dir ../shared/data] [--image_size 112] [--models M ...] [--output F]
+                                    [--max_aspect A]
 
 Each image of the two sets (the quality benchmark's 70/30 patient split) is taken as the model sees it (the image
 processor at --image_size, padded to a square, not normalised), and reduced to a few global cues: mean grey level,
@@ -10,7 +11,9 @@ fraction of padding. Printed: per-class means; each cue's AUROC for pneumonia on
 below 0.5: lower in pneumonia); a logistic regression on the standardised cues, fitted on one set's training split and
 scored on both test splits (the drift protocol with five numbers per image instead of a network). With --models
 (exported classifiers with the classes normal / pneumonia), the Spearman correlation of each model's pneumonia
-probability with each cue on both test splits. Everything also goes to --output (JSON).
+probability with each cue on both test splits, and its AUROC. --max_aspect crops every image wider than A (width /
+height) to its central A x height part first, which takes most of the shape cue away (the padding). Everything also
+goes to --output (JSON).
 """
 
 from __future__ import annotations
@@ -35,6 +38,15 @@ SETS = {NIH: NIH_OPTIONS, KERMANY: {}}
 CUES = ("mean", "std", "centre_mean", "dark_fraction", "padding_fraction")
 
 
+def crop_to_aspect(image, max_aspect: float | None):
+    """The central part of `image` no wider than `max_aspect` x its height (unchanged when narrower or no limit)."""
+    if max_aspect is None or image.width <= max_aspect * image.height:
+        return image
+    width = round(max_aspect * image.height)
+    left = (image.width - width) // 2
+    return image.crop((left, 0, left + width, image.height))
+
+
 def image_cues(processor: GroupMaskedViTImageProcessor, image) -> list[float]:
     """One image -> the CUES of its (size, size) model input in [0, 1] (padding included, as the model sees it)."""
     pixels = processor.preprocess([image], do_normalize=False)["pixel_values"][0, 0]
@@ -44,14 +56,19 @@ def image_cues(processor: GroupMaskedViTImageProcessor, image) -> list[float]:
             1 - height * width / processor.size ** 2]
 
 
-def load_split(data_dir: Path, name: str, split: str):
-    """(rows of `split` with a known label, pneumonia indicator (N,)) of one set, split as in the quality benchmark."""
+def load_split(data_dir: Path, name: str, split: str, max_aspect: float | None = None):
+    """(rows of `split` with a known label, cropped to `max_aspect`, pneumonia indicator (N,)) of one set, split as in
+    the quality benchmark."""
     ds = hf_datasets.build_dataset("cxr_folder", data_dir / name, split_fractions=SPLIT, **SETS[name])[split]
     names = hf_datasets.label_names(ds)
     if names != ["normal", "pneumonia"]:
         raise ValueError(f"{name}: expected the classes ['normal', 'pneumonia'], got {names}")
     rows = known_rows(ds)
-    return ds.select(rows), np.array([int(np.argmax(ds[i]["labels"])) for i in rows])
+    labels = np.array([int(np.argmax(ds[i]["labels"])) for i in rows])
+    ds = ds.select(rows)
+    if max_aspect is not None:
+        ds = ds.map(lambda row: {"image": crop_to_aspect(row["image"], max_aspect)})
+    return ds, labels
 
 
 @torch.no_grad()
@@ -75,14 +92,14 @@ def rank_correlation(a: np.ndarray, b: np.ndarray) -> float | None:
     return round(float(spearmanr(a, b).statistic), 3)
 
 
-def cue_report(data_dir: Path, image_size: int, models: list[str]) -> dict:
+def cue_report(data_dir: Path, image_size: int, models: list[str], max_aspect: float | None = None) -> dict:
     processor = GroupMaskedViTImageProcessor(size=image_size)
     data = {}
     for name in SETS:
         for split in ("train", "test"):
-            ds, y = load_split(data_dir, name, split)
+            ds, y = load_split(data_dir, name, split, max_aspect)
             data[name, split] = (ds, np.array([image_cues(processor, image) for image in ds["image"]]), y)
-    report = {"image_size": image_size, "class_means": {}, "cue_auroc": {}, "logistic_regression": {}, "models": {}}
+    report = {"image_size": image_size, "max_aspect": max_aspect, "class_means": {}, "cue_auroc": {}, "logistic_regression": {}, "models": {}}
     for name in SETS:
         _, x, y = data[name, "test"]
         report["class_means"][name] = {label: dict(zip(CUES, x[y == k].mean(0).round(4).tolist()))
@@ -112,8 +129,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--image_size", type=int, default=112, help="the models' input size (CPU preset: 112)")
     parser.add_argument("--models", nargs="*", default=[], help="exported normal/pneumonia classifiers to correlate")
     parser.add_argument("--output", default="outputs/drift_cues.json")
+    parser.add_argument("--max_aspect", type=float, help="crop images wider than this (width / height) to it first")
     args = parser.parse_args(argv)
-    report = cue_report(Path(args.data_dir), args.image_size, args.models)
+    report = cue_report(Path(args.data_dir), args.image_size, args.models, args.max_aspect)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))

@@ -52,3 +52,14 @@ def test_cues_and_their_direction_per_set(tmp_path):
     assert scores["nih_cxr14"]["spearman_padding_fraction"] is None
     assert -1.0 <= scores["kermany_pediatric"]["spearman_padding_fraction"] <= 1.0
     assert (tmp_path / "cues.json").is_file()
+
+
+def test_cropping_to_an_aspect_removes_the_shape_cue(tmp_path):
+    write_set(tmp_path / "nih_cxr14", ("no_finding", "pneumonia"), lambda label, i: noisy(130, (40, 40), i))
+    write_set(tmp_path / "kermany_pediatric", ("normal", "pneumonia"),
+              lambda label, i: noisy(130, (32, 48) if label == "pneumonia" else (40, 32), i))
+    argv = ["--data_dir", str(tmp_path), "--image_size", "32", "--output", str(tmp_path / "cues.json")]
+    assert drift_cues.main(argv)["cue_auroc"]["kermany_pediatric"]["padding_fraction"] == 1.0
+    cropped = drift_cues.main(argv + ["--max_aspect", "0.8"])  # the normals' width / height
+    assert cropped["max_aspect"] == 0.8 and cropped["cue_auroc"]["kermany_pediatric"]["padding_fraction"] == 0.5
+    assert drift_cues.crop_to_aspect(Image.new("L", (48, 32)), 0.8).size == (26, 32)
