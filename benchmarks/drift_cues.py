@@ -74,13 +74,14 @@ def load_split(data_dir: Path, name: str, split: str, max_aspect: float | None =
 @torch.no_grad()
 def pneumonia_probability(model_dir, ds, batch_size: int = 64) -> np.ndarray:
     """P(pneumonia) of an exported classifier for every row of `ds`."""
-    model = GroupMaskedViTForImageClassification.from_pretrained(model_dir).eval()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = GroupMaskedViTForImageClassification.from_pretrained(model_dir).eval().to(device)
     processor = GroupMaskedViTImageProcessor.from_pretrained(model_dir)
     index = {name: i for i, name in model.config.id2label.items()}["pneumonia"]
     out = []
     for start in range(0, len(ds), batch_size):
         images = ds[start:start + batch_size]["image"]
-        logits = model(pixel_values=processor.preprocess(images)["pixel_values"]).logits
+        logits = model(pixel_values=processor.preprocess(images)["pixel_values"].to(device)).logits.cpu()
         out.append(logits.float().softmax(-1)[:, index].numpy())
     return np.concatenate(out)
 

@@ -15,6 +15,8 @@ train script's `main(argv)` (the exact command lines go to `<output_dir>/command
   3. drift: normal-vs-pneumonia trained on nih_cxr14, tested on kermany_pediatric, and the reverse (train.evaluate);
   4. lung segmentation on v7labs_covid_lungseg with 25% and 100% of the training masks (train.finetune_segmentation);
   5. frozen features: linear probe and k-NN of the GMML encoder and of a random one (train.probe);
+  6. image-level cues the drift and 100% classifiers follow, with the images as trained and cropped to their central
+     square, which takes Kermany's image-shape cue away (benchmarks.drift_cues);
 then mask statistics, the pretraining loss curve (PNG), and `results.json` + `results.md` (mean ± std over seeds).
 """
 
@@ -307,6 +309,16 @@ def run_all(data_dir: Path, out: Path, size: dict) -> dict:
             scores = run("frozen-feature probes", probe, argv)
             probes.append({"data": name, "init": init, **{k: v for k, v in scores.items() if k != "init"}})
 
+    from benchmarks import drift_cues  # imported here: it reads this module's set names and split
+
+    classifiers = [str(p.parent) for pattern in ("drift/*/model", "classification/*_100pct_*/model")
+                   for p in sorted(out.glob(pattern + "/config.json"))]
+    cues = {}
+    for view, extra in (("as_trained", []), ("central_square", ["--max_aspect", "1.0"])):
+        argv = ["--data_dir", str(data_dir), "--image_size", str(size["model"]["image_size"]), "--models",
+                *classifiers, "--output", str(out / "drift_cues" / f"{view}.json"), *extra]
+        cues[view] = run("drift cues", drift_cues, argv)
+
     results = {
         "machine": machine(), "size": size, "wall_time_s": round(time.perf_counter() - started, 1),
         "stage_time_s": {k: round(v, 1) for k, v in run.timings.items()},
@@ -314,11 +326,23 @@ def run_all(data_dir: Path, out: Path, size: dict) -> dict:
                         "loss_curve": loss_curve(out / "pretrain", out / "pretrain" / "loss_curve.png"),
                         "grids": sorted(str(p) for p in (out / "pretrain" / "grids").glob("*.png"))},
         "classification": classification, "drift": drift, "segmentation": segmentation, "probes": probes,
+        "drift_cues": cues,
     }
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "results.md").write_text(report(results) + "\n")
     print("\n" + report(results))
     return results
+
+
+def cue_rows(cues: dict) -> list[dict]:
+    """One row per classifier and view: where it was trained, its init, its AUROC on both test splits."""
+    rows = []
+    for view, report in cues.items():
+        for model, scores in report["models"].items():
+            run_name = Path(model).parent.name  # e.g. gmml_nih_seed0, random_100pct_seed2
+            rows.append({"view": view, "train": NIH if "_nih_" in run_name else KERMANY, "init": run_name.split("_")[0],
+                         **{f"auroc_{test}": scores[test]["auroc"] for test in (KERMANY, NIH)}})
+    return rows
 
 
 def pick_from(classification: list[dict], row: dict) -> dict:
@@ -340,6 +364,8 @@ def report(results: dict) -> str:
     for row in seg:
         row["fraction"] = f"{int(row['fraction'] * 100)}%"
     probe_rows = [{k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in r.items()} for r in results["probes"]]
+    cue_table = summarise(cue_rows(results["drift_cues"]), [f"auroc_{KERMANY}", f"auroc_{NIH}"], ["view", "train", "init"])
+    cue_fit = results["drift_cues"]["as_trained"]["logistic_regression"]
     pre = results["pretraining"]
     stats = pre["mask_statistics"]
     return "\n\n".join([
@@ -350,6 +376,13 @@ def report(results: dict) -> str:
         "Frozen features (encoder not trained; [CLS; mean patch] features):\n\n"
         + markdown_table(probe_rows, ["data", "init", "linear_accuracy", "linear_auroc", "knn_accuracy",
                                       "num_train", "num_test"]),
+        "Image-level cues (benchmarks/drift_cues.py): classifiers scored on the test images as trained and cropped to "
+        "their central square (no Kermany shape cue):\n\n"
+        + markdown_table(cue_table, ["view", "train", "init", "n", f"auroc_{KERMANY}", f"auroc_{NIH}"])
+        + "\n\nFive-cue logistic regression (as trained): fitted on NIH -> Kermany "
+        f"{cue_fit[NIH][f'auroc_on_{KERMANY}']:.3f}, fitted on Kermany -> NIH {cue_fit[KERMANY][f'auroc_on_{NIH}']:.3f}; "
+        f"Kermany padding-fraction AUROC {results['drift_cues']['as_trained']['cue_auroc'][KERMANY]['padding_fraction']:.3f}"
+        f" as trained, {results['drift_cues']['central_square']['cue_auroc'][KERMANY]['padding_fraction']:.3f} cropped.",
         f"Pretraining: final reconstruction L1 {pre.get('loss', float('nan')):.4f} (train images), realised masked "
         f"fraction {stats['masked_fraction_mean']:.3f} (p5 {stats['masked_fraction_p5']:.3f}, p95 "
         f"{stats['masked_fraction_p95']:.3f}), {stats['patches_touched']:.0%} of {stats['patch_size']}-px patches "

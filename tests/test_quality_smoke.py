@@ -46,3 +46,13 @@ def test_smoke_run_covers_every_experiment(tmp_path):
     saved = json.loads((out / "results.json").read_text())
     assert saved["classification"] == results["classification"]
     assert "| 10% | gmml |" in (out / "results.md").read_text()
+
+    # the cue analysis scored every kept classifier (2 drift + 2 at 100%), as trained and cropped to a square
+    cues = results["drift_cues"]
+    assert set(cues) == {"as_trained", "central_square"} and cues["central_square"]["max_aspect"] == 1.0
+    for view in cues.values():
+        assert len(view["models"]) == 4
+        assert all(0.0 <= s[t]["auroc"] <= 1.0 for s in view["models"].values() for t in (quality.NIH, quality.KERMANY))
+    assert {(r["train"], r["init"]) for r in quality.cue_rows(cues)} == {
+        (t, i) for t in (quality.NIH, quality.KERMANY) for i in quality.INITS}
+    assert "python -m benchmarks.drift_cues " in commands and "Image-level cues" in (out / "results.md").read_text()
