@@ -4,6 +4,7 @@
     python -m benchmarks.quality --size gpu                       # ViT-S/16 at 224 px, bf16, one GPU
     python -m benchmarks.quality --smoke --data_dir D --output_dir O   # a few steps per run (tests)
     python -m benchmarks.quality --pretrain_epochs 180 --output_dir outputs/quality_cpu_long   # longer pretraining
+    python -m benchmarks.quality --equalize --output_dir outputs/quality_cpu_equalize   # histogram-equalised inputs
 
 `--data_dir` holds `kermany_pediatric`, `nih_cxr14`, `v7labs_covid_lungseg` and more folders, each with a labels.csv
 (the layout of ../shared/data). Every set gets a seeded 70/30 patient split (data seed 0, fixed across run seeds);
@@ -134,7 +135,8 @@ def test_patients(data_dir: Path) -> list[str]:
 
 def common(size: dict, output_dir: Path, seed: int) -> dict:
     return {"output_dir": str(output_dir), "seed": seed, "mixed_precision": size["precision"],
-            "num_workers": size["num_workers"], "save_total_limit": 1}
+            "num_workers": size["num_workers"], "save_total_limit": 1,
+            **({"equalize": True} if size.get("equalize") else {})}
 
 
 def run_pretraining(run: Runner, data_dir: Path, out: Path) -> Path:
@@ -409,10 +411,14 @@ def main(argv=None) -> dict:
     parser.add_argument("--data_dir", default="../shared/data")
     parser.add_argument("--output_dir", help="default: outputs/quality_<size> (outputs/quality_smoke with --smoke)")
     parser.add_argument("--pretrain_epochs", type=int, help="override the size's pretraining epochs (same warm-up)")
+    parser.add_argument("--equalize", action="store_true",
+                        help="histogram-equalise every image in every run (the image processor's `equalize`)")
     args = parser.parse_args(argv)
     size = SMOKE if args.smoke else SIZES[args.size]
     if args.pretrain_epochs:
         size = {**size, "pretrain": {**size["pretrain"], "epochs": args.pretrain_epochs}}
+    if args.equalize:
+        size = {**size, "equalize": True}
     output_dir = Path(args.output_dir or f"outputs/quality_{'smoke' if args.smoke else args.size}")
     return run_all(Path(args.data_dir), output_dir, size)
 

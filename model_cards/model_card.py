@@ -291,6 +291,7 @@ def render_model_card(model_dir, run: dict) -> ModelCard:
             "windowing": _text(preprocessing.get("windowing")),
             "resize_mode": _text(preprocessing.get("resize_mode", processor.get("resize_mode"))),
             "normalization": _text(preprocessing.get("normalization", processor.get("normalization"))),
+            "equalize": "yes, per image" if preprocessing.get("equalize", processor.get("equalize")) else "no",
             "mean_std": f"{_text(processor.get('image_mean'))} / {_text(processor.get('image_std'))}",
         },
         architecture=[(label, _text(config.get(key))) for key, label in ARCHITECTURE],

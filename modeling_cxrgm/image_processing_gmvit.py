@@ -41,6 +41,17 @@ def _pil_to_array(image) -> np.ndarray:
     return array[..., :3] if array.ndim == 3 and array.shape[2] == 4 else array
 
 
+def _equalize(tensor: torch.Tensor) -> torch.Tensor:
+    """Histogram equalisation: each value -> the fraction of the image's values at or below it, in (0, 1].
+
+    The result depends only on the order of the values, so any increasing change of exposure or contrast (window,
+    gamma, another detector's response) gives the same output; for 8-bit input it is the classic equalisation.
+    """
+    flat = tensor.flatten()
+    below_or_equal = torch.searchsorted(flat.sort().values, flat, right=True)
+    return (below_or_equal.to(torch.float32) / flat.numel()).view_as(tensor)
+
+
 def _is_pil(image) -> bool:
     return hasattr(image, "mode") and hasattr(image, "size") and hasattr(image, "getbands")
 
@@ -112,6 +123,8 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
         do_normalize (`bool`), image_mean / image_std (`list[float]`): per channel; CXR statistics by default
             (`normalization="imagenet"` picks ImageNet's for 3-channel models started from ImageNet weights).
         bit_depth (`int`, *optional*): bits actually used by integer inputs (e.g. 12); default the dtype's (8 or 16).
+        equalize (`bool`): histogram-equalise each image over its own pixels before resizing, which removes
+            exposure and processing differences between sites and devices (see `_equalize`).
     """
 
     model_input_names = ["pixel_values"]
@@ -126,6 +139,7 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
         image_std: list[float] | None = None,
         normalization: str = "cxr",
         bit_depth: int | None = None,
+        equalize: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -151,6 +165,7 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
         self.image_mean = list(image_mean) if image_mean is not None else default_mean
         self.image_std = list(image_std) if image_std is not None else default_std
         self.bit_depth = bit_depth
+        self.equalize = bool(equalize)
         for name in ("image_mean", "image_std"):
             if len(getattr(self, name)) != num_channels:
                 raise ValueError(f"{name} needs {num_channels} values, got {getattr(self, name)}")
@@ -172,7 +187,7 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
             tensor = (tensor * luma).sum(0, keepdim=True)
         elif tensor.shape[0] == 1 and self.num_channels == 3:
             tensor = tensor.expand(3, -1, -1)
-        return tensor
+        return _equalize(tensor) if self.equalize else tensor
 
     def _geometry(self, height: int, width: int) -> tuple[int, int, int, int]:
         """(resized_h, resized_w, top, left) of an image of that size inside the output square."""

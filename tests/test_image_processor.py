@@ -117,10 +117,27 @@ def test_bad_inputs_get_clear_errors(bad, error, message):
         unnormalised()(bad)
 
 
+def test_equalisation_ignores_exposure_and_matches_8_bit_histogram_equalisation():
+    rng = np.random.default_rng(0)
+    image = rng.integers(20, 200, (12, 10)).astype(np.uint8)
+    # another detector and exposure: 16 bits, gamma 2, same order of values
+    brighter = (65535 * (image / 255.0) ** 2).round().astype(np.uint16)
+    equalized = unnormalised(size=12, equalize=True)
+    out = equalized(image).pixel_values
+    assert torch.equal(out, equalized(brighter).pixel_values)
+    assert not torch.equal(unnormalised(size=12)(image).pixel_values, unnormalised(size=12)(brighter).pixel_values)
+    cdf = np.cumsum(np.bincount(image.ravel(), minlength=256)) / image.size  # classic: pixel -> cdf(pixel)
+    height, width, top, left = equalized._geometry(12, 10)
+    assert np.allclose(out[0, 0, top:top + height, left:left + width].numpy(), cdf[image], atol=1e-6)
+    assert out[0, 0, :, :left].eq(0).all()  # the padding stays black, outside the equalisation
+
+
 def test_save_and_load(tmp_path):
-    processor = GroupMaskedViTImageProcessor(size=64, num_channels=3, resize_mode="squash", bit_depth=12)
+    processor = GroupMaskedViTImageProcessor(size=64, num_channels=3, resize_mode="squash", bit_depth=12,
+                                             equalize=True)
     processor.save_pretrained(tmp_path)
     loaded = GroupMaskedViTImageProcessor.from_pretrained(tmp_path)
     assert (loaded.size, loaded.num_channels, loaded.resize_mode, loaded.bit_depth) == (64, 3, "squash", 12)
+    assert loaded.equalize and not GroupMaskedViTImageProcessor().equalize
     array = gradient(dtype=np.uint16, top=4095)
     assert torch.equal(processor(array).pixel_values, loaded(array).pixel_values)

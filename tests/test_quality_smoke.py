@@ -56,3 +56,8 @@ def test_smoke_run_covers_every_experiment(tmp_path):
     assert {(r["train"], r["init"]) for r in quality.cue_rows(cues)} == {
         (t, i) for t in (quality.NIH, quality.KERMANY) for i in quality.INITS}
     assert "python -m benchmarks.drift_cues " in commands and "Image-level cues" in (out / "results.md").read_text()
+
+
+def test_equalize_flag_reaches_every_training_run():
+    assert quality.common({**quality.SMOKE, "equalize": True}, Path("out"), 0)["equalize"] is True
+    assert "equalize" not in quality.common(quality.SMOKE, Path("out"), 0)

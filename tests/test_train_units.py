@@ -172,15 +172,17 @@ def test_8bit_images_travel_as_uint8_equal_to_the_rounded_processor_output():
     rng = np.random.default_rng(0)
     grey = [Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)) for shape in ((32, 32), (20, 32), (48, 40))]
     ds = datasets.Dataset.from_dict({"image": grey}, features=datasets.Features({"image": datasets.Image()}))
-    processor = GroupMaskedViTImageProcessor(size=32, num_channels=1)
-    dataset = data.CXRDataset(ds, processor, "pretraining")  # square at size, padded, resized
-    assert dataset.uint8
-    for i, image in enumerate(grey):
-        expected = processor.preprocess([image], do_normalize=False)["pixel_values"][0]
-        item = dataset[i]["pixel_values"]
-        assert item.dtype == torch.uint8 and torch.equal(item, expected.mul(255).round().to(torch.uint8))
-        assert (item.float() / 255 - expected).abs().max() <= 0.5 / 255 + 1e-7
+    for processor in (GroupMaskedViTImageProcessor(size=32, num_channels=1),
+                      GroupMaskedViTImageProcessor(size=32, num_channels=1, equalize=True)):
+        dataset = data.CXRDataset(ds, processor, "pretraining")  # square at size, padded, resized
+        assert dataset.uint8
+        for i, image in enumerate(grey):
+            expected = processor.preprocess([image], do_normalize=False)["pixel_values"][0]
+            item = dataset[i]["pixel_values"]
+            assert item.dtype == torch.uint8 and torch.equal(item, expected.mul(255).round().to(torch.uint8))
+            assert (item.float() / 255 - expected).abs().max() <= 0.5 / 255 + 1e-7
 
+    processor = GroupMaskedViTImageProcessor(size=32, num_channels=1)
     deep = [Image.fromarray(rng.integers(0, 65536, (32, 32), dtype=np.uint16))]
     ds16 = datasets.Dataset.from_dict({"image": deep}, features=datasets.Features({"image": datasets.Image()}))
     assert data.CXRDataset(ds16, processor, "pretraining")[0]["pixel_values"].dtype == torch.float32

@@ -38,6 +38,7 @@ class TrainArgs:
     preset: str = "vit_small_patch16_224"
     image_size: int = 224
     num_channels: int = 1
+    equalize: bool = False  # histogram-equalise each image (an image-processor setting, kept in the export)
     model_config: dict = field(default_factory=dict)  # any GroupMaskedViTConfig field, over the preset
     init: str = "random"  # "random" or a folder saved by save_pretrained (e.g. a GMML export)
     # optimisation

@@ -116,7 +116,7 @@ class CXRDataset(torch.utils.data.Dataset):
     def _grey_uint8(self, image) -> torch.Tensor | None:
         """An "L" image already at the processor's size -> uint8 (1, S, S), padded as the processor pads; else None."""
         processor = self.processor
-        if not self.uint8 or getattr(image, "mode", None) != "L" or processor.num_channels != 1:
+        if not self.uint8 or getattr(image, "mode", None) != "L" or processor.num_channels != 1 or processor.equalize:
             return None
         height, width = image.height, image.width
         resized_h, resized_w, top, left = processor._geometry(height, width)

@@ -162,7 +162,8 @@ def run_training(args: TrainArgs) -> dict:
     set_seed(args.seed)
     if accelerator.is_main_process:
         save_args(args, output_dir)
-    processor = GroupMaskedViTImageProcessor(size=args.image_size, num_channels=args.num_channels)
+    processor = GroupMaskedViTImageProcessor(size=args.image_size, num_channels=args.num_channels,
+                                             equalize=args.equalize)
     train_set, eval_set, names, mode = load_data(args, processor)
     single_label = mode == data.SINGLE
     model = build_model(args, names, single_label)
@@ -288,7 +289,7 @@ def model_card_run(args: TrainArgs, accelerator, processor, train_set, eval_set,
                          "num_images": len(eval_set) if eval_set else 0},
         "preprocessing": {"size": processor.size, "num_channels": processor.num_channels,
                           "resize_mode": processor.resize_mode, "normalization": processor.normalization,
-                          "bit_depth": processor.bit_depth,
+                          "bit_depth": processor.bit_depth, "equalize": processor.equalize,
                           "windowing": "DICOM: modality LUT, header VOI (window or VOI LUT), MONOCHROME1 inverted; "
                                        "PNG/JPEG: as stored"},
         "training": {"epochs": args.epochs, "batch_size": args.batch_size * args.grad_accum_steps
