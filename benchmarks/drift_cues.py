@@ -100,7 +100,8 @@ def cue_report(data_dir: Path, image_size: int, models: list[str], max_aspect: f
         for split in ("train", "test"):
             ds, y = load_split(data_dir, name, split, max_aspect)
             data[name, split] = (ds, np.array([image_cues(processor, image) for image in ds["image"]]), y)
-    report = {"image_size": image_size, "max_aspect": max_aspect, "class_means": {}, "cue_auroc": {}, "logistic_regression": {}, "models": {}}
+    report = {"image_size": image_size, "max_aspect": max_aspect, "class_means": {}, "cue_auroc": {},
+              "logistic_regression": {}, "models": {}}
     for name in SETS:
         _, x, y = data[name, "test"]
         report["class_means"][name] = {label: dict(zip(CUES, x[y == k].mean(0).round(4).tolist()))
