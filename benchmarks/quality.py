@@ -5,6 +5,7 @@
     python -m benchmarks.quality --smoke --data_dir D --output_dir O   # a few steps per run (tests)
     python -m benchmarks.quality --pretrain_epochs 180 --output_dir outputs/quality_cpu_long   # longer pretraining
     python -m benchmarks.quality --equalize --output_dir outputs/quality_cpu_equalize   # histogram-equalised inputs
+    python -m benchmarks.quality --pretrain_seed 1 --output_dir outputs/quality_cpu_seed1   # a second pretraining run
 
 `--data_dir` holds `kermany_pediatric`, `nih_cxr14`, `v7labs_covid_lungseg` and more folders, each with a labels.csv
 (the layout of ../shared/data). Every set gets a seeded 70/30 patient split (data seed 0, fixed across run seeds);
@@ -143,8 +144,9 @@ def common(size: dict, output_dir: Path, seed: int) -> dict:
 def run_pretraining(run: Runner, data_dir: Path, out: Path) -> Path:
     size = run.size
     options = {"exclude_patients": test_patients(data_dir)}
+    seed = size.get("pretrain_seed", 0)
     argv = ["--config", "gmml_pretrain"] + flags({
-        **with_recipe_model_config("gmml_pretrain", size), **common(size, out / "pretrain", 0), **size["pretrain"],
+        **with_recipe_model_config("gmml_pretrain", size), **common(size, out / "pretrain", seed), **size["pretrain"],
         "dataset": "cxr_pool", "data_dir": str(data_dir), "dataset_options": options,
         "train_splits": ["train"], "hub_model_id": "cxrgm/quality-gmml"})
     run("pretraining", pretrain, argv)
@@ -412,6 +414,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--data_dir", default="../shared/data")
     parser.add_argument("--output_dir", help="default: outputs/quality_<size> (outputs/quality_smoke with --smoke)")
     parser.add_argument("--pretrain_epochs", type=int, help="override the size's pretraining epochs (same warm-up)")
+    parser.add_argument("--pretrain_seed", type=int, default=0,
+                        help="seed of the pretraining run (masks, augmentation, init); fine-tuning seeds stay the size's")
     parser.add_argument("--equalize", action="store_true",
                         help="histogram-equalise every image in every run (the image processor's `equalize`)")
     args = parser.parse_args(argv)
@@ -420,6 +424,8 @@ def main(argv=None) -> dict:
         size = {**size, "pretrain": {**size["pretrain"], "epochs": args.pretrain_epochs}}
     if args.equalize:
         size = {**size, "equalize": True}
+    if args.pretrain_seed:
+        size = {**size, "pretrain_seed": args.pretrain_seed}
     output_dir = Path(args.output_dir or f"outputs/quality_{'smoke' if args.smoke else args.size}")
     return run_all(Path(args.data_dir), output_dir, size)
 

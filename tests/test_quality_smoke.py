@@ -21,7 +21,8 @@ def isolated_cache(tmp_path, monkeypatch):
 def test_smoke_run_covers_every_experiment(tmp_path):
     data_dir = write_shared_layout(tmp_path / "data")
     out = tmp_path / "out"
-    results = quality.main(["--smoke", "--data_dir", str(data_dir), "--output_dir", str(out), "--pretrain_epochs", "2"])
+    results = quality.main(["--smoke", "--data_dir", str(data_dir), "--output_dir", str(out), "--pretrain_epochs", "2",
+                            "--pretrain_seed", "3"])
 
     assert {(r["init"], r["fraction"]) for r in results["classification"]} == {
         (i, f) for i in quality.INITS for f in (0.1, 0.25, 1.0)}
@@ -35,6 +36,8 @@ def test_smoke_run_covers_every_experiment(tmp_path):
     # the pool left out every downstream test patient; the export loads with the train scripts
     pretrain_args = yaml.safe_load((out / "pretrain" / "args.yaml").read_text())
     assert pretrain_args["epochs"] == 2 and results["size"]["pretrain"]["epochs"] == 2  # --pretrain_epochs
+    assert pretrain_args["seed"] == 3  # --pretrain_seed; fine-tuning keeps the size's seeds
+    assert yaml.safe_load((out / "classification" / "gmml_10pct_seed0" / "args.yaml").read_text())["seed"] == 0
     excluded = pretrain_args["dataset_options"]["exclude_patients"]
     assert set(quality.test_patients(data_dir)) == set(excluded) and len(excluded) >= 3
     assert (out / "pretrain" / "model" / "config.json").is_file()
