@@ -214,6 +214,7 @@ def _shifted_copy(pixel_values: torch.Tensor, generator) -> torch.Tensor:
     return shifted.permute(0, 3, 1, 2)
 
 
+@torch.compiler.disable  # explicit generators are not traced: in a compiled model this runs as the eager code it is
 def gmml_corrupt(
     pixel_values: torch.Tensor, config, generator: torch.Generator | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:

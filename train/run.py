@@ -173,8 +173,8 @@ def run_training(args: TrainArgs) -> dict:
     optimizer = torch.optim.AdamW(groups, lr=0.0, fused=accelerator.device.type == "cuda" or None)
     train_loader = data.make_loader(train_set, args.batch_size, args.seed, True, args.num_workers)
     eval_loader = data.make_loader(eval_set, args.batch_size, args.seed, False, args.num_workers) if eval_set else None
-    if args.torch_compile:  # one graph per batch shape (the last batch of an epoch may be smaller)
-        model = torch.compile(model, dynamic=False)
+    if args.torch_compile:  # in place: checkpoints keep their plain parameter names, with or without compiling
+        model.compile(dynamic=False)  # one graph per batch shape (the last batch of an epoch may be smaller)
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
     eval_loader = accelerator.prepare(eval_loader) if eval_loader is not None else None
 

@@ -1,0 +1,93 @@
+"""torch.compile: every model traces as one graph, the corruption runs eagerly inside a compiled model with the same
+masks, and a checkpoint written by a compiled run resumes in an eager one."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from modeling_cxrgm import (
+    GroupMaskedViTConfig,
+    GroupMaskedViTForImageClassification,
+    GroupMaskedViTForPreTraining,
+    GroupMaskedViTForSegmentation,
+    GroupMaskedViTModel,
+    gmml_corrupt,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_config(**overrides):
+    values = dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                  intermediate_size=64, drop_path_rate=0.0, num_labels=3)
+    return GroupMaskedViTConfig(**{**values, **overrides})
+
+
+def first_tensor(output):
+    return output.loss if getattr(output, "loss", None) is not None else output[0]
+
+
+@pytest.mark.parametrize("model_class", [GroupMaskedViTModel, GroupMaskedViTForImageClassification,
+                                         GroupMaskedViTForSegmentation, GroupMaskedViTForPreTraining])
+def test_models_compile_to_one_graph_with_eager_results(model_class):
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = model_class(tiny_config()).train()
+    images = torch.randn(4, 1, 32, 32)
+    kwargs = {}
+    if model_class is GroupMaskedViTForPreTraining:  # the corruption given, so only the model is traced
+        kwargs = dict(zip(("corrupted", "mask"), gmml_corrupt(images, model.config, torch.Generator().manual_seed(1))))
+    elif model_class is GroupMaskedViTForImageClassification:
+        kwargs = {"labels": torch.tensor([0, 2, 1, 0])}
+    elif model_class is GroupMaskedViTForSegmentation:
+        kwargs = {"labels": (torch.rand(4, 32, 32) > 0.5).long()}
+
+    def loss_and_gradients(module):
+        model.zero_grad(set_to_none=True)
+        output = first_tensor(module(images, **kwargs))
+        output.float().sum().backward()
+        return output.detach(), {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
+
+    expected, expected_gradients = loss_and_gradients(model)
+    compiled = torch.compile(model, backend="aot_eager", fullgraph=True)  # fullgraph: any graph break raises
+    actual, gradients = loss_and_gradients(compiled)
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
+    assert gradients.keys() == expected_gradients.keys() and gradients
+    for name, gradient in gradients.items():
+        torch.testing.assert_close(gradient, expected_gradients[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_corruption_runs_eagerly_inside_a_compiled_pretraining_model():
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = GroupMaskedViTForPreTraining(tiny_config()).eval()
+    images = torch.randn(4, 1, 32, 32)
+    expected = model(images, generator=torch.Generator().manual_seed(3))
+    explanation = torch._dynamo.explain(model)(images, generator=torch.Generator().manual_seed(3))
+    assert explanation.graph_count == 1, explanation.break_reasons  # the corruption is not split into fragments
+    compiled = torch.compile(model, backend="aot_eager")
+    actual = compiled(images, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(actual.mask, expected.mask)  # the same draws from the generator
+    torch.testing.assert_close(actual.loss, expected.loss, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_checkpoint_of_a_compiled_run_resumes_without_compiling(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "train.pretrain", "--dataset", "sample", "--train_splits", "train",
+               "--output_dir", str(tmp_path), "--image_size", "32",
+               "--model_config", '{"patch_size": 8, "hidden_size": 32, "num_hidden_layers": 2, '
+                                 '"num_attention_heads": 2, "intermediate_size": 64}',
+               "--batch_size", "4", "--lr", "1e-3", "--warmup_epochs", "0", "--save_every_steps", "2",
+               "--report_to", "none", "--no-card"]
+    compiled = subprocess.run([*command, "--epochs", "1", "--torch_compile"], cwd=ROOT, env=env,
+                              capture_output=True, text=True)
+    assert compiled.returncode == 0, compiled.stderr[-3000:]
+    resumed = subprocess.run([*command, "--epochs", "2", "--resume_from_checkpoint", "latest"], cwd=ROOT, env=env,
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Resumed from" in resumed.stdout
