@@ -1,4 +1,8 @@
-"""`accelerate launch --cpu --num_processes 2` evaluation counts every image exactly once: same numbers as one process."""
+"""Two real processes (`accelerate launch`, gloo on the CPU): evaluation counts every image exactly once, and a
+pretraining run stopped mid-epoch and resumed ends with exactly the weights of an uninterrupted two-process run.
+
+`accelerate launch --cpu --num_processes 2` starts a single process; `--multi_gpu` with ACCELERATE_USE_CPU=true
+starts two through torchrun, which then run as DistributedType.MULTI_CPU over gloo."""
 
 import json
 import os
@@ -7,12 +11,26 @@ import sys
 from pathlib import Path
 
 import pytest
+from safetensors.torch import load_file
 
 from modeling_cxrgm import GroupMaskedViTConfig, GroupMaskedViTForImageClassification, GroupMaskedViTImageProcessor
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
 pytestmark = pytest.mark.slow
+
+
+def two_processes(port: int, *module_and_args: str) -> list[str]:
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+            "--main_process_port", str(port), *module_and_args]
+
+
+def run(command: list[str], cpu_processes: bool = True) -> subprocess.CompletedProcess:
+    env = {**ENV, "ACCELERATE_USE_CPU": "true"} if cpu_processes else ENV
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
 
 
 def test_two_process_evaluation_equals_one_process(tmp_path):
@@ -26,16 +44,36 @@ def test_two_process_evaluation_equals_one_process(tmp_path):
     # 12 images in batches of 5 over 2 processes: the last batch is padded, and the padding must not count
     evaluate = ["-m", "train.evaluate", "--model", str(model_dir), "--dataset", "sample", "--split", "train",
                 "--batch_size", "5", "--bootstrap", "50"]
-    single = [sys.executable, *evaluate, "--output_dir", str(tmp_path / "one")]
-    double = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
-              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-              *evaluate, "--output_dir", str(tmp_path / "two")]
-    for cmd in (single, double):
-        done = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr[-3000:]
+    single = run([sys.executable, *evaluate, "--output_dir", str(tmp_path / "one")], cpu_processes=False)
+    double = run(two_processes(29611, *evaluate, "--output_dir", str(tmp_path / "two")))
+    assert "1 process(es)" in single.stdout and "2 process(es)" in double.stdout
     one = json.loads((tmp_path / "one" / "metrics.json").read_text())
     two = json.loads((tmp_path / "two" / "metrics.json").read_text())
     assert one["num_samples"] == two["num_samples"] == 12
     assert one.keys() == two.keys()
     for key in one:
         assert two[key] == pytest.approx(one[key], abs=1e-6), key
+
+
+def test_two_process_pretraining_resumed_mid_epoch_matches_uninterrupted_run(tmp_path):
+    def pretrain(output_dir, *extra):
+        return run(two_processes(
+            29612, "-m", "train.pretrain", "--dataset", "sample", "--train_splits", "train", "unlabelled",
+            "--output_dir", str(output_dir), "--image_size", "32",
+            "--model_config", '{"patch_size": 8, "hidden_size": 32, "num_hidden_layers": 2, '
+                              '"num_attention_heads": 2, "intermediate_size": 64}',
+            "--epochs", "3", "--batch_size", "2", "--grad_accum_steps", "2", "--lr", "1e-3", "--warmup_epochs", "1",
+            "--drop_path", "0.1", "--ema_decay", "0.9", "--save_every_steps", "1", "--eval_every_epochs", "3",
+            "--report_to", "none", "--no-card", *extra))
+
+    straight = pretrain(tmp_path / "straight")
+    assert "2 process(es)" in straight.stdout and "2 steps/epoch" in straight.stdout
+    pretrain(tmp_path / "cut", "--max_steps", "3")  # stops after the first half of the second epoch
+    resumed = pretrain(tmp_path / "cut", "--resume_from_checkpoint", "latest")
+    assert "at step 3 (epoch 1, batch 2)" in resumed.stdout
+
+    expected = load_file(tmp_path / "straight" / "model" / "model.safetensors")
+    actual = load_file(tmp_path / "cut" / "model" / "model.safetensors")
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        assert (expected[name] == actual[name]).all(), name

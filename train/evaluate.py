@@ -83,6 +83,8 @@ def main(argv=None) -> dict:
     dataset = data.CXRDataset(ds, processor, task, data.SINGLE if single_label else data.MULTI, rows)
     loader = data.make_loader(dataset, args.batch_size, args.seed, False, args.num_workers)
     model, loader = accelerator.prepare(model, loader)
+    accelerator.print(f"{task} evaluation: {len(dataset)} images of split {args.split!r}, "
+                      f"{accelerator.num_processes} process(es)")
     ctx = Context(task=task, mean=processor.image_mean, std=processor.image_std,
                   model_config=accelerator.unwrap_model(model).config, single_label=single_label)
     results = engine.evaluate(model, loader, accelerator, ctx, seed=args.seed)

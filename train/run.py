@@ -206,10 +206,11 @@ def run_training(args: TrainArgs) -> dict:
 
     started = time.perf_counter()
     while state.epoch < args.epochs:
+        train_loader.set_epoch(state.epoch)  # reaches the sampler under DDP, where a skipping loader's does not
         loader = train_loader
         if state.batch_in_epoch:
-            loader = accelerator.skip_first_batches(train_loader, state.batch_in_epoch)
-        loader.set_epoch(state.epoch)
+            loader = accelerator.skip_first_batches(train_loader, state.batch_in_epoch)  # shares the sampler
+            loader.set_epoch(state.epoch)
         stats = engine.train_one_epoch(model, loader, optimizer, accelerator, state, ctx, args, ema)
         stopping = bool(args.max_steps and state.step >= args.max_steps)
         if state.batch_in_epoch >= len(train_loader):
