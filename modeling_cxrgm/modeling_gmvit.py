@@ -310,13 +310,17 @@ class GroupMaskedViTPreTrainedModel(PreTrainedModel):
 
 
 class GroupMaskedViTModel(GroupMaskedViTPreTrainedModel):
-    """The ViT backbone. Output: last_hidden_state (B, 1 + N, D) after the final LayerNorm; pooler_output (B, D) CLS."""
+    """The ViT backbone. Output: last_hidden_state (B, 1 + N, D) after the final LayerNorm; pooler_output (B, D) CLS.
 
-    def __init__(self, config: GroupMaskedViTConfig):
+    `add_final_layernorm=False` leaves the final LayerNorm out (last_hidden_state is then the last block's output),
+    for heads that read only intermediate hidden states: every parameter then gets a gradient, as DDP requires.
+    """
+
+    def __init__(self, config: GroupMaskedViTConfig, add_final_layernorm: bool = True):
         super().__init__(config)
         self.embeddings = GroupMaskedViTEmbeddings(config)
         self.encoder = GroupMaskedViTEncoder(config)
-        self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if add_final_layernorm else None
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Module:
@@ -341,7 +345,8 @@ class GroupMaskedViTModel(GroupMaskedViTPreTrainedModel):
         last, hidden_states, attentions = self.encoder(
             tokens, output_hidden_states=output_hidden_states, output_attentions=output_attentions, **kwargs
         )
-        last = self.layernorm(last)
+        if self.layernorm is not None:
+            last = self.layernorm(last)
         if not return_dict:
             return tuple(v for v in (last, last[:, 0], hidden_states, attentions) if v is not None)
         return BaseModelOutputWithPooling(
@@ -569,11 +574,15 @@ class GroupMaskedViTForSegmentation(GroupMaskedViTPreTrainedModel):
     """Backbone + decoder (`config.decoder_type`): logits (B, num_labels, H, W) at input resolution.
 
     num_labels == 1 is binary segmentation (e.g. lungs vs background, sigmoid); num_labels > 1 is multi-class (softmax).
+    The progressive decoder reads intermediate hidden states only, so its backbone has no final LayerNorm (a
+    checkpoint's `vit.layernorm.*`, e.g. from a GMML encoder, is ignored).
     """
+
+    _keys_to_ignore_on_load_unexpected = [r"^(vit\.)?layernorm\."]
 
     def __init__(self, config: GroupMaskedViTConfig):
         super().__init__(config)
-        self.vit = GroupMaskedViTModel(config)
+        self.vit = GroupMaskedViTModel(config, add_final_layernorm=config.decoder_type == "simple")
         if config.decoder_type == "simple":
             self.segmentation_head = GroupMaskedViTReconstructionHead(config, config.num_labels)
         else:

@@ -153,6 +153,21 @@ def test_multi_label_loss_ignores_unknown_labels(images):
     out.loss.backward()
 
 
+@pytest.mark.parametrize("model_class, overrides, labels", [
+    (GroupMaskedViTForPreTraining, {}, None),
+    (GroupMaskedViTForImageClassification, {"pooling": "mean"}, torch.tensor([0, 2, 1])),
+    (GroupMaskedViTForImageClassification, {"pooling": "cls_mean"}, torch.tensor([0, 2, 1])),
+    (GroupMaskedViTForSegmentation, {"decoder_type": "progressive"}, torch.randint(0, 3, (3, 32, 32))),
+    (GroupMaskedViTForSegmentation, {"decoder_type": "simple"}, torch.randint(0, 3, (3, 32, 32))),
+])
+def test_every_parameter_gets_a_gradient(images, model_class, overrides, labels):
+    """DistributedDataParallel stops at the second step when a parameter gets no gradient."""
+    model = model_class(tiny_config(num_labels=3, **overrides))
+    kwargs = {"labels": labels} if labels is not None else {"generator": torch.Generator().manual_seed(0)}
+    model(images, **kwargs).loss.backward()
+    assert [name for name, p in model.named_parameters() if p.grad is None] == []
+
+
 @pytest.mark.parametrize("decoder", ["progressive", "simple"])
 @pytest.mark.parametrize("num_labels", [1, 3])
 def test_segmentation_logits_at_input_resolution(images, decoder, num_labels):
@@ -198,6 +213,9 @@ def test_pretraining_checkpoint_becomes_a_classifier_with_new_head_reported(tmp_
         assert torch.equal(weight, classifier.vit.state_dict()[name]), name
     segmenter, info = GroupMaskedViTForSegmentation.from_pretrained(tmp_path, num_labels=1, output_loading_info=True)
     assert info["missing_keys"] and all(key.startswith("segmentation_head.") for key in info["missing_keys"])
+    assert not any(key.startswith("vit.layernorm.") for key in info["unexpected_keys"])  # its decoder has no use for it
+    for name, weight in segmenter.vit.state_dict().items():
+        assert torch.equal(weight, pretrained.vit.state_dict()[name]), name
 
 
 def test_rgb_model_converted_to_grey_gives_the_same_features(images):
