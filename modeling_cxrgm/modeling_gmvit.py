@@ -297,6 +297,23 @@ class GroupMaskedViTPreTrainedModel(PreTrainedModel):
             self.decoder.unpatchify = out
         self.config.num_channels = num_channels
 
+    def set_image_size(self, image_size: int) -> None:
+        """Make `image_size` (px) the native input size: the learned positions are resampled once to its patch grid
+        (bicubic, as `interpolate_pos_encoding` does in every forward pass at other sizes), so the model computes the
+        same function at that size, and `config.image_size` says so. Use the image processor with the same `size`.
+        """
+        patch_size = self.config.patch_size
+        if image_size <= 0 or image_size % patch_size:
+            raise ValueError(f"image_size must be a positive multiple of the patch size {patch_size}, got {image_size}")
+        embeddings = self.base_model.embeddings
+        grid = image_size // patch_size
+        if grid != embeddings.grid_size:
+            with torch.no_grad():
+                positions = embeddings.interpolate_pos_encoding(grid, grid).clone()
+            embeddings.position_embeddings = nn.Parameter(positions)
+            embeddings.grid_size = grid
+        self.config.image_size = image_size
+
     def save_pretrained(self, save_directory, *args, **kwargs):
         """`PreTrainedModel.save_pretrained`, plus the full `auto_map` and every Hub code file in the folder."""
         self.config.auto_map = {**dict(getattr(self.config, "auto_map", None) or {}), **AUTO_MAP}

@@ -53,6 +53,21 @@ def test_other_input_sizes_interpolate_positions_in_float32(images):
     assert model(bigger).last_hidden_state.dtype == torch.bfloat16
 
 
+def test_set_image_size_resamples_positions_once_and_keeps_the_function(tmp_path):
+    model = GroupMaskedViTModel(tiny_config()).eval()
+    larger = torch.randn(2, 1, 64, 64)
+    expected = model(larger).last_hidden_state  # positions interpolated from 4 x 4 to 8 x 8 in the forward pass
+    model.set_image_size(64)
+    assert model.config.image_size == 64 and model.embeddings.position_embeddings.shape == (1, 1 + 8 * 8, 32)
+    assert model.embeddings.interpolate_pos_encoding(8, 8) is model.embeddings.position_embeddings  # native now
+    torch.testing.assert_close(model(larger).last_hidden_state, expected)
+    model.save_pretrained(tmp_path)
+    reloaded = GroupMaskedViTModel.from_pretrained(tmp_path).eval()
+    torch.testing.assert_close(reloaded(larger).last_hidden_state, expected)
+    with pytest.raises(ValueError, match="multiple of the patch size 8"):
+        model.set_image_size(60)
+
+
 def test_wrong_channel_count_is_explained(images):
     with pytest.raises(ValueError, match="num_channels"):
         GroupMaskedViTModel(tiny_config())(images.repeat(1, 3, 1, 1))

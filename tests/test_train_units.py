@@ -265,3 +265,14 @@ def test_a_training_step_never_reads_a_value_back_from_the_device(task):
         largest = clip_per_parameter(list(model.parameters()), 1.0)
         assert loss.shape == () and largest.shape == ()
         assert pixel_values.shape[0] == (8 if task == "pretraining" else 4)
+
+
+def test_fine_tuning_at_another_size_makes_it_the_models_native_size(tmp_path):
+    from modeling_cxrgm import GroupMaskedViTForPreTraining
+    from train.run import build_model
+
+    GroupMaskedViTForPreTraining(GroupMaskedViTConfig(**TINY)).save_pretrained(tmp_path / "pretrained")
+    args = TrainArgs(task="classification", init=str(tmp_path / "pretrained"), image_size=64)
+    model = build_model(args, ["normal", "pneumonia"], single_label=True)
+    assert model.config.image_size == 64  # what the export's config and model card will say
+    assert model.vit.embeddings.position_embeddings.shape[1] == 1 + (64 // TINY["patch_size"]) ** 2

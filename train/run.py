@@ -128,7 +128,9 @@ def build_model(args: TrainArgs, names: list[str], single_label: bool):
         raise ValueError(f"--init {args.init} has a {base.num_labels}-class head {list(base.id2label.values())}, "
                          f"but the data have {len(names)} labels {names}; start from its backbone (a pretraining "
                          "export) instead")
-    return model_class.from_pretrained(args.init, **overrides)
+    model = model_class.from_pretrained(args.init, **overrides)
+    model.set_image_size(args.image_size)  # positions resampled once if the checkpoint was trained at another size
+    return model
 
 
 def learning_rate(args: TrainArgs, num_processes: int) -> float:
