@@ -10,6 +10,7 @@ from pathlib import Path
 
 import datasets
 import pytest
+import torch
 
 from hf_datasets.builders.sample import CR_NAME, sample_files
 from hf_datasets.schema import with_label_names
@@ -167,3 +168,25 @@ def test_segmentation_finetuning_and_mask_prediction(tmp_path):
     mask = Image.open(out / f"{Path(CR_NAME).stem}_mask.png")
     assert mask.size == (1841, 1955) and set(mask.getdata()) <= {0, 255}
     assert (out / "masks.csv").is_file()
+
+
+@pytest.mark.parametrize("clip_mode", ["per_param", "global"])
+def test_fp16_pretraining_and_fine_tuning_with_each_clip_mode(tmp_path, clip_mode):
+    """fp16 trains through accelerate's gradient scaler (unscaled before either clipping): finite weights that move."""
+    from accelerate.state import AcceleratorState
+    from safetensors.torch import load_file
+
+    AcceleratorState._reset_state()  # this process's earlier runs fixed the precision to "no"
+    pretrain = tiny("pretraining", tmp_path / "pre", train_splits=["train"], eval_split=None, epochs=1,
+                    mixed_precision="fp16")
+    run_training(pretrain)
+    finetune = tiny("classification", tmp_path / "ft", init=str(tmp_path / "pre" / "model"), eval_split="test",
+                    mixed_precision="fp16", clip_grad=0.5, clip_mode=clip_mode, epochs=1)
+    metrics = run_training(finetune)
+    AcceleratorState._reset_state()
+    assert 0 <= metrics["auroc_macro"] <= 1
+    before = load_file(tmp_path / "pre" / "model" / "model.safetensors")
+    after = load_file(tmp_path / "ft" / "model" / "model.safetensors")
+    moved = [name for name in after if name in before and not torch.equal(before[name], after[name])]
+    assert "vit.embeddings.patch_embeddings.projection.weight" in moved
+    assert all(torch.isfinite(weight).all() for weight in after.values())
