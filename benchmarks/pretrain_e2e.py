@@ -140,8 +140,8 @@ def benchmark(args, rows: datasets.Dataset, output_dir: str) -> list[dict]:
     optimizer = torch.optim.AdamW(param_groups(model, model.config.num_hidden_layers, 1.0), lr=0.0,
                                   fused=device.type == "cuda" or None)
     loader = data.make_loader(dataset, args.batch_size, train_args.seed, True, args.num_workers)
-    if args.compile:
-        model = torch.compile(model, dynamic=False)
+    if args.compile:  # as train/run.py does
+        model.compile(dynamic=False)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     batches = len(loader)
     ctx = run.Context(task="pretraining", augment=AugmentSpec.from_args(train_args), mean=processor.image_mean,
