@@ -102,3 +102,14 @@ def test_two_process_segmentation_and_classification_finetuning(tmp_path):
         done = run(two_processes(29613, "-m", script, *data, "--output_dir", str(tmp_path / script), *tiny))
         assert f"2 process(es), lr 0.001, {steps} steps/epoch" in done.stdout
         assert (tmp_path / script / "model" / "model.safetensors").is_file()
+
+
+def test_fsdp2_shards_the_configured_blocks_trains_and_exports(tmp_path):
+    """Accelerate enables FSDP only with GPUs, so the parts this package adds are run under torch's FSDP2 directly."""
+    import yaml
+
+    fsdp = yaml.safe_load((ROOT / "train" / "accelerate_configs" / "fsdp.yaml").read_text())["fsdp_config"]
+    done = run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29614",
+                str(ROOT / "tests" / "workers" / "fsdp2_step.py"), str(tmp_path),
+                fsdp["fsdp_transformer_layer_cls_to_wrap"]], cpu_processes=False)
+    assert "fsdp2 ok" in done.stdout

@@ -12,12 +12,13 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 
-def save_model_atomically(model, processor, directory) -> Path:
-    """`save_pretrained` of model and processor into a hidden folder, then renamed over `directory`."""
+def save_model_atomically(model, processor, directory, state_dict: dict | None = None) -> Path:
+    """`save_pretrained` of model (with `state_dict`, e.g. gathered from FSDP shards, when given) and processor
+    into a hidden folder, then renamed over `directory`."""
     directory = Path(directory)
     temporary = directory.with_name(f".tmp-{directory.name}")
     shutil.rmtree(temporary, ignore_errors=True)
-    model.save_pretrained(temporary)
+    model.save_pretrained(temporary, state_dict=state_dict)
     processor.save_pretrained(temporary)
     if directory.exists():
         old = directory.with_name(f".old-{directory.name}")

@@ -264,8 +264,9 @@ def _evaluate_and_keep_best(model, eval_loader, accelerator, ctx, args, state, s
             f"{k} {v:.4f}" for k, v in metrics.items() if "/" not in k and k not in ("epoch", "step")))
         if improved:
             state.best_metric, state.best_step = value, state.step
+            weights = accelerator.get_state_dict(model)  # on every process: under FSDP this gathers the shards
             if accelerator.is_main_process:
-                best = save_model_atomically(unwrapped, processor, output_dir / ".best-next")
+                best = save_model_atomically(unwrapped, processor, output_dir / ".best-next", weights)
                 write_metrics(metrics, best / "metrics.json")
                 _replace(best, output_dir / "best")
         accelerator.wait_for_everyone()
