@@ -92,6 +92,18 @@ def test_ema_moves_towards_weights_and_swaps_back():
     assert torch.allclose(model.weight, before + 2.0)
 
 
+def test_ema_state_loads_onto_the_models_device():
+    """Checkpoints load the EMA state onto the CPU; it must go back where the model is (here the meta device stands
+    in for a GPU), or the next update mixes devices."""
+    trained = EMA(torch.nn.Linear(2, 1), decay=0.9)
+    state = trained.state_dict()
+    ema = EMA(torch.nn.Linear(2, 1).to("meta"), decay=0.5)
+    ema.load_state_dict(state)
+    assert ema.decay == 0.9 and ema.shadow.keys() == state["shadow"].keys()
+    assert all(tensor.device.type == "meta" for tensor in ema.shadow.values())
+    ema.update(torch.nn.Linear(2, 1).to("meta"))
+
+
 def test_augment_is_seeded_batched_and_moves_masks():
     images = torch.rand(6, 1, 32, 32)
     masks = torch.zeros(6, 32, 32, dtype=torch.long)

@@ -11,6 +11,7 @@ import math
 import re
 
 import torch
+from torch.distributed.tensor import DTensor, distribute_tensor
 
 _LAYER = re.compile(r"(?:^|\.)vit\.encoder\.layers\.(\d+)\.")
 
@@ -103,8 +104,17 @@ class EMA:
             model.load_state_dict(live, strict=False)
 
     def state_dict(self) -> dict:
-        return {"decay": self.decay, "shadow": self.shadow}
+        """Whole tensors: FSDP shards are gathered, so every process must call this (checkpoints do)."""
+        return {"decay": self.decay,
+                "shadow": {k: v.full_tensor() if isinstance(v, DTensor) else v for k, v in self.shadow.items()}}
 
     def load_state_dict(self, state: dict):
+        """Each tensor goes where the model's is (checkpoints load onto the CPU), sharded like it under FSDP."""
         self.decay = state["decay"]
-        self.shadow = {k: v.float() for k, v in state["shadow"].items()}
+        self.shadow = {k: _placed_like(v.float(), self.shadow.get(k)) for k, v in state["shadow"].items()}
+
+
+def _placed_like(tensor: torch.Tensor, reference: torch.Tensor | None) -> torch.Tensor:
+    if isinstance(reference, DTensor):
+        return distribute_tensor(tensor.to(reference.device), reference.device_mesh, reference.placements)
+    return tensor if reference is None else tensor.to(reference.device)

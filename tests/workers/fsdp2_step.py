@@ -1,6 +1,7 @@
 """Run by torchrun (2 CPU processes, gloo) from test_train_distributed.py: FSDP2 shards a GMML model per
 transformer block, as train/accelerate_configs/fsdp.yaml asks; two training steps with the run's clipping and EMA;
-the gathered full state dict is exported with train/export.py and reloads into a plain model."""
+the EMA's checkpoint state round-trips to the same shards; the gathered full state dict is exported with
+train/export.py and reloads into a plain model."""
 
 import sys
 from pathlib import Path
@@ -37,6 +38,14 @@ for step in range(2):
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     ema.update(model)
+ema_state = ema.state_dict()  # every process takes part; the main one writes it, as accelerate's save_state does
+if rank == 0:
+    torch.save(ema_state, output_dir / "ema.pkl")
+dist.barrier()
+restored = EMA(model, 0.5)
+restored.load_state_dict(torch.load(output_dir / "ema.pkl", map_location="cpu", weights_only=False))  # as loaded
+for name, shard in ema.shadow.items():
+    assert type(restored.shadow[name]) is type(shard) and torch.equal(restored.shadow[name].to_local(), shard.to_local())
 full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 if rank == 0:
     expected = dict(full)  # save_pretrained empties the dict it is given
