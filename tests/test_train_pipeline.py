@@ -102,6 +102,32 @@ def test_fresh_process_loads_remote_code_and_predicts_on_dicom_and_jpeg(runs, tm
         assert row["predicted"] in ("normal", "pneumonia")
 
 
+def test_predict_refuses_or_skips_unreadable_files_naming_them(runs, tmp_path):
+    import shutil
+
+    model = runs[0] / "ft" / "model"
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    shutil.copy(sample_files()[CR_NAME], folder / "a.dcm")
+    (folder / "b.dcm").write_bytes(b"DICM" + bytes(200))  # no DICOM header
+    (folder / "c.png").write_bytes(b"not an image")
+    jpeg = next(p for name, p in sample_files().items() if name.endswith(".jpeg"))
+    shutil.copy(jpeg, folder / "d.jpeg")
+    command = [sys.executable, "-m", "train.predict", "--model", str(model), "--inputs", str(folder),
+               "--output", str(tmp_path / "p.csv")]
+    refused = subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True)
+    assert refused.returncode != 0 and not (tmp_path / "p.csv").exists()
+    assert f"{folder / 'b.dcm'}: not a DICOM file" in refused.stderr and "--on_error skip" in refused.stderr
+
+    done = subprocess.run([*command, "--on_error", "skip"], cwd=ROOT, env=ENV, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [Path(r["path"]).name for r in csv.DictReader((tmp_path / "p.csv").open())] == ["a.dcm", "d.jpeg"]
+    skipped = list(csv.DictReader((tmp_path / "p_skipped.csv").open()))
+    assert [(Path(r["path"]).name, r["reason"]) for r in skipped] == [
+        ("b.dcm", "not a DICOM file (no 'DICM' marker or unreadable header)"), ("c.png", "not a recognised image format")]
+    assert f"skipped {folder / 'c.png'}: not a recognised image format" in done.stderr
+
+
 def test_clear_errors_before_training(runs, tmp_path):
     root, _ = runs
     with pytest.raises(FileNotFoundError, match="config.json"):

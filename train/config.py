@@ -111,6 +111,8 @@ class PredictArgs:
     output: str = "predictions.csv"  # CSV for classification; a folder of mask PNGs (+ CSV) for segmentation
     batch_size: int = 16
     threshold: float = 0.5
+    on_error: str = "raise"  # raise | skip: an unreadable image stops the run, or is reported and listed (*_skipped.csv)
+    device: str | None = None  # default: cuda when available, else cpu
 
 
 def _field_type(tp):

@@ -4,22 +4,26 @@
 
 Classification: a CSV with one row per image (path, one probability per label, predicted label). Segmentation: one
 mask PNG per image (0 / 255, at the image's size) in `--output` (a folder) and `--output`/masks.csv with mask areas.
+An unreadable or unsupported file stops the run naming it (`--on_error raise`), or is reported and listed with its
+reason in <table>_skipped.csv beside the table (`--on_error skip`). Runs on the GPU when there is one (`--device`).
 The model is loaded with `trust_remote_code=True` from the folder's own code, as on the Hub.
 """
 
 from __future__ import annotations
 
 import csv
+import logging
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, AutoModelForSemanticSegmentation
 
 from .config import PredictArgs, parse_args
 
 SUFFIXES = (".dcm", ".dicom", ".png", ".jpg", ".jpeg")
+logger = logging.getLogger(__name__)
 
 
 def find_images(inputs: list[str]) -> list[Path]:
@@ -38,13 +42,22 @@ def find_images(inputs: list[str]) -> list[Path]:
 
 
 def read_image(path: Path):
-    """A DICOM as float [0, 1] (VOI + MONOCHROME1 handled), other files as PIL images at their bit depth."""
-    if path.suffix.lower() in (".dcm", ".dicom"):
-        from hf_datasets.dicom import read_dicom
+    """A DICOM as float [0, 1] (VOI + MONOCHROME1 handled), other files as PIL images at their bit depth.
 
+    Raises a `hf_datasets.errors.DataError` naming the path and the reason (never a DICOM header value).
+    """
+    from hf_datasets.dicom import read_dicom
+    from hf_datasets.errors import ImageReadError
+
+    if path.suffix.lower() in (".dcm", ".dicom"):
         return read_dicom(path)[0]
-    image = Image.open(path)
-    image.load()
+    try:
+        image = Image.open(path)
+        image.load()
+    except UnidentifiedImageError as err:
+        raise ImageReadError(path, "not a recognised image format") from err
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ImageReadError(path, f"corrupt or truncated image ({err})") from err
     return image
 
 
@@ -53,23 +66,42 @@ def _size(image) -> tuple[int, int]:
 
 
 @torch.no_grad()
-def predict(model_dir, files: list[Path], batch_size: int = 16, threshold: float = 0.5):
-    """Yield (path, task, result): probabilities (K,) for classification, a 0/1 mask (H, W) for segmentation."""
+def predict(model_dir, files: list[Path], batch_size: int = 16, on_error: str = "raise", device=None):
+    """Yield (path, task, result): probabilities (K,) for classification, a 0/1 mask (H, W) for segmentation, or,
+    with `on_error="skip"`, the reason (str) for a file that cannot be read (task "skipped")."""
+    from hf_datasets.errors import DataError
+
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     config = AutoConfig.from_pretrained(model_dir, trust_remote_code=True)
     segmentation = any(a.endswith("ForSegmentation") for a in config.architectures or [])
     auto = AutoModelForSemanticSegmentation if segmentation else AutoModelForImageClassification
-    model = auto.from_pretrained(model_dir, trust_remote_code=True).eval()
+    model = auto.from_pretrained(model_dir, trust_remote_code=True).eval().to(device)
     processor = AutoImageProcessor.from_pretrained(model_dir, trust_remote_code=True)
     multi_label = config.problem_type == "multi_label_classification"
     for start in range(0, len(files), batch_size):
-        paths = files[start:start + batch_size]
-        images = [read_image(p) for p in paths]
-        outputs = model(**processor(images=images, return_tensors="pt"))
+        paths, images = [], []
+        for path in files[start:start + batch_size]:
+            try:
+                images.append(read_image(path))
+            except DataError as err:
+                if on_error == "raise":
+                    err.add_note("--on_error skip leaves such files out and lists them")
+                    raise
+                logger.warning("skipped %s", err)
+                yield path, "skipped", err.reason
+                continue
+            paths.append(path)
+        if not images:
+            continue
+        inputs = processor(images=images, return_tensors="pt").to(device)
+        outputs = model(**inputs)
         if segmentation:
             masks = processor.post_process_semantic_segmentation(outputs, target_sizes=[_size(i) for i in images])
-            yield from ((p, "segmentation", m.numpy()) for p, m in zip(paths, masks))
+            yield from ((p, "segmentation", m.cpu().numpy()) for p, m in zip(paths, masks))
         else:
-            logits = outputs.logits.float()
+            logits = outputs.logits.float().cpu()
             probabilities = logits.sigmoid() if multi_label else logits.softmax(-1)
             yield from ((p, "classification", row.numpy()) for p, row in zip(paths, probabilities))
 
@@ -80,9 +112,11 @@ def main(argv=None) -> Path:
     output = Path(args.output)
     config = AutoConfig.from_pretrained(args.model, trust_remote_code=True)
     names = [config.id2label[i] for i in range(config.num_labels)]
-    rows = []
-    for path, task, result in predict(args.model, files, args.batch_size, args.threshold):
-        if task == "segmentation":
+    rows, skipped = [], []
+    for path, task, result in predict(args.model, files, args.batch_size, args.on_error, args.device):
+        if task == "skipped":
+            skipped.append({"path": str(path), "reason": result})
+        elif task == "segmentation":
             output.mkdir(parents=True, exist_ok=True)
             mask_path = output / f"{path.stem}_mask.png"
             Image.fromarray((result > 0).astype(np.uint8) * 255, mode="L").save(mask_path)
@@ -94,14 +128,24 @@ def main(argv=None) -> Path:
             else:
                 row["predicted"] = names[int(result.argmax())]
             rows.append(row)
-    table = output / "masks.csv" if rows and "mask" in rows[0] else output
+    if not rows:
+        raise ValueError(f"None of the {len(files)} files could be read: {skipped[0]['path']}: {skipped[0]['reason']}")
+    table = output / "masks.csv" if "mask" in rows[0] else output
     table.parent.mkdir(parents=True, exist_ok=True)
-    with table.open("w", newline="") as handle:
+    _write_csv(table, rows)
+    print(f"{len(rows)} predictions -> {table}")
+    if skipped:
+        listing = table.with_name(f"{table.stem}_skipped.csv")
+        _write_csv(listing, skipped)
+        print(f"{len(skipped)} unreadable files skipped -> {listing}")
+    return table
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    print(f"{len(rows)} predictions -> {table}")
-    return table
 
 
 if __name__ == "__main__":

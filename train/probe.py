@@ -42,6 +42,7 @@ class ProbeArgs:
     k: int = 20
     batch_size: int = 64
     seed: int = 0
+    device: str | None = None  # default: cuda when available, else cpu
 
 
 def load_encoder(folder, random_init: bool = False, seed: int = 0):
@@ -55,13 +56,17 @@ def load_encoder(folder, random_init: bool = False, seed: int = 0):
 
 @torch.no_grad()
 def extract_features(encoder, processor, ds, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """(features (N, 2D): [CLS; mean patch token] of the last layer, class indices (N,)) of rows with a known label."""
+    """(features (N, 2D): [CLS; mean patch token] of the last layer, class indices (N,)) of rows with a known label.
+
+    Runs on the encoder's device."""
+    device = next(encoder.parameters()).device
     rows = data.known_rows(ds)
     features, labels = [], []
     for start in range(0, len(rows), batch_size):
         batch = ds.select(rows[start:start + batch_size])
-        hidden = encoder(pixel_values=processor(list(batch["image"]))["pixel_values"]).last_hidden_state
-        features.append(torch.cat([hidden[:, 0], hidden[:, 1:].mean(1)], -1).float().numpy())
+        pixel_values = processor(list(batch["image"]), return_tensors="pt")["pixel_values"].to(device)
+        hidden = encoder(pixel_values=pixel_values).last_hidden_state
+        features.append(torch.cat([hidden[:, 0], hidden[:, 1:].mean(1)], -1).float().cpu().numpy())
         labels.append(np.asarray(batch["labels"]).argmax(1))
     return np.concatenate(features), np.concatenate(labels)
 
@@ -86,6 +91,7 @@ def probe_scores(train_x, train_y, test_x, test_y, k: int = 20, seed: int = 0) -
 def main(argv=None) -> dict:
     args = parse_args(ProbeArgs, argv)
     encoder, processor = load_encoder(args.model, args.random_init, args.seed)
+    encoder.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     splits = data.load_splits(args.dataset, args.data_dir, args.prepared_dir, args.dataset_options)
     train_x, train_y = extract_features(encoder, processor, data.split(splits, args.train_split), args.batch_size)
     test_x, test_y = extract_features(encoder, processor, data.split(splits, args.eval_split), args.batch_size)
