@@ -1,5 +1,6 @@
 """The GPU benchmark scripts run at a tiny size on CPU: gpu.sh (throughput rows and pretraining end to end) prints one
-JSON line per row; gpu_quality.sh runs the quality benchmark on a resized copy of the data and collects its results."""
+JSON line per row; gpu_quality.sh runs the quality benchmark on a resized copy of the data and collects its results;
+predict_speed times the prediction loop with and without workers."""
 
 import json
 import os
@@ -48,3 +49,15 @@ def test_gpu_quality_script_smoke_run(tmp_path):
     assert any(name.startswith("step_") and name.endswith(".png") for name in names)  # the last grid
     results = json.loads((out / "results.json").read_text())
     assert len(results["classification"]) == 6 and f"--data_dir {copy}" in (out / "commands.sh").read_text()
+
+
+def test_predict_speed_smoke_run(tmp_path):
+    from benchmarks import predict_speed
+    from modeling_cxrgm import GroupMaskedViTConfig, GroupMaskedViTForImageClassification, GroupMaskedViTImageProcessor
+
+    config = GroupMaskedViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
+                                  num_attention_heads=2, intermediate_size=64, num_labels=2)
+    GroupMaskedViTForImageClassification(config).save_pretrained(tmp_path)
+    GroupMaskedViTImageProcessor(size=32).save_pretrained(tmp_path)
+    rows = predict_speed.main(["--model", str(tmp_path), "--files", "3", "--batch-size", "2", "--workers", "1"])
+    assert [row["num_workers"] for row in rows] == [0, 1] and all(row["img_per_s"] > 0 for row in rows)

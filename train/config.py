@@ -113,6 +113,7 @@ class PredictArgs:
     threshold: float = 0.5
     on_error: str = "raise"  # raise | skip: an unreadable image stops the run, or is reported and listed (*_skipped.csv)
     device: str | None = None  # default: cuda when available, else cpu
+    num_workers: int = 0  # processes reading and preprocessing the files while the model runs
 
 
 def _field_type(tp):

@@ -65,12 +65,35 @@ def _size(image) -> tuple[int, int]:
     return (image.shape[0], image.shape[1]) if isinstance(image, np.ndarray) else (image.height, image.width)
 
 
-@torch.no_grad()
-def predict(model_dir, files: list[Path], batch_size: int = 16, on_error: str = "raise", device=None):
-    """Yield (path, task, result): probabilities (K,) for classification, a 0/1 mask (H, W) for segmentation, or,
-    with `on_error="skip"`, the reason (str) for a file that cannot be read (task "skipped")."""
-    from hf_datasets.errors import DataError
+class _Files(torch.utils.data.Dataset):
+    """Files -> {"path", "pixel_values" (C, S, S), "size" (H, W)}, or {"path", "error": (error class, reason)} for a
+    file that cannot be read (the error travels as class + reason: a worker process can send those back)."""
 
+    def __init__(self, files: list[Path], processor):
+        self.files, self.processor = files, processor
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> dict:
+        from hf_datasets.errors import DataError
+
+        path = self.files[i]
+        try:
+            image = read_image(path)
+        except DataError as err:
+            return {"path": path, "error": (type(err), err.reason)}
+        pixel_values = self.processor(images=[image], return_tensors="pt")["pixel_values"][0]
+        return {"path": path, "pixel_values": pixel_values, "size": _size(image)}
+
+
+@torch.no_grad()
+def predict(model_dir, files: list[Path], batch_size: int = 16, on_error: str = "raise", device=None,
+            num_workers: int = 0):
+    """Yield (path, task, result): probabilities (K,) for classification, a 0/1 mask (H, W) for segmentation, or,
+    with `on_error="skip"`, the reason (str) for a file that cannot be read (task "skipped").
+
+    `num_workers` processes read and preprocess the files while the model runs (in input order)."""
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -80,25 +103,29 @@ def predict(model_dir, files: list[Path], batch_size: int = 16, on_error: str = 
     model = auto.from_pretrained(model_dir, trust_remote_code=True).eval().to(device)
     processor = AutoImageProcessor.from_pretrained(model_dir, trust_remote_code=True)
     multi_label = config.problem_type == "multi_label_classification"
-    for start in range(0, len(files), batch_size):
-        paths, images = [], []
-        for path in files[start:start + batch_size]:
-            try:
-                images.append(read_image(path))
-            except DataError as err:
-                if on_error == "raise":
-                    err.add_note("--on_error skip leaves such files out and lists them")
-                    raise
-                logger.warning("skipped %s", err)
-                yield path, "skipped", err.reason
+    loader = torch.utils.data.DataLoader(_Files(files, processor), batch_size=batch_size, num_workers=num_workers,
+                                         collate_fn=list, pin_memory=device.type == "cuda")
+    for items in loader:
+        readable = []
+        for item in items:
+            if "error" not in item:
+                readable.append(item)
                 continue
-            paths.append(path)
-        if not images:
+            error_class, reason = item["error"]
+            error = error_class(item["path"], reason)
+            if on_error == "raise":
+                error.add_note("--on_error skip leaves such files out and lists them")
+                raise error
+            logger.warning("skipped %s", error)
+            yield item["path"], "skipped", reason
+        if not readable:
             continue
-        inputs = processor(images=images, return_tensors="pt").to(device)
-        outputs = model(**inputs)
+        pixel_values = torch.stack([item["pixel_values"] for item in readable]).to(device, non_blocking=True)
+        outputs = model(pixel_values=pixel_values)
+        paths = [item["path"] for item in readable]
         if segmentation:
-            masks = processor.post_process_semantic_segmentation(outputs, target_sizes=[_size(i) for i in images])
+            masks = processor.post_process_semantic_segmentation(
+                outputs, target_sizes=[item["size"] for item in readable])
             yield from ((p, "segmentation", m.cpu().numpy()) for p, m in zip(paths, masks))
         else:
             logits = outputs.logits.float().cpu()
@@ -113,7 +140,7 @@ def main(argv=None) -> Path:
     config = AutoConfig.from_pretrained(args.model, trust_remote_code=True)
     names = [config.id2label[i] for i in range(config.num_labels)]
     rows, skipped = [], []
-    for path, task, result in predict(args.model, files, args.batch_size, args.on_error, args.device):
+    for path, task, result in predict(args.model, files, args.batch_size, args.on_error, args.device, args.num_workers):
         if task == "skipped":
             skipped.append({"path": str(path), "reason": result})
         elif task == "segmentation":
