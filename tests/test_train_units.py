@@ -288,3 +288,22 @@ def test_fine_tuning_at_another_size_makes_it_the_models_native_size(tmp_path):
     model = build_model(args, ["normal", "pneumonia"], single_label=True)
     assert model.config.image_size == 64  # what the export's config and model card will say
     assert model.vit.embeddings.position_embeddings.shape[1] == 1 + (64 // TINY["patch_size"]) ** 2
+
+
+def test_label_mode_from_the_labels_column():
+    import datasets
+
+    from train.data import MULTI, SINGLE, resolve_label_mode
+
+    def labels(*rows):
+        return datasets.Dataset.from_dict({"labels": [list(r) for r in rows]})
+
+    nan = float("nan")
+    assert resolve_label_mode(labels((1, 0), (0, 1), (nan, nan))) == SINGLE  # unlabelled rows do not count
+    assert resolve_label_mode(labels((1, 0), (1, 1))) == MULTI  # two findings at once
+    assert resolve_label_mode(labels((1, 0), (nan, 1))) == MULTI  # partly unknown
+    assert resolve_label_mode(labels((0, 0), (0, 1))) == MULTI  # "no finding" as all zeros
+    assert resolve_label_mode(labels((nan, nan))) == MULTI  # nothing known
+    assert resolve_label_mode(labels((1, 0)), "multi") == MULTI
+    with pytest.raises(ValueError, match="auto, single or multi"):
+        resolve_label_mode(labels((1, 0)), "binary")

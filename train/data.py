@@ -54,9 +54,10 @@ def resolve_label_mode(ds, mode: str = "auto") -> str:
         return mode
     if mode != "auto":
         raise ValueError(f"label_mode must be auto, single or multi, got {mode!r}")
-    rows = [torch.tensor(ds[i]["labels"]) for i in known_rows(ds)[:10000]]
-    one_hot = all(not r.isnan().any() and bool(((r == 0) | (r == 1)).all()) and r.sum() == 1 for r in rows)
-    return SINGLE if rows and one_hot else MULTI
+    labels = np.asarray(list(ds.select_columns(["labels"])["labels"]), dtype=np.float32)  # (N, K); no image decoded
+    known = labels[~np.isnan(labels).all(axis=1)] if labels.size else labels
+    one_hot = bool(len(known)) and np.isin(known, (0.0, 1.0)).all() and (known.sum(axis=1) == 1).all()
+    return SINGLE if one_hot else MULTI
 
 
 class CXRDataset(torch.utils.data.Dataset):

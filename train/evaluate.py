@@ -45,7 +45,8 @@ def load_model(folder):
 
 def drift_report(task, results, ds, names, single_label, in_domain=None, bootstrap=0) -> dict:
     """Metrics per `source` and each source's difference to the in-domain source (default: the most frequent)."""
-    sources = [ds[int(row)]["source"] or "unknown" for row in results["index"]]
+    column = list(ds.select_columns(["source"])["source"])  # without decoding any image
+    sources = [column[int(row)] or "unknown" for row in results["index"]]
     counts = Counter(sources)
     in_domain = in_domain or counts.most_common(1)[0][0]
     if in_domain not in counts:
