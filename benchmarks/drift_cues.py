@@ -64,7 +64,8 @@ def load_split(data_dir: Path, name: str, split: str, max_aspect: float | None =
     if names != ["normal", "pneumonia"]:
         raise ValueError(f"{name}: expected the classes ['normal', 'pneumonia'], got {names}")
     rows = known_rows(ds)
-    labels = np.array([int(np.argmax(ds[i]["labels"])) for i in rows])
+    column = list(ds.select_columns(["labels"])["labels"])  # without decoding the images
+    labels = np.array([int(np.argmax(column[i])) for i in rows])
     ds = ds.select(rows)
     if max_aspect is not None:
         ds = ds.map(lambda row: {"image": crop_to_aspect(row["image"], max_aspect)})
