@@ -1,6 +1,6 @@
 """The GPU benchmark scripts run at a tiny size on CPU: gpu.sh (throughput rows and pretraining end to end) prints one
 JSON line per row; gpu_quality.sh runs the quality benchmark on a resized copy of the data and collects its results;
-predict_speed times the prediction loop with and without workers."""
+predict_speed times the prediction loop with and without workers; bootstrap_speed times the confidence intervals."""
 
 import json
 import os
@@ -61,3 +61,10 @@ def test_predict_speed_smoke_run(tmp_path):
     GroupMaskedViTImageProcessor(size=32).save_pretrained(tmp_path)
     rows = predict_speed.main(["--model", str(tmp_path), "--files", "3", "--batch-size", "2", "--workers", "1"])
     assert [row["num_workers"] for row in rows] == [0, 1] and all(row["img_per_s"] > 0 for row in rows)
+
+
+def test_bootstrap_speed_smoke_run():
+    from benchmarks import bootstrap_speed
+
+    row = bootstrap_speed.main(["--images", "200", "--labels", "3", "--resamples", "5"])
+    assert row["direct_s"] > 0 and row["cxrgm_s"] > 0

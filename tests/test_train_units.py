@@ -1,6 +1,8 @@
 """Unit tests of the training pieces: arguments, schedules, parameter groups, clipping, augmentation, metrics,
 checkpoint retention."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -134,6 +136,49 @@ def test_classification_metrics_match_sklearn():
     assert out["specificity/pneumonia"] == pytest.approx((~decided[labels == 0]).mean())
     assert out["confusion/pneumonia/normal"] == ((labels == 1) & ~decided).sum()
     assert out["auroc_macro_ci_low"] <= out["auroc_macro"] <= out["auroc_macro_ci_high"]
+
+
+@pytest.mark.parametrize("single_label", [True, False])
+def test_bootstrap_intervals_equal_metrics_of_each_resample(single_label):
+    """The vectorised bootstrap gives exactly the percentiles of the metrics recomputed on every resample (same
+    draws): with ties, unknown labels and a class that some resamples lack."""
+    import importlib.util
+
+    from train.metrics import __file__ as metrics_init
+
+    path = Path(metrics_init).parent / "cxr_classification" / "cxr_classification.py"
+    spec = importlib.util.spec_from_file_location("cxr_classification_direct", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rng = np.random.default_rng(0)
+    n, k = 400, 4
+    if single_label:
+        classes = rng.integers(0, k, n)
+        labels = np.eye(k)[classes]
+        labels[:20] = np.nan
+        probabilities = rng.dirichlet(np.ones(k), n)
+        probabilities[np.arange(n), classes] += 0.3
+    else:
+        labels = (rng.random((n, k)) < 0.2).astype(float)
+        labels[rng.random((n, k)) < 0.1] = np.nan
+        labels[:, 3] = 0
+        labels[:3, 3] = 1  # rare: some resamples have no positive
+        probabilities = np.clip(np.nan_to_num(labels) * 0.3 + rng.random((n, k)) * 0.7, 0, 1)
+    probabilities = np.round(probabilities, 2)  # ties
+    names = [f"c{i}" for i in range(k)]
+    fast = module._bootstrap(probabilities, labels, names, single_label, 0.5, 100, seed=3)
+
+    draws, expected = np.random.default_rng(3), {"auroc_macro": [], "accuracy": []}
+    for _ in range(100):
+        rows = draws.integers(0, n, n)
+        values = module.classification_metrics(probabilities[rows], labels[rows], names, single_label)
+        for key in expected:
+            expected[key].append(values[key])
+    assert set(fast) == {"auroc_macro_ci_low", "auroc_macro_ci_high", "accuracy_ci_low", "accuracy_ci_high"}
+    for key, values in expected.items():
+        low, high = np.percentile(values, [2.5, 97.5])
+        assert fast[f"{key}_ci_low"] == pytest.approx(low, abs=1e-12)
+        assert fast[f"{key}_ci_high"] == pytest.approx(high, abs=1e-12)
 
 
 def test_multilabel_metrics_ignore_unknown_and_skip_single_valued_classes():
