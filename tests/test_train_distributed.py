@@ -6,6 +6,7 @@ starts two through torchrun, which then run as DistributedType.MULTI_CPU over gl
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -20,10 +21,16 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
 pytestmark = pytest.mark.slow
 
 
-def two_processes(port: int, *module_and_args: str) -> list[str]:
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def two_processes(*module_and_args: str) -> list[str]:
     return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
             "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-            "--main_process_port", str(port), *module_and_args]
+            "--main_process_port", str(free_port()), *module_and_args]
 
 
 def run(command: list[str], cpu_processes: bool = True) -> subprocess.CompletedProcess:
@@ -45,7 +52,7 @@ def test_two_process_evaluation_equals_one_process(tmp_path):
     evaluate = ["-m", "train.evaluate", "--model", str(model_dir), "--dataset", "sample", "--split", "train",
                 "--batch_size", "5", "--bootstrap", "50"]
     single = run([sys.executable, *evaluate, "--output_dir", str(tmp_path / "one")], cpu_processes=False)
-    double = run(two_processes(29611, *evaluate, "--output_dir", str(tmp_path / "two")))
+    double = run(two_processes(*evaluate, "--output_dir", str(tmp_path / "two")))
     assert "1 process(es)" in single.stdout and "2 process(es)" in double.stdout
     one = json.loads((tmp_path / "one" / "metrics.json").read_text())
     two = json.loads((tmp_path / "two" / "metrics.json").read_text())
@@ -58,7 +65,7 @@ def test_two_process_evaluation_equals_one_process(tmp_path):
 def test_two_process_pretraining_resumed_mid_epoch_matches_uninterrupted_run(tmp_path):
     def pretrain(output_dir, *extra):
         return run(two_processes(
-            29612, "-m", "train.pretrain", "--dataset", "sample", "--train_splits", "train", "unlabelled",
+            "-m", "train.pretrain", "--dataset", "sample", "--train_splits", "train", "unlabelled",
             "--output_dir", str(output_dir), "--image_size", "32",
             "--model_config", '{"patch_size": 8, "hidden_size": 32, "num_hidden_layers": 2, '
                               '"num_attention_heads": 2, "intermediate_size": 64}',
@@ -99,7 +106,7 @@ def test_two_process_segmentation_and_classification_finetuning(tmp_path):
             "--warmup_epochs", "0", "--report_to", "none", "--no-card"]
     for script, data, steps in (("train.finetune_segmentation", ["--prepared_dir", str(tmp_path / "seg")], 2),
                                 ("train.finetune_classification", ["--dataset", "sample"], 6)):
-        done = run(two_processes(29613, "-m", script, *data, "--output_dir", str(tmp_path / script), *tiny))
+        done = run(two_processes("-m", script, *data, "--output_dir", str(tmp_path / script), *tiny))
         assert f"2 process(es), lr 0.001, {steps} steps/epoch" in done.stdout
         assert (tmp_path / script / "model" / "model.safetensors").is_file()
 
@@ -109,7 +116,7 @@ def test_fsdp2_shards_the_configured_blocks_trains_and_exports(tmp_path):
     import yaml
 
     fsdp = yaml.safe_load((ROOT / "train" / "accelerate_configs" / "fsdp.yaml").read_text())["fsdp_config"]
-    done = run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29614",
-                str(ROOT / "tests" / "workers" / "fsdp2_step.py"), str(tmp_path),
+    done = run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                "--master_port", str(free_port()), str(ROOT / "tests" / "workers" / "fsdp2_step.py"), str(tmp_path),
                 fsdp["fsdp_transformer_layer_cls_to_wrap"]], cpu_processes=False)
     assert "fsdp2 ok" in done.stdout
