@@ -352,3 +352,21 @@ def test_label_mode_from_the_labels_column():
     assert resolve_label_mode(labels((1, 0)), "multi") == MULTI
     with pytest.raises(ValueError, match="auto, single or multi"):
         resolve_label_mode(labels((1, 0)), "binary")
+
+
+def test_blocks_without_a_gradient_are_refused_with_several_processes(caplog):
+    from types import SimpleNamespace
+
+    from train.run import check_every_block_trains
+
+    shallow = GroupMaskedViTConfig(**{**TINY, "num_hidden_layers": 4}, reconstruction_layers=[1, 2],
+                                   segmentation_layers=[1, 2, 3])
+    with pytest.raises(ValueError, match=r"reconstruction_layers \[1, 2\] leave blocks 3-4 of 4 without a gradient"):
+        check_every_block_trains(shallow, "pretraining", SimpleNamespace(num_processes=2))
+    with pytest.raises(ValueError, match="segmentation_layers"):
+        check_every_block_trains(shallow, "segmentation", SimpleNamespace(num_processes=2))
+    check_every_block_trains(shallow, "classification", SimpleNamespace(num_processes=2))  # reads the last block
+    with caplog.at_level("WARNING"):
+        check_every_block_trains(shallow, "pretraining", SimpleNamespace(num_processes=1))
+    assert "use num_hidden_layers 2" in caplog.text
+    check_every_block_trains(GroupMaskedViTConfig(**TINY), "pretraining", SimpleNamespace(num_processes=2))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import math
 import os
 import platform
@@ -38,6 +39,7 @@ from .metrics import compute_metrics
 from .optim import EMA, param_groups
 from .visualize import reconstruction_grid, save_grid
 
+logger = logging.getLogger(__name__)
 MODEL_CLASSES = {
     "pretraining": GroupMaskedViTForPreTraining,
     "classification": GroupMaskedViTForImageClassification,
@@ -75,6 +77,24 @@ def check_args(args: TrainArgs) -> None:
         raise ValueError("epochs, batch_size and grad_accum_steps must be positive")
     if args.init != "random" and not (Path(args.init) / "config.json").is_file():
         raise FileNotFoundError(f"--init {args.init}: no config.json there (expected a save_pretrained folder)")
+
+
+def check_every_block_trains(config, task: str, accelerator) -> None:
+    """Blocks after the deepest one a head reads get no gradient: DDP stops at the second step, so several processes
+    are refused here with the fix; one process is warned (the blocks cost compute and learn nothing)."""
+    if task == "pretraining":
+        field, deepest = "reconstruction_layers", max(config.reconstruction_layers)
+    elif task == "segmentation" and config.decoder_type == "progressive":
+        field, deepest = "segmentation_layers", max(config.segmentation_layers)
+    else:
+        return
+    if deepest >= config.num_hidden_layers:
+        return
+    message = (f"{field} {list(getattr(config, field))} leave blocks {deepest + 1}-{config.num_hidden_layers} of "
+               f"{config.num_hidden_layers} without a gradient; use num_hidden_layers {deepest} or read the last block")
+    if accelerator.num_processes > 1:
+        raise ValueError(message)
+    logger.warning(message)
 
 
 def load_data(args: TrainArgs, processor):
@@ -171,6 +191,7 @@ def run_training(args: TrainArgs) -> dict:
     model = build_model(args, names, single_label)
     if model.config.num_channels != args.num_channels:
         raise ValueError(f"Model has {model.config.num_channels} channels, --num_channels is {args.num_channels}")
+    check_every_block_trains(model.config, args.task, accelerator)
     groups = param_groups(model, model.config.num_hidden_layers, args.layer_decay)
     optimizer = torch.optim.AdamW(groups, lr=0.0, fused=accelerator.device.type == "cuda" or None)
     train_loader = data.make_loader(train_set, args.batch_size, args.seed, True, args.num_workers)
