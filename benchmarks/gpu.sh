@@ -9,7 +9,8 @@
 # Needs no install of this repository (its root goes on PYTHONPATH). On an offline host whose image lacks some
 # packages, bring the folder that `make offline` fills (OFFLINE, default ./offline): its wheels are installed into
 # a temporary folder first, without touching the image's packages, and its cache serves the sample images.
-# SMOKE=1 runs the same commands at a tiny size without compiling (a check of the script on CPU).
+# SMOKE=1 runs the same commands at a tiny size without compiling (a check of the script on CPU). Last, unless
+# DEVICE_SMOKE=0: benchmarks/device_smoke.py runs every training script once, tiny, on the GPU ($OUT/device_smoke.jsonl).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -69,6 +70,11 @@ for spec in "${later[@]}"; do
     row "$spec" "$PYTHON" benchmarks/throughput.py --size "$size" "${common[@]}"
   fi
 done
+if [[ "${DEVICE_SMOKE:-1}" == 1 ]]; then  # last, so the timed rows are in even if time runs out: every script once
+  echo "== device smoke" >&2
+  "$PYTHON" -m benchmarks.device_smoke --output_dir "${SMOKE_DIR:-outputs/device_smoke}" | tee "$OUT/device_smoke.jsonl" \
+    || failed+=("device smoke")
+fi
 echo "wrote $log"
 if [[ ${#failed[@]} -gt 0 ]]; then
   echo "failed rows: ${failed[*]}" >&2

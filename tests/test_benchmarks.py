@@ -1,6 +1,7 @@
-"""The GPU benchmark scripts run at a tiny size on CPU: gpu.sh (throughput rows and pretraining end to end) prints one
-JSON line per row; gpu_quality.sh runs the quality benchmark on a resized copy of the data and collects its results;
-predict_speed times the prediction loop with and without workers; bootstrap_speed times the confidence intervals."""
+"""The benchmark scripts run at a tiny size on CPU: gpu.sh (throughput rows, pretraining end to end, then every
+training script once through device_smoke) prints one JSON line per row; gpu_quality.sh runs the quality benchmark
+on a resized copy of the data and collects its results; predict_speed times the prediction loop with and without
+workers; bootstrap_speed times the confidence intervals."""
 
 import json
 import os
@@ -17,7 +18,8 @@ from benchmarks import bundle_data  # noqa: E402
 
 def test_gpu_script_smoke_run(tmp_path):
     env = {**os.environ, "SMOKE": "1", "PYTHON": sys.executable, "OUT": str(tmp_path),
-           "OFFLINE": str(tmp_path / "no_bundle")}  # this environment's packages, not a bundle made for a GPU host
+           "OFFLINE": str(tmp_path / "no_bundle"),  # this environment's packages, not a bundle made for a GPU host
+           "SMOKE_DIR": str(tmp_path / "device_smoke")}
     result = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh")], env=env, capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -32,6 +34,8 @@ def test_gpu_script_smoke_run(tmp_path):
     assert all(row["gflop_per_img"] > 0 for row in steps if row["name"] not in end_to_end)
     ratios = [row["ratios"] for row in rows if "ratios" in row]
     assert ratios[0]["gmml_over_hf_simmim"] > 0 and ratios[-1]["end_to_end_over_step_only"] > 0
+    stages = [json.loads(line) for line in (tmp_path / "device_smoke.jsonl").read_text().splitlines()]
+    assert len(stages) == 6 and all(stage["exit_status"] == 0 for stage in stages), stages
 
 
 def test_gpu_quality_script_smoke_run(tmp_path):
