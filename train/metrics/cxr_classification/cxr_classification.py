@@ -111,8 +111,9 @@ def _bootstrap(probabilities, labels, names, single_label, threshold, resamples,
     n = len(labels)
     predicted, true, known = _decisions(probabilities, labels, single_label, threshold)
     if single_label:
-        rows = known[:, 0]
-        correct, counted = (rows & (predicted.argmax(1) == true.argmax(1))).astype(float), rows.astype(float)
+        labelled = known[:, 0]
+        correct = (labelled & (predicted.argmax(1) == true.argmax(1))).astype(float)
+        counted = labelled.astype(float)
     else:
         correct, counted = ((predicted == true) & known).sum(1).astype(float), known.sum(1).astype(float)
     aurocs, accuracies = [], []
