@@ -3,9 +3,9 @@ placement after a resume, pinned non-blocking copies, fused AdamW, bf16 / fp16 a
 torch.compile) run end to end, each stage in its own process, as a user would run them.
 
 Stages: GMML pretraining stopped mid-epoch by --max_steps (EMA, checkpoints every step) -> resumed from there
--> classification fine-tuning from the export (fp16, EMA, compiled) -> segmentation fine-tuning (bf16, loader
-workers) -> evaluation -> prediction on the chest DICOM with loader workers. One JSON line per stage (exit status,
-seconds); the exit status is 1 if a stage failed.
+-> classification fine-tuning from the export (fp16, EMA, compiled; with CUDA graphs on a GPU) -> segmentation
+fine-tuning (bf16, loader workers) -> evaluation -> prediction on the chest DICOM with loader workers. One JSON line
+per stage (exit status, seconds); the exit status is 1 if a stage failed.
 
     python -m benchmarks.device_smoke [--output_dir outputs/device_smoke]
 """
@@ -61,10 +61,10 @@ def main(argv=None) -> list[dict]:
     stages = {
         "pretraining to step 2 (mid-epoch)": [*pretrain, "--max_steps", "2"],
         "pretraining resumed": [*pretrain, "--resume_from_checkpoint", "latest"],
-        "classification (fp16, EMA, compiled)": [
+        "classification (fp16, EMA, compiled with CUDA graphs)": [
             "-m", "train.finetune_classification", "--dataset", "sample", "--init", str(out / "pretrain" / "model"),
             "--output_dir", str(out / "classification"), *TINY, "--epochs", "2", "--mixed_precision", "fp16",
-            "--ema_decay", "0.9", "--torch_compile"],
+            "--ema_decay", "0.9", "--torch_compile_mode", "reduce-overhead"],
         "segmentation (bf16, 2 workers)": [
             "-m", "train.finetune_segmentation", "--prepared_dir", str(out / "segmentation_data"),
             "--init", str(out / "pretrain" / "model"), "--output_dir", str(out / "segmentation"), *TINY,

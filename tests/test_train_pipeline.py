@@ -139,6 +139,8 @@ def test_clear_errors_before_training(runs, tmp_path):
         run_training(tiny("classification", tmp_path / "c", train_splits=["unlabelled"]))
     with pytest.raises(FileNotFoundError, match="not a checkpoint"):
         run_training(tiny("classification", tmp_path / "d", resume_from_checkpoint=str(tmp_path / "none")))
+    with pytest.raises(ValueError, match="torch_compile_mode must be default, reduce-overhead or max-autotune"):
+        run_training(tiny("classification", tmp_path / "e", torch_compile_mode="fast"))
     from hf_datasets import build_dataset
 
     splits = build_dataset("sample")

@@ -61,6 +61,7 @@ class TrainArgs:
     drop_path: float = 0.1
     mixed_precision: str = "no"  # no | bf16 | fp16
     torch_compile: bool = False
+    torch_compile_mode: str | None = None  # default | reduce-overhead (CUDA graphs) | max-autotune; implies compiling
     seed: int = 0
     # augmentation (see augment.py)
     crop_scale: list[float] = field(default_factory=lambda: [0.05, 1.0])

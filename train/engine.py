@@ -88,7 +88,8 @@ def train_one_epoch(model, loader, optimizer, accelerator, state, ctx, args, ema
             with accelerator.autocast():
                 loss, _, _, mask_fraction = forward(model, batch, ctx, generator, train=True)
             where = f"optimiser step {state.step} (epoch {state.epoch}, batch {state.batch_in_epoch})"
-            pending.append((where, loss.detach().float(), mask_fraction))
+            # copies: under CUDA graphs (--torch_compile_mode reduce-overhead) the next step overwrites model outputs
+            pending.append((where, loss.detach().float().clone(), mask_fraction))
             accelerator.backward(loss)
             if accelerator.sync_gradients:
                 lr, wd = apply_schedules(optimizer, state.step, total=total, warmup=ctx.warmup_steps, lr=ctx.lr,
@@ -179,7 +180,7 @@ def evaluate(model, loader, accelerator, ctx, seed: int = 0) -> dict:
         with accelerator.autocast():
             loss, outputs, pixel_values, _ = forward(model, batch, ctx, generator, train=False)
         if loss is not None:
-            losses.append(loss.detach().float())
+            losses.append(loss.detach().float().clone())  # kept past the next batch: a copy, as in training
         values = {"index": batch["index"]}
         if ctx.task == "classification":
             logits = outputs.logits.float()
@@ -190,6 +191,7 @@ def evaluate(model, loader, accelerator, ctx, seed: int = 0) -> dict:
         elif example is None:
             example = {"clean": pixel_values, "corrupted": outputs.corrupted, "reconstruction": outputs.reconstruction,
                        "mask": outputs.mask}
+            example = {key: value.detach().clone() for key, value in example.items()}
         for key, value in accelerator.gather_for_metrics(values).items():
             gathered.setdefault(key, []).append(value.cpu())
     out = {key: torch.cat(values).numpy() for key, values in gathered.items()}

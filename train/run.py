@@ -71,6 +71,9 @@ def check_args(args: TrainArgs) -> None:
         raise ValueError(f"task must be one of {sorted(MODEL_CLASSES)}, got {args.task!r}")
     if args.clip_mode not in ("per_param", "global"):
         raise ValueError(f"clip_mode must be per_param or global, got {args.clip_mode!r}")
+    if args.torch_compile_mode not in (None, "default", "reduce-overhead", "max-autotune"):
+        raise ValueError(f"torch_compile_mode must be default, reduce-overhead or max-autotune, got "
+                         f"{args.torch_compile_mode!r}")
     if args.mixed_precision not in ("no", "bf16", "fp16"):
         raise ValueError(f"mixed_precision must be no, bf16 or fp16, got {args.mixed_precision!r}")
     if args.epochs < 1 or args.batch_size < 1 or args.grad_accum_steps < 1:
@@ -196,8 +199,8 @@ def run_training(args: TrainArgs) -> dict:
     optimizer = torch.optim.AdamW(groups, lr=0.0, fused=accelerator.device.type == "cuda" or None)
     train_loader = data.make_loader(train_set, args.batch_size, args.seed, True, args.num_workers)
     eval_loader = data.make_loader(eval_set, args.batch_size, args.seed, False, args.num_workers) if eval_set else None
-    if args.torch_compile:  # in place: checkpoints keep their plain parameter names, with or without compiling
-        model.compile(dynamic=False)  # one graph per batch shape (the last batch of an epoch may be smaller)
+    if args.torch_compile or args.torch_compile_mode:  # in place: checkpoints keep plain parameter names
+        model.compile(dynamic=False, mode=args.torch_compile_mode)  # a graph per batch shape (the last may be smaller)
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
     eval_loader = accelerator.prepare(eval_loader) if eval_loader is not None else None
 
