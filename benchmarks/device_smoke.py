@@ -30,8 +30,9 @@ TINY = ["--image_size", "32", "--model_config", '{"patch_size": 8, "hidden_size"
         "--warmup_epochs", "0", "--report_to", "none"]
 
 
-def segmentation_set(path: Path) -> None:
-    """The sample set's real images with a synthetic half-image mask, saved for --prepared_dir."""
+def segmentation_set(path: Path, rows: int | None = None) -> None:
+    """The sample set's real images (the first `rows` of each split) with a synthetic half-image "structure" as mask,
+    train and test splits saved for --prepared_dir."""
     from hf_datasets import build_dataset
 
     splits = build_dataset("sample")
@@ -41,8 +42,9 @@ def segmentation_set(path: Path) -> None:
         mask.paste(255, (0, 0, row["image"].width // 2, row["image"].height))
         return {"mask": mask}
 
-    datasets.DatasetDict({name: splits[name].map(add_mask, features=splits[name].features)
-                          for name in ("train", "test")}).save_to_disk(path)
+    parts = {name: splits[name].select(range(rows or len(splits[name]))) for name in ("train", "test")}
+    datasets.DatasetDict({name: part.map(add_mask, features=part.features)
+                          for name, part in parts.items()}).save_to_disk(path)
 
 
 def main(argv=None) -> list[dict]:

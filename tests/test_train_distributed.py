@@ -88,19 +88,9 @@ def test_two_process_pretraining_resumed_mid_epoch_matches_uninterrupted_run(tmp
 
 def test_two_process_segmentation_and_classification_finetuning(tmp_path):
     """DDP needs a gradient for every parameter at every step: a head that leaves one unused fails at step 2."""
-    import datasets
+    from benchmarks.device_smoke import segmentation_set
 
-    from hf_datasets import build_dataset
-
-    splits = build_dataset("sample")
-
-    def add_mask(row):  # a real image with a synthetic half-image "structure"
-        mask = row["image"].point(lambda v: 0).copy()
-        mask.paste(255, (0, 0, row["image"].width // 2, row["image"].height))
-        return {"mask": mask}
-
-    datasets.DatasetDict({name: splits[name].select(range(4)).map(add_mask, features=splits[name].features)
-                          for name in ("train", "test")}).save_to_disk(tmp_path / "seg")
+    segmentation_set(tmp_path / "seg", rows=4)
     tiny = ["--image_size", "32", "--model_config", '{"patch_size": 8, "hidden_size": 32, "num_hidden_layers": 4, '
             '"num_attention_heads": 2, "intermediate_size": 64}', "--epochs", "2", "--batch_size", "1", "--lr", "1e-3",
             "--warmup_epochs", "0", "--report_to", "none", "--no-card"]

@@ -171,19 +171,9 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp
 
 
 def test_segmentation_finetuning_and_mask_prediction(tmp_path):
-    from hf_datasets import build_dataset
+    from benchmarks.device_smoke import segmentation_set
 
-    splits = build_dataset("sample")
-
-    def add_mask(row):  # a real image with a synthetic half-image "structure", to exercise the segmentation path
-        image = row["image"]
-        mask = image.point(lambda v: 0).copy()
-        mask.paste(255, (0, 0, image.width // 2, image.height))
-        return {"mask": mask}
-
-    segmentation = datasets.DatasetDict({name: splits[name].select(range(4)).map(add_mask, features=splits[name].features)
-                                         for name in ("train", "test")})
-    segmentation.save_to_disk(tmp_path / "seg")
+    segmentation_set(tmp_path / "seg", rows=4)  # real images with a synthetic half-image "structure"
     metrics = run_training(tiny("segmentation", tmp_path / "run", dataset=None, prepared_dir=str(tmp_path / "seg"),
                                 eval_split="test", epochs=1, crop_scale=[0.5, 1.0]))
     assert 0 <= metrics["dice"] <= 1 and metrics["num_samples"] == 4
