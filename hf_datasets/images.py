@@ -6,6 +6,7 @@ data, so 16-bit files are read through numpy.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 
@@ -53,6 +54,24 @@ def float_to_uint(image: np.ndarray, bits: int) -> np.ndarray:
     return (np.clip(image, 0.0, 1.0) * top).round().astype(dtype)
 
 
+@contextlib.contextmanager
+def image_read_errors(path):
+    """Turn PIL's errors inside the block into an ImageReadError naming `path` and the reason."""
+    try:
+        yield
+    except UnidentifiedImageError as err:
+        raise ImageReadError(path, "not a recognised image format") from err
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ImageReadError(path, f"corrupt or truncated image ({err})") from err
+
+
+def open_image(path) -> Image.Image:
+    """A PNG/JPEG/TIFF/... file as a loaded PIL image at its own mode and bit depth; ImageReadError if unreadable."""
+    with image_read_errors(path), Image.open(path) as image:
+        image.load()
+        return image.copy()  # closing the file releases the opened image's pixels
+
+
 def read_grey(path, *, dicom_voi: str = "header") -> np.ndarray:
     """Read a PNG/JPEG/TIFF/..., DICOM or JSRT raw file into a grey uint8/uint16 array.
 
@@ -69,14 +88,9 @@ def read_grey(path, *, dicom_voi: str = "header") -> np.ndarray:
     if is_dicom_file(path) or path.lower().endswith((".dcm", ".dicom")):
         image, meta = read_dicom(path, voi=dicom_voi)
         return float_to_uint(image, 16 if (meta["bits_stored"] or 16) > 8 else 8)
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return pil_to_grey(image)
-    except UnidentifiedImageError as err:
-        raise ImageReadError(path, "not a recognised image format") from err
-    except (OSError, SyntaxError, ValueError) as err:
-        raise ImageReadError(path, f"corrupt or truncated image ({err})") from err
+    with image_read_errors(path), Image.open(path) as image:
+        image.load()
+        return pil_to_grey(image)
 
 
 def resize_longer_side(image: np.ndarray, size: int) -> np.ndarray:

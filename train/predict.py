@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, AutoModelForSemanticSegmentation
 
 from .config import PredictArgs, parse_args
@@ -47,18 +47,11 @@ def read_image(path: Path):
     Raises a `hf_datasets.errors.DataError` naming the path and the reason (never a DICOM header value).
     """
     from hf_datasets.dicom import read_dicom
-    from hf_datasets.errors import ImageReadError
+    from hf_datasets.images import open_image
 
     if path.suffix.lower() in (".dcm", ".dicom"):
         return read_dicom(path)[0]
-    try:
-        image = Image.open(path)
-        image.load()
-    except UnidentifiedImageError as err:
-        raise ImageReadError(path, "not a recognised image format") from err
-    except (OSError, SyntaxError, ValueError) as err:
-        raise ImageReadError(path, f"corrupt or truncated image ({err})") from err
-    return image
+    return open_image(path)
 
 
 def _size(image) -> tuple[int, int]:
