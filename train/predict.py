@@ -80,6 +80,14 @@ class _Files(torch.utils.data.Dataset):
         return {"path": path, "pixel_values": pixel_values, "size": _size(image)}
 
 
+def _collate(items: list[dict]) -> dict:
+    """A batch: readable files stacked (pixel_values (B, C, S, S) or None, paths, sizes), unreadable ones listed."""
+    readable = [item for item in items if "error" not in item]
+    return {"paths": [item["path"] for item in readable], "sizes": [item["size"] for item in readable],
+            "pixel_values": torch.stack([item["pixel_values"] for item in readable]) if readable else None,
+            "errors": [(item["path"], *item["error"]) for item in items if "error" in item]}
+
+
 @torch.no_grad()
 def predict(model_dir, files: list[Path], batch_size: int = 16, on_error: str = "raise", device=None,
             num_workers: int = 0):
@@ -97,33 +105,25 @@ def predict(model_dir, files: list[Path], batch_size: int = 16, on_error: str = 
     processor = AutoImageProcessor.from_pretrained(model_dir, trust_remote_code=True)
     multi_label = config.problem_type == "multi_label_classification"
     loader = torch.utils.data.DataLoader(_Files(files, processor), batch_size=batch_size, num_workers=num_workers,
-                                         collate_fn=list, pin_memory=device.type == "cuda")
-    for items in loader:
-        readable = []
-        for item in items:
-            if "error" not in item:
-                readable.append(item)
-                continue
-            error_class, reason = item["error"]
-            error = error_class(item["path"], reason)
+                                         collate_fn=_collate, pin_memory=device.type == "cuda")
+    for batch in loader:
+        for path, error_class, reason in batch["errors"]:
+            error = error_class(path, reason)
             if on_error == "raise":
                 error.add_note("--on_error skip leaves such files out and lists them")
                 raise error
             logger.warning("skipped %s", error)
-            yield item["path"], "skipped", reason
-        if not readable:
+            yield path, "skipped", reason
+        if batch["pixel_values"] is None:
             continue
-        pixel_values = torch.stack([item["pixel_values"] for item in readable]).to(device, non_blocking=True)
-        outputs = model(pixel_values=pixel_values)
-        paths = [item["path"] for item in readable]
+        outputs = model(pixel_values=batch["pixel_values"].to(device, non_blocking=True))
         if segmentation:
-            masks = processor.post_process_semantic_segmentation(
-                outputs, target_sizes=[item["size"] for item in readable])
-            yield from ((p, "segmentation", m.cpu().numpy()) for p, m in zip(paths, masks))
+            masks = processor.post_process_semantic_segmentation(outputs, target_sizes=batch["sizes"])
+            yield from ((p, "segmentation", m.cpu().numpy()) for p, m in zip(batch["paths"], masks))
         else:
             logits = outputs.logits.float().cpu()
             probabilities = logits.sigmoid() if multi_label else logits.softmax(-1)
-            yield from ((p, "classification", row.numpy()) for p, row in zip(paths, probabilities))
+            yield from ((p, "classification", row.numpy()) for p, row in zip(batch["paths"], probabilities))
 
 
 def main(argv=None) -> Path:
