@@ -27,13 +27,21 @@ def synchronize(device: str):
         torch.cuda.synchronize()
 
 
-def flops_per_image(step, batch_size: int) -> float:
-    """Model FLOPs of one training step (forward + backward) divided by the batch size."""
+def count_step(step, batch_size: int) -> tuple[float, float]:
+    """Model FLOPs (forward + backward) and bytes of the tensors autograd saves for the backward (the activation
+    memory, measurable on any device; each storage counted once) of one training step, both per image."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as counter:
+    saved = {}
+
+    def keep(tensor):
+        storage = tensor.untyped_storage()
+        saved[(tensor.device, storage.data_ptr())] = storage.nbytes()
+        return tensor
+
+    with FlopCounterMode(display=False) as counter, torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
         step(optimize=False)
-    return counter.get_total_flops() / batch_size
+    return counter.get_total_flops() / batch_size, sum(saved.values()) / batch_size
 
 
 def row_suffix(args) -> str:
@@ -69,7 +77,7 @@ def measure(name: str, model, loss_fn, args, device: str, compile_model: bool) -
     synchronize(device)
     seconds = time.perf_counter() - start
     images_per_s = args.batch_size * args.steps / seconds
-    flops = flops_per_image(functools.partial(step, module=model), args.batch_size)  # eager: same FLOPs, no recompile
+    flops, saved_bytes = count_step(functools.partial(step, module=model), args.batch_size)  # eager: no recompile
     row = dict(
         name=name + row_suffix(args),
         batch=args.batch_size,
@@ -78,6 +86,7 @@ def measure(name: str, model, loss_fn, args, device: str, compile_model: bool) -
         tflops=round(images_per_s * flops / 1e12, 2),
         mfu=round(images_per_s * flops / 1e12 / args.peak, 3) if args.peak else None,
         peak_mem_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2) if device == "cuda" else None,
+        saved_mib_per_img=round(saved_bytes / 2**20, 2),
     )
     print(json.dumps(row), flush=True)
     del model, runnable, optimizer
@@ -208,6 +217,10 @@ def main(argv=None) -> list[dict]:
     ours_pretrain, simmim = rates.get("cxrgm_gmml_pretrain" + suffix), rates.get("hf_simmim_pretrain" + suffix)
     if ours_pretrain and simmim:
         ratios["gmml_over_hf_simmim" + suffix] = round(ours_pretrain / simmim, 3)
+    saved = {row["name"]: row["saved_mib_per_img"] for row in rows if "saved_mib_per_img" in row}
+    if saved.get("cxrgm_gmml_pretrain" + suffix) and saved.get("hf_simmim_pretrain" + suffix):
+        ratios["gmml_saved_activations_over_hf_simmim"] = round(
+            saved["cxrgm_gmml_pretrain" + suffix] / saved["hf_simmim_pretrain" + suffix], 3)
     ours_cls = rates.get("cxrgm_cls_finetune" + suffix)
     for peer_name in ("hf_vit_cls_finetune", "timm_vit_cls_finetune"):
         if ours_cls and rates.get(peer_name + suffix):

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "data"))
 from shared_layout import write_shared_layout  # noqa: E402
@@ -31,9 +33,11 @@ def test_gpu_script_smoke_run(tmp_path):
     assert end_to_end <= names
     steps = [row for row in rows if "img_per_s" in row]
     assert all(row["img_per_s"] > 0 for row in steps)
-    assert all(row["gflop_per_img"] > 0 for row in steps if row["name"] not in end_to_end)
+    assert all(row["gflop_per_img"] > 0 and row["saved_mib_per_img"] > 0 for row in steps
+               if row["name"] not in end_to_end)
     ratios = [row["ratios"] for row in rows if "ratios" in row]
-    assert ratios[0]["gmml_over_hf_simmim"] > 0 and ratios[-1]["end_to_end_over_step_only"] > 0
+    assert ratios[0]["gmml_over_hf_simmim"] > 0 and ratios[0]["gmml_saved_activations_over_hf_simmim"] > 0
+    assert ratios[-1]["end_to_end_over_step_only"] > 0
     stages = [json.loads(line) for line in (tmp_path / "device_smoke.jsonl").read_text().splitlines()]
     assert len(stages) == 6 and all(stage["exit_status"] == 0 for stage in stages), stages
 
@@ -72,3 +76,17 @@ def test_bootstrap_speed_smoke_run():
 
     row = bootstrap_speed.main(["--images", "200", "--labels", "3", "--resamples", "5"])
     assert row["direct_s"] > 0 and row["cxrgm_s"] > 0
+
+
+def test_step_count_gives_flops_and_saved_activation_bytes_per_image():
+    from benchmarks.throughput import count_step
+
+    x = torch.randn(4, 256, requires_grad=True)
+    weight = torch.randn(256, 8, requires_grad=True)
+
+    def step(optimize: bool):
+        ((x * x) @ weight).sum().backward()  # mul saves x twice (one storage), the matmul its two inputs
+
+    flops, saved = count_step(step, batch_size=4)
+    assert flops == 3 * 2 * 4 * 256 * 8 / 4  # matmul forward + its two backward products, per image
+    assert saved == (4 * 256 * 4 + 4 * 256 * 4 + 256 * 8 * 4) / 4  # x, x * x, weight (float32 bytes)
