@@ -4,7 +4,8 @@
 2. loading prepared shards: PNG decode + resize to 224x224 + uint8 torch tensor, images/s, read
    (a) in batches of undecoded bytes (what a fast DataLoader worker does) and
    (b) item by item through datasets' own Image decoding.
-3. DICOM preparation: read_dicom (real 1955x1841 chest CR) + resize + PNG encode, images/s.
+3. DICOM preparation: what `prepare` does per DICOM file (hf_datasets.shards.resize_example: read_dicom of the
+   real 1955x1841 chest CR, 16-bit grey, resize, 8-bit PNG), images/s.
 
     python -m benchmarks.data_loading [--data_root ../shared/data] [--size 256]
 
@@ -25,9 +26,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from hf_datasets.dicom import read_dicom
-from hf_datasets.images import encode_png, float_to_uint, resize_longer_side
 from hf_datasets.prepare import prepare
+from hf_datasets.shards import resize_example
 
 TARGET = 224
 
@@ -71,14 +71,14 @@ def bench_loading_items(paths: list[Path], limit: int = 500) -> tuple[float, int
     return n / (time.perf_counter() - start), n
 
 
-def bench_dicom(size: int, repeats: int = 10) -> tuple[float, int]:
+def bench_dicom(size: int, repeats: int = 20) -> tuple[float, int]:
     from pydicom.data import get_testdata_file
 
-    path = get_testdata_file("RG1_UNCR.dcm", download=False)
+    source = {"image": get_testdata_file("RG1_UNCR.dcm", download=False)}
+    resize_example(source, size=size, bits=8)
     start = time.perf_counter()
     for _ in range(repeats):
-        image, _ = read_dicom(path)
-        encode_png(resize_longer_side(float_to_uint(image, 8), size))
+        resize_example(source, size=size, bits=8)
     return repeats / (time.perf_counter() - start), repeats
 
 
@@ -101,7 +101,7 @@ def main() -> None:
         rate, n = bench_loading_items(prepared)
         print(f"load shards, datasets item decode -> 224 tensor: {rate:8.0f} images/s/core  ({n} images)")
     rate, n = bench_dicom(args.size)
-    print(f"DICOM prepare (1955x1841 CR: read_dicom + resize + PNG): {rate:8.1f} images/s/core  ({n} images)")
+    print(f"DICOM prepare (1955x1841 CR: resize_example): {rate:8.1f} images/s/core  ({n} images)")
 
 
 if __name__ == "__main__":

@@ -132,29 +132,54 @@ def _decode(path, ds) -> np.ndarray:
         raise TruncatedDicomError(path, f"pixel data incomplete or undecodable ({err})") from err
 
 
+def _modality_values(ds, pixels: np.ndarray) -> np.ndarray:
+    """Stored grey values -> modality values: the Modality LUT's integers, or float32 after rescale slope and
+    intercept (computed in float32, in place: a full-size radiograph is tens of megabytes per pass)."""
+    if "ModalityLUTSequence" in ds:
+        return apply_modality_lut(pixels, ds)
+    if "RescaleSlope" not in ds or "RescaleIntercept" not in ds:
+        return pixels
+    values = pixels.astype(np.float32)
+    values *= float(ds.RescaleSlope)
+    values += float(ds.RescaleIntercept)
+    return values
+
+
+def _scale_in_place(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """(values - low) / (high - low), clipped to [0, 1], overwriting `values` (float32)."""
+    values -= low
+    values *= 1.0 / max(high - low, 1e-12)
+    return np.clip(values, 0.0, 1.0, out=values)
+
+
 def _apply_voi(ds, values: np.ndarray, voi: str, percentiles) -> np.ndarray:
-    """Window `values` (after modality LUT) to [0, 1] by header VOI, full range or percentiles."""
+    """Window `values` (after modality LUT) to float32 in [0, 1] by header VOI, full range or percentiles."""
     if voi == "header" and "VOILUTSequence" in ds and values.dtype.kind in "iu":
         lut = ds.VOILUTSequence[0]
-        out = apply_voi_lut(values, ds, index=0, prefer_lut=True).astype(np.float64)
+        out = apply_voi_lut(values, ds, index=0, prefer_lut=True).astype(np.float32)
         lut_values = np.asarray(lut.LUTData, dtype=np.float64)
-        low, high = float(lut_values.min()), float(lut_values.max())
-        return (out - low) / max(high - low, 1e-12)
-    values = values.astype(np.float64)
+        return _scale_in_place(out, float(lut_values.min()), float(lut_values.max()))
+    values = values.astype(np.float32, copy=False)  # a copy unless _modality_values made it float32
     if voi == "header" and "WindowCenter" in ds and "WindowWidth" in ds:
         center = float(_first(ds.WindowCenter))
         width = max(float(_first(ds.WindowWidth)), 1.0)
         function = str(ds.get("VOILUTFunction", "LINEAR")).upper()
         if function == "SIGMOID":
-            return 1.0 / (1.0 + np.exp(-4.0 * (values - center) / width))
+            values -= center
+            values *= -4.0 / width
+            np.exp(values, out=values)
+            values += 1.0
+            return np.reciprocal(values, out=values)
         if function == "LINEAR_EXACT":
-            return np.clip((values - center) / width + 0.5, 0.0, 1.0)
-        return np.clip((values - (center - 0.5)) / max(width - 1.0, 1.0) + 0.5, 0.0, 1.0)
+            return _scale_in_place(values, center - width / 2, center + width / 2)
+        # DICOM PS3.3 C.11.2.1.2.1: (x - (c - 0.5)) / (w - 1) + 0.5, i.e. c - 0.5 -/+ (w - 1) / 2 map to 0 and 1
+        half = max(width - 1.0, 1.0) / 2
+        return _scale_in_place(values, center - 0.5 - half, center - 0.5 + half)
     if voi == "percentiles":
         low, high = np.percentile(values, percentiles)
     else:
         low, high = float(values.min()), float(values.max())
-    return np.clip((values - low) / max(high - low, 1e-12), 0.0, 1.0)
+    return _scale_in_place(values, float(low), float(high))
 
 
 def _first(value):
@@ -185,14 +210,13 @@ def read_dicom(path, *, voi: str = "header", percentiles=(0.5, 99.5)):
         warnings.warn(f"{path}: {frames} frames, using frame 0", stacklevel=2)
         pixels = pixels[0]
     if pixels.ndim == 3:
-        pixels = pixels[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-        values = pixels
+        values = pixels[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     else:
-        values = apply_modality_lut(pixels, ds)
+        values = _modality_values(ds, pixels)
     image = _apply_voi(ds, values, voi, percentiles)
     if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
-        image = 1.0 - image
-    return image.astype(np.float32), dicom_metadata(ds)
+        np.subtract(1.0, image, out=image)
+    return image, dicom_metadata(ds)
 
 
 def is_dicom_file(path) -> bool:

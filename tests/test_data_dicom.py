@@ -84,6 +84,23 @@ def test_window_clips_outside_range(tmp_path):
     np.testing.assert_allclose(image[0], [0.0, 0.0, 0.5, 1.0, 1.0], atol=1e-3)
 
 
+@pytest.mark.parametrize("function", ["LINEAR", "LINEAR_EXACT", "SIGMOID"])
+def test_rescale_and_window_follow_the_standard(tmp_path, function):
+    """PS3.3 C.11.2.1.2: modality rescale, then each VOI LUT function, against the formulas in float64."""
+    pixels = np.random.default_rng(1).integers(0, 4096, (40, 30)).astype(np.uint16)
+    path = write_dicom(tmp_path / "r.dcm", pixels, window=(300, 1200))
+    ds = pydicom.dcmread(path)
+    ds.RescaleSlope, ds.RescaleIntercept, ds.VOILUTFunction = 0.5, -100, function
+    ds.save_as(path)
+    image, _ = read_dicom(path)
+    x, c, w = pixels * 0.5 - 100.0, 300.0, 1200.0
+    expected = {"LINEAR": np.clip((x - (c - 0.5)) / (w - 1) + 0.5, 0, 1),
+                "LINEAR_EXACT": np.clip((x - c) / w + 0.5, 0, 1),
+                "SIGMOID": 1 / (1 + np.exp(-4 * (x - c) / w))}[function]
+    assert image.dtype == np.float32 and 0 < expected.mean() < 1
+    np.testing.assert_allclose(image, expected, atol=2e-6)
+
+
 def test_jpeg_lossless_decodes_with_extra():
     pytest.importorskip("libjpeg")
     image, meta = read_dicom(dicom_testfile("JPEG-LL.dcm"))
