@@ -15,6 +15,7 @@ import functools
 import json
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -42,6 +43,20 @@ def count_step(step, batch_size: int) -> tuple[float, float]:
     with FlopCounterMode(display=False) as counter, torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
         step(optimize=False)
     return counter.get_total_flops() / batch_size, sum(saved.values()) / batch_size
+
+
+def profile_steps(step, device: str, path: Path, steps: int = 3) -> None:
+    """Writes to `path` the operators (and on a GPU the kernels) of `steps` more steps, by device time, top 40."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    with profile(activities=activities) as profiler:
+        for _ in range(steps):
+            step()
+        synchronize(device)
+    sort_by = "self_device_time_total" if device == "cuda" else "self_cpu_time_total"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{steps} steps\n" + profiler.key_averages().table(sort_by=sort_by, row_limit=40, max_name_column_width=90))
 
 
 def row_suffix(args) -> str:
@@ -78,6 +93,8 @@ def measure(name: str, model, loss_fn, args, device: str, compile_model: bool) -
     seconds = time.perf_counter() - start
     images_per_s = args.batch_size * args.steps / seconds
     flops, saved_bytes = count_step(functools.partial(step, module=model), args.batch_size)  # eager: no recompile
+    if args.profile_dir:
+        profile_steps(step, device, Path(args.profile_dir) / f"{name}{row_suffix(args)}.txt")
     row = dict(
         name=name + row_suffix(args),
         batch=args.batch_size,
@@ -140,6 +157,8 @@ def main(argv=None) -> list[dict]:
                         help="torch.compile mode; reduce-overhead adds CUDA graphs")
     parser.add_argument("--fp32", action="store_true", help="no bf16 autocast")
     parser.add_argument("--only", default="", help="comma-separated substrings of row names to run")
+    parser.add_argument("--profile-dir", default="",
+                        help="also profile 3 steps of each row: top operators / kernels to <dir>/<row>.txt")
     parser.add_argument("--reverse", action="store_true", help="peers first (alternate between repeats on a busy machine)")
     args = parser.parse_args(argv)
 
