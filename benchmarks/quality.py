@@ -88,7 +88,8 @@ SMOKE = {
 
 
 class Runner:
-    """Calls the train scripts' `main(argv)`, logs each command line and its wall time."""
+    """Calls the train scripts' `main(argv)`, logs each command line and its wall time (printed as each run ends,
+    so that the log of a run stopped part-way still tells how long every finished step took)."""
 
     def __init__(self, output_dir: Path, size: dict):
         self.output_dir, self.size = output_dir, size
@@ -100,7 +101,9 @@ class Runner:
         print(f"\n[quality] {stage}: {self.commands[-1]}", flush=True)
         started = time.perf_counter()
         result = script.main(argv)
-        self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - started
+        seconds = time.perf_counter() - started
+        self.timings[stage] = self.timings.get(stage, 0.0) + seconds
+        print(f"[quality] {stage}: {seconds:.1f} s (stage so far {self.timings[stage]:.1f} s)", flush=True)
         return result
 
 
