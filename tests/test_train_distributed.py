@@ -106,7 +106,8 @@ def test_fsdp2_shards_the_configured_blocks_trains_and_exports(tmp_path):
     import yaml
 
     fsdp = yaml.safe_load((ROOT / "train" / "accelerate_configs" / "fsdp.yaml").read_text())["fsdp_config"]
-    done = run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                "--master_port", str(free_port()), str(ROOT / "tests" / "workers" / "fsdp2_step.py"), str(tmp_path),
+    # --standalone: the rendezvous binds a port the system picks, so concurrent tests cannot race for one
+    done = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                str(ROOT / "tests" / "workers" / "fsdp2_step.py"), str(tmp_path),
                 fsdp["fsdp_transformer_layer_cls_to_wrap"]], cpu_processes=False)
     assert "fsdp2 ok" in done.stdout
