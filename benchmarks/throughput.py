@@ -92,9 +92,8 @@ def measure(name: str, model, loss_fn, args, device: str, compile_model: bool) -
     synchronize(device)
     seconds = time.perf_counter() - start
     images_per_s = args.batch_size * args.steps / seconds
+    peak_bytes = torch.cuda.max_memory_allocated() if device == "cuda" else None  # before the eager counting step
     flops, saved_bytes = count_step(functools.partial(step, module=model), args.batch_size)  # eager: no recompile
-    if args.profile_dir:
-        profile_steps(step, device, Path(args.profile_dir) / f"{name}{row_suffix(args)}.txt")
     row = dict(
         name=name + row_suffix(args),
         batch=args.batch_size,
@@ -102,10 +101,15 @@ def measure(name: str, model, loss_fn, args, device: str, compile_model: bool) -
         gflop_per_img=round(flops / 1e9, 2),
         tflops=round(images_per_s * flops / 1e12, 2),
         mfu=round(images_per_s * flops / 1e12 / args.peak, 3) if args.peak else None,
-        peak_mem_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2) if device == "cuda" else None,
+        peak_mem_gib=round(peak_bytes / 2**30, 2) if peak_bytes is not None else None,
         saved_mib_per_img=round(saved_bytes / 2**20, 2),
     )
     print(json.dumps(row), flush=True)
+    if args.profile_dir:
+        try:  # after the row is out: a profiler that cannot start on some host costs only its file
+            profile_steps(step, device, Path(args.profile_dir) / f"{row['name']}.txt")
+        except Exception as error:  # noqa: BLE001 - reported, the next model still runs
+            print(json.dumps({"note": f"profiling {row['name']} failed: {error!r}"}), flush=True)
     del model, runnable, optimizer
     if device == "cuda":
         torch.cuda.empty_cache()
