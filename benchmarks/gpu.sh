@@ -5,8 +5,8 @@
 # (ViT-S eager and the mask sampler, ViT-S end to end, ViT-S compiled, ViT-B eager, ViT-B compiled), each on its
 # own: a failing row is reported and the next one still runs; the exit status is 1 if any failed.
 # Results: JSON lines in $OUT/throughput.jsonl (OUT defaults to benchmarks/out); first, the mask tests on the GPU
-# (tests/test_masking.py, summary in $OUT/gpu_tests.txt). The ViT-S rows also write each model's top 40 kernels
-# over 3 profiled steps to $OUT/profiles/<row>.txt, where the step's time goes, for work without a GPU.
+# (tests/test_masking.py, summary in $OUT/gpu_tests.txt). The ViT-S rows also append each model's top 40 kernels
+# over 3 profiled steps to $OUT/profiles.txt, where the step's time goes, for work without a GPU.
 # Needs no install of this repository (its root goes on PYTHONPATH). On an offline host whose image lacks some
 # packages, bring the folder that `make offline` fills (OFFLINE, default ./offline): its wheels are installed into
 # a temporary folder first, without touching the image's packages, and its cache serves the sample images.
@@ -61,7 +61,8 @@ if [[ "${SMOKE:-0}" != 1 ]]; then  # the GPU's masks equal the CPU algorithm's b
   "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_masking.py 2>&1 | tail -3 | tee "$OUT/gpu_tests.txt" >&2 \
     || failed+=("tests/test_masking.py")
 fi
-profile=(--profile-dir "$OUT/profiles")  # ViT-S rows: top kernels of 3 more steps per model, a few seconds each
+: > "$OUT/profiles.txt"
+profile=(--profile-file "$OUT/profiles.txt")  # ViT-S rows: top kernels of 3 more steps per model, a few seconds each
 row "$first" "$PYTHON" benchmarks/throughput.py --size "$first" "${common[@]}" "${profile[@]}"
 row "end to end" "$PYTHON" benchmarks/pretrain_e2e.py --mixed-precision bf16 "${e2e[@]}"
 for spec in "${later[@]}"; do

@@ -45,8 +45,9 @@ def count_step(step, batch_size: int) -> tuple[float, float]:
     return counter.get_total_flops() / batch_size, sum(saved.values()) / batch_size
 
 
-def profile_steps(step, device: str, path: Path, steps: int = 3) -> None:
-    """Writes to `path` the operators (and on a GPU the kernels) of `steps` more steps, by device time, top 40."""
+def profile_steps(step, device: str, path: Path, title: str, steps: int = 3) -> None:
+    """Appends to `path`, under `title`, the operators (and on a GPU the kernels) of `steps` more steps, by device
+    time, top 40."""
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
@@ -55,8 +56,10 @@ def profile_steps(step, device: str, path: Path, steps: int = 3) -> None:
             step()
         synchronize(device)
     sort_by = "self_device_time_total" if device == "cuda" else "self_cpu_time_total"
+    table = profiler.key_averages().table(sort_by=sort_by, row_limit=40, max_name_column_width=90)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"{steps} steps\n" + profiler.key_averages().table(sort_by=sort_by, row_limit=40, max_name_column_width=90))
+    with path.open("a") as out:
+        out.write(f"== {title}: {steps} steps\n{table}\n\n")
 
 
 def row_suffix(args) -> str:
@@ -105,9 +108,10 @@ def measure(name: str, model, loss_fn, args, device: str, compile_model: bool) -
         saved_mib_per_img=round(saved_bytes / 2**20, 2),
     )
     print(json.dumps(row), flush=True)
-    if args.profile_dir:
-        try:  # after the row is out: a profiler that cannot start on some host costs only its file
-            profile_steps(step, device, Path(args.profile_dir) / f"{row['name']}.txt")
+    if args.profile_file:
+        try:  # after the row is out: a profiler that cannot start on some host costs only its table
+            title = f"{row['name']} (size {args.size}, batch {args.batch_size})"
+            profile_steps(step, device, Path(args.profile_file), title)
         except Exception as error:  # noqa: BLE001 - reported, the next model still runs
             print(json.dumps({"note": f"profiling {row['name']} failed: {error!r}"}), flush=True)
     del model, runnable, optimizer
@@ -161,8 +165,8 @@ def main(argv=None) -> list[dict]:
                         help="torch.compile mode; reduce-overhead adds CUDA graphs")
     parser.add_argument("--fp32", action="store_true", help="no bf16 autocast")
     parser.add_argument("--only", default="", help="comma-separated substrings of row names to run")
-    parser.add_argument("--profile-dir", default="",
-                        help="also profile 3 steps of each row: top operators / kernels to <dir>/<row>.txt")
+    parser.add_argument("--profile-file", default="",
+                        help="also profile 3 steps of each row: its top operators / kernels are appended to this file")
     parser.add_argument("--reverse", action="store_true", help="peers first (alternate between repeats on a busy machine)")
     args = parser.parse_args(argv)
 
