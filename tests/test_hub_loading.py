@@ -142,3 +142,26 @@ def test_image_classification_pipeline_on_a_real_cxr(saved, tmp_path):
     """, saved)
     assert sorted(r["label"] for r in result) == ["normal", "pneumonia"]
     assert np.isclose(sum(r["score"] for r in result), 1.0, atol=1e-5)
+
+
+def test_feature_extraction_pipeline_gives_the_encoders_embeddings(saved):
+    """Embeddings of a real CXR from the GMML export (for retrieval, k-NN or drift monitoring) through the
+    `image-feature-extraction` pipeline: the encoder's tokens, or with pool=True its pooled output."""
+    png = saved / "cxr_features.png"
+    Image.open(real_cxr_jpeg()).convert("L").save(png)
+    result = run_fresh("""
+        import json, torch
+        from PIL import Image
+        from transformers import AutoImageProcessor, AutoModel, pipeline
+        extract = pipeline("image-feature-extraction", model="pretraining", trust_remote_code=True)
+        tokens, pooled = extract("cxr_features.png"), extract("cxr_features.png", pool=True)
+        processor = AutoImageProcessor.from_pretrained("pretraining", trust_remote_code=True)
+        encoder = AutoModel.from_pretrained("pretraining", trust_remote_code=True).eval()
+        with torch.no_grad():
+            direct = encoder(**processor(Image.open("cxr_features.png"), return_tensors="pt"))
+        tokens, pooled = torch.tensor(tokens)[0], torch.tensor(pooled)[0]
+        print(json.dumps({"tokens": tokens.shape, "pooled": pooled.shape,
+                          "same_tokens": torch.allclose(tokens, direct.last_hidden_state[0], atol=1e-5),
+                          "same_pooled": torch.allclose(pooled, direct.pooler_output[0], atol=1e-5)}))
+    """, saved)
+    assert result == {"tokens": [1 + 16, 32], "pooled": [32], "same_tokens": True, "same_pooled": True}
