@@ -115,6 +115,7 @@ class PredictArgs:
     on_error: str = "raise"  # raise | skip: an unreadable image stops the run, or is reported and listed (*_skipped.csv)
     device: str | None = None  # default: cuda when available, else cpu
     num_workers: int = 0  # processes reading and preprocessing the files while the model runs
+    resume: bool = False  # append to the existing table(s), skipping the files already listed there
 
 
 def _field_type(tp):

@@ -3,9 +3,11 @@
     python -m train.predict --model outputs/demo/model --inputs scans/ image.dcm --output predictions.csv
 
 Classification: a CSV with one row per image (path, one probability per label, predicted label). Segmentation: one
-mask PNG per image (0 / 255, at the image's size) in `--output` (a folder) and `--output`/masks.csv with mask areas.
-An unreadable or unsupported file stops the run naming it (`--on_error raise`), or is reported and listed with its
-reason in <table>_skipped.csv beside the table (`--on_error skip`). Runs on the GPU when there is one (`--device`).
+mask PNG per image (0 / 255, at the image's size) in `--output` (a folder, mirroring the inputs' folders below the
+one that holds them all) and `--output`/masks.csv with mask areas. An unreadable or unsupported file stops the run
+naming it (`--on_error raise`), or is reported and listed with its reason in <table>_skipped.csv beside the table
+(`--on_error skip`). Rows are written as they come: a stopped run keeps them, and `--resume` continues it, skipping
+the files its tables already list. Runs on the GPU when there is one (`--device`).
 The model is loaded with `trust_remote_code=True` from the folder's own code, as on the Hub.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -126,46 +129,86 @@ def predict(model_dir, files: list[Path], batch_size: int = 16, on_error: str = 
             yield from ((p, "classification", row.numpy()) for p, row in zip(batch["paths"], probabilities))
 
 
+def mask_paths(files: list[Path], output: Path) -> dict[Path, Path]:
+    """Where each file's mask goes: its path below the folder that holds all inputs, mirrored under `output`, so
+    that files with the same name in different folders (IM-0001.dcm in every study) get masks of their own."""
+    resolved = [path.resolve() for path in files]
+    root = Path(os.path.commonpath([path.parent for path in resolved]))
+    return {path: output / full.relative_to(root).parent / f"{path.stem}_mask.png"
+            for path, full in zip(files, resolved)}
+
+
+class _Table:
+    """A CSV written and flushed row by row, so an interrupted run keeps what it predicted. Created at the first
+    row; `resume` appends to an existing table instead of replacing it."""
+
+    def __init__(self, path: Path, fields: list[str], resume: bool):
+        self.path, self.fields, self.resume, self.rows = path, fields, resume, 0
+        self._handle = self._writer = None
+
+    def write(self, row: dict) -> None:
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            append = self.resume and self.path.is_file()
+            self._handle = self.path.open("a" if append else "w", newline="")
+            self._writer = csv.DictWriter(self._handle, fieldnames=self.fields)
+            if not append:
+                self._writer.writeheader()
+        self._writer.writerow(row)
+        self._handle.flush()
+        self.rows += 1
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+
+
+def _listed_paths(*tables: Path) -> set[str]:
+    """The `path` column of each existing table."""
+    return {row["path"] for table in tables if table.is_file() for row in csv.DictReader(table.open(newline=""))}
+
+
 def main(argv=None) -> Path:
     args = parse_args(PredictArgs, argv)
     files = find_images(args.inputs)
     output = Path(args.output)
     config = AutoConfig.from_pretrained(args.model, trust_remote_code=True)
     names = [config.id2label[i] for i in range(config.num_labels)]
-    rows, skipped = [], []
-    for path, task, result in predict(args.model, files, args.batch_size, args.on_error, args.device, args.num_workers):
-        if task == "skipped":
-            skipped.append({"path": str(path), "reason": result})
-        elif task == "segmentation":
-            output.mkdir(parents=True, exist_ok=True)
-            mask_path = output / f"{path.stem}_mask.png"
-            Image.fromarray((result > 0).astype(np.uint8) * 255, mode="L").save(mask_path)
-            rows.append({"path": str(path), "mask": str(mask_path), "mask_fraction": f"{(result > 0).mean():.4f}"})
-        else:
-            row = {"path": str(path), **{f"p_{n}": f"{v:.6f}" for n, v in zip(names, result)}}
-            if config.problem_type == "multi_label_classification":
-                row["predicted"] = ";".join(n for n, v in zip(names, result) if v >= args.threshold)
+    segmentation = any(a.endswith("ForSegmentation") for a in config.architectures or [])
+    table_path = output / "masks.csv" if segmentation else output
+    skipped_path = table_path.with_name(f"{table_path.stem}_skipped.csv")
+    masks = mask_paths(files, output) if segmentation else {}
+    done = _listed_paths(table_path, skipped_path) if args.resume else set()
+    todo = [path for path in files if str(path) not in done]
+    if done:
+        print(f"resuming: {len(files) - len(todo)} of {len(files)} files already in {table_path} / {skipped_path.name}")
+    fields = ["path", "mask", "mask_fraction"] if segmentation else ["path", *(f"p_{n}" for n in names), "predicted"]
+    table, skipped = _Table(table_path, fields, args.resume), _Table(skipped_path, ["path", "reason"], args.resume)
+    try:
+        for path, task, result in predict(args.model, todo, args.batch_size, args.on_error, args.device,
+                                          args.num_workers):
+            if task == "skipped":
+                skipped.write({"path": str(path), "reason": result})
+            elif task == "segmentation":
+                masks[path].parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray((result > 0).astype(np.uint8) * 255, mode="L").save(masks[path])
+                table.write({"path": str(path), "mask": str(masks[path]), "mask_fraction": f"{(result > 0).mean():.4f}"})
             else:
-                row["predicted"] = names[int(result.argmax())]
-            rows.append(row)
-    if not rows:
-        raise ValueError(f"None of the {len(files)} files could be read: {skipped[0]['path']}: {skipped[0]['reason']}")
-    table = output / "masks.csv" if "mask" in rows[0] else output
-    table.parent.mkdir(parents=True, exist_ok=True)
-    _write_csv(table, rows)
-    print(f"{len(rows)} predictions -> {table}")
-    if skipped:
-        listing = table.with_name(f"{table.stem}_skipped.csv")
-        _write_csv(listing, skipped)
-        print(f"{len(skipped)} unreadable files skipped -> {listing}")
-    return table
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+                row = {"path": str(path), **{f"p_{n}": f"{v:.6f}" for n, v in zip(names, result)}}
+                if config.problem_type == "multi_label_classification":
+                    row["predicted"] = ";".join(n for n, v in zip(names, result) if v >= args.threshold)
+                else:
+                    row["predicted"] = names[int(result.argmax())]
+                table.write(row)
+    finally:
+        table.close()
+        skipped.close()
+    if todo and not table.rows and not done:
+        raise ValueError(f"None of the {len(files)} files could be read; reasons in {skipped_path}")
+    print(f"{table.rows} predictions -> {table_path}")
+    if skipped.rows:
+        print(f"{skipped.rows} unreadable files skipped -> {skipped_path}")
+    return table_path
 
 
 if __name__ == "__main__":

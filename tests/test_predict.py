@@ -1,0 +1,77 @@
+"""train.predict on real files: rows are written as they come, `--resume` continues a stopped run without
+repeating or losing a file, and masks of same-named files in different folders do not overwrite each other."""
+
+import csv
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from hf_datasets.builders.sample import sample_files
+from modeling_cxrgm import (
+    GroupMaskedViTConfig,
+    GroupMaskedViTForImageClassification,
+    GroupMaskedViTForSegmentation,
+    GroupMaskedViTImageProcessor,
+)
+from train import predict
+
+TINY = dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+            intermediate_size=64)
+
+
+def saved(model, folder: Path) -> str:
+    model.save_pretrained(folder)
+    GroupMaskedViTImageProcessor(size=32).save_pretrained(folder)
+    return str(folder)
+
+
+def jpegs(count: int) -> list[Path]:
+    return sorted(path for name, path in sample_files().items() if name.endswith(".jpeg"))[:count]
+
+
+def rows(table: Path) -> list[dict]:
+    return list(csv.DictReader(table.open(newline="")))
+
+
+def test_a_stopped_run_keeps_its_rows_and_resume_finishes_it(tmp_path):
+    labels = {0: "normal", 1: "pneumonia"}
+    model = saved(GroupMaskedViTForImageClassification(GroupMaskedViTConfig(
+        **TINY, num_labels=2, id2label=labels, label2id={v: k for k, v in labels.items()})), tmp_path / "model")
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    for i, path in enumerate(jpegs(4)):
+        shutil.copy(path, folder / f"{i}_{'c' if i >= 2 else 'a'}.jpeg")  # 0_a, 1_a, then 2_c, 3_c
+    (folder / "1_b.png").write_bytes(b"not an image")  # sorted third: stops a run with --on_error raise
+    table = tmp_path / "p.csv"
+    command = ["--model", model, "--inputs", str(folder), "--output", str(table), "--batch_size", "1"]
+
+    with pytest.raises(Exception, match="1_b.png: not a recognised image format"):
+        predict.main(command)
+    assert [Path(r["path"]).name for r in rows(table)] == ["0_a.jpeg", "1_a.jpeg"]  # written before the stop
+    first = {r["path"]: r["p_normal"] for r in rows(table)}
+
+    predict.main([*command, "--on_error", "skip", "--resume"])
+    assert [Path(r["path"]).name for r in rows(table)] == ["0_a.jpeg", "1_a.jpeg", "2_c.jpeg", "3_c.jpeg"]
+    assert {r["path"]: r["p_normal"] for r in rows(table)[:2]} == first
+    assert [Path(r["path"]).name for r in rows(tmp_path / "p_skipped.csv")] == ["1_b.png"]
+
+    predict.main([*command, "--on_error", "skip", "--resume"])  # nothing left: nothing repeated
+    assert len(rows(table)) == 4 and len(rows(tmp_path / "p_skipped.csv")) == 1
+    predict.main([*command, "--on_error", "skip"])  # without --resume: a fresh table
+    assert len(rows(table)) == 4 and len(rows(tmp_path / "p_skipped.csv")) == 1
+
+
+def test_masks_of_same_named_files_in_different_folders_are_kept_apart(tmp_path):
+    model = saved(GroupMaskedViTForSegmentation(GroupMaskedViTConfig(**TINY, num_labels=1)), tmp_path / "model")
+    first, second = jpegs(2)
+    for study, path in (("study1", first), ("study2", second)):
+        (tmp_path / "scans" / study).mkdir(parents=True)
+        shutil.copy(path, tmp_path / "scans" / study / "IM-0001.jpeg")
+    out = tmp_path / "masks"
+    predict.main(["--model", model, "--inputs", str(tmp_path / "scans"), "--output", str(out)])
+    listed = {Path(r["path"]).parent.name: Path(r["mask"]) for r in rows(out / "masks.csv")}
+    assert listed == {"study1": out / "study1" / "IM-0001_mask.png", "study2": out / "study2" / "IM-0001_mask.png"}
+    for study, path in (("study1", first), ("study2", second)):
+        assert Image.open(listed[study]).size == Image.open(path).size  # each mask at its own image's size
