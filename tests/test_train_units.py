@@ -267,6 +267,29 @@ def test_segmentation_masks_travel_as_uint8_and_out_of_range_values_are_refused(
         dataset[1]
 
 
+def test_an_image_that_cannot_be_decoded_is_named_in_the_error(tmp_path):
+    """Training or evaluating straight from a set's original files: a corrupt file stops with its path, not
+    with PIL's bare "Truncated File Read"."""
+    import datasets
+
+    from hf_datasets.builders.sample import sample_files
+    from hf_datasets.errors import ImageReadError
+    from modeling_cxrgm import GroupMaskedViTImageProcessor
+    from train import data
+
+    good = next(str(path) for name, path in sample_files().items() if name.endswith(".jpeg"))
+    broken = tmp_path / "PNEUMONIA" / "broken.jpeg"
+    broken.parent.mkdir()
+    broken.write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    features = datasets.Features({"image": datasets.Image(), "path": datasets.Value("string")})
+    columns = {"image": [good, str(broken)], "path": ["NORMAL/good.jpeg", "PNEUMONIA/broken.jpeg"]}
+    ds = datasets.Dataset.from_dict(columns, features=features)
+    dataset = data.CXRDataset(ds, GroupMaskedViTImageProcessor(size=32), "pretraining")
+    assert dataset[0]["pixel_values"].shape == (1, 32, 32)
+    with pytest.raises(ImageReadError, match=r"row 1 \(PNEUMONIA/broken.jpeg\): image cannot be decoded"):
+        dataset[1]
+
+
 class _Reducer:
     """`accelerator.reduce` of a single process."""
 

@@ -73,20 +73,32 @@ class CXRDataset(torch.utils.data.Dataset):
                  uint8: bool | None = None):
         self.ds, self.processor, self.task, self.label_mode = ds, processor, task, label_mode
         self.rows = list(range(len(ds))) if rows is None else rows
+        self.sources = ds.select_columns(["path"]) if "path" in ds.column_names else None  # for error messages
         if task == "segmentation" and "mask" not in ds.column_names:
             raise ValueError("Segmentation needs a data set with a `mask` column")
         if task == "pretraining":  # decode nothing but the image
             self.ds = ds.select_columns(["image"])
         if uint8 is None:
-            first = ds[self.rows[0]]["image"] if self.rows else None
+            first = self._row(0)["image"] if self.rows else None
             uint8 = getattr(first, "mode", None) in EIGHT_BIT_MODES and processor.bit_depth in (None, 8)
         self.uint8 = uint8
 
     def __len__(self) -> int:
         return len(self.rows)
 
+    def _row(self, i: int) -> dict:
+        """Row `i` with its images decoded; an image that cannot be decoded raises an ImageReadError naming it."""
+        from hf_datasets.errors import ImageReadError
+
+        try:
+            return self.ds[self.rows[i]]
+        except (OSError, SyntaxError, ValueError) as err:  # what PIL raises inside datasets' decoding
+            source = (self.sources[self.rows[i]]["path"] if self.sources is not None else None) or "?"
+            raise ImageReadError(f"row {self.rows[i]} ({source})", f"image cannot be decoded ({err}); "
+                                 "python -m hf_datasets.prepare skips such files and lists them") from err
+
     def __getitem__(self, i: int) -> dict:
-        row = self.ds[self.rows[i]]
+        row = self._row(i)
         masks = None
         if self.task == "segmentation":
             if row["mask"] is None:

@@ -192,7 +192,8 @@ def main(argv=None) -> Path:
             elif task == "segmentation":
                 masks[path].parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray((result > 0).astype(np.uint8) * 255, mode="L").save(masks[path])
-                table.write({"path": str(path), "mask": str(masks[path]), "mask_fraction": f"{(result > 0).mean():.4f}"})
+                table.write({"path": str(path), "mask": str(masks[path]),
+                             "mask_fraction": f"{(result > 0).mean():.4f}"})
             else:
                 row = {"path": str(path), **{f"p_{n}": f"{v:.6f}" for n, v in zip(names, result)}}
                 if config.problem_type == "multi_label_classification":
