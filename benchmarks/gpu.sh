@@ -12,11 +12,15 @@
 # a temporary folder first, without touching the image's packages, and its cache serves the sample images.
 # SMOKE=1 runs the same commands at a tiny size without compiling (a check of the script on CPU). Last, unless
 # DEVICE_SMOKE=0: benchmarks/device_smoke.py runs every training script once, tiny, on the GPU ($OUT/device_smoke.jsonl).
+# ROWS=small,e2e (for example) runs only those rows.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 OUT=${OUT:-benchmarks/out}
 PEAK=${PEAK:-989}  # dense bf16 TFLOP/s of an H100/H200 SXM, for MFU
+# All rows, or a comma-separated subset (to split the run over calls, or to repeat one):
+# mask-tests,small,e2e,small-compiled,base,base-compiled,device-smoke
+ROWS=${ROWS:-all}
 mkdir -p "$OUT"
 log="$OUT/throughput.jsonl"
 : > "$log"
@@ -57,26 +61,29 @@ row() {  # row NAME COMMAND...: runs one benchmark command, its JSON lines go to
   fi
 }
 
-if [[ "${SMOKE:-0}" != 1 ]]; then  # the GPU's masks equal the CPU algorithm's before they are timed
+selected() { [[ "$ROWS" == all || ",$ROWS," == *",$1,"* ]]; }
+
+if [[ "${SMOKE:-0}" != 1 ]] && selected mask-tests; then  # the GPU's masks equal the CPU algorithm's before timing
   "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_masking.py 2>&1 | tail -3 | tee "$OUT/gpu_tests.txt" >&2 \
     || failed+=("tests/test_masking.py")
 fi
 : > "$OUT/profiles.txt"
 profile=(--profile-file "$OUT/profiles.txt")  # ViT-S rows: top kernels of 3 more steps per model, a few seconds each
-row "$first" "$PYTHON" benchmarks/throughput.py --size "$first" "${common[@]}" "${profile[@]}"
-row "end to end" "$PYTHON" benchmarks/pretrain_e2e.py --mixed-precision bf16 "${e2e[@]}"
+selected small && row "$first" "$PYTHON" benchmarks/throughput.py --size "$first" "${common[@]}" "${profile[@]}"
+selected e2e && row "end to end" "$PYTHON" benchmarks/pretrain_e2e.py --mixed-precision bf16 "${e2e[@]}"
 for spec in "${later[@]}"; do
   read -r size compile <<< "$spec"
-  extra=()
-  [[ "$size" == small ]] && extra=("${profile[@]}")
-  if [[ -n "$compile" ]]; then
-    row "$spec" "$PYTHON" benchmarks/throughput.py --size "$size" "${common[@]}" --compile --only cxrgm,hf_simmim,timm \
-      "${extra[@]}"
-  else
+  selected "$size${compile:+-compiled}" || continue
+  if [[ -z "$compile" ]]; then
     row "$spec" "$PYTHON" benchmarks/throughput.py --size "$size" "${common[@]}"
+  elif [[ "$size" == small ]]; then
+    row "$spec" "$PYTHON" benchmarks/throughput.py --size "$size" "${common[@]}" --compile --only cxrgm,hf_simmim,timm \
+      "${profile[@]}"
+  else  # the targets compare with compiled timm; each compile costs about a minute, so no compiled SimMIM here
+    row "$spec" "$PYTHON" benchmarks/throughput.py --size "$size" "${common[@]}" --compile --only cxrgm,timm
   fi
 done
-if [[ "${DEVICE_SMOKE:-1}" == 1 ]]; then  # last, so the timed rows are in even if time runs out: every script once
+if [[ "${DEVICE_SMOKE:-1}" == 1 ]] && selected device-smoke; then  # last: every training script once, tiny
   echo "== device smoke" >&2
   "$PYTHON" -m benchmarks.device_smoke --output_dir "${SMOKE_DIR:-outputs/device_smoke}" | tee "$OUT/device_smoke.jsonl" \
     || failed+=("device smoke")

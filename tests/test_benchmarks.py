@@ -46,6 +46,18 @@ def test_gpu_script_smoke_run(tmp_path):
     assert len(stages) == 6 and all(stage["exit_status"] == 0 for stage in stages), stages
 
 
+def test_gpu_script_runs_only_the_rows_asked_for(tmp_path):
+    """ROWS splits a GPU run over several calls (each call has a time limit) or repeats one row."""
+    env = {**os.environ, "SMOKE": "1", "PYTHON": sys.executable, "OUT": str(tmp_path), "ROWS": "e2e",
+           "OFFLINE": str(tmp_path / "no_bundle")}
+    result = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh")], env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    names = {json.loads(line).get("name") for line in (tmp_path / "throughput.jsonl").read_text().splitlines()}
+    assert names - {None} == {"cxrgm_loader_only", "cxrgm_pretrain_step_only", "cxrgm_pretrain_end_to_end"}
+    assert not (tmp_path / "device_smoke.jsonl").exists()
+
+
 def test_gpu_quality_script_smoke_run(tmp_path):
     copy = tmp_path / "data_32"
     bundle_data.bundle(write_shared_layout(tmp_path / "data"), copy, size=32)  # the smoke preset's image size
