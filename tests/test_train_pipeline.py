@@ -154,9 +154,41 @@ def test_clear_errors_before_training(runs, tmp_path):
                           eval_split=None, init=str(root / "ft" / "model")))
     with pytest.raises(ValueError, match="is empty"):
         data.split(datasets.DatasetDict({"train": splits["train"].select([])}), "train")
-    with pytest.raises(ValueError, match="model predicts"):
-        evaluate_script.main(["--model", str(root / "ft" / "model"), "--prepared_dir", str(tmp_path / "prepared"),
+    other = datasets.DatasetDict({"train": with_label_names(three, ["effusion", "edema", "covid"])})
+    other.save_to_disk(tmp_path / "other")
+    with pytest.raises(ValueError, match="model predicts .* none in common"):
+        evaluate_script.main(["--model", str(root / "ft" / "model"), "--prepared_dir", str(tmp_path / "other"),
                               "--split", "train"])
+
+
+def test_evaluation_aligns_another_sets_label_names_and_order(runs, tmp_path):
+    """A set with the classes in another order, under synonyms ("No Finding" = "normal"), plus a class the model
+    does not predict: scored on the rows and labels both have, exactly as the same rows in the model's order."""
+    import numpy as np
+
+    from hf_datasets import build_dataset
+
+    model = str(runs[0] / "ft" / "model")
+    test = build_dataset("sample")["test"]
+    covid_rows = [0]  # one test image relabelled as a class the model does not know
+    labels = np.asarray(test["labels"], dtype=np.float32)  # (N, 2): normal, pneumonia
+    other = np.zeros((len(test), 3), dtype=np.float32)  # pneumonia, covid, No Finding
+    other[:, 0], other[:, 2] = labels[:, 1], labels[:, 0]
+    other[covid_rows] = [0.0, 1.0, 0.0]
+    feature = datasets.List(datasets.Value("float32"), length=3)
+    shuffled = test.remove_columns("labels").add_column("labels", other.tolist(), feature=feature)
+    datasets.DatasetDict({"test": with_label_names(shuffled, ["Pneumonia", "COVID-19", "No Finding"])}).save_to_disk(
+        tmp_path / "other")
+    kept = [i for i in range(len(test)) if i not in covid_rows]
+    datasets.DatasetDict({"test": test.select(kept)}).save_to_disk(tmp_path / "same")
+
+    def scores(folder):
+        return evaluate_script.main(["--model", model, "--prepared_dir", str(tmp_path / folder), "--split", "test",
+                                     "--bootstrap", "0", "--output_dir", str(tmp_path / f"eval-{folder}")])
+
+    aligned, reference = scores("other"), scores("same")
+    assert aligned["num_samples"] == reference["num_samples"] == len(kept)
+    assert aligned == pytest.approx(reference)
 
 
 def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path):

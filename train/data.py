@@ -43,6 +43,31 @@ def label_names(ds) -> list[str]:
     return hf_datasets.label_names(ds)
 
 
+def align_labels(ds, target_names: list[str], single_label: bool):
+    """`ds` with its labels in the order of `target_names` (a model's), names matched through hf_datasets' synonyms
+    ("No Finding" = "normal", "Effusion" = "Pleural Effusion"). Labels the set lacks are unknown (NaN); single-label:
+    a row whose class the model does not predict becomes unknown too. Only the labels column is rewritten.
+
+    Returns (dataset, unmatched): unmatched = {"missing": target labels the set lacks, "extra": set labels the model
+    does not predict}. ValueError when the two share no label."""
+    from hf_datasets.labels import canonical_label, harmonise_labels
+    from hf_datasets.schema import with_label_names
+
+    source = label_names(ds)
+    values = np.asarray(ds["labels"], dtype=np.float32).reshape(len(ds), len(source))
+    aligned, missing = harmonise_labels(values, source, target_names)
+    if missing.all():
+        raise ValueError(f"The model predicts {target_names} but the data set's labels are {source}: none in common")
+    if single_label:
+        aligned[~(aligned == 1).any(axis=1)] = np.nan
+    matched = {canonical_label(name) for name in target_names}
+    unmatched = {"missing": [name for name, lacks in zip(target_names, missing) if lacks],
+                 "extra": [name for name in source if canonical_label(name) not in matched]}
+    feature = datasets.List(datasets.Value("float32"), length=len(target_names))
+    relabelled = ds.remove_columns("labels").add_column("labels", aligned.tolist(), feature=feature)
+    return with_label_names(relabelled, target_names), unmatched
+
+
 def known_rows(ds) -> list[int]:
     """Rows with at least one known label."""
     return [i for i, row in enumerate(ds["labels"]) if any(v == v for v in row)]

@@ -74,10 +74,12 @@ def main(argv=None) -> dict:
     names = ["mask"]
     single_label = model.config.problem_type != "multi_label_classification"
     if task == "classification":
-        names = data.label_names(ds)
-        model_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
-        if names != model_names:
-            raise ValueError(f"The model predicts {model_names} but the data set's labels are {names}")
+        names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        if data.label_names(ds) != names:  # another set's names or order: scored on the labels both have
+            ds, unmatched = data.align_labels(ds, names, single_label)
+            accelerator.print(f"labels aligned to the model's {names}; not in the data set (not scored): "
+                              f"{unmatched['missing'] or 'none'}; not predicted by the model (rows of such a class "
+                              f"are left out when classes are exclusive): {unmatched['extra'] or 'none'}")
     rows = data.known_rows(ds) if task == "classification" else None
     if rows is not None and not rows:
         raise ValueError(f"Split {args.split!r} has no row with a known label")
