@@ -290,6 +290,25 @@ def test_an_image_that_cannot_be_decoded_is_named_in_the_error(tmp_path):
         dataset[1]
 
 
+def test_labels_align_to_a_models_names_order_and_synonyms():
+    import datasets
+
+    from hf_datasets.schema import with_label_names
+    from train import data
+
+    features = datasets.Features({"labels": datasets.List(datasets.Value("float32"), length=2)})
+    rows = [[1.0, 0.0], [0.0, 1.0], [float("nan"), float("nan")]]
+    ds = with_label_names(datasets.Dataset.from_dict({"labels": rows}, features=features), ["No Finding", "COVID-19"])
+    single, unmatched = data.align_labels(ds, ["pneumonia", "normal"], single_label=True)
+    assert unmatched == {"missing": ["pneumonia"], "extra": ["COVID-19"]}
+    assert data.label_names(single) == ["pneumonia", "normal"]
+    np.testing.assert_array_equal(np.array(single["labels"]), [[0, 1], [np.nan, np.nan], [np.nan, np.nan]])
+    multi, _ = data.align_labels(ds, ["pneumonia", "normal"], single_label=False)
+    np.testing.assert_array_equal(np.array(multi["labels"]), [[np.nan, 1], [np.nan, 0], [np.nan, np.nan]])
+    with pytest.raises(ValueError, match="none in common"):
+        data.align_labels(ds, ["edema"], single_label=False)
+
+
 class _Reducer:
     """`accelerator.reduce` of a single process."""
 

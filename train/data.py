@@ -58,13 +58,16 @@ def align_labels(ds, target_names: list[str], single_label: bool):
     aligned, missing = harmonise_labels(values, source, target_names)
     if missing.all():
         raise ValueError(f"The model predicts {target_names} but the data set's labels are {source}: none in common")
-    if single_label:
-        aligned[~(aligned == 1).any(axis=1)] = np.nan
+    if single_label:  # exclusive classes: a row of a known class is 0 for the others, even those the set lacks
+        positive = (aligned == 1).any(axis=1)
+        aligned[positive] = np.nan_to_num(aligned[positive], nan=0.0)
+        aligned[~positive] = np.nan
     matched = {canonical_label(name) for name in target_names}
     unmatched = {"missing": [name for name, lacks in zip(target_names, missing) if lacks],
                  "extra": [name for name in source if canonical_label(name) not in matched]}
     feature = datasets.List(datasets.Value("float32"), length=len(target_names))
-    relabelled = ds.remove_columns("labels").add_column("labels", aligned.tolist(), feature=feature)
+    relabelled = (ds.add_column("aligned_labels", aligned.tolist(), feature=feature).remove_columns("labels")
+                  .rename_column("aligned_labels", "labels"))
     return with_label_names(relabelled, target_names), unmatched
 
 
