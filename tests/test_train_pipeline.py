@@ -161,6 +161,26 @@ def test_clear_errors_before_training(runs, tmp_path):
                               "--split", "train"])
 
 
+def test_continuing_a_classifier_keeps_each_classes_output_or_refuses(runs):
+    """--init of a classifier on data with the same classes in another order (or under synonyms) moves each head
+    row to its class; other classes are refused instead of silently renaming the outputs."""
+    from safetensors.torch import load_file
+
+    from train.run import build_model
+
+    init = runs[0] / "ft" / "model"
+    saved = load_file(init / "model.safetensors")
+    args = tiny("classification", runs[0] / "unused", init=str(init))
+    same = build_model(args, ["normal", "pneumonia"], single_label=True)
+    swapped = build_model(args, ["Pneumonia", "No Finding"], single_label=True)
+    assert torch.equal(same.classifier.weight, saved["classifier.weight"])
+    assert torch.equal(swapped.classifier.weight, saved["classifier.weight"][[1, 0]])
+    assert torch.equal(swapped.classifier.bias, saved["classifier.bias"][[1, 0]])
+    assert swapped.config.id2label == {0: "Pneumonia", 1: "No Finding"}
+    with pytest.raises(ValueError, match=r"2-class head \['normal', 'pneumonia'\].*\['normal', 'covid'\]"):
+        build_model(args, ["normal", "covid"], single_label=True)
+
+
 def test_evaluation_aligns_another_sets_label_names_and_order(runs, tmp_path):
     """A set with the classes in another order, under synonyms ("No Finding" = "normal"), plus a class the model
     does not predict: scored on the rows and labels both have, exactly as the same rows in the model's order."""

@@ -147,13 +147,31 @@ def build_model(args: TrainArgs, names: list[str], single_label: bool):
     if base.num_channels != args.num_channels:
         raise ValueError(f"--init {args.init} has {base.num_channels} input channels but --num_channels is "
                          f"{args.num_channels}")
-    if args.task == "classification" and model_class.__name__ in (base.architectures or []) and base.num_labels != len(names):
-        raise ValueError(f"--init {args.init} has a {base.num_labels}-class head {list(base.id2label.values())}, "
-                         f"but the data have {len(names)} labels {names}; start from its backbone (a pretraining "
-                         "export) instead")
+    order = None
+    if args.task == "classification" and model_class.__name__ in (base.architectures or []):
+        order = head_order(base, names, args.init)
     model = model_class.from_pretrained(args.init, **overrides)
+    if order is not None:  # the same classes in another order: each data label keeps its trained output
+        with torch.no_grad():
+            model.classifier.weight.copy_(model.classifier.weight[order])
+            model.classifier.bias.copy_(model.classifier.bias[order])
     model.set_image_size(args.image_size)  # positions resampled once if the checkpoint was trained at another size
     return model
+
+
+def head_order(base, names: list[str], init: str) -> list[int] | None:
+    """For a classifier checkpoint continued on data labelled `names`: None when its head has the same classes in
+    the same order (names matched by synonym, as in evaluation), else the head rows in the data's order.
+    ValueError when the classes differ, rather than a head whose outputs silently change meaning."""
+    from hf_datasets.labels import canonical_label
+
+    head = [canonical_label(base.id2label[i]) for i in range(base.num_labels)]
+    wanted = [canonical_label(name) for name in names]
+    if sorted(head) != sorted(wanted):
+        raise ValueError(f"--init {init} has a {base.num_labels}-class head {list(base.id2label.values())}, "
+                         f"but the data have {len(names)} labels {names}; start from its backbone (a pretraining "
+                         "export) instead")
+    return None if head == wanted else [head.index(label) for label in wanted]
 
 
 def learning_rate(args: TrainArgs, num_processes: int) -> float:
