@@ -49,3 +49,24 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
     assert expected.keys() == actual.keys()
     for name in expected:
         assert (expected[name] == actual[name]).all(), name
+
+
+def test_resuming_with_other_arguments_is_refused_naming_them(tmp_path):
+    """Another batch size or seed would continue a different run from the middle of this one; where the data are
+    and how the run is operated (workers, step limit, logging) may change."""
+    from train.config import TrainArgs
+    from train.run import run_training
+
+    def args(**overrides):
+        values = dict(task="pretraining", output_dir=str(tmp_path / "run"), dataset="sample", train_splits=["train"],
+                      eval_split=None, image_size=32, epochs=2, batch_size=2, lr=1e-3, warmup_epochs=0,
+                      save_every_steps=1, report_to="none", card=False, max_steps=2,
+                      model_config={"patch_size": 8, "hidden_size": 32, "num_hidden_layers": 2,
+                                    "num_attention_heads": 2, "intermediate_size": 64})
+        return TrainArgs(**{**values, **overrides})
+
+    run_training(args())
+    with pytest.raises(ValueError, match=r"started with other arguments \(batch_size 2 -> 4; seed 0 -> 1\)"):
+        run_training(args(resume_from_checkpoint="latest", batch_size=4, seed=1))
+    run_training(args(resume_from_checkpoint="latest", max_steps=3, log_every_steps=1))  # operational changes
+    assert (tmp_path / "run" / "checkpoints" / "step_00000003").is_dir()

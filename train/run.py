@@ -33,7 +33,7 @@ from modeling_cxrgm import (
 
 from . import checkpoint, data, engine
 from .augment import AugmentSpec
-from .config import TrainArgs, save_args
+from .config import TrainArgs, load_yaml, save_args
 from .export import export, save_model_atomically, write_metrics
 from .metrics import compute_metrics
 from .optim import EMA, param_groups
@@ -48,6 +48,12 @@ MODEL_CLASSES = {
 # metric that picks the best checkpoint, and whether higher is better
 BEST_METRIC = {"pretraining": ("loss", False), "classification": ("auroc_macro", True), "segmentation": ("dice", True)}
 HIGHER_IS_BETTER = ("auroc", "auprc", "accuracy", "f1", "dice", "iou", "sensitivity", "specificity", "ppv")
+# What a resumed run may change: where things are and how the run is operated, not what it computes
+RESUME_MAY_CHANGE = frozenset({
+    "output_dir", "data_dir", "prepared_dir", "init", "num_workers", "max_steps", "torch_compile",
+    "torch_compile_mode", "save_every_steps", "save_total_limit", "resume_from_checkpoint", "eval_every_epochs",
+    "log_every_steps", "report_to", "card", "hub_model_id",
+})
 
 
 @dataclass
@@ -64,6 +70,20 @@ class Context:
     batches_per_epoch: int = 0
     steps_per_epoch: int = 0
     warmup_steps: int = 0
+
+
+def check_resumable(args: TrainArgs, output_dir: Path) -> None:
+    """A run resumes with the arguments it started with (its args.yaml), but for RESUME_MAY_CHANGE: another batch
+    size, seed, data, model or schedule would continue a different run from the middle of this one."""
+    saved_path = output_dir / "args.yaml"
+    if not saved_path.is_file():
+        return
+    saved = TrainArgs(**load_yaml(saved_path, TrainArgs))
+    changed = [f"{f.name} {getattr(saved, f.name)!r} -> {getattr(args, f.name)!r}" for f in dataclasses.fields(args)
+               if f.name not in RESUME_MAY_CHANGE and getattr(saved, f.name) != getattr(args, f.name)]
+    if changed:
+        raise ValueError(f"{output_dir} started with other arguments ({'; '.join(changed)}): resume with the same "
+                         "ones, or start a new --output_dir (--init from this run's export to keep its weights)")
 
 
 def check_args(args: TrainArgs) -> None:
@@ -203,6 +223,9 @@ def run_training(args: TrainArgs) -> dict:
         dataloader_config=DataLoaderConfiguration(non_blocking=torch.cuda.is_available()),
     )
     set_seed(args.seed)
+    resume = checkpoint.resolve(args.resume_from_checkpoint, output_dir)
+    if resume is not None:
+        check_resumable(args, output_dir)
     if accelerator.is_main_process:
         save_args(args, output_dir)
     processor = GroupMaskedViTImageProcessor(size=args.image_size, num_channels=args.num_channels,
@@ -234,7 +257,6 @@ def run_training(args: TrainArgs) -> dict:
         lr=learning_rate(args, accelerator.num_processes), batches_per_epoch=len(train_loader),
         steps_per_epoch=steps_per_epoch, warmup_steps=round(args.warmup_epochs * steps_per_epoch),
     )
-    resume = checkpoint.resolve(args.resume_from_checkpoint, output_dir)
     if resume is not None:
         checkpoint.load(accelerator, resume)
         accelerator.print(f"Resumed from {resume} at step {state.step} (epoch {state.epoch}, batch {state.batch_in_epoch})")
