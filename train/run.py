@@ -48,9 +48,10 @@ MODEL_CLASSES = {
 # metric that picks the best checkpoint, and whether higher is better
 BEST_METRIC = {"pretraining": ("loss", False), "classification": ("auroc_macro", True), "segmentation": ("dice", True)}
 HIGHER_IS_BETTER = ("auroc", "auprc", "accuracy", "f1", "dice", "iou", "sensitivity", "specificity", "ppv")
-# What a resumed run may change: where things are and how the run is operated, not what it computes
+# What a resumed run may change: where things are, how the run is operated, and its length (`epochs`: a run can be
+# extended; its schedules then span the new length), not what each step computes
 RESUME_MAY_CHANGE = frozenset({
-    "output_dir", "data_dir", "prepared_dir", "init", "num_workers", "max_steps", "torch_compile",
+    "output_dir", "data_dir", "prepared_dir", "init", "num_workers", "epochs", "max_steps", "torch_compile",
     "torch_compile_mode", "save_every_steps", "save_total_limit", "resume_from_checkpoint", "eval_every_epochs",
     "log_every_steps", "report_to", "card", "hub_model_id",
 })
@@ -74,7 +75,7 @@ class Context:
 
 def check_resumable(args: TrainArgs, output_dir: Path) -> None:
     """A run resumes with the arguments it started with (its args.yaml), but for RESUME_MAY_CHANGE: another batch
-    size, seed, data, model or schedule would continue a different run from the middle of this one."""
+    size, seed, data, model or optimiser setting would continue a different run from the middle of this one."""
     saved_path = output_dir / "args.yaml"
     if not saved_path.is_file():
         return
