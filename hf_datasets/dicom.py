@@ -22,6 +22,7 @@ from .errors import (
     NonImageDicomError,
     NotDicomError,
     TruncatedDicomError,
+    UndecodableDicomError,
 )
 
 VOI_MODES = ("header", "full", "percentiles")
@@ -130,6 +131,12 @@ def _decode(path, ds) -> np.ndarray:
         return ds.pixel_array
     except (ValueError, EOFError) as err:
         raise TruncatedDicomError(path, f"pixel data incomplete or undecodable ({err})") from err
+    except (RuntimeError, NotImplementedError) as err:  # every installed decoder plugin failed, each says why
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        reasons = "; ".join(lines[1:]) or lines[0] if lines else type(err).__name__
+        raise UndecodableDicomError(path, f"pixel data cannot be decoded ({reasons})") from err
+    except AttributeError as err:  # e.g. no Transfer Syntax UID or Bits Allocated: element names, never values
+        raise UndecodableDicomError(path, f"pixel data cannot be read ({err})") from err
 
 
 def _modality_values(ds, pixels: np.ndarray) -> np.ndarray:
@@ -198,7 +205,7 @@ def read_dicom(path, *, voi: str = "header", percentiles=(0.5, 99.5)):
         (MONOCHROME1 is inverted), and the allow-listed metadata dict.
     Raises:
         NotDicomError, NonImageDicomError, NoPixelDataError, TruncatedDicomError,
-        MissingDecoderError (all subclasses of DicomError).
+        MissingDecoderError, UndecodableDicomError (all subclasses of DicomError).
     """
     if voi not in VOI_MODES:
         raise ValueError(f"voi must be one of {VOI_MODES}, got {voi!r}")

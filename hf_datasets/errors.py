@@ -42,3 +42,7 @@ class TruncatedDicomError(DicomError):
 
 class MissingDecoderError(DicomError):
     """The transfer syntax needs a decoder plugin that is not installed."""
+
+
+class UndecodableDicomError(DicomError):
+    """Pixel data that the installed decoders fail on, or that lacks an element needed to read it."""

@@ -13,7 +13,7 @@ from factory import RT_PLAN_STORAGE, write_dicom  # noqa: E402
 
 from hf_datasets.dicom import read_dicom  # noqa: E402
 from hf_datasets.errors import (  # noqa: E402
-    MissingDecoderError, NoPixelDataError, NonImageDicomError, NotDicomError, TruncatedDicomError)
+    DicomError, MissingDecoderError, NoPixelDataError, NonImageDicomError, NotDicomError, TruncatedDicomError)
 
 
 def dicom_testfile(name):
@@ -99,6 +99,20 @@ def test_rescale_and_window_follow_the_standard(tmp_path, function):
                 "SIGMOID": 1 / (1 + np.exp(-4 * (x - c) / w))}[function]
     assert image.dtype == np.float32 and 0 < expected.mean() < 1
     np.testing.assert_allclose(image, expected, atol=2e-6)
+
+
+@pytest.mark.parametrize("name", ["JPEG2000-embedded-sequence-delimiter.dcm", "JPEG-lossy.dcm",
+                                  "meta_missing_tsyntax.dcm", "nested_priv_SQ.dcm"])
+def test_pixel_data_no_decoder_can_read_is_a_dicom_error_naming_the_file(name):
+    """Files whose decoders fail (pydicom raises RuntimeError) or that lack an element needed to read the pixels
+    (AttributeError): a DicomError naming the path, which prepare / predict report and skip, never a crash."""
+    path = dicom_testfile(name)
+    try:
+        image, _ = read_dicom(path)
+    except DicomError as err:
+        assert str(err).startswith(f"{path}: ") and err.reason
+    else:  # a newer decoder plugin may read it
+        assert image.dtype == np.float32
 
 
 def test_jpeg_lossless_decodes_with_extra():
