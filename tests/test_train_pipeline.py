@@ -211,6 +211,24 @@ def test_evaluation_aligns_another_sets_label_names_and_order(runs, tmp_path):
     assert aligned == pytest.approx(reference)
 
 
+def test_a_corrupt_image_stops_training_naming_its_file(tmp_path):
+    """Straight from a set's files (no prepare): the row and file, not PIL's bare error, and before any step."""
+    from hf_datasets import build_dataset
+    from hf_datasets.errors import ImageReadError
+
+    splits = build_dataset("sample")
+    test = splits["test"].cast_column("image", datasets.Image(decode=False))
+    broken = [{"bytes": b"\xff\xd8\xff\xe0 truncated", "path": None}] + test["image"][1:]
+    test = test.remove_columns("image").add_column("image", broken, feature=datasets.Image())
+    paths = ["PNEUMONIA/broken.jpeg"] + test["path"][1:]
+    test = with_label_names(test.remove_columns("path").add_column("path", paths), data.label_names(splits["test"]))
+    datasets.DatasetDict({"train": splits["train"], "test": test}).save_to_disk(tmp_path / "prepared")
+    with pytest.raises(ImageReadError, match=r"row 0 \(PNEUMONIA/broken.jpeg\): image cannot be decoded"):
+        run_training(tiny("classification", tmp_path / "run", dataset=None, prepared_dir=str(tmp_path / "prepared"),
+                          eval_split="test"))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path):
     args = tiny("classification", tmp_path / "nan", lr=1e30, clip_grad=None, warmup_epochs=0, epochs=5,
                 save_every_steps=1, eval_split=None)

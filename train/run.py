@@ -133,8 +133,9 @@ def load_data(args: TrainArgs, processor):
         rows = data.known_rows(ds) if args.task == "classification" else None
         if rows is not None and not rows:
             raise ValueError(f"The {role} data ({len(ds)} rows) has no row with a known label")
-        if args.task == "classification" and len(ds[0]["labels"]) != len(names):
-            raise ValueError(f"The {role} data has {len(ds[0]['labels'])} labels but the label names are {names}")
+        width = len(ds.select_columns(["labels"])[0]["labels"]) if args.task == "classification" else None
+        if width is not None and width != len(names):  # (the labels column alone: no image is decoded here)
+            raise ValueError(f"The {role} data has {width} labels but the label names are {names}")
         return data.CXRDataset(ds, processor, args.task, mode, rows)
 
     train_set = wrap(train, "training")
