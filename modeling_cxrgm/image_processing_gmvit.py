@@ -2,8 +2,9 @@
 
 Accepted images: PIL (L, I;16, I, F, RGB, RGBA, LA, P, 1), numpy (H, W) / (H, W, C) uint8 / uint16 / float in [0, 1],
 torch (H, W) / (C, H, W) tensors, a list of those, or a stacked batch (numpy (B, H, W[, C]), torch (B, C, H, W)).
-Integers are scaled by their bit depth (8 or 16, or `bit_depth` when the data use fewer bits, e.g. 12); 16-bit
-images are never clipped to 8 bits. RGB becomes grey by luminance when `num_channels` is 1 (pipelines hand over RGB);
+Integers are scaled by their real bit depth: 8 for uint8; for wider integers `bit_depth` if given, else the smallest
+of 8..16 bits that holds the image's largest value (PadChest: 12 bits stored in 16); 16-bit images are never clipped
+to 8 bits. RGB becomes grey by luminance when `num_channels` is 1 (pipelines hand over RGB);
 grey is replicated when it is 3.
 
 This file is copied next to the weights by `save_pretrained`, so it imports only torch, numpy and transformers.
@@ -56,17 +57,25 @@ def _is_pil(image) -> bool:
     return hasattr(image, "mode") and hasattr(image, "size") and hasattr(image, "getbands")
 
 
+def _bits_used(tensor: torch.Tensor) -> int:
+    """The smallest bit depth from 8 to 16 that holds the image's largest value: 12 for PadChest's 12 bits stored in
+    16, as hf_datasets' preparation scales such images (a prepared image keeps 16)."""
+    top = int(tensor.max()) if tensor.numel() else 0
+    return min(16, max(8, top.bit_length()))
+
+
 def _to_unit_float(array, bit_depth: int | None) -> torch.Tensor:
-    """Integer or float array/tensor -> float32 tensor in [0, 1], scaled by the real bit depth."""
+    """Integer or float array/tensor -> float32 tensor in [0, 1], scaled by the real bit depth: `bit_depth` when
+    given, else 8 for uint8 and the bits used (`_bits_used`) for wider integers."""
     if isinstance(array, np.ndarray):
         if array.dtype.kind not in "buif":
             raise TypeError(f"Unsupported image dtype {array.dtype}")
-        depth = 8 if array.dtype == np.uint8 else 16
-        tensor = torch.from_numpy(np.ascontiguousarray(array if array.dtype.kind == "f" else array.astype(np.int64)))
+        eight_bit = array.dtype == np.uint8
+        tensor = torch.from_numpy(np.array(array, dtype=np.float32 if array.dtype.kind == "f" else np.int64))
     else:
         if torch.is_complex(array):
             raise TypeError(f"Unsupported image dtype {array.dtype}")
-        depth = 8 if array.dtype == torch.uint8 else 16
+        eight_bit = array.dtype == torch.uint8
         tensor = array if array.is_floating_point() else array.to(torch.int64)
     if tensor.is_floating_point():
         tensor = tensor.float()
@@ -76,7 +85,7 @@ def _to_unit_float(array, bit_depth: int | None) -> torch.Tensor:
                 f"[{tensor.min().item():.3g}, {tensor.max().item():.3g}]. Pass integers to scale by bit depth."
             )
         return tensor
-    depth = bit_depth or depth
+    depth = bit_depth or (8 if eight_bit else _bits_used(tensor))
     if tensor.numel() and (tensor.min() < 0 or tensor.max() > 2**depth - 1):
         raise ValueError(f"Integer image values must lie in 0..{2**depth - 1} for a bit depth of {depth}")
     return tensor.to(torch.float32) / float(2**depth - 1)
@@ -122,7 +131,8 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
         resize_mode (`str`): "pad" keeps the aspect ratio and pads the short side (centred, black), "squash" stretches.
         do_normalize (`bool`), image_mean / image_std (`list[float]`): per channel; CXR statistics by default
             (`normalization="imagenet"` picks ImageNet's for 3-channel models started from ImageNet weights).
-        bit_depth (`int`, *optional*): bits actually used by integer inputs (e.g. 12); default the dtype's (8 or 16).
+        bit_depth (`int`, *optional*): bits used by integer inputs (e.g. 12); by default 8 for uint8 and, for wider
+            integers, the smallest of 8..16 bits that holds each image's largest value (as data preparation does).
         equalize (`bool`): histogram-equalise each image over its own pixels before resizing, which removes
             exposure and processing differences between sites and devices (see `_equalize`).
     """

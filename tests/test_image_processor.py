@@ -39,6 +39,22 @@ def test_numpy_uint16_with_fewer_bits_used():
     assert torch.isclose(values.max(), torch.tensor(1.0))
 
 
+def test_16_bit_files_with_fewer_bits_used_look_as_after_preparation(tmp_path):
+    """A PadChest-like PNG (12 bits stored in 16) read raw by predict, evaluation or a pipeline is scaled by the
+    12 bits it uses, as `hf_datasets.prepare` scales it: the raw file and its prepared copy give the same input."""
+    from hf_datasets.images import to_bits
+
+    raw = gradient(dtype=np.uint16, top=3000)  # 12 bits used
+    Image.fromarray(raw).save(tmp_path / "padchest.png")
+    processor = unnormalised()
+    from_raw = processor(Image.open(tmp_path / "padchest.png")).pixel_values[0, 0]
+    prepared = processor(Image.fromarray(to_bits(raw, 16))).pixel_values[0, 0]
+    assert torch.allclose(from_raw, torch.from_numpy(raw.astype(np.float32)) / 4095, atol=1e-6)
+    assert torch.allclose(from_raw, prepared, atol=1 / 65535)
+    as_int32 = Image.fromarray(gradient().astype(np.int32))  # mode "I": 8-bit content in a 32-bit mode
+    assert torch.allclose(processor(as_int32).pixel_values, processor(Image.fromarray(gradient())).pixel_values)
+
+
 def test_values_beyond_the_declared_bit_depth_are_refused():
     with pytest.raises(ValueError, match="0..4095"):
         unnormalised(bit_depth=12)(gradient(dtype=np.uint16, top=5000))
