@@ -229,6 +229,26 @@ def test_a_corrupt_image_stops_training_naming_its_file(tmp_path):
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+def test_an_evaluation_split_without_both_classes_is_refused_before_training(tmp_path):
+    """AUROC (the default best-model metric) needs positives and negatives: a run used to train a whole epoch and
+    then stop at its first evaluation; accuracy can still pick the best model there."""
+    import numpy as np
+
+    from hf_datasets import build_dataset
+
+    splits = build_dataset("sample")
+    labels = np.asarray(splits["test"]["labels"])
+    normal_only = splits["test"].select([i for i in range(len(labels)) if labels[i][0] == 1])
+    datasets.DatasetDict({"train": splits["train"], "test": normal_only}).save_to_disk(tmp_path / "prepared")
+    args = tiny("classification", tmp_path / "run", dataset=None, prepared_dir=str(tmp_path / "prepared"),
+                eval_split="test", epochs=1)
+    with pytest.raises(ValueError, match="auroc_macro cannot be computed on the evaluation split"):
+        run_training(args)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    args.metric_for_best = "accuracy"
+    assert 0 <= run_training(args)["accuracy"] <= 1
+
+
 def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path):
     args = tiny("classification", tmp_path / "nan", lr=1e30, clip_grad=None, warmup_epochs=0, epochs=5,
                 save_every_steps=1, eval_split=None)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
@@ -196,6 +197,20 @@ def head_order(base, names: list[str], init: str) -> list[int] | None:
     return None if head == wanted else [head.index(label) for label in wanted]
 
 
+def check_ranking_metric(best_name: str, eval_set: data.CXRDataset, names: list[str]) -> None:
+    """AUROC / AUPRC need positives and negatives of a class in the evaluation rows: refuse before training, not
+    at the first evaluation, when the metric that picks the best model cannot be computed there."""
+    if not best_name.startswith(("auroc", "auprc")):
+        return
+    labels = np.asarray(eval_set.ds.select_columns(["labels"])["labels"], dtype=np.float32)[eval_set.rows]
+    ranked = [bool((column == 1).any() and (column == 0).any()) for column in labels.T]
+    needed = ranked if best_name.endswith("_macro") else [ranked[names.index(best_name.split("/", 1)[1])]]
+    if not any(needed):
+        raise ValueError(f"--metric_for_best {best_name} cannot be computed on the evaluation split: no class has both "
+                         f"positive and negative images there (labels {names}); pass an evaluation split with both, or "
+                         "--metric_for_best accuracy")
+
+
 def learning_rate(args: TrainArgs, num_processes: int) -> float:
     """`args.lr`, else blr scaled by the effective batch: blr * batch * accumulation * processes / divisor."""
     if args.lr is not None:
@@ -234,6 +249,11 @@ def run_training(args: TrainArgs) -> dict:
                                              equalize=args.equalize)
     train_set, eval_set, names, mode = load_data(args, processor)
     single_label = mode == data.SINGLE
+    best_name = args.metric_for_best or BEST_METRIC[args.task][0]
+    if args.task == "pretraining" and eval_set is train_set and not args.metric_for_best:
+        best_name = "loss"
+    if args.task == "classification" and eval_set is not None:
+        check_ranking_metric(best_name, eval_set, names)
     model = build_model(args, names, single_label)
     if model.config.num_channels != args.num_channels:
         raise ValueError(f"Model has {model.config.num_channels} channels, --num_channels is {args.num_channels}")
@@ -264,9 +284,6 @@ def run_training(args: TrainArgs) -> dict:
         accelerator.print(f"Resumed from {resume} at step {state.step} (epoch {state.epoch}, batch {state.batch_in_epoch})")
     if args.report_to != "none":
         accelerator.init_trackers("cxrgm", config=_tracker_config(args))
-    best_name = args.metric_for_best or BEST_METRIC[args.task][0]
-    if args.task == "pretraining" and eval_set is train_set and not args.metric_for_best:
-        best_name = "loss"
     accelerator.print(
         f"{args.task}: {len(train_set)} training images, {len(eval_set) if eval_set else 0} evaluation images, "
         f"{accelerator.num_processes} process(es), lr {ctx.lr:.3g}, {steps_per_epoch} steps/epoch x {args.epochs} epochs"
