@@ -392,6 +392,9 @@ def test_label_mode_from_the_labels_column():
     assert resolve_label_mode(labels((0, 0), (0, 1))) == MULTI  # "no finding" as all zeros
     assert resolve_label_mode(labels((nan, nan))) == MULTI  # nothing known
     assert resolve_label_mode(labels((1, 0)), "multi") == MULTI
+    assert resolve_label_mode(labels((1, 0), (nan, nan)), "single") == SINGLE
+    with pytest.raises(ValueError, match="label_mode single, but 1 of 2 labelled rows are not one-hot"):
+        resolve_label_mode(labels((1, 0), (1, 1)), "single")  # which of the two findings would be "the" class?
     with pytest.raises(ValueError, match="auto, single or multi"):
         resolve_label_mode(labels((1, 0)), "binary")
 

@@ -77,15 +77,19 @@ def known_rows(ds) -> list[int]:
 
 
 def resolve_label_mode(ds, mode: str = "auto") -> str:
-    """"single" when every row with known labels is one-hot (mutually exclusive classes), else "multi"."""
-    if mode in (SINGLE, MULTI):
-        return mode
-    if mode != "auto":
+    """"single" when every row with known labels is one-hot (mutually exclusive classes), else "multi"; a requested
+    "single" on rows that are not one-hot is refused (their class would be a guess)."""
+    if mode not in (SINGLE, MULTI, "auto"):
         raise ValueError(f"label_mode must be auto, single or multi, got {mode!r}")
+    if mode == MULTI:
+        return mode
     labels = np.asarray(list(ds.select_columns(["labels"])["labels"]), dtype=np.float32)  # (N, K); no image decoded
     known = labels[~np.isnan(labels).all(axis=1)] if labels.size else labels
-    one_hot = bool(len(known)) and np.isin(known, (0.0, 1.0)).all() and (known.sum(axis=1) == 1).all()
-    return SINGLE if one_hot else MULTI
+    one_hot = np.isin(known, (0.0, 1.0)).all(axis=1) & (known.sum(axis=1) == 1)
+    if mode == SINGLE and not one_hot.all():
+        raise ValueError(f"label_mode single, but {int((~one_hot).sum())} of {len(known)} labelled rows are not one-hot "
+                         "(several or no positive classes, or soft / unknown values); use label_mode multi or auto")
+    return SINGLE if len(known) and one_hot.all() else MULTI
 
 
 class CXRDataset(torch.utils.data.Dataset):
