@@ -57,6 +57,11 @@ def read_image(path: Path):
     return open_image(path)
 
 
+def is_segmentation(config) -> bool:
+    """Whether an exported model's config is a segmentation model's (else a classifier's)."""
+    return any(a.endswith("ForSegmentation") for a in config.architectures or [])
+
+
 def _size(image) -> tuple[int, int]:
     return (image.shape[0], image.shape[1]) if isinstance(image, np.ndarray) else (image.height, image.width)
 
@@ -102,7 +107,7 @@ def predict(model_dir, files: list[Path], batch_size: int = 16, on_error: str = 
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     config = AutoConfig.from_pretrained(model_dir, trust_remote_code=True)
-    segmentation = any(a.endswith("ForSegmentation") for a in config.architectures or [])
+    segmentation = is_segmentation(config)
     auto = AutoModelForSemanticSegmentation if segmentation else AutoModelForImageClassification
     model = auto.from_pretrained(model_dir, trust_remote_code=True).eval().to(device)
     processor = AutoImageProcessor.from_pretrained(model_dir, trust_remote_code=True)
@@ -174,7 +179,7 @@ def main(argv=None) -> Path:
     output = Path(args.output)
     config = AutoConfig.from_pretrained(args.model, trust_remote_code=True)
     names = [config.id2label[i] for i in range(config.num_labels)]
-    segmentation = any(a.endswith("ForSegmentation") for a in config.architectures or [])
+    segmentation = is_segmentation(config)
     table_path = output / "masks.csv" if segmentation else output
     skipped_path = table_path.with_name(f"{table_path.stem}_skipped.csv")
     masks = mask_paths(files, output) if segmentation else {}
