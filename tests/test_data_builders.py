@@ -207,3 +207,18 @@ def test_unknown_name_and_missing_dir():
         build_dataset("nope", "/tmp")
     with pytest.raises(ValueError, match="needs data_dir"):
         build_dataset("nih")
+
+
+def test_hidden_files_and_mac_zip_folders_are_not_images(tmp_path):
+    """A set unzipped from a Mac archive has ._NAME twins beside each image and a __MACOSX copy of the tree."""
+    data_dir = layouts.kermany(tmp_path / "src")
+    expected = sum(split.num_rows for split in build("kermany", data_dir).values())
+    for image in list(data_dir.rglob("*.jpeg")):
+        (image.parent / f"._{image.name}").write_bytes(b"\x00\x05\x16\x07" + bytes(60))
+        twin = data_dir / "__MACOSX" / image.relative_to(data_dir).parent / f"._{image.name}"
+        twin.parent.mkdir(parents=True, exist_ok=True)
+        twin.write_bytes(b"\x00\x05\x16\x07" + bytes(60))
+    (data_dir / "train" / "NORMAL" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    ds = build("kermany", data_dir)
+    assert sum(split.num_rows for split in ds.values()) == expected
+    assert all(row["image"].size == (32, 40) for row in rows(ds))

@@ -105,21 +105,28 @@ def find_file(data_dir, *names) -> Path:
 
 
 def index_files(data_dir, suffixes=IMAGE_SUFFIXES) -> dict[str, Path]:
-    """Map file name -> path for every file with one of `suffixes` under `data_dir` (recursive)."""
+    """Map file name -> path for every visible file with one of `suffixes` under `data_dir` (recursive)."""
     found = {}
-    for root, _, files in os.walk(data_dir):
-        for name in files:
-            if name.lower().endswith(suffixes):
-                found.setdefault(name, Path(root) / name)
+    for root, name in _visible_files(data_dir):
+        if name.lower().endswith(suffixes):
+            found.setdefault(name, Path(root) / name)
     return found
 
 
 def walk_files(data_dir, suffixes=IMAGE_SUFFIXES) -> list[Path]:
-    """Sorted paths of every file with one of `suffixes` under `data_dir` (recursive)."""
-    found = []
-    for root, _, files in os.walk(data_dir):
-        found.extend(Path(root) / name for name in files if name.lower().endswith(suffixes))
-    return sorted(found)
+    """Sorted paths of every visible file with one of `suffixes` under `data_dir` (recursive)."""
+    return sorted(Path(root) / name for root, name in _visible_files(data_dir)
+                  if name.lower().endswith(suffixes))
+
+
+def _visible_files(data_dir):
+    """(folder, name) of every file under `data_dir`, leaving out hidden files and folders (.DS_Store,
+    the '._' metadata twins macOS writes beside each file, .git) and the __MACOSX folders of Mac zips."""
+    for root, folders, files in os.walk(data_dir):
+        folders[:] = [name for name in folders if not name.startswith(".") and name != "__MACOSX"]
+        for name in files:
+            if not name.startswith("."):
+                yield root, name
 
 
 def read_mask(mask) -> np.ndarray:
