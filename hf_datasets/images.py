@@ -75,17 +75,31 @@ def open_image(path) -> Image.Image:
         return image.copy()  # closing the file releases the opened image's pixels
 
 
+def _existing_file(path) -> str:
+    """`path` as a string; ImageReadError when it is missing or empty."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise ImageReadError(path, "file not found")
+    if os.path.getsize(path) == 0:
+        raise ImageReadError(path, "empty file (0 bytes)")
+    return path
+
+
+def stored_mode(path) -> str:
+    """The PIL mode a PNG/JPEG/TIFF/... file is stored in, from its header alone (pixels are not decoded);
+    ImageReadError if the file is missing, empty or not an image."""
+    path = _existing_file(path)
+    with image_read_errors(path), Image.open(path) as image:
+        return image.mode
+
+
 def read_grey(path, *, dicom_voi: str = "header") -> np.ndarray:
     """Read a PNG/JPEG/TIFF/..., DICOM or JSRT raw file into a grey uint8/uint16 array.
 
     DICOM files become uint16 when more than 8 bits are stored, else uint8.
     Raises ImageReadError (or a DicomError) naming the path and the reason.
     """
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise ImageReadError(path, "file not found")
-    if os.path.getsize(path) == 0:
-        raise ImageReadError(path, "empty file (0 bytes)")
+    path = _existing_file(path)
     if path.upper().endswith(".IMG"):
         return read_jsrt_raw(path)
     if is_dicom_file(path) or path.lower().endswith((".dcm", ".dicom")):

@@ -62,7 +62,7 @@ def build_dataset(name: str, data_dir=None, *, seed: int = 0, split_fractions: d
         streaming: return an IterableDatasetDict that decodes originals on the fly, writing
             nothing to the datasets cache.
         num_proc: worker processes for decoding (DICOM / raw sets).
-        on_error: "raise" on an unreadable DICOM/raw file, or "skip" it with a warning.
+        on_error: "raise" on a missing or unreadable image file, or "skip" it with a warning.
         train_fraction, subset_seed: keep only this share of the training patients (seeded, nested
             across fractions: the 10% subset lies inside the 25% one); other splits are unchanged.
         options: builder options (label policies, classes, filters; see each builder).

@@ -222,3 +222,21 @@ def test_hidden_files_and_mac_zip_folders_are_not_images(tmp_path):
     ds = build("kermany", data_dir)
     assert sum(split.num_rows for split in ds.values()) == expected
     assert all(row["image"].size == (32, 40) for row in rows(ds))
+
+
+def test_missing_or_broken_image_fails_when_built_not_when_read(tmp_path):
+    from factory import write_image
+    from hf_datasets.errors import ImageReadError
+    root = tmp_path / "set"
+    write_image(root / "img" / "a.png", seed=0)
+    (root / "img" / "notes.png").write_text("not an image")
+    (root / "manifest.csv").write_text("image,label\nimg/a.png,normal\nimg/gone.png,pneumonia\n"
+                                       "img/notes.png,normal\n")
+    with pytest.raises(Exception) as failure:  # datasets wraps the generator's error
+        build_dataset("manifest", root, manifest="manifest.csv", split_fractions={"train": 1.0})
+    cause = failure.value if isinstance(failure.value, ImageReadError) else failure.value.__cause__
+    assert isinstance(cause, ImageReadError) and str(cause).endswith("gone.png: file not found")
+    with pytest.warns(UserWarning, match="notes.png: not a recognised image format"):
+        ds = build_dataset("manifest", root, manifest="manifest.csv", split_fractions={"train": 1.0},
+                           on_error="skip")
+    assert ds["train"]["path"] == ["img/a.png"] and ds["train"][0]["image"].size == (32, 40)

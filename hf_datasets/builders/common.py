@@ -23,7 +23,7 @@ import datasets
 import numpy as np
 
 from ..errors import DataError, LayoutError
-from ..images import encode_png, read_grey, to_bits
+from ..images import encode_png, read_grey, stored_mode, to_bits
 from ..schema import COLUMNS, make_features, make_info
 from ..splits import canonical_split, patient_split, patient_subset, resolve_patient_overlap
 
@@ -140,11 +140,13 @@ def read_mask(mask) -> np.ndarray:
 
 
 def encode_example(rec: dict, bits: int) -> dict:
-    """Record -> example of the common schema (decoded images become PNG bytes)."""
+    """Record -> example of the common schema (decoded images become PNG bytes). Other images stay paths,
+    read when used; their headers are read here, so a missing or broken file fails (or is skipped) now."""
     example = {name: rec.get(name) for name in COLUMNS}
     if rec["decode"]:
         example["image"] = {"bytes": encode_png(to_bits(read_grey(rec["image"]), bits)), "path": None}
     else:
+        stored_mode(rec["image"])
         example["image"] = {"path": rec["image"], "bytes": None}
     if rec.get("mask") is not None:
         example["mask"] = {"bytes": encode_png(read_mask(rec["mask"])), "path": None}
