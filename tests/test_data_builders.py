@@ -240,3 +240,14 @@ def test_missing_or_broken_image_fails_when_built_not_when_read(tmp_path):
         ds = build_dataset("manifest", root, manifest="manifest.csv", split_fractions={"train": 1.0},
                            on_error="skip")
     assert ds["train"]["path"] == ["img/a.png"] and ds["train"][0]["image"].size == (32, 40)
+
+
+def test_sixteen_bit_images_in_an_eight_bit_set_are_scaled_not_clipped(tmp_path):
+    """A 12-bit PNG in an image folder reads as prepare writes it, not as Pillow's convert("L") (all white)."""
+    from factory import write_image
+    from hf_datasets.images import read_grey, to_bits
+    sixteen = write_image(tmp_path / "folder" / "normal" / "sixteen.png", seed=1, mode="I;16")
+    write_image(tmp_path / "folder" / "pneumonia" / "eight.png", seed=2)
+    ds = build("imagefolder", tmp_path / "folder", split_fractions={"train": 1.0})
+    image = by_path(ds, "sixteen")["image"]
+    assert image.mode == "L" and np.array_equal(np.asarray(image), to_bits(read_grey(sixteen), 8))

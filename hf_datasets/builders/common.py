@@ -28,6 +28,7 @@ from ..schema import COLUMNS, make_features, make_info
 from ..splits import canonical_split, patient_split, patient_subset, resolve_patient_overlap
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif")
+WIDE_MODES = ("I;16", "I;16B", "I;16L", "I", "F")  # PIL modes of 16-bit and 32-bit grey images
 
 
 @dataclass
@@ -141,12 +142,13 @@ def read_mask(mask) -> np.ndarray:
 
 def encode_example(rec: dict, bits: int) -> dict:
     """Record -> example of the common schema (decoded images become PNG bytes). Other images stay paths,
-    read when used; their headers are read here, so a missing or broken file fails (or is skipped) now."""
+    read when used; their headers are read here, so a missing or broken file fails (or is skipped) now.
+    A wider-than-8-bit image in an 8-bit set is decoded too, scaled by the bits it uses (as preparation
+    does): the schema's convert("L") would clip it to white."""
     example = {name: rec.get(name) for name in COLUMNS}
-    if rec["decode"]:
+    if rec["decode"] or (stored_mode(rec["image"]) in WIDE_MODES and bits == 8):
         example["image"] = {"bytes": encode_png(to_bits(read_grey(rec["image"]), bits)), "path": None}
     else:
-        stored_mode(rec["image"])
         example["image"] = {"path": rec["image"], "bytes": None}
     if rec.get("mask") is not None:
         example["mask"] = {"bytes": encode_png(read_mask(rec["mask"])), "path": None}
