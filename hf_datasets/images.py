@@ -11,7 +11,7 @@ import io
 import os
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .dicom import is_dicom_file, read_dicom
 from .errors import ImageReadError
@@ -20,8 +20,16 @@ JSRT_SHAPE = (2048, 2048)
 JSRT_BITS = 12
 
 
+def upright(image: Image.Image) -> Image.Image:
+    """The image turned as its EXIF Orientation says (as viewers, `datasets.Image` and transformers show it)."""
+    if image.getexif().get(Image.ExifTags.Base.Orientation, 1) == 1:
+        return image
+    return ImageOps.exif_transpose(image)
+
+
 def pil_to_grey(image: Image.Image) -> np.ndarray:
-    """PIL image of any mode -> (rows, cols) uint8, or uint16 for 16-bit/32-bit integer grey."""
+    """PIL image of any mode -> (rows, cols) uint8, or uint16 for 16-bit/32-bit integer grey, upright."""
+    image = upright(image)
     if image.mode in ("I;16", "I;16B", "I;16L"):
         return np.asarray(image, dtype=np.uint16)
     if image.mode == "I":
@@ -69,10 +77,11 @@ def image_read_errors(path):
 
 
 def open_image(path) -> Image.Image:
-    """A PNG/JPEG/TIFF/... file as a loaded PIL image at its own mode and bit depth; ImageReadError if unreadable."""
+    """A PNG/JPEG/TIFF/... file as a loaded, upright PIL image at its own mode and bit depth; ImageReadError if
+    unreadable."""
     with image_read_errors(path), Image.open(path) as image:
         image.load()
-        return image.copy()  # closing the file releases the opened image's pixels
+        return upright(image).copy()  # closing the file releases the opened image's pixels
 
 
 def _existing_file(path) -> str:

@@ -139,3 +139,26 @@ def test_command_line(tmp_path, capsys):
     ds = datasets.load_from_disk(str(tmp_path / "out"))
     assert label_names(ds) == ["normal", "bacteria", "virus"]
     assert set(ds) == {"train", "validation", "test"}
+
+
+def test_exif_rotated_jpeg_is_read_upright_everywhere(tmp_path):
+    """A photographed film saved with an EXIF Orientation: prepare and predict turn it as build_dataset does."""
+    from PIL import Image
+
+    from hf_datasets import build_dataset
+    from hf_datasets.images import open_image, read_grey
+
+    stored = np.tile(np.linspace(0, 250, 32).astype(np.uint8), (40, 1))  # 40 rows, 32 columns
+    photo = Image.fromarray(stored)
+    exif = photo.getexif()
+    exif[0x0112] = 6  # shown turned 90 degrees clockwise: 32 rows, 40 columns
+    path = tmp_path / "films" / "normal" / "photo.jpg"
+    path.parent.mkdir(parents=True)
+    photo.save(path, exif=exif, quality=95)
+    built = np.asarray(build_dataset("imagefolder", tmp_path / "films", split_fractions={"train": 1.0})
+                       ["train"][0]["image"])
+    assert built.shape == (32, 40) and np.array_equal(read_grey(path), built)
+    assert open_image(path).size == (40, 32)
+    prepare("imagefolder", tmp_path / "films", tmp_path / "out", size=20, split_fractions={"train": 1.0},
+            progress=False)
+    assert datasets.load_from_disk(str(tmp_path / "out"))["train"][0]["image"].size == (20, 16)
