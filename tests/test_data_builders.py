@@ -251,3 +251,11 @@ def test_sixteen_bit_images_in_an_eight_bit_set_are_scaled_not_clipped(tmp_path)
     ds = build("imagefolder", tmp_path / "folder", split_fractions={"train": 1.0})
     image = by_path(ds, "sixteen")["image"]
     assert image.mode == "L" and np.array_equal(np.asarray(image), to_bits(read_grey(sixteen), 8))
+
+
+def test_manifest_suffix_in_capitals(tmp_path):
+    from factory import write_image
+    write_image(tmp_path / "set" / "a.png", seed=0)
+    (tmp_path / "set" / "LIST.JSONL").write_text('{"image": "a.png", "label": "normal"}\n')
+    ds = build("manifest", tmp_path / "set", manifest="LIST.JSONL", split_fractions={"train": 1.0})
+    assert label_names(ds) == ["normal"] and ds["train"]["path"] == ["a.png"]

@@ -49,7 +49,7 @@ def build_imagefolder(data_dir, patient_pattern: str | None = None, bits: int = 
 
 
 def _manifest_rows(path: Path) -> list[dict]:
-    if path.suffix == ".jsonl":
+    if path.suffix.lower() == ".jsonl":
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     with open(path, newline="", encoding="utf-8-sig") as handle:
         return list(csv.DictReader(handle))
