@@ -259,3 +259,12 @@ def test_manifest_suffix_in_capitals(tmp_path):
     (tmp_path / "set" / "LIST.JSONL").write_text('{"image": "a.png", "label": "normal"}\n')
     ds = build("manifest", tmp_path / "set", manifest="LIST.JSONL", split_fractions={"train": 1.0})
     assert label_names(ds) == ["normal"] and ds["train"]["path"] == ["a.png"]
+
+
+def test_manifest_without_an_image_column_says_which_columns_it_has(tmp_path):
+    """A CSV saved with ';' separators (a European spreadsheet) has one column, 'image;label'."""
+    from hf_datasets.errors import LayoutError
+    (tmp_path / "set").mkdir()
+    (tmp_path / "set" / "list.csv").write_text("image;label\na.png;normal\n")
+    with pytest.raises(LayoutError, match=r"row 1 has no 'image' \(columns: \['image;label'\]\)"):
+        build_dataset("manifest", tmp_path / "set", manifest="list.csv")

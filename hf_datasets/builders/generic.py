@@ -78,7 +78,9 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
     classes = sorted({str(r["label"]) for r in rows if r.get("label") not in (None, "")})
     names = list(label_names) if label_names else classes
     records = []
-    for row in rows:
+    for number, row in enumerate(rows, start=1):
+        if not row.get("image"):
+            raise LayoutError(path, f"row {number} has no 'image' (columns: {list(row)})")
         if isinstance(row.get("labels"), list):
             values = [_float_or_nan(v) for v in row["labels"]]
         elif label_names and all(n in row for n in label_names):
