@@ -268,3 +268,16 @@ def test_manifest_without_an_image_column_says_which_columns_it_has(tmp_path):
     (tmp_path / "set" / "list.csv").write_text("image;label\na.png;normal\n")
     with pytest.raises(LayoutError, match=r"row 1 has no 'image' \(columns: \['image;label'\]\)"):
         build_dataset("manifest", tmp_path / "set", manifest="list.csv")
+
+
+def test_manifest_label_names_found_in_no_row_are_refused(tmp_path):
+    """label_names that match no column (here in other capitals) would leave every label unknown (NaN)."""
+    from factory import write_image
+    from hf_datasets.errors import LayoutError
+    write_image(tmp_path / "set" / "a.png", seed=0)
+    (tmp_path / "set" / "list.csv").write_text("image,normal,pneumonia\na.png,1,0\n")
+    with pytest.raises(LayoutError, match=r"no row has labels for \['Normal', 'Pneumonia'\]"):
+        build_dataset("manifest", tmp_path / "set", manifest="list.csv", label_names=["Normal", "Pneumonia"])
+    ds = build("manifest", tmp_path / "set", manifest="list.csv", label_names=["normal", "pneumonia"],
+               split_fractions={"train": 1.0})
+    assert ds["train"]["labels"] == [[1.0, 0.0]]

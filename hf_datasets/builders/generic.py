@@ -77,7 +77,7 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
         raise LayoutError(path, "manifest has no rows")
     classes = sorted({str(r["label"]) for r in rows if r.get("label") not in (None, "")})
     names = list(label_names) if label_names else classes
-    records = []
+    records, unlabelled = [], 0
     for number, row in enumerate(rows, start=1):
         if not row.get("image"):
             raise LayoutError(path, f"row {number} has no 'image' (columns: {list(row)})")
@@ -89,6 +89,7 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
             values = [float(str(row["label"]) == n) for n in names]
         else:
             values = [float("nan")] * len(names)
+            unlabelled += 1
         if len(values) != len(names):
             raise LayoutError(path, f"row for {row.get('image')} has {len(values)} labels, expected {len(names)}")
         mask = row.get("mask") or None
@@ -97,6 +98,9 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
                               patient_id=row.get("patient_id") or None, study_id=row.get("study_id") or None,
                               view=row.get("view") or None, sex=row.get("sex"), age=row.get("age"),
                               source=row.get("source") or root.name, split=row.get("split") or None))
+    if label_names and unlabelled == len(rows):
+        raise LayoutError(path, f"no row has labels for {names}: give one column per name (CSV), a 'labels' "
+                                f"list (JSONL) or a 'label' class name (columns: {list(rows[0])})")
     return Recipe(name="manifest", records=records, label_names=names, bits=bits,
                   about=f"Manifest {manifest}.", data_dir=str(root))
 
