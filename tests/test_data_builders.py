@@ -281,3 +281,17 @@ def test_manifest_label_names_found_in_no_row_are_refused(tmp_path):
     ds = build("manifest", tmp_path / "set", manifest="list.csv", label_names=["normal", "pneumonia"],
                split_fractions={"train": 1.0})
     assert ds["train"]["labels"] == [[1.0, 0.0]]
+
+
+@pytest.mark.parametrize("value", ["-1", "2", "yes"])
+def test_manifest_label_values_training_cannot_use_are_refused(tmp_path, value):
+    from factory import write_image
+    from hf_datasets.errors import LayoutError
+    write_image(tmp_path / "set" / "a.png", seed=0)
+    (tmp_path / "set" / "list.csv").write_text(f"image,effusion,edema\na.png,{value},\n")
+    with pytest.raises(LayoutError, match=f"label '{value}' for a.png"):
+        build_dataset("manifest", tmp_path / "set", manifest="list.csv", label_names=["effusion", "edema"])
+    (tmp_path / "set" / "list.csv").write_text("image,effusion,edema\na.png,0.5,\n")
+    ds = build("manifest", tmp_path / "set", manifest="list.csv", label_names=["effusion", "edema"],
+               split_fractions={"train": 1.0})
+    assert ds["train"]["labels"][0][0] == 0.5 and math.isnan(ds["train"]["labels"][0][1])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 from pathlib import Path
 
@@ -55,11 +56,19 @@ def _manifest_rows(path: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-def _float_or_nan(value) -> float:
-    try:
-        return float(value) if value not in (None, "") else float("nan")
-    except (TypeError, ValueError):
+def _label_value(value, path: Path, image) -> float:
+    """A manifest label: empty / null -> NaN (unknown), else a number in [0, 1]; LayoutError for anything else
+    (e.g. CheXpert's -1 for uncertain, or text), which training would take as a target."""
+    if value is None or (isinstance(value, str) and not value.strip()):
         return float("nan")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or not (math.isnan(number) or 0.0 <= number <= 1.0):
+        raise LayoutError(path, f"label {value!r} for {image}: labels are 1 (present), 0 (absent), a soft value in "
+                                "between, or empty (unknown)")
+    return number
 
 
 def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list[str] | None = None,
@@ -82,9 +91,9 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
         if not row.get("image"):
             raise LayoutError(path, f"row {number} has no 'image' (columns: {list(row)})")
         if isinstance(row.get("labels"), list):
-            values = [_float_or_nan(v) for v in row["labels"]]
+            values = [_label_value(v, path, row["image"]) for v in row["labels"]]
         elif label_names and all(n in row for n in label_names):
-            values = [_float_or_nan(row[n]) for n in label_names]
+            values = [_label_value(row[n], path, row["image"]) for n in label_names]
         elif row.get("label") not in (None, ""):
             values = [float(str(row["label"]) == n) for n in names]
         else:
