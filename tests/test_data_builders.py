@@ -295,3 +295,11 @@ def test_manifest_label_values_training_cannot_use_are_refused(tmp_path, value):
     ds = build("manifest", tmp_path / "set", manifest="list.csv", label_names=["effusion", "edema"],
                split_fractions={"train": 1.0})
     assert ds["train"]["labels"][0][0] == 0.5 and math.isnan(ds["train"]["labels"][0][1])
+
+
+def test_cxr_folder_without_a_file_column_says_which_columns_it_has(tmp_path):
+    from hf_datasets.errors import LayoutError
+    (tmp_path / "set").mkdir()
+    (tmp_path / "set" / "labels.csv").write_text("image,label\nimages/a.png,normal\n")
+    with pytest.raises(LayoutError, match=r"labels.csv: no 'file' column \(columns: \['image', 'label'\]\)"):
+        build_dataset("cxr_folder", tmp_path / "set")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import LayoutError
 from .common import Recipe, find_file, read_table, record
 
 UNLABELLED = ("", "unlabelled", "unlabeled", "unknown")
@@ -16,7 +17,10 @@ UNLABELLED = ("", "unlabelled", "unlabeled", "unknown")
 def build(data_dir, classes: list[str] | None = None, label_column: str = "label",
           label_map: dict | None = None) -> Recipe:
     root = Path(data_dir)
-    rows = read_table(find_file(root, "labels.csv"))
+    table = find_file(root, "labels.csv")
+    rows = read_table(table)
+    if rows and "file" not in rows[0]:
+        raise LayoutError(table, f"no 'file' column (columns: {list(rows[0])})")
     rename = dict(label_map or {})
     labels = [rename.get(r.get(label_column, ""), r.get(label_column, "")) for r in rows]
     found = sorted(set(labels) - set(UNLABELLED))
