@@ -303,3 +303,17 @@ def test_cxr_folder_without_a_file_column_says_which_columns_it_has(tmp_path):
     (tmp_path / "set" / "labels.csv").write_text("image,label\nimages/a.png,normal\n")
     with pytest.raises(LayoutError, match=r"labels.csv: no 'file' column \(columns: \['image', 'label'\]\)"):
         build_dataset("cxr_folder", tmp_path / "set")
+
+
+def test_class_names_are_read_without_surrounding_spaces(tmp_path):
+    """A hand-edited sheet writes "normal " in one row and "normal" in the next: one class, not two."""
+    from factory import write_image
+    for name in ("a", "b", "c"):
+        write_image(tmp_path / "set" / "images" / f"{name}.png", seed=0)
+    table = "file,label\nimages/a.png,normal\nimages/b.png,normal \nimages/c.png, pneumonia\n"
+    (tmp_path / "set" / "labels.csv").write_text(table)
+    (tmp_path / "set" / "list.csv").write_text(table.replace("file,", "image,"))
+    for ds in (build("cxr_folder", tmp_path / "set", split_fractions={"train": 1.0}),
+               build("manifest", tmp_path / "set", manifest="list.csv", split_fractions={"train": 1.0})):
+        assert label_names(ds) == ["normal", "pneumonia"]
+        assert sorted(ds["train"]["labels"]) == [[0.0, 1.0], [1.0, 0.0], [1.0, 0.0]]

@@ -22,7 +22,8 @@ def build(data_dir, classes: list[str] | None = None, label_column: str = "label
     if rows and "file" not in rows[0]:
         raise LayoutError(table, f"no 'file' column (columns: {list(rows[0])})")
     rename = dict(label_map or {})
-    labels = [rename.get(r.get(label_column, ""), r.get(label_column, "")) for r in rows]
+    stated = [(r.get(label_column) or "").strip() for r in rows]  # a spreadsheet's "normal " is "normal"
+    labels = [rename.get(label, label) for label in stated]
     found = sorted(set(labels) - set(UNLABELLED))
     names = list(classes) if classes else found
     records = []

@@ -71,6 +71,11 @@ def _label_value(value, path: Path, image) -> float:
     return number
 
 
+def _class_name(row: dict) -> str:
+    """The row's `label` without surrounding spaces (a spreadsheet's "normal " is "normal"); "" if none."""
+    return str(row.get("label") if row.get("label") is not None else "").strip()
+
+
 def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list[str] | None = None,
                    bits: int = 8) -> Recipe:
     """A CSV or JSONL file (relative to data_dir) with one row per image:
@@ -84,7 +89,7 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
     rows = _manifest_rows(path)
     if not rows:
         raise LayoutError(path, "manifest has no rows")
-    classes = sorted({str(r["label"]) for r in rows if r.get("label") not in (None, "")})
+    classes = sorted({_class_name(r) for r in rows} - {""})
     names = list(label_names) if label_names else classes
     records, unlabelled = [], 0
     for number, row in enumerate(rows, start=1):
@@ -94,8 +99,8 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
             values = [_label_value(v, path, row["image"]) for v in row["labels"]]
         elif label_names and all(n in row for n in label_names):
             values = [_label_value(row[n], path, row["image"]) for n in label_names]
-        elif row.get("label") not in (None, ""):
-            values = [float(str(row["label"]) == n) for n in names]
+        elif _class_name(row):
+            values = [float(_class_name(row) == n) for n in names]
         else:
             values = [float("nan")] * len(names)
             unlabelled += 1
