@@ -1,20 +1,26 @@
 """Read a DICOM radiograph into a float32 array in [0, 1] plus PHI-free metadata.
 
 Order (SPEC §3): reject non-image objects, decode, modality LUT, VOI, invert
-MONOCHROME1, scale to [0, 1]. Only allow-listed header fields are returned;
-identifiers are returned as salted sha256 hashes, never as values.
+MONOCHROME1, scale to [0, 1]. Pixel padding (the area outside the detector that
+Pixel Padding Value marks) is left out of the full-range and percentile windows and
+comes out black. Only allow-listed header fields are returned; identifiers are
+returned as salted sha256 hashes, never as values, and pydicom's checks of header
+values (whose messages quote them) are silenced while a file is read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import re
 import warnings
 
 import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
-from pydicom.pixels import apply_modality_lut, apply_voi_lut, get_decoder
+from pydicom import config as pydicom_config
+from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, get_decoder
 
 from .errors import (
     MissingDecoderError,
@@ -129,8 +135,9 @@ def _decode(path, ds) -> np.ndarray:
                   'pip install "cxrgm[dicom]"')
     try:
         return ds.pixel_array
-    except (ValueError, EOFError) as err:
-        raise TruncatedDicomError(path, f"pixel data incomplete or undecodable ({err})") from err
+    except (ValueError, EOFError) as err:  # pydicom's text may quote a malformed value: that part is left out
+        reason = re.sub(r"'[^']*'", "'...'", str(err))
+        raise TruncatedDicomError(path, f"pixel data incomplete or undecodable ({reason})") from err
     except (RuntimeError, NotImplementedError) as err:  # every installed decoder plugin failed, each says why
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         reasons = "; ".join(lines[1:]) or lines[0] if lines else type(err).__name__
@@ -159,8 +166,21 @@ def _scale_in_place(values: np.ndarray, low: float, high: float) -> np.ndarray:
     return np.clip(values, 0.0, 1.0, out=values)
 
 
-def _apply_voi(ds, values: np.ndarray, voi: str, percentiles) -> np.ndarray:
-    """Window `values` (after modality LUT) to float32 in [0, 1] by header VOI, full range or percentiles."""
+def _padding(ds, pixels: np.ndarray) -> np.ndarray | None:
+    """Boolean (rows, cols) of the pixels that Pixel Padding Value (up to Pixel Padding Range Limit, either order)
+    marks as outside the image, in stored values; None when the header marks none or every pixel."""
+    if "PixelPaddingValue" not in ds or pixels.ndim != 2:
+        return None
+    first = int(ds.PixelPaddingValue)
+    last = int(ds.get("PixelPaddingRangeLimit", first))
+    low, high = min(first, last), max(first, last)
+    padding = (pixels >= low) & (pixels <= high)
+    return padding if padding.any() and not padding.all() else None
+
+
+def _apply_voi(ds, values: np.ndarray, voi: str, percentiles, padding: np.ndarray | None = None) -> np.ndarray:
+    """Window `values` (after modality LUT) to float32 in [0, 1] by header VOI, full range or percentiles;
+    the full range and the percentiles are those of the pixels outside `padding` (boolean, True = padding)."""
     if voi == "header" and "VOILUTSequence" in ds and values.dtype.kind in "iu":
         lut = ds.VOILUTSequence[0]
         out = apply_voi_lut(values, ds, index=0, prefer_lut=True).astype(np.float32)
@@ -182,10 +202,11 @@ def _apply_voi(ds, values: np.ndarray, voi: str, percentiles) -> np.ndarray:
         # DICOM PS3.3 C.11.2.1.2.1: (x - (c - 0.5)) / (w - 1) + 0.5, i.e. c - 0.5 -/+ (w - 1) / 2 map to 0 and 1
         half = max(width - 1.0, 1.0) / 2
         return _scale_in_place(values, center - 0.5 - half, center - 0.5 + half)
+    image_values = values if padding is None else values[~padding]
     if voi == "percentiles":
-        low, high = np.percentile(values, percentiles)
+        low, high = np.percentile(image_values, percentiles)
     else:
-        low, high = float(values.min()), float(values.max())
+        low, high = float(image_values.min()), float(image_values.max())
     return _scale_in_place(values, float(low), float(high))
 
 
@@ -202,28 +223,49 @@ def read_dicom(path, *, voi: str = "header", percentiles=(0.5, 99.5)):
             "full" (min-max of the image) or "percentiles" (clip to `percentiles`).
     Returns:
         (image, metadata): float32 array (rows, cols) in [0, 1], 0 = black / 1 = white
-        (MONOCHROME1 is inverted), and the allow-listed metadata dict.
+        (MONOCHROME1 is inverted, pixel padding is 0, PALETTE COLOR goes through its colour
+        table to luminance), and the allow-listed metadata dict.
     Raises:
         NotDicomError, NonImageDicomError, NoPixelDataError, TruncatedDicomError,
         MissingDecoderError, UndecodableDicomError (all subclasses of DicomError).
     """
     if voi not in VOI_MODES:
         raise ValueError(f"voi must be one of {VOI_MODES}, got {voi!r}")
-    ds = _open(path)
-    _check_is_image(path, ds)
-    pixels = _decode(path, ds)
-    frames = int(ds.get("NumberOfFrames") or 1)
-    if frames > 1:
-        warnings.warn(f"{path}: {frames} frames, using frame 0", stacklevel=2)
-        pixels = pixels[0]
-    if pixels.ndim == 3:
-        values = pixels[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    else:
-        values = _modality_values(ds, pixels)
-    image = _apply_voi(ds, values, voi, percentiles)
-    if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
-        np.subtract(1.0, image, out=image)
-    return image, dicom_metadata(ds)
+    with quiet_value_checks():
+        ds = _open(path)
+        _check_is_image(path, ds)
+        pixels = _decode(path, ds)
+        frames = int(ds.get("NumberOfFrames") or 1)
+        if frames > 1:
+            warnings.warn(f"{path}: {frames} frames, using frame 0", stacklevel=2)
+            pixels = pixels[0]
+        photometric = str(ds.get("PhotometricInterpretation", "")).upper()
+        if photometric == "PALETTE COLOR":
+            pixels = apply_color_lut(pixels, ds)
+        padding = _padding(ds, pixels)
+        if pixels.ndim == 3:
+            values = pixels[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        else:
+            values = _modality_values(ds, pixels)
+        image = _apply_voi(ds, values, voi, percentiles, padding)
+        if photometric == "MONOCHROME1":
+            np.subtract(1.0, image, out=image)
+        if padding is not None:
+            image[padding] = 0.0
+        return image, dicom_metadata(ds)
+
+
+@contextlib.contextmanager
+def quiet_value_checks():
+    """Turn off pydicom's validation of header values while a file is read: its warnings and log lines quote the
+    invalid value (a malformed name or UID), and values are never logged here. Restores the caller's setting."""
+    settings = pydicom_config.settings
+    previous = settings.reading_validation_mode
+    settings.reading_validation_mode = pydicom_config.IGNORE
+    try:
+        yield
+    finally:
+        settings.reading_validation_mode = previous
 
 
 def is_dicom_file(path) -> bool:

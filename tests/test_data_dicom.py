@@ -1,6 +1,7 @@
 """read_dicom: decoding order, polarity, metadata allow-list and specific errors."""
 
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -160,6 +161,14 @@ def test_truncated(tmp_path):
         read_dicom(cut)
 
 
+def test_malformed_value_is_not_quoted_in_the_error():
+    """badVR.dcm has a pixel-description element that is not a number ('1A'): the error says so without it."""
+    path = dicom_testfile("badVR.dcm")
+    with pytest.raises(TruncatedDicomError) as err:
+        read_dicom(path)
+    assert "invalid literal" in str(err.value) and "1A" not in str(err.value)
+
+
 def test_multiframe_takes_first_frame():
     with pytest.warns(UserWarning, match="frames, using frame 0"):
         image, meta = read_dicom(dicom_testfile("emri_small.dcm"))
@@ -169,3 +178,59 @@ def test_multiframe_takes_first_frame():
 def test_voi_lut_sequence():
     image, _ = read_dicom(dicom_testfile("vlut_04.dcm"))
     assert image.dtype == np.float32 and 0 <= image.min() < image.max() <= 1
+
+
+@pytest.mark.parametrize("photometric", ["MONOCHROME2", "MONOCHROME1"])
+@pytest.mark.parametrize("voi", ["full", "percentiles", "header"])
+def test_pixel_padding_is_left_out_of_the_window_and_black(tmp_path, voi, photometric):
+    """A CR whose detector area is framed by padding (values 4090-4095: Pixel Padding Value and Range Limit, given
+    in either order): the window is the image's own range, and the padding comes out black whatever the polarity."""
+    pixels = np.random.default_rng(2).integers(1000, 3001, (40, 30)).astype(np.uint16)
+    pixels[10, 10], pixels[-1, -1] = 1000, 3000  # the image's own range, exactly
+    pixels[:5], pixels[:, :4] = 4093, 4095
+    path = write_dicom(tmp_path / "pad.dcm", pixels, photometric=photometric)
+    ds = pydicom.dcmread(path)
+    ds.add_new("PixelPaddingValue", "US", 4095)
+    ds.add_new("PixelPaddingRangeLimit", "US", 4090)
+    ds.save_as(path)
+    image, _ = read_dicom(path, voi=voi, percentiles=(0, 100))
+    inside = (pixels[5:, 4:].astype(np.float64) - 1000) / 2000
+    expected = 1 - inside if photometric == "MONOCHROME1" else inside
+    np.testing.assert_allclose(image[:5], 0.0)
+    np.testing.assert_allclose(image[:, :4], 0.0)
+    np.testing.assert_allclose(image[5:, 4:], expected, atol=1e-6)
+
+
+def test_palette_colour_goes_through_its_colour_table():
+    """PALETTE COLOR stores indices into a colour table: the grey image is the table's colours' luminance."""
+    path = dicom_testfile("examples_palette.dcm")
+    ds = pydicom.dcmread(path)
+    rgb = pydicom.pixels.apply_color_lut(ds.pixel_array, ds).astype(np.float64)
+    luminance = rgb @ [0.299, 0.587, 0.114]
+    expected = (luminance - luminance.min()) / (luminance.max() - luminance.min())
+    image, _ = read_dicom(path)
+    np.testing.assert_allclose(image, expected, atol=1e-5)
+
+
+def test_invalid_header_values_are_not_quoted_in_warnings_or_logs(tmp_path, caplog):
+    """pydicom warns and logs an invalid value with the value itself (a malformed UID or name): reading a file, and
+    building a set over such files, say nothing of them; the caller's pydicom setting is left as it was."""
+    from hf_datasets import build_dataset
+
+    path = write_dicom(tmp_path / "set" / "bad.dcm")
+    ds = pydicom.dcmread(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.StudyInstanceUID = "1.2.SECRET-STUDY.9"
+        ds.PatientID = "SECRET-ID" * 10
+        ds.ViewPosition = "SECRET-VIEW-" * 3
+        ds.save_as(path)
+    before = pydicom.config.settings.reading_validation_mode
+    caplog.clear()  # writing the file logged the values
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level("DEBUG"):
+        warnings.simplefilter("always")
+        _, meta = read_dicom(path)
+        build_dataset("dicomdir", tmp_path / "set")
+    said = [str(w.message) for w in caught] + [record.getMessage() for record in caplog.records]
+    assert not [text for text in said if "SECRET" in text]
+    assert meta["study_uid_hash"] and pydicom.config.settings.reading_validation_mode == before

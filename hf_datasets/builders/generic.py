@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pydicom
 
-from ..dicom import hash_identifier, is_dicom_file, normalise_view
+from ..dicom import hash_identifier, is_dicom_file, normalise_view, quiet_value_checks
 from ..errors import LayoutError
 from ..splits import canonical_split
 from .common import IMAGE_SUFFIXES, Recipe, record, walk_files
@@ -128,19 +128,20 @@ def build_dicomdir(data_dir, modalities=("CR", "DX"), views=None, bits: int = 16
     for path in walk_files(root, ("",)):
         if not is_dicom_file(path):
             continue
-        try:
-            header = pydicom.dcmread(path, stop_before_pixels=True)
-        except Exception:  # unreadable headers are reported later by prepare / on_error
-            header = pydicom.Dataset()
-        modality = header.get("Modality")
-        view = normalise_view(header.get("ViewPosition"))
+        with quiet_value_checks():
+            try:
+                header = pydicom.dcmread(path, stop_before_pixels=True)
+            except Exception:  # unreadable headers are reported later by prepare / on_error
+                header = pydicom.Dataset()
+            modality = header.get("Modality")
+            view = normalise_view(header.get("ViewPosition"))
+            patient_id, study_uid = header.get("PatientID"), header.get("StudyInstanceUID")
         if modalities is not None and modality is not None and modality not in modalities:
             continue
         if views is not None and view not in views:
             continue
         records.append(record(path, data_dir=root, decode=True,
-                              patient_id=hash_identifier(header.get("PatientID")),
-                              study_id=hash_identifier(header.get("StudyInstanceUID")),
+                              patient_id=hash_identifier(patient_id), study_id=hash_identifier(study_uid),
                               view=view, source=root.name))
     return Recipe(name="dicomdir", records=records, label_names=[], bits=bits,
                   about=f"DICOM files under {root.name} (modalities {modalities}).", data_dir=str(root))
