@@ -75,3 +75,22 @@ def test_masks_of_same_named_files_in_different_folders_are_kept_apart(tmp_path)
     assert listed == {"study1": out / "study1" / "IM-0001_mask.png", "study2": out / "study2" / "IM-0001_mask.png"}
     for study, path in (("study1", first), ("study2", second)):
         assert Image.open(listed[study]).size == Image.open(path).size  # each mask at its own image's size
+
+
+def test_folders_give_dicoms_under_any_name_and_no_hidden_files(tmp_path):
+    """A PACS export names DICOMs `IM0001` or by UID; a Mac leaves `._x.png` twins and `.DS_Store`: the first are
+    images to predict, the others are not read at all."""
+    from pydicom.data import get_testdata_file
+
+    folder = tmp_path / "export"
+    (folder / "study").mkdir(parents=True)
+    shutil.copy(get_testdata_file("CT_small.dcm"), folder / "study" / "IM0001")
+    shutil.copy(get_testdata_file("CT_small.dcm"), folder / "study" / "1.2.840.113619.2.55")
+    shutil.copy(jpegs(1)[0], folder / "chest.jpeg")
+    (folder / "._chest.jpeg").write_bytes(b"\x00\x05\x16\x07 mac resource fork")
+    (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (folder / "notes.txt").write_text("not an image")
+    found = predict.find_images([str(folder)])
+    assert [path.relative_to(folder).as_posix() for path in found] == [
+        "chest.jpeg", "study/1.2.840.113619.2.55", "study/IM0001"]
+    assert all(predict.read_image(path) is not None for path in found)

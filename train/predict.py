@@ -30,11 +30,15 @@ logger = logging.getLogger(__name__)
 
 
 def find_images(inputs: list[str]) -> list[Path]:
-    """Image files named directly or found (recursively) under folders, sorted per folder."""
+    """Image files named directly or found (recursively) under folders, sorted per folder. In folders: files with an
+    image suffix and DICOM files under any name (PACS exports: `IM0001`, `1.2.840...`); hidden files are left out."""
+    from hf_datasets.builders.common import walk_files
+    from hf_datasets.dicom import is_dicom_file
+
     files = []
     for item in map(Path, inputs):
         if item.is_dir():
-            files += sorted(p for p in item.rglob("*") if p.suffix.lower() in SUFFIXES)
+            files += [p for p in walk_files(item, ("",)) if p.suffix.lower() in SUFFIXES or is_dicom_file(p)]
         elif item.is_file():
             files.append(item)
         else:
@@ -49,10 +53,10 @@ def read_image(path: Path):
 
     Raises a `hf_datasets.errors.DataError` naming the path and the reason (never a DICOM header value).
     """
-    from hf_datasets.dicom import read_dicom
+    from hf_datasets.dicom import is_dicom_file, read_dicom
     from hf_datasets.images import open_image
 
-    if path.suffix.lower() in (".dcm", ".dicom"):
+    if path.suffix.lower() in (".dcm", ".dicom") or is_dicom_file(path):
         return read_dicom(path)[0]
     return open_image(path)
 
