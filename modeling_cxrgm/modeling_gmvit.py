@@ -246,6 +246,9 @@ class GroupMaskedViTPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = True
     _supports_flex_attn = True
     _supports_attention_backend = True
+    # Every loss here is a mean over its own batch, so transformers' Trainer must average over accumulated batches
+    # itself (with a `**kwargs` forward it would otherwise pass `num_items_in_batch` and skip that average).
+    accepts_loss_kwargs = False
 
     def _init_weights(self, module: nn.Module):
         """Truncated-normal linear/conv weights, zero biases, unit norms; positions and CLS trunc-normal."""

@@ -4,6 +4,7 @@ same outputs."""
 
 import math
 
+import datasets
 import numpy as np
 import pytest
 import torch
@@ -73,3 +74,24 @@ def test_trainer_runs_gmml_pretraining(sample, tmp_path):
     result = trainer_for(model, train, tmp_path / "run", processor, with_labels=False).train()
     assert math.isfinite(result.training_loss) and result.training_loss > 0
     assert all(not torch.equal(old, new) for old, new in zip(before, model.parameters()) if new.requires_grad)
+
+
+def test_gradient_accumulation_gives_the_loss_and_gradients_of_one_big_batch(tmp_path):
+    """Trainer averages the losses of accumulated batches (the models' losses are batch means): 4 images in one
+    batch or in 2 x 2 accumulated give the same loss and gradient norm, not twice them."""
+    generator = torch.Generator().manual_seed(0)
+    rows = {"pixel_values": torch.randn(4, 1, 32, 32, generator=generator).numpy(), "labels": [0, 1, 0, 1]}
+    train = datasets.Dataset.from_dict(rows).with_format("torch")
+    logged = []
+    for accumulation in (1, 2):
+        torch.manual_seed(0)
+        model = GroupMaskedViTForImageClassification(GroupMaskedViTConfig(**TINY, num_labels=2, drop_path_rate=0.0))
+        args = TrainingArguments(output_dir=str(tmp_path / f"ga{accumulation}"),
+                                 per_device_train_batch_size=4 // accumulation,
+                                 gradient_accumulation_steps=accumulation, num_train_epochs=1, learning_rate=0.0,
+                                 report_to=[], use_cpu=True, save_strategy="no", logging_steps=1, seed=0)
+        trainer = Trainer(model=model, args=args, train_dataset=train)
+        loss = trainer.train().training_loss
+        logged.append((loss, next(h["grad_norm"] for h in trainer.state.log_history if "grad_norm" in h)))
+    (loss_one, norm_one), (loss_two, norm_two) = logged
+    assert math.isclose(loss_one, loss_two, rel_tol=1e-4) and math.isclose(norm_one, norm_two, rel_tol=1e-3)
