@@ -1,7 +1,8 @@
 """Image processor for chest X-rays: any grey/RGB input at its real bit depth -> normalised (B, C, S, S) tensors.
 
-Accepted images: PIL (L, I;16, I, F, RGB, RGBA, LA, P, 1), numpy (H, W) / (H, W, C) uint8 / uint16 / float in [0, 1],
-torch (H, W) / (C, H, W) tensors, a list of those, or a stacked batch (numpy (B, H, W[, C]), torch (B, C, H, W)).
+Accepted images: PIL (L, I;16, I, F, RGB, RGBA, LA, P, 1), numpy (H, W) / (H, W, C) uint8 / uint16 / float in
+[0, 1] / bool, torch (H, W) / (C, H, W) tensors, a list of those, or a stacked batch (numpy (B, H, W[, C]), torch
+(B, C, H, W)).
 Integers are scaled by their real bit depth: 8 for uint8; for wider integers `bit_depth` if given, else the smallest
 of 8..16 bits that holds the image's largest value (PadChest: 12 bits stored in 16); 16-bit images are never clipped
 to 8 bits. RGB becomes grey by luminance when `num_channels` is 1 (pipelines hand over RGB);
@@ -65,18 +66,21 @@ def _bits_used(tensor: torch.Tensor) -> int:
 
 
 def _to_unit_float(array, bit_depth: int | None) -> torch.Tensor:
-    """Integer or float array/tensor -> float32 tensor in [0, 1], scaled by the real bit depth: `bit_depth` when
-    given, else 8 for uint8 and the bits used (`_bits_used`) for wider integers."""
+    """Integer, float or bool array/tensor -> float32 tensor in [0, 1], integers scaled by the real bit depth:
+    `bit_depth` when given, else 8 for uint8 and the bits used (`_bits_used`) for wider integers; bool is 0 / 1."""
     if isinstance(array, np.ndarray):
         if array.dtype.kind not in "buif":
             raise TypeError(f"Unsupported image dtype {array.dtype}")
         eight_bit = array.dtype == np.uint8
-        tensor = torch.from_numpy(np.array(array, dtype=np.float32 if array.dtype.kind == "f" else np.int64))
+        tensor = torch.from_numpy(np.array(array, dtype=np.float32 if array.dtype.kind in "bf" else np.int64))
     else:
         if torch.is_complex(array):
             raise TypeError(f"Unsupported image dtype {array.dtype}")
         eight_bit = array.dtype == torch.uint8
-        tensor = array if array.is_floating_point() else array.to(torch.int64)
+        if array.dtype == torch.bool:
+            tensor = array.to(torch.float32)
+        else:
+            tensor = array if array.is_floating_point() else array.to(torch.int64)
     if tensor.is_floating_point():
         tensor = tensor.float()
         if tensor.numel() and (tensor.min() < 0 or tensor.max() > 1):

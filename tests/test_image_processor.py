@@ -68,6 +68,14 @@ def test_float_and_tensor_inputs():
     assert torch.allclose(from_numpy, from_tensor) and torch.allclose(from_numpy, from_uint8_tensor)
 
 
+def test_boolean_images_are_0_and_1_as_a_pil_mode_1_image():
+    binary = gradient() > 127
+    from_pil = unnormalised()(Image.fromarray(binary)).pixel_values
+    assert Image.fromarray(binary).mode == "1" and torch.equal(from_pil[0, 0], torch.from_numpy(binary).float())
+    assert torch.equal(unnormalised()(binary).pixel_values, from_pil)
+    assert torch.equal(unnormalised()(torch.from_numpy(binary)).pixel_values, from_pil)
+
+
 def test_rgb_and_rgba_become_grey_by_luminance_and_grey_becomes_three_channels():
     rgb = np.zeros((8, 8, 3), dtype=np.uint8)
     rgb[..., 0], rgb[..., 1], rgb[..., 2] = 255, 0, 0
