@@ -1,8 +1,8 @@
 """Image processor for chest X-rays: any grey/RGB input at its real bit depth -> normalised (B, C, S, S) tensors.
 
 Accepted images: PIL (L, I;16, I, F, RGB, RGBA, LA, P, 1), numpy (H, W) / (H, W, C) uint8 / uint16 / float in
-[0, 1] / bool, torch (H, W) / (C, H, W) tensors, a list of those, or a stacked batch (numpy (B, H, W[, C]), torch
-(B, C, H, W)).
+[0, 1] / bool, torch (H, W) / (C, H, W) / (H, W, C) tensors, a list of those, or a stacked batch (numpy
+(B, H, W[, C]), torch (B, C, H, W)).
 Integers are scaled by their real bit depth: 8 for uint8; for wider integers `bit_depth` if given, else the smallest
 of 8..16 bits that holds the image's largest value (PadChest: 12 bits stored in 16); 16-bit images are never clipped
 to 8 bits. RGB becomes grey by luminance when `num_channels` is 1 (pipelines hand over RGB);
@@ -21,6 +21,7 @@ CXR_MEAN, CXR_STD = 0.520, 0.227
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 _LUMA = (0.299, 0.587, 0.114)
 RESIZE_MODES = ("pad", "squash")
+CHANNELS = (1, 3, 4)  # grey, RGB, RGBA (alpha dropped)
 
 
 def _pil_to_array(image) -> np.ndarray:
@@ -95,18 +96,28 @@ def _to_unit_float(array, bit_depth: int | None) -> torch.Tensor:
     return tensor.to(torch.float32) / float(2**depth - 1)
 
 
+def _is_channels_last_tensor(tensor: torch.Tensor) -> bool:
+    """A 3-D torch image whose first dimension cannot be channels but whose last can: (H, W, C), e.g. a tensor made
+    from `np.asarray(pil_image)`."""
+    return tensor.ndim == 3 and tensor.shape[0] not in CHANNELS and tensor.shape[2] in CHANNELS
+
+
 def _channels_first(tensor: torch.Tensor, from_numpy: bool) -> torch.Tensor:
-    """One image -> (C, H, W): numpy is (H, W) or (H, W, C); torch is (H, W) or (C, H, W)."""
+    """One image -> (C, H, W): numpy is (H, W) or (H, W, C); torch is (H, W), (C, H, W) or (H, W, C)."""
     if tensor.ndim == 2:
         return tensor[None]
     if tensor.ndim != 3:
         raise ValueError(f"An image must have 2 or 3 dimensions, got shape {tuple(tensor.shape)}")
     if from_numpy:
-        if tensor.shape[2] not in (1, 3, 4):
+        if tensor.shape[2] not in CHANNELS:
             raise ValueError(f"numpy images must be (H, W) or (H, W, C) with C in 1, 3, 4; got {tuple(tensor.shape)}")
         tensor = tensor.permute(2, 0, 1)
-    elif tensor.shape[0] not in (1, 3, 4):
-        raise ValueError(f"torch images must be (H, W) or (C, H, W) with C in 1, 3, 4; got {tuple(tensor.shape)}")
+    elif _is_channels_last_tensor(tensor):
+        tensor = tensor.permute(2, 0, 1)
+    elif tensor.shape[0] not in CHANNELS:
+        raise ValueError(
+            f"torch images must be (H, W), (C, H, W) or (H, W, C) with C in 1, 3, 4; got {tuple(tensor.shape)}"
+        )
     return tensor[:3]
 
 
@@ -115,11 +126,12 @@ def _split_batch(images) -> list:
     if isinstance(images, (list, tuple)):
         return list(images)
     if isinstance(images, np.ndarray):
-        if images.ndim == 4 or (images.ndim == 3 and images.shape[2] not in (1, 3, 4)):
+        if images.ndim == 4 or (images.ndim == 3 and images.shape[2] not in CHANNELS):
             return list(images)
         return [images]
     if isinstance(images, torch.Tensor):
-        if images.ndim == 4 or (images.ndim == 3 and images.shape[0] not in (1, 3, 4)):
+        grey_stack = images.ndim == 3 and images.shape[0] not in CHANNELS and not _is_channels_last_tensor(images)
+        if images.ndim == 4 or grey_stack:
             return list(images)
         return [images]
     return [images]

@@ -94,6 +94,17 @@ def test_batches_lists_and_stacks():
     assert unnormalised()(torch.stack([torch.from_numpy(gradient())[None]] * 5)).pixel_values.shape == (5, 1, 8, 8)
 
 
+def test_channels_last_tensors_are_one_image():
+    """A tensor made from an RGB or grey array, (H, W, C), is one image, as in other processors: not H images."""
+    rgb = np.stack([gradient(6, 10), gradient(6, 10)[::-1], np.zeros((6, 10), dtype=np.uint8)], axis=-1)
+    for array in (rgb, gradient(6, 10)[..., None]):
+        expected = unnormalised()(array).pixel_values
+        assert expected.shape == (1, 1, 8, 8)
+        assert torch.equal(unnormalised()(torch.from_numpy(array)).pixel_values, expected)
+        stacked = unnormalised()(torch.from_numpy(np.stack([array, array]))).pixel_values
+        assert torch.equal(stacked, expected.expand(2, -1, -1, -1))
+
+
 def test_pad_keeps_aspect_and_squash_stretches():
     wide = np.full((10, 20), 255, dtype=np.uint8)
     padded = unnormalised(size=20)(wide).pixel_values[0, 0]
