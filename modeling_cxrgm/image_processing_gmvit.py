@@ -137,6 +137,15 @@ def _split_batch(images) -> list:
     return [images]
 
 
+def _split_maps(maps) -> list:
+    """Segmentation maps -> list of single maps: a 3-D array or tensor is a stack of (H, W) maps unless it is one map
+    with a channel axis, (1, H, W) or (H, W, C)."""
+    if isinstance(maps, (np.ndarray, torch.Tensor)) and maps.ndim == 3:
+        one_map = maps.shape[0] == 1 or maps.shape[2] in CHANNELS
+        return [maps] if one_map else list(maps)
+    return _split_batch(maps)
+
+
 class GroupMaskedViTImageProcessor(BaseImageProcessor):
     r"""
     Turns CXRs into model inputs.
@@ -272,7 +281,7 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
             pixel_values = (pixel_values - mean) / std
         data = {"pixel_values": pixel_values}
         if segmentation_maps is not None:
-            maps = _split_batch(segmentation_maps)
+            maps = _split_maps(segmentation_maps)
             if len(maps) != len(batch):
                 raise ValueError(f"Got {len(batch)} images but {len(maps)} segmentation maps")
             data["labels"] = torch.stack([self._label_map(m) for m in maps])

@@ -130,6 +130,16 @@ def test_segmentation_maps_use_nearest_resizing_and_become_0_1():
     assert out.labels[0, 2:6, 1:5].eq(1).all() and out.labels.sum() == 16
 
 
+def test_stacked_segmentation_maps_pair_with_stacked_images():
+    """A (B, H, W) stack of masks is B masks whatever B is (3 masks were read as one 3-channel mask)."""
+    for count in (2, 3, 4):
+        masks = torch.zeros(count, 8, 8, dtype=torch.long)
+        masks[:, 2:6, 2:6] = 1
+        for images, maps in ((torch.rand(count, 1, 8, 8), masks), (np.stack([gradient()] * count), masks.numpy())):
+            labels = unnormalised()(images, segmentation_maps=maps).labels
+            assert labels.shape == (count, 8, 8) and torch.equal(labels, masks)
+
+
 def test_post_processing_removes_padding_and_restores_the_original_size():
     processor = unnormalised(size=16)
     mask = np.zeros((8, 16), dtype=np.uint8)
