@@ -474,7 +474,11 @@ def pool_tokens(last_hidden_state: torch.Tensor, pooling: str) -> torch.Tensor:
 
 
 def classification_loss(logits: torch.Tensor, labels: torch.Tensor, config: GroupMaskedViTConfig) -> torch.Tensor:
-    """Cross-entropy (single label, smoothed), BCE over known entries (multi-label, NaN = unknown) or MSE."""
+    """Cross-entropy (single label, smoothed), BCE over known entries (multi-label, NaN = unknown) or MSE.
+
+    Without `config.problem_type` the labels decide it, and it is kept in the config (as transformers' classifiers
+    do), so that a saved model's pipeline, evaluation and prediction apply sigmoid or softmax as it was trained.
+    """
     problem_type = config.problem_type
     if problem_type is None:
         if config.num_labels == 1:
@@ -483,6 +487,7 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, config: Grou
             problem_type = "single_label_classification"
         else:
             problem_type = "multi_label_classification"
+        config.problem_type = problem_type
     if problem_type == "single_label_classification":
         if labels.ndim != 1:
             raise ValueError(f"Single-label classification needs class indices of shape (B,), got {tuple(labels.shape)}")

@@ -1,5 +1,7 @@
 """GroupMaskedViT backbone and heads on tiny configs."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,6 +11,7 @@ from modeling_cxrgm import (
     GroupMaskedViTForImageClassification,
     GroupMaskedViTForPreTraining,
     GroupMaskedViTForSegmentation,
+    GroupMaskedViTImageProcessor,
     GroupMaskedViTModel,
 )
 
@@ -166,6 +169,26 @@ def test_multi_label_loss_ignores_unknown_labels(images):
     expected = F.binary_cross_entropy_with_logits(out.logits[known], labels[known])
     assert torch.allclose(out.loss, expected)
     out.loss.backward()
+
+
+@pytest.mark.parametrize("labels, problem_type", [
+    (torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]), "multi_label_classification"),
+    (torch.tensor([0, 2, 1]), "single_label_classification"),
+])
+def test_problem_type_inferred_from_the_labels_is_saved(images, labels, problem_type, tmp_path):
+    """A model trained without a problem type (e.g. under Trainer) saves the one its labels implied, so its
+    image-classification pipeline applies sigmoid to a multi-label model (softmax made its scores sum to 1)."""
+    from transformers import pipeline
+
+    model = GroupMaskedViTForImageClassification(tiny_config(num_labels=3))
+    assert model.config.problem_type is None
+    model(images, labels=labels)
+    model.save_pretrained(tmp_path)
+    GroupMaskedViTImageProcessor(size=32).save_pretrained(tmp_path)
+    classify = pipeline("image-classification", model=str(tmp_path))
+    assert classify.model.config.problem_type == problem_type
+    scores = [result["score"] for result in classify(images[0, 0].sigmoid().numpy(), top_k=3)]
+    assert math.isclose(sum(scores), 1.0, rel_tol=1e-5) == (problem_type == "single_label_classification")
 
 
 @pytest.mark.parametrize("model_class, overrides, labels", [
