@@ -40,8 +40,8 @@ def test_numpy_uint16_with_fewer_bits_used():
 
 
 def test_16_bit_files_with_fewer_bits_used_look_as_after_preparation(tmp_path):
-    """A PadChest-like PNG (12 bits stored in 16) read raw by predict, evaluation or a pipeline is scaled by the
-    12 bits it uses, as `hf_datasets.prepare` scales it: the raw file and its prepared copy give the same input."""
+    """A PadChest-like PNG (12 bits stored in 16) read raw by predict or evaluation is scaled by the 12 bits it
+    uses, as `hf_datasets.prepare` scales it: the raw file and its prepared copy give the same input."""
     from hf_datasets.images import to_bits
 
     raw = gradient(dtype=np.uint16, top=3000)  # 12 bits used
