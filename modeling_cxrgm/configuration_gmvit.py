@@ -3,6 +3,8 @@
 This file is copied next to the weights by `save_pretrained`, so it imports only transformers.
 """
 
+import math
+
 from transformers import PreTrainedConfig
 
 # Every Auto class a saved folder must answer to, so that `trust_remote_code=True` works for all of them.
@@ -133,6 +135,14 @@ class GroupMaskedViTConfig(PreTrainedConfig):
         """Patches per side."""
         return self.image_size // self.patch_size
 
+    @property
+    def decoder_widths(self) -> list[int]:
+        """Channels of the progressive decoder: its fused map, then each x2 upsampling stage (halved, at least 16)."""
+        widths = [self.decoder_hidden_size]
+        for _ in range(max(0, round(math.log2(self.patch_size)))):
+            widths.append(max(16, widths[-1] // 2))
+        return widths
+
     def _check_values(self):
         def fail(field, message):
             raise ValueError(f"GroupMaskedViTConfig.{field}={getattr(self, field)!r}: {message}")
@@ -165,6 +175,9 @@ class GroupMaskedViTConfig(PreTrainedConfig):
             fail("pooling", f"must be one of {POOLINGS}")
         if self.decoder_type not in DECODERS:
             fail("decoder_type", f"must be one of {DECODERS}")
+        if self.decoder_type == "progressive" and any(width % 8 for width in self.decoder_widths):
+            fail("decoder_hidden_size", f"gives progressive-decoder widths {self.decoder_widths}, each normalised in "
+                                        "8 groups: use a multiple of 8 that stays one when halved (e.g. 64, 128, 256)")
         if self.problem_type not in PROBLEM_TYPES:
             fail("problem_type", f"must be one of {PROBLEM_TYPES}")
         for field in ("reconstruction_layers", "segmentation_layers"):

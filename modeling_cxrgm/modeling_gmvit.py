@@ -7,7 +7,6 @@ This file is copied next to the weights by `save_pretrained`, so it imports only
 sibling files.
 """
 
-import math
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -549,17 +548,16 @@ class GroupMaskedViTProgressiveDecoder(nn.Module):
     def __init__(self, config: GroupMaskedViTConfig, out_channels: int):
         super().__init__()
         levels = len(config.segmentation_layers)
-        width = config.decoder_hidden_size
+        widths = config.decoder_widths
+        width = widths[0]
         self.norms = nn.ModuleList([nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) for _ in range(levels)])
         self.projections = nn.ModuleList([nn.Conv2d(config.hidden_size, width, 1) for _ in range(levels)])
         self.fuse = nn.Sequential(nn.Conv2d(width * levels, width, 3, padding=1), nn.GroupNorm(8, width), nn.GELU())
-        stages = []
-        for _ in range(max(0, round(math.log2(config.patch_size)))):
-            narrower = max(16, width // 2)
-            stages.append(nn.Sequential(nn.Conv2d(width, narrower, 3, padding=1), nn.GroupNorm(8, narrower), nn.GELU()))
-            width = narrower
-        self.stages = nn.ModuleList(stages)
-        self.classifier = nn.Conv2d(width, out_channels, 1)
+        self.stages = nn.ModuleList([
+            nn.Sequential(nn.Conv2d(wider, narrower, 3, padding=1), nn.GroupNorm(8, narrower), nn.GELU())
+            for wider, narrower in zip(widths, widths[1:])
+        ])
+        self.classifier = nn.Conv2d(widths[-1], out_channels, 1)
 
     def forward(self, features: list[torch.Tensor], grid_h: int, grid_w: int, output_size: tuple[int, int]) -> torch.Tensor:
         maps = [

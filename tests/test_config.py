@@ -54,6 +54,8 @@ def test_unknown_preset():
     ({"mask_align": 5}, "mask_align"),
     ({"drop_path_rate": -0.1}, "drop_path_rate"),
     ({"problem_type": "ranking"}, "problem_type"),
+    ({"decoder_hidden_size": 100}, "decoder_hidden_size"),  # GroupNorm's 8 groups
+    ({"decoder_hidden_size": 40}, "decoder_hidden_size"),  # 20 after the first halving
 ])
 def test_invalid_values_name_the_field(overrides, field):
     with pytest.raises(ValueError, match=f"GroupMaskedViTConfig.{field}="):
@@ -73,3 +75,14 @@ def test_round_trip_keeps_everything_and_writes_the_auto_map(tmp_path):
     loaded = GroupMaskedViTConfig.from_pretrained(tmp_path)
     for field in ("image_size", "patch_size", "pooling", "mask_align", "num_labels", "reconstruction_layers"):
         assert getattr(loaded, field) == getattr(config, field)
+
+
+@pytest.mark.parametrize("decoder_hidden_size", [16, 64, 256])
+def test_progressive_decoder_widths_that_validate_build(decoder_hidden_size):
+    from modeling_cxrgm import GroupMaskedViTForSegmentation
+
+    config = GroupMaskedViTConfig(image_size=32, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                  intermediate_size=64, decoder_hidden_size=decoder_hidden_size, num_labels=1)
+    logits = GroupMaskedViTForSegmentation(config)(torch.zeros(1, 1, 32, 32)).logits
+    assert logits.shape == (1, 1, 32, 32)
+    assert GroupMaskedViTConfig(decoder_type="simple", decoder_hidden_size=100).decoder_hidden_size == 100
