@@ -6,6 +6,7 @@ This file is copied next to the weights by `save_pretrained`, so it imports only
 import math
 
 from transformers import PreTrainedConfig
+from transformers.activations import ACT2FN
 
 # Every Auto class a saved folder must answer to, so that `trust_remote_code=True` works for all of them.
 AUTO_MAP = {
@@ -154,6 +155,8 @@ class GroupMaskedViTConfig(PreTrainedConfig):
                 fail(field, "must be a positive integer")
         if self.image_size % self.patch_size:
             fail("image_size", f"must be divisible by patch_size={self.patch_size}")
+        if self.hidden_act not in ACT2FN:
+            fail("hidden_act", "must be a name in transformers.activations.ACT2FN, e.g. 'gelu'")
         if self.num_channels not in (1, 3):
             fail("num_channels", "must be 1 (grey) or 3 (RGB)")
         if self.hidden_size % self.num_attention_heads:
