@@ -1,6 +1,6 @@
 """Image processor for chest X-rays: any grey/RGB input at its real bit depth -> normalised (B, C, S, S) tensors.
 
-Accepted images: PIL (L, I;16, I, F, RGB, RGBA, LA, P, 1), numpy (H, W) / (H, W, C) uint8 / uint16 / float in
+Accepted images: PIL (L, I;16, I, F, RGB, RGBA, LA, P, PA, 1), numpy (H, W) / (H, W, C) uint8 / uint16 / float in
 [0, 1] / bool, torch (H, W) / (C, H, W) / (H, W, C) tensors, a list of those, or a stacked batch (numpy
 (B, H, W[, C]), torch (B, C, H, W)).
 Integers are scaled by their real bit depth: 8 for uint8; for wider integers `bit_depth` if given, else the smallest
@@ -36,7 +36,7 @@ def _pil_to_array(image) -> np.ndarray:
         return array.astype(np.uint16)
     if mode == "F":
         return np.asarray(image, dtype=np.float32)
-    if mode in ("1", "P", "CMYK", "YCbCr", "HSV", "LAB"):
+    if mode in ("1", "P", "PA", "CMYK", "YCbCr", "HSV", "LAB"):
         image = image.convert("RGB")
     elif mode == "LA":
         image = image.convert("L")

@@ -76,6 +76,12 @@ def test_boolean_images_are_0_and_1_as_a_pil_mode_1_image():
     assert torch.equal(unnormalised()(torch.from_numpy(binary)).pixel_values, from_pil)
 
 
+def test_palette_images_with_alpha_are_read_as_their_colours():
+    grey = Image.fromarray(gradient())
+    expected = unnormalised()(grey).pixel_values
+    assert torch.allclose(unnormalised()(grey.convert("PA")).pixel_values, expected, atol=1 / 255)
+
+
 def test_rgb_and_rgba_become_grey_by_luminance_and_grey_becomes_three_channels():
     rgb = np.zeros((8, 8, 3), dtype=np.uint8)
     rgb[..., 0], rgb[..., 1], rgb[..., 2] = 255, 0, 0
