@@ -43,7 +43,8 @@ class GroupMaskedViTForPreTrainingOutput(ModelOutput):
         mask: bool (B, H, W), True where the input was corrupted.
         corrupted: (B, C, H, W), what the encoder saw.
         hidden_states: per block (B, 1 + N, D), when requested.
-        attentions: per block (B, heads, 1 + N, 1 + N), when requested with eager attention.
+        attentions: per block (B, heads, 1 + N, 1 + N), when requested (those calls attend eagerly: SDPA and flash
+            kernels never form the weights).
     """
 
     loss: torch.FloatTensor | None = None
@@ -127,7 +128,8 @@ def eager_attention_forward(
 
 
 class GroupMaskedViTAttention(nn.Module):
-    """Multi-head self-attention over all tokens (no mask, not causal), dispatched by `config._attn_implementation`."""
+    """Multi-head self-attention over all tokens (no mask, not causal), dispatched by `config._attn_implementation`,
+    or eager when the weights are asked for."""
 
     def __init__(self, config: GroupMaskedViTConfig):
         super().__init__()
@@ -140,11 +142,13 @@ class GroupMaskedViTAttention(nn.Module):
         self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.qkv_bias)
         self.proj = nn.Linear(config.hidden_size, config.hidden_size)
 
-    def forward(self, hidden_states: torch.Tensor, **kwargs) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self, hidden_states: torch.Tensor, output_attentions: bool = False, **kwargs
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         batch_size, length, _ = hidden_states.shape
         qkv = self.qkv(hidden_states).view(batch_size, length, 3, self.num_heads, self.head_dim)
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, L, d)
-        attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+        attention: Callable = eager_attention_forward if output_attentions else ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
         )
         output, weights = attention(
@@ -203,8 +207,10 @@ class GroupMaskedViTLayer(GradientCheckpointingLayer):
         self.drop_path = GroupMaskedViTDropPath(drop_path_rate)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, hidden_states: torch.Tensor, **kwargs) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attended, weights = self.attention(self.norm1(hidden_states), **kwargs)
+    def forward(
+        self, hidden_states: torch.Tensor, output_attentions: bool = False, **kwargs
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attended, weights = self.attention(self.norm1(hidden_states), output_attentions=output_attentions, **kwargs)
         hidden_states = hidden_states + self.drop_path(self.dropout(attended))
         hidden_states = hidden_states + self.drop_path(self.mlp(self.norm2(hidden_states)))
         return hidden_states, weights
@@ -225,7 +231,7 @@ class GroupMaskedViTEncoder(nn.Module):
         all_hidden = (hidden_states,) if output_hidden_states else None
         all_weights = () if output_attentions else None
         for layer in self.layers:
-            hidden_states, weights = layer(hidden_states, **kwargs)
+            hidden_states, weights = layer(hidden_states, output_attentions=output_attentions, **kwargs)
             if output_hidden_states:
                 all_hidden += (hidden_states,)
             if output_attentions:

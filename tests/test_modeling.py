@@ -40,6 +40,18 @@ def test_eager_and_sdpa_agree(images):
     assert torch.allclose(eager.attentions[0].sum(-1), torch.ones(3, 2, 17))  # not causal: rows are full
 
 
+def test_attention_weights_asked_of_an_sdpa_model_are_given(images):
+    """SDPA never forms the weights: a call that asks for them (attention maps of a CXR) attends eagerly, with the
+    same output; calls that do not ask keep SDPA."""
+    model = GroupMaskedViTModel(tiny_config()).eval()
+    assert model.config._attn_implementation == "sdpa"
+    plain = model(images)
+    asked = model(images, output_attentions=True)
+    assert len(asked.attentions) == 4 and all(w is not None and w.shape == (3, 2, 17, 17) for w in asked.attentions)
+    assert torch.allclose(asked.last_hidden_state, plain.last_hidden_state, atol=1e-5)
+    assert model.config._attn_implementation == "sdpa"
+
+
 def test_output_shapes(images):
     out = GroupMaskedViTModel(tiny_config())(images)
     assert out.last_hidden_state.shape == (3, 17, 32)
