@@ -267,6 +267,8 @@ def test_segmentation_finetuning_and_mask_prediction(tmp_path):
     metrics = run_training(tiny("segmentation", tmp_path / "run", dataset=None, prepared_dir=str(tmp_path / "seg"),
                                 eval_split="test", epochs=1, crop_scale=[0.5, 1.0]))
     assert 0 <= metrics["dice"] <= 1 and metrics["num_samples"] == 4
+    saved = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
+    assert saved["id2label"] == {"0": "lungs"}  # what the image-segmentation pipeline calls the segment
     out = tmp_path / "masks"
     done = subprocess.run([sys.executable, "-m", "train.predict", "--model", str(tmp_path / "run" / "model"),
                            "--inputs", str(sample_files()[CR_NAME]), "--output", str(out)],

@@ -156,8 +156,8 @@ def build_model(args: TrainArgs, names: list[str], single_label: bool):
             problem_type="single_label_classification" if single_label else "multi_label_classification",
             label_smoothing=args.label_smoothing if single_label else 0.0,
         )
-    elif args.task == "segmentation":
-        overrides.setdefault("num_labels", 1)
+    elif args.task == "segmentation" and overrides.setdefault("num_labels", 1) == 1:
+        overrides.update(id2label={0: "lungs"}, label2id={"lungs": 0})  # the schema's masks (pipelines name it)
     model_class = MODEL_CLASSES[args.task]
     if args.init == "random":
         config = GroupMaskedViTConfig.from_preset(
