@@ -21,6 +21,8 @@ CXR_MEAN, CXR_STD = 0.520, 0.227
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 _LUMA = (0.299, 0.587, 0.114)
 RESIZE_MODES = ("pad", "squash")
+SETTINGS = ("size", "num_channels", "resize_mode", "do_normalize", "image_mean", "image_std", "normalization",
+            "bit_depth", "equalize")  # the constructor's arguments
 CHANNELS = (1, 3, 4)  # grey, RGB, RGBA (alpha dropped)
 
 
@@ -137,6 +139,12 @@ def _split_batch(images) -> list:
     return [images]
 
 
+def _per_channel(values, num_channels: int) -> list[float]:
+    """Mean or std values, one per channel: a single value serves every channel (a grey statistic for RGB)."""
+    values = [float(v) for v in (values if isinstance(values, (list, tuple)) else [values])]
+    return values * num_channels if len(values) == 1 else values
+
+
 def _split_maps(maps) -> list:
     """Segmentation maps -> list of single maps: a 3-D array or tensor is a stack of (H, W) maps unless it is one map
     with a channel axis, (1, H, W) or (H, W, C)."""
@@ -197,13 +205,20 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
         self.resize_mode = resize_mode
         self.do_normalize = do_normalize
         self.normalization = normalization
-        self.image_mean = list(image_mean) if image_mean is not None else default_mean
-        self.image_std = list(image_std) if image_std is not None else default_std
+        self.image_mean = _per_channel(image_mean, num_channels) if image_mean is not None else default_mean
+        self.image_std = _per_channel(image_std, num_channels) if image_std is not None else default_std
         self.bit_depth = bit_depth
         self.equalize = bool(equalize)
         for name in ("image_mean", "image_std"):
             if len(getattr(self, name)) != num_channels:
                 raise ValueError(f"{name} needs {num_channels} values, got {getattr(self, name)}")
+
+    @classmethod
+    def from_dict(cls, image_processor_dict: dict, **kwargs):
+        """Settings given to `from_pretrained` (e.g. `equalize=True`, `num_channels=3`) go through the constructor,
+        checked like saved ones; a saved one-value mean / std then serves every channel."""
+        settings = {name: kwargs.pop(name) for name in SETTINGS if name in kwargs}
+        return super().from_dict({**image_processor_dict, **settings}, **kwargs)
 
     def to_unit_tensor(self, image) -> torch.Tensor:
         """One image -> float32 (num_channels, H, W) in [0, 1]."""

@@ -192,3 +192,19 @@ def test_save_and_load(tmp_path):
     assert loaded.equalize and not GroupMaskedViTImageProcessor().equalize
     array = gradient(dtype=np.uint16, top=4095)
     assert torch.equal(processor(array).pixel_values, loaded(array).pixel_values)
+
+
+def test_settings_given_to_from_pretrained_are_checked_and_complete(tmp_path, caplog):
+    """`from_pretrained(folder, equalize=True, num_channels=3)` builds the processor with those settings, as the
+    constructor would (the saved grey mean serves the three channels); a wrong value is refused naming it."""
+    from transformers import AutoImageProcessor
+
+    GroupMaskedViTImageProcessor(size=32).save_pretrained(tmp_path)
+    caplog.clear()
+    loaded = AutoImageProcessor.from_pretrained(tmp_path, num_channels=3, equalize=True)
+    assert (loaded.num_channels, loaded.equalize, loaded.size) == (3, True, 32)
+    assert loaded.image_mean == [0.520] * 3 and len(loaded.image_std) == 3
+    assert loaded(gradient()).pixel_values.shape == (1, 3, 32, 32)
+    assert not [r for r in caplog.records if "backward compatibility" in r.getMessage()]
+    with pytest.raises(ValueError, match="resize_mode"):
+        AutoImageProcessor.from_pretrained(tmp_path, resize_mode="crop")
