@@ -51,22 +51,40 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
         assert (expected[name] == actual[name]).all(), name
 
 
+def in_process_args(output_dir, **overrides):
+    """A tiny pretraining run (2 optimiser steps, a checkpoint after each) for run_training."""
+    from train.config import TrainArgs
+
+    values = dict(task="pretraining", output_dir=str(output_dir), dataset="sample", train_splits=["train"],
+                  eval_split=None, image_size=32, epochs=2, batch_size=2, lr=1e-3, warmup_epochs=0,
+                  save_every_steps=1, report_to="none", card=False, max_steps=2,
+                  model_config={"patch_size": 8, "hidden_size": 32, "num_hidden_layers": 2,
+                                "num_attention_heads": 2, "intermediate_size": 64})
+    return TrainArgs(**{**values, **overrides})
+
+
 def test_resuming_with_other_arguments_is_refused_naming_them(tmp_path):
     """Another batch size or seed would continue a different run from the middle of this one; where the data are
     and how the run is operated (workers, step limit, logging) may change."""
-    from train.config import TrainArgs
     from train.run import run_training
 
     def args(**overrides):
-        values = dict(task="pretraining", output_dir=str(tmp_path / "run"), dataset="sample", train_splits=["train"],
-                      eval_split=None, image_size=32, epochs=2, batch_size=2, lr=1e-3, warmup_epochs=0,
-                      save_every_steps=1, report_to="none", card=False, max_steps=2,
-                      model_config={"patch_size": 8, "hidden_size": 32, "num_hidden_layers": 2,
-                                    "num_attention_heads": 2, "intermediate_size": 64})
-        return TrainArgs(**{**values, **overrides})
+        return in_process_args(tmp_path / "run", **overrides)
 
     run_training(args())
     with pytest.raises(ValueError, match=r"started with other arguments \(batch_size 2 -> 4; seed 0 -> 1\)"):
         run_training(args(resume_from_checkpoint="latest", batch_size=4, seed=1))
     run_training(args(resume_from_checkpoint="latest", max_steps=3, log_every_steps=1))  # operational changes
     assert (tmp_path / "run" / "checkpoints" / "step_00000003").is_dir()
+
+
+def test_a_new_run_in_a_folder_with_an_earlier_runs_checkpoints_is_refused(tmp_path):
+    """The earlier run's checkpoints (higher steps) would outlive the new run's, and a later
+    `--resume_from_checkpoint latest` would continue the earlier run under the new run's arguments."""
+    from train.run import run_training
+
+    run_training(in_process_args(tmp_path / "run", max_steps=3))
+    with pytest.raises(ValueError, match=r"holds checkpoints of an earlier run \(up to step_00000003\): continue it "
+                                         r"with --resume_from_checkpoint latest, or start a new --output_dir"):
+        run_training(in_process_args(tmp_path / "run", lr=1e-4))
+    run_training(in_process_args(tmp_path / "fresh", resume_from_checkpoint="latest"))  # none yet: starts

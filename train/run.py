@@ -88,6 +88,15 @@ def check_resumable(args: TrainArgs, output_dir: Path) -> None:
                          "ones, or start a new --output_dir (--init from this run's export to keep its weights)")
 
 
+def check_no_earlier_run(output_dir: Path) -> None:
+    """A new run refuses an output_dir that holds an earlier run's checkpoints: retention keeps the highest steps, so
+    they would outlive the new run's own, and `--resume_from_checkpoint latest` would continue the earlier run."""
+    found = checkpoint.checkpoints(output_dir)
+    if found:
+        raise ValueError(f"{output_dir} holds checkpoints of an earlier run (up to {found[-1].name}): continue it with "
+                         "--resume_from_checkpoint latest, or start a new --output_dir")
+
+
 def check_args(args: TrainArgs) -> None:
     if args.task not in MODEL_CLASSES:
         raise ValueError(f"task must be one of {sorted(MODEL_CLASSES)}, got {args.task!r}")
@@ -243,6 +252,8 @@ def run_training(args: TrainArgs) -> dict:
     resume = checkpoint.resolve(args.resume_from_checkpoint, output_dir)
     if resume is not None:
         check_resumable(args, output_dir)
+    else:
+        check_no_earlier_run(output_dir)
     if accelerator.is_main_process:
         save_args(args, output_dir)
     processor = GroupMaskedViTImageProcessor(size=args.image_size, num_channels=args.num_channels,
