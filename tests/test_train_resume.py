@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,3 +89,18 @@ def test_a_new_run_in_a_folder_with_an_earlier_runs_checkpoints_is_refused(tmp_p
                                          r"with --resume_from_checkpoint latest, or start a new --output_dir"):
         run_training(in_process_args(tmp_path / "run", lr=1e-4))
     run_training(in_process_args(tmp_path / "fresh", resume_from_checkpoint="latest"))  # none yet: starts
+
+
+def test_resuming_a_run_that_reached_max_steps_trains_no_further(tmp_path):
+    """Relaunching a finished `--max_steps` run with `--resume_from_checkpoint latest` (as a preemptible job does)
+    exports the same weights again instead of taking one more step per relaunch."""
+    from train import checkpoint
+    from train.run import run_training
+
+    run_training(in_process_args(tmp_path / "run"))
+    finished = load_file(tmp_path / "run" / "model" / "model.safetensors")
+    run_training(in_process_args(tmp_path / "run", resume_from_checkpoint="latest"))
+    assert [p.name for p in checkpoint.checkpoints(tmp_path / "run")] == ["step_00000001", "step_00000002"]
+    relaunched = load_file(tmp_path / "run" / "model" / "model.safetensors")
+    for name in finished:
+        assert torch.equal(finished[name], relaunched[name]), name

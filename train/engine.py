@@ -82,6 +82,8 @@ def train_one_epoch(model, loader, optimizer, accelerator, state, ctx, args, ema
     pending = []  # (where, loss, mask fraction) of the micro-batches not yet read from the device
     started = time.perf_counter()
     for batch in loader:
+        if args.max_steps and state.step >= args.max_steps:  # also when resumed where max_steps stopped the run
+            break
         seed = step_seed(args.seed, state.epoch, state.batch_in_epoch, accelerator.process_index)
         generator = step_generator(seed, accelerator.device)
         with accelerator.accumulate(model):
@@ -123,11 +125,9 @@ def train_one_epoch(model, loader, optimizer, accelerator, state, ctx, args, ema
                 accelerator.log(logs, step=state.step)
         if saving:
             checkpoint.save(accelerator, args.output_dir, state.step, args.save_total_limit)
-        if args.max_steps and state.step >= args.max_steps:
-            break
     read_losses(pending, sums, accelerator, args.output_dir)
     progress.close()
-    count = max(sums["count"], 1)
+    count = sums["count"] or math.nan  # no batch trained (resumed at the end of an epoch or at max_steps): NaN
     out = {"loss": sums["loss"] / count}
     if ctx.task == "pretraining":
         out["mask_fraction"] = sums["mask_fraction"] / count
