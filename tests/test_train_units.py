@@ -415,3 +415,17 @@ def test_blocks_without_a_gradient_are_refused_with_several_processes(caplog):
         check_every_block_trains(shallow, "pretraining", SimpleNamespace(num_processes=1))
     assert "use num_hidden_layers 2" in caplog.text
     check_every_block_trains(GroupMaskedViTConfig(**TINY), "pretraining", SimpleNamespace(num_processes=2))
+
+
+def test_demo_help_describes_the_demo_and_replaces_nothing(tmp_path, monkeypatch, capsys):
+    from train import demo
+
+    monkeypatch.chdir(tmp_path)
+    earlier = tmp_path / "outputs" / "demo" / "model"
+    earlier.mkdir(parents=True)
+    with pytest.raises(SystemExit) as stopped:
+        demo.main(["--help"])
+    assert stopped.value.code == 0 and "Replaces outputs/demo" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        demo.main(["--epochs", "3"])
+    assert earlier.is_dir()

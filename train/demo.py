@@ -6,6 +6,7 @@ ViT. The exported model is reloaded in a fresh process through `trust_remote_cod
 
 from __future__ import annotations
 
+import argparse
 import csv
 import shutil
 import subprocess
@@ -28,9 +29,12 @@ def _stage(name, function, timings):
     return result
 
 
-def main() -> None:
+def main(argv=None) -> None:
     from hf_datasets.builders.sample import CR_NAME, sample_files
 
+    parser = argparse.ArgumentParser(prog="python -m train.demo", description=f"{__doc__.splitlines()[0]} "
+                                     f"Replaces {OUTPUT} in the current folder.")
+    parser.parse_args(argv)  # no options; --help (or a wrong argument) stops before anything is replaced
     shutil.rmtree(OUTPUT, ignore_errors=True)
     timings = []
     pretrain = TrainArgs(**load_yaml(RECIPES / "demo_pretrain.yaml", TrainArgs))
