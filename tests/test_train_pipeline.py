@@ -141,6 +141,10 @@ def test_clear_errors_before_training(runs, tmp_path):
         run_training(tiny("classification", tmp_path / "d", resume_from_checkpoint=str(tmp_path / "none")))
     with pytest.raises(ValueError, match="torch_compile_mode must be default, reduce-overhead or max-autotune"):
         run_training(tiny("classification", tmp_path / "e", torch_compile_mode="fast"))
+    with pytest.raises(ValueError, match=r"eval_every_epochs, log_every_steps, lr_batch_divisor must be positive, "
+                                         r"got \{'eval_every_epochs': 0, 'log_every_steps': 10"):
+        run_training(tiny("classification", tmp_path / "f", eval_every_epochs=0))  # was a ZeroDivisionError at epoch 1
+    assert not (tmp_path / "f").exists()
     from hf_datasets import build_dataset
 
     splits = build_dataset("sample")
