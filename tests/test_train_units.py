@@ -197,6 +197,21 @@ def test_dice_and_iou():
     assert out["iou/lungs"] == pytest.approx((3 / 6 + 1) / 2)
 
 
+@pytest.mark.parametrize("single_label", [True, False])
+def test_metric_names_are_what_the_metric_modules_compute(single_label):
+    """The names metric_for_best is checked against before training, on data where every metric is defined."""
+    labels = np.eye(3)[[0, 1, 2, 0, 1, 2]]
+    predictions = np.eye(3)[[0, 1, 1, 0, 2, 2]] * 0.8 + 0.1
+    names = ["normal", "pneumonia", "covid"]
+    computed = metrics.load("cxr_classification").compute(predictions=predictions, references=labels,
+                                                          label_names=names, single_label=single_label)
+    scored = {key for key in computed if key != "num_samples" and not key.startswith("confusion/")}
+    assert scored == set(metrics.metric_names("classification", names))
+    computed = metrics.load("cxr_segmentation").compute(intersection=[[3]], predicted=[[4]], target=[[5]],
+                                                        label_names=["lungs"])
+    assert set(computed) - {"num_samples"} == set(metrics.metric_names("segmentation", ["lungs"]))
+
+
 class _Saver:
     """The two Accelerator methods `checkpoint.save` uses, writing a file like `save_state` does."""
 

@@ -36,7 +36,7 @@ from . import checkpoint, data, engine
 from .augment import AugmentSpec
 from .config import TrainArgs, load_yaml, save_args
 from .export import export, save_model_atomically, write_metrics
-from .metrics import compute_metrics
+from .metrics import compute_metrics, metric_names
 from .optim import EMA, param_groups
 from .visualize import reconstruction_grid, save_grid
 
@@ -210,6 +210,13 @@ def head_order(base, names: list[str], init: str) -> list[int] | None:
     return None if head == wanted else [head.index(label) for label in wanted]
 
 
+def check_best_metric_name(best_name: str, task: str, names: list[str]) -> None:
+    """Refuse, before training, a metric_for_best that evaluation never computes (not at the first evaluation)."""
+    known = metric_names(task, names)
+    if best_name not in known:
+        raise ValueError(f"--metric_for_best {best_name!r} is not a {task} metric; choose one of {known}")
+
+
 def check_ranking_metric(best_name: str, eval_set: data.CXRDataset, names: list[str]) -> None:
     """AUROC / AUPRC need positives and negatives of a class in the evaluation rows: refuse before training, not
     at the first evaluation, when the metric that picks the best model cannot be computed there."""
@@ -267,6 +274,8 @@ def run_training(args: TrainArgs) -> dict:
     best_name = args.metric_for_best or BEST_METRIC[args.task][0]
     if args.task == "pretraining" and eval_set is train_set and not args.metric_for_best:
         best_name = "loss"
+    if eval_set is not None:
+        check_best_metric_name(best_name, args.task, names)
     if args.task == "classification" and eval_set is not None:
         check_ranking_metric(best_name, eval_set, names)
     model = build_model(args, names, single_label)

@@ -5,6 +5,8 @@ from pathlib import Path
 import evaluate
 
 HERE = Path(__file__).parent
+PER_LABEL = {"classification": ("auroc", "auprc", "sensitivity", "specificity", "ppv", "f1"),
+             "segmentation": ("dice", "iou")}
 
 
 def load(name: str) -> "evaluate.EvaluationModule":
@@ -33,3 +35,14 @@ def compute_metrics(task: str, results: dict, names: list[str], single_label: bo
         )
     counts = {key: results[key][pick] for key in ("intersection", "predicted", "target")}
     return load("cxr_segmentation").compute(**counts, label_names=names, bootstrap=bootstrap)
+
+
+def metric_names(task: str, names: list[str]) -> list[str]:
+    """The metrics `compute_metrics` can return for `task` and label `names` (one that is undefined on some split,
+    such as an AUROC where a class has a single label value, is left out there), bookkeeping and confusion cells aside.
+    """
+    if task == "pretraining":
+        return ["loss"]
+    overall = ["accuracy", "f1_macro", "auroc_macro", "auprc_macro"] if task == "classification" else ["dice", "iou"]
+    return overall + [f"{metric}/{name}" for metric in PER_LABEL[task] for name in names]
+
