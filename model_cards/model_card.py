@@ -53,9 +53,8 @@ PER_CLASS = {
     "dice": ("dice", "Dice"),
     "iou": ("iou", "IoU"),
 }
-# Training bookkeeping that metrics.json may carry: not evaluation results.
-BOOKKEEPING = {"epoch", "step", "num_samples", "train_loss", "learning_rate", "runtime", "samples_per_second",
-               "steps_per_second"}
+# Training bookkeeping that metrics.json may carry (and any `train_*` statistic): not evaluation results.
+BOOKKEEPING = {"epoch", "step", "num_samples", "learning_rate", "runtime", "samples_per_second", "steps_per_second"}
 ARCHITECTURE = (
     ("image_size", "Input size (px)"), ("patch_size", "Patch size (px)"), ("num_channels", "Input channels"),
     ("hidden_size", "Hidden size"), ("num_hidden_layers", "Blocks"), ("num_attention_heads", "Attention heads"),
@@ -137,7 +136,7 @@ def describe_metric(name: str) -> tuple[str, str]:
 def _scalar_metrics(metrics: dict) -> dict:
     """Evaluation numbers only: no bookkeeping, no confusion-matrix cells, no lists."""
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
-            and k not in BOOKKEEPING and not k.startswith("confusion")}
+            and k not in BOOKKEEPING and not k.startswith(("train_", "confusion"))}
 
 
 def _confusion(metrics: dict) -> tuple[list[str], list[list[str]]]:

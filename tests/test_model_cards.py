@@ -111,13 +111,15 @@ def test_missing_facts_render_as_not_recorded(tmp_path):
 
 def test_pretraining_card(tmp_path):
     folder = export(tmp_path, GroupMaskedViTForPreTraining(GroupMaskedViTConfig(**TINY)))
-    run = {"task": "pretraining", "metrics": {"reconstruction_l1": 0.31},
+    metrics = {"loss": 0.31, "train_loss": 0.4, "train_mask_fraction": 0.51, "epoch": 3.0, "step": 12.0}  # a run's
+    run = {"task": "pretraining", "metrics": metrics,
            "eval_dataset": {"name": "nih", "split": "validation", "num_images": 500},
            "train_datasets": [{"name": "nih", "num_images": 4000}, {"name": "vindr_cxr", "num_images": 1000}],
            "training": {"init": "random"}, "repo_id": "alice/cxrgm-vit-tiny"}
     text = write_model_card(folder, run).read_text()
     (result,) = ModelCard(text).data.eval_results
-    assert (result.task_type, result.metric_type, result.metric_value) == ("image-feature-extraction", "l1", 0.31)
+    assert (result.task_type, result.metric_type, result.metric_value) == ("image-feature-extraction", "loss", 0.31)
+    assert "Train mask fraction" not in text  # a training statistic, not an evaluation result
     assert "AutoModel.from_pretrained(\"alice/cxrgm-vit-tiny\", trust_remote_code=True)" in text
     assert "Trained on adult CXRs only" in text and "Vietnam" in text and "PhysioNet" in text
 
