@@ -444,3 +444,25 @@ def test_demo_help_describes_the_demo_and_replaces_nothing(tmp_path, monkeypatch
     with pytest.raises(SystemExit):
         demo.main(["--epochs", "3"])
     assert earlier.is_dir()
+
+
+def test_card_names_data_of_a_folder_layout_by_their_folder(tmp_path):
+    """`--dataset cxr_folder --data_dir .../kermany_pediatric` (the benchmark data's layout): the card states the
+    source and its licence, not "not recorded" for a set called cxr_folder."""
+    from types import SimpleNamespace
+
+    from model_cards import write_model_card
+    from modeling_cxrgm import GroupMaskedViTConfig, GroupMaskedViTForImageClassification, GroupMaskedViTImageProcessor
+    from train.config import TrainArgs
+    from train.run import model_card_run
+
+    args = TrainArgs(dataset="cxr_folder", data_dir="/data/benchmarks/kermany_pediatric", eval_split="test")
+    processor = GroupMaskedViTImageProcessor(size=32)
+    run = model_card_run(args, SimpleNamespace(num_processes=1), processor, [0] * 12, [0] * 4, 1.0)
+    assert run["train_datasets"][0]["name"] == run["eval_dataset"]["name"] == "kermany_pediatric"
+    config = GroupMaskedViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
+                                  num_attention_heads=2, intermediate_size=64, num_labels=2)
+    GroupMaskedViTForImageClassification(config).save_pretrained(tmp_path)
+    card = write_model_card(tmp_path, run).read_text()
+    assert "| kermany_pediatric | Kermany pediatric pneumonia" in card and "CC BY 4.0" in card
+    assert "The training data are not recorded" not in card

@@ -48,6 +48,8 @@ MODEL_CLASSES = {
 }
 # metric that picks the best checkpoint, and whether higher is better
 BEST_METRIC = {"pretraining": ("loss", False), "classification": ("auroc_macro", True), "segmentation": ("dice", True)}
+# builders of generic layouts: their data are named by their folder (cards know the benchmark subsets by it)
+FOLDER_LAYOUTS = ("cxr_folder", "imagefolder", "manifest", "dicomdir")
 HIGHER_IS_BETTER = ("auroc", "auprc", "accuracy", "f1", "dice", "iou", "sensitivity", "specificity", "ppv")
 # What a resumed run may change: where things are, how the run is operated, and its length (`epochs`: a run can be
 # extended; its schedules then span the new length), not what each step computes
@@ -390,7 +392,10 @@ def _replace(source: Path, target: Path) -> None:
 
 def model_card_run(args: TrainArgs, accelerator, processor, train_set, eval_set, duration_s: float) -> dict:
     """The `run` description the model card is written from (metrics are added by export)."""
-    name = args.dataset or Path(args.prepared_dir or "data").name
+    if args.dataset in FOLDER_LAYOUTS and args.data_dir:
+        name = Path(args.data_dir).name  # e.g. kermany_pediatric, not cxr_folder
+    else:
+        name = args.dataset or Path(args.prepared_dir or "data").name
     hardware = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "CPU"
     run = {
         "task": args.task,
