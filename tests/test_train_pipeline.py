@@ -79,6 +79,17 @@ def test_evaluate_script_reproduces_training_metrics_and_reports_drift(runs, tmp
     assert json.loads((tmp_path / "metrics.json").read_text())["num_samples"] == 4
 
 
+def test_evaluate_refuses_an_unknown_in_domain_source_before_evaluating(runs, tmp_path, monkeypatch):
+    """A misspelt --in_domain_source used to fail after the whole evaluation, writing nothing."""
+    evaluated = []
+    real = evaluate_script.engine.evaluate
+    monkeypatch.setattr(evaluate_script.engine, "evaluate", lambda *a, **k: evaluated.append(1) or real(*a, **k))
+    with pytest.raises(ValueError, match=r"in-domain source 'Kermany' is not among the sources \['kermany'\]"):
+        evaluate_script.main(["--model", str(runs[0] / "ft" / "model"), "--dataset", "sample", "--split", "test",
+                              "--in_domain_source", "Kermany", "--output_dir", str(tmp_path)])
+    assert not evaluated
+
+
 def test_fresh_process_loads_remote_code_and_predicts_on_dicom_and_jpeg(runs, tmp_path):
     root, _ = runs
     model = root / "ft" / "model"

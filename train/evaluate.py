@@ -43,14 +43,23 @@ def load_model(folder):
     return model, processor, TASKS[architecture]
 
 
+def source_names(ds, rows) -> list[str]:
+    """The `source` of each of `rows` ("unknown" where empty), without decoding any image."""
+    column = list(ds.select_columns(["source"])["source"])
+    return [column[int(row)] or "unknown" for row in rows]
+
+
+def check_in_domain(in_domain: str, sources) -> None:
+    if in_domain not in set(sources):
+        raise ValueError(f"in-domain source {in_domain!r} is not among the sources {sorted(set(sources))}")
+
+
 def drift_report(task, results, ds, names, single_label, in_domain=None, bootstrap=0) -> dict:
     """Metrics per `source` and each source's difference to the in-domain source (default: the most frequent)."""
-    column = list(ds.select_columns(["source"])["source"])  # without decoding any image
-    sources = [column[int(row)] or "unknown" for row in results["index"]]
+    sources = source_names(ds, results["index"])
     counts = Counter(sources)
     in_domain = in_domain or counts.most_common(1)[0][0]
-    if in_domain not in counts:
-        raise ValueError(f"in-domain source {in_domain!r} is not among the sources {sorted(counts)}")
+    check_in_domain(in_domain, sources)
     per_source = {
         source: compute_metrics(task, results, names, single_label, bootstrap,
                                 rows=[i for i, s in enumerate(sources) if s == source])
@@ -83,6 +92,8 @@ def main(argv=None) -> dict:
     rows = data.known_rows(ds) if task == "classification" else None
     if rows is not None and not rows:
         raise ValueError(f"Split {args.split!r} has no row with a known label")
+    if args.in_domain_source:  # refused before the evaluation, not after it
+        check_in_domain(args.in_domain_source, source_names(ds, range(len(ds)) if rows is None else rows))
     dataset = data.CXRDataset(ds, processor, task, data.SINGLE if single_label else data.MULTI, rows)
     loader = data.make_loader(dataset, args.batch_size, args.seed, False, args.num_workers)
     model, loader = accelerator.prepare(model, loader)
