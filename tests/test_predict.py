@@ -94,3 +94,21 @@ def test_folders_give_dicoms_under_any_name_and_no_hidden_files(tmp_path):
     assert [path.relative_to(folder).as_posix() for path in found] == [
         "chest.jpeg", "study/1.2.840.113619.2.55", "study/IM0001"]
     assert all(predict.read_image(path) is not None for path in found)
+
+
+def test_masks_of_files_differing_only_in_suffix_are_kept_apart(tmp_path):
+    """scan.dcm and its PNG export scan.png in one folder: one mask each (the second overwrote the first's)."""
+    model = saved(GroupMaskedViTForSegmentation(GroupMaskedViTConfig(**TINY, num_labels=1)), tmp_path / "model")
+    first, second = jpegs(2)
+    (tmp_path / "scans").mkdir()
+    shutil.copy(first, tmp_path / "scans" / "scan.jpeg")
+    shutil.copy(second, tmp_path / "scans" / "scan.jpg")
+    shutil.copy(first, tmp_path / "scans" / "other.jpeg")
+    out = tmp_path / "masks"
+    predict.main(["--model", model, "--inputs", str(tmp_path / "scans"), "--output", str(out)])
+    listed = {Path(r["path"]).name: Path(r["mask"]) for r in rows(out / "masks.csv")}
+    assert listed == {"other.jpeg": out / "other_mask.png", "scan.jpeg": out / "scan_jpeg_mask.png",
+                      "scan.jpg": out / "scan_jpg_mask.png"}
+    for name, source in (("scan.jpeg", first), ("scan.jpg", second)):
+        assert Image.open(listed[name]).size == Image.open(source).size
+

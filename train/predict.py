@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -140,11 +141,15 @@ def predict(model_dir, files: list[Path], batch_size: int = 16, on_error: str = 
 
 def mask_paths(files: list[Path], output: Path) -> dict[Path, Path]:
     """Where each file's mask goes: its path below the folder that holds all inputs, mirrored under `output`, so
-    that files with the same name in different folders (IM-0001.dcm in every study) get masks of their own."""
+    that files with the same name in different folders (IM-0001.dcm in every study) get masks of their own; files
+    of one folder that differ only in their suffix (scan.dcm, scan.png) keep it in the mask's name."""
     resolved = [path.resolve() for path in files]
     root = Path(os.path.commonpath([path.parent for path in resolved]))
-    return {path: output / full.relative_to(root).parent / f"{path.stem}_mask.png"
-            for path, full in zip(files, resolved)}
+    relative = [full.relative_to(root) for full in resolved]
+    stems = Counter(path.with_suffix("") for path in set(relative))
+    return {path: output / rel.parent / (f"{rel.stem}_mask.png" if stems[rel.with_suffix("")] == 1
+                                         else f"{rel.stem}_{rel.suffix.lstrip('.')}_mask.png")
+            for path, rel in zip(files, relative)}
 
 
 class _Table:
