@@ -466,3 +466,13 @@ def test_card_names_data_of_a_folder_layout_by_their_folder(tmp_path):
     card = write_model_card(tmp_path, run).read_text()
     assert "| kermany_pediatric | Kermany pediatric pneumonia" in card and "CC BY 4.0" in card
     assert "The training data are not recorded" not in card
+
+
+def test_training_time_adds_up_over_resumes():
+    """The card's duration is the whole run's, not only the part after the last resume."""
+    saved = checkpoint.TrainState(step=5, seconds=3600.0).state_dict()  # a process resumed after an hour
+    assert saved["seconds"] >= 3600.0 and saved["step"] == 5
+    resumed = checkpoint.TrainState()
+    resumed.load_state_dict(saved)
+    assert 3600.0 <= resumed.elapsed() < 3660.0 and resumed.step == 5
+    assert checkpoint.TrainState().elapsed() < 60.0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -16,20 +17,30 @@ PREFIX = "step_"
 
 @dataclass
 class TrainState:
-    """Where training is: optimiser step, epoch, micro-batches done in that epoch, best evaluation so far."""
+    """Where training is: optimiser step, epoch, micro-batches done in that epoch, best evaluation so far, and the
+    seconds the run took before this process (a checkpoint stores them with this process's time added)."""
 
     step: int = 0
     epoch: int = 0
     batch_in_epoch: int = 0
     best_metric: float | None = None
     best_step: int | None = None
+    seconds: float = 0.0
+
+    def __post_init__(self):
+        self._since = time.perf_counter()
+
+    def elapsed(self) -> float:
+        """Seconds of the whole run so far, over resumes."""
+        return self.seconds + time.perf_counter() - self._since
 
     def state_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "seconds": self.elapsed()}
 
     def load_state_dict(self, state: dict):
         for key, value in state.items():
             setattr(self, key, value)
+        self._since = time.perf_counter()
 
 
 def checkpoints(output_dir) -> list[Path]:

@@ -13,7 +13,6 @@ import math
 import os
 import platform
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -315,7 +314,6 @@ def run_training(args: TrainArgs) -> dict:
         f"{accelerator.num_processes} process(es), lr {ctx.lr:.3g}, {steps_per_epoch} steps/epoch x {args.epochs} epochs"
     )
 
-    started = time.perf_counter()
     while state.epoch < args.epochs:
         train_loader.set_epoch(state.epoch)  # reaches the sampler under DDP, where a skipping loader's does not
         loader = train_loader
@@ -336,7 +334,7 @@ def run_training(args: TrainArgs) -> dict:
 
     metrics = json.loads((output_dir / "best" / "metrics.json").read_text())
     if accelerator.is_main_process:
-        run = model_card_run(args, accelerator, processor, train_set, eval_set, time.perf_counter() - started)
+        run = model_card_run(args, accelerator, processor, train_set, eval_set, state.elapsed())
         export(output_dir / "best", output_dir, metrics, run, card=args.card)
     accelerator.wait_for_everyone()
     accelerator.end_training()
