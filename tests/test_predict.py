@@ -2,6 +2,7 @@
 repeating or losing a file, and masks of same-named files in different folders do not overwrite each other."""
 
 import csv
+import os
 import shutil
 from pathlib import Path
 
@@ -58,6 +59,9 @@ def test_a_stopped_run_keeps_its_rows_and_resume_finishes_it(tmp_path):
     assert [Path(r["path"]).name for r in rows(tmp_path / "p_skipped.csv")] == ["1_b.png"]
 
     predict.main([*command, "--on_error", "skip", "--resume"])  # nothing left: nothing repeated
+    assert len(rows(table)) == 4 and len(rows(tmp_path / "p_skipped.csv")) == 1
+    relative = os.path.relpath(folder) + "/./"  # the same folder named otherwise
+    predict.main(["--model", model, "--inputs", relative, "--output", str(table), "--on_error", "skip", "--resume"])
     assert len(rows(table)) == 4 and len(rows(tmp_path / "p_skipped.csv")) == 1
     predict.main([*command, "--on_error", "skip"])  # without --resume: a fresh table
     assert len(rows(table)) == 4 and len(rows(tmp_path / "p_skipped.csv")) == 1

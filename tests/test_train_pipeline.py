@@ -156,6 +156,9 @@ def test_clear_errors_before_training(runs, tmp_path):
                                          r"got \{'eval_every_epochs': 0, 'log_every_steps': 10"):
         run_training(tiny("classification", tmp_path / "f", eval_every_epochs=0))  # was a ZeroDivisionError at epoch 1
     assert not (tmp_path / "f").exists()
+    with pytest.raises(ValueError, match=r"warmup_epochs, weight_decay, drop_path, label_smoothing, min_lr must not be "
+                                         r"negative, got \{'warmup_epochs': -1"):
+        run_training(tiny("classification", tmp_path / "f2", warmup_epochs=-1))  # was a schedule starting above lr
     with pytest.raises(ValueError, match=r"--metric_for_best 'auc' is not a classification metric; choose one of "
                                          r"\['accuracy', 'f1_macro', 'auroc_macro'"):
         run_training(tiny("classification", tmp_path / "g", metric_for_best="auc"))

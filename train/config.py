@@ -94,7 +94,6 @@ class EvalArgs:
     dataset_options: dict = field(default_factory=dict)
     prepared_dir: str | None = None
     split: str = "test"
-    label_mode: str = "auto"
     in_domain_source: str | None = None  # drift reference; default the most frequent source
     batch_size: int = 32
     num_workers: int = 0

@@ -178,8 +178,10 @@ class _Table:
 
 
 def _listed_paths(*tables: Path) -> set[str]:
-    """The `path` column of each existing table."""
-    return {row["path"] for table in tables if table.is_file() for row in csv.DictReader(table.open(newline=""))}
+    """The files in the `path` column of each existing table, as absolute paths (a resume may name the inputs
+    otherwise: `scans/` then `./scans` or `/data/scans`)."""
+    return {os.path.realpath(row["path"]) for table in tables if table.is_file()
+            for row in csv.DictReader(table.open(newline=""))}
 
 
 def main(argv=None) -> Path:
@@ -193,7 +195,7 @@ def main(argv=None) -> Path:
     skipped_path = table_path.with_name(f"{table_path.stem}_skipped.csv")
     masks = mask_paths(files, output) if segmentation else {}
     done = _listed_paths(table_path, skipped_path) if args.resume else set()
-    todo = [path for path in files if str(path) not in done]
+    todo = [path for path in files if os.path.realpath(path) not in done]
     if done:
         print(f"resuming: {len(files) - len(todo)} of {len(files)} files already in {table_path} / {skipped_path.name}")
     fields = ["path", "mask", "mask_fraction"] if segmentation else ["path", *(f"p_{n}" for n in names), "predicted"]

@@ -114,6 +114,10 @@ def check_args(args: TrainArgs) -> None:
                  "lr_batch_divisor": args.lr_batch_divisor}
     if min(intervals.values()) < 1:  # (the last epoch is always evaluated)
         raise ValueError(f"{', '.join(intervals)} must be positive, got {intervals}")
+    amounts = {"warmup_epochs": args.warmup_epochs, "weight_decay": args.weight_decay, "drop_path": args.drop_path,
+               "label_smoothing": args.label_smoothing, "min_lr": args.min_lr}
+    if min(amounts.values()) < 0:
+        raise ValueError(f"{', '.join(amounts)} must not be negative, got {amounts}")
     if args.init != "random" and not (Path(args.init) / "config.json").is_file():
         raise FileNotFoundError(f"--init {args.init}: no config.json there (expected a save_pretrained folder)")
 
