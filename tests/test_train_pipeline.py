@@ -3,6 +3,7 @@ reload through remote code in a fresh process -> predict; plus the errors a user
 
 import csv
 import json
+import re
 import os
 import subprocess
 import sys
@@ -323,3 +324,11 @@ def test_fp16_pretraining_and_fine_tuning_with_each_clip_mode(tmp_path, clip_mod
     moved = [name for name in after if name in before and not torch.equal(before[name], after[name])]
     assert "vit.embeddings.patch_embeddings.projection.weight" in moved
     assert all(torch.isfinite(weight).all() for weight in after.values())
+
+
+def test_the_card_states_the_epochs_trained_when_max_steps_stops_early(tmp_path):
+    """`--epochs 3 --max_steps 1`: the card says how much was trained (one step of an epoch), not the 3 planned."""
+    run_training(tiny("classification", tmp_path / "run", eval_split="test", epochs=3, max_steps=1, card=True))
+    card = (tmp_path / "run" / "model" / "README.md").read_text()
+    epochs = float(re.search(r"^\| Epochs \| ([0-9.]+) \|$", card, re.MULTILINE).group(1))
+    assert 0 < epochs < 1

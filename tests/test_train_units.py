@@ -458,7 +458,7 @@ def test_card_names_data_of_a_folder_layout_by_their_folder(tmp_path):
 
     args = TrainArgs(dataset="cxr_folder", data_dir="/data/benchmarks/kermany_pediatric", eval_split="test")
     processor = GroupMaskedViTImageProcessor(size=32)
-    run = model_card_run(args, SimpleNamespace(num_processes=1), processor, [0] * 12, [0] * 4, 1.0)
+    run = model_card_run(args, SimpleNamespace(num_processes=1), processor, [0] * 12, [0] * 4, 1.0, 2.0)
     assert run["train_datasets"][0]["name"] == run["eval_dataset"]["name"] == "kermany_pediatric"
     config = GroupMaskedViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
                                   num_attention_heads=2, intermediate_size=64, num_labels=2)

@@ -338,7 +338,8 @@ def run_training(args: TrainArgs) -> dict:
 
     metrics = json.loads((output_dir / "best" / "metrics.json").read_text())
     if accelerator.is_main_process:
-        run = model_card_run(args, accelerator, processor, train_set, eval_set, state.elapsed())
+        epochs_trained = state.epoch + state.batch_in_epoch / len(train_loader)  # < --epochs after --max_steps
+        run = model_card_run(args, accelerator, processor, train_set, eval_set, state.elapsed(), epochs_trained)
         export(output_dir / "best", output_dir, metrics, run, card=args.card)
     accelerator.wait_for_everyone()
     accelerator.end_training()
@@ -392,7 +393,8 @@ def _replace(source: Path, target: Path) -> None:
     os.replace(source, target)
 
 
-def model_card_run(args: TrainArgs, accelerator, processor, train_set, eval_set, duration_s: float) -> dict:
+def model_card_run(args: TrainArgs, accelerator, processor, train_set, eval_set, duration_s: float,
+                   epochs_trained: float) -> dict:
     """The `run` description the model card is written from (metrics are added by export)."""
     if args.dataset in FOLDER_LAYOUTS and args.data_dir:
         name = Path(args.data_dir).name  # e.g. kermany_pediatric, not cxr_folder
@@ -410,7 +412,7 @@ def model_card_run(args: TrainArgs, accelerator, processor, train_set, eval_set,
                           "bit_depth": processor.bit_depth, "equalize": processor.equalize,
                           "windowing": "DICOM: modality LUT, header VOI (window or VOI LUT), MONOCHROME1 inverted; "
                                        "PNG/JPEG: as stored"},
-        "training": {"epochs": args.epochs, "batch_size": args.batch_size * args.grad_accum_steps
+        "training": {"epochs": round(epochs_trained, 2), "batch_size": args.batch_size * args.grad_accum_steps
                      * accelerator.num_processes, "learning_rate": learning_rate(args, accelerator.num_processes),
                      "precision": args.mixed_precision, "hardware": f"{accelerator.num_processes} x {hardware}",
                      "duration_s": round(duration_s, 1), "seed": args.seed,
