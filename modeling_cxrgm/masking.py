@@ -216,7 +216,7 @@ def _shifted_copy(pixel_values: torch.Tensor, generator) -> torch.Tensor:
 
 @torch.compiler.disable  # explicit generators are not traced: in a compiled model this runs as the eager code it is
 def gmml_corrupt(
-    pixel_values: torch.Tensor, config, generator: torch.Generator | None = None
+    pixel_values: torch.Tensor, config, generator: torch.Generator | None = None, views: int = 1
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Corrupt a batch of normalised views for GMML.
 
@@ -224,6 +224,9 @@ def gmml_corrupt(
         pixel_values: float (B, C, H, W), normalised.
         config: a `GroupMaskedViTConfig` (uses the `mask_*` and `replace_*` fields).
         generator: a `torch.Generator` on `pixel_values.device`, or None for torch's default generator.
+        views: the batch is this many consecutive groups of B / views images, each group one view of the same
+            images in the same order (e.g. two augmented views per image); replaced pixels come from another image
+            of the view's own group, never from another view of the same image.
 
     Returns:
         corrupted: (B, C, H, W), same dtype as the input.
@@ -232,10 +235,13 @@ def gmml_corrupt(
     if pixel_values.ndim != 4:
         raise ValueError(f"pixel_values must be (batch, channels, height, width), got shape {tuple(pixel_values.shape)}")
     batch_size, _, height, width = pixel_values.shape
+    if views < 1 or batch_size % views:
+        raise ValueError(f"views={views} must divide the batch size {batch_size}")
+    images_per_view = batch_size // views
     device = pixel_values.device
     stage1_targets = draw_mask_targets(batch_size, config.mask_max_ratio, generator=generator, device=device)
     replace = torch.rand(batch_size, generator=generator, device=device) < config.replace_prob
-    if batch_size < 2:  # no other image to take pixels from
+    if images_per_view < 2:  # no other image to take pixels from
         replace = torch.zeros_like(replace)
     targets = torch.where(replace, torch.full_like(stage1_targets, config.replace_ratio), stage1_targets)
     mask = masks_for_targets(
@@ -252,9 +258,11 @@ def gmml_corrupt(
     else:
         raise ValueError(f"Unknown mask_fill {config.mask_fill!r}")
 
-    if batch_size > 1:
-        partner = (torch.arange(batch_size, device=device)
-                   + torch.randint(1, batch_size, (batch_size,), generator=generator, device=device)) % batch_size
+    if images_per_view > 1:
+        index = torch.arange(batch_size, device=device)
+        position = index % images_per_view
+        shift = torch.randint(1, images_per_view, (batch_size,), generator=generator, device=device)
+        partner = index - position + (position + shift) % images_per_view  # another image of the same view
         filler = torch.where(replace[:, None, None, None], pixel_values[partner], filler)
     corrupted = torch.where(mask[:, None], filler, pixel_values)
     return corrupted, mask

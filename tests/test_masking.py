@@ -178,3 +178,25 @@ def test_stages_mix_with_probability_one_half():
 def test_single_image_batches_never_replace():
     _, mask = gmml_corrupt(torch.randn(1, 1, 32, 32), tiny_config(replace_prob=1.0), torch.Generator().manual_seed(0))
     assert coverage(mask)[0] >= 0.5
+
+
+def test_replacement_with_views_takes_pixels_from_another_source_image():
+    """Two views of three images, (a, b, c, a', b', c'): a view's pixels never come from the other view of its image."""
+    images = distinct_images(batch=6)
+    corrupted, mask = gmml_corrupt(images, tiny_config(replace_prob=1.0), torch.Generator().manual_seed(0), views=2)
+    for i in range(6):
+        replaced = corrupted[i, 0][mask[i]]
+        sources = [j for j in range(6) if torch.equal(images[j, 0][mask[i]], replaced)]
+        assert len(sources) == 1 and sources[0] % 3 != i % 3
+
+
+def test_two_views_of_one_image_never_replace():
+    views = torch.randn(1, 1, 32, 32).repeat(2, 1, 1, 1)
+    for seed in range(5):
+        _, mask = gmml_corrupt(views, tiny_config(replace_prob=1.0), torch.Generator().manual_seed(seed), views=2)
+        assert (coverage(mask) >= 0.5).all()
+
+
+def test_views_must_divide_the_batch():
+    with pytest.raises(ValueError, match="views"):
+        gmml_corrupt(torch.randn(3, 1, 32, 32), tiny_config(), views=2)

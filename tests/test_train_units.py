@@ -476,3 +476,19 @@ def test_training_time_adds_up_over_resumes():
     resumed.load_state_dict(saved)
     assert 3600.0 <= resumed.elapsed() < 3660.0 and resumed.step == 5
     assert checkpoint.TrainState().elapsed() < 60.0
+
+
+def test_pretraining_views_of_a_single_image_are_not_corrupted_with_each_other():
+    """A batch of one image gives two views of it: the other-image branch has no other image to take pixels from."""
+    from types import SimpleNamespace
+
+    from modeling_cxrgm import GroupMaskedViTForPreTraining
+    from train.engine import forward
+
+    config = GroupMaskedViTConfig(**{**TINY, "num_channels": 1, "replace_prob": 1.0})
+    ctx = SimpleNamespace(task="pretraining", augment=AugmentSpec(), mean=[0.5], std=[0.25], model_config=config)
+    batch = {"pixel_values": torch.randint(0, 256, (1, 1, 32, 32), dtype=torch.uint8)}
+    for seed in range(5):
+        _, outputs, _, _ = forward(GroupMaskedViTForPreTraining(config), batch, ctx,
+                                   torch.Generator().manual_seed(seed), train=True)
+        assert (outputs.mask.float().mean((1, 2)) >= 0.5).all()  # stage 1 (>= 0.5), not a 30% replacement

@@ -47,7 +47,8 @@ def to_unit_range(images: torch.Tensor) -> torch.Tensor:
 def forward(model, batch: dict, ctx, generator: torch.Generator | None, train: bool):
     """Run one batch for `ctx.task`. Returns (loss, model outputs, normalised inputs, mask fraction or None).
 
-    Pretraining: two augmented views per image (2B, C, S, S), corrupted on the device, L1 on corrupted pixels.
+    Pretraining: two augmented views per image (2B, C, S, S), corrupted on the device (replaced pixels come from
+    another image, never from the other view of the same one), L1 on corrupted pixels.
     Classification / segmentation: one augmented view (training) or the plain image (evaluation).
     """
     images, labels = to_unit_range(batch["pixel_values"]), batch.get("labels")
@@ -55,7 +56,7 @@ def forward(model, batch: dict, ctx, generator: torch.Generator | None, train: b
         if train:
             images = torch.cat([augment(images, ctx.augment, generator), augment(images, ctx.augment, generator)])
         pixel_values = normalize(images, ctx.mean, ctx.std)
-        corrupted, mask = gmml_corrupt(pixel_values, ctx.model_config, generator)
+        corrupted, mask = gmml_corrupt(pixel_values, ctx.model_config, generator, views=2 if train else 1)
         outputs = model(pixel_values=pixel_values, corrupted=corrupted, mask=mask)
         return outputs.loss, outputs, pixel_values, mask.float().mean()
     if train and ctx.task == "segmentation":
