@@ -30,3 +30,18 @@ def test_random_init_keeps_the_architecture_but_not_the_weights(tmp_path):
     with torch.no_grad():
         a, b = pretrained(pixel_values=x).last_hidden_state, fresh(pixel_values=x).last_hidden_state
     assert a.shape == b.shape and not torch.allclose(a, b) and processor.size == 32
+
+
+def test_auroc_is_the_macro_over_classes_scorable_on_both_splits():
+    """Real sets are uneven: a class may be missing from the test split (AUROC was NaN) or appear only there
+    (sklearn raised after every feature had been extracted)."""
+    rng = np.random.default_rng(1)
+    centres = np.eye(4)[:3] * 8.0
+    y = np.repeat([0, 1, 2], 20)
+    x = rng.normal(size=(60, 4)) + centres[y]
+    train, test = np.r_[0:10, 20:30, 40:50], np.r_[10:20, 30:40]  # class 2 only in training
+    scores = probe_scores(x[train], y[train], x[test], y[test], k=3)
+    assert scores["linear_auroc"] == 1.0 and scores["linear_accuracy"] == 1.0
+    train, test = np.r_[0:10, 20:30], np.r_[10:20, 30:40, 40:60]  # class 2 only in the test split
+    scores = probe_scores(x[train], y[train], x[test], y[test], k=3)
+    assert 0.5 < scores["linear_auroc"] <= 1.0 and scores["linear_accuracy"] == 0.5

@@ -72,7 +72,7 @@ def extract_features(encoder, processor, ds, batch_size: int = 64) -> tuple[np.n
 
 
 def probe_scores(train_x, train_y, test_x, test_y, k: int = 20, seed: int = 0) -> dict:
-    """Linear-probe accuracy and AUROC (logistic regression on standardised features) and cosine k-NN accuracy."""
+    """Linear-probe accuracy and macro AUROC (logistic regression on standardised features) and cosine k-NN accuracy."""
     scaler = StandardScaler().fit(train_x)
     linear = LogisticRegression(max_iter=5000, random_state=seed).fit(scaler.transform(train_x), train_y)
     probabilities = linear.predict_proba(scaler.transform(test_x))
@@ -80,12 +80,18 @@ def probe_scores(train_x, train_y, test_x, test_y, k: int = 20, seed: int = 0) -
     scores = {"linear_accuracy": float((linear.predict(scaler.transform(test_x)) == test_y).mean()),
               "knn_accuracy": float((knn.predict(test_x) == test_y).mean()),
               "num_train": len(train_y), "num_test": len(test_y)}
-    if len(np.unique(test_y)) > 1 and probabilities.shape[1] == 2:
-        scores["linear_auroc"] = float(roc_auc_score(test_y, probabilities[:, 1]))
-    elif len(np.unique(test_y)) > 1:
-        scores["linear_auroc"] = float(roc_auc_score(test_y, probabilities, multi_class="ovr",
-                                                     labels=linear.classes_))
+    auroc = macro_auroc(test_y, probabilities, linear.classes_)
+    if auroc is not None:
+        scores["linear_auroc"] = auroc
     return scores
+
+
+def macro_auroc(labels, probabilities, classes) -> float | None:
+    """Mean one-vs-rest AUROC over the `classes` (columns of `probabilities`) that have positive and negative
+    `labels`; None when none has. A class seen only in training, or only in the test split, is left out."""
+    per_class = [roc_auc_score(labels == label, probabilities[:, column]) for column, label in enumerate(classes)
+                 if 0 < (labels == label).sum() < len(labels)]
+    return float(np.mean(per_class)) if per_class else None
 
 
 def main(argv=None) -> dict:
