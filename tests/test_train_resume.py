@@ -104,3 +104,26 @@ def test_resuming_a_run_that_reached_max_steps_trains_no_further(tmp_path):
     relaunched = load_file(tmp_path / "run" / "model" / "model.safetensors")
     for name in finished:
         assert torch.equal(finished[name], relaunched[name]), name
+
+
+@pytest.mark.parametrize("stop_at", [2, 3])
+def test_a_resumed_epoch_reports_the_training_loss_of_the_whole_epoch(tmp_path, stop_at):
+    """3 steps per epoch, a checkpoint every step: stopped mid-epoch (2) or at the epoch's last step (3), whose
+    checkpoint is written before the epoch's evaluation. The resumed run reports the epoch's training loss and mask
+    fraction over all of its batches, as the uninterrupted run does (not over those after the resume, nor 0 for
+    none), so the exported metrics do not depend on where a run was stopped."""
+    from train.config import TrainArgs
+    from train.run import run_training
+
+    def args(output_dir, **overrides):
+        values = dict(task="pretraining", output_dir=str(tmp_path / output_dir), dataset="sample",
+                      train_splits=["train"], eval_split=None, image_size=32, epochs=1, batch_size=4, lr=1e-3,
+                      warmup_epochs=0, save_every_steps=1, report_to="none", card=False,
+                      model_config={"patch_size": 8, "hidden_size": 32, "num_hidden_layers": 2,
+                                    "num_attention_heads": 2, "intermediate_size": 64})
+        return TrainArgs(**{**values, **overrides})
+
+    straight = run_training(args("straight"))
+    run_training(args("cut", max_steps=stop_at))
+    resumed = run_training(args("cut", resume_from_checkpoint="latest"))
+    assert resumed["train_loss"] > 0 and resumed == straight

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 PREFIX = "step_"
@@ -18,7 +18,8 @@ PREFIX = "step_"
 @dataclass
 class TrainState:
     """Where training is: optimiser step, epoch, micro-batches done in that epoch, best evaluation so far, and the
-    seconds the run took before this process (a checkpoint stores them with this process's time added)."""
+    seconds the run took before this process (a checkpoint stores them with this process's time added), and the
+    sums of the losses (and mask fractions) read so far in this epoch, so a resumed epoch reports its whole mean."""
 
     step: int = 0
     epoch: int = 0
@@ -26,6 +27,7 @@ class TrainState:
     best_metric: float | None = None
     best_step: int | None = None
     seconds: float = 0.0
+    epoch_sums: dict = field(default_factory=lambda: {"loss": 0.0, "mask_fraction": 0.0, "count": 0})
 
     def __post_init__(self):
         self._since = time.perf_counter()

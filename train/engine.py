@@ -71,17 +71,20 @@ def forward(model, batch: dict, ctx, generator: torch.Generator | None, train: b
 def train_one_epoch(model, loader, optimizer, accelerator, state, ctx, args, ema=None) -> dict:
     """Train until the loader ends or `args.max_steps` is reached; saves checkpoints every `args.save_every_steps`.
 
-    `state` (checkpoint.TrainState) counts optimiser steps and micro-batches of this epoch; `loader` already skips
-    the micro-batches done before a resume. Returns the epoch's mean loss (and mask fraction for pretraining).
+    `state` (checkpoint.TrainState) counts optimiser steps and micro-batches of this epoch and sums their losses;
+    `loader` already skips the micro-batches done before a resume. Returns the epoch's mean loss (and mask fraction
+    for pretraining) over all its micro-batches, those before a resume included.
     """
     model.train()
     total = ctx.steps_per_epoch * args.epochs
     images_per_batch = args.batch_size * accelerator.num_processes
     progress = tqdm(total=ctx.batches_per_epoch, initial=state.batch_in_epoch, desc=f"epoch {state.epoch}",
                     disable=not accelerator.is_local_main_process, unit="batch", dynamic_ncols=True)
-    sums = {"loss": 0.0, "mask_fraction": 0.0, "count": 0}
+    if state.batch_in_epoch == 0:
+        state.epoch_sums = {"loss": 0.0, "mask_fraction": 0.0, "count": 0}
+    sums = state.epoch_sums
     pending = []  # (where, loss, mask fraction) of the micro-batches not yet read from the device
-    started = time.perf_counter()
+    started, first_batch = time.perf_counter(), state.batch_in_epoch
     for batch in loader:
         if args.max_steps and state.step >= args.max_steps:  # also when resumed where max_steps stopped the run
             break
@@ -116,7 +119,7 @@ def train_one_epoch(model, loader, optimizer, accelerator, state, ctx, args, ema
         if saving or state.step % args.log_every_steps == 0:
             last = read_losses(pending, sums, accelerator, args.output_dir)
             elapsed = time.perf_counter() - started
-            img_per_s = sums["count"] * images_per_batch / elapsed
+            img_per_s = (state.batch_in_epoch - first_batch) * images_per_batch / elapsed
             progress.set_postfix(loss=f"{last['loss']:.4f}", img_s=f"{img_per_s:.1f}")
             if state.step % args.log_every_steps == 0:
                 logs = {"train/loss": last["loss"], "train/lr": lr, "train/weight_decay": wd,
