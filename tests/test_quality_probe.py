@@ -45,3 +45,28 @@ def test_auroc_is_the_macro_over_classes_scorable_on_both_splits():
     train, test = np.r_[0:10, 20:30], np.r_[10:20, 30:40, 40:60]  # class 2 only in the test split
     scores = probe_scores(x[train], y[train], x[test], y[test], k=3)
     assert 0.5 < scores["linear_auroc"] <= 1.0 and scores["linear_accuracy"] == 0.5
+
+
+def test_multi_label_data_is_refused_before_any_feature_is_extracted(tmp_path):
+    """Class indices are argmax of the label vector: for multi-label rows (none or several findings) that would
+    silently make "no finding" the first finding, so such data is refused naming the split."""
+    import pytest
+
+    from train.probe import main
+
+    rows = [[0.0, 0.0], [1.0, 1.0], [1.0, 0.0], [0.0, 1.0]]
+    csv = tmp_path / "manifest.csv"
+    csv.write_text("image,effusion,cardiomegaly,split\n"
+                   + "".join(f"img{i}.png,{a:g},{b:g},{'train' if i < 2 else 'test'}\n" for i, (a, b) in enumerate(rows)))
+    from PIL import Image
+
+    for i in range(len(rows)):
+        Image.new("L", (32, 32), 40 * i).save(tmp_path / f"img{i}.png")
+    config = GroupMaskedViTConfig.from_preset("vit_tiny_patch16_224", image_size=32, patch_size=8, hidden_size=32,
+                                              num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    GroupMaskedViTForPreTraining(config).save_pretrained(tmp_path / "model")
+    GroupMaskedViTImageProcessor(size=32).save_pretrained(tmp_path / "model")
+    options = '{"manifest": "manifest.csv", "label_names": ["effusion", "cardiomegaly"]}'
+    with pytest.raises(ValueError, match="single-label"):
+        main(["--model", str(tmp_path / "model"), "--dataset", "manifest", "--data_dir", str(tmp_path),
+              "--dataset_options", options])

@@ -54,6 +54,15 @@ def load_encoder(folder, random_init: bool = False, seed: int = 0):
     return GroupMaskedViTModel(GroupMaskedViTConfig.from_pretrained(folder)).eval(), processor
 
 
+def check_single_label(ds, split_name: str) -> None:
+    """The probe's classes are the positive label of each row: refuse rows with none or several (multi-label data),
+    whose class would be a guess."""
+    if data.resolve_label_mode(ds) != data.SINGLE:
+        raise ValueError(f"The probe needs single-label data (one positive class per labelled image), but split "
+                         f"{split_name!r} has no labelled row, or rows with no or several of its positive labels "
+                         f"{data.label_names(ds)}")
+
+
 @torch.no_grad()
 def extract_features(encoder, processor, ds, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """(features (N, 2D): [CLS; mean patch token] of the last layer, class indices (N,)) of rows with a known label.
@@ -99,8 +108,11 @@ def main(argv=None) -> dict:
     encoder, processor = load_encoder(args.model, args.random_init, args.seed)
     encoder.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     splits = data.load_splits(args.dataset, args.data_dir, args.prepared_dir, args.dataset_options)
-    train_x, train_y = extract_features(encoder, processor, data.split(splits, args.train_split), args.batch_size)
-    test_x, test_y = extract_features(encoder, processor, data.split(splits, args.eval_split), args.batch_size)
+    train_set, test_set = data.split(splits, args.train_split), data.split(splits, args.eval_split)
+    for name, ds in ((args.train_split, train_set), (args.eval_split, test_set)):
+        check_single_label(ds, name)
+    train_x, train_y = extract_features(encoder, processor, train_set, args.batch_size)
+    test_x, test_y = extract_features(encoder, processor, test_set, args.batch_size)
     scores = probe_scores(train_x, train_y, test_x, test_y, args.k, args.seed)
     scores["init"] = "random" if args.random_init else "pretrained"
     output = Path(args.output or Path(args.model) / f"probe{'-random' if args.random_init else ''}.json")
