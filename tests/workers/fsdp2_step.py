@@ -3,6 +3,7 @@ transformer block, as train/accelerate_configs/fsdp.yaml asks; two training step
 the EMA's checkpoint state round-trips to the same shards; the gathered full state dict is exported with
 train/export.py and reloads into a plain model."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -55,4 +56,7 @@ if rank == 0:
     assert all(torch.equal(reloaded[name], expected[name]) for name in expected)
     print(f"fsdp2 ok: {len(expected)} tensors, loss {loss.item():.4f}", flush=True)
 dist.barrier()
-dist.destroy_process_group()
+sys.stdout.flush()
+# Everything is checked: leave without the C++ teardown of the gloo group, which under load rarely aborts a rank at
+# exit ("terminate called without an active exception") after the work has passed.
+os._exit(0)
