@@ -28,9 +28,12 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
 
 from .configuration_gmvit import AUTO_MAP, GroupMaskedViTConfig
+from .image_processing_gmvit import GroupMaskedViTImageProcessor  # noqa: F401  (see HUB_FILES)
 from .masking import gmml_corrupt
 
-# The files a saved folder needs for `trust_remote_code=True` (they import nothing else from this package).
+# The files a saved folder needs for `trust_remote_code=True` (they import nothing else from this package). This file
+# imports each of them, so that loading a model with remote code fetches all of them and the loaded model, saved
+# again, still has the processor file that its auto_map names.
 HUB_FILES = ("configuration_gmvit.py", "modeling_gmvit.py", "masking.py", "image_processing_gmvit.py")
 
 

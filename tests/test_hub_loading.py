@@ -165,3 +165,30 @@ def test_feature_extraction_pipeline_gives_the_encoders_embeddings(saved):
                           "same_pooled": torch.allclose(pooled, direct.pooler_output[0], atol=1e-5)}))
     """, saved)
     assert result == {"tokens": [1 + 16, 32], "pooled": [32], "same_tokens": True, "same_pooled": True}
+
+
+def test_model_loaded_through_remote_code_saves_every_file_its_auto_map_names(saved, tmp_path):
+    """Fine-tune-and-save without the package: the re-saved folder has all the code files (as the package saves
+    them), so it loads, with the processor settings beside it, through every auto_map entry."""
+    import shutil
+
+    shutil.copytree(saved / "classifier", tmp_path / "lab" / "classifier")
+    run_fresh("""
+        import json
+        from transformers import AutoModelForImageClassification
+        model = AutoModelForImageClassification.from_pretrained("classifier", trust_remote_code=True)
+        model.save_pretrained("../user/resaved")
+        print(json.dumps({}))
+    """, tmp_path / "lab")
+    resaved = tmp_path / "user" / "resaved"
+    auto_map = json.loads((resaved / "config.json").read_text())["auto_map"]
+    assert {f"{reference.split('.')[0]}.py" for reference in auto_map.values()} == HUB_FILES - {"masking.py"}
+    assert HUB_FILES <= {p.name for p in resaved.iterdir()}
+    shutil.copyfile(saved / "classifier" / "preprocessor_config.json", resaved / "preprocessor_config.json")
+    result = run_fresh("""
+        import json
+        from transformers import AutoImageProcessor
+        processor = AutoImageProcessor.from_pretrained("resaved", trust_remote_code=True)
+        print(json.dumps({"processor": type(processor).__name__}))
+    """, resaved.parent)
+    assert result == {"processor": "GroupMaskedViTImageProcessor"}
