@@ -492,3 +492,29 @@ def test_pretraining_views_of_a_single_image_are_not_corrupted_with_each_other()
         _, outputs, _, _ = forward(GroupMaskedViTForPreTraining(config), batch, ctx,
                                    torch.Generator().manual_seed(seed), train=True)
         assert (outputs.mask.float().mean((1, 2)) >= 0.5).all()  # stage 1 (>= 0.5), not a 30% replacement
+
+
+def test_card_does_not_take_a_relative_init_folder_for_a_hub_model(tmp_path, monkeypatch):
+    """`--init pre/model` (a folder, named relative to the working directory) is no Hub repo `pre/model`: the card's
+    metadata names no base model, so the Hub shows no link to a repo that does not exist."""
+    from types import SimpleNamespace
+
+    from huggingface_hub import metadata_load
+
+    from model_cards import write_model_card
+    from modeling_cxrgm import GroupMaskedViTConfig, GroupMaskedViTForImageClassification, GroupMaskedViTForPreTraining
+    from modeling_cxrgm import GroupMaskedViTImageProcessor
+    from train.config import TrainArgs
+    from train.run import model_card_run
+
+    config = GroupMaskedViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
+                                  num_attention_heads=2, intermediate_size=64, num_labels=2)
+    GroupMaskedViTForPreTraining(config).save_pretrained(tmp_path / "pre" / "model")
+    GroupMaskedViTForImageClassification(config).save_pretrained(tmp_path / "export")
+    monkeypatch.chdir(tmp_path)
+    args = TrainArgs(dataset="sample", init="pre/model", eval_split="test")
+    run = model_card_run(args, SimpleNamespace(num_processes=1), GroupMaskedViTImageProcessor(size=32), [0] * 12,
+                         [0] * 4, 1.0, 2.0)
+    card = write_model_card(tmp_path / "export", run)
+    assert "base_model" not in metadata_load(card)
+    assert "pre/model" not in card.read_text()

@@ -401,6 +401,8 @@ def model_card_run(args: TrainArgs, accelerator, processor, train_set, eval_set,
     else:
         name = args.dataset or Path(args.prepared_dir or "data").name
     hardware = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "CPU"
+    # --init is a local folder: absolute, so that the card never takes a relative one (pre/model) for a Hub repo id
+    init = "random" if args.init == "random" else str(Path(args.init).resolve())
     run = {
         "task": args.task,
         "train_datasets": [{"name": name, "num_images": len(train_set), "splits": list(args.train_splits),
@@ -416,10 +418,10 @@ def model_card_run(args: TrainArgs, accelerator, processor, train_set, eval_set,
                      * accelerator.num_processes, "learning_rate": learning_rate(args, accelerator.num_processes),
                      "precision": args.mixed_precision, "hardware": f"{accelerator.num_processes} x {hardware}",
                      "duration_s": round(duration_s, 1), "seed": args.seed,
-                     "init": "random" if args.init == "random" else ("gmml" if _is_gmml(args.init) else args.init)},
+                     "init": "random" if init == "random" else ("gmml" if _is_gmml(init) else init)},
     }
-    if args.init != "random":
-        run["base_model"] = str(args.init)
+    if init != "random":
+        run["base_model"] = init
     if args.hub_model_id:
         run["repo_id"] = args.hub_model_id
     return run
