@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from huggingface_hub import DatasetCard, DatasetCardData
@@ -20,6 +21,16 @@ def _split_sizes(dataset_dir: Path) -> dict[str, int]:
     from datasets import load_from_disk
 
     return {name: split.num_rows for name, split in load_from_disk(str(dataset_dir)).items()}
+
+
+def _configs(dataset_dir: Path) -> list[dict] | None:
+    """The card's `configs` for a `DatasetDict.save_to_disk` folder: each split's Arrow shards, so that
+    `load_dataset` on the folder or its Hub repo (and the Hub viewer) reads the data, not its JSON bookkeeping."""
+    if not (dataset_dir / "dataset_dict.json").is_file():
+        return None
+    splits = json.loads((dataset_dir / "dataset_dict.json").read_text())["splits"]
+    return [{"config_name": "default",
+             "data_files": [{"split": split, "path": f"{split}/data-*.arrow"} for split in splits]}]
 
 
 def write_dataset_card(dataset_dir, sources: list[str], *, title: str | None = None, description: str | None = None,
@@ -41,6 +52,7 @@ def write_dataset_card(dataset_dir, sources: list[str], *, title: str | None = N
         pretty_name=title or "Prepared chest X-ray data (" + ", ".join(names) + ")",
         task_categories=[task],
         tags=["chest-x-ray", "radiology", "medical-imaging", "cxrgm", "research-only"],
+        configs=_configs(dataset_dir),
     )
     rows = [{"name": name, "title": s.title if s else "not recorded", "description": s.description if s else "not recorded",
              "population": f"{s.population}, {s.country}" if s else "not recorded",

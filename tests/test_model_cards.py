@@ -173,3 +173,21 @@ def test_paths_and_metric_names():
     assert describe_metric("eval_dice_left_lung") == ("dice", "Dice (left lung)")
     assert describe_metric("iou") == ("iou", "IoU")
     assert json.dumps(scrub(RUN)).count("/home/") == 0
+
+
+def test_prepared_shards_with_their_card_load_with_load_dataset(tmp_path):
+    """A prepared folder as it is published: `load_dataset` on it (as on its Hub repo) gives the prepared splits,
+    not the report and state JSON files read as data."""
+    from datasets import load_dataset, load_from_disk
+
+    from hf_datasets.prepare import prepare
+
+    folder = tmp_path / "prepared"
+    prepare("sample", None, folder, size=32, shard_size=4)
+    write_dataset_card(folder, ["sample"])
+    loaded = load_dataset(str(folder), cache_dir=str(tmp_path / "cache"))
+    prepared = load_from_disk(str(folder))
+    assert {name: split.num_rows for name, split in loaded.items()} == {"train": 12, "test": 4, "unlabelled": 1}
+    assert loaded["train"].features == prepared["train"].features
+    assert sorted(loaded["test"]["path"]) == sorted(prepared["test"]["path"])
+    assert loaded["test"][0]["image"].mode == "L" and max(loaded["test"][0]["image"].size) == 32
