@@ -1,8 +1,10 @@
 """Push an exported model or a prepared data set to the Hugging Face Hub (`create_repo` + `upload_folder`).
 
 Only the files a Hub user needs are sent (weights, config, model code, processor, card, metrics); a folder missing
-any of the required ones is refused, and so is one whose text files mention a local path. The token comes from the
-argument, else `HF_TOKEN` (or a saved `huggingface-cli login`); it is never printed.
+any of the required ones is refused, and so is one whose text files mention a local path. Pushing to a repo that
+already holds an earlier version deletes the weights (models) or Arrow and JSON files (data sets) that the new folder no
+longer has; other files added to the repo are kept. The token comes from the argument, else `HF_TOKEN` (or a saved
+`huggingface-cli login`); it is never printed.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ logger = logging.getLogger(__name__)
 MODEL_OPTIONAL = ("preprocessor_config.json", "metrics.json", "model.safetensors.index.json")
 TEXT_SUFFIXES = (".json", ".md", ".txt", ".yaml", ".yml", ".csv")
 DATASET_SKIPPED = ("cache-*.arrow", "*.lock", "tmp*")
+# Files of an earlier push that a new one replaces (deleted from the repo when the new folder lacks them)
+MODEL_REPLACED = ("*.safetensors", "*.safetensors.index.json", *MODEL_OPTIONAL)
+DATASET_REPLACED = ("*.arrow", "*.json")
 
 
 def _hub_code_files() -> tuple[str, ...]:
@@ -67,7 +72,7 @@ def _resolve_token(token: str | None) -> str:
 
 
 def _push(folder: Path, repo_id: str, repo_type: str, *, private: bool, revision: str | None, commit_message: str,
-          token: str | None, allow_patterns=None, ignore_patterns=None) -> CommitInfo:
+          token: str | None, replaced, allow_patterns=None, ignore_patterns=None) -> CommitInfo:
     if is_local_path(repo_id) or repo_id.count("/") != 1:
         raise ValueError(f"repo_id must look like 'user/name', got {repo_id!r}")
     api = HfApi(token=_resolve_token(token))
@@ -76,7 +81,7 @@ def _push(folder: Path, repo_id: str, repo_type: str, *, private: bool, revision
         api.create_branch(repo_id, repo_type=repo_type, branch=revision, exist_ok=True)
     return api.upload_folder(
         repo_id=repo_id, repo_type=repo_type, folder_path=folder, revision=revision, commit_message=commit_message,
-        allow_patterns=allow_patterns, ignore_patterns=ignore_patterns,
+        allow_patterns=allow_patterns, ignore_patterns=ignore_patterns, delete_patterns=list(replaced),
     )
 
 
@@ -94,7 +99,7 @@ def push_model(model_dir, repo_id: str, *, private: bool = True, revision: str |
     if skipped:
         logger.info("Not uploading %s", skipped)
     return _push(model_dir, repo_id, "model", private=private, revision=revision, commit_message=commit_message,
-                 token=token, allow_patterns=names)
+                 token=token, replaced=MODEL_REPLACED, allow_patterns=names)
 
 
 def push_dataset(dataset_dir, repo_id: str, *, private: bool = True, revision: str | None = None,
@@ -106,4 +111,4 @@ def push_dataset(dataset_dir, repo_id: str, *, private: bool = True, revision: s
     names = [str(p.relative_to(dataset_dir)) for p in dataset_dir.rglob("*") if p.is_file()]
     check_no_local_paths(dataset_dir, names)
     return _push(dataset_dir, repo_id, "dataset", private=private, revision=revision, commit_message=commit_message,
-                 token=token, ignore_patterns=list(DATASET_SKIPPED))
+                 token=token, replaced=DATASET_REPLACED, ignore_patterns=list(DATASET_SKIPPED))

@@ -2,7 +2,8 @@
 
 The push runs in a fresh interpreter with HF_ENDPOINT set before huggingface_hub is imported and an httpx mock
 transport answering repo creation, branch creation, preupload, the LFS batch/upload and commit endpoints. Xet is
-disabled there, so weights go through the (mocked) LFS path and small files inline.
+disabled there, so weights go through the (mocked) LFS path and small files inline. The mock repo can start with
+files of an earlier push (its tree listing), to see which of them a new push deletes.
 """
 
 import base64
@@ -24,8 +25,9 @@ HUB_CODE = {"configuration_gmvit.py", "modeling_gmvit.py", "masking.py", "image_
 class MockHub:
     """Just enough of the Hub's HTTP API for create_repo, create_branch and upload_folder; records what arrives."""
 
-    def __init__(self):
+    def __init__(self, remote_files=()):
         self.requests, self.repos, self.branches, self.commits, self.lfs = [], [], [], [], {}
+        self.remote_files = list(remote_files)
 
     def __call__(self, request):
         import httpx2
@@ -38,6 +40,9 @@ class MockHub:
             return httpx2.Response(200, json={"url": f"{ENDPOINT}/{payload['organization']}/{payload['name']}"})
         if path == "/api/validate-yaml":
             return httpx2.Response(200, json={"errors": [], "warnings": []})
+        if "/tree/" in path:
+            return httpx2.Response(200, json=[{"type": "file", "path": name, "size": 1, "oid": "0" * 40}
+                                              for name in self.remote_files])
         if "/branch/" in path:
             self.branches.append(path.rsplit("/branch/", 1)[1])
             return httpx2.Response(200, json={})
@@ -61,7 +66,7 @@ class MockHub:
     def _commit(self, request):
         import httpx2
 
-        commit = {"path": request.url.path, "files": {}}
+        commit = {"path": request.url.path, "files": {}, "deleted": []}
         for line in request.content.decode().splitlines():
             item = json.loads(line)
             value = item["value"]
@@ -70,6 +75,8 @@ class MockHub:
             elif item["key"] == "file":
                 commit["files"][value["path"]] = {"kind": "regular", "text": base64.b64decode(value["content"]).decode(
                     "utf-8", errors="replace")}
+            elif item["key"] == "deletedFile":
+                commit["deleted"].append(value["path"])
             elif item["key"] == "lfsFile":
                 commit["files"][value["path"]] = {"kind": "lfs", "uploaded": self.lfs.get(value["oid"]) == value["oid"]}
         self.commits.append(commit)
@@ -81,26 +88,28 @@ class MockHub:
         return {"requests": self.requests, "repos": self.repos, "branches": self.branches, "commits": self.commits}
 
 
-def install(record_path: str):
-    """In the child: route huggingface_hub through a MockHub and dump its record at exit."""
+def install(record_path: str, remote_files=()):
+    """In the child: route huggingface_hub through a MockHub (its repo holding `remote_files`) and dump its record at
+    exit."""
     import atexit
 
     import httpx2
     from huggingface_hub.utils import set_client_factory
 
-    hub = MockHub()
+    hub = MockHub(remote_files)
     set_client_factory(lambda: httpx2.Client(transport=httpx2.MockTransport(hub)))
     atexit.register(lambda: Path(record_path).write_text(json.dumps(hub.record())))
 
 
-def push(argv: list[str], tmp_path: Path, token: str = "hf_test_token") -> tuple[subprocess.CompletedProcess, dict]:
-    """Run `python -m train.publish ARGV` in a fresh interpreter wired to the mock Hub."""
+def push(argv: list[str], tmp_path: Path, token: str = "hf_test_token",
+         remote_files=()) -> tuple[subprocess.CompletedProcess, dict]:
+    """Run `python -m train.publish ARGV` in a fresh interpreter wired to the mock Hub (repo holding `remote_files`)."""
     record = tmp_path / "hub_record.json"
     code = f"""
         import sys
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         import test_publish_hub
-        test_publish_hub.install({str(record)!r})
+        test_publish_hub.install({str(record)!r}, {list(remote_files)!r})
         from train.publish import main
         main({argv!r})
     """
@@ -215,3 +224,33 @@ def test_missing_token_is_a_clear_error(export, tmp_path):
     result, record = push(["--model_dir", str(export), "--repo_id", "alice/cxrgm-tiny"], tmp_path, token="")
     assert result.returncode != 0 and "HF_TOKEN" in result.stderr
     assert record.get("requests") == []
+
+
+def test_republishing_deletes_the_weights_and_shards_the_new_folder_no_longer_has(export, tmp_path):
+    """An update of a repo leaves no stale weights (a sharded earlier push) or data shards behind, where loading
+    would find them beside the new ones; files added on the Hub by hand are kept."""
+    from datasets import Dataset, DatasetDict
+
+    from model_cards import write_dataset_card
+
+    earlier = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "model.safetensors.index.json",
+               "model.safetensors", "README.md", ".gitattributes", "example.png"]
+    result, record = push(["--model_dir", str(export), "--repo_id", "alice/cxrgm-tiny"], tmp_path,
+                          remote_files=earlier)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (commit,) = record["commits"]
+    assert sorted(commit["deleted"]) == ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
+                                         "model.safetensors.index.json"]
+    assert "model.safetensors" in commit["files"]
+
+    folder = tmp_path / "prepared"
+    DatasetDict({"train": Dataset.from_dict({"label": [0, 1]})}).save_to_disk(folder)
+    write_dataset_card(folder, ["kermany"])
+    earlier = ["train/data-00000-of-00001.arrow", "train/data-00001-of-00002.arrow", "test/data-00000.arrow",
+               "test/state.json", "dataset_dict.json", "README.md", ".gitattributes"]
+    result, record = push(["--dataset_dir", str(folder), "--repo_id", "alice/cxr-prepared"], tmp_path,
+                          remote_files=earlier)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (commit,) = record["commits"]
+    assert sorted(commit["deleted"]) == ["test/data-00000.arrow", "test/state.json", "train/data-00001-of-00002.arrow"]
+    assert "train/data-00000-of-00001.arrow" in commit["files"]
