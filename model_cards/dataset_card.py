@@ -14,13 +14,20 @@ TEMPLATE = Path(__file__).parent / "dataset_card_template.md"
 SPDX = {"CC BY 4.0": "cc-by-4.0", "CC BY 3.0": "cc-by-3.0"}
 
 
-def _split_sizes(dataset_dir: Path) -> dict[str, int]:
-    """Rows per split of a `DatasetDict.save_to_disk` folder (memory-mapped, nothing decoded); empty otherwise."""
+def _saved_splits_and_labels(dataset_dir: Path) -> tuple[dict[str, int], list[str]]:
+    """Rows per split and label names (the order of `labels`) of a `DatasetDict.save_to_disk` folder, read from its
+    metadata (memory-mapped, nothing decoded); empty when it is none or names no labels."""
     if not (dataset_dir / "dataset_dict.json").is_file():
-        return {}
+        return {}, []
     from datasets import load_from_disk
 
-    return {name: split.num_rows for name, split in load_from_disk(str(dataset_dir)).items()}
+    saved = load_from_disk(str(dataset_dir))
+    try:
+        about = json.loads(next(iter(saved.values())).info.description or "{}") if saved else {}
+    except json.JSONDecodeError:
+        about = {}
+    labels = about.get("label_names", []) if isinstance(about, dict) else []
+    return {name: split.num_rows for name, split in saved.items()}, [str(label) for label in labels]
 
 
 def _configs(dataset_dir: Path) -> list[dict] | None:
@@ -35,11 +42,13 @@ def _configs(dataset_dir: Path) -> list[dict] | None:
 
 def write_dataset_card(dataset_dir, sources: list[str], *, title: str | None = None, description: str | None = None,
                        splits: dict[str, int] | None = None, task: str = "image-classification") -> Path:
-    """Write `dataset_dir/README.md`: one row per source (description, population, licence), splits and citations.
+    """Write `dataset_dir/README.md`: one row per source (description, population, licence), label names, splits and
+    citations.
 
-    splits: images per split; read from a `save_to_disk` folder's metadata when not given.
+    splits: images per split; read from a `save_to_disk` folder's metadata when not given (so are the label names).
     """
     dataset_dir = Path(dataset_dir)
+    saved_splits, labels = _saved_splits_and_labels(dataset_dir)
     names = [str(scrub(name)) for name in sources]
     if not names:
         raise ValueError("A dataset card needs at least one source")
@@ -63,7 +72,8 @@ def write_dataset_card(dataset_dir, sources: list[str], *, title: str | None = N
         title=card_data.pretty_name,
         description=scrub(description) or "Chest X-rays converted to the cxrgm common schema (image, labels, patient, source).",
         sources=rows,
-        splits=sorted((splits or _split_sizes(dataset_dir)).items()),
+        labels=labels,
+        splits=sorted((splits or saved_splits).items()),
         citations=sorted({s.citation for s in known.values() if s}),
     )
     leaks = find_local_paths(str(card))

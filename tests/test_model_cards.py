@@ -191,3 +191,14 @@ def test_prepared_shards_with_their_card_load_with_load_dataset(tmp_path):
     assert loaded["train"].features == prepared["train"].features
     assert sorted(loaded["test"]["path"]) == sorted(prepared["test"]["path"])
     assert loaded["test"][0]["image"].mode == "L" and max(loaded["test"][0]["image"].size) == 32
+
+
+def test_dataset_card_of_prepared_shards_names_the_labels_in_order(tmp_path):
+    """The `labels` vector of a published set means nothing without its label names (which `load_dataset` on the
+    Hub repo does not carry): the card states them, in order."""
+    from hf_datasets.prepare import prepare
+
+    prepare("sample", None, tmp_path, size=32)
+    text = write_dataset_card(tmp_path, ["sample"]).read_text()
+    assert "in this order: normal, pneumonia (1 present" in text
+    assert "| train | 12 |" in text
