@@ -518,3 +518,19 @@ def test_card_does_not_take_a_relative_init_folder_for_a_hub_model(tmp_path, mon
     card = write_model_card(tmp_path / "export", run)
     assert "base_model" not in metadata_load(card)
     assert "pre/model" not in card.read_text()
+
+
+def test_card_of_a_pretraining_run_without_eval_split_names_every_split_its_loss_covers():
+    """Pretraining with no --eval_split evaluates on all its training splits: the card says train+unlabelled (the
+    13 images counted), not train."""
+    from types import SimpleNamespace
+
+    from modeling_cxrgm import GroupMaskedViTImageProcessor
+    from train.config import TrainArgs
+    from train.run import model_card_run
+
+    args = TrainArgs(task="pretraining", dataset="sample", train_splits=["train", "unlabelled"], eval_split=None)
+    images = [0] * 13
+    run = model_card_run(args, SimpleNamespace(num_processes=1), GroupMaskedViTImageProcessor(size=32), images, images,
+                         1.0, 2.0)
+    assert run["eval_dataset"] == {"name": "sample", "split": "train+unlabelled", "num_images": 13}
