@@ -3,13 +3,14 @@
 Only the files a Hub user needs are sent (weights, config, model code, processor, card, metrics); a folder missing
 any of the required ones is refused, and so is one whose text files mention a local path. Pushing to a repo that
 already holds an earlier version deletes the weights (models) or Arrow and JSON files (data sets) that the new folder no
-longer has; other files added to the repo are kept. The token comes from the argument, else `HF_TOKEN` (or a saved
+longer has; other files added to the repo are kept. The card's usage examples are pointed at the repo pushed to. The token comes from the argument, else `HF_TOKEN` (or a saved
 `huggingface-cli login`); it is never printed.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 from huggingface_hub import CommitInfo, HfApi, get_token
@@ -20,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 MODEL_OPTIONAL = ("preprocessor_config.json", "metrics.json", "model.safetensors.index.json")
 TEXT_SUFFIXES = (".json", ".md", ".txt", ".yaml", ".yml", ".csv")
-DATASET_SKIPPED = ("cache-*.arrow", "*.lock", "tmp*")
+DATASET_SKIPPED = ("cache-*.arrow", "*.lock", "tmp*", "*.partial")  # .partial: a shard a killed run left unfinished
 # Files of an earlier push that a new one replaces (deleted from the repo when the new folder lacks them)
 MODEL_REPLACED = ("*.safetensors", "*.safetensors.index.json", *MODEL_OPTIONAL)
 DATASET_REPLACED = ("*.arrow", "*.json")
@@ -64,6 +65,20 @@ def check_no_local_paths(folder, names) -> None:
         raise ValueError(f"Refusing to publish local paths: {leaks}. Remove them (e.g. re-export) and try again.")
 
 
+def point_card_at(model_dir: Path, repo_id: str) -> None:
+    """Make the card's usage examples load `repo_id`, the repo it is pushed to: the export may name another repo (its
+    run's --hub_model_id) or a placeholder (none given). Only those quoted names change; the rest of the card is kept."""
+    card = model_dir / "README.md"
+    text = card.read_text(encoding="utf-8")
+    named = set(re.findall(r'(?:from_pretrained\(|model=)"([^"\s]+/[^"\s]+)"', text)) - {repo_id}
+    if not named:
+        return
+    for other in named:
+        text = text.replace(f'"{other}"', f'"{repo_id}"')
+    card.write_text(text, encoding="utf-8")
+    logger.info("The card's examples now load %s (they named %s)", repo_id, ", ".join(sorted(named)))
+
+
 def _resolve_token(token: str | None) -> str:
     token = token or get_token()
     if not token:
@@ -71,10 +86,14 @@ def _resolve_token(token: str | None) -> str:
     return token
 
 
-def _push(folder: Path, repo_id: str, repo_type: str, *, private: bool, revision: str | None, commit_message: str,
-          token: str | None, replaced, allow_patterns=None, ignore_patterns=None) -> CommitInfo:
+def _check_repo_id(repo_id: str) -> None:
     if is_local_path(repo_id) or repo_id.count("/") != 1:
         raise ValueError(f"repo_id must look like 'user/name', got {repo_id!r}")
+
+
+def _push(folder: Path, repo_id: str, repo_type: str, *, private: bool, revision: str | None, commit_message: str,
+          token: str | None, replaced, allow_patterns=None, ignore_patterns=None) -> CommitInfo:
+    _check_repo_id(repo_id)
     api = HfApi(token=_resolve_token(token))
     api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
     if revision:
@@ -95,6 +114,8 @@ def push_model(model_dir, repo_id: str, *, private: bool = True, revision: str |
     model_dir = Path(model_dir)
     names = model_files(model_dir)
     check_no_local_paths(model_dir, names)
+    _check_repo_id(repo_id)
+    point_card_at(model_dir, repo_id)
     skipped = sorted(p.name for p in model_dir.iterdir() if p.name not in names)
     if skipped:
         logger.info("Not uploading %s", skipped)

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -170,6 +171,19 @@ def test_push_commits_exactly_the_export_files_and_the_card_parses_back(export, 
     assert "Not for clinical use" in card.text
     for entry in commit["files"].values():
         assert str(tmp_path.parent) not in entry.get("text", "")
+
+
+def test_the_card_pushed_names_the_repo_it_is_pushed_to(export, tmp_path):
+    """The export's card names alice/cxrgm-tiny (its run's --hub_model_id); pushed to bob/pneumonia, its examples
+    load bob/pneumonia, and nothing else in the card changes."""
+    folder = tmp_path / "export"
+    shutil.copytree(export, folder)
+    before = (folder / "README.md").read_text()
+    result, record = push(["--model_dir", str(folder), "--repo_id", "bob/pneumonia"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    sent = record["commits"][0]["files"]["README.md"]["text"]
+    assert 'model="bob/pneumonia"' in sent and "alice/cxrgm-tiny" not in sent
+    assert sent == before.replace('"alice/cxrgm-tiny"', '"bob/pneumonia"')
 
 
 def test_public_push_to_main(export, tmp_path):
