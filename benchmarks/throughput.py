@@ -31,8 +31,16 @@ def synchronize(device: str):
 def count_step(step, batch_size: int) -> tuple[float, float]:
     """Model FLOPs (forward + backward) and bytes of the tensors autograd saves for the backward (the activation
     memory, measurable on any device; each storage counted once) of one training step, both per image."""
-    from torch.utils.flop_counter import FlopCounterMode
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
+    # torch's counter has formulas for the GPU attention kernels only; the CPU kernel does the same products
+    cpu_attention = {
+        torch.ops.aten._scaled_dot_product_flash_attention_for_cpu:
+            lambda query, key, value, *args, out_shape=None, **kwargs: sdpa_flop_count(query, key, value),
+        torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward:
+            lambda grad_out, query, key, value, *args, out_shape=None, **kwargs:
+                sdpa_backward_flop_count(grad_out, query, key, value),
+    }
     saved = {}
 
     def keep(tensor):
@@ -40,7 +48,8 @@ def count_step(step, batch_size: int) -> tuple[float, float]:
         saved[(tensor.device, storage.data_ptr())] = storage.nbytes()
         return tensor
 
-    with FlopCounterMode(display=False) as counter, torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
+    counter = FlopCounterMode(display=False, custom_mapping=cpu_attention)
+    with counter, torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
         step(optimize=False)
     return counter.get_total_flops() / batch_size, sum(saved.values()) / batch_size
 

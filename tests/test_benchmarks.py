@@ -106,3 +106,19 @@ def test_step_count_gives_flops_and_saved_activation_bytes_per_image():
     flops, saved = count_step(step, batch_size=4)
     assert flops == 3 * 2 * 4 * 256 * 8 / 4  # matmul forward + its two backward products, per image
     assert saved == (4 * 256 * 4 + 4 * 256 * 4 + 256 * 8 * 4) / 4  # x, x * x, weight (float32 bytes)
+
+
+def test_step_count_includes_attention_on_cpu():
+    """torch's counter knows only the GPU attention kernels: the CPU one must count the same products."""
+    from benchmarks.throughput import count_step
+
+    batch, heads, tokens, dim = 2, 3, 17, 8
+    query = torch.randn(batch, heads, tokens, dim, requires_grad=True)
+
+    def step(optimize: bool):
+        torch.nn.functional.scaled_dot_product_attention(query, query, query).sum().backward()
+
+    flops, _ = count_step(step, batch_size=batch)
+    product = 2 * heads * tokens * tokens * dim  # one (tokens x dim) @ (dim x tokens) product per head and image
+    # forward: scores and output; backward: the scores again and four gradient products (as torch counts on a GPU)
+    assert flops == 2 * product + 5 * product
