@@ -238,10 +238,12 @@ def draw_curve(points: list[tuple[int, float]], path: Path, title: str, width: i
 
 
 def mean_std(values: list[float]) -> str:
+    """"mean ± std" (sample std) of several values; a single value alone, as it has no spread to give."""
     if not values:
         return "n/a"
-    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-    return f"{np.mean(values):.3f} ± {std:.3f}"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}"
 
 
 def summarise(rows: list[dict], keys: list[str], by: list[str]) -> list[dict]:

@@ -64,3 +64,11 @@ def test_smoke_run_covers_every_experiment(tmp_path):
 def test_equalize_flag_reaches_every_training_run():
     assert quality.common({**quality.SMOKE, "equalize": True}, Path("out"), 0)["equalize"] is True
     assert "equalize" not in quality.common(quality.SMOKE, Path("out"), 0)
+
+
+def test_summary_gives_a_spread_only_where_there_are_several_seeds():
+    rows = [{"init": "gmml", "seed": 0, "dice": 0.8}, {"init": "random", "seed": 0, "dice": 0.7},
+            {"init": "random", "seed": 1, "dice": 0.9}]
+    summary = {row["init"]: row for row in quality.summarise(rows, ["dice"], ["init"])}
+    assert summary["gmml"]["n"] == 1 and summary["gmml"]["dice"] == "0.800"  # one seed: no "± 0.000"
+    assert summary["random"]["n"] == 2 and summary["random"]["dice"] == "0.800 ± 0.141"
