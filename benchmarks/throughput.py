@@ -262,8 +262,8 @@ def main(argv=None) -> list[dict]:
         if ours_cls and rates.get(peer_name + suffix):
             ratios[f"cls_over_{peer_name}{suffix}"] = round(ours_cls / rates[peer_name + suffix], 3)
     masks = next((row["masks_per_s"] for row in rows if row["name"] == "cxrgm_gmml_corruption"), None)
-    if masks and rates.get("cxrgm_gmml_pretrain"):
-        ratios["corruption_share_of_step"] = round(rates["cxrgm_gmml_pretrain"] / masks, 3)
+    if masks and ours_pretrain:  # the corruption runs eager inside a compiled model too
+        ratios["corruption_share_of_step" + suffix] = round(ours_pretrain / masks, 3)
     print(json.dumps({"ratios": ratios}), flush=True)
     return rows
 

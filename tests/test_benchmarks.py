@@ -122,3 +122,14 @@ def test_step_count_includes_attention_on_cpu():
     product = 2 * heads * tokens * tokens * dim  # one (tokens x dim) @ (dim x tokens) product per head and image
     # forward: scores and output; backward: the scores again and four gradient products (as torch counts on a GPU)
     assert flops == 2 * product + 5 * product
+
+
+def test_compiled_run_gives_the_corruption_share_of_its_own_step(capsys):
+    from benchmarks import throughput
+
+    rows = throughput.main(["--size", "tiny", "--image-size", "32", "--batch-size", "2", "--steps", "1", "--warmup",
+                            "1", "--compile", "--only", "cxrgm_gmml"])  # the corruption rows, the compiled GMML step
+    rates = {row["name"]: row.get("img_per_s", row.get("masks_per_s")) for row in rows}
+    ratios = json.loads(capsys.readouterr().out.splitlines()[-1])["ratios"]
+    share = rates["cxrgm_gmml_pretrain_compiled"] / rates["cxrgm_gmml_corruption"]
+    assert ratios["corruption_share_of_step_compiled"] == round(share, 3)
