@@ -151,6 +151,7 @@ def run_pretraining(run: Runner, data_dir: Path, out: Path) -> Path:
         **with_recipe_model_config("gmml_pretrain", size), **common(size, out / "pretrain", seed), **size["pretrain"],
         "dataset": "cxr_pool", "data_dir": str(data_dir), "dataset_options": options,
         "train_splits": ["train"], "hub_model_id": "cxrgm/quality-gmml"})
+    shutil.rmtree(out / "pretrain", ignore_errors=True)  # every run starts afresh (a stopped one left checkpoints)
     run("pretraining", pretrain, argv)
     shutil.rmtree(out / "pretrain" / "checkpoints", ignore_errors=True)
     return out / "pretrain" / "model"
@@ -164,6 +165,7 @@ def finetune(run: Runner, script, recipe: str, stage: str, data_dir: Path, optio
         "dataset": "cxr_folder", "data_dir": str(data_dir), "dataset_options": options, "init": init,
         "epochs": epochs, "warmup_epochs": epochs * WARMUP_SHARE, "eval_split": "test", "eval_every_epochs": epochs,
         "report_to": "none", "card": False, "save_every_steps": 100_000})
+    shutil.rmtree(output_dir, ignore_errors=True)  # every run starts afresh (a stopped one left checkpoints)
     metrics = run(stage, script, argv)
     for folder in ("checkpoints", "best"):
         shutil.rmtree(output_dir / folder, ignore_errors=True)

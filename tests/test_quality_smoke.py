@@ -21,6 +21,8 @@ def isolated_cache(tmp_path, monkeypatch):
 def test_smoke_run_covers_every_experiment(tmp_path):
     data_dir = write_shared_layout(tmp_path / "data")
     out = tmp_path / "out"
+    for stopped in ("pretrain", "classification/gmml_10pct_seed0"):  # a run stopped part-way left checkpoints
+        (out / stopped / "checkpoints" / "step_00000099").mkdir(parents=True)
     results = quality.main(["--smoke", "--data_dir", str(data_dir), "--output_dir", str(out), "--pretrain_epochs", "2",
                             "--pretrain_seed", "3"])
 
