@@ -120,17 +120,16 @@ def read_grey(path, *, dicom_voi: str = "header") -> np.ndarray:
 
 
 def resize_longer_side(image: np.ndarray, size: int) -> np.ndarray:
-    """Resize so the longer side equals `size` (area-style antialiasing), keeping the dtype."""
+    """Resize so the longer side equals `size`, keeping the dtype: antialiased bilinear, the resampling of the
+    model's image processor, so shards prepared at the model's size hold what it makes of the original file."""
     rows, cols = image.shape
     scale = size / max(rows, cols)
     new_shape = (max(1, round(cols * scale)), max(1, round(rows * scale)))
     if new_shape == (cols, rows):
         return image
     if image.dtype == np.uint8:
-        return np.asarray(Image.fromarray(image).resize(new_shape, Image.Resampling.LANCZOS,
-                                                        reducing_gap=3.0))
-    resized = Image.fromarray(image.astype(np.float32), mode="F").resize(
-        new_shape, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        return np.asarray(Image.fromarray(image).resize(new_shape, Image.Resampling.BILINEAR))
+    resized = Image.fromarray(image.astype(np.float32), mode="F").resize(new_shape, Image.Resampling.BILINEAR)
     return np.clip(np.asarray(resized), 0, 65535).round().astype(np.uint16)
 
 

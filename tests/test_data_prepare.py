@@ -1,6 +1,7 @@
 """prepare: resized shards loadable with load_from_disk, resume after a kill, bad-input report,
 streaming mode and the command line."""
 
+import io
 import json
 import shutil
 import sys
@@ -162,3 +163,23 @@ def test_exif_rotated_jpeg_is_read_upright_everywhere(tmp_path):
     prepare("imagefolder", tmp_path / "films", tmp_path / "out", size=20, split_fractions={"train": 1.0},
             progress=False)
     assert datasets.load_from_disk(str(tmp_path / "out"))["train"][0]["image"].size == (20, 16)
+
+
+@pytest.mark.parametrize("name, bits", [("NORMAL2-IM-1427-0001.jpeg", 8), ("RG1_UNCR.dcm", 16)])
+def test_shards_at_the_model_size_give_the_model_what_the_original_file_gives_it(name, bits):
+    """A model trained on shards prepared at its size sees, through its image processor, the pixels that the
+    processor makes of the original file at inference (same resampling, not a sharper or softer copy)."""
+    from PIL import Image
+
+    from hf_datasets.builders.sample import sample_files
+    from hf_datasets.dicom import read_dicom
+    from hf_datasets.images import open_image
+    from modeling_cxrgm import GroupMaskedViTImageProcessor
+
+    path = sample_files()[name]
+    prepared = shards.resize_example({"image": str(path)}, size=64, bits=bits)["image"]["bytes"]
+    processor = GroupMaskedViTImageProcessor(size=64, do_normalize=False)
+    original = read_dicom(path)[0] if name.endswith(".dcm") else open_image(path)
+    trained = processor(images=[Image.open(io.BytesIO(prepared))])["pixel_values"]
+    inferred = processor(images=[original])["pixel_values"]
+    assert (trained - inferred).abs().max() * 255 < 1.5  # within the rounding to 8 bits
