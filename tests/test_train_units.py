@@ -534,3 +534,15 @@ def test_card_of_a_pretraining_run_without_eval_split_names_every_split_its_loss
     run = model_card_run(args, SimpleNamespace(num_processes=1), GroupMaskedViTImageProcessor(size=32), images, images,
                          1.0, 2.0)
     assert run["eval_dataset"] == {"name": "sample", "split": "train+unlabelled", "num_images": 13}
+
+
+@pytest.mark.parametrize("field", ["image_size", "num_channels"])
+def test_model_config_naming_an_input_setting_is_refused_naming_the_flag(field, tmp_path):
+    """The image processor takes the input size and channels from --image_size / --num_channels: a model_config that
+    set them too used to fail inside the config with "got multiple values for keyword argument"."""
+    from train.run import run_training
+
+    args = TrainArgs(task="classification", output_dir=str(tmp_path / "run"), dataset="sample", report_to="none",
+                     model_config={field: 3 if field == "num_channels" else 64})
+    with pytest.raises(ValueError, match=f"model_config sets {field}: use --{field} instead"):
+        run_training(args)

@@ -118,6 +118,10 @@ def check_args(args: TrainArgs) -> None:
                "label_smoothing": args.label_smoothing, "min_lr": args.min_lr}
     if min(amounts.values()) < 0:
         raise ValueError(f"{', '.join(amounts)} must not be negative, got {amounts}")
+    inputs = [name for name in ("image_size", "num_channels") if name in args.model_config]
+    if inputs:  # the image processor is built from the flags: the model must take its input from them too
+        raise ValueError(f"model_config sets {inputs[0]}: use --{inputs[0]} instead (it sets the model's input and "
+                         "the image processor's alike)")
     if args.init != "random" and not (Path(args.init) / "config.json").is_file():
         raise FileNotFoundError(f"--init {args.init}: no config.json there (expected a save_pretrained folder)")
 
