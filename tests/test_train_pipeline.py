@@ -332,3 +332,17 @@ def test_the_card_states_the_epochs_trained_when_max_steps_stops_early(tmp_path)
     card = (tmp_path / "run" / "model" / "README.md").read_text()
     epochs = float(re.search(r"^\| Epochs \| ([0-9.]+) \|$", card, re.MULTILINE).group(1))
     assert 0 < epochs < 1
+
+
+def test_fine_tuning_keeps_the_equalisation_of_the_pretrained_model_unless_told(tmp_path):
+    """A model pretrained on equalised images is fine-tuned on equalised images (its export's processor says so);
+    --no-equalize overrides it."""
+    from modeling_cxrgm import GroupMaskedViTConfig, GroupMaskedViTForPreTraining, GroupMaskedViTImageProcessor
+
+    init = tmp_path / "pretrained"
+    GroupMaskedViTForPreTraining(GroupMaskedViTConfig(image_size=32, **TINY)).save_pretrained(init)
+    GroupMaskedViTImageProcessor(size=32, equalize=True).save_pretrained(init)
+    for name, flag, expected in (("inherit", None, True), ("off", False, False)):
+        run_training(tiny("classification", tmp_path / name, init=str(init), epochs=1, equalize=flag))
+        saved = json.loads((tmp_path / name / "model" / "preprocessor_config.json").read_text())
+        assert saved["equalize"] is expected, name

@@ -38,7 +38,8 @@ class TrainArgs:
     preset: str = "vit_small_patch16_224"
     image_size: int = 224
     num_channels: int = 1
-    equalize: bool = False  # histogram-equalise each image (an image-processor setting, kept in the export)
+    equalize: bool | None = None  # histogram-equalise each image (a processor setting, kept in the export); None: as
+    # --init's saved processor (off from random)
     model_config: dict = field(default_factory=dict)  # any GroupMaskedViTConfig field, over the preset
     init: str = "random"  # "random" or a folder saved by save_pretrained (e.g. a GMML export)
     # optimisation

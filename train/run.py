@@ -98,6 +98,17 @@ def check_no_earlier_run(output_dir: Path) -> None:
                          "--resume_from_checkpoint latest, or start a new --output_dir")
 
 
+def resolve_equalize(args: TrainArgs) -> bool:
+    """--equalize when given, else what --init's saved processor does: a model pretrained on equalised images is
+    fine-tuned on equalised images unless --no-equalize says otherwise."""
+    if args.equalize is not None:
+        return args.equalize
+    saved = Path(args.init) / "preprocessor_config.json"
+    if args.init == "random" or not saved.is_file():
+        return False
+    return bool(json.loads(saved.read_text()).get("equalize", False))
+
+
 def check_args(args: TrainArgs) -> None:
     if args.task not in MODEL_CLASSES:
         raise ValueError(f"task must be one of {sorted(MODEL_CLASSES)}, got {args.task!r}")
@@ -277,7 +288,7 @@ def run_training(args: TrainArgs) -> dict:
     if accelerator.is_main_process:
         save_args(args, output_dir)
     processor = GroupMaskedViTImageProcessor(size=args.image_size, num_channels=args.num_channels,
-                                             equalize=args.equalize)
+                                             equalize=resolve_equalize(args))
     train_set, eval_set, names, mode = load_data(args, processor)
     single_label = mode == data.SINGLE
     best_name = args.metric_for_best or BEST_METRIC[args.task][0]
