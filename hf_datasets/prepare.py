@@ -76,16 +76,16 @@ def prepare(name: str, data_dir, output_dir, *, size: int = 256, bits: int = 8, 
             progress: bool = True, **options) -> dict:
     """Prepare shards of data set `name`; returns the report (also written to report.json)."""
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    _check_settings(output_dir, {"dataset": name, "size": size, "bits": bits, "shard_size": shard_size,
-                                 "seed": seed, "split_fractions": split_fractions, "streaming": streaming,
-                                 "options": options})
     recipe = build_recipe(name, data_dir, seed=seed, **options)
     features = make_features(len(recipe.label_names), bits)
     info = make_info(recipe.name, recipe.label_names, about=recipe.about, citation=recipe.citation,
                      license=recipe.license, homepage=recipe.homepage, bits=bits)
     info.features = features
     splits = assign_splits(recipe, split_fractions, seed)
+    output_dir.mkdir(parents=True, exist_ok=True)  # settings are recorded once the set could be read
+    _check_settings(output_dir, {"dataset": name, "size": size, "bits": bits, "shard_size": shard_size,
+                                 "seed": seed, "split_fractions": split_fractions, "streaming": streaming,
+                                 "options": options})
     if streaming:  # one sequential pass: each file is read once, straight into its shard
         return _write_streams(splits, output_dir, info=info, size=size, bits=bits, shard_size=shard_size,
                               progress=progress)

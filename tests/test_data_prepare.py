@@ -17,6 +17,7 @@ import layouts  # noqa: E402
 from factory import write_image  # noqa: E402
 
 from hf_datasets import label_names, shards  # noqa: E402
+from hf_datasets.errors import LayoutError  # noqa: E402
 from hf_datasets.prepare import main, prepare  # noqa: E402
 
 
@@ -71,6 +72,16 @@ def test_resume_after_kill_writes_only_missing_shards(tmp_path, monkeypatch):
     assert sum(d.num_rows for d in datasets.load_from_disk(str(tmp_path / "out")).values()) == 8
     with pytest.raises(ValueError, match="new --output_dir"):
         prepare("cxr_folder", data_dir, tmp_path / "out", size=32, shard_size=2, progress=False)
+
+
+def test_a_run_that_cannot_read_the_set_leaves_the_folder_free_for_the_corrected_one(tmp_path):
+    data_dir = layouts.cxr_folder(tmp_path / "src")
+    with pytest.raises(TypeError, match="classes_typo"):
+        prepare("cxr_folder", data_dir, tmp_path / "out", size=16, progress=False, classes_typo=["normal"])
+    with pytest.raises(LayoutError, match="Data_Entry_2017"):
+        prepare("nih", data_dir, tmp_path / "out", size=16, progress=False)  # the wrong builder for the layout
+    report = prepare("cxr_folder", data_dir, tmp_path / "out", size=16, progress=False)
+    assert report["written"] == 8
 
 
 @pytest.mark.parametrize("streaming", [False, True])
