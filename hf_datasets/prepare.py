@@ -14,6 +14,7 @@ mount; `prepare_iterable` does the same for an IterableDatasetDict, e.g. a strea
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import multiprocessing
 import sys
@@ -61,6 +62,13 @@ def _check_settings(output_dir: Path, settings: dict) -> None:
     path.write_text(json.dumps(settings))
 
 
+def _records_digest(splits: dict[str, list[dict]]) -> str:
+    """A digest of which file goes to which split with which labels: kept shards of an earlier run hold other
+    images when the set changed since (files added or removed, labels edited), so such a rerun is refused."""
+    listing = {split: [(r["path"], r["labels"]) for r in records] for split, records in splits.items()}
+    return hashlib.sha256(json.dumps(listing).encode()).hexdigest()[:16]
+
+
 def _finish(output_dir: Path, shard_counts: dict[str, int], info) -> dict[str, list[dict]]:
     for split, n in shard_counts.items():
         if n == 0:  # a split without records still gets one (empty) shard, so load_from_disk opens it
@@ -85,7 +93,7 @@ def prepare(name: str, data_dir, output_dir, *, size: int = 256, bits: int = 8, 
     output_dir.mkdir(parents=True, exist_ok=True)  # settings are recorded once the set could be read
     _check_settings(output_dir, {"dataset": name, "size": size, "bits": bits, "shard_size": shard_size,
                                  "seed": seed, "split_fractions": split_fractions, "streaming": streaming,
-                                 "options": options})
+                                 "options": options, "records": _records_digest(splits)})
     if streaming:  # one sequential pass: each file is read once, straight into its shard
         return _write_streams(splits, output_dir, info=info, size=size, bits=bits, shard_size=shard_size,
                               progress=progress)

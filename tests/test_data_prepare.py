@@ -85,6 +85,25 @@ def test_a_run_that_cannot_read_the_set_leaves_the_folder_free_for_the_corrected
 
 
 @pytest.mark.parametrize("streaming", [False, True])
+def test_a_rerun_on_a_set_that_changed_since_is_refused(tmp_path, streaming):
+    """Kept shards would hold the earlier files: added images were lost or written twice as shards shifted."""
+    data_dir = layouts.cxr_folder(tmp_path / "src")
+    prepare("cxr_folder", data_dir, tmp_path / "out", size=16, shard_size=2, streaming=streaming, progress=False)
+    table = data_dir / "labels.csv"
+    original = table.read_text()
+    write_image(data_dir / "images" / "IM-0100.png", seed=100)
+    table.write_text(original + "images/IM-0100.png,,normal,kermany_IM-0100,kermany,1488x1209,256x208,L,PA,F,3\n")
+    with pytest.raises(ValueError, match="new --output_dir"):
+        prepare("cxr_folder", data_dir, tmp_path / "out", size=16, shard_size=2, streaming=streaming, progress=False)
+    table.write_text(original.replace("IM-0000.png,normal,", "IM-0000.png,pneumonia,"))
+    with pytest.raises(ValueError, match="new --output_dir"):  # a label corrected in labels.csv
+        prepare("cxr_folder", data_dir, tmp_path / "out", size=16, shard_size=2, streaming=streaming, progress=False)
+    table.write_text(original)
+    assert prepare("cxr_folder", data_dir, tmp_path / "out", size=16, shard_size=2, streaming=streaming,
+                   progress=False)["written"] == 8
+
+
+@pytest.mark.parametrize("streaming", [False, True])
 def test_bad_input_is_prepared_or_reported(tmp_path, streaming):
     folder = tmp_path / "bad" / "cxr"
     write_image(folder / "good.png", seed=1)
