@@ -242,6 +242,25 @@ def test_missing_or_broken_image_fails_when_built_not_when_read(tmp_path):
     assert ds["train"]["path"] == ["img/a.png"] and ds["train"][0]["image"].size == (32, 40)
 
 
+def test_a_file_repaired_or_replaced_since_the_last_build_is_read_again(tmp_path):
+    """The datasets cache keyed only on the file list: a rebuild returned the earlier build, without the file it
+    had skipped (and no warning) or with a DICOM's old pixels."""
+    from factory import write_dicom, write_image
+    root = tmp_path / "set"
+    write_image(root / "normal" / "a.png", seed=0)
+    (root / "normal" / "b.png").write_text("not an image yet")
+    scan = write_dicom(root / "pneumonia" / "c.dcm", seed=0)
+    with pytest.warns(UserWarning, match="b.png"):
+        first = build_dataset("imagefolder", root, split_fractions={"train": 1.0}, on_error="skip")["train"]
+    assert first["path"] == ["normal/a.png", "pneumonia/c.dcm"]
+    old_scan = np.asarray(first[1]["image"])
+    write_image(root / "normal" / "b.png", seed=1)
+    write_dicom(scan, seed=1)
+    again = build_dataset("imagefolder", root, split_fractions={"train": 1.0}, on_error="skip")["train"]
+    assert again["path"] == ["normal/a.png", "normal/b.png", "pneumonia/c.dcm"]
+    assert not np.array_equal(np.asarray(again[2]["image"]), old_scan)
+
+
 def test_sixteen_bit_images_in_an_eight_bit_set_are_scaled_not_clipped(tmp_path):
     """A 12-bit PNG in an image folder reads as prepare writes it, not as Pillow's convert("L") (all white)."""
     from factory import write_image

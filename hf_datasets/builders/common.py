@@ -155,7 +155,27 @@ def encode_example(rec: dict, bits: int) -> dict:
     return example
 
 
-def _generate(records, bits, on_error):
+def file_stamps(records) -> list:
+    """(size, modification time) of each record's image and mask files, None for a missing file: part of the
+    datasets cache key, so that a build after a file was replaced or repaired reads it again (and no longer
+    returns the earlier build, without the file it skipped or with its old pixels)."""
+    def state(path):
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return None
+        return stat.st_size, stat.st_mtime_ns
+
+    states = []
+    for rec in records:
+        mask = rec.get("mask")
+        masks = [] if mask is None else [mask] if isinstance(mask, (str, os.PathLike)) else list(mask)
+        states.append([state(rec["image"])] + [state(path) for path in masks])
+    return states
+
+
+def _generate(records, bits, on_error, file_stamps=None):
+    """Examples of `records`; `file_stamps` is not read here, it only keys the datasets cache."""
     for rec in records:
         try:
             yield encode_example(rec, bits)
@@ -205,7 +225,8 @@ def assemble(recipe: Recipe, *, fractions=None, seed=0, streaming=False, num_pro
             ds = datasets.IterableDataset.from_generator(_generate, features=features, gen_kwargs=kwargs)
         else:
             ds = datasets.Dataset.from_generator(
-                _generate, features=features, gen_kwargs=kwargs, cache_dir=cache_dir,
+                _generate, features=features, gen_kwargs={**kwargs, "file_stamps": file_stamps(records)},
+                cache_dir=cache_dir,
                 num_proc=num_proc if num_proc and num_proc > 1 and len(records) >= num_proc else None,
                 split=split)
         ds.info.update(info)
