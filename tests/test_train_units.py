@@ -546,3 +546,24 @@ def test_model_config_naming_an_input_setting_is_refused_naming_the_flag(field, 
                      model_config={field: 3 if field == "num_channels" else 64})
     with pytest.raises(ValueError, match=f"model_config sets {field}: use --{field} instead"):
         run_training(args)
+
+
+def test_prepared_shards_take_the_training_fraction_and_refuse_options_they_cannot_apply(tmp_path, monkeypatch):
+    """--prepared_dir with --dataset_options '{"train_fraction": ...}' trained on every image (options ignored)."""
+    from hf_datasets import build_dataset
+    from hf_datasets.prepare import prepare
+    from train.data import load_splits
+
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf_cache"))
+    prepare("sample", None, tmp_path / "prepared", size=16, progress=False)
+    for fraction in (0.25, 0.5):
+        options = {"train_fraction": fraction, "subset_seed": 3}
+        prepared = load_splits(None, None, str(tmp_path / "prepared"), options)
+        built = build_dataset("sample", **options)
+        assert sorted(prepared["train"]["path"]) == sorted(built["train"]["path"])
+        assert prepared["test"].num_rows == built["test"].num_rows == 4
+    smaller = set(load_splits(None, None, str(tmp_path / "prepared"), {"train_fraction": 0.25})["train"]["path"])
+    assert 0 < len(smaller) < 12 and smaller <= set(load_splits(None, None, str(tmp_path / "prepared"),
+                                                                {"train_fraction": 0.5})["train"]["path"])
+    with pytest.raises(ValueError, match=r"\['uncertain'\] do not apply to --prepared_dir"):
+        load_splits(None, None, str(tmp_path / "prepared"), {"uncertain": "ones", "train_fraction": 0.5})

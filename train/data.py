@@ -16,16 +16,40 @@ SINGLE, MULTI = "single", "multi"
 EIGHT_BIT_MODES = ("L", "LA", "RGB", "RGBA")
 
 
+PREPARED_OPTIONS = ("train_fraction", "subset_seed")  # the build options that still apply to prepared shards
+
+
 def load_splits(dataset: str | None, data_dir: str | None, prepared_dir: str | None, options: dict | None = None):
-    """A DatasetDict from prepared shards (`prepared_dir`) or built from the original layout (`dataset`)."""
+    """A DatasetDict from prepared shards (`prepared_dir`) or built from the original layout (`dataset`).
+
+    Prepared shards take `train_fraction` / `subset_seed` (the same patients as `build_dataset` keeps); other
+    options were applied when they were prepared and are refused here rather than silently ignored."""
     if prepared_dir:
         loaded = datasets.load_from_disk(prepared_dir)
-        return loaded if isinstance(loaded, datasets.DatasetDict) else datasets.DatasetDict({"train": loaded})
+        splits = loaded if isinstance(loaded, datasets.DatasetDict) else datasets.DatasetDict({"train": loaded})
+        return _prepared_subset(splits, dict(options or {}), prepared_dir)
     if not dataset:
         raise ValueError("No data: pass --dataset NAME [--data_dir DIR] or --prepared_dir DIR")
     import hf_datasets
 
     return hf_datasets.build_dataset(dataset, data_dir, **(options or {}))
+
+
+def _prepared_subset(splits, options: dict, prepared_dir: str):
+    """`splits` with only `options["train_fraction"]` of the training patients (seeded by `subset_seed`)."""
+    from hf_datasets.splits import patient_subset
+
+    others = sorted(set(options) - set(PREPARED_OPTIONS))
+    if others:
+        raise ValueError(f"--dataset_options {others} do not apply to --prepared_dir {prepared_dir} (its shards were "
+                         "built with the options given to hf_datasets.prepare); only "
+                         f"{list(PREPARED_OPTIONS)} do")
+    fraction = options.get("train_fraction")
+    if fraction is None or "train" not in splits:
+        return splits
+    train = splits["train"]
+    keep = patient_subset(list(train["patient_id"]), fraction, options.get("subset_seed", 0))
+    return datasets.DatasetDict({**splits, "train": train.select([i for i, kept in enumerate(keep) if kept])})
 
 
 def split(splits, name: str):
