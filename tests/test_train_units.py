@@ -567,3 +567,10 @@ def test_prepared_shards_take_the_training_fraction_and_refuse_options_they_cann
                                                                 {"train_fraction": 0.5})["train"]["path"])
     with pytest.raises(ValueError, match=r"\['uncertain'\] do not apply to --prepared_dir"):
         load_splits(None, None, str(tmp_path / "prepared"), {"uncertain": "ones", "train_fraction": 0.5})
+
+
+def test_a_streamed_build_is_refused_with_the_way_to_train_on_it():
+    from train.data import load_splits
+
+    with pytest.raises(ValueError, match="hf_datasets.prepare --streaming"):  # was: IterableDataset has no len()
+        load_splits("sample", None, None, {"streaming": True})

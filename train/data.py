@@ -30,6 +30,10 @@ def load_splits(dataset: str | None, data_dir: str | None, prepared_dir: str | N
         return _prepared_subset(splits, dict(options or {}), prepared_dir)
     if not dataset:
         raise ValueError("No data: pass --dataset NAME [--data_dir DIR] or --prepared_dir DIR")
+    if (options or {}).get("streaming"):
+        raise ValueError("--dataset_options streaming: training and evaluation need random access to the rows; for a "
+                         "set larger than local disk, write shards in one pass (python -m hf_datasets.prepare "
+                         "--streaming) and pass --prepared_dir")
     import hf_datasets
 
     return hf_datasets.build_dataset(dataset, data_dir, **(options or {}))
