@@ -304,6 +304,31 @@ def test_segmentation_finetuning_and_mask_prediction(tmp_path):
     assert (out / "masks.csv").is_file()
 
 
+def test_segmentation_uses_the_rows_with_a_mask(tmp_path):
+    """A set with masks for some images only (cxr_folder allows it): training and evaluation stopped at the first
+    image without one ("Row N has no mask"); a split without any mask is refused before training."""
+    from benchmarks.device_smoke import segmentation_set
+
+    segmentation_set(tmp_path / "full", rows=4)
+    full = datasets.load_from_disk(str(tmp_path / "full"))
+    partial = datasets.DatasetDict({name: part.map(lambda row, i: {"mask": row["mask"] if i % 2 else None},
+                                                   with_indices=True, features=part.features)
+                                    for name, part in full.items()})
+    partial.save_to_disk(tmp_path / "partial")
+    metrics = run_training(tiny("segmentation", tmp_path / "run", dataset=None, prepared_dir=str(tmp_path / "partial"),
+                                eval_split="test", epochs=1, batch_size=2))
+    assert metrics["num_samples"] == 2
+    scored = evaluate_script.main(["--model", str(tmp_path / "run" / "model"), "--prepared_dir",
+                                   str(tmp_path / "partial"), "--split", "test", "--bootstrap", "0"])
+    assert scored["num_samples"] == 2
+    unmasked = datasets.DatasetDict({**partial, "test": partial["test"].select([0, 2])})
+    unmasked.save_to_disk(tmp_path / "unmasked")
+    with pytest.raises(ValueError, match=r"The evaluation data \(2 rows\) has no row with a mask"):
+        run_training(tiny("segmentation", tmp_path / "refused", dataset=None, prepared_dir=str(tmp_path / "unmasked"),
+                          eval_split="test", epochs=1))
+    assert not (tmp_path / "refused" / "checkpoints").exists()
+
+
 @pytest.mark.parametrize("clip_mode", ["per_param", "global"])
 def test_fp16_pretraining_and_fine_tuning_with_each_clip_mode(tmp_path, clip_mode):
     """fp16 trains through accelerate's gradient scaler (unscaled before either clipping): finite weights that move."""

@@ -104,6 +104,27 @@ def known_rows(ds) -> list[int]:
     return [i for i, row in enumerate(ds["labels"]) if any(v == v for v in row)]
 
 
+def mask_rows(ds) -> list[int]:
+    """Rows with a mask (read from the Arrow column: no mask is decoded)."""
+    present = ds.select_columns(["mask"]).with_format("arrow")[:]["mask"].is_valid()
+    return np.flatnonzero(present.to_numpy(zero_copy_only=False)).tolist()
+
+
+def task_rows(ds, task: str, role: str) -> list[int] | None:
+    """The rows `task` learns from or scores: those with a known label (classification) or with a mask
+    (segmentation; a set may have masks for some images only); None (every row) otherwise. ValueError naming
+    `role` when there is none."""
+    if task == "classification":
+        rows, needed = known_rows(ds), "a known label"
+    elif task == "segmentation" and "mask" in ds.column_names:
+        rows, needed = mask_rows(ds), "a mask"
+    else:
+        return None
+    if not rows:
+        raise ValueError(f"{role} ({len(ds)} rows) has no row with {needed}")
+    return rows
+
+
 def resolve_label_mode(ds, mode: str = "auto") -> str:
     """"single" when every row with known labels is one-hot (mutually exclusive classes), else "multi"; a requested
     "single" on rows that are not one-hot is refused (their class would be a guess)."""

@@ -89,9 +89,7 @@ def main(argv=None) -> dict:
             accelerator.print(f"labels aligned to the model's {names}; not in the data set (not scored): "
                               f"{unmatched['missing'] or 'none'}; not predicted by the model (rows of such a class "
                               f"are left out when classes are exclusive): {unmatched['extra'] or 'none'}")
-    rows = data.known_rows(ds) if task == "classification" else None
-    if rows is not None and not rows:
-        raise ValueError(f"Split {args.split!r} has no row with a known label")
+    rows = data.task_rows(ds, task, f"Split {args.split!r}")
     if args.in_domain_source:  # refused before the evaluation, not after it
         check_in_domain(args.in_domain_source, source_names(ds, range(len(ds)) if rows is None else rows))
     dataset = data.CXRDataset(ds, processor, task, data.SINGLE if single_label else data.MULTI, rows)

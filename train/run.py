@@ -164,9 +164,7 @@ def load_data(args: TrainArgs, processor):
     mode = data.resolve_label_mode(train, args.label_mode) if args.task == "classification" else data.MULTI
 
     def wrap(ds, role):
-        rows = data.known_rows(ds) if args.task == "classification" else None
-        if rows is not None and not rows:
-            raise ValueError(f"The {role} data ({len(ds)} rows) has no row with a known label")
+        rows = data.task_rows(ds, args.task, f"The {role} data")
         width = len(ds.select_columns(["labels"])[0]["labels"]) if args.task == "classification" else None
         if width is not None and width != len(names):  # (the labels column alone: no image is decoded here)
             raise ValueError(f"The {role} data has {width} labels but the label names are {names}")
