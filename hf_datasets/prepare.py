@@ -121,7 +121,12 @@ def prepare(name: str, data_dir, output_dir, *, size: int = 256, bits: int = 8, 
 def prepare_iterable(source: datasets.IterableDatasetDict, output_dir, *, info, size: int = 256,
                      bits: int = 8, shard_size: int = 1000, progress: bool = True) -> dict:
     """Stream an IterableDatasetDict of the common schema (e.g. from `build_dataset(...,
-    streaming=True)` or a streamed Hub set) into shards; finished shards are skipped on rerun."""
+    streaming=True)` or a streamed Hub set) into shards; finished shards are skipped on rerun (a folder
+    started with another size, bit depth or shard size is refused)."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    _check_settings(output_dir, {"dataset": info.dataset_name, "size": size, "bits": bits, "shard_size": shard_size,
+                                 "splits": list(source)})
     streams = {split: iterable.cast_column("image", datasets.Image(decode=False))
                .cast_column("mask", datasets.Image(decode=False)) for split, iterable in source.items()}
     return _write_streams(streams, output_dir, info=info, size=size, bits=bits, shard_size=shard_size,

@@ -144,7 +144,8 @@ def test_streaming_matches_default(tmp_path):
 
 
 def test_prepare_iterable_with_an_empty_split(tmp_path):
-    """A streamed source (e.g. a Hub set) is sharded too; a split without rows loads and is refused by name."""
+    """A streamed source (e.g. a Hub set) is sharded too; a split without rows loads and is refused by name; a rerun
+    with other settings is refused (it kept the earlier shards)."""
     import hf_datasets
     from hf_datasets.prepare import prepare_iterable
     from train.data import split
@@ -160,6 +161,8 @@ def test_prepare_iterable_with_an_empty_split(tmp_path):
     assert ds["test"].num_rows == 0 and max(ds["train"][0]["image"].size) == 16
     with pytest.raises(ValueError, match="Split 'test' of the data set is empty"):
         split(ds, "test")
+    with pytest.raises(ValueError, match="new --output_dir"):  # kept 16-pixel shards beside new 24-pixel ones
+        prepare_iterable(source, tmp_path / "out", info=built["train"].info, size=24, shard_size=3, progress=False)
 
 
 def test_command_line(tmp_path, capsys):
