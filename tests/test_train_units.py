@@ -574,3 +574,26 @@ def test_a_streamed_build_is_refused_with_the_way_to_train_on_it():
 
     with pytest.raises(ValueError, match="hf_datasets.prepare --streaming"):  # was: IterableDataset has no len()
         load_splits("sample", None, None, {"streaming": True})
+
+
+def test_a_sixteen_bit_set_whose_first_image_is_8_bit_keeps_its_16_bit_images(tmp_path, monkeypatch):
+    """The first row decided: an 8-bit first image sent every 16-bit image of the set to training rounded to 8 bits."""
+    from PIL import Image
+
+    from hf_datasets import build_dataset
+    from modeling_cxrgm import GroupMaskedViTImageProcessor
+    from train import data
+
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf_cache"))
+    (tmp_path / "set" / "a").mkdir(parents=True)
+    (tmp_path / "set" / "b").mkdir()
+    Image.fromarray(np.full((32, 32), 90, np.uint8)).save(tmp_path / "set" / "a" / "eight.png")
+    fine = np.tile(np.arange(30000, 30032, dtype=np.uint16), (32, 1))  # steps far finer than 1/255 of the range
+    Image.fromarray(fine).save(tmp_path / "set" / "b" / "sixteen.png")
+    ds = build_dataset("imagefolder", tmp_path / "set", bits=16, split_fractions={"train": 1.0})["train"]
+    assert [ds[i]["image"].mode for i in range(2)] == ["L", "I;16"]
+    processor = GroupMaskedViTImageProcessor(size=32, num_channels=1)
+    dataset = data.CXRDataset(ds, processor, "pretraining")
+    expected = processor.preprocess([ds[1]["image"]], do_normalize=False)["pixel_values"][0]
+    item = dataset[1]["pixel_values"]
+    assert item.dtype == torch.float32 and torch.equal(item, expected) and item.unique().numel() > 1

@@ -146,8 +146,9 @@ class CXRDataset(torch.utils.data.Dataset):
 
     task: "pretraining" (images only), "classification" (labels per `label_mode`) or "segmentation" (masks).
     uint8: images as uint8 0-255 (the resized unit-range image rounded to 8 bits) instead of float32; by default
-    when the first image is 8-bit and the processor uses the full 8 bits. A grey 8-bit image that needs no resizing
-    (shards prepared at the training size) is then only decoded and padded, which is several times faster.
+    when the first image is 8-bit, the set is not a 16-bit one (whose first image may happen to be 8-bit) and the
+    processor uses the full 8 bits. A grey 8-bit image that needs no resizing (shards prepared at the training
+    size) is then only decoded and padded, which is several times faster.
     """
 
     def __init__(self, ds, processor, task: str, label_mode: str = MULTI, rows: list[int] | None = None,
@@ -161,7 +162,8 @@ class CXRDataset(torch.utils.data.Dataset):
             self.ds = ds.select_columns(["image"])
         if uint8 is None:
             first = self._row(0)["image"] if self.rows else None
-            uint8 = getattr(first, "mode", None) in EIGHT_BIT_MODES and processor.bit_depth in (None, 8)
+            uint8 = (getattr(first, "mode", None) in EIGHT_BIT_MODES and processor.bit_depth in (None, 8)
+                     and _stored_bits(ds) != 16)
         self.uint8 = uint8
 
     def __len__(self) -> int:
@@ -219,6 +221,16 @@ class CXRDataset(torch.utils.data.Dataset):
         canvas = torch.zeros(1, processor.size, processor.size, dtype=torch.uint8)
         canvas[0, top:top + height, left:left + width] = torch.from_numpy(np.array(image))
         return canvas
+
+
+def _stored_bits(ds) -> int | None:
+    """The bit depth an hf_datasets set declares for its images (None for other data sets)."""
+    from hf_datasets.schema import bit_depth
+
+    try:
+        return bit_depth(ds)
+    except ValueError:
+        return None
 
 
 class EpochSampler(torch.utils.data.Sampler):
