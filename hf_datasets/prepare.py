@@ -172,13 +172,15 @@ def main(argv=None) -> int:
     parser.add_argument("--num_proc", type=int, default=1)
     parser.add_argument("--shard_size", type=int, default=1000, help="images per shard")
     parser.add_argument("--seed", type=int, default=0, help="seed of patient-level splits")
+    parser.add_argument("--split_fractions", type=json.loads, default=None,
+                        help='seeded patient split where the set has none, e.g. \'{"train": 0.8, "test": 0.2}\'')
     parser.add_argument("--streaming", action="store_true")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help='builder option, value parsed as JSON when possible (e.g. uncertain="ones")')
     args = parser.parse_args(argv)
     report = prepare(args.dataset, args.data_dir, args.output_dir, size=args.size, bits=args.bits,
                      num_proc=args.num_proc, shard_size=args.shard_size, seed=args.seed,
-                     streaming=args.streaming, **_parse_options(args.option))
+                     split_fractions=args.split_fractions, streaming=args.streaming, **_parse_options(args.option))
     print(f"found {report['found']}, written {report['written']}, skipped {report['skipped']} "
           f"{report['skipped_by_error']}; report: {Path(args.output_dir) / 'report.json'}")
     return 0

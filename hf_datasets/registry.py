@@ -43,7 +43,13 @@ def build_recipe(name: str, data_dir=None, seed: int = 0, **options):
     module_name, function = BUILDERS[name]
     module = importlib.import_module(f"hf_datasets.builders.{module_name}")
     builder = getattr(module, function)
-    if "seed" in inspect.signature(builder).parameters:
+    accepted = [p for p in inspect.signature(builder).parameters if p != "data_dir"]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(f"{name} has no option {', '.join(map(repr, unknown))}; its options: {accepted} "
+                         "(split_fractions and train_fraction are not builder options: see build_dataset, prepare's "
+                         "--split_fractions and training's --dataset_options)")
+    if "seed" in accepted:
         options["seed"] = seed
     return builder(data_dir, **options)
 

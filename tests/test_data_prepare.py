@@ -76,7 +76,7 @@ def test_resume_after_kill_writes_only_missing_shards(tmp_path, monkeypatch):
 
 def test_a_run_that_cannot_read_the_set_leaves_the_folder_free_for_the_corrected_one(tmp_path):
     data_dir = layouts.cxr_folder(tmp_path / "src")
-    with pytest.raises(TypeError, match="classes_typo"):
+    with pytest.raises(ValueError, match="no option .classes_typo."):
         prepare("cxr_folder", data_dir, tmp_path / "out", size=16, progress=False, classes_typo=["normal"])
     with pytest.raises(LayoutError, match="Data_Entry_2017"):
         prepare("nih", data_dir, tmp_path / "out", size=16, progress=False)  # the wrong builder for the layout
@@ -173,6 +173,18 @@ def test_command_line(tmp_path, capsys):
     ds = datasets.load_from_disk(str(tmp_path / "out"))
     assert label_names(ds) == ["normal", "bacteria", "virus"]
     assert set(ds) == {"train", "validation", "test"}
+
+
+def test_command_line_split_fractions_and_unknown_options(tmp_path, capsys):
+    """--split_fractions reaches the seeded patient split; a split or subset setting given as a builder --option is
+    refused naming the builder's options (it was a bare TypeError from inside the builder)."""
+    data_dir = layouts.cxr_folder(tmp_path / "src")
+    assert main(["--dataset", "cxr_folder", "--data_dir", str(data_dir), "--output_dir", str(tmp_path / "out"),
+                 "--size", "16", "--split_fractions", '{"train": 0.5, "test": 0.5}']) == 0
+    assert set(datasets.load_from_disk(str(tmp_path / "out"))) == {"train", "test"}
+    with pytest.raises(ValueError, match=r"cxr_folder has no option 'train_fraction'; its options: \['classes', "):
+        main(["--dataset", "cxr_folder", "--data_dir", str(data_dir), "--output_dir", str(tmp_path / "other"),
+              "--option", "train_fraction=0.5"])
 
 
 def test_exif_rotated_jpeg_is_read_upright_everywhere(tmp_path):
