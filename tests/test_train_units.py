@@ -597,3 +597,43 @@ def test_a_sixteen_bit_set_whose_first_image_is_8_bit_keeps_its_16_bit_images(tm
     expected = processor.preprocess([ds[1]["image"]], do_normalize=False)["pixel_values"][0]
     item = dataset[1]["pixel_values"]
     assert item.dtype == torch.float32 and torch.equal(item, expected) and item.unique().numel() > 1
+
+
+def test_accumulated_steps_equal_the_larger_batch_also_in_the_last_incomplete_window():
+    """6 images: batches of 4 (2 steps) vs micro-batches of 2 with grad_accum_steps 2 (windows of 2 and 1
+    micro-batches). Plain SGD at a constant lr, without augmentation: the weights after the epoch must agree."""
+    from types import SimpleNamespace
+
+    from accelerate import Accelerator
+
+    from train.engine import train_one_epoch
+    from train.run import Context
+
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (6, 1, 32, 32), dtype=torch.uint8, generator=generator)
+    items = [{"pixel_values": image, "labels": torch.tensor(i % 2), "index": torch.tensor(i)}
+             for i, image in enumerate(images)]
+    identity = AugmentSpec(crop_scale=(1, 1), crop_ratio=(1, 1), hflip_p=0, jitter_p=0, blur_p=0)
+
+    def train(batch_size, accumulation):
+        accelerator = Accelerator(gradient_accumulation_steps=accumulation, cpu=True)
+        torch.manual_seed(0)
+        config = GroupMaskedViTConfig(**TINY, drop_path_rate=0.0)
+        model = GroupMaskedViTForImageClassification(config)
+        optimizer = torch.optim.SGD(param_groups(model, config.num_hidden_layers), lr=0.0)
+        loader = torch.utils.data.DataLoader(items, batch_size=batch_size)
+        model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+        steps = -(-len(loader) // accumulation)
+        ctx = Context(task="classification", mean=[0.5], std=[0.25], model_config=config, augment=identity, lr=0.1,
+                      batches_per_epoch=len(loader), steps_per_epoch=steps)
+        args = SimpleNamespace(epochs=1, max_steps=None, seed=0, batch_size=batch_size, grad_accum_steps=accumulation,
+                               min_lr=0.1, weight_decay=0.0, weight_decay_end=None, clip_grad=None,
+                               save_every_steps=0, log_every_steps=1, output_dir="unused")
+        state = checkpoint.TrainState()
+        train_one_epoch(model, loader, optimizer, accelerator, state, ctx, args)
+        assert state.step == 2
+        return accelerator.unwrap_model(model).state_dict()
+
+    larger, accumulated = train(4, 1), train(2, 2)
+    for name, value in larger.items():
+        torch.testing.assert_close(accumulated[name], value, rtol=1e-5, atol=1e-6, msg=name)

@@ -96,7 +96,8 @@ def train_one_epoch(model, loader, optimizer, accelerator, state, ctx, args, ema
             where = f"optimiser step {state.step} (epoch {state.epoch}, batch {state.batch_in_epoch})"
             # copies: under CUDA graphs (--torch_compile_mode reduce-overhead) the next step overwrites model outputs
             pending.append((where, loss.detach().float().clone(), mask_fraction))
-            accelerator.backward(loss)
+            scale = accumulation_scale(state.batch_in_epoch, ctx.batches_per_epoch, args.grad_accum_steps)
+            accelerator.backward(loss if scale == 1 else loss * scale)
             if accelerator.sync_gradients:
                 lr, wd = apply_schedules(optimizer, state.step, total=total, warmup=ctx.warmup_steps, lr=ctx.lr,
                                          min_lr=args.min_lr, weight_decay=args.weight_decay,
@@ -136,6 +137,13 @@ def train_one_epoch(model, loader, optimizer, accelerator, state, ctx, args, ema
     if ctx.task == "pretraining":
         out["mask_fraction"] = sums["mask_fraction"] / count
     return out
+
+
+def accumulation_scale(batch: int, batches_per_epoch: int, accumulation: int) -> float:
+    """Factor for micro-batch `batch`'s loss: Accelerate divides every loss by `accumulation`, but an epoch's last
+    window may hold fewer micro-batches; scaled up, its gradient is their mean, as in every other step."""
+    window = min(accumulation, batches_per_epoch - batch // accumulation * accumulation)
+    return accumulation / window
 
 
 def read_losses(pending: list, sums: dict, accelerator, output_dir) -> dict:
