@@ -14,7 +14,12 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from modeling_cxrgm import GroupMaskedViTConfig, GroupMaskedViTForImageClassification, GroupMaskedViTImageProcessor
+from modeling_cxrgm import (
+    GroupMaskedViTConfig,
+    GroupMaskedViTForImageClassification,
+    GroupMaskedViTForPreTraining,
+    GroupMaskedViTImageProcessor,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
@@ -60,6 +65,23 @@ def test_two_process_evaluation_equals_one_process(tmp_path):
     assert one.keys() == two.keys()
     for key in one:
         assert two[key] == pytest.approx(one[key], abs=1e-6), key
+
+
+def test_two_process_pretraining_evaluation_equals_one_process(tmp_path):
+    """The reconstruction loss counts each image once (the sampler pads the lone image with a copy of it for the
+    second process) and corrupts each batch as one process does."""
+    config = GroupMaskedViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
+                                  num_attention_heads=2, intermediate_size=64, reconstruction_layers=[1, 2])
+    model_dir = tmp_path / "model"
+    GroupMaskedViTForPreTraining(config).save_pretrained(model_dir)
+    GroupMaskedViTImageProcessor(size=32).save_pretrained(model_dir)
+    for split, batch_size in (("test", "1"), ("unlabelled", "1")):
+        evaluate = ["-m", "train.evaluate", "--model", str(model_dir), "--dataset", "sample", "--split", split,
+                    "--batch_size", batch_size]
+        run([sys.executable, *evaluate, "--output_dir", str(tmp_path / split / "one")], cpu_processes=False)
+        run(two_processes(*evaluate, "--output_dir", str(tmp_path / split / "two")))
+        one, two = (json.loads((tmp_path / split / name / "metrics.json").read_text()) for name in ("one", "two"))
+        assert two["loss"] == pytest.approx(one["loss"], rel=1e-5), split
 
 
 def test_two_process_pretraining_resumed_mid_epoch_matches_uninterrupted_run(tmp_path):

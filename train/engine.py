@@ -177,10 +177,13 @@ def read_losses(pending: list, sums: dict, accelerator, output_dir) -> dict:
 def evaluate(model, loader, accelerator, ctx, seed: int = 0) -> dict:
     """Run a (prepared) evaluation loader; every sample is counted exactly once across processes.
 
-    Returns numpy arrays gathered on every process: `index` (N,) rows of the split, `loss` (mean over batches), and
-    per task `probabilities` (N, K) + `labels` (N,) or (N, K) (classification), `intersection` / `predicted` /
-    `target` (N, K) pixel counts (segmentation), plus `example` (the first batch's clean, corrupted,
-    reconstruction and mask tensors) for pretraining grids.
+    Returns numpy arrays gathered on every process: `index` (N,) rows of the split, `loss`, and per task
+    `probabilities` (N, K) + `labels` (N,) or (N, K) (classification), `intersection` / `predicted` / `target` (N, K)
+    pixel counts (segmentation), `l1_error` / `l1_count` (N,) (pretraining: each image's summed L1 error on its
+    corrupted pixels and how many values it sums), plus `example` (the first batch's clean, corrupted,
+    reconstruction and mask tensors) for pretraining grids. `loss` is, for pretraining, the L1 error over the
+    corrupted pixels of every image once; otherwise the mean over batches. Batches are corrupted with a seed of their
+    number in the whole split, so any number of processes corrupts a batch of the same images alike.
     """
     model.eval()
     gathered: dict[str, list] = {}
@@ -188,7 +191,8 @@ def evaluate(model, loader, accelerator, ctx, seed: int = 0) -> dict:
     example = None
     for number, batch in enumerate(tqdm(loader, desc="eval", disable=not accelerator.is_local_main_process,
                                         leave=False)):
-        generator = step_generator(step_seed(seed, 0, number, accelerator.process_index), accelerator.device)
+        split_batch = number * accelerator.num_processes + accelerator.process_index  # the order prepare() deals them
+        generator = step_generator(step_seed(seed, 0, split_batch, 0), accelerator.device)
         with accelerator.autocast():
             loss, outputs, pixel_values, _ = forward(model, batch, ctx, generator, train=False)
         if loss is not None:
@@ -200,7 +204,9 @@ def evaluate(model, loader, accelerator, ctx, seed: int = 0) -> dict:
             values["labels"] = batch["labels"]
         elif ctx.task == "segmentation":
             values.update(mask_counts(outputs.logits.float(), batch["labels"]))
-        elif example is None:
+        else:
+            values.update(reconstruction_errors(outputs.reconstruction, pixel_values, outputs.mask))
+        if ctx.task == "pretraining" and example is None:
             example = {"clean": pixel_values, "corrupted": outputs.corrupted, "reconstruction": outputs.reconstruction,
                        "mask": outputs.mask}
             example = {key: value.detach().clone() for key, value in example.items()}
@@ -209,9 +215,19 @@ def evaluate(model, loader, accelerator, ctx, seed: int = 0) -> dict:
     out = {key: torch.cat(values).numpy() for key, values in gathered.items()}
     losses = accelerator.reduce(torch.stack(losses), "mean").tolist() if losses else []
     out["loss"] = sum(losses) / max(len(losses), 1)
+    if ctx.task == "pretraining":  # not the batches' mean: padded duplicates left out, images weighted as in a batch
+        out["loss"] = float(out["l1_error"].sum() / max(out["l1_count"].sum(), 1.0))
     if example is not None:
         out["example"] = {k: v.float().cpu() for k, v in example.items()}
     return out
+
+
+def reconstruction_errors(reconstruction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict:
+    """Per image (B,): the L1 error summed over corrupted pixels and channels, and the number of values summed
+    (a batch's `masked_l1_loss` is the ratio of their totals)."""
+    weight = mask[:, None].float()
+    error = (reconstruction.float() - target.float()).abs() * weight
+    return {"l1_error": error.flatten(1).sum(1), "l1_count": weight.flatten(1).sum(1) * reconstruction.shape[1]}
 
 
 def mask_counts(logits: torch.Tensor, labels: torch.Tensor) -> dict:
