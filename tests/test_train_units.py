@@ -637,3 +637,19 @@ def test_accumulated_steps_equal_the_larger_batch_also_in_the_last_incomplete_wi
     larger, accumulated = train(4, 1), train(2, 2)
     for name, value in larger.items():
         torch.testing.assert_close(accumulated[name], value, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_pretraining_drift_report_gives_each_source_the_loss_of_its_own_images():
+    import datasets
+
+    from train.evaluate import drift_report
+
+    ds = datasets.Dataset.from_dict({"source": ["nih", "nih", "kermany"]})
+    results = {"index": np.array([0, 1, 2]), "l1_error": np.array([10.0, 30.0, 5.0]),
+               "l1_count": np.array([10.0, 10.0, 10.0]), "loss": 45.0 / 30.0}
+    assert metrics.compute_metrics("pretraining", results, ["mask"], True)["loss"] == pytest.approx(1.5)
+    drift = drift_report("pretraining", results, ds, ["mask"], True)
+    assert drift["in_domain"] == "nih"
+    assert drift["metrics"]["nih"]["loss"] == pytest.approx(2.0)
+    assert drift["metrics"]["kermany"]["loss"] == pytest.approx(0.5)
+    assert drift["delta_vs_in_domain"]["kermany"]["loss"] == pytest.approx(-1.5)
