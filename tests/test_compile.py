@@ -91,3 +91,24 @@ def test_checkpoint_of_a_compiled_run_resumes_without_compiling(tmp_path):
                              capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Resumed from" in resumed.stdout
+
+
+@pytest.mark.slow
+def test_a_run_compiled_by_the_launchers_dynamo_backend_exports_plain_weights_and_ema(tmp_path):
+    """`accelerate launch --dynamo_backend ...` wraps the prepared model in a compiled module: the export and the
+    EMA in the checkpoints still name the parameters as the model does (a `_orig_mod.` prefix would reload nothing)."""
+    from safetensors.torch import load_file
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "ACCELERATE_DYNAMO_BACKEND": "eager"}
+    command = [sys.executable, "-m", "train.pretrain", "--dataset", "sample", "--train_splits", "train",
+               "--output_dir", str(tmp_path), "--image_size", "32",
+               "--model_config", '{"patch_size": 8, "hidden_size": 32, "num_hidden_layers": 2, '
+                                 '"num_attention_heads": 2, "intermediate_size": 64}',
+               "--epochs", "1", "--batch_size", "4", "--lr", "1e-3", "--warmup_epochs", "0", "--ema_decay", "0.9",
+               "--report_to", "none", "--no-card"]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    expected = set(GroupMaskedViTForPreTraining(tiny_config()).state_dict())
+    assert set(load_file(tmp_path / "model" / "model.safetensors")) == expected
+    (last,) = (tmp_path / "checkpoints").iterdir()
+    assert set(torch.load(last / "custom_checkpoint_1.pkl", weights_only=False)["shadow"]) == expected

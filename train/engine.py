@@ -115,7 +115,7 @@ def train_one_epoch(model, loader, optimizer, accelerator, state, ctx, args, ema
             continue
         state.step += 1
         if ema is not None:
-            ema.update(accelerator.unwrap_model(model))
+            ema.update(accelerator.unwrap_model(model, keep_torch_compile=False))
         saving = bool(args.save_every_steps) and state.step % args.save_every_steps == 0
         if saving or state.step % args.log_every_steps == 0:
             last = read_losses(pending, sums, accelerator, args.output_dir)

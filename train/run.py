@@ -75,6 +75,12 @@ class Context:
     warmup_steps: int = 0
 
 
+def plain_model(accelerator, model) -> torch.nn.Module:
+    """The model without the wrappers `prepare` adds, including the compiled module of a launcher's dynamo backend
+    (`accelerate launch --dynamo_backend`), whose parameter names would start with `_orig_mod.`."""
+    return accelerator.unwrap_model(model, keep_torch_compile=False)
+
+
 def check_resumable(args: TrainArgs, output_dir: Path) -> None:
     """A run resumes with the arguments it started with (its args.yaml), but for RESUME_MAY_CHANGE: another batch
     size, seed, data, model or optimiser setting would continue a different run from the middle of this one."""
@@ -311,13 +317,13 @@ def run_training(args: TrainArgs) -> dict:
 
     state = checkpoint.TrainState()
     accelerator.register_for_checkpointing(state)
-    ema = EMA(accelerator.unwrap_model(model), args.ema_decay) if args.ema_decay else None
+    ema = EMA(plain_model(accelerator, model), args.ema_decay) if args.ema_decay else None
     if ema is not None:
         accelerator.register_for_checkpointing(ema)
     steps_per_epoch = math.ceil(len(train_loader) / args.grad_accum_steps)
     ctx = Context(
         task=args.task, augment=AugmentSpec.from_args(args), mean=processor.image_mean, std=processor.image_std,
-        model_config=accelerator.unwrap_model(model).config, single_label=single_label,
+        model_config=plain_model(accelerator, model).config, single_label=single_label,
         lr=learning_rate(args, accelerator.num_processes), batches_per_epoch=len(train_loader),
         steps_per_epoch=steps_per_epoch, warmup_steps=round(args.warmup_epochs * steps_per_epoch),
     )
@@ -363,7 +369,7 @@ def _evaluate_and_keep_best(model, eval_loader, accelerator, ctx, args, state, s
                             ema):
     """Evaluate (with EMA weights when enabled); save the model to `<output_dir>/best` when the metric improves."""
     output_dir = Path(args.output_dir)
-    unwrapped = accelerator.unwrap_model(model)
+    unwrapped = plain_model(accelerator, model)
     with (ema.swapped(unwrapped) if ema is not None else contextlib.nullcontext()):
         if eval_loader is None:
             metrics = {"train_loss": stats["loss"]}
@@ -389,7 +395,7 @@ def _evaluate_and_keep_best(model, eval_loader, accelerator, ctx, args, state, s
             f"{k} {v:.4f}" for k, v in metrics.items() if "/" not in k and k not in ("epoch", "step")))
         if improved:
             state.best_metric, state.best_step = value, state.step
-            weights = accelerator.get_state_dict(model)  # on every process: under FSDP this gathers the shards
+            weights = accelerator.get_state_dict(unwrapped)  # on every process: under FSDP this gathers the shards
             if accelerator.is_main_process:
                 best = save_model_atomically(unwrapped, processor, output_dir / ".best-next", weights)
                 write_metrics(metrics, best / "metrics.json")
