@@ -371,3 +371,21 @@ def test_fine_tuning_keeps_the_equalisation_of_the_pretrained_model_unless_told(
         run_training(tiny("classification", tmp_path / name, init=str(init), epochs=1, equalize=flag))
         saved = json.loads((tmp_path / name / "model" / "preprocessor_config.json").read_text())
         assert saved["equalize"] is expected, name
+
+
+def test_the_launchers_mixed_precision_applies_unless_the_run_names_one(tmp_path):
+    """`accelerate launch --mixed_precision bf16` (or a config file saying so) passes it on in the environment: a run
+    without --mixed_precision trains in it and says so (args.yaml, the card's run); an explicit flag wins."""
+    import yaml
+
+    env = {**ENV, "ACCELERATE_MIXED_PRECISION": "bf16"}
+    command = [sys.executable, "-m", "train.pretrain", "--dataset", "sample", "--train_splits", "train",
+               "--image_size", "32", "--model_config", json.dumps(TINY), "--epochs", "1", "--max_steps", "1",
+               "--batch_size", "4", "--lr", "1e-3", "--report_to", "none", "--no-card"]
+    for flags, expected in (([], "bf16"), (["--mixed_precision", "no"], "no")):
+        output_dir = tmp_path / expected
+        done = subprocess.run([*command, "--output_dir", str(output_dir), *flags], cwd=ROOT, env=env,
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert yaml.safe_load((output_dir / "args.yaml").read_text())["mixed_precision"] == expected
+        assert json.loads((output_dir / "model" / "run.json").read_text())["training"]["precision"] == expected

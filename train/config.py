@@ -60,7 +60,7 @@ class TrainArgs:
     ema_decay: float | None = None
     label_smoothing: float = 0.0
     drop_path: float = 0.1
-    mixed_precision: str = "no"  # no | bf16 | fp16
+    mixed_precision: str | None = None  # no | bf16 | fp16; default: `accelerate launch`'s setting (else no)
     torch_compile: bool = False
     torch_compile_mode: str | None = None  # default | reduce-overhead (CUDA graphs) | max-autotune; implies compiling
     seed: int = 0

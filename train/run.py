@@ -275,6 +275,8 @@ def _is_better(name: str, value: float, best: float | None) -> bool:
 
 def run_training(args: TrainArgs) -> dict:
     """Train, evaluate every `eval_every_epochs`, keep the best model, export it; returns the exported metrics."""
+    if args.mixed_precision is None:  # the launcher's flag or config file, as an Accelerator() without it reads them
+        args = dataclasses.replace(args, mixed_precision=os.environ.get("ACCELERATE_MIXED_PRECISION", "no"))
     check_args(args)
     output_dir = Path(args.output_dir)
     accelerator = Accelerator(
