@@ -80,6 +80,18 @@ def test_evaluate_script_reproduces_training_metrics_and_reports_drift(runs, tmp
     assert json.loads((tmp_path / "metrics.json").read_text())["num_samples"] == 4
 
 
+def test_evaluate_takes_the_launchers_mixed_precision_unless_given(runs, tmp_path):
+    root, _ = runs
+    command = [sys.executable, "-m", "train.evaluate", "--model", str(root / "ft" / "model"), "--dataset", "sample",
+               "--split", "test", "--bootstrap", "0"]
+    env = {**ENV, "ACCELERATE_MIXED_PRECISION": "bf16"}
+    for flags, expected in (([], "bf16"), (["--mixed_precision", "no"], "no")):
+        done = subprocess.run([*command, "--output_dir", str(tmp_path / expected), *flags], cwd=ROOT, env=env,
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert f"process(es), precision {expected}" in done.stdout
+
+
 def test_evaluate_refuses_an_unknown_in_domain_source_before_evaluating(runs, tmp_path, monkeypatch):
     """A misspelt --in_domain_source used to fail after the whole evaluation, writing nothing."""
     evaluated = []

@@ -99,7 +99,7 @@ class EvalArgs:
     batch_size: int = 32
     num_workers: int = 0
     bootstrap: int = 1000
-    mixed_precision: str = "no"
+    mixed_precision: str | None = None  # no | bf16 | fp16; default: `accelerate launch`'s setting (else no)
     seed: int = 0
 
 

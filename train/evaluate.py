@@ -75,7 +75,7 @@ def drift_report(task, results, ds, names, single_label, in_domain=None, bootstr
 
 def main(argv=None) -> dict:
     args = parse_args(EvalArgs, argv)
-    accelerator = Accelerator(mixed_precision=args.mixed_precision)
+    accelerator = Accelerator(mixed_precision=args.mixed_precision)  # None: the launcher's setting
     set_seed(args.seed)
     model, processor, task = load_model(args.model)
     splits = data.load_splits(args.dataset, args.data_dir, args.prepared_dir, args.dataset_options)
@@ -96,7 +96,7 @@ def main(argv=None) -> dict:
     loader = data.make_loader(dataset, args.batch_size, args.seed, False, args.num_workers)
     model, loader = accelerator.prepare(model, loader)
     accelerator.print(f"{task} evaluation: {len(dataset)} images of split {args.split!r}, "
-                      f"{accelerator.num_processes} process(es)")
+                      f"{accelerator.num_processes} process(es), precision {accelerator.mixed_precision}")
     ctx = Context(task=task, mean=processor.image_mean, std=processor.image_std,
                   model_config=accelerator.unwrap_model(model).config, single_label=single_label)
     results = engine.evaluate(model, loader, accelerator, ctx, seed=args.seed)
