@@ -336,8 +336,8 @@ def test_losses_are_read_in_one_go_and_a_non_finite_one_is_named():
 
     sums = {"loss": 0.0, "mask_fraction": 0.0, "count": 0}
     pending = [("step 0", torch.tensor(2.0), torch.tensor(0.6)), ("step 1", torch.tensor(4.0), torch.tensor(0.7))]
-    last = read_losses(pending, sums, _Reducer(), "out")
-    assert not pending and last == {"loss": 4.0, "mask_fraction": pytest.approx(0.7)}
+    recent = read_losses(pending, sums, _Reducer(), "out")  # logged: the mean since the last read, not step 1's
+    assert not pending and recent == {"loss": 3.0, "mask_fraction": pytest.approx(0.65)}
     assert sums["loss"] == 6.0 and sums["count"] == 2 and sums["mask_fraction"] == pytest.approx(1.3)
     pending = [("step 2", torch.tensor(1.0), None), ("step 3", torch.tensor(float("nan")), None),
                ("step 4", torch.tensor(float("inf")), None)]

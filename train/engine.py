@@ -118,15 +118,15 @@ def train_one_epoch(model, loader, optimizer, accelerator, state, ctx, args, ema
             ema.update(accelerator.unwrap_model(model, keep_torch_compile=False))
         saving = bool(args.save_every_steps) and state.step % args.save_every_steps == 0
         if saving or state.step % args.log_every_steps == 0:
-            last = read_losses(pending, sums, accelerator, args.output_dir)
+            recent = read_losses(pending, sums, accelerator, args.output_dir)
             elapsed = time.perf_counter() - started
             img_per_s = (state.batch_in_epoch - first_batch) * images_per_batch / elapsed
-            progress.set_postfix(loss=f"{last['loss']:.4f}", img_s=f"{img_per_s:.1f}")
+            progress.set_postfix(loss=f"{recent['loss']:.4f}", img_s=f"{img_per_s:.1f}")
             if state.step % args.log_every_steps == 0:
-                logs = {"train/loss": last["loss"], "train/lr": lr, "train/weight_decay": wd,
+                logs = {"train/loss": recent["loss"], "train/lr": lr, "train/weight_decay": wd,
                         "train/img_per_s": img_per_s, "train/epoch": state.epoch}
-                if "mask_fraction" in last:
-                    logs["train/mask_fraction"] = last["mask_fraction"]
+                if "mask_fraction" in recent:
+                    logs["train/mask_fraction"] = recent["mask_fraction"]
                 accelerator.log(logs, step=state.step)
         if saving:
             checkpoint.save(accelerator, args.output_dir, state.step, args.save_total_limit)
@@ -150,7 +150,8 @@ def read_losses(pending: list, sums: dict, accelerator, output_dir) -> dict:
     """Read the pending micro-batch losses (one device sync), add them to `sums` and empty `pending`.
 
     Raises NonFiniteLossError naming the first micro-batch whose loss (mean over processes) is NaN or infinite.
-    Returns the last micro-batch's loss and mask fraction.
+    Returns the mean loss and mask fraction of the micro-batches read (those since the last read: the logging
+    interval, as transformers' Trainer logs it), not one micro-batch's noisy value.
     """
     if not pending:
         return {}
@@ -167,10 +168,10 @@ def read_losses(pending: list, sums: dict, accelerator, output_dir) -> dict:
     sums["loss"] += sum(losses)
     sums["mask_fraction"] += sum(fractions)
     sums["count"] += len(losses)
-    last = {"loss": losses[-1]}
+    recent = {"loss": sum(losses) / len(losses)}
     if fractions:
-        last["mask_fraction"] = fractions[-1]
-    return last
+        recent["mask_fraction"] = sum(fractions) / len(fractions)
+    return recent
 
 
 @torch.no_grad()
