@@ -105,6 +105,19 @@ def test_vindr_readers(tmp_path, readers, expected):
     assert row["image"].mode in ("I;16", "I") and ds["test"][0]["labels"][names.index("No finding")] == 1
 
 
+def test_vindr_test_file_names_other_diseases_as_the_training_file(tmp_path):
+    """image_labels_test.csv calls the training file's "Other diseases" column "Other disease"."""
+    data_dir = layouts.vindr(tmp_path)
+    test_csv = data_dir / "annotations" / "image_labels_test.csv"
+    header, row = test_csv.read_text().splitlines()
+    values = row.split(",")
+    values[header.split(",").index("Other disease")] = "1"
+    test_csv.write_text("\n".join([header, ",".join(values)]) + "\n")
+    ds = build("vindr_cxr", data_dir)
+    names = label_names(ds)
+    assert "Other diseases" in names and "Other disease" not in names
+    assert ds["test"][0]["labels"][names.index("Other diseases")] == 1
+
 def test_rsna(tmp_path):
     ds = build("rsna_pneumonia", layouts.rsna(tmp_path))
     assert label_names(ds) == ["pneumonia"]

@@ -1,7 +1,8 @@
 """VinDr-CXR: annotations/image_labels_{train,test}.csv + {train,test}/IMAGE_ID.dicom.
 Training images have one row per radiologist (`rad_id`); readers are combined by
 `readers` = "any" (1 if any reader marks it), "majority" or "mean" (soft label).
-Official splits train / test. Images are DICOM, decoded to 16-bit PNG.
+Official splits train / test. Images are DICOM, decoded to 16-bit PNG. The test file names the
+"Other diseases" label "Other disease"; label names are those of the training file.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import LayoutError
 from .common import Recipe, find_file, read_table, record
 
 ID_COLUMNS = ("image_id", "rad_id")
+COLUMN_ALIASES = {"Other disease": "Other diseases"}  # image_labels_test.csv -> image_labels_train.csv
 CITATION = ("Nguyen HQ, Lam K, Le LT, et al. VinDr-CXR: An open dataset of chest X-rays with "
             "radiologist's annotations. Scientific Data 9, 429 (2022).")
 COMBINERS = {
@@ -30,8 +33,11 @@ def build(data_dir, readers: str = "any") -> Recipe:
     records, names = [], None
     for split in ("train", "test"):
         csv_path = find_file(root, f"annotations/image_labels_{split}.csv", f"image_labels_{split}.csv")
-        rows = read_table(csv_path)
+        rows = [{COLUMN_ALIASES.get(k, k): v for k, v in row.items()} for row in read_table(csv_path)]
         names = names or [c for c in rows[0] if c not in ID_COLUMNS]
+        missing = [n for n in names if n not in rows[0]]
+        if missing:
+            raise LayoutError(csv_path, f"label columns {missing} of the training file are missing")
         votes = defaultdict(list)
         for row in rows:
             votes[row["image_id"]].append([float(row[n] or 0) for n in names])
