@@ -132,6 +132,15 @@ def test_covidx(tmp_path):
     assert by_path(ds, "ANON157")["patient_id"] == "covidx_actualmed_5"
 
 
+def test_covidx_header_line_is_not_a_class(tmp_path):
+    data_dir = layouts.covidx(tmp_path)
+    for split in ("train", "val", "test"):
+        list_file = data_dir / f"{split}.txt"
+        list_file.write_text("patient_id filename class data_source\n" + list_file.read_text())
+    ds = build("covidx", data_dir)
+    assert label_names(ds) == ["negative", "positive"]
+    assert {k: v.num_rows for k, v in ds.items()} == {"train": 4, "validation": 1, "test": 2}
+
 @pytest.mark.parametrize("classes,names", [("binary", ["normal", "pneumonia"]),
                                            ("subtype", ["normal", "bacteria", "virus"])])
 def test_kermany(tmp_path, classes, names):

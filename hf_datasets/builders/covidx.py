@@ -1,6 +1,7 @@
 """COVIDx CXR-2/3/4 and COVIDx8/9: split files with lines `patient_id filename class source`
-(train*.txt, val*.txt, test*.txt) and images in train/, val/, test/. Labels are one-hot over the
-classes found (e.g. negative / positive, or COVID-19 / normal / pneumonia). Fixed test file.
+(train*.txt, val*.txt, test*.txt), optionally after a header line, and images in train/, val/, test/.
+Labels are one-hot over the classes found (e.g. negative / positive, or COVID-19 / normal / pneumonia).
+Fixed test file.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import LayoutError
-from .common import Recipe, record
+from .common import IMAGE_SUFFIXES, Recipe, record
 
 CITATION = ("Wang L, Lin ZQ, Wong A. COVID-Net: a tailored deep convolutional neural network design "
             "for detection of COVID-19 cases from chest X-ray images. Scientific Reports 10, 2020.")
@@ -20,6 +21,11 @@ def parse_line(line: str):
     if len(parts) < 4:
         return None
     return parts[0], " ".join(parts[1:-2]), parts[-2], parts[-1]
+
+
+def is_header(parsed) -> bool:
+    """A parsed first line whose file name is not an image's, e.g. 'patient_id filename class data_source'."""
+    return not parsed[1].lower().endswith(IMAGE_SUFFIXES)
 
 
 def _split_files(root: Path) -> list[tuple[str, Path]]:
@@ -34,9 +40,9 @@ def build(data_dir) -> Recipe:
     root = Path(data_dir)
     entries = []
     for split, list_file in _split_files(root):
-        for line in list_file.read_text().splitlines():
+        for number, line in enumerate(list_file.read_text().splitlines()):
             parsed = parse_line(line)
-            if parsed:
+            if parsed and not (number == 0 and is_header(parsed)):
                 entries.append((split, *parsed))
     if not entries:
         raise LayoutError(root, "no train*.txt / val*.txt / test*.txt split files")
