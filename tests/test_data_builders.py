@@ -1,6 +1,7 @@
 """Each builder on a tiny copy of its original layout: schema, labels, splits, masks."""
 
 import math
+import shutil
 import sys
 from pathlib import Path
 
@@ -151,6 +152,15 @@ def test_kermany(tmp_path, classes, names):
     assert row["image"].mode == "L"  # RGB JPEG decodes grey
     assert by_path(ds, "NORMAL2-IM-0381")["patient_id"] == "kermany_IM-0381"
 
+
+def test_kermany_second_copy_in_the_kaggle_archive_is_not_read(tmp_path):
+    """The Kaggle archive unpacks to chest_xray/{train,val,test} plus a copy of them in chest_xray/chest_xray/."""
+    data_dir = layouts.kermany(tmp_path)
+    shutil.copytree(data_dir, data_dir / "chest_xray")
+    for folder in (tmp_path, data_dir):
+        ds = build("kermany", folder)
+        assert sum(split.num_rows for split in ds.values()) == 9
+        assert all(row["path"].count("/") == 2 for row in rows(ds))
 
 def test_montgomery_masks_united(tmp_path):
     ds = build("montgomery", layouts.montgomery(tmp_path))

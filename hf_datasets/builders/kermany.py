@@ -1,4 +1,5 @@
-"""Kermany pediatric pneumonia: chest_xray/{train,val,test}/{NORMAL,PNEUMONIA}/*.jpeg.
+"""Kermany pediatric pneumonia: chest_xray/{train,val,test}/{NORMAL,PNEUMONIA}/*.jpeg. Only these folders
+are read: the Kaggle archive holds a second copy of the set in chest_xray/chest_xray/.
 
 File names: IM-0115-0001.jpeg, NORMAL2-IM-1427-0001.jpeg, person1_bacteria_1.jpeg,
 person1_virus_6.jpeg. Labels are one-hot over ["normal", "pneumonia"] (classes="binary")
@@ -43,9 +44,9 @@ def build(data_dir, classes: str = "binary") -> Recipe:
         root = root / "chest_xray"
     records = []
     for path in walk_files(root):
-        name = path.name
-        folder = path.parent.name
-        split = path.parent.parent.name
+        if len(path.relative_to(root).parts) != 3:  # e.g. the Kaggle archive's second copy, chest_xray/chest_xray/
+            continue
+        split, folder, name = path.relative_to(root).parts
         if folder.upper() not in ("NORMAL", "PNEUMONIA") or split.lower() not in ("train", "val", "test"):
             continue
         label = _class_of(folder, name, classes)
