@@ -1,5 +1,6 @@
 """Each builder on a tiny copy of its original layout: schema, labels, splits, masks."""
 
+import gzip
 import math
 import shutil
 import sys
@@ -84,6 +85,18 @@ def test_mimic(tmp_path):
     assert build("mimic_cxr_jpg", tmp_path, views=["PA"])["train"].num_rows == 1
 
 
+def test_mimic_views_given_as_one_value(tmp_path):
+    """`--option views=PA` passes a string; images without a ViewPosition (blank in the metadata) made it a TypeError."""
+    layouts.mimic(tmp_path)
+    metadata = tmp_path / "mimic-cxr-2.0.0-metadata.csv.gz"
+    with gzip.open(metadata, "rt") as handle:
+        text = handle.read()
+    with gzip.open(metadata, "wt") as handle:
+        handle.write(text.replace(",LATERAL,", ",,"))
+    ds = build("mimic_cxr_jpg", tmp_path, views="PA")
+    assert {k: v.num_rows for k, v in ds.items()} == {"train": 1, "validation": 1}
+    assert {row["view"] for row in rows(ds)} == {"PA"}
+
 def test_padchest_sixteen_bit(tmp_path):
     ds = build("padchest", layouts.padchest(tmp_path))
     names = label_names(ds)
@@ -95,6 +108,14 @@ def test_padchest_sixteen_bit(tmp_path):
     p2 = [r["split"] for r in rows(ds) if r["patient_id"] == "padchest_p2"]
     assert len(set(p2)) == 1
 
+
+def test_padchest_options_given_as_one_value(tmp_path):
+    """`--option labels=normal` passes a string, which was read letter by letter as six label names."""
+    data_dir = layouts.padchest(tmp_path)
+    ds = build("padchest", data_dir, labels="normal", projections="PA")
+    assert label_names(ds) == ["normal"]
+    assert sorted(row["labels"][0] for row in rows(ds) if not math.isnan(row["labels"][0])) == [0.0, 1.0]
+    assert {row["view"] for row in rows(ds)} == {"PA"}
 
 @pytest.mark.parametrize("readers,expected", [("any", 1.0), ("majority", 0.0), ("mean", 1 / 3)])
 def test_vindr_readers(tmp_path, readers, expected):

@@ -59,6 +59,14 @@ def record(image, *, data_dir, labels=(), decode=False, mask=None, patient_id=No
             "path": os.path.relpath(image, data_dir)}
 
 
+def option_values(value) -> list | None:
+    """A builder option that takes a list of values, given as a list, as one string (what `--option views=PA`
+    passes) or None (no filter)."""
+    if value is None:
+        return None
+    return [value] if isinstance(value, str) else list(value)
+
+
 def normalise_sex(value) -> str | None:
     """'M', 'Male', 'm' -> 'M'; 'F', 'Female' -> 'F'; anything else -> None."""
     text = str(value or "").strip().upper()

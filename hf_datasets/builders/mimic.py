@@ -11,7 +11,7 @@ import numpy as np
 
 from ..labels import apply_label_policy
 from .chexpert import FINDINGS, raw_label
-from .common import Recipe, find_file, read_table, record
+from .common import Recipe, find_file, option_values, read_table, record
 
 CITATION = ("Johnson AEW, Pollard TJ, et al. MIMIC-CXR-JPG, a large publicly available database "
             "of labeled chest radiographs. arXiv:1901.07042, 2019. PhysioNet.")
@@ -23,8 +23,9 @@ def _table(root, stem):
 
 def build(data_dir, labeler: str = "chexpert", uncertain="ignore", blank="zeros",
           views=None) -> Recipe:
-    """labeler: "chexpert" or "negbio"; views: optional list of ViewPosition values to keep."""
+    """labeler: "chexpert" or "negbio"; views: optional ViewPosition values to keep (a list or one value)."""
     root = Path(data_dir)
+    views = option_values(views)
     names = sorted(FINDINGS)
     study_rows = _table(root, f"mimic-cxr-2.0.0-{labeler}")
     raw = np.array([[raw_label(row[n]) for n in names] for row in study_rows], np.float32)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from .common import Recipe, find_file, index_files, read_table, record
+from .common import Recipe, find_file, index_files, option_values, read_table, record
 
 CSV_NAME = "PADCHEST_chest_x_ray_images_labels_160K_01.02.19.csv"
 CITATION = ("Bustos A, Pertusa A, Salinas JM, de la Iglesia-Vaya M. PadChest: A large chest x-ray "
@@ -33,7 +33,8 @@ def _age(birth: str, study_date: str):
 
 
 def build(data_dir, labels: list[str] | None = None, projections=None) -> Recipe:
-    """labels: label names to keep (default: all found); projections: e.g. ["PA", "AP"]."""
+    """labels: label names to keep (default: all found); projections: e.g. ["PA", "AP"]; each a list or one value."""
+    labels, projections = option_values(labels), option_values(projections)
     rows = read_table(find_file(data_dir, CSV_NAME, CSV_NAME + ".gz"))
     files = index_files(data_dir, (".png",))
     parsed = [parse_findings(row["Labels"]) for row in rows]
