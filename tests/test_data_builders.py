@@ -75,6 +75,12 @@ def test_chexpert_policies(tmp_path, release):
     assert by_path(soft, "patient00002/study2")["labels"][names.index("Cardiomegaly")] == pytest.approx(0.7)
 
 
+def test_chexpert_unknown_tasks_are_refused(tmp_path):
+    """Any tasks value but "all" gave the 5 competition labels, so tasks="All" silently dropped 9 of the 14."""
+    data_dir = layouts.chexpert(tmp_path)
+    with pytest.raises(ValueError, match=r"tasks must be one of \['all', 'competition'\], got 'All'"):
+        build("chexpert", data_dir, tasks="All")
+
 def test_mimic(tmp_path):
     ds = build("mimic_cxr_jpg", layouts.mimic(tmp_path))
     assert {k: v.num_rows for k, v in ds.items()} == {"train": 2, "validation": 1, "test": 1}

@@ -18,6 +18,7 @@ FINDINGS = ["No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Op
             "Lung Lesion", "Edema", "Consolidation", "Pneumonia", "Atelectasis", "Pneumothorax",
             "Pleural Effusion", "Pleural Other", "Fracture", "Support Devices"]
 COMPETITION_TASKS = ["Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion"]
+TASK_SETS = {"all": FINDINGS, "competition": COMPETITION_TASKS}
 CITATION = ("Irvin J, Rajpurkar P, et al. CheXpert: A Large Chest Radiograph Dataset with "
             "Uncertainty Labels and Expert Comparison. AAAI 2019.")
 
@@ -41,8 +42,10 @@ def resolve_image(root: Path, relative: str) -> Path:
 def build(data_dir, uncertain="ignore", blank="zeros", tasks: str = "all",
           frontal_only: bool = False) -> Recipe:
     """tasks: "all" (14 labels) or "competition" (the 5 evaluation tasks)."""
+    if tasks not in TASK_SETS:
+        raise ValueError(f"tasks must be one of {list(TASK_SETS)}, got {tasks!r}")
     root = Path(data_dir)
-    names = FINDINGS if tasks == "all" else COMPETITION_TASKS
+    names = TASK_SETS[tasks]
     records = []
     for csv_name, split in (("train.csv", "train"), ("valid.csv", "validation")):
         if not (root / csv_name).exists():
