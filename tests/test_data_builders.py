@@ -75,6 +75,15 @@ def test_chexpert_policies(tmp_path, release):
     assert by_path(soft, "patient00002/study2")["labels"][names.index("Cardiomegaly")] == pytest.approx(0.7)
 
 
+@pytest.mark.parametrize("release", ["CheXpert-v1.0-small", "CheXpert-v1.0"])
+def test_chexpert_from_the_folder_the_release_unpacks_into(tmp_path, release):
+    """data_dir may be the folder holding CheXpert-v1.0[-small]/ (it failed: no train.csv / valid.csv found)."""
+    release_dir = layouts.chexpert(tmp_path / "download", release)
+    ds = build("chexpert", tmp_path / "download")
+    expected = build("chexpert", release_dir)
+    assert {k: v["path"] for k, v in ds.items()} == {k: v["path"] for k, v in expected.items()}
+    assert ds["train"][0]["image"].size == expected["train"][0]["image"].size
+
 def test_chexpert_unknown_tasks_are_refused(tmp_path):
     """Any tasks value but "all" gave the 5 competition labels, so tasks="All" silently dropped 9 of the 14."""
     data_dir = layouts.chexpert(tmp_path)

@@ -19,6 +19,7 @@ FINDINGS = ["No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Op
             "Pleural Effusion", "Pleural Other", "Fracture", "Support Devices"]
 COMPETITION_TASKS = ["Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion"]
 TASK_SETS = {"all": FINDINGS, "competition": COMPETITION_TASKS}
+RELEASES = ("CheXpert-v1.0-small", "CheXpert-v1.0")
 CITATION = ("Irvin J, Rajpurkar P, et al. CheXpert: A Large Chest Radiograph Dataset with "
             "Uncertainty Labels and Expert Comparison. AAAI 2019.")
 
@@ -30,8 +31,8 @@ def raw_label(text: str) -> float:
 
 
 def resolve_image(root: Path, relative: str) -> Path:
-    """CSV paths start with the release folder name (CheXpert-v1.0[-small]/...); accept a
-    data_dir that is that folder or its parent."""
+    """CSV paths start with the release folder name (CheXpert-v1.0[-small]/...); images are looked up below
+    `root`, the folder of the CSV files, whatever it is named now."""
     parts = Path(relative).parts
     for candidate in (root / relative, root / Path(*parts[1:])):
         if candidate.exists():
@@ -39,12 +40,23 @@ def resolve_image(root: Path, relative: str) -> Path:
     return root / Path(*parts[1:])
 
 
+def release_folder(data_dir) -> Path:
+    """The folder holding train.csv / valid.csv: data_dir or its CheXpert-v1.0[-small] subfolder (the folder
+    the release unpacks into)."""
+    root = Path(data_dir)
+    for candidate in (root, *(root / name for name in RELEASES)):
+        if (candidate / "train.csv").exists() or (candidate / "valid.csv").exists():
+            return candidate
+    return root
+
+
 def build(data_dir, uncertain="ignore", blank="zeros", tasks: str = "all",
           frontal_only: bool = False) -> Recipe:
-    """tasks: "all" (14 labels) or "competition" (the 5 evaluation tasks)."""
+    """data_dir: the release folder (CheXpert-v1.0-small/) or the folder it lies in.
+    tasks: "all" (14 labels) or "competition" (the 5 evaluation tasks)."""
     if tasks not in TASK_SETS:
         raise ValueError(f"tasks must be one of {list(TASK_SETS)}, got {tasks!r}")
-    root = Path(data_dir)
+    root = release_folder(data_dir)
     names = TASK_SETS[tasks]
     records = []
     for csv_name, split in (("train.csv", "train"), ("valid.csv", "validation")):
