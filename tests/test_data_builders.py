@@ -84,11 +84,13 @@ def test_chexpert_from_the_folder_the_release_unpacks_into(tmp_path, release):
     assert {k: v["path"] for k, v in ds.items()} == {k: v["path"] for k, v in expected.items()}
     assert ds["train"][0]["image"].size == expected["train"][0]["image"].size
 
+
 def test_chexpert_unknown_tasks_are_refused(tmp_path):
     """Any tasks value but "all" gave the 5 competition labels, so tasks="All" silently dropped 9 of the 14."""
     data_dir = layouts.chexpert(tmp_path)
     with pytest.raises(ValueError, match=r"tasks must be one of \['all', 'competition'\], got 'All'"):
         build("chexpert", data_dir, tasks="All")
+
 
 def test_mimic(tmp_path):
     ds = build("mimic_cxr_jpg", layouts.mimic(tmp_path))
@@ -112,6 +114,7 @@ def test_mimic_views_given_as_one_value(tmp_path):
     assert {k: v.num_rows for k, v in ds.items()} == {"train": 1, "validation": 1}
     assert {row["view"] for row in rows(ds)} == {"PA"}
 
+
 def test_padchest_sixteen_bit(tmp_path):
     ds = build("padchest", layouts.padchest(tmp_path))
     names = label_names(ds)
@@ -131,6 +134,7 @@ def test_padchest_options_given_as_one_value(tmp_path):
     assert label_names(ds) == ["normal"]
     assert sorted(row["labels"][0] for row in rows(ds) if not math.isnan(row["labels"][0])) == [0.0, 1.0]
     assert {row["view"] for row in rows(ds)} == {"PA"}
+
 
 @pytest.mark.parametrize("readers,expected", [("any", 1.0), ("majority", 0.0), ("mean", 1 / 3)])
 def test_vindr_readers(tmp_path, readers, expected):
@@ -155,6 +159,7 @@ def test_vindr_test_file_names_other_diseases_as_the_training_file(tmp_path):
     assert "Other diseases" in names and "Other disease" not in names
     assert ds["test"][0]["labels"][names.index("Other diseases")] == 1
 
+
 def test_rsna(tmp_path):
     ds = build("rsna_pneumonia", layouts.rsna(tmp_path))
     assert label_names(ds) == ["pneumonia"]
@@ -178,6 +183,7 @@ def test_covidx_header_line_is_not_a_class(tmp_path):
     assert label_names(ds) == ["negative", "positive"]
     assert {k: v.num_rows for k, v in ds.items()} == {"train": 4, "validation": 1, "test": 2}
 
+
 @pytest.mark.parametrize("classes,names", [("binary", ["normal", "pneumonia"]),
                                            ("subtype", ["normal", "bacteria", "virus"])])
 def test_kermany(tmp_path, classes, names):
@@ -197,6 +203,7 @@ def test_kermany_second_copy_in_the_kaggle_archive_is_not_read(tmp_path):
         ds = build("kermany", folder)
         assert sum(split.num_rows for split in ds.values()) == 9
         assert all(row["path"].count("/") == 2 for row in rows(ds))
+
 
 def test_montgomery_masks_united(tmp_path):
     ds = build("montgomery", layouts.montgomery(tmp_path))
