@@ -214,6 +214,14 @@ def test_montgomery_masks_united(tmp_path):
     assert mask[20, 6].item() == 255 and mask[20, 25].item() == 255  # left and right lungs
 
 
+def test_montgomery_images_of_one_patient_share_a_patient_id(tmp_path):
+    """A reading 'NO REPORT (same pt as MCUCXR_0104_1)' marks a second image of that patient."""
+    ds = build("montgomery", layouts.montgomery(tmp_path), split_fractions={"train": 0.5, "test": 0.5})
+    first, second = by_path(ds, "MCUCXR_0104_1"), by_path(ds, "MCUCXR_0108_1")
+    assert first["patient_id"] == second["patient_id"] == "MCUCXR_0104_1" and first["split"] == second["split"]
+    assert by_path(ds, "MCUCXR_0001_0")["patient_id"] == "MCUCXR_0001_0"
+
+
 def test_shenzhen(tmp_path):
     ds = build("shenzhen", layouts.shenzhen(tmp_path))
     assert by_path(ds, "CHNCXR_0327_1")["labels"] == [1.0]

@@ -21,6 +21,9 @@ JSRT_CITATION = ("Shiraishi J, et al. Development of a digital image database fo
                  "methods (SCR). Medical Image Analysis 10, 2006.")
 
 
+SAME_PATIENT = re.compile(r"same (?:pt|patient) as (MCUCXR_\d+_[01])", re.IGNORECASE)
+
+
 def _descend(root: Path, marker: str, *names: str) -> Path:
     """Return root or the first child folder in `names` that contains `marker`."""
     for candidate in (root, *(root / n for n in names)):
@@ -35,25 +38,45 @@ def tb_label(stem: str) -> float:
 
 
 def _montgomery_reading(path: Path):
+    """(sex, age, stem of another image of the same patient or None) from a clinical reading."""
     if not path.exists():
-        return None, None
-    sex = age = None
+        return None, None, None
+    sex = age = same_as = None
     for line in text_io(path):
         if "sex" in line.lower():
             sex = line.split(":", 1)[-1]
         elif "age" in line.lower():
             age = line.split(":", 1)[-1]
-    return sex, age
+        match = SAME_PATIENT.search(line)
+        if match:
+            same_as = match.group(1).upper()
+    return sex, age, same_as
+
+
+def _patients(links: dict[str, str | None]) -> dict[str, str]:
+    """stem -> patient: images linked (directly or through others) share the first stem of their group."""
+    group = {stem: {stem} for stem in links}
+    for stem, other in links.items():
+        if other in group and group[other] is not group[stem]:
+            merged = group[stem] | group[other]
+            for member in merged:
+                group[member] = merged
+    return {stem: min(members) for stem, members in group.items()}
 
 
 def build_montgomery(data_dir) -> Recipe:
+    """Images of one patient (readings say e.g. 'NO REPORT (same pt as MCUCXR_0162_1)') share a patient_id."""
     root = _descend(Path(data_dir), "CXR_png", "MontgomerySet")
+    images = walk_files(root / "CXR_png", (".png",))
+    readings = {image.stem: _montgomery_reading(root / "ClinicalReadings" / f"{image.stem}.txt")
+                for image in images}
+    patients = _patients({stem: same_as for stem, (_, _, same_as) in readings.items()})
     records = []
-    for image in walk_files(root / "CXR_png", (".png",)):
+    for image in images:
         stem = image.stem
         masks = [root / "ManualMask" / side / image.name for side in ("leftMask", "rightMask")]
-        sex, age = _montgomery_reading(root / "ClinicalReadings" / f"{stem}.txt")
-        records.append(record(image, data_dir=root, labels=[tb_label(stem)], patient_id=stem,
+        sex, age, _ = readings[stem]
+        records.append(record(image, data_dir=root, labels=[tb_label(stem)], patient_id=patients[stem],
                               mask=[str(m) for m in masks if m.exists()] or None, sex=sex, age=age,
                               view="PA", source="montgomery"))
     return Recipe(name="montgomery", records=records, label_names=["tuberculosis"], bits=8,
