@@ -230,6 +230,16 @@ def test_shenzhen(tmp_path):
     assert row["mask"] is not None and row["sex"] == "M" and row["age"] == 41
 
 
+@pytest.mark.parametrize("reading,sex,age", [("femal 32yrs", "F", 32), ("male , 29yrs  \t", "M", 29),
+                                             ("Female, 28yrs", "F", 28), ("male 16month", "M", 16 / 12)])
+def test_shenzhen_reading_spellings(tmp_path, reading, sex, age):
+    """Spellings found in the set's clinical readings."""
+    data_dir = layouts.shenzhen(tmp_path)
+    (data_dir / "ChinaSet_AllFiles" / "ClinicalReadings" / "CHNCXR_0001_0.txt").write_text(f"{reading}\nnormal\n")
+    row = by_path(build("shenzhen", data_dir), "CHNCXR_0001_0")
+    assert row["sex"] == sex and row["age"] == pytest.approx(age)
+
+
 def test_jsrt_folds(tmp_path):
     data_dir = layouts.jsrt(tmp_path)
     ds = build("jsrt", data_dir)

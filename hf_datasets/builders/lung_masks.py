@@ -89,7 +89,7 @@ def _shenzhen_reading(path: Path):
     if not path.exists():
         return None, None
     first = text_io(path).readline().strip().lower()
-    match = re.match(r"(male|female)\s*,?\s*(\d+)\s*(yrs?|days?|months?)?", first)
+    match = re.match(r"(male|female|femal)\s*,?\s*(\d+)\s*(yrs?|days?|months?)?", first)  # 'femal' in a real file
     if not match:
         return None, None
     unit = (match.group(3) or "y")[0].upper()
