@@ -103,7 +103,7 @@ def test_mimic(tmp_path):
 
 
 def test_mimic_views_given_as_one_value(tmp_path):
-    """`--option views=PA` passes a string; images without a ViewPosition (blank in the metadata) made it a TypeError."""
+    """`--option views=PA` passes a string; images without a ViewPosition (blank in the metadata) made it fail."""
     layouts.mimic(tmp_path)
     metadata = tmp_path / "mimic-cxr-2.0.0-metadata.csv.gz"
     with gzip.open(metadata, "rt") as handle:
@@ -228,6 +228,20 @@ def test_shenzhen(tmp_path):
     assert by_path(ds, "CHNCXR_0328_1")["mask"] is None
     row = by_path(ds, "CHNCXR_0002_0")
     assert row["mask"] is not None and row["sex"] == "M" and row["age"] == 41
+
+
+def test_montgomery_and_shenzhen_from_the_kaggle_lung_mask_folder(tmp_path):
+    """The Kaggle lung-mask release ('Lung Segmentation/') puts both sets' images in one CXR_png folder."""
+    data_dir = tmp_path / "Lung Segmentation"
+    montgomery_dir = layouts.montgomery(tmp_path / "m") / "MontgomerySet"
+    shenzhen_dir = layouts.shenzhen(tmp_path / "s") / "ChinaSet_AllFiles"
+    for set_dir in (montgomery_dir, shenzhen_dir):
+        shutil.copytree(set_dir / "CXR_png", data_dir / "CXR_png", dirs_exist_ok=True)
+    shutil.copytree(tmp_path / "s" / "mask", data_dir / "masks")
+    shenzhen = build("shenzhen", data_dir)
+    assert sorted(Path(row["path"]).name[:7] for row in rows(shenzhen)) == ["CHNCXR_"] * 4
+    montgomery = build("montgomery", data_dir)
+    assert sorted(Path(row["path"]).name[:7] for row in rows(montgomery)) == ["MCUCXR_"] * 4
 
 
 @pytest.mark.parametrize("reading,sex,age", [("femal 32yrs", "F", 32), ("male , 29yrs  \t", "M", 29),

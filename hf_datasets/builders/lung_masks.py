@@ -32,6 +32,11 @@ def _descend(root: Path, marker: str, *names: str) -> Path:
     raise LayoutError(root, f"no '{marker}' folder found")
 
 
+def _images(root: Path, prefix: str) -> list[Path]:
+    """The set's own images in root/CXR_png: the Kaggle lung-mask release puts both sets' images in one CXR_png."""
+    return [path for path in walk_files(root / "CXR_png", (".png",)) if path.name.upper().startswith(prefix)]
+
+
 def tb_label(stem: str) -> float:
     """'MCUCXR_0001_0' -> 0.0, 'CHNCXR_0327_1' -> 1.0."""
     return float(stem.rsplit("_", 1)[-1] == "1")
@@ -67,7 +72,7 @@ def _patients(links: dict[str, str | None]) -> dict[str, str]:
 def build_montgomery(data_dir) -> Recipe:
     """Images of one patient (readings say e.g. 'NO REPORT (same pt as MCUCXR_0162_1)') share a patient_id."""
     root = _descend(Path(data_dir), "CXR_png", "MontgomerySet")
-    images = walk_files(root / "CXR_png", (".png",))
+    images = _images(root, "MCUCXR_")
     readings = {image.stem: _montgomery_reading(root / "ClinicalReadings" / f"{image.stem}.txt")
                 for image in images}
     patients = _patients({stem: same_as for stem, (_, _, same_as) in readings.items()})
@@ -104,7 +109,7 @@ def build_shenzhen(data_dir, mask_dir=None) -> Recipe:
     masks = {name: path for name, path in index_files(search, (".png",)).items()
              if path.parent.name.lower() in ("mask", "masks")}
     records = []
-    for image in walk_files(root / "CXR_png", (".png",)):
+    for image in _images(root, "CHNCXR_"):
         stem = image.stem
         mask = masks.get(f"{stem}_mask.png") or masks.get(image.name)
         sex, age = _shenzhen_reading(root / "ClinicalReadings" / f"{stem}.txt")
