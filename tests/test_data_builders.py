@@ -443,3 +443,22 @@ def test_class_names_are_read_without_surrounding_spaces(tmp_path):
                build("manifest", tmp_path / "set", manifest="list.csv", split_fractions={"train": 1.0})):
         assert label_names(ds) == ["normal", "pneumonia"]
         assert sorted(ds["train"]["labels"]) == [[0.0, 1.0], [1.0, 0.0], [1.0, 0.0]]
+
+
+def test_dicomdir_and_manifest_list_options_given_as_one_string(tmp_path):
+    """`--option views=PA modalities=CR` (one string each) filter by that value: no TypeError on a file without a
+    view, no substring match ("C" in "CR"); a manifest's label_names="pneumonia" is one label, not one per letter."""
+    from factory import write_dicom, write_image
+
+    from hf_datasets.registry import build_recipe
+
+    for name, view, modality in (("pa", "PA", "CR"), ("ap", "AP", "CR"), ("dx", "PA", "DX"), ("none", "", "CR"),
+                                 ("c", "PA", "C")):
+        write_dicom(tmp_path / "dicoms" / f"{name}.dcm", view=view, modality=modality)
+    kept = build_recipe("dicomdir", tmp_path / "dicoms", views="PA", modalities="CR").records
+    assert [Path(r["image"]).name for r in kept] == ["pa.dcm"]
+
+    write_image(tmp_path / "set" / "a.png")
+    (tmp_path / "set" / "labels.csv").write_text("image,pneumonia\na.png,1\n")
+    recipe = build_recipe("manifest", tmp_path / "set", manifest="labels.csv", label_names="pneumonia")
+    assert recipe.label_names == ["pneumonia"] and recipe.records[0]["labels"] == [1.0]

@@ -13,7 +13,7 @@ import pydicom
 from ..dicom import hash_identifier, is_dicom_file, normalise_view, quiet_value_checks
 from ..errors import LayoutError
 from ..splits import canonical_split
-from .common import IMAGE_SUFFIXES, Recipe, record, walk_files
+from .common import IMAGE_SUFFIXES, Recipe, option_values, record, walk_files
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 SPLIT_FOLDERS = ("train", "training", "val", "valid", "validation", "test", "testing")
@@ -90,15 +90,15 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
     if not rows:
         raise LayoutError(path, "manifest has no rows")
     classes = sorted({_class_name(r) for r in rows} - {""})
-    names = list(label_names) if label_names else classes
+    names = option_values(label_names) or classes
     records, unlabelled = [], 0
     for number, row in enumerate(rows, start=1):
         if not row.get("image"):
             raise LayoutError(path, f"row {number} has no 'image' (columns: {list(row)})")
         if isinstance(row.get("labels"), list):
             values = [_label_value(v, path, row["image"]) for v in row["labels"]]
-        elif label_names and all(n in row for n in label_names):
-            values = [_label_value(row[n], path, row["image"]) for n in label_names]
+        elif label_names and all(n in row for n in names):
+            values = [_label_value(row[n], path, row["image"]) for n in names]
         elif _class_name(row):
             values = [float(_class_name(row) == n) for n in names]
         else:
@@ -124,6 +124,7 @@ def build_dicomdir(data_dir, modalities=("CR", "DX"), views=None, bits: int = 16
     Modality is in `modalities` (None = any) and normalised view in `views` (None = any).
     Patient / study ids are hashes of the header values; no labels."""
     root = Path(data_dir)
+    modalities, views = option_values(modalities), option_values(views)  # --option views=PA is one view
     records = []
     for path in walk_files(root, ("",)):
         if not is_dicom_file(path):
