@@ -238,10 +238,14 @@ def test_montgomery_and_shenzhen_from_the_kaggle_lung_mask_folder(tmp_path):
     for set_dir in (montgomery_dir, shenzhen_dir):
         shutil.copytree(set_dir / "CXR_png", data_dir / "CXR_png", dirs_exist_ok=True)
     shutil.copytree(tmp_path / "s" / "mask", data_dir / "masks")
+    for stem in ("MCUCXR_0001_0", "MCUCXR_0002_0"):  # that release's Montgomery masks: united, in masks/
+        shutil.copy(montgomery_dir / "ManualMask" / "leftMask" / f"{stem}.png", data_dir / "masks" / f"{stem}.png")
     shenzhen = build("shenzhen", data_dir)
     assert sorted(Path(row["path"]).name[:7] for row in rows(shenzhen)) == ["CHNCXR_"] * 4
     montgomery = build("montgomery", data_dir)
     assert sorted(Path(row["path"]).name[:7] for row in rows(montgomery)) == ["MCUCXR_"] * 4
+    with_mask = sorted(Path(row["path"]).stem for row in rows(montgomery) if row["mask"] is not None)
+    assert with_mask == ["MCUCXR_0001_0", "MCUCXR_0002_0"]
 
 
 @pytest.mark.parametrize("reading,sex,age", [("femal 32yrs", "F", 32), ("male , 29yrs  \t", "M", 29),

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from ..errors import LayoutError
-from .common import Recipe, index_files, record, text_io, walk_files
+from .common import Recipe, record, text_io, walk_files
 
 MONTGOMERY_CITATION = ("Jaeger S, Candemir S, Antani S, et al. Two public chest X-ray datasets for "
                        "computer-aided screening of pulmonary diseases. Quant Imaging Med Surg 2014.")
@@ -69,9 +69,17 @@ def _patients(links: dict[str, str | None]) -> dict[str, str]:
     return {stem: min(members) for stem, members in group.items()}
 
 
+def _mask_folder_files(folder: Path) -> dict[str, Path]:
+    """File name -> path of the PNGs in 'mask' / 'masks' folders under `folder` (third-party releases)."""
+    return {path.name: path for path in walk_files(folder, (".png",)) if path.parent.name.lower() in ("mask", "masks")}
+
+
 def build_montgomery(data_dir) -> Recipe:
-    """Images of one patient (readings say e.g. 'NO REPORT (same pt as MCUCXR_0162_1)') share a patient_id."""
+    """Images of one patient (readings say e.g. 'NO REPORT (same pt as MCUCXR_0162_1)') share a patient_id. Masks:
+    ManualMask/{leftMask,rightMask} (united), else a combined STEM_mask.png or STEM.png in a 'masks' folder (the
+    Kaggle lung-segmentation release)."""
     root = _descend(Path(data_dir), "CXR_png", "MontgomerySet")
+    combined = _mask_folder_files(Path(data_dir))
     images = _images(root, "MCUCXR_")
     readings = {image.stem: _montgomery_reading(root / "ClinicalReadings" / f"{image.stem}.txt")
                 for image in images}
@@ -79,10 +87,12 @@ def build_montgomery(data_dir) -> Recipe:
     records = []
     for image in images:
         stem = image.stem
-        masks = [root / "ManualMask" / side / image.name for side in ("leftMask", "rightMask")]
+        masks = [str(m) for m in (root / "ManualMask" / side / image.name for side in ("leftMask", "rightMask"))
+                 if m.exists()]
+        fallback = combined.get(f"{stem}_mask.png") or combined.get(image.name)
         sex, age, _ = readings[stem]
         records.append(record(image, data_dir=root, labels=[tb_label(stem)], patient_id=patients[stem],
-                              mask=[str(m) for m in masks if m.exists()] or None, sex=sex, age=age,
+                              mask=masks or ([str(fallback)] if fallback else None), sex=sex, age=age,
                               view="PA", source="montgomery"))
     return Recipe(name="montgomery", records=records, label_names=["tuberculosis"], bits=8,
                   about="Montgomery County TB set (NLM); left + right lung masks united.",
@@ -105,9 +115,7 @@ def build_shenzhen(data_dir, mask_dir=None) -> Recipe:
     """mask_dir: folder of third-party masks named STEM_mask.png or STEM.png (default: a
     'mask' / 'masks' folder found under data_dir)."""
     root = _descend(Path(data_dir), "CXR_png", "ChinaSet_AllFiles")
-    search = Path(mask_dir) if mask_dir else Path(data_dir)
-    masks = {name: path for name, path in index_files(search, (".png",)).items()
-             if path.parent.name.lower() in ("mask", "masks")}
+    masks = _mask_folder_files(Path(mask_dir) if mask_dir else Path(data_dir))
     records = []
     for image in _images(root, "CHNCXR_"):
         stem = image.stem
