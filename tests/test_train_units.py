@@ -37,6 +37,29 @@ def test_unknown_yaml_key_is_an_error(tmp_path):
         parse_args(TrainArgs, ["--config", str(recipe)])
 
 
+def test_yaml_values_take_the_argument_types(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("lr: 1e-3\nweight_decay: 0\ncrop_scale: [5e-2, 1]\nmixed_precision: 'no'\n")
+    args = parse_args(TrainArgs, ["--config", str(recipe)])
+    assert (args.lr, args.weight_decay, args.crop_scale) == (1e-3, 0.0, [0.05, 1.0])
+    assert isinstance(args.weight_decay, float) and args.mixed_precision == "no"
+
+
+@pytest.mark.parametrize("line, message", [
+    ("epochs: two", "epochs must be an integer, got 'two'"),
+    ("lr: fast", "lr must be a number, got 'fast'"),
+    ("mixed_precision: no", "mixed_precision must be text, got False .*quote"),
+    ("model_config: [8]", "model_config must be a mapping"),
+    ("train_splits: train", "train_splits must be a list"),
+    ("card: 1", "card must be true or false"),
+])
+def test_yaml_value_of_the_wrong_type_is_refused_naming_it(tmp_path, line, message):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(line + "\n")
+    with pytest.raises(ValueError, match=message):
+        parse_args(TrainArgs, ["--config", str(recipe)])
+
+
 def test_every_recipe_loads():
     for name in ("gmml_pretrain", "finetune_classification", "finetune_segmentation", "demo_pretrain",
                  "demo_finetune"):

@@ -168,7 +168,30 @@ def load_yaml(path, cls) -> dict:
     unknown = sorted(set(values) - names)
     if unknown:
         raise ValueError(f"{path}: unknown arguments {unknown}; valid names are the {cls.__name__} fields")
-    return values
+    return {f.name: _yaml_value(path, f.name, values[f.name], *_field_type(f.type))
+            for f in dataclasses.fields(cls) if f.name in values}
+
+
+def _yaml_value(path, name: str, value, kind, nargs):
+    """`value` as the field's type, as the command line would give it: YAML reads `1e-3` as text (a float needs a
+    dot there), which becomes a float; a value of another type is a ValueError naming the argument."""
+    if value is None:
+        return None
+    if nargs:
+        if not isinstance(value, list):
+            raise ValueError(f"{path}: {name} must be a list, got {value!r}")
+        return [_yaml_value(path, name, item, kind, None) for item in value]
+    if kind is float and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    expected = {bool: (bool,), int: (int,), float: (int, float), str: (str,), json.loads: (dict,)}[kind]
+    if isinstance(value, expected) and (kind is bool or not isinstance(value, bool)):
+        return float(value) if kind is float else value
+    hint = " (YAML reads unquoted no/yes/off/on as booleans: quote the text)" if isinstance(value, bool) else ""
+    type_name = {bool: "true or false", int: "an integer", float: "a number", str: "text", json.loads: "a mapping"}
+    raise ValueError(f"{path}: {name} must be {type_name[kind]}, got {value!r}{hint}")
 
 
 def save_args(args, output_dir) -> Path:
