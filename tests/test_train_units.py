@@ -1,6 +1,7 @@
 """Unit tests of the training pieces: arguments, schedules, parameter groups, clipping, augmentation, metrics,
 checkpoint retention."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,16 @@ def test_yaml_value_of_the_wrong_type_is_refused_naming_it(tmp_path, line, messa
     recipe.write_text(line + "\n")
     with pytest.raises(ValueError, match=message):
         parse_args(TrainArgs, ["--config", str(recipe)])
+
+
+@pytest.mark.parametrize("text, message", [
+    ("notjson", "'notjson' is not JSON"),
+    ("[8]", "'\\[8\\]' is not a JSON object"),
+])
+def test_command_line_json_that_is_not_an_object_is_refused_saying_so(capsys, text, message):
+    with pytest.raises(SystemExit):
+        parse_args(TrainArgs, ["--model_config", text])
+    assert re.search(f"argument --model_config: {message}", capsys.readouterr().err)
 
 
 def test_every_recipe_loads():

@@ -125,10 +125,22 @@ def _field_type(tp):
         tp = next(a for a in typing.get_args(tp) if a is not type(None))
     base = tp
     if base is dict:
-        return json.loads, None
+        return json_object, None
     if typing.get_origin(base) is list:
         return typing.get_args(base)[0], "+"
     return base, None
+
+
+def json_object(text: str) -> dict:
+    """A command-line JSON object, e.g. '{"patch_size": 8}'; anything else is an error that says so."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not JSON ({error}); write an object, e.g. "
+                                         "'{\"key\": 1}'") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a JSON object; write one, e.g. '{{\"key\": 1}}'")
+    return value
 
 
 def parse_args(cls, argv=None, defaults: dict | None = None):
@@ -186,11 +198,11 @@ def _yaml_value(path, name: str, value, kind, nargs):
             return float(value)
         except ValueError:
             pass
-    expected = {bool: (bool,), int: (int,), float: (int, float), str: (str,), json.loads: (dict,)}[kind]
+    expected = {bool: (bool,), int: (int,), float: (int, float), str: (str,), json_object: (dict,)}[kind]
     if isinstance(value, expected) and (kind is bool or not isinstance(value, bool)):
         return float(value) if kind is float else value
     hint = " (YAML reads unquoted no/yes/off/on as booleans: quote the text)" if isinstance(value, bool) else ""
-    type_name = {bool: "true or false", int: "an integer", float: "a number", str: "text", json.loads: "a mapping"}
+    type_name = {bool: "true or false", int: "an integer", float: "a number", str: "text", json_object: "a mapping"}
     raise ValueError(f"{path}: {name} must be {type_name[kind]}, got {value!r}{hint}")
 
 
