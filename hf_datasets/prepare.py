@@ -53,6 +53,12 @@ def _summary(reports_by_split: dict[str, list[dict]], output_dir: Path, size: in
     return summary
 
 
+def _check_sizes(size: int, shard_size: int) -> None:
+    """Refuse a size or shard size below 1 (they gave 1-pixel images, or no shard at all: an empty set)."""
+    if size < 1 or shard_size < 1:
+        raise ValueError(f"size and shard_size must be positive, got size={size}, shard_size={shard_size}")
+
+
 def _check_settings(output_dir: Path, settings: dict) -> None:
     """Record the run's settings; refuse to resume into a folder prepared with other settings."""
     path = output_dir / "prepare_settings.json"
@@ -83,6 +89,7 @@ def prepare(name: str, data_dir, output_dir, *, size: int = 256, bits: int = 8, 
             shard_size: int = 1000, seed: int = 0, split_fractions=None, streaming: bool = False,
             progress: bool = True, **options) -> dict:
     """Prepare shards of data set `name`; returns the report (also written to report.json)."""
+    _check_sizes(size, shard_size)
     output_dir = Path(output_dir)
     recipe = build_recipe(name, data_dir, seed=seed, **options)
     features = make_features(len(recipe.label_names), bits)
@@ -123,6 +130,7 @@ def prepare_iterable(source: datasets.IterableDatasetDict, output_dir, *, info, 
     """Stream an IterableDatasetDict of the common schema (e.g. from `build_dataset(...,
     streaming=True)` or a streamed Hub set) into shards; finished shards are skipped on rerun (a folder
     started with another size, bit depth or shard size is refused)."""
+    _check_sizes(size, shard_size)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     _check_settings(output_dir, {"dataset": info.dataset_name, "size": size, "bits": bits, "shard_size": shard_size,

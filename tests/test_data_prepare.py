@@ -187,6 +187,14 @@ def test_command_line_split_fractions_and_unknown_options(tmp_path, capsys):
               "--option", "train_fraction=0.5"])
 
 
+@pytest.mark.parametrize("flag, value", [("--size", "0"), ("--size", "-5"), ("--shard_size", "0")])
+def test_a_size_or_shard_size_below_one_is_refused(tmp_path, flag, value):
+    """--size 0 wrote 1-pixel images and --shard_size 0 an empty set, both reported as a success."""
+    with pytest.raises(ValueError, match=f"size and shard_size must be positive, got .*{flag[2:]}={value}"):
+        main(["--dataset", "sample", "--output_dir", str(tmp_path / "out"), flag, value])
+    assert not (tmp_path / "out").exists()
+
+
 def test_exif_rotated_jpeg_is_read_upright_everywhere(tmp_path):
     """A photographed film saved with an EXIF Orientation: prepare and predict turn it as build_dataset does."""
     from PIL import Image
