@@ -169,6 +169,18 @@ def _parse_options(pairs: list[str]) -> dict:
     return options
 
 
+def _split_fractions(text: str) -> dict:
+    """--split_fractions: a JSON object of split name -> fraction; anything else is an error that says so."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a JSON object of split fractions, e.g. "
+                                         '\'{"train": 0.8, "test": 0.2}\'')
+    return value
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hf_datasets.prepare", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -180,7 +192,7 @@ def main(argv=None) -> int:
     parser.add_argument("--num_proc", type=int, default=1)
     parser.add_argument("--shard_size", type=int, default=1000, help="images per shard")
     parser.add_argument("--seed", type=int, default=0, help="seed of patient-level splits")
-    parser.add_argument("--split_fractions", type=json.loads, default=None,
+    parser.add_argument("--split_fractions", type=_split_fractions, default=None,
                         help='seeded patient split where the set has none, e.g. \'{"train": 0.8, "test": 0.2}\'')
     parser.add_argument("--streaming", action="store_true")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",

@@ -195,6 +195,14 @@ def test_a_size_or_shard_size_below_one_is_refused(tmp_path, flag, value):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("text", ["notjson", "[0.8, 0.2]"])
+def test_split_fractions_that_are_not_a_json_object_are_refused_saying_so(tmp_path, capsys, text):
+    """Not JSON was 'invalid loads value'; a JSON list reached the builder as a bare TypeError."""
+    with pytest.raises(SystemExit):
+        main(["--dataset", "sample", "--output_dir", str(tmp_path / "out"), "--split_fractions", text])
+    assert "is not a JSON object of split fractions" in capsys.readouterr().err
+
+
 def test_exif_rotated_jpeg_is_read_upright_everywhere(tmp_path):
     """A photographed film saved with an EXIF Orientation: prepare and predict turn it as build_dataset does."""
     from PIL import Image
