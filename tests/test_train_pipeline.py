@@ -153,6 +153,12 @@ def test_predict_refuses_or_skips_unreadable_files_naming_them(runs, tmp_path):
     assert f"skipped {folder / 'c.png'}: not a recognised image format" in done.stderr
 
 
+def test_misspelt_model_config_field_is_refused_naming_it(tmp_path):
+    with pytest.raises(ValueError, match=r"model_config has unknown fields \['mask_ratio'\]"):
+        run_training(tiny("pretraining", tmp_path / "a", model_config={**TINY, "mask_ratio": 0.3}))
+    assert not (tmp_path / "a").exists()
+
+
 def test_clear_errors_before_training(runs, tmp_path):
     root, _ = runs
     with pytest.raises(FileNotFoundError, match="config.json"):

@@ -135,6 +135,11 @@ def check_args(args: TrainArgs) -> None:
                "label_smoothing": args.label_smoothing, "min_lr": args.min_lr}
     if min(amounts.values()) < 0:
         raise ValueError(f"{', '.join(amounts)} must not be negative, got {amounts}")
+    fields = {f.name for f in dataclasses.fields(GroupMaskedViTConfig)} | {"num_labels"}
+    unknown = sorted(set(args.model_config) - fields)
+    if unknown:  # the config would keep them as unused attributes: a misspelt setting would silently do nothing
+        raise ValueError(f"model_config has unknown fields {unknown}; valid names are the GroupMaskedViTConfig "
+                         f"fields: {sorted(fields)}")
     inputs = [name for name in ("image_size", "num_channels") if name in args.model_config]
     if inputs:  # the image processor is built from the flags: the model must take its input from them too
         raise ValueError(f"model_config sets {inputs[0]}: use --{inputs[0]} instead (it sets the model's input and "
