@@ -159,6 +159,15 @@ def test_misspelt_model_config_field_is_refused_naming_it(tmp_path):
     assert not (tmp_path / "a").exists()
 
 
+@pytest.mark.parametrize("name, value", [("crop_scale", [0.5]), ("crop_ratio", [0.75, 1.0, 1.33]),
+                                         ("crop_ratio", [0.0, 1.0])])
+def test_a_crop_range_that_is_not_a_low_high_pair_is_refused_before_training(tmp_path, name, value):
+    """One value (--crop_scale 0.5) or three were a TypeError inside the augmentation at the first batch."""
+    with pytest.raises(ValueError, match=rf"{name} must be two positive numbers \(low, high\), got"):
+        run_training(tiny("pretraining", tmp_path / "a", **{name: value}))
+    assert not (tmp_path / "a").exists()
+
+
 def test_clear_errors_before_training(runs, tmp_path):
     root, _ = runs
     with pytest.raises(FileNotFoundError, match="config.json"):

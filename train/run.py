@@ -135,6 +135,10 @@ def check_args(args: TrainArgs) -> None:
                "label_smoothing": args.label_smoothing, "min_lr": args.min_lr}
     if min(amounts.values()) < 0:
         raise ValueError(f"{', '.join(amounts)} must not be negative, got {amounts}")
+    for name in ("crop_scale", "crop_ratio"):  # random-resized-crop ranges: (low, high)
+        low_high = getattr(args, name)
+        if len(low_high) != 2 or min(low_high) <= 0:
+            raise ValueError(f"{name} must be two positive numbers (low, high), got {low_high}")
     fields = {f.name for f in dataclasses.fields(GroupMaskedViTConfig)} | {"num_labels"}
     unknown = sorted(set(args.model_config) - fields)
     if unknown:  # the config would keep them as unused attributes: a misspelt setting would silently do nothing
