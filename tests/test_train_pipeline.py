@@ -187,6 +187,9 @@ def test_clear_errors_before_training(runs, tmp_path):
     with pytest.raises(ValueError, match=r"warmup_epochs, weight_decay, drop_path, label_smoothing, min_lr must not be "
                                          r"negative, got \{'warmup_epochs': -1"):
         run_training(tiny("classification", tmp_path / "f2", warmup_epochs=-1))  # was a schedule starting above lr
+    with pytest.raises(ValueError, match=r"hflip_p, jitter_p, blur_p are probabilities in \[0, 1\], got "
+                                         r"\{'hflip_p': 50"):
+        run_training(tiny("classification", tmp_path / "f3", hflip_p=50))  # "50%" was silently "always"
     with pytest.raises(ValueError, match=r"--metric_for_best 'auc' is not a classification metric; choose one of "
                                          r"\['accuracy', 'f1_macro', 'auroc_macro'"):
         run_training(tiny("classification", tmp_path / "g", metric_for_best="auc"))

@@ -687,3 +687,13 @@ def test_pretraining_drift_report_gives_each_source_the_loss_of_its_own_images()
     assert drift["metrics"]["nih"]["loss"] == pytest.approx(2.0)
     assert drift["metrics"]["kermany"]["loss"] == pytest.approx(0.5)
     assert drift["delta_vs_in_domain"]["kermany"]["loss"] == pytest.approx(-1.5)
+
+
+def test_help_states_each_arguments_default(capsys):
+    """`--help` of the training scripts gives each flag's default (the script's own where it sets one)."""
+    from train.config import TrainArgs, parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(TrainArgs, ["--help"], defaults={"epochs": 7})
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "--epochs EPOCHS default: 7" in shown and "--hflip_p HFLIP_P default: 0.5" in shown

@@ -149,10 +149,14 @@ def parse_args(cls, argv=None, defaults: dict | None = None):
     parser.add_argument("--config", help="YAML file with any of the arguments below (flags override it)")
     for f in dataclasses.fields(cls):
         kind, nargs = _field_type(f.type)
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        shown = f"default: {(defaults or {}).get(f.name, default)}"
         if kind is bool:
-            parser.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS)
+            parser.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                                help=shown)
         else:
-            parser.add_argument(f"--{f.name}", type=_none_or(kind), nargs=nargs, default=argparse.SUPPRESS)
+            parser.add_argument(f"--{f.name}", type=_none_or(kind), nargs=nargs, default=argparse.SUPPRESS,
+                                help=shown)
     namespace = vars(parser.parse_args(argv))
     values = dict(defaults or {})
     config_path = namespace.pop("config", None)

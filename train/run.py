@@ -135,6 +135,9 @@ def check_args(args: TrainArgs) -> None:
                "label_smoothing": args.label_smoothing, "min_lr": args.min_lr}
     if min(amounts.values()) < 0:
         raise ValueError(f"{', '.join(amounts)} must not be negative, got {amounts}")
+    chances = {"hflip_p": args.hflip_p, "jitter_p": args.jitter_p, "blur_p": args.blur_p}
+    if not all(0 <= p <= 1 for p in chances.values()):  # 2 (or 50 meant as percent) would silently mean "always"
+        raise ValueError(f"{', '.join(chances)} are probabilities in [0, 1], got {chances}")
     for name in ("crop_scale", "crop_ratio"):  # random-resized-crop ranges: (low, high)
         low_high = getattr(args, name)
         if len(low_high) != 2 or min(low_high) <= 0:
