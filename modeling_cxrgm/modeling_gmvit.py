@@ -7,6 +7,7 @@ This file is copied next to the weights by `save_pretrained`, so it imports only
 sibling files.
 """
 
+import copy
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -316,6 +317,12 @@ class GroupMaskedViTPreTrainedModel(PreTrainedModel):
         patch_size = self.config.patch_size
         if image_size <= 0 or image_size % patch_size:
             raise ValueError(f"image_size must be a positive multiple of the patch size {patch_size}, got {image_size}")
+        resized = copy.deepcopy(self.config)
+        resized.image_size = image_size
+        try:
+            resized._check_values()  # e.g. mask_align must still divide the size and leave room for blocks
+        except ValueError as error:
+            raise ValueError(f"image_size {image_size} does not suit this model's config: {error}") from None
         embeddings = self.base_model.embeddings
         grid = image_size // patch_size
         if grid != embeddings.grid_size:

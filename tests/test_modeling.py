@@ -83,6 +83,13 @@ def test_set_image_size_resamples_positions_once_and_keeps_the_function(tmp_path
         model.set_image_size(60)
 
 
+def test_set_image_size_refuses_a_size_the_saved_config_could_not_load():
+    model = GroupMaskedViTModel(tiny_config(mask_align=8))
+    with pytest.raises(ValueError, match="image_size 16 does not suit .*mask_align=8"):
+        model.set_image_size(16)  # 8 px block steps in a 16 px image: from_pretrained would refuse the saved config
+    assert model.config.image_size == 32 and model.embeddings.grid_size == 4  # unchanged
+
+
 def test_wrong_channel_count_is_explained(images):
     with pytest.raises(ValueError, match="num_channels"):
         GroupMaskedViTModel(tiny_config())(images.repeat(1, 3, 1, 1))
