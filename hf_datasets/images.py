@@ -1,7 +1,8 @@
 """Read image files of any supported kind into grey numpy arrays, resize and encode them.
 
-Grey arrays are (rows, cols) uint8 or uint16. Pillow's own convert("L") clips 16-bit
-data, so 16-bit files are read through numpy.
+Grey arrays are (rows, cols): uint8, uint16 scaled by the bits they use (see `effective_top`), or float32 in
+[0, 1] at full scale (windowed DICOMs and float images, whose brightest value need not reach 1). Pillow's own
+convert("L") clips 16-bit data, so 16-bit files are read through numpy.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def upright(image: Image.Image) -> Image.Image:
 
 
 def pil_to_grey(image: Image.Image) -> np.ndarray:
-    """PIL image of any mode -> (rows, cols) uint8, or uint16 for 16-bit/32-bit integer grey, upright."""
+    """PIL image of any mode -> (rows, cols) uint8, uint16 for 16-bit/32-bit integer grey, or float32 in [0, 1] for
+    float grey (values above 1 are taken as 16-bit counts), upright."""
     image = upright(image)
     if image.mode in ("I;16", "I;16B", "I;16L"):
         return np.asarray(image, dtype=np.uint16)
@@ -36,9 +38,9 @@ def pil_to_grey(image: Image.Image) -> np.ndarray:
         values = np.asarray(image, dtype=np.int64)
         return np.clip(values, 0, 65535).astype(np.uint16)
     if image.mode == "F":
-        values = np.asarray(image, dtype=np.float64)
+        values = np.asarray(image, dtype=np.float32)
         scale = 1.0 if values.max(initial=0.0) <= 1.0 else 65535.0
-        return np.clip(values / scale * 65535.0, 0, 65535).round().astype(np.uint16)
+        return np.clip(values / scale, 0.0, 1.0)
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         image = image.convert("RGBA" if image.mode != "LA" else "LA")
         background = Image.new(image.mode, image.size, "black")
@@ -55,14 +57,11 @@ def read_jsrt_raw(path) -> np.ndarray:
     return ((2**JSRT_BITS - 1 - values) / (2**JSRT_BITS - 1) * 65535).round().astype(np.uint16)
 
 
-def float_to_uint(image: np.ndarray, bits: int, *, overwrite: bool = False) -> np.ndarray:
-    """Float array in [0, 1] -> uint8 (bits=8) or uint16 (bits=16); `overwrite` uses `image` as scratch space
-    (no second full-size float array: for a radiograph, tens of megabytes fewer to allocate and fault in)."""
+def float_to_uint(image: np.ndarray, bits: int) -> np.ndarray:
+    """Float array in [0, 1] -> uint8 (bits=8) or uint16 (bits=16), 1 = the type's largest value."""
     top = 255 if bits == 8 else 65535
-    dtype = np.uint8 if bits == 8 else np.uint16
-    scaled = np.clip(image, 0.0, 1.0, out=image if overwrite else None)
-    scaled *= top
-    return np.rint(scaled, out=scaled).astype(dtype)
+    scaled = np.clip(image, 0.0, 1.0) * np.float32(top)
+    return np.rint(scaled, out=scaled).astype(np.uint8 if bits == 8 else np.uint16)
 
 
 @contextlib.contextmanager
@@ -103,25 +102,26 @@ def stored_mode(path) -> str:
 
 
 def read_grey(path, *, dicom_voi: str = "header") -> np.ndarray:
-    """Read a PNG/JPEG/TIFF/..., DICOM or JSRT raw file into a grey uint8/uint16 array.
+    """Read a PNG/JPEG/TIFF/..., DICOM or JSRT raw file into a grey array (see the module docstring).
 
-    DICOM files become uint16 when more than 8 bits are stored, else uint8.
+    DICOM files become float32 in [0, 1], the windowed image at full scale: a window whose brightest pixel
+    stays below white keeps it below white, as `train.predict` and the image processor see the file.
     Raises ImageReadError (or a DicomError) naming the path and the reason.
     """
     path = _existing_file(path)
     if path.upper().endswith(".IMG"):
         return read_jsrt_raw(path)
     if is_dicom_file(path) or path.lower().endswith((".dcm", ".dicom")):
-        image, meta = read_dicom(path, voi=dicom_voi)
-        return float_to_uint(image, 16 if (meta["bits_stored"] or 16) > 8 else 8, overwrite=True)
+        return read_dicom(path, voi=dicom_voi)[0].astype(np.float32, copy=False)
     with image_read_errors(path), Image.open(path) as image:
         image.load()
         return pil_to_grey(image)
 
 
 def resize_longer_side(image: np.ndarray, size: int) -> np.ndarray:
-    """Resize so the longer side equals `size`, keeping the dtype: antialiased bilinear, the resampling of the
-    model's image processor, so shards prepared at the model's size hold what it makes of the original file."""
+    """Resize so the longer side equals `size`, keeping the dtype (floats stay in [0, 1]): antialiased bilinear, the
+    resampling of the model's image processor, so shards prepared at the model's size hold what it makes of the
+    original file."""
     rows, cols = image.shape
     scale = size / max(rows, cols)
     new_shape = (max(1, round(cols * scale)), max(1, round(rows * scale)))
@@ -130,7 +130,10 @@ def resize_longer_side(image: np.ndarray, size: int) -> np.ndarray:
     if image.dtype == np.uint8:
         return np.asarray(Image.fromarray(image).resize(new_shape, Image.Resampling.BILINEAR))
     resized = Image.fromarray(image.astype(np.float32), mode="F").resize(new_shape, Image.Resampling.BILINEAR)
-    return np.clip(np.asarray(resized), 0, 65535).round().astype(np.uint16)
+    resized = np.asarray(resized)
+    if image.dtype.kind == "f":
+        return np.clip(resized, 0.0, 1.0)
+    return np.clip(resized, 0, 65535).round().astype(np.uint16)
 
 
 def effective_top(image: np.ndarray) -> int:
@@ -143,8 +146,10 @@ def effective_top(image: np.ndarray) -> int:
 
 
 def to_bits(image: np.ndarray, bits: int) -> np.ndarray:
-    """Grey uint8/uint16 -> uint8 (bits=8) or uint16 (bits=16) spanning the full range,
-    scaled by the image's real bit depth (see `effective_top`)."""
+    """Grey array -> uint8 (bits=8) or uint16 (bits=16) spanning the full range: integers scaled by the image's
+    real bit depth (see `effective_top`), floats in [0, 1] by 1."""
+    if image.dtype.kind == "f":
+        return float_to_uint(image, bits)
     top = effective_top(image)
     out_top = 255 if bits == 8 else 65535
     if top == out_top:

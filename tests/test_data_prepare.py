@@ -244,3 +244,25 @@ def test_shards_at_the_model_size_give_the_model_what_the_original_file_gives_it
     trained = processor(images=[Image.open(io.BytesIO(prepared))])["pixel_values"]
     inferred = processor(images=[original])["pixel_values"]
     assert (trained - inferred).abs().max() * 255 < 1.5  # within the rounding to 8 bits
+
+
+def test_a_dicom_windowed_below_white_keeps_its_brightness_in_sets_and_shards(tmp_path):
+    """A header window above the image's values leaves its brightest pixel at ~0.3: the built set and the shards
+    hold that (as `train.predict` sees the file), not an image stretched by the bits its darker copy happens to use."""
+    from factory import write_dicom
+
+    from hf_datasets import build_dataset
+    from hf_datasets.dicom import read_dicom
+
+    pixels = np.tile(np.linspace(0, 4000, 40).astype(np.uint16), (48, 1))
+    path = write_dicom(tmp_path / "scans" / "normal" / "a.dcm", pixels, window=(5000, 6000))
+    windowed, _ = read_dicom(path)
+    assert 0.3 < windowed.max() < 0.4
+    built = build_dataset("imagefolder", tmp_path / "scans", split_fractions={"train": 1.0})["train"][0]["image"]
+    top = 255 if built.mode == "L" else 65535
+    np.testing.assert_allclose(np.asarray(built) / top, windowed, atol=0.5 / top + 1e-6)
+    prepare("imagefolder", tmp_path / "scans", tmp_path / "out", size=24, split_fractions={"train": 1.0},
+            progress=False)
+    shard = datasets.load_from_disk(str(tmp_path / "out"))["train"][0]["image"]
+    shard = np.asarray(shard) / (255 if shard.mode == "L" else 65535)
+    assert shard.shape == (24, 20) and abs(shard.max() - windowed.max()) < 0.03  # resampling softens the edge column
