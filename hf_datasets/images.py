@@ -29,8 +29,9 @@ def upright(image: Image.Image) -> Image.Image:
 
 
 def pil_to_grey(image: Image.Image) -> np.ndarray:
-    """PIL image of any mode -> (rows, cols) uint8, uint16 for 16-bit/32-bit integer grey, or float32 in [0, 1] for
-    float grey (values above 1 are taken as 16-bit counts), upright."""
+    """PIL image of any mode -> (rows, cols) uint8 (colour by luminance, transparency ignored), uint16 for
+    16-bit/32-bit integer grey, or float32 in [0, 1] for float grey (values above 1 are taken as 16-bit counts),
+    upright."""
     image = upright(image)
     if image.mode in ("I;16", "I;16B", "I;16L"):
         return np.asarray(image, dtype=np.uint16)
@@ -41,11 +42,7 @@ def pil_to_grey(image: Image.Image) -> np.ndarray:
         values = np.asarray(image, dtype=np.float32)
         scale = 1.0 if values.max(initial=0.0) <= 1.0 else 65535.0
         return np.clip(values / scale, 0.0, 1.0)
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        image = image.convert("RGBA" if image.mode != "LA" else "LA")
-        background = Image.new(image.mode, image.size, "black")
-        image = Image.alpha_composite(background.convert("RGBA"), image.convert("RGBA"))
-    return np.asarray(image.convert("L"), dtype=np.uint8)
+    return np.asarray(image.convert("L"), dtype=np.uint8)  # alpha dropped, as datasets, pipelines and the processor do
 
 
 def read_jsrt_raw(path) -> np.ndarray:

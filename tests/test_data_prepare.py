@@ -266,3 +266,29 @@ def test_a_dicom_windowed_below_white_keeps_its_brightness_in_sets_and_shards(tm
     shard = datasets.load_from_disk(str(tmp_path / "out"))["train"][0]["image"]
     shard = np.asarray(shard) / (255 if shard.mode == "L" else 65535)
     assert shard.shape == (24, 20) and abs(shard.max() - windowed.max()) < 0.03  # resampling softens the edge column
+
+
+def test_a_transparent_png_gives_the_same_pixels_in_sets_shards_and_the_processor(tmp_path):
+    """A PNG whose alpha hides part of a bright image: build_dataset (datasets' convert("L")), the image processor
+    and pipelines drop the alpha, so prepared shards must too (composited over black they hid half the image)."""
+    from PIL import Image
+
+    from hf_datasets import build_dataset
+    from modeling_cxrgm import GroupMaskedViTImageProcessor
+
+    rgba = np.zeros((16, 20, 4), np.uint8)
+    rgba[..., :3] = np.linspace(40, 220, 20).astype(np.uint8)[None, :, None]
+    rgba[..., 3] = 255
+    rgba[:, :10, 3] = 0
+    path = tmp_path / "films" / "normal" / "scan.png"
+    path.parent.mkdir(parents=True)
+    Image.fromarray(rgba, "RGBA").save(path)
+    built = np.asarray(build_dataset("imagefolder", tmp_path / "films", split_fractions={"train": 1.0})
+                       ["train"][0]["image"])
+    prepare("imagefolder", tmp_path / "films", tmp_path / "out", size=20, split_fractions={"train": 1.0},
+            progress=False)
+    shard = np.asarray(datasets.load_from_disk(str(tmp_path / "out"))["train"][0]["image"])
+    assert np.array_equal(shard, built)
+    processor = GroupMaskedViTImageProcessor(size=20, do_normalize=False)
+    seen = processor(Image.open(path)).pixel_values[0, 0, 2:18]  # the 16 x 20 image, padded to 20 x 20
+    np.testing.assert_allclose(seen.numpy(), shard / 255.0, atol=1 / 255)
