@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "data"))
 import layouts  # noqa: E402
 
 from hf_datasets import build_dataset, label_names  # noqa: E402
+from hf_datasets.errors import LayoutError  # noqa: E402
 from hf_datasets.schema import COLUMNS  # noqa: E402
 from hf_datasets.splits import overlapping_patients  # noqa: E402
 
@@ -182,6 +183,22 @@ def test_covidx_header_line_is_not_a_class(tmp_path):
     ds = build("covidx", data_dir)
     assert label_names(ds) == ["negative", "positive"]
     assert {k: v.num_rows for k, v in ds.items()} == {"train": 4, "validation": 1, "test": 2}
+
+
+def test_covidx_folder_with_several_releases_asks_for_one(tmp_path):
+    """Split files of two releases (train.txt and train_COVIDx9A.txt) listed the same images twice, in both
+    releases' splits; the builder now asks which release to read, and reads only that one."""
+    data_dir = layouts.covidx(tmp_path)
+    (data_dir / "train_COVIDx9A.txt").write_text((data_dir / "train.txt").read_text())
+    (data_dir / "test_COVIDx9A.txt").write_text((data_dir / "test.txt").read_text())
+    with pytest.raises(LayoutError, match="several releases .*'_COVIDx9A'"):
+        build("covidx", data_dir)
+    ds = build("covidx", data_dir, version="_COVIDx9A")
+    assert {k: v.num_rows for k, v in ds.items()} == {"train": 4, "test": 2}  # that release has no val file
+    assert {k: v.num_rows for k, v in build("covidx", data_dir, version="").items()} == \
+        {"train": 4, "validation": 1, "test": 2}
+    with pytest.raises(LayoutError, match="versions here"):
+        build("covidx", data_dir, version="_COVIDx8B")
 
 
 @pytest.mark.parametrize("classes,names", [("binary", ["normal", "pneumonia"]),

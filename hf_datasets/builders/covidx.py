@@ -28,18 +28,30 @@ def is_header(parsed) -> bool:
     return not parsed[1].lower().endswith(IMAGE_SUFFIXES)
 
 
-def _split_files(root: Path) -> list[tuple[str, Path]]:
-    found = []
+def _split_files(root: Path, version: str | None) -> list[tuple[str, Path]]:
+    """(split, list file) pairs of one release: `train{version}.txt`, `val{version}.txt`, `test{version}.txt`.
+    LayoutError when `version` is None and the folder holds several releases' split files (e.g. train.txt and
+    train_COVIDx9A.txt), which would list many images twice, perhaps in different splits."""
+    found = {}
     for split in ("train", "val", "test"):
         for path in sorted(root.glob(f"{split}*.txt")):
-            found.append((split, path))
-    return found
+            found.setdefault(path.stem[len(split):], []).append((split, path))
+    if version is not None:
+        if version not in found:
+            raise LayoutError(root, f"no split files train{version}.txt / test{version}.txt; versions here: "
+                                    f"{sorted(found)}")
+        return found[version]
+    if len(found) > 1:
+        raise LayoutError(root, f"split files of several releases ({', '.join(repr(v) for v in sorted(found))}): "
+                                "choose one with the builder option version, e.g. version='_COVIDx9A'")
+    return next(iter(found.values()), [])
 
 
-def build(data_dir) -> Recipe:
+def build(data_dir, version: str | None = None) -> Recipe:
+    """`version`: the split files' suffix, needed only when the folder holds several releases' split files."""
     root = Path(data_dir)
     entries = []
-    for split, list_file in _split_files(root):
+    for split, list_file in _split_files(root, version):
         for number, line in enumerate(list_file.read_text().splitlines()):
             parsed = parse_line(line)
             if parsed and not (number == 0 and is_header(parsed)):
