@@ -231,6 +231,20 @@ def test_montgomery_masks_united(tmp_path):
     assert mask[20, 6].item() == 255 and mask[20, 25].item() == 255  # left and right lungs
 
 
+def test_an_image_with_one_lungs_mask_is_kept_without_a_mask(tmp_path):
+    """A missing rightMask file (partial download) gave a one-lung mask, teaching the right lung as background."""
+    data_dir = layouts.montgomery(tmp_path / "m")
+    (data_dir / "MontgomerySet" / "ManualMask" / "rightMask" / "MCUCXR_0104_1.png").unlink()
+    with pytest.warns(UserWarning, match="MCUCXR_0104_1.png: only one lung's mask"):
+        ds = build("montgomery", data_dir)
+    assert by_path(ds, "MCUCXR_0104_1")["mask"] is None and by_path(ds, "MCUCXR_0001_0")["mask"] is not None
+    jsrt_dir = layouts.jsrt(tmp_path / "j")
+    next(jsrt_dir.rglob("right lung/JPCNN002.gif")).unlink()
+    with pytest.warns(UserWarning, match="JPCNN002.IMG: only one lung's mask"):
+        ds = build("jsrt", jsrt_dir)
+    assert by_path(ds, "JPCNN002")["mask"] is None and by_path(ds, "JPCNN001")["mask"] is not None
+
+
 def test_montgomery_images_of_one_patient_share_a_patient_id(tmp_path):
     """A reading 'NO REPORT (same pt as MCUCXR_0104_1)' marks a second image of that patient."""
     ds = build("montgomery", layouts.montgomery(tmp_path), split_fractions={"train": 0.5, "test": 0.5})

@@ -8,6 +8,7 @@ JPCLN (nodule) or JPCNN (no nodule).
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 from ..errors import LayoutError
@@ -74,6 +75,14 @@ def _mask_folder_files(folder: Path) -> dict[str, Path]:
     return {path.name: path for path in walk_files(folder, (".png",)) if path.parent.name.lower() in ("mask", "masks")}
 
 
+def _both_lungs(masks: list[Path], image: Path) -> list[str] | None:
+    """The left and right lung mask files of `image`, or None when not both are there: a mask of one lung would
+    teach the other as background, so the image is kept without a mask (and a warning names it)."""
+    if len(masks) == 1:
+        warnings.warn(f"{image}: only one lung's mask ({masks[0]}); the image is kept without a mask", stacklevel=3)
+    return sorted(str(mask) for mask in masks) if len(masks) == 2 else None
+
+
 def build_montgomery(data_dir) -> Recipe:
     """Images of one patient (readings say e.g. 'NO REPORT (same pt as MCUCXR_0162_1)') share a patient_id. Masks:
     ManualMask/{leftMask,rightMask} (united), else a combined STEM_mask.png or STEM.png in a 'masks' folder (the
@@ -87,12 +96,13 @@ def build_montgomery(data_dir) -> Recipe:
     records = []
     for image in images:
         stem = image.stem
-        masks = [str(m) for m in (root / "ManualMask" / side / image.name for side in ("leftMask", "rightMask"))
-                 if m.exists()]
         fallback = combined.get(f"{stem}_mask.png") or combined.get(image.name)
+        sides = [m for m in (root / "ManualMask" / side / image.name for side in ("leftMask", "rightMask"))
+                 if m.exists()]
+        masks = [str(fallback)] if fallback and len(sides) < 2 else _both_lungs(sides, image)
         sex, age, _ = readings[stem]
         records.append(record(image, data_dir=root, labels=[tb_label(stem)], patient_id=patients[stem],
-                              mask=masks or ([str(fallback)] if fallback else None), sex=sex, age=age,
+                              mask=masks, sex=sex, age=age,
                               view="PA", source="montgomery"))
     return Recipe(name="montgomery", records=records, label_names=["tuberculosis"], bits=8,
                   about="Montgomery County TB set (NLM); left + right lung masks united.",
@@ -137,11 +147,11 @@ def build_jsrt(data_dir, fold: int = 1) -> Recipe:
     if fold not in (1, 2):
         raise ValueError(f"fold must be 1 or 2, got {fold}")
     root = Path(data_dir)
-    lung_masks: dict[str, list[str]] = {}
+    lung_masks: dict[str, list[Path]] = {}
     folds: dict[str, str] = {}
     for mask in walk_files(root, (".gif",)):
         if mask.parent.name.lower() in ("left lung", "right lung"):
-            lung_masks.setdefault(mask.stem, []).append(str(mask))
+            lung_masks.setdefault(mask.stem, []).append(mask)
             fold_dir = next((p.name for p in mask.parents if re.fullmatch(r"fold[12]", p.name)), None)
             if fold_dir:
                 folds[mask.stem] = "train" if fold_dir == f"fold{fold}" else "test"
@@ -149,7 +159,7 @@ def build_jsrt(data_dir, fold: int = 1) -> Recipe:
     for image in walk_files(root, (".img",)):
         stem = image.stem
         records.append(record(image, data_dir=root, labels=[float(stem.upper().startswith("JPCLN"))],
-                              decode=True, patient_id=stem, mask=sorted(lung_masks.get(stem, [])) or None,
+                              decode=True, patient_id=stem, mask=_both_lungs(lung_masks.get(stem, []), image),
                               view="PA", source="jsrt", split=folds.get(stem)))
     return Recipe(name="jsrt", records=records, label_names=["nodule"], bits=16,
                   about="JSRT database with SCR lung masks (left + right lung united, 1024x1024).",
