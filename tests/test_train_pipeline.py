@@ -80,6 +80,17 @@ def test_evaluate_script_reproduces_training_metrics_and_reports_drift(runs, tmp
     assert json.loads((tmp_path / "metrics.json").read_text())["num_samples"] == 4
 
 
+def test_evaluate_of_a_pretraining_model_reproduces_its_runs_loss_by_default(tmp_path):
+    """The corruption of an evaluation batch depends on the seed and the batch size: unset, they are the run's."""
+    metrics = run_training(tiny("pretraining", tmp_path / "pre", eval_split="test", epochs=1, batch_size=3, seed=7))
+    out = evaluate_script.main(["--model", str(tmp_path / "pre" / "model"), "--dataset", "sample", "--split", "test",
+                                "--output_dir", str(tmp_path / "eval")])
+    assert out["loss"] == pytest.approx(metrics["loss"], rel=1e-5)
+    other = evaluate_script.main(["--model", str(tmp_path / "pre" / "model"), "--dataset", "sample", "--split",
+                                  "test", "--seed", "0", "--output_dir", str(tmp_path / "eval0")])
+    assert other["loss"] != pytest.approx(metrics["loss"], rel=1e-5)
+
+
 def test_evaluate_takes_the_launchers_mixed_precision_unless_given(runs, tmp_path):
     root, _ = runs
     command = [sys.executable, "-m", "train.evaluate", "--model", str(root / "ft" / "model"), "--dataset", "sample",

@@ -96,11 +96,11 @@ class EvalArgs:
     prepared_dir: str | None = None
     split: str = "test"
     in_domain_source: str | None = None  # drift reference; default the most frequent source
-    batch_size: int = 32
+    batch_size: int | None = None  # default: a pretraining model's per-device training batch (see seed), else 32
     num_workers: int = 0
     bootstrap: int = 1000
     mixed_precision: str | None = None  # no | bf16 | fp16; default: `accelerate launch`'s setting (else no)
-    seed: int = 0
+    seed: int | None = None  # default: a pretraining model's training seed (its loss is then the run's), else 0
 
 
 @dataclass

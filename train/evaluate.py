@@ -73,11 +73,24 @@ def drift_report(task, results, ds, names, single_label, in_domain=None, bootstr
     return {"in_domain": in_domain, "num_images": dict(counts), "metrics": per_source, "delta_vs_in_domain": deltas}
 
 
+def fill_run_defaults(args: EvalArgs, task: str) -> None:
+    """--seed and --batch_size left unset: for a pretraining model those of its training run (run.json), as the
+    corruption of each evaluation batch depends on both, so the loss equals the run's evaluation loss; else 0, 32."""
+    run_file = Path(args.model) / "run.json"
+    training = json.loads(run_file.read_text()).get("training", {}) if task == "pretraining" and run_file.is_file() \
+        else {}
+    if args.seed is None:
+        args.seed = training.get("seed", 0)
+    if args.batch_size is None:
+        args.batch_size = training.get("per_device_batch_size", 32)
+
+
 def main(argv=None) -> dict:
     args = parse_args(EvalArgs, argv)
     accelerator = Accelerator(mixed_precision=args.mixed_precision)  # None: the launcher's setting
-    set_seed(args.seed)
     model, processor, task = load_model(args.model)
+    fill_run_defaults(args, task)
+    set_seed(args.seed)
     splits = data.load_splits(args.dataset, args.data_dir, args.prepared_dir, args.dataset_options)
     ds = data.split(splits, args.split)
     names = ["mask"]

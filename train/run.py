@@ -450,7 +450,7 @@ def model_card_run(args: TrainArgs, accelerator, processor, train_set, eval_set,
         "training": {"epochs": round(epochs_trained, 2), "batch_size": args.batch_size * args.grad_accum_steps
                      * accelerator.num_processes, "learning_rate": learning_rate(args, accelerator.num_processes),
                      "precision": args.mixed_precision, "hardware": f"{accelerator.num_processes} x {hardware}",
-                     "duration_s": round(duration_s, 1), "seed": args.seed,
+                     "duration_s": round(duration_s, 1), "seed": args.seed, "per_device_batch_size": args.batch_size,
                      "init": "random" if init == "random" else ("gmml" if _is_gmml(init) else init)},
     }
     if init != "random":
