@@ -145,6 +145,18 @@ def _per_channel(values, num_channels: int) -> list[float]:
     return values * num_channels if len(values) == 1 else values
 
 
+def _square_side(size: dict) -> int:
+    """{"height": S, "width": S} or {"shortest_edge": S}, as other processors' configs give it -> S (outputs are
+    S x S)."""
+    if "height" in size or "width" in size:
+        if size.get("height") != size.get("width"):
+            raise ValueError(f"size must be square (outputs are size x size pixels), got {size}")
+        return size["height"]
+    if "shortest_edge" in size:
+        return size["shortest_edge"]
+    raise ValueError(f"size must be an int, {{'height': S, 'width': S}} or {{'shortest_edge': S}}, got {size}")
+
+
 def _split_maps(maps) -> list:
     """Segmentation maps -> list of single maps: a 3-D array or tensor is a stack of (H, W) maps unless it is one map
     with a channel axis, (1, H, W) or (H, W, C)."""
@@ -192,8 +204,8 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
             raise ValueError(f"resize_mode must be one of {RESIZE_MODES}, got {resize_mode!r}")
         if normalization not in ("cxr", "imagenet"):
             raise ValueError(f"normalization must be 'cxr' or 'imagenet', got {normalization!r}")
-        if isinstance(size, dict):  # {"height": S, "width": S} from other processors' configs
-            size = size.get("height", size.get("shortest_edge"))
+        if isinstance(size, dict):
+            size = _square_side(size)
         if normalization == "imagenet" and num_channels == 3:
             default_mean, default_std = list(IMAGENET_MEAN), list(IMAGENET_STD)
         elif normalization == "imagenet":

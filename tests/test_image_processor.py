@@ -183,6 +183,17 @@ def test_equalisation_ignores_exposure_and_matches_8_bit_histogram_equalisation(
     assert out[0, 0, :, :left].eq(0).all()  # the padding stays black, outside the equalisation
 
 
+@pytest.mark.parametrize("size, side", [({"height": 48, "width": 48}, 48), ({"shortest_edge": 40}, 40)])
+def test_size_from_other_processors_configs_is_one_square_side(size, side):
+    assert GroupMaskedViTImageProcessor(size=size)(gradient()).pixel_values.shape == (1, 1, side, side)
+
+
+@pytest.mark.parametrize("size", [{"height": 48, "width": 64}, {"longest_edge": 64}])
+def test_sizes_that_are_not_one_square_side_are_refused(size):
+    with pytest.raises(ValueError, match="size must be"):
+        GroupMaskedViTImageProcessor(size=size)
+
+
 def test_save_and_load(tmp_path):
     processor = GroupMaskedViTImageProcessor(size=64, num_channels=3, resize_mode="squash", bit_depth=12,
                                              equalize=True)
