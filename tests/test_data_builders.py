@@ -414,6 +414,23 @@ def test_sixteen_bit_images_in_an_eight_bit_set_are_scaled_not_clipped(tmp_path)
     assert image.mode == "L" and np.array_equal(np.asarray(image), to_bits(read_grey(sixteen), 8))
 
 
+@pytest.mark.parametrize("top", [1.0, 4095.0])
+def test_float_tiffs_in_a_sixteen_bit_set_reach_the_image_processor_scaled(tmp_path, top):
+    """A float TIFF (PIL "F") holding [0, 1] or 12-bit counts was left as a path in a 16-bit set, and the image
+    processor, which takes floats in [0, 1] only, refused the counts at the first training batch."""
+    from PIL import Image
+
+    from modeling_cxrgm import GroupMaskedViTImageProcessor
+    values = np.tile(np.linspace(0.0, top, 20, dtype=np.float32), (16, 1))
+    path = tmp_path / "folder" / "normal" / "scan.tif"
+    path.parent.mkdir(parents=True)
+    Image.fromarray(values, "F").save(path)
+    image = build("imagefolder", tmp_path / "folder", split_fractions={"train": 1.0}, bits=16)["train"][0]["image"]
+    assert image.mode in ("I;16", "I")
+    seen = GroupMaskedViTImageProcessor(size=20, do_normalize=False)(image).pixel_values[0, 0, 2:18]
+    np.testing.assert_allclose(seen.numpy(), values / top, atol=0.5 / 4095 + 1e-6)  # counts: whole numbers
+
+
 def test_manifest_suffix_in_capitals(tmp_path):
     from factory import write_image
     write_image(tmp_path / "set" / "a.png", seed=0)

@@ -152,9 +152,11 @@ def encode_example(rec: dict, bits: int) -> dict:
     """Record -> example of the common schema (decoded images become PNG bytes). Other images stay paths,
     read when used; their headers are read here, so a missing or broken file fails (or is skipped) now.
     A wider-than-8-bit image in an 8-bit set is decoded too, scaled by the bits it uses (as preparation
-    does): the schema's convert("L") would clip it to white."""
+    does): the schema's convert("L") would clip it to white. So is a float image (TIFF "F") in any set: the
+    image processor takes floats in [0, 1] only, and such files also hold 16-bit counts."""
     example = {name: rec.get(name) for name in COLUMNS}
-    if rec["decode"] or (stored_mode(rec["image"]) in WIDE_MODES and bits == 8):
+    mode = None if rec["decode"] else stored_mode(rec["image"])
+    if rec["decode"] or mode == "F" or (mode in WIDE_MODES and bits == 8):
         example["image"] = {"bytes": encode_png(to_bits(read_grey(rec["image"]), bits)), "path": None}
     else:
         example["image"] = {"path": rec["image"], "bytes": None}
