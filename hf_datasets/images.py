@@ -30,8 +30,8 @@ def upright(image: Image.Image) -> Image.Image:
 
 def pil_to_grey(image: Image.Image) -> np.ndarray:
     """PIL image of any mode -> (rows, cols) uint8 (colour by luminance, transparency ignored), uint16 for
-    16-bit/32-bit integer grey, or float32 in [0, 1] for float grey (values above 1 are taken as 16-bit counts),
-    upright."""
+    16-bit/32-bit integer grey and for float grey holding counts (values above 1), or float32 in [0, 1] for other
+    float grey, upright."""
     image = upright(image)
     if image.mode in ("I;16", "I;16B", "I;16L"):
         return np.asarray(image, dtype=np.uint16)
@@ -40,8 +40,9 @@ def pil_to_grey(image: Image.Image) -> np.ndarray:
         return np.clip(values, 0, 65535).astype(np.uint16)
     if image.mode == "F":
         values = np.asarray(image, dtype=np.float32)
-        scale = 1.0 if values.max(initial=0.0) <= 1.0 else 65535.0
-        return np.clip(values / scale, 0.0, 1.0)
+        if values.max(initial=0.0) <= 1.0:
+            return np.clip(values, 0.0, 1.0)
+        return np.clip(values, 0, 65535).round().astype(np.uint16)
     return np.asarray(image.convert("L"), dtype=np.uint8)  # alpha dropped, as datasets, pipelines and the processor do
 
 

@@ -116,3 +116,23 @@ def test_masks_of_files_differing_only_in_suffix_are_kept_apart(tmp_path):
     for name, source in (("scan.jpeg", first), ("scan.jpg", second)):
         assert Image.open(listed[name]).size == Image.open(source).size
 
+
+
+def test_a_float_tiff_of_counts_is_predicted_as_data_sets_read_it(tmp_path):
+    """A float TIFF holding 12-bit counts was refused by the image processor (floats must be in [0, 1]); it is read
+    as data sets read it (counts over 65535, then scaled by the bits they use), so predict and training agree."""
+    import numpy as np
+
+    from hf_datasets.images import pil_to_grey, to_bits
+
+    counts = np.tile(np.linspace(0.0, 4095.0, 20, dtype=np.float32), (16, 1))
+    path = tmp_path / "scan.tif"
+    Image.fromarray(counts, "F").save(path)
+    processor = GroupMaskedViTImageProcessor(size=20, do_normalize=False)
+    seen = processor(predict.read_image(path)).pixel_values
+    trained_on = processor(to_bits(pil_to_grey(Image.open(path)), 16)).pixel_values  # what build_dataset stores
+    np.testing.assert_allclose(seen.numpy(), trained_on.numpy(), atol=0.5 / 4095 + 1e-6)
+    model = GroupMaskedViTForImageClassification(GroupMaskedViTConfig(**TINY, num_labels=2))
+    predict.main(["--model", saved(model, tmp_path / "model"), "--inputs", str(path), "--output",
+                  str(tmp_path / "out.csv")])
+    assert [row["path"] for row in rows(tmp_path / "out.csv")] == [str(path)]

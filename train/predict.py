@@ -50,16 +50,18 @@ def find_images(inputs: list[str]) -> list[Path]:
 
 
 def read_image(path: Path):
-    """A DICOM as float [0, 1] (VOI + MONOCHROME1 handled), other files as PIL images at their bit depth.
+    """A DICOM as float [0, 1] (VOI + MONOCHROME1 handled), a float image (TIFF "F") as data sets read it (counts
+    above 1 as integers), other files as PIL images at their bit depth.
 
     Raises a `hf_datasets.errors.DataError` naming the path and the reason (never a DICOM header value).
     """
     from hf_datasets.dicom import is_dicom_file, read_dicom
-    from hf_datasets.images import open_image
+    from hf_datasets.images import open_image, pil_to_grey
 
     if path.suffix.lower() in (".dcm", ".dicom") or is_dicom_file(path):
         return read_dicom(path)[0]
-    return open_image(path)
+    image = open_image(path)
+    return pil_to_grey(image) if image.mode == "F" else image
 
 
 def is_segmentation(config) -> bool:
