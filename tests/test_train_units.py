@@ -231,6 +231,17 @@ def test_dice_and_iou():
     assert out["iou/lungs"] == pytest.approx((3 / 6 + 1) / 2)
 
 
+@pytest.mark.parametrize("channels", [1, 2])
+def test_mask_counts_leave_out_ignored_pixels(channels):
+    from train.engine import mask_counts
+
+    labels = torch.tensor([[[1, 1, 0, 255]]], dtype=torch.uint8)  # (1, 1, 4): the last pixel is ignored
+    foreground = torch.tensor([[[2.0, 2.0, -2.0, 2.0]]])  # predicted everywhere but the background pixel
+    logits = foreground[:, None] if channels == 1 else torch.stack([-foreground, foreground], 1)
+    counts = mask_counts(logits, labels)
+    assert [int(counts[key]) for key in ("intersection", "predicted", "target")] == [2, 2, 2]
+
+
 @pytest.mark.parametrize("single_label", [True, False])
 def test_metric_names_are_what_the_metric_modules_compute(single_label):
     """The names metric_for_best is checked against before training, on data where every metric is defined."""

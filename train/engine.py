@@ -204,7 +204,8 @@ def evaluate(model, loader, accelerator, ctx, seed: int = 0) -> dict:
             values["probabilities"] = logits.softmax(-1) if ctx.single_label else logits.sigmoid()
             values["labels"] = batch["labels"]
         elif ctx.task == "segmentation":
-            values.update(mask_counts(outputs.logits.float(), batch["labels"]))
+            values.update(mask_counts(outputs.logits.float(), batch["labels"],
+                                      ctx.model_config.semantic_loss_ignore_index))
         else:
             values.update(reconstruction_errors(outputs.reconstruction, pixel_values, outputs.mask))
         if ctx.task == "pretraining" and example is None:
@@ -231,10 +232,11 @@ def reconstruction_errors(reconstruction: torch.Tensor, target: torch.Tensor, ma
     return {"l1_error": error.flatten(1).sum(1), "l1_count": weight.flatten(1).sum(1) * reconstruction.shape[1]}
 
 
-def mask_counts(logits: torch.Tensor, labels: torch.Tensor) -> dict:
+def mask_counts(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = 255) -> dict:
     """Per image and foreground structure pixel counts (B, K'): intersection, predicted, target.
 
     Binary logits (B, 1, H, W) give one structure; multi-class (B, K, H, W) give K - 1 (class 0 is background).
+    Pixels labelled `ignore_index` count in none, as the loss leaves them out.
     """
     if logits.shape[1] == 1:
         predicted = (logits[:, 0] > 0)[:, None]
@@ -243,6 +245,7 @@ def mask_counts(logits: torch.Tensor, labels: torch.Tensor) -> dict:
         classes = torch.arange(1, logits.shape[1], device=logits.device)[None, :, None, None]
         predicted = logits.argmax(1)[:, None] == classes
         target = labels[:, None] == classes
+    predicted = predicted & (labels != ignore_index)[:, None]
     return {
         "intersection": (predicted & target).flatten(2).sum(-1),
         "predicted": predicted.flatten(2).sum(-1),
