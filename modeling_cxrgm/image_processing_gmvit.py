@@ -21,6 +21,7 @@ CXR_MEAN, CXR_STD = 0.520, 0.227
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 _LUMA = (0.299, 0.587, 0.114)
 RESIZE_MODES = ("pad", "squash")
+PAD_LABEL = 255  # label of padded mask pixels: the config's default `semantic_loss_ignore_index`
 SETTINGS = ("size", "num_channels", "resize_mode", "do_normalize", "image_mean", "image_std", "normalization",
             "bit_depth", "equalize")  # the constructor's arguments
 CHANNELS = (1, 3, 4)  # grey, RGB, RGBA (alpha dropped)
@@ -173,7 +174,8 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
     Args:
         size (`int`): output side in pixels (square).
         num_channels (`int`): 1 (grey) or 3 (grey replicated / RGB).
-        resize_mode (`str`): "pad" keeps the aspect ratio and pads the short side (centred, black), "squash" stretches.
+        resize_mode (`str`): "pad" keeps the aspect ratio and pads the short side (centred, black; segmentation maps
+            with `PAD_LABEL`, ignored by the loss and by Dice / IoU), "squash" stretches.
         do_normalize (`bool`), image_mean / image_std (`list[float]`): per channel; CXR statistics by default
             (`normalization="imagenet"` picks ImageNet's for 3-channel models started from ImageNet weights).
         bit_depth (`int`, *optional*): bits used by integer inputs (e.g. 12); by default 8 for uint8 and, for wider
@@ -275,7 +277,8 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
         return tensor
 
     def _label_map(self, segmentation_map) -> torch.Tensor:
-        """A mask (PIL / numpy / tensor, (H, W)) -> int64 (size, size) by nearest resize; 255-valued masks become 1."""
+        """A mask (PIL / numpy / tensor, (H, W)) -> int64 (size, size) by nearest resize, padded with `PAD_LABEL`;
+        0/255 masks become 0/1."""
         if _is_pil(segmentation_map) and segmentation_map.mode in ("RGB", "RGBA"):
             segmentation_map = segmentation_map.convert("L")
         if isinstance(segmentation_map, torch.Tensor):
@@ -290,7 +293,7 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
         values = torch.unique(tensor)
         if values.numel() <= 2 and values.max() == 255 and values.min() >= 0:  # 0/255 binary mask image
             tensor = (tensor == 255).long()
-        return self._fit(tensor[None].float(), "nearest", 0.0)[0].long()
+        return self._fit(tensor[None].float(), "nearest", float(PAD_LABEL))[0].long()
 
     def preprocess(self, images, segmentation_maps=None, return_tensors="pt", **kwargs) -> BatchFeature:
         """images -> BatchFeature(pixel_values (B, num_channels, size, size) float32[, labels (B, size, size) int64])."""

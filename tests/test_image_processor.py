@@ -156,6 +156,17 @@ def test_post_processing_removes_padding_and_restores_the_original_size():
     assert restored.shape == (8, 16) and torch.equal(restored, torch.from_numpy(mask).long())
 
 
+def test_padded_mask_pixels_are_ignored_and_left_out_of_dice():
+    from train.engine import mask_counts
+
+    mask = np.zeros((4, 8), dtype=np.uint8)
+    mask[:, :4] = 1
+    labels = unnormalised(size=8)(np.zeros((4, 8), dtype=np.uint8), segmentation_maps=mask).labels
+    assert labels[0, :2].eq(255).all() and labels[0, 6:].eq(255).all() and labels[0, 2:6].le(1).all()
+    counts = mask_counts(torch.full((1, 1, 8, 8), 5.0), labels)  # foreground predicted on every pixel
+    assert [int(counts[key]) for key in ("intersection", "predicted", "target")] == [16, 32, 16]
+
+
 @pytest.mark.parametrize("bad, error, message", [
     (np.full((8, 8), 2.0, dtype=np.float32), ValueError, r"\[0, 1\]"),
     ([np.zeros((8, 8, 2), dtype=np.uint8)], ValueError, "C in 1, 3, 4"),
