@@ -369,6 +369,23 @@ def test_labels_align_to_a_models_names_order_and_synonyms():
         data.align_labels(ds, ["edema"], single_label=False)
 
 
+def test_a_single_label_model_scores_a_row_on_its_one_positive_class_or_not_at_all():
+    """Rows of a set with the model's names: an unknown entry of a positive row is 0; a row with no or several
+    positive classes is not scored (the argmax of [0, NaN] named class 1, that of [1, 1] class 0)."""
+    import datasets
+
+    from hf_datasets.schema import with_label_names
+    from train.evaluate import model_labels
+
+    features = datasets.Features({"labels": datasets.List(datasets.Value("float32"), length=2)})
+    rows = [[0.0, float("nan")], [float("nan"), 1.0], [1.0, 1.0], [1.0, 0.0]]
+    ds = with_label_names(datasets.Dataset.from_dict({"labels": rows}, features=features), ["normal", "pneumonia"])
+    single, unmatched = model_labels(ds, ["normal", "pneumonia"], single_label=True)
+    assert unmatched is None
+    np.testing.assert_array_equal(np.array(single["labels"]), [[np.nan, np.nan], [0, 1], [np.nan, np.nan], [1, 0]])
+    assert model_labels(ds, ["normal", "pneumonia"], single_label=False)[0] is ds
+
+
 class _Reducer:
     """`accelerator.reduce` of a single process."""
 

@@ -74,7 +74,8 @@ def label_names(ds) -> list[str]:
 def align_labels(ds, target_names: list[str], single_label: bool):
     """`ds` with its labels in the order of `target_names` (a model's), names matched through hf_datasets' synonyms
     ("No Finding" = "normal", "Effusion" = "Pleural Effusion"). Labels the set lacks are unknown (NaN); single-label:
-    a row whose class the model does not predict becomes unknown too. Only the labels column is rewritten.
+    a row with one positive class is 0 for the others, a row with none or several of them becomes unknown too.
+    Only the labels column is rewritten.
 
     Returns (dataset, unmatched): unmatched = {"missing": target labels the set lacks, "extra": set labels the model
     does not predict}. ValueError when the two share no label."""
@@ -87,7 +88,7 @@ def align_labels(ds, target_names: list[str], single_label: bool):
     if missing.all():
         raise ValueError(f"The model predicts {target_names} but the data set's labels are {source}: none in common")
     if single_label:  # exclusive classes: a row of a known class is 0 for the others, even those the set lacks
-        positive = (aligned == 1).any(axis=1)
+        positive = (aligned == 1).sum(axis=1) == 1
         aligned[positive] = np.nan_to_num(aligned[positive], nan=0.0)
         aligned[~positive] = np.nan
     matched = {canonical_label(name) for name in target_names}

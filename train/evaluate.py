@@ -73,6 +73,18 @@ def drift_report(task, results, ds, names, single_label, in_domain=None, bootstr
     return {"in_domain": in_domain, "num_images": dict(counts), "metrics": per_source, "delta_vs_in_domain": deltas}
 
 
+def model_labels(ds, names: list[str], single_label: bool):
+    """(`ds` labelled in the model's `names`, unmatched names or None when the set has the model's names already).
+
+    Another set's names or order: scored on the labels both have. Exclusive classes: a row is scored on its one
+    positive class (unknown entries of it are 0), a row with none or several is not scored."""
+    renamed = data.label_names(ds) != names
+    if not (renamed or single_label):
+        return ds, None
+    ds, unmatched = data.align_labels(ds, names, single_label)
+    return ds, unmatched if renamed else None
+
+
 def fill_run_defaults(args: EvalArgs, task: str) -> None:
     """--seed and --batch_size left unset: for a pretraining model those of its training run (run.json), as the
     corruption of each evaluation batch depends on both, so the loss equals the run's evaluation loss; else 0, 32."""
@@ -97,8 +109,8 @@ def main(argv=None) -> dict:
     single_label = model.config.problem_type != "multi_label_classification"
     if task == "classification":
         names = [model.config.id2label[i] for i in range(model.config.num_labels)]
-        if data.label_names(ds) != names:  # another set's names or order: scored on the labels both have
-            ds, unmatched = data.align_labels(ds, names, single_label)
+        ds, unmatched = model_labels(ds, names, single_label)
+        if unmatched is not None:
             accelerator.print(f"labels aligned to the model's {names}; not in the data set (not scored): "
                               f"{unmatched['missing'] or 'none'}; not predicted by the model (rows of such a class "
                               f"are left out when classes are exclusive): {unmatched['extra'] or 'none'}")
