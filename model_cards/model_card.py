@@ -118,12 +118,15 @@ def _duration(seconds) -> str:
     return f"{hours} h {rest // 60:02d} min" if hours else f"{rest // 60} min {rest % 60:02d} s"
 
 
-def describe_metric(name: str) -> tuple[str, str]:
+def describe_metric(name: str, multi_label: bool = False) -> tuple[str, str]:
     """metrics.json name -> (model-index type, readable name): sensitivity/pneumonia -> recall, Sensitivity (pneumonia).
 
-    Per-class names use "/" or "_" between the metric and the class.
+    Per-class names use "/" or "_" between the metric and the class. A multi-label model's accuracy is that of its
+    thresholded decisions on every known (image, label) pair, not the share of images with all labels right.
     """
     key = name.removeprefix("eval_").removeprefix("test_")
+    if key == "accuracy" and multi_label:
+        return "accuracy", "Accuracy (per image and label)"
     if key in METRICS:
         return METRICS[key]
     prefix, _, label = key.replace("/", "_", 1).partition("_")
@@ -222,7 +225,7 @@ def _limitations(run: dict, task: str) -> list[str]:
     return notes
 
 
-def _model_index(task: str, metrics: dict, eval_dataset: dict) -> list[EvalResult]:
+def _model_index(task: str, metrics: dict, eval_dataset: dict, multi_label: bool) -> list[EvalResult]:
     """One model-index entry per finite evaluation metric."""
     source = lookup(eval_dataset.get("name", ""))
     dataset_type = _text(eval_dataset.get("name")).replace(" ", "-")
@@ -231,7 +234,7 @@ def _model_index(task: str, metrics: dict, eval_dataset: dict) -> list[EvalResul
         number = _number(value)
         if number is None:
             continue
-        metric_type, metric_name = describe_metric(metric)
+        metric_type, metric_name = describe_metric(metric, multi_label)
         results.append(EvalResult(
             task_type=TASKS[task][0], task_name=TASKS[task][1], dataset_type=dataset_type,
             dataset_name=source.title if source else _text(eval_dataset.get("name")),
@@ -254,6 +257,7 @@ def render_model_card(model_dir, run: dict) -> ModelCard:
     repo_id = _repo_name(run, task)
     base_model = run.get("base_model")
     hub_base = base_model if isinstance(base_model, str) and base_model.count("/") == 1 else None
+    multi_label = config.get("problem_type") == "multi_label_classification"
 
     card_data = ModelCardData(
         model_name=repo_id.split("/")[-1],
@@ -263,7 +267,7 @@ def render_model_card(model_dir, run: dict) -> ModelCard:
         tags=["chest-x-ray", "radiology", "medical-imaging", "vision-transformer", "self-supervised", "gmml",
               "cxrgm", "custom_code", "research-only"],
         base_model=hub_base,
-        eval_results=_model_index(task, metrics, eval_dataset) or None,
+        eval_results=_model_index(task, metrics, eval_dataset, multi_label) or None,
     )
     preprocessing = run.get("preprocessing") if isinstance(run.get("preprocessing"), dict) else {}
     training = run.get("training") if isinstance(run.get("training"), dict) else {}
@@ -277,7 +281,7 @@ def render_model_card(model_dir, run: dict) -> ModelCard:
         auto_class=AUTO_CLASS[task],
         pipeline_tag=TASKS[task][0],
         repo_id=repo_id,
-        metrics=[(describe_metric(k)[1], f"{v:.4f}" if _number(v) is not None else "n/a")
+        metrics=[(describe_metric(k, multi_label)[1], f"{v:.4f}" if _number(v) is not None else "n/a")
                  for k, v in _scalar_metrics(metrics).items()],
         confusion=_confusion(metrics),
         eval_dataset={**{k: _text(eval_dataset.get(k)) for k in ("name", "split", "num_images")},

@@ -124,6 +124,16 @@ def test_pretraining_card(tmp_path):
     assert "Trained on adult CXRs only" in text and "Vietnam" in text and "PhysioNet" in text
 
 
+def test_multi_label_accuracy_is_named_as_the_share_of_right_label_decisions(tmp_path):
+    config = GroupMaskedViTConfig(**TINY, num_labels=2, id2label={0: "effusion", 1: "pneumonia"},
+                                  label2id={"effusion": 0, "pneumonia": 1}, problem_type="multi_label_classification")
+    folder = export(tmp_path, GroupMaskedViTForImageClassification(config))
+    text = write_model_card(folder, {**RUN, "metrics": {"accuracy": 0.9}}).read_text()
+    (result,) = ModelCard(text).data.eval_results
+    assert (result.metric_type, result.metric_name) == ("accuracy", "Accuracy (per image and label)")
+    assert "| Accuracy (per image and label) | 0.9000 |" in text
+
+
 def test_html_rendering_shows_metrics_table_and_disclaimer(classifier_dir, card_text, tmp_path):
     body = card_text.split("---", 2)[2]
     html = markdown.markdown(body, extensions=["tables", "fenced_code"])

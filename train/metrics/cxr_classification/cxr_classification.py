@@ -4,7 +4,8 @@ Inputs per image: `predictions` class probabilities (K,), `references` labels (K
 0/1 with NaN = unknown for multi-label sets. Output: a flat dict of floats (undefined values are left out):
 accuracy, f1_macro, auroc_macro, auprc_macro, per class auroc/auprc/sensitivity/specificity/ppv/f1 (`name/class`),
 the confusion matrix as `confusion/true/predicted` counts (single-label), and bootstrap 95% CIs
-(`auroc_macro_ci_low` / `_high`, `accuracy_ci_low` / `_high`).
+(`auroc_macro_ci_low` / `_high`, `accuracy_ci_low` / `_high`). Multi-label accuracy is the share of right decisions
+over every known (image, label) pair.
 """
 
 import datasets
