@@ -725,3 +725,32 @@ def test_help_states_each_arguments_default(capsys):
         parse_args(TrainArgs, ["--help"], defaults={"epochs": 7})
     shown = " ".join(capsys.readouterr().out.split())
     assert "--epochs EPOCHS default: 7" in shown and "--hflip_p HFLIP_P default: 0.5" in shown
+
+
+def test_training_evaluation_scores_single_label_rows_on_their_one_positive_class(tmp_path, monkeypatch):
+    """Exclusive classes: an evaluation row [0, unknown] took the argmax of NaN (class 1) as its class and [1, 1]
+    its first; such rows are left out, [1, unknown] is class 0, as in train.evaluate."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "data"))
+    from factory import write_image
+
+    from modeling_cxrgm import GroupMaskedViTImageProcessor
+    from train.run import load_data
+
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    nan = float("nan")
+    rows = [("train", [1, 0]), ("train", [0, 1]), ("train", [1, 0]), ("train", [0, 1]),
+            ("test", [1, nan]), ("test", [0, nan]), ("test", [1, 1]), ("test", [0, 1])]
+    lines = []
+    for i, (split, labels) in enumerate(rows):
+        write_image(tmp_path / "set" / f"{i}.png", seed=i)
+        lines.append(json.dumps({"image": f"{i}.png", "labels": labels, "split": split, "patient_id": f"p{i}"}))
+    (tmp_path / "set" / "manifest.jsonl").write_text("\n".join(lines).replace("NaN", "null") + "\n")
+    args = TrainArgs(task="classification", dataset="manifest", data_dir=str(tmp_path / "set"),
+                     dataset_options={"label_names": ["normal", "pneumonia"]}, eval_split="test")
+    _, eval_set, names, mode = load_data(args, GroupMaskedViTImageProcessor(size=16))
+    assert mode == "single" and names == ["normal", "pneumonia"]
+    assert [int(eval_set[i]["labels"]) for i in range(len(eval_set))] == [0, 1]
+    assert [int(eval_set[i]["index"]) for i in range(len(eval_set))] == [0, 3]

@@ -182,6 +182,8 @@ def load_data(args: TrainArgs, processor):
     mode = data.resolve_label_mode(train, args.label_mode) if args.task == "classification" else data.MULTI
 
     def wrap(ds, role):
+        if mode == data.SINGLE and role == "evaluation":  # scored on its one positive class, as train.evaluate does
+            ds, _ = data.align_labels(ds, names, single_label=True)
         rows = data.task_rows(ds, args.task, f"The {role} data")
         width = len(ds.select_columns(["labels"])[0]["labels"]) if args.task == "classification" else None
         if width is not None and width != len(names):  # (the labels column alone: no image is decoded here)
