@@ -394,10 +394,11 @@ def report(results: dict) -> str:
         f"{cue_fit[NIH][f'auroc_on_{KERMANY}']:.3f}, fitted on Kermany -> NIH {cue_fit[KERMANY][f'auroc_on_{NIH}']:.3f}; "
         f"Kermany padding-fraction AUROC {results['drift_cues']['as_trained']['cue_auroc'][KERMANY]['padding_fraction']:.3f}"
         f" as trained, {results['drift_cues']['central_square']['cue_auroc'][KERMANY]['padding_fraction']:.3f} cropped.",
-        f"Pretraining: reconstruction L1 of the exported (best) encoder {pre.get('loss', float('nan')):.4f} (train images), realised masked "
-        f"fraction {stats['masked_fraction_mean']:.3f} (p5 {stats['masked_fraction_p5']:.3f}, p95 "
-        f"{stats['masked_fraction_p95']:.3f}), {stats['patches_touched']:.0%} of {stats['patch_size']}-px patches "
-        f"touched at {stats['image_size']} px. Wall time {results['wall_time_s'] / 60:.1f} min; per stage (s): "
+        f"Pretraining: reconstruction L1 of the exported (best) encoder {pre.get('loss', float('nan')):.4f} "
+        f"(train images), realised masked fraction {stats['masked_fraction_mean']:.3f} "
+        f"(p5 {stats['masked_fraction_p5']:.3f}, p95 {stats['masked_fraction_p95']:.3f}), "
+        f"{stats['patches_touched']:.0%} of {stats['patch_size']}-px patches touched at {stats['image_size']} px. "
+        f"Wall time {results['wall_time_s'] / 60:.1f} min; per stage (s): "
         + ", ".join(f"{k} {v:.0f}" for k, v in results["stage_time_s"].items()),
     ])
 
