@@ -109,6 +109,14 @@ def test_missing_facts_render_as_not_recorded(tmp_path):
     assert metadata_load(folder / "README.md")["pipeline_tag"] == "image-segmentation"
 
 
+def test_segmentation_card_says_at_which_size_dice_is_computed(tmp_path):
+    folder = export(tmp_path, GroupMaskedViTForSegmentation(GroupMaskedViTConfig(**TINY, num_labels=1)))
+    run = {"task": "segmentation", "preprocessing": {"size": 224}, "metrics": {"dice": 0.91, "iou": 0.84}}
+    text = write_model_card(folder, run).read_text()
+    assert "| Dice | 0.9100 |" in text
+    assert "Dice and IoU are computed on the masks at the model's input size (224 px), padding excluded." in text
+
+
 def test_pretraining_card(tmp_path):
     folder = export(tmp_path, GroupMaskedViTForPreTraining(GroupMaskedViTConfig(**TINY)))
     metrics = {"loss": 0.31, "train_loss": 0.4, "train_mask_fraction": 0.51, "epoch": 3.0, "step": 12.0}  # a run's
