@@ -117,7 +117,6 @@ def test_masks_of_files_differing_only_in_suffix_are_kept_apart(tmp_path):
         assert Image.open(listed[name]).size == Image.open(source).size
 
 
-
 def test_a_float_tiff_of_counts_is_predicted_as_data_sets_read_it(tmp_path):
     """A float TIFF holding 12-bit counts was refused by the image processor (floats must be in [0, 1]); it is read
     as data sets read it (counts over 65535, then scaled by the bits they use), so predict and training agree."""
@@ -136,3 +135,21 @@ def test_a_float_tiff_of_counts_is_predicted_as_data_sets_read_it(tmp_path):
     predict.main(["--model", saved(model, tmp_path / "model"), "--inputs", str(path), "--output",
                   str(tmp_path / "out.csv")])
     assert [row["path"] for row in rows(tmp_path / "out.csv")] == [str(path)]
+
+
+def test_a_fresh_run_leaves_no_earlier_runs_skipped_list(tmp_path):
+    labels = {0: "normal", 1: "pneumonia"}
+    model = saved(GroupMaskedViTForImageClassification(GroupMaskedViTConfig(
+        **TINY, num_labels=2, id2label=labels, label2id={v: k for k, v in labels.items()})), tmp_path / "model")
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    shutil.copy(jpegs(1)[0], folder / "a.jpeg")
+    (folder / "b.png").write_bytes(b"not an image")
+    command = ["--model", model, "--inputs", str(folder), "--output", str(tmp_path / "p.csv")]
+
+    predict.main([*command, "--on_error", "skip"])
+    assert [Path(r["path"]).name for r in rows(tmp_path / "p_skipped.csv")] == ["b.png"]
+    (folder / "b.png").unlink()
+    predict.main(command)  # every file read: this run skipped none
+    assert [Path(r["path"]).name for r in rows(tmp_path / "p.csv")] == ["a.jpeg"]
+    assert not (tmp_path / "p_skipped.csv").exists()

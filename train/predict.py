@@ -156,11 +156,14 @@ def mask_paths(files: list[Path], output: Path) -> dict[Path, Path]:
 
 class _Table:
     """A CSV written and flushed row by row, so an interrupted run keeps what it predicted. Created at the first
-    row; `resume` appends to an existing table instead of replacing it."""
+    row; `resume` appends to an existing table, else an earlier run's table is removed at once (a run that writes
+    no row to it, e.g. skips no file, must not leave the earlier run's rows beside its own)."""
 
     def __init__(self, path: Path, fields: list[str], resume: bool):
         self.path, self.fields, self.resume, self.rows = path, fields, resume, 0
         self._handle = self._writer = None
+        if not resume:
+            path.unlink(missing_ok=True)
 
     def write(self, row: dict) -> None:
         if self._writer is None:
