@@ -327,11 +327,14 @@ def render_model_card(model_dir, run: dict) -> ModelCard:
 
 
 def _bit_depth(preprocessing: dict, processor: dict) -> str:
-    """Bits per pixel of integer inputs; an explicit None means the image type's own (8 or 16)."""
+    """Bits per pixel of integer inputs; an explicit None means the processor's default: 8 for 8-bit images, else
+    the bits the image's largest value needs."""
     for record in (preprocessing, processor):
         if "bit_depth" in record:
             value = record["bit_depth"]
-            return "native (8 or 16 bits, from the image type)" if value is None else _text(value)
+            if value is None:
+                return "native: 8 for 8-bit images, else the bits the largest value needs (8 to 16, e.g. 12)"
+            return _text(value)
     return NOT_RECORDED
 
 

@@ -4,6 +4,7 @@ import json
 import re
 
 import markdown
+import numpy as np
 import pytest
 from huggingface_hub import ModelCard, metadata_load
 
@@ -140,6 +141,15 @@ def test_multi_label_accuracy_is_named_as_the_share_of_right_label_decisions(tmp
     (result,) = ModelCard(text).data.eval_results
     assert (result.metric_type, result.metric_name) == ("accuracy", "Accuracy (per image and label)")
     assert "| Accuracy (per image and label) | 0.9000 |" in text
+
+
+def test_card_states_the_bit_depth_the_processor_scales_by(classifier_dir):
+    run = {**RUN, "preprocessing": {**RUN["preprocessing"], "bit_depth": None}}
+    text = write_model_card(classifier_dir, run).read_text()
+    assert "| Bit depth | native: 8 for 8-bit images, else the bits the largest value needs (8 to 16, e.g. 12) |" in text
+    twelve_bits = np.full((8, 8), 4095, dtype=np.uint16)  # 12 bits stored in 16: white, not 1/16 of it
+    processor = GroupMaskedViTImageProcessor.from_pretrained(classifier_dir)
+    assert processor(twelve_bits, do_normalize=False)["pixel_values"].max().item() == 1.0
 
 
 def test_html_rendering_shows_metrics_table_and_disclaimer(classifier_dir, card_text, tmp_path):
