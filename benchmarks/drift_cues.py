@@ -127,7 +127,7 @@ def cue_report(data_dir: Path, image_size: int, models: list[str], max_aspect: f
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])  # the first sentence spans two lines
     parser.add_argument("--data_dir", default="../shared/data")
     parser.add_argument("--image_size", type=int, default=112, help="the models' input size (CPU preset: 112)")
     parser.add_argument("--models", nargs="*", default=[], help="exported normal/pneumonia classifiers to correlate")

@@ -63,3 +63,9 @@ def test_cropping_to_an_aspect_removes_the_shape_cue(tmp_path):
     cropped = drift_cues.main(argv + ["--max_aspect", "0.8"])  # the normals' width / height
     assert cropped["max_aspect"] == 0.8 and cropped["cue_auroc"]["kermany_pediatric"]["padding_fraction"] == 0.5
     assert drift_cues.crop_to_aspect(Image.new("L", (48, 32)), 0.8).size == (26, 32)
+
+
+def test_help_gives_the_whole_first_sentence(capsys):
+    with pytest.raises(SystemExit):
+        drift_cues.main(["--help"])
+    assert "opposite directions in nih_cxr14 and kermany_pediatric." in " ".join(capsys.readouterr().out.split())
