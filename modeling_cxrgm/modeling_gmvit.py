@@ -557,8 +557,9 @@ class GroupMaskedViTForImageClassification(GroupMaskedViTPreTrainedModel):
 class GroupMaskedViTProgressiveDecoder(nn.Module):
     """Multi-level progressive upsampling: tokens of several blocks -> fused map -> x2 stages -> (B, out, H, W).
 
-    Each selected block's patch tokens are normalised, projected to `decoder_hidden_size` / levels channels and
-    concatenated; then log2(p) stages of (x2 bilinear upsampling, 3x3 conv, GroupNorm, GELU) halve the channels.
+    Each selected block's patch tokens are normalised and projected to `decoder_hidden_size` channels; the maps are
+    concatenated and fused back to `decoder_hidden_size` by a 3x3 conv; then log2(p) stages of (x2 bilinear
+    upsampling, 3x3 conv, GroupNorm, GELU) halve the channels (`config.decoder_widths`).
     """
 
     def __init__(self, config: GroupMaskedViTConfig, out_channels: int):
