@@ -754,3 +754,11 @@ def test_training_evaluation_scores_single_label_rows_on_their_one_positive_clas
     assert mode == "single" and names == ["normal", "pneumonia"]
     assert [int(eval_set[i]["labels"]) for i in range(len(eval_set))] == [0, 1]
     assert [int(eval_set[i]["index"]) for i in range(len(eval_set))] == [0, 3]
+
+
+def test_evaluation_table_counts_all_images_for_every_task():
+    from train.evaluate import format_table
+
+    drift = {"num_images": {"nih": 30, "kermany": 10}, "metrics": {"nih": {"loss": 0.4}, "kermany": {"loss": 0.6}}}
+    lines = format_table("pretraining", {"loss": 0.45}, drift).splitlines()  # its metrics have no num_samples
+    assert lines[1].split() == ["all", "40", "0.4500"]

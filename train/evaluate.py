@@ -139,7 +139,7 @@ def format_table(task, metrics, drift) -> str:
     """Headline metrics for all images and per source."""
     keys = [k for k in HEADLINE[task] if k in metrics]
     lines = [f"{'source':<24}{'images':>8}" + "".join(f"{k:>14}" for k in keys)]
-    rows = [("all", int(metrics["num_samples"]) if "num_samples" in metrics else "", metrics)]
+    rows = [("all", sum(drift["num_images"].values()), metrics)]  # every image has a source ("unknown" if none)
     rows += [(s, drift["num_images"][s], m) for s, m in drift["metrics"].items()]
     for name, count, values in rows:
         lines.append(f"{name:<24}{count:>8}" + "".join(
