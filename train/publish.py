@@ -1,6 +1,6 @@
 """Push an exported model or a prepared data set to the Hugging Face Hub.
 
-    HF_TOKEN=... python -m train.publish --model_dir runs/cls/export --repo_id user/cxrgm-pneumonia
+    HF_TOKEN=... python -m train.publish --model_dir outputs/classification/model --repo_id user/cxrgm-pneumonia
     HF_TOKEN=... python -m train.publish --dataset_dir prepared/kermany --repo_id user/kermany-cxrgm --public
 
 Repos are private unless --public. The model folder must hold weights, config.json, the model code files and
