@@ -10,5 +10,6 @@ Where things live:
     checkpoint.py  atomic `save_state` with retention, `latest` lookup
     metrics/       local `evaluate` modules (classification, segmentation)
     export.py      the Hub-loadable model folder with processor, metrics.json and model card
-Scripts: pretrain.py, finetune_classification.py, finetune_segmentation.py, evaluate.py, predict.py, demo.py.
+Scripts: pretrain.py, finetune_classification.py, finetune_segmentation.py, evaluate.py, predict.py, probe.py,
+publish.py, demo.py.
 """
