@@ -12,7 +12,7 @@ from sklearn.metrics import roc_auc_score
 from modeling_cxrgm import GroupMaskedViTConfig, GroupMaskedViTForImageClassification
 from train import checkpoint, metrics
 from train.augment import AugmentSpec, augment
-from train.config import TrainArgs, load_yaml, parse_args, save_args
+from train.config import EvalArgs, TrainArgs, load_yaml, parse_args, save_args
 from train.optim import EMA, apply_schedules, clip_per_parameter, learning_rate, param_groups
 
 TINY = dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
@@ -762,3 +762,12 @@ def test_evaluation_table_counts_all_images_for_every_task():
     drift = {"num_images": {"nih": 30, "kermany": 10}, "metrics": {"nih": {"loss": 0.4}, "kermany": {"loss": 0.6}}}
     lines = format_table("pretraining", {"loss": 0.45}, drift).splitlines()  # its metrics have no num_samples
     assert lines[1].split() == ["all", "40", "0.4500"]
+
+
+def test_help_names_the_recipes_config_takes(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(TrainArgs, ["--help"])
+    assert "gmml_pretrain" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        parse_args(EvalArgs, ["--help"])
+    assert "recipe" not in capsys.readouterr().out  # the recipes hold training arguments only

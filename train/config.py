@@ -146,7 +146,10 @@ def json_object(text: str) -> dict:
 def parse_args(cls, argv=None, defaults: dict | None = None):
     """Fill `cls` from script `defaults`, then `--config` YAML, then explicit command-line flags."""
     parser = argparse.ArgumentParser(description=cls.__doc__)
-    parser.add_argument("--config", help="YAML file with any of the arguments below (flags override it)")
+    source = "YAML file"
+    if cls is TrainArgs:  # the recipes are training arguments
+        source += f", or a recipe name ({', '.join(sorted(path.stem for path in RECIPES.glob('*.yaml')))}),"
+    parser.add_argument("--config", help=f"{source} with any of the arguments below (flags override it)")
     for f in dataclasses.fields(cls):
         kind, nargs = _field_type(f.type)
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
