@@ -153,3 +153,15 @@ def test_a_fresh_run_leaves_no_earlier_runs_skipped_list(tmp_path):
     predict.main(command)  # every file read: this run skipped none
     assert [Path(r["path"]).name for r in rows(tmp_path / "p.csv")] == ["a.jpeg"]
     assert not (tmp_path / "p_skipped.csv").exists()
+
+
+def test_default_output_is_a_table_for_classifiers_and_a_mask_folder_for_segmentation(tmp_path, monkeypatch):
+    labels = {0: "normal", 1: "pneumonia"}
+    classifier = saved(GroupMaskedViTForImageClassification(GroupMaskedViTConfig(
+        **TINY, num_labels=2, id2label=labels, label2id={v: k for k, v in labels.items()})), tmp_path / "classifier")
+    segmenter = saved(GroupMaskedViTForSegmentation(GroupMaskedViTConfig(**TINY, num_labels=1)), tmp_path / "segmenter")
+    image = str(jpegs(1)[0])
+    monkeypatch.chdir(tmp_path)
+    assert predict.main(["--model", classifier, "--inputs", image]) == Path("predictions.csv")
+    assert predict.main(["--model", segmenter, "--inputs", image]) == Path("masks") / "masks.csv"
+    assert (tmp_path / "predictions.csv").is_file() and (tmp_path / "masks" / "masks.csv").is_file()

@@ -109,7 +109,8 @@ class PredictArgs:
 
     model: str = "outputs/run/model"
     inputs: list[str] = field(default_factory=list)  # files or folders: .dcm, .png, .jpg/.jpeg
-    output: str = "predictions.csv"  # CSV for classification; a folder of mask PNGs (+ CSV) for segmentation
+    output: str | None = None  # classification: a CSV (default predictions.csv); segmentation: a folder of mask PNGs
+    # and masks.csv (default masks)
     batch_size: int = 16
     threshold: float = 0.5
     on_error: str = "raise"  # raise | skip: an unreadable image stops the run, or is reported and listed (*_skipped.csv)

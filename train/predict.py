@@ -2,12 +2,13 @@
 
     python -m train.predict --model outputs/demo/model --inputs scans/ image.dcm --output predictions.csv
 
-Classification: a CSV with one row per image (path, one probability per label, predicted label). Segmentation: one
-mask PNG per image (0 / 255, at the image's size) in `--output` (a folder, mirroring the inputs' folders below the
-one that holds them all) and `--output`/masks.csv with mask areas. An unreadable or unsupported file stops the run
-naming it (`--on_error raise`), or is reported and listed with its reason in <table>_skipped.csv beside the table
-(`--on_error skip`). Rows are written as they come: a stopped run keeps them, and `--resume` continues it, skipping
-the files its tables already list. Runs on the GPU when there is one (`--device`).
+Classification: a CSV (`--output`, default predictions.csv) with one row per image (path, one probability per label,
+predicted label). Segmentation: one mask PNG per image (0 / 255, at the image's size) in `--output` (a folder, default
+masks, mirroring the inputs' folders below the one that holds them all) and `--output`/masks.csv with mask areas.
+An unreadable or unsupported file stops the run naming it (`--on_error raise`), or is reported and listed with its
+reason in <table>_skipped.csv beside the table (`--on_error skip`). Rows are written as they come: a stopped run
+keeps them, and `--resume` continues it, skipping the files its tables already list. Runs on the GPU when there is
+one (`--device`).
 The model is loaded with `trust_remote_code=True` from the folder's own code, as on the Hub.
 """
 
@@ -192,10 +193,10 @@ def _listed_paths(*tables: Path) -> set[str]:
 def main(argv=None) -> Path:
     args = parse_args(PredictArgs, argv)
     files = find_images(args.inputs)
-    output = Path(args.output)
     config = AutoConfig.from_pretrained(args.model, trust_remote_code=True)
     names = [config.id2label[i] for i in range(config.num_labels)]
     segmentation = is_segmentation(config)
+    output = Path(args.output or ("masks" if segmentation else "predictions.csv"))
     table_path = output / "masks.csv" if segmentation else output
     skipped_path = table_path.with_name(f"{table_path.stem}_skipped.csv")
     masks = mask_paths(files, output) if segmentation else {}
