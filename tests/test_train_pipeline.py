@@ -77,6 +77,7 @@ def test_evaluate_script_reproduces_training_metrics_and_reports_drift(runs, tmp
         assert out[key] == pytest.approx(metrics[key])
     drift = json.loads((tmp_path / "drift.json").read_text())
     assert drift["in_domain"] == "kermany" and drift["num_images"] == {"kermany": 4}
+    assert drift["metrics"]["kermany"]["accuracy_ci_low"] <= out["accuracy"]  # intervals per source too
     assert json.loads((tmp_path / "metrics.json").read_text())["num_samples"] == 4
 
 

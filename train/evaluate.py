@@ -126,7 +126,7 @@ def main(argv=None) -> dict:
                   model_config=accelerator.unwrap_model(model).config, single_label=single_label)
     results = engine.evaluate(model, loader, accelerator, ctx, seed=args.seed)
     metrics = compute_metrics(task, results, names, single_label, args.bootstrap)
-    drift = drift_report(task, results, ds, names, single_label, args.in_domain_source)
+    drift = drift_report(task, results, ds, names, single_label, args.in_domain_source, args.bootstrap)
     if accelerator.is_main_process:
         output_dir = Path(args.output_dir or Path(args.model) / f"eval-{args.split}")
         write_metrics(metrics, output_dir / "metrics.json")
