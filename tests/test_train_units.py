@@ -771,3 +771,17 @@ def test_help_names_the_recipes_config_takes(capsys):
     with pytest.raises(SystemExit):
         parse_args(EvalArgs, ["--help"])
     assert "recipe" not in capsys.readouterr().out  # the recipes hold training arguments only
+
+
+def test_card_label_policy_names_the_label_options_the_data_was_built_with(tmp_path):
+    from train.run import label_policy
+
+    chexpert = TrainArgs(dataset="chexpert", dataset_options={"uncertain": "ones", "blank": "zeros",
+                                                                "frontal_only": True})
+    assert label_policy(chexpert) == "blank=zeros, uncertain=ones"
+    renamed = TrainArgs(dataset="cxr_folder", dataset_options={"label_map": {"no_finding": "normal"}})
+    assert label_policy(renamed) == 'label_map={"no_finding": "normal"}'
+    assert label_policy(TrainArgs(dataset="kermany")) == "default"
+    (tmp_path / "prepare_settings.json").write_text('{"dataset": "chexpert", "options": {"uncertain": "mixed"}}')
+    prepared = TrainArgs(prepared_dir=str(tmp_path), dataset_options={"train_fraction": 0.1})
+    assert label_policy(prepared) == "uncertain=mixed"  # the options it was prepared with

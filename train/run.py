@@ -49,6 +49,9 @@ MODEL_CLASSES = {
 BEST_METRIC = {"pretraining": ("loss", False), "classification": ("auroc_macro", True), "segmentation": ("dice", True)}
 # builders of generic layouts: their data are named by their folder (cards know the benchmark subsets by it)
 FOLDER_LAYOUTS = ("cxr_folder", "imagefolder", "manifest", "dicomdir")
+# builder options that decide what the labels are: the model card's label policy
+LABEL_OPTIONS = ("uncertain", "blank", "readers", "labeler", "tasks", "labels", "classes", "label_column", "label_map",
+                 "label_names")
 HIGHER_IS_BETTER = ("auroc", "auprc", "accuracy", "f1", "dice", "iou", "sensitivity", "specificity", "ppv")
 # What a resumed run may change: where things are, how the run is operated, and its length (`epochs`: a run can be
 # extended; its schedules then span the new length), not what each step computes
@@ -441,7 +444,7 @@ def model_card_run(args: TrainArgs, accelerator, processor, train_set, eval_set,
     run = {
         "task": args.task,
         "train_datasets": [{"name": name, "num_images": len(train_set), "splits": list(args.train_splits),
-                            "label_policy": args.dataset_options.get("label_policy", "default")}],
+                            "label_policy": label_policy(args)}],
         "eval_dataset": {"name": name, "split": args.eval_split or "+".join(args.train_splits),
                          "num_images": len(eval_set) if eval_set else 0},
         "preprocessing": {"size": processor.size, "num_channels": processor.num_channels,
@@ -460,6 +463,21 @@ def model_card_run(args: TrainArgs, accelerator, processor, train_set, eval_set,
     if args.hub_model_id:
         run["repo_id"] = args.hub_model_id
     return run
+
+
+def label_policy(args: TrainArgs) -> str:
+    """The label options the training data was built with (for --prepared_dir: when it was prepared), e.g.
+    "blank=zeros, uncertain=ones", or "default"."""
+    options = args.dataset_options
+    settings = Path(args.prepared_dir or "") / "prepare_settings.json"
+    if args.prepared_dir and settings.is_file():
+        options = json.loads(settings.read_text()).get("options", {})
+    chosen = sorted(set(options) & set(LABEL_OPTIONS))
+    return ", ".join(f"{name}={_option_text(options[name])}" for name in chosen) or "default"
+
+
+def _option_text(value) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _is_gmml(path: str) -> bool:
