@@ -514,3 +514,11 @@ def test_dicomdir_and_manifest_list_options_given_as_one_string(tmp_path):
     (tmp_path / "set" / "labels.csv").write_text("image,pneumonia\na.png,1\n")
     recipe = build_recipe("manifest", tmp_path / "set", manifest="labels.csv", label_names="pneumonia")
     assert recipe.label_names == ["pneumonia"] and recipe.records[0]["labels"] == [1.0]
+
+
+def test_ages_in_months_weeks_and_days_become_years():
+    from hf_datasets.builders.common import parse_age
+
+    assert [parse_age(v) for v in ("58", "058Y", "45yrs", 58.0, "006M", "6 months", "026W", "3 weeks")] == \
+        [58.0, 58.0, 45.0, 58.0, 0.5, 0.5, 0.5, 3 / 52]
+    assert parse_age("730D") == parse_age("730 days") == 2.0 and parse_age("unknown") is None

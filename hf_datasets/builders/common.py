@@ -74,7 +74,8 @@ def normalise_sex(value) -> str | None:
 
 
 def parse_age(value) -> float | None:
-    """'58', '058Y', '45yrs', 58.0 -> years as float; months/days strings converted; else None."""
+    """'58', '058Y', '45yrs', 58.0 -> years as float; months, weeks and days ('006M', '6 months', '3 weeks',
+    '030D') converted; else None."""
     if value is None:
         return None
     text = str(value).strip().upper()
@@ -85,13 +86,8 @@ def parse_age(value) -> float | None:
         number = float(digits)
     except ValueError:
         return None
-    if text.endswith("M") and not text.endswith("YRS"):
-        return number / 12.0
-    if text.endswith("W"):
-        return number / 52.0
-    if text.endswith("D"):
-        return number / 365.0
-    return number
+    unit = text.lstrip("0123456789. ")[:1]  # DICOM age strings end in D / W / M / Y; words start with the same letter
+    return number / {"M": 12.0, "W": 52.0, "D": 365.0}.get(unit, 1.0)
 
 
 def read_table(path) -> list[dict]:
