@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The CPU build of torch; a GPU machine can override, e.g. TORCH_SPEC="torch==2.13.0" with its own index.
+# pip picks the build: CPU where its configuration offers one (as on our CI machines), else PyPI's (CUDA on Linux);
+# e.g. TORCH_SPEC="torch==2.13.0+cpu" with PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu for the CPU one.
 TORCH_SPEC ?= torch==2.13.0
 # Real sample CXRs (Kermany et al., CC BY 4.0) ship inside this wheel; its own dependencies are not needed.
 SAMPLE_WHEEL ?= pneumonia-model-package==0.3.0
