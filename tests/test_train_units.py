@@ -785,3 +785,18 @@ def test_card_label_policy_names_the_label_options_the_data_was_built_with(tmp_p
     (tmp_path / "prepare_settings.json").write_text('{"dataset": "chexpert", "options": {"uncertain": "mixed"}}')
     prepared = TrainArgs(prepared_dir=str(tmp_path), dataset_options={"train_fraction": 0.1})
     assert label_policy(prepared) == "uncertain=mixed"  # the options it was prepared with
+
+
+def test_card_names_prepared_data_after_the_set_it_was_prepared_from(tmp_path):
+    """A run on prepared shards named its data after their folder ("lungs"), so the card gave no source, licence or
+    population; the set they were prepared from is named, and folder layouts keep their folder's name."""
+    from train.run import data_name
+
+    (tmp_path / "lungs").mkdir()
+    (tmp_path / "lungs" / "prepare_settings.json").write_text('{"dataset": "montgomery", "options": {}}')
+    assert data_name(TrainArgs(prepared_dir=str(tmp_path / "lungs"))) == "montgomery"
+    (tmp_path / "kermany_small").mkdir()
+    (tmp_path / "kermany_small" / "prepare_settings.json").write_text('{"dataset": "cxr_folder", "options": {}}')
+    assert data_name(TrainArgs(prepared_dir=str(tmp_path / "kermany_small"))) == "kermany_small"
+    assert data_name(TrainArgs(dataset="cxr_folder", data_dir="/data/kermany_pediatric")) == "kermany_pediatric"
+    assert data_name(TrainArgs(dataset="nih", data_dir="/data/ChestX-ray14")) == "nih"

@@ -434,10 +434,7 @@ def _replace(source: Path, target: Path) -> None:
 def model_card_run(args: TrainArgs, accelerator, processor, train_set, eval_set, duration_s: float,
                    epochs_trained: float) -> dict:
     """The `run` description the model card is written from (metrics are added by export)."""
-    if args.dataset in FOLDER_LAYOUTS and args.data_dir:
-        name = Path(args.data_dir).name  # e.g. kermany_pediatric, not cxr_folder
-    else:
-        name = args.dataset or Path(args.prepared_dir or "data").name
+    name = data_name(args)
     hardware = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "CPU"
     # --init is a local folder: absolute, so that the card never takes a relative one (pre/model) for a Hub repo id
     init = "random" if args.init == "random" else str(Path(args.init).resolve())
@@ -463,6 +460,20 @@ def model_card_run(args: TrainArgs, accelerator, processor, train_set, eval_set,
     if args.hub_model_id:
         run["repo_id"] = args.hub_model_id
     return run
+
+
+def data_name(args: TrainArgs) -> str:
+    """The training data's name on the card: a public set's builder name (for --prepared_dir, the one it was prepared
+    from), whose source, licence and population the card then gives; a folder layout's folder (kermany_pediatric,
+    not cxr_folder)."""
+    dataset, folder = args.dataset, args.data_dir
+    settings = Path(args.prepared_dir or "") / "prepare_settings.json"
+    if args.prepared_dir:
+        dataset = json.loads(settings.read_text()).get("dataset") if settings.is_file() else None
+        folder = args.prepared_dir
+    if dataset and dataset not in FOLDER_LAYOUTS:
+        return dataset
+    return Path(folder or "data").name
 
 
 def label_policy(args: TrainArgs) -> str:
