@@ -63,7 +63,7 @@ def main(argv=None) -> list[dict]:
     stages = {
         "pretraining to step 2 (mid-epoch)": [*pretrain, "--max_steps", "2"],
         "pretraining resumed": [*pretrain, "--resume_from_checkpoint", "latest"],
-        "classification (fp16, EMA, compiled with CUDA graphs)": [
+        "classification (fp16, EMA, compiled reduce-overhead: CUDA graphs on a GPU)": [
             "-m", "train.finetune_classification", "--dataset", "sample", "--init", str(out / "pretrain" / "model"),
             "--output_dir", str(out / "classification"), *TINY, "--epochs", "2", "--mixed_precision", "fp16",
             "--ema_decay", "0.9", "--torch_compile_mode", "reduce-overhead"],
