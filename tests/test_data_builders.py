@@ -344,6 +344,26 @@ def test_dicomdir_filters(tmp_path):
     assert build("dicomdir", tmp_path / "d", views=["PA"], split_fractions={"train": 1.0})["train"].num_rows == 1
 
 
+def test_manifest_of_dicoms_decodes_them_and_keeps_each_patient_in_one_split(tmp_path):
+    """A manifest listing PACS files (any name) decodes them, and takes patient, study and view from the header
+    when it has no such columns: one patient's studies never land in two splits."""
+    from factory import write_dicom
+
+    lines = ["image,label"]
+    for patient in range(4):
+        for study in range(3):
+            name = f"P{patient}/S{study}/IM0001" if study else f"P{patient}/S{study}/IM0001.dcm"
+            write_dicom(tmp_path / "set" / name, patient_id=f"MRN{patient}", view="AP" if study else "PA")
+            lines.append(f"{name},{'pneumonia' if patient % 2 else 'normal'}")
+    (tmp_path / "set" / "labels.csv").write_text("\n".join(lines) + "\n")
+    ds = build("manifest", tmp_path / "set", manifest="labels.csv", split_fractions={"train": 0.5, "test": 0.5})
+    assert sum(split.num_rows for split in ds.values()) == 12
+    assert all(row["image"].mode == "L" and len(row["patient_id"]) == 16 and "MRN" not in row["patient_id"]
+               for row in rows(ds))
+    assert len({row["patient_id"] for row in rows(ds)}) == 4
+    assert {row["view"] for row in rows(ds)} == {"PA", "AP"}
+
+
 def test_unknown_name_and_missing_dir():
     with pytest.raises(ValueError, match="unknown data set"):
         build_dataset("nope", "/tmp")

@@ -27,6 +27,19 @@ def _patient(image: Path, root: Path, pattern: str | None) -> str:
     return match.group(1) if match and match.groups() else (match.group(0) if match else stem)
 
 
+def _dicom_header(path) -> dict:
+    """Modality, normalised view and hashed patient / study ids from a DICOM file's header (None for each when the
+    header cannot be read: the file is reported when its pixels are)."""
+    with quiet_value_checks():
+        try:
+            header = pydicom.dcmread(path, stop_before_pixels=True)
+        except Exception:
+            header = pydicom.Dataset()
+        return {"modality": header.get("Modality"), "view": normalise_view(header.get("ViewPosition")),
+                "patient_id": hash_identifier(header.get("PatientID")),
+                "study_id": hash_identifier(header.get("StudyInstanceUID"))}
+
+
 def build_imagefolder(data_dir, patient_pattern: str | None = None, bits: int = 8) -> Recipe:
     """ROOT/CLASS/*.png or ROOT/SPLIT/CLASS/*.png (SPLIT in train/val/test); images may be
     PNG/JPEG/TIFF/BMP/GIF or DICOM (.dcm/.dicom); labels one-hot over the sorted class folder names. patient_pattern: regex on the file stem whose first group is
@@ -81,7 +94,8 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
     """A CSV or JSONL file (relative to data_dir) with one row per image:
     `image` (path relative to data_dir), and either `labels` (JSONL list, with `label_names`),
     one column per name in `label_names` (CSV), or `label` (a class name, one-hot encoded);
-    optional mask, patient_id, study_id, view, sex, age, source, split."""
+    optional mask, patient_id, study_id, view, sex, age, source, split. DICOM images (any name) are decoded; their
+    patient and study ids (hashed) and view come from the header where the row gives none."""
     root = Path(data_dir)
     path = root / manifest
     if not path.exists():
@@ -107,10 +121,14 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
         if len(values) != len(names):
             raise LayoutError(path, f"row for {row.get('image')} has {len(values)} labels, expected {len(names)}")
         mask = row.get("mask") or None
-        records.append(record(root / row["image"], data_dir=root, labels=values,
+        image = root / row["image"]
+        dicom = image.suffix.lower() in DICOM_SUFFIXES or is_dicom_file(image)
+        header = _dicom_header(image) if dicom else {}
+        records.append(record(image, data_dir=root, labels=values, decode=dicom,
                               mask=str(root / mask) if mask else None,
-                              patient_id=row.get("patient_id") or None, study_id=row.get("study_id") or None,
-                              view=row.get("view") or None, sex=row.get("sex"), age=row.get("age"),
+                              patient_id=row.get("patient_id") or header.get("patient_id"),
+                              study_id=row.get("study_id") or header.get("study_id"),
+                              view=row.get("view") or header.get("view"), sex=row.get("sex"), age=row.get("age"),
                               source=row.get("source") or root.name, split=row.get("split") or None))
     if label_names and unlabelled == len(rows):
         raise LayoutError(path, f"no row has labels for {names}: give one column per name (CSV), a 'labels' "
@@ -129,20 +147,12 @@ def build_dicomdir(data_dir, modalities=("CR", "DX"), views=None, bits: int = 16
     for path in walk_files(root, ("",)):
         if not is_dicom_file(path):
             continue
-        with quiet_value_checks():
-            try:
-                header = pydicom.dcmread(path, stop_before_pixels=True)
-            except Exception:  # unreadable headers are reported later by prepare / on_error
-                header = pydicom.Dataset()
-            modality = header.get("Modality")
-            view = normalise_view(header.get("ViewPosition"))
-            patient_id, study_uid = header.get("PatientID"), header.get("StudyInstanceUID")
+        header = _dicom_header(path)
+        modality = header.pop("modality")
         if modalities is not None and modality is not None and modality not in modalities:
             continue
-        if views is not None and view not in views:
+        if views is not None and header["view"] not in views:
             continue
-        records.append(record(path, data_dir=root, decode=True,
-                              patient_id=hash_identifier(patient_id), study_id=hash_identifier(study_uid),
-                              view=view, source=root.name))
+        records.append(record(path, data_dir=root, decode=True, source=root.name, **header))
     return Recipe(name="dicomdir", records=records, label_names=[], bits=bits,
                   about=f"DICOM files under {root.name} (modalities {modalities}).", data_dir=str(root))
