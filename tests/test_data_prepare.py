@@ -129,6 +129,22 @@ def test_bad_input_is_prepared_or_reported(tmp_path, streaming):
     assert rows["sixteen.png"]["image"].mode == "L" and sixteen.max() > 200  # not clipped to 255 / 4095
 
 
+def test_an_empty_or_damaged_dcm_in_a_dicom_folder_is_reported(tmp_path):
+    """A .dcm file without the 'DICM' marker (empty, cut short before it) counts as found and is listed with
+    its reason, as in an image folder; files of other names without the marker are not DICOM."""
+    from factory import write_dicom
+
+    write_dicom(tmp_path / "scans" / "a" / "IM0001", patient_id="P1")
+    (tmp_path / "scans" / "a" / "IM0002.dcm").write_bytes(b"")
+    (tmp_path / "scans" / "a" / "IM0003.DCM").write_bytes(b"\0" * 100)
+    (tmp_path / "scans" / "notes.txt").write_text("not dicom")
+    report = prepare("dicomdir", tmp_path / "scans", tmp_path / "out", size=16, split_fractions={"train": 1.0},
+                     progress=False)
+    assert report["found"] == 3 and report["written"] == 1
+    reasons = {Path(e["path"]).name: e["reason"] for e in report["skipped_files"]}
+    assert reasons["IM0002.dcm"].startswith("empty file") and "not a DICOM file" in reasons["IM0003.DCM"]
+
+
 def test_streaming_matches_default(tmp_path):
     data_dir = layouts.cxr_folder(tmp_path / "src")
     prepare("cxr_folder", data_dir, tmp_path / "a", size=16, shard_size=3, progress=False)

@@ -138,14 +138,15 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
 
 
 def build_dicomdir(data_dir, modalities=("CR", "DX"), views=None, bits: int = 16) -> Recipe:
-    """Every DICOM file under data_dir (found by the 'DICM' marker, any extension) whose
+    """Every DICOM file under data_dir (found by the 'DICM' marker under any name, or by a .dcm / .dicom suffix, so
+    that an empty or damaged one is reported rather than left out unseen) whose
     Modality is in `modalities` (None = any) and normalised view in `views` (None = any).
     Patient / study ids are hashes of the header values; no labels."""
     root = Path(data_dir)
     modalities, views = option_values(modalities), option_values(views)  # --option views=PA is one view
     records = []
     for path in walk_files(root, ("",)):
-        if not is_dicom_file(path):
+        if not (is_dicom_file(path) or path.suffix.lower() in DICOM_SUFFIXES):
             continue
         header = _dicom_header(path)
         modality = header.pop("modality")
