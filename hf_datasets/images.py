@@ -13,12 +13,16 @@ import os
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL.PngImagePlugin import PngInfo
 
 from .dicom import is_dicom_file, read_dicom
 from .errors import ImageReadError
 
 JSRT_SHAPE = (2048, 2048)
 JSRT_BITS = 12
+# PNG text chunk of the 16-bit images written here: their values are scaled by 2**16 - 1 (to_bits), which the image
+# processor (modeling_cxrgm, the same key) then uses instead of guessing from the brightest value.
+BIT_DEPTH_KEY = "bit depth"
 
 
 def upright(image: Image.Image) -> Image.Image:
@@ -157,7 +161,11 @@ def to_bits(image: np.ndarray, bits: int) -> np.ndarray:
 
 
 def encode_png(image: np.ndarray, compress_level: int = 1) -> bytes:
-    """Grey uint8/uint16 array -> PNG bytes (8- or 16-bit grey)."""
+    """Grey uint8/uint16 array -> PNG bytes (8- or 16-bit grey); a 16-bit one states its bit depth (`BIT_DEPTH_KEY`),
+    as a dim image's brightest value does not tell it (a windowed DICOM may stay below mid-grey)."""
+    info = PngInfo()
+    if image.dtype == np.uint16:
+        info.add_text(BIT_DEPTH_KEY, "16")
     buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG", compress_level=compress_level)
+    Image.fromarray(image).save(buffer, format="PNG", compress_level=compress_level, pnginfo=info)
     return buffer.getvalue()

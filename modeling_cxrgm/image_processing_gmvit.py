@@ -3,9 +3,9 @@
 Accepted images: PIL (L, I;16, I, F, RGB, RGBA, LA, P, PA, 1), numpy (H, W) / (H, W, C) uint8 / uint16 / float in
 [0, 1] / bool, torch (H, W) / (C, H, W) / (H, W, C) tensors, a list of those, or a stacked batch (numpy
 (B, H, W[, C]), torch (B, C, H, W)).
-Integers are scaled by their real bit depth: 8 for uint8; for wider integers `bit_depth` if given, else the smallest
-of 8..16 bits that holds the image's largest value (PadChest: 12 bits stored in 16); 16-bit images are never clipped
-to 8 bits. RGB becomes grey by luminance when `num_channels` is 1 (pipelines hand over RGB);
+Integers are scaled by their real bit depth: 8 for uint8; for wider integers `bit_depth` if given, else the depth a
+PNG states (hf_datasets' 16-bit images: 16), else the smallest of 8..16 bits that holds the image's largest value
+(PadChest: 12 bits stored in 16); 16-bit images are never clipped to 8 bits. RGB becomes grey by luminance when `num_channels` is 1 (pipelines hand over RGB);
 grey is replicated when it is 3.
 
 This file is copied next to the weights by `save_pretrained`, so it imports only torch, numpy and transformers.
@@ -25,6 +25,7 @@ PAD_LABEL = 255  # label of padded mask pixels: the config's default `semantic_l
 SETTINGS = ("size", "num_channels", "resize_mode", "do_normalize", "image_mean", "image_std", "normalization",
             "bit_depth", "equalize")  # the constructor's arguments
 CHANNELS = (1, 3, 4)  # grey, RGB, RGBA (alpha dropped)
+BIT_DEPTH_KEY = "bit depth"  # PNG text chunk with the bits an image is scaled by (hf_datasets' 16-bit images: 16)
 
 
 def _pil_to_array(image) -> np.ndarray:
@@ -60,6 +61,12 @@ def _equalize(tensor: torch.Tensor) -> torch.Tensor:
 
 def _is_pil(image) -> bool:
     return hasattr(image, "mode") and hasattr(image, "size") and hasattr(image, "getbands")
+
+
+def _stated_bits(image) -> int | None:
+    """The bit depth a PIL image's file states (`BIT_DEPTH_KEY`), else None."""
+    value = str(image.info.get(BIT_DEPTH_KEY, ""))
+    return int(value) if value.isdigit() and 8 <= int(value) <= 16 else None
 
 
 def _bits_used(tensor: torch.Tensor) -> int:
@@ -179,7 +186,8 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
         do_normalize (`bool`), image_mean / image_std (`list[float]`): per channel; CXR statistics by default
             (`normalization="imagenet"` picks ImageNet's for 3-channel models started from ImageNet weights).
         bit_depth (`int`, *optional*): bits used by integer inputs (e.g. 12); by default 8 for uint8 and, for wider
-            integers, the smallest of 8..16 bits that holds each image's largest value (as data preparation does).
+            integers, the depth a PNG states (`BIT_DEPTH_KEY`, written by hf_datasets) or else the smallest of 8..16
+            bits that holds each image's largest value (as data preparation does).
         equalize (`bool`): histogram-equalise each image over its own pixels before resizing, which removes
             exposure and processing differences between sites and devices (see `_equalize`).
     """
@@ -238,7 +246,7 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
         """One image -> float32 (num_channels, H, W) in [0, 1]."""
         if _is_pil(image):
             array = _pil_to_array(image)
-            tensor, from_numpy = _to_unit_float(array, self.bit_depth), True
+            tensor, from_numpy = _to_unit_float(array, self.bit_depth or _stated_bits(image)), True
         elif isinstance(image, np.ndarray):
             tensor, from_numpy = _to_unit_float(image, self.bit_depth), True
         elif isinstance(image, torch.Tensor):

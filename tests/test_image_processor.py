@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from modeling_cxrgm import GroupMaskedViTImageProcessor
-from modeling_cxrgm.image_processing_gmvit import CXR_MEAN, CXR_STD
+from modeling_cxrgm.image_processing_gmvit import BIT_DEPTH_KEY, CXR_MEAN, CXR_STD
 
 
 def unnormalised(size=8, num_channels=1, **kwargs):
@@ -53,6 +53,23 @@ def test_16_bit_files_with_fewer_bits_used_look_as_after_preparation(tmp_path):
     assert torch.allclose(from_raw, prepared, atol=1 / 65535)
     as_int32 = Image.fromarray(gradient().astype(np.int32))  # mode "I": 8-bit content in a 32-bit mode
     assert torch.allclose(processor(as_int32).pixel_values, processor(Image.fromarray(gradient())).pixel_values)
+
+
+def test_a_dim_16_bit_png_written_by_the_data_sets_is_read_at_the_depth_it_states():
+    """A windowed DICOM whose brightest pixel is a third of white becomes a 16-bit PNG whose largest value uses 15
+    bits: read by that rule it came out twice as bright as the DICOM itself (what `train.predict` gives the model).
+    The PNG states its depth, so training on built or prepared sets sees the DICOM's own brightness."""
+    import io
+
+    from hf_datasets import images
+
+    assert images.BIT_DEPTH_KEY == BIT_DEPTH_KEY  # the processor (a Hub file) cannot import hf_datasets
+    dim = gradient(dtype=np.float64) / 255.0 / 3.0  # the windowed DICOM as read_dicom gives it: [0, 1/3]
+    png = Image.open(io.BytesIO(images.encode_png(images.to_bits(dim, 16))))
+    processor = unnormalised()
+    expected = processor(dim.astype(np.float32)).pixel_values
+    assert torch.allclose(processor(png).pixel_values, expected, atol=1 / 65535)
+    assert not torch.allclose(processor(np.asarray(png)).pixel_values, expected, atol=0.1)  # no file, no statement
 
 
 def test_values_beyond_the_declared_bit_depth_are_refused():

@@ -305,6 +305,37 @@ def test_8bit_images_travel_as_uint8_equal_to_the_rounded_processor_output():
     assert data.CXRDataset(ds16, processor, "pretraining")[0]["pixel_values"].dtype == torch.float32
 
 
+def test_a_dim_windowed_dicom_trains_as_prediction_reads_it(tmp_path):
+    """A 16-bit set's decoded DICOM whose window leaves it below mid-grey is read at the scale it was written at,
+    not brightened by the bits its largest value uses: training sees what `train.predict` sees in the file."""
+    import sys
+
+    import datasets
+
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "data"))
+    from factory import write_dicom
+
+    from hf_datasets import build_dataset, read_dicom
+    from hf_datasets.prepare import prepare
+    from modeling_cxrgm import GroupMaskedViTImageProcessor
+    from train import data
+
+    pixels = np.tile(np.linspace(0, 2000, 32, dtype=np.uint16), (32, 1))
+    path = write_dicom(tmp_path / "scans" / "IM0001", pixels, window=(3000, 4000))
+    image = read_dicom(path)[0]
+    assert 0.2 < image.max() < 0.5
+    processor = GroupMaskedViTImageProcessor(size=32)
+    expected = processor.preprocess([image], do_normalize=False)["pixel_values"][0]
+    built = build_dataset("dicomdir", tmp_path / "scans", split_fractions={"train": 1.0},
+                          cache_dir=str(tmp_path / "cache"))["train"]
+    prepare("dicomdir", tmp_path / "scans", tmp_path / "prepared", size=32, bits=16,
+            split_fractions={"train": 1.0}, progress=False)
+    prepared = datasets.load_from_disk(str(tmp_path / "prepared"))["train"]
+    for ds in (built, prepared):
+        item = data.CXRDataset(ds, processor, "pretraining")[0]["pixel_values"]
+        assert (item - expected).abs().max() < 1e-4
+
+
 def test_segmentation_masks_travel_as_uint8_and_out_of_range_values_are_refused():
     import datasets
     from PIL import Image
