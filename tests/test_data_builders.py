@@ -344,6 +344,17 @@ def test_dicomdir_filters(tmp_path):
     assert build("dicomdir", tmp_path / "d", views=["PA"], split_fractions={"train": 1.0})["train"].num_rows == 1
 
 
+def test_dicomdir_keeps_one_copy_of_an_image_exported_twice(tmp_path):
+    """The same study exported twice (same SOP Instance UIDs) counted each image twice in training and test."""
+    from factory import write_dicom
+    first = write_dicom(tmp_path / "d" / "export1" / "IM0001", patient_id="P1")
+    write_dicom(tmp_path / "d" / "export2" / "IM0002", patient_id="P1", seed=1)
+    shutil.copy(first, tmp_path / "d" / "export2" / "IM0001")
+    with pytest.warns(UserWarning, match="1 DICOM file.* repeat an image found before"):
+        ds = build("dicomdir", tmp_path / "d", split_fractions={"train": 1.0})
+    assert sorted(r["path"] for r in rows(ds)) == ["export1/IM0001", "export2/IM0002"]
+
+
 def test_manifest_of_dicoms_decodes_them_and_keeps_each_patient_in_one_split(tmp_path):
     """A manifest listing PACS files (any name) decodes them, and takes patient, study and view from the header
     when it has no such columns: one patient's studies never land in two splits."""

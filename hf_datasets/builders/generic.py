@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import re
+import warnings
 from pathlib import Path
 
 import pydicom
@@ -36,7 +37,7 @@ def _dicom_header(path) -> dict:
         except Exception:
             header = pydicom.Dataset()
         return {"modality": header.get("Modality"), "view": normalise_view(header.get("ViewPosition")),
-                "patient_id": hash_identifier(header.get("PatientID")),
+                "instance": header.get("SOPInstanceUID"), "patient_id": hash_identifier(header.get("PatientID")),
                 "study_id": hash_identifier(header.get("StudyInstanceUID"))}
 
 
@@ -141,19 +142,27 @@ def build_dicomdir(data_dir, modalities=("CR", "DX"), views=None, bits: int = 16
     """Every DICOM file under data_dir (found by the 'DICM' marker under any name, or by a .dcm / .dicom suffix, so
     that an empty or damaged one is reported rather than left out unseen) whose
     Modality is in `modalities` (None = any) and normalised view in `views` (None = any).
-    Patient / study ids are hashes of the header values; no labels."""
+    Patient / study ids are hashes of the header values; no labels. A file repeating an image found before (the same
+    SOP Instance UID, e.g. a study exported twice) is left out, so that no image counts twice."""
     root = Path(data_dir)
     modalities, views = option_values(modalities), option_values(views)  # --option views=PA is one view
-    records = []
+    records, instances, repeats = [], set(), 0
     for path in walk_files(root, ("",)):
         if not (is_dicom_file(path) or path.suffix.lower() in DICOM_SUFFIXES):
             continue
         header = _dicom_header(path)
-        modality = header.pop("modality")
+        modality, instance = header.pop("modality"), header.pop("instance")
         if modalities is not None and modality is not None and modality not in modalities:
             continue
         if views is not None and header["view"] not in views:
             continue
+        if instance is not None and instance in instances:
+            repeats += 1
+            continue
+        instances.add(instance)
         records.append(record(path, data_dir=root, decode=True, source=root.name, **header))
+    if repeats:
+        warnings.warn(f"{root}: {repeats} DICOM file(s) repeat an image found before (same SOP Instance UID); "
+                      "the first copy of each is kept", stacklevel=2)
     return Recipe(name="dicomdir", records=records, label_names=[], bits=bits,
                   about=f"DICOM files under {root.name} (modalities {modalities}).", data_dir=str(root))
