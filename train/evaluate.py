@@ -21,7 +21,7 @@ from . import data, engine
 from .config import EvalArgs, parse_args
 from .export import write_metrics
 from .metrics import compute_metrics
-from .run import Context
+from .run import Context, exit_process
 
 TASKS = {
     "GroupMaskedViTForImageClassification": "classification",
@@ -149,3 +149,4 @@ def format_table(task, metrics, drift) -> str:
 
 if __name__ == "__main__":
     main()
+    exit_process()

@@ -2,7 +2,7 @@
 --init outputs/pretrain/model --dataset kermany --data_dir ...`."""
 
 from .config import TrainArgs, parse_args
-from .run import run_training
+from .run import exit_process, run_training
 
 DEFAULTS = {
     "task": "classification", "output_dir": "outputs/classification", "crop_scale": [0.5, 1.0], "rotation": 10.0,
@@ -17,3 +17,4 @@ def main(argv=None) -> dict:
 
 if __name__ == "__main__":
     main()
+    exit_process()

@@ -13,6 +13,7 @@ import math
 import os
 import platform
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -380,8 +381,19 @@ def run_training(args: TrainArgs) -> dict:
         run = model_card_run(args, accelerator, processor, train_set, eval_set, state.elapsed(), epochs_trained)
         export(output_dir / "best", output_dir, metrics, run, card=args.card)
     accelerator.wait_for_everyone()
-    accelerator.end_training()
+    for tracker in accelerator.trackers:  # the process group stays: see `exit_process`
+        tracker.finish()
     return metrics
+
+
+def exit_process() -> None:
+    """End a script. A launched multi-process run exits at once, once its output is flushed: freeing gloo's process
+    group can deadlock (the freeing thread holds the GIL that a gloo worker thread waits for in order to release a
+    tensor), which left finished runs hanging at exit. Other runs end normally."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def _evaluate_and_keep_best(model, eval_loader, accelerator, ctx, args, state, stats, best_name, names, processor,
