@@ -434,6 +434,20 @@ def test_a_file_repaired_or_replaced_since_the_last_build_is_read_again(tmp_path
     assert not np.array_equal(np.asarray(again[2]["image"]), old_scan)
 
 
+def test_the_cache_key_does_not_pickle_the_records(tmp_path, monkeypatch):
+    """datasets keyed its cache on the generator's arguments, pickling every record in Python: most of the time of a
+    cached build of a 100k-image set. The records are digested as JSON instead; a second build still reads the cache."""
+    from datasets.fingerprint import Hasher
+    hashed = []
+    original = Hasher.hash.__func__
+    monkeypatch.setattr(Hasher, "hash", classmethod(lambda cls, value: hashed.append(repr(value)) or original(cls, value)))
+    data_dir = layouts.cxr_folder(tmp_path / "cxr")
+    first = build("cxr_folder", data_dir)
+    assert hashed and not any("IM-0001.png" in text for text in hashed)
+    again = build("cxr_folder", data_dir)
+    assert {s: d.cache_files for s, d in again.items()} == {s: d.cache_files for s, d in first.items()}
+
+
 def test_sixteen_bit_images_in_an_eight_bit_set_are_scaled_not_clipped(tmp_path):
     """A 12-bit PNG in an image folder reads as prepare writes it, not as Pillow's convert("L") (all white)."""
     from factory import write_image

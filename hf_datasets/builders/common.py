@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import io
+import json
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -180,8 +182,17 @@ def file_stamps(records) -> list:
     return states
 
 
-def _generate(records, bits, on_error, file_stamps=None):
-    """Examples of `records`; `file_stamps` is not read here, it only keys the datasets cache."""
+def cache_fingerprint(records, bits: int, on_error: str, features, split: str) -> str:
+    """The datasets cache key of one split: its records, their files' stamps (see `file_stamps`), the settings and
+    the code that encodes them. The records are hashed as JSON: datasets' own key pickles every record in Python,
+    which took most of a cached build of a large set."""
+    digest = hashlib.sha256(json.dumps([records, file_stamps(records), bits, on_error, split], default=str).encode())
+    digest.update(datasets.fingerprint.Hasher.hash([_generate, features]).encode())
+    return digest.hexdigest()
+
+
+def _generate(records, bits, on_error):
+    """Examples of `records`."""
     for rec in records:
         try:
             yield encode_example(rec, bits)
@@ -231,8 +242,8 @@ def assemble(recipe: Recipe, *, fractions=None, seed=0, streaming=False, num_pro
             ds = datasets.IterableDataset.from_generator(_generate, features=features, gen_kwargs=kwargs)
         else:
             ds = datasets.Dataset.from_generator(
-                _generate, features=features, gen_kwargs={**kwargs, "file_stamps": file_stamps(records)},
-                cache_dir=cache_dir,
+                _generate, features=features, gen_kwargs=kwargs, cache_dir=cache_dir,
+                fingerprint=cache_fingerprint(records, recipe.bits, on_error, features, split),
                 num_proc=num_proc if num_proc and num_proc > 1 and len(records) >= num_proc else None,
                 split=split)
         ds.info.update(info)
