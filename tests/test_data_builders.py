@@ -116,6 +116,43 @@ def test_mimic_views_given_as_one_value(tmp_path):
     assert {row["view"] for row in rows(ds)} == {"PA"}
 
 
+def _peak_traced_bytes(function) -> int:
+    """The most memory Python had allocated at once while `function` ran."""
+    import tracemalloc
+    tracemalloc.start()
+    try:
+        function()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def _add_wide_rows(table: Path, count: int, width: int, row) -> int:
+    """Append `count` rows (`row(i)`, a list of cells) of a table, each with `width` extra characters in its last cell;
+    returns the characters added."""
+    opener = gzip.open if table.suffix == ".gz" else open
+    with opener(table, "rt") as handle:
+        text = handle.read()
+    extra = "".join(",".join(row(i)) + "x" * width + "\n" for i in range(count))
+    with opener(table, "wt") as handle:
+        handle.write(text + extra)
+    return len(extra)
+
+
+def test_table_rows_are_read_one_at_a_time(tmp_path):
+    """MIMIC's builder kept every row of its metadata file (377k rows of a dozen columns) to look up one column, and
+    NIH's every row of Data_Entry, while the records were built: each table is now read a row at a time."""
+    from hf_datasets.registry import build_recipe
+    layouts.mimic(tmp_path / "mimic")
+    added = _add_wide_rows(tmp_path / "mimic" / "mimic-cxr-2.0.0-metadata.csv.gz", 400, 10_000,
+                           lambda i: [f"unlisted{i}", "1", "2", "", "PA", "1", "1", "1", "1", "", "", ""])
+    assert _peak_traced_bytes(lambda: build_recipe("mimic_cxr_jpg", tmp_path / "mimic")) < added / 2
+    layouts.nih(tmp_path / "nih")
+    added = _add_wide_rows(tmp_path / "nih" / "Data_Entry_2017_v2020.csv", 400, 10_000,
+                           lambda i: [f"unlisted{i}.png", "No Finding", "0", "9", "50", "M", "PA", "1", "1", "1", ""])
+    assert _peak_traced_bytes(lambda: build_recipe("nih", tmp_path / "nih")) < added / 2
+
+
 def test_padchest_sixteen_bit(tmp_path):
     ds = build("padchest", layouts.padchest(tmp_path))
     names = label_names(ds)

@@ -94,12 +94,22 @@ def parse_age(value) -> float | None:
 
 def read_table(path) -> list[dict]:
     """Rows of a CSV file (optionally .gz) as dicts keyed by the header row."""
+    return list(iter_table(path))
+
+
+def iter_table(path):
+    """The rows of `read_table`, read one at a time: a table used in one pass (a metadata file of several hundred
+    thousand rows) is never held whole."""
     path = Path(path)
     if not path.exists():
         raise LayoutError(path, "label file not found")
+    return _table_rows(path)
+
+
+def _table_rows(path: Path):
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", newline="", encoding="utf-8-sig") as handle:
-        return list(csv.DictReader(handle))
+        yield from csv.DictReader(handle)
 
 
 def find_file(data_dir, *names) -> Path:

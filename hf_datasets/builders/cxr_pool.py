@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from .common import Recipe, read_table, record
+from .common import Recipe, iter_table, record
 
 
 def _stem(name: str) -> str:
@@ -28,7 +28,7 @@ def build(data_dir, folders: list[str] | None = None, join_column: str = "ieee80
     seen, records, counts = set(), [], {"duplicates": 0, "excluded": 0}
     for name in names:
         folder = root / name
-        for row in read_table(folder / "labels.csv"):
+        for row in iter_table(folder / "labels.csv"):
             if excluded & {v for k, v in row.items() if k.endswith("patient_id") and v}:
                 counts["excluded"] += 1
                 continue

@@ -11,14 +11,23 @@ import numpy as np
 
 from ..labels import apply_label_policy
 from .chexpert import FINDINGS, raw_label
-from .common import Recipe, find_file, option_values, read_table, record
+from .common import Recipe, find_file, iter_table, option_values, record
 
 CITATION = ("Johnson AEW, Pollard TJ, et al. MIMIC-CXR-JPG, a large publicly available database "
             "of labeled chest radiographs. arXiv:1901.07042, 2019. PhysioNet.")
 
 
-def _table(root, stem):
-    return read_table(find_file(root, f"{stem}.csv.gz", f"{stem}.csv"))
+def _rows(root, stem):
+    """The rows of a MIMIC table (.csv.gz or .csv), read one at a time."""
+    return iter_table(find_file(root, f"{stem}.csv.gz", f"{stem}.csv"))
+
+
+def _study_labels(root, labeler: str, names: list[str], uncertain, blank) -> dict:
+    """study_id -> its labels in the order of `names`, uncertain and blank entries resolved by the policies."""
+    rows = list(_rows(root, f"mimic-cxr-2.0.0-{labeler}"))
+    raw = np.array([[raw_label(row[n]) for n in names] for row in rows], np.float32)
+    resolved = apply_label_policy(raw.reshape(len(rows), len(names)), names, uncertain=uncertain, blank=blank)
+    return {row["study_id"]: values for row, values in zip(rows, resolved)}
 
 
 def build(data_dir, labeler: str = "chexpert", uncertain="ignore", blank="zeros",
@@ -27,17 +36,13 @@ def build(data_dir, labeler: str = "chexpert", uncertain="ignore", blank="zeros"
     root = Path(data_dir)
     views = option_values(views)
     names = sorted(FINDINGS)
-    study_rows = _table(root, f"mimic-cxr-2.0.0-{labeler}")
-    raw = np.array([[raw_label(row[n]) for n in names] for row in study_rows], np.float32)
-    resolved = apply_label_policy(raw.reshape(len(study_rows), len(names)), names,
-                                  uncertain=uncertain, blank=blank)
-    study_labels = {row["study_id"]: values for row, values in zip(study_rows, resolved)}
-    metadata = {row["dicom_id"]: row for row in _table(root, "mimic-cxr-2.0.0-metadata")}
+    study_labels = _study_labels(root, labeler, names, uncertain, blank)
+    image_views = {row["dicom_id"]: row.get("ViewPosition") or None for row in _rows(root, "mimic-cxr-2.0.0-metadata")}
     unlabelled = np.full(len(names), np.nan, np.float32)
     records = []
-    for row in _table(root, "mimic-cxr-2.0.0-split"):
+    for row in _rows(root, "mimic-cxr-2.0.0-split"):
         subject, study, dicom_id = row["subject_id"], row["study_id"], row["dicom_id"]
-        view = metadata.get(dicom_id, {}).get("ViewPosition") or None
+        view = image_views.get(dicom_id)
         if views is not None and view not in views:
             continue
         image = root / "files" / f"p{subject[:2]}" / f"p{subject}" / f"s{study}" / f"{dicom_id}.jpg"

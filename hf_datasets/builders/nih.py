@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..errors import LayoutError
 from ..splits import patient_split
-from .common import Recipe, find_file, index_files, read_table, record
+from .common import Recipe, find_file, index_files, iter_table, record
 
 FINDINGS = ["Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule",
             "Pneumonia", "Pneumothorax", "Consolidation", "Edema", "Emphysema", "Fibrosis",
@@ -25,7 +25,7 @@ def _read_list(path) -> set[str]:
 
 
 def build(data_dir, validation_fraction: float = 0.1, seed: int = 0) -> Recipe:
-    entries = read_table(find_file(data_dir, "Data_Entry_2017_v2020.csv", "Data_Entry_2017.csv"))
+    entries = iter_table(find_file(data_dir, "Data_Entry_2017_v2020.csv", "Data_Entry_2017.csv"))
     test = _read_list(find_file(data_dir, "test_list.txt"))
     trainval = _read_list(find_file(data_dir, "train_val_list.txt"))
     files = index_files(data_dir, (".png",))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import Recipe, find_file, read_table, record
+from .common import Recipe, find_file, iter_table, record
 
 CITATION = ("Shih G, Wu CC, Halabi SS, et al. Augmenting the National Institutes of Health Chest "
             "Radiograph Dataset with Expert Annotations of Possible Pneumonia. Radiology: AI 2019.")
@@ -16,7 +16,7 @@ CITATION = ("Shih G, Wu CC, Halabi SS, et al. Augmenting the National Institutes
 def build(data_dir) -> Recipe:
     root = Path(data_dir)
     targets: dict[str, float] = {}
-    for row in read_table(find_file(root, "stage_2_train_labels.csv", "stage_1_train_labels.csv")):
+    for row in iter_table(find_file(root, "stage_2_train_labels.csv", "stage_1_train_labels.csv")):
         targets[row["patientId"]] = max(targets.get(row["patientId"], 0.0), float(row["Target"]))
     image_dir = find_file(root, "stage_2_train_images", "stage_1_train_images")
     records = [record(image_dir / f"{pid}.dcm", data_dir=root, labels=[target], decode=True,
