@@ -172,10 +172,8 @@ def test_classification_metrics_match_sklearn():
     assert out["auroc_macro_ci_low"] <= out["auroc_macro"] <= out["auroc_macro_ci_high"]
 
 
-@pytest.mark.parametrize("single_label", [True, False])
-def test_bootstrap_intervals_equal_metrics_of_each_resample(single_label):
-    """The vectorised bootstrap gives exactly the percentiles of the metrics recomputed on every resample (same
-    draws): with ties, unknown labels and a class that some resamples lack."""
+def _classification_module():
+    """The cxr_classification metric's own module (its private functions), loaded from its file."""
     import importlib.util
 
     from train.metrics import __file__ as metrics_init
@@ -184,6 +182,14 @@ def test_bootstrap_intervals_equal_metrics_of_each_resample(single_label):
     spec = importlib.util.spec_from_file_location("cxr_classification_direct", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("single_label", [True, False])
+def test_bootstrap_intervals_equal_metrics_of_each_resample(single_label):
+    """The vectorised bootstrap gives exactly the percentiles of the metrics recomputed on every resample (same
+    draws): with ties, unknown labels and a class that some resamples lack."""
+    module = _classification_module()
     rng = np.random.default_rng(0)
     n, k = 400, 4
     if single_label:
@@ -213,6 +219,26 @@ def test_bootstrap_intervals_equal_metrics_of_each_resample(single_label):
         low, high = np.percentile(values, [2.5, 97.5])
         assert fast[f"{key}_ci_low"] == pytest.approx(low, abs=1e-12)
         assert fast[f"{key}_ci_high"] == pytest.approx(high, abs=1e-12)
+
+
+def test_bootstrap_memory_does_not_grow_with_the_images():
+    """Draws were taken 64 at a time as (64, images) float arrays, several of them at once: 400 MB for 100,000
+    predictions. A chunk now holds a bounded number of counts, whatever the number of images."""
+    import tracemalloc
+
+    module = _classification_module()
+    rng = np.random.default_rng(0)
+    n = 200_000
+    labels = (rng.random((n, 1)) < 0.3).astype(float)
+    probabilities = rng.random((n, 1))
+    one_chunk_of_64 = 64 * n * 8
+    tracemalloc.start()
+    try:
+        module._bootstrap(probabilities, labels, ["c0"], False, 0.5, 64, seed=0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < one_chunk_of_64
 
 
 def test_multilabel_metrics_ignore_unknown_and_skip_single_valued_classes():

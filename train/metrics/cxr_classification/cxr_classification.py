@@ -88,25 +88,32 @@ def classification_metrics(probabilities, labels, names, single_label, threshold
     return {**_ranking(probabilities, labels, names), **_counting(probabilities, labels, names, single_label, threshold)}
 
 
-def _weighted_auroc(scores, positive, weights) -> np.ndarray:
-    """AUROC of one class under each row of `weights` (B, N) (how often each image was drawn): (B,), NaN where a
-    draw holds only one label value. P(positive scores above negative) + half the ties, as roc_auc_score."""
+def _tie_groups(scores) -> tuple[np.ndarray, np.ndarray]:
+    """(order, starts): the positions of `scores` by increasing score, and the place in that order where each run of
+    tied scores starts."""
     order = np.argsort(scores, kind="stable")
-    sorted_scores, sorted_positive = scores[order], positive[order]
-    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])  # groups of tied scores
-    drawn = weights[:, order]
-    positives = np.add.reduceat(drawn * sorted_positive, starts, axis=1)  # (B, groups), increasing score
-    negatives = np.add.reduceat(drawn * ~sorted_positive, starts, axis=1)
+    ordered = scores[order]
+    return order, np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+
+
+def _weighted_auroc(positive, starts, drawn) -> np.ndarray:
+    """AUROC of one class under each row of `drawn` (B, N), how often each image was drawn, the images in increasing
+    score order with runs of tied scores starting at `starts`: (B,), NaN where a draw holds only one label value.
+    P(positive scores above negative) + half the ties, as roc_auc_score."""
+    positives = np.add.reduceat(drawn * positive, starts, axis=1)  # (B, groups), increasing score
+    negatives = np.add.reduceat(drawn * ~positive, starts, axis=1)
     below = np.cumsum(negatives, axis=1) - negatives
     pairs = positives.sum(1) * negatives.sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(pairs > 0, (positives * (below + 0.5 * negatives)).sum(1) / pairs, np.nan)
 
 
-def _bootstrap(probabilities, labels, names, single_label, threshold, resamples, seed, chunk: int = 64) -> dict:
+def _bootstrap(probabilities, labels, names, single_label, threshold, resamples, seed,
+               drawn_values: int = 2**20) -> dict:
     """95% percentile intervals of auroc_macro and accuracy over `resamples` draws of the images with replacement.
 
-    Each draw is a vector of counts per image, so every AUROC of a chunk of draws comes from one sort of the scores.
+    Each draw is a vector of counts per image, so one sort of each class's scores serves every draw; draws are taken
+    in chunks of at most `drawn_values` counts (and 64 draws), so the memory used does not grow with the images.
     """
     rng = np.random.default_rng(seed)
     n = len(labels)
@@ -117,15 +124,18 @@ def _bootstrap(probabilities, labels, names, single_label, threshold, resamples,
         counted = labelled.astype(float)
     else:
         correct, counted = ((predicted == true) & known).sum(1).astype(float), known.sum(1).astype(float)
+    ranked = []  # per class: its known images by increasing score, which of them are positive, starts of tied runs
+    for k in range(len(names)):
+        rows = np.flatnonzero(~np.isnan(labels[:, k]))
+        order, starts = _tie_groups(probabilities[rows, k])
+        ranked.append((rows[order], labels[rows[order], k] == 1, starts))
+    chunk = max(1, min(64, drawn_values // max(n, 1)))
     aurocs, accuracies = [], []
     for start in range(0, resamples, chunk):
         draws = [rng.integers(0, n, n) for _ in range(min(chunk, resamples - start))]
         weights = np.stack([np.bincount(rows_drawn, minlength=n) for rows_drawn in draws]).astype(float)  # (B, N)
-        per_class = []
-        for k in range(len(names)):
-            kept = ~np.isnan(labels[:, k])
-            per_class.append(_weighted_auroc(probabilities[kept, k], labels[kept, k] == 1, weights[:, kept]))
-        per_class = np.stack(per_class, 1)  # (B, K)
+        per_class = np.stack([_weighted_auroc(positive, starts, np.take(weights, rows, axis=1))
+                              for rows, positive, starts in ranked], 1)  # (B, K)
         defined = ~np.isnan(per_class)
         with np.errstate(invalid="ignore"):
             aurocs += list(np.where(defined.any(1), np.nansum(per_class, 1) / defined.sum(1), np.nan))
