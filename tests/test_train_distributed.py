@@ -40,7 +40,7 @@ def two_processes(*module_and_args: str) -> list[str]:
 
 def run(command: list[str], cpu_processes: bool = True) -> subprocess.CompletedProcess:
     env = {**ENV, "ACCELERATE_USE_CPU": "true"} if cpu_processes else ENV
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)  # a hang fails
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
