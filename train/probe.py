@@ -70,14 +70,16 @@ def extract_features(encoder, processor, ds, batch_size: int = 64) -> tuple[np.n
     Runs on the encoder's device."""
     device = next(encoder.parameters()).device
     rows = data.known_rows(ds)
-    features, labels = [], []
+    features = np.empty((len(rows), 2 * encoder.config.hidden_size), dtype=np.float32)  # filled in place: no copies
+    labels = np.empty(len(rows), dtype=np.int64)
     for start in range(0, len(rows), batch_size):
         batch = ds.select(rows[start:start + batch_size])
         pixel_values = processor(list(batch["image"]), return_tensors="pt")["pixel_values"].to(device)
         hidden = encoder(pixel_values=pixel_values).last_hidden_state
-        features.append(torch.cat([hidden[:, 0], hidden[:, 1:].mean(1)], -1).float().cpu().numpy())
-        labels.append(np.asarray(batch["labels"]).argmax(1))
-    return np.concatenate(features), np.concatenate(labels)
+        end = start + len(batch)
+        features[start:end] = torch.cat([hidden[:, 0], hidden[:, 1:].mean(1)], -1).float().cpu().numpy()
+        labels[start:end] = np.asarray(batch["labels"]).argmax(1)
+    return features, labels
 
 
 def probe_scores(train_x, train_y, test_x, test_y, k: int = 20, seed: int = 0) -> dict:
