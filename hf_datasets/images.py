@@ -32,16 +32,24 @@ def upright(image: Image.Image) -> Image.Image:
     return ImageOps.exif_transpose(image)
 
 
+def stated_bits(image: Image.Image) -> int | None:
+    """The bit depth (8..16) an image's file states (`BIT_DEPTH_KEY`), else None."""
+    value = str(image.info.get(BIT_DEPTH_KEY, ""))
+    return int(value) if value.isdigit() and 8 <= int(value) <= 16 else None
+
+
 def pil_to_grey(image: Image.Image) -> np.ndarray:
     """PIL image of any mode -> (rows, cols) uint8 (colour by luminance, transparency ignored), uint16 for
     16-bit/32-bit integer grey and for float grey holding counts (values above 1), or float32 in [0, 1] for other
-    float grey, upright."""
+    float grey, upright. A 16-bit image stating its bit depth (`BIT_DEPTH_KEY`, the images written here) becomes
+    float32 in [0, 1] by it: its brightest value does not tell its depth (a windowed DICOM may stay below mid-grey)."""
+    stated = stated_bits(image)
     image = upright(image)
-    if image.mode in ("I;16", "I;16B", "I;16L"):
-        return np.asarray(image, dtype=np.uint16)
-    if image.mode == "I":
-        values = np.asarray(image, dtype=np.int64)
-        return np.clip(values, 0, 65535).astype(np.uint16)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        values = np.clip(np.asarray(image, dtype=np.int64), 0, 65535)
+        if stated:
+            return np.clip(values.astype(np.float32) / np.float32(2**stated - 1), 0.0, 1.0)
+        return values.astype(np.uint16)
     if image.mode == "F":
         values = np.asarray(image, dtype=np.float32)
         if values.max(initial=0.0) <= 1.0:

@@ -284,6 +284,23 @@ def test_a_dicom_windowed_below_white_keeps_its_brightness_in_sets_and_shards(tm
     assert shard.shape == (24, 20) and abs(shard.max() - windowed.max()) < 0.03  # resampling softens the edge column
 
 
+def test_a_dim_sixteen_bit_set_streamed_into_shards_keeps_its_brightness(tmp_path):
+    """prepare_iterable reads the built set's 16-bit PNGs by the bit depth they state, not by the bits their brightest
+    value uses (a DICOM windowed to ~0.33 of white came out at ~0.64)."""
+    from factory import write_dicom
+
+    from hf_datasets import build_dataset
+    from hf_datasets.prepare import prepare_iterable
+
+    pixels = np.tile(np.linspace(0, 4000, 40).astype(np.uint16), (48, 1))
+    write_dicom(tmp_path / "scans" / "normal" / "a.dcm", pixels, window=(5000, 6000))
+    built = build_dataset("imagefolder", tmp_path / "scans", split_fractions={"train": 1.0}, bits=16)
+    source = datasets.IterableDatasetDict({name: part.to_iterable_dataset() for name, part in built.items()})
+    prepare_iterable(source, tmp_path / "out", info=built["train"].info, size=24, bits=16, progress=False)
+    shard = np.asarray(datasets.load_from_disk(str(tmp_path / "out"))["train"][0]["image"]) / 65535
+    assert abs(shard.max() - np.asarray(built["train"][0]["image"]).max() / 65535) < 0.03
+
+
 def test_a_transparent_png_gives_the_same_pixels_in_sets_shards_and_the_processor(tmp_path):
     """A PNG whose alpha hides part of a bright image: build_dataset (datasets' convert("L")), the image processor
     and pipelines drop the alpha, so prepared shards must too (composited over black they hid half the image)."""
