@@ -154,6 +154,10 @@ def test_augment_is_seeded_batched_and_moves_masks():
     plain = augment(images, AugmentSpec(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), hflip_p=1.0, jitter_p=0,
                                         blur_p=0), torch.Generator().manual_seed(0), masks=masks)[1]
     assert torch.equal(plain, masks.flip(-1))  # a full-image crop with a flip mirrors the mask
+    turned = augment(images, AugmentSpec(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), hflip_p=0, rotation=45,
+                                         jitter_p=0, blur_p=0), torch.Generator().manual_seed(0), masks=masks)[1]
+    assert (turned[:, 0, 0] == 255).all()  # a corner brought in from outside the image is ignored, like padding
+    assert set(turned.unique().tolist()) == {0, 1, 255}
 
 
 def test_classification_metrics_match_sklearn():

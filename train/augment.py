@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from modeling_cxrgm.image_processing_gmvit import PAD_LABEL
+
 
 @dataclass
 class AugmentSpec:
@@ -86,7 +88,8 @@ def _gaussian_blur(images: torch.Tensor, sigma: torch.Tensor, max_sigma: float) 
 def augment(images: torch.Tensor, spec: AugmentSpec, generator: torch.Generator, masks: torch.Tensor | None = None):
     """Random views of unit-range images (B, C, H, W) -> (B, C, H, W) in [0, 1]; `masks` (B, H, W) move with them.
 
-    Geometry (crop, flip, rotation) is one bicubic `grid_sample` per batch; outside the image is black / label 0.
+    Geometry (crop, flip, rotation) is one bicubic `grid_sample` per batch; outside the image is black and, in masks,
+    `PAD_LABEL` (ignored by the loss and the metrics, as the image processor's padding is).
     Returns the images, or (images, masks) when masks are given.
     """
     batch_size, _, height, width = images.shape
@@ -112,8 +115,9 @@ def augment(images: torch.Tensor, spec: AugmentSpec, generator: torch.Generator,
 
     if masks is None:
         return views
-    moved = F.grid_sample(masks[:, None].float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
-    return views, moved[:, 0].round().long()
+    moved = F.grid_sample(masks[:, None].float() + 1, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    moved = moved[:, 0].round().long() - 1  # -1: brought in from outside the image
+    return views, moved.masked_fill(moved < 0, PAD_LABEL)
 
 
 def normalize(images: torch.Tensor, mean, std) -> torch.Tensor:
