@@ -3,8 +3,8 @@
 Accepted images: PIL (L, I;16, I, F, RGB, RGBA, LA, P, PA, 1), numpy (H, W) / (H, W, C) uint8 / uint16 / float in
 [0, 1] / bool, torch (H, W) / (C, H, W) / (H, W, C) tensors, a list of those, or a stacked batch (numpy
 (B, H, W[, C]), torch (B, C, H, W)).
-Integers are scaled by their real bit depth: 8 for uint8; for wider integers `bit_depth` if given, else the depth a
-PNG states (hf_datasets' 16-bit images: 16), else the smallest of 8..16 bits that holds the image's largest value
+Integers are scaled by their real bit depth: the depth a PNG states (hf_datasets' 16-bit images: 16), else 8 for
+uint8; for wider integers `bit_depth` if given, else the smallest of 8..16 bits that holds the image's largest value
 (PadChest: 12 bits stored in 16); 16-bit images are never clipped to 8 bits. RGB becomes grey by luminance when `num_channels` is 1 (pipelines hand over RGB);
 grey is replicated when it is 3.
 
@@ -185,9 +185,9 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
             with `PAD_LABEL`, ignored by the loss and by Dice / IoU), "squash" stretches.
         do_normalize (`bool`), image_mean / image_std (`list[float]`): per channel; CXR statistics by default
             (`normalization="imagenet"` picks ImageNet's for 3-channel models started from ImageNet weights).
-        bit_depth (`int`, *optional*): bits used by integer inputs (e.g. 12); by default 8 for uint8 and, for wider
-            integers, the depth a PNG states (`BIT_DEPTH_KEY`, written by hf_datasets) or else the smallest of 8..16
-            bits that holds each image's largest value (as data preparation does).
+        bit_depth (`int`, *optional*): bits used by integer inputs (e.g. 12) that do not state theirs (a PNG written
+            by hf_datasets states it, `BIT_DEPTH_KEY`, and is read by it); by default 8 for uint8 and, for wider
+            integers, the smallest of 8..16 bits that holds each image's largest value (as data preparation does).
         equalize (`bool`): histogram-equalise each image over its own pixels before resizing, which removes
             exposure and processing differences between sites and devices (see `_equalize`).
     """
@@ -246,7 +246,7 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
         """One image -> float32 (num_channels, H, W) in [0, 1]."""
         if _is_pil(image):
             array = _pil_to_array(image)
-            tensor, from_numpy = _to_unit_float(array, self.bit_depth or _stated_bits(image)), True
+            tensor, from_numpy = _to_unit_float(array, _stated_bits(image) or self.bit_depth), True
         elif isinstance(image, np.ndarray):
             tensor, from_numpy = _to_unit_float(image, self.bit_depth), True
         elif isinstance(image, torch.Tensor):

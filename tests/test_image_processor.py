@@ -70,6 +70,7 @@ def test_a_dim_16_bit_png_written_by_the_data_sets_is_read_at_the_depth_it_state
     expected = processor(dim.astype(np.float32)).pixel_values
     assert torch.allclose(processor(png).pixel_values, expected, atol=1 / 65535)
     assert not torch.allclose(processor(np.asarray(png)).pixel_values, expected, atol=0.1)  # no file, no statement
+    assert torch.allclose(unnormalised(bit_depth=12)(png).pixel_values, expected, atol=1 / 65535)  # the file's own
 
 
 def test_values_beyond_the_declared_bit_depth_are_refused():
