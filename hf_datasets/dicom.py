@@ -70,6 +70,19 @@ def normalise_view(value) -> str | None:
     return key
 
 
+LATERAL_VIEWS = frozenset({"LATERAL", "LL", "RL"})
+
+
+def wanted_views(views) -> frozenset[str] | None:
+    """The normalised views a `views` option keeps (None = any); asking for LATERAL keeps LL and RL too."""
+    if views is None:
+        return None
+    wanted = {normalise_view(view) for view in views} - {None}
+    if wanted & LATERAL_VIEWS == {"LATERAL"}:
+        wanted |= LATERAL_VIEWS
+    return frozenset(wanted)
+
+
 def _spacing_mm(ds) -> list[float] | None:
     """Row/column spacing in mm: ImagerPixelSpacing preferred; values <= 0 mean unknown."""
     for keyword in ("ImagerPixelSpacing", "PixelSpacing"):

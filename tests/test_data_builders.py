@@ -381,6 +381,30 @@ def test_dicomdir_filters(tmp_path):
     assert build("dicomdir", tmp_path / "d", views=["PA"], split_fractions={"train": 1.0})["train"].num_rows == 1
 
 
+def test_view_options_are_normalised_and_lateral_takes_left_and_right(tmp_path):
+    """views=LATERAL left out every LL / RL file (the header's normalised views), views=pa matched nothing, and
+    MIMIC's views=LATERAL dropped its LL images."""
+    from factory import write_dicom
+
+    from hf_datasets.registry import build_recipe
+
+    for name, view in (("pa", "PA"), ("ll", "LL"), ("rl", "RIGHT LATERAL"), ("lat", "LATERAL"), ("ap", "AP")):
+        write_dicom(tmp_path / "dicoms" / f"{name}.dcm", view=view)
+    kept = lambda views: sorted(Path(r["image"]).stem for r in build_recipe("dicomdir", tmp_path / "dicoms",
+                                                                             views=views).records)
+    assert kept("LATERAL") == ["lat", "ll", "rl"]
+    assert kept(["pa", "ap"]) == ["ap", "pa"]
+    assert kept("LL") == ["ll"]
+
+    layouts.mimic(tmp_path / "mimic")
+    metadata = tmp_path / "mimic" / "mimic-cxr-2.0.0-metadata.csv.gz"
+    with gzip.open(metadata, "rt") as handle:
+        text = handle.read()
+    with gzip.open(metadata, "wt") as handle:
+        handle.write(text.replace(",LATERAL,", ",LL,"))
+    assert [r["view"] for r in build_recipe("mimic_cxr_jpg", tmp_path / "mimic", views="lateral").records] == ["LL"]
+
+
 def test_dicomdir_keeps_one_copy_of_an_image_exported_twice(tmp_path):
     """The same study exported twice (same SOP Instance UIDs) counted each image twice in training and test."""
     from factory import write_dicom
