@@ -118,6 +118,12 @@ def dicom_metadata(ds) -> dict:
     return meta
 
 
+def _has(ds, keyword) -> bool:
+    """Whether the header holds `keyword` with a value: an element present but empty (zero length, as some
+    exporters and de-identification tools leave optional ones) counts as absent."""
+    return keyword in ds and not ds[keyword].is_empty
+
+
 def _open(path):
     try:
         return pydicom.dcmread(path)
@@ -162,9 +168,9 @@ def _decode(path, ds) -> np.ndarray:
 def _modality_values(ds, pixels: np.ndarray) -> np.ndarray:
     """Stored grey values -> modality values: the Modality LUT's integers, or float32 after rescale slope and
     intercept (computed in float32, in place: a full-size radiograph is tens of megabytes per pass)."""
-    if "ModalityLUTSequence" in ds:
+    if _has(ds, "ModalityLUTSequence"):
         return apply_modality_lut(pixels, ds)
-    if "RescaleSlope" not in ds or "RescaleIntercept" not in ds:
+    if not (_has(ds, "RescaleSlope") and _has(ds, "RescaleIntercept")):
         return pixels
     values = pixels.astype(np.float32)
     values *= float(ds.RescaleSlope)
@@ -182,10 +188,10 @@ def _scale_in_place(values: np.ndarray, low: float, high: float) -> np.ndarray:
 def _padding(ds, pixels: np.ndarray) -> np.ndarray | None:
     """Boolean (rows, cols) of the pixels that Pixel Padding Value (up to Pixel Padding Range Limit, either order)
     marks as outside the image, in stored values; None when the header marks none or every pixel."""
-    if "PixelPaddingValue" not in ds or pixels.ndim != 2:
+    if not _has(ds, "PixelPaddingValue") or pixels.ndim != 2:
         return None
     first = int(ds.PixelPaddingValue)
-    last = int(ds.get("PixelPaddingRangeLimit", first))
+    last = int(ds.PixelPaddingRangeLimit) if _has(ds, "PixelPaddingRangeLimit") else first
     low, high = min(first, last), max(first, last)
     padding = (pixels >= low) & (pixels <= high)
     return padding if padding.any() and not padding.all() else None
@@ -194,13 +200,13 @@ def _padding(ds, pixels: np.ndarray) -> np.ndarray | None:
 def _apply_voi(ds, values: np.ndarray, voi: str, percentiles, padding: np.ndarray | None = None) -> np.ndarray:
     """Window `values` (after modality LUT) to float32 in [0, 1] by header VOI, full range or percentiles;
     the full range and the percentiles are those of the pixels outside `padding` (boolean, True = padding)."""
-    if voi == "header" and "VOILUTSequence" in ds and values.dtype.kind in "iu":
+    if voi == "header" and _has(ds, "VOILUTSequence") and values.dtype.kind in "iu":
         lut = ds.VOILUTSequence[0]
         out = apply_voi_lut(values, ds, index=0, prefer_lut=True).astype(np.float32)
         lut_values = np.asarray(lut.LUTData, dtype=np.float64)
         return _scale_in_place(out, float(lut_values.min()), float(lut_values.max()))
     values = values.astype(np.float32, copy=False)  # a copy unless _modality_values made it float32
-    if voi == "header" and "WindowCenter" in ds and "WindowWidth" in ds:
+    if voi == "header" and _has(ds, "WindowCenter") and _has(ds, "WindowWidth"):
         center = float(_first(ds.WindowCenter))
         width = max(float(_first(ds.WindowWidth)), 1.0)
         function = str(ds.get("VOILUTFunction", "LINEAR")).upper()

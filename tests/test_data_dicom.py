@@ -234,3 +234,25 @@ def test_invalid_header_values_are_not_quoted_in_warnings_or_logs(tmp_path, capl
     said = [str(w.message) for w in caught] + [record.getMessage() for record in caplog.records]
     assert not [text for text in said if "SECRET" in text]
     assert meta["study_uid_hash"] and pydicom.config.settings.reading_validation_mode == before
+
+
+@pytest.mark.parametrize("keyword, vr", [("WindowCenter", "DS"), ("WindowWidth", "DS"), ("RescaleSlope", "DS"),
+                                         ("RescaleIntercept", "DS"), ("VOILUTSequence", "SQ"),
+                                         ("PixelPaddingValue", "US"), ("PixelPaddingRangeLimit", "US")])
+def test_an_empty_optional_element_is_read_as_absent(tmp_path, keyword, vr):
+    """Exporters and de-identification tools leave optional elements present but empty (zero length): such a file
+    reads as if the element were not there, instead of failing on the missing value."""
+    path = write_dicom(tmp_path / "empty.dcm", window=(2000, 3000))
+    ds = pydicom.dcmread(path)
+    if keyword.startswith("Rescale"):
+        ds.RescaleSlope, ds.RescaleIntercept = "2", "-10"
+    if keyword == "PixelPaddingRangeLimit":
+        ds.add_new("PixelPaddingValue", "US", 4000)
+    if keyword in ds:
+        del ds[keyword]
+    without = tmp_path / "without.dcm"
+    ds.save_as(without)
+    ds.add_new(keyword, vr, [] if vr == "SQ" else None)
+    ds.save_as(path)
+    image, _ = read_dicom(path)
+    np.testing.assert_array_equal(image, read_dicom(without)[0])
