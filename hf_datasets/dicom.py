@@ -136,10 +136,12 @@ def _open(path):
 
 
 def _check_is_image(path, ds) -> None:
-    if any(k in ds for k in PIXEL_KEYWORDS):
+    if any(_has(ds, k) for k in PIXEL_KEYWORDS):
         return
     sop_class = ds.get("SOPClassUID")
     sop_name = getattr(sop_class, "name", "") if sop_class is not None else ""
+    if any(k in ds for k in PIXEL_KEYWORDS):
+        raise NoPixelDataError(path, f"{sop_name or 'image'} object with empty Pixel Data")
     if "Image" in sop_name:
         raise NoPixelDataError(path, f"{sop_name} object without Pixel Data")
     kind = sop_name or "object with an unknown SOP class"

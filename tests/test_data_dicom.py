@@ -256,3 +256,20 @@ def test_an_empty_optional_element_is_read_as_absent(tmp_path, keyword, vr):
     ds.save_as(path)
     image, _ = read_dicom(path)
     np.testing.assert_array_equal(image, read_dicom(without)[0])
+
+
+def test_empty_pixel_data_is_reported_as_missing_pixel_data(tmp_path):
+    """A Pixel Data element of length zero (an export that dropped the pixels) is refused as an image without
+    pixel data, naming the file, not with a TypeError from inside pydicom; preparation lists it as skipped."""
+    from hf_datasets.prepare import prepare
+
+    path = write_dicom(tmp_path / "set" / "hollow.dcm")
+    ds = pydicom.dcmread(path)
+    ds.PixelData = b""
+    ds.save_as(path)
+    write_dicom(tmp_path / "set" / "good.dcm", patient_id="PAT-002")
+    with pytest.raises(NoPixelDataError, match="hollow.dcm.*empty Pixel Data"):
+        read_dicom(path)
+    report = prepare("dicomdir", tmp_path / "set", tmp_path / "out", size=16, progress=False)
+    assert report["written"] == 1
+    assert [(e["path"], e["error"]) for e in report["skipped_files"]] == [("hollow.dcm", "NoPixelDataError")]
