@@ -165,3 +165,22 @@ def test_default_output_is_a_table_for_classifiers_and_a_mask_folder_for_segment
     assert predict.main(["--model", classifier, "--inputs", image]) == Path("predictions.csv")
     assert predict.main(["--model", segmenter, "--inputs", image]) == Path("masks") / "masks.csv"
     assert (tmp_path / "predictions.csv").is_file() and (tmp_path / "masks" / "masks.csv").is_file()
+
+
+@pytest.mark.parametrize("flag, value, message", [("--on_error", "skipp", "--on_error"), ("--batch_size", "0", "--batch_size"),
+                                                   ("--num_workers", "-1", "--num_workers")])
+def test_an_invalid_argument_is_refused_before_an_earlier_runs_tables_are_touched(tmp_path, flag, value, message):
+    labels = {0: "normal", 1: "pneumonia"}
+    model = saved(GroupMaskedViTForImageClassification(GroupMaskedViTConfig(
+        **TINY, num_labels=2, id2label=labels, label2id={v: k for k, v in labels.items()})), tmp_path / "model")
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    shutil.copy(jpegs(1)[0], folder / "a.jpeg")
+    (folder / "b.png").write_bytes(b"not an image")
+    command = ["--model", model, "--inputs", str(folder), "--output", str(tmp_path / "p.csv")]
+    predict.main([*command, "--on_error", "skip"])
+    before = {name: (tmp_path / name).read_text() for name in ("p.csv", "p_skipped.csv")}
+
+    with pytest.raises(ValueError, match=message):
+        predict.main([*command, flag, value])
+    assert {name: (tmp_path / name).read_text() for name in before} == before

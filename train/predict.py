@@ -190,8 +190,19 @@ def _listed_paths(*tables: Path) -> set[str]:
             for row in csv.DictReader(table.open(newline=""))}
 
 
+def check_args(args: PredictArgs) -> None:
+    """Refuse invalid settings before anything runs (a fresh run replaces an earlier run's tables as it starts)."""
+    if args.on_error not in ("raise", "skip"):
+        raise ValueError(f"--on_error must be raise or skip, got {args.on_error!r}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch_size must be at least 1, got {args.batch_size}")
+    if args.num_workers < 0:
+        raise ValueError(f"--num_workers must be 0 (read in this process) or more, got {args.num_workers}")
+
+
 def main(argv=None) -> Path:
     args = parse_args(PredictArgs, argv)
+    check_args(args)
     files = find_images(args.inputs)
     config = AutoConfig.from_pretrained(args.model, trust_remote_code=True)
     names = [config.id2label[i] for i in range(config.num_labels)]
