@@ -261,14 +261,20 @@ def read_dicom(path, *, voi: str = "header", percentiles=(0.5, 99.5)):
             warnings.warn(f"{path}: {frames} frames, using frame 0", stacklevel=2)
             pixels = pixels[0]
         photometric = str(ds.get("PhotometricInterpretation", "")).upper()
-        if photometric == "PALETTE COLOR":
-            pixels = apply_color_lut(pixels, ds)
-        padding = _padding(ds, pixels)
-        if pixels.ndim == 3:
-            values = pixels[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-        else:
-            values = _modality_values(ds, pixels)
-        image = _apply_voi(ds, values, voi, percentiles, padding)
+        try:
+            if photometric == "PALETTE COLOR":
+                pixels = apply_color_lut(pixels, ds)
+            padding = _padding(ds, pixels)
+            if pixels.ndim == 3:
+                values = pixels[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+            else:
+                values = _modality_values(ds, pixels)
+            image = _apply_voi(ds, values, voi, percentiles, padding)
+        except AttributeError as err:  # a lookup table without an element it needs: names it, never a value
+            raise UndecodableDicomError(path, f"pixel values cannot be mapped to grey ({err})") from err
+        except (ValueError, TypeError, KeyError, IndexError) as err:  # the text may quote a value: left out
+            reason = re.sub(r"'[^']*'", "'...'", str(err))
+            raise UndecodableDicomError(path, f"pixel values cannot be mapped to grey ({reason})") from err
         if photometric == "MONOCHROME1":
             np.subtract(1.0, image, out=image)
         if padding is not None:

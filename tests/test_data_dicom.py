@@ -273,3 +273,37 @@ def test_empty_pixel_data_is_reported_as_missing_pixel_data(tmp_path):
     report = prepare("dicomdir", tmp_path / "set", tmp_path / "out", size=16, progress=False)
     assert report["written"] == 1
     assert [(e["path"], e["error"]) for e in report["skipped_files"]] == [("hollow.dcm", "NoPixelDataError")]
+
+
+def _without_lut_data(ds):
+    item = pydicom.Dataset()
+    item.LUTDescriptor = [256, 0, 16]
+    ds.VOILUTSequence = pydicom.Sequence([item])
+
+
+def _modality_lut_without_descriptor(ds):
+    ds.ModalityLUTSequence = pydicom.Sequence([pydicom.Dataset()])
+
+
+def _palette_without_tables(ds):
+    ds.PhotometricInterpretation = "PALETTE COLOR"
+
+
+@pytest.mark.parametrize("damage", [_without_lut_data, _modality_lut_without_descriptor, _palette_without_tables])
+def test_a_malformed_lookup_table_is_a_dicom_error_naming_the_file(tmp_path, damage):
+    """A VOI LUT item without its data, a Modality LUT item without its descriptor or PALETTE COLOR without a colour
+    table: the file is refused as undecodable, naming it, so building a set or predicting can skip it (pydicom's
+    AttributeError or ValueError stopped them)."""
+    from hf_datasets import build_dataset
+
+    path = write_dicom(tmp_path / "set" / "broken.dcm")
+    ds = pydicom.dcmread(path)
+    damage(ds)
+    ds.save_as(path)
+    write_dicom(tmp_path / "set" / "good.dcm", patient_id="PAT-002")
+    with pytest.raises(DicomError, match="broken.dcm"):
+        read_dicom(path)
+    with pytest.warns(UserWarning, match="skipped .*broken.dcm"):
+        built = build_dataset("dicomdir", tmp_path / "set", on_error="skip", split_fractions={"train": 1.0},
+                              cache_dir=str(tmp_path / "cache"))
+    assert built["train"]["path"] == ["good.dcm"]
