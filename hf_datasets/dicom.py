@@ -150,7 +150,12 @@ def _check_is_image(path, ds) -> None:
 
 def _decode(path, ds) -> np.ndarray:
     syntax = ds.file_meta.TransferSyntaxUID if "TransferSyntaxUID" in ds.file_meta else None
-    if syntax is not None and syntax.is_encapsulated and not get_decoder(syntax).is_available:
+    try:  # pydicom knows no decoder for video (MPEG, HEVC) or private transfer syntaxes
+        decoder = get_decoder(syntax) if syntax is not None and syntax.is_encapsulated else None
+    except (NotImplementedError, ValueError) as err:
+        raise UndecodableDicomError(path, f"transfer syntax '{syntax.name}' ({syntax}) is not supported: "
+                                          "no decoder exists for it") from err
+    if decoder is not None and not decoder.is_available:
         raise MissingDecoderError(
             path, f"transfer syntax '{syntax.name}' ({syntax}) needs a decoder plugin: "
                   'pip install "cxrgm[dicom]"')

@@ -307,3 +307,18 @@ def test_a_malformed_lookup_table_is_a_dicom_error_naming_the_file(tmp_path, dam
         built = build_dataset("dicomdir", tmp_path / "set", on_error="skip", split_fractions={"train": 1.0},
                               cache_dir=str(tmp_path / "cache"))
     assert built["train"]["path"] == ["good.dcm"]
+
+
+@pytest.mark.parametrize("syntax", ["1.2.840.10008.1.2.4.102", "1.2.840.113619.5.2"])
+def test_a_transfer_syntax_no_decoder_exists_for_is_a_dicom_error_naming_it(tmp_path, syntax):
+    """An MPEG-4 video or a vendor's private transfer syntax among the radiographs: refused naming the file and the
+    transfer syntax, so a folder holding one can be built or predicted with skipping (pydicom's NotImplementedError
+    or ValueError stopped it)."""
+    path = write_dicom(tmp_path / "video.dcm")
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = syntax
+    if not ds.file_meta.TransferSyntaxUID.is_private:  # a public, compressed one: its frames come encapsulated
+        ds.PixelData = pydicom.encaps.encapsulate([ds.PixelData])
+    ds.save_as(path)
+    with pytest.raises(DicomError, match=rf"video.dcm: transfer syntax .*\({syntax}\) is not supported"):
+        read_dicom(path)
