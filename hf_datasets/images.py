@@ -87,7 +87,8 @@ def image_read_errors(path):
 
 def open_image(path) -> Image.Image:
     """A PNG/JPEG/TIFF/... file as a loaded, upright PIL image at its own mode and bit depth; ImageReadError if
-    unreadable."""
+    unreadable (naming a missing or empty file as such)."""
+    path = _existing_file(path)
     with image_read_errors(path), Image.open(path) as image:
         image.load()
         return upright(image).copy()  # closing the file releases the opened image's pixels

@@ -184,3 +184,18 @@ def test_an_invalid_argument_is_refused_before_an_earlier_runs_tables_are_touche
     with pytest.raises(ValueError, match=message):
         predict.main([*command, flag, value])
     assert {name: (tmp_path / name).read_text() for name in before} == before
+
+
+def test_an_empty_image_file_is_reported_as_empty(tmp_path):
+    """A 0-byte PNG (an interrupted copy) is listed as an empty file, as data set builds report it, not as an
+    unrecognised format."""
+    labels = {0: "normal", 1: "pneumonia"}
+    model = saved(GroupMaskedViTForImageClassification(GroupMaskedViTConfig(
+        **TINY, num_labels=2, id2label=labels, label2id={v: k for k, v in labels.items()})), tmp_path / "model")
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    shutil.copy(jpegs(1)[0], folder / "a.jpeg")
+    (folder / "b.png").write_bytes(b"")
+    predict.main(["--model", model, "--inputs", str(folder), "--output", str(tmp_path / "p.csv"), "--on_error", "skip"])
+    assert [(Path(r["path"]).name, r["reason"]) for r in rows(tmp_path / "p_skipped.csv")] == [
+        ("b.png", "empty file (0 bytes)")]
