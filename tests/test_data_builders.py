@@ -628,3 +628,21 @@ def test_ages_in_months_weeks_and_days_become_years():
     assert [parse_age(v) for v in ("58", "058Y", "45yrs", 58.0, "006M", "6 months", "026W", "3 weeks")] == \
         [58.0, 58.0, 45.0, 58.0, 0.5, 0.5, 0.5, 3 / 52]
     assert parse_age("730D") == parse_age("730 days") == 2.0 and parse_age("unknown") is None
+
+
+def test_manifest_label_outside_label_names_is_refused(tmp_path):
+    """A 'label' value missing from label_names (a typo) got all-zero labels, which made a single-label set train
+    and score as multi-label without a word."""
+    from factory import write_image
+
+    from hf_datasets.errors import LayoutError
+    from hf_datasets.registry import build_recipe
+
+    for name in ("a", "b", "c"):
+        write_image(tmp_path / f"{name}.png")
+    (tmp_path / "labels.csv").write_text("image,label\na.png,normal\nb.png,pneumonia\nc.png,pnuemonia\n")
+    with pytest.raises(LayoutError, match=r"not in label_names \['normal', 'pneumonia'\]: \{'pnuemonia': 1\}"):
+        build_recipe("manifest", tmp_path, manifest="labels.csv", label_names=["normal", "pneumonia"])
+    (tmp_path / "labels.csv").write_text("image,label\na.png,normal\nb.png,pneumonia\nc.png,\n")
+    recipe = build_recipe("manifest", tmp_path, manifest="labels.csv", label_names=["normal", "pneumonia"])
+    assert [r["labels"][:1] for r in recipe.records][:2] == [[1.0], [0.0]]

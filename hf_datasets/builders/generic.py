@@ -7,6 +7,7 @@ import json
 import math
 import re
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import pydicom
@@ -106,7 +107,7 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
         raise LayoutError(path, "manifest has no rows")
     classes = sorted({_class_name(r) for r in rows} - {""})
     names = option_values(label_names) or classes
-    records, unlabelled = [], 0
+    records, unlabelled, unknown = [], 0, Counter()
     for number, row in enumerate(rows, start=1):
         if not row.get("image"):
             raise LayoutError(path, f"row {number} has no 'image' (columns: {list(row)})")
@@ -116,6 +117,7 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
             values = [_label_value(row[n], path, row["image"]) for n in names]
         elif _class_name(row):
             values = [float(_class_name(row) == n) for n in names]
+            unknown.update([] if _class_name(row) in names else [_class_name(row)])
         else:
             values = [float("nan")] * len(names)
             unlabelled += 1
@@ -131,6 +133,9 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
                               study_id=row.get("study_id") or header.get("study_id"),
                               view=row.get("view") or header.get("view"), sex=row.get("sex"), age=row.get("age"),
                               source=row.get("source") or root.name, split=row.get("split") or None))
+    if unknown:  # all-zero labels for them would quietly turn a single-label set into a multi-label one
+        raise LayoutError(path, f"'label' values not in label_names {names}: {dict(unknown)} (rows per value); "
+                                "fix those rows or add the names to label_names")
     if label_names and unlabelled == len(rows):
         raise LayoutError(path, f"no row has labels for {names}: give one column per name (CSV), a 'labels' "
                                 f"list (JSONL) or a 'label' class name (columns: {list(rows[0])})")
