@@ -199,3 +199,16 @@ def test_an_empty_image_file_is_reported_as_empty(tmp_path):
     predict.main(["--model", model, "--inputs", str(folder), "--output", str(tmp_path / "p.csv"), "--on_error", "skip"])
     assert [(Path(r["path"]).name, r["reason"]) for r in rows(tmp_path / "p_skipped.csv")] == [
         ("b.png", "empty file (0 bytes)")]
+
+
+def test_a_missing_model_folder_is_named_as_such(tmp_path, monkeypatch):
+    """A mistyped --model folder ended in the Hub client's "Repo id must be in the form ..." message."""
+    from train import evaluate
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    missing = str(tmp_path / "outputs" / "run" / "model")
+    Image.new("L", (8, 8)).save(tmp_path / "a.png")
+    with pytest.raises(OSError, match=r"--model .*run/model: no such folder here"):
+        predict.main(["--model", missing, "--inputs", str(tmp_path)])
+    with pytest.raises(OSError, match=r"--model .*run/model: no such folder here"):
+        evaluate.load_model(missing)

@@ -220,3 +220,15 @@ def save_args(args, output_dir) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(dataclasses.asdict(args), sort_keys=False))
     return path
+
+
+def load_model_source(load, source, flag: str):
+    """`load(source)` (a `from_pretrained`); when that fails for a `source` that is no folder here, the error names
+    `flag` and says so, instead of the Hub's repo-id or connection message."""
+    try:
+        return load(source)
+    except OSError as error:
+        if Path(source).exists():
+            raise
+        raise OSError(f"{flag} {source}: no such folder here, and no model of that name could be loaded from the "
+                      f"Hub or its cache ({error})") from error

@@ -18,7 +18,7 @@ from accelerate.utils import set_seed
 import modeling_cxrgm
 
 from . import data, engine
-from .config import EvalArgs, parse_args
+from .config import EvalArgs, load_model_source, parse_args
 from .export import write_metrics
 from .metrics import compute_metrics
 from .run import Context, exit_process
@@ -34,7 +34,7 @@ HEADLINE = {"classification": ("auroc_macro", "accuracy", "f1_macro"), "segmenta
 
 def load_model(folder):
     """(model, processor, task) from a save_pretrained folder of this package."""
-    config = modeling_cxrgm.GroupMaskedViTConfig.from_pretrained(folder)
+    config = load_model_source(modeling_cxrgm.GroupMaskedViTConfig.from_pretrained, folder, "--model")
     architecture = (config.architectures or [""])[0]
     if architecture not in TASKS:
         raise ValueError(f"{folder}: unsupported architecture {architecture!r}; expected one of {sorted(TASKS)}")

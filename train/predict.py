@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, AutoModelForSemanticSegmentation
 
-from .config import PredictArgs, parse_args
+from .config import PredictArgs, load_model_source, parse_args
 
 SUFFIXES = (".dcm", ".dicom", ".png", ".jpg", ".jpeg")
 logger = logging.getLogger(__name__)
@@ -204,7 +204,8 @@ def main(argv=None) -> Path:
     args = parse_args(PredictArgs, argv)
     check_args(args)
     files = find_images(args.inputs)
-    config = AutoConfig.from_pretrained(args.model, trust_remote_code=True)
+    config = load_model_source(lambda source: AutoConfig.from_pretrained(source, trust_remote_code=True), args.model,
+                               "--model")
     names = [config.id2label[i] for i in range(config.num_labels)]
     segmentation = is_segmentation(config)
     output = Path(args.output or ("masks" if segmentation else "predictions.csv"))

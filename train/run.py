@@ -34,7 +34,7 @@ from modeling_cxrgm import (
 
 from . import checkpoint, data, engine
 from .augment import AugmentSpec
-from .config import TrainArgs, load_yaml, save_args
+from .config import TrainArgs, load_model_source, load_yaml, save_args
 from .export import export, save_model_atomically, write_metrics
 from .metrics import compute_metrics, metric_names
 from .optim import EMA, param_groups
@@ -219,7 +219,7 @@ def build_model(args: TrainArgs, names: list[str], single_label: bool):
             args.preset, image_size=args.image_size, num_channels=args.num_channels, **overrides
         )
         return model_class(config)
-    base = AutoConfig.from_pretrained(args.init)
+    base = load_model_source(AutoConfig.from_pretrained, args.init, "--init")
     if base.model_type != GroupMaskedViTConfig.model_type:
         raise ValueError(f"--init {args.init} is a {base.model_type!r} model, not {GroupMaskedViTConfig.model_type!r}")
     if base.num_channels != args.num_channels:
