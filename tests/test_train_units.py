@@ -254,6 +254,21 @@ def test_multilabel_metrics_ignore_unknown_and_skip_single_valued_classes():
     assert out["accuracy"] == 1.0  # row 3 class b (unknown, predicted 0.9) does not count
 
 
+def test_multilabel_metrics_leave_soft_labels_unscored():
+    """An uncertain label under a soft policy (uncertain=0.7, e.g. in MIMIC-CXR's test split) is a training target,
+    not ground truth: it is scored as unknown, where AUROC failed on the 'continuous' references."""
+    references = np.array([[1, 0], [0, 0.7], [1, 1], [0.7, 0], [0, 1]], dtype=float)
+    predictions = np.array([[0.9, 0.2], [0.1, 0.8], [0.6, 0.7], [0.2, 0.4], [0.7, 0.6]])
+    unknown = np.where(np.isin(references, (0, 1)), references, np.nan)
+    module = metrics.load("cxr_classification")
+    soft = module.compute(predictions=predictions, references=references, single_label=False,
+                          label_names=["a", "b"], bootstrap=20)
+    expected = module.compute(predictions=predictions, references=unknown, single_label=False,
+                              label_names=["a", "b"], bootstrap=20)
+    assert soft == pytest.approx(expected)
+    assert soft["auroc/a"] == pytest.approx(roc_auc_score([1, 0, 1, 0], [0.9, 0.1, 0.6, 0.7]))
+
+
 def test_dice_and_iou():
     out = metrics.load("cxr_segmentation").compute(intersection=[[3], [0]], predicted=[[4], [0]], target=[[5], [0]],
                                                    label_names=["lungs"])

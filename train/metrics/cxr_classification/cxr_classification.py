@@ -1,7 +1,8 @@
 """CXR classification metrics as a local `evaluate` module (load it by path; nothing comes from the Hub).
 
 Inputs per image: `predictions` class probabilities (K,), `references` labels (K,): one-hot for single-label sets,
-0/1 with NaN = unknown for multi-label sets. Output: a flat dict of floats (undefined values are left out):
+0/1 with NaN = unknown for multi-label sets (soft values in between, such as uncertain labels under a soft policy,
+are not scored either). Output: a flat dict of floats (undefined values are left out):
 accuracy, f1_macro, auroc_macro, auprc_macro, per class auroc/auprc/sensitivity/specificity/ppv/f1 (`name/class`),
 the confusion matrix as `confusion/true/predicted` counts (single-label), and bootstrap 95% CIs
 (`auroc_macro_ci_low` / `_high`, `accuracy_ci_low` / `_high`). Multi-label accuracy is the share of right decisions
@@ -17,7 +18,7 @@ _DESCRIPTION = __doc__
 _KWARGS = """
 Args:
     predictions: per image class probabilities (K,).
-    references: per image labels (K,), NaN = unknown.
+    references: per image labels (K,), NaN = unknown; multi-label values other than 0 and 1 are not scored.
     single_label (bool): classes are mutually exclusive (argmax decisions); else each class is thresholded.
     label_names (list[str]): class names for the per-class keys (default class_0, class_1, ...).
     threshold (float): decision threshold of multi-label classes.
@@ -162,6 +163,8 @@ class CxrClassification(evaluate.Metric):
                  bootstrap=0, seed=0):
         probabilities = np.asarray(predictions, dtype=np.float64)
         labels = np.asarray(references, dtype=np.float64)
+        if not single_label:  # a soft target (an uncertain label under a soft policy) is no ground truth: unscored
+            labels = np.where(np.isin(labels, (0.0, 1.0)), labels, np.nan)
         names = list(label_names or [f"class_{k}" for k in range(labels.shape[1])])
         out = classification_metrics(probabilities, labels, names, single_label, threshold)
         out["num_samples"] = float(len(labels))
