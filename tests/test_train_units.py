@@ -860,7 +860,20 @@ def test_card_label_policy_names_the_label_options_the_data_was_built_with(tmp_p
     assert label_policy(TrainArgs(dataset="kermany")) == "default"
     (tmp_path / "prepare_settings.json").write_text('{"dataset": "chexpert", "options": {"uncertain": "mixed"}}')
     prepared = TrainArgs(prepared_dir=str(tmp_path), dataset_options={"train_fraction": 0.1})
-    assert label_policy(prepared) == "uncertain=mixed"  # the options it was prepared with
+    assert label_policy(prepared) == "blank=zeros, uncertain=mixed"  # the options it was prepared with
+
+
+def test_card_label_policy_states_the_uncertain_and_blank_defaults():
+    """A CheXpert / MIMIC run that set one switch (or none) stated only that one ("uncertain=mixed", "default"): the
+    card did not say whether blank labels trained as negatives or were ignored."""
+    from train.run import label_policy
+
+    assert label_policy(TrainArgs(dataset="chexpert")) == "blank=zeros, uncertain=ignore"
+    mixed = TrainArgs(dataset="chexpert", dataset_options={"uncertain": "mixed", "tasks": "competition"})
+    assert label_policy(mixed) == "blank=zeros, tasks=competition, uncertain=mixed"
+    soft = TrainArgs(dataset="mimic_cxr_jpg", dataset_options={"uncertain": 0.7, "blank": "ignore"})
+    assert label_policy(soft) == "blank=ignore, uncertain=0.7"
+    assert label_policy(TrainArgs(dataset="nih")) == "default"
 
 
 def test_card_names_prepared_data_after_the_set_it_was_prepared_from(tmp_path):

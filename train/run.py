@@ -53,6 +53,8 @@ FOLDER_LAYOUTS = ("cxr_folder", "imagefolder", "manifest", "dicomdir")
 # builder options that decide what the labels are: the model card's label policy
 LABEL_OPTIONS = ("uncertain", "blank", "readers", "labeler", "tasks", "labels", "classes", "label_column", "label_map",
                  "label_names")
+# the uncertain / blank switches: stated on the card even when left at the builder's default
+POLICY_OPTIONS = ("uncertain", "blank")
 HIGHER_IS_BETTER = ("auroc", "auprc", "accuracy", "f1", "dice", "iou", "sensitivity", "specificity", "ppv")
 # What a resumed run may change: where things are, how the run is operated, and its length (`epochs`: a run can be
 # extended; its schedules then span the new length), not what each step computes
@@ -490,13 +492,31 @@ def data_name(args: TrainArgs) -> str:
 
 def label_policy(args: TrainArgs) -> str:
     """The label options the training data was built with (for --prepared_dir: when it was prepared), e.g.
-    "blank=zeros, uncertain=ones", or "default"."""
-    options = args.dataset_options
+    "blank=zeros, uncertain=ones", or "default". A set with uncertain / blank switches always states both, those left
+    at their default included."""
+    options, dataset = args.dataset_options, args.dataset
     settings = Path(args.prepared_dir or "") / "prepare_settings.json"
     if args.prepared_dir and settings.is_file():
-        options = json.loads(settings.read_text()).get("options", {})
+        prepared = json.loads(settings.read_text())
+        options, dataset = prepared.get("options", {}), prepared.get("dataset")
+    options = {**_policy_defaults(dataset), **options}
     chosen = sorted(set(options) & set(LABEL_OPTIONS))
     return ", ".join(f"{name}={_option_text(options[name])}" for name in chosen) or "default"
+
+
+def _policy_defaults(dataset: str | None) -> dict:
+    """The defaults of the named builder's uncertain / blank switches ({} for a set without them)."""
+    import importlib
+    import inspect
+
+    from hf_datasets.registry import BUILDERS
+
+    if dataset not in BUILDERS:
+        return {}
+    module, function = BUILDERS[dataset]
+    builder = getattr(importlib.import_module(f"hf_datasets.builders.{module}"), function)
+    return {name: parameter.default for name, parameter in inspect.signature(builder).parameters.items()
+            if name in POLICY_OPTIONS}
 
 
 def _option_text(value) -> str:
