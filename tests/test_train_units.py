@@ -269,6 +269,22 @@ def test_multilabel_metrics_leave_soft_labels_unscored():
     assert soft["auroc/a"] == pytest.approx(roc_auc_score([1, 0, 1, 0], [0.9, 0.1, 0.6, 0.7]))
 
 
+def test_bootstrap_leaves_out_a_label_no_image_knows():
+    """A model evaluated on another set (an NIH model on CheXpert: Infiltration, Mass, ... unknown everywhere) failed
+    in the bootstrap ('index 0 out-of-bounds in add.reduceat'); the intervals are those of the labels the set has."""
+    rng = np.random.default_rng(0)
+    labels = (rng.random((30, 2)) < 0.4).astype(float)
+    probabilities = np.clip(labels * 0.3 + rng.random((30, 2)) * 0.7, 0, 1)
+    module = metrics.load("cxr_classification")
+    with_unknown = module.compute(predictions=np.c_[probabilities, rng.random(30)],
+                                  references=np.c_[labels, np.full(30, np.nan)], single_label=False,
+                                  label_names=["a", "b", "c"], bootstrap=50)
+    known = module.compute(predictions=probabilities, references=labels, single_label=False, label_names=["a", "b"],
+                           bootstrap=50)
+    for key in ("auroc_macro", "auroc_macro_ci_low", "auroc_macro_ci_high", "accuracy_ci_low", "accuracy_ci_high"):
+        assert with_unknown[key] == pytest.approx(known[key])
+
+
 def test_dice_and_iou():
     out = metrics.load("cxr_segmentation").compute(intersection=[[3], [0]], predicted=[[4], [0]], target=[[5], [0]],
                                                    label_names=["lungs"])

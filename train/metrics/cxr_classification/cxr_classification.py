@@ -128,6 +128,8 @@ def _bootstrap(probabilities, labels, names, single_label, threshold, resamples,
     ranked = []  # per class: its known images by increasing score, which of them are positive, starts of tied runs
     for k in range(len(names)):
         rows = np.flatnonzero(~np.isnan(labels[:, k]))
+        if not rows.size:  # a label no image knows (one the evaluation set lacks): no AUROC in any draw
+            continue
         order, starts = _tie_groups(probabilities[rows, k])
         ranked.append((rows[order], labels[rows[order], k] == 1, starts))
     chunk = max(1, min(64, drawn_values // max(n, 1)))
@@ -136,7 +138,7 @@ def _bootstrap(probabilities, labels, names, single_label, threshold, resamples,
         draws = [rng.integers(0, n, n) for _ in range(min(chunk, resamples - start))]
         weights = np.stack([np.bincount(rows_drawn, minlength=n) for rows_drawn in draws]).astype(float)  # (B, N)
         per_class = np.stack([_weighted_auroc(positive, starts, np.take(weights, rows, axis=1))
-                              for rows, positive, starts in ranked], 1)  # (B, K)
+                              for rows, positive, starts in ranked], 1) if ranked else np.full((len(draws), 0), np.nan)
         defined = ~np.isnan(per_class)
         with np.errstate(invalid="ignore"):
             aurocs += list(np.where(defined.any(1), np.nansum(per_class, 1) / defined.sum(1), np.nan))
