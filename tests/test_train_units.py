@@ -905,3 +905,31 @@ def test_card_names_prepared_data_after_the_set_it_was_prepared_from(tmp_path):
     assert data_name(TrainArgs(prepared_dir=str(tmp_path / "kermany_small"))) == "kermany_small"
     assert data_name(TrainArgs(dataset="cxr_folder", data_dir="/data/kermany_pediatric")) == "kermany_pediatric"
     assert data_name(TrainArgs(dataset="nih", data_dir="/data/ChestX-ray14")) == "nih"
+
+
+def test_evaluation_names_the_labels_left_out_of_the_macro_auroc(tmp_path, capsys):
+    """A label with one value in the split (no positive Hernia in a test set) has no AUROC: the macro average is then
+    over the other labels, which the run said nowhere."""
+    import datasets
+
+    from hf_datasets import build_dataset
+    from hf_datasets.schema import with_label_names
+    from modeling_cxrgm import GroupMaskedViTImageProcessor
+    from train import evaluate as evaluate_script
+
+    names = ["Atelectasis", "Edema", "Hernia"]
+    config = GroupMaskedViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1,
+                                  num_attention_heads=2, intermediate_size=64, num_labels=3,
+                                  id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)},
+                                  problem_type="multi_label_classification")
+    GroupMaskedViTForImageClassification(config).save_pretrained(tmp_path / "model")
+    GroupMaskedViTImageProcessor(size=32).save_pretrained(tmp_path / "model")
+    test = build_dataset("sample")["test"]
+    labels = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, np.nan, 0.0], [0.0, 1.0, 0.0]]
+    feature = datasets.List(datasets.Value("float32"), length=3)
+    test = test.remove_columns("labels").add_column("labels", labels[:len(test)], feature=feature)
+    datasets.DatasetDict({"test": with_label_names(test, names)}).save_to_disk(tmp_path / "data")
+    out = evaluate_script.main(["--model", str(tmp_path / "model"), "--prepared_dir", str(tmp_path / "data"),
+                                "--bootstrap", "0", "--output_dir", str(tmp_path / "eval")])
+    assert "auroc/Hernia" not in out and "auroc/Edema" in out
+    assert re.search(r"no AUROC / AUPRC for \['Hernia'\]", capsys.readouterr().out)

@@ -126,6 +126,10 @@ def main(argv=None) -> dict:
                   model_config=accelerator.unwrap_model(model).config, single_label=single_label)
     results = engine.evaluate(model, loader, accelerator, ctx, seed=args.seed)
     metrics = compute_metrics(task, results, names, single_label, args.bootstrap)
+    unranked = [name for name in names if f"auroc/{name}" not in metrics] if task == "classification" else []
+    if unranked:
+        accelerator.print(f"no AUROC / AUPRC for {unranked}: split {args.split!r} does not have both positive and "
+                          "negative known labels of them; auroc_macro and auprc_macro average the other labels")
     drift = drift_report(task, results, ds, names, single_label, args.in_domain_source, args.bootstrap)
     if accelerator.is_main_process:
         output_dir = Path(args.output_dir or Path(args.model) / f"eval-{args.split}")
