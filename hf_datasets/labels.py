@@ -36,6 +36,8 @@ def canonical_label(name: str) -> str:
 
 def _policy_value(policy, name: str, kind: str) -> float:
     if isinstance(policy, (int, float)) and not isinstance(policy, bool):
+        if not 0 <= policy <= 1:  # a target outside [0, 1] has no meaning for a sigmoid (and -1 kept "uncertain")
+            raise ValueError(f"{kind} policy as a number is a soft label in [0, 1], got {policy!r}")
         return float(policy)
     if policy == "ignore":
         return float("nan")
@@ -57,7 +59,7 @@ def apply_label_policy(raw, names: list[str], *, uncertain="ignore", blank="zero
         names: the k label names (used by the "mixed" policy).
         uncertain: "ignore" (NaN) | "zeros" | "ones" | "mixed" (U-Ones for Atelectasis
             and Edema, U-Zeros otherwise) | a number in [0, 1] (soft label).
-        blank: "ignore" (NaN) | "zeros" | "ones" | a number.
+        blank: "ignore" (NaN) | "zeros" | "ones" | a number in [0, 1].
     """
     values = np.array(raw, dtype=np.float32, copy=True)
     if values.shape[-1] != len(names):

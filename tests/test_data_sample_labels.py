@@ -92,6 +92,13 @@ def test_bad_policy():
         apply_label_policy(RAW, NAMES, uncertain="maybe")
 
 
+@pytest.mark.parametrize("policy", [{"uncertain": -1}, {"blank": 2}, {"uncertain": 1.5}])
+def test_a_number_outside_zero_to_one_is_no_soft_label(policy):
+    """uncertain=-1 or blank=2 were accepted and trained a sigmoid towards targets it cannot reach."""
+    with pytest.raises(ValueError, match=r"policy as a number is a soft label in \[0, 1\]"):
+        apply_label_policy(RAW, NAMES, **policy)
+
+
 def test_harmonise_labels_and_mask():
     values = np.array([[1, 0, 1]], np.float32)
     out, missing = harmonise_labels(values, ["Effusion", "Pleural_Thickening", "No Finding"],
