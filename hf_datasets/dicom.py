@@ -274,6 +274,8 @@ def read_dicom(path, *, voi: str = "header", percentiles=(0.5, 99.5)):
                 values = pixels[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
             else:
                 values = _modality_values(ds, pixels)
+            if pixels.dtype.kind == "f" and not np.isfinite(values).all():  # float pixel data: one NaN greys all
+                raise UndecodableDicomError(path, "float pixel data holds NaN or infinite values")
             image = _apply_voi(ds, values, voi, percentiles, padding)
         except AttributeError as err:  # a lookup table without an element it needs: names it, never a value
             raise UndecodableDicomError(path, f"pixel values cannot be mapped to grey ({err})") from err

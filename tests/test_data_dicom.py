@@ -322,3 +322,23 @@ def test_a_transfer_syntax_no_decoder_exists_for_is_a_dicom_error_naming_it(tmp_
     ds.save_as(path)
     with pytest.raises(DicomError, match=rf"video.dcm: transfer syntax .*\({syntax}\) is not supported"):
         read_dicom(path)
+
+
+def test_float_pixel_data_with_nan_is_refused_naming_the_file(tmp_path):
+    """One NaN in float pixel data made the whole image NaN (and a training loss NaN) without a word."""
+    from hf_datasets.errors import UndecodableDicomError
+
+    path = write_dicom(tmp_path / "float.dcm")
+    ds = pydicom.dcmread(path)
+    del ds.PixelData, ds.BitsStored, ds.HighBit, ds.PixelRepresentation
+    ds.BitsAllocated = 32
+    pixels = np.linspace(0, 1, ds.Rows * ds.Columns, dtype=np.float32).reshape(ds.Rows, ds.Columns)
+    ds.FloatPixelData = pixels.tobytes()
+    ds.save_as(path)
+    image, _ = read_dicom(path)
+    assert np.isfinite(image).all() and image.max() > image.min()
+    pixels[3, 4] = np.nan
+    ds.FloatPixelData = pixels.tobytes()
+    ds.save_as(path)
+    with pytest.raises(UndecodableDicomError, match=r"float\.dcm: float pixel data holds NaN"):
+        read_dicom(path)
