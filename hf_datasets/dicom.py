@@ -144,6 +144,9 @@ def _check_is_image(path, ds) -> None:
         raise NoPixelDataError(path, f"{sop_name or 'image'} object with empty Pixel Data")
     if "Image" in sop_name:
         raise NoPixelDataError(path, f"{sop_name} object without Pixel Data")
+    stated = getattr(ds.file_meta.get("MediaStorageSOPClassUID"), "name", "") if sop_class is None else ""
+    if "Image" in stated:  # the file meta says image, the data set lost even its SOP class: it was cut short
+        raise TruncatedDicomError(path, f"{stated} file whose data set ends early (file cut short?)")
     kind = sop_name or "object with an unknown SOP class"
     raise NonImageDicomError(path, f"not an image: {kind}")
 

@@ -342,3 +342,12 @@ def test_float_pixel_data_with_nan_is_refused_naming_the_file(tmp_path):
     ds.save_as(path)
     with pytest.raises(UndecodableDicomError, match=r"float\.dcm: float pixel data holds NaN"):
         read_dicom(path)
+
+
+def test_a_file_cut_inside_an_undefined_length_element_is_reported_as_cut(recwarn):
+    """pydicom reads such a file as an empty data set, which was reported as "not an image: object with an unknown
+    SOP class" although its file meta names an image class."""
+    path = dicom_testfile("emri_small_jpeg_2k_lossless_too_short.dcm")
+    with pytest.raises(TruncatedDicomError, match=r"too_short\.dcm: Enhanced MR Image Storage file whose data set "
+                                                  r"ends early"):
+        read_dicom(path)
