@@ -2,6 +2,7 @@
 weights of an uninterrupted run (data order, augmentation, masks, dropout, schedules, accumulation, EMA)."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -127,3 +128,24 @@ def test_a_resumed_epoch_reports_the_training_loss_of_the_whole_epoch(tmp_path, 
     run_training(args("cut", max_steps=stop_at))
     resumed = run_training(args("cut", resume_from_checkpoint="latest"))
     assert resumed["train_loss"] > 0 and resumed == straight
+
+
+def test_a_resumed_runs_tensorboard_curves_have_each_step_once(tmp_path):
+    """A run stopped after logging steps past its last checkpoint logs them again when resumed: TensorBoard shows
+    each step once (the resumed run's), not curves that go back and repeat those steps."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from train import checkpoint
+    from train.run import run_training
+
+    run = tmp_path / "run"
+    settings = dict(epochs=2, max_steps=None, save_every_steps=2, save_total_limit=10, report_to="tensorboard",
+                    log_every_steps=1)  # 6 steps per epoch
+    run_training(in_process_args(run, **settings))
+    for later in checkpoint.checkpoints(run)[2:]:  # as if stopped at step 12 with step_00000004 its last checkpoint
+        shutil.rmtree(later)
+    run_training(in_process_args(run, resume_from_checkpoint="latest", **settings))
+    events = EventAccumulator(str(run / "logs" / "cxrgm"))
+    events.Reload()
+    assert [event.step for event in events.Scalars("train/loss")] == list(range(1, 13))
+    assert [event.step for event in events.Scalars("eval/loss")] == [6, 12]

@@ -353,7 +353,10 @@ def run_training(args: TrainArgs) -> dict:
         checkpoint.load(accelerator, resume)
         accelerator.print(f"Resumed from {resume} at step {state.step} (epoch {state.epoch}, batch {state.batch_in_epoch})")
     if args.report_to != "none":
-        accelerator.init_trackers("cxrgm", config=_tracker_config(args))
+        # TensorBoard hides what a stopped run logged after its checkpoint (steps after state.step), which this run
+        # logs again: otherwise its curves went back and repeated those steps
+        accelerator.init_trackers("cxrgm", config=_tracker_config(args),
+                                  init_kwargs={"tensorboard": {"purge_step": state.step + 1}})
     accelerator.print(
         f"{args.task}: {len(train_set)} training images, {len(eval_set) if eval_set else 0} evaluation images, "
         f"{accelerator.num_processes} process(es), lr {ctx.lr:.3g}, {steps_per_epoch} steps/epoch x {args.epochs} epochs"
