@@ -80,6 +80,19 @@ def test_resuming_with_other_arguments_is_refused_naming_them(tmp_path):
     assert (tmp_path / "run" / "checkpoints" / "step_00000003").is_dir()
 
 
+def test_resuming_another_folders_checkpoint_checks_that_runs_arguments(tmp_path):
+    """Resumed from a checkpoint path into a new --output_dir (no args.yaml there yet), another batch size went
+    unchecked; the checkpoint's own run says what the run started with."""
+    from train.run import run_training
+
+    run_training(in_process_args(tmp_path / "run"))
+    checkpoint = str(tmp_path / "run" / "checkpoints" / "step_00000001")
+    with pytest.raises(ValueError, match=r"run started with other arguments \(batch_size 2 -> 4\)"):
+        run_training(in_process_args(tmp_path / "moved", resume_from_checkpoint=checkpoint, batch_size=4))
+    run_training(in_process_args(tmp_path / "moved", resume_from_checkpoint=checkpoint, max_steps=3))
+    assert (tmp_path / "moved" / "checkpoints" / "step_00000003").is_dir()
+
+
 def test_a_new_run_in_a_folder_with_an_earlier_runs_checkpoints_is_refused(tmp_path):
     """The earlier run's checkpoints (higher steps) would outlive the new run's, and a later
     `--resume_from_checkpoint latest` would continue the earlier run under the new run's arguments."""

@@ -87,18 +87,20 @@ def plain_model(accelerator, model) -> torch.nn.Module:
     return accelerator.unwrap_model(model, keep_torch_compile=False)
 
 
-def check_resumable(args: TrainArgs, output_dir: Path) -> None:
-    """A run resumes with the arguments it started with (its args.yaml), but for RESUME_MAY_CHANGE: another batch
-    size, seed, data, model or optimiser setting would continue a different run from the middle of this one."""
-    saved_path = output_dir / "args.yaml"
-    if not saved_path.is_file():
+def check_resumable(args: TrainArgs, output_dir: Path, resume: Path) -> None:
+    """A run resumes with the arguments it started with (args.yaml of output_dir, else of the run whose checkpoint
+    `resume` is), but for RESUME_MAY_CHANGE: another batch size, seed, data, model or optimiser setting would
+    continue a different run from the middle of this one."""
+    runs = (output_dir, resume.parent.parent)  # .../<run>/checkpoints/step_XXXXXXXX
+    saved_path = next((run / "args.yaml" for run in runs if (run / "args.yaml").is_file()), None)
+    if saved_path is None:
         return
     saved = TrainArgs(**load_yaml(saved_path, TrainArgs))
     changed = [f"{f.name} {getattr(saved, f.name)!r} -> {getattr(args, f.name)!r}" for f in dataclasses.fields(args)
                if f.name not in RESUME_MAY_CHANGE and getattr(saved, f.name) != getattr(args, f.name)]
     if changed:
-        raise ValueError(f"{output_dir} started with other arguments ({'; '.join(changed)}): resume with the same "
-                         "ones, or start a new --output_dir (--init from this run's export to keep its weights)")
+        raise ValueError(f"{saved_path.parent} started with other arguments ({'; '.join(changed)}): resume with the "
+                         "same ones, or start a new --output_dir (--init from this run's export to keep its weights)")
 
 
 def check_no_earlier_run(output_dir: Path) -> None:
@@ -308,7 +310,7 @@ def run_training(args: TrainArgs) -> dict:
     set_seed(args.seed)
     resume = checkpoint.resolve(args.resume_from_checkpoint, output_dir)
     if resume is not None:
-        check_resumable(args, output_dir)
+        check_resumable(args, output_dir, resume)
     else:
         check_no_earlier_run(output_dir)
     if accelerator.is_main_process:
