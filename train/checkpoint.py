@@ -1,7 +1,8 @@
 """Checkpoints: `accelerator.save_state` into a hidden folder, then an atomic rename to `checkpoints/step_XXXXXXXX`.
 
-A kill while saving leaves only a hidden `.tmp-*` folder, never a `step_*` folder that loads half; old checkpoints
-are renamed away before they are deleted, for the same reason.
+A kill while saving leaves only a hidden `.tmp-*` folder, never a `step_*` folder that loads half; the files are
+flushed to disk before the rename, so that a power loss cannot leave one either; old checkpoints are renamed away
+before they are deleted, for the same reason.
 """
 
 from __future__ import annotations
@@ -80,7 +81,9 @@ def save(accelerator, output_dir, step: int, limit: int) -> Path:
     accelerator.save_state(str(temporary))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        _flush_to_disk(temporary)
         os.replace(temporary, final)
+        _flush_to_disk(root)
         for old in checkpoints(output_dir)[: max(0, len(checkpoints(output_dir)) - max(limit, 1))]:
             trash = root / f".trash-{old.name}"
             os.replace(old, trash)
@@ -89,6 +92,16 @@ def save(accelerator, output_dir, step: int, limit: int) -> Path:
             shutil.rmtree(leftover, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
+
+
+def _flush_to_disk(folder: Path) -> None:
+    """fsync every file in `folder` and the folder itself (its entries)."""
+    for path in [*folder.rglob("*"), folder]:
+        descriptor = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
 
 
 def load(accelerator, path: Path):
