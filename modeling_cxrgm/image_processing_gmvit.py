@@ -284,9 +284,10 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
             tensor = canvas
         return tensor
 
-    def _label_map(self, segmentation_map) -> torch.Tensor:
+    def _label_map(self, segmentation_map, image_size=None) -> torch.Tensor:
         """A mask (PIL / numpy / tensor, (H, W)) -> int64 (size, size) by nearest resize, padded with `PAD_LABEL`;
-        0/255 masks become 0/1."""
+        0/255 masks become 0/1. A mask of another size than its image, `image_size` (H, W), is first resized to it
+        (it covers the whole image, as SCR's 1024 px masks of JSRT's 2048 px images do), so both are padded alike."""
         if _is_pil(segmentation_map) and segmentation_map.mode in ("RGB", "RGBA"):
             segmentation_map = segmentation_map.convert("L")
         if isinstance(segmentation_map, torch.Tensor):
@@ -298,6 +299,9 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
         if tensor.ndim != 2:
             raise ValueError(f"A segmentation map must be (H, W), got shape {tuple(tensor.shape)}")
         tensor = tensor.long()
+        if image_size is not None and tuple(tensor.shape) != tuple(image_size):
+            tensor = F.interpolate(tensor[None, None].float(), size=tuple(image_size), mode="nearest-exact")
+            tensor = tensor[0, 0].long()
         values = torch.unique(tensor)
         if values.numel() <= 2 and values.max() == 255 and values.min() >= 0:  # 0/255 binary mask image
             tensor = (tensor == 255).long()
@@ -312,7 +316,8 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
         batch = _split_batch(images)
         if not batch:
             raise ValueError("No images given")
-        pixel_values = torch.stack([self._fit(self.to_unit_tensor(image), "bilinear", 0.0) for image in batch])
+        unit = [self.to_unit_tensor(image) for image in batch]
+        pixel_values = torch.stack([self._fit(tensor, "bilinear", 0.0) for tensor in unit])
         if do_normalize:
             mean = torch.tensor(self.image_mean)[None, :, None, None]
             std = torch.tensor(self.image_std)[None, :, None, None]
@@ -322,7 +327,7 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
             maps = _split_maps(segmentation_maps)
             if len(maps) != len(batch):
                 raise ValueError(f"Got {len(batch)} images but {len(maps)} segmentation maps")
-            data["labels"] = torch.stack([self._label_map(m) for m in maps])
+            data["labels"] = torch.stack([self._label_map(m, tensor.shape[1:]) for m, tensor in zip(maps, unit)])
         if return_tensors == "np":
             data = {key: value.numpy() for key, value in data.items()}
         elif return_tensors not in ("pt", None):

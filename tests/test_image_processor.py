@@ -174,6 +174,24 @@ def test_post_processing_removes_padding_and_restores_the_original_size():
     assert restored.shape == (8, 16) and torch.equal(restored, torch.from_numpy(mask).long())
 
 
+def test_a_mask_stored_at_another_size_than_its_image_lines_up_with_it():
+    """Third-party lung masks are often saved at another size (256 x 256 for a 1328 x 1104 Shenzhen image): the mask
+    covers the whole image, so it is padded with it (it was padded as a square of its own, off the lungs)."""
+    processor = unnormalised(size=16)
+    image = np.zeros((8, 16), dtype=np.uint8)  # landscape: padded above and below
+    at_image_size = np.zeros((8, 16), dtype=np.uint8)
+    at_image_size[2:6, 2:6] = 255
+    square = np.zeros((16, 16), dtype=np.uint8)  # the same lung, saved square and at twice the resolution
+    square[4:12, 2:6] = 255
+    expected = processor(image, segmentation_maps=at_image_size).labels
+    assert expected[0, :4].eq(255).all() and expected[0, 12:].eq(255).all()
+    for mask in (square, Image.fromarray(square), torch.from_numpy(square)):
+        assert torch.equal(processor(image, segmentation_maps=mask).labels, expected)
+    portrait = np.zeros((16, 8), dtype=np.uint8)
+    labels = processor(portrait, segmentation_maps=square).labels  # padded left and right, as the image is
+    assert labels[0, :, :4].eq(255).all() and labels[0, :, 12:].eq(255).all() and labels[0, 4:12, 5:7].eq(1).all()
+
+
 def test_padded_mask_pixels_are_ignored_and_left_out_of_dice():
     from train.engine import mask_counts
 
