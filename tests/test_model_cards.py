@@ -118,6 +118,19 @@ def test_segmentation_card_says_at_which_size_dice_is_computed(tmp_path):
     assert "Dice and IoU are computed on the masks at the model's input size (224 px), padding excluded." in text
 
 
+
+def test_segmentation_card_states_the_dice_resolution_once_under_its_results(tmp_path):
+    """The note belongs to the evaluation results: it was repeated under the architecture and GMML tables, and
+    stood there in a card without any results."""
+    folder = export(tmp_path, GroupMaskedViTForSegmentation(GroupMaskedViTConfig(**TINY, num_labels=1)))
+    note = "Dice and IoU are computed on the masks at the model's input size"
+    run = {"task": "segmentation", "preprocessing": {"size": 224}, "metrics": {"dice": 0.91, "iou": 0.84}}
+    text = write_model_card(folder, run).read_text()
+    results = text.split("## Evaluation results")[1].split("## How to use")[0]
+    assert text.count(note) == 1 and note in results
+    text = write_model_card(folder, {"task": "segmentation", "preprocessing": {"size": 224}}).read_text()
+    assert "No evaluation results recorded." in text and note not in text
+
 def test_pretraining_card(tmp_path):
     folder = export(tmp_path, GroupMaskedViTForPreTraining(GroupMaskedViTConfig(**TINY)))
     metrics = {"loss": 0.31, "train_loss": 0.4, "train_mask_fraction": 0.51, "epoch": 3.0, "step": 12.0}  # a run's
