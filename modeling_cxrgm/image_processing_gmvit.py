@@ -286,8 +286,9 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
 
     def _label_map(self, segmentation_map, image_size=None) -> torch.Tensor:
         """A mask (PIL / numpy / tensor, (H, W)) -> int64 (size, size) by nearest resize, padded with `PAD_LABEL`;
-        0/255 masks become 0/1. A mask of another size than its image, `image_size` (H, W), is first resized to it
-        (it covers the whole image, as SCR's 1024 px masks of JSRT's 2048 px images do), so both are padded alike."""
+        0/255 masks become 0/1, also with grey edges (anti-aliased, resized or JPEG masks: 128-254 is lung). A mask of
+        another size than its image, `image_size` (H, W), is first resized to it (it covers the whole image, as SCR's
+        1024 px masks of JSRT's 2048 px images do), so both are padded alike."""
         if _is_pil(segmentation_map) and segmentation_map.mode in ("RGB", "RGBA"):
             segmentation_map = segmentation_map.convert("L")
         if isinstance(segmentation_map, torch.Tensor):
@@ -305,6 +306,8 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
         values = torch.unique(tensor)
         if values.numel() <= 2 and values.max() == 255 and values.min() >= 0:  # 0/255 binary mask image
             tensor = (tensor == 255).long()
+        elif values.min() >= 0 and values.max() == 255 and ((values > 127) & (values < 255)).any():
+            tensor = (tensor > 127).long()  # a 0/255 mask with grey edges: its 255 is lung, not the ignore label
         return self._fit(tensor[None].float(), "nearest", float(PAD_LABEL))[0].long()
 
     def preprocess(self, images, segmentation_maps=None, return_tensors="pt", **kwargs) -> BatchFeature:

@@ -192,6 +192,30 @@ def test_a_mask_stored_at_another_size_than_its_image_lines_up_with_it():
     assert labels[0, :, :4].eq(255).all() and labels[0, :, 12:].eq(255).all() and labels[0, 4:12, 5:7].eq(1).all()
 
 
+def test_masks_with_grey_edges_are_lung_inside_not_ignored(tmp_path):
+    """A 0/255 lung mask drawn anti-aliased, resized bilinearly or saved as JPEG has grey edge values: its 255 pixels
+    are lung (they were taken for the ignore label 255, and the edge greys for class indices)."""
+    from PIL import ImageDraw
+
+    big = Image.new("L", (128, 96), 0)
+    ImageDraw.Draw(big).ellipse((16, 16, 112, 80), fill=255)
+    binary = np.array(big.resize((32, 24), Image.Resampling.NEAREST))
+    smooth = big.resize((32, 24), Image.Resampling.BILINEAR)  # the same lung, grey at its edge
+    big.save(tmp_path / "mask.jpg", quality=85)
+    jpeg = Image.open(tmp_path / "mask.jpg")
+    assert len(np.unique(np.array(smooth))) > 2 and len(np.unique(np.array(jpeg))) > 2
+    processor = unnormalised(size=16)
+    image = np.zeros((24, 32), dtype=np.uint8)
+    expected = processor(image, segmentation_maps=binary).labels
+    for mask in (smooth, np.array(smooth), jpeg):
+        labels = processor(image, segmentation_maps=mask).labels
+        assert set(labels.unique().tolist()) == {0, 1, 255}
+        assert labels.ne(expected).sum() <= 4 and labels.eq(1).sum() >= expected.eq(1).sum() - 4
+    label_map = np.zeros((24, 32), dtype=np.uint8)  # class indices with an ignore region stay as they are
+    label_map[4:12, 4:12], label_map[12:20, 4:12], label_map[:, 28:] = 1, 2, 255
+    assert set(processor(image, segmentation_maps=label_map).labels.unique().tolist()) == {0, 1, 2, 255}
+
+
 def test_padded_mask_pixels_are_ignored_and_left_out_of_dice():
     from train.engine import mask_counts
 
