@@ -304,7 +304,7 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
             tensor = F.interpolate(tensor[None, None].float(), size=tuple(image_size), mode="nearest-exact")
             tensor = tensor[0, 0].long()
         values = torch.unique(tensor)
-        if values.numel() <= 2 and values.max() == 255 and values.min() >= 0:  # 0/255 binary mask image
+        if values.max() == 255 and ((values == 0) | (values == 255)).all():  # 0/255 binary mask image
             tensor = (tensor == 255).long()
         elif values.min() >= 0 and values.max() == 255 and ((values > 127) & (values < 255)).any():
             tensor = (tensor > 127).long()  # a 0/255 mask with grey edges: its 255 is lung, not the ignore label

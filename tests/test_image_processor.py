@@ -216,6 +216,18 @@ def test_masks_with_grey_edges_are_lung_inside_not_ignored(tmp_path):
     assert set(processor(image, segmentation_maps=label_map).labels.unique().tolist()) == {0, 1, 2, 255}
 
 
+def test_a_label_map_of_one_class_and_an_ignore_region_is_not_read_as_a_0_255_mask():
+    """{1, 255} (lung and an ignore region, no background) was taken for a 0/255 mask: the lung became background
+    and the ignored region lung."""
+    processor = unnormalised(size=16)
+    label_map = np.ones((16, 16), dtype=np.uint8)
+    label_map[:, 12:] = 255
+    labels = processor(np.zeros((16, 16), dtype=np.uint8), segmentation_maps=label_map).labels[0]
+    assert labels[:, :12].eq(1).all() and labels[:, 12:].eq(255).all()
+    white = np.full((16, 16), 255, dtype=np.uint8)  # a 0/255 mask that is all lung stays lung
+    assert processor(np.zeros((16, 16), dtype=np.uint8), segmentation_maps=white).labels.eq(1).all()
+
+
 def test_padded_mask_pixels_are_ignored_and_left_out_of_dice():
     from train.engine import mask_counts
 
