@@ -646,3 +646,25 @@ def test_manifest_label_outside_label_names_is_refused(tmp_path):
     (tmp_path / "labels.csv").write_text("image,label\na.png,normal\nb.png,pneumonia\nc.png,\n")
     recipe = build_recipe("manifest", tmp_path, manifest="labels.csv", label_names=["normal", "pneumonia"])
     assert [r["labels"][:1] for r in recipe.records][:2] == [[1.0], [0.0]]
+
+
+def test_a_jpeg_or_anti_aliased_mask_is_read_as_the_processor_reads_it(tmp_path):
+    """Built sets took every value above 0 as lung, so a JPEG mask's noise and an anti-aliased mask's faint edge grew
+    the lungs (the image processor takes values above 127 of such masks); 0/1 masks and label maps keep > 0."""
+    from PIL import Image, ImageDraw
+
+    from hf_datasets.builders.common import read_mask
+
+    big = Image.new("L", (256, 192), 0)
+    ImageDraw.Draw(big).ellipse((32, 32, 224, 160), fill=255)
+    big.save(tmp_path / "mask.jpg", quality=75)
+    big.resize((64, 48), Image.Resampling.BILINEAR).resize((256, 192), Image.Resampling.BILINEAR).save(
+        tmp_path / "smooth.png")
+    lung = np.asarray(big) == 255
+    for name in ("mask.jpg", "smooth.png"):
+        read = read_mask(tmp_path / name) == 255
+        assert abs(int(read.sum()) - int(lung.sum())) < 0.01 * lung.sum(), name
+    label_map = np.zeros((8, 8), np.uint8)
+    label_map[:4, :4], label_map[4:, 4:] = 1, 2
+    Image.fromarray(label_map).save(tmp_path / "labels.png")
+    assert (read_mask(tmp_path / "labels.png") == 255).sum() == 32

@@ -147,11 +147,16 @@ def _visible_files(data_dir):
 
 
 def read_mask(mask) -> np.ndarray:
-    """A mask path, or list of paths to unite, -> uint8 array, 0 background / 255 foreground."""
+    """A mask path, or list of paths to unite, -> uint8 array, 0 background / 255 foreground.
+
+    Any value above 0 is foreground (0/1 masks, label maps), but in a 0/255 mask with grey edges (anti-aliased,
+    resized or JPEG: values 128-254 present) only values above 127 are, as in the image processor."""
     paths = [mask] if isinstance(mask, (str, os.PathLike)) else list(mask)
     union = None
     for path in paths:
-        part = read_grey(path) > 0
+        grey = read_grey(path)
+        grey_edges = grey.dtype == np.uint8 and grey.max() == 255 and ((grey > 127) & (grey < 255)).any()
+        part = grey > (127 if grey_edges else 0)
         union = part if union is None else union | part
     return union.astype(np.uint8) * 255
 
