@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "data"))
 import layouts  # noqa: E402
 
 from hf_datasets import build_dataset, label_names  # noqa: E402
-from hf_datasets.errors import LayoutError  # noqa: E402
+from hf_datasets.errors import ImageReadError, LayoutError  # noqa: E402
 from hf_datasets.schema import COLUMNS  # noqa: E402
 from hf_datasets.splits import overlapping_patients  # noqa: E402
 
@@ -280,6 +280,22 @@ def test_an_image_with_one_lungs_mask_is_kept_without_a_mask(tmp_path):
     with pytest.warns(UserWarning, match="JPCNN002.IMG: only one lung's mask"):
         ds = build("jsrt", jsrt_dir)
     assert by_path(ds, "JPCNN002")["mask"] is None and by_path(ds, "JPCNN001")["mask"] is not None
+
+
+def test_left_and_right_masks_of_different_sizes_are_a_data_error_naming_them(tmp_path):
+    """Uniting a left and a right lung mask of different sizes failed with numpy's broadcasting error, which
+    on_error="skip" did not catch."""
+    from PIL import Image
+
+    data_dir = layouts.montgomery(tmp_path)
+    right = data_dir / "MontgomerySet" / "ManualMask" / "rightMask" / "MCUCXR_0104_1.png"
+    Image.open(right).resize((7, 5)).save(right)
+    with pytest.raises(ImageReadError, match=r"rightMask/MCUCXR_0104_1.png: mask of 7x5 pixels, but .*leftMask/"
+                                             r"MCUCXR_0104_1.png \(the mask it joins\) has"):
+        build("montgomery", data_dir)
+    with pytest.warns(UserWarning, match="skipped .*MCUCXR_0104_1.png: mask of 7x5"):
+        ds = build("montgomery", data_dir, on_error="skip")
+    assert sorted(Path(p).stem for p in ds["train"]["path"]) == ["MCUCXR_0001_0", "MCUCXR_0108_1"]
 
 
 def test_montgomery_images_of_one_patient_share_a_patient_id(tmp_path):

@@ -24,7 +24,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from ..errors import DataError, LayoutError
+from ..errors import DataError, ImageReadError, LayoutError
 from ..images import encode_png, read_grey, stored_mode, to_bits
 from ..schema import COLUMNS, make_features, make_info
 from ..splits import canonical_split, patient_split, patient_subset, resolve_patient_overlap
@@ -157,6 +157,9 @@ def read_mask(mask) -> np.ndarray:
         grey = read_grey(path)
         grey_edges = grey.dtype == np.uint8 and grey.max() == 255 and ((grey > 127) & (grey < 255)).any()
         part = grey > (127 if grey_edges else 0)
+        if union is not None and part.shape != union.shape:
+            raise ImageReadError(path, f"mask of {part.shape[1]}x{part.shape[0]} pixels, but {paths[0]} (the mask "
+                                       f"it joins) has {union.shape[1]}x{union.shape[0]}")
         union = part if union is None else union | part
     return union.astype(np.uint8) * 255
 
@@ -256,11 +259,16 @@ def assemble(recipe: Recipe, *, fractions=None, seed=0, streaming=False, num_pro
         if streaming:
             ds = datasets.IterableDataset.from_generator(_generate, features=features, gen_kwargs=kwargs)
         else:
-            ds = datasets.Dataset.from_generator(
-                _generate, features=features, gen_kwargs=kwargs, cache_dir=cache_dir,
-                fingerprint=cache_fingerprint(records, recipe.bits, on_error, features, split),
-                num_proc=num_proc if num_proc and num_proc > 1 and len(records) >= num_proc else None,
-                split=split)
+            try:
+                ds = datasets.Dataset.from_generator(
+                    _generate, features=features, gen_kwargs=kwargs, cache_dir=cache_dir,
+                    fingerprint=cache_fingerprint(records, recipe.bits, on_error, features, split),
+                    num_proc=num_proc if num_proc and num_proc > 1 and len(records) >= num_proc else None,
+                    split=split)
+            except datasets.exceptions.DatasetGenerationError as err:  # the file and reason, not datasets' wrapper
+                if isinstance(err.__cause__, DataError):
+                    raise err.__cause__ from None
+                raise
         ds.info.update(info)
         out[split] = ds
     return datasets.IterableDatasetDict(out) if streaming else datasets.DatasetDict(out)
