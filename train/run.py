@@ -232,7 +232,9 @@ def build_model(args: TrainArgs, names: list[str], single_label: bool):
     order = None
     if args.task == "classification" and model_class.__name__ in (base.architectures or []):
         order = head_order(base, names, args.init)
-    model = model_class.from_pretrained(args.init, **overrides)
+    # float32 whatever the checkpoint was saved in (from_pretrained keeps a bf16/fp16 file's dtype): the weights and
+    # optimiser state train in full precision, and --mixed_precision decides what runs at lower precision
+    model = model_class.from_pretrained(args.init, dtype=torch.float32, **overrides)
     if order is not None:  # the same classes in another order: each data label keeps its trained output
         with torch.no_grad():
             model.classifier.weight.copy_(model.classifier.weight[order])

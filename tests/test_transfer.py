@@ -1,0 +1,40 @@
+"""Fine-tuning from a saved model (`--init`): which weights come over, in what precision, with what settings."""
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from modeling_cxrgm import GroupMaskedViTConfig, GroupMaskedViTForPreTraining, GroupMaskedViTImageProcessor
+from train.config import TrainArgs
+from train.run import build_model
+
+TINY = dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+            intermediate_size=64)
+
+
+def pretraining_export(folder, dtype=torch.float32):
+    torch.manual_seed(0)
+    model = GroupMaskedViTForPreTraining(GroupMaskedViTConfig(**TINY)).to(dtype)
+    model.save_pretrained(folder)
+    GroupMaskedViTImageProcessor(size=32).save_pretrained(folder)
+    return folder
+
+
+def fine_tuning(task, init, **overrides):
+    return TrainArgs(task=task, output_dir="unused", dataset="sample", image_size=32, init=str(init), **overrides)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("task", ["classification", "segmentation"])
+def test_a_half_precision_checkpoint_is_fine_tuned_in_float32(tmp_path, dtype, task):
+    """A checkpoint saved in bf16 / fp16 (as Hub uploads often are) came back in that dtype: the new head, the
+    weights and AdamW's state then trained in half precision, where most updates round away."""
+    init = pretraining_export(tmp_path / "pre", dtype)
+    saved = load_file(init / "model.safetensors")
+    model = build_model(fine_tuning(task, init), ["normal", "pneumonia"], single_label=True)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    weights = model.state_dict()
+    encoder = [k for k in saved if k.startswith("vit.") and k in weights]
+    assert len(encoder) >= 28
+    for key in encoder:  # the checkpoint's values, exactly, only wider
+        assert torch.equal(weights[key], saved[key].float()), key
