@@ -38,3 +38,18 @@ def test_a_half_precision_checkpoint_is_fine_tuned_in_float32(tmp_path, dtype, t
     assert len(encoder) >= 28
     for key in encoder:  # the checkpoint's values, exactly, only wider
         assert torch.equal(weights[key], saved[key].float()), key
+
+
+def test_an_encoder_setting_that_the_checkpoint_was_not_trained_with_is_refused_naming_it(tmp_path):
+    """Another head count loaded without a word (each attention's weights then split into other heads); another
+    patch size failed inside transformers' loading with its generic size-mismatch error."""
+    init = pretraining_export(tmp_path / "pre")
+    for changes, named in (({"num_attention_heads": 4}, "num_attention_heads 2 -> 4"),
+                           ({"patch_size": 16, "hidden_size": 32}, "patch_size 8 -> 16")):
+        with pytest.raises(ValueError, match=rf"--model_config changes the encoder of --init .*\({named}\)"):
+            build_model(fine_tuning("classification", init, model_config=changes), ["normal", "pneumonia"], True)
+    # the checkpoint's own values (a copied pretraining model_config) and head settings are fine
+    same = dict(TINY, pooling="mean")
+    del same["image_size"]
+    model = build_model(fine_tuning("classification", init, model_config=same), ["normal", "pneumonia"], True)
+    assert model.config.num_attention_heads == 2 and model.config.pooling == "mean"

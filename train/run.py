@@ -55,6 +55,9 @@ LABEL_OPTIONS = ("uncertain", "blank", "readers", "labeler", "tasks", "labels", 
                  "label_names")
 # the uncertain / blank switches: stated on the card even when left at the builder's default
 POLICY_OPTIONS = ("uncertain", "blank")
+# encoder settings a --init checkpoint's weights are tied to: another patch or hidden size does not load, and another
+# head count loads but splits each attention's weights into other heads
+ENCODER_SHAPE = ("patch_size", "hidden_size", "intermediate_size", "num_attention_heads", "qkv_bias")
 HIGHER_IS_BETTER = ("auroc", "auprc", "accuracy", "f1", "dice", "iou", "sensitivity", "specificity", "ppv")
 # What a resumed run may change: where things are, how the run is operated, and its length (`epochs`: a run can be
 # extended; its schedules then span the new length), not what each step computes
@@ -229,6 +232,11 @@ def build_model(args: TrainArgs, names: list[str], single_label: bool):
     if base.num_channels != args.num_channels:
         raise ValueError(f"--init {args.init} has {base.num_channels} input channels but --num_channels is "
                          f"{args.num_channels}")
+    changed = [f"{name} {getattr(base, name)!r} -> {args.model_config[name]!r}" for name in ENCODER_SHAPE
+               if name in args.model_config and args.model_config[name] != getattr(base, name)]
+    if changed:  # the weights would not fit (or, for the heads, would silently compute something else)
+        raise ValueError(f"--model_config changes the encoder of --init {args.init} ({'; '.join(changed)}): its "
+                         "pretrained weights only serve the architecture they were trained in; leave these out")
     order = None
     if args.task == "classification" and model_class.__name__ in (base.architectures or []):
         order = head_order(base, names, args.init)
