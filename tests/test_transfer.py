@@ -53,3 +53,30 @@ def test_an_encoder_setting_that_the_checkpoint_was_not_trained_with_is_refused_
     del same["image_size"]
     model = build_model(fine_tuning("classification", init, model_config=same), ["normal", "pneumonia"], True)
     assert model.config.num_attention_heads == 2 and model.config.pooling == "mean"
+
+
+def test_a_hub_repo_id_as_init_fine_tunes_from_the_hf_cache_offline(tmp_path):
+    """`--init alice/gmml` was refused ("no config.json there"): only a local folder was taken, where users expect
+    from_pretrained's repo ids; the card names the repo as its base model."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from test_publish_cache import cache_snapshot
+
+    cache_snapshot(tmp_path / "cache", "alice/gmml-tiny", pretraining_export(tmp_path / "pre"))
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "cache")}
+    command = [sys.executable, "-m", "train.finetune_classification", "--dataset", "sample", "--image_size", "32",
+               "--output_dir", str(tmp_path / "ft"), "--epochs", "1", "--batch_size", "8", "--report_to", "none",
+               "--init"]
+    done = subprocess.run([*command, "alice/gmml-tiny"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    card = (tmp_path / "ft" / "model" / "README.md").read_text()
+    assert "base_model: alice/gmml-tiny" in card
+    assert json.loads((tmp_path / "ft" / "model" / "run.json").read_text())["training"]["init"] == "gmml"
+    missing = subprocess.run([*command, "alice/none"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert missing.returncode != 0
+    assert "--init alice/none: no such folder here, and no Hub model of that name" in missing.stderr

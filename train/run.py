@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from huggingface_hub import snapshot_download
 from transformers import AutoConfig
 
 from modeling_cxrgm import (
@@ -305,10 +306,24 @@ def _is_better(name: str, value: float, best: float | None) -> bool:
     return value > best if higher else value < best
 
 
+def init_folder(init: str) -> tuple[str, str | None]:
+    """(--init as a local folder, the Hub repo id it was fetched for or None): "random" and folders stay as they are;
+    a repo id that is no folder here is fetched (or, offline, found in the HF cache) with `snapshot_download`."""
+    if init == "random" or Path(init).exists() or init.startswith((".", "/", "~")) or init.count("/") > 1:
+        return init, None
+    try:
+        return snapshot_download(init), init
+    except (OSError, ValueError) as error:  # not cached offline, no such repo, not a valid repo id
+        raise FileNotFoundError(f"--init {init}: no such folder here, and no Hub model of that name could be fetched "
+                                f"or found in the HF cache ({error})") from error
+
+
 def run_training(args: TrainArgs) -> dict:
     """Train, evaluate every `eval_every_epochs`, keep the best model, export it; returns the exported metrics."""
     if args.mixed_precision is None:  # the launcher's flag or config file, as an Accelerator() without it reads them
         args = dataclasses.replace(args, mixed_precision=os.environ.get("ACCELERATE_MIXED_PRECISION", "no"))
+    folder, init_repo = init_folder(args.init)
+    args = dataclasses.replace(args, init=folder)
     check_args(args)
     output_dir = Path(args.output_dir)
     accelerator = Accelerator(
@@ -395,7 +410,8 @@ def run_training(args: TrainArgs) -> dict:
     metrics = json.loads((output_dir / "best" / "metrics.json").read_text())
     if accelerator.is_main_process:
         epochs_trained = state.epoch + state.batch_in_epoch / len(train_loader)  # < --epochs after --max_steps
-        run = model_card_run(args, accelerator, processor, train_set, eval_set, state.elapsed(), epochs_trained)
+        run = model_card_run(args, accelerator, processor, train_set, eval_set, state.elapsed(), epochs_trained,
+                             init_repo)
         export(output_dir / "best", output_dir, metrics, run, card=args.card)
     accelerator.wait_for_everyone()
     for tracker in accelerator.trackers:  # the process group stays: see `exit_process`
@@ -461,8 +477,9 @@ def _replace(source: Path, target: Path) -> None:
 
 
 def model_card_run(args: TrainArgs, accelerator, processor, train_set, eval_set, duration_s: float,
-                   epochs_trained: float) -> dict:
-    """The `run` description the model card is written from (metrics are added by export)."""
+                   epochs_trained: float, init_repo: str | None = None) -> dict:
+    """The `run` description the model card is written from (metrics are added by export); `init_repo`: the Hub
+    repo id --init was fetched for (the card's base model)."""
     name = data_name(args)
     hardware = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "CPU"
     # --init is a local folder: absolute, so that the card never takes a relative one (pre/model) for a Hub repo id
@@ -482,10 +499,10 @@ def model_card_run(args: TrainArgs, accelerator, processor, train_set, eval_set,
                      * accelerator.num_processes, "learning_rate": learning_rate(args, accelerator.num_processes),
                      "precision": args.mixed_precision, "hardware": f"{accelerator.num_processes} x {hardware}",
                      "duration_s": round(duration_s, 1), "seed": args.seed, "per_device_batch_size": args.batch_size,
-                     "init": "random" if init == "random" else ("gmml" if _is_gmml(init) else init)},
+                     "init": "random" if init == "random" else ("gmml" if _is_gmml(init) else init_repo or init)},
     }
     if init != "random":
-        run["base_model"] = init
+        run["base_model"] = init_repo or init
     if args.hub_model_id:
         run["repo_id"] = args.hub_model_id
     return run
