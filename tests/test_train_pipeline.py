@@ -431,3 +431,32 @@ def test_the_launchers_mixed_precision_applies_unless_the_run_names_one(tmp_path
         assert done.returncode == 0, done.stderr[-3000:]
         assert yaml.safe_load((output_dir / "args.yaml").read_text())["mixed_precision"] == expected
         assert json.loads((output_dir / "model" / "run.json").read_text())["training"]["precision"] == expected
+
+
+def test_a_best_model_metric_undefined_at_an_evaluation_does_not_stop_the_run(tmp_path):
+    """The PPV of a class exists only where the model predicts it: a classifier that predicted no pneumonia at an
+    evaluation (common early on, and with few or imbalanced labels) stopped the run there with "metric_for_best
+    'ppv/pneumonia' is not among the metrics"; a class's sensitivity on a split without that class can never be
+    computed and is refused before training."""
+    import numpy as np
+
+    from hf_datasets import build_dataset
+
+    splits = build_dataset("sample")
+    all_normal = splits["train"].map(lambda row: {"labels": [1.0, 0.0]}, features=splits["train"].features)
+    datasets.DatasetDict({"train": all_normal, "test": splits["test"]}).save_to_disk(tmp_path / "prepared")
+    args = tiny("classification", tmp_path / "run", dataset=None, prepared_dir=str(tmp_path / "prepared"),
+                eval_split="test", lr=1e-2, warmup_epochs=0, metric_for_best="ppv/pneumonia")
+    metrics = run_training(args)  # a model trained on normal images only predicts no pneumonia: no PPV of it
+    assert "ppv/pneumonia" not in metrics and metrics["confusion/pneumonia/pneumonia"] == 0
+    assert metrics["num_samples"] == 4 and (tmp_path / "run" / "model" / "model.safetensors").is_file()
+
+    labels = np.asarray(splits["test"]["labels"])
+    normal_only = splits["test"].select([i for i in range(len(labels)) if labels[i][0] == 1])
+    datasets.DatasetDict({"train": splits["train"], "test": normal_only}).save_to_disk(tmp_path / "normal_only")
+    for name in ("sensitivity/pneumonia", "ppv/pneumonia", "specificity/normal"):
+        args = tiny("classification", tmp_path / name.replace("/", "_"), dataset=None, eval_split="test",
+                    prepared_dir=str(tmp_path / "normal_only"), metric_for_best=name)
+        with pytest.raises(ValueError, match=f"{name} cannot be computed on the evaluation split"):
+            run_training(args)
+        assert not (tmp_path / name.replace("/", "_") / "checkpoints").exists()

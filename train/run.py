@@ -275,17 +275,27 @@ def check_best_metric_name(best_name: str, task: str, names: list[str]) -> None:
 
 
 def check_ranking_metric(best_name: str, eval_set: data.CXRDataset, names: list[str]) -> None:
-    """AUROC / AUPRC need positives and negatives of a class in the evaluation rows: refuse before training, not
-    at the first evaluation, when the metric that picks the best model cannot be computed there."""
-    if not best_name.startswith(("auroc", "auprc")):
+    """AUROC / AUPRC need positives and negatives of a class in the evaluation rows, a class's sensitivity, PPV and
+    F1 its positives, its specificity its negatives: refuse before training, not at the first evaluation, when the
+    metric that picks the best model cannot be computed there."""
+    metric, _, name = best_name.partition("/")
+    if not metric.startswith(("auroc", "auprc")) and not (name and metric in ("sensitivity", "specificity", "ppv",
+                                                                                "f1")):
         return
     labels = np.asarray(eval_set.ds.select_columns(["labels"])["labels"], dtype=np.float32)[eval_set.rows]
-    ranked = [bool((column == 1).any() and (column == 0).any()) for column in labels.T]
-    needed = ranked if best_name.endswith("_macro") else [ranked[names.index(best_name.split("/", 1)[1])]]
-    if not any(needed):
-        raise ValueError(f"--metric_for_best {best_name} cannot be computed on the evaluation split: no class has both "
-                         f"positive and negative images there (labels {names}); pass an evaluation split with both, or "
-                         "--metric_for_best accuracy")
+    positives, negatives = (labels == 1).any(axis=0), (labels == 0).any(axis=0)
+    if metric.startswith(("auroc", "auprc")):
+        ranked = positives & negatives
+        if not (ranked.any() if best_name.endswith("_macro") else ranked[names.index(name)]):
+            raise ValueError(f"--metric_for_best {best_name} cannot be computed on the evaluation split: no class has "
+                             f"both positive and negative images there (labels {names}); pass an evaluation split "
+                             "with both, or --metric_for_best accuracy")
+        return
+    needed, have = ("negative", negatives) if metric == "specificity" else ("positive", positives)
+    if not have[names.index(name)]:
+        raise ValueError(f"--metric_for_best {best_name} cannot be computed on the evaluation split: it has no "
+                         f"{needed} image of {name}; pass an evaluation split with some, or --metric_for_best "
+                         "accuracy")
 
 
 def learning_rate(args: TrainArgs, num_processes: int) -> float:
@@ -441,10 +451,13 @@ def _evaluate_and_keep_best(model, eval_loader, accelerator, ctx, args, state, s
         else:
             results = engine.evaluate(model, eval_loader, accelerator, ctx, seed=args.seed)
             metrics = compute_metrics(args.task, results, names, ctx.single_label)
-            if best_name not in metrics:
-                raise ValueError(f"metric_for_best {best_name!r} is not among the metrics {sorted(metrics)}")
-            value = metrics[best_name]
-            improved = _is_better(best_name, value, state.best_metric)
+            value = metrics.get(best_name)
+            if value is None:  # undefined on these predictions (the PPV of a class predicted for no image)
+                improved = state.best_step is None  # no better than any defined value; the first model is kept
+                accelerator.print(f"step {state.step}: {best_name} is undefined on these predictions: "
+                                  f"{'kept as the best model until one has it' if improved else 'not an improvement'}")
+            else:
+                improved = _is_better(best_name, value, state.best_metric)
             if "example" in results and accelerator.is_main_process:
                 example = results["example"]
                 grid = reconstruction_grid(example["clean"], example["corrupted"], example["reconstruction"],
