@@ -460,3 +460,24 @@ def test_a_best_model_metric_undefined_at_an_evaluation_does_not_stop_the_run(tm
         with pytest.raises(ValueError, match=f"{name} cannot be computed on the evaluation split"):
             run_training(args)
         assert not (tmp_path / name.replace("/", "_") / "checkpoints").exists()
+
+
+def test_a_training_split_without_a_class_is_reported_naming_it(tmp_path, caplog):
+    """A few patients, or a small train_fraction, can leave a class out of the training split: the run trained a
+    classifier that can never predict it without a word."""
+    from hf_datasets import build_dataset
+    from modeling_cxrgm import GroupMaskedViTImageProcessor
+    from train.run import load_data
+
+    splits = build_dataset("sample")
+    all_normal = splits["train"].map(lambda row: {"labels": [1.0, 0.0]}, features=splits["train"].features)
+    datasets.DatasetDict({"train": all_normal, "test": splits["test"]}).save_to_disk(tmp_path / "prepared")
+    processor = GroupMaskedViTImageProcessor(size=32, num_channels=1)
+    with caplog.at_level("WARNING"):
+        load_data(tiny("classification", tmp_path / "run", eval_split="test"), processor)
+    assert "no positive image" not in caplog.text
+    with caplog.at_level("WARNING"):
+        load_data(tiny("classification", tmp_path / "run", dataset=None, prepared_dir=str(tmp_path / "prepared"),
+                       eval_split="test"), processor)
+    assert "has no positive image of ['pneumonia'] (positives per label: {'normal': 12, 'pneumonia': 0})" \
+        in caplog.text

@@ -203,11 +203,25 @@ def load_data(args: TrainArgs, processor):
         return data.CXRDataset(ds, processor, args.task, mode, rows)
 
     train_set = wrap(train, "training")
+    if args.task == "classification":
+        warn_unlearnable_labels(train_set, names)
     if args.eval_split:
         eval_set = wrap(data.split(splits, args.eval_split), "evaluation")
     else:
         eval_set = train_set if args.task == "pretraining" else None
     return train_set, eval_set, names, mode
+
+
+def warn_unlearnable_labels(train_set: data.CXRDataset, names: list[str]) -> None:
+    """Warn, naming them, about the labels no training image has (a few patients, or a small --dataset_options
+    train_fraction, can leave a class out of the training split): the model cannot learn to predict them."""
+    labels = np.asarray(train_set.ds.select_columns(["labels"])["labels"], dtype=np.float32)[train_set.rows]
+    counts = (labels == 1).sum(axis=0).astype(int).tolist()
+    absent = [name for name, count in zip(names, counts) if count == 0]
+    if absent:
+        logger.warning(f"The training data ({len(train_set)} labelled images) has no positive image of {absent} "
+                       f"(positives per label: {dict(zip(names, counts))}): the model cannot learn to predict "
+                       f"{'them' if len(absent) > 1 else 'it'}; use more training patients, or another subset_seed")
 
 
 def build_model(args: TrainArgs, names: list[str], single_label: bool):
