@@ -684,3 +684,17 @@ def test_a_jpeg_or_anti_aliased_mask_is_read_as_the_processor_reads_it(tmp_path)
     label_map[:4, :4], label_map[4:, 4:] = 1, 2
     Image.fromarray(label_map).save(tmp_path / "labels.png")
     assert (read_mask(tmp_path / "labels.png") == 255).sum() == 32
+
+
+def test_a_seeded_split_left_without_a_patient_is_reported(tmp_path):
+    """Four patients at 0.8 / 0.1 / 0.1 leave the test split no patient: the set just had no "test" split, and the
+    user learnt it only from a later "no split 'test'" error, without the reason."""
+    import warnings
+
+    data_dir = layouts.cxr_folder(tmp_path)
+    with pytest.warns(UserWarning, match=r"split of 4 patients gives \['test'\] no patient"):
+        ds = build("cxr_folder", data_dir)
+    assert sorted(ds) == ["train", "validation"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert sorted(build("cxr_folder", data_dir, split_fractions={"train": 0.5, "test": 0.5})) == ["test", "train"]

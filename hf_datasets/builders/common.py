@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import DataError, ImageReadError, LayoutError
 from ..images import encode_png, read_grey, stored_mode, to_bits
 from ..schema import COLUMNS, make_features, make_info
-from ..splits import canonical_split, patient_split, patient_subset, resolve_patient_overlap
+from ..splits import DEFAULT_FRACTIONS, canonical_split, patient_split, patient_subset, resolve_patient_overlap
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif")
 WIDE_MODES = ("I;16", "I;16B", "I;16L", "I", "F")  # PIL modes of 16-bit and 32-bit grey images
@@ -233,6 +233,11 @@ def assign_splits(recipe: Recipe, fractions=None, seed: int = 0, train_fraction:
     if any(s is None for s in official):
         drawn = patient_split(patients, fractions, seed)
         official = [s or d for s, d in zip(official, drawn)]
+        empty = [name for name, share in (fractions or DEFAULT_FRACTIONS).items() if share > 0 and name not in official]
+        if empty:  # too few patients for the fractions: the split would just be missing, with no word of why
+            warnings.warn(f"{recipe.name}: the seeded patient split of {len(set(patients))} patients gives {empty} no "
+                          f"patient (split fractions {dict(fractions or DEFAULT_FRACTIONS)}): the data set has no "
+                          f"such split; pass split_fractions that leave each split a patient", stacklevel=2)
     splits = resolve_patient_overlap(patients, official, where=recipe.name)
     grouped: dict[str, list[dict]] = {}
     for rec, split, patient in zip(records, splits, patients):
