@@ -70,3 +70,24 @@ def test_multi_label_data_is_refused_before_any_feature_is_extracted(tmp_path):
     with pytest.raises(ValueError, match="single-label"):
         main(["--model", str(tmp_path / "model"), "--dataset", "manifest", "--data_dir", str(tmp_path),
               "--dataset_options", options])
+
+
+def test_a_training_split_of_one_class_is_refused_before_any_feature_is_extracted(tmp_path):
+    """A few labelled images (or a small train_fraction) can leave one class in the training split: the logistic
+    regression then raised sklearn's "needs samples of at least 2 classes" after every feature had been extracted."""
+    import datasets
+    import pytest
+
+    from hf_datasets import build_dataset
+    from train import probe
+
+    splits = build_dataset("sample")
+    all_normal = splits["train"].map(lambda row: {"labels": [1.0, 0.0]}, features=splits["train"].features)
+    datasets.DatasetDict({"train": all_normal, "test": splits["test"]}).save_to_disk(tmp_path / "prepared")
+    config = GroupMaskedViTConfig.from_preset("vit_tiny_patch16_224", image_size=32, patch_size=8, hidden_size=32,
+                                              num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    GroupMaskedViTForPreTraining(config).save_pretrained(tmp_path / "model")
+    GroupMaskedViTImageProcessor(size=32).save_pretrained(tmp_path / "model")
+    with pytest.raises(ValueError, match=r"at least two classes in split 'train'.*\{'normal': 12, 'pneumonia': 0\}"):
+        probe.main(["--model", str(tmp_path / "model"), "--prepared_dir", str(tmp_path / "prepared"),
+                    "--output", str(tmp_path / "probe.json")])

@@ -63,6 +63,16 @@ def check_single_label(ds, split_name: str) -> None:
                          f"{data.label_names(ds)}")
 
 
+def check_two_classes(ds, split_name: str) -> None:
+    """The linear probe is fitted on the training split: refuse one whose labelled images are all of one class (a
+    small set or a small train_fraction can leave only one), before any feature is extracted."""
+    labels = np.asarray(ds.select_columns(["labels"])["labels"], dtype=np.float32)
+    counts = (labels[~np.isnan(labels).any(axis=1)] == 1).sum(axis=0).astype(int).tolist()
+    if sum(count > 0 for count in counts) < 2:
+        raise ValueError(f"The probe needs images of at least two classes in split {split_name!r}, but its labelled "
+                         f"images per class are {dict(zip(data.label_names(ds), counts))}")
+
+
 @torch.no_grad()
 def extract_features(encoder, processor, ds, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """(features (N, 2D): [CLS; mean patch token] of the last layer, class indices (N,)) of rows with a known label.
@@ -113,6 +123,7 @@ def main(argv=None) -> dict:
     train_set, test_set = data.split(splits, args.train_split), data.split(splits, args.eval_split)
     for name, ds in ((args.train_split, train_set), (args.eval_split, test_set)):
         check_single_label(ds, name)
+    check_two_classes(train_set, args.train_split)
     train_x, train_y = extract_features(encoder, processor, train_set, args.batch_size)
     test_x, test_y = extract_features(encoder, processor, test_set, args.batch_size)
     scores = probe_scores(train_x, train_y, test_x, test_y, args.k, args.seed)
