@@ -218,6 +218,12 @@ def _limitations(run: dict, task: str) -> list[str]:
     eval_images = _number((run.get("eval_dataset") or {}).get("num_images"))
     if eval_images is not None and eval_images < 200:
         notes.append(f"The evaluation set has {int(eval_images)} images: metrics have wide confidence intervals.")
+    selection = (run.get("eval_dataset") or {}).get("selected_by")
+    if isinstance(selection, dict):
+        notes.append(f"This checkpoint is the one with the best {describe_metric(str(selection.get('metric')))[1]} of "
+                     f"{_text(selection.get('evaluations'))} evaluations during training on split "
+                     f"`{_text(run['eval_dataset'].get('split'))}`, the split of the results above: they are "
+                     "optimistic. Measure it on images it was neither trained nor selected on.")
     if task == "pretraining":
         notes.append("A pretrained encoder makes no predictions by itself; fine-tune and validate it for any task.")
     notes.append("Performance on any new site must be measured there before drawing conclusions; calibration is not "

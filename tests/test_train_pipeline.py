@@ -481,3 +481,14 @@ def test_a_training_split_without_a_class_is_reported_naming_it(tmp_path, caplog
                        eval_split="test"), processor)
     assert "has no positive image of ['pneumonia'] (positives per label: {'normal': 12, 'pneumonia': 0})" \
         in caplog.text
+
+
+def test_the_card_says_its_results_come_from_the_split_that_picked_the_checkpoint(runs):
+    """The exported model is the best of the evaluations on the evaluation split, and the card's results are that
+    split's: on a few images the best of several evaluations is optimistic, and the card presented it as a plain
+    evaluation."""
+    root, _ = runs
+    card = (root / "ft" / "model" / "README.md").read_text()
+    assert "the best AUROC (macro) of 2 evaluations during training on split `test`" in card
+    assert json.loads((root / "ft" / "model" / "run.json").read_text())["eval_dataset"]["selected_by"] == {
+        "metric": "auroc_macro", "evaluations": 2}

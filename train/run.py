@@ -434,8 +434,12 @@ def run_training(args: TrainArgs) -> dict:
     metrics = json.loads((output_dir / "best" / "metrics.json").read_text())
     if accelerator.is_main_process:
         epochs_trained = state.epoch + state.batch_in_epoch / len(train_loader)  # < --epochs after --max_steps
+        # evaluations the best model was picked from: every eval_every_epochs epochs, and at the end of the run
+        evaluations = state.epoch // args.eval_every_epochs + bool(state.epoch % args.eval_every_epochs
+                                                                    or state.batch_in_epoch)
         run = model_card_run(args, accelerator, processor, train_set, eval_set, state.elapsed(), epochs_trained,
-                             init_repo)
+                             selected_by=best_name if eval_loader is not None else None, evaluations=evaluations,
+                             init_repo=init_repo)
         export(output_dir / "best", output_dir, metrics, run, card=args.card)
     accelerator.wait_for_everyone()
     for tracker in accelerator.trackers:  # the process group stays: see `exit_process`
@@ -504,9 +508,11 @@ def _replace(source: Path, target: Path) -> None:
 
 
 def model_card_run(args: TrainArgs, accelerator, processor, train_set, eval_set, duration_s: float,
-                   epochs_trained: float, init_repo: str | None = None) -> dict:
-    """The `run` description the model card is written from (metrics are added by export); `init_repo`: the Hub
-    repo id --init was fetched for (the card's base model)."""
+                   epochs_trained: float, selected_by: str | None = None, evaluations: int = 1,
+                   init_repo: str | None = None) -> dict:
+    """The `run` description the model card is written from (metrics are added by export). `selected_by`: the
+    metric that picked the exported model among `evaluations` evaluations on the evaluation split; `init_repo`: the
+    Hub repo id --init was fetched for (the card's base model)."""
     name = data_name(args)
     hardware = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "CPU"
     # --init is a local folder: absolute, so that the card never takes a relative one (pre/model) for a Hub repo id
@@ -528,6 +534,8 @@ def model_card_run(args: TrainArgs, accelerator, processor, train_set, eval_set,
                      "duration_s": round(duration_s, 1), "seed": args.seed, "per_device_batch_size": args.batch_size,
                      "init": "random" if init == "random" else ("gmml" if _is_gmml(init) else init_repo or init)},
     }
+    if selected_by and evaluations > 1:  # the card's results then come from the split that chose the model
+        run["eval_dataset"]["selected_by"] = {"metric": selected_by, "evaluations": evaluations}
     if init != "random":
         run["base_model"] = init_repo or init
     if args.hub_model_id:
