@@ -91,3 +91,14 @@ def test_a_training_split_of_one_class_is_refused_before_any_feature_is_extracte
     with pytest.raises(ValueError, match=r"at least two classes in split 'train'.*\{'normal': 12, 'pneumonia': 0\}"):
         probe.main(["--model", str(tmp_path / "model"), "--prepared_dir", str(tmp_path / "prepared"),
                     "--output", str(tmp_path / "probe.json")])
+
+
+def test_the_scores_state_the_k_of_the_knn_vote():
+    """With fewer training images than --k the vote uses them all (every test image then gets the training
+    majority): the scores said nothing of it, and read as a k=20 k-NN."""
+    rng = np.random.default_rng(2)
+    y = np.array([0, 0, 0, 0, 1, 1])
+    x = rng.normal(size=(6, 4)) + (2 * y[:, None] - 1) * 5.0
+    scores = probe_scores(x, y, x, y, k=20)
+    assert scores["knn_k"] == 6 and scores["knn_accuracy"] == 4 / 6  # the majority class for every image
+    assert probe_scores(x, y, x, y, k=3)["knn_k"] == 3

@@ -93,13 +93,14 @@ def extract_features(encoder, processor, ds, batch_size: int = 64) -> tuple[np.n
 
 
 def probe_scores(train_x, train_y, test_x, test_y, k: int = 20, seed: int = 0) -> dict:
-    """Linear-probe accuracy and macro AUROC (logistic regression on standardised features) and cosine k-NN accuracy."""
+    """Linear-probe accuracy and macro AUROC (logistic regression on standardised features) and cosine k-NN accuracy
+    with the k used (`knn_k`: at most the training images; with all of them every vote is the training majority)."""
     scaler = StandardScaler().fit(train_x)
     linear = LogisticRegression(max_iter=5000, random_state=seed).fit(scaler.transform(train_x), train_y)
     probabilities = linear.predict_proba(scaler.transform(test_x))
     knn = KNeighborsClassifier(n_neighbors=min(k, len(train_y)), metric="cosine").fit(train_x, train_y)
     scores = {"linear_accuracy": float((linear.predict(scaler.transform(test_x)) == test_y).mean()),
-              "knn_accuracy": float((knn.predict(test_x) == test_y).mean()),
+              "knn_accuracy": float((knn.predict(test_x) == test_y).mean()), "knn_k": knn.n_neighbors,
               "num_train": len(train_y), "num_test": len(test_y)}
     auroc = macro_auroc(test_y, probabilities, linear.classes_)
     if auroc is not None:
