@@ -1,5 +1,6 @@
 """Fine-tuning from a saved model (`--init`): which weights come over, in what precision, with what settings."""
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -80,3 +81,27 @@ def test_a_hub_repo_id_as_init_fine_tunes_from_the_hf_cache_offline(tmp_path):
     missing = subprocess.run([*command, "alice/none"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert missing.returncode != 0
     assert "--init alice/none: no such folder here, and no Hub model of that name" in missing.stderr
+
+
+def test_evaluate_probe_and_predict_run_a_half_precision_checkpoint_in_float32(tmp_path):
+    """A bf16 checkpoint came back in bf16 in train.evaluate, train.probe and train.predict (transformers loads in
+    the file's dtype): metrics, probe features and predictions differed from the float32 model that trained."""
+    from PIL import Image
+
+    from modeling_cxrgm import GroupMaskedViTForImageClassification
+    from train import evaluate, predict, probe
+
+    torch.manual_seed(0)
+    model = GroupMaskedViTForImageClassification(GroupMaskedViTConfig(**TINY, num_labels=2)).eval()
+    model.to(torch.bfloat16).save_pretrained(tmp_path / "bf16")
+    GroupMaskedViTImageProcessor(size=32).save_pretrained(tmp_path / "bf16")
+    loaded, _, _ = evaluate.load_model(tmp_path / "bf16")
+    encoder, _ = probe.load_encoder(tmp_path / "bf16")
+    assert {p.dtype for p in [*loaded.parameters(), *encoder.parameters()]} == {torch.float32}
+
+    Image.fromarray((np.arange(40 * 48) % 251).astype(np.uint8).reshape(40, 48)).save(tmp_path / "cxr.png")
+    [(_, _, probabilities)] = list(predict.predict(tmp_path / "bf16", [tmp_path / "cxr.png"], device="cpu"))
+    pixels = GroupMaskedViTImageProcessor(size=32)(Image.open(tmp_path / "cxr.png"))["pixel_values"]
+    with torch.no_grad():
+        expected = loaded(pixel_values=pixels).logits.softmax(-1)[0]
+    np.testing.assert_allclose(probabilities, expected.numpy(), rtol=0, atol=1e-6)

@@ -12,6 +12,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
@@ -38,7 +39,7 @@ def load_model(folder):
     architecture = (config.architectures or [""])[0]
     if architecture not in TASKS:
         raise ValueError(f"{folder}: unsupported architecture {architecture!r}; expected one of {sorted(TASKS)}")
-    model = getattr(modeling_cxrgm, architecture).from_pretrained(folder)
+    model = getattr(modeling_cxrgm, architecture).from_pretrained(folder, dtype=torch.float32)  # as it trained
     processor = modeling_cxrgm.GroupMaskedViTImageProcessor.from_pretrained(folder)
     return model, processor, TASKS[architecture]
 

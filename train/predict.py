@@ -117,7 +117,7 @@ def predict(model_dir, files: list[Path], batch_size: int = 16, on_error: str = 
     config = AutoConfig.from_pretrained(model_dir, trust_remote_code=True)
     segmentation = is_segmentation(config)
     auto = AutoModelForSemanticSegmentation if segmentation else AutoModelForImageClassification
-    model = auto.from_pretrained(model_dir, trust_remote_code=True).eval().to(device)
+    model = auto.from_pretrained(model_dir, trust_remote_code=True, dtype=torch.float32).eval().to(device)
     processor = AutoImageProcessor.from_pretrained(model_dir, trust_remote_code=True)
     multi_label = config.problem_type == "multi_label_classification"
     loader = torch.utils.data.DataLoader(_Files(files, processor), batch_size=batch_size, num_workers=num_workers,

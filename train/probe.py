@@ -49,7 +49,7 @@ def load_encoder(folder, random_init: bool = False, seed: int = 0):
     """(encoder, processor) from a save_pretrained folder; `random_init` keeps its config but draws new weights."""
     processor = GroupMaskedViTImageProcessor.from_pretrained(folder)
     if not random_init:
-        return GroupMaskedViTModel.from_pretrained(folder).eval(), processor
+        return GroupMaskedViTModel.from_pretrained(folder, dtype=torch.float32).eval(), processor  # as random init
     torch.manual_seed(seed)
     return GroupMaskedViTModel(GroupMaskedViTConfig.from_pretrained(folder)).eval(), processor
 
