@@ -933,3 +933,18 @@ def test_evaluation_names_the_labels_left_out_of_the_macro_auroc(tmp_path, capsy
                                 "--bootstrap", "0", "--output_dir", str(tmp_path / "eval")])
     assert "auroc/Hernia" not in out and "auroc/Edema" in out
     assert re.search(r"no AUROC / AUPRC for \['Hernia'\]", capsys.readouterr().out)
+
+
+def test_a_warm_up_as_long_as_the_run_is_warned_about(caplog):
+    """The fine-tuning recipe's 5 warm-up epochs with --epochs 2 kept the learning rate at 2/5 of --lr at most, and
+    it never decayed, without a word."""
+    from train.config import TrainArgs
+    from train.run import check_schedule
+
+    with caplog.at_level("WARNING"):
+        check_schedule(TrainArgs(task="classification", output_dir="unused", epochs=2, warmup_epochs=5))
+    assert "warmup_epochs 5 >= epochs 2: the learning rate climbs for the whole run, to 40% of --lr" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        check_schedule(TrainArgs(task="classification", output_dir="unused", epochs=10, warmup_epochs=5))
+    assert caplog.text == ""

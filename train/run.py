@@ -167,6 +167,15 @@ def check_args(args: TrainArgs) -> None:
         raise FileNotFoundError(f"--init {args.init}: no config.json there (expected a save_pretrained folder)")
 
 
+def check_schedule(args: TrainArgs) -> None:
+    """Warn when warm-up takes the whole run: the learning rate then never reaches --lr nor decays (a recipe's
+    warm-up with fewer --epochs than the recipe's)."""
+    if args.warmup_epochs >= args.epochs:
+        logger.warning(f"warmup_epochs {args.warmup_epochs} >= epochs {args.epochs}: the learning rate climbs for the "
+                       f"whole run, to {args.epochs / args.warmup_epochs:.0%} of --lr, and never "
+                       "decays; give fewer --warmup_epochs")
+
+
 def check_every_block_trains(config, task: str, accelerator) -> None:
     """Blocks after the deepest one a head reads get no gradient: DDP stops at the second step, so several processes
     are refused here with the fix; one process is warned (the blocks cost compute and learn nothing)."""
@@ -349,6 +358,7 @@ def run_training(args: TrainArgs) -> dict:
     folder, init_repo = init_folder(args.init)
     args = dataclasses.replace(args, init=folder)
     check_args(args)
+    check_schedule(args)
     output_dir = Path(args.output_dir)
     accelerator = Accelerator(
         mixed_precision=args.mixed_precision, gradient_accumulation_steps=args.grad_accum_steps,
