@@ -332,6 +332,7 @@ def test_segmentation_finetuning_and_mask_prediction(tmp_path):
     metrics = run_training(tiny("segmentation", tmp_path / "run", dataset=None, prepared_dir=str(tmp_path / "seg"),
                                 eval_split="test", epochs=1, crop_scale=[0.5, 1.0]))
     assert 0 <= metrics["dice"] <= 1 and metrics["num_samples"] == 4
+    assert metrics["dice/lungs"] == metrics["dice"] and "dice/mask" not in metrics  # named as the model names it
     saved = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
     assert saved["id2label"] == {"0": "lungs"}  # what the image-segmentation pipeline calls the segment
     out = tmp_path / "masks"
@@ -344,6 +345,22 @@ def test_segmentation_finetuning_and_mask_prediction(tmp_path):
     mask = Image.open(out / f"{Path(CR_NAME).stem}_mask.png")
     assert mask.size == (1841, 1955) and set(mask.getdata()) <= {0, 255}
     assert (out / "masks.csv").is_file()
+
+
+def test_a_two_class_segmenter_names_its_classes_and_scores_the_lungs(tmp_path):
+    """A softmax segmenter (num_labels 2, for the semantic pipeline) was named LABEL_0 / LABEL_1, or a classifier
+    --init's class names, and its Dice was reported as dice/mask."""
+    from benchmarks.device_smoke import segmentation_set
+
+    segmentation_set(tmp_path / "seg", rows=4)
+    metrics = run_training(tiny("segmentation", tmp_path / "run", dataset=None, prepared_dir=str(tmp_path / "seg"),
+                                eval_split="test", epochs=1, model_config={**TINY, "num_labels": 2}))
+    assert metrics["dice/lungs"] == metrics["dice"] and "dice/mask" not in metrics
+    saved = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
+    assert saved["id2label"] == {"0": "background", "1": "lungs"}
+    scored = evaluate_script.main(["--model", str(tmp_path / "run" / "model"), "--prepared_dir", str(tmp_path / "seg"),
+                                   "--split", "test", "--bootstrap", "0"])
+    assert scored["dice/lungs"] == pytest.approx(metrics["dice"])
 
 
 def test_segmentation_uses_the_rows_with_a_mask(tmp_path):

@@ -232,6 +232,13 @@ def reconstruction_errors(reconstruction: torch.Tensor, target: torch.Tensor, ma
     return {"l1_error": error.flatten(1).sum(1), "l1_count": weight.flatten(1).sum(1) * reconstruction.shape[1]}
 
 
+def structure_names(config) -> list[str]:
+    """The names of the structures `mask_counts` counts (its K' columns): a one-channel model's label ("lungs"), or
+    a multi-class model's classes 1 .. K - 1 (class 0 is background)."""
+    names = [config.id2label[index] for index in range(config.num_labels)]
+    return names if len(names) == 1 else names[1:]
+
+
 def mask_counts(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = 255) -> dict:
     """Per image and foreground structure pixel counts (B, K'): intersection, predicted, target.
 

@@ -106,7 +106,7 @@ def main(argv=None) -> dict:
     set_seed(args.seed)
     splits = data.load_splits(args.dataset, args.data_dir, args.prepared_dir, args.dataset_options)
     ds = data.split(splits, args.split)
-    names = ["mask"]
+    names = engine.structure_names(model.config) if task == "segmentation" else []
     single_label = model.config.problem_type != "multi_label_classification"
     if task == "classification":
         names = [model.config.id2label[i] for i in range(model.config.num_labels)]

@@ -198,7 +198,7 @@ def load_data(args: TrainArgs, processor):
     """Training and evaluation `CXRDataset`s, label names and label mode. Errors early on empty or unlabelled data."""
     splits = data.load_splits(args.dataset, args.data_dir, args.prepared_dir, args.dataset_options)
     parts = [data.split(splits, name) for name in args.train_splits]
-    names = data.label_names(parts[0]) if args.task == "classification" else ["mask"]
+    names = data.label_names(parts[0]) if args.task == "classification" else []  # segmentation: the model's
     train = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
     mode = data.resolve_label_mode(train, args.label_mode) if args.task == "classification" else data.MULTI
 
@@ -242,8 +242,9 @@ def build_model(args: TrainArgs, names: list[str], single_label: bool):
             problem_type="single_label_classification" if single_label else "multi_label_classification",
             label_smoothing=args.label_smoothing if single_label else 0.0,
         )
-    elif args.task == "segmentation" and overrides.setdefault("num_labels", 1) == 1:
-        overrides.update(id2label={0: "lungs"}, label2id={"lungs": 0})  # the schema's masks (pipelines name it)
+    elif args.task == "segmentation" and overrides.setdefault("num_labels", 1) <= 2:  # the schema's lung masks:
+        structures = ["lungs"] if overrides["num_labels"] == 1 else ["background", "lungs"]  # (pipelines name them)
+        overrides.update(id2label=dict(enumerate(structures)), label2id={n: i for i, n in enumerate(structures)})
     model_class = MODEL_CLASSES[args.task]
     if args.init == "random":
         config = GroupMaskedViTConfig.from_preset(
@@ -381,11 +382,13 @@ def run_training(args: TrainArgs) -> dict:
     best_name = args.metric_for_best or BEST_METRIC[args.task][0]
     if args.task == "pretraining" and eval_set is train_set and not args.metric_for_best:
         best_name = "loss"
-    if eval_set is not None:
-        check_best_metric_name(best_name, args.task, names)
     if args.task == "classification" and eval_set is not None:
         check_ranking_metric(best_name, eval_set, names)
     model = build_model(args, names, single_label)
+    if args.task == "segmentation":  # Dice / IoU per structure, named as the model names them ("dice/lungs")
+        names = engine.structure_names(model.config)
+    if eval_set is not None:
+        check_best_metric_name(best_name, args.task, names)
     if model.config.num_channels != args.num_channels:
         raise ValueError(f"Model has {model.config.num_channels} channels, --num_channels is {args.num_channels}")
     check_every_block_trains(model.config, args.task, accelerator)
