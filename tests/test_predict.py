@@ -37,9 +37,7 @@ def rows(table: Path) -> list[dict]:
 
 
 def test_a_stopped_run_keeps_its_rows_and_resume_finishes_it(tmp_path):
-    labels = {0: "normal", 1: "pneumonia"}
-    model = saved(GroupMaskedViTForImageClassification(GroupMaskedViTConfig(
-        **TINY, num_labels=2, id2label=labels, label2id={v: k for k, v in labels.items()})), tmp_path / "model")
+    model = pneumonia_classifier(tmp_path / "model")
     folder = tmp_path / "scans"
     folder.mkdir()
     for i, path in enumerate(jpegs(4)):
@@ -137,14 +135,25 @@ def test_a_float_tiff_of_counts_is_predicted_as_data_sets_read_it(tmp_path):
     assert [row["path"] for row in rows(tmp_path / "out.csv")] == [str(path)]
 
 
-def test_a_fresh_run_leaves_no_earlier_runs_skipped_list(tmp_path):
+def pneumonia_classifier(folder) -> str:
+    """A saved tiny normal / pneumonia classifier."""
     labels = {0: "normal", 1: "pneumonia"}
-    model = saved(GroupMaskedViTForImageClassification(GroupMaskedViTConfig(
-        **TINY, num_labels=2, id2label=labels, label2id={v: k for k, v in labels.items()})), tmp_path / "model")
+    return saved(GroupMaskedViTForImageClassification(GroupMaskedViTConfig(
+        **TINY, num_labels=2, id2label=labels, label2id={v: k for k, v in labels.items()})), folder)
+
+
+def scans_with_a_bad_file(tmp_path, content: bytes) -> Path:
+    """tmp_path/scans holding a real CXR (a.jpeg) and b.png with `content`."""
     folder = tmp_path / "scans"
     folder.mkdir()
     shutil.copy(jpegs(1)[0], folder / "a.jpeg")
-    (folder / "b.png").write_bytes(b"not an image")
+    (folder / "b.png").write_bytes(content)
+    return folder
+
+
+def test_a_fresh_run_leaves_no_earlier_runs_skipped_list(tmp_path):
+    model = pneumonia_classifier(tmp_path / "model")
+    folder = scans_with_a_bad_file(tmp_path, b"not an image")
     command = ["--model", model, "--inputs", str(folder), "--output", str(tmp_path / "p.csv")]
 
     predict.main([*command, "--on_error", "skip"])
@@ -156,9 +165,7 @@ def test_a_fresh_run_leaves_no_earlier_runs_skipped_list(tmp_path):
 
 
 def test_default_output_is_a_table_for_classifiers_and_a_mask_folder_for_segmentation(tmp_path, monkeypatch):
-    labels = {0: "normal", 1: "pneumonia"}
-    classifier = saved(GroupMaskedViTForImageClassification(GroupMaskedViTConfig(
-        **TINY, num_labels=2, id2label=labels, label2id={v: k for k, v in labels.items()})), tmp_path / "classifier")
+    classifier = pneumonia_classifier(tmp_path / "classifier")
     segmenter = saved(GroupMaskedViTForSegmentation(GroupMaskedViTConfig(**TINY, num_labels=1)), tmp_path / "segmenter")
     image = str(jpegs(1)[0])
     monkeypatch.chdir(tmp_path)
@@ -170,13 +177,8 @@ def test_default_output_is_a_table_for_classifiers_and_a_mask_folder_for_segment
 @pytest.mark.parametrize("flag, value, message", [("--on_error", "skipp", "--on_error"), ("--batch_size", "0", "--batch_size"),
                                                    ("--num_workers", "-1", "--num_workers")])
 def test_an_invalid_argument_is_refused_before_an_earlier_runs_tables_are_touched(tmp_path, flag, value, message):
-    labels = {0: "normal", 1: "pneumonia"}
-    model = saved(GroupMaskedViTForImageClassification(GroupMaskedViTConfig(
-        **TINY, num_labels=2, id2label=labels, label2id={v: k for k, v in labels.items()})), tmp_path / "model")
-    folder = tmp_path / "scans"
-    folder.mkdir()
-    shutil.copy(jpegs(1)[0], folder / "a.jpeg")
-    (folder / "b.png").write_bytes(b"not an image")
+    model = pneumonia_classifier(tmp_path / "model")
+    folder = scans_with_a_bad_file(tmp_path, b"not an image")
     command = ["--model", model, "--inputs", str(folder), "--output", str(tmp_path / "p.csv")]
     predict.main([*command, "--on_error", "skip"])
     before = {name: (tmp_path / name).read_text() for name in ("p.csv", "p_skipped.csv")}
@@ -189,13 +191,8 @@ def test_an_invalid_argument_is_refused_before_an_earlier_runs_tables_are_touche
 def test_an_empty_image_file_is_reported_as_empty(tmp_path):
     """A 0-byte PNG (an interrupted copy) is listed as an empty file, as data set builds report it, not as an
     unrecognised format."""
-    labels = {0: "normal", 1: "pneumonia"}
-    model = saved(GroupMaskedViTForImageClassification(GroupMaskedViTConfig(
-        **TINY, num_labels=2, id2label=labels, label2id={v: k for k, v in labels.items()})), tmp_path / "model")
-    folder = tmp_path / "scans"
-    folder.mkdir()
-    shutil.copy(jpegs(1)[0], folder / "a.jpeg")
-    (folder / "b.png").write_bytes(b"")
+    model = pneumonia_classifier(tmp_path / "model")
+    folder = scans_with_a_bad_file(tmp_path, b"")
     predict.main(["--model", model, "--inputs", str(folder), "--output", str(tmp_path / "p.csv"), "--on_error", "skip"])
     assert [(Path(r["path"]).name, r["reason"]) for r in rows(tmp_path / "p_skipped.csv")] == [
         ("b.png", "empty file (0 bytes)")]
