@@ -105,3 +105,32 @@ def test_evaluate_probe_and_predict_run_a_half_precision_checkpoint_in_float32(t
     with torch.no_grad():
         expected = loaded(pixel_values=pixels).logits.softmax(-1)[0]
     np.testing.assert_allclose(probabilities, expected.numpy(), rtol=0, atol=1e-6)
+
+
+def test_a_run_from_a_hub_repo_id_records_and_resumes_with_the_repo_id(tmp_path):
+    """args.yaml kept the HF cache folder that --init alice/gmml-tiny was found in, not the repo id: resuming with
+    another cache location (another machine, a moved HF_HOME) was refused as a changed --init, and repeating the run
+    from args.yaml elsewhere pointed at a folder that is not there."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+    from test_publish_cache import cache_snapshot
+
+    cache_snapshot(tmp_path / "cache", "alice/gmml-tiny", pretraining_export(tmp_path / "pre"))
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "cache")}
+    command = [sys.executable, "-m", "train.finetune_classification", "--dataset", "sample", "--image_size", "32",
+               "--output_dir", str(tmp_path / "ft"), "--batch_size", "8", "--report_to", "none",
+               "--init", "alice/gmml-tiny"]
+    done = subprocess.run([*command, "--epochs", "1"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert yaml.safe_load((tmp_path / "ft" / "args.yaml").read_text())["init"] == "alice/gmml-tiny"
+    shutil.move(tmp_path / "cache", tmp_path / "moved")
+    env["HF_HUB_CACHE"] = str(tmp_path / "moved")
+    resumed = subprocess.run([*command, "--epochs", "2", "--resume_from_checkpoint", "latest"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]

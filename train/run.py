@@ -357,6 +357,7 @@ def run_training(args: TrainArgs) -> dict:
     if args.mixed_precision is None:  # the launcher's flag or config file, as an Accelerator() without it reads them
         args = dataclasses.replace(args, mixed_precision=os.environ.get("ACCELERATE_MIXED_PRECISION", "no"))
     folder, init_repo = init_folder(args.init)
+    given = args  # args.yaml and resuming keep the repo id as given, not this machine's HF cache folder of it
     args = dataclasses.replace(args, init=folder)
     check_args(args)
     check_schedule(args)
@@ -370,11 +371,11 @@ def run_training(args: TrainArgs) -> dict:
     set_seed(args.seed)
     resume = checkpoint.resolve(args.resume_from_checkpoint, output_dir)
     if resume is not None:
-        check_resumable(args, output_dir, resume)
+        check_resumable(given, output_dir, resume)
     else:
         check_no_earlier_run(output_dir)
     if accelerator.is_main_process:
-        save_args(args, output_dir)
+        save_args(given, output_dir)
     processor = GroupMaskedViTImageProcessor(size=args.image_size, num_channels=args.num_channels,
                                              equalize=resolve_equalize(args))
     train_set, eval_set, names, mode = load_data(args, processor)
