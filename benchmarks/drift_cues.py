@@ -76,7 +76,8 @@ def load_split(data_dir: Path, name: str, split: str, max_aspect: float | None =
 def pneumonia_probability(model_dir, ds, batch_size: int = 64) -> np.ndarray:
     """P(pneumonia) of an exported classifier for every row of `ds`."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = GroupMaskedViTForImageClassification.from_pretrained(model_dir).eval().to(device)
+    # float32, as it trained and as train.evaluate scores it (transformers keeps a bf16 / fp16 file's dtype)
+    model = GroupMaskedViTForImageClassification.from_pretrained(model_dir, dtype=torch.float32).eval().to(device)
     processor = GroupMaskedViTImageProcessor.from_pretrained(model_dir)
     index = {name: i for i, name in model.config.id2label.items()}["pneumonia"]
     out = []

@@ -69,3 +69,25 @@ def test_help_gives_the_whole_first_sentence(capsys):
     with pytest.raises(SystemExit):
         drift_cues.main(["--help"])
     assert "opposite directions in nih_cxr14 and kermany_pediatric." in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_half_precision_classifier_is_scored_in_float32(tmp_path):
+    """A classifier saved in bf16 was run in bf16 (transformers keeps a file's dtype), so its cue correlations came
+    from other probabilities than train.evaluate's."""
+    import torch
+
+    config = GroupMaskedViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1,
+                                  num_attention_heads=2, intermediate_size=64, num_channels=1,
+                                  id2label={0: "normal", 1: "pneumonia"}, label2id={"normal": 0, "pneumonia": 1})
+    torch.manual_seed(0)
+    model = GroupMaskedViTForImageClassification(config).to(torch.bfloat16)
+    model.save_pretrained(tmp_path / "model")
+    processor = GroupMaskedViTImageProcessor(size=32)
+    processor.save_pretrained(tmp_path / "model")
+    import datasets
+
+    images = [Image.fromarray(noisy(60 * i, (40, 40), i)) for i in range(4)]
+    probabilities = drift_cues.pneumonia_probability(tmp_path / "model", datasets.Dataset.from_dict({"image": images}))
+    with torch.no_grad():
+        expected = model.float().eval()(pixel_values=processor.preprocess(images)["pixel_values"]).logits.softmax(-1)
+    np.testing.assert_allclose(probabilities, expected[:, 1].numpy(), rtol=0, atol=1e-6)
