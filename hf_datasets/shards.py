@@ -48,7 +48,7 @@ def _grey_from_image_value(value, data_dir) -> np.ndarray:
 def resize_example(source: dict, *, size: int, bits: int, data_dir=None) -> dict:
     """Source example (image given as path or undecoded value; mask as path(s) or value)
     -> output example with PNG bytes, longer side = `size`, grey `bits`-bit image and 0/255 mask."""
-    from .builders.common import read_mask
+    from .builders.common import mask_foreground, read_mask
 
     image = resize_longer_side(_grey_from_image_value(source["image"], data_dir), size)
     example = {name: source.get(name) for name in COLUMNS}
@@ -56,7 +56,7 @@ def resize_example(source: dict, *, size: int, bits: int, data_dir=None) -> dict
     mask = source.get("mask")
     if mask is not None:
         values = read_mask(mask) if not isinstance(mask, dict) else \
-            (_grey_from_image_value(mask, data_dir) > 0).astype(np.uint8) * 255
+            mask_foreground(_grey_from_image_value(mask, data_dir)).astype(np.uint8) * 255
         resized = Image.fromarray(values).resize(image.shape[::-1], Image.Resampling.NEAREST)
         example["mask"] = {"bytes": encode_png(np.asarray(resized)), "path": None}
     return example

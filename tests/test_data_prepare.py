@@ -325,3 +325,22 @@ def test_a_transparent_png_gives_the_same_pixels_in_sets_shards_and_the_processo
     processor = GroupMaskedViTImageProcessor(size=20, do_normalize=False)
     seen = processor(Image.open(path)).pixel_values[0, 0, 2:18]  # the 16 x 20 image, padded to 20 x 20
     np.testing.assert_allclose(seen.numpy(), shard / 255.0, atol=1 / 255)
+
+
+def test_a_mask_given_as_image_bytes_is_read_as_a_mask_file_is():
+    """A streamed set's mask (image bytes) with JPEG noise and grey edges: every value above 0 was lung there, while
+    the same mask as a file (and the image processor) takes only values above 127 as lung."""
+    from PIL import Image
+
+    from hf_datasets.builders.common import mask_foreground
+
+    mask = np.zeros((8, 8), dtype=np.uint8)
+    mask[2:6, 2:6] = 255
+    mask[1, 2:6], mask[6, 2:6], mask[0, :] = 200, 40, 3  # grey edges and faint noise
+    image = io.BytesIO()
+    Image.fromarray(mask).save(image, format="PNG")
+    example = shards.resize_example({"image": {"bytes": image.getvalue(), "path": None},
+                                     "mask": {"bytes": image.getvalue(), "path": None}}, size=8, bits=8)
+    prepared = np.asarray(Image.open(io.BytesIO(example["mask"]["bytes"])))
+    np.testing.assert_array_equal(prepared, mask_foreground(mask).astype(np.uint8) * 255)
+    assert prepared.sum() // 255 == 20

@@ -146,6 +146,12 @@ def _visible_files(data_dir):
                 yield root, name
 
 
+def mask_foreground(grey: np.ndarray) -> np.ndarray:
+    """A grey mask -> boolean foreground: any value above 0, but above 127 in a 0/255 mask with grey edges."""
+    grey_edges = grey.dtype == np.uint8 and grey.max() == 255 and ((grey > 127) & (grey < 255)).any()
+    return grey > (127 if grey_edges else 0)
+
+
 def read_mask(mask) -> np.ndarray:
     """A mask path, or list of paths to unite, -> uint8 array, 0 background / 255 foreground.
 
@@ -154,9 +160,7 @@ def read_mask(mask) -> np.ndarray:
     paths = [mask] if isinstance(mask, (str, os.PathLike)) else list(mask)
     union = None
     for path in paths:
-        grey = read_grey(path)
-        grey_edges = grey.dtype == np.uint8 and grey.max() == 255 and ((grey > 127) & (grey < 255)).any()
-        part = grey > (127 if grey_edges else 0)
+        part = mask_foreground(read_grey(path))
         if union is not None and part.shape != union.shape:
             raise ImageReadError(path, f"mask of {part.shape[1]}x{part.shape[0]} pixels, but {paths[0]} (the mask "
                                        f"it joins) has {union.shape[1]}x{union.shape[0]}")
