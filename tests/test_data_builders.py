@@ -698,3 +698,26 @@ def test_a_seeded_split_left_without_a_patient_is_reported(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert sorted(build("cxr_folder", data_dir, split_fractions={"train": 0.5, "test": 0.5})) == ["test", "train"]
+
+
+def test_a_split_whose_files_are_all_unreadable_is_empty_when_skipping(tmp_path):
+    """on_error="skip" crashed with datasets' "Instruction 'test' corresponds to no data!" when every file of one
+    split was skipped (a DICOM archive with a few damaged files), where streaming and prepare give an empty split."""
+    from factory import write_dicom
+
+    from hf_datasets.builders.common import assign_splits
+    from hf_datasets.registry import build_recipe
+    root = tmp_path / "dicoms"
+    write_dicom(root / "good.dcm", patient_id="P1", seed=0)
+    (root / "damaged.dcm").write_bytes(b"")
+    fractions = {"train": 0.5, "test": 0.5}
+    splits = {s: [r["path"] for r in recs] for s, recs in
+              assign_splits(build_recipe("dicomdir", root), fractions).items()}
+    assert sorted(map(sorted, splits.values())) == [["damaged.dcm"], ["good.dcm"]]  # one file per split
+    with pytest.warns(UserWarning, match="skipped .*damaged.dcm: empty file"):
+        ds = build("dicomdir", root, split_fractions=fractions, on_error="skip")
+    bad_split = next(s for s, paths in splits.items() if paths == ["damaged.dcm"])
+    good_split = next(s for s in splits if s != bad_split)
+    assert ds[bad_split].num_rows == 0 and ds[good_split]["path"] == ["good.dcm"]
+    streamed = build_dataset("dicomdir", root, split_fractions=fractions, on_error="skip", streaming=True)
+    assert [sum(1 for _ in streamed[s]) for s in (good_split, bad_split)] == [1, 0]

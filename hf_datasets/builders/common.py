@@ -278,6 +278,11 @@ def assemble(recipe: Recipe, *, fractions=None, seed=0, streaming=False, num_pro
                 if isinstance(err.__cause__, DataError):
                     raise err.__cause__ from None
                 raise
+            except ValueError as err:  # every file of the split was skipped: datasets cannot read back no rows
+                if on_error != "skip" or "corresponds to no data" not in str(err):
+                    raise
+                ds = datasets.Dataset.from_dict({name: [] for name in features}, features=features,
+                                                split=datasets.Split(split))
         ds.info.update(info)
         out[split] = ds
     return datasets.IterableDatasetDict(out) if streaming else datasets.DatasetDict(out)
