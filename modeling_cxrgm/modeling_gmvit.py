@@ -422,7 +422,7 @@ class GroupMaskedViTReconstructionHead(nn.Module):
 
 def masked_l1_loss(reconstruction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean |reconstruction - target| over masked pixels and all channels. Shapes (B, C, H, W), mask (B, H, W)."""
-    weight = mask[:, None].to(reconstruction.dtype)
+    weight = mask[:, None].float()  # not the reconstruction's dtype: a bf16 sum rounds the count of masked pixels
     error = (reconstruction.float() - target.float()).abs() * weight
     return error.sum() / (weight.sum() * reconstruction.shape[1]).clamp(min=1.0)
 
