@@ -81,9 +81,10 @@ def save(accelerator, output_dir, step: int, limit: int) -> Path:
     accelerator.save_state(str(temporary))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        _flush_to_disk(temporary)
+        for path in [*temporary.rglob("*"), temporary]:
+            _flush_to_disk(path)
         os.replace(temporary, final)
-        _flush_to_disk(root)
+        _flush_to_disk(root)  # the rename itself
         for old in checkpoints(output_dir)[: max(0, len(checkpoints(output_dir)) - max(limit, 1))]:
             trash = root / f".trash-{old.name}"
             os.replace(old, trash)
@@ -94,14 +95,16 @@ def save(accelerator, output_dir, step: int, limit: int) -> Path:
     return final
 
 
-def _flush_to_disk(folder: Path) -> None:
-    """fsync every file in `folder` and the folder itself (its entries)."""
-    for path in [*folder.rglob("*"), folder]:
-        descriptor = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
+def _flush_to_disk(path: Path) -> None:
+    """fsync a file, or a folder's entries (where the file system allows it for folders)."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        if not path.is_dir():  # some file systems refuse to fsync a folder: its files are flushed all the same
+            raise
+    finally:
+        os.close(descriptor)
 
 
 def load(accelerator, path: Path):
