@@ -408,7 +408,7 @@ def test_view_options_are_normalised_and_lateral_takes_left_and_right(tmp_path):
         write_dicom(tmp_path / "dicoms" / f"{name}.dcm", view=view)
     kept = lambda views: sorted(Path(r["image"]).stem for r in build_recipe("dicomdir", tmp_path / "dicoms",
                                                                              views=views).records)
-    assert kept("LATERAL") == ["lat", "ll", "rl"]
+    assert kept("LATERAL") == ["lat", "ll", "rl"] == kept(["LATERAL", "LL"])
     assert kept(["pa", "ap"]) == ["ap", "pa"]
     assert kept("LL") == ["ll"]
 
@@ -417,8 +417,10 @@ def test_view_options_are_normalised_and_lateral_takes_left_and_right(tmp_path):
     with gzip.open(metadata, "rt") as handle:
         text = handle.read()
     with gzip.open(metadata, "wt") as handle:
-        handle.write(text.replace(",LATERAL,", ",LL,"))
+        handle.write(text.replace(",LATERAL,", ",LL,").replace(",AP,", ",AP AXIAL,"))
     assert [r["view"] for r in build_recipe("mimic_cxr_jpg", tmp_path / "mimic", views="lateral").records] == ["LL"]
+    assert "AP AXIAL" not in [r["view"] for r in build_recipe("mimic_cxr_jpg", tmp_path / "mimic",
+                                                               views=["PA", "AP"]).records]
 
 
 def test_dicomdir_keeps_one_copy_of_an_image_exported_twice(tmp_path):
@@ -646,19 +648,19 @@ def test_ages_in_months_weeks_and_days_become_years():
     assert parse_age("730D") == parse_age("730 days") == 2.0 and parse_age("unknown") is None
 
 
-def test_manifest_label_outside_label_names_is_refused(tmp_path):
+def test_manifest_label_outside_label_names_is_named_in_a_warning(tmp_path):
     """A 'label' value missing from label_names (a typo) got all-zero labels, which made a single-label set train
-    and score as multi-label without a word."""
+    and score as multi-label without a word; a class left out on purpose keeps its rows as negatives."""
     from factory import write_image
 
-    from hf_datasets.errors import LayoutError
     from hf_datasets.registry import build_recipe
 
     for name in ("a", "b", "c"):
         write_image(tmp_path / f"{name}.png")
     (tmp_path / "labels.csv").write_text("image,label\na.png,normal\nb.png,pneumonia\nc.png,pnuemonia\n")
-    with pytest.raises(LayoutError, match=r"not in label_names \['normal', 'pneumonia'\]: \{'pnuemonia': 1\}"):
-        build_recipe("manifest", tmp_path, manifest="labels.csv", label_names=["normal", "pneumonia"])
+    with pytest.warns(UserWarning, match=r"not in label_names \['normal', 'pneumonia'\]: \{'pnuemonia': 1\}"):
+        recipe = build_recipe("manifest", tmp_path, manifest="labels.csv", label_names=["normal", "pneumonia"])
+    assert recipe.records[2]["labels"] == [0.0, 0.0]
     (tmp_path / "labels.csv").write_text("image,label\na.png,normal\nb.png,pneumonia\nc.png,\n")
     recipe = build_recipe("manifest", tmp_path, manifest="labels.csv", label_names=["normal", "pneumonia"])
     assert [r["labels"][:1] for r in recipe.records][:2] == [[1.0], [0.0]]

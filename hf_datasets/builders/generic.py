@@ -133,9 +133,10 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
                               study_id=row.get("study_id") or header.get("study_id"),
                               view=row.get("view") or header.get("view"), sex=row.get("sex"), age=row.get("age"),
                               source=row.get("source") or root.name, split=row.get("split") or None))
-    if unknown:  # all-zero labels for them would quietly turn a single-label set into a multi-label one
-        raise LayoutError(path, f"'label' values not in label_names {names}: {dict(unknown)} (rows per value); "
-                                "fix those rows or add the names to label_names")
+    if unknown:  # all-zero rows make a single-label set multi-label: right for a class left out on purpose, not a typo
+        warnings.warn(f"{path}: 'label' values not in label_names {names}: {dict(unknown)} (rows per value); those "
+                      "rows are negative for every name (a multi-label set); fix them if a name is misspelt",
+                      stacklevel=2)
     if label_names and unlabelled == len(rows):
         raise LayoutError(path, f"no row has labels for {names}: give one column per name (CSV), a 'labels' "
                                 f"list (JSONL) or a 'label' class name (columns: {list(rows[0])})")
