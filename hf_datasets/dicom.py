@@ -78,7 +78,7 @@ def wanted_views(views) -> frozenset[str] | None:
     if views is None:
         return None
     wanted = {normalise_view(view) for view in views} - {None}
-    if wanted & LATERAL_VIEWS == {"LATERAL"}:
+    if "LATERAL" in wanted:
         wanted |= LATERAL_VIEWS
     return frozenset(wanted)
 

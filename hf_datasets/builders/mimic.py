@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..dicom import normalise_view, wanted_views
 from ..labels import apply_label_policy
 from .chexpert import FINDINGS, raw_label
 from .common import Recipe, find_file, iter_table, option_values, record
@@ -33,10 +32,13 @@ def _study_labels(root, labeler: str, names: list[str], uncertain, blank) -> dic
 
 def build(data_dir, labeler: str = "chexpert", uncertain="ignore", blank="zeros",
           views=None) -> Recipe:
-    """labeler: "chexpert" or "negbio"; views: optional ViewPosition values to keep (a list or one value; LATERAL
-    takes LL too; case and spelling as `normalise_view`)."""
+    """labeler: "chexpert" or "negbio"; views: optional ViewPosition values to keep (a list or one value, any case;
+    LATERAL takes LL too)."""
     root = Path(data_dir)
-    views = wanted_views(option_values(views))
+    views = option_values(views)
+    if views is not None:  # MIMIC's own values in any case: "AP AXIAL" or "PA LLD" are not "AP" or "PA"
+        views = {str(view).strip().upper() for view in views}
+        views |= {"LL", "RL"} if "LATERAL" in views else set()
     names = sorted(FINDINGS)
     study_labels = _study_labels(root, labeler, names, uncertain, blank)
     image_views = {row["dicom_id"]: row.get("ViewPosition") or None for row in _rows(root, "mimic-cxr-2.0.0-metadata")}
@@ -45,7 +47,7 @@ def build(data_dir, labeler: str = "chexpert", uncertain="ignore", blank="zeros"
     for row in _rows(root, "mimic-cxr-2.0.0-split"):
         subject, study, dicom_id = row["subject_id"], row["study_id"], row["dicom_id"]
         view = image_views.get(dicom_id)
-        if views is not None and normalise_view(view) not in views:
+        if views is not None and str(view or "").strip().upper() not in views:
             continue
         image = root / "files" / f"p{subject[:2]}" / f"p{subject}" / f"s{study}" / f"{dicom_id}.jpg"
         if not image.exists():
