@@ -498,6 +498,13 @@ def test_a_training_split_without_a_class_is_reported_naming_it(tmp_path, caplog
                        eval_split="test"), processor)
     assert "has no positive image of ['pneumonia'] (positives per label: {'normal': 12, 'pneumonia': 0})" \
         in caplog.text
+    caplog.clear()  # soft positives (an uncertain=0.7 policy) teach the label: no warning
+    soft = splits["train"].map(lambda row: {"labels": [1.0, 0.7]}, features=splits["train"].features)
+    datasets.DatasetDict({"train": soft, "test": splits["test"]}).save_to_disk(tmp_path / "soft")
+    with caplog.at_level("WARNING"):
+        load_data(tiny("classification", tmp_path / "run", dataset=None, prepared_dir=str(tmp_path / "soft"),
+                       eval_split="test"), processor)
+    assert "no positive image" not in caplog.text
 
 
 def test_the_card_says_its_results_come_from_the_split_that_picked_the_checkpoint(runs):

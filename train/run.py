@@ -225,7 +225,7 @@ def warn_unlearnable_labels(train_set: data.CXRDataset, names: list[str]) -> Non
     """Warn, naming them, about the labels no training image has (a few patients, or a small --dataset_options
     train_fraction, can leave a class out of the training split): the model cannot learn to predict them."""
     labels = np.asarray(train_set.ds.select_columns(["labels"])["labels"], dtype=np.float32)[train_set.rows]
-    counts = (labels == 1).sum(axis=0).astype(int).tolist()
+    counts = (labels > 0).sum(axis=0).astype(int).tolist()  # soft positives (uncertain=0.7) teach the label too
     absent = [name for name, count in zip(names, counts) if count == 0]
     if absent:
         logger.warning(f"The training data ({len(train_set)} labelled images) has no positive image of {absent} "
