@@ -948,3 +948,44 @@ def test_a_warm_up_as_long_as_the_run_is_warned_about(caplog):
     with caplog.at_level("WARNING"):
         check_schedule(TrainArgs(task="classification", output_dir="unused", epochs=10, warmup_epochs=5))
     assert caplog.text == ""
+
+
+def test_pretraining_views_are_drawn_from_the_image_not_its_padding():
+    """A non-square CXR is padded to a square: pretraining views were crops of that square, so up to a third of
+    their pixels (and, at evaluation, half of a 2:1 image's) were black padding, corrupted and reconstructed as if
+    anatomy. Views now come from the image alone, at the crop aspect ratios of its pixels."""
+    from types import SimpleNamespace
+
+    import datasets
+    from PIL import Image
+
+    from modeling_cxrgm import GroupMaskedViTForPreTraining, GroupMaskedViTImageProcessor
+    from train.augment import content_boxes, crop_boxes
+    from train.data import CXRDataset
+    from train.engine import forward
+
+    processor = GroupMaskedViTImageProcessor(size=32)
+    wide = np.full((20, 40), 200, np.uint8)  # a 2:1 image: rows 8..23 of the 32 px square
+    rows = datasets.Dataset.from_dict({"image": [Image.fromarray(wide)] * 4},
+                                      features=datasets.Features({"image": datasets.Image()}))
+    dataset = CXRDataset(rows, processor, "pretraining", uint8=True)
+    batch = torch.utils.data.default_collate([dataset[i] for i in range(4)])
+    assert batch["content"].tolist() == [[8, 0, 16, 32]] * 4 and (batch["pixel_values"] == 0).float().mean() == 0.5
+
+    spec = AugmentSpec(jitter_p=0, blur_p=0)
+    views = augment(batch["pixel_values"].float() / 255, spec, torch.Generator().manual_seed(0), content=batch["content"])
+    assert views.min() > 0.5  # no padding (bicubic edges aside: 200 / 255 = 0.78 everywhere)
+    plain = augment(batch["pixel_values"].float() / 255, spec, torch.Generator().manual_seed(0))
+    assert (plain < 0.5).float().mean() > 0.1  # what the square's crops held
+
+    frame = content_boxes(batch["content"][:1].repeat(4096, 1), 32)
+    boxes = crop_boxes(4096, spec, torch.Generator().manual_seed(1), "cpu", aspect=frame[:, 2] / frame[:, 3])
+    pixel_aspect = boxes[:, 2] * 32 / (boxes[:, 3] * 16)
+    whole = (boxes[:, 2:] == 1).all(1)  # no draw fitted: the whole image
+    assert pixel_aspect[~whole].min() >= 3 / 4 - 1e-5 and pixel_aspect[~whole].max() <= 4 / 3 + 1e-5
+
+    config = GroupMaskedViTConfig(**{**TINY, "num_channels": 1})
+    ctx = SimpleNamespace(task="pretraining", augment=spec, mean=[0.5], std=[0.25], model_config=config)
+    _, _, evaluated, _ = forward(GroupMaskedViTForPreTraining(config), batch, ctx, torch.Generator().manual_seed(0),
+                                 train=False)
+    assert (evaluated * 0.25 + 0.5).min() > 0.5  # the whole image, resized to the square, without its padding

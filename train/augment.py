@@ -38,15 +38,18 @@ def _uniform(shape, low, high, generator, device) -> torch.Tensor:
     return low + (high - low) * torch.rand(shape, generator=generator, device=device)
 
 
-def crop_boxes(batch_size: int, spec: AugmentSpec, generator, device, tries: int = 10) -> torch.Tensor:
+def crop_boxes(batch_size: int, spec: AugmentSpec, generator, device, tries: int = 10,
+               aspect: torch.Tensor | None = None) -> torch.Tensor:
     """Random-resized-crop boxes (B, 4): centre x, y in [-1, 1] and width, height as fractions of the image.
 
-    Like torchvision: area ~ U(scale), log aspect ~ U(log ratio); the first of `tries` draws that fits is used,
-    else the whole image.
+    Like torchvision: area ~ U(scale), log aspect ~ U(log ratio) in pixels of an image `aspect` (B,) times wider
+    than high (None: square); the first of `tries` draws that fits is used, else the whole image.
     """
     area = _uniform((batch_size, tries), *spec.crop_scale, generator, device)
     log_ratio = _uniform((batch_size, tries), math.log(spec.crop_ratio[0]), math.log(spec.crop_ratio[1]),
                          generator, device)
+    if aspect is not None:  # a pixel aspect r is a width fraction r / aspect times the height fraction
+        log_ratio = log_ratio - aspect.float().log()[:, None]
     width, height = (area * log_ratio.exp()).sqrt(), (area / log_ratio.exp()).sqrt()
     fits = (width <= 1) & (height <= 1)
     first = torch.where(fits.any(1), fits.float().argmax(1), torch.full_like(fits[:, 0], -1, dtype=torch.long))
@@ -58,9 +61,37 @@ def crop_boxes(batch_size: int, spec: AugmentSpec, generator, device, tries: int
     return torch.stack([centre_x, centre_y, width, height], 1)
 
 
-def _affine(batch_size: int, spec: AugmentSpec, generator, device) -> torch.Tensor:
-    """Sampling grids' affine matrices (B, 2, 3): output coordinates -> input coordinates."""
-    boxes = crop_boxes(batch_size, spec, generator, device)
+def content_boxes(content: torch.Tensor, size: int) -> torch.Tensor:
+    """Where each image lies in its padded (size, size) input: `content` (B, 4) top, left, height, width in pixels ->
+    (B, 4) centre x, y in [-1, 1] and width, height as fractions of the input (the layout of `crop_boxes`)."""
+    top, left, height, width = content.float().unbind(1)
+    return torch.stack([(2 * left + width) / size - 1, (2 * top + height) / size - 1, width / size, height / size], 1)
+
+
+def _within(boxes: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
+    """Boxes given relative to `frame` (both (B, 4), `crop_boxes` layout) -> the same boxes relative to the input."""
+    return torch.cat([frame[:, :2] + boxes[:, :2] * frame[:, 2:], boxes[:, 2:] * frame[:, 2:]], 1)
+
+
+def content_views(images: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+    """Each image's content (no padding), resized to the whole (B, C, S, S) square: the crop of scale 1 that
+    pretraining views are drawn from, for evaluation."""
+    frame = content_boxes(content, images.shape[-1])
+    zero = torch.zeros_like(frame[:, 0])
+    theta = torch.stack([torch.stack([frame[:, 2], zero, frame[:, 0]], 1),
+                         torch.stack([zero, frame[:, 3], frame[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images.float(), grid, mode="bicubic", padding_mode="border", align_corners=False).clamp(0, 1)
+
+
+def _affine(batch_size: int, spec: AugmentSpec, generator, device, content=None, size: int = 1) -> torch.Tensor:
+    """Sampling grids' affine matrices (B, 2, 3): output coordinates -> input coordinates. With `content` (B, 4),
+    crops are drawn from each image's content instead of its whole padded input."""
+    frame = None if content is None else content_boxes(content, size)
+    aspect = None if frame is None else frame[:, 2] / frame[:, 3]
+    boxes = crop_boxes(batch_size, spec, generator, device, aspect=aspect)
+    if frame is not None:
+        boxes = _within(boxes, frame)
     flip = torch.where(torch.rand(batch_size, generator=generator, device=device) < spec.hflip_p, -1.0, 1.0)
     angle = _uniform(batch_size, -spec.rotation, spec.rotation, generator, device) * math.pi / 180
     cos, sin = angle.cos(), angle.sin()
@@ -85,16 +116,19 @@ def _gaussian_blur(images: torch.Tensor, sigma: torch.Tensor, max_sigma: float) 
     return flat.reshape(batch_size, channels, height, width)
 
 
-def augment(images: torch.Tensor, spec: AugmentSpec, generator: torch.Generator, masks: torch.Tensor | None = None):
+def augment(images: torch.Tensor, spec: AugmentSpec, generator: torch.Generator, masks: torch.Tensor | None = None,
+            content: torch.Tensor | None = None):
     """Random views of unit-range images (B, C, H, W) -> (B, C, H, W) in [0, 1]; `masks` (B, H, W) move with them.
 
     Geometry (crop, flip, rotation) is one bicubic `grid_sample` per batch; outside the image is black and, in masks,
-    `PAD_LABEL` (ignored by the loss and the metrics, as the image processor's padding is).
+    `PAD_LABEL` (ignored by the loss and the metrics, as the image processor's padding is). `content` (B, 4): top,
+    left, height, width of each image inside its padded input; crops are then drawn from the image alone, as from
+    the original file (pretraining views, which have no padding to reconstruct).
     Returns the images, or (images, masks) when masks are given.
     """
     batch_size, _, height, width = images.shape
     device = images.device
-    theta = _affine(batch_size, spec, generator, device)
+    theta = _affine(batch_size, spec, generator, device, content, width)
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     views = F.grid_sample(images.float(), grid, mode="bicubic", padding_mode="zeros", align_corners=False)
     views = views.clamp(0, 1)

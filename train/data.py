@@ -195,6 +195,10 @@ class CXRDataset(torch.utils.data.Dataset):
             if self.uint8:
                 pixels = pixels.mul(255).round_().to(torch.uint8)
         item = {"pixel_values": pixels, "index": torch.tensor(self.rows[i])}
+        if self.task == "pretraining":  # where the image lies in its padded square: views are drawn from it alone
+            height, width = _image_size(row["image"])
+            resized_h, resized_w, top, left = self.processor._geometry(height, width)
+            item["content"] = torch.tensor([top, left, resized_h, resized_w])
         if self.task == "segmentation":
             item["labels"] = self._mask_uint8(out["labels"][0], i)
         elif self.task == "classification":
@@ -222,6 +226,13 @@ class CXRDataset(torch.utils.data.Dataset):
         canvas = torch.zeros(1, processor.size, processor.size, dtype=torch.uint8)
         canvas[0, top:top + height, left:left + width] = torch.from_numpy(np.array(image))
         return canvas
+
+
+def _image_size(image) -> tuple[int, int]:
+    """(height, width) of a PIL image or an (H, W[, C]) array."""
+    if hasattr(image, "height"):
+        return image.height, image.width
+    return tuple(np.asarray(image).shape[:2])
 
 
 def _stored_bits(ds) -> int | None:

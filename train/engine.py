@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from . import checkpoint
 from modeling_cxrgm import gmml_corrupt
 
-from .augment import augment, normalize
+from .augment import augment, content_views, normalize
 from .optim import apply_schedules, clip_per_parameter
 
 
@@ -47,14 +47,19 @@ def to_unit_range(images: torch.Tensor) -> torch.Tensor:
 def forward(model, batch: dict, ctx, generator: torch.Generator | None, train: bool):
     """Run one batch for `ctx.task`. Returns (loss, model outputs, normalised inputs, mask fraction or None).
 
-    Pretraining: two augmented views per image (2B, C, S, S), corrupted on the device (replaced pixels come from
-    another image, never from the other view of the same one), L1 on corrupted pixels.
+    Pretraining: two augmented views per image (2B, C, S, S), cropped from the image without the padding that made it
+    square (`batch["content"]`; evaluation: the whole image, resized to the square), corrupted on the device (replaced
+    pixels come from another image, never from the other view of the same one), L1 on corrupted pixels.
     Classification / segmentation: one augmented view (training) or the plain image (evaluation).
     """
     images, labels = to_unit_range(batch["pixel_values"]), batch.get("labels")
-    if ctx.task == "pretraining":
+    if ctx.task == "pretraining":  # views of the image alone: the padding of a non-square image is not reconstructed
+        content = batch.get("content")
         if train:
-            images = torch.cat([augment(images, ctx.augment, generator), augment(images, ctx.augment, generator)])
+            images = torch.cat([augment(images, ctx.augment, generator, content=content),
+                                augment(images, ctx.augment, generator, content=content)])
+        elif content is not None:
+            images = content_views(images, content)
         pixel_values = normalize(images, ctx.mean, ctx.std)
         corrupted, mask = gmml_corrupt(pixel_values, ctx.model_config, generator, views=2 if train else 1)
         outputs = model(pixel_values=pixel_values, corrupted=corrupted, mask=mask)
