@@ -346,7 +346,7 @@ def init_folder(init: str) -> tuple[str, str | None]:
     if init == "random" or Path(init).exists() or init.startswith((".", "/", "~")) or init.count("/") > 1:
         return init, None
     try:
-        return snapshot_download(init), init
+        return snapshot_download(init, allow_patterns=["*.json", "*.safetensors"]), init  # config, weights, processor
     except (OSError, ValueError) as error:  # not cached offline, no such repo, not a valid repo id
         raise FileNotFoundError(f"--init {init}: no such folder here, and no Hub model of that name could be fetched "
                                 f"or found in the HF cache ({error})") from error
