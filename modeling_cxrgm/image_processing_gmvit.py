@@ -363,11 +363,13 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
                 results.append(image_logits.argmax(0))
         return results
 
-    def post_process_instance_segmentation(self, outputs, target_sizes=None, **kwargs) -> list[dict]:
+    def post_process_instance_segmentation(self, outputs, target_sizes=None, mask_threshold: float = 0.5,
+                                           **kwargs) -> list[dict]:
         """One segment per label found, as the image-segmentation pipeline expects: {"segmentation", "segments_info"}.
 
-        A one-channel (binary) model reports only its foreground, as label 0; a multi-class model every class present.
-        Each segment's score is the mean probability of its label over its pixels. Other pipeline arguments are unused.
+        A one-channel (binary) model reports only its foreground (probability > `mask_threshold`), as label 0; a
+        multi-class model every class present (argmax). Each segment's score is the mean probability of its label
+        over its pixels. Other pipeline arguments (`threshold`, `overlap_mask_area_threshold`) are unused.
         """
         logits = outputs.logits if hasattr(outputs, "logits") else outputs["logits"]
         results = []
@@ -375,7 +377,7 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
             image_logits = self._label_logits(logits[index], None if target_sizes is None else target_sizes[index])
             if image_logits.shape[0] == 1:
                 probability = torch.sigmoid(image_logits[0])
-                segmentation = (probability > 0.5).long()
+                segmentation = (probability > mask_threshold).long()
                 found = [(1, 0, probability)] if segmentation.any() else []
             else:
                 probabilities = image_logits.softmax(0)

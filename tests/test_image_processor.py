@@ -174,6 +174,17 @@ def test_post_processing_removes_padding_and_restores_the_original_size():
     assert restored.shape == (8, 16) and torch.equal(restored, torch.from_numpy(mask).long())
 
 
+def test_the_pipelines_mask_threshold_sets_a_binary_segmenters_pixel_cut():
+    """pipeline("image-segmentation", mask_threshold=0.9) returned the same lungs as 0.5: the value was dropped."""
+    processor = unnormalised(size=16)
+    logits = torch.zeros(1, 1, 16, 16)
+    logits[..., :8] = 1.0  # probability 0.73 on the left half, 0.5 on the right
+    default, strict = (processor.post_process_instance_segmentation({"logits": logits}, **cut)[0]
+                       for cut in ({}, {"mask_threshold": 0.9}))
+    assert default["segmentation"][:, :8].eq(1).all() and default["segmentation"][:, 8:].eq(0).all()
+    assert strict["segmentation"].eq(0).all() and strict["segments_info"] == []
+
+
 def test_a_mask_stored_at_another_size_than_its_image_lines_up_with_it():
     """Third-party lung masks are often saved at another size (256 x 256 for a 1328 x 1104 Shenzhen image): the mask
     covers the whole image, so it is padded with it (it was padded as a square of its own, off the lungs)."""
