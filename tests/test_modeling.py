@@ -168,6 +168,23 @@ def test_reconstruction_head_is_its_transposed_convolution():
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(grads, expected_grads))
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+def test_patch_embeddings_are_their_convolution(channels):
+    from modeling_cxrgm.modeling_gmvit import GroupMaskedViTPatchEmbeddings
+
+    embeddings = GroupMaskedViTPatchEmbeddings(tiny_config(num_channels=channels))
+    torch.nn.init.normal_(embeddings.projection.weight)
+    torch.nn.init.normal_(embeddings.projection.bias)
+    pixels = torch.randn(2, channels, 24, 40, requires_grad=True)  # a 3 x 5 grid of 8-pixel patches
+    expected = embeddings.projection(pixels).flatten(2).transpose(1, 2)
+    actual = embeddings(pixels)
+    assert actual.shape == (2, 15, 32) and torch.allclose(actual, expected, atol=1e-5)
+    parameters = [pixels, embeddings.projection.weight, embeddings.projection.bias]
+    grads = torch.autograd.grad(actual.square().sum(), parameters)
+    expected_grads = torch.autograd.grad(expected.square().sum(), parameters)
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-4) for a, b in zip(grads, expected_grads))
+
+
 def test_pretraining_uses_a_given_corruption_and_seeds_its_own(images):
     model = GroupMaskedViTForPreTraining(tiny_config()).eval()
     mask = torch.zeros(3, 32, 32, dtype=torch.bool)
