@@ -21,7 +21,7 @@ from benchmarks import bundle_data  # noqa: E402
 def test_gpu_script_smoke_run(tmp_path):
     env = {**os.environ, "SMOKE": "1", "PYTHON": sys.executable, "OUT": str(tmp_path),
            "OFFLINE": str(tmp_path / "no_bundle"),  # this environment's packages, not a bundle made for a GPU host
-           "SMOKE_DIR": str(tmp_path / "device_smoke")}
+           "SMOKE_DIR": str(tmp_path / "device_smoke"), "ROWS": "small,e2e,device-smoke"}
     result = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh")], env=env, capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
