@@ -28,8 +28,7 @@ demo: setup
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m train.demo
 
 # For an offline GPU host whose image already holds torch, numpy, pyarrow, accelerate and huggingface_hub:
-# offline/wheels, the packages such images lack at the versions installed here, for its Python (WHEEL_PYTHON), and
-# those whose versions transformers checks when imported (tokenizers, safetensors, regex: an image's may be older),
+# offline/wheels, the packages such images lack at the versions installed here, for its Python (WHEEL_PYTHON),
 # offline/cache, the verified sample images (no need for their 120 MB of source packages), and offline/data, the
 # benchmark data (DATA, if present) resized to 224 px for benchmarks/gpu_quality.sh. There:
 #   pip install --no-index --no-deps --target DIR offline/wheels/*.whl
@@ -37,7 +36,7 @@ demo: setup
 # (benchmarks/gpu.sh and gpu_quality.sh do this themselves when they find ./offline).
 WHEEL_PYTHON ?= 3.12
 OFFLINE ?= offline
-OFFLINE_PACKAGES ?= transformers datasets evaluate pydicom dill multiprocess tokenizers safetensors regex
+OFFLINE_PACKAGES ?= transformers datasets evaluate pydicom dill multiprocess
 DATA ?= ../shared/data
 
 offline: setup
