@@ -23,7 +23,7 @@ TINY = dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=4, nu
 SPEC = AugmentSpec(crop_scale=(0.3, 1.0), hflip_p=0.5, rotation=10.0, jitter_p=0.5, blur_p=0.5)
 
 
-@pytest.mark.parametrize("union", ["matmul", "difference_array"])
+@pytest.mark.parametrize("union", ["first_cover", "matmul", "difference_array"])
 def test_mask_sampler_stays_on_the_device(union):
     targets = torch.full((4,), 0.6, device=DEVICE)
     assert masks_for_targets(targets, 32, 32, union=union, max_target=0.75).device.type == DEVICE

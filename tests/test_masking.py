@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from modeling_cxrgm import GroupMaskedViTConfig, gmml_corrupt, masks_for_targets, sample_group_masks
+from modeling_cxrgm import masking
 from modeling_cxrgm.masking import draw_mask_targets
 
 
@@ -67,25 +68,93 @@ def test_each_mask_reaches_its_target_and_stops_there():
     assert (fractions[1:] < targets[1:] + largest_block).all()
 
 
-@pytest.mark.parametrize("height,width,align", [(64, 64, 1), (48, 80, 1), (224, 224, 1), (96, 96, 16), (64, 32, 4)])
-def test_matmul_and_difference_array_unions_give_the_same_masks(height, width, align):
-    """The GPU path (tensor-core matmul) and the CPU path (difference array) must agree bit for bit."""
-    targets = torch.cat([torch.tensor([0.0, 0.3]), draw_mask_targets(30, 0.75, generator=torch.Generator().manual_seed(4))])
-    masks = {union: masks_for_targets(targets, height, width, align=align, max_target=0.75, union=union,
-                                      generator=torch.Generator().manual_seed(5))
-             for union in ("matmul", "difference_array")}
+UNIONS = ("first_cover", "matmul", "difference_array")
+
+
+def masks_by_union(targets, height, width, *, align=1, seed=0, **kwargs):
+    """Each union method's masks from the same rectangles (the same seed)."""
+    return {union: masks_for_targets(targets, height, width, align=align, union=union,
+                                     generator=torch.Generator(targets.device).manual_seed(seed), **kwargs)
+            for union in UNIONS}
+
+
+@pytest.mark.parametrize("height,width,align", [(64, 64, 1), (48, 80, 1), (224, 224, 1), (96, 96, 16), (64, 32, 4),
+                                                (112, 160, 16), (40, 24, 1)])
+def test_all_union_methods_give_the_same_masks(height, width, align):
+    """First cover (one pass), matmul and difference array (bisection) must agree bit for bit."""
+    for seed in range(3):
+        edges = torch.tensor([0.0, 1e-6, 0.3, 0.5, 0.7499, 0.75])
+        targets = torch.cat([edges, draw_mask_targets(10, 0.75, generator=torch.Generator().manual_seed(seed))])
+        masks = masks_by_union(targets, height, width, align=align, seed=seed, max_target=0.75)
+        assert torch.equal(masks["first_cover"], masks["difference_array"])
+        assert torch.equal(masks["matmul"], masks["difference_array"])
+        fractions = coverage(masks["first_cover"])
+        assert fractions[0] == 0 and fractions[1] > 0 and (fractions[1:] >= targets[1:]).all()
+
+
+@pytest.mark.parametrize("budget", [1, 10, 11, 12, 22, 23, 40])
+def test_union_methods_agree_when_the_rectangle_budget_falls_short(budget, monkeypatch):
+    """With few rectangles most images stop short of their target and get all of them, in every method (also at a
+    budget of whole chunks of 11 rectangles, and one more or less)."""
+    monkeypatch.setattr(masking, "_rectangle_budget", lambda max_target, max_block_fraction: budget)
+    targets = torch.tensor([0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 0.999] * 3)
+    masks = masks_by_union(targets, 48, 56, seed=budget, max_target=0.75)
+    assert torch.equal(masks["first_cover"], masks["difference_array"])
     assert torch.equal(masks["matmul"], masks["difference_array"])
-    assert coverage(masks["matmul"])[0] == 0 and (coverage(masks["matmul"])[1:] >= targets[1:]).all()
+    short = coverage(masks["first_cover"]) < targets
+    assert short.any() and not short.all()
+    rectangles = masking._rectangles_in_cells(budget, len(targets), 48, 56, 1, math.ceil(0.3 * 48),
+                                              math.ceil(0.3 * 56), torch.Generator().manual_seed(budget), None)
+    union_of_all = first_covering_rectangle_by_loop(rectangles, 48, 56) < budget
+    assert torch.equal(masks["first_cover"][short], union_of_all[short])
+
+
+def first_covering_rectangle_by_loop(rectangles, grid_h, grid_w):
+    """Index of the first rectangle over each cell (K where none is), painting the rectangles last to first."""
+    top, bottom, left, right = (side.tolist() for side in rectangles)
+    first = torch.full((len(top), grid_h, grid_w), len(top[0]), dtype=torch.int64)
+    for image in range(len(top)):
+        for k in reversed(range(len(top[0]))):
+            first[image, top[image][k]:bottom[image][k], left[image][k]:right[image][k]] = k
+    return first
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("count", [1, 11, 12, 40])
+def test_first_covering_rectangle_is_the_first_in_draw_order(count, dtype):
+    rectangles = masking._rectangles_in_cells(count, 6, 13, 17, 1, 6, 8, torch.Generator().manual_seed(count), None)
+    first = masking._first_covering_rectangle(rectangles, 13, 17, dtype)
+    assert first.dtype == torch.int16 and first.shape == (6, 13, 17)
+    reference = first_covering_rectangle_by_loop(rectangles, 13, 17)
+    assert (reference == count).any() and (reference == 0).any() and (reference == count - 1).any()
+    assert torch.equal(first.long(), reference)
+
+
+@pytest.mark.parametrize("count, dtype", [(2**15 - 2, torch.int16), (2**15 - 1, torch.int32)])
+def test_first_covering_rectangle_indices_widen_past_int16(count, dtype):
+    """Indices up to K and the counts K + 1 fit int16 below K = 2**15 - 1; from there on int32 is used."""
+    top, bottom, left, right = (torch.zeros(1, count, dtype=torch.int64) for _ in range(4))  # all empty
+    bottom[0, -1] = right[0, -1] = 1  # but the last, over cell (0, 0)
+    first = masking._first_covering_rectangle((top, bottom, left, right), 3, 4, torch.float32)
+    expected = torch.full((1, 3, 4), count, dtype=dtype)
+    expected[0, 0, 0] = count - 1
+    assert first.dtype == dtype and torch.equal(first, expected)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_on_a_gpu_the_bfloat16_matmul_union_matches_the_difference_array():
-    targets = draw_mask_targets(512, 0.75, generator=torch.Generator("cuda").manual_seed(6), device="cuda")
-    masks = {union: masks_for_targets(targets, 224, 224, max_target=0.75, union=union,
-                                      generator=torch.Generator("cuda").manual_seed(7))
-             for union in (None, "difference_array")}  # None: the device's default, the bfloat16 matmul
-    assert torch.equal(masks[None], masks["difference_array"])
-    assert (coverage(masks[None]) >= targets).all()
+def test_on_a_gpu_all_union_methods_give_the_same_masks():
+    """On CUDA first cover runs a float16 matrix product, matmul a bfloat16 one: both exact."""
+    edges = torch.tensor([0.0, 1e-6, 0.5, 0.7499, 0.75], device="cuda")
+    for seed, (height, width, align) in enumerate([(224, 224, 1), (224, 224, 1), (112, 160, 16), (96, 64, 1)]):
+        generator = torch.Generator("cuda").manual_seed(seed)
+        targets = torch.cat([edges, draw_mask_targets(507, 0.75, generator=generator, device="cuda")])
+        masks = masks_by_union(targets, height, width, align=align, seed=seed, max_target=0.75)
+        default = masks_for_targets(targets, height, width, align=align, max_target=0.75,
+                                    generator=torch.Generator("cuda").manual_seed(seed))
+        assert torch.equal(default, masks["first_cover"])  # the device's default
+        assert torch.equal(masks["first_cover"], masks["difference_array"])
+        assert torch.equal(masks["matmul"], masks["difference_array"])
+        assert (coverage(masks["first_cover"]) >= targets).all()
 
 
 def test_unknown_union_method_is_refused():
@@ -93,7 +162,7 @@ def test_unknown_union_method_is_refused():
         masks_for_targets(torch.rand(2), 32, 32, max_target=0.75, union="painter")
 
 
-@pytest.mark.parametrize("union", ["matmul", "difference_array"])
+@pytest.mark.parametrize("union", UNIONS)
 def test_mask_sampler_never_reads_a_value_back_from_the_device(union):
     from torch._subclasses.fake_tensor import FakeTensorMode
 
