@@ -139,7 +139,7 @@ def measure_masks(args, device: str, config) -> list[dict]:
     views = torch.randn(args.batch_size, config.num_channels, args.image_size, args.image_size, device=device)
     targets = draw_mask_targets(args.batch_size, config.mask_max_ratio, generator=generator, device=device)
     jobs = {"cxrgm_gmml_corruption": lambda: gmml_corrupt(views, config, generator)}
-    for union in ("matmul", "difference_array"):
+    for union in ("first_cover", "matmul", "difference_array"):
         jobs[f"cxrgm_mask_sampler_{union}"] = functools.partial(
             masks_for_targets, targets, args.image_size, args.image_size, align=config.mask_align,
             max_block_fraction=config.mask_max_block_fraction, generator=generator,
