@@ -11,16 +11,17 @@
 # packages, bring the folder that `make offline` fills (OFFLINE, default ./offline): its wheels are installed into
 # a temporary folder first, without touching the image's packages, and its cache serves the sample images.
 # SMOKE=1 runs the same commands at a tiny size without compiling (a check of the script on CPU).
-# ROWS=small,e2e (for example) runs only those rows. The row `device-smoke`, run only when named (it is not a speed
-# row: about 3 minutes), runs every training script once, tiny, on the GPU ($OUT/device_smoke.jsonl).
+# ROWS=small,e2e (for example) runs only those rows. Two rows run only when named: `small-attention` (our ViT-S rows
+# eager with each scaled_dot_product_attention backend forced: cudnn, flash, efficient; about 2 minutes) and
+# `device-smoke` (not a speed row: every training script once, tiny, on the GPU, $OUT/device_smoke.jsonl; about 3).
 # Measured on one H200: the default rows about 8 minutes, device-smoke about 3.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 OUT=${OUT:-benchmarks/out}
 PEAK=${PEAK:-989}  # dense bf16 TFLOP/s of an H100/H200 SXM, for MFU
-# A comma-separated subset of mask-tests,small,e2e,small-compiled,base,base-compiled,device-smoke (to split the
-# run over calls, or to repeat one); by default all but device-smoke.
+# A comma-separated subset of mask-tests,small,e2e,small-compiled,base,base-compiled,small-attention,device-smoke
+# (to split the run over calls, or to repeat one); by default all but the last two.
 ROWS=${ROWS:-mask-tests,small,e2e,small-compiled,base,base-compiled}
 mkdir -p "$OUT"
 log="$OUT/throughput.jsonl"
@@ -43,11 +44,13 @@ if [[ "${SMOKE:-0}" == 1 ]]; then
   common=(--batch-size 2 --steps 1 --warmup 1 --image-size 32)
   first=tiny
   later=()  # no compiled rows, no second size
+  backends=(flash math)  # the CPU has no cuDNN or memory-efficient attention
   e2e=(--preset vit_tiny_patch16_224 --batch-size 2 --steps 1 --warmup 1 --image-size 32 --num-workers 1)
 else
   common=(--batch-size 256 --steps 20 --warmup 5 --peak "$PEAK")
   first=small
   later=("small --compile" "base" "base --compile")
+  backends=(cudnn flash efficient)
   e2e=(--preset vit_small_patch16_224 --batch-size 256 --warmup 60 --steps 120)  # past the 14 x 4 batches in flight
 fi
 
@@ -84,6 +87,12 @@ for spec in "${later[@]}"; do
     row "$spec" "$PYTHON" benchmarks/throughput.py --size "$size" "${common[@]}" --compile --only cxrgm,timm
   fi
 done
+if selected small-attention; then
+  for backend in "${backends[@]}"; do
+    row "$first sdpa $backend" "$PYTHON" benchmarks/throughput.py --size "$first" "${common[@]}" \
+      --only cxrgm_gmml_pretrain,cxrgm_cls --sdpa-backend "$backend"
+  done
+fi
 if selected device-smoke; then  # last: every training script once, tiny
   echo "== device smoke" >&2
   "$PYTHON" -m benchmarks.device_smoke --output_dir "${SMOKE_DIR:-outputs/device_smoke}" | tee "$OUT/device_smoke.jsonl" \

@@ -11,6 +11,7 @@ ViT classification when timm is installed. A final line gives our/peer ratios.
 """
 
 import argparse
+import contextlib
 import functools
 import json
 import sys
@@ -71,8 +72,26 @@ def profile_steps(step, device: str, path: Path, title: str, steps: int = 3) -> 
         out.write(f"== {title}: {steps} steps\n{table}\n\n")
 
 
+SDPA_BACKENDS = {"cudnn": "CUDNN_ATTENTION", "flash": "FLASH_ATTENTION", "efficient": "EFFICIENT_ATTENTION",
+                 "math": "MATH"}  # --sdpa-backend name: torch.nn.attention.SDPBackend member
+
+
+def attention_backend(args):
+    """A context that restricts scaled_dot_product_attention to `--sdpa-backend`, or torch's own choice."""
+    if not args.sdpa_backend:
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel(getattr(SDPBackend, SDPA_BACKENDS[args.sdpa_backend]))
+
+
 def row_suffix(args) -> str:
-    """"" eager, "_compiled" for torch.compile's default mode, "_compiled_<mode>" for another mode."""
+    """"" eager, "_compiled" for torch.compile's default mode, "_compiled_<mode>" for another mode; then
+    "_sdpa_<backend>" when the attention backend is forced."""
+    return _compile_suffix(args) + (f"_sdpa_{args.sdpa_backend}" if args.sdpa_backend else "")
+
+
+def _compile_suffix(args) -> str:
     if not args.compile:
         return ""
     return "_compiled" + (f"_{args.compile_mode}" if args.compile_mode not in (None, "default") else "")
@@ -86,7 +105,7 @@ def measure(name: str, model, loss_fn, args, device: str, compile_model: bool) -
     autocast = torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=not args.fp32)
 
     def step(optimize: bool = True, module=runnable):
-        with autocast:
+        with autocast, attention_backend(args):
             loss = loss_fn(module)
         loss.backward()
         if optimize:
@@ -173,6 +192,9 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--compile-mode", default=None, choices=["default", "reduce-overhead", "max-autotune"],
                         help="torch.compile mode; reduce-overhead adds CUDA graphs")
     parser.add_argument("--fp32", action="store_true", help="no bf16 autocast")
+    parser.add_argument("--sdpa-backend", default="", choices=["", *SDPA_BACKENDS],
+                        help="force this scaled_dot_product_attention backend in every row (rows end in _sdpa_<name>);"
+                             " default: torch's choice (cuDNN's flash kernels on an H200 with torch 2.11)")
     parser.add_argument("--only", default="", help="comma-separated substrings of row names to run")
     parser.add_argument("--profile-file", default="",
                         help="also profile 3 steps of each row: its top operators / kernels are appended to this file")

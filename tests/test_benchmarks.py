@@ -58,6 +58,17 @@ def test_gpu_script_runs_only_the_rows_asked_for(tmp_path):
     assert not (tmp_path / "device_smoke.jsonl").exists()
 
 
+def test_gpu_script_attention_row_forces_each_backend(tmp_path):
+    env = {**os.environ, "SMOKE": "1", "PYTHON": sys.executable, "OUT": str(tmp_path), "ROWS": "small-attention",
+           "OFFLINE": str(tmp_path / "no_bundle")}
+    result = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh")], env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    names = {json.loads(line).get("name") for line in (tmp_path / "throughput.jsonl").read_text().splitlines()}
+    assert names - {None} == {f"{model}_sdpa_{backend}" for model in ("cxrgm_gmml_pretrain", "cxrgm_cls_finetune")
+                              for backend in ("flash", "math")}
+
+
 def test_gpu_quality_script_smoke_run(tmp_path):
     copy = tmp_path / "data_32"
     bundle_data.bundle(write_shared_layout(tmp_path / "data"), copy, size=32)  # the smoke preset's image size
