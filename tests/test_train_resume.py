@@ -162,3 +162,63 @@ def test_a_resumed_runs_tensorboard_curves_have_each_step_once(tmp_path):
     events.Reload()
     assert [event.step for event in events.Scalars("train/loss")] == list(range(1, 13))
     assert [event.step for event in events.Scalars("eval/loss")] == [6, 12]
+
+
+def test_resuming_skips_a_damaged_newest_checkpoint_naming_it_and_why(tmp_path, caplog):
+    """A newest checkpoint that is only partly there (a save killed on a file system whose rename copies, a truncated
+    or corrupt file, a lost one) is skipped with a warning naming it and what is wrong; the run resumes from the
+    newest complete one and ends with the weights of an uninterrupted run; the damaged folder is replaced when the
+    resumed run saves that step again. (Loading it raised, or, without its RNG states, resumed silently.)"""
+    from train import checkpoint
+    from train.run import run_training
+
+    def args(output_dir, **overrides):
+        return in_process_args(output_dir, save_total_limit=3, **overrides)
+
+    run_training(args(tmp_path / "straight", max_steps=4))
+    run_training(args(tmp_path / "cut", max_steps=3))
+
+    def flip_a_byte(path):
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+
+    damages = {
+        "truncated weights": (lambda c: os.truncate(c / "model.safetensors", 50_000),
+                              "model.safetensors has 50000 bytes, 103708 were saved"),
+        "missing optimiser": (lambda c: (c / "optimizer.bin").unlink(), "optimizer.bin is missing"),
+        "missing RNG states": (lambda c: (c / "random_states_0.pkl").unlink(), "random_states_0.pkl is missing"),
+        "corrupt optimiser": (lambda c: flip_a_byte(c / "optimizer.bin"), "optimizer.bin is corrupt"),
+        "unfinished save": (lambda c: (c / "manifest.json").unlink(), "it has no manifest.json: its save did not "
+                                                                      "finish"),
+    }
+    expected = load_file(tmp_path / "straight" / "checkpoints" / "step_00000004" / "model.safetensors")
+    for number, (name, (damage, reason)) in enumerate(damages.items()):
+        run = tmp_path / f"damaged_{number}"
+        shutil.copytree(tmp_path / "cut", run)
+        newest = run / "checkpoints" / "step_00000003"
+        damage(newest)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="train.checkpoint"):
+            run_training(args(run, max_steps=4, resume_from_checkpoint="latest"))
+        assert f"Skipping checkpoint {newest}: {reason}" in caplog.text, name
+        assert "Resuming from the older step_00000002" in caplog.text, name
+        assert checkpoint.problem(newest) is None, name  # saved again by the resumed run
+        actual = load_file(run / "checkpoints" / "step_00000004" / "model.safetensors")
+        for key in expected:
+            assert torch.equal(expected[key], actual[key]), (name, key)
+
+
+def test_resuming_a_run_whose_checkpoints_are_all_damaged_is_refused_naming_them(tmp_path):
+    """Rather than a traceback from inside the loader (or a fresh start that would drop the run's progress)."""
+    from train.run import run_training
+
+    run_training(in_process_args(tmp_path / "run"))
+    folders = tmp_path / "run" / "checkpoints"
+    (folders / "step_00000001" / "optimizer.bin").unlink()
+    os.truncate(folders / "step_00000002" / "model.safetensors", 10)
+    with pytest.raises(ValueError, match=r"No usable checkpoint in .*checkpoints: step_00000002: model.safetensors has "
+                                         r"10 bytes, 103708 were saved; step_00000001: optimizer.bin is missing"):
+        run_training(in_process_args(tmp_path / "run", resume_from_checkpoint="latest"))
+    with pytest.raises(ValueError, match=r"step_00000001: the checkpoint is damaged: optimizer.bin is missing"):
+        run_training(in_process_args(tmp_path / "run", resume_from_checkpoint=str(folders / "step_00000001")))

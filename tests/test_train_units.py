@@ -340,6 +340,24 @@ def test_checkpoint_retention_and_half_written_folders_are_ignored(tmp_path):
         checkpoint.resolve(str(tmp_path / "nothing"), tmp_path)
 
 
+def test_checkpoint_retention_keeps_complete_checkpoints_and_replaces_damaged_ones(tmp_path):
+    """A run resumed from step 1 past damaged checkpoints 2 and 3: the damaged folders do not count towards the limit
+    (they pushed out the checkpoint just saved), step 2's is saved again rather than kept, and damaged folders a newer
+    complete checkpoint supersedes are removed."""
+    for step in (1, 2, 3):
+        checkpoint.save(_Saver(), tmp_path, step, limit=3)
+    folders = tmp_path / "checkpoints"
+    (folders / "step_00000002" / "custom_checkpoint_0.pkl").unlink()
+    (folders / "step_00000003" / "manifest.json").unlink()
+    checkpoint._SAVED.clear()  # a new process resumes the run
+    checkpoint.save(_Saver(), tmp_path, 2, limit=1)
+    assert [p.name for p in checkpoint.checkpoints(tmp_path)] == ["step_00000002", "step_00000003"]
+    assert checkpoint.problem(folders / "step_00000002") is None
+    assert checkpoint.problem(folders / "step_00000003").startswith("it has no manifest.json")
+    checkpoint.save(_Saver(), tmp_path, 4, limit=1)
+    assert [p.name for p in checkpoint.checkpoints(tmp_path)] == ["step_00000004"]
+
+
 def test_8bit_images_travel_as_uint8_equal_to_the_rounded_processor_output():
     import datasets
     from PIL import Image

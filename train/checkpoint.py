@@ -3,17 +3,31 @@
 A kill while saving leaves only a hidden `.tmp-*` folder, never a `step_*` folder that loads half; the files are
 flushed to disk before the rename, so that a power loss cannot leave one either; old checkpoints are renamed away
 before they are deleted, for the same reason.
+
+Each checkpoint also holds `manifest.json`, written last before the rename: every file of the checkpoint with its size
+and CRC-32. A folder is complete when its manifest is there and every file it lists is there with that size and
+checksum; so a `step_*` folder that is only partly there all the same (a file system whose rename copies and was
+interrupted, a truncated copy, a file lost or damaged later) is recognised before anything is loaded from it.
+`--resume_from_checkpoint latest` resumes from the newest complete checkpoint, warning about each newer one it skips.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import shutil
 import time
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from accelerate.utils import broadcast_object_list
+
 PREFIX = "step_"
+MANIFEST = "manifest.json"  # what a complete checkpoint holds; written after everything else
+logger = logging.getLogger(__name__)
+_SAVED: set[str] = set()  # the checkpoint folders this process saved (no need to read them back to know them whole)
 
 
 @dataclass
@@ -47,24 +61,86 @@ class TrainState:
 
 
 def checkpoints(output_dir) -> list[Path]:
-    """Complete checkpoints of a run, oldest first."""
+    """The checkpoint folders of a run (`step_*`, complete or not: see `problem`), oldest first."""
     root = Path(output_dir) / "checkpoints"
     if not root.is_dir():
         return []
     return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(PREFIX))
 
 
+def problem(folder: Path, thorough: bool = True) -> str | None:
+    """Why checkpoint `folder` cannot be resumed from, or None when it is complete: its manifest is there and lists
+    files that are all there with the recorded sizes and (`thorough`: read back) CRC-32 checksums."""
+    manifest = folder / MANIFEST
+    if not manifest.is_file():
+        return (f"it has no {MANIFEST}: its save did not finish, or an earlier version of this trainer wrote it (pass "
+                "the folder itself to --resume_from_checkpoint to load it unchecked)")
+    try:
+        files = json.loads(manifest.read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return f"its {MANIFEST} is unreadable ({error})"
+    found = []
+    for name, recorded in files.items():
+        path = folder / name
+        if not path.is_file():
+            found.append(f"{name} is missing")
+        elif path.stat().st_size != recorded["bytes"]:
+            found.append(f"{name} has {path.stat().st_size} bytes, {recorded['bytes']} were saved")
+        elif thorough and _crc32(path) != recorded["crc32"]:
+            found.append(f"{name} is corrupt (its checksum differs from the one recorded when it was saved)")
+    return "; ".join(found) or None
+
+
 def resolve(resume: str | None, output_dir) -> Path | None:
-    """The checkpoint folder to resume from: None, "latest" (None when the run has none yet) or a path."""
+    """The checkpoint folder to resume from: None, "latest" (None when the run has none yet) or a path.
+
+    "latest" is the newest complete checkpoint: a warning names each newer folder skipped and why, and a run whose
+    checkpoints are all damaged is refused naming them (rather than started afresh). A folder given by path must be
+    complete; one without a manifest (written by an earlier version) is loaded unchecked, with a warning.
+    """
     if not resume:
         return None
     if resume == "latest":
-        found = checkpoints(output_dir)
-        return found[-1] if found else None
+        skipped = []
+        for folder in reversed(checkpoints(output_dir)):
+            reason = problem(folder)
+            if reason is None:
+                for newer, why in skipped:
+                    logger.warning(f"Skipping checkpoint {newer}: {why}. Resuming from the older {folder.name} "
+                                   "instead (the steps after it are trained again)")
+                return folder
+            skipped.append((folder, reason))
+        if skipped:
+            raise ValueError(f"No usable checkpoint in {Path(output_dir) / 'checkpoints'}: " + "; ".join(
+                f"{folder.name}: {why}" for folder, why in skipped) + "; start a new --output_dir")
+        return None
     path = Path(resume)
-    if not (path.is_dir() and (path / "custom_checkpoint_0.pkl").exists()):
+    if not (path.is_dir() and ((path / MANIFEST).is_file() or (path / "custom_checkpoint_0.pkl").exists())):
         raise FileNotFoundError(f"--resume_from_checkpoint {resume}: not a checkpoint folder written by this trainer")
+    if not (path / MANIFEST).is_file():
+        logger.warning(f"Checkpoint {path} has no {MANIFEST} (an earlier version of this trainer wrote it, or its "
+                       "save did not finish): its files cannot be checked before they are loaded")
+        return path
+    reason = problem(path)
+    if reason is not None:
+        raise ValueError(f"--resume_from_checkpoint {resume}: the checkpoint is damaged: {reason}; resume from "
+                         "another one (latest: the newest complete one)")
     return path
+
+
+def choose(accelerator, resume: str | None, output_dir) -> Path | None:
+    """`resolve` on the main process (which reads and checks the files once, and warns once); every process gets
+    its answer, so that all resume from the same checkpoint or all raise its error."""
+    answer = [None, None]
+    if accelerator.is_main_process:
+        try:
+            answer[0] = resolve(resume, output_dir)
+        except Exception as error:  # (raised on every process below: none is left waiting for the others)
+            answer[1] = error
+    answer = broadcast_object_list(answer)
+    if answer[1] is not None:
+        raise answer[1]
+    return answer[0]
 
 
 def save(accelerator, output_dir, step: int, limit: int) -> Path:
@@ -72,8 +148,8 @@ def save(accelerator, output_dir, step: int, limit: int) -> Path:
     root = Path(output_dir) / "checkpoints"
     final = root / f"{PREFIX}{step:08d}"
     temporary = root / f".tmp-{PREFIX}{step:08d}"
-    if final.exists():
-        return final
+    if final.exists() and (str(final) in _SAVED or problem(final) is None):  # saved already (at an epoch's end,
+        return final  # or when a run resumed where it had stopped): a damaged folder is replaced, not kept
     if accelerator.is_main_process:
         shutil.rmtree(temporary, ignore_errors=True)
         temporary.mkdir(parents=True)
@@ -81,18 +157,52 @@ def save(accelerator, output_dir, step: int, limit: int) -> Path:
     accelerator.save_state(str(temporary))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        _write_manifest(temporary)
         for path in [*temporary.rglob("*"), temporary]:
             _flush_to_disk(path)
+        if final.exists():  # a damaged checkpoint of this step, which a resumed run went back past: replaced
+            _remove(final, root)
         os.replace(temporary, final)
         _flush_to_disk(root)  # the rename itself
-        for old in checkpoints(output_dir)[: max(0, len(checkpoints(output_dir)) - max(limit, 1))]:
-            trash = root / f".trash-{old.name}"
-            os.replace(old, trash)
-            shutil.rmtree(trash)
+        # keep the newest `limit` complete checkpoints: damaged folders (newer ones a resumed run has not reached yet
+        # included) do not count, so they never push out the checkpoint just saved; older damaged ones are dropped
+        found = checkpoints(output_dir)
+        complete = [folder for folder in found if problem(folder, thorough=False) is None]
+        stale = complete[: max(0, len(complete) - max(limit, 1))]
+        damaged = [folder for folder in found if folder not in complete and folder.name < final.name]
+        for old in stale + damaged:
+            if old in damaged:
+                logger.warning(f"Removing damaged checkpoint {old} ({problem(old, thorough=False)}): {final.name} "
+                               "supersedes it")
+            _remove(old, root)
         for leftover in root.glob(".t*"):
             shutil.rmtree(leftover, ignore_errors=True)
     accelerator.wait_for_everyone()
+    _SAVED.add(str(final))
     return final
+
+
+def _write_manifest(folder: Path) -> None:
+    """Record every file of `folder` (but the manifest) with its size and CRC-32 in `folder/manifest.json`."""
+    files = {path.relative_to(folder).as_posix(): {"bytes": path.stat().st_size, "crc32": _crc32(path)}
+             for path in sorted(folder.rglob("*")) if path.is_file() and path.name != MANIFEST}
+    (folder / MANIFEST).write_text(json.dumps({"files": files}, indent=1))
+
+
+def _crc32(path: Path) -> int:
+    checksum = 0
+    with open(path, "rb") as file:
+        while chunk := file.read(1 << 24):
+            checksum = zlib.crc32(chunk, checksum)
+    return checksum
+
+
+def _remove(folder: Path, root: Path) -> None:
+    """Rename away, then delete (a kill while deleting leaves a hidden folder, never half a `step_*` one)."""
+    trash = root / f".trash-{folder.name}"
+    shutil.rmtree(trash, ignore_errors=True)
+    os.replace(folder, trash)
+    shutil.rmtree(trash)
 
 
 def _flush_to_disk(path: Path) -> None:

@@ -369,7 +369,7 @@ def run_training(args: TrainArgs) -> dict:
         dataloader_config=DataLoaderConfiguration(non_blocking=torch.cuda.is_available()),
     )
     set_seed(args.seed)
-    resume = checkpoint.resolve(args.resume_from_checkpoint, output_dir)
+    resume = checkpoint.choose(accelerator, args.resume_from_checkpoint, output_dir)
     if resume is not None:
         check_resumable(given, output_dir, resume)
     else:
