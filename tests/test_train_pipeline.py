@@ -5,6 +5,7 @@ import csv
 import json
 import re
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -214,9 +215,6 @@ def test_clear_errors_before_training(runs, tmp_path):
     three = splits["train"].map(lambda row: {"labels": row["labels"] + [0.0]}, features=features)
     prepared = datasets.DatasetDict({"train": with_label_names(three, ["normal", "pneumonia", "covid"])})
     prepared.save_to_disk(tmp_path / "prepared")
-    with pytest.raises(ValueError, match="2-class head"):
-        run_training(tiny("classification", tmp_path / "e", dataset=None, prepared_dir=str(tmp_path / "prepared"),
-                          eval_split=None, init=str(root / "ft" / "model")))
     with pytest.raises(ValueError, match="is empty"):
         data.split(datasets.DatasetDict({"train": splits["train"].select([])}), "train")
     other = datasets.DatasetDict({"train": with_label_names(three, ["effusion", "edema", "covid"])})
@@ -226,9 +224,10 @@ def test_clear_errors_before_training(runs, tmp_path):
                               "--split", "train"])
 
 
-def test_continuing_a_classifier_keeps_each_classes_output_or_refuses(runs):
+def test_continuing_a_classifier_keeps_each_classes_output_or_replaces_the_head(runs, caplog):
     """--init of a classifier on data with the same classes in another order (or under synonyms) moves each head
-    row to its class; other classes are refused instead of silently renaming the outputs."""
+    row to its class; for other classes the head is replaced (initialised afresh, with a warning) and the encoder
+    loaded, instead of silently renaming the outputs."""
     from safetensors.torch import load_file
 
     from train.run import build_model
@@ -242,8 +241,12 @@ def test_continuing_a_classifier_keeps_each_classes_output_or_refuses(runs):
     assert torch.equal(swapped.classifier.weight, saved["classifier.weight"][[1, 0]])
     assert torch.equal(swapped.classifier.bias, saved["classifier.bias"][[1, 0]])
     assert swapped.config.id2label == {0: "Pneumonia", 1: "No Finding"}
-    with pytest.raises(ValueError, match=r"2-class head \['normal', 'pneumonia'\].*\['normal', 'covid'\]"):
-        build_model(args, ["normal", "covid"], single_label=True)
+    with caplog.at_level("WARNING", logger="train.run"):
+        other = build_model(args, ["normal", "covid"], single_label=True)
+    assert re.search(r"2-class head \['normal', 'pneumonia'\] but the data have 2 labels \['normal', 'covid'\]: the "
+                     r"head was replaced", caplog.text)
+    assert not torch.equal(other.classifier.weight, saved["classifier.weight"]) and not other.classifier.bias.any()
+    assert torch.equal(other.vit.embeddings.cls_token, saved["vit.embeddings.cls_token"])
 
 
 def test_evaluation_aligns_another_sets_label_names_and_order(runs, tmp_path):
@@ -361,6 +364,67 @@ def test_a_two_class_segmenter_names_its_classes_and_scores_the_lungs(tmp_path):
     scored = evaluate_script.main(["--model", str(tmp_path / "run" / "model"), "--prepared_dir", str(tmp_path / "seg"),
                                    "--split", "test", "--bootstrap", "0"])
     assert scored["dice/lungs"] == pytest.approx(metrics["dice"])
+
+
+def test_init_from_a_model_with_another_label_count_loads_its_encoder_and_replaces_its_head(runs, tmp_path, caplog):
+    """A segmenter continued with another num_labels, a classifier on data with another number of classes, or with
+    another pooling: transformers refused the head's other shape (or the run refused the classes). The encoder
+    (and the head layers that fit) are loaded, the layers that do not are initialised afresh and named in a warning;
+    an encoder tensor of another shape is still refused."""
+    from safetensors.torch import load_file
+
+    from benchmarks.device_smoke import segmentation_set
+    from train.run import build_model
+
+    segmentation_set(tmp_path / "seg", rows=4)
+    seg = dict(dataset=None, prepared_dir=str(tmp_path / "seg"), eval_split="test", epochs=1)
+    run_training(tiny("segmentation", tmp_path / "one", **seg))
+    init = tmp_path / "one" / "model"
+    with caplog.at_level("WARNING", logger="train.run"):
+        metrics = run_training(tiny("segmentation", tmp_path / "two", init=str(init), **seg,
+                                    model_config={**TINY, "num_labels": 2}))
+    assert 0 <= metrics["dice/lungs"] <= 1
+    assert (f"--init {init}: the head was replaced: segmentation_head.classifier initialised afresh, as this run's "
+            "head has other shapes (segmentation_head.classifier.bias (1,) -> (2,), segmentation_head.classifier."
+            "weight (1, 32, 1, 1) -> (2, 32, 1, 1)); the encoder's weights are loaded") in caplog.text
+    saved = load_file(init / "model.safetensors")
+    model = build_model(tiny("segmentation", tmp_path / "unused", init=str(init),
+                             model_config={**TINY, "num_labels": 3}), [], single_label=True)
+    weights = model.state_dict()
+    for name in saved:
+        if not name.startswith("segmentation_head.classifier."):
+            assert torch.equal(weights[name], saved[name]), name  # the encoder and the rest of the decoder
+    assert model.segmentation_head.classifier.weight.shape[0] == 3 and not model.segmentation_head.classifier.bias.any()
+
+    from hf_datasets import build_dataset
+
+    splits = build_dataset("sample")
+    features = splits["train"].features.copy()
+    features["labels"] = datasets.List(datasets.Value("float32"), length=3)
+    three = splits["train"].map(lambda row: {"labels": row["labels"] + [0.0]}, features=features)
+    datasets.DatasetDict({"train": with_label_names(three, ["normal", "pneumonia", "covid"])}).save_to_disk(
+        tmp_path / "three")
+    classifier = runs[0] / "ft" / "model"
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="train.run"):
+        run_training(tiny("classification", tmp_path / "cls", dataset=None, prepared_dir=str(tmp_path / "three"),
+                          eval_split=None, epochs=1, init=str(classifier)))
+    assert "has a 2-class head ['normal', 'pneumonia'] but the data have 3 labels" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="train.run"):
+        pooled = build_model(tiny("classification", tmp_path / "unused", init=str(classifier),
+                                  model_config={**TINY, "pooling": "cls_mean"}), ["normal", "pneumonia"], True)
+    assert "classifier initialised afresh, as this run's head has other shapes (classifier.weight (2, 32) -> (2, 64))" \
+        in caplog.text
+    assert not pooled.classifier.bias.any()  # the whole layer, not only its tensor of another shape
+
+    bent = tmp_path / "bent"  # a config whose encoder does not fit its weights (positions for 64 px, weights for 32)
+    shutil.copytree(init, bent)
+    config = json.loads((bent / "config.json").read_text())
+    (bent / "config.json").write_text(json.dumps({**config, "image_size": 64}))
+    with pytest.raises(ValueError, match=r"encoder weights \['vit.embeddings.position_embeddings'\] have other "
+                                         r"shapes than this model's"):
+        build_model(tiny("segmentation", tmp_path / "unused", init=str(bent)), [], single_label=True)
 
 
 def test_segmentation_uses_the_rows_with_a_mask(tmp_path):

@@ -262,33 +262,69 @@ def build_model(args: TrainArgs, names: list[str], single_label: bool):
     if changed:  # the weights would not fit (or, for the heads, would silently compute something else)
         raise ValueError(f"--model_config changes the encoder of --init {args.init} ({'; '.join(changed)}): its "
                          "pretrained weights only serve the architecture they were trained in; leave these out")
-    order = None
+    order, other_classes = None, False
     if args.task == "classification" and model_class.__name__ in (base.architectures or []):
-        order = head_order(base, names, args.init)
+        order = head_order(base, names)
+        other_classes = order is None
     # float32 whatever the checkpoint was saved in (from_pretrained keeps a bf16/fp16 file's dtype): the weights and
-    # optimiser state train in full precision, and --mixed_precision decides what runs at lower precision
-    model = model_class.from_pretrained(args.init, dtype=torch.float32, **overrides)
-    if order is not None:  # the same classes in another order: each data label keeps its trained output
-        with torch.no_grad():
+    # optimiser state train in full precision, and --mixed_precision decides what runs at lower precision. A head
+    # tensor of another shape (another label count, pooling or decoder width) is left out, to be checked below.
+    model, loading = model_class.from_pretrained(args.init, dtype=torch.float32, ignore_mismatched_sizes=True,
+                                                 output_loading_info=True, **overrides)
+    mismatched = [entry for entry in loading["mismatched_keys"]  # (a replaced classifier is reported once, below)
+                  if not (other_classes and entry[0].startswith("classifier."))]
+    replace_mismatched_head(model, mismatched, args.init)
+    if other_classes:  # its outputs would mean other classes: a new head learns the data's
+        initialise_afresh(model, "classifier")
+        logger.warning(f"--init {args.init} has a {base.num_labels}-class head {list(base.id2label.values())} but the "
+                       f"data have {len(names)} labels {names}: the head was replaced (classifier initialised "
+                       "afresh for them); the encoder's weights are loaded")
+    elif order is not None and order != list(range(len(order))):  # the same classes in another order: each data
+        with torch.no_grad():  # label keeps its trained output
             model.classifier.weight.copy_(model.classifier.weight[order])
             model.classifier.bias.copy_(model.classifier.bias[order])
     model.set_image_size(args.image_size)  # positions resampled once if the checkpoint was trained at another size
     return model
 
 
-def head_order(base, names: list[str], init: str) -> list[int] | None:
-    """For a classifier checkpoint continued on data labelled `names`: None when its head has the same classes in
-    the same order (names matched by synonym, as in evaluation), else the head rows in the data's order.
-    ValueError when the classes differ, rather than a head whose outputs silently change meaning."""
+def replace_mismatched_head(model, mismatched, init: str) -> None:
+    """After `from_pretrained(..., ignore_mismatched_sizes=True)`: the head layers (outside the encoder) one of whose
+    checkpoint tensors had another shape (`mismatched`: (name, saved shape, model shape)) start afresh, weights and
+    biases alike, with a warning; a mismatched encoder tensor is refused, as no encoder weight may be dropped."""
+    if not mismatched:
+        return
+    encoder = [name for name, _, _ in mismatched if name.startswith(f"{model.base_model_prefix}.")]
+    if encoder:
+        raise ValueError(f"--init {init}: encoder weights {sorted(encoder)} have other shapes than this model's; its "
+                         "pretrained weights only serve the architecture they were trained in")
+    layers = sorted({name.rpartition(".")[0] for name, _, _ in mismatched})
+    for layer in layers:
+        initialise_afresh(model, layer)
+    shapes = ", ".join(f"{name} {tuple(saved)} -> {tuple(wanted)}" for name, saved, wanted in sorted(mismatched))
+    logger.warning(f"--init {init}: the head was replaced: {', '.join(layers)} initialised afresh, as this run's head "
+                   f"has other shapes ({shapes}); the encoder's weights are loaded")
+
+
+def initialise_afresh(model, layer: str) -> None:
+    """Give the layer named `layer` new parameters, initialised as in a new model. (New ones: transformers marks the
+    parameters from_pretrained filled as initialised, and its init functions then leave them as loaded.)"""
+    module = model.get_submodule(layer)
+    for name, parameter in list(module.named_parameters(recurse=False)):
+        setattr(module, name, torch.nn.Parameter(torch.empty_like(parameter), parameter.requires_grad))
+    model._init_weights(module)
+
+
+def head_order(base, names: list[str]) -> list[int] | None:
+    """For a classifier checkpoint continued on data labelled `names`: the head rows in the data's order when its
+    head has the same classes (names matched by synonym, as in evaluation), else None (its head is replaced rather
+    than its outputs silently changing meaning)."""
     from hf_datasets.labels import canonical_label
 
     head = [canonical_label(base.id2label[i]) for i in range(base.num_labels)]
     wanted = [canonical_label(name) for name in names]
     if sorted(head) != sorted(wanted):
-        raise ValueError(f"--init {init} has a {base.num_labels}-class head {list(base.id2label.values())}, "
-                         f"but the data have {len(names)} labels {names}; start from its backbone (a pretraining "
-                         "export) instead")
-    return None if head == wanted else [head.index(label) for label in wanted]
+        return None
+    return [head.index(label) for label in wanted]
 
 
 def check_best_metric_name(best_name: str, task: str, names: list[str]) -> None:
