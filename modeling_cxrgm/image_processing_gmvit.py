@@ -363,13 +363,24 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
                 results.append(image_logits.argmax(0))
         return results
 
-    def post_process_instance_segmentation(self, outputs, target_sizes=None, mask_threshold: float = 0.5,
-                                           **kwargs) -> list[dict]:
+    def post_process_instance_segmentation(self, outputs, target_sizes=None, threshold: float = 0.5,
+                                           mask_threshold: float = 0.5, **kwargs) -> list[dict]:
         """One segment per label found, as the image-segmentation pipeline expects: {"segmentation", "segments_info"}.
 
-        A one-channel (binary) model reports only its foreground (probability > `mask_threshold`), as label 0; a
-        multi-class model every class present (argmax). Each segment's score is the mean probability of its label
-        over its pixels. Other pipeline arguments (`threshold`, `overlap_mask_area_threshold`) are unused.
+        The pipeline's two cuts apply as in DETR's and MaskFormer's post-processing: `mask_threshold` decides which
+        pixels a mask covers; `threshold` (the pipeline passes 0.9 unless told otherwise) which masks are kept: those
+        whose class probability, the model's certainty of *which* structure the mask shows, reaches it. Background is
+        those models' "no object" class, so the class probability is shared among the structures only: per pixel
+        p(label) / p(any structure), averaged over the mask. How sure the model is that a pixel shows a structure at
+        all is the mask's cut, not the class's: the lungs of a weak model (just above `mask_threshold`) are kept at
+        the default.
+
+        A one-channel (binary) model reports only its foreground (probability > `mask_threshold`), as label 0: its
+        one structure has class probability 1, kept at any `threshold` up to 1. A multi-class model (class 0 is
+        background) reports the classes of its argmax map but the structures whose class probability is below
+        `threshold` (masks it cannot tell from another structure's); the background segment is always reported.
+        A segment's score is its class probability times the mean probability of its label over its pixels (for a
+        one- or two-label model: that mean). `overlap_mask_area_threshold` is unused.
         """
         logits = outputs.logits if hasattr(outputs, "logits") else outputs["logits"]
         results = []
@@ -378,13 +389,19 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
             if image_logits.shape[0] == 1:
                 probability = torch.sigmoid(image_logits[0])
                 segmentation = (probability > mask_threshold).long()
-                found = [(1, 0, probability)] if segmentation.any() else []
+                found = [(1, 0, probability, 1.0)] if segmentation.any() else []
             else:
                 probabilities = image_logits.softmax(0)
                 segmentation = probabilities.argmax(0)
-                found = [(int(c), int(c), probabilities[c]) for c in torch.unique(segmentation)]
-            segments = [{"id": seg_id, "label_id": label, "score": float(prob[segmentation == seg_id].mean())}
-                        for seg_id, label, prob in found]
+                structures = probabilities[1:].sum(0)
+                found = []
+                for label in torch.unique(segmentation).tolist():
+                    pixels = segmentation == label
+                    share = 1.0 if label == 0 else float((probabilities[label][pixels] / structures[pixels]).mean())
+                    if label == 0 or share >= threshold:
+                        found.append((label, label, probabilities[label], share))
+            segments = [{"id": seg_id, "label_id": label, "score": share * float(prob[segmentation == seg_id].mean())}
+                        for seg_id, label, prob, share in found]
             results.append({"segmentation": segmentation, "segments_info": segments})
         return results
 

@@ -185,6 +185,54 @@ def test_the_pipelines_mask_threshold_sets_a_binary_segmenters_pixel_cut():
     assert strict["segmentation"].eq(0).all() and strict["segments_info"] == []
 
 
+def test_the_pipelines_threshold_drops_masks_of_an_uncertain_class_but_not_weak_lungs():
+    """pipeline("image-segmentation", threshold=...) was ignored. As in DETR's and MaskFormer's post-processing it
+    drops the masks whose class (which structure) the model is unsure of; how sure it is that a pixel shows any
+    structure is `mask_threshold`'s, so weak lungs survive the pipeline's default threshold, 0.9."""
+    processor = unnormalised(size=16)
+    logits = torch.zeros(1, 3, 16, 16)  # background, lungs, heart
+    logits[:, 1, :, :8] = 6.0  # left half: surely lungs
+    logits[:, 1, :, 8:], logits[:, 2, :, 8:] = 2.0, 2.2  # right half: a structure, heart by a hair over lungs
+    strict, lenient = (processor.post_process_instance_segmentation({"logits": logits}, threshold=cut)[0]
+                       for cut in (0.9, 0.5))
+    assert [segment["label_id"] for segment in strict["segments_info"]] == [1]
+    assert [segment["label_id"] for segment in lenient["segments_info"]] == [1, 2]
+    heart = lenient["segments_info"][1]
+    share = torch.tensor(0.2).sigmoid()  # p(heart) / p(heart or lungs) = e^2.2 / (e^2 + e^2.2)
+    assert heart["score"] == pytest.approx(float(share * logits[0, :, 0, 15].softmax(0)[2]), rel=1e-5)
+
+    weak_one_label = torch.full((1, 1, 16, 16), 0.05)  # probability 0.51 everywhere
+    weak_two_labels = torch.stack([torch.zeros(1, 16, 16), torch.full((1, 16, 16), 0.4)], 1)  # lungs 0.6
+    for weak, label, probability in ((weak_one_label, 0, 0.5125), (weak_two_labels, 1, 0.5987)):
+        (segment,) = processor.post_process_instance_segmentation({"logits": weak}, threshold=0.9)[0]["segments_info"]
+        assert segment["label_id"] == label and segment["score"] == pytest.approx(probability, abs=1e-4)
+
+
+def test_the_image_segmentation_pipeline_passes_threshold_on(tmp_path):
+    """The real pipeline: its default keeps a weak one-label model's lungs and drops a mask whose class a
+    three-label model cannot tell apart; a lower `threshold` keeps that one too."""
+    from transformers import pipeline
+
+    from modeling_cxrgm import GroupMaskedViTConfig, GroupMaskedViTForSegmentation
+
+    image = Image.fromarray(gradient(32, 32))
+    found = {}
+    for name, bias in (("one", [0.05]), ("three", [0.0, 1.0, 1.2])):
+        names = ["lungs"] if len(bias) == 1 else ["background", "lungs", "heart"]
+        model = GroupMaskedViTForSegmentation(GroupMaskedViTConfig(
+            image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+            intermediate_size=64, num_labels=len(bias), id2label=dict(enumerate(names)),
+            label2id={n: i for i, n in enumerate(names)}))
+        with torch.no_grad():  # the same logits at every pixel
+            model.segmentation_head.classifier.weight.zero_()
+            model.segmentation_head.classifier.bias.copy_(torch.tensor(bias))
+        model.save_pretrained(tmp_path / name)
+        unnormalised(size=32).save_pretrained(tmp_path / name)
+        segment = pipeline("image-segmentation", model=str(tmp_path / name))
+        found[name] = [[result["label"] for result in segment(image, **cut)] for cut in ({}, {"threshold": 0.5})]
+    assert found == {"one": [["lungs"], ["lungs"]], "three": [[], ["heart"]]}
+
+
 def test_a_mask_stored_at_another_size_than_its_image_lines_up_with_it():
     """Third-party lung masks are often saved at another size (256 x 256 for a 1328 x 1104 Shenzhen image): the mask
     covers the whole image, so it is padded with it (it was padded as a square of its own, off the lungs)."""
