@@ -11,6 +11,11 @@ class DataError(Exception):
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
 
+    def __reduce__(self):
+        # Rebuilt from (path, reason): the default rebuilds from the message alone, which __init__ refuses, so the
+        # error could not come back from a worker process.
+        return type(self), (self.path, self.reason), self.__dict__.copy()
+
 
 class ImageReadError(DataError):
     """An image file that is empty, corrupt or in an unsupported format."""

@@ -723,3 +723,35 @@ def test_a_split_whose_files_are_all_unreadable_is_empty_when_skipping(tmp_path)
     assert ds[bad_split].num_rows == 0 and ds[good_split]["path"] == ["good.dcm"]
     streamed = build_dataset("dicomdir", root, split_fractions=fractions, on_error="skip", streaming=True)
     assert [sum(1 for _ in streamed[s]) for s in (good_split, bad_split)] == [1, 0]
+
+
+@pytest.mark.parametrize("kind", ["image", "dicom"])
+def test_an_unreadable_file_stops_a_multi_process_build_with_the_error_naming_it(tmp_path, kind):
+    """With num_proc > 1 the error came back from the datasets worker as a bare DatasetGenerationError("An error
+    occurred while generating the dataset") whose cause was only a remote traceback; with num_proc=1 it was the data
+    error naming the file. Both now give the same error type and message."""
+    from factory import write_dicom, write_image
+
+    from hf_datasets.errors import NotDicomError
+
+    root = tmp_path / "set"
+    if kind == "image":
+        name, error = "imagefolder", ImageReadError
+        for i in range(5):
+            write_image(root / "normal" / f"scan{i}.png", seed=i)
+        bad = root / "normal" / "scan3.png"
+        bad.write_bytes(b"not an image")
+    else:
+        name, error = "dicomdir", NotDicomError
+        for i in range(5):
+            write_dicom(root / f"P{i}" / f"IM{i}.dcm", patient_id=f"P{i}", seed=i)
+        bad = root / "P3" / "IM3.dcm"
+        bad.write_bytes(b"\0" * 200)
+    raised = {}
+    for num_proc in (1, 2):
+        with pytest.raises(error) as caught:
+            build_dataset(name, root, split_fractions={"train": 1.0}, num_proc=num_proc,
+                          cache_dir=tmp_path / f"cache{num_proc}")
+        raised[num_proc] = caught.value
+    assert type(raised[2]) is type(raised[1]) and str(raised[2]) == str(raised[1])
+    assert raised[2].path == str(bad) and str(raised[2]).startswith(f"{bad}: ")

@@ -17,6 +17,9 @@ import hashlib
 import io
 import json
 import os
+import pickle
+import tempfile
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -224,6 +227,38 @@ def _generate(records, bits, on_error):
             warnings.warn(f"skipped {err}", stacklevel=2)
 
 
+def _generate_leaving_errors(records, bits, on_error, error_dir):
+    """`_generate`, also leaving a DataError that stops it in `error_dir`. In a worker process (num_proc > 1)
+    datasets wraps the error in a DatasetGenerationError whose cause, the file and reason, does not survive the way
+    back to the parent; `assemble` reads it from there instead."""
+    try:
+        yield from _generate(records, bits, on_error)
+    except DataError as err:
+        left = Path(error_dir) / f"{time.time_ns():020d}-{os.getpid()}.pickle"
+        partial = left.with_suffix(".partial")
+        try:
+            partial.write_bytes(pickle.dumps(err))
+            os.replace(partial, left)
+        except Exception:  # noqa: BLE001 - never hide the error itself: datasets' wrapper is raised then
+            pass
+        raise
+
+
+def _stopping_error(err: datasets.exceptions.DatasetGenerationError, error_dir) -> DataError | None:
+    """The DataError that stopped a build: the cause of datasets' error in this process, else the first one a worker
+    left in `error_dir`; None when there is none."""
+    if isinstance(err.__cause__, DataError):
+        return err.__cause__
+    for left in sorted(Path(error_dir).glob("*.pickle")):
+        try:
+            error = pickle.loads(left.read_bytes())
+        except Exception:  # noqa: BLE001 - a worker killed while writing it: look at the next one
+            continue
+        if isinstance(error, DataError):
+            return error
+    return None
+
+
 def assign_splits(recipe: Recipe, fractions=None, seed: int = 0, train_fraction: float | None = None,
                   subset_seed: int = 0) -> dict[str, list[dict]]:
     """Group records by split: official splits where given, a seeded patient split otherwise;
@@ -269,15 +304,18 @@ def assemble(recipe: Recipe, *, fractions=None, seed=0, streaming=False, num_pro
             ds = datasets.IterableDataset.from_generator(_generate, features=features, gen_kwargs=kwargs)
         else:
             try:
-                ds = datasets.Dataset.from_generator(
-                    _generate, features=features, gen_kwargs=kwargs, cache_dir=cache_dir,
-                    fingerprint=cache_fingerprint(records, recipe.bits, on_error, features, split),
-                    num_proc=num_proc if num_proc and num_proc > 1 and len(records) >= num_proc else None,
-                    split=split)
-            except datasets.exceptions.DatasetGenerationError as err:  # the file and reason, not datasets' wrapper
-                if isinstance(err.__cause__, DataError):
-                    raise err.__cause__ from None
-                raise
+                with tempfile.TemporaryDirectory(prefix="cxrgm-errors-") as error_dir:
+                    try:  # the fingerprint is the cache key: the generator and error_dir do not change the rows
+                        ds = datasets.Dataset.from_generator(
+                            _generate_leaving_errors, features=features, gen_kwargs=dict(kwargs, error_dir=error_dir),
+                            cache_dir=cache_dir,
+                            fingerprint=cache_fingerprint(records, recipe.bits, on_error, features, split),
+                            num_proc=num_proc if num_proc and num_proc > 1 and len(records) >= num_proc else None,
+                            split=split)
+                    except datasets.exceptions.DatasetGenerationError as err:  # the file and reason, not the wrapper
+                        if (stopping := _stopping_error(err, error_dir)) is not None:
+                            raise stopping from None
+                        raise
             except ValueError as err:  # every file of the split was skipped: datasets cannot read back no rows
                 if on_error != "skip" or "corresponds to no data" not in str(err):
                     raise
