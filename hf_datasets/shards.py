@@ -3,7 +3,10 @@
 
 Layout: OUT/dataset_dict.json, OUT/SPLIT/{state.json, dataset_info.json, data-KKKKK.arrow,
 data-KKKKK.report.json}. A shard is finished when both its .arrow and .report.json exist;
-both are written to temporary names and renamed, so a killed run leaves no half shard.
+both are written to temporary names of their own writer (host, process id and a random part:
+two preparations, or a killed one's orphaned workers and a new run, never share one) and
+renamed into place, so a killed run leaves no half shard. Temporary files of writers that are
+gone are removed once their split is finished.
 """
 
 from __future__ import annotations
@@ -12,6 +15,9 @@ import hashlib
 import io
 import json
 import os
+import re
+import secrets
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +36,44 @@ def shard_paths(split_dir: Path, index: int) -> tuple[Path, Path]:
 def is_finished(split_dir: Path, index: int) -> bool:
     data, report = shard_paths(split_dir, index)
     return data.exists() and report.exists()
+
+
+# data-KKKKK.arrow.HOST-PID-RANDOM.partial (and .report.json.); data-KKKKK.arrow.partial of earlier versions
+_PARTIAL = re.compile(r"data-\d+\.(?:arrow|report\.json)\.(?:(?P<host>.+)-(?P<pid>\d+)-[0-9a-f]+\.)?partial")
+
+
+def _partial_path(path: Path) -> Path:
+    """A temporary name for `path` that no other writer uses."""
+    return path.with_name(f"{path.name}.{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}.partial")
+
+
+def _writer_is_gone(name: str) -> bool:
+    """Whether the writer of temporary file `name` has ended: a process of this host that no longer runs, or a
+    writer of an earlier version (those named no writer). Writers on other hosts, or alive, may still be writing."""
+    match = _PARTIAL.fullmatch(name)
+    if match is None:
+        return False
+    if match["pid"] is None:
+        return True
+    if match["host"] != socket.gethostname():
+        return False
+    try:
+        os.kill(int(match["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # another user's process, or no permission to ask: treat it as running
+        return False
+    return False
+
+
+def remove_stale_partials(split_dir: Path) -> list[Path]:
+    """Remove the temporary files that writers which are gone left in `split_dir` (killed runs); returns them."""
+    removed = []
+    for path in sorted(split_dir.glob("*.partial")):
+        if _writer_is_gone(path.name):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def _grey_from_image_value(value, data_dir) -> np.ndarray:
@@ -67,7 +111,7 @@ def write_shard(split_dir: Path, index: int, examples, features, *, size: int, b
     """Resize and write one shard; returns its report {written, skipped: [{path, error, reason}]}."""
     split_dir.mkdir(parents=True, exist_ok=True)
     data_path, report_path = shard_paths(split_dir, index)
-    partial = data_path.with_suffix(".arrow.partial")
+    partial = _partial_path(data_path)
     report = {"shard": index, "written": 0, "skipped": []}
     writer = ArrowWriter(features=features, path=str(partial))
     try:
@@ -82,10 +126,13 @@ def write_shard(split_dir: Path, index: int, examples, features, *, size: int, b
                 report["skipped"].append({"path": source.get("path"), "error": type(err).__name__,
                                           "reason": "unreadable image"})
         writer.finalize()
-    finally:
+    except BaseException:
         writer.close()
-    os.replace(partial, data_path)
-    tmp_report = report_path.with_suffix(".json.partial")
+        partial.unlink(missing_ok=True)
+        raise
+    writer.close()
+    os.replace(partial, data_path)  # atomic: the shard is this writer's whole file or another writer's
+    tmp_report = _partial_path(report_path)
     tmp_report.write_text(json.dumps(report))
     os.replace(tmp_report, report_path)
     return report
@@ -99,5 +146,6 @@ def finish_split(split_dir: Path, n_shards: int, info) -> list[dict]:
              "_format_columns": None, "_format_kwargs": {}, "_format_type": None,
              "_output_all_columns": False, "_split": split_dir.name}
     (split_dir / "state.json").write_text(json.dumps(state, indent=2))
+    remove_stale_partials(split_dir)
     info.write_to_directory(str(split_dir), pretty_print=True)
     return [json.loads(shard_paths(split_dir, k)[1].read_text()) for k in range(n_shards)]

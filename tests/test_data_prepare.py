@@ -344,3 +344,62 @@ def test_a_mask_given_as_image_bytes_is_read_as_a_mask_file_is():
     prepared = np.asarray(Image.open(io.BytesIO(example["mask"]["bytes"])))
     np.testing.assert_array_equal(prepared, mask_foreground(mask).astype(np.uint8) * 255)
     assert prepared.sum() // 255 == 20
+
+
+def _shard_records(tmp_path, n):
+    paths = [str(write_image(tmp_path / "src" / f"scan{i}.png", seed=i)) for i in range(n)]
+    return [{"image": p, "path": p, "labels": []} for p in paths]
+
+
+def test_two_writers_of_one_shard_use_temporary_files_of_their_own(tmp_path):
+    """Two preparations writing the same shard (or a killed run's orphaned worker and a new run) shared the name
+    data-KKKKK.arrow.partial: the second renamed the first one's half-written file into place (here the first then
+    failed, its file gone). Each writer now has its own temporary file and renames it whole."""
+    from hf_datasets.schema import make_features
+
+    records, features = _shard_records(tmp_path, 6), make_features(0)
+    split_dir = tmp_path / "out" / "train"
+
+    def first_writer_rows():
+        for i, rec in enumerate(records):
+            if i == 3:  # half way through the first writer, a second one writes the whole shard
+                second = shards.write_shard(split_dir, 0, records[:2], features, size=16, bits=8)
+                assert second["written"] == 2 and shards.is_finished(split_dir, 0)
+            yield rec
+
+    first = shards.write_shard(split_dir, 0, first_writer_rows(), features, size=16, bits=8)
+    assert first["written"] == 6
+    written = datasets.Dataset.from_file(str(shards.shard_paths(split_dir, 0)[0]))
+    assert written["path"] == [r["path"] for r in records]  # the whole file of the writer that renamed last
+    assert json.loads(shards.shard_paths(split_dir, 0)[1].read_text())["written"] == 6
+    assert sorted(p.name for p in split_dir.iterdir()) == ["data-00000.arrow", "data-00000.report.json"]
+
+    def killed_rows():
+        yield records[0]
+        raise KeyboardInterrupt("killed")
+
+    with pytest.raises(KeyboardInterrupt):  # a writer stopped half way removes its own temporary file
+        shards.write_shard(split_dir, 1, killed_rows(), features, size=16, bits=8)
+    assert sorted(p.name for p in split_dir.iterdir()) == ["data-00000.arrow", "data-00000.report.json"]
+
+
+def test_temporary_files_of_writers_that_are_gone_are_removed_when_a_split_is_finished(tmp_path):
+    """Killed runs left their .partial files for good; those of writers still running (this process) or of another
+    host (a shared folder) may still become shards and are kept."""
+    import os
+    import socket
+    import subprocess
+
+    data_dir = layouts.cxr_folder(tmp_path / "src")
+    prepare("cxr_folder", data_dir, tmp_path / "out", size=16, shard_size=2, progress=False)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    host, split_dir = socket.gethostname(), tmp_path / "out" / "train"
+    stale = ["data-00000.arrow.partial", "data-00001.report.json.partial",  # named by earlier versions
+             f"data-00000.arrow.{host}-{gone}-0a1b2c3d.partial", f"data-00001.report.json.{host}-{gone}-00ff.partial"]
+    kept = [f"data-00002.arrow.{host}-{os.getpid()}-0a1b2c3d.partial", "data-00000.arrow.other.host-1-0a1b.partial"]
+    for name in stale + kept:
+        (split_dir / name).write_bytes(b"half a shard")
+    report = prepare("cxr_folder", data_dir, tmp_path / "out", size=16, shard_size=2, progress=False)
+    assert report["written"] == 8
+    assert sorted(p.name for p in split_dir.glob("*.partial")) == sorted(kept)
