@@ -8,7 +8,9 @@ resized alike. Shards of --shard_size images are kept across runs: a rerun after
 writes the missing ones. report.json lists every skipped file with its reason; found = written +
 skipped. --streaming reads the set in one sequential pass in one process (each file read once,
 straight into its shard, no datasets cache), for sources larger than local disk or behind a slow
-mount; `prepare_iterable` does the same for an IterableDatasetDict, e.g. a streamed Hub set.
+mount; `prepare_iterable` does the same for an IterableDatasetDict, e.g. a streamed Hub set. A streamed
+rerun reads the rows of kept shards again, without decoding them, and refuses a source that no longer
+gives the rows they were written from (another source, order, size or content).
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ from tqdm.auto import tqdm
 
 from .builders.common import assign_splits
 from .registry import available_datasets, build_recipe
-from .schema import make_features, make_info
-from .shards import finish_split, is_finished, write_shard
+from .schema import COLUMNS, make_features, make_info
+from .shards import finish_split, is_finished, shard_paths, write_shard
 
 
 def _shard_job(job):
@@ -62,10 +64,49 @@ def _check_sizes(size: int, shard_size: int) -> None:
 def _check_settings(output_dir: Path, settings: dict) -> None:
     """Record the run's settings; refuse to resume into a folder prepared with other settings."""
     path = output_dir / "prepare_settings.json"
-    if path.exists() and json.loads(path.read_text()) != settings:
-        raise ValueError(f"{output_dir}: prepared with {path.read_text()}, not {json.dumps(settings)}; "
-                         "use a new --output_dir")
+    if path.exists() and (recorded := json.loads(path.read_text())) != json.loads(json.dumps(settings)):
+        differ = sorted(key for key in recorded.keys() | settings.keys()
+                        if json.dumps(recorded.get(key)) != json.dumps(settings.get(key)))
+        raise ValueError(f"{output_dir}: prepared with other settings ({', '.join(differ)} differ): "
+                         f"{path.read_text()}, not {json.dumps(settings)}; use a new --output_dir")
     path.write_text(json.dumps(settings))
+
+
+def _value_identity(value):
+    """What identifies an image or mask value without decoding it: a digest of its bytes, else its path(s)."""
+    if isinstance(value, dict):
+        return "sha256:" + hashlib.sha256(value["bytes"]).hexdigest() if value.get("bytes") else value.get("path")
+    if isinstance(value, (list, tuple)):
+        return [_value_identity(v) for v in value]
+    return None if value is None else str(value)
+
+
+def _source_rows(chunk: list[dict]) -> dict:
+    """What identifies the source rows of one shard, read without decoding an image: their number and a digest of
+    each row's columns (images and masks by their bytes' digest or path)."""
+    digest = hashlib.sha256()
+    for row in chunk:
+        identity = {name: _value_identity(row.get(name)) if name in ("image", "mask") else row.get(name)
+                    for name in COLUMNS}
+        digest.update(json.dumps(identity, sort_keys=True, default=str).encode() + b"\n")
+    return {"rows": len(chunk), "digest": digest.hexdigest()[:32]}
+
+
+def _check_kept_shard(output_dir: Path, split: str, index: int, shard_size: int, source: dict) -> None:
+    """Refuse to keep a finished shard that an earlier run wrote from other source rows than this run reads for it
+    (another source, order, size or content); a shard of an earlier version, which recorded none, is kept."""
+    recorded = json.loads(shard_paths(output_dir / split, index)[1].read_text()).get("source")
+    if recorded is None or recorded == source:
+        return
+    first = index * shard_size
+    if recorded["rows"] != source["rows"]:
+        what = (f"holds {recorded['rows']} source rows from row {first} on, but the source now gives "
+                f"{source['rows']} there (a source of another size)")
+    else:
+        what = (f"was written from other source rows {first}-{first + source['rows'] - 1} than the source gives "
+                f"now (another source, order or content)")
+    raise ValueError(f"{output_dir}: shard {index} of split {split!r} {what}; resuming would mix two data sets: "
+                     "use a new --output_dir (or the source it was prepared from)")
 
 
 def _records_digest(splits: dict[str, list[dict]]) -> str:
@@ -78,7 +119,7 @@ def _records_digest(splits: dict[str, list[dict]]) -> str:
 def _finish(output_dir: Path, shard_counts: dict[str, int], info) -> dict[str, list[dict]]:
     for split, n in shard_counts.items():
         if n == 0:  # a split without records still gets one (empty) shard, so load_from_disk opens it
-            write_shard(output_dir / split, 0, [], info.features, size=1, bits=8)
+            write_shard(output_dir / split, 0, [], info.features, size=1, bits=8, source=_source_rows([]))
             shard_counts[split] = 1
     reports = {split: finish_split(output_dir / split, n, info) for split, n in shard_counts.items()}
     (output_dir / "dataset_dict.json").write_text(json.dumps({"splits": list(shard_counts)}))
@@ -128,13 +169,22 @@ def prepare(name: str, data_dir, output_dir, *, size: int = 256, bits: int = 8, 
 def prepare_iterable(source: datasets.IterableDatasetDict, output_dir, *, info, size: int = 256,
                      bits: int = 8, shard_size: int = 1000, progress: bool = True) -> dict:
     """Stream an IterableDatasetDict of the common schema (e.g. from `build_dataset(...,
-    streaming=True)` or a streamed Hub set) into shards; finished shards are skipped on rerun (a folder
-    started with another size, bit depth or shard size is refused)."""
+    streaming=True)` or a streamed Hub set) into shards; finished shards are kept on rerun. A folder started
+    with another size, bit depth, shard size, splits, features or label names is refused, and so is one whose
+    finished shards were written from other rows than the source gives now (another source, order, size or
+    content): their rows are read again to check that, without decoding or writing them. A source that decodes
+    as it streams (`build_dataset(..., streaming=True)` of a DICOM set) still does so for those rows: for the
+    sets built here `prepare(..., streaming=True)` passes kept shards without opening their files."""
     _check_sizes(size, shard_size)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        names = json.loads(info.description or "{}").get("label_names")
+    except (json.JSONDecodeError, AttributeError):  # a set not built here: its features still name its labels
+        names = None
     _check_settings(output_dir, {"dataset": info.dataset_name, "size": size, "bits": bits, "shard_size": shard_size,
-                                 "splits": list(source)})
+                                 "splits": list(source), "label_names": names,
+                                 "features": info.features.to_dict() if info.features is not None else None})
     streams = {split: iterable.cast_column("image", datasets.Image(decode=False))
                .cast_column("mask", datasets.Image(decode=False)) for split, iterable in source.items()}
     return _write_streams(streams, output_dir, info=info, size=size, bits=bits, shard_size=shard_size,
@@ -144,7 +194,8 @@ def prepare_iterable(source: datasets.IterableDatasetDict, output_dir, *, info, 
 def _write_streams(streams: dict, output_dir, *, info, size: int, bits: int, shard_size: int,
                    progress: bool) -> dict:
     """Write each split's examples (an iterable of records or undecoded examples) in order into shards of
-    `shard_size`; finished shards are kept, unreadable files are reported by `write_shard`."""
+    `shard_size`; unreadable files are reported by `write_shard`. Finished shards are kept once their rows, read
+    again but not decoded, are the ones they were written from (see `_check_kept_shard`)."""
     output_dir = Path(output_dir)
     shard_counts = {}
     for split, examples in streams.items():
@@ -152,9 +203,19 @@ def _write_streams(streams: dict, output_dir, *, info, size: int, bits: int, sha
         index = -1
         stream = tqdm(examples, unit="img", desc=f"Streaming {split}", disable=not progress)
         for index, chunk in enumerate(_chunks(stream, shard_size)):
-            if not is_finished(split_dir, index):
-                write_shard(split_dir, index, chunk, info.features, size=size, bits=bits)
+            source = _source_rows(chunk)
+            if is_finished(split_dir, index):
+                _check_kept_shard(output_dir, split, index, shard_size, source)
+            else:
+                write_shard(split_dir, index, chunk, info.features, size=size, bits=bits, source=source)
         shard_counts[split] = index + 1
+        if index == -1 and is_finished(split_dir, 0):  # an empty split's empty shard, or rows the source lost
+            _check_kept_shard(output_dir, split, 0, shard_size, _source_rows([]))
+        if is_finished(split_dir, max(index + 1, 1)):
+            raise ValueError(f"{output_dir}: split {split!r} has finished shards beyond the {index + 1} the source "
+                             f"fills now (it ends after {index * shard_size + len(chunk) if index >= 0 else 0} "
+                             "rows: a source of another size); resuming would mix two data sets: use a new "
+                             "--output_dir (or the source it was prepared from)")
     return _summary(_finish(output_dir, shard_counts, info), output_dir, size, bits)
 
 

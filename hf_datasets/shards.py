@@ -107,12 +107,15 @@ def resize_example(source: dict, *, size: int, bits: int, data_dir=None) -> dict
 
 
 def write_shard(split_dir: Path, index: int, examples, features, *, size: int, bits: int,
-                data_dir=None) -> dict:
-    """Resize and write one shard; returns its report {written, skipped: [{path, error, reason}]}."""
+                data_dir=None, source: dict | None = None) -> dict:
+    """Resize and write one shard; returns its report {written, skipped: [{path, error, reason}]}, plus `source`
+    (what identifies the source rows, checked when a rerun keeps the shard) where given."""
     split_dir.mkdir(parents=True, exist_ok=True)
     data_path, report_path = shard_paths(split_dir, index)
     partial = _partial_path(data_path)
     report = {"shard": index, "written": 0, "skipped": []}
+    if source is not None:
+        report["source"] = source
     writer = ArrowWriter(features=features, path=str(partial))
     try:
         for source in examples:

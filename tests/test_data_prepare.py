@@ -403,3 +403,76 @@ def test_temporary_files_of_writers_that_are_gone_are_removed_when_a_split_is_fi
     report = prepare("cxr_folder", data_dir, tmp_path / "out", size=16, shard_size=2, progress=False)
     assert report["written"] == 8
     assert sorted(p.name for p in split_dir.glob("*.partial")) == sorted(kept)
+
+
+def _streamed(built, change=None):
+    """The built set as a stream whose rows hold their image bytes (as a streamed Hub set gives them); `change`
+    (split, Dataset) -> Dataset alters it first."""
+    streams = {}
+    for name, part in built.items():
+        part = part.cast_column("image", datasets.Image(decode=False))
+        part = part.map(lambda row: {"image": {"bytes": Path(row["image"]["path"]).read_bytes(),
+                                               "path": row["image"]["path"]}})
+        part = change(name, part) if change else part
+        streams[name] = part.cast_column("image", built[name].features["image"]).to_iterable_dataset()
+    return datasets.IterableDatasetDict(streams)
+
+
+def test_prepare_iterable_resumes_only_from_the_source_it_started_from_without_decoding_kept_shards(
+        tmp_path, monkeypatch):
+    """An interrupted prepare_iterable resumed from another stream (other order, rows, images or label names) kept
+    the earlier run's shards beside the new stream's: two data sets mixed without a word. Each shard now records
+    what identifies its source rows; a rerun reads the rows of kept shards again, without decoding an image, and
+    refuses other ones naming the folder, split and shard. The same stream resumes, resizing only the rest."""
+    import hf_datasets
+    from PIL import Image
+
+    from hf_datasets.prepare import prepare_iterable
+
+    built = hf_datasets.build_dataset("cxr_folder", layouts.cxr_folder(tmp_path / "src"),
+                                      split_fractions={"train": 1.0})
+    info, out = built["train"].info, tmp_path / "out"
+    run = dict(info=info, size=16, shard_size=3, progress=False)
+    real_write = shards.write_shard
+
+    def dying_write(*args, **kwargs):
+        if args[1] == 2:
+            raise KeyboardInterrupt("killed")
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr("hf_datasets.prepare.write_shard", dying_write)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_iterable(_streamed(built), out, **run)
+    monkeypatch.setattr("hf_datasets.prepare.write_shard", real_write)
+    kept = {p: p.stat().st_mtime_ns for p in (out / "train").glob("*.arrow")}
+    assert len(kept) == 2  # rows 0-5 of 8
+
+    other_image = write_image(tmp_path / "other.png", seed=99).read_bytes()
+    changes = {
+        "order": lambda _, part: part.select(list(reversed(range(part.num_rows)))),
+        "a row less": lambda _, part: part.select([0, 1, 2, 4, 5, 6, 7]),
+        "an image's pixels": lambda _, part: part.map(
+            lambda row, i: {"image": {"bytes": other_image, "path": row["image"]["path"]}} if i == 4 else {},
+            with_indices=True),
+        "a label": lambda _, part: part.map(lambda row, i: {"labels": [1.0, 0.0]} if i == 1 else {},
+                                            with_indices=True),
+    }
+    for what, change in changes.items():
+        with pytest.raises(ValueError, match=rf"^{out}: shard [01] of split 'train' .*use a new --output_dir"):
+            prepare_iterable(_streamed(built, change), out, **run)
+    renamed = hf_datasets.build_dataset("cxr_folder", tmp_path / "src", split_fractions={"train": 1.0},
+                                        classes=["pneumonia", "normal"])["train"].info
+    with pytest.raises(ValueError, match=rf"^{out}: prepared with other settings \(.*label_names"):
+        prepare_iterable(_streamed(built), out, **dict(run, info=renamed))
+
+    resized, opened = [], []
+    real_resize, real_open = shards.resize_example, Image.open
+    monkeypatch.setattr(shards, "resize_example", lambda source, **k: resized.append(source) or real_resize(source, **k))
+    monkeypatch.setattr(Image, "open", lambda *a, **k: opened.append(a) or real_open(*a, **k))
+    report = prepare_iterable(_streamed(built), out, **run)
+    assert report["written"] == 8 and len(resized) == 2  # rows 6 and 7 only
+    assert len(opened) == 4  # their image and mask: no image of the kept shards was decoded
+    assert all(p.stat().st_mtime_ns == t for p, t in kept.items())
+    assert datasets.load_from_disk(str(out))["train"]["path"] == built["train"]["path"]
+    with pytest.raises(ValueError, match=rf"^{out}: split 'train' has finished shards beyond the 2 the source fills"):
+        prepare_iterable(_streamed(built, lambda _, part: part.select(range(6))), out, **run)
