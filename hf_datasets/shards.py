@@ -42,8 +42,9 @@ def is_finished(split_dir: Path, index: int) -> bool:
 _PARTIAL = re.compile(r"data-\d+\.(?:arrow|report\.json)\.(?:(?P<host>.+)-(?P<pid>\d+)-[0-9a-f]+\.)?partial")
 
 
-def _partial_path(path: Path) -> Path:
-    """A temporary name for `path` that no other writer uses."""
+def partial_path(path: Path) -> Path:
+    """A temporary name for `path`, in its folder (so that `os.replace` moves it into place atomically), that no other
+    writer uses: the host, process id and a random part."""
     return path.with_name(f"{path.name}.{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}.partial")
 
 
@@ -112,7 +113,7 @@ def write_shard(split_dir: Path, index: int, examples, features, *, size: int, b
     (what identifies the source rows, checked when a rerun keeps the shard) where given."""
     split_dir.mkdir(parents=True, exist_ok=True)
     data_path, report_path = shard_paths(split_dir, index)
-    partial = _partial_path(data_path)
+    partial = partial_path(data_path)
     report = {"shard": index, "written": 0, "skipped": []}
     if source is not None:
         report["source"] = source
@@ -135,7 +136,7 @@ def write_shard(split_dir: Path, index: int, examples, features, *, size: int, b
         raise
     writer.close()
     os.replace(partial, data_path)  # atomic: the shard is this writer's whole file or another writer's
-    tmp_report = _partial_path(report_path)
+    tmp_report = partial_path(report_path)
     tmp_report.write_text(json.dumps(report))
     os.replace(tmp_report, report_path)
     return report

@@ -2,6 +2,7 @@
 
 import hashlib
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -127,3 +128,55 @@ def test_patient_split_keeps_patients_together():
     assert all(len(s) == 1 for s in by_patient.values())
     assert splits.count("train") == 240 and splits == patient_split(patients, seed=1)
     assert splits != patient_split(patients, seed=2)
+
+
+def test_two_writers_filling_the_sample_cache_use_temporary_files_of_their_own(tmp_path, monkeypatch):
+    """Two processes filling the cache at once (two ranks of `accelerate launch`, two test workers) both copied
+    through NAME.partial: the second renamed the first one's half-written copy into place, and the first then failed
+    with FileNotFoundError on its own rename. Each writer now copies to a temporary file of its own."""
+    source = tmp_path / "package" / "scan.jpeg"
+    source.parent.mkdir()
+    source.write_bytes(b"a sample image" * 1000)
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    target = tmp_path / "cache" / "sample" / "kermany" / "scan.jpeg"
+    copy = sample.shutil.copyfile
+    calls = []
+
+    def copy_while_another_writer_fills_the_cache(src, dst, *args, **kwargs):
+        calls.append(Path(dst))
+        copied = copy(src, dst, *args, **kwargs)
+        if len(calls) == 1:  # before the first writer renames its copy, a second writer fills the cache
+            sample._copy_verified(source, target, digest)
+            assert target.read_bytes() == source.read_bytes()
+        return copied
+
+    monkeypatch.setattr(sample.shutil, "copyfile", copy_while_another_writer_fills_the_cache)
+    sample._copy_verified(source, target, digest)
+    assert target.read_bytes() == source.read_bytes()
+    assert len(calls) == 2 and calls[0] != calls[1] and calls[0].parent == target.parent  # a name of its own each
+    assert [p.name for p in target.parent.iterdir()] == ["scan.jpeg"]  # no temporary file left
+
+    def failing_copy(src, dst, *args, **kwargs):
+        Path(dst).write_bytes(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(sample.shutil, "copyfile", failing_copy)
+    target.unlink()
+    with pytest.raises(OSError, match="disk full"):  # a writer that fails removes its own temporary file
+        sample._copy_verified(source, target, digest)
+    assert list(target.parent.iterdir()) == []
+
+    monkeypatch.setattr(sample.shutil, "copyfile", copy)
+    sample._copy_verified(source, target, digest)
+
+    def replace_of_a_file_in_use(src, dst):
+        raise PermissionError(f"{dst} is in use")  # (Windows refuses to replace a file another process has open)
+
+    monkeypatch.setattr(sample.os, "replace", replace_of_a_file_in_use)
+    sample._copy_verified(source, target, digest)  # another writer's verified copy is there: kept
+    assert [p.name for p in target.parent.iterdir()] == ["scan.jpeg"]
+    target.write_bytes(b"tampered")
+    with pytest.raises(PermissionError):  # but not a bad one
+        sample._copy_verified(source, target, digest)
+    monkeypatch.undo()
+    assert [p.name for p in target.parent.iterdir()] == ["scan.jpeg"]

@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 from ..errors import LayoutError
+from ..shards import partial_path
 from .common import Recipe, record
 from .kermany import KERMANY_CITATION, kermany_patient
 
@@ -81,15 +82,34 @@ def _cr_source() -> Path:
     return Path(path)
 
 
+def _is_verified(path: Path, sha256: str) -> bool:
+    try:
+        return _sha256(path) == sha256
+    except FileNotFoundError:
+        return False
+
+
 def _copy_verified(source: Path, target: Path, sha256: str) -> None:
+    """Copy `source`, checked against `sha256`, to `target`. Several processes may fill the cache at once (the ranks
+    of `accelerate launch`, test workers): each copies to a temporary file of its own beside `target` and renames it
+    whole into place, so `target` is always one writer's whole verified copy. A copy another writer put there first
+    is kept when it cannot be replaced (a file in use, on some platforms)."""
     if not source.exists():
         raise LayoutError(source, f"sample file missing: {INSTALL_HINT}")
     if _sha256(source) != sha256:
         raise LayoutError(source, "sha256 mismatch: the installed package is not the expected version")
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(target.suffix + ".partial")
-    shutil.copyfile(source, partial)
-    os.replace(partial, target)
+    partial = partial_path(target)
+    try:
+        shutil.copyfile(source, partial)
+        os.replace(partial, target)
+    except OSError:
+        partial.unlink(missing_ok=True)
+        if not _is_verified(target, sha256):
+            raise
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def sample_files() -> dict[str, Path]:
