@@ -20,6 +20,7 @@ import hashlib
 import json
 import multiprocessing
 import sys
+import warnings
 from collections import Counter
 from itertools import islice
 from pathlib import Path
@@ -30,7 +31,7 @@ from tqdm.auto import tqdm
 from .builders.common import assign_splits
 from .registry import available_datasets, build_recipe
 from .schema import COLUMNS, make_features, make_info
-from .shards import finish_split, is_finished, shard_paths, write_shard
+from .shards import finish_split, is_finished, shard_paths, write_atomically, write_shard
 
 
 def _shard_job(job):
@@ -62,14 +63,33 @@ def _check_sizes(size: int, shard_size: int) -> None:
 
 
 def _check_settings(output_dir: Path, settings: dict) -> None:
-    """Record the run's settings; refuse to resume into a folder prepared with other settings."""
+    """Record the run's settings; refuse to resume into a folder prepared with other settings. The file is renamed
+    into place whole. A damaged one (an earlier version wrote it in place, and a kill could cut it short) is refused,
+    naming it, when the folder holds anything of a shard, whose settings it can then no longer check; before any
+    shard there is nothing to mix, and it is replaced, with a warning."""
     path = output_dir / "prepare_settings.json"
-    if path.exists() and (recorded := json.loads(path.read_text())) != json.loads(json.dumps(settings)):
+    recorded = None
+    if path.exists():
+        try:
+            recorded = json.loads(path.read_text(encoding="utf-8"))
+            damage = None if isinstance(recorded, dict) else "not a JSON object"
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            damage = str(err)
+        if damage is not None:
+            if next(output_dir.glob("*/data-*"), None) is not None:
+                raise ValueError(f"{path} is damaged ({damage}): the settings the shards in {output_dir} were "
+                                 "prepared with cannot be checked, so they are not resumed; use a new --output_dir "
+                                 "(or restore the file)")
+            warnings.warn(f"{path} is damaged ({damage}); no shard was written yet: it is replaced by this run's "
+                          "settings", stacklevel=3)
+            recorded = None
+    if recorded is not None and recorded != json.loads(json.dumps(settings)):
         differ = sorted(key for key in recorded.keys() | settings.keys()
                         if json.dumps(recorded.get(key)) != json.dumps(settings.get(key)))
         raise ValueError(f"{output_dir}: prepared with other settings ({', '.join(differ)} differ): "
-                         f"{path.read_text()}, not {json.dumps(settings)}; use a new --output_dir")
-    path.write_text(json.dumps(settings))
+                         f"{json.dumps(recorded)}, not {json.dumps(settings)}; use a new --output_dir")
+    if recorded is None:
+        write_atomically(path, json.dumps(settings))
 
 
 def _value_identity(value):

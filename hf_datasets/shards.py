@@ -48,6 +48,21 @@ def partial_path(path: Path) -> Path:
     return path.with_name(f"{path.name}.{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}.partial")
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """Write `text` to `path` whole or not at all: to a temporary file of this writer, flushed to disk (fsync), then
+    renamed into place; a writer stopped on the way removes its temporary file and leaves `path` as it was."""
+    partial = partial_path(path)
+    try:
+        with open(partial, "w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
 def _writer_is_gone(name: str) -> bool:
     """Whether the writer of temporary file `name` has ended: a process of this host that no longer runs, or a
     writer of an earlier version (those named no writer). Writers on other hosts, or alive, may still be writing."""
@@ -136,9 +151,7 @@ def write_shard(split_dir: Path, index: int, examples, features, *, size: int, b
         raise
     writer.close()
     os.replace(partial, data_path)  # atomic: the shard is this writer's whole file or another writer's
-    tmp_report = partial_path(report_path)
-    tmp_report.write_text(json.dumps(report))
-    os.replace(tmp_report, report_path)
+    write_atomically(report_path, json.dumps(report))
     return report
 
 

@@ -476,3 +476,41 @@ def test_prepare_iterable_resumes_only_from_the_source_it_started_from_without_d
     assert datasets.load_from_disk(str(out))["train"]["path"] == built["train"]["path"]
     with pytest.raises(ValueError, match=rf"^{out}: split 'train' has finished shards beyond the 2 the source fills"):
         prepare_iterable(_streamed(built, lambda _, part: part.select(range(6))), out, **run)
+
+
+def test_prepare_settings_are_renamed_into_place_whole_and_a_damaged_file_is_named(tmp_path, monkeypatch):
+    """prepare_settings.json was written in place: a run killed while writing it left broken JSON, and every rerun then
+    failed with a bare JSONDecodeError. It is now written to a temporary file and renamed into place; a damaged one
+    (left by an earlier version) is named, and replaced only while the folder holds nothing of a shard."""
+    import os
+
+    data_dir, out = layouts.cxr_folder(tmp_path / "src"), tmp_path / "out"
+    settings = out / "prepare_settings.json"
+    replace = os.replace
+
+    def killed_before_the_settings_are_renamed(src, dst, *args, **kwargs):
+        if Path(dst).name == "prepare_settings.json":
+            assert json.loads(Path(src).read_text())["dataset"] == "cxr_folder"  # the whole file, in another name
+            raise KeyboardInterrupt("killed")
+        return replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", killed_before_the_settings_are_renamed)
+    with pytest.raises(KeyboardInterrupt):
+        prepare("cxr_folder", data_dir, out, size=16, shard_size=2, progress=False)
+    monkeypatch.undo()
+    assert list(out.iterdir()) == []  # no settings, no temporary file: the folder is as if never used
+    assert prepare("cxr_folder", data_dir, out, size=16, shard_size=2, progress=False)["written"] == 8
+    recorded = settings.read_text()
+
+    settings.write_text(recorded[:20])  # an earlier version killed while rewriting it on a rerun
+    with pytest.raises(ValueError, match=r"prepare_settings\.json.*damaged.*new --output_dir"):
+        prepare("cxr_folder", data_dir, out, size=16, shard_size=2, progress=False)
+    settings.write_text(recorded)
+    assert prepare("cxr_folder", data_dir, out, size=16, shard_size=2, progress=False)["written"] == 8
+
+    fresh = tmp_path / "fresh"  # killed while writing it on the first run, before any shard: nothing to check
+    fresh.mkdir()
+    (fresh / "prepare_settings.json").write_text(recorded[:20])
+    with pytest.warns(UserWarning, match=r"prepare_settings\.json.*damaged"):
+        assert prepare("cxr_folder", data_dir, fresh, size=16, shard_size=2, progress=False)["written"] == 8
+    assert json.loads((fresh / "prepare_settings.json").read_text()) == json.loads(recorded)
