@@ -19,6 +19,7 @@ import argparse
 import hashlib
 import json
 import multiprocessing
+import os
 import sys
 import warnings
 from collections import Counter
@@ -62,11 +63,16 @@ def _check_sizes(size: int, shard_size: int) -> None:
         raise ValueError(f"size and shard_size must be positive, got size={size}, shard_size={shard_size}")
 
 
+# settings that later versions record, with what an earlier version's folder, which lacks them, cannot tell
+_ADDED_SINCE = {"files": "image or mask files replaced in place"}
+
+
 def _check_settings(output_dir: Path, settings: dict) -> None:
     """Record the run's settings; refuse to resume into a folder prepared with other settings. The file is renamed
     into place whole. A damaged one (an earlier version wrote it in place, and a kill could cut it short) is refused,
     naming it, when the folder holds anything of a shard, whose settings it can then no longer check; before any
-    shard there is nothing to mix, and it is replaced, with a warning."""
+    shard there is nothing to mix, and it is replaced, with a warning. A folder of an earlier version, which lacks
+    settings recorded since (`_ADDED_SINCE`), is checked on what it recorded, and they are added to its file."""
     path = output_dir / "prepare_settings.json"
     recorded = None
     if path.exists():
@@ -83,12 +89,22 @@ def _check_settings(output_dir: Path, settings: dict) -> None:
             warnings.warn(f"{path} is damaged ({damage}); no shard was written yet: it is replaced by this run's "
                           "settings", stacklevel=3)
             recorded = None
-    if recorded is not None and recorded != json.loads(json.dumps(settings)):
-        differ = sorted(key for key in recorded.keys() | settings.keys()
-                        if json.dumps(recorded.get(key)) != json.dumps(settings.get(key)))
+    unrecorded = [key for key in _ADDED_SINCE if recorded is not None and key in settings and key not in recorded]
+    if unrecorded:  # a folder of an earlier version: checked on what it recorded
+        warnings.warn(f"{path} was written by an earlier version, which recorded no {', '.join(unrecorded)}: "
+                      f"{'; '.join(_ADDED_SINCE[key] for key in unrecorded)} since then cannot be told; they are "
+                      "recorded from now on", stacklevel=3)
+    expected = {key: value for key, value in settings.items() if key not in unrecorded}
+    if recorded is not None and recorded != json.loads(json.dumps(expected)):
+        differ = sorted(key for key in recorded.keys() | expected.keys()
+                        if json.dumps(recorded.get(key)) != json.dumps(expected.get(key)))
+        if differ == ["files"]:  # the same paths and labels (records), in the same order
+            raise ValueError(f"{output_dir}: an image or mask file changed in place since the folder was prepared "
+                             "(another size or modification time under the same path); resuming would mix two "
+                             "versions of the set: use a new --output_dir (or put the files back)")
         raise ValueError(f"{output_dir}: prepared with other settings ({', '.join(differ)} differ): "
                          f"{json.dumps(recorded)}, not {json.dumps(settings)}; use a new --output_dir")
-    if recorded is None:
+    if recorded is None or unrecorded:
         write_atomically(path, json.dumps(settings))
 
 
@@ -136,6 +152,28 @@ def _records_digest(splits: dict[str, list[dict]]) -> str:
     return hashlib.sha256(json.dumps(listing).encode()).hexdigest()[:16]
 
 
+def _file_state(path) -> list[int] | None:
+    """[size, modification time in ns] of a file, from os.stat (the file is not read); None where there is none."""
+    try:
+        status = os.stat(path)
+    except OSError:  # a missing or unreadable file, reported as skipped when its shard is written
+        return None
+    return [status.st_size, status.st_mtime_ns]
+
+
+def _files_digest(splits: dict[str, list[dict]]) -> str:
+    """A digest of the size and modification time of every record's image and mask file(s), as build systems use
+    them: an image replaced in place (same path, other pixels) since an earlier run changes it, while no file is
+    read (a stat each)."""
+    digest = hashlib.sha256()
+    for records in splits.values():
+        for r in records:
+            masks = r.get("mask")
+            masks = [] if masks is None else [masks] if isinstance(masks, (str, os.PathLike)) else list(masks)
+            digest.update(json.dumps([_file_state(path) for path in [r["image"], *masks]]).encode() + b"\n")
+    return digest.hexdigest()[:16]
+
+
 def _finish(output_dir: Path, shard_counts: dict[str, int], info) -> dict[str, list[dict]]:
     for split, n in shard_counts.items():
         if n == 0:  # a split without records still gets one (empty) shard, so load_from_disk opens it
@@ -161,7 +199,8 @@ def prepare(name: str, data_dir, output_dir, *, size: int = 256, bits: int = 8, 
     output_dir.mkdir(parents=True, exist_ok=True)  # settings are recorded once the set could be read
     _check_settings(output_dir, {"dataset": name, "size": size, "bits": bits, "shard_size": shard_size,
                                  "seed": seed, "split_fractions": split_fractions, "streaming": streaming,
-                                 "options": options, "records": _records_digest(splits)})
+                                 "options": options, "records": _records_digest(splits),
+                                 "files": _files_digest(splits)})
     if streaming:  # one sequential pass: each file is read once, straight into its shard
         return _write_streams(splits, output_dir, info=info, size=size, bits=bits, shard_size=shard_size,
                               progress=progress)

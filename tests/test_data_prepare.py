@@ -514,3 +514,75 @@ def test_prepare_settings_are_renamed_into_place_whole_and_a_damaged_file_is_nam
     with pytest.warns(UserWarning, match=r"prepare_settings\.json.*damaged"):
         assert prepare("cxr_folder", data_dir, fresh, size=16, shard_size=2, progress=False)["written"] == 8
     assert json.loads((fresh / "prepare_settings.json").read_text()) == json.loads(recorded)
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_a_resume_after_an_image_was_replaced_in_place_is_refused_without_reading_the_images(
+        tmp_path, monkeypatch, streaming):
+    """The check of a resume covered each file's path and labels only: an image replaced in place (same path, other
+    pixels) between a killed run and its resume was silently written beside shards of the earlier pixels. Each image
+    and mask file's size and modification time (os.stat: no file is read) are now recorded too, as build systems do."""
+    import builtins
+    import io as io_module
+    import os
+
+    data_dir, out = layouts.cxr_folder(tmp_path / "src"), tmp_path / "out"
+    real_write, calls = shards.write_shard, []
+
+    def dying_write(*args, **kwargs):
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")
+        calls.append(args[1])
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr("hf_datasets.prepare.write_shard", dying_write)
+    with pytest.raises(KeyboardInterrupt):
+        prepare("cxr_folder", data_dir, out, size=16, shard_size=2, streaming=streaming, progress=False)
+    monkeypatch.undo()
+    kept = {str(data_dir / path) for arrow in out.rglob("data-*.arrow")
+            for path in datasets.Dataset.from_file(str(arrow))["path"]}
+    assert len(kept) == 4
+    replaced = sorted(data_dir.rglob("*.png"))[-1]
+    original, stat = replaced.read_bytes(), replaced.stat()
+    write_image(replaced, seed=99)  # other pixels under the same name
+    os.utime(replaced, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000_000))
+    with pytest.raises(ValueError, match=r"changed in place.*new --output_dir"):
+        prepare("cxr_folder", data_dir, out, size=16, shard_size=2, streaming=streaming, progress=False)
+
+    replaced.write_bytes(original)  # put back as it was: the same size and modification time resume
+    os.utime(replaced, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    opened = []
+    for module in (builtins, io_module):
+        real_open = module.open
+        monkeypatch.setattr(module, "open", lambda file, *a, _open=real_open, **k: opened.append(str(file)) or
+                            _open(file, *a, **k))
+    report = prepare("cxr_folder", data_dir, out, size=16, shard_size=2, streaming=streaming, progress=False)
+    monkeypatch.undo()
+    assert report["written"] == 8  # unchanged size and time: resumed
+    images = {path for path in opened if path.startswith(str(data_dir / "images"))}
+    assert images and not images & kept  # only the images of the shards still to write were read
+
+
+def test_a_folder_prepared_before_file_states_were_recorded_still_resumes_and_records_them(tmp_path):
+    """A folder of an earlier version recorded the files' paths and labels only: it resumes, checked on those, with
+    a warning, and the sizes and modification times are recorded for the next resume."""
+    import os
+
+    data_dir, out = layouts.cxr_folder(tmp_path / "src"), tmp_path / "out"
+    prepare("cxr_folder", data_dir, out, size=16, shard_size=2, progress=False)
+    settings = out / "prepare_settings.json"
+    earlier = {key: value for key, value in json.loads(settings.read_text()).items() if key != "files"}
+    settings.write_text(json.dumps(earlier))
+    with pytest.warns(UserWarning, match="earlier version.*replaced in place"):
+        assert prepare("cxr_folder", data_dir, out, size=16, shard_size=2, progress=False)["written"] == 8
+    assert json.loads(settings.read_text()).keys() == earlier.keys() | {"files"}
+    replaced = sorted(data_dir.rglob("*.png"))[0]
+    stat = replaced.stat()
+    write_image(replaced, seed=99)
+    os.utime(replaced, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000_000))
+    with pytest.raises(ValueError, match="changed in place"):
+        prepare("cxr_folder", data_dir, out, size=16, shard_size=2, progress=False)
+    earlier["size"] = 32  # and what an earlier version recorded is still checked
+    settings.write_text(json.dumps(earlier))
+    with pytest.raises(ValueError, match=r"other settings \(size differ\)"):
+        prepare("cxr_folder", data_dir, out, size=16, shard_size=2, progress=False)
