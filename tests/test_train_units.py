@@ -564,6 +564,56 @@ def test_fine_tuning_at_another_size_makes_it_the_models_native_size(tmp_path):
     assert model.vit.embeddings.position_embeddings.shape[1] == 1 + (64 // TINY["patch_size"]) ** 2
 
 
+def test_segmentation_from_a_segmenter_keeps_its_label_count_and_head_unless_num_labels_is_given(
+        tmp_path, caplog, capsys):
+    """Segmentation --init from a two-class segmenter without num_labels fell back to 1 label and replaced the trained
+    head, with a warning. The masks do not fix the count (class indices fit one sigmoid map or a softmax alike), so a
+    segmenter --init keeps its own, and its head; --model_config num_labels still decides where given, and an --init
+    of another kind (its num_labels counts classes, or nothing) gives 1. Classification's count comes from the data."""
+    from safetensors.torch import load_file
+
+    from modeling_cxrgm import GroupMaskedViTForPreTraining, GroupMaskedViTForSegmentation
+    from train.run import build_model
+
+    encoder = {key: value for key, value in TINY.items() if key not in ("image_size", "num_labels")}
+
+    def segmentation(init, **model_config):
+        args = TrainArgs(task="segmentation", init=str(init), image_size=32, drop_path=0.0,
+                         model_config={**encoder, **model_config})
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="train.run"):
+            return build_model(args, [], single_label=True)
+
+    two = tmp_path / "two"
+    GroupMaskedViTForSegmentation(GroupMaskedViTConfig(**TINY)).save_pretrained(two)
+    saved = load_file(two / "model.safetensors")
+    model = segmentation(two)
+    assert model.config.num_labels == 2 and model.config.id2label == {0: "background", 1: "lungs"}
+    assert "head was replaced" not in caplog.text
+    for name, weight in model.state_dict().items():
+        if name in saved:
+            assert torch.equal(weight, saved[name]), name  # the trained head too
+    assert segmentation(two, num_labels=1).config.num_labels == 1 and "head was replaced" in caplog.text
+
+    three = tmp_path / "three"
+    names = {0: "background", 1: "left lung", 2: "right lung"}
+    GroupMaskedViTForSegmentation(GroupMaskedViTConfig(**{**TINY, "num_labels": 3}, id2label=names)).save_pretrained(
+        three)
+    model = segmentation(three)
+    assert model.config.num_labels == 3 and model.config.id2label == names and "head was replaced" not in caplog.text
+
+    for other in (GroupMaskedViTForPreTraining, GroupMaskedViTForImageClassification):  # num_labels 2 in their config
+        other(GroupMaskedViTConfig(**TINY)).save_pretrained(tmp_path / other.__name__)
+        assert segmentation(tmp_path / other.__name__).config.num_labels == 1
+    random = build_model(TrainArgs(task="segmentation", image_size=32, model_config=dict(encoder)), [], True)
+    assert random.config.num_labels == 1 and random.config.id2label == {0: "lungs"}
+
+    assert "num_labels" not in load_yaml("finetune_segmentation", TrainArgs)["model_config"]  # (it set 1)
+    with pytest.raises(SystemExit):
+        parse_args(TrainArgs, ["--help"])
+    assert "else from a segmenter --init (its own count" in " ".join(capsys.readouterr().out.split())
+
+
 def test_label_mode_from_the_labels_column():
     import datasets
 

@@ -40,7 +40,11 @@ class TrainArgs:
     num_channels: int = 1
     equalize: bool | None = None  # histogram-equalise each image (a processor setting, kept in the export); None: as
     # --init's saved processor (off from random)
-    model_config: dict = field(default_factory=dict)  # any GroupMaskedViTConfig field, over the preset
+    model_config: dict = field(default_factory=dict, metadata={"help": (
+        "any GroupMaskedViTConfig fields, as a JSON object, over the preset (or the --init model's config). "
+        "num_labels: classification takes it from the data's labels; segmentation (whose masks hold class indices, "
+        "which do not fix it) from here where given, else from a segmenter --init (its own count, so its head is "
+        "kept), else 1 (one sigmoid map)")})
     init: str = "random"  # "random" or a folder saved by save_pretrained (e.g. a GMML export)
     # optimisation
     epochs: int = 100
@@ -155,6 +159,8 @@ def parse_args(cls, argv=None, defaults: dict | None = None):
         kind, nargs = _field_type(f.type)
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         shown = f"default: {(defaults or {}).get(f.name, default)}"
+        if f.metadata.get("help"):
+            shown = f"{f.metadata['help']} ({shown})"
         if kind is bool:
             parser.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                                 help=shown)

@@ -236,22 +236,24 @@ def warn_unlearnable_labels(train_set: data.CXRDataset, names: list[str]) -> Non
 def build_model(args: TrainArgs, names: list[str], single_label: bool):
     """A fresh model from `args.preset` + `args.model_config`, or `args.init` with a new head for this task."""
     overrides = {"drop_path_rate": args.drop_path, **args.model_config}
+    model_class = MODEL_CLASSES[args.task]
+    base = None if args.init == "random" else load_model_source(AutoConfig.from_pretrained, args.init, "--init")
     if args.task == "classification":
         overrides.update(
             num_labels=len(names), id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)},
             problem_type="single_label_classification" if single_label else "multi_label_classification",
             label_smoothing=args.label_smoothing if single_label else 0.0,
         )
-    elif args.task == "segmentation" and overrides.setdefault("num_labels", 1) <= 2:  # the schema's lung masks:
-        structures = ["lungs"] if overrides["num_labels"] == 1 else ["background", "lungs"]  # (pipelines name them)
-        overrides.update(id2label=dict(enumerate(structures)), label2id={n: i for i, n in enumerate(structures)})
-    model_class = MODEL_CLASSES[args.task]
-    if args.init == "random":
+    elif args.task == "segmentation":
+        overrides["num_labels"] = segmentation_label_count(args, base)
+        if overrides["num_labels"] <= 2:  # the schema's lung masks (pipelines name them)
+            structures = ["lungs"] if overrides["num_labels"] == 1 else ["background", "lungs"]
+            overrides.update(id2label=dict(enumerate(structures)), label2id={n: i for i, n in enumerate(structures)})
+    if base is None:
         config = GroupMaskedViTConfig.from_preset(
             args.preset, image_size=args.image_size, num_channels=args.num_channels, **overrides
         )
         return model_class(config)
-    base = load_model_source(AutoConfig.from_pretrained, args.init, "--init")
     if base.model_type != GroupMaskedViTConfig.model_type:
         raise ValueError(f"--init {args.init} is a {base.model_type!r} model, not {GroupMaskedViTConfig.model_type!r}")
     if base.num_channels != args.num_channels:
@@ -285,6 +287,18 @@ def build_model(args: TrainArgs, names: list[str], single_label: bool):
             model.classifier.bias.copy_(model.classifier.bias[order])
     model.set_image_size(args.image_size)  # positions resampled once if the checkpoint was trained at another size
     return model
+
+
+def segmentation_label_count(args: TrainArgs, base) -> int:
+    """A segmenter's label count. Classification takes its labels from the data; segmentation masks hold class
+    indices, which do not fix how many outputs the model has (a lung mask fits one sigmoid map or a two-class softmax
+    alike), so the count is --model_config num_labels where given; else, from a segmenter --init (`base`, its
+    config), that model's own count, so that its trained head is kept; else 1 (one sigmoid map)."""
+    if "num_labels" in args.model_config:
+        return args.model_config["num_labels"]
+    if base is not None and MODEL_CLASSES["segmentation"].__name__ in (base.architectures or []):
+        return base.num_labels
+    return 1
 
 
 def replace_mismatched_head(model, mismatched, init: str) -> None:
