@@ -46,27 +46,27 @@ def test_gpu_script_smoke_run(tmp_path):
     assert len(stages) == 6 and all(stage["exit_status"] == 0 for stage in stages), stages
 
 
-def test_gpu_script_runs_only_the_rows_asked_for(tmp_path):
-    """ROWS splits a GPU run over several calls (each call has a time limit) or repeats one row."""
-    env = {**os.environ, "SMOKE": "1", "PYTHON": sys.executable, "OUT": str(tmp_path), "ROWS": "e2e",
-           "OFFLINE": str(tmp_path / "no_bundle")}
+def rows_of_gpu_script(out, rows: str) -> set[str]:
+    """The names of the rows `ROWS=rows SMOKE=1 gpu.sh` writes to out/throughput.jsonl."""
+    env = {**os.environ, "SMOKE": "1", "PYTHON": sys.executable, "OUT": str(out), "ROWS": rows,
+           "OFFLINE": str(out / "no_bundle")}
     result = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh")], env=env, capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
-    names = {json.loads(line).get("name") for line in (tmp_path / "throughput.jsonl").read_text().splitlines()}
-    assert names - {None} == {"cxrgm_loader_only", "cxrgm_pretrain_step_only", "cxrgm_pretrain_end_to_end"}
+    return {json.loads(line).get("name") for line in (out / "throughput.jsonl").read_text().splitlines()} - {None}
+
+
+def test_gpu_script_runs_only_the_rows_asked_for(tmp_path):
+    """ROWS splits a GPU run over several calls (each call has a time limit) or repeats one row."""
+    names = rows_of_gpu_script(tmp_path, "e2e")
+    assert names == {"cxrgm_loader_only", "cxrgm_pretrain_step_only", "cxrgm_pretrain_end_to_end"}
     assert not (tmp_path / "device_smoke.jsonl").exists()
 
 
 def test_gpu_script_attention_row_forces_each_backend(tmp_path):
-    env = {**os.environ, "SMOKE": "1", "PYTHON": sys.executable, "OUT": str(tmp_path), "ROWS": "small-attention",
-           "OFFLINE": str(tmp_path / "no_bundle")}
-    result = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh")], env=env, capture_output=True, text=True,
-                            timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
-    names = {json.loads(line).get("name") for line in (tmp_path / "throughput.jsonl").read_text().splitlines()}
-    assert names - {None} == {f"{model}_sdpa_{backend}" for model in ("cxrgm_gmml_pretrain", "cxrgm_cls_finetune")
-                              for backend in ("flash", "math")}
+    names = rows_of_gpu_script(tmp_path, "small-attention")
+    assert names == {f"{model}_sdpa_{backend}" for model in ("cxrgm_gmml_pretrain", "cxrgm_cls_finetune")
+                     for backend in ("flash", "math")}
 
 
 def test_gpu_quality_script_smoke_run(tmp_path):
