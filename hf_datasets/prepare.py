@@ -27,9 +27,12 @@ from itertools import islice
 from pathlib import Path
 
 import datasets
+import numpy as np
+from PIL import Image as PILImage
 from tqdm.auto import tqdm
 
 from .builders.common import assign_splits
+from .images import stated_bits
 from .registry import available_datasets, build_recipe
 from .schema import COLUMNS, make_features, make_info
 from .shards import finish_split, is_finished, shard_paths, write_atomically, write_shard
@@ -109,7 +112,15 @@ def _check_settings(output_dir: Path, settings: dict) -> None:
 
 
 def _value_identity(value):
-    """What identifies an image or mask value without decoding it: a digest of its bytes, else its path(s)."""
+    """What identifies an image or mask value without decoding it: a digest of its bytes, else its path(s); one that
+    came decoded (a PIL image or numpy array, from a mapped stream) by a digest of its pixels, mode and stated bit
+    depth."""
+    if isinstance(value, (PILImage.Image, np.ndarray)):
+        image = value if isinstance(value, PILImage.Image) else PILImage.fromarray(
+            value.astype(np.float32) if value.dtype.kind == "f" else value)
+        digest = hashlib.sha256(json.dumps([image.mode, image.size, stated_bits(image)]).encode())
+        digest.update(image.tobytes())
+        return "pixels:" + digest.hexdigest()
     if isinstance(value, dict):
         return "sha256:" + hashlib.sha256(value["bytes"]).hexdigest() if value.get("bytes") else value.get("path")
     if isinstance(value, (list, tuple)):
@@ -228,7 +239,9 @@ def prepare(name: str, data_dir, output_dir, *, size: int = 256, bits: int = 8, 
 def prepare_iterable(source: datasets.IterableDatasetDict, output_dir, *, info, size: int = 256,
                      bits: int = 8, shard_size: int = 1000, progress: bool = True) -> dict:
     """Stream an IterableDatasetDict of the common schema (e.g. from `build_dataset(...,
-    streaming=True)` or a streamed Hub set) into shards; finished shards are kept on rerun. A folder started
+    streaming=True)` or a streamed Hub set) into shards; finished shards are kept on rerun. Its images and masks may
+    come undecoded or decoded (PIL images or arrays: a mapped stream, with or without features); decoded ones are
+    read as they are, at their bit depth, never encoded again through datasets' Image feature. A folder started
     with another size, bit depth, shard size, splits, features or label names is refused, and so is one whose
     finished shards were written from other rows than the source gives now (another source, order, size or
     content): their rows are read again to check that, without decoding or writing them. A source that decodes
@@ -244,10 +257,18 @@ def prepare_iterable(source: datasets.IterableDatasetDict, output_dir, *, info, 
     _check_settings(output_dir, {"dataset": info.dataset_name, "size": size, "bits": bits, "shard_size": shard_size,
                                  "splits": list(source), "label_names": names,
                                  "features": info.features.to_dict() if info.features is not None else None})
-    streams = {split: iterable.cast_column("image", datasets.Image(decode=False))
-               .cast_column("mask", datasets.Image(decode=False)) for split, iterable in source.items()}
+    streams = {split: _undecoded(iterable) for split, iterable in source.items()}
     return _write_streams(streams, output_dir, info=info, size=size, bits=bits, shard_size=shard_size,
                           progress=progress)
+
+
+def _undecoded(iterable):
+    """`iterable` giving its images and masks undecoded where its features name them. A stream without features (one
+    mapped without them) gives them as its rows hold them: decoded ones are read as they are (see `write_shard`)."""
+    for name in ("image", "mask"):
+        if iterable.features is not None and name in iterable.features:
+            iterable = iterable.cast_column(name, datasets.Image(decode=False))
+    return iterable
 
 
 def _write_streams(streams: dict, output_dir, *, info, size: int, bits: int, shard_size: int,

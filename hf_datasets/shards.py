@@ -93,7 +93,13 @@ def remove_stale_partials(split_dir: Path) -> list[Path]:
 
 
 def _grey_from_image_value(value, data_dir) -> np.ndarray:
-    """A datasets.Image undecoded value ({"bytes", "path"}) or a file path -> grey array."""
+    """A datasets.Image value -> grey array: undecoded ({"bytes", "path"}), a file path, or decoded (a PIL image or a
+    numpy array: a mapped stream gives its images decoded). A decoded image is read as it is, never encoded again
+    through datasets' Image feature, whose PNG leaves out the bit depth a 16-bit image states (`BIT_DEPTH_KEY`)."""
+    if isinstance(value, Image.Image):
+        return pil_to_grey(value)
+    if isinstance(value, np.ndarray):
+        return pil_to_grey(Image.fromarray(value.astype(np.float32) if value.dtype.kind == "f" else value))
     if isinstance(value, dict) and value.get("bytes"):
         try:
             with Image.open(io.BytesIO(value["bytes"])) as image:
@@ -115,7 +121,7 @@ def resize_example(source: dict, *, size: int, bits: int, data_dir=None) -> dict
     example["image"] = {"bytes": encode_png(to_bits(image, bits)), "path": None}
     mask = source.get("mask")
     if mask is not None:
-        values = read_mask(mask) if not isinstance(mask, dict) else \
+        values = read_mask(mask) if isinstance(mask, (str, os.PathLike, list, tuple)) else \
             mask_foreground(_grey_from_image_value(mask, data_dir)).astype(np.uint8) * 255
         resized = Image.fromarray(values).resize(image.shape[::-1], Image.Resampling.NEAREST)
         example["mask"] = {"bytes": encode_png(np.asarray(resized)), "path": None}

@@ -586,3 +586,62 @@ def test_a_folder_prepared_before_file_states_were_recorded_still_resumes_and_re
     settings.write_text(json.dumps(earlier))
     with pytest.raises(ValueError, match=r"other settings \(size differ\)"):
         prepare("cxr_folder", data_dir, out, size=16, shard_size=2, progress=False)
+
+
+def test_a_mapped_stream_of_sixteen_bit_images_is_prepared_at_their_bit_depth(tmp_path):
+    """A stream mapped before preparation (labels fixed, say) gives its images decoded, as PIL images: prepare_iterable
+    failed on them (a TypeError, and another one for a stream mapped without features). They are read as they are,
+    not encoded again through datasets' Image feature, whose PNG leaves out the bit depth a 16-bit image states: a
+    full-range and a 12-bit PNG give the shards prepare writes from their files, a dim windowed DICOM keeps its
+    brightness, masks are kept, and a rerun of the same mapped stream keeps the shards."""
+    from PIL import Image
+
+    from factory import write_dicom, write_mask
+    from hf_datasets import build_dataset
+    from hf_datasets.images import to_bits
+    from hf_datasets.prepare import prepare_iterable
+
+    rng = np.random.default_rng(0)
+    full = rng.integers(0, 65536, size=(24, 20)).astype(np.uint16)
+    full[0, :2] = 0, 65535  # the full 0-65535 range
+    twelve = rng.integers(0, 4096, size=(24, 20)).astype(np.uint16)
+    twelve[0, :2] = 0, 4095
+    (tmp_path / "scans" / "normal").mkdir(parents=True)
+    Image.fromarray(full).save(tmp_path / "scans" / "normal" / "full.png")
+    Image.fromarray(twelve).save(tmp_path / "scans" / "normal" / "twelve.png")
+    assert Image.open(tmp_path / "scans" / "normal" / "full.png").mode == "I;16"
+    write_dicom(tmp_path / "scans" / "normal" / "dim.dcm", np.tile(np.linspace(0, 4000, 20).astype(np.uint16), (24, 1)),
+                window=(5000, 6000))
+    mask_path = write_mask(tmp_path / "mask.png", shape=(24, 20))
+    built = build_dataset("imagefolder", tmp_path / "scans", split_fractions={"train": 1.0}, bits=16)
+    info = built["train"].info
+
+    def prepared(source, out):
+        prepare_iterable(datasets.IterableDatasetDict({"train": source}), out, info=info, size=24, bits=16,
+                         progress=False)
+        return {row["path"]: row for row in datasets.load_from_disk(str(out))["train"]}
+
+    plain = prepared(built["train"].to_iterable_dataset(), tmp_path / "plain")
+    assert np.array_equal(np.asarray(plain["normal/full.png"]["image"]), full)
+    assert np.array_equal(np.asarray(plain["normal/twelve.png"]["image"]), to_bits(twelve, 16))
+    assert np.asarray(plain["normal/dim.dcm"]["image"]).max() < 0.4 * 65535  # windowed to a third of white
+
+    def with_mask(row):
+        with Image.open(mask_path) as mask:
+            return {"image": row["image"], "mask": mask.copy()}
+
+    mapped = {"with features": lambda: built["train"].to_iterable_dataset().map(with_mask,
+                                                                                  features=built["train"].features),
+              "without features": lambda: built["train"].to_iterable_dataset().map(lambda row: {"age": 40.0})}
+    for what, stream in mapped.items():
+        out = tmp_path / what.replace(" ", "_")
+        rows = prepared(stream(), out)
+        for path, row in plain.items():
+            image = row["image"]
+            assert rows[path]["image"].mode == image.mode and rows[path]["image"].info == image.info, (what, path)
+            assert np.array_equal(np.asarray(rows[path]["image"]), np.asarray(image)), (what, path)
+            if what == "with features":
+                assert np.array_equal(np.asarray(rows[path]["mask"]), np.asarray(Image.open(mask_path)))
+        kept = {p: p.stat().st_mtime_ns for p in (out / "train").glob("*.arrow")}
+        prepared(stream(), out)
+        assert {p: p.stat().st_mtime_ns for p in (out / "train").glob("*.arrow")} == kept
