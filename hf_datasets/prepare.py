@@ -35,7 +35,7 @@ from .builders.common import assign_splits
 from .images import stated_bits
 from .registry import available_datasets, build_recipe
 from .schema import COLUMNS, make_features, make_info
-from .shards import finish_split, is_finished, shard_paths, write_atomically, write_shard
+from .shards import finish_split, is_finished, shard_exists, shard_paths, write_atomically, write_shard
 
 
 def _shard_job(job):
@@ -291,7 +291,7 @@ def _write_streams(streams: dict, output_dir, *, info, size: int, bits: int, sha
         shard_counts[split] = index + 1
         if index == -1 and is_finished(split_dir, 0):  # an empty split's empty shard, or rows the source lost
             _check_kept_shard(output_dir, split, 0, shard_size, _source_rows([]))
-        if is_finished(split_dir, max(index + 1, 1)):
+        if shard_exists(split_dir, max(index + 1, 1)):
             raise ValueError(f"{output_dir}: split {split!r} has finished shards beyond the {index + 1} the source "
                              f"fills now (it ends after {index * shard_size + len(chunk) if index >= 0 else 0} "
                              "rows: a source of another size); resuming would mix two data sets: use a new "

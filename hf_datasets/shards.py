@@ -2,15 +2,18 @@
 `datasets.load_from_disk` opens as a DatasetDict.
 
 Layout: OUT/dataset_dict.json, OUT/SPLIT/{state.json, dataset_info.json, data-KKKKK.arrow,
-data-KKKKK.report.json}. A shard is finished when both its .arrow and .report.json exist;
-both are written to temporary names of their own writer (host, process id and a random part:
-two preparations, or a killed one's orphaned workers and a new run, never share one) and
-renamed into place, so a killed run leaves no half shard. Temporary files of writers that are
+data-KKKKK.report.json}. A shard is finished when both its .arrow and .report.json exist and the
+.arrow file holds the rows its report counts (read from Arrow metadata; a damaged one is written
+again). Both are written to temporary names of their own writer (host, process id and a random part:
+two preparations, or a killed one's orphaned workers and a new run, never share one), flushed to
+disk and renamed into place, the data before the report, so neither a killed run nor a power loss
+leaves a half shard that counts as finished. Temporary files of writers that are
 gone are removed once their split is finished.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -18,9 +21,11 @@ import os
 import re
 import secrets
 import socket
+import warnings
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 from datasets.arrow_writer import ArrowWriter
 from PIL import Image
 
@@ -33,9 +38,47 @@ def shard_paths(split_dir: Path, index: int) -> tuple[Path, Path]:
     return split_dir / f"data-{index:05d}.arrow", split_dir / f"data-{index:05d}.report.json"
 
 
-def is_finished(split_dir: Path, index: int) -> bool:
+def shard_exists(split_dir: Path, index: int) -> bool:
+    """Whether shard `index` has both its files, whole or not."""
     data, report = shard_paths(split_dir, index)
     return data.exists() and report.exists()
+
+
+def is_finished(split_dir: Path, index: int) -> bool:
+    """Whether shard `index` is finished: both its files are there, its report reads, and its .arrow file's Arrow
+    metadata (no image is decoded) gives the rows the report counts. One that is there but damaged (its file cut
+    short or left empty by a power loss before an earlier version flushed it) is not: it is written again, with a
+    warning naming it."""
+    if not shard_exists(split_dir, index):
+        return False
+    data, report = shard_paths(split_dir, index)
+    damage = _shard_damage(data, report)
+    if damage is not None:
+        warnings.warn(f"{data} is damaged ({damage}): the shard is written again", stacklevel=2)
+        return False
+    return True
+
+
+def _shard_damage(data: Path, report: Path) -> str | None:
+    """What is wrong with a shard's files, else None."""
+    try:
+        written = json.loads(report.read_text(encoding="utf-8"))["written"]
+    except (OSError, ValueError, KeyError, TypeError) as err:  # ValueError: JSON or UTF-8 errors
+        return f"its report {report.name} is unreadable: {type(err).__name__}: {err}"
+    try:
+        rows = arrow_rows(data)
+    except (OSError, pa.ArrowException) as err:
+        return f"unreadable: {err}"
+    if rows != written:
+        return f"it holds {rows} rows, its report {report.name} counts {written}"
+    return None
+
+
+def arrow_rows(path: Path) -> int:
+    """The rows of an Arrow stream file (as datasets writes them), read from its record batches' metadata: the file is
+    memory-mapped and no column is decoded. Raises pyarrow's error for a file cut short or not Arrow at all."""
+    with pa.memory_map(str(path)) as source:
+        return sum(batch.num_rows for batch in pa.ipc.open_stream(source))
 
 
 # data-KKKKK.arrow.HOST-PID-RANDOM.partial (and .report.json.); data-KKKKK.arrow.partial of earlier versions
@@ -49,18 +92,44 @@ def partial_path(path: Path) -> Path:
 
 
 def write_atomically(path: Path, text: str) -> None:
-    """Write `text` to `path` whole or not at all: to a temporary file of this writer, flushed to disk (fsync), then
-    renamed into place; a writer stopped on the way removes its temporary file and leaves `path` as it was."""
+    """Write `text` to `path` whole or not at all: to a temporary file of this writer, then moved into place durably
+    (`move_into_place`); a writer stopped on the way removes its temporary file and leaves `path` as it was."""
     partial = partial_path(path)
     try:
         with open(partial, "w", encoding="utf-8") as file:
             file.write(text)
-            file.flush()
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    move_into_place(partial, path)
+
+
+def move_into_place(partial: Path, path: Path) -> None:
+    """Rename the written temporary file `partial` to `path` (atomic) so that it survives a power loss: its data are
+    flushed to disk (fsync) before the rename, so `path` is never a short or empty file after one, and the folder
+    after it, so that the rename itself is kept. On failure before the rename `partial` is removed."""
+    try:
+        with open(partial, "rb+") as file:
             os.fsync(file.fileno())
         os.replace(partial, path)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+    _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Flush a folder's entries (a rename in it) to disk, where the platform and file system can."""
+    if os.name == "nt":  # a folder cannot be opened to flush it; NTFS logs the rename itself
+        return
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    except OSError as err:
+        if err.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS):  # a folder it cannot flush
+            raise
+    finally:
+        os.close(descriptor)
 
 
 def _writer_is_gone(name: str) -> bool:
@@ -156,8 +225,8 @@ def write_shard(split_dir: Path, index: int, examples, features, *, size: int, b
         partial.unlink(missing_ok=True)
         raise
     writer.close()
-    os.replace(partial, data_path)  # atomic: the shard is this writer's whole file or another writer's
-    write_atomically(report_path, json.dumps(report))
+    move_into_place(partial, data_path)  # atomic: the shard is this writer's whole file or another writer's
+    write_atomically(report_path, json.dumps(report))  # after the data: a report counts only rows on disk
     return report
 
 

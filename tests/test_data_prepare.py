@@ -5,6 +5,7 @@ import io
 import json
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 import datasets
@@ -645,3 +646,73 @@ def test_a_mapped_stream_of_sixteen_bit_images_is_prepared_at_their_bit_depth(tm
         kept = {p: p.stat().st_mtime_ns for p in (out / "train").glob("*.arrow")}
         prepared(stream(), out)
         assert {p: p.stat().st_mtime_ns for p in (out / "train").glob("*.arrow")} == kept
+
+
+def test_a_shard_is_flushed_to_disk_before_it_is_renamed_into_place_and_its_folder_after(tmp_path, monkeypatch):
+    """A finished shard was renamed into place unflushed: after a power loss it could count as finished (its report
+    there) while its .arrow file was empty or short. Its data are now flushed (fsync) before the rename, the folder
+    after it, and only then is the report, flushed alike, renamed into place."""
+    import os
+    import stat
+
+    events, real_fsync, real_replace = [], os.fsync, os.replace
+
+    def fsync(descriptor):
+        status = os.fstat(descriptor)
+        events.append(("fsync", status.st_ino, stat.S_ISDIR(status.st_mode)))
+        return real_fsync(descriptor)
+
+    def replace(source, target):
+        events.append(("replace", Path(target).name))
+        return real_replace(source, target)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    from hf_datasets.schema import make_features
+
+    split_dir = tmp_path / "train"
+    shards.write_shard(split_dir, 0, _shard_records(tmp_path, 3), make_features(0), size=16, bits=8)
+    data, report = shards.shard_paths(split_dir, 0)
+    folder = ("fsync", split_dir.stat().st_ino, True)
+    assert events == [("fsync", data.stat().st_ino, False), ("replace", data.name), folder,
+                      ("fsync", report.stat().st_ino, False), ("replace", report.name), folder]
+    assert datasets.Dataset.from_file(str(data)).num_rows == 3
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_a_finished_shard_whose_file_is_empty_short_or_of_other_rows_is_written_again(tmp_path, streaming):
+    """A resume kept any shard whose .arrow and report files were there: one left empty or short by a power loss
+    counted as finished, and the prepared folder then failed to load (or lacked rows). Its rows are now read from
+    the Arrow metadata and checked against its report; a damaged shard is written again, with a warning naming it,
+    and intact ones are kept untouched."""
+    from hf_datasets.schema import make_features
+
+    data_dir = layouts.cxr_folder(tmp_path / "src")
+    out = tmp_path / "out"
+    run = dict(size=16, shard_size=2, split_fractions={"train": 1.0}, streaming=streaming, progress=False)
+    prepare("cxr_folder", data_dir, out, **run)
+    loaded = datasets.load_from_disk(str(out))["train"]
+    first = [(row["path"], np.asarray(row["image"]).tolist()) for row in loaded]
+    del loaded  # its files are changed in place below (a rerun never does): no memory map of them is left open
+    arrows = [shards.shard_paths(out / "train", k)[0] for k in range(4)]  # 2 rows each
+    empty, short, other, intact = arrows
+    empty.write_bytes(b"")
+    short.write_bytes(short.read_bytes()[: short.stat().st_size // 2])
+    shards.write_shard(tmp_path / "one", 0, _shard_records(tmp_path, 1), make_features(0), size=16, bits=8)
+    shutil.copyfile(shards.shard_paths(tmp_path / "one", 0)[0], other)  # a whole Arrow file of 1 row, not 2
+    unchanged = intact.stat().st_mtime_ns
+    with pytest.warns(UserWarning) as caught:
+        report = prepare("cxr_folder", data_dir, out, **run)
+    damaged = {str(w.message).split(" is damaged")[0]: str(w.message) for w in caught
+               if " is damaged" in str(w.message)}
+    assert sorted(damaged) == sorted(str(path) for path in (empty, short, other))
+    assert "holds 1 rows, its report data-00002.report.json counts 2" in damaged[str(other)]
+    assert report["written"] == 8 and intact.stat().st_mtime_ns == unchanged
+    again = datasets.load_from_disk(str(out))["train"]
+    assert [(row["path"], np.asarray(row["image"]).tolist()) for row in again] == first
+    kept = {path: path.stat().st_mtime_ns for path in arrows}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prepare("cxr_folder", data_dir, out, **run)
+    assert not [w for w in caught if " is damaged" in str(w.message)]
+    assert {path: path.stat().st_mtime_ns for path in arrows} == kept
