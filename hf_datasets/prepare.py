@@ -20,6 +20,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import re
 import sys
 import warnings
 from collections import Counter
@@ -35,7 +36,8 @@ from .builders.common import assign_splits
 from .images import stated_bits
 from .registry import available_datasets, build_recipe
 from .schema import COLUMNS, make_features, make_info
-from .shards import finish_split, is_finished, shard_exists, shard_paths, write_atomically, write_shard
+from .shards import (finish_split, is_finished, remove_stale_partials, shard_exists, shard_paths,
+                     write_atomically, write_shard)
 
 
 def _shard_job(job):
@@ -66,6 +68,7 @@ def _check_sizes(size: int, shard_size: int) -> None:
         raise ValueError(f"size and shard_size must be positive, got size={size}, shard_size={shard_size}")
 
 
+_SETTINGS_FILE = re.compile(re.escape("prepare_settings.json"))
 # settings that later versions record, with what an earlier version's folder, which lacks them, cannot tell
 _ADDED_SINCE = {"files": "image or mask files replaced in place"}
 
@@ -192,6 +195,7 @@ def _finish(output_dir: Path, shard_counts: dict[str, int], info) -> dict[str, l
             shard_counts[split] = 1
     reports = {split: finish_split(output_dir / split, n, info) for split, n in shard_counts.items()}
     (output_dir / "dataset_dict.json").write_text(json.dumps({"splits": list(shard_counts)}))
+    remove_stale_partials(output_dir, _SETTINGS_FILE)  # a killed run's temporary settings file
     return reports
 
 

@@ -8,7 +8,8 @@ again). Both are written to temporary names of their own writer (host, process i
 two preparations, or a killed one's orphaned workers and a new run, never share one), flushed to
 disk and renamed into place, the data before the report, so neither a killed run nor a power loss
 leaves a half shard that counts as finished. Temporary files of writers that are
-gone are removed once their split is finished.
+gone are removed once their split is finished (`remove_stale_partials`, which also serves the other
+files renamed into place: prepare's settings, the sample cache).
 """
 
 from __future__ import annotations
@@ -81,8 +82,9 @@ def arrow_rows(path: Path) -> int:
         return sum(batch.num_rows for batch in pa.ipc.open_stream(source))
 
 
-# data-KKKKK.arrow.HOST-PID-RANDOM.partial (and .report.json.); data-KKKKK.arrow.partial of earlier versions
-_PARTIAL = re.compile(r"data-\d+\.(?:arrow|report\.json)\.(?:(?P<host>.+)-(?P<pid>\d+)-[0-9a-f]+\.)?partial")
+# What `partial_path` names the temporary files of: NAME.HOST-PID-RANDOM.partial. Shards of earlier versions used
+# data-KKKKK.arrow.partial and data-KKKKK.report.json.partial, naming no writer.
+SHARD_FILES = re.compile(r"data-\d+\.(?:arrow|report\.json)")
 
 
 def partial_path(path: Path) -> Path:
@@ -132,15 +134,15 @@ def _fsync_folder(folder: Path) -> None:
         os.close(descriptor)
 
 
-def _writer_is_gone(name: str) -> bool:
-    """Whether the writer of temporary file `name` has ended: a process of this host that no longer runs, or a
-    writer of an earlier version (those named no writer). Writers on other hosts, or alive, may still be writing."""
-    match = _PARTIAL.fullmatch(name)
-    if match is None:
-        return False
-    if match["pid"] is None:
+def _writer_is_gone(name: str, targets: re.Pattern = SHARD_FILES) -> bool:
+    """Whether `name` is a temporary file (`partial_path`) of a file that `targets` matches, whose writer has ended:
+    a process of this host that no longer runs, or a shard writer of an earlier version (those named no writer).
+    Writers on other hosts, or alive, may still be writing; other files are not temporary files of this package."""
+    legacy = name.removesuffix(".partial")
+    if legacy != name and SHARD_FILES.fullmatch(legacy) and targets.fullmatch(legacy):
         return True
-    if match["host"] != socket.gethostname():
+    match = re.fullmatch(rf"(?P<target>.+)\.{re.escape(socket.gethostname())}-(?P<pid>\d+)-[0-9a-f]+\.partial", name)
+    if match is None or not targets.fullmatch(match["target"]):
         return False
     try:
         os.kill(int(match["pid"]), 0)
@@ -151,12 +153,16 @@ def _writer_is_gone(name: str) -> bool:
     return False
 
 
-def remove_stale_partials(split_dir: Path) -> list[Path]:
-    """Remove the temporary files that writers which are gone left in `split_dir` (killed runs); returns them."""
+def remove_stale_partials(folder: Path, targets: re.Pattern = SHARD_FILES) -> list[Path]:
+    """Remove the temporary files that writers which are gone (killed runs) left in `folder` for the files `targets`
+    matches (by default the shards of a split folder); returns them."""
     removed = []
-    for path in sorted(split_dir.glob("*.partial")):
-        if _writer_is_gone(path.name):
-            path.unlink(missing_ok=True)
+    for path in sorted(folder.glob("*.partial")):
+        if _writer_is_gone(path.name, targets):
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:  # a folder this process may not change (a shared read-only cache): left as it is
+                continue
             removed.append(path)
     return removed
 

@@ -716,3 +716,38 @@ def test_a_finished_shard_whose_file_is_empty_short_or_of_other_rows_is_written_
         prepare("cxr_folder", data_dir, out, **run)
     assert not [w for w in caught if " is damaged" in str(w.message)]
     assert {path: path.stat().st_mtime_ns for path in arrows} == kept
+
+
+def test_a_killed_runs_temporary_settings_file_is_removed_and_never_published(tmp_path):
+    """The cleanup of killed runs' temporary files looked at data-* names in split folders only: a run killed while
+    it renamed prepare_settings.json into place left its temporary file in the output folder for good. Those of
+    writers that are gone go now; those of a writer still running or of another host, and files the package did not
+    name, stay. The Hub upload of a prepared folder leaves every temporary file out."""
+    import os
+    import socket
+    import subprocess
+
+    from huggingface_hub.utils import filter_repo_objects
+
+    from model_cards.publish import DATASET_SKIPPED
+
+    data_dir = layouts.cxr_folder(tmp_path / "src")
+    out = tmp_path / "out"
+    run = dict(size=16, shard_size=4, split_fractions={"train": 1.0}, progress=False)
+    prepare("cxr_folder", data_dir, out, **run)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    host = socket.gethostname()
+    stale = [f"prepare_settings.json.{host}-{gone}-0a1b2c3d.partial"]
+    kept = [f"prepare_settings.json.{host}-{os.getpid()}-0a1b2c3d.partial",  # a writer still running
+            "prepare_settings.json.other.host-1-0a1b.partial",  # another host's
+            f"notes.txt.{host}-{gone}-0a1b2c3d.partial", "prepare_settings.json.partial"]  # not named by the package
+    for name in stale + kept:
+        (out / name).write_text("{")
+    prepare("cxr_folder", data_dir, out, **run)
+    assert sorted(p.name for p in out.glob("*.partial")) == sorted(kept)
+    (out / "train" / f"data-00000.arrow.{host}-{os.getpid()}-00ff.partial").write_bytes(b"half a shard")
+    files = [p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()]
+    uploaded = list(filter_repo_objects(files, ignore_patterns=list(DATASET_SKIPPED)))  # as upload_folder filters
+    assert not [name for name in uploaded if ".partial" in name]
+    assert {"prepare_settings.json", "dataset_dict.json", "train/data-00000.arrow"} <= set(uploaded)

@@ -180,3 +180,31 @@ def test_two_writers_filling_the_sample_cache_use_temporary_files_of_their_own(t
         sample._copy_verified(source, target, digest)
     monkeypatch.undo()
     assert [p.name for p in target.parent.iterdir()] == ["scan.jpeg"]
+
+
+def test_temporary_copies_that_killed_writers_left_in_the_sample_cache_are_removed(sample_ds, monkeypatch):
+    """A writer killed while copying a sample file left its temporary copy (NAME.HOST-PID-RANDOM.partial) in the cache
+    for good: the cleanup of killed writers' files looked at prepared shards only. Those of writers that are gone go
+    now; those of a writer still running or of another host, and other files, stay."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    _, cache = sample_ds
+    monkeypatch.setenv("CXRGM_CACHE", str(cache))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    host, name = socket.gethostname(), next(iter(sample.KERMANY_SHA256))
+    kermany, cr = cache / "sample" / "kermany", cache / "sample" / "cr"
+    stale = [kermany / f"{name}.{host}-{gone}-0a1b2c3d.partial", cr / f"{sample.CR_NAME}.{host}-{gone}-00ff.partial"]
+    kept = [kermany / f"{name}.{host}-{os.getpid()}-0a1b2c3d.partial", kermany / f"{name}.other.host-1-0a1b.partial",
+            kermany / f"notes.txt.{host}-{gone}-0a1b2c3d.partial"]
+    for path in stale + kept:
+        path.write_bytes(b"half a copy")
+    try:
+        assert len(sample.sample_files()) == 17
+        assert not any(path.exists() for path in stale) and all(path.exists() for path in kept)
+    finally:
+        for path in kept:
+            path.unlink(missing_ok=True)

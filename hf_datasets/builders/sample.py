@@ -12,11 +12,12 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import re
 import shutil
 from pathlib import Path
 
 from ..errors import LayoutError
-from ..shards import partial_path
+from ..shards import partial_path, remove_stale_partials
 from .common import Recipe, record
 from .kermany import KERMANY_CITATION, kermany_patient
 
@@ -116,7 +117,8 @@ def sample_files() -> dict[str, Path]:
     """Verified cached copies: file name -> path (16 JPEGs and the CR).
 
     The packages are read only for copies that are missing or altered, so a filled cache (e.g. copied to an
-    offline machine and named by $CXRGM_CACHE) is enough on its own.
+    offline machine and named by $CXRGM_CACHE) is enough on its own. Temporary copies that writers which are gone
+    (killed) left behind are removed.
     """
     root = cache_dir() / "sample"
     files = {name: root / "kermany" / name for name in KERMANY_SHA256} | {CR_NAME: root / "cr" / CR_NAME}
@@ -124,6 +126,9 @@ def sample_files() -> dict[str, Path]:
     stale = [name for name, path in files.items() if not (path.exists() and _sha256(path) == digests[name])]
     for name in stale:
         _copy_verified(_cr_source() if name == CR_NAME else _kermany_source() / name, files[name], digests[name])
+    copies = re.compile("|".join(re.escape(name) for name in files))
+    for folder in {path.parent for path in files.values()}:  # temporary copies of writers that were killed
+        remove_stale_partials(folder, copies)
     return files
 
 
