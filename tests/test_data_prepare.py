@@ -47,10 +47,9 @@ def test_prepare_sixteen_bit_on_request(tmp_path):
     assert np.asarray(image).max() > 4095  # 12 bits used are scaled to the full 16-bit range
 
 
-def test_resume_after_kill_writes_only_missing_shards(tmp_path, monkeypatch):
-    data_dir = layouts.cxr_folder(tmp_path / "src")
-    real_write = shards.write_shard
-    calls = []
+def kill_after_two_shards(monkeypatch, data_dir, out, **options):
+    """A preparation of `data_dir` (cxr_folder, 16 px, 2 rows per shard) killed as it starts its third shard."""
+    real_write, calls = shards.write_shard, []
 
     def dying_write(*args, **kwargs):
         if len(calls) == 2:
@@ -60,7 +59,13 @@ def test_resume_after_kill_writes_only_missing_shards(tmp_path, monkeypatch):
 
     monkeypatch.setattr("hf_datasets.prepare.write_shard", dying_write)
     with pytest.raises(KeyboardInterrupt):
-        prepare("cxr_folder", data_dir, tmp_path / "out", size=16, shard_size=2, progress=False)
+        prepare("cxr_folder", data_dir, out, size=16, shard_size=2, progress=False, **options)
+
+
+def test_resume_after_kill_writes_only_missing_shards(tmp_path, monkeypatch):
+    data_dir = layouts.cxr_folder(tmp_path / "src")
+    real_write = shards.write_shard
+    kill_after_two_shards(monkeypatch, data_dir, tmp_path / "out")
     finished = sorted(p.name for p in (tmp_path / "out").rglob("*.arrow"))
     assert len(finished) == 2 and not (tmp_path / "out" / "dataset_dict.json").exists()
     mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*.arrow")}
@@ -528,17 +533,7 @@ def test_a_resume_after_an_image_was_replaced_in_place_is_refused_without_readin
     import os
 
     data_dir, out = layouts.cxr_folder(tmp_path / "src"), tmp_path / "out"
-    real_write, calls = shards.write_shard, []
-
-    def dying_write(*args, **kwargs):
-        if len(calls) == 2:
-            raise KeyboardInterrupt("killed")
-        calls.append(args[1])
-        return real_write(*args, **kwargs)
-
-    monkeypatch.setattr("hf_datasets.prepare.write_shard", dying_write)
-    with pytest.raises(KeyboardInterrupt):
-        prepare("cxr_folder", data_dir, out, size=16, shard_size=2, streaming=streaming, progress=False)
+    kill_after_two_shards(monkeypatch, data_dir, out, streaming=streaming)
     monkeypatch.undo()
     kept = {str(data_dir / path) for arrow in out.rglob("data-*.arrow")
             for path in datasets.Dataset.from_file(str(arrow))["path"]}
