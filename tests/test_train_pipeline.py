@@ -496,6 +496,50 @@ def test_fine_tuning_keeps_the_equalisation_of_the_pretrained_model_unless_told(
         assert saved["equalize"] is expected, name
 
 
+def test_fine_tuning_keeps_every_input_setting_of_the_pretrained_processor(tmp_path, monkeypatch, caplog):
+    """Only --init's `equalize` was carried over: a model pretrained with another mean / std, resize mode or bit
+    depth was fine-tuned (and exported) with the defaults, so its encoder saw inputs it was not trained on. Every
+    setting of --init's processor is kept now, the size but (--image_size); a flag that overrides one is warned
+    about; a processor that does not normalise is followed by the engine too."""
+    from modeling_cxrgm import GroupMaskedViTConfig, GroupMaskedViTForPreTraining, GroupMaskedViTImageProcessor
+    from train import engine
+
+    seen = []
+    real_forward = engine.forward
+
+    def recording_forward(model, batch, ctx, generator, train):
+        out = real_forward(model, batch, ctx, generator, train)
+        if not train:  # evaluation: the plain images, as the model gets them
+            seen.append((batch["index"].cpu(), out[2].detach().cpu()))
+        return out
+
+    monkeypatch.setattr(engine, "forward", recording_forward)
+    test_images = [row["image"] for row in data.load_splits("sample", None, None)["test"]]
+    pretrained = {"image_mean": [0.3], "image_std": [0.5], "resize_mode": "squash", "bit_depth": 12,
+                  "equalize": True}
+    cases = (("kept", pretrained, {}), ("unnormalised", {"do_normalize": False}, {}),
+             ("overridden", pretrained, {"equalize": False}))
+    for name, settings, flags in cases:
+        init = tmp_path / f"init-{name}"
+        GroupMaskedViTForPreTraining(GroupMaskedViTConfig(image_size=64, **TINY)).save_pretrained(init)
+        GroupMaskedViTImageProcessor(size=64, **settings).save_pretrained(init)
+        seen.clear()
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="train.run"):
+            run_training(tiny("classification", tmp_path / name, init=str(init), epochs=1, max_steps=1, **flags))
+        expected = GroupMaskedViTImageProcessor(size=32, **{**settings, **flags})
+        saved = json.loads((tmp_path / name / "model" / "preprocessor_config.json").read_text())
+        for setting in ("size", "num_channels", "resize_mode", "do_normalize", "image_mean", "image_std",
+                        "normalization", "bit_depth", "equalize"):
+            assert saved.get(setting) == getattr(expected, setting), (name, setting)
+        index, pixel_values = seen[0]
+        wanted = expected([test_images[i] for i in index.tolist()], return_tensors="pt")["pixel_values"]
+        rounding = 0.5 / 255 / (min(expected.image_std) if expected.do_normalize else 1.0)  # 8-bit images: uint8
+        assert (pixel_values - wanted).abs().max() <= rounding * 1.01, name
+        warned = "--equalize False overrides --init" in caplog.text and "whose equalize is True" in caplog.text
+        assert warned == bool(flags), name
+
+
 def test_the_launchers_mixed_precision_applies_unless_the_run_names_one(tmp_path):
     """`accelerate launch --mixed_precision bf16` (or a config file saying so) passes it on in the environment: a run
     without --mixed_precision trains in it and says so (args.yaml, the card's run); an explicit flag wins."""

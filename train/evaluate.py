@@ -22,7 +22,7 @@ from . import data, engine
 from .config import EvalArgs, load_model_source, parse_args
 from .export import write_metrics
 from .metrics import compute_metrics
-from .run import Context, exit_process
+from .run import Context, exit_process, model_inputs_normalisation
 
 TASKS = {
     "GroupMaskedViTForImageClassification": "classification",
@@ -123,7 +123,8 @@ def main(argv=None) -> dict:
     model, loader = accelerator.prepare(model, loader)
     accelerator.print(f"{task} evaluation: {len(dataset)} images of split {args.split!r}, "
                       f"{accelerator.num_processes} process(es), precision {accelerator.mixed_precision}")
-    ctx = Context(task=task, mean=processor.image_mean, std=processor.image_std,
+    mean, std = model_inputs_normalisation(processor)
+    ctx = Context(task=task, mean=mean, std=std,
                   model_config=accelerator.unwrap_model(model).config, single_label=single_label)
     results = engine.evaluate(model, loader, accelerator, ctx, seed=args.seed)
     metrics = compute_metrics(task, results, names, single_label, args.bootstrap)

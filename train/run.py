@@ -32,6 +32,7 @@ from modeling_cxrgm import (
     GroupMaskedViTForSegmentation,
     GroupMaskedViTImageProcessor,
 )
+from modeling_cxrgm.image_processing_gmvit import SETTINGS as PROCESSOR_SETTINGS
 
 from . import checkpoint, data, engine
 from .augment import AugmentSpec
@@ -116,15 +117,55 @@ def check_no_earlier_run(output_dir: Path) -> None:
                          "--resume_from_checkpoint latest, or start a new --output_dir")
 
 
-def resolve_equalize(args: TrainArgs) -> bool:
-    """--equalize when given, else what --init's saved processor does: a model pretrained on equalised images is
-    fine-tuned on equalised images unless --no-equalize says otherwise."""
-    if args.equalize is not None:
-        return args.equalize
-    saved = Path(args.init) / "preprocessor_config.json"
-    if args.init == "random" or not saved.is_file():
-        return False
-    return bool(json.loads(saved.read_text()).get("equalize", False))
+# processor settings that a run's own flags set (the flag's name); None in a flag means "not given". The processor's
+# other settings (SETTINGS, but the size) have no flag: they are --init's, else the processor's defaults
+PROCESSOR_FLAGS = {"equalize": "equalize"}
+
+
+def init_processor_settings(init: str) -> dict:
+    """The input convention the --init model was trained with: its saved processor's settings (those of SETTINGS,
+    but the size, which follows --image_size); {} from random, or from a folder without a saved processor."""
+    path = Path(init) / "preprocessor_config.json"
+    if init == "random" or not path.is_file():
+        return {}
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ValueError(f"--init {init}: its image processor's settings {path} cannot be read ({error}); they "
+                         "are the input convention the model was trained with: restore the file") from error
+    if not isinstance(saved, dict):
+        raise ValueError(f"--init {init}: {path} is not a JSON object; restore the file")
+    return {name: saved[name] for name in PROCESSOR_SETTINGS if name != "size" and name in saved}
+
+
+def build_processor(args: TrainArgs) -> GroupMaskedViTImageProcessor:
+    """The run's image processor. One rule: every input setting of --init's saved processor (mean / std,
+    normalisation, resize mode, bit depth, equalisation, ...) is kept, so that the encoder sees inputs as it was
+    trained on them and the exported processor says what the training did; a flag given on the command line
+    (PROCESSOR_FLAGS) overrides its setting, with a warning when that differs from --init's. The size is
+    --image_size (positions are resampled to it); --num_channels must be --init's (its weights are made for it)."""
+    settings = init_processor_settings(args.init)
+    saved_channels = settings.pop("num_channels", args.num_channels)
+    if saved_channels != args.num_channels:
+        raise ValueError(f"--init {args.init} takes {saved_channels}-channel inputs (its preprocessor_config.json) "
+                         f"but --num_channels is {args.num_channels}; pass --num_channels {saved_channels}")
+    for setting, flag in PROCESSOR_FLAGS.items():
+        given = getattr(args, flag)
+        if given is None:
+            continue
+        if setting in settings and settings[setting] != given:
+            logger.warning(f"--{flag} {given!r} overrides --init {args.init}'s image processor, whose {setting} is "
+                           f"{settings[setting]!r}: the pretrained encoder was trained on other inputs")
+        settings[setting] = given
+    return GroupMaskedViTImageProcessor(size=args.image_size, num_channels=args.num_channels, **settings)
+
+
+def model_inputs_normalisation(processor) -> tuple[list[float], list[float]]:
+    """(mean, std) the engine normalises unit-range images with: the processor's, or (0, 1) per channel for one
+    that does not normalise (do_normalize false), so that the model sees what the processor gives."""
+    if processor.do_normalize:
+        return list(processor.image_mean), list(processor.image_std)
+    return [0.0] * processor.num_channels, [1.0] * processor.num_channels
 
 
 def check_args(args: TrainArgs) -> None:
@@ -426,8 +467,7 @@ def run_training(args: TrainArgs) -> dict:
         check_no_earlier_run(output_dir)
     if accelerator.is_main_process:
         save_args(given, output_dir)
-    processor = GroupMaskedViTImageProcessor(size=args.image_size, num_channels=args.num_channels,
-                                             equalize=resolve_equalize(args))
+    processor = build_processor(args)
     train_set, eval_set, names, mode = load_data(args, processor)
     single_label = mode == data.SINGLE
     best_name = args.metric_for_best or BEST_METRIC[args.task][0]
@@ -458,8 +498,9 @@ def run_training(args: TrainArgs) -> dict:
     if ema is not None:
         accelerator.register_for_checkpointing(ema)
     steps_per_epoch = math.ceil(len(train_loader) / args.grad_accum_steps)
+    mean, std = model_inputs_normalisation(processor)
     ctx = Context(
-        task=args.task, augment=AugmentSpec.from_args(args), mean=processor.image_mean, std=processor.image_std,
+        task=args.task, augment=AugmentSpec.from_args(args), mean=mean, std=std,
         model_config=plain_model(accelerator, model).config, single_label=single_label,
         lr=learning_rate(args, accelerator.num_processes), batches_per_epoch=len(train_loader),
         steps_per_epoch=steps_per_epoch, warmup_steps=round(args.warmup_epochs * steps_per_epoch),
