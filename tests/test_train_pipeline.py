@@ -366,6 +366,33 @@ def test_a_two_class_segmenter_names_its_classes_and_scores_the_lungs(tmp_path):
     assert scored["dice/lungs"] == pytest.approx(metrics["dice"])
 
 
+@pytest.mark.parametrize("num_labels", [1, 2])
+def test_a_segmenters_ignore_index_is_the_padding_label_its_loss_and_metrics_leave_out(tmp_path, num_labels):
+    """The data pipeline padded masks with a fixed 255 whatever the config's `semantic_loss_ignore_index`: with -100,
+    a one-map segmenter learnt and was scored on the padding as background, and a softmax one stopped at its first
+    step ("Target 255 is out of bounds"). Any ignore index now trains and scores exactly as the default does; one
+    that is a class index is refused before training."""
+    from benchmarks.device_smoke import segmentation_set
+
+    segmentation_set(tmp_path / "seg", rows=4)  # non-square images: padded to the square
+
+    def train(name, ignore):
+        config = {**TINY, "num_labels": num_labels, **({} if ignore is None else {"semantic_loss_ignore_index": ignore})}
+        return run_training(tiny("segmentation", tmp_path / name, dataset=None, prepared_dir=str(tmp_path / "seg"),
+                                 eval_split="test", epochs=1, max_steps=2, model_config=config))
+
+    default, other = train("default", None), train("other", -100)
+    for name in ("train_loss", "dice", "iou"):
+        assert other[name] == pytest.approx(default[name], rel=1e-5), name
+    saved = json.loads((tmp_path / "other" / "model" / "config.json").read_text())
+    assert saved["semantic_loss_ignore_index"] == -100
+    scored = evaluate_script.main(["--model", str(tmp_path / "other" / "model"), "--prepared_dir",
+                                   str(tmp_path / "seg"), "--split", "test", "--bootstrap", "0"])
+    assert scored["dice"] == pytest.approx(default["dice"], rel=1e-5)
+    with pytest.raises(ValueError, match="semantic_loss_ignore_index 1 is a class index"):
+        train("class", 1)
+
+
 def test_init_from_a_model_with_another_label_count_loads_its_encoder_and_replaces_its_head(runs, tmp_path, caplog):
     """A segmenter continued with another num_labels, a classifier on data with another number of classes, or with
     another pooling: transformers refused the head's other shape (or the run refused the classes). The encoder

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from . import checkpoint
 from modeling_cxrgm import gmml_corrupt
+from modeling_cxrgm.image_processing_gmvit import PAD_LABEL
 
 from .augment import augment, content_views, normalize
 from .optim import apply_schedules, clip_per_parameter
@@ -68,6 +69,8 @@ def forward(model, batch: dict, ctx, generator: torch.Generator | None, train: b
         images, labels = augment(images, ctx.augment, generator, masks=labels)
     elif train:
         images = augment(images, ctx.augment, generator)
+    if ctx.task == "segmentation":
+        labels = segmentation_targets(labels, ctx.model_config)
     pixel_values = normalize(images, ctx.mean, ctx.std)
     outputs = model(pixel_values=pixel_values, labels=labels)
     return outputs.loss, outputs, pixel_values, None
@@ -209,7 +212,7 @@ def evaluate(model, loader, accelerator, ctx, seed: int = 0) -> dict:
             values["probabilities"] = logits.softmax(-1) if ctx.single_label else logits.sigmoid()
             values["labels"] = batch["labels"]
         elif ctx.task == "segmentation":
-            values.update(mask_counts(outputs.logits.float(), batch["labels"],
+            values.update(mask_counts(outputs.logits.float(), segmentation_targets(batch["labels"], ctx.model_config),
                                       ctx.model_config.semantic_loss_ignore_index))
         else:
             values.update(reconstruction_errors(outputs.reconstruction, pixel_values, outputs.mask))
@@ -242,6 +245,16 @@ def structure_names(config) -> list[str]:
     a multi-class model's classes 1 .. K - 1 (class 0 is background)."""
     names = [config.id2label[index] for index in range(config.num_labels)]
     return names if len(names) == 1 else names[1:]
+
+
+def segmentation_targets(labels: torch.Tensor, config) -> torch.Tensor:
+    """The data pipeline's masks (class indices; `PAD_LABEL` where the image processor padded them, where augmentation
+    brought pixels in from outside the image, and where the source mask said "ignore") -> int64 labels for the model,
+    `PAD_LABEL` replaced by `config.semantic_loss_ignore_index`: the one value the loss and the metrics leave out,
+    whatever the config sets it to (the pipeline's uint8 masks cannot hold e.g. -100 themselves)."""
+    labels = labels.long()
+    ignore = config.semantic_loss_ignore_index
+    return labels if ignore == PAD_LABEL else labels.masked_fill(labels == PAD_LABEL, ignore)
 
 
 def mask_counts(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = 255) -> dict:

@@ -32,7 +32,7 @@ from modeling_cxrgm import (
     GroupMaskedViTForSegmentation,
     GroupMaskedViTImageProcessor,
 )
-from modeling_cxrgm.image_processing_gmvit import SETTINGS as PROCESSOR_SETTINGS
+from modeling_cxrgm.image_processing_gmvit import PAD_LABEL, SETTINGS as PROCESSOR_SETTINGS
 
 from . import checkpoint, data, engine
 from .augment import AugmentSpec
@@ -215,6 +215,20 @@ def check_schedule(args: TrainArgs) -> None:
         logger.warning(f"warmup_epochs {args.warmup_epochs} >= epochs {args.epochs}: the learning rate climbs for the "
                        f"whole run, to {args.epochs / args.warmup_epochs:.0%} of --lr, and never "
                        "decays; give fewer --warmup_epochs")
+
+
+def check_ignore_index(config, task: str) -> None:
+    """A segmenter's `semantic_loss_ignore_index` marks the pixels no class is scored on (padding; see
+    engine.segmentation_targets): one that is also a class index would leave that class out of the loss and the
+    metrics (0 or 1 for a one-map model, whose targets are 0 / 1)."""
+    if task != "segmentation":
+        return
+    classes = max(config.num_labels, 2)
+    ignore = config.semantic_loss_ignore_index
+    if isinstance(ignore, bool) or not isinstance(ignore, int) or 0 <= ignore < classes:
+        raise ValueError(f"semantic_loss_ignore_index {ignore!r} is a class index of this {config.num_labels}-label "
+                         f"segmenter (0..{classes - 1}): that class would be neither learnt nor scored; use an integer "
+                         f"outside it, e.g. {PAD_LABEL} (the default) or -100")
 
 
 def check_every_block_trains(config, task: str, accelerator) -> None:
@@ -482,6 +496,7 @@ def run_training(args: TrainArgs) -> dict:
         check_best_metric_name(best_name, args.task, names)
     if model.config.num_channels != args.num_channels:
         raise ValueError(f"Model has {model.config.num_channels} channels, --num_channels is {args.num_channels}")
+    check_ignore_index(model.config, args.task)
     check_every_block_trains(model.config, args.task, accelerator)
     groups = param_groups(model, model.config.num_hidden_layers, args.layer_decay)
     optimizer = torch.optim.AdamW(groups, lr=0.0, fused=accelerator.device.type == "cuda" or None)
