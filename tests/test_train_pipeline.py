@@ -393,6 +393,43 @@ def test_a_segmenters_ignore_index_is_the_padding_label_its_loss_and_metrics_lea
         train("class", 1)
 
 
+def test_prepare_settings_are_read_before_training_and_a_damaged_file_loses_no_run(tmp_path, monkeypatch, caplog):
+    """--prepared_dir's prepare_settings.json (the card's data name and label policy) was read with a bare json.loads
+    when the card was written, after training: a damaged file (cut short by an earlier version) ended a finished run
+    in a JSONDecodeError naming no file, with nothing exported. It is read once, before training now: a damaged one
+    is named in a warning and the card says "unknown"; what it said at the start is what the card says."""
+    from benchmarks.device_smoke import segmentation_set
+    from train import engine
+
+    segmentation_set(tmp_path / "seg", rows=4)
+    settings = tmp_path / "seg" / "prepare_settings.json"
+    real_epoch = engine.train_one_epoch
+    damage_during_training = []
+
+    def epoch(*args, **kwargs):
+        if damage_during_training:
+            settings.write_text('{"dataset": "montgo')  # a file that cannot be read by the time the card is written
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "train_one_epoch", epoch)
+    for name, at_start, damaged_later, expected in (
+            ("damaged", '{"dataset": "montgomery", "opt', False, ("seg", "unknown")),
+            ("not-an-object", '["montgomery"]', False, ("seg", "unknown")),
+            ("damaged-later", '{"dataset": "chexpert", "options": {"uncertain": "ones"}}', True,
+             ("chexpert", "blank=zeros, uncertain=ones"))):
+        settings.write_text(at_start)
+        damage_during_training[:] = [True] if damaged_later else []
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="train.run"):
+            run_training(tiny("segmentation", tmp_path / name, dataset=None, prepared_dir=str(tmp_path / "seg"),
+                              eval_split="test", epochs=1, max_steps=1, card=True))
+        run = json.loads((tmp_path / name / "model" / "run.json").read_text())
+        trained_on = run["train_datasets"][0]
+        assert (trained_on["name"], trained_on["label_policy"]) == expected, name
+        assert (tmp_path / name / "model" / "README.md").is_file(), name
+        assert (f"{settings} cannot be read" in caplog.text) is not damaged_later, name
+
+
 def test_init_from_a_model_with_another_label_count_loads_its_encoder_and_replaces_its_head(runs, tmp_path, caplog):
     """A segmenter continued with another num_labels, a classifier on data with another number of classes, or with
     another pooling: transformers refused the head's other shape (or the run refused the classes). The encoder

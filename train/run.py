@@ -466,6 +466,7 @@ def run_training(args: TrainArgs) -> dict:
     args = dataclasses.replace(args, init=folder)
     check_args(args)
     check_schedule(args)
+    prepared = prepared_settings(args.prepared_dir)  # for the card: read (and a damaged one named) before training
     output_dir = Path(args.output_dir)
     accelerator = Accelerator(
         mixed_precision=args.mixed_precision, gradient_accumulation_steps=args.grad_accum_steps,
@@ -559,7 +560,7 @@ def run_training(args: TrainArgs) -> dict:
                                                                     or state.batch_in_epoch)
         run = model_card_run(args, accelerator, processor, train_set, eval_set, state.elapsed(), epochs_trained,
                              selected_by=best_name if eval_loader is not None else None, evaluations=evaluations,
-                             init_repo=init_repo)
+                             init_repo=init_repo, prepared=prepared)
         export(output_dir / "best", output_dir, metrics, run, card=args.card)
     accelerator.wait_for_everyone()
     for tracker in accelerator.trackers:  # the process group stays: see `exit_process`
@@ -629,18 +630,21 @@ def _replace(source: Path, target: Path) -> None:
 
 def model_card_run(args: TrainArgs, accelerator, processor, train_set, eval_set, duration_s: float,
                    epochs_trained: float, selected_by: str | None = None, evaluations: int = 1,
-                   init_repo: str | None = None) -> dict:
+                   init_repo: str | None = None, prepared: dict | None = None) -> dict:
     """The `run` description the model card is written from (metrics are added by export). `selected_by`: the
     metric that picked the exported model among `evaluations` evaluations on the evaluation split; `init_repo`: the
-    Hub repo id --init was fetched for (the card's base model)."""
-    name = data_name(args)
+    Hub repo id --init was fetched for (the card's base model); `prepared`: --prepared_dir's `prepared_settings`
+    (read here when not given)."""
+    if prepared is None:
+        prepared = prepared_settings(args.prepared_dir)
+    name = data_name(args, prepared)
     hardware = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "CPU"
     # --init is a local folder: absolute, so that the card never takes a relative one (pre/model) for a Hub repo id
     init = "random" if args.init == "random" else str(Path(args.init).resolve())
     run = {
         "task": args.task,
         "train_datasets": [{"name": name, "num_images": len(train_set), "splits": list(args.train_splits),
-                            "label_policy": label_policy(args)}],
+                            "label_policy": label_policy(args, prepared)}],
         "eval_dataset": {"name": name, "split": args.eval_split or "+".join(args.train_splits),
                          "num_images": len(eval_set) if eval_set else 0},
         "preprocessing": {"size": processor.size, "num_channels": processor.num_channels,
@@ -663,29 +667,57 @@ def model_card_run(args: TrainArgs, accelerator, processor, train_set, eval_set,
     return run
 
 
-def data_name(args: TrainArgs) -> str:
+def prepared_settings(prepared_dir: str | None) -> dict | None:
+    """What --prepared_dir's prepare_settings.json says the shards were prepared from: {"dataset": the builder's name
+    or None, "options": its build options, or None where they cannot be told}; None without --prepared_dir or such a
+    file (shards saved otherwise). It only names the data and their label policy on the card: a damaged file (an
+    earlier version wrote it in place, and a kill could cut it short) is warned about, naming it, and the card then
+    names the data by their folder and the label policy "unknown". run_training reads it before training, since the
+    card is written after it."""
+    if not prepared_dir:
+        return None
+    path = Path(prepared_dir) / "prepare_settings.json"
+    if not path.is_file():
+        return None
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(saved, dict):
+            raise ValueError("not a JSON object")
+        dataset, options = saved.get("dataset"), saved.get("options", {})
+        if not (dataset is None or isinstance(dataset, str)) or not isinstance(options, dict):
+            raise ValueError(f"its dataset {dataset!r} or options {options!r} are not a name and a mapping")
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        logger.warning(f"{path} cannot be read ({error}): the model card names the training data by their folder "
+                       "and their label policy \"unknown\"; the shards themselves are used as they are")
+        return {"dataset": None, "options": None}
+    return {"dataset": dataset, "options": options}
+
+
+def data_name(args: TrainArgs, prepared: dict | None = None) -> str:
     """The training data's name on the card: a public set's builder name (for --prepared_dir, the one it was prepared
-    from), whose source, licence and population the card then gives; a folder layout's folder (kermany_pediatric,
-    not cxr_folder)."""
+    from: `prepared`, its `prepared_settings`, read here when not given), whose source, licence and population the
+    card then gives; a folder layout's folder (kermany_pediatric, not cxr_folder)."""
     dataset, folder = args.dataset, args.data_dir
-    settings = Path(args.prepared_dir or "") / "prepare_settings.json"
     if args.prepared_dir:
-        dataset = json.loads(settings.read_text()).get("dataset") if settings.is_file() else None
-        folder = args.prepared_dir
+        prepared = prepared if prepared is not None else prepared_settings(args.prepared_dir)
+        dataset, folder = (prepared or {}).get("dataset"), args.prepared_dir
     if dataset and dataset not in FOLDER_LAYOUTS:
         return dataset
     return Path(folder or "data").name
 
 
-def label_policy(args: TrainArgs) -> str:
-    """The label options the training data was built with (for --prepared_dir: when it was prepared), e.g.
-    "blank=zeros, uncertain=ones", or "default". A set with uncertain / blank switches always states both, those left
-    at their default included."""
+def label_policy(args: TrainArgs, prepared: dict | None = None) -> str:
+    """The label options the training data was built with (for --prepared_dir: when it was prepared, `prepared`, its
+    `prepared_settings`, read here when not given), e.g. "blank=zeros, uncertain=ones", "default", or "unknown" (a
+    damaged prepare_settings.json). A set with uncertain / blank switches always states both, those left at their
+    default included."""
     options, dataset = args.dataset_options, args.dataset
-    settings = Path(args.prepared_dir or "") / "prepare_settings.json"
-    if args.prepared_dir and settings.is_file():
-        prepared = json.loads(settings.read_text())
-        options, dataset = prepared.get("options", {}), prepared.get("dataset")
+    if args.prepared_dir:
+        prepared = prepared if prepared is not None else prepared_settings(args.prepared_dir)
+    if args.prepared_dir and prepared is not None:
+        options, dataset = prepared["options"], prepared["dataset"]
+        if options is None:
+            return "unknown"
     options = {**_policy_defaults(dataset), **options}
     chosen = sorted(set(options) & set(LABEL_OPTIONS))
     return ", ".join(f"{name}={_option_text(options[name])}" for name in chosen) or "default"
