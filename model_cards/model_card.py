@@ -1,8 +1,9 @@
 """`write_model_card(model_dir, run)`: the README.md of an exported model, rendered from the run that made it.
 
-The card's YAML carries a `model-index` with every numeric metric; the body documents data provenance, preprocessing,
-architecture and GMML settings (read from the folder's config.json), compute, intended use, limitations, the loading
-snippet and citations. Missing facts render as "not recorded"; local paths are reduced to basenames.
+The card's YAML carries a `model-index` with every numeric metric; the body documents data provenance, preprocessing
+(read from the folder's preprocessor_config.json), architecture and GMML settings (read from its config.json),
+compute, intended use, limitations, the loading snippet and citations. Missing facts render as "not recorded"; local
+paths are reduced to basenames.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import struct
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from modeling_cxrgm.image_processing_gmvit import SETTINGS as PROCESSOR_SETTINGS
+from modeling_cxrgm.image_processing_gmvit import GroupMaskedViTImageProcessor
 
 from .privacy import basename, find_local_paths, is_local_path, scrub
 from .sources import lookup
@@ -293,16 +297,7 @@ def render_model_card(model_dir, run: dict) -> ModelCard:
         eval_dataset={**{k: _text(eval_dataset.get(k)) for k in ("name", "split", "num_images")},
                       "title": eval_source.title if eval_source else None},
         datasets=_dataset_rows(run.get("train_datasets")),
-        preprocessing={
-            "size": _text(preprocessing.get("size", processor.get("size"))),
-            "num_channels": _text(preprocessing.get("num_channels", processor.get("num_channels"))),
-            "bit_depth": _bit_depth(preprocessing, processor),
-            "windowing": _text(preprocessing.get("windowing")),
-            "resize_mode": _text(preprocessing.get("resize_mode", processor.get("resize_mode"))),
-            "normalization": _text(preprocessing.get("normalization", processor.get("normalization"))),
-            "equalize": "yes, per image" if preprocessing.get("equalize", processor.get("equalize")) else "no",
-            "mean_std": f"{_text(processor.get('image_mean'))} / {_text(processor.get('image_std'))}",
-        },
+        preprocessing=_preprocessing(model_dir, processor, preprocessing),
         architecture=[(label, _text(config.get(key))) for key, label in ARCHITECTURE],
         parameters=_text(f"{count:,}" if (count := _parameter_count(model_dir)) else None),
         gmml=[(label, _text(config.get(key))) for key, label in GMML],
@@ -332,16 +327,69 @@ def render_model_card(model_dir, run: dict) -> ModelCard:
     return card
 
 
-def _bit_depth(preprocessing: dict, processor: dict) -> str:
-    """Bits per pixel of integer inputs; an explicit None means the processor's default: 8 for 8-bit images, else
-    the bits the image's largest value needs."""
-    for record in (preprocessing, processor):
-        if "bit_depth" in record:
-            value = record["bit_depth"]
-            if value is None:
-                return "native: 8 for 8-bit images, else the bits the largest value needs (8 to 16, e.g. 12)"
-            return _text(value)
-    return NOT_RECORDED
+def _preprocessing(model_dir: Path, saved: dict, recorded: dict) -> dict:
+    """The card's preprocessing table. The folder's image processor (`saved`, its preprocessor_config.json) is what
+    a user's inputs go through, so every setting comes from it, with the constructor's defaults for those it leaves
+    out (as `from_pretrained` fills them), and `settings` repeats them as constructor arguments. Only the windowing,
+    which happens before the processor (DICOM decoding), comes from the run's record (`recorded`); so does
+    everything for a folder without a processor, whose card says so."""
+    windowing = _text(recorded.get("windowing"))
+    if not saved:
+        return {
+            "settings": None, "windowing": windowing,
+            "size": _text(recorded.get("size")), "num_channels": _text(recorded.get("num_channels")),
+            "resize": f"{_text(recorded.get('resize_mode'))} to {_text(recorded.get('size'))} px",
+            "bit_depth": _bit_depth(recorded["bit_depth"]) if "bit_depth" in recorded else NOT_RECORDED,
+            "equalize": _equalize(recorded.get("equalize")) if "equalize" in recorded else NOT_RECORDED,
+            "normalization": _text(recorded.get("normalization")),
+        }
+    given = {name: saved[name] for name in PROCESSOR_SETTINGS if name in saved}
+    try:
+        processor = GroupMaskedViTImageProcessor(**given)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{model_dir.name}/preprocessor_config.json cannot be read as the image processor's "
+                         f"settings ({error}); the card states the input convention from it") from error
+    settings = {name: getattr(processor, name) for name in PROCESSOR_SETTINGS if name != "normalization"}
+    return {
+        "settings": ", ".join(f"{name}={value!r}" for name, value in settings.items()),
+        "windowing": windowing,
+        "size": _text(processor.size),
+        "num_channels": _text(processor.num_channels),
+        "resize": f"{processor.resize_mode} to {processor.size} px" + {
+            "pad": " (aspect ratio kept, centred on black)", "squash": " (stretched)"}[processor.resize_mode],
+        "bit_depth": _bit_depth(processor.bit_depth),
+        "equalize": _equalize(processor.equalize),
+        "normalization": _normalisation(processor),
+    }
+
+
+def _bit_depth(value) -> str:
+    """Bits integer inputs are scaled by: a PNG that states its depth (hf_datasets' 16-bit images) by that one, the
+    others by `value`; None means the processor's default: 8 for 8-bit images, else the bits the largest value
+    needs."""
+    if value is None:
+        return "native: 8 for 8-bit images, else the bits the largest value needs (8 to 16, e.g. 12)"
+    return f"{_text(value)} (integer images that do not state their own)"
+
+
+def _equalize(value) -> str:
+    return "yes, per image" if value else "no"
+
+
+def _normalisation(processor) -> str:
+    """What the processor does to the [0, 1] pixel values: nothing (`do_normalize` false), or (x - mean) / std per
+    channel with its own mean and std, named after the preset they are (CXR or ImageNet statistics), else custom."""
+    if not processor.do_normalize:
+        return "none: pixel values in [0, 1] (do_normalize false)"
+    mean, std = processor.image_mean, processor.image_std
+    name = "custom"
+    for preset, title in (("cxr", "CXR statistics"), ("imagenet", "ImageNet statistics")):
+        default = GroupMaskedViTImageProcessor(num_channels=processor.num_channels, normalization=preset)
+        if all(math.isclose(a, b, abs_tol=1e-7) for a, b in zip([*mean, *std], [*default.image_mean,
+                                                                                 *default.image_std])):
+            name = title
+            break
+    return f"(x - mean) / std per channel, mean {_text(mean)}, std {_text(std)} ({name})"
 
 
 def _head(task: str, config: dict) -> str:

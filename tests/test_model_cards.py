@@ -6,6 +6,7 @@ import re
 import markdown
 import numpy as np
 import pytest
+import torch
 from huggingface_hub import ModelCard, metadata_load
 
 from model_cards import SOURCES, write_dataset_card, write_model_card
@@ -85,7 +86,8 @@ def test_card_documents_data_preprocessing_architecture_and_use(card_text):
     assert 'pipeline("image-classification", model="alice/cxrgm-pneumonia", trust_remote_code=True)' in card_text
     assert "| kermany_pediatric | Kermany pediatric pneumonia" in card_text and "CC BY 4.0" in card_text
     assert "pediatric, China" in card_text and "| 378 | train, validation | normal vs pneumonia |" in card_text
-    assert "| Resize | pad to 32 px |" in card_text and "| Bit depth | 8 |" in card_text
+    assert "| Resize | pad to 32 px (aspect ratio kept, centred on black) |" in card_text
+    assert "| Normalisation | (x - mean) / std per channel, mean 0.52, std 0.227 (CXR statistics) |" in card_text
     assert "| Windowing | not recorded |" in card_text
     assert "| Max corrupted fraction r (t ~ U(0.5, r)) | 0.75 |" in card_text and "| Blocks | 2 |" in card_text
     assert "| Duration | 1 h 30 min |" in card_text and "| Hardware | 1x H100 |" in card_text
@@ -114,8 +116,8 @@ def test_segmentation_card_says_at_which_size_dice_is_computed(tmp_path):
     folder = export(tmp_path, GroupMaskedViTForSegmentation(GroupMaskedViTConfig(**TINY, num_labels=1)))
     run = {"task": "segmentation", "preprocessing": {"size": 224}, "metrics": {"dice": 0.91, "iou": 0.84}}
     text = write_model_card(folder, run).read_text()
-    assert "| Dice | 0.9100 |" in text
-    assert "Dice and IoU are computed on the masks at the model's input size (224 px), padding excluded." in text
+    assert "| Dice | 0.9100 |" in text  # the size is the folder's processor's, not what the run record says
+    assert "Dice and IoU are computed on the masks at the model's input size (32 px), padding excluded." in text
 
 
 
@@ -163,6 +165,49 @@ def test_card_states_the_bit_depth_the_processor_scales_by(classifier_dir):
     twelve_bits = np.full((8, 8), 4095, dtype=np.uint16)  # 12 bits stored in 16: white, not 1/16 of it
     processor = GroupMaskedViTImageProcessor.from_pretrained(classifier_dir)
     assert processor(twelve_bits, do_normalize=False)["pixel_values"].max().item() == 1.0
+
+
+def test_card_states_the_input_convention_of_the_folders_processor(tmp_path):
+    """The preprocessing table came from the run record first and left out do_normalize: a model fine-tuned from an
+    --init with its own mean / std, resize mode, bit depth and equalisation said "cxr", "pad", "no" (the record's)
+    beside the processor's mean / std, and one that does not normalise still named a normalisation. The card states
+    the processor's settings, each of them, and as constructor arguments that prepare the same inputs."""
+    from PIL import Image
+
+    config = GroupMaskedViTConfig(**TINY, num_labels=2)
+    folder = tmp_path / "custom"
+    GroupMaskedViTForImageClassification(config).save_pretrained(folder)
+    saved = GroupMaskedViTImageProcessor(size=32, image_mean=[0.4], image_std=[0.3], resize_mode="squash",
+                                         bit_depth=12, equalize=True)
+    saved.save_pretrained(folder)
+    run = {**RUN, "preprocessing": {"size": 224, "num_channels": 1, "resize_mode": "pad", "normalization": "cxr",
+                                    "bit_depth": None, "equalize": False, "windowing": "as stored"}}
+    text = write_model_card(folder, run).read_text()
+    assert "| Normalisation | (x - mean) / std per channel, mean 0.4, std 0.3 (custom) |" in text
+    assert "| Resize | squash to 32 px (stretched) |" in text
+    assert "| Bit depth | 12 (integer images that do not state their own) |" in text
+    assert "| Histogram equalisation | yes, per image |" in text
+    assert "| Windowing | as stored |" in text  # before the processor: the run's record
+    (settings,) = re.findall(r"`GroupMaskedViTImageProcessor\((.*)\)`", text)
+    rebuilt = eval(f"GroupMaskedViTImageProcessor({settings})")  # noqa: S307 - the card's own text
+    image = Image.fromarray((np.arange(40 * 24).reshape(40, 24) * 4).astype(np.uint16))  # 12 bits used
+    for do_normalize in (True, False):
+        assert torch.equal(rebuilt(image, do_normalize=do_normalize).pixel_values,
+                           saved(image, do_normalize=do_normalize).pixel_values)
+
+    GroupMaskedViTImageProcessor(size=32, do_normalize=False, normalization="imagenet").save_pretrained(folder)
+    text = write_model_card(folder, run).read_text()
+    assert "| Normalisation | none: pixel values in [0, 1] (do_normalize false) |" in text
+    assert "do_normalize=False" in text
+    GroupMaskedViTImageProcessor(size=32, num_channels=3, normalization="imagenet").save_pretrained(folder)
+    assert "mean 0.485, 0.456, 0.406, std 0.229, 0.224, 0.225 (ImageNet statistics) |" in write_model_card(
+        folder, run).read_text()
+
+    (folder / "preprocessor_config.json").unlink()  # no processor: the run's record, said to be one
+    text = write_model_card(folder, run).read_text()
+    assert "This folder has no `preprocessor_config.json`: the settings below are those its training run" in text
+    assert "| Resize | pad to 224 px |" in text and "| Normalisation | cxr |" in text
+    assert "GroupMaskedViTImageProcessor(" not in text
 
 
 def test_html_rendering_shows_metrics_table_and_disclaimer(classifier_dir, card_text, tmp_path):
