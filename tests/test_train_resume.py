@@ -222,3 +222,46 @@ def test_resuming_a_run_whose_checkpoints_are_all_damaged_is_refused_naming_them
         run_training(in_process_args(tmp_path / "run", resume_from_checkpoint="latest"))
     with pytest.raises(ValueError, match=r"step_00000001: the checkpoint is damaged: optimizer.bin is missing"):
         run_training(in_process_args(tmp_path / "run", resume_from_checkpoint=str(folders / "step_00000001")))
+
+
+def test_a_run_resumed_with_another_init_keeps_the_inputs_it_started_with(tmp_path, caplog):
+    """--init may change on resume (a moved folder, another copy of it), and the run takes every input setting of
+    --init's processor: resumed with an --init whose processor prepares images otherwise, the remaining steps were
+    trained on other inputs than the first ones, and the export's processor was the new --init's. The processor of
+    the run is recorded in each checkpoint and a resumed run takes it from there (warning that --init's differs): it
+    ends with the weights and the processor of the run that was never stopped."""
+    import json
+
+    from modeling_cxrgm import GroupMaskedViTConfig, GroupMaskedViTForPreTraining, GroupMaskedViTImageProcessor
+    from train.run import run_training
+
+    config = GroupMaskedViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
+                                  num_attention_heads=2, intermediate_size=64)
+    encoder = GroupMaskedViTForPreTraining(config)
+    first, other = tmp_path / "init", tmp_path / "other-init"
+    for folder, processor in ((first, GroupMaskedViTImageProcessor(size=32, image_mean=[0.3], image_std=[0.5],
+                                                                   resize_mode="squash", equalize=True)),
+                              (other, GroupMaskedViTImageProcessor(size=32))):
+        encoder.save_pretrained(folder)
+        processor.save_pretrained(folder)
+
+    def args(output_dir, init, **overrides):
+        return in_process_args(tmp_path / output_dir, init=str(init), **overrides)
+
+    run_training(args("straight", first))
+    run_training(args("cut", first, max_steps=1))
+    assert (tmp_path / "cut" / "checkpoints" / "step_00000001" / "preprocessor_config.json").is_file()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="train.run"):
+        run_training(args("cut", other, resume_from_checkpoint="latest"))
+    assert "--init" in caplog.text and "resize_mode 'squash' -> 'pad'" in caplog.text
+    assert "image_mean [0.3] -> [0.52]" in caplog.text and "equalize True -> False" in caplog.text
+
+    def exported(run):
+        model = tmp_path / run / "model"
+        return load_file(model / "model.safetensors"), json.loads((model / "preprocessor_config.json").read_text())
+
+    (expected, expected_processor), (actual, actual_processor) = exported("straight"), exported("cut")
+    assert actual_processor == expected_processor and actual_processor["resize_mode"] == "squash"
+    for name in expected:
+        assert torch.equal(expected[name], actual[name]), name

@@ -4,10 +4,12 @@ A kill while saving leaves only a hidden `.tmp-*` folder, never a `step_*` folde
 flushed to disk before the rename, so that a power loss cannot leave one either; old checkpoints are renamed away
 before they are deleted, for the same reason.
 
-Each checkpoint also holds `manifest.json`, written last before the rename: every file of the checkpoint with its size
-and CRC-32. A folder is complete when its manifest is there and every file it lists is there with that size and
-checksum; so a `step_*` folder that is only partly there all the same (a file system whose rename copies and was
-interrupted, a truncated copy, a file lost or damaged later) is recognised before anything is loaded from it.
+Each checkpoint also holds the run's image processor (`preprocessor_config.json`: the input convention of the steps
+it recorded, which a resumed run keeps) and `manifest.json`, written last before the rename: every file of the
+checkpoint with its size and CRC-32. A folder is complete when its manifest is there and every file it lists is there
+with that size and checksum; so a `step_*` folder that is only partly there all the same (a file system whose rename
+copies and was interrupted, a truncated copy, a file lost or damaged later) is recognised before anything is loaded
+from it.
 `--resume_from_checkpoint latest` resumes from the newest complete checkpoint, warning about each newer one it skips.
 """
 
@@ -143,8 +145,9 @@ def choose(accelerator, resume: str | None, output_dir) -> Path | None:
     return answer[0]
 
 
-def save(accelerator, output_dir, step: int, limit: int) -> Path:
-    """Save the full training state for `step` and keep only the newest `limit` checkpoints."""
+def save(accelerator, output_dir, step: int, limit: int, processor=None) -> Path:
+    """Save the full training state for `step` (with the run's image `processor`, when given) and keep only the
+    newest `limit` checkpoints."""
     root = Path(output_dir) / "checkpoints"
     final = root / f"{PREFIX}{step:08d}"
     temporary = root / f".tmp-{PREFIX}{step:08d}"
@@ -157,6 +160,8 @@ def save(accelerator, output_dir, step: int, limit: int) -> Path:
     accelerator.save_state(str(temporary))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        if processor is not None:
+            processor.save_pretrained(temporary)
         _write_manifest(temporary)
         for path in [*temporary.rglob("*"), temporary]:
             _flush_to_disk(path)

@@ -137,7 +137,7 @@ def train_one_epoch(model, loader, optimizer, accelerator, state, ctx, args, ema
                     logs["train/mask_fraction"] = recent["mask_fraction"]
                 accelerator.log(logs, step=state.step)
         if saving:
-            checkpoint.save(accelerator, args.output_dir, state.step, args.save_total_limit)
+            checkpoint.save(accelerator, args.output_dir, state.step, args.save_total_limit, ctx.processor)
     read_losses(pending, sums, accelerator, args.output_dir)
     progress.close()
     count = sums["count"] or math.nan  # no batch trained (resumed at the end of an epoch or at max_steps): NaN

@@ -62,7 +62,8 @@ POLICY_OPTIONS = ("uncertain", "blank")
 ENCODER_SHAPE = ("patch_size", "hidden_size", "intermediate_size", "num_attention_heads", "qkv_bias")
 HIGHER_IS_BETTER = ("auroc", "auprc", "accuracy", "f1", "dice", "iou", "sensitivity", "specificity", "ppv")
 # What a resumed run may change: where things are, how the run is operated, and its length (`epochs`: a run can be
-# extended; its schedules then span the new length), not what each step computes
+# extended; its schedules then span the new length), not what each step computes (`init`: the weights come from the
+# checkpoint, and the image processor from the checkpoint too, see `run_processor`)
 RESUME_MAY_CHANGE = frozenset({
     "output_dir", "data_dir", "prepared_dir", "init", "num_workers", "epochs", "max_steps", "torch_compile",
     "torch_compile_mode", "save_every_steps", "save_total_limit", "resume_from_checkpoint", "eval_every_epochs",
@@ -84,6 +85,7 @@ class Context:
     batches_per_epoch: int = 0
     steps_per_epoch: int = 0
     warmup_steps: int = 0
+    processor: GroupMaskedViTImageProcessor | None = None  # the run's, saved into each checkpoint
 
 
 def plain_model(accelerator, model) -> torch.nn.Module:
@@ -158,6 +160,29 @@ def build_processor(args: TrainArgs) -> GroupMaskedViTImageProcessor:
                            f"{settings[setting]!r}: the pretrained encoder was trained on other inputs")
         settings[setting] = given
     return GroupMaskedViTImageProcessor(size=args.image_size, num_channels=args.num_channels, **settings)
+
+
+def run_processor(args: TrainArgs, resume: Path | None) -> GroupMaskedViTImageProcessor:
+    """The run's image processor: `build_processor` for a new run; a resumed run keeps the one its checkpoint
+    recorded (each checkpoint holds the processor its steps were trained with), so that its remaining steps see inputs
+    prepared as its first ones, whatever --init says now. --init may change on resume (the folder moved, or is
+    another copy), but the run took every input setting from the --init it started with, and the weights it goes on
+    from are the checkpoint's: one whose processor prepares inputs otherwise is warned about, naming the settings,
+    and is not followed. A checkpoint without a processor (an earlier version of this trainer) builds it from the
+    arguments, as that version did."""
+    processor = build_processor(args)
+    recorded = None if resume is None else resume / "preprocessor_config.json"
+    if recorded is None or not recorded.is_file():
+        return processor
+    saved = GroupMaskedViTImageProcessor.from_pretrained(resume)
+    changed = [f"{name} {getattr(saved, name)!r} -> {getattr(processor, name)!r}" for name in PROCESSOR_SETTINGS
+               if getattr(saved, name) != getattr(processor, name)]
+    if changed:
+        logger.warning(f"--init {args.init} prepares inputs otherwise than this run did ({'; '.join(changed)}): the "
+                       f"resumed run keeps its own image processor, recorded in {resume}, so that its remaining steps "
+                       "see inputs prepared as its first ones (the weights it goes on from are the checkpoint's); "
+                       "start a new --output_dir to fine-tune with that --init's inputs")
+    return saved
 
 
 def model_inputs_normalisation(processor) -> tuple[list[float], list[float]]:
@@ -482,7 +507,7 @@ def run_training(args: TrainArgs) -> dict:
         check_no_earlier_run(output_dir)
     if accelerator.is_main_process:
         save_args(given, output_dir)
-    processor = build_processor(args)
+    processor = run_processor(args, resume)
     train_set, eval_set, names, mode = load_data(args, processor)
     single_label = mode == data.SINGLE
     best_name = args.metric_for_best or BEST_METRIC[args.task][0]
@@ -520,6 +545,7 @@ def run_training(args: TrainArgs) -> dict:
         model_config=plain_model(accelerator, model).config, single_label=single_label,
         lr=learning_rate(args, accelerator.num_processes), batches_per_epoch=len(train_loader),
         steps_per_epoch=steps_per_epoch, warmup_steps=round(args.warmup_epochs * steps_per_epoch),
+        processor=processor,
     )
     if resume is not None:
         checkpoint.load(accelerator, resume)
@@ -548,7 +574,7 @@ def run_training(args: TrainArgs) -> dict:
         if state.batch_in_epoch == 0 and (state.epoch % args.eval_every_epochs == 0 or last) or stopping:
             _evaluate_and_keep_best(model, eval_loader, accelerator, ctx, args, state, stats, best_name, names,
                                     processor, ema)
-        checkpoint.save(accelerator, output_dir, state.step, args.save_total_limit)
+        checkpoint.save(accelerator, output_dir, state.step, args.save_total_limit, processor)
         if stopping:
             break
 
