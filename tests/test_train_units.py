@@ -415,6 +415,56 @@ def test_a_dim_windowed_dicom_trains_as_prediction_reads_it(tmp_path):
         assert (item - expected).abs().max() < 1e-4
 
 
+def test_a_dim_sixteen_bit_image_mapped_by_datasets_keeps_its_brightness_in_training_and_the_probe(tmp_path):
+    """`Dataset.map` returning a row's image encodes it again without the bit depth it stated (datasets' PNG has no
+    text chunk): training, evaluation (CXRDataset) and the probe then scaled a dim windowed DICOM of a 16-bit set by
+    the bits its brightest value uses, twice as bright here. They scale it by the set's recorded 16 bits, mapped,
+    saved and loaded again (as --prepared_dir reads it) alike; an original 12-bit file of the same set, which keeps
+    its path through the map, is still scaled by the 12 bits it uses."""
+    import sys
+
+    import datasets
+    from PIL import Image
+
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "data"))
+    from factory import write_dicom
+
+    from hf_datasets import bit_depth, build_dataset
+    from modeling_cxrgm import GroupMaskedViTConfig, GroupMaskedViTImageProcessor, GroupMaskedViTModel
+    from train import data
+    from train.probe import extract_features
+
+    write_dicom(tmp_path / "scans" / "normal" / "dim.dcm", np.tile(np.linspace(0, 4000, 32).astype(np.uint16),
+                                                                    (40, 1)), window=(5000, 6000))
+    twelve = np.tile(np.linspace(0, 4095, 32).astype(np.uint16), (40, 1))  # PadChest-like: 12 bits stored in 16
+    Image.fromarray(twelve).save(tmp_path / "scans" / "normal" / "twelve.png")
+    built = build_dataset("imagefolder", tmp_path / "scans", split_fractions={"train": 1.0}, bits=16,
+                          cache_dir=str(tmp_path / "cache"))["train"]
+    mapped = built.map(lambda row: {"image": row["image"], "age": 40.0}, cache_file_name=str(tmp_path / "m.arrow"))
+    mapped.save_to_disk(str(tmp_path / "saved"))
+    saved = datasets.load_from_disk(str(tmp_path / "saved"))
+    dim = [row["path"] for row in built].index("normal/dim.dcm")
+    assert built[dim]["image"].info.get("bit depth") == "16" and mapped[dim]["image"].info.get("bit depth") is None
+    assert bit_depth(mapped) == bit_depth(saved) == 16
+
+    processor = GroupMaskedViTImageProcessor(size=32)
+    expected = [item["pixel_values"] for item in data.CXRDataset(built, processor, "classification")]
+    assert 0.3 < expected[dim].max() < 0.36  # a third of white, as windowed
+    assert expected[1 - dim].max() > 0.98  # the 12-bit file: white at 4095 (resizing softens the edge column)
+    for ds in (mapped, saved):
+        for task in ("pretraining", "classification"):
+            for i, item in enumerate(data.CXRDataset(ds, processor, task)):
+                assert torch.equal(item["pixel_values"], expected[i]), (task, i)
+
+    torch.manual_seed(0)
+    encoder = GroupMaskedViTModel(GroupMaskedViTConfig(image_size=32, patch_size=8, hidden_size=32,
+                                                       num_hidden_layers=2, num_attention_heads=2,
+                                                       intermediate_size=64)).eval()
+    features, _ = extract_features(encoder, processor, built)
+    for ds in (mapped, saved):
+        assert np.array_equal(extract_features(encoder, processor, ds)[0], features)
+
+
 def test_segmentation_masks_travel_as_uint8_and_out_of_range_values_are_refused():
     import datasets
     from PIL import Image

@@ -14,6 +14,7 @@ import torch
 
 SINGLE, MULTI = "single", "multi"
 EIGHT_BIT_MODES = ("L", "LA", "RGB", "RGBA")
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
 PREPARED_OPTIONS = ("train_fraction", "subset_seed")  # the build options that still apply to prepared shards
@@ -161,21 +162,26 @@ class CXRDataset(torch.utils.data.Dataset):
             raise ValueError("Segmentation needs a data set with a `mask` column")
         if task == "pretraining":  # decode nothing but the image
             self.ds = ds.select_columns(["image"])
+        self.bits = stored_bits(ds)
+        self.storage = image_storage(ds) if self.bits == 16 else None  # for `restate_bit_depths`
         if uint8 is None:
             first = self._row(0)["image"] if self.rows else None
             uint8 = (getattr(first, "mode", None) in EIGHT_BIT_MODES and processor.bit_depth in (None, 8)
-                     and _stored_bits(ds) != 16)
+                     and self.bits != 16)
         self.uint8 = uint8
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def _row(self, i: int) -> dict:
-        """Row `i` with its images decoded; an image that cannot be decoded raises an ImageReadError naming it."""
+        """Row `i` with its images decoded; an image that cannot be decoded raises an ImageReadError naming it. A
+        16-bit image that lost the bit depth it stated states it again (`restate_bit_depths`)."""
         from hf_datasets.errors import ImageReadError
 
         try:
-            return self.ds[self.rows[i]]
+            row = self.ds[self.rows[i]]
+            restate_bit_depths(self.storage, [self.rows[i]], [row["image"]], self.bits)
+            return row
         except (OSError, SyntaxError, ValueError) as err:  # what PIL raises inside datasets' decoding
             source = (self.sources[self.rows[i]]["path"] if self.sources is not None else None) or "?"
             raise ImageReadError(f"row {self.rows[i]} ({source})", f"image cannot be decoded ({err}); "
@@ -235,7 +241,39 @@ def _image_size(image) -> tuple[int, int]:
     return tuple(np.asarray(image).shape[:2])
 
 
-def _stored_bits(ds) -> int | None:
+def image_storage(ds):
+    """The image column of `ds` as stored (bytes and path, not decoded): `restate_bit_depths` reads it."""
+    return ds.select_columns(["image"]).with_format("arrow")
+
+
+def restate_bit_depths(storage, indices: list[int], images: list, bits: int | None) -> None:
+    """Give each of `images` (decoded from rows `indices` of a data set whose images are stored with `bits`,
+    `stored_bits`; `storage`: its `image_storage`) that lost the bit depth it stated that depth again, in place.
+
+    Every 16-bit image hf_datasets encodes (decoded DICOMs, JSRT, prepared shards) is scaled to 16 bits and says so in
+    its PNG (`BIT_DEPTH_KEY`), which the image processor scales it by. datasets' Image feature encodes an image again
+    without that text chunk when a `Dataset.map` returns it, and the processor then took the depth from the image's
+    brightest value: a dim windowed image came out brighter. Such an image is a 16-bit one that states no depth and
+    is stored without a path, as encoded from pixels; it is given the set's 16 bits. Original files always keep a
+    path (read from it, kept through a map that returns them, or stored with their bytes by `save_to_disk`), so
+    PadChest's 12 bits stored in 16 are still scaled by the bits they use; images of 8-bit sets are left alone. (A map
+    that returns new pixels made from such a file, 12 bits in 16, should scale them to 16 bits: they are read as 16.)"""
+    from hf_datasets.images import BIT_DEPTH_KEY, stated_bits
+
+    if bits != 16:
+        return
+    lost = [k for k, image in enumerate(images) if getattr(image, "mode", None) in SIXTEEN_BIT_MODES
+            and stated_bits(image) is None]
+    if not lost:
+        return
+    stored = storage[[indices[k] for k in lost]].column("image").combine_chunks()
+    paths = stored.field("path").to_pylist()
+    for k, path in zip(lost, paths):
+        if path is None:
+            images[k].info[BIT_DEPTH_KEY] = "16"
+
+
+def stored_bits(ds) -> int | None:
     """The bit depth an hf_datasets set declares for its images (None for other data sets)."""
     from hf_datasets.schema import bit_depth
 

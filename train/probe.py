@@ -79,12 +79,16 @@ def extract_features(encoder, processor, ds, batch_size: int = 64) -> tuple[np.n
 
     Runs on the encoder's device."""
     device = next(encoder.parameters()).device
+    bits = data.stored_bits(ds)
+    storage = data.image_storage(ds)
     rows = data.known_rows(ds)
     features = np.empty((len(rows), 2 * encoder.config.hidden_size), dtype=np.float32)  # filled in place: no copies
     labels = np.empty(len(rows), dtype=np.int64)
     for start in range(0, len(rows), batch_size):
         batch = ds.select(rows[start:start + batch_size])
-        pixel_values = processor(list(batch["image"]), return_tensors="pt")["pixel_values"].to(device)
+        images = list(batch["image"])
+        data.restate_bit_depths(storage, rows[start:start + batch_size], images, bits)  # lost in a `Dataset.map`
+        pixel_values = processor(images, return_tensors="pt")["pixel_values"].to(device)
         hidden = encoder(pixel_values=pixel_values).last_hidden_state
         end = start + len(batch)
         features[start:end] = torch.cat([hidden[:, 0], hidden[:, 1:].mean(1)], -1).float().cpu().numpy()
