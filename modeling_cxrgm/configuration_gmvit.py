@@ -74,7 +74,8 @@ class GroupMaskedViTConfig(PreTrainedConfig):
         decoder_hidden_size (`int`): channels of the progressive decoder's first stage.
         segmentation_layers (`list[int]`): 1-based blocks whose tokens feed the progressive decoder.
         semantic_loss_ignore_index (`int`): label value ignored by the segmentation loss (and by training's Dice /
-            IoU); training gives it to the pixels the image processor pads with `PAD_LABEL` (255, the default).
+            IoU); the loss gives it to the pixels the image processor pads with `PAD_LABEL` (255, the default), in
+            training and in a direct `model(**processor(images, segmentation_maps=masks))` alike.
         dice_weight (`float`): weight of the soft Dice term added to BCE for binary masks (num_labels == 1).
     """
 

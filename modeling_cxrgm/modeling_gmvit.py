@@ -29,7 +29,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
 
 from .configuration_gmvit import AUTO_MAP, GroupMaskedViTConfig
-from .image_processing_gmvit import GroupMaskedViTImageProcessor  # noqa: F401  (see HUB_FILES)
+from .image_processing_gmvit import PAD_LABEL, GroupMaskedViTImageProcessor  # noqa: F401  (see HUB_FILES)
 from .masking import gmml_corrupt
 
 # The files a saved folder needs for `trust_remote_code=True` (they import nothing else from this package). This file
@@ -601,13 +601,31 @@ class GroupMaskedViTProgressiveDecoder(nn.Module):
         return logits
 
 
+def segmentation_targets(labels: torch.Tensor, config: GroupMaskedViTConfig) -> torch.Tensor:
+    """Masks as the image processor gives them (class indices, `PAD_LABEL` where it padded them) -> int64 labels in
+    which the pixels to leave out hold `config.semantic_loss_ignore_index`, whatever value the config sets.
+
+    The processor does not know the model it feeds, so it pads with the fixed `PAD_LABEL` (255, the default ignore
+    index; uint8 masks cannot hold e.g. -100): those pixels become the config's ignore index, so that the loss leaves
+    them out for a direct `model(**processor(images, segmentation_maps=masks))` as in training, which goes through
+    this function too. A model with more than 255 classes, for which 255 is a class, keeps its labels as they are.
+    """
+    labels = labels.long()
+    ignore = config.semantic_loss_ignore_index
+    if ignore == PAD_LABEL or PAD_LABEL < max(config.num_labels, 2):
+        return labels
+    return labels.masked_fill(labels == PAD_LABEL, ignore)
+
+
 def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, config: GroupMaskedViTConfig) -> torch.Tensor:
-    """Binary (1 channel): BCE + dice_weight * soft Dice; multi-class: CE. Pixels equal to the ignore index don't count.
+    """Binary (1 channel): BCE + dice_weight * soft Dice; multi-class: CE. Pixels equal to the ignore index don't count,
+    and neither do those the image processor padded (`PAD_LABEL`, see `segmentation_targets`).
 
     logits: (B, K, H, W); labels: (B, H, W) integer (0/1 for binary, class index otherwise).
     """
     if labels.shape != (logits.shape[0], *logits.shape[2:]):
         raise ValueError(f"Segmentation labels must have shape {(logits.shape[0], *logits.shape[2:])}, got {tuple(labels.shape)}")
+    labels = segmentation_targets(labels, config)
     ignore = config.semantic_loss_ignore_index
     if logits.shape[1] > 1:
         return F.cross_entropy(logits.float(), labels.long(), ignore_index=ignore)
@@ -649,7 +667,8 @@ class GroupMaskedViTForSegmentation(GroupMaskedViTPreTrainedModel):
         return_dict: bool | None = None,
         **kwargs,
     ) -> SemanticSegmenterOutput | tuple:
-        """labels: (B, H, W) integer masks; `config.semantic_loss_ignore_index` marks pixels to ignore."""
+        """labels: (B, H, W) integer masks; `config.semantic_loss_ignore_index` marks pixels to ignore, and so does the
+        image processor's padding label (`PAD_LABEL`), whatever that index is."""
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         outputs = self.vit(
             pixel_values, output_hidden_states=True, output_attentions=output_attentions, return_dict=True, **kwargs

@@ -293,6 +293,44 @@ def test_multiclass_segmentation_ignores_the_ignore_index(images):
     assert torch.allclose(out.loss, F.cross_entropy(out.logits, labels, ignore_index=255))
 
 
+@pytest.mark.parametrize("num_labels", [1, 2])
+def test_a_segmenter_called_directly_leaves_out_the_processors_padding_whatever_its_ignore_index(tmp_path,
+                                                                                             num_labels):
+    """The image processor pads segmentation maps with PAD_LABEL (255); training turned that into the config's
+    `semantic_loss_ignore_index`, but `model(**processor(images, segmentation_maps=masks))` gave the labels as they
+    were: with an ignore index of -100 a one-map segmenter scored the padding as background and a two-class one
+    raised "Target 255 is out of bounds". The model's loss applies the one rule training uses: the same loss as
+    with the default index, and as with the padding labelled -100 by hand."""
+    import sys
+    from pathlib import Path
+
+    from PIL import Image
+
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "data"))
+    from factory import write_image, write_mask
+
+    from modeling_cxrgm.image_processing_gmvit import PAD_LABEL
+
+    images = [Image.open(write_image(tmp_path / f"{k}.png", seed=k, shape=(40, 24))) for k in range(2)]
+    masks = [Image.open(write_mask(tmp_path / f"{k}_mask.png", shape=(40, 24), right=bool(k))) for k in range(2)]
+    inputs = GroupMaskedViTImageProcessor(size=32)(images, segmentation_maps=masks)
+    padding = inputs["labels"] == PAD_LABEL
+    assert padding.any() and set(inputs["labels"][~padding].unique().tolist()) == {0, 1}
+
+    torch.manual_seed(0)
+    default = GroupMaskedViTForSegmentation(tiny_config(num_labels=num_labels)).eval()
+    other = GroupMaskedViTForSegmentation(tiny_config(num_labels=num_labels, semantic_loss_ignore_index=-100)).eval()
+    other.load_state_dict(default.state_dict())
+    by_hand = inputs["labels"].masked_fill(padding, -100)
+    with torch.no_grad():
+        expected = default(**inputs).loss
+        assert torch.allclose(other(**inputs).loss, expected)
+        assert torch.allclose(other(pixel_values=inputs["pixel_values"], labels=by_hand).loss, expected)
+        assert torch.allclose(other(**inputs, return_dict=False)[0], expected)
+        background = inputs["labels"].masked_fill(padding, 0)  # the padding scored as background changes it
+        assert not torch.allclose(other(pixel_values=inputs["pixel_values"], labels=background).loss, expected)
+
+
 def test_pretraining_checkpoint_becomes_a_classifier_with_new_head_reported(tmp_path, images):
     pretrained = GroupMaskedViTForPreTraining(tiny_config())
     pretrained.save_pretrained(tmp_path)

@@ -20,7 +20,9 @@ from tqdm.auto import tqdm
 
 from . import checkpoint
 from modeling_cxrgm import gmml_corrupt
-from modeling_cxrgm.image_processing_gmvit import PAD_LABEL
+# the model's own rule: the image processor's padding label becomes the config's ignore index, in the model's loss
+# (for any labels it is given) and in the metrics here alike
+from modeling_cxrgm.modeling_gmvit import segmentation_targets
 
 from .augment import augment, content_views, normalize
 from .optim import apply_schedules, clip_per_parameter
@@ -69,9 +71,7 @@ def forward(model, batch: dict, ctx, generator: torch.Generator | None, train: b
         images, labels = augment(images, ctx.augment, generator, masks=labels)
     elif train:
         images = augment(images, ctx.augment, generator)
-    if ctx.task == "segmentation":
-        labels = segmentation_targets(labels, ctx.model_config)
-    pixel_values = normalize(images, ctx.mean, ctx.std)
+    pixel_values = normalize(images, ctx.mean, ctx.std)  # (masks: the model's loss leaves out their padding)
     outputs = model(pixel_values=pixel_values, labels=labels)
     return outputs.loss, outputs, pixel_values, None
 
@@ -245,16 +245,6 @@ def structure_names(config) -> list[str]:
     a multi-class model's classes 1 .. K - 1 (class 0 is background)."""
     names = [config.id2label[index] for index in range(config.num_labels)]
     return names if len(names) == 1 else names[1:]
-
-
-def segmentation_targets(labels: torch.Tensor, config) -> torch.Tensor:
-    """The data pipeline's masks (class indices; `PAD_LABEL` where the image processor padded them, where augmentation
-    brought pixels in from outside the image, and where the source mask said "ignore") -> int64 labels for the model,
-    `PAD_LABEL` replaced by `config.semantic_loss_ignore_index`: the one value the loss and the metrics leave out,
-    whatever the config sets it to (the pipeline's uint8 masks cannot hold e.g. -100 themselves)."""
-    labels = labels.long()
-    ignore = config.semantic_loss_ignore_index
-    return labels if ignore == PAD_LABEL else labels.masked_fill(labels == PAD_LABEL, ignore)
 
 
 def mask_counts(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = 255) -> dict:

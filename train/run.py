@@ -244,8 +244,8 @@ def check_schedule(args: TrainArgs) -> None:
 
 def check_ignore_index(config, task: str) -> None:
     """A segmenter's `semantic_loss_ignore_index` marks the pixels no class is scored on (padding; see
-    engine.segmentation_targets): one that is also a class index would leave that class out of the loss and the
-    metrics (0 or 1 for a one-map model, whose targets are 0 / 1)."""
+    modeling_gmvit.segmentation_targets): one that is also a class index would leave that class out of the loss and
+    the metrics (0 or 1 for a one-map model, whose targets are 0 / 1)."""
     if task != "segmentation":
         return
     classes = max(config.num_labels, 2)
