@@ -69,13 +69,15 @@ def test_two_process_evaluation_equals_one_process(tmp_path):
 
 def test_two_process_pretraining_evaluation_equals_one_process(tmp_path):
     """The reconstruction loss counts each image once (the sampler pads the lone image with a copy of it for the
-    second process) and corrupts each batch as one process does."""
+    second process) and corrupts each batch as one process does, also a last batch that the split does not fill:
+    12 images in batches of 5 leave the first process [10, 11] padded with images 0-2 of the split, which must not
+    take part in the corruption of 10 and 11 (one process corrupts [10, 11] alone)."""
     config = GroupMaskedViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
                                   num_attention_heads=2, intermediate_size=64, reconstruction_layers=[1, 2])
     model_dir = tmp_path / "model"
     GroupMaskedViTForPreTraining(config).save_pretrained(model_dir)
     GroupMaskedViTImageProcessor(size=32).save_pretrained(model_dir)
-    for split, batch_size in (("test", "1"), ("unlabelled", "1")):
+    for split, batch_size in (("test", "1"), ("unlabelled", "1"), ("train", "5")):
         evaluate = ["-m", "train.evaluate", "--model", str(model_dir), "--dataset", "sample", "--split", split,
                     "--batch_size", batch_size]
         run([sys.executable, *evaluate, "--output_dir", str(tmp_path / split / "one")], cpu_processes=False)

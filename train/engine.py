@@ -192,7 +192,8 @@ def evaluate(model, loader, accelerator, ctx, seed: int = 0) -> dict:
     corrupted pixels and how many values it sums), plus `example` (the first batch's clean, corrupted,
     reconstruction and mask tensors) for pretraining grids. `loss` is, for pretraining, the L1 error over the
     corrupted pixels of every image once; otherwise the mean over batches. Batches are corrupted with a seed of their
-    number in the whole split, so any number of processes corrupts a batch of the same images alike.
+    number in the whole split, so any number of processes corrupts a batch of the same images alike; the images
+    that complete a last batch the split does not fill (see `own_images`) take no part in its corruption.
     """
     model.eval()
     gathered: dict[str, list] = {}
@@ -202,11 +203,15 @@ def evaluate(model, loader, accelerator, ctx, seed: int = 0) -> dict:
                                         leave=False)):
         split_batch = number * accelerator.num_processes + accelerator.process_index  # the order prepare() deals them
         generator = step_generator(step_seed(seed, 0, split_batch, 0), accelerator.device)
+        index, size = batch["index"], len(batch["index"])
+        own = own_images(loader, accelerator.num_processes, split_batch, size) if ctx.task == "pretraining" else size
+        if 0 < own < size:  # GMML corrupts images with others of their batch: as one process, without the padding
+            batch = {key: value[:own] for key, value in batch.items()}
         with accelerator.autocast():
             loss, outputs, pixel_values, _ = forward(model, batch, ctx, generator, train=False)
         if loss is not None:
             losses.append(loss.detach().float().clone())  # kept past the next batch: a copy, as in training
-        values = {"index": batch["index"]}
+        values = {"index": index}
         if ctx.task == "classification":
             logits = outputs.logits.float()
             values["probabilities"] = logits.softmax(-1) if ctx.single_label else logits.sigmoid()
@@ -214,8 +219,9 @@ def evaluate(model, loader, accelerator, ctx, seed: int = 0) -> dict:
         elif ctx.task == "segmentation":
             values.update(mask_counts(outputs.logits.float(), segmentation_targets(batch["labels"], ctx.model_config),
                                       ctx.model_config.semantic_loss_ignore_index))
-        else:
-            values.update(reconstruction_errors(outputs.reconstruction, pixel_values, outputs.mask))
+        else:  # the padding's rows (zeros) keep every process's rows alike in number; gather_for_metrics drops them
+            values.update({key: torch.cat([value, value.new_zeros(size - len(value))]) for key, value in
+                           reconstruction_errors(outputs.reconstruction, pixel_values, outputs.mask).items()})
         if ctx.task == "pretraining" and example is None:
             example = {"clean": pixel_values, "corrupted": outputs.corrupted, "reconstruction": outputs.reconstruction,
                        "mask": outputs.mask}
@@ -230,6 +236,20 @@ def evaluate(model, loader, accelerator, ctx, seed: int = 0) -> dict:
     if example is not None:
         out["example"] = {k: v.float().cpu() for k, v in example.items()}
     return out
+
+
+def own_images(loader, num_processes: int, split_batch: int, size: int) -> int:
+    """How many of the `size` images of batch `split_batch` (its number in the whole split) are the split's own.
+
+    Under several processes Accelerate deals whole batches of the (unshuffled) evaluation split in turn and completes
+    the last one the split does not fill with images from the split's start (even batches), so every process gets
+    a full batch; `gather_for_metrics` drops those copies. One process gets that batch short instead. Returns `size`
+    for a loader that is not a prepared one (no padding), 0 for a batch of copies only."""
+    total_batch = getattr(loader, "total_batch_size", None)
+    if total_batch is None:
+        return size
+    per_process = max(total_batch // num_processes, 1)
+    return max(0, min(size, len(loader.dataset) - split_batch * per_process))
 
 
 def reconstruction_errors(reconstruction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict:
