@@ -19,6 +19,7 @@ import warnings
 import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_file_meta_info
 from pydicom import config as pydicom_config
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, get_decoder
 
@@ -32,6 +33,8 @@ from .errors import (
 )
 
 VOI_MODES = ("header", "full", "percentiles")
+# Media Storage Directory Storage: a DICOMDIR, the index of the files of a DICOM media export (CD, USB, PACS export)
+MEDIA_DIRECTORY_SOP_CLASS = "1.2.840.10008.1.3.10"
 PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 VIEW_ALIASES = {
     "PA": "PA", "POSTERO_ANTERIOR": "PA", "POSTEROANTERIOR": "PA",
@@ -147,6 +150,9 @@ def _check_is_image(path, ds) -> None:
     stated = getattr(ds.file_meta.get("MediaStorageSOPClassUID"), "name", "") if sop_class is None else ""
     if "Image" in stated:  # the file meta says image, the data set lost even its SOP class: it was cut short
         raise TruncatedDicomError(path, f"{stated} file whose data set ends early (file cut short?)")
+    if ds.file_meta.get("MediaStorageSOPClassUID") == MEDIA_DIRECTORY_SOP_CLASS:
+        raise NonImageDicomError(path, "not an image: a DICOMDIR (the index of a DICOM export's files); pass the "
+                                       "folder that holds it, whose images are read and whose DICOMDIR is left out")
     kind = sop_name or "object with an unknown SOP class"
     raise NonImageDicomError(path, f"not an image: {kind}")
 
@@ -313,3 +319,16 @@ def is_dicom_file(path) -> bool:
             return handle.read(4) == b"DICM"
     except OSError:
         return False
+
+
+def is_dicom_directory(path) -> bool:
+    """True for a DICOMDIR: the index of the files of a DICOM media export, which every export (CD, USB stick, PACS
+    export) holds beside its images and which holds no image itself. Told by the SOP class of its file meta
+    information, which alone is read (not the directory records after it)."""
+    if not is_dicom_file(path):
+        return False
+    try:
+        meta = read_file_meta_info(path)
+    except Exception:  # noqa: BLE001 - a damaged file meta is reported when the file is read as an image
+        return False
+    return meta.get("MediaStorageSOPClassUID") == MEDIA_DIRECTORY_SOP_CLASS

@@ -434,6 +434,18 @@ def test_dicomdir_keeps_one_copy_of_an_image_exported_twice(tmp_path):
     assert sorted(r["path"] for r in rows(ds)) == ["export1/IM0001", "export2/IM0002"]
 
 
+def test_dicomdir_leaves_out_the_exports_dicomdir_index(tmp_path):
+    """The DICOMDIR file every DICOM media export holds (the index of its files: DICM marker, no modality, no
+    image) stopped the build of such an export as an unreadable image."""
+    from factory import write_dicom
+    from pydicom.data import get_testdata_file
+
+    write_dicom(tmp_path / "d" / "IMAGES" / "IM0001", patient_id="P1")
+    shutil.copy(get_testdata_file("DICOMDIR", download=False), tmp_path / "d" / "DICOMDIR")
+    ds = build("dicomdir", tmp_path / "d", split_fractions={"train": 1.0})
+    assert [r["path"] for r in rows(ds)] == ["IMAGES/IM0001"]
+
+
 def test_manifest_of_dicoms_decodes_them_and_keeps_each_patient_in_one_split(tmp_path):
     """A manifest listing PACS files (any name) decodes them, and takes patient, study and view from the header
     when it has no such columns: one patient's studies never land in two splits."""

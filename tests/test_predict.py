@@ -98,6 +98,24 @@ def test_folders_give_dicoms_under_any_name_and_no_hidden_files(tmp_path):
     assert all(predict.read_image(path) is not None for path in found)
 
 
+def test_a_folders_dicomdir_index_is_not_taken_for_an_image(tmp_path):
+    """Every DICOM media export (CD, USB stick, PACS export) holds a DICOMDIR, the index of its files, which has the
+    DICM marker but no image: a folder's DICOMDIR is left out as hidden files are, instead of stopping the run
+    as an unreadable image; one named on its own is still refused, as a DICOMDIR."""
+    from pydicom.data import get_testdata_file
+
+    from hf_datasets.errors import NonImageDicomError
+
+    folder = tmp_path / "cd"
+    (folder / "IMAGES").mkdir(parents=True)
+    shutil.copy(get_testdata_file("DICOMDIR", download=False), folder / "DICOMDIR")
+    shutil.copy(get_testdata_file("CT_small.dcm"), folder / "IMAGES" / "IM0001")
+    found = predict.find_images([str(folder)])
+    assert [path.relative_to(folder).as_posix() for path in found] == ["IMAGES/IM0001"]
+    with pytest.raises(NonImageDicomError, match="DICOMDIR"):
+        predict.read_image(folder / "DICOMDIR")
+
+
 def test_masks_of_files_differing_only_in_suffix_are_kept_apart(tmp_path):
     """scan.dcm and its PNG export scan.png in one folder: one mask each (the second overwrote the first's)."""
     model = saved(GroupMaskedViTForSegmentation(GroupMaskedViTConfig(**TINY, num_labels=1)), tmp_path / "model")

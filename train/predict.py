@@ -33,14 +33,16 @@ logger = logging.getLogger(__name__)
 
 def find_images(inputs: list[str]) -> list[Path]:
     """Image files named directly or found (recursively) under folders, sorted per folder. In folders: files with an
-    image suffix and DICOM files under any name (PACS exports: `IM0001`, `1.2.840...`); hidden files are left out."""
+    image suffix and DICOM files under any name (PACS exports: `IM0001`, `1.2.840...`); hidden files and an export's
+    DICOMDIR (the index of its files, no image) are left out."""
     from hf_datasets.builders.common import walk_files
-    from hf_datasets.dicom import is_dicom_file
+    from hf_datasets.dicom import is_dicom_directory, is_dicom_file
 
     files = []
     for item in map(Path, inputs):
         if item.is_dir():
-            files += [p for p in walk_files(item, ("",)) if p.suffix.lower() in SUFFIXES or is_dicom_file(p)]
+            files += [p for p in walk_files(item, ("",))
+                      if (p.suffix.lower() in SUFFIXES or is_dicom_file(p)) and not is_dicom_directory(p)]
         elif item.is_file():
             files.append(item)
         else:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pydicom
 
-from ..dicom import hash_identifier, is_dicom_file, normalise_view, quiet_value_checks, wanted_views
+from ..dicom import (hash_identifier, is_dicom_directory, is_dicom_file, normalise_view, quiet_value_checks,
+                     wanted_views)
 from ..errors import LayoutError
 from ..splits import canonical_split
 from .common import IMAGE_SUFFIXES, Recipe, option_values, record, walk_files
@@ -149,12 +150,13 @@ def build_dicomdir(data_dir, modalities=("CR", "DX"), views=None, bits: int = 16
     that an empty or damaged one is reported rather than left out unseen) whose
     Modality is in `modalities` (None = any) and normalised view in `views` (None = any; LATERAL takes LL and RL).
     Patient / study ids are hashes of the header values; no labels. A file repeating an image found before (the same
-    SOP Instance UID, e.g. a study exported twice) is left out, so that no image counts twice."""
+    SOP Instance UID, e.g. a study exported twice) is left out, so that no image counts twice; so is an export's
+    DICOMDIR, the index of its files, which holds no image."""
     root = Path(data_dir)
     modalities, views = option_values(modalities), wanted_views(option_values(views))  # views=PA is one view
     records, instances, repeats = [], set(), 0
     for path in walk_files(root, ("",)):
-        if not (is_dicom_file(path) or path.suffix.lower() in DICOM_SUFFIXES):
+        if not (is_dicom_file(path) or path.suffix.lower() in DICOM_SUFFIXES) or is_dicom_directory(path):
             continue
         header = _dicom_header(path)
         modality, instance = header.pop("modality"), header.pop("instance")
