@@ -525,6 +525,26 @@ def test_a_file_repaired_or_replaced_since_the_last_build_is_read_again(tmp_path
     assert not np.array_equal(np.asarray(again[2]["image"]), old_scan)
 
 
+def test_a_build_from_the_cache_still_names_the_files_it_skipped(tmp_path):
+    """on_error="skip" warned about an unreadable file when the split was first built; a second build, read from the
+    datasets cache, left the file out without a word (a second training run silently had fewer images)."""
+    from factory import write_dicom, write_image
+    from pydicom.data import get_testdata_file
+
+    root = tmp_path / "set"
+    write_image(root / "normal" / "a.png", seed=0)
+    write_dicom(root / "pneumonia" / "b.dcm", seed=0)
+    data = Path(get_testdata_file("MR_small.dcm")).read_bytes()
+    (root / "pneumonia" / "broken.dcm").write_bytes(data[:len(data) // 2])
+    for build_number in (1, 2):
+        with pytest.warns(UserWarning) as caught:
+            ds = build_dataset("imagefolder", root, split_fractions={"train": 1.0}, on_error="skip")
+        assert ds["train"]["path"] == ["normal/a.png", "pneumonia/b.dcm"]
+        summary = [str(w.message) for w in caught if "left out" in str(w.message)]
+        assert len(summary) == 1, (build_number, [str(w.message) for w in caught])
+        assert "1 of 3 files of split 'train'" in summary[0] and "pneumonia/broken.dcm" in summary[0]
+
+
 def test_the_cache_key_does_not_pickle_the_records(tmp_path, monkeypatch):
     """datasets keyed its cache on the generator's arguments, pickling every record in Python: most of the time of a
     cached build of a 100k-image set. The records are digested as JSON instead; a second build still reads the cache."""

@@ -21,6 +21,7 @@ import pickle
 import tempfile
 import time
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -289,6 +290,23 @@ def assign_splits(recipe: Recipe, fractions=None, seed: int = 0, train_fraction:
     return dict(sorted(grouped.items(), key=lambda kv: (order.get(kv[0], 3), kv[0])))
 
 
+def warn_left_out(name: str, split: str, records: list[dict], ds, shown: int = 20) -> None:
+    """Name the files of `records` that the built split `ds` lacks: those on_error="skip" left out. The build warns
+    about each, with its reason, as it reads it; a build read back from the datasets cache reads no file, and without
+    this would leave them out without a word."""
+    kept = Counter(ds.select_columns(["path"])["path"])  # no image is decoded
+    missing = []
+    for rec in records:
+        if kept[rec["path"]]:
+            kept[rec["path"]] -= 1
+        else:
+            missing.append(rec["path"])
+    listed = ", ".join(missing[:shown]) + (f" and {len(missing) - shown} more" if len(missing) > shown else "")
+    warnings.warn(f"{name}: {len(missing)} of {len(records)} files of split {split!r} were left out as unreadable "
+                  f"(on_error='skip'; the reasons are given when the split is built, not when it is read back from "
+                  f"the datasets cache): {listed}", stacklevel=3)
+
+
 def assemble(recipe: Recipe, *, fractions=None, seed=0, streaming=False, num_proc=None,
              cache_dir=None, on_error="raise", train_fraction=None, subset_seed=0):
     """Recipe -> DatasetDict (or IterableDatasetDict when streaming) of the common schema."""
@@ -321,6 +339,8 @@ def assemble(recipe: Recipe, *, fractions=None, seed=0, streaming=False, num_pro
                     raise
                 ds = datasets.Dataset.from_dict({name: [] for name in features}, features=features,
                                                 split=datasets.Split(split))
+            if on_error == "skip" and len(ds) < len(records):
+                warn_left_out(recipe.name, split, records, ds)
         ds.info.update(info)
         out[split] = ds
     return datasets.IterableDatasetDict(out) if streaming else datasets.DatasetDict(out)
