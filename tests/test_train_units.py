@@ -664,6 +664,45 @@ def test_segmentation_from_a_segmenter_keeps_its_label_count_and_head_unless_num
     assert "else from a segmenter --init (its own count" in " ".join(capsys.readouterr().out.split())
 
 
+def test_init_with_another_label_count_gives_no_transformers_warning_that_the_labels_do_not_fit(tmp_path):
+    """A head replaced for another label count (a segmenter with --model_config num_labels, a classifier on data
+    with more classes) also printed transformers' "You passed `num_labels=3` which is incompatible to the `id2label`
+    map of length `2`", though the run gives the names of its labels with the count: the new config is whole, and
+    only the run's own warning about the replaced head is due."""
+    import logging
+
+    from modeling_cxrgm import GroupMaskedViTForSegmentation
+    from train.run import build_model
+
+    class Collect(logging.Handler):
+        def __init__(self):
+            super().__init__(logging.WARNING)
+            self.messages = []
+
+        def emit(self, record):
+            self.messages.append(record.getMessage())
+
+    encoder = {key: value for key, value in TINY.items() if key not in ("image_size", "num_labels")}
+    GroupMaskedViTForSegmentation(GroupMaskedViTConfig(**{**TINY, "num_labels": 1})).save_pretrained(tmp_path / "seg")
+    GroupMaskedViTForImageClassification(GroupMaskedViTConfig(**TINY)).save_pretrained(tmp_path / "cls")
+    runs = [(TrainArgs(task="segmentation", init=str(tmp_path / "seg"), image_size=32,
+                       model_config={**encoder, "num_labels": labels}), []) for labels in (2, 3)]
+    runs.append((TrainArgs(task="classification", init=str(tmp_path / "cls"), image_size=32,
+                           model_config=dict(encoder)), ["covid", "normal", "pneumonia"]))
+    collect = Collect()
+    transformers_logger = logging.getLogger("transformers")
+    transformers_logger.addHandler(collect)
+    try:
+        models = [build_model(args, names, single_label=True) for args, names in runs]
+    finally:
+        transformers_logger.removeHandler(collect)
+    assert not [message for message in collect.messages if "incompatible" in message], collect.messages
+    assert [model.config.id2label for model in models] == [
+        {0: "background", 1: "lungs"}, {0: "LABEL_0", 1: "LABEL_1", 2: "LABEL_2"},
+        {0: "covid", 1: "normal", 2: "pneumonia"}]
+    assert [model.config.num_labels for model in models] == [2, 3, 3]
+
+
 def test_label_mode_from_the_labels_column():
     import datasets
 

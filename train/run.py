@@ -344,6 +344,12 @@ def build_model(args: TrainArgs, names: list[str], single_label: bool):
     if changed:  # the weights would not fit (or, for the heads, would silently compute something else)
         raise ValueError(f"--model_config changes the encoder of --init {args.init} ({'; '.join(changed)}): its "
                          "pretrained weights only serve the architecture they were trained in; leave these out")
+    # the label count goes in as id2label: transformers builds the saved config with a num_labels argument first and
+    # warns that it does not fit the saved id2label, which this run's replaces right after anyway
+    count = overrides.pop("num_labels", None)
+    if count is not None and "id2label" not in overrides and count != base.num_labels:
+        overrides.update(id2label={i: f"LABEL_{i}" for i in range(count)},
+                         label2id={f"LABEL_{i}": i for i in range(count)})
     order, other_classes = None, False
     if args.task == "classification" and model_class.__name__ in (base.architectures or []):
         order = head_order(base, names)
