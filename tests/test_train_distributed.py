@@ -110,6 +110,21 @@ def test_two_process_pretraining_resumed_mid_epoch_matches_uninterrupted_run(tmp
         assert (expected[name] == actual[name]).all(), name
 
 
+def test_a_two_process_run_is_not_resumed_on_one_process(tmp_path):
+    """A run resumed on another number of processes went on silently with another effective batch, learning rate,
+    steps per epoch and data order than it started with (a changed batch size is refused, this was not)."""
+    pretrain = ["-m", "train.pretrain", "--dataset", "sample", "--train_splits", "train", "--output_dir",
+                str(tmp_path / "run"), "--image_size", "32", "--model_config",
+                '{"patch_size": 8, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, '
+                '"intermediate_size": 64}', "--epochs", "2", "--batch_size", "2", "--save_every_steps", "1",
+                "--report_to", "none", "--no-card"]
+    run(two_processes(*pretrain, "--max_steps", "1"))
+    resumed = subprocess.run([sys.executable, *pretrain, "--resume_from_checkpoint", "latest"], cwd=ROOT, env=ENV,
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode != 0
+    assert "step_00000001 was saved by a run on 2 processes, and this one has 1" in resumed.stderr
+
+
 def test_two_process_segmentation_and_classification_finetuning(tmp_path):
     """DDP needs a gradient for every parameter at every step: a head that leaves one unused fails at step 2."""
     from benchmarks.device_smoke import segmentation_set

@@ -222,6 +222,18 @@ def _flush_to_disk(path: Path) -> None:
         os.close(descriptor)
 
 
+def check_process_count(path: Path, num_processes: int) -> None:
+    """Refuse to resume checkpoint `path` on another number of processes than saved it (one `random_states_<rank>.pkl`
+    each): the effective batch (batch size x accumulation x processes), the learning rate scaled from it, the steps
+    per epoch, and which images each process gets would all change in the middle of the run."""
+    saved = len(list(path.glob("random_states_*.pkl")))
+    if saved and saved != num_processes:
+        raise ValueError(f"Checkpoint {path} was saved by a run on {saved} processes, and this one has "
+                         f"{num_processes}: the effective batch, the learning rate, the steps per epoch and each "
+                         f"process's share of the data would change mid-run; resume on {saved} processes, or start a "
+                         "new --output_dir (--init from this run's export keeps its weights)")
+
+
 def load(accelerator, path: Path):
     """Restore model, optimiser, registered objects (TrainState, EMA) and RNG states, with a clear error on mismatch."""
     try:

@@ -509,6 +509,7 @@ def run_training(args: TrainArgs) -> dict:
     resume = checkpoint.choose(accelerator, args.resume_from_checkpoint, output_dir)
     if resume is not None:
         check_resumable(given, output_dir, resume)
+        checkpoint.check_process_count(resume, accelerator.num_processes)
     else:
         check_no_earlier_run(output_dir)
     if accelerator.is_main_process:
