@@ -37,6 +37,7 @@ from accelerate.utils import DataLoaderConfiguration  # noqa: E402
 
 from modeling_cxrgm import GroupMaskedViTImageProcessor  # noqa: E402
 from train import data, engine, run  # noqa: E402
+from train.starting_point import build_model  # noqa: E402
 from train.augment import AugmentSpec  # noqa: E402
 from train.checkpoint import TrainState  # noqa: E402
 from train.config import TrainArgs  # noqa: E402
@@ -136,7 +137,7 @@ def benchmark(args, rows: datasets.Dataset, output_dir: str) -> list[dict]:
     device = accelerator.device
     processor = GroupMaskedViTImageProcessor(size=args.image_size, num_channels=train_args.num_channels)
     dataset = data.CXRDataset(rows, processor, "pretraining")
-    model = run.build_model(train_args, ["mask"], True)
+    model = build_model(train_args, ["mask"], True)
     optimizer = torch.optim.AdamW(param_groups(model, model.config.num_hidden_layers, 1.0), lr=0.0,
                                   fused=device.type == "cuda" or None)
     loader = data.make_loader(dataset, args.batch_size, train_args.seed, True, args.num_workers)

@@ -230,7 +230,7 @@ def test_continuing_a_classifier_keeps_each_classes_output_or_replaces_the_head(
     loaded, instead of silently renaming the outputs."""
     from safetensors.torch import load_file
 
-    from train.run import build_model
+    from train.starting_point import build_model
 
     init = runs[0] / "ft" / "model"
     saved = load_file(init / "model.safetensors")
@@ -438,7 +438,7 @@ def test_init_from_a_model_with_another_label_count_loads_its_encoder_and_replac
     from safetensors.torch import load_file
 
     from benchmarks.device_smoke import segmentation_set
-    from train.run import build_model
+    from train.starting_point import build_model
 
     segmentation_set(tmp_path / "seg", rows=4)
     seg = dict(dataset=None, prepared_dir=str(tmp_path / "seg"), eval_split="test", epochs=1)

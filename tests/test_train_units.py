@@ -605,7 +605,7 @@ def test_a_training_step_never_reads_a_value_back_from_the_device(task):
 
 def test_fine_tuning_at_another_size_makes_it_the_models_native_size(tmp_path):
     from modeling_cxrgm import GroupMaskedViTForPreTraining
-    from train.run import build_model
+    from train.starting_point import build_model
 
     GroupMaskedViTForPreTraining(GroupMaskedViTConfig(**TINY)).save_pretrained(tmp_path / "pretrained")
     args = TrainArgs(task="classification", init=str(tmp_path / "pretrained"), image_size=64)
@@ -623,7 +623,7 @@ def test_segmentation_from_a_segmenter_keeps_its_label_count_and_head_unless_num
     from safetensors.torch import load_file
 
     from modeling_cxrgm import GroupMaskedViTForPreTraining, GroupMaskedViTForSegmentation
-    from train.run import build_model
+    from train.starting_point import build_model
 
     encoder = {key: value for key, value in TINY.items() if key not in ("image_size", "num_labels")}
 
@@ -672,7 +672,7 @@ def test_init_with_another_label_count_gives_no_transformers_warning_that_the_la
     import logging
 
     from modeling_cxrgm import GroupMaskedViTForSegmentation
-    from train.run import build_model
+    from train.starting_point import build_model
 
     class Collect(logging.Handler):
         def __init__(self):

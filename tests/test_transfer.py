@@ -7,7 +7,7 @@ from safetensors.torch import load_file
 
 from modeling_cxrgm import GroupMaskedViTConfig, GroupMaskedViTForPreTraining, GroupMaskedViTImageProcessor
 from train.config import TrainArgs
-from train.run import build_model
+from train.starting_point import build_model
 
 TINY = dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
             intermediate_size=64)

@@ -3,6 +3,7 @@
 Where things live:
     engine.py      the training loop: `train_one_epoch` and `evaluate` (one place for every task)
     run.py         wiring: accelerator, data, model, optimiser, checkpoints, export (`run_training`)
+    starting_point.py  what a run starts from: --init (folder or Hub id), its processor's inputs, `build_model`
     config.py      arguments from the command line or YAML (same names), saved with each run
     data.py        data sets -> batches of unit-range tensors with labels
     augment.py     batched torch augmentation (GMML views, fine-tuning) on any device

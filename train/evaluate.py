@@ -22,7 +22,8 @@ from . import data, engine
 from .config import EvalArgs, load_model_source, parse_args
 from .export import write_metrics
 from .metrics import compute_metrics
-from .run import Context, exit_process, model_inputs_normalisation
+from .run import Context, exit_process
+from .starting_point import model_inputs_normalisation
 
 TASKS = {
     "GroupMaskedViTForImageClassification": "classification",

@@ -22,32 +22,21 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
-from huggingface_hub import snapshot_download
-from transformers import AutoConfig
 
-from modeling_cxrgm import (
-    GroupMaskedViTConfig,
-    GroupMaskedViTForImageClassification,
-    GroupMaskedViTForPreTraining,
-    GroupMaskedViTForSegmentation,
-    GroupMaskedViTImageProcessor,
-)
-from modeling_cxrgm.image_processing_gmvit import PAD_LABEL, SETTINGS as PROCESSOR_SETTINGS
+from modeling_cxrgm import GroupMaskedViTConfig, GroupMaskedViTImageProcessor
+from modeling_cxrgm.image_processing_gmvit import PAD_LABEL
 
 from . import checkpoint, data, engine
 from .augment import AugmentSpec
-from .config import TrainArgs, load_model_source, load_yaml, save_args
+from .config import TrainArgs, load_yaml, save_args
 from .export import export, save_model_atomically, write_metrics
 from .metrics import compute_metrics, metric_names
 from .optim import EMA, param_groups
+from .starting_point import MODEL_CLASSES, build_model, init_folder, model_inputs_normalisation, run_processor
 from .visualize import reconstruction_grid, save_grid
 
 logger = logging.getLogger(__name__)
-MODEL_CLASSES = {
-    "pretraining": GroupMaskedViTForPreTraining,
-    "classification": GroupMaskedViTForImageClassification,
-    "segmentation": GroupMaskedViTForSegmentation,
-}
+
 # metric that picks the best checkpoint, and whether higher is better
 BEST_METRIC = {"pretraining": ("loss", False), "classification": ("auroc_macro", True), "segmentation": ("dice", True)}
 # builders of generic layouts: their data are named by their folder (cards know the benchmark subsets by it)
@@ -57,9 +46,6 @@ LABEL_OPTIONS = ("uncertain", "blank", "readers", "labeler", "tasks", "labels", 
                  "label_names")
 # the uncertain / blank switches: stated on the card even when left at the builder's default
 POLICY_OPTIONS = ("uncertain", "blank")
-# encoder settings a --init checkpoint's weights are tied to: another patch or hidden size does not load, and another
-# head count loads but splits each attention's weights into other heads
-ENCODER_SHAPE = ("patch_size", "hidden_size", "intermediate_size", "num_attention_heads", "qkv_bias")
 HIGHER_IS_BETTER = ("auroc", "auprc", "accuracy", "f1", "dice", "iou", "sensitivity", "specificity", "ppv")
 # What a resumed run may change: where things are, how the run is operated, and its length (`epochs`: a run can be
 # extended; its schedules then span the new length), not what each step computes (`init`: the weights come from the
@@ -117,80 +103,6 @@ def check_no_earlier_run(output_dir: Path) -> None:
     if found:
         raise ValueError(f"{output_dir} holds checkpoints of an earlier run (up to {found[-1].name}): continue it with "
                          "--resume_from_checkpoint latest, or start a new --output_dir")
-
-
-# processor settings that a run's own flags set (the flag's name); None in a flag means "not given". The processor's
-# other settings (SETTINGS, but the size) have no flag: they are --init's, else the processor's defaults
-PROCESSOR_FLAGS = {"equalize": "equalize"}
-
-
-def init_processor_settings(init: str) -> dict:
-    """The input convention the --init model was trained with: its saved processor's settings (those of SETTINGS,
-    but the size, which follows --image_size); {} from random, or from a folder without a saved processor."""
-    path = Path(init) / "preprocessor_config.json"
-    if init == "random" or not path.is_file():
-        return {}
-    try:
-        saved = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise ValueError(f"--init {init}: its image processor's settings {path} cannot be read ({error}); they "
-                         "are the input convention the model was trained with: restore the file") from error
-    if not isinstance(saved, dict):
-        raise ValueError(f"--init {init}: {path} is not a JSON object; restore the file")
-    return {name: saved[name] for name in PROCESSOR_SETTINGS if name != "size" and name in saved}
-
-
-def build_processor(args: TrainArgs) -> GroupMaskedViTImageProcessor:
-    """The run's image processor. One rule: every input setting of --init's saved processor (mean / std,
-    normalisation, resize mode, bit depth, equalisation, ...) is kept, so that the encoder sees inputs as it was
-    trained on them and the exported processor says what the training did; a flag given on the command line
-    (PROCESSOR_FLAGS) overrides its setting, with a warning when that differs from --init's. The size is
-    --image_size (positions are resampled to it); --num_channels must be --init's (its weights are made for it)."""
-    settings = init_processor_settings(args.init)
-    saved_channels = settings.pop("num_channels", args.num_channels)
-    if saved_channels != args.num_channels:
-        raise ValueError(f"--init {args.init} takes {saved_channels}-channel inputs (its preprocessor_config.json) "
-                         f"but --num_channels is {args.num_channels}; pass --num_channels {saved_channels}")
-    for setting, flag in PROCESSOR_FLAGS.items():
-        given = getattr(args, flag)
-        if given is None:
-            continue
-        if setting in settings and settings[setting] != given:
-            logger.warning(f"--{flag} {given!r} overrides --init {args.init}'s image processor, whose {setting} is "
-                           f"{settings[setting]!r}: the pretrained encoder was trained on other inputs")
-        settings[setting] = given
-    return GroupMaskedViTImageProcessor(size=args.image_size, num_channels=args.num_channels, **settings)
-
-
-def run_processor(args: TrainArgs, resume: Path | None) -> GroupMaskedViTImageProcessor:
-    """The run's image processor: `build_processor` for a new run; a resumed run keeps the one its checkpoint
-    recorded (each checkpoint holds the processor its steps were trained with), so that its remaining steps see inputs
-    prepared as its first ones, whatever --init says now. --init may change on resume (the folder moved, or is
-    another copy), but the run took every input setting from the --init it started with, and the weights it goes on
-    from are the checkpoint's: one whose processor prepares inputs otherwise is warned about, naming the settings,
-    and is not followed. A checkpoint without a processor (an earlier version of this trainer) builds it from the
-    arguments, as that version did."""
-    processor = build_processor(args)
-    recorded = None if resume is None else resume / "preprocessor_config.json"
-    if recorded is None or not recorded.is_file():
-        return processor
-    saved = GroupMaskedViTImageProcessor.from_pretrained(resume)
-    changed = [f"{name} {getattr(saved, name)!r} -> {getattr(processor, name)!r}" for name in PROCESSOR_SETTINGS
-               if getattr(saved, name) != getattr(processor, name)]
-    if changed:
-        logger.warning(f"--init {args.init} prepares inputs otherwise than this run did ({'; '.join(changed)}): the "
-                       f"resumed run keeps its own image processor, recorded in {resume}, so that its remaining steps "
-                       "see inputs prepared as its first ones (the weights it goes on from are the checkpoint's); "
-                       "start a new --output_dir to fine-tune with that --init's inputs")
-    return saved
-
-
-def model_inputs_normalisation(processor) -> tuple[list[float], list[float]]:
-    """(mean, std) the engine normalises unit-range images with: the processor's, or (0, 1) per channel for one
-    that does not normalise (do_normalize false), so that the model sees what the processor gives."""
-    if processor.do_normalize:
-        return list(processor.image_mean), list(processor.image_std)
-    return [0.0] * processor.num_channels, [1.0] * processor.num_channels
 
 
 def check_args(args: TrainArgs) -> None:
@@ -313,120 +225,6 @@ def warn_unlearnable_labels(train_set: data.CXRDataset, names: list[str]) -> Non
                        f"{'them' if len(absent) > 1 else 'it'}; use more training patients, or another subset_seed")
 
 
-def build_model(args: TrainArgs, names: list[str], single_label: bool):
-    """A fresh model from `args.preset` + `args.model_config`, or `args.init` with a new head for this task."""
-    overrides = {"drop_path_rate": args.drop_path, **args.model_config}
-    model_class = MODEL_CLASSES[args.task]
-    base = None if args.init == "random" else load_model_source(AutoConfig.from_pretrained, args.init, "--init")
-    if args.task == "classification":
-        overrides.update(
-            num_labels=len(names), id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)},
-            problem_type="single_label_classification" if single_label else "multi_label_classification",
-            label_smoothing=args.label_smoothing if single_label else 0.0,
-        )
-    elif args.task == "segmentation":
-        overrides["num_labels"] = segmentation_label_count(args, base)
-        if overrides["num_labels"] <= 2:  # the schema's lung masks (pipelines name them)
-            structures = ["lungs"] if overrides["num_labels"] == 1 else ["background", "lungs"]
-            overrides.update(id2label=dict(enumerate(structures)), label2id={n: i for i, n in enumerate(structures)})
-    if base is None:
-        config = GroupMaskedViTConfig.from_preset(
-            args.preset, image_size=args.image_size, num_channels=args.num_channels, **overrides
-        )
-        return model_class(config)
-    if base.model_type != GroupMaskedViTConfig.model_type:
-        raise ValueError(f"--init {args.init} is a {base.model_type!r} model, not {GroupMaskedViTConfig.model_type!r}")
-    if base.num_channels != args.num_channels:
-        raise ValueError(f"--init {args.init} has {base.num_channels} input channels but --num_channels is "
-                         f"{args.num_channels}")
-    changed = [f"{name} {getattr(base, name)!r} -> {args.model_config[name]!r}" for name in ENCODER_SHAPE
-               if name in args.model_config and args.model_config[name] != getattr(base, name)]
-    if changed:  # the weights would not fit (or, for the heads, would silently compute something else)
-        raise ValueError(f"--model_config changes the encoder of --init {args.init} ({'; '.join(changed)}): its "
-                         "pretrained weights only serve the architecture they were trained in; leave these out")
-    # the label count goes in as id2label: transformers builds the saved config with a num_labels argument first and
-    # warns that it does not fit the saved id2label, which this run's replaces right after anyway
-    count = overrides.pop("num_labels", None)
-    if count is not None and "id2label" not in overrides and count != base.num_labels:
-        overrides.update(id2label={i: f"LABEL_{i}" for i in range(count)},
-                         label2id={f"LABEL_{i}": i for i in range(count)})
-    order, other_classes = None, False
-    if args.task == "classification" and model_class.__name__ in (base.architectures or []):
-        order = head_order(base, names)
-        other_classes = order is None
-    # float32 whatever the checkpoint was saved in (from_pretrained keeps a bf16/fp16 file's dtype): the weights and
-    # optimiser state train in full precision, and --mixed_precision decides what runs at lower precision. A head
-    # tensor of another shape (another label count, pooling or decoder width) is left out, to be checked below.
-    model, loading = model_class.from_pretrained(args.init, dtype=torch.float32, ignore_mismatched_sizes=True,
-                                                 output_loading_info=True, **overrides)
-    mismatched = [entry for entry in loading["mismatched_keys"]  # (a replaced classifier is reported once, below)
-                  if not (other_classes and entry[0].startswith("classifier."))]
-    replace_mismatched_head(model, mismatched, args.init)
-    if other_classes:  # its outputs would mean other classes: a new head learns the data's
-        initialise_afresh(model, "classifier")
-        logger.warning(f"--init {args.init} has a {base.num_labels}-class head {list(base.id2label.values())} but the "
-                       f"data have {len(names)} labels {names}: the head was replaced (classifier initialised "
-                       "afresh for them); the encoder's weights are loaded")
-    elif order is not None and order != list(range(len(order))):  # the same classes in another order: each data
-        with torch.no_grad():  # label keeps its trained output
-            model.classifier.weight.copy_(model.classifier.weight[order])
-            model.classifier.bias.copy_(model.classifier.bias[order])
-    model.set_image_size(args.image_size)  # positions resampled once if the checkpoint was trained at another size
-    return model
-
-
-def segmentation_label_count(args: TrainArgs, base) -> int:
-    """A segmenter's label count. Classification takes its labels from the data; segmentation masks hold class
-    indices, which do not fix how many outputs the model has (a lung mask fits one sigmoid map or a two-class softmax
-    alike), so the count is --model_config num_labels where given; else, from a segmenter --init (`base`, its
-    config), that model's own count, so that its trained head is kept; else 1 (one sigmoid map)."""
-    if "num_labels" in args.model_config:
-        return args.model_config["num_labels"]
-    if base is not None and MODEL_CLASSES["segmentation"].__name__ in (base.architectures or []):
-        return base.num_labels
-    return 1
-
-
-def replace_mismatched_head(model, mismatched, init: str) -> None:
-    """After `from_pretrained(..., ignore_mismatched_sizes=True)`: the head layers (outside the encoder) one of whose
-    checkpoint tensors had another shape (`mismatched`: (name, saved shape, model shape)) start afresh, weights and
-    biases alike, with a warning; a mismatched encoder tensor is refused, as no encoder weight may be dropped."""
-    if not mismatched:
-        return
-    encoder = [name for name, _, _ in mismatched if name.startswith(f"{model.base_model_prefix}.")]
-    if encoder:
-        raise ValueError(f"--init {init}: encoder weights {sorted(encoder)} have other shapes than this model's; its "
-                         "pretrained weights only serve the architecture they were trained in")
-    layers = sorted({name.rpartition(".")[0] for name, _, _ in mismatched})
-    for layer in layers:
-        initialise_afresh(model, layer)
-    shapes = ", ".join(f"{name} {tuple(saved)} -> {tuple(wanted)}" for name, saved, wanted in sorted(mismatched))
-    logger.warning(f"--init {init}: the head was replaced: {', '.join(layers)} initialised afresh, as this run's head "
-                   f"has other shapes ({shapes}); the encoder's weights are loaded")
-
-
-def initialise_afresh(model, layer: str) -> None:
-    """Give the layer named `layer` new parameters, initialised as in a new model. (New ones: transformers marks the
-    parameters from_pretrained filled as initialised, and its init functions then leave them as loaded.)"""
-    module = model.get_submodule(layer)
-    for name, parameter in list(module.named_parameters(recurse=False)):
-        setattr(module, name, torch.nn.Parameter(torch.empty_like(parameter), parameter.requires_grad))
-    model._init_weights(module)
-
-
-def head_order(base, names: list[str]) -> list[int] | None:
-    """For a classifier checkpoint continued on data labelled `names`: the head rows in the data's order when its
-    head has the same classes (names matched by synonym, as in evaluation), else None (its head is replaced rather
-    than its outputs silently changing meaning)."""
-    from hf_datasets.labels import canonical_label
-
-    head = [canonical_label(base.id2label[i]) for i in range(base.num_labels)]
-    wanted = [canonical_label(name) for name in names]
-    if sorted(head) != sorted(wanted):
-        return None
-    return [head.index(label) for label in wanted]
-
-
 def check_best_metric_name(best_name: str, task: str, names: list[str]) -> None:
     """Refuse, before training, a metric_for_best that evaluation never computes (not at the first evaluation)."""
     known = metric_names(task, names)
@@ -474,18 +272,6 @@ def _is_better(name: str, value: float, best: float | None) -> bool:
         return True
     higher = any(name.startswith(prefix) for prefix in HIGHER_IS_BETTER)
     return value > best if higher else value < best
-
-
-def init_folder(init: str) -> tuple[str, str | None]:
-    """(--init as a local folder, the Hub repo id it was fetched for or None): "random" and folders stay as they are;
-    a repo id that is no folder here is fetched (or, offline, found in the HF cache) with `snapshot_download`."""
-    if init == "random" or Path(init).exists() or init.startswith((".", "/", "~")) or init.count("/") > 1:
-        return init, None
-    try:
-        return snapshot_download(init, allow_patterns=["*.json", "*.safetensors"]), init  # config, weights, processor
-    except (OSError, ValueError) as error:  # not cached offline, no such repo, not a valid repo id
-        raise FileNotFoundError(f"--init {init}: no such folder here, and no Hub model of that name could be fetched "
-                                f"or found in the HF cache ({error})") from error
 
 
 def run_training(args: TrainArgs) -> dict:
