@@ -8,7 +8,7 @@ from pathlib import Path
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from .privacy import find_local_paths, scrub
-from .sources import lookup
+from .sources import describe, lookup
 
 TEMPLATE = Path(__file__).parent / "dataset_card_template.md"
 SPDX = {"CC BY 4.0": "cc-by-4.0", "CC BY 3.0": "cc-by-3.0"}
@@ -63,7 +63,7 @@ def write_dataset_card(dataset_dir, sources: list[str], *, title: str | None = N
         tags=["chest-x-ray", "radiology", "medical-imaging", "cxrgm", "research-only"],
         configs=_configs(dataset_dir),
     )
-    rows = [{"name": name, "title": s.title if s else "not recorded", "description": s.description if s else "not recorded",
+    rows = [{"name": name, "source": describe(name),
              "population": f"{s.population}, {s.country}" if s else "not recorded",
              "licence": s.licence if s else "not recorded"} for name, s in known.items()]
     card = DatasetCard.from_template(

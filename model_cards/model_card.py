@@ -19,7 +19,7 @@ from modeling_cxrgm.image_processing_gmvit import SETTINGS as PROCESSOR_SETTINGS
 from modeling_cxrgm.image_processing_gmvit import GroupMaskedViTImageProcessor
 
 from .privacy import basename, find_local_paths, is_local_path, scrub
-from .sources import lookup
+from .sources import describe, lookup
 
 NOT_RECORDED = "not recorded"
 TEMPLATE = Path(__file__).parent / "model_card_template.md"
@@ -183,8 +183,7 @@ def _dataset_rows(train_datasets) -> list[dict]:
         source = lookup(entry.get("name", ""))
         rows.append({
             "name": _text(entry.get("name")),
-            "title": source.title if source else NOT_RECORDED,
-            "description": source.description if source else NOT_RECORDED,
+            "source": describe(entry.get("name"), entry.get("num_images"), entry.get("builder")),
             "population": f"{source.population}, {source.country}" if source else NOT_RECORDED,
             "licence": source.licence if source else NOT_RECORDED,
             "num_images": _text(entry.get("num_images")),
@@ -200,7 +199,10 @@ def _limitations(run: dict, task: str) -> list[str]:
     sources = [s for s in (lookup(n) for n in names) if s]
     populations = {s.population for s in sources}
     notes = []
-    if not sources:
+    if not sources and any(names):
+        notes.append(f"The training data ({', '.join(f'`{_text(n)}`' for n in names if n)}) are not a public set "
+                     "described here: coverage of ages, sites and devices is unknown.")
+    elif not sources:
         notes.append("The training data are not recorded: coverage of ages, sites and devices is unknown.")
     elif populations == {"adult"}:
         notes.append("Trained on adult CXRs only: behaviour on children (different anatomy, AP views) is untested.")

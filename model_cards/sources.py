@@ -1,7 +1,8 @@
 """What each known chest X-ray source is: description, licence, population and citation.
 
 Cards look data sets up here by the names the data builders use (`nih`, `kermany`, ...) and by the folder names of
-the benchmark subsets (`nih_cxr14`, `kermany_pediatric`, ...). Unknown names render as "not recorded".
+the benchmark subsets (`nih_cxr14`, `kermany_pediatric`, ...). Other names are the user's own data (a training run
+names a folder layout's data by its folder): `describe` says so, with what is known of them, instead of a source.
 """
 
 from __future__ import annotations
@@ -167,3 +168,22 @@ SOURCES: dict[str, Source] = {
 def lookup(name: str) -> Source | None:
     """The source of a data set name (case and `-` vs `_` ignored), or None when unknown."""
     return SOURCES.get(str(name).strip().lower().replace("-", "_"))
+
+
+def describe(name, num_images=None, builder=None) -> str:
+    """The card's "Source" text for a data set name: "<title>: <description>" for a known source, else what can be
+    said of local data, e.g. "local data `my_cxrs` read by the `imagefolder` builder (120 images); not one of the
+    public sets this package describes, so its origin, population and licence are not recorded"."""
+    source = lookup(name)
+    if source:
+        return f"{source.title}: {source.description}"
+    label = " ".join(str(name or "").split()).replace("`", "'").replace("|", "\\|")
+    if not label:
+        return "not recorded"
+    text = f"local data `{label}`"
+    if builder and str(builder) != label:
+        text += f" read by the `{' '.join(str(builder).split())}` builder"
+    if isinstance(num_images, int) and not isinstance(num_images, bool):
+        text += f" ({num_images} image{'' if num_images == 1 else 's'})"
+    return text + "; not one of the public sets this package describes, so its origin, population and licence are " \
+                  "not recorded"

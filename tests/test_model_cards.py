@@ -106,10 +106,33 @@ def test_missing_facts_render_as_not_recorded(tmp_path):
     folder = export(tmp_path, GroupMaskedViTForSegmentation(GroupMaskedViTConfig(**TINY, num_labels=1)))
     text = write_model_card(folder, {"task": "segmentation", "train_datasets": [{"name": "my_private_set"}]}).read_text()
     assert "No evaluation results recorded." in text and "model-index" not in text
-    assert "| my_private_set | not recorded: not recorded | not recorded |" in text
+    assert "| my_private_set | local data `my_private_set`; not one of the public sets" in text
     assert "| Epochs | not recorded |" in text and "`progressive` decoder" in text
     assert 'pipeline("image-segmentation", model="your-username/cxrgm-segmentation", trust_remote_code=True)' in text
     assert metadata_load(folder / "README.md")["pipeline_tag"] == "image-segmentation"
+
+
+def test_cards_describe_the_users_own_folder_data_instead_of_a_placeholder(tmp_path):
+    """A run on a folder layout (cxr_folder, imagefolder, manifest, dicomdir) names its data by the folder, which no
+    public source matches: the Source column read "not recorded: not recorded". It says what the data are now."""
+    folder = export(tmp_path / "model", GroupMaskedViTForImageClassification(GroupMaskedViTConfig(**TINY, num_labels=2)))
+    run = {"task": "classification",
+           "train_datasets": [{"name": "my_clinic_cxrs", "num_images": 10, "splits": ["train"],
+                               "label_policy": "default"}],
+           "eval_dataset": {"name": "my_clinic_cxrs", "split": "test", "num_images": 2}}
+    text = write_model_card(folder, run).read_text()
+    assert "not recorded: not recorded" not in text
+    assert ("| my_clinic_cxrs | local data `my_clinic_cxrs` (10 images); not one of the public sets this package "
+            "describes, so its origin, population and licence are not recorded |") in text
+    assert "The training data (`my_clinic_cxrs`) are not a public set described here" in text
+    run["train_datasets"][0]["builder"] = "imagefolder"  # where the run record names the builder, so does the card
+    assert "local data `my_clinic_cxrs` read by the `imagefolder` builder (10 images)" in \
+        write_model_card(folder, run).read_text()
+    (tmp_path / "prepared").mkdir()
+    dataset_card = write_dataset_card(tmp_path / "prepared", ["kermany", "/home/alice/my_clinic_cxrs"]).read_text()
+    assert "not recorded: not recorded" not in dataset_card
+    assert "| my_clinic_cxrs | local data `my_clinic_cxrs`; not one of the public sets" in dataset_card
+    assert "| kermany | Kermany pediatric pneumonia: Anterior-posterior CXRs" in dataset_card
 
 
 def test_segmentation_card_says_at_which_size_dice_is_computed(tmp_path):
