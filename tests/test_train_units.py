@@ -1146,3 +1146,45 @@ def test_pretraining_views_are_drawn_from_the_image_not_its_padding():
     _, _, evaluated, _ = forward(GroupMaskedViTForPreTraining(config), batch, ctx, torch.Generator().manual_seed(0),
                                  train=False)
     assert (evaluated * 0.25 + 0.5).min() > 0.5  # the whole image, resized to the square, without its padding
+
+
+def test_a_training_run_stopped_by_an_unreadable_file_says_how_to_skip_such_files(tmp_path):
+    """Training on a folder with a broken image (or a cut-short DICOM) stopped naming the file but not the option
+    that leaves such files out; the error, of the same type, now names it too, with the run's other options kept, and
+    that option does train on the rest. No DICOM header value is in the message."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "data"))
+    from factory import write_dicom, write_image
+
+    from hf_datasets.errors import ImageReadError, TruncatedDicomError
+    from train import data
+    from train.run import run_training
+
+    root = tmp_path / "my_cxrs"
+    for i in range(8):
+        write_image(root / ("normal", "pneumonia")[i % 2] / f"p{i:02d}.png", seed=i)
+    (root / "normal" / "broken.png").write_bytes(b"not a png")
+    options = {"cache_dir": str(tmp_path / "cache"), "split_fractions": {"train": 1.0}}
+    args = TrainArgs(task="classification", output_dir=str(tmp_path / "run"), dataset="imagefolder",
+                     data_dir=str(root), dataset_options=options, image_size=32, epochs=1, report_to="none",
+                     card=False)
+    with pytest.raises(ImageReadError) as stopped:
+        run_training(args)
+    message = str(stopped.value)
+    assert message.startswith(f"{root / 'normal' / 'broken.png'}: ")
+    assert stopped.value.path == str(root / "normal" / "broken.png")
+    hint = re.search(r"--dataset_options '(.*)'$", message)
+    assert hint and json.loads(hint.group(1)) == {**options, "on_error": "skip"}
+    with pytest.warns(UserWarning, match="broken.png"):
+        assert len(data.load_splits("imagefolder", str(root), None, json.loads(hint.group(1)))["train"]) == 8
+
+    (root / "normal" / "broken.png").unlink()
+    dicom = write_dicom(root / "normal" / "cut.dcm", patient_id="PAT-SECRET-7", patient_name="Doe^Jane")
+    dicom.write_bytes(dicom.read_bytes()[:-500])
+    with pytest.raises(TruncatedDicomError) as stopped:
+        data.load_splits("imagefolder", str(root), None, options)
+    message = str(stopped.value)
+    assert str(dicom) in message and """--dataset_options '{"cache_dir": """ in message
+    assert "PAT-SECRET-7" not in message and "Doe" not in message and "Jane" not in message

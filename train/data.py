@@ -36,8 +36,32 @@ def load_splits(dataset: str | None, data_dir: str | None, prepared_dir: str | N
                          "set larger than local disk, write shards in one pass (python -m hf_datasets.prepare "
                          "--streaming) and pass --prepared_dir")
     import hf_datasets
+    from hf_datasets.errors import DataError, LayoutError
 
-    return hf_datasets.build_dataset(dataset, data_dir, **(options or {}))
+    try:
+        return hf_datasets.build_dataset(dataset, data_dir, **(options or {}))
+    except DataError as error:
+        if isinstance(error, LayoutError) or (options or {}).get("on_error") == "skip":
+            raise  # a folder without the expected files: leaving files out would not help
+        raise with_skip_hint(error, options) from error
+
+
+SKIP_OPTION = {"on_error": "skip"}
+
+
+def with_skip_hint(error, options: dict | None = None):
+    """A copy of the `DataError` (same type, path and reason) whose message adds how to leave such files out:
+    --dataset_options with "on_error": "skip" (merged into the options the run already gave). The message keeps to
+    the file and the builder's reason, which never holds DICOM header values."""
+    import copy
+    import json
+
+    hinted = copy.copy(error)
+    skip = json.dumps({**(options or {}), **SKIP_OPTION}, default=str)
+    hinted.reason = (f"{error.reason}. To leave unreadable files out of the data instead (each one is named in a "
+                     f"warning), pass --dataset_options '{skip}'")
+    hinted.args = (f"{hinted.path}: {hinted.reason}",)
+    return hinted
 
 
 def _prepared_subset(splits, options: dict, prepared_dir: str):
