@@ -70,7 +70,11 @@ def _check_sizes(size: int, shard_size: int) -> None:
 
 _SETTINGS_FILE = re.compile(re.escape("prepare_settings.json"))
 # settings that later versions record, with what an earlier version's folder, which lacks them, cannot tell
-_ADDED_SINCE = {"files": "image or mask files replaced in place"}
+_ADDED_SINCE = {"files": "image or mask files replaced in place",
+                "columns": "a changed source, patient, study, view, sex, age or split value (a source named after "
+                           "its folder changes with the folder's name)"}
+# the columns of each record that `columns` digests: images and masks are told by `files`, paths and labels by `records`
+_DIGESTED_COLUMNS = tuple(name for name in COLUMNS if name not in ("image", "mask", "path", "labels"))
 
 
 def _check_settings(output_dir: Path, settings: dict) -> None:
@@ -108,6 +112,11 @@ def _check_settings(output_dir: Path, settings: dict) -> None:
             raise ValueError(f"{output_dir}: an image or mask file changed in place since the folder was prepared "
                              "(another size or modification time under the same path); resuming would mix two "
                              "versions of the set: use a new --output_dir (or put the files back)")
+        if differ == ["columns"]:  # the same files, paths and labels, with other values in the other columns
+            raise ValueError(f"{output_dir}: the same files give other source, patient, study, view, sex, age or "
+                             "split values than when the folder was prepared (e.g. a renamed copy of the data, whose "
+                             "source is named after its folder); resuming would mix both in one data set: use a new "
+                             "--output_dir (or the folder it was prepared from)")
         raise ValueError(f"{output_dir}: prepared with other settings ({', '.join(differ)} differ): "
                          f"{json.dumps(recorded)}, not {json.dumps(settings)}; use a new --output_dir")
     if recorded is None or unrecorded:
@@ -166,6 +175,15 @@ def _records_digest(splits: dict[str, list[dict]]) -> str:
     return hashlib.sha256(json.dumps(listing).encode()).hexdigest()[:16]
 
 
+def _columns_digest(splits: dict[str, list[dict]]) -> str:
+    """A digest of each record's source, patient, study, view, sex, age and split: a rerun on the same files whose
+    records name another source (a builder that names it by the data's folder, run on a renamed copy) or other
+    patients would write them into the same output as the kept shards' values, so it is refused."""
+    listing = {split: [[r.get(name) for name in _DIGESTED_COLUMNS] for r in records]
+               for split, records in splits.items()}
+    return hashlib.sha256(json.dumps(listing, default=str).encode()).hexdigest()[:16]
+
+
 def _file_state(path) -> list[int] | None:
     """[size, modification time in ns] of a file, from os.stat (the file is not read); None where there is none."""
     try:
@@ -215,7 +233,7 @@ def prepare(name: str, data_dir, output_dir, *, size: int = 256, bits: int = 8, 
     _check_settings(output_dir, {"dataset": name, "size": size, "bits": bits, "shard_size": shard_size,
                                  "seed": seed, "split_fractions": split_fractions, "streaming": streaming,
                                  "options": options, "records": _records_digest(splits),
-                                 "files": _files_digest(splits)})
+                                 "files": _files_digest(splits), "columns": _columns_digest(splits)})
     if streaming:  # one sequential pass: each file is read once, straight into its shard
         return _write_streams(splits, output_dir, info=info, size=size, bits=bits, shard_size=shard_size,
                               progress=progress)

@@ -746,3 +746,33 @@ def test_a_killed_runs_temporary_settings_file_is_removed_and_never_published(tm
     uploaded = list(filter_repo_objects(files, ignore_patterns=list(DATASET_SKIPPED)))  # as upload_folder filters
     assert not [name for name in uploaded if ".partial" in name]
     assert {"prepare_settings.json", "dataset_dict.json", "train/data-00000.arrow"} <= set(uploaded)
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_resuming_from_a_renamed_copy_of_the_data_is_refused_not_mixed_into_two_sources(tmp_path, streaming):
+    """imagefolder (like dicomdir and manifest) names each row's `source` after the data's folder. The resume check
+    compared paths, labels and file states, not `source`: a killed run resumed from a renamed copy (same files,
+    same times) wrote the rest under the new name, one output with two sources. It is refused now; a folder of an
+    earlier version, which recorded no such digest, still resumes, with a warning, and records it."""
+    import os
+
+    root = tmp_path / "site_a"
+    for i in range(6):
+        write_image(root / ("normal", "pneumonia")[i % 2] / f"p{i:02d}.png", seed=i)
+    out = tmp_path / "out"
+    options = dict(size=16, shard_size=2, split_fractions={"train": 1.0}, streaming=streaming, progress=False)
+    prepare("imagefolder", root, out, **options)
+    for path in (out / "train").glob("data-00002.*"):
+        path.unlink()  # as if the run had been killed before its last shard
+    os.rename(root, tmp_path / "site_a_copy")
+    with pytest.raises(ValueError, match="renamed copy of the data"):
+        prepare("imagefolder", tmp_path / "site_a_copy", out, **options)
+    assert not (out / "train" / "data-00002.arrow").exists()
+    os.rename(tmp_path / "site_a_copy", root)
+    settings = out / "prepare_settings.json"
+    earlier = {key: value for key, value in json.loads(settings.read_text()).items() if key != "columns"}
+    settings.write_text(json.dumps(earlier))
+    with pytest.warns(UserWarning, match="earlier version.*source named after its folder"):
+        assert prepare("imagefolder", root, out, **options)["written"] == 6
+    assert set(datasets.load_from_disk(str(out))["train"]["source"]) == {"site_a"}
+    assert "columns" in json.loads(settings.read_text())
