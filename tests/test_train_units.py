@@ -1188,3 +1188,22 @@ def test_a_training_run_stopped_by_an_unreadable_file_says_how_to_skip_such_file
     message = str(stopped.value)
     assert str(dicom) in message and """--dataset_options '{"cache_dir": """ in message
     assert "PAT-SECRET-7" not in message and "Doe" not in message and "Jane" not in message
+
+
+def test_demo_report_gives_the_test_set_size_and_says_four_images_cannot_measure_accuracy():
+    """`make demo` ended on "test AUROC 0.000" for its 4 test images with no word on what 4 images can tell: the
+    report now gives the images per class and says that such numbers cannot measure accuracy (worked out from the
+    counts, not written in) and what the demo does show."""
+    from train import demo
+
+    metrics = {"num_samples": 4.0, "auroc_macro": 0.0, "auroc_macro_ci_low": 0.0, "auroc_macro_ci_high": 0.0,
+               "accuracy": 0.5, "confusion/normal/normal": 0.0, "confusion/normal/pneumonia": 2.0,
+               "confusion/pneumonia/normal": 0.0, "confusion/pneumonia/pneumonia": 2.0}
+    assert demo._class_counts(metrics) == "4 (2 normal, 2 pneumonia)"
+    note = demo.reading_note(metrics)
+    assert note.startswith("These test numbers come from 4 images and cannot measure accuracy:")
+    assert "compares 4 pairs: it can only be a multiple of 1/4" in note
+    assert "a model that guesses scores 1 (or 0) 17% of the time, so even those values are consistent with chance" in note
+    assert "the whole pipeline runs" in note and "benchmarks/RESULTS.md" in note
+    larger = {"num_samples": 40.0, "confusion/normal/normal": 20.0, "confusion/pneumonia/pneumonia": 20.0}
+    assert "1/400" in demo.reading_note(larger) and "consistent with chance" not in demo.reading_note(larger)
