@@ -31,6 +31,24 @@ def test_cli_overrides_yaml_and_args_round_trip(tmp_path):
     assert TrainArgs(**load_yaml(saved, TrainArgs)) == args
 
 
+def test_command_line_mappings_override_only_the_keys_they_name(tmp_path):
+    args = parse_args(TrainArgs, ["--config", "gmml_pretrain", "--model_config", '{"hidden_size": 192}'])
+    recipe = load_yaml("gmml_pretrain", TrainArgs)["model_config"]
+    assert args.model_config == {**recipe, "hidden_size": 192} and args.model_config["mask_fill"] == "noise"
+    run = tmp_path / "r.yaml"
+    run.write_text("dataset: nih\ndataset_options: {train_fraction: 0.1, on_error: skip}\n"
+                   "model_config: {patch_size: 8, drop_path_rate: 0.2}\n")
+    args = parse_args(TrainArgs, ["--config", str(run), "--dataset_options", '{"train_fraction": 0.5}',
+                                  "--model_config", '{"drop_path_rate": 0.0}'])
+    assert args.dataset_options == {"train_fraction": 0.5, "on_error": "skip"}
+    assert args.model_config == {"patch_size": 8, "drop_path_rate": 0.0}
+    saved = save_args(args, tmp_path / "run")  # the merged values are the run's: resume compares them
+    assert load_yaml(saved, TrainArgs)["model_config"] == {"patch_size": 8, "drop_path_rate": 0.0}
+    # another builder than the YAML's: its options were the YAML builder's, the command line's replace them
+    args = parse_args(TrainArgs, ["--config", str(run), "--dataset", "kermany", "--dataset_options", '{"x": 1}'])
+    assert args.dataset_options == {"x": 1}
+
+
 def test_unknown_yaml_key_is_an_error(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("epochz: 3\n")

@@ -1,6 +1,7 @@
 """Run arguments: dataclasses read from the command line and/or a YAML file with the same names.
 
-`--config file.yaml` is read first, then any command-line flag overrides it; the resolved arguments are written to
+`--config file.yaml` is read first, then any command-line flag overrides it (a mapping such as --model_config
+overrides the keys it names, the YAML's other keys stay); the resolved arguments are written to
 `<output_dir>/args.yaml` so a run can be repeated with `--config <output_dir>/args.yaml`.
 """
 
@@ -172,8 +173,18 @@ def parse_args(cls, argv=None, defaults: dict | None = None):
     config_path = namespace.pop("config", None)
     if config_path:
         values.update(load_yaml(config_path, cls))
-    values.update(namespace)
+    configured = dict(values)
+    for name, given in namespace.items():
+        if isinstance(given, dict) and isinstance(configured.get(name), dict) and _merges(name, configured, namespace):
+            given = {**configured[name], **given}  # a mapping flag overrides the keys it names, the YAML's others stay
+        values[name] = given
     return cls(**values)
+
+
+def _merges(name: str, values: dict, namespace: dict) -> bool:
+    """Whether a command-line mapping merges over the YAML's (key by key) rather than replacing it: always, except
+    --dataset_options with a command-line --dataset other than the YAML's, whose options were another builder's."""
+    return not (name == "dataset_options" and "dataset" in namespace and namespace["dataset"] != values.get("dataset"))
 
 
 def _none_or(kind):
