@@ -797,6 +797,35 @@ def test_card_names_data_of_a_folder_layout_by_their_folder(tmp_path):
     assert "The training data are not recorded" not in card
 
 
+@pytest.mark.parametrize("prepared", [False, True])
+def test_card_of_a_run_on_an_imagefolder_names_the_builder(tmp_path, prepared):
+    """The user's own folder data: the card says which builder read them (imagefolder), for --dataset as for shards
+    prepared from it."""
+    import json
+    from types import SimpleNamespace
+
+    from model_cards import write_model_card
+    from modeling_cxrgm import GroupMaskedViTConfig, GroupMaskedViTForImageClassification, GroupMaskedViTImageProcessor
+    from train.config import TrainArgs
+    from train.run import model_card_run
+
+    if prepared:
+        (tmp_path / "my_clinic_cxrs").mkdir()
+        (tmp_path / "my_clinic_cxrs" / "prepare_settings.json").write_text(
+            json.dumps({"dataset": "imagefolder", "options": {}}))
+        args = TrainArgs(prepared_dir=str(tmp_path / "my_clinic_cxrs"), eval_split="test")
+    else:
+        args = TrainArgs(dataset="imagefolder", data_dir="/data/my_clinic_cxrs", eval_split="test")
+    run = model_card_run(args, SimpleNamespace(num_processes=1), GroupMaskedViTImageProcessor(size=32), [0] * 12,
+                         [0] * 4, 1.0, 2.0)
+    assert run["train_datasets"][0]["builder"] == "imagefolder"
+    config = GroupMaskedViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
+                                  num_attention_heads=2, intermediate_size=64, num_labels=2)
+    GroupMaskedViTForImageClassification(config).save_pretrained(tmp_path / "export")
+    card = write_model_card(tmp_path / "export", run).read_text()
+    assert "local data `my_clinic_cxrs` read by the `imagefolder` builder (12 images)" in card
+
+
 def test_training_time_adds_up_over_resumes():
     """The card's duration is the whole run's, not only the part after the last resume."""
     saved = checkpoint.TrainState(step=5, seconds=3600.0).state_dict()  # a process resumed after an hour

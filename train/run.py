@@ -457,13 +457,16 @@ def model_card_run(args: TrainArgs, accelerator, processor, train_set, eval_set,
     if prepared is None:
         prepared = prepared_settings(args.prepared_dir)
     name = data_name(args, prepared)
+    # the builder that read the data: a folder layout's data are named by their folder, so the card names it too
+    builder = (prepared or {}).get("dataset") if args.prepared_dir else args.dataset
     hardware = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "CPU"
     # --init is a local folder: absolute, so that the card never takes a relative one (pre/model) for a Hub repo id
     init = "random" if args.init == "random" else str(Path(args.init).resolve())
     run = {
         "task": args.task,
         "train_datasets": [{"name": name, "num_images": len(train_set), "splits": list(args.train_splits),
-                            "label_policy": label_policy(args, prepared)}],
+                            "label_policy": label_policy(args, prepared),
+                            **({"builder": builder} if builder else {})}],
         "eval_dataset": {"name": name, "split": args.eval_split or "+".join(args.train_splits),
                          "num_images": len(eval_set) if eval_set else 0},
         "preprocessing": {"size": processor.size, "num_channels": processor.num_channels,
