@@ -826,6 +826,40 @@ def test_card_of_a_run_on_an_imagefolder_names_the_builder(tmp_path, prepared):
     assert "local data `my_clinic_cxrs` read by the `imagefolder` builder (12 images)" in card
 
 
+def test_card_of_a_model_pretrained_on_a_pool_lists_the_pooled_folders(tmp_path):
+    """cxr_pool's card read "local data `cxr_pool`": it lists each pooled folder with its distinct images, a public
+    set's title and licence, and the user's own folder as local data read by the pool."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from model_cards import write_model_card
+    from modeling_cxrgm import GroupMaskedViTForPreTraining, GroupMaskedViTImageProcessor
+    from train import data
+    from train.config import TrainArgs
+    from train.run import model_card_run
+
+    for folder, shades in (("nih_cxr14", (10, 20, 30)), ("my_clinic", (40, 10))):  # shade 10 again: a duplicate
+        (tmp_path / "pool" / folder).mkdir(parents=True)
+        for shade in shades:
+            Image.new("L", (32, 32), shade).save(tmp_path / "pool" / folder / f"{shade}.png")
+        (tmp_path / "pool" / folder / "labels.csv").write_text("file\n" + "".join(f"{s}.png\n" for s in shades))
+    args = TrainArgs(task="pretraining", dataset="cxr_pool", data_dir=str(tmp_path / "pool"), eval_split=None)
+    processor = GroupMaskedViTImageProcessor(size=32)
+    train_set = data.CXRDataset(data.load_splits("cxr_pool", args.data_dir, None)["train"], processor, "pretraining")
+    run = model_card_run(args, SimpleNamespace(num_processes=1), processor, train_set, train_set, 1.0, 2.0)
+    assert [(d["name"], d["num_images"], d["builder"]) for d in run["train_datasets"]] == [
+        ("my_clinic", 2, "cxr_pool"), ("nih_cxr14", 2, "cxr_pool")]
+    GroupMaskedViTForPreTraining(GroupMaskedViTConfig(**{**TINY, "num_channels": 1})).save_pretrained(tmp_path / "m")
+    card = write_model_card(tmp_path / "m", run).read_text()
+    assert "NIH ChestX-ray14" in card and "released by the NIH Clinical Center without use restrictions" in card
+    assert "local data `my_clinic` read by the `cxr_pool` builder (2 images)" in card
+    assert "local data `cxr_pool`" not in card
+    # without the rows (a card written from the arguments alone): the pool's folders, their counts unknown
+    run = model_card_run(args, SimpleNamespace(num_processes=1), processor, [0] * 4, [0] * 4, 1.0, 2.0)
+    assert [d["name"] for d in run["train_datasets"]] == ["my_clinic", "nih_cxr14"]
+
+
 def test_training_time_adds_up_over_resumes():
     """The card's duration is the whole run's, not only the part after the last resume."""
     saved = checkpoint.TrainState(step=5, seconds=3600.0).state_dict()  # a process resumed after an hour

@@ -480,6 +480,27 @@ def model_card_run(args: TrainArgs, accelerator, processor, train_set, eval_set,
                      "duration_s": round(duration_s, 1), "seed": args.seed, "per_device_batch_size": args.batch_size,
                      "init": "random" if init == "random" else ("gmml" if _is_gmml(init) else init_repo or init)},
     }
+    if builder == "cxr_pool":  # a pool is its folders: the card lists each (a public set's title and licence)
+        # the folders of the training rows' paths (relative to the pool's data_dir: <folder>/<file>; duplicates and
+        # excluded patients already left out), else the pool's `folders` option, else its folders with a labels.csv
+        paths, rows = getattr(train_set, "sources", None), getattr(train_set, "rows", None)
+        options = ((prepared or {}).get("options") if args.prepared_dir else args.dataset_options) or {}
+        members = []
+        if paths is not None and rows is not None:
+            paths, counts = paths["path"], {}
+            for i in rows:
+                parts = Path(paths[i] or "").parts
+                counts[parts[0] if len(parts) > 1 else None] = counts.get(parts[0] if len(parts) > 1 else None, 0) + 1
+            members = [] if None in counts else list(counts.items())  # a path outside any folder: not a pool's
+        if not members:
+            folders = options.get("folders")
+            if not folders and args.data_dir and Path(args.data_dir).is_dir():
+                folders = sorted(path.parent.name for path in Path(args.data_dir).glob("*/labels.csv"))
+            members = [(str(member), None) for member in folders or ()]
+        if members:
+            entry = run["train_datasets"][0]
+            run["train_datasets"] = [{**entry, "name": member, "num_images": count, "builder": builder}
+                                     for member, count in members]
     if selected_by and evaluations > 1:  # the card's results then come from the split that chose the model
         run["eval_dataset"]["selected_by"] = {"metric": selected_by, "evaluations": evaluations}
     if init != "random":
