@@ -26,6 +26,8 @@ from pathlib import Path
 
 from accelerate.utils import broadcast_object_list
 
+from .export import apply_umask
+
 PREFIX = "step_"
 MANIFEST = "manifest.json"  # what a complete checkpoint holds; written after everything else
 logger = logging.getLogger(__name__)
@@ -163,6 +165,7 @@ def save(accelerator, output_dir, step: int, limit: int, processor=None) -> Path
         if processor is not None:
             processor.save_pretrained(temporary)
         _write_manifest(temporary)
+        apply_umask(temporary)  # the weights (safetensors writes them 0600) as readable as the run's other files
         for path in [*temporary.rglob("*"), temporary]:
             _flush_to_disk(path)
         if final.exists():  # a damaged checkpoint of this step, which a resumed run went back past: replaced

@@ -12,6 +12,32 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 
+def current_umask() -> int:
+    """The process's umask: from /proc where Linux shows it, else by setting it and setting it back."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def apply_umask(folder) -> None:
+    """Give every file under `folder` the mode the umask gives a newly created file (0644 under umask 022), and every
+    folder the mode it gives a new folder. transformers (safetensors) writes `model.safetensors` 0600 whatever the
+    umask, and copies keep that mode: an exported model shared with the group or other users would then have
+    readable config and processor files but unreadable weights. Never wider than the umask allows."""
+    mask = current_umask()
+    folder = Path(folder)
+    for path in [folder, *folder.rglob("*")]:
+        if path.is_symlink():
+            continue
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
+
+
 def save_model_atomically(model, processor, directory, state_dict: dict | None = None) -> Path:
     """`save_pretrained` of model (with `state_dict`, e.g. gathered from FSDP shards, when given) and processor
     into a hidden folder, then renamed over `directory`."""
@@ -20,6 +46,7 @@ def save_model_atomically(model, processor, directory, state_dict: dict | None =
     shutil.rmtree(temporary, ignore_errors=True)
     model.save_pretrained(temporary, state_dict=state_dict)
     processor.save_pretrained(temporary)
+    apply_umask(temporary)
     if directory.exists():
         old = directory.with_name(f".old-{directory.name}")
         os.replace(directory, old)
@@ -55,6 +82,7 @@ def export(best_dir, output_dir, metrics: dict, run: dict, card: bool = True) ->
             logger.warning("model_cards is not installed: %s has no model card", model_dir)
         else:
             write_model_card(temporary, run)
+    apply_umask(temporary)
     if model_dir.exists():
         shutil.rmtree(model_dir)
     os.replace(temporary, model_dir)
