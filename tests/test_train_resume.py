@@ -53,6 +53,43 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
         assert (expected[name] == actual[name]).all(), name
 
 
+def test_a_run_killed_after_an_epoch_boundary_checkpoint_does_not_evaluate_that_epoch_again(tmp_path):
+    """3 optimiser steps per epoch, a checkpoint every 3: step_00000003 ends epoch 0. It is written after that epoch's
+    evaluation and records it, so the run resumed from it evaluates from the next epoch on (not step 3 twice), and
+    keeps and exports the model an uninterrupted run does."""
+    every = ("--save_every_steps", "3", "--save_total_limit", "10")
+    straight = subprocess.run(command(tmp_path / "straight", *every), cwd=ROOT, env=ENV, check=True,
+                              capture_output=True, text=True)
+
+    killed = tmp_path / "killed"
+    with open(tmp_path / "killed.log", "w") as log:
+        process = subprocess.Popen(command(killed, *every), cwd=ROOT, env=ENV, stdout=log, stderr=subprocess.DEVNULL)
+        boundary = killed / "checkpoints" / "step_00000003"
+        while not boundary.exists() and process.poll() is None:
+            time.sleep(0.01)
+        process.send_signal(signal.SIGKILL)
+        assert process.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    for later in [p for p in (killed / "checkpoints").iterdir() if p.name > boundary.name]:  # had it gone on
+        shutil.rmtree(later)
+
+    resumed = subprocess.run(command(killed, *every, "--resume_from_checkpoint", "latest"), cwd=ROOT, env=ENV,
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "step_00000003 at step 3 (epoch 1, batch 0)" in resumed.stdout
+
+    def evaluated(stdout):
+        return [int(line.split(":")[0].split()[1]) for line in stdout.splitlines()
+                if line.startswith("step ") and ": " in line]
+
+    assert evaluated(straight.stdout) == [3, 6, 9, 12, 15, 18]
+    assert evaluated(resumed.stdout) == [6, 9, 12, 15, 18]
+    assert (killed / "metrics.json").read_text() == (tmp_path / "straight" / "metrics.json").read_text()
+    expected = load_file(tmp_path / "straight" / "model" / "model.safetensors")
+    actual = load_file(killed / "model" / "model.safetensors")
+    for name in expected:
+        assert (expected[name] == actual[name]).all(), name
+
+
 def in_process_args(output_dir, **overrides):
     """A tiny pretraining run (2 optimiser steps, a checkpoint after each) for run_training."""
     from train.config import TrainArgs
@@ -123,7 +160,7 @@ def test_resuming_a_run_that_reached_max_steps_trains_no_further(tmp_path):
 @pytest.mark.parametrize("stop_at", [2, 3])
 def test_a_resumed_epoch_reports_the_training_loss_of_the_whole_epoch(tmp_path, stop_at):
     """3 steps per epoch, a checkpoint every step: stopped mid-epoch (2) or at the epoch's last step (3), whose
-    checkpoint is written before the epoch's evaluation. The resumed run reports the epoch's training loss and mask
+    checkpoint is written after the epoch's evaluation and records it. The resumed run reports the epoch's training loss and mask
     fraction over all of its batches, as the uninterrupted run does (not over those after the resume, nor 0 for
     none), so the exported metrics do not depend on where a run was stopped."""
     from train.config import TrainArgs

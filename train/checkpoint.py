@@ -36,15 +36,17 @@ _SAVED: set[str] = set()  # the checkpoint folders this process saved (no need t
 
 @dataclass
 class TrainState:
-    """Where training is: optimiser step, epoch, micro-batches done in that epoch, best evaluation so far, and the
-    seconds the run took before this process (a checkpoint stores them with this process's time added), and the
-    sums of the losses (and mask fractions) read so far in this epoch, so a resumed epoch reports its whole mean."""
+    """Where training is: optimiser step, epoch, micro-batches done in that epoch, best evaluation so far, the last
+    step evaluated (a run resumed there does not evaluate it again), the seconds the run took before this process (a
+    checkpoint stores them with this process's time added), and the sums of the losses (and mask fractions) read so
+    far in this epoch, so a resumed epoch reports its whole mean."""
 
     step: int = 0
     epoch: int = 0
     batch_in_epoch: int = 0
     best_metric: float | None = None
     best_step: int | None = None
+    evaluated_step: int | None = None  # the last step evaluated (None: none yet, or a checkpoint without it)
     seconds: float = 0.0
     epoch_sums: dict = field(default_factory=lambda: {"loss": 0.0, "mask_fraction": 0.0, "count": 0})
 

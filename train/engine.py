@@ -77,7 +77,8 @@ def forward(model, batch: dict, ctx, generator: torch.Generator | None, train: b
 
 
 def train_one_epoch(model, loader, optimizer, accelerator, state, ctx, args, ema=None) -> dict:
-    """Train until the loader ends or `args.max_steps` is reached; saves checkpoints every `args.save_every_steps`.
+    """Train until the loader ends or `args.max_steps` is reached; saves checkpoints every `args.save_every_steps`
+    (but at the epoch's or the run's last step, which the caller saves once it has evaluated it).
 
     `state` (checkpoint.TrainState) counts optimiser steps and micro-batches of this epoch and sums their losses;
     `loader` already skips the micro-batches done before a resume. Returns the epoch's mean loss (and mask fraction
@@ -136,7 +137,10 @@ def train_one_epoch(model, loader, optimizer, accelerator, state, ctx, args, ema
                 if "mask_fraction" in recent:
                     logs["train/mask_fraction"] = recent["mask_fraction"]
                 accelerator.log(logs, step=state.step)
-        if saving:
+        # a step that ends the epoch or the run is saved by run_training after its evaluation, so that the checkpoint
+        # records that evaluation and a run resumed from it does not evaluate that step again
+        ends = state.batch_in_epoch >= ctx.batches_per_epoch or bool(args.max_steps and state.step >= args.max_steps)
+        if saving and not ends:
             checkpoint.save(accelerator, args.output_dir, state.step, args.save_total_limit, ctx.processor)
     read_losses(pending, sums, accelerator, args.output_dir)
     progress.close()

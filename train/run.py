@@ -364,7 +364,8 @@ def run_training(args: TrainArgs) -> dict:
         if state.batch_in_epoch >= len(train_loader):
             state.epoch, state.batch_in_epoch = state.epoch + 1, 0
         last = stopping or state.epoch >= args.epochs
-        if state.batch_in_epoch == 0 and (state.epoch % args.eval_every_epochs == 0 or last) or stopping:
+        due = state.batch_in_epoch == 0 and (state.epoch % args.eval_every_epochs == 0 or last) or stopping
+        if due and state.evaluated_step != state.step:  # (a run resumed where its evaluation was done skips it)
             _evaluate_and_keep_best(model, eval_loader, accelerator, ctx, args, state, stats, best_name, names,
                                     processor, ema)
         checkpoint.save(accelerator, output_dir, state.step, args.save_total_limit, processor)
@@ -428,6 +429,7 @@ def _evaluate_and_keep_best(model, eval_loader, accelerator, ctx, args, state, s
         accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=state.step)
         accelerator.print(f"step {state.step}: " + ", ".join(
             f"{k} {v:.4f}" for k, v in metrics.items() if "/" not in k and k not in ("epoch", "step")))
+        state.evaluated_step = state.step
         if improved:
             state.best_metric, state.best_step = value, state.step
             weights = accelerator.get_state_dict(unwrapped)  # on every process: under FSDP this gathers the shards
