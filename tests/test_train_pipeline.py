@@ -317,6 +317,34 @@ def test_an_evaluation_split_without_both_classes_is_refused_before_training(tmp
     assert 0 <= run_training(args)["accuracy"] <= 1
 
 
+def test_pretraining_without_an_evaluation_split_evaluates_a_fixed_sample_not_the_training_set(tmp_path,
+                                                                                                monkeypatch):
+    """No --eval_split: each evaluation (the loss that picks the best model, the reconstruction grids) runs on the
+    same PRETRAIN_EVAL_IMAGES training images, evenly spread, not on the whole training set every epoch."""
+    from train import engine, run
+
+    monkeypatch.setattr(run, "PRETRAIN_EVAL_IMAGES", 5)
+    seen = []
+    evaluate = engine.evaluate
+
+    def recording(*args, **kwargs):
+        results = evaluate(*args, **kwargs)
+        seen.append(sorted(results["index"].tolist()))
+        return results
+
+    monkeypatch.setattr(engine, "evaluate", recording)
+    args = tiny("pretraining", tmp_path / "pre", train_splits=["train"], eval_split=None, epochs=2, batch_size=2,
+                report_to="tensorboard", log_every_steps=1)
+    metrics = run_training(args)
+    training_images = len(data.split(data.load_splits("sample", None, None, {}), "train"))
+    assert training_images > 5
+    assert len(seen) == 2 and seen[0] == seen[1] and len(seen[0]) == 5
+    assert seen[0][0] == 0 and seen[0][-1] == training_images - 1  # spread over the whole set
+    assert "loss" in metrics and metrics["step"] > 0
+    assert len(list((tmp_path / "pre" / "grids").glob("*.png"))) == 2  # what benchmarks/quality.py reports
+    assert list((tmp_path / "pre" / "logs").rglob("events.out.tfevents.*"))  # its loss curve
+
+
 def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path):
     args = tiny("classification", tmp_path / "nan", lr=1e30, clip_grad=None, warmup_epochs=0, epochs=5,
                 save_every_steps=1, eval_split=None)

@@ -274,6 +274,23 @@ def _is_better(name: str, value: float, best: float | None) -> bool:
     return value > best if higher else value < best
 
 
+# pretraining without --eval_split evaluates (reconstruction loss that picks the best model, reconstruction grids) on
+# this many training images at most, spread evenly over the training set: not on all of it, which at scale costs as
+# much as an epoch of training each time
+PRETRAIN_EVAL_IMAGES = 256
+
+
+def pretraining_sample(train_set: data.CXRDataset, size: int | None = None) -> data.CXRDataset:
+    """A fixed sample of `size` (PRETRAIN_EVAL_IMAGES) training images (all of them when there are fewer), evenly
+    spaced over the set, so every evaluation sees the same images (and, seeded by their batch, the same corruption)."""
+    size = PRETRAIN_EVAL_IMAGES if size is None else size
+    if len(train_set.rows) <= size:
+        return train_set
+    picked = np.linspace(0, len(train_set.rows) - 1, size).round().astype(int)
+    return data.CXRDataset(train_set.ds, train_set.processor, train_set.task, train_set.label_mode,
+                           [train_set.rows[i] for i in picked], uint8=train_set.uint8)
+
+
 def run_training(args: TrainArgs) -> dict:
     """Train, evaluate every `eval_every_epochs`, keep the best model, export it; returns the exported metrics."""
     if args.mixed_precision is None:  # the launcher's flag or config file, as an Accelerator() without it reads them
@@ -306,6 +323,8 @@ def run_training(args: TrainArgs) -> dict:
     best_name = args.metric_for_best or BEST_METRIC[args.task][0]
     if args.task == "pretraining" and eval_set is train_set and not args.metric_for_best:
         best_name = "loss"
+    if args.task == "pretraining" and eval_set is train_set:  # no --eval_split: a fixed sample of the training set
+        eval_set = pretraining_sample(train_set)
     if args.task == "classification" and eval_set is not None:
         check_ranking_metric(best_name, eval_set, names)
     model = build_model(args, names, single_label)
