@@ -125,7 +125,8 @@ def _first_covering_rectangle(rectangles, grid_h: int, grid_w: int, dtype: torch
     codes = torch.bmm(rows.transpose(1, 2), cols).view(num_images, num_chunks, grid_h, grid_w)
     del rows, cols
     chunk = (codes > 0).view(torch.uint8).argmax(1, keepdim=True)  # (N, 1, grid_h, grid_w); 0 where none covers
-    exponent = torch.frexp(codes.gather(1, chunk)).exponent.squeeze(1)  # 0 for a zero code
+    # frexp in float32, exact for these integers and implemented on every device: 0 for a zero code
+    exponent = torch.frexp(codes.gather(1, chunk).float()).exponent.squeeze(1)
     del codes
     first = chunk.squeeze(1) * _CHUNK + (_CHUNK - exponent)
     index_dtype = torch.int16 if num_rectangles < 2**15 - 1 else torch.int32
