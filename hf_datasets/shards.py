@@ -111,25 +111,25 @@ def move_into_place(partial: Path, path: Path) -> None:
     flushed to disk (fsync) before the rename, so `path` is never a short or empty file after one, and the folder
     after it, so that the rename itself is kept. On failure before the rename `partial` is removed."""
     try:
-        with open(partial, "rb+") as file:
-            os.fsync(file.fileno())
+        flush_to_disk(partial)
         os.replace(partial, path)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    _fsync_folder(path.parent)
+    flush_to_disk(path.parent)
 
 
-def _fsync_folder(folder: Path) -> None:
-    """Flush a folder's entries (a rename in it) to disk, where the platform and file system can."""
-    if os.name == "nt":  # a folder cannot be opened to flush it; NTFS logs the rename itself
+def flush_to_disk(path: Path) -> None:
+    """fsync a file's data, or a folder's entries (a rename in it) where the platform and file system can."""
+    folder = Path(path).is_dir()
+    if folder and os.name == "nt":  # a folder cannot be opened to flush it; NTFS logs the rename itself
         return
-    descriptor = os.open(folder, os.O_RDONLY)
+    descriptor = os.open(path, os.O_RDONLY)
     try:
         os.fsync(descriptor)
     except OSError as err:
-        if err.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS):  # a folder it cannot flush
-            raise
+        if not (folder and err.errno in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS)):
+            raise  # (some file systems cannot flush a folder: its files are flushed all the same)
     finally:
         os.close(descriptor)
 

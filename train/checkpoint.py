@@ -26,6 +26,8 @@ from pathlib import Path
 
 from accelerate.utils import broadcast_object_list
 
+from hf_datasets.shards import flush_to_disk
+
 from .export import apply_umask
 
 PREFIX = "step_"
@@ -169,11 +171,11 @@ def save(accelerator, output_dir, step: int, limit: int, processor=None) -> Path
         _write_manifest(temporary)
         apply_umask(temporary)  # the weights (safetensors writes them 0600) as readable as the run's other files
         for path in [*temporary.rglob("*"), temporary]:
-            _flush_to_disk(path)
+            flush_to_disk(path)
         if final.exists():  # a damaged checkpoint of this step, which a resumed run went back past: replaced
             _remove(final, root)
         os.replace(temporary, final)
-        _flush_to_disk(root)  # the rename itself
+        flush_to_disk(root)  # the rename itself
         # keep the newest `limit` complete checkpoints: damaged folders (newer ones a resumed run has not reached yet
         # included) do not count, so they never push out the checkpoint just saved; older damaged ones are dropped
         found = checkpoints(output_dir)
@@ -213,18 +215,6 @@ def _remove(folder: Path, root: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
     os.replace(folder, trash)
     shutil.rmtree(trash)
-
-
-def _flush_to_disk(path: Path) -> None:
-    """fsync a file, or a folder's entries (where the file system allows it for folders)."""
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        if not path.is_dir():  # some file systems refuse to fsync a folder: its files are flushed all the same
-            raise
-    finally:
-        os.close(descriptor)
 
 
 def check_process_count(path: Path, num_processes: int) -> None:
