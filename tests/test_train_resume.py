@@ -201,6 +201,19 @@ def test_a_resumed_runs_tensorboard_curves_have_each_step_once(tmp_path):
     assert [event.step for event in events.Scalars("eval/loss")] == [6, 12]
 
 
+def test_an_epochs_end_is_saved_only_when_evaluated_or_a_save_every_steps_step(tmp_path):
+    """6 optimiser steps per epoch, an evaluation every 2 epochs, a checkpoint every 4 steps: the ends of epochs 1 and
+    3 (steps 6 and 18) are neither, so they are not saved. (Every epoch's end was: with a few labelled images an
+    epoch is one step, and fine-tuning wrote a full checkpoint, optimiser state and all, after every step.)"""
+    from train import checkpoint
+    from train.run import run_training
+
+    run_training(in_process_args(tmp_path / "run", epochs=4, max_steps=None, eval_every_epochs=2, save_every_steps=4,
+                                 save_total_limit=10))
+    assert [folder.name for folder in checkpoint.checkpoints(tmp_path / "run")] == [
+        f"step_{step:08d}" for step in (4, 8, 12, 16, 20, 24)]
+
+
 def test_resuming_skips_a_damaged_newest_checkpoint_naming_it_and_why(tmp_path, caplog):
     """A newest checkpoint that is only partly there (a save killed on a file system whose rename copies, a truncated
     or corrupt file, a lost one) is skipped with a warning naming it and what is wrong; the run resumes from the

@@ -387,7 +387,10 @@ def run_training(args: TrainArgs) -> dict:
         if due and state.evaluated_step != state.step:  # (a run resumed where its evaluation was done skips it)
             _evaluate_and_keep_best(model, eval_loader, accelerator, ctx, args, state, stats, best_name, names,
                                     processor, ema)
-        checkpoint.save(accelerator, output_dir, state.step, args.save_total_limit, processor)
+        # an epoch's end is saved when it is evaluated (as the run's end is) or is a --save_every_steps step, which
+        # train_one_epoch left to this point: not every epoch, which with a few labelled images is one step long
+        if due or (args.save_every_steps and state.step % args.save_every_steps == 0):
+            checkpoint.save(accelerator, output_dir, state.step, args.save_total_limit, processor)
         if stopping:
             break
 
