@@ -505,6 +505,47 @@ def test_segmentation_masks_travel_as_uint8_and_out_of_range_values_are_refused(
         dataset[1]
 
 
+def test_a_small_set_keeps_its_items_and_gives_the_items_it_would_make():
+    """A set whose items fit `cache_bytes` keeps each item once made: a later epoch decodes nothing (each epoch's
+    start waited for its first batch to be decoded, which with a few labelled images is most of the epoch). Kept
+    items equal freshly made ones, also through loader workers over two epochs; a set over the budget keeps none."""
+    import datasets
+
+    from hf_datasets.builders.sample import sample_files
+    from modeling_cxrgm import GroupMaskedViTImageProcessor
+    from train import data
+
+    files = [str(path) for _, path in sorted(sample_files().items())][:6]
+    ds = datasets.Dataset.from_dict({"image": files}, features=datasets.Features({"image": datasets.Image()}))
+    processor = GroupMaskedViTImageProcessor(size=64)
+    kept = data.CXRDataset(ds, processor, "pretraining")
+    fresh = data.CXRDataset(ds, processor, "pretraining", cache_bytes=0)
+    assert kept.cache == {} and fresh.cache is None
+
+    def same(a, b):
+        return a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
+
+    for i in range(len(kept)):
+        assert same(kept[i], fresh[i])
+    decoded = kept._row
+    kept._row = None  # decoding now fails: the second pass must not decode
+    assert all(same(kept[i], fresh[i]) for i in range(len(kept)))
+    kept[0]["pixel_values"] = None  # a caller's change to an item it got does not reach the kept one
+    assert same(kept[0], fresh[0])
+
+    kept._row = decoded
+    kept.cache.clear()
+    loaders = [data.make_loader(dataset, 4, seed=0, shuffle=True, num_workers=1) for dataset in (kept, fresh)]
+    for epoch in range(2):
+        for loader in loaders:
+            loader.sampler.set_epoch(epoch)
+        assert all(same(a, b) for a, b in zip(*loaders, strict=True))
+
+    budget = len(ds) * kept.item_bytes()
+    assert data.CXRDataset(ds, processor, "pretraining", cache_bytes=budget).cache == {}
+    assert data.CXRDataset(ds, processor, "pretraining", cache_bytes=budget - 1).cache is None
+
+
 def test_an_image_that_cannot_be_decoded_is_named_in_the_error(tmp_path):
     """Training or evaluating straight from a set's original files: a corrupt file stops with its path, not
     with PIL's bare "Truncated File Read"."""

@@ -167,6 +167,9 @@ def resolve_label_mode(ds, mode: str = "auto") -> str:
     return SINGLE if len(known) and one_hot.all() else MULTI
 
 
+ITEM_CACHE_BYTES = 128 * 2**20  # per process: a 224-px grey 8-bit set of up to 2,600 images
+
+
 class CXRDataset(torch.utils.data.Dataset):
     """Rows of an hf_datasets split as images at `size` (processor without normalisation).
 
@@ -175,10 +178,16 @@ class CXRDataset(torch.utils.data.Dataset):
     when the first image is 8-bit, the set is not a 16-bit one (whose first image may happen to be 8-bit) and the
     processor uses the full 8 bits. A grey 8-bit image that needs no resizing (shards prepared at the training
     size) is then only decoded and padded, which is several times faster.
+
+    cache_bytes: a set whose items all fit in this many bytes keeps each item once made, in every process that reads
+    it (each loader worker holds its own copy): a small labelled set is then decoded once per worker, not once per
+    epoch, whose start would otherwise wait for its first batch to be decoded. Items are deterministic (the
+    augmentation runs on the device), so a kept item is the item (its tensors are shared: change
+    them out of place). 0 keeps none.
     """
 
     def __init__(self, ds, processor, task: str, label_mode: str = MULTI, rows: list[int] | None = None,
-                 uint8: bool | None = None):
+                 uint8: bool | None = None, cache_bytes: int = ITEM_CACHE_BYTES):
         self.ds, self.processor, self.task, self.label_mode = ds, processor, task, label_mode
         self.rows = list(range(len(ds))) if rows is None else rows
         self.sources = ds.select_columns(["path"]) if "path" in ds.column_names else None  # for error messages
@@ -193,6 +202,13 @@ class CXRDataset(torch.utils.data.Dataset):
             uint8 = (getattr(first, "mode", None) in EIGHT_BIT_MODES and processor.bit_depth in (None, 8)
                      and self.bits != 16)
         self.uint8 = uint8
+        self.cache = {} if len(self.rows) * self.item_bytes() <= cache_bytes else None
+
+    def item_bytes(self) -> int:
+        """Bytes of one item's image (and mask) tensors."""
+        pixels = self.processor.size ** 2
+        image = pixels * self.processor.num_channels * (1 if self.uint8 else 4)
+        return image + (pixels if self.task == "segmentation" else 0)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -212,6 +228,13 @@ class CXRDataset(torch.utils.data.Dataset):
                                  "python -m hf_datasets.prepare skips such files and lists them") from err
 
     def __getitem__(self, i: int) -> dict:
+        if self.cache is None:
+            return self._make_item(i)
+        if i not in self.cache:
+            self.cache[i] = self._make_item(i)
+        return dict(self.cache[i])
+
+    def _make_item(self, i: int) -> dict:
         row = self._row(i)
         masks = None
         if self.task == "segmentation":
@@ -235,7 +258,6 @@ class CXRDataset(torch.utils.data.Dataset):
             labels = torch.tensor(row["labels"], dtype=torch.float32)
             item["labels"] = labels.argmax() if self.label_mode == SINGLE else labels
         return item
-
 
     def _mask_uint8(self, labels: torch.Tensor, i: int) -> torch.Tensor:
         """int64 (S, S) class indices -> uint8: an eighth of the bytes to copy; 255 is the usual ignore value."""
