@@ -4,8 +4,10 @@
 # `make offline` fills with ../shared/data resized to 224 px (benchmarks/bundle_data.py: the pixels the training
 # reads from the originals, in 45 MiB instead of 61), else ../shared/data itself. Needs no install of this repository
 # and uses offline/wheels like gpu.sh. Everything goes to QUALITY_OUT (default outputs/quality_gpu); results.json,
-# results.md, commands.sh, the loss curve, the last reconstruction grid and the log are copied to OUT (default
-# benchmarks/out). SMOKE=1 runs the same wiring with `quality.py --smoke` (a check of the script on CPU).
+# results.md, commands.sh, completed.jsonl (each finished command's result and time), the loss curve, the last
+# reconstruction grid and the log are copied to OUT (default benchmarks/out). Run again on the same QUALITY_OUT, it
+# goes on where a stopped run (a time limit) left off. SMOKE=1 runs the same wiring with `quality.py --smoke` (a
+# check of the script on CPU).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -22,7 +24,7 @@ export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 "$PYTHON" -m benchmarks.quality "${preset[@]}" --data_dir "$DATA" --output_dir "$QUALITY_OUT" 2>&1 \
   | tee "$OUT/quality_log.txt"
 status=${PIPESTATUS[0]}
-for file in results.json results.md commands.sh pretrain/loss_curve.png; do
+for file in results.json results.md commands.sh completed.jsonl pretrain/loss_curve.png; do
   if [[ -f "$QUALITY_OUT/$file" ]]; then cp "$QUALITY_OUT/$file" "$OUT/"; fi
 done
 grids=("$QUALITY_OUT"/pretrain/grids/*.png)

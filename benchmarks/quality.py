@@ -61,16 +61,18 @@ SIZES = {
         "epochs": {0.1: 200, 0.25: 70, 1.0: 20},
         "seg_epochs": {0.25: 100, 1.0: 25},
     },
-    # ViT-S/16 at 224 px as in the SS-CXR recipe: a few minutes on one H100 / H200 (estimate, not measured).
-    # Fine-tuning: about 250 optimiser steps per run (Kermany 10% = 1 step per epoch at batch 64, 100% = 6).
+    # ViT-S/16 at 224 px as in the SS-CXR recipe. Fine-tuning: about 120 optimiser steps per run at batch 64 (Kermany
+    # 10% = 1 step per epoch, 25% = 2, 100% = 6; lungs 25% = 2, 100% = 5), about the CPU preset's images per run. On
+    # one H200 a step at batch 64 took about 50 ms of host time (the GPU's share is a few ms) and each epoch about
+    # 55 ms more until its first batch was decoded: 250 steps per run did not fit in 8 minutes (RESULTS.md).
     "gpu": {
         "model": {"preset": "vit_small_patch16_224", "image_size": 224, "model_config": {}},
         "precision": "bf16", "num_workers": 8, "seeds": [0, 1, 2], "drift_seeds": [0, 1, 2], "seg_seeds": [0],
         "pretrain": {"epochs": 60, "batch_size": 128, "lr": 1.5e-3, "warmup_epochs": 5, "drop_path": 0.1,
                      "eval_every_epochs": 20, "log_every_steps": 5},
         "finetune": {"batch_size": 64, "lr": 5.0e-4, "layer_decay": 0.75},
-        "epochs": {0.1: 250, 0.25: 125, 1.0: 40},
-        "seg_epochs": {0.25: 125, 1.0: 50},
+        "epochs": {0.1: 120, 0.25: 60, 1.0: 20},
+        "seg_epochs": {0.25: 60, 1.0: 24},
     },
 }
 # A few optimiser steps per run on a tiny model: checks that every stage runs end to end.
@@ -89,19 +91,47 @@ SMOKE = {
 
 class Runner:
     """Calls the train scripts' `main(argv)`, logs each command line and its wall time (printed as each run ends,
-    so that the log of a run stopped part-way still tells how long every finished step took)."""
+    so that the log of a run stopped part-way still tells how long every finished step took).
+
+    Each finished command is recorded in `<output_dir>/completed.jsonl` with its result and time. Run again into the
+    same folder, the benchmark goes on where it stopped (a time limit, a lost machine): the commands that repeat the
+    recorded ones in order are not run again, and from the first that differs (other settings, or nothing recorded)
+    everything runs, as later steps read what earlier ones wrote.
+    """
 
     def __init__(self, output_dir: Path, size: dict):
         self.output_dir, self.size = output_dir, size
         self.commands, self.timings = [], {}
+        self.record = output_dir / "completed.jsonl"
+        lines = self.record.read_text().splitlines() if self.record.is_file() else []
+        self.recorded = [json.loads(line) for line in lines if line.strip()]
+        self.reused = 0
 
-    def __call__(self, stage: str, script, argv: list[str]) -> dict:
-        self.commands.append(f"python -m {script.__name__} {shlex.join(argv)}")
+    def __call__(self, stage: str, script, argv: list[str], fresh: Path | None = None) -> dict:
+        """Run `script.main(argv)` (after removing `fresh`, the folder the command writes), or reuse its recorded
+        result when every command before it was reused too."""
+        command = f"python -m {script.__name__} {shlex.join(argv)}"
+        self.commands.append(command)
         (self.output_dir / "commands.sh").write_text("\n".join(self.commands) + "\n")
-        print(f"\n[quality] {stage}: {self.commands[-1]}", flush=True)
-        started = time.perf_counter()
-        result = script.main(argv)
-        seconds = time.perf_counter() - started
+        position = len(self.commands) - 1
+        earlier = self.recorded[position] if position < len(self.recorded) else None
+        if position == self.reused and earlier is not None and earlier["command"] == command:
+            self.reused += 1
+            seconds, result = earlier["seconds"], earlier["result"]
+            print(f"\n[quality] {stage}: finished in an earlier run ({seconds:.1f} s): {command}", flush=True)
+        else:
+            if position == self.reused:  # the first command to run: what was recorded after it no longer holds
+                self.recorded = self.recorded[:position]
+                self.record.write_text("".join(json.dumps(entry) + "\n" for entry in self.recorded))
+            print(f"\n[quality] {stage}: {command}", flush=True)
+            if fresh is not None:
+                shutil.rmtree(fresh, ignore_errors=True)  # a run stopped part-way left checkpoints there
+            started = time.perf_counter()
+            result = script.main(argv)
+            seconds = time.perf_counter() - started
+            with self.record.open("a") as record:
+                record.write(json.dumps({"stage": stage, "command": command, "seconds": seconds, "result": result},
+                                        default=float) + "\n")
         self.timings[stage] = self.timings.get(stage, 0.0) + seconds
         print(f"[quality] {stage}: {seconds:.1f} s (stage so far {self.timings[stage]:.1f} s)", flush=True)
         return result
@@ -151,8 +181,7 @@ def run_pretraining(run: Runner, data_dir: Path, out: Path) -> Path:
         **with_recipe_model_config("gmml_pretrain", size), **common(size, out / "pretrain", seed), **size["pretrain"],
         "dataset": "cxr_pool", "data_dir": str(data_dir), "dataset_options": options,
         "train_splits": ["train"], "hub_model_id": "cxrgm/quality-gmml"})
-    shutil.rmtree(out / "pretrain", ignore_errors=True)  # every run starts afresh (a stopped one left checkpoints)
-    run("pretraining", pretrain, argv)
+    run("pretraining", pretrain, argv, fresh=out / "pretrain")
     shutil.rmtree(out / "pretrain" / "checkpoints", ignore_errors=True)
     return out / "pretrain" / "model"
 
@@ -165,8 +194,7 @@ def finetune(run: Runner, script, recipe: str, stage: str, data_dir: Path, optio
         "dataset": "cxr_folder", "data_dir": str(data_dir), "dataset_options": options, "init": init,
         "epochs": epochs, "warmup_epochs": epochs * WARMUP_SHARE, "eval_split": "test", "eval_every_epochs": epochs,
         "report_to": "none", "card": False, "save_every_steps": 100_000})
-    shutil.rmtree(output_dir, ignore_errors=True)  # every run starts afresh (a stopped one left checkpoints)
-    metrics = run(stage, script, argv)
+    metrics = run(stage, script, argv, fresh=output_dir)
     for folder in ("checkpoints", "best"):
         shutil.rmtree(output_dir / folder, ignore_errors=True)
     return metrics
@@ -332,7 +360,7 @@ def run_all(data_dir: Path, out: Path, size: dict) -> dict:
 
     results = {
         "machine": machine(), "size": size, "wall_time_s": round(time.perf_counter() - started, 1),
-        "stage_time_s": {k: round(v, 1) for k, v in run.timings.items()},
+        "reused_commands": run.reused, "stage_time_s": {k: round(v, 1) for k, v in run.timings.items()},
         "pretraining": {**json.loads((gmml / "metrics.json").read_text()), "mask_statistics": mask_statistics(size),
                         "loss_curve": loss_curve(out / "pretrain", out / "pretrain" / "loss_curve.png"),
                         "grids": sorted(str(p) for p in (out / "pretrain" / "grids").glob("*.png"))},
@@ -398,9 +426,18 @@ def report(results: dict) -> str:
         f"(train images), realised masked fraction {stats['masked_fraction_mean']:.3f} "
         f"(p5 {stats['masked_fraction_p5']:.3f}, p95 {stats['masked_fraction_p95']:.3f}), "
         f"{stats['patches_touched']:.0%} of {stats['patch_size']}-px patches touched at {stats['image_size']} px. "
-        f"Wall time {results['wall_time_s'] / 60:.1f} min; per stage (s): "
+        f"Wall time {results['wall_time_s'] / 60:.1f} min{went_on(results)}; per stage (s): "
         + ", ".join(f"{k} {v:.0f}" for k, v in results["stage_time_s"].items()),
     ])
+
+
+def went_on(results: dict) -> str:
+    """For a run that went on from an earlier one: how many commands it reused and their time with its own."""
+    if not results.get("reused_commands"):
+        return ""
+    total = sum(results["stage_time_s"].values())
+    return (f" (going on after {results['reused_commands']} finished commands of an earlier run; all commands took "
+            f"{total / 60:.1f} min)")
 
 
 def machine() -> dict:

@@ -62,6 +62,21 @@ def test_smoke_run_covers_every_experiment(tmp_path):
         (t, i) for t in (quality.NIH, quality.KERMANY) for i in quality.INITS}
     assert "python -m benchmarks.drift_cues " in commands and "Image-level cues" in (out / "results.md").read_text()
 
+    # run again into the same folder, it goes on where a run stopped: the recorded commands that repeat in order are
+    # reused, from the first that differs (here the 4th: other settings) everything runs again
+    record = out / "completed.jsonl"
+    entries = [json.loads(line) for line in record.read_text().splitlines()]
+    assert [entry["command"] for entry in entries] == commands.splitlines()
+    entries[3]["command"] += " --changed"
+    record.write_text("".join(json.dumps(entry) + "\n" for entry in entries[:6]))
+    (out / "results.json").unlink()
+    again = quality.main(["--smoke", "--data_dir", str(data_dir), "--output_dir", str(out), "--pretrain_epochs", "2",
+                          "--pretrain_seed", "3"])
+    assert again["reused_commands"] == 3 and results["reused_commands"] == 0
+    assert again["classification"] == results["classification"]  # CPU runs are deterministic
+    assert [json.loads(line)["command"] for line in record.read_text().splitlines()] == commands.splitlines()
+    assert "going on after 3 finished commands of an earlier run" in (out / "results.md").read_text()
+
 
 def test_equalize_flag_reaches_every_training_run():
     assert quality.common({**quality.SMOKE, "equalize": True}, Path("out"), 0)["equalize"] is True
