@@ -11,17 +11,20 @@
 # packages, bring the folder that `make offline` fills (OFFLINE, default ./offline): its wheels are installed into
 # a temporary folder first, without touching the image's packages, and its cache serves the sample images.
 # SMOKE=1 runs the same commands at a tiny size without compiling (a check of the script on CPU).
-# ROWS=small,e2e (for example) runs only those rows. Two rows run only when named: `small-attention` (our ViT-S rows
-# eager with each scaled_dot_product_attention backend forced: cudnn, flash, efficient; about 2 minutes) and
-# `device-smoke` (not a speed row: every training script once, tiny, on the GPU, $OUT/device_smoke.jsonl; about 3).
+# ROWS=small,e2e (for example) runs only those rows. Three rows run only when named: `small-attention` (our ViT-S rows
+# eager with each scaled_dot_product_attention backend forced: cudnn, flash, efficient; about 2 minutes),
+# `small-batch` (ViT-S fine-tuning at batch 64, the quality preset's, where the host bounds the step: the model's
+# step beside the peers, the training loop's step alone and end to end, and the loader's time per epoch of a few
+# labelled images from DATA, default offline/data, when there; about 2 minutes) and `device-smoke` (not a speed row:
+# every training script once, tiny, on the GPU, $OUT/device_smoke.jsonl; about 3).
 # Measured on one H200: the default rows about 8 minutes, device-smoke about 3.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 OUT=${OUT:-benchmarks/out}
 PEAK=${PEAK:-989}  # dense bf16 TFLOP/s of an H100/H200 SXM, for MFU
-# A comma-separated subset of mask-tests,small,e2e,small-compiled,base,base-compiled,small-attention,device-smoke
-# (to split the run over calls, or to repeat one); by default all but the last two.
+# A comma-separated subset of mask-tests,small,e2e,small-compiled,base,base-compiled,small-attention,small-batch,
+# device-smoke (to split the run over calls, or to repeat one); by default all but the last three.
 ROWS=${ROWS:-mask-tests,small,e2e,small-compiled,base,base-compiled}
 mkdir -p "$OUT"
 log="$OUT/throughput.jsonl"
@@ -46,12 +49,16 @@ if [[ "${SMOKE:-0}" == 1 ]]; then
   later=()  # no compiled rows, no second size
   backends=(flash math)  # the CPU has no cuDNN or memory-efficient attention
   e2e=(--preset vit_tiny_patch16_224 --batch-size 2 --steps 1 --warmup 1 --image-size 32 --num-workers 1)
+  small_batch=(--batch-size 2 --steps 1 --warmup 1 --image-size 32)
+  small_batch_e2e=(--preset vit_tiny_patch16_224 "${small_batch[@]}" --num-workers 1)
 else
   common=(--batch-size 256 --steps 20 --warmup 5 --peak "$PEAK")
   first=small
   later=("small --compile" "base" "base --compile")
   backends=(cudnn flash efficient)
   e2e=(--preset vit_small_patch16_224 --batch-size 256 --warmup 60 --steps 120)  # past the 14 x 4 batches in flight
+  small_batch=(--batch-size 64 --steps 20 --warmup 5)
+  small_batch_e2e=(--preset vit_small_patch16_224 --batch-size 64 --warmup 40 --steps 60 --num-workers 8)
 fi
 
 failed=()
@@ -92,6 +99,15 @@ if selected small-attention; then
     row "$first sdpa $backend" "$PYTHON" benchmarks/throughput.py --size "$first" "${common[@]}" \
       --only cxrgm_gmml_pretrain,cxrgm_cls --sdpa-backend "$backend"
   done
+fi
+if selected small-batch; then
+  row "$first batch 64" "$PYTHON" benchmarks/throughput.py --size "$first" "${small_batch[@]}" --only cls
+  row "fine-tuning end to end" "$PYTHON" benchmarks/pretrain_e2e.py --task classification --mixed-precision bf16 \
+    "${small_batch_e2e[@]}"
+  kermany="${DATA:-$OFFLINE/data}/kermany_pediatric"
+  if [[ "${SMOKE:-0}" != 1 && -f "$kermany/labels.csv" ]]; then
+    row "epoch latency" "$PYTHON" -m benchmarks.epoch_latency --data_dir "$kermany" --workers 8
+  fi
 fi
 if selected device-smoke; then  # last: every training script once, tiny
   echo "== device smoke" >&2

@@ -1,11 +1,15 @@
-"""GMML pretraining end to end from prepared shards, beside the step-only rate of the same training step.
+"""GMML pretraining (or, with `--task classification`, fine-tuning) end to end from prepared shards, beside the
+step-only rate of the same training step.
 
-Every row runs `train.engine.train_one_epoch`, the loop of `train/pretrain.py`, with the model, optimiser (fused
-AdamW on a GPU), Accelerator and data set it uses:
+Every row runs `train.engine.train_one_epoch`, the loop of `train/pretrain.py` (and of the fine-tuning scripts), with
+the model, optimiser (fused AdamW on a GPU), Accelerator and data set it uses:
 
 - `cxrgm_pretrain_step_only`: one batch, already on the device, fed again and again (no input pipeline);
 - `cxrgm_pretrain_end_to_end`: prepared shards through the training DataLoader (workers, pinned memory, uint8
   copies to the device, conversion, augmentation and corruption on the device);
+  (`cxrgm_finetune_*` with `--task classification`: the labelled rows, one augmented view, cross-entropy, the
+  fine-tuning recipe's layer-wise lr decay 0.75; at small batches its step-only row against
+  `throughput.py --only cls` at the same batch shows what the loop adds on the host);
 - `cxrgm_loader_only`: the same DataLoader without a model: what the input pipeline can deliver.
 
 The final line gives end_to_end / step_only (target >= 0.9: no input stall). Without `--prepared-dir` the embedded
@@ -16,6 +20,7 @@ steps are served from batches loaded before the clock started, which hides a slo
     python benchmarks/pretrain_e2e.py --preset vit_tiny_patch16_224 --image-size 112 --batch-size 16 --steps 5
     python benchmarks/pretrain_e2e.py --preset vit_small_patch16_224 --batch-size 256 --warmup 60 --steps 120 \\
         --mixed-precision bf16 --num-workers 14                                            # one GPU
+    python benchmarks/pretrain_e2e.py --task classification --batch-size 64 --warmup 40 --steps 60 --num-workers 8
 """
 
 from __future__ import annotations
@@ -63,10 +68,13 @@ class TimedLoader:
             yield batch
 
 
-def training_rows(prepared_dir: str, rows: int) -> datasets.Dataset:
-    """Every split of the prepared shards, repeated (an index mapping, no copy) to at least `rows` rows."""
+def training_rows(prepared_dir: str, rows: int, task: str) -> datasets.Dataset:
+    """Every split of the prepared shards (its labelled rows for classification), repeated (an index mapping, no
+    copy) to at least `rows` rows."""
     splits = data.load_splits(None, None, prepared_dir)
     everything = datasets.concatenate_datasets([splits[name] for name in sorted(splits)])
+    if task == "classification":
+        everything = everything.select(data.known_rows(everything))
     return everything.select([i % len(everything) for i in range(max(rows, len(everything)))])
 
 
@@ -104,6 +112,7 @@ def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prepared-dir", help="prepared shards (python -m hf_datasets.prepare); default: sample set")
     parser.add_argument("--prepare-size", type=int, default=None, help="size of the sample shards (default image_size)")
+    parser.add_argument("--task", default="pretraining", choices=["pretraining", "classification"])
     parser.add_argument("--preset", default="vit_small_patch16_224")
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -123,12 +132,13 @@ def main(argv=None) -> list[dict]:
 
             prepared_dir = str(Path(tmp) / "sample")
             prepare("sample", None, prepared_dir, size=args.prepare_size or args.image_size, progress=False)
-        rows = training_rows(prepared_dir, (args.warmup + args.steps + 1) * args.batch_size)
+        rows = training_rows(prepared_dir, (args.warmup + args.steps + 1) * args.batch_size, args.task)
         return benchmark(args, rows, tmp)
 
 
 def benchmark(args, rows: datasets.Dataset, output_dir: str) -> list[dict]:
-    train_args = TrainArgs(task="pretraining", output_dir=output_dir, preset=args.preset, image_size=args.image_size,
+    task = args.task
+    train_args = TrainArgs(task=task, output_dir=output_dir, preset=args.preset, image_size=args.image_size,
                            batch_size=args.batch_size, epochs=1, save_every_steps=0, report_to="none",
                            log_every_steps=args.log_every_steps, mixed_precision=args.mixed_precision,
                            num_workers=args.num_workers, torch_compile=args.compile)
@@ -136,20 +146,22 @@ def benchmark(args, rows: datasets.Dataset, output_dir: str) -> list[dict]:
                               dataloader_config=DataLoaderConfiguration(non_blocking=torch.cuda.is_available()))
     device = accelerator.device
     processor = GroupMaskedViTImageProcessor(size=args.image_size, num_channels=train_args.num_channels)
-    dataset = data.CXRDataset(rows, processor, "pretraining")
-    model = build_model(train_args, ["mask"], True)
-    optimizer = torch.optim.AdamW(param_groups(model, model.config.num_hidden_layers, 1.0), lr=0.0,
+    names = data.label_names(rows) if task == "classification" else []
+    dataset = data.CXRDataset(rows, processor, task, data.SINGLE)
+    model = build_model(train_args, names, True)
+    layer_decay = 0.75 if task == "classification" else 1.0  # the recipes' (finetune_classification, gmml_pretrain)
+    optimizer = torch.optim.AdamW(param_groups(model, model.config.num_hidden_layers, layer_decay), lr=0.0,
                                   fused=device.type == "cuda" or None)
     loader = data.make_loader(dataset, args.batch_size, train_args.seed, True, args.num_workers)
     if args.compile:  # as train/run.py does
         model.compile(dynamic=False)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     batches = len(loader)
-    ctx = run.Context(task="pretraining", augment=AugmentSpec.from_args(train_args), mean=processor.image_mean,
+    ctx = run.Context(task=task, augment=AugmentSpec.from_args(train_args), mean=processor.image_mean,
                       std=processor.image_std, model_config=accelerator.unwrap_model(model).config,
                       lr=run.learning_rate(train_args, 1), batches_per_epoch=batches, steps_per_epoch=batches,
                       warmup_steps=batches)
-    print(json.dumps(dict(torch=torch.__version__, python=sys.version.split()[0], preset=args.preset,
+    print(json.dumps(dict(torch=torch.__version__, python=sys.version.split()[0], task=task, preset=args.preset,
                           device=torch.cuda.get_device_name() if device.type == "cuda" else f"cpu x{torch.get_num_threads()}",
                           image_size=args.image_size, batch=args.batch_size, rows=len(rows),
                           pixel_dtype=str(dataset[0]["pixel_values"].dtype), num_workers=args.num_workers,
@@ -158,10 +170,11 @@ def benchmark(args, rows: datasets.Dataset, output_dir: str) -> list[dict]:
     steps, warmup = args.steps, args.warmup
     loader_row = measure_loader(loader, device, args.batch_size, steps, warmup, args.num_workers)
     # end to end first: a process's first timed model tends to be the slower one, so the ratio errs low
-    e2e_row = measure("cxrgm_pretrain_end_to_end", loader, model, optimizer, accelerator, ctx, train_args, steps,
+    name = "cxrgm_pretrain" if task == "pretraining" else "cxrgm_finetune"
+    e2e_row = measure(f"{name}_end_to_end", loader, model, optimizer, accelerator, ctx, train_args, steps,
                       warmup)
     same_batch = [next(iter(loader))] * (warmup + steps + 1)
-    step_row = measure("cxrgm_pretrain_step_only", same_batch, model, optimizer, accelerator, ctx, train_args, steps,
+    step_row = measure(f"{name}_step_only", same_batch, model, optimizer, accelerator, ctx, train_args, steps,
                        warmup)
     print(json.dumps({"ratios": {"end_to_end_over_step_only": round(e2e_row["img_per_s"] / step_row["img_per_s"], 3)}}),
           flush=True)

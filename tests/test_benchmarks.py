@@ -69,6 +69,14 @@ def test_gpu_script_attention_row_forces_each_backend(tmp_path):
                      for backend in ("flash", "math")}
 
 
+def test_gpu_script_small_batch_row_times_the_fine_tuning_step_three_ways(tmp_path):
+    """The model's step beside the peers, the training loop's step alone, and end to end through the loader."""
+    names = rows_of_gpu_script(tmp_path, "small-batch")
+    assert {"cxrgm_cls_finetune", "hf_vit_cls_finetune", "cxrgm_loader_only", "cxrgm_finetune_step_only",
+            "cxrgm_finetune_end_to_end"} <= names
+    assert not any("gmml" in name or "pretrain" in name for name in names)
+
+
 def test_gpu_quality_script_smoke_run(tmp_path):
     copy = tmp_path / "data_32"
     bundle_data.bundle(write_shared_layout(tmp_path / "data"), copy, size=32)  # the smoke preset's image size
