@@ -266,6 +266,9 @@ class GroupMaskedViTPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = True
     _supports_flex_attn = True
     _supports_attention_backend = True
+    # A GMML pretraining checkpoint's reconstruction decoder is not part of the encoder or of the task models: loading
+    # one into them (the usual start of fine-tuning) leaves it out without listing it as unexpected weights.
+    _keys_to_ignore_on_load_unexpected = [r"^decoder\."]
     # Every loss here is a mean over its own batch, so transformers' Trainer must average over accumulated batches
     # itself (with a `**kwargs` forward it would otherwise pass `num_items_in_batch` and skip that average).
     accepts_loss_kwargs = False
@@ -647,7 +650,7 @@ class GroupMaskedViTForSegmentation(GroupMaskedViTPreTrainedModel):
     checkpoint's `vit.layernorm.*`, e.g. from a GMML encoder, is ignored).
     """
 
-    _keys_to_ignore_on_load_unexpected = [r"^(vit\.)?layernorm\."]
+    _keys_to_ignore_on_load_unexpected = [r"^decoder\.", r"^(vit\.)?layernorm\."]
 
     def __init__(self, config: GroupMaskedViTConfig):
         super().__init__(config)
