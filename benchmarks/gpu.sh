@@ -4,8 +4,9 @@
 # (benchmarks/pretrain_e2e.py). Meant to finish in under 8 minutes on one H100/H200. Rows run in order of value
 # (ViT-S eager and the mask sampler, ViT-S end to end, ViT-S compiled, ViT-B eager, ViT-B compiled), each on its
 # own: a failing row is reported and the next one still runs; the exit status is 1 if any failed.
-# Results: JSON lines in $OUT/throughput.jsonl (OUT defaults to benchmarks/out); first, the mask tests on the GPU
-# (tests/test_masking.py, summary in $OUT/gpu_tests.txt). The ViT-S rows also append each model's top 40 kernels
+# Results: JSON lines in $OUT/throughput.jsonl (OUT defaults to benchmarks/out); first (row gpu-tests), the tests
+# that need the GPU (tests/test_masking.py: its masks; tests/test_device_placement.py: no step waits for the device;
+# summary in $OUT/gpu_tests.txt). The ViT-S rows also append each model's top 40 kernels
 # over 3 profiled steps to $OUT/profiles.txt, where the step's time goes, for work without a GPU.
 # Needs no install of this repository (its root goes on PYTHONPATH). On an offline host whose image lacks some
 # packages, bring the folder that `make offline` fills (OFFLINE, default ./offline): its wheels are installed into
@@ -23,9 +24,9 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 OUT=${OUT:-benchmarks/out}
 PEAK=${PEAK:-989}  # dense bf16 TFLOP/s of an H100/H200 SXM, for MFU
-# A comma-separated subset of mask-tests,small,e2e,small-compiled,base,base-compiled,small-attention,small-batch,
+# A comma-separated subset of gpu-tests,small,e2e,small-compiled,base,base-compiled,small-attention,small-batch,
 # device-smoke (to split the run over calls, or to repeat one); by default all but the last three.
-ROWS=${ROWS:-mask-tests,small,e2e,small-compiled,base,base-compiled}
+ROWS=${ROWS:-gpu-tests,small,e2e,small-compiled,base,base-compiled}
 mkdir -p "$OUT"
 log="$OUT/throughput.jsonl"
 : > "$log"
@@ -74,9 +75,9 @@ row() {  # row NAME COMMAND...: runs one benchmark command, its JSON lines go to
 
 selected() { [[ ",$ROWS," == *",$1,"* ]]; }
 
-if [[ "${SMOKE:-0}" != 1 ]] && selected mask-tests; then  # the GPU's masks equal the CPU algorithm's before timing
-  "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_masking.py 2>&1 | tail -3 | tee "$OUT/gpu_tests.txt" >&2 \
-    || failed+=("tests/test_masking.py")
+if [[ "${SMOKE:-0}" != 1 ]] && selected gpu-tests; then  # the GPU's masks equal the CPU algorithm's, no step syncs
+  "$PYTHON" -m pytest -q -rf -p no:cacheprovider tests/test_masking.py tests/test_device_placement.py 2>&1 | tail -8 \
+    | tee "$OUT/gpu_tests.txt" >&2 || failed+=("gpu tests")
 fi
 : > "$OUT/profiles.txt"
 profile=(--profile-file "$OUT/profiles.txt")  # ViT-S rows: top kernels of 3 more steps per model, a few seconds each

@@ -59,9 +59,6 @@ def _corner_positions(rectangles, grid_w: int) -> torch.Tensor:
     return torch.stack([top * stride + left, top * stride + right, bottom * stride + left, bottom * stride + right], 1)
 
 
-_CORNER_SIGNS = (1, -1, -1, 1)
-
-
 def _union_by_difference_array(counts: torch.Tensor, corners: torch.Tensor, grid_h: int, grid_w: int) -> torch.Tensor:
     """Union of each image's first `counts` (N,) rectangles: bool (N, grid_h, grid_w). Cheapest on a CPU.
 
@@ -69,8 +66,7 @@ def _union_by_difference_array(counts: torch.Tensor, corners: torch.Tensor, grid
     """
     num_images, _, num_rectangles = corners.shape
     used = (torch.arange(num_rectangles, device=corners.device) < counts[:, None]).to(torch.int32)  # (N, K)
-    signs = torch.tensor(_CORNER_SIGNS, dtype=torch.int32, device=corners.device)
-    weights = used[:, None, :] * signs[None, :, None]  # (N, 4, K)
+    weights = torch.stack([used, -used, -used, used], 1)  # (N, 4, K): +1 / -1 at the corners, as `corners` lists them
     difference = torch.zeros(num_images, (grid_h + 1) * (grid_w + 1), dtype=torch.int32, device=corners.device)
     difference.scatter_add_(1, corners.flatten(1), weights.flatten(1))
     layers = difference.view(num_images, grid_h + 1, grid_w + 1).cumsum(1, dtype=torch.int32).cumsum(2, dtype=torch.int32)

@@ -156,6 +156,11 @@ def augment(images: torch.Tensor, spec: AugmentSpec, generator: torch.Generator,
 
 def normalize(images: torch.Tensor, mean, std) -> torch.Tensor:
     """(B, C, H, W) unit range -> model space with per-channel mean/std (sequences of length C)."""
-    mean = torch.tensor(mean, device=images.device, dtype=images.dtype)[None, :, None, None]
-    std = torch.tensor(std, device=images.device, dtype=images.dtype)[None, :, None, None]
-    return (images - mean) / std
+    return (images - _channel_values(mean, images)) / _channel_values(std, images)
+
+
+def _channel_values(values, like: torch.Tensor) -> torch.Tensor:
+    """C host numbers -> (1, C, 1, 1), filled on `like`'s device and dtype. Not copied from the host: on a GPU that is a
+    blocking copy, which made the host wait at every step for the device to finish its queue, and the device then wait
+    for the host to queue the next step."""
+    return torch.stack([like.new_full((), float(value)) for value in values]).view(1, -1, 1, 1)
