@@ -74,7 +74,7 @@ def clip_per_parameter(parameters, max_norm: float) -> torch.Tensor:
     grads = [p.grad for p in parameters if p.grad is not None]
     if not grads:
         return torch.tensor(0.0)
-    norms = torch.stack([g.detach().float().norm() for g in grads])
+    norms = torch.stack(torch._foreach_norm([g.detach().float() for g in grads]))  # a few kernels, not one each
     scales = (max_norm / (norms + 1e-6)).clamp(max=1.0)
     torch._foreach_mul_(grads, [s.to(g.dtype) for s, g in zip(scales.unbind(), grads)])
     return norms.max()
