@@ -632,6 +632,29 @@ def test_fine_tuning_keeps_every_input_setting_of_the_pretrained_processor(tmp_p
         assert warned == bool(flags), name
 
 
+def test_a_resumed_run_keeps_the_model_its_checkpoint_recorded(tmp_path, caplog):
+    """A run resumed with another --init (its folder re-exported by a later pretraining, say) built its model from
+    that --init again: with the same weight shapes but another setting (here the pooling) it went on silently as
+    another model. Checkpoints record the model's config; the resumed run keeps it and warns, naming the setting."""
+    from modeling_cxrgm import GroupMaskedViTConfig, GroupMaskedViTForPreTraining
+
+    for pooling in ("cls", "mean"):
+        config = GroupMaskedViTConfig(image_size=32, pooling=pooling, **TINY)
+        GroupMaskedViTForPreTraining(config).save_pretrained(tmp_path / pooling)
+    run = tmp_path / "run"
+
+    def resume(init, max_steps):
+        return tiny("classification", run, init=str(tmp_path / init), max_steps=max_steps,
+                    resume_from_checkpoint="latest" if max_steps > 2 else None)
+
+    run_training(resume("cls", 2))
+    assert json.loads((run / "checkpoints" / "step_00000002" / "config.json").read_text())["pooling"] == "cls"
+    with caplog.at_level("WARNING", logger="train.starting_point"):
+        run_training(resume("mean", 4))
+    assert "describes another model than this run's (pooling 'cls' -> 'mean')" in caplog.text
+    assert json.loads((run / "model" / "config.json").read_text())["pooling"] == "cls"
+
+
 def test_the_launchers_mixed_precision_applies_unless_the_run_names_one(tmp_path):
     """`accelerate launch --mixed_precision bf16` (or a config file saying so) passes it on in the environment: a run
     without --mixed_precision trains in it and says so (args.yaml, the card's run); an explicit flag wins."""

@@ -151,9 +151,9 @@ def choose(accelerator, resume: str | None, output_dir) -> Path | None:
     return answer[0]
 
 
-def save(accelerator, output_dir, step: int, limit: int, processor=None) -> Path:
-    """Save the full training state for `step` (with the run's image `processor`, when given) and keep only the
-    newest `limit` checkpoints."""
+def save(accelerator, output_dir, step: int, limit: int, processor=None, model_config=None) -> Path:
+    """Save the full training state for `step` (with the run's image `processor` and `model_config`, when given: a
+    resumed run goes on with both) and keep only the newest `limit` checkpoints."""
     root = Path(output_dir) / "checkpoints"
     final = root / f"{PREFIX}{step:08d}"
     temporary = root / f".tmp-{PREFIX}{step:08d}"
@@ -168,6 +168,8 @@ def save(accelerator, output_dir, step: int, limit: int, processor=None) -> Path
     if accelerator.is_main_process:
         if processor is not None:
             processor.save_pretrained(temporary)
+        if model_config is not None:
+            model_config.save_pretrained(temporary)
         _write_manifest(temporary)
         apply_umask(temporary)  # the weights (safetensors writes them 0600) as readable as the run's other files
         for path in [*temporary.rglob("*"), temporary]:

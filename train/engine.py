@@ -141,7 +141,8 @@ def train_one_epoch(model, loader, optimizer, accelerator, state, ctx, args, ema
         # records that evaluation and a run resumed from it does not evaluate that step again
         ends = state.batch_in_epoch >= ctx.batches_per_epoch or bool(args.max_steps and state.step >= args.max_steps)
         if saving and not ends:
-            checkpoint.save(accelerator, args.output_dir, state.step, args.save_total_limit, ctx.processor)
+            checkpoint.save(accelerator, args.output_dir, state.step, args.save_total_limit, ctx.processor,
+                            ctx.model_config)
     read_losses(pending, sums, accelerator, args.output_dir)
     progress.close()
     count = sums["count"] or math.nan  # no batch trained (resumed at the end of an epoch or at max_steps): NaN

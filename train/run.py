@@ -327,7 +327,7 @@ def run_training(args: TrainArgs) -> dict:
         eval_set = pretraining_sample(train_set)
     if args.task == "classification" and eval_set is not None:
         check_ranking_metric(best_name, eval_set, names)
-    model = build_model(args, names, single_label)
+    model = build_model(args, names, single_label, resume)
     if args.task == "segmentation":  # Dice / IoU per structure, named as the model names them ("dice/lungs")
         names = engine.structure_names(model.config)
     if eval_set is not None:
@@ -390,7 +390,7 @@ def run_training(args: TrainArgs) -> dict:
         # an epoch's end is saved when it is evaluated (as the run's end is) or is a --save_every_steps step, which
         # train_one_epoch left to this point: not every epoch, which with a few labelled images is one step long
         if due or (args.save_every_steps and state.step % args.save_every_steps == 0):
-            checkpoint.save(accelerator, output_dir, state.step, args.save_total_limit, processor)
+            checkpoint.save(accelerator, output_dir, state.step, args.save_total_limit, processor, ctx.model_config)
         if stopping:
             break
 

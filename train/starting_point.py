@@ -121,10 +121,13 @@ def model_inputs_normalisation(processor) -> tuple[list[float], list[float]]:
     return [0.0] * processor.num_channels, [1.0] * processor.num_channels
 
 
-def build_model(args: TrainArgs, names: list[str], single_label: bool):
-    """A fresh model from `args.preset` + `args.model_config`, or `args.init` with a new head for this task."""
-    overrides = {"drop_path_rate": args.drop_path, **args.model_config}
+def build_model(args: TrainArgs, names: list[str], single_label: bool, resume: Path | None = None):
+    """A fresh model from `args.preset` + `args.model_config`, or `args.init` with a new head for this task; for a run
+    resumed from checkpoint `resume`, the model that checkpoint recorded (its weights are loaded from it next)."""
     model_class = MODEL_CLASSES[args.task]
+    if resume is not None and (resume / "config.json").is_file():
+        return resumed_model(args, model_class, resume)
+    overrides = {"drop_path_rate": args.drop_path, **args.model_config}
     base = None if args.init == "random" else load_model_source(AutoConfig.from_pretrained, args.init, "--init")
     if args.task == "classification":
         overrides.update(
@@ -181,6 +184,32 @@ def build_model(args: TrainArgs, names: list[str], single_label: bool):
             model.classifier.bias.copy_(model.classifier.bias[order])
     model.set_image_size(args.image_size)  # positions resampled once if the checkpoint was trained at another size
     return model
+
+
+# settings of a run's model that are the run's own (its data's labels, its image size, its --model_config and
+# --drop_path), not its --init's: another --init given on resume is not compared on them
+RUN_SETTINGS = ("id2label", "label2id", "num_labels", "problem_type", "label_smoothing", "image_size",
+                "drop_path_rate", "architectures", "auto_map", "transformers_version", "dtype", "torch_dtype",
+                "_name_or_path")
+
+
+def resumed_model(args: TrainArgs, model_class, resume: Path):
+    """The model a checkpoint recorded (config.json; weights to be loaded from the checkpoint), not one built from
+    --init again: another --init given on resume is only where the run's weights first came from, and one whose model
+    differs (another pooling, decoder, mask or layer setting) is warned about, naming the settings, not followed."""
+    config = GroupMaskedViTConfig.from_pretrained(resume)
+    init_config = Path(args.init) / "config.json"
+    if args.init != "random" and init_config.is_file():
+        given = json.loads(init_config.read_text())
+        recorded = config.to_dict()
+        changed = [f"{name} {recorded[name]!r} -> {value!r}" for name, value in given.items()
+                   if name in recorded and name not in RUN_SETTINGS and name not in args.model_config
+                   and recorded[name] != value]
+        if changed:
+            logger.warning(f"--init {args.init} describes another model than this run's ({'; '.join(changed)}): the "
+                           f"resumed run keeps its own, recorded in {resume}; start a new --output_dir to fine-tune "
+                           "that --init")
+    return model_class(config)
 
 
 def segmentation_label_count(args: TrainArgs, base) -> int:
