@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 from sklearn.metrics import roc_auc_score
 
 from modeling_cxrgm import GroupMaskedViTConfig, GroupMaskedViTForImageClassification
@@ -132,25 +133,40 @@ def test_per_parameter_clipping_clips_each_separately():
     assert a.grad.norm().item() == pytest.approx(1.0, rel=1e-4)
     assert b.grad.norm().item() == pytest.approx(0.2)
 
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class Ops(TorchDispatchMode):
-        def __init__(self):
-            super().__init__()
-            self.names = []
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            if not func.__name__.startswith(("detach", "unbind", "select", "view", "alias")):  # no kernel: views
-                self.names.append(func.__name__)
-            return func(*args, **(kwargs or {}))
-
     parameters = [torch.nn.Parameter(torch.zeros(3)) for _ in range(40)]
     for parameter in parameters:
         parameter.grad = torch.ones(3)
-    with Ops() as ops:  # on a GPU each operation is a kernel launch: not one norm per parameter (150 in a ViT-S)
+    with KernelOps() as ops:  # on a GPU each is a kernel launch: not one norm per parameter (150 in a ViT-S)
         clip_per_parameter(parameters, 1.0)
     assert len(ops.names) < 20, ops.names
     assert all(p.grad.norm().item() == pytest.approx(1.0, rel=1e-4) for p in parameters)
+
+
+class KernelOps(TorchDispatchMode):
+    """Records the operations run while active, views (which launch no kernel) left out."""
+
+    def __init__(self):
+        super().__init__()
+        self.names = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if not func.__name__.startswith(("detach", "unbind", "select", "view", "alias")):
+            self.names.append(func.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+def test_ema_updates_every_tensor_in_one_call():
+    """One lerp kernel per tensor was about 150 launches per ViT-S step."""
+    model = torch.nn.Sequential(*[torch.nn.Linear(3, 3) for _ in range(20)])
+    ema = EMA(model, decay=0.5)
+    expected = {key: value.float() * 0.5 + (value.float() + 1.0) * 0.5 for key, value in ema.shadow.items()}
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(1.0)
+    with KernelOps() as ops:
+        ema.update(model)
+    assert len(ops.names) < 10, ops.names
+    assert all(torch.allclose(ema.shadow[key], value) for key, value in expected.items())
 
 
 def test_ema_moves_towards_weights_and_swaps_back():
