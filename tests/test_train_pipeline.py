@@ -635,7 +635,8 @@ def test_fine_tuning_keeps_every_input_setting_of_the_pretrained_processor(tmp_p
 def test_a_resumed_run_keeps_the_model_its_checkpoint_recorded(tmp_path, caplog):
     """A run resumed with another --init (its folder re-exported by a later pretraining, say) built its model from
     that --init again: with the same weight shapes but another setting (here the pooling) it went on silently as
-    another model. Checkpoints record the model's config; the resumed run keeps it and warns, naming the setting."""
+    another model. Checkpoints record the model's config; the resumed run keeps it and warns, naming the setting,
+    and resumes even when its --init folder is gone (a new run still refuses a missing one)."""
     from modeling_cxrgm import GroupMaskedViTConfig, GroupMaskedViTForPreTraining
 
     for pooling in ("cls", "mean"):
@@ -653,6 +654,11 @@ def test_a_resumed_run_keeps_the_model_its_checkpoint_recorded(tmp_path, caplog)
         run_training(resume("mean", 4))
     assert "describes another model than this run's (pooling 'cls' -> 'mean')" in caplog.text
     assert json.loads((run / "model" / "config.json").read_text())["pooling"] == "cls"
+    shutil.rmtree(tmp_path / "cls")
+    run_training(resume("cls", 5))
+    assert (run / "checkpoints" / "step_00000005" / "config.json").is_file()
+    with pytest.raises(FileNotFoundError, match="no config.json there"):
+        run_training(tiny("classification", tmp_path / "new", init=str(tmp_path / "cls")))
 
 
 def test_the_launchers_mixed_precision_applies_unless_the_run_names_one(tmp_path):

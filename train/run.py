@@ -141,7 +141,14 @@ def check_args(args: TrainArgs) -> None:
     if inputs:  # the image processor is built from the flags: the model must take its input from them too
         raise ValueError(f"model_config sets {inputs[0]}: use --{inputs[0]} instead (it sets the model's input and "
                          "the image processor's alike)")
-    if args.init != "random" and not (Path(args.init) / "config.json").is_file():
+
+
+def check_init(args: TrainArgs, resume: Path | None) -> None:
+    """--init must be a save_pretrained folder, but for a run resumed from a checkpoint that recorded its model: its
+    config and weights come from there, and --init is only where they first came from (it may be gone by then)."""
+    if args.init == "random" or (resume is not None and (resume / "config.json").is_file()):
+        return
+    if not (Path(args.init) / "config.json").is_file():
         raise FileNotFoundError(f"--init {args.init}: no config.json there (expected a save_pretrained folder)")
 
 
@@ -315,6 +322,7 @@ def run_training(args: TrainArgs) -> dict:
         checkpoint.check_process_count(resume, accelerator.num_processes)
     else:
         check_no_earlier_run(output_dir)
+    check_init(args, resume)
     if accelerator.is_main_process:
         save_args(given, output_dir)
     processor = run_processor(args, resume)
@@ -610,6 +618,9 @@ def _option_text(value) -> str:
 
 
 def _is_gmml(path: str) -> bool:
-    architectures = json.loads((Path(path) / "config.json").read_text()).get("architectures") or []
+    """Whether the --init folder holds a GMML pretraining model (False once it is gone: a resumed run may outlive it,
+    and the card then names the folder)."""
+    config = Path(path) / "config.json"
+    architectures = (json.loads(config.read_text()).get("architectures") or []) if config.is_file() else []
     return any(a.endswith("ForPreTraining") for a in architectures)
 
