@@ -651,6 +651,8 @@ def test_a_resumed_run_keeps_the_model_its_checkpoint_recorded(tmp_path, caplog)
     run_training(resume("cls", 2))
     assert json.loads((run / "checkpoints" / "step_00000002" / "config.json").read_text())["pooling"] == "cls"
     with caplog.at_level("WARNING", logger="train.starting_point"):
+        run_training(resume("cls", 3))  # the same --init: nothing to warn about
+        assert "describes another model" not in caplog.text
         run_training(resume("mean", 4))
     assert "describes another model than this run's (pooling 'cls' -> 'mean')" in caplog.text
     assert json.loads((run / "model" / "config.json").read_text())["pooling"] == "cls"
