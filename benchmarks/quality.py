@@ -168,8 +168,9 @@ def test_patients(data_dir: Path) -> list[str]:
 
 
 def common(size: dict, output_dir: Path, seed: int) -> dict:
+    """Settings of every run: no checkpoints (a stopped benchmark reruns the run, see Runner)."""
     return {"output_dir": str(output_dir), "seed": seed, "mixed_precision": size["precision"],
-            "num_workers": size["num_workers"], "save_total_limit": 1,
+            "num_workers": size["num_workers"], "save_total_limit": 0,
             **({"equalize": True} if size.get("equalize") else {})}
 
 
@@ -182,7 +183,6 @@ def run_pretraining(run: Runner, data_dir: Path, out: Path) -> Path:
         "dataset": "cxr_pool", "data_dir": str(data_dir), "dataset_options": options,
         "train_splits": ["train"], "hub_model_id": "cxrgm/quality-gmml"})
     run("pretraining", pretrain, argv, fresh=out / "pretrain")
-    shutil.rmtree(out / "pretrain" / "checkpoints", ignore_errors=True)
     return out / "pretrain" / "model"
 
 
@@ -193,10 +193,9 @@ def finetune(run: Runner, script, recipe: str, stage: str, data_dir: Path, optio
         **with_recipe_model_config(recipe, size), **common(size, output_dir, seed), **size["finetune"],
         "dataset": "cxr_folder", "data_dir": str(data_dir), "dataset_options": options, "init": init,
         "epochs": epochs, "warmup_epochs": epochs * WARMUP_SHARE, "eval_split": "test", "eval_every_epochs": epochs,
-        "report_to": "none", "card": False, "save_every_steps": 100_000})
+        "report_to": "none", "card": False})
     metrics = run(stage, script, argv, fresh=output_dir)
-    for folder in ("checkpoints", "best"):
-        shutil.rmtree(output_dir / folder, ignore_errors=True)
+    shutil.rmtree(output_dir / "best", ignore_errors=True)  # the export (model/) holds the same weights
     return metrics
 
 

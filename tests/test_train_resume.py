@@ -214,6 +214,19 @@ def test_an_epochs_end_is_saved_only_when_evaluated_or_a_save_every_steps_step(t
         f"step_{step:08d}" for step in (4, 8, 12, 16, 20, 24)]
 
 
+def test_a_save_total_limit_of_0_writes_no_checkpoint(tmp_path):
+    """--save_total_limit 0: a run that cannot be resumed writes no checkpoint (a benchmark's many short runs each
+    wrote a full one at their end, at least one being kept whatever the limit); the export is there as ever."""
+    from train import checkpoint
+    from train.run import run_training
+
+    run_training(in_process_args(tmp_path / "run", max_steps=None, save_total_limit=0))
+    assert checkpoint.checkpoints(tmp_path / "run") == []
+    assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+    with pytest.raises(ValueError, match="save_total_limit must be 0"):
+        run_training(in_process_args(tmp_path / "other", save_total_limit=-1))
+
+
 def test_resuming_skips_a_damaged_newest_checkpoint_naming_it_and_why(tmp_path, caplog):
     """A newest checkpoint that is only partly there (a save killed on a file system whose rename copies, a truncated
     or corrupt file, a lost one) is skipped with a warning naming it and what is wrong; the run resumes from the

@@ -151,9 +151,12 @@ def choose(accelerator, resume: str | None, output_dir) -> Path | None:
     return answer[0]
 
 
-def save(accelerator, output_dir, step: int, limit: int, processor=None, model_config=None) -> Path:
+def save(accelerator, output_dir, step: int, limit: int, processor=None, model_config=None) -> Path | None:
     """Save the full training state for `step` (with the run's image `processor` and `model_config`, when given: a
-    resumed run goes on with both) and keep only the newest `limit` checkpoints."""
+    resumed run goes on with both) and keep only the newest `limit` checkpoints. `limit` 0 saves none: a run that
+    cannot be resumed (a benchmark's many short runs, which each wrote a full checkpoint at their end)."""
+    if limit < 1:
+        return None
     root = Path(output_dir) / "checkpoints"
     final = root / f"{PREFIX}{step:08d}"
     temporary = root / f".tmp-{PREFIX}{step:08d}"

@@ -79,7 +79,7 @@ class TrainArgs:
     blur_p: float = 0.1
     # checkpoints, logging
     save_every_steps: int = 500
-    save_total_limit: int = 2
+    save_total_limit: int = 2  # 0: no checkpoints (the run cannot be resumed)
     resume_from_checkpoint: str | None = None  # "latest" or a checkpoint folder
     eval_every_epochs: int = 1
     metric_for_best: str | None = None  # default: loss (pretraining), auroc_macro, dice
