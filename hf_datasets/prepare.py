@@ -58,7 +58,7 @@ def _summary(reports_by_split: dict[str, list[dict]], output_dir: Path, size: in
     summary = {"found": sum(written.values()) + len(skipped), "written": sum(written.values()),
                "skipped": len(skipped), "written_per_split": written, "size": size, "bits": bits,
                "skipped_by_error": dict(Counter(e["error"] for e in skipped)), "skipped_files": skipped}
-    (output_dir / "report.json").write_text(json.dumps(summary, indent=2))
+    write_atomically(output_dir / "report.json", json.dumps(summary, indent=2))
     return summary
 
 
@@ -212,7 +212,7 @@ def _finish(output_dir: Path, shard_counts: dict[str, int], info) -> dict[str, l
             write_shard(output_dir / split, 0, [], info.features, size=1, bits=8, source=_source_rows([]))
             shard_counts[split] = 1
     reports = {split: finish_split(output_dir / split, n, info) for split, n in shard_counts.items()}
-    (output_dir / "dataset_dict.json").write_text(json.dumps({"splits": list(shard_counts)}))
+    write_atomically(output_dir / "dataset_dict.json", json.dumps({"splits": list(shard_counts)}))
     remove_stale_partials(output_dir, _SETTINGS_FILE)  # a killed run's temporary settings file
     return reports
 

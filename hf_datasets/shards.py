@@ -21,6 +21,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import socket
 import warnings
 from pathlib import Path
@@ -237,13 +238,21 @@ def write_shard(split_dir: Path, index: int, examples, features, *, size: int, b
 
 
 def finish_split(split_dir: Path, n_shards: int, info) -> list[dict]:
-    """Write state.json / dataset_info.json for the finished shards; return their reports."""
+    """Write state.json / dataset_info.json for the finished shards, each renamed into place whole (a run stopped while
+    writing them leaves the earlier ones); return their reports."""
     files = [shard_paths(split_dir, k)[0].name for k in range(n_shards)]
     fingerprint = hashlib.sha256("".join(files).encode() + str(split_dir).encode()).hexdigest()[:16]
     state = {"_data_files": [{"filename": f} for f in files], "_fingerprint": fingerprint,
              "_format_columns": None, "_format_kwargs": {}, "_format_type": None,
              "_output_all_columns": False, "_split": split_dir.name}
-    (split_dir / "state.json").write_text(json.dumps(state, indent=2))
+    write_atomically(split_dir / "state.json", json.dumps(state, indent=2))
     remove_stale_partials(split_dir)
-    info.write_to_directory(str(split_dir), pretty_print=True)
+    scratch = partial_path(split_dir / "info")  # datasets writes its files there; each is then renamed into place
+    scratch.mkdir()
+    try:
+        info.write_to_directory(str(scratch), pretty_print=True)
+        for written in sorted(scratch.iterdir()):
+            move_into_place(written, split_dir / written.name)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return [json.loads(shard_paths(split_dir, k)[1].read_text()) for k in range(n_shards)]

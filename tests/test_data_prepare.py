@@ -484,6 +484,37 @@ def test_prepare_iterable_resumes_only_from_the_source_it_started_from_without_d
         prepare_iterable(_streamed(built, lambda _, part: part.select(range(6))), out, **run)
 
 
+@pytest.mark.parametrize("name", ["dataset_dict.json", "state.json", "dataset_info.json", "report.json"])
+def test_a_rerun_stopped_while_writing_the_sets_files_leaves_them_as_they_were(tmp_path, monkeypatch, name):
+    """Every run rewrites the prepared set's own files (dataset_dict.json, each split's state.json and
+    dataset_info.json, report.json) at its end; they were written in place, so a run stopped there (a full disk, a
+    kill) left one empty and the finished set unloadable. Each is now renamed into place whole."""
+    import builtins
+    import errno
+
+    data_dir, out = layouts.cxr_folder(tmp_path / "src"), tmp_path / "out"
+    prepare("cxr_folder", data_dir, out, size=16, shard_size=2, progress=False)
+    before = {path: path.read_bytes() for path in out.rglob("*.json")}
+    assert any(path.name == name for path in before)
+    real_open = io.open
+
+    def full_disk(file, mode="r", *args, **kwargs):
+        handle = real_open(file, mode, *args, **kwargs)
+        if "w" in mode and Path(file).name.startswith(name):  # the file is created (or truncated), then nothing fits
+            handle.close()
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return handle
+
+    monkeypatch.setattr(builtins, "open", full_disk)
+    monkeypatch.setattr(io, "open", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        prepare("cxr_folder", data_dir, out, size=16, shard_size=2, progress=False)
+    monkeypatch.undo()
+    assert {path: path.read_bytes() for path in out.rglob("*.json")} == before
+    assert not list(out.rglob("*.partial"))
+    assert len(datasets.load_from_disk(str(out))["train"]) > 0
+
+
 def test_prepare_settings_are_renamed_into_place_whole_and_a_damaged_file_is_named(tmp_path, monkeypatch):
     """prepare_settings.json was written in place: a run killed while writing it left broken JSON, and every rerun then
     failed with a bare JSONDecodeError. It is now written to a temporary file and renamed into place; a damaged one
