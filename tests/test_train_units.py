@@ -157,6 +157,7 @@ class KernelOps(TorchDispatchMode):
 
 def test_ema_updates_every_tensor_in_one_call():
     """One lerp kernel per tensor was about 150 launches per ViT-S step."""
+    torch.manual_seed(0)
     model = torch.nn.Sequential(*[torch.nn.Linear(3, 3) for _ in range(20)])
     ema = EMA(model, decay=0.5)
     expected = {key: value.float() * 0.5 + (value.float() + 1.0) * 0.5 for key, value in ema.shadow.items()}
@@ -166,7 +167,8 @@ def test_ema_updates_every_tensor_in_one_call():
     with KernelOps() as ops:
         ema.update(model)
     assert len(ops.names) < 10, ops.names
-    assert all(torch.allclose(ema.shadow[key], value) for key, value in expected.items())
+    # lerp rounds differently from the formula: about 1e-7 off where a weight lands near 0 (rtol cannot cover it)
+    assert all(torch.allclose(ema.shadow[key], value, atol=1e-6) for key, value in expected.items())
 
 
 def test_ema_moves_towards_weights_and_swaps_back():
