@@ -83,6 +83,37 @@ def test_a_hub_repo_id_as_init_fine_tunes_from_the_hf_cache_offline(tmp_path):
     assert "--init alice/none: no such folder here, and no Hub model of that name" in missing.stderr
 
 
+def test_a_run_from_a_hub_repo_id_resumes_where_that_repo_is_not_at_hand(tmp_path):
+    """A resumed run fetched its --init repo id again before it looked at its checkpoint, which records the model and
+    the processor: on a machine without that repo in its HF cache (offline, or a cleared cache) it could not resume."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from test_publish_cache import cache_snapshot
+
+    cache_snapshot(tmp_path / "cache", "alice/gmml-tiny", pretraining_export(tmp_path / "pre"))
+    root = Path(__file__).resolve().parents[1]
+
+    def fine_tune(output_dir, cache, *extra):
+        command = [sys.executable, "-m", "train.finetune_classification", "--dataset", "sample", "--image_size", "32",
+                   "--output_dir", str(tmp_path / output_dir), "--epochs", "2", "--batch_size", "8",
+                   "--report_to", "none", "--save_every_steps", "1", "--init", "alice/gmml-tiny", *extra]
+        env = {**os.environ, "PYTHONPATH": str(root), "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / cache)}
+        return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+
+    first = fine_tune("ft", "cache", "--max_steps", "1")
+    assert first.returncode == 0, first.stderr[-3000:]
+    resumed = fine_tune("ft", "empty", "--max_steps", "2", "--resume_from_checkpoint", "latest")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Resumed from" in resumed.stdout and "prepares inputs otherwise" not in resumed.stderr
+    assert (tmp_path / "ft" / "checkpoints" / "step_00000002").is_dir()
+    assert "base_model: alice/gmml-tiny" in (tmp_path / "ft" / "model" / "README.md").read_text()
+    new = fine_tune("other", "empty", "--max_steps", "1")  # a new run still needs its --init
+    assert new.returncode != 0 and "--init alice/gmml-tiny: no such folder here" in new.stderr
+
+
 def test_evaluate_probe_and_predict_run_a_half_precision_checkpoint_in_float32(tmp_path):
     """A bf16 checkpoint came back in bf16 in train.evaluate, train.probe and train.predict (transformers loads in
     the file's dtype): metrics, probe features and predictions differed from the float32 model that trained."""

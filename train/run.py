@@ -304,7 +304,9 @@ def run_training(args: TrainArgs) -> dict:
     """Train, evaluate every `eval_every_epochs`, keep the best model, export it; returns the exported metrics."""
     if args.mixed_precision is None:  # the launcher's flag or config file, as an Accelerator() without it reads them
         args = dataclasses.replace(args, mixed_precision=os.environ.get("ACCELERATE_MIXED_PRECISION", "no"))
-    folder, init_repo = init_folder(args.init)
+    # a resumed run whose checkpoint recorded its model needs nothing from --init: a Hub repo id that is neither cached
+    # here nor reachable (offline, another machine) then only names where the weights first came from
+    folder, init_repo = init_folder(args.init, required=not args.resume_from_checkpoint)
     given = args  # args.yaml and resuming keep the repo id as given, not this machine's HF cache folder of it
     args = dataclasses.replace(args, init=folder)
     check_args(args)
@@ -324,6 +326,8 @@ def run_training(args: TrainArgs) -> dict:
         checkpoint.check_process_count(resume, accelerator.num_processes)
     else:
         check_no_earlier_run(output_dir)
+    if folder == init_repo and not (resume is not None and (resume / "config.json").is_file()):
+        init_folder(given.init)  # not at hand, and no checkpoint to resume the model from: raises, naming it
     check_init(args, resume)
     if accelerator.is_main_process:
         save_args(given, output_dir)

@@ -40,14 +40,17 @@ ENCODER_SHAPE = ("patch_size", "hidden_size", "intermediate_size", "num_attentio
 PROCESSOR_FLAGS = {"equalize": "equalize"}
 
 
-def init_folder(init: str) -> tuple[str, str | None]:
+def init_folder(init: str, required: bool = True) -> tuple[str, str | None]:
     """(--init as a local folder, the Hub repo id it was fetched for or None): "random" and folders stay as they are;
-    a repo id that is no folder here is fetched (or, offline, found in the HF cache) with `snapshot_download`."""
+    a repo id that is no folder here is fetched (or, offline, found in the HF cache) with `snapshot_download`.
+    Not `required`, a repo id that cannot be fetched is returned as it is: (repo id, repo id)."""
     if init == "random" or Path(init).exists() or init.startswith((".", "/", "~")) or init.count("/") > 1:
         return init, None
     try:
         return snapshot_download(init, allow_patterns=["*.json", "*.safetensors"]), init  # config, weights, processor
     except (OSError, ValueError) as error:  # not cached offline, no such repo, not a valid repo id
+        if not required:
+            return init, init
         raise FileNotFoundError(f"--init {init}: no such folder here, and no Hub model of that name could be fetched "
                                 f"or found in the HF cache ({error})") from error
 
@@ -93,16 +96,18 @@ def build_processor(args: TrainArgs) -> GroupMaskedViTImageProcessor:
 def run_processor(args: TrainArgs, resume: Path | None) -> GroupMaskedViTImageProcessor:
     """The run's image processor: `build_processor` for a new run; a resumed run keeps the one its checkpoint
     recorded (each checkpoint holds the processor its steps were trained with), so that its remaining steps see inputs
-    prepared as its first ones, whatever --init says now. --init may change on resume (the folder moved, or is
-    another copy), but the run took every input setting from the --init it started with, and the weights it goes on
-    from are the checkpoint's: one whose processor prepares inputs otherwise is warned about, naming the settings,
-    and is not followed. A checkpoint without a processor (an earlier version of this trainer) builds it from the
+    prepared as its first ones, whatever --init says now (or when it is no longer at hand). --init may change on
+    resume (the folder moved, or is another copy), but the run took every input setting from the --init it started
+    with, and the weights it goes on from are the checkpoint's: one whose processor prepares inputs otherwise is
+    warned about, naming the settings, and is not followed. A checkpoint without a processor (an earlier version of this trainer) builds it from the
     arguments, as that version did."""
     processor = build_processor(args)
     recorded = None if resume is None else resume / "preprocessor_config.json"
     if recorded is None or not recorded.is_file():
         return processor
     saved = GroupMaskedViTImageProcessor.from_pretrained(resume)
+    if args.init != "random" and not Path(args.init).is_dir():  # gone, or a Hub repo id not at hand: nothing to compare
+        return saved
     changed = [f"{name} {getattr(saved, name)!r} -> {getattr(processor, name)!r}" for name in PROCESSOR_SETTINGS
                if getattr(saved, name) != getattr(processor, name)]
     if changed:
