@@ -1308,6 +1308,38 @@ def test_pretraining_views_are_drawn_from_the_image_not_its_padding():
     assert (evaluated * 0.25 + 0.5).min() > 0.5  # the whole image, resized to the square, without its padding
 
 
+def test_a_pretraining_step_draws_both_views_in_one_augmentation(monkeypatch):
+    """One call per view issued the augmentation's ~120 small operations twice (on a GPU: host time, which bounds a
+    step at small batches). The doubled batch keeps the layout the corruption relies on: all first views, then all
+    second views, image i's at rows i and B + i, each view drawn apart."""
+    from types import SimpleNamespace
+
+    from modeling_cxrgm import GroupMaskedViTForPreTraining
+    from train import engine
+
+    calls, real = [], engine.augment
+
+    def counted(images, *args, **kwargs):
+        calls.append(len(images))
+        return real(images, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "augment", counted)
+    config = GroupMaskedViTConfig(**{**TINY, "num_channels": 1})
+    model = GroupMaskedViTForPreTraining(config)
+    images = torch.rand(3, 1, 32, 32)
+    batch = {"pixel_values": images, "content": torch.tensor([[0, 0, 32, 32]] * 3)}
+    identity = AugmentSpec(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), hflip_p=0.0, jitter_p=0.0, blur_p=0.0)
+    for spec in (identity, AugmentSpec()):
+        ctx = SimpleNamespace(task="pretraining", augment=spec, mean=[0.5], std=[0.25], model_config=config)
+        _, _, views, _ = engine.forward(model, batch, ctx, torch.Generator().manual_seed(0), train=True)
+        assert views.shape == (6, 1, 32, 32)
+        if spec is identity:
+            assert torch.allclose(views * 0.25 + 0.5, images.repeat(2, 1, 1, 1), atol=1e-5)
+        else:
+            assert all(not torch.allclose(views[i], views[3 + i]) for i in range(3))
+    assert calls == [6, 6]
+
+
 def test_a_training_run_stopped_by_an_unreadable_file_says_how_to_skip_such_files(tmp_path):
     """Training on a folder with a broken image (or a cut-short DICOM) stopped naming the file but not the option
     that leaves such files out; the error, of the same type, now names it too, with the run's other options kept, and

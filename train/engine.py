@@ -58,9 +58,9 @@ def forward(model, batch: dict, ctx, generator: torch.Generator | None, train: b
     images, labels = to_unit_range(batch["pixel_values"]), batch.get("labels")
     if ctx.task == "pretraining":  # views of the image alone: the padding of a non-square image is not reconstructed
         content = batch.get("content")
-        if train:
-            images = torch.cat([augment(images, ctx.augment, generator, content=content),
-                                augment(images, ctx.augment, generator, content=content)])
+        if train:  # both views in one call: each image of the doubled batch draws its own (~120 ops, not twice that)
+            images = augment(images.repeat(2, 1, 1, 1), ctx.augment, generator,
+                             content=None if content is None else content.repeat(2, 1))
         elif content is not None:
             images = content_views(images, content)
         pixel_values = normalize(images, ctx.mean, ctx.std)
