@@ -192,26 +192,12 @@ class GroupMaskedViTMLP(nn.Module):
         return self.dropout(self.fc2(self.act(self.fc1(hidden_states))))
 
 
-class GroupMaskedViTDropPath(nn.Module):
-    """Stochastic depth: drops a residual branch for whole samples with probability `rate` during training."""
-
-    def __init__(self, rate: float):
-        super().__init__()
-        self.rate = rate
-
-    def forward(self, branch: torch.Tensor) -> torch.Tensor:
-        if self.rate == 0.0 or not self.training:
-            return branch
-        keep = 1.0 - self.rate
-        shape = (branch.shape[0],) + (1,) * (branch.ndim - 1)
-        return branch * branch.new_empty(shape).bernoulli_(keep).div_(keep)
-
-    def extra_repr(self) -> str:
-        return f"rate={self.rate}"
-
-
 class GroupMaskedViTLayer(GradientCheckpointingLayer):
-    """Pre-norm transformer block: x + DropPath(Attn(LN(x))), then x + DropPath(MLP(LN(x)))."""
+    """Pre-norm transformer block: x + DropPath(Attn(LN(x))), then x + DropPath(MLP(LN(x))).
+
+    Stochastic depth (`drop_path_rate`, this block's) drops a residual branch for whole samples; the encoder draws
+    the factors of all blocks at once (`branch_scales`).
+    """
 
     def __init__(self, config: GroupMaskedViTConfig, drop_path_rate: float):
         super().__init__()
@@ -219,24 +205,44 @@ class GroupMaskedViTLayer(GradientCheckpointingLayer):
         self.attention = GroupMaskedViTAttention(config)
         self.norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.mlp = GroupMaskedViTMLP(config)
-        self.drop_path = GroupMaskedViTDropPath(drop_path_rate)
+        self.drop_path_rate = drop_path_rate
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(
-        self, hidden_states: torch.Tensor, output_attentions: bool = False, **kwargs
+        self, hidden_states: torch.Tensor, output_attentions: bool = False, branch_scales: torch.Tensor | None = None,
+        **kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """branch_scales: (2, B, 1, 1), each sample's factor for the attention and the MLP branch (0 = dropped, else
+        1 / keep probability), or None (no stochastic depth)."""
         attended, weights = self.attention(self.norm1(hidden_states), output_attentions=output_attentions, **kwargs)
-        hidden_states = hidden_states + self.drop_path(self.dropout(attended))
-        hidden_states = hidden_states + self.drop_path(self.mlp(self.norm2(hidden_states)))
+        attended = self.dropout(attended)
+        hidden_states = hidden_states + (attended if branch_scales is None else attended * branch_scales[0])
+        transformed = self.mlp(self.norm2(hidden_states))
+        hidden_states = hidden_states + (transformed if branch_scales is None else transformed * branch_scales[1])
         return hidden_states, weights
 
 
 class GroupMaskedViTEncoder(nn.Module):
     def __init__(self, config: GroupMaskedViTConfig):
         super().__init__()
+        self.drop_path_rate = config.drop_path_rate
         depth = config.num_hidden_layers
         rates = [config.drop_path_rate * i / max(1, depth - 1) for i in range(depth)]  # linear over depth
         self.layers = nn.ModuleList([GroupMaskedViTLayer(config, rate) for rate in rates])
+
+    def branch_scales(self, hidden_states: torch.Tensor) -> torch.Tensor | None:
+        """Stochastic depth for every block at once, (depth, 2, B, 1, 1) in the blocks' compute dtype: each block's
+        branches keep a sample with probability 1 - its rate (0 at the first block, linear to `drop_path_rate` at the
+        last) and are then scaled by 1 / that probability; None when not training or without stochastic depth.
+        A few operations per step, not four per branch (about a hundred kernel launches per ViT-S step)."""
+        if not self.training or self.drop_path_rate == 0:
+            return None
+        depth, batch_size, device = len(self.layers), hidden_states.shape[0], hidden_states.device
+        autocast = torch.amp.is_autocast_available(device.type) and torch.is_autocast_enabled(device.type)
+        dtype = torch.get_autocast_dtype(device.type) if autocast else hidden_states.dtype  # the branches' dtype
+        keep = 1 - torch.linspace(0, self.drop_path_rate, depth, device=device)[:, None, None]  # (depth, 1, 1)
+        scales = torch.bernoulli(keep.expand(depth, 2, batch_size)).div_(keep)
+        return scales.to(dtype).view(depth, 2, batch_size, 1, 1)
 
     def forward(
         self, hidden_states: torch.Tensor, output_hidden_states: bool = False, output_attentions: bool = False,
@@ -245,8 +251,11 @@ class GroupMaskedViTEncoder(nn.Module):
         """Returns the last block's output, all block outputs (embeddings first) and attention weights."""
         all_hidden = (hidden_states,) if output_hidden_states else None
         all_weights = () if output_attentions else None
-        for layer in self.layers:
-            hidden_states, weights = layer(hidden_states, output_attentions=output_attentions, **kwargs)
+        scales = self.branch_scales(hidden_states)
+        for index, layer in enumerate(self.layers):
+            dropping = scales is not None and layer.drop_path_rate > 0  # the first block never drops
+            hidden_states, weights = layer(hidden_states, output_attentions=output_attentions,
+                                           branch_scales=scales[index] if dropping else None, **kwargs)
             if output_hidden_states:
                 all_hidden += (hidden_states,)
             if output_attentions:

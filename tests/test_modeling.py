@@ -97,7 +97,7 @@ def test_wrong_channel_count_is_explained(images):
 
 def test_stochastic_depth_only_in_training(images):
     model = GroupMaskedViTModel(tiny_config(drop_path_rate=0.5))
-    rates = [layer.drop_path.rate for layer in model.encoder.layers]
+    rates = [layer.drop_path_rate for layer in model.encoder.layers]
     assert rates[0] == 0.0 and rates[-1] == 0.5 and rates == sorted(rates)
     model.train()
     torch.manual_seed(0)
@@ -106,6 +106,42 @@ def test_stochastic_depth_only_in_training(images):
     assert not torch.allclose(first, second)
     model.eval()
     assert torch.equal(model(images).last_hidden_state, model(images).last_hidden_state)
+
+
+def test_stochastic_depth_is_drawn_for_every_block_at_once(images):
+    """Drawn per branch it cost four operations each (empty, bernoulli, divide, multiply): about a hundred kernel
+    launches per ViT-S step, host time that bounds small batches on a GPU. Each block still drops a sample's branch
+    with its own rate (linear over depth), keeps the expectation, and computes in the branches' dtype."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.launches = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if not func.__name__.startswith(("detach", "unbind", "select", "view", "alias", "slice", "expand")):
+                self.launches += 1
+            return func(*args, **(kwargs or {}))
+
+    torch.manual_seed(0)
+    model = GroupMaskedViTModel(tiny_config(drop_path_rate=0.3)).train()
+    scales = model.encoder.branch_scales(torch.zeros(40_000, 5, 32))
+    assert scales.shape == (4, 2, 40_000, 1, 1) and scales.dtype == torch.float32
+    dropped = (scales == 0).float().mean((1, 2, 3, 4))
+    assert dropped[0] == 0 and torch.allclose(dropped, torch.tensor([0.0, 0.1, 0.2, 0.3]), atol=0.01)
+    assert torch.allclose(scales.mean((1, 2, 3, 4)), torch.ones(4), atol=0.02)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model.encoder.branch_scales(torch.zeros(3, 5, 32)).dtype == torch.bfloat16
+
+    plain = GroupMaskedViTModel(tiny_config()).train()
+    counts = []
+    for each in (plain, model):
+        with Count() as count:
+            each(images)
+        counts.append(count.launches)
+    # a multiply per branch of the 3 blocks that drop, and the draw: not 4 operations per branch (24)
+    assert counts[1] - counts[0] <= 2 * 3 + 6, counts
 
 
 def test_gradient_checkpointing_gives_the_same_gradients(images):
