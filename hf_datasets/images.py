@@ -104,12 +104,28 @@ def _existing_file(path) -> str:
     return path
 
 
+# How a whole file of these formats ends: the PNG IEND chunk (its length, type and CRC), the JPEG end-of-image marker
+WHOLE_FILE_ENDS = {"PNG": b"\x00\x00\x00\x00IEND\xaeB`\x82", "JPEG": b"\xff\xd9"}
+
+
 def stored_mode(path) -> str:
-    """The PIL mode a PNG/JPEG/TIFF/... file is stored in, from its header alone (pixels are not decoded);
-    ImageReadError if the file is missing, empty or not an image."""
+    """The PIL mode a PNG/JPEG/TIFF/... file is stored in, from its header (pixels are not decoded); ImageReadError
+    if the file is missing, empty, not an image, or a PNG/JPEG cut short. A PNG/JPEG that does not end as a whole
+    one does (a copy or download cut short) is decoded to tell: a truncated one fails, one with bytes after its
+    end (some exporters pad files) is fine."""
     path = _existing_file(path)
     with image_read_errors(path), Image.open(path) as image:
+        end = WHOLE_FILE_ENDS.get(image.format)
+        if end is not None and not _file_end(path, 64).rstrip(b"\x00").endswith(end):
+            image.load()  # raises for a truncated file: "image file is truncated"
         return image.mode
+
+
+def _file_end(path, size: int) -> bytes:
+    """The last `size` bytes of a file (all of a shorter one)."""
+    with open(path, "rb") as file:
+        file.seek(max(0, os.path.getsize(path) - size))
+        return file.read()
 
 
 def read_grey(path, *, dicom_voi: str = "header") -> np.ndarray:

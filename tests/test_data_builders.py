@@ -506,6 +506,37 @@ def test_missing_or_broken_image_fails_when_built_not_when_read(tmp_path):
     assert ds["train"]["path"] == ["img/a.png"] and ds["train"][0]["image"].size == (32, 40)
 
 
+def test_a_png_or_jpeg_cut_short_fails_when_built_not_when_read(tmp_path):
+    """Only the header was read at build time: a PNG or JPEG cut short (an interrupted copy or download) passed any
+    build, on_error="skip" included, and stopped training at its row. A file padded after its end is whole."""
+    from PIL import Image
+
+    from hf_datasets.errors import ImageReadError
+    from test_publish_cache import real_cxr
+
+    root = tmp_path / "set"
+    (root / "normal").mkdir(parents=True)
+    (root / "pneumonia").mkdir()
+    jpeg = real_cxr().read_bytes()
+    (root / "normal" / "whole.jpeg").write_bytes(jpeg)
+    (root / "normal" / "padded.jpeg").write_bytes(jpeg + b"\x00" * 16 + b"exporter's trailer")
+    Image.open(root / "normal" / "whole.jpeg").save(root / "normal" / "whole.png")
+    png = (root / "normal" / "whole.png").read_bytes()
+    (root / "pneumonia" / "padded.png").write_bytes(png + b"\x00" * 8)
+    for name, data in (("cut.png", png), ("cut.jpeg", jpeg)):
+        (root / "pneumonia" / name).write_bytes(data[: len(data) // 2])
+        with pytest.raises(Exception) as failure:  # datasets wraps the generator's error
+            build_dataset("imagefolder", root, split_fractions={"train": 1.0})
+        cause = failure.value if isinstance(failure.value, ImageReadError) else failure.value.__cause__
+        assert isinstance(cause, ImageReadError) and f"{name}: corrupt or truncated image" in str(cause)
+        with pytest.warns(UserWarning, match=f"{name}: corrupt or truncated image"):
+            built = build_dataset("imagefolder", root, split_fractions={"train": 1.0}, on_error="skip")["train"]
+        assert sorted(built["path"]) == ["normal/padded.jpeg", "normal/whole.jpeg", "normal/whole.png",
+                                         "pneumonia/padded.png"]
+        assert all(np.asarray(row["image"]).size for row in built)  # every row kept reads
+        (root / "pneumonia" / name).unlink()
+
+
 def test_a_file_repaired_or_replaced_since_the_last_build_is_read_again(tmp_path):
     """The datasets cache keyed only on the file list: a rebuild returned the earlier build, without the file it
     had skipped (and no warning) or with a DICOM's old pixels."""
