@@ -1,6 +1,7 @@
 """Unit tests of the training pieces: arguments, schedules, parameter groups, clipping, augmentation, metrics,
 checkpoint retention."""
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -48,6 +49,29 @@ def test_command_line_mappings_override_only_the_keys_they_name(tmp_path):
     # another builder than the YAML's: its options were the YAML builder's, the command line's replace them
     args = parse_args(TrainArgs, ["--config", str(run), "--dataset", "kermany", "--dataset_options", '{"x": 1}'])
     assert args.dataset_options == {"x": 1}
+
+
+def test_a_resumed_run_starts_from_the_arguments_it_recorded(tmp_path):
+    """`--output_dir X --resume_from_checkpoint latest` compared the run's args.yaml with the script's defaults and
+    refused to resume ("started with other arguments": every flag had to be typed again, a recipe's too)."""
+    defaults = {"task": "pretraining", "output_dir": "outputs/pretrain", "eval_split": None}
+    run = tmp_path / "run"
+    started = parse_args(TrainArgs, ["--config", "gmml_pretrain", "--output_dir", str(run), "--image_size", "64",
+                                     "--model_config", '{"hidden_size": 32}', "--batch_size", "16"], defaults)
+    save_args(started, run)
+    resumed = parse_args(TrainArgs, ["--output_dir", str(run), "--resume_from_checkpoint", "latest"], defaults)
+    assert resumed == dataclasses.replace(started, resume_from_checkpoint="latest")
+    # a flag given on resume overrides the recorded one (run_training then refuses those that make another run)
+    more = parse_args(TrainArgs, ["--output_dir", str(run), "--resume_from_checkpoint", "latest", "--max_steps", "9",
+                                  "--model_config", '{"mask_fill": "zeros"}'], defaults)
+    assert more.max_steps == 9 and more.model_config == {**started.model_config, "mask_fill": "zeros"}
+    # a checkpoint named by its folder: its run's arguments, whatever --output_dir defaults to
+    by_path = parse_args(TrainArgs, ["--resume_from_checkpoint", str(run / "checkpoints" / "step_00000004")],
+                         defaults)
+    assert by_path.output_dir == str(run) and by_path.image_size == 64
+    # the recipe's aspect range is the default's exactly: a run started without the recipe resumes with it
+    assert load_yaml("gmml_pretrain", TrainArgs)["crop_ratio"] == TrainArgs().crop_ratio
+    assert parse_args(TrainArgs, ["--output_dir", str(tmp_path / "new")], defaults).image_size == 224  # a new run
 
 
 def test_unknown_yaml_key_is_an_error(tmp_path):

@@ -2,7 +2,8 @@
 
 `--config file.yaml` is read first, then any command-line flag overrides it (a mapping such as --model_config
 overrides the keys it names, the YAML's other keys stay); the resolved arguments are written to
-`<output_dir>/args.yaml` so a run can be repeated with `--config <output_dir>/args.yaml`.
+`<output_dir>/args.yaml` so a run can be repeated with `--config <output_dir>/args.yaml`. A run resumed with
+`--resume_from_checkpoint` starts from the arguments it recorded there, so `--output_dir` and that flag suffice.
 """
 
 from __future__ import annotations
@@ -171,14 +172,27 @@ def parse_args(cls, argv=None, defaults: dict | None = None):
     namespace = vars(parser.parse_args(argv))
     values = dict(defaults or {})
     config_path = namespace.pop("config", None)
-    if config_path:
-        values.update(load_yaml(config_path, cls))
+    config = load_yaml(config_path, cls) if config_path else {}
+    values.update(recorded_run_args(cls, {**values, **config, **namespace}))
+    values.update(config)
     configured = dict(values)
     for name, given in namespace.items():
         if isinstance(given, dict) and isinstance(configured.get(name), dict) and _merges(name, configured, namespace):
             given = {**configured[name], **given}  # a mapping flag overrides the keys it names, the YAML's others stay
         values[name] = given
     return cls(**values)
+
+
+def recorded_run_args(cls, given: dict) -> dict:
+    """The arguments a run being resumed (`given` names --resume_from_checkpoint) recorded: args.yaml of its
+    --output_dir, else of the run whose checkpoint folder is named; {} for a new run or none recorded. Flags and
+    --config given on resume override them (the run then refuses those that would make it another run)."""
+    resume = given.get("resume_from_checkpoint")
+    if not resume or "output_dir" not in {f.name for f in dataclasses.fields(cls)}:
+        return {}
+    runs = [Path(given.get("output_dir") or "")] + ([] if resume == "latest" else [Path(resume).parent.parent])
+    recorded = next((run / "args.yaml" for run in runs if (run / "args.yaml").is_file()), None)
+    return {} if recorded is None else load_yaml(recorded, cls)
 
 
 def _merges(name: str, values: dict, namespace: dict) -> bool:
