@@ -78,6 +78,8 @@ def test_evaluate_script_reproduces_training_metrics_and_reports_drift(runs, tmp
         assert out[key] == pytest.approx(metrics[key])
     drift = json.loads((tmp_path / "drift.json").read_text())
     assert drift["in_domain"] == "kermany" and drift["num_images"] == {"kermany": 4}
+    trained = json.loads((root / "ft" / "model" / "run.json").read_text())["train_sources"]
+    assert drift["trained_on"] == ["kermany"] and trained == {"kermany": sum(trained.values())}
     assert drift["metrics"]["kermany"]["accuracy_ci_low"] <= out["accuracy"]  # intervals per source too
     assert json.loads((tmp_path / "metrics.json").read_text())["num_samples"] == 4
 

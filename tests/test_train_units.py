@@ -1150,6 +1150,25 @@ def test_pretraining_drift_report_gives_each_source_the_loss_of_its_own_images()
     assert drift["delta_vs_in_domain"]["kermany"]["loss"] == pytest.approx(-1.5)
 
 
+def test_the_drift_reference_is_a_source_the_model_was_trained_on():
+    """The most frequent evaluated source was called in-domain, even for a model that never saw it (a Kermany
+    model evaluated on NIH: "in_domain": "nih")."""
+    import datasets
+
+    from train.evaluate import drift_report
+
+    ds = datasets.Dataset.from_dict({"source": ["nih", "nih", "kermany"]})
+    results = {"index": np.array([0, 1, 2]), "l1_error": np.array([10.0, 30.0, 5.0]),
+               "l1_count": np.array([10.0, 10.0, 10.0]), "loss": 45.0 / 30.0}
+    drift = drift_report("pretraining", results, ds, ["mask"], True, trained_on=["kermany", "rsna"])
+    assert drift["in_domain"] == "kermany" and drift["delta_vs_in_domain"]["nih"]["loss"] == pytest.approx(1.5)
+    unseen = drift_report("pretraining", results, ds, ["mask"], True, trained_on=["rsna"])
+    assert unseen["in_domain"] is None and unseen["delta_vs_in_domain"] == {} and "none of the evaluated" in unseen["note"]
+    assert set(unseen["metrics"]) == {"nih", "kermany"}
+    chosen = drift_report("pretraining", results, ds, ["mask"], True, in_domain="nih", trained_on=["rsna"])
+    assert chosen["in_domain"] == "nih" and "note" not in chosen
+
+
 def test_help_states_each_arguments_default(capsys):
     """`--help` of the training scripts gives each flag's default (the script's own where it sets one)."""
     from train.config import TrainArgs, parse_args

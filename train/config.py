@@ -101,7 +101,7 @@ class EvalArgs:
     dataset_options: dict = field(default_factory=dict)
     prepared_dir: str | None = None
     split: str = "test"
-    in_domain_source: str | None = None  # drift reference; default the most frequent source
+    in_domain_source: str | None = None  # drift reference; default the most frequent one the model trained on
     batch_size: int | None = None  # default: a pretraining model's per-device training batch (see seed), else 32
     num_workers: int = 0
     bootstrap: int = 1000

@@ -8,6 +8,8 @@ class indices (B,) int64 (single-label), float (B, K) with NaN = unknown (multi-
 
 from __future__ import annotations
 
+from collections import Counter
+
 import datasets
 import numpy as np
 import torch
@@ -191,6 +193,7 @@ class CXRDataset(torch.utils.data.Dataset):
         self.ds, self.processor, self.task, self.label_mode = ds, processor, task, label_mode
         self.rows = list(range(len(ds))) if rows is None else rows
         self.sources = ds.select_columns(["path"]) if "path" in ds.column_names else None  # for error messages
+        self.origins = ds.select_columns(["source"]) if "source" in ds.column_names else None  # see source_counts
         if task == "segmentation" and "mask" not in ds.column_names:
             raise ValueError("Segmentation needs a data set with a `mask` column")
         if task == "pretraining":  # decode nothing but the image
@@ -203,6 +206,14 @@ class CXRDataset(torch.utils.data.Dataset):
                      and self.bits != 16)
         self.uint8 = uint8
         self.cache = {} if len(self.rows) * self.item_bytes() <= cache_bytes else None
+
+    def source_counts(self) -> dict[str, int] | None:
+        """Images per `source` (the data set each row came from, "unknown" where empty) of the rows; None when the
+        set has no source column."""
+        if self.origins is None:
+            return None
+        column = self.origins["source"]
+        return dict(sorted(Counter(column[i] or "unknown" for i in self.rows).items()))
 
     def item_bytes(self) -> int:
         """Bytes of one item's image (and mask) tensors."""

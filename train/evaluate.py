@@ -3,7 +3,8 @@
     accelerate launch -m train.evaluate --model outputs/classification/model --dataset kermany --data_dir D --split test
 
 Writes `metrics.json` (all images) and `drift.json` (per source, and the change of each source's metrics against the
-in-domain source) to `--output_dir` (default `<model>/eval-<split>`), and prints a table.
+in-domain source: by default the most frequent evaluated source the model was trained on, as its run.json records)
+to `--output_dir` (default `<model>/eval-<split>`), and prints a table.
 """
 
 from __future__ import annotations
@@ -56,23 +57,42 @@ def check_in_domain(in_domain: str, sources) -> None:
         raise ValueError(f"in-domain source {in_domain!r} is not among the sources {sorted(set(sources))}")
 
 
-def drift_report(task, results, ds, names, single_label, in_domain=None, bootstrap=0) -> dict:
-    """Metrics per `source` and each source's difference to the in-domain source (default: the most frequent)."""
+def training_sources(model_folder) -> list[str] | None:
+    """The sources of the images the model was trained on (its run.json, written by the training scripts); None
+    where not recorded (a model trained elsewhere)."""
+    run_file = Path(model_folder) / "run.json"
+    recorded = json.loads(run_file.read_text()).get("train_sources") if run_file.is_file() else None
+    return sorted(recorded) if isinstance(recorded, dict) else None
+
+
+def drift_report(task, results, ds, names, single_label, in_domain=None, bootstrap=0, trained_on=None) -> dict:
+    """Metrics per `source` and each source's difference to the in-domain source: `in_domain`, else the most
+    frequent evaluated source among those the model was trained on (`trained_on`), else, where those are unknown
+    (None), the most frequent source. When the model was trained on none of the evaluated sources there is no
+    in-domain source (None) and no differences: every source is out of domain."""
     sources = source_names(ds, results["index"])
     counts = Counter(sources)
-    in_domain = in_domain or counts.most_common(1)[0][0]
-    check_in_domain(in_domain, sources)
+    if in_domain is None:
+        candidates = [source for source, _ in counts.most_common() if trained_on is None or source in trained_on]
+        in_domain = candidates[0] if candidates else None
+    else:
+        check_in_domain(in_domain, sources)
     per_source = {
         source: compute_metrics(task, results, names, single_label, bootstrap,
                                 rows=[i for i, s in enumerate(sources) if s == source])
         for source in sorted(counts)
     }
-    reference = per_source[in_domain]
+    reference = per_source.get(in_domain, {})
     deltas = {
         source: {k: values[k] - reference[k] for k in HEADLINE[task] if k in values and k in reference}
-        for source, values in per_source.items() if source != in_domain
+        for source, values in per_source.items() if in_domain is not None and source != in_domain
     }
-    return {"in_domain": in_domain, "num_images": dict(counts), "metrics": per_source, "delta_vs_in_domain": deltas}
+    report = {"in_domain": in_domain, "trained_on": trained_on, "num_images": dict(counts), "metrics": per_source,
+              "delta_vs_in_domain": deltas}
+    if in_domain is None:
+        report["note"] = (f"the model was trained on {trained_on}, none of the evaluated sources: all are out of "
+                          "domain (--in_domain_source names a reference to compare them with)")
+    return report
 
 
 def model_labels(ds, names: list[str], single_label: bool):
@@ -133,12 +153,15 @@ def main(argv=None) -> dict:
     if unranked:
         accelerator.print(f"no AUROC / AUPRC for {unranked}: split {args.split!r} does not have both positive and "
                           "negative known labels of them; auroc_macro and auprc_macro average the other labels")
-    drift = drift_report(task, results, ds, names, single_label, args.in_domain_source, args.bootstrap)
+    drift = drift_report(task, results, ds, names, single_label, args.in_domain_source, args.bootstrap,
+                         training_sources(args.model))
     if accelerator.is_main_process:
         output_dir = Path(args.output_dir or Path(args.model) / f"eval-{args.split}")
         write_metrics(metrics, output_dir / "metrics.json")
         (output_dir / "drift.json").write_text(json.dumps(drift, indent=2) + "\n")
         print(format_table(task, metrics, drift))
+        if "note" in drift:
+            print(f"drift: {drift['note']}")
     return metrics
 
 

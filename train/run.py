@@ -539,6 +539,9 @@ def model_card_run(args: TrainArgs, accelerator, processor, train_set, eval_set,
             entry = run["train_datasets"][0]
             run["train_datasets"] = [{**entry, "name": member, "num_images": count, "builder": builder}
                                      for member, count in members]
+    sources = train_set.source_counts()
+    if sources is not None:  # the data sets the model saw: train.evaluate's drift report takes them as in-domain
+        run["train_sources"] = sources
     if selected_by and evaluations > 1:  # the card's results then come from the split that chose the model
         run["eval_dataset"]["selected_by"] = {"metric": selected_by, "evaluations": evaluations}
     if init != "random":
