@@ -47,6 +47,18 @@ def test_auroc_is_the_macro_over_classes_scorable_on_both_splits():
     assert 0.5 < scores["linear_auroc"] <= 1.0 and scores["linear_accuracy"] == 0.5
 
 
+def test_a_test_split_of_one_class_is_said_to_be_one():
+    """A test split of one class (v7labs' test images are all COVID-19) gave accuracies of 1.0 without a word: they
+    are that class's recall, and no AUROC can be computed."""
+    rng = np.random.default_rng(3)
+    y = np.repeat([0, 1], 20)
+    x = rng.normal(size=(40, 4)) + (2 * y[:, None] - 1) * 5.0
+    scores = probe_scores(x[::2], y[::2], x[1::2][y[1::2] == 1], y[1::2][y[1::2] == 1], k=3)
+    assert scores["linear_accuracy"] == 1.0 and "linear_auroc" not in scores
+    assert "all of one class" in scores["note"]
+    assert "note" not in probe_scores(x[::2], y[::2], x[1::2], y[1::2], k=3)
+
+
 def test_multi_label_data_is_refused_before_any_feature_is_extracted(tmp_path):
     """Class indices are argmax of the label vector: for multi-label rows (none or several findings) that would
     silently make "no finding" the first finding, so such data is refused naming the split."""

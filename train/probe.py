@@ -10,6 +10,7 @@ weights (seeded), the baseline a pretrained encoder must beat. Writes `--output`
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,6 +110,9 @@ def probe_scores(train_x, train_y, test_x, test_y, k: int = 20, seed: int = 0) -
     auroc = macro_auroc(test_y, probabilities, linear.classes_)
     if auroc is not None:
         scores["linear_auroc"] = auroc
+    if len(np.unique(test_y)) < 2:
+        scores["note"] = ("the test images are all of one class: both accuracies are the recall of that class, "
+                          "and there is no AUROC")
     return scores
 
 
@@ -133,6 +137,11 @@ def main(argv=None) -> dict:
     test_x, test_y = extract_features(encoder, processor, test_set, args.batch_size)
     scores = probe_scores(train_x, train_y, test_x, test_y, args.k, args.seed)
     scores["init"] = "random" if args.random_init else "pretrained"
+    names, counts = data.label_names(test_set), np.bincount(test_y, minlength=len(data.label_names(test_set)))
+    scores["test_images_per_class"] = {name: int(count) for name, count in zip(names, counts)}
+    if "note" in scores:
+        print(f"warning: split {args.eval_split!r}: {scores['note']} ({scores['test_images_per_class']})",
+              file=sys.stderr)
     output = Path(args.output or Path(args.model) / f"probe{'-random' if args.random_init else ''}.json")
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(scores, indent=2) + "\n")
