@@ -307,8 +307,9 @@ def render_model_card(model_dir, run: dict) -> ModelCard:
         labels=[_text(labels[k]) for k in sorted(labels, key=lambda k: int(k))] if task != "pretraining" else [],
         training={
             "init": _text(training.get("init")),
-            "base_model": _text(basename(base_model) if isinstance(base_model, str) and is_local_path(base_model)
-                                else base_model),
+            # a local folder (scrubbed to its name above) is no Hub repo: said so, rather than a bare "model"
+            "base_model": _text(base_model if hub_base or not isinstance(base_model, str) or not base_model
+                                else f"a local checkpoint (`{basename(base_model)}`)"),
             "epochs": _text(training.get("epochs")),
             "batch_size": _text(training.get("batch_size")),
             "learning_rate": _text(training.get("learning_rate")),

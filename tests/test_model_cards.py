@@ -99,7 +99,7 @@ def test_card_documents_data_preprocessing_architecture_and_use(card_text):
 def test_card_never_shows_local_paths(card_text):
     assert "/home/" not in card_text and "alice\\cxr" not in card_text and "/data/" not in card_text
     assert find_local_paths(card_text) == []
-    assert "| Initialisation | checkpoint-300 |" in card_text and "| Base model | export |" in card_text
+    assert "| Initialisation | checkpoint-300 |" in card_text and "| Base model | a local checkpoint (`export`) |" in card_text
 
 
 def test_missing_facts_render_as_not_recorded(tmp_path):

@@ -2,6 +2,7 @@
 checkpoint retention."""
 
 import dataclasses
+import json
 import re
 from pathlib import Path
 
@@ -1012,7 +1013,13 @@ def test_card_does_not_take_a_relative_init_folder_for_a_hub_model(tmp_path, mon
                          [0] * 4, 1.0, 2.0)
     card = write_model_card(tmp_path / "export", run)
     assert "base_model" not in metadata_load(card)
-    assert "pre/model" not in card.read_text()
+    assert "pre/model" not in card.read_text() and "| Base model | a local checkpoint (`model`) |" in card.read_text()
+    # an export made for a Hub repo (its run's --hub_model_id) is named by that repo, not by its folder ("model")
+    (tmp_path / "pre" / "model" / "run.json").write_text(json.dumps({"repo_id": "alice/gmml-cxr"}))
+    run = model_card_run(args, SimpleNamespace(num_processes=1), GroupMaskedViTImageProcessor(size=32), [0] * 12,
+                         [0] * 4, 1.0, 2.0)
+    card = write_model_card(tmp_path / "export", run)
+    assert metadata_load(card)["base_model"] == "alice/gmml-cxr" and "| Base model | alice/gmml-cxr |" in card.read_text()
 
 
 def test_card_of_a_pretraining_run_without_eval_split_names_every_split_its_loss_covers():

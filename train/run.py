@@ -539,13 +539,13 @@ def model_card_run(args: TrainArgs, accelerator, processor, train_set, eval_set,
             entry = run["train_datasets"][0]
             run["train_datasets"] = [{**entry, "name": member, "num_images": count, "builder": builder}
                                      for member, count in members]
-    sources = train_set.source_counts()
+    sources = train_set.source_counts() if isinstance(train_set, data.CXRDataset) else None
     if sources is not None:  # the data sets the model saw: train.evaluate's drift report takes them as in-domain
         run["train_sources"] = sources
     if selected_by and evaluations > 1:  # the card's results then come from the split that chose the model
         run["eval_dataset"]["selected_by"] = {"metric": selected_by, "evaluations": evaluations}
     if init != "random":
-        run["base_model"] = init_repo or init
+        run["base_model"] = init_repo or _declared_repo(init) or init
     if args.hub_model_id:
         run["repo_id"] = args.hub_model_id
     return run
@@ -624,6 +624,17 @@ def _policy_defaults(dataset: str | None) -> dict:
 
 def _option_text(value) -> str:
     return value if isinstance(value, str) else json.dumps(value)
+
+
+def _declared_repo(path: str) -> str | None:
+    """The Hub repo id a local --init export was made for (its run.json's `repo_id`, from that run's
+    --hub_model_id), else None: the card's base model is then that repo, not a local folder's name."""
+    run_file = Path(path) / "run.json"
+    try:
+        repo_id = json.loads(run_file.read_text()).get("repo_id") if run_file.is_file() else None
+    except (OSError, ValueError, AttributeError):  # a damaged record names no repo
+        return None
+    return repo_id if isinstance(repo_id, str) and repo_id.count("/") == 1 else None
 
 
 def _is_gmml(path: str) -> bool:
