@@ -43,6 +43,7 @@ _PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})  # Pixel Data, Flo
 _LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
 _DEFLATED = "1.2.840.10008.1.2.1.99"  # its data set is compressed: file positions are not those of its elements
 _UNDEFINED_LENGTH = 0xFFFFFFFF
+_UNKNOWN = -1  # what follows the elements read cannot be told
 VIEW_ALIASES = {
     "PA": "PA", "POSTERO_ANTERIOR": "PA", "POSTEROANTERIOR": "PA",
     "AP": "AP", "ANTERO_POSTERIOR": "AP", "ANTEROPOSTERIOR": "AP",
@@ -223,7 +224,7 @@ def _read_end(path, ds) -> int | None:
 
 def _cut_short(path, ds, before_pixels: bool = False) -> tuple[str | None, int | None]:
     """Why the file `ds` was read from is evidently cut short (None if there is no sign of it), and the tag of the
-    element after those read (None at the end of the file or when unknown).
+    element after those read (None at the end of the file, _UNKNOWN when that cannot be told).
 
     pydicom reads a truncated file without a word: it stops at the end, keeping a last element shorter than its
     declared length, or leaves out an element it cannot finish. The file meta's group length, the data set's last
@@ -237,10 +238,10 @@ def _cut_short(path, ds, before_pixels: bool = False) -> tuple[str | None, int |
     if not len(ds):
         return f"it ends at byte {size}, before its data set does: no element of it can be read", None
     if meta is not None and meta.get("TransferSyntaxUID") == _DEFLATED:
-        return None, None
+        return None, _UNKNOWN
     end = _read_end(path, ds)
     if end is None:
-        return None, None
+        return None, _UNKNOWN
     if end > size:
         return f"it ends at byte {size}, inside a data element that runs to byte {end}", None
     if end == size:
@@ -254,6 +255,20 @@ def _cut_short(path, ds, before_pixels: bool = False) -> tuple[str | None, int |
             return f"it ends at byte {size}, inside its pixel data (which runs to byte {following_end})", tag
         return None, tag
     return f"its data set stops at byte {end} of {size}: the rest cannot be read as data elements", tag
+
+
+def read_header(path):
+    """The header of a DICOM file, read up to its pixel data (which is not read), and whether the file holds a whole
+    image: a header with no sign of being cut short, followed by a pixel data element that the file holds to its
+    declared length (one of undefined length, encapsulated frames, is checked only when decoded). An unreadable
+    header is an empty Dataset, and no whole image. Call it inside quiet_value_checks(), as the header's values are
+    read: pydicom's checks of them quote them."""
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        cut, following = _cut_short(path, ds, before_pixels=True)
+    except Exception:  # noqa: BLE001 - the file is reported when its pixels are read
+        return pydicom.Dataset(), False
+    return ds, cut is None and (following in _PIXEL_TAGS or following == _UNKNOWN)
 
 
 def _class_name(uid) -> str:
