@@ -465,6 +465,45 @@ def test_dicomdir_reports_a_cut_copy_of_an_image_instead_of_taking_it_for_a_repe
     assert ds["train"]["path"] == [whole_name]
 
 
+def test_dicomdir_says_how_many_files_its_modality_and_view_filters_left_out(tmp_path):
+    """By default dicomdir keeps CR and DX only: a CT and an MR in the folder were left out without a word, as were
+    files without the asked view. One warning per filter gives the count and the option that keeps them, and no
+    header value (no modality, no view)."""
+    import re
+    import warnings
+
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    from hf_datasets.registry import build_recipe
+
+    root = tmp_path / "d"
+    root.mkdir()
+    values = set()
+    for name in ("RG1_UNCI.dcm", "CT_small.dcm", "MR_small.dcm"):  # a PA CR; a CT and an MR without a view
+        source = get_testdata_file(name, download=False)
+        shutil.copy(source, root / name)
+        header = pydicom.dcmread(source, stop_before_pixels=True)
+        values |= {str(header.get(k)) for k in ("Modality", "PatientName", "PatientID", "SOPInstanceUID")}
+
+    def said(**options):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            recipe = build_recipe("dicomdir", root, **options)
+        messages = [str(w.message).replace(str(root), "ROOT") for w in caught]
+        for message in messages:
+            assert not [value for value in values if re.search(rf"\b{re.escape(value)}\b", message)], message
+        return sorted(Path(r["image"]).name for r in recipe.records), messages
+
+    kept, messages = said()
+    assert kept == ["RG1_UNCI.dcm"]
+    assert len(messages) == 1 and re.search(r"(?i)2 DICOM file\(s\) left out .*modality.*modalities=None", messages[0])
+    kept, messages = said(modalities=None, views="PA")
+    assert kept == ["RG1_UNCI.dcm"]
+    assert len(messages) == 1 and re.search(r"(?i)2 DICOM file\(s\) left out .*view.*views=None", messages[0])
+    assert said(modalities=None) == (["CT_small.dcm", "MR_small.dcm", "RG1_UNCI.dcm"], [])
+
+
 def test_dicomdir_leaves_out_the_exports_dicomdir_index(tmp_path):
     """The DICOMDIR file every DICOM media export holds (the index of its files: DICM marker, no modality, no
     image) stopped the build of such an export as an unreadable image."""

@@ -144,22 +144,25 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
 def build_dicomdir(data_dir, modalities=("CR", "DX"), views=None, bits: int = 16) -> Recipe:
     """Every DICOM file under data_dir (found by the 'DICM' marker under any name, or by a .dcm / .dicom suffix, so
     that an empty or damaged one is reported rather than left out unseen) whose
-    Modality is in `modalities` (None = any) and normalised view in `views` (None = any; LATERAL takes LL and RL).
+    Modality is in `modalities` (default CR and DX, radiographs; None = any) and normalised view in `views` (None =
+    any; LATERAL takes LL and RL); a warning says how many files each of these left out.
     Patient / study ids are hashes of the header values; no labels. A file repeating an image found before (the same
     SOP Instance UID, e.g. a study exported twice) is left out, so that no image counts twice; so is an export's
     DICOMDIR, the index of its files, which holds no image. A file that holds no whole image (cut short, or without
     pixel data) is no copy of one: it is kept, to be reported when read, and never stands for the image."""
     root = Path(data_dir)
     modalities, views = option_values(modalities), wanted_views(option_values(views))  # views=PA is one view
-    records, instances, repeats = [], set(), 0
+    records, instances, repeats, other_modality, other_view = [], set(), 0, 0, 0
     for path in walk_files(root, ("",)):
         if not (is_dicom_file(path) or path.suffix.lower() in DICOM_SUFFIXES) or is_dicom_directory(path):
             continue
         header = _dicom_header(path)
         modality, instance, whole = header.pop("modality"), header.pop("instance"), header.pop("whole")
         if modalities is not None and modality is not None and modality not in modalities:
+            other_modality += 1
             continue
         if views is not None and header["view"] not in views:
+            other_view += 1
             continue
         if whole and instance is not None:  # a damaged copy found first must not displace a whole one found later
             if instance in instances:
@@ -167,6 +170,14 @@ def build_dicomdir(data_dir, modalities=("CR", "DX"), views=None, bits: int = 16
                 continue
             instances.add(instance)
         records.append(record(path, data_dir=root, decode=True, source=root.name, **header))
+    if other_modality:  # counts only: no modality or view, neither those met nor those asked for, is written out
+        warnings.warn(f"{root}: {other_modality} DICOM file(s) left out as their Modality is not among the wanted "
+                      "ones (the `modalities` option; its default keeps radiographs only): pass modalities=None to "
+                      "keep any modality, or list the ones wanted", stacklevel=2)
+    if other_view:
+        warnings.warn(f"{root}: {other_view} DICOM file(s) left out as their view (ViewPosition) is not among the "
+                      "wanted ones or not given (the `views` option): pass views=None to keep any view",
+                      stacklevel=2)
     if repeats:
         warnings.warn(f"{root}: {repeats} DICOM file(s) repeat an image found before (same SOP Instance UID); "
                       "the first copy of each is kept", stacklevel=2)
