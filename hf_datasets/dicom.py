@@ -14,12 +14,14 @@ import contextlib
 import hashlib
 import os
 import re
+import struct
 import warnings
 
 import numpy as np
 import pydicom
-from pydicom.errors import InvalidDicomError
-from pydicom.filereader import read_file_meta_info
+from pydicom.dataelem import RawDataElement
+from pydicom.errors import BytesLengthException, InvalidDicomError
+from pydicom.filereader import read_file_meta_info, read_sequence
 from pydicom import config as pydicom_config
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, get_decoder
 
@@ -36,6 +38,12 @@ VOI_MODES = ("header", "full", "percentiles")
 # Media Storage Directory Storage: a DICOMDIR, the index of the files of a DICOM media export (CD, USB, PACS export)
 MEDIA_DIRECTORY_SOP_CLASS = "1.2.840.10008.1.3.10"
 PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+_PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})  # Pixel Data, Float and Double Float Pixel Data
+# Explicit VRs whose element header is 12 bytes (a 4-byte length after 2 reserved bytes); the others' is 8
+_LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
+_DEFLATED = "1.2.840.10008.1.2.1.99"  # its data set is compressed: file positions are not those of its elements
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+_UNKNOWN = -1  # what follows the elements read cannot be told
 VIEW_ALIASES = {
     "PA": "PA", "POSTERO_ANTERIOR": "PA", "POSTEROANTERIOR": "PA",
     "AP": "AP", "ANTERO_POSTERIOR": "AP", "ANTEROPOSTERIOR": "AP",
@@ -132,23 +140,158 @@ def _open(path):
         return pydicom.dcmread(path)
     except InvalidDicomError as err:
         raise NotDicomError(path, "not a DICOM file (no 'DICM' marker or unreadable header)") from err
-    except (EOFError, OSError, ValueError, KeyError, IndexError) as err:
-        if os.path.getsize(path) == 0:
+    except (EOFError, OSError, ValueError, KeyError, IndexError, struct.error, BytesLengthException) as err:
+        size = os.path.getsize(path)
+        if size == 0:
             raise NotDicomError(path, "empty file") from err
-        raise TruncatedDicomError(path, f"header cannot be parsed ({type(err).__name__})") from err
+        meta_end = _meta_end(path)
+        if size < meta_end:
+            where = f"inside its file meta information, which runs to byte {meta_end}"
+        elif isinstance(err, (EOFError, struct.error)) or (type(err) is OSError and err.errno is None):
+            where = "inside a data element"  # pydicom ran out of bytes (its OSError: no item tag left to read)
+        else:
+            raise TruncatedDicomError(path, f"header cannot be parsed ({type(err).__name__})") from err
+        raise TruncatedDicomError(path, f"header cannot be parsed: the file is cut short (it ends at byte {size}, "
+                                        f"{where})") from err
+
+
+def _meta_end(path) -> int:
+    """The file position the file meta information ends at, by its group length; 144 (the end of the group length
+    element, which opens it after the preamble and 'DICM') when the file ends before that length is given, and 0
+    when the file meta does not open with it."""
+    with open(path, "rb") as handle:
+        handle.seek(132)
+        head = handle.read(12)
+    if len(head) < 12:
+        return 144
+    if head[:8] != b"\x02\x00\x00\x00UL\x04\x00":
+        return 0
+    return 144 + struct.unpack("<L", head[8:])[0]
+
+
+def _element_at(path, position: int, implicit: bool, little: bool) -> tuple[int, int | None] | None:
+    """(tag, the file position its declared length ends at, None for an undefined length) of the data element whose
+    header starts at `position`; None when the file ends inside that header."""
+    with open(path, "rb") as handle:
+        handle.seek(position)
+        head = handle.read(12)
+    order = "<" if little else ">"
+    if len(head) < 8:
+        return None
+    group, element = struct.unpack(order + "HH", head[:4])
+    if implicit:
+        size, length = 8, struct.unpack(order + "L", head[4:8])[0]
+    elif head[4:6] in _LONG_VRS:
+        if len(head) < 12:
+            return None
+        size, length = 12, struct.unpack(order + "L", head[8:12])[0]
+    else:
+        size, length = 8, struct.unpack(order + "H", head[6:8])[0]
+    return (group << 16) | element, None if length == _UNDEFINED_LENGTH else position + size + length
+
+
+def _encoding(ds) -> tuple[bool, bool]:
+    """(implicit VR, little endian) as the data set was read: as its elements were, which pydicom reads as implicit
+    VR when the file says explicit but holds implicit; else as the file says."""
+    for tag in ds.keys():
+        element = ds.get_item(tag, keep_deferred=True)
+        if isinstance(element, RawDataElement):
+            return bool(element.is_implicit_VR), bool(element.is_little_endian)
+    implicit, little = ds.original_encoding
+    return bool(implicit), little is not False
+
+
+def _read_end(path, ds) -> int | None:
+    """The file position that the last top-level element read ends at; None when unknown (a value already
+    converted, or an undefined length other than a sequence's)."""
+    if not len(ds):
+        return None
+    last = ds.get_item(max(ds.keys()), keep_deferred=True)
+    if isinstance(last, RawDataElement):
+        if last.value_tell is None or last.length == _UNDEFINED_LENGTH:
+            return None
+        return last.value_tell + last.length
+    if last.VR != "SQ" or not last.is_undefined_length or last.file_tell is None:
+        return None
+    try:  # a sequence ends at its delimiter: read past its items once more
+        with open(path, "rb") as handle:
+            handle.seek(last.file_tell)
+            read_sequence(handle, *_encoding(ds), _UNDEFINED_LENGTH, ds.original_character_set)
+            return handle.tell()
+    except Exception:  # noqa: BLE001 - pydicom read it once; if it cannot again, the end is unknown
+        return None
+
+
+def _cut_short(path, ds, before_pixels: bool = False) -> tuple[str | None, int | None]:
+    """Why the file `ds` was read from is evidently cut short (None if there is no sign of it), and the tag of the
+    element after those read (None at the end of the file, _UNKNOWN when that cannot be told).
+
+    pydicom reads a truncated file without a word: it stops at the end, keeping a last element shorter than its
+    declared length, or leaves out an element it cannot finish. The file meta's group length, the data set's last
+    element's declared length and the bytes left after it tell. With `before_pixels` the data set was read up to its
+    pixel data (stop_before_pixels): the pixel data element there is checked by its declared length alone. Only the
+    file's size and element positions go into the reason, never a value."""
+    size, meta_end = os.path.getsize(path), _meta_end(path)
+    if size < meta_end:
+        return f"it ends at byte {size}, inside its file meta information, which runs to byte {meta_end}", None
+    meta = getattr(ds, "file_meta", None)
+    if not len(ds):
+        return f"it ends at byte {size}, before its data set does: no element of it can be read", None
+    if meta is not None and meta.get("TransferSyntaxUID") == _DEFLATED:
+        return None, _UNKNOWN
+    end = _read_end(path, ds)
+    if end is None:
+        return None, _UNKNOWN
+    if end > size:
+        return f"it ends at byte {size}, inside a data element that runs to byte {end}", None
+    if end == size:
+        return None, None
+    following = _element_at(path, end, *_encoding(ds))
+    if following is None:
+        return f"it ends at byte {size}, inside the header of a data element", None
+    tag, following_end = following
+    if before_pixels and tag in _PIXEL_TAGS:
+        if following_end is not None and following_end > size:
+            return f"it ends at byte {size}, inside its pixel data (which runs to byte {following_end})", tag
+        return None, tag
+    return f"its data set stops at byte {end} of {size}: the rest cannot be read as data elements", tag
+
+
+def read_header(path):
+    """The header of a DICOM file, read up to its pixel data (which is not read), and whether the file holds a whole
+    image: a header with no sign of being cut short, followed by a pixel data element that the file holds to its
+    declared length (one of undefined length, encapsulated frames, is checked only when decoded). An unreadable
+    header is an empty Dataset, and no whole image. Call it inside quiet_value_checks(), as the header's values are
+    read: pydicom's checks of them quote them."""
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        cut, following = _cut_short(path, ds, before_pixels=True)
+    except Exception:  # noqa: BLE001 - the file is reported when its pixels are read
+        return pydicom.Dataset(), False
+    return ds, cut is None and (following in _PIXEL_TAGS or following == _UNKNOWN)
+
+
+def _class_name(uid) -> str:
+    """The name of a SOP class UID pydicom knows, else "" (a UID cut short is no name)."""
+    name = getattr(uid, "name", "") if uid is not None else ""
+    return "" if name == str(uid) else name
 
 
 def _check_is_image(path, ds) -> None:
+    cut, _ = _cut_short(path, ds)  # first: it needs the elements as read, before any value is converted
     if any(_has(ds, k) for k in PIXEL_KEYWORDS):
-        return
+        return  # pixel data cut short is reported when decoded
     sop_class = ds.get("SOPClassUID")
+    stated = _class_name(ds.file_meta.get("MediaStorageSOPClassUID"))
+    if cut is not None:
+        kind = _class_name(sop_class) or stated or "DICOM"
+        raise TruncatedDicomError(path, f"{kind} file whose data set ends early: the file is cut short ({cut})")
     sop_name = getattr(sop_class, "name", "") if sop_class is not None else ""
     if any(k in ds for k in PIXEL_KEYWORDS):
         raise NoPixelDataError(path, f"{sop_name or 'image'} object with empty Pixel Data")
     if "Image" in sop_name:
         raise NoPixelDataError(path, f"{sop_name} object without Pixel Data")
-    stated = getattr(ds.file_meta.get("MediaStorageSOPClassUID"), "name", "") if sop_class is None else ""
-    if "Image" in stated:  # the file meta says image, the data set lost even its SOP class: it was cut short
+    if sop_class is None and "Image" in stated:  # the file meta says image, the data set lost even its SOP class
         raise TruncatedDicomError(path, f"{stated} file whose data set ends early (file cut short?)")
     if ds.file_meta.get("MediaStorageSOPClassUID") == MEDIA_DIRECTORY_SOP_CLASS:
         raise NonImageDicomError(path, "not an image: a DICOMDIR (the index of a DICOM export's files); pass the "

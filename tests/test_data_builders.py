@@ -434,6 +434,76 @@ def test_dicomdir_keeps_one_copy_of_an_image_exported_twice(tmp_path):
     assert sorted(r["path"] for r in rows(ds)) == ["export1/IM0001", "export2/IM0002"]
 
 
+@pytest.mark.parametrize("cut_name, whole_name", [("a_cut.dcm", "b_whole.dcm"), ("b_cut.dcm", "a_whole.dcm")])
+def test_dicomdir_reports_a_cut_copy_of_an_image_instead_of_taking_it_for_a_repeat(tmp_path, cut_name, whole_name):
+    """The first 2000 bytes of a CR share its SOP Instance UID: beside the whole file, the cut copy was counted as
+    "1 DICOM file(s) repeat an image found before" and never reported as damaged; found first, it was kept and the
+    whole copy left out as its repeat. A file that does not hold a whole image is no copy of one: it stays in the set,
+    where reading reports it (skipped with its reason with on_error="skip"), and the whole file is kept."""
+    import warnings
+
+    from pydicom.data import get_testdata_file
+
+    from hf_datasets.errors import TruncatedDicomError
+    from hf_datasets.registry import build_recipe
+
+    source = Path(get_testdata_file("RG1_UNCI.dcm", download=False))
+    root = tmp_path / "d"
+    root.mkdir()
+    shutil.copy(source, root / whole_name)
+    with open(source, "rb") as handle:
+        (root / cut_name).write_bytes(handle.read(2000))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "repeat an image found before"
+        recipe = build_recipe("dicomdir", root)
+    assert sorted(Path(r["image"]).name for r in recipe.records) == sorted([cut_name, whole_name])
+    with pytest.raises(TruncatedDicomError, match=rf"{cut_name}: .*cut short"):
+        build_dataset("dicomdir", root, split_fractions={"train": 1.0}, cache_dir=str(tmp_path / "raise"))
+    with pytest.warns(UserWarning, match=rf"skipped .*{cut_name}: .*cut short"):
+        ds = build_dataset("dicomdir", root, split_fractions={"train": 1.0}, on_error="skip",
+                           cache_dir=str(tmp_path / "skip"))
+    assert ds["train"]["path"] == [whole_name]
+
+
+def test_dicomdir_says_how_many_files_its_modality_and_view_filters_left_out(tmp_path):
+    """By default dicomdir keeps CR and DX only: a CT and an MR in the folder were left out without a word, as were
+    files without the asked view. One warning per filter gives the count and the option that keeps them, and no
+    header value (no modality, no view)."""
+    import re
+    import warnings
+
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    from hf_datasets.registry import build_recipe
+
+    root = tmp_path / "d"
+    root.mkdir()
+    values = set()
+    for name in ("RG1_UNCI.dcm", "CT_small.dcm", "MR_small.dcm"):  # a PA CR; a CT and an MR without a view
+        source = get_testdata_file(name, download=False)
+        shutil.copy(source, root / name)
+        header = pydicom.dcmread(source, stop_before_pixels=True)
+        values |= {str(header.get(k)) for k in ("Modality", "PatientName", "PatientID", "SOPInstanceUID")}
+
+    def said(**options):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            recipe = build_recipe("dicomdir", root, **options)
+        messages = [str(w.message).replace(str(root), "ROOT") for w in caught]
+        for message in messages:
+            assert not [value for value in values if re.search(rf"\b{re.escape(value)}\b", message)], message
+        return sorted(Path(r["image"]).name for r in recipe.records), messages
+
+    kept, messages = said()
+    assert kept == ["RG1_UNCI.dcm"]
+    assert len(messages) == 1 and re.search(r"(?i)2 DICOM file\(s\) left out .*modality.*modalities=None", messages[0])
+    kept, messages = said(modalities=None, views="PA")
+    assert kept == ["RG1_UNCI.dcm"]
+    assert len(messages) == 1 and re.search(r"(?i)2 DICOM file\(s\) left out .*view.*views=None", messages[0])
+    assert said(modalities=None) == (["CT_small.dcm", "MR_small.dcm", "RG1_UNCI.dcm"], [])
+
+
 def test_dicomdir_leaves_out_the_exports_dicomdir_index(tmp_path):
     """The DICOMDIR file every DICOM media export holds (the index of its files: DICM marker, no modality, no
     image) stopped the build of such an export as an unreadable image."""

@@ -161,6 +161,72 @@ def test_truncated(tmp_path):
         read_dicom(cut)
 
 
+def _cut_copy(tmp_path, name, size):
+    """The first `size` bytes of pydicom's test file `name`, as a file in tmp_path."""
+    cut = tmp_path / f"cut_{size}_{name}"
+    with open(dicom_testfile(name), "rb") as handle:
+        cut.write_bytes(handle.read(size))
+    return cut
+
+
+@pytest.mark.parametrize("name, size, where", [
+    ("RG1_UNCI.dcm", 2000, "inside the header of a data element"),  # 6 bytes of an element's 8-byte header
+    ("RG1_UNCI.dcm", 1990, "inside a data element that runs to byte 1994"),
+    ("RG1_UNCI.dcm", 480, "inside a data element"),  # inside the SOP Class UID: "not an image: 1.2.840.10"
+    ("RG1_UNCI.dcm", 2046, "inside a data element"),  # Pixel Data's header, none of its bytes: "empty Pixel Data"
+    ("RG1_UNCI.dcm", 1135, "inside the header of a data element"),  # just after a sequence of undefined length
+    ("RG1_UNCI.dcm", 152, "inside its file meta information"),  # pydicom's struct.error escaped read_dicom
+    ("CT_small.dcm", 1000, "cut short"),
+    ("MR_small.dcm", 1000, "cut short"),
+])
+def test_a_real_image_cut_inside_its_header_is_reported_as_cut_short(tmp_path, name, size, where):
+    """pydicom reads a file cut inside its header without a word, stopping at its end: the first 2000 bytes of a CR
+    were reported as "Computed Radiography Image Storage object without Pixel Data" (and, cut elsewhere, as an object
+    that is no image, with empty pixel data, or with pydicom's struct.error, which no skipping caught). The reason
+    names the file and its size, never a header value."""
+    header = pydicom.dcmread(dicom_testfile(name), stop_before_pixels=True)
+    cut = _cut_copy(tmp_path, name, size)
+    with pytest.raises(TruncatedDicomError) as err:
+        read_dicom(cut)
+    message = str(err.value)
+    assert message.startswith(f"{cut}: ") and "cut short" in message and where in message
+    assert "without Pixel Data" not in message and "not an image" not in message
+    for keyword in ("SOPInstanceUID", "StudyInstanceUID", "PatientName", "PatientID"):
+        value = str(header.get(keyword) or "")
+        assert len(value) < 3 or value not in message.split(": ", 1)[1]
+    assert "1.2.840" not in message
+
+
+def test_every_cut_of_a_real_header_is_a_dicom_error_and_cut_short_unless_it_falls_between_elements(tmp_path):
+    """Each cut of MR_small.dcm's header and the start of its pixel data is a DicomError (pydicom's struct.error and
+    BytesLengthException were not); one that splits an element is reported as cut short. A cut that falls exactly
+    between two elements leaves a file that is complete as far as it goes: it keeps the reason of what it holds."""
+    path = dicom_testfile("MR_small.dcm")
+    data = Path(path).read_bytes()
+    header = pydicom.dcmread(path, stop_before_pixels=True)
+    boundaries = {header.get_item(tag, keep_deferred=True).value_tell + header.get_item(tag, keep_deferred=True).length
+                  for tag in header.keys()}
+    cut = tmp_path / "cut.dcm"
+    for size in range(132, 1600):
+        cut.write_bytes(data[:size])
+        with pytest.raises(DicomError) as err:
+            read_dicom(cut)
+        if size not in boundaries:
+            assert isinstance(err.value, TruncatedDicomError), (size, str(err.value))
+
+
+def test_a_complete_real_image_without_pixel_data_keeps_its_reason(tmp_path):
+    """Whole files are not taken for cut ones: a CT saved without its pixel data is an image object without Pixel
+    Data; the RT plan, complete, is no image."""
+    ds = pydicom.dcmread(dicom_testfile("CT_small.dcm"))
+    del ds.PixelData
+    ds.save_as(tmp_path / "ct.dcm")
+    with pytest.raises(NoPixelDataError, match=r"ct\.dcm: CT Image Storage object without Pixel Data"):
+        read_dicom(tmp_path / "ct.dcm")
+    with pytest.raises(NonImageDicomError, match="not an image: RT Plan Storage"):
+        read_dicom(dicom_testfile("rtplan.dcm"))
+
+
 def test_malformed_value_is_not_quoted_in_the_error():
     """badVR.dcm has a pixel-description element that is not a number ('1A'): the error says so without it."""
     path = dicom_testfile("badVR.dcm")

@@ -10,10 +10,8 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
-import pydicom
-
 from ..dicom import (hash_identifier, is_dicom_directory, is_dicom_file, normalise_view, quiet_value_checks,
-                     wanted_views)
+                     read_header, wanted_views)
 from ..errors import LayoutError
 from ..splits import canonical_split
 from .common import IMAGE_SUFFIXES, Recipe, option_values, record, walk_files
@@ -32,15 +30,13 @@ def _patient(image: Path, root: Path, pattern: str | None) -> str:
 
 def _dicom_header(path) -> dict:
     """Modality, normalised view and hashed patient / study ids from a DICOM file's header (None for each when the
-    header cannot be read: the file is reported when its pixels are)."""
+    header cannot be read: the file is reported when its pixels are), its SOP Instance UID, and whether the file
+    holds a whole image (a header not cut short, followed by all of its pixel data)."""
     with quiet_value_checks():
-        try:
-            header = pydicom.dcmread(path, stop_before_pixels=True)
-        except Exception:
-            header = pydicom.Dataset()
+        header, whole = read_header(path)
         return {"modality": header.get("Modality"), "view": normalise_view(header.get("ViewPosition")),
                 "instance": header.get("SOPInstanceUID"), "patient_id": hash_identifier(header.get("PatientID")),
-                "study_id": hash_identifier(header.get("StudyInstanceUID"))}
+                "study_id": hash_identifier(header.get("StudyInstanceUID")), "whole": whole}
 
 
 def build_imagefolder(data_dir, patient_pattern: str | None = None, bits: int = 8) -> Recipe:
@@ -148,27 +144,40 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
 def build_dicomdir(data_dir, modalities=("CR", "DX"), views=None, bits: int = 16) -> Recipe:
     """Every DICOM file under data_dir (found by the 'DICM' marker under any name, or by a .dcm / .dicom suffix, so
     that an empty or damaged one is reported rather than left out unseen) whose
-    Modality is in `modalities` (None = any) and normalised view in `views` (None = any; LATERAL takes LL and RL).
+    Modality is in `modalities` (default CR and DX, radiographs; None = any) and normalised view in `views` (None =
+    any; LATERAL takes LL and RL); a warning says how many files each of these left out.
     Patient / study ids are hashes of the header values; no labels. A file repeating an image found before (the same
     SOP Instance UID, e.g. a study exported twice) is left out, so that no image counts twice; so is an export's
-    DICOMDIR, the index of its files, which holds no image."""
+    DICOMDIR, the index of its files, which holds no image. A file that holds no whole image (cut short, or without
+    pixel data) is no copy of one: it is kept, to be reported when read, and never stands for the image."""
     root = Path(data_dir)
     modalities, views = option_values(modalities), wanted_views(option_values(views))  # views=PA is one view
-    records, instances, repeats = [], set(), 0
+    records, instances, repeats, other_modality, other_view = [], set(), 0, 0, 0
     for path in walk_files(root, ("",)):
         if not (is_dicom_file(path) or path.suffix.lower() in DICOM_SUFFIXES) or is_dicom_directory(path):
             continue
         header = _dicom_header(path)
-        modality, instance = header.pop("modality"), header.pop("instance")
+        modality, instance, whole = header.pop("modality"), header.pop("instance"), header.pop("whole")
         if modalities is not None and modality is not None and modality not in modalities:
+            other_modality += 1
             continue
         if views is not None and header["view"] not in views:
+            other_view += 1
             continue
-        if instance is not None and instance in instances:
-            repeats += 1
-            continue
-        instances.add(instance)
+        if whole and instance is not None:  # a damaged copy found first must not displace a whole one found later
+            if instance in instances:
+                repeats += 1
+                continue
+            instances.add(instance)
         records.append(record(path, data_dir=root, decode=True, source=root.name, **header))
+    if other_modality:  # counts only: no modality or view, neither those met nor those asked for, is written out
+        warnings.warn(f"{root}: {other_modality} DICOM file(s) left out as their Modality is not among the wanted "
+                      "ones (the `modalities` option; its default keeps radiographs only): pass modalities=None to "
+                      "keep any modality, or list the ones wanted", stacklevel=2)
+    if other_view:
+        warnings.warn(f"{root}: {other_view} DICOM file(s) left out as their view (ViewPosition) is not among the "
+                      "wanted ones or not given (the `views` option): pass views=None to keep any view",
+                      stacklevel=2)
     if repeats:
         warnings.warn(f"{root}: {repeats} DICOM file(s) repeat an image found before (same SOP Instance UID); "
                       "the first copy of each is kept", stacklevel=2)
