@@ -58,10 +58,12 @@ def test_a_resumed_run_starts_from_the_arguments_it_recorded(tmp_path):
     defaults = {"task": "pretraining", "output_dir": "outputs/pretrain", "eval_split": None}
     run = tmp_path / "run"
     started = parse_args(TrainArgs, ["--config", "gmml_pretrain", "--output_dir", str(run), "--image_size", "64",
-                                     "--model_config", '{"hidden_size": 32}', "--batch_size", "16"], defaults)
+                                     "--model_config", '{"hidden_size": 32}', "--batch_size", "16",
+                                     "--max_steps", "3"], defaults)
     save_args(started, run)
     resumed = parse_args(TrainArgs, ["--output_dir", str(run), "--resume_from_checkpoint", "latest"], defaults)
-    assert resumed == dataclasses.replace(started, resume_from_checkpoint="latest")
+    # where the first invocation was to stop is not the run's: resumed without --max_steps it runs to its end
+    assert resumed == dataclasses.replace(started, resume_from_checkpoint="latest", max_steps=None)
     # a flag given on resume overrides the recorded one (run_training then refuses those that make another run)
     more = parse_args(TrainArgs, ["--output_dir", str(run), "--resume_from_checkpoint", "latest", "--max_steps", "9",
                                   "--model_config", '{"mask_fill": "zeros"}'], defaults)

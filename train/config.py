@@ -186,13 +186,17 @@ def parse_args(cls, argv=None, defaults: dict | None = None):
 def recorded_run_args(cls, given: dict) -> dict:
     """The arguments a run being resumed (`given` names --resume_from_checkpoint) recorded: args.yaml of its
     --output_dir, else of the run whose checkpoint folder is named; {} for a new run or none recorded. Flags and
-    --config given on resume override them (the run then refuses those that would make it another run)."""
+    --config given on resume override them (the run then refuses those that would make it another run). Not
+    --max_steps: where an earlier invocation was to stop, not where the run ends (resumed without it, a run goes
+    on to its last epoch)."""
     resume = given.get("resume_from_checkpoint")
     if not resume or "output_dir" not in {f.name for f in dataclasses.fields(cls)}:
         return {}
     runs = [Path(given.get("output_dir") or "")] + ([] if resume == "latest" else [Path(resume).parent.parent])
     recorded = next((run / "args.yaml" for run in runs if (run / "args.yaml").is_file()), None)
-    return {} if recorded is None else load_yaml(recorded, cls)
+    if recorded is None:
+        return {}
+    return {name: value for name, value in load_yaml(recorded, cls).items() if name != "max_steps"}
 
 
 def _merges(name: str, values: dict, namespace: dict) -> bool:
