@@ -683,6 +683,24 @@ def test_the_launchers_mixed_precision_applies_unless_the_run_names_one(tmp_path
         assert json.loads((output_dir / "model" / "run.json").read_text())["training"]["precision"] == expected
 
 
+def test_auto_label_mode_looks_at_the_evaluation_images_too(tmp_path, capsys):
+    """Training images of one finding each made --label_mode auto train a softmax over exclusive classes: an
+    evaluation image with several findings was then left out of every metric, without a word."""
+    from hf_datasets import build_dataset
+
+    splits = build_dataset("sample")
+    both = splits["test"].map(lambda row, i: {"labels": [1.0, 1.0] if i == 0 else row["labels"]}, with_indices=True,
+                              features=splits["test"].features)
+    datasets.DatasetDict({"train": splits["train"], "test": both}).save_to_disk(tmp_path / "prepared")
+    metrics = run_training(tiny("classification", tmp_path / "run", dataset=None, prepared_dir=str(tmp_path / "prepared"),
+                                eval_split="test", epochs=1))
+    config = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
+    assert config["problem_type"] == "multi_label_classification" and metrics["num_samples"] == 4
+    assert "multi-label: any number of positive labels per image" in capsys.readouterr().out
+    run_training(tiny("classification", tmp_path / "one-hot", eval_split="test", epochs=1))  # the sample set as it is
+    assert "single-label: one class per image" in capsys.readouterr().out
+
+
 def test_a_best_model_metric_undefined_at_an_evaluation_does_not_stop_the_run(tmp_path):
     """The PPV of a class exists only where the model predicts it: a classifier that predicted no pneumonia at an
     evaluation (common early on, and with few or imbalanced labels) stopped the run there with "metric_for_best

@@ -195,13 +195,24 @@ def check_every_block_trains(config, task: str, accelerator) -> None:
     logger.warning(message)
 
 
+LABEL_MODES = {True: "single-label: one class per image (softmax; --label_mode auto chooses it when every labelled "
+                     "training and evaluation image has exactly one positive class)",
+               False: "multi-label: any number of positive labels per image (a sigmoid per label)"}
+
+
 def load_data(args: TrainArgs, processor):
     """Training and evaluation `CXRDataset`s, label names and label mode. Errors early on empty or unlabelled data."""
     splits = data.load_splits(args.dataset, args.data_dir, args.prepared_dir, args.dataset_options)
     parts = [data.split(splits, name) for name in args.train_splits]
     names = data.label_names(parts[0]) if args.task == "classification" else []  # segmentation: the model's
     train = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
-    mode = data.resolve_label_mode(train, args.label_mode) if args.task == "classification" else data.MULTI
+    evaluation = data.split(splits, args.eval_split) if args.eval_split else None
+    mode = data.MULTI
+    if args.task == "classification":  # auto: exclusive classes only when the evaluation rows are one-hot too
+        mode = data.resolve_label_mode(train, args.label_mode)
+        if args.label_mode == "auto" and mode == data.SINGLE and evaluation is not None \
+                and data.label_names(evaluation) == names:  # (other names: refused below, naming them)
+            mode = data.resolve_label_mode(evaluation, "auto")
 
     def wrap(ds, role):
         if mode == data.SINGLE and role == "evaluation":  # scored on its one positive class, as train.evaluate does
@@ -215,8 +226,8 @@ def load_data(args: TrainArgs, processor):
     train_set = wrap(train, "training")
     if args.task == "classification":
         warn_unlearnable_labels(train_set, names)
-    if args.eval_split:
-        eval_set = wrap(data.split(splits, args.eval_split), "evaluation")
+    if evaluation is not None:
+        eval_set = wrap(evaluation, "evaluation")
     else:
         eval_set = train_set if args.task == "pretraining" else None
     return train_set, eval_set, names, mode
@@ -384,6 +395,7 @@ def run_training(args: TrainArgs) -> dict:
     accelerator.print(
         f"{args.task}: {len(train_set)} training images, {len(eval_set) if eval_set else 0} evaluation images, "
         f"{accelerator.num_processes} process(es), lr {ctx.lr:.3g}, {steps_per_epoch} steps/epoch x {args.epochs} epochs"
+        + (f"; {LABEL_MODES[single_label]}" if args.task == "classification" else "")
     )
 
     while state.epoch < args.epochs:
