@@ -6,7 +6,9 @@ are not scored either). Output: a flat dict of floats (undefined values are left
 accuracy, f1_macro, auroc_macro, auprc_macro, per class auroc/auprc/sensitivity/specificity/ppv/f1 (`name/class`),
 the confusion matrix as `confusion/true/predicted` counts (single-label), and bootstrap 95% CIs
 (`auroc_macro_ci_low` / `_high`, `accuracy_ci_low` / `_high`). Multi-label accuracy is the share of right decisions
-over every known (image, label) pair.
+over every known (image, label) pair. `f1_macro` averages the classes with a true or a predicted positive among the
+known entries, as scikit-learn's macro F1 does (a class the split has no image of counts, as 0, when the model
+predicts it); `auroc_macro` / `auprc_macro` average the classes with both label values.
 """
 
 import datasets
