@@ -192,6 +192,25 @@ def test_default_output_is_a_table_for_classifiers_and_a_mask_folder_for_segment
     assert (tmp_path / "predictions.csv").is_file() and (tmp_path / "masks" / "masks.csv").is_file()
 
 
+def test_a_threshold_is_refused_where_it_would_change_nothing_and_applied_where_it_does(tmp_path):
+    """--threshold was ignored without a word for single-label classifiers (argmax) and segmenters."""
+    image = str(jpegs(1)[0])
+    segmenter = saved(GroupMaskedViTForSegmentation(GroupMaskedViTConfig(**TINY, num_labels=1)), tmp_path / "segmenter")
+    for model, kind in ((pneumonia_classifier(tmp_path / "single"), "single-label classifier"),
+                        (segmenter, "segmentation model")):
+        with pytest.raises(ValueError, match=f"--threshold applies to multi-label classification models; .* {kind}"):
+            predict.main(["--model", model, "--inputs", image, "--output", str(tmp_path / "x.csv"), "--threshold", "0.9"])
+    config = GroupMaskedViTConfig(**TINY, num_labels=2, id2label={0: "effusion", 1: "mass"},
+                                  label2id={"effusion": 0, "mass": 1}, problem_type="multi_label_classification")
+    multi = saved(GroupMaskedViTForImageClassification(config), tmp_path / "multi")
+    predicted = {}
+    for threshold in ("0.0", "1.0"):
+        table = predict.main(["--model", multi, "--inputs", image, "--output", str(tmp_path / f"{threshold}.csv"),
+                              "--threshold", threshold])
+        predicted[threshold] = rows(table)[0]["predicted"]
+    assert predicted == {"0.0": "effusion;mass", "1.0": ""}
+
+
 @pytest.mark.parametrize("flag, value, message", [("--on_error", "skipp", "--on_error"), ("--batch_size", "0", "--batch_size"),
                                                    ("--num_workers", "-1", "--num_workers")])
 def test_an_invalid_argument_is_refused_before_an_earlier_runs_tables_are_touched(tmp_path, flag, value, message):

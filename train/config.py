@@ -118,7 +118,7 @@ class PredictArgs:
     output: str | None = None  # classification: a CSV (default predictions.csv); segmentation: a folder of mask PNGs
     # and masks.csv (default masks)
     batch_size: int = 16
-    threshold: float = 0.5
+    threshold: float | None = None  # multi-label classification: predict a label at this probability (default 0.5)
     on_error: str = "raise"  # raise | skip: an unreadable image stops the run, or is reported and listed (*_skipped.csv)
     device: str | None = None  # default: cuda when available, else cpu
     num_workers: int = 0  # processes reading and preprocessing the files while the model runs

@@ -210,6 +210,12 @@ def main(argv=None) -> Path:
                                "--model")
     names = [config.id2label[i] for i in range(config.num_labels)]
     segmentation = is_segmentation(config)
+    multi_label = not segmentation and config.problem_type == "multi_label_classification"
+    if args.threshold is not None and not multi_label:  # it would change nothing: said before anything runs
+        raise ValueError(f"--threshold applies to multi-label classification models; {args.model} is a "
+                         + ("segmentation model" if segmentation else "single-label classifier (the most probable "
+                            "class is predicted)"))
+    threshold = 0.5 if args.threshold is None else args.threshold
     output = Path(args.output or ("masks" if segmentation else "predictions.csv"))
     table_path = output / "masks.csv" if segmentation else output
     skipped_path = table_path.with_name(f"{table_path.stem}_skipped.csv")
@@ -232,8 +238,8 @@ def main(argv=None) -> Path:
                              "mask_fraction": f"{(result > 0).mean():.4f}"})
             else:
                 row = {"path": str(path), **{f"p_{n}": f"{v:.6f}" for n, v in zip(names, result)}}
-                if config.problem_type == "multi_label_classification":
-                    row["predicted"] = ";".join(n for n, v in zip(names, result) if v >= args.threshold)
+                if multi_label:
+                    row["predicted"] = ";".join(n for n, v in zip(names, result) if v >= threshold)
                 else:
                     row["predicted"] = names[int(result.argmax())]
                 table.write(row)
