@@ -38,6 +38,7 @@ VOI_MODES = ("header", "full", "percentiles")
 # Media Storage Directory Storage: a DICOMDIR, the index of the files of a DICOM media export (CD, USB, PACS export)
 MEDIA_DIRECTORY_SOP_CLASS = "1.2.840.10008.1.3.10"
 PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+RADIOGRAPH_MODALITIES = ("CR", "DX")  # computed and digital radiography: the modalities of chest X-rays
 _PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})  # Pixel Data, Float and Double Float Pixel Data
 # Explicit VRs whose element header is 12 bytes (a 4-byte length after 2 reserved bytes); the others' is 8
 _LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())

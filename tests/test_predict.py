@@ -192,6 +192,23 @@ def test_default_output_is_a_table_for_classifiers_and_a_mask_folder_for_segment
     assert (tmp_path / "predictions.csv").is_file() and (tmp_path / "masks" / "masks.csv").is_file()
 
 
+def test_a_dicom_of_another_modality_is_predicted_with_a_warning_naming_it(tmp_path):
+    """A CT or MR slice in a folder of radiographs was scored (as pneumonia, say) without a word; the dicomdir
+    builder leaves such files out by default. The warning names the file, never its header values."""
+    from pydicom.data import get_testdata_file
+
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    shutil.copy(get_testdata_file("CT_small.dcm"), folder / "ct.dcm")
+    shutil.copy(get_testdata_file("RG1_UNCI.dcm"), folder / "cr.dcm")
+    model = pneumonia_classifier(tmp_path / "model")
+    with pytest.warns(UserWarning) as warned:
+        table = predict.main(["--model", model, "--inputs", str(folder), "--output", str(tmp_path / "p.csv")])
+    about = [str(w.message) for w in warned if "not a radiograph" in str(w.message)]
+    assert len(about) == 1 and about[0].startswith(str(folder / "ct.dcm")) and "'CT'" not in about[0]
+    assert len(rows(table)) == 2  # still predicted: the user may know better
+
+
 def test_a_threshold_is_refused_where_it_would_change_nothing_and_applied_where_it_does(tmp_path):
     """--threshold was ignored without a word for single-label classifiers (argmax) and segmenters."""
     image = str(jpegs(1)[0])

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -56,13 +57,18 @@ def read_image(path: Path):
     """A DICOM as float [0, 1] (VOI + MONOCHROME1 handled), a float image (TIFF "F") as data sets read it (counts
     above 1 as integers), other files as PIL images at their bit depth.
 
-    Raises a `hf_datasets.errors.DataError` naming the path and the reason (never a DICOM header value).
+    Raises a `hf_datasets.errors.DataError` naming the path and the reason (never a DICOM header value); warns,
+    naming the path, about a DICOM of another modality than radiography.
     """
-    from hf_datasets.dicom import is_dicom_file, read_dicom
+    from hf_datasets.dicom import RADIOGRAPH_MODALITIES, is_dicom_file, read_dicom
     from hf_datasets.images import open_image, pil_to_grey
 
     if path.suffix.lower() in (".dcm", ".dicom") or is_dicom_file(path):
-        return read_dicom(path)[0]
+        image, header = read_dicom(path)
+        if header["modality"] is not None and header["modality"] not in RADIOGRAPH_MODALITIES:
+            warnings.warn(f"{path}: not a radiograph (its Modality is neither CR nor DX): the model knows chest "
+                          "X-rays only, its prediction for this image means nothing", stacklevel=2)
+        return image
     image = open_image(path)
     return pil_to_grey(image) if image.mode == "F" else image
 

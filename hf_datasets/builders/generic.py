@@ -10,8 +10,8 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
-from ..dicom import (hash_identifier, is_dicom_directory, is_dicom_file, normalise_view, quiet_value_checks,
-                     read_header, wanted_views)
+from ..dicom import (RADIOGRAPH_MODALITIES, hash_identifier, is_dicom_directory, is_dicom_file, normalise_view,
+                     quiet_value_checks, read_header, wanted_views)
 from ..errors import LayoutError
 from ..splits import canonical_split
 from .common import IMAGE_SUFFIXES, Recipe, option_values, record, walk_files
@@ -141,7 +141,7 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
                   about=f"Manifest {manifest}.", data_dir=str(root))
 
 
-def build_dicomdir(data_dir, modalities=("CR", "DX"), views=None, bits: int = 16) -> Recipe:
+def build_dicomdir(data_dir, modalities=RADIOGRAPH_MODALITIES, views=None, bits: int = 16) -> Recipe:
     """Every DICOM file under data_dir (found by the 'DICM' marker under any name, or by a .dcm / .dicom suffix, so
     that an empty or damaged one is reported rather than left out unseen) whose
     Modality is in `modalities` (default CR and DX, radiographs; None = any) and normalised view in `views` (None =
