@@ -1210,11 +1210,13 @@ def test_training_evaluation_scores_single_label_rows_on_their_one_positive_clas
         lines.append(json.dumps({"image": f"{i}.png", "labels": labels, "split": split, "patient_id": f"p{i}"}))
     (tmp_path / "set" / "manifest.jsonl").write_text("\n".join(lines).replace("NaN", "null") + "\n")
     args = TrainArgs(task="classification", dataset="manifest", data_dir=str(tmp_path / "set"),
-                     dataset_options={"label_names": ["normal", "pneumonia"]}, eval_split="test")
+                     dataset_options={"label_names": ["normal", "pneumonia"]}, eval_split="test", label_mode="single")
     _, eval_set, names, mode = load_data(args, GroupMaskedViTImageProcessor(size=16))
     assert mode == "single" and names == ["normal", "pneumonia"]
     assert [int(eval_set[i]["labels"]) for i in range(len(eval_set))] == [0, 1]
     assert [int(eval_set[i]["index"]) for i in range(len(eval_set))] == [0, 3]
+    # auto: the [1, 1] row makes the classes non-exclusive; unknown entries ([1, unknown]) do not
+    assert load_data(dataclasses.replace(args, label_mode="auto"), GroupMaskedViTImageProcessor(size=16))[3] == "multi"
 
 
 def test_evaluation_table_counts_all_images_for_every_task():

@@ -169,6 +169,12 @@ def resolve_label_mode(ds, mode: str = "auto") -> str:
     return SINGLE if len(known) and one_hot.all() else MULTI
 
 
+def several_positives(ds) -> bool:
+    """Whether a row has more than one positive label (unknown entries aside): no exclusive classes then."""
+    labels = np.asarray(list(ds.select_columns(["labels"])["labels"]), dtype=np.float32)
+    return bool(labels.size) and bool(((labels == 1).sum(axis=1) > 1).any())
+
+
 ITEM_CACHE_BYTES = 128 * 2**20  # per process: a 224-px grey 8-bit set of up to 2,600 images
 
 

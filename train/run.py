@@ -196,7 +196,7 @@ def check_every_block_trains(config, task: str, accelerator) -> None:
 
 
 LABEL_MODES = {True: "single-label: one class per image (softmax; --label_mode auto chooses it when every labelled "
-                     "training and evaluation image has exactly one positive class)",
+                     "training image has exactly one positive class and no evaluation image has several)",
                False: "multi-label: any number of positive labels per image (a sigmoid per label)"}
 
 
@@ -211,8 +211,8 @@ def load_data(args: TrainArgs, processor):
     if args.task == "classification":  # auto: exclusive classes only when the evaluation rows are one-hot too
         mode = data.resolve_label_mode(train, args.label_mode)
         if args.label_mode == "auto" and mode == data.SINGLE and evaluation is not None \
-                and data.label_names(evaluation) == names:  # (other names: refused below, naming them)
-            mode = data.resolve_label_mode(evaluation, "auto")
+                and data.label_names(evaluation) == names and data.several_positives(evaluation):
+            mode = data.MULTI  # (other label names: refused below, naming them)
 
     def wrap(ds, role):
         if mode == data.SINGLE and role == "evaluation":  # scored on its one positive class, as train.evaluate does
