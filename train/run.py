@@ -208,7 +208,7 @@ def load_data(args: TrainArgs, processor):
     train = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
     evaluation = data.split(splits, args.eval_split) if args.eval_split else None
     mode = data.MULTI
-    if args.task == "classification":  # auto: exclusive classes only when the evaluation rows are one-hot too
+    if args.task == "classification":  # auto: not exclusive classes when an evaluation row has several positives
         mode = data.resolve_label_mode(train, args.label_mode)
         if args.label_mode == "auto" and mode == data.SINGLE and evaluation is not None \
                 and data.label_names(evaluation) == names and data.several_positives(evaluation):
