@@ -377,6 +377,10 @@ def test_imagefolder_and_manifest(tmp_path):
                 write_image(tmp_path / "folder" / split / cls / f"{cls}_{i}.png", seed=i)
     ds = build("imagefolder", tmp_path / "folder")
     assert label_names(ds) == ["normal", "pneumonia"] and ds["test"].num_rows == 4
+    # official splits (the train/ and test/ folders) are kept: split_fractions asked for were ignored without a word
+    with pytest.warns(UserWarning, match=r"split_fractions \{'train': 0.5, 'test': 0.5\} unused: every image has an "
+                                         "official split"):
+        assert build("imagefolder", tmp_path / "folder", split_fractions={"train": 0.5, "test": 0.5})["test"].num_rows == 4
     manifest = tmp_path / "folder" / "manifest.jsonl"
     manifest.write_text('{"image": "train/normal/normal_0.png", "labels": [1, 0], "patient_id": "a"}\n'
                         '{"image": "train/pneumonia/pneumonia_0.png", "labels": [0, null], "patient_id": "b"}\n')

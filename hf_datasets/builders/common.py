@@ -270,6 +270,9 @@ def assign_splits(recipe: Recipe, fractions=None, seed: int = 0, train_fraction:
         raise LayoutError(recipe.data_dir, f"no images found for data set '{recipe.name}'")
     patients = [r["patient_id"] or r["path"] for r in records]
     official = [r["split"] for r in records]
+    if fractions is not None and all(s is not None for s in official):  # asked for, it would go unseen otherwise
+        warnings.warn(f"{recipe.name}: split_fractions {dict(fractions)} unused: every image has an official split, "
+                      "which is kept (patients never cross it)", stacklevel=2)
     if any(s is None for s in official):
         drawn = patient_split(patients, fractions, seed)
         official = [s or d for s, d in zip(official, drawn)]
