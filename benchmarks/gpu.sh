@@ -15,9 +15,10 @@
 # ROWS=small,e2e (for example) runs only those rows. Three rows run only when named: `small-attention` (our ViT-S rows
 # eager with each scaled_dot_product_attention backend forced: cudnn, flash, efficient; about 2 minutes),
 # `small-batch` (ViT-S fine-tuning at batch 64, the quality preset's, where the host bounds the step: the model's
-# step beside the peers, the training loop's step alone and end to end, and the loader's time per epoch of a few
-# labelled images from DATA, default offline/data, when there; about 2 minutes) and `device-smoke` (not a speed row:
-# every training script once, tiny, on the GPU, $OUT/device_smoke.jsonl; about 3).
+# step beside the peers, the training loop's step alone and end to end (on DATA's Kermany images, DATA default
+# offline/data, when there, else the sample set), and the loader's time per epoch of those images; about 2
+# minutes) and `device-smoke` (not a speed row: every training script once, tiny, on the GPU,
+# $OUT/device_smoke.jsonl; about 3).
 # Measured on one H200: the default rows about 8 minutes, device-smoke about 3.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -103,9 +104,16 @@ if selected small-attention; then
 fi
 if selected small-batch; then
   row "$first batch 64" "$PYTHON" benchmarks/throughput.py --size "$first" "${small_batch[@]}" --only cls
-  row "fine-tuning end to end" "$PYTHON" benchmarks/pretrain_e2e.py --task classification --mixed-precision bf16 \
-    "${small_batch_e2e[@]}"
   kermany="${DATA:-$OFFLINE/data}/kermany_pediatric"
+  e2e_data=()  # the labelled Kermany images of DATA where present, else the embedded sample set (needs offline/cache)
+  if [[ -f "$kermany/labels.csv" ]]; then
+    e2e_prepared="$OUT/kermany_prepared"
+    "$PYTHON" -m hf_datasets.prepare --dataset cxr_folder --data_dir "$kermany" --output_dir "$e2e_prepared" \
+      --size 224 > /dev/null && e2e_data=(--prepared-dir "$e2e_prepared")
+  fi
+  row "fine-tuning end to end" "$PYTHON" benchmarks/pretrain_e2e.py --task classification --mixed-precision bf16 \
+    "${small_batch_e2e[@]}" "${e2e_data[@]}"
+  rm -rf "${e2e_prepared:-}"
   if [[ "${SMOKE:-0}" != 1 && -f "$kermany/labels.csv" ]]; then
     row "epoch latency" "$PYTHON" -m benchmarks.epoch_latency --data_dir "$kermany" --workers 8
   fi

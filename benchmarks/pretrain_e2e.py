@@ -133,10 +133,10 @@ def main(argv=None) -> list[dict]:
             prepared_dir = str(Path(tmp) / "sample")
             prepare("sample", None, prepared_dir, size=args.prepare_size or args.image_size, progress=False)
         rows = training_rows(prepared_dir, (args.warmup + args.steps + 1) * args.batch_size, args.task)
-        return benchmark(args, rows, tmp)
+        return benchmark(args, rows, tmp, data_name=args.prepared_dir or "sample")
 
 
-def benchmark(args, rows: datasets.Dataset, output_dir: str) -> list[dict]:
+def benchmark(args, rows: datasets.Dataset, output_dir: str, data_name: str) -> list[dict]:
     task = args.task
     train_args = TrainArgs(task=task, output_dir=output_dir, preset=args.preset, image_size=args.image_size,
                            batch_size=args.batch_size, epochs=1, save_every_steps=0, report_to="none",
@@ -163,7 +163,7 @@ def benchmark(args, rows: datasets.Dataset, output_dir: str) -> list[dict]:
                       warmup_steps=batches)
     print(json.dumps(dict(torch=torch.__version__, python=sys.version.split()[0], task=task, preset=args.preset,
                           device=torch.cuda.get_device_name() if device.type == "cuda" else f"cpu x{torch.get_num_threads()}",
-                          image_size=args.image_size, batch=args.batch_size, rows=len(rows),
+                          image_size=args.image_size, batch=args.batch_size, data=data_name, rows=len(rows),
                           pixel_dtype=str(dataset[0]["pixel_values"].dtype), num_workers=args.num_workers,
                           mixed_precision=args.mixed_precision, compiled=args.compile)), flush=True)
 

@@ -46,14 +46,19 @@ def test_gpu_script_smoke_run(tmp_path):
     assert len(stages) == 6 and all(stage["exit_status"] == 0 for stage in stages), stages
 
 
-def rows_of_gpu_script(out, rows: str) -> set[str]:
-    """The names of the rows `ROWS=rows SMOKE=1 gpu.sh` writes to out/throughput.jsonl."""
+def lines_of_gpu_script(out, rows: str, **env) -> list[dict]:
+    """The JSON lines `ROWS=rows SMOKE=1 gpu.sh` writes to out/throughput.jsonl."""
     env = {**os.environ, "SMOKE": "1", "PYTHON": sys.executable, "OUT": str(out), "ROWS": rows,
-           "OFFLINE": str(out / "no_bundle")}
+           "OFFLINE": str(out / "no_bundle"), **env}
     result = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh")], env=env, capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
-    return {json.loads(line).get("name") for line in (out / "throughput.jsonl").read_text().splitlines()} - {None}
+    return [json.loads(line) for line in (out / "throughput.jsonl").read_text().splitlines()]
+
+
+def rows_of_gpu_script(out, rows: str, **env) -> set[str]:
+    """The names of the rows `ROWS=rows SMOKE=1 gpu.sh` writes to out/throughput.jsonl."""
+    return {line.get("name") for line in lines_of_gpu_script(out, rows, **env)} - {None}
 
 
 def test_gpu_script_runs_only_the_rows_asked_for(tmp_path):
@@ -70,11 +75,18 @@ def test_gpu_script_attention_row_forces_each_backend(tmp_path):
 
 
 def test_gpu_script_small_batch_row_times_the_fine_tuning_step_three_ways(tmp_path):
-    """The model's step beside the peers, the training loop's step alone, and end to end through the loader."""
-    names = rows_of_gpu_script(tmp_path, "small-batch")
+    """The model's step beside the peers, the training loop's step alone, and end to end through the loader, the
+    latter on DATA's labelled Kermany images (a GPU host given offline/data need not also have the sample cache)."""
+    data = write_shared_layout(tmp_path / "data", patients=4)
+    out = tmp_path / "out"
+    lines = lines_of_gpu_script(out, "small-batch", DATA=str(data))
+    names = {line.get("name") for line in lines} - {None}
     assert {"cxrgm_cls_finetune", "hf_vit_cls_finetune", "cxrgm_loader_only", "cxrgm_finetune_step_only",
             "cxrgm_finetune_end_to_end"} <= names
     assert not any("gmml" in name or "pretrain" in name for name in names)
+    header = next(line for line in lines if line.get("task") == "classification")
+    assert header["data"] == str(out / "kermany_prepared")
+    assert not (out / "kermany_prepared").exists()  # not brought back from a device run
 
 
 def test_gpu_quality_script_smoke_run(tmp_path):
