@@ -179,7 +179,18 @@ def measure_masks(args, device: str, config) -> list[dict]:
     return rows
 
 
-def main(argv=None) -> list[dict]:
+def our_config(args):
+    """The GroupMaskedViTConfig of our rows: `--size` at `--image-size`, patch 16, `--channels`, `--drop-path`."""
+    from modeling_cxrgm import GroupMaskedViTConfig
+
+    hidden, depth, heads = SIZES[args.size]
+    return GroupMaskedViTConfig(image_size=args.image_size, patch_size=16, hidden_size=hidden, num_hidden_layers=depth,
+                                num_attention_heads=heads, intermediate_size=4 * hidden, num_channels=args.channels,
+                                num_labels=NUM_LABELS, problem_type="multi_label_classification",
+                                drop_path_rate=args.drop_path)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -192,6 +203,8 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--compile-mode", default=None, choices=["default", "reduce-overhead", "max-autotune"],
                         help="torch.compile mode; reduce-overhead adds CUDA graphs")
     parser.add_argument("--fp32", action="store_true", help="no bf16 autocast")
+    parser.add_argument("--drop-path", type=float, default=0.1,
+                        help="our models' stochastic depth at the last block (the recipes' 0.1; the peers run none)")
     parser.add_argument("--sdpa-backend", default="", choices=["", *SDPA_BACKENDS],
                         help="force this scaled_dot_product_attention backend in every row (rows end in _sdpa_<name>);"
                              " default: torch's choice (cuDNN's flash kernels on an H200 with torch 2.11)")
@@ -199,7 +212,11 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--profile-file", default="",
                         help="also profile 3 steps of each row: its top operators / kernels are appended to this file")
     parser.add_argument("--reverse", action="store_true", help="peers first (alternate between repeats on a busy machine)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> list[dict]:
+    args = parse_args(argv)
 
     import transformers
     from transformers import (
@@ -210,21 +227,20 @@ def main(argv=None) -> list[dict]:
         ViTMAEForPreTraining,
     )
 
-    from modeling_cxrgm import GroupMaskedViTConfig, GroupMaskedViTForImageClassification, GroupMaskedViTForPreTraining
+    from modeling_cxrgm import GroupMaskedViTForImageClassification, GroupMaskedViTForPreTraining
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     hidden, depth, heads = SIZES[args.size]
     size, batch, patch = args.image_size, args.batch_size, 16
     print(json.dumps(dict(torch=torch.__version__, transformers=transformers.__version__, python=sys.version.split()[0],
                           device=torch.cuda.get_device_name() if device == "cuda" else f"cpu x{torch.get_num_threads()}",
-                          size=args.size, image_size=size, batch=batch, bf16=not args.fp32)), flush=True)
+                          size=args.size, image_size=size, batch=batch, bf16=not args.fp32,
+                          drop_path=args.drop_path)), flush=True)
 
     def wanted(name: str) -> bool:
         return not args.only or any(part in name for part in args.only.split(","))
 
-    ours = GroupMaskedViTConfig(image_size=size, patch_size=patch, hidden_size=hidden, num_hidden_layers=depth,
-                                num_attention_heads=heads, intermediate_size=4 * hidden, num_channels=args.channels,
-                                num_labels=NUM_LABELS, problem_type="multi_label_classification")
+    ours = our_config(args)
     peer = dict(hidden_size=hidden, num_hidden_layers=depth, num_attention_heads=heads, intermediate_size=4 * hidden,
                 image_size=size, patch_size=patch, attn_implementation="sdpa")
     grey = torch.randn(batch, args.channels, size, size, device=device)
