@@ -150,7 +150,8 @@ def measure(name: str, model, loss_fn, args, device: str, compile_model: bool) -
 
 def measure_masks(args, device: str, config) -> list[dict]:
     """Masks/s of the full GMML corruption (stage-1/stage-2 target mix, fill), then of the mask sampler alone with
-    each way of computing the union of rectangles (the device's default is the one the corruption used)."""
+    each way of computing the union of rectangles (the device's default is the one the corruption used); with
+    `--compile` also the first cover and the matmul union computed through torch.compile (`compiled=True`)."""
     from modeling_cxrgm import gmml_corrupt, masks_for_targets
     from modeling_cxrgm.masking import draw_mask_targets
 
@@ -163,6 +164,9 @@ def measure_masks(args, device: str, config) -> list[dict]:
             masks_for_targets, targets, args.image_size, args.image_size, align=config.mask_align,
             max_block_fraction=config.mask_max_block_fraction, generator=generator,
             max_target=config.mask_max_ratio, union=union)
+        if args.compile and union != "difference_array":  # the GPU's two candidates, through torch.compile
+            jobs[f"cxrgm_mask_sampler_{union}_compiled"] = functools.partial(jobs[f"cxrgm_mask_sampler_{union}"],
+                                                                             compiled=True)
     rows = []
     for name, job in jobs.items():
         for _ in range(2):

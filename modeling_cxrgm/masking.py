@@ -140,56 +140,14 @@ def _rectangle_budget(max_target: float, max_block_fraction: float) -> int:
     return 8 + math.ceil(4.0 * math.log(1.0 / (1.0 - max_target)) / mean_area)
 
 
-def masks_for_targets(
-    targets: torch.Tensor,
-    height: int,
-    width: int,
-    *,
-    align: int = 1,
-    max_block_fraction: float = 0.3,
-    generator: torch.Generator | None = None,
-    max_target: float | None = None,
-    union: str | None = None,
+def _masks_from_rectangles(
+    rectangles: tuple[torch.Tensor, ...], needed: torch.Tensor, grid_h: int, grid_w: int, union: str
 ) -> torch.Tensor:
-    """Group masks reaching per-image coverage `targets` (B,) in [0, 1): bool (B, height, width), True = corrupted.
-
-    `max_target`, an upper bound of `targets` known on the host, sets how many rectangles are drawn
-    (`_rectangle_budget`); without it the function reads `targets.max()` from the device.
-    `union` picks how the masks are computed from each image's K rectangles, drawn up front; all three give exactly
-    the masks of the sequential "add until covered" loop on them, and nothing is read back from the device:
-    - "first_cover" (the default on a GPU): one pass. The first rectangle over each cell
-      (`_first_covering_rectangle`, one matrix product); the first n rectangles cover #(first < n) cells, so an
-      image's n is one past its needed-th smallest index (a sort). On a GPU the bisection's cost is its many small
-      kernels, not their compute: 54 ops (views aside) per call at K = 255, against 139 and 170 for the other two.
-    - "matmul" and "difference_array" (the default elsewhere: on a CPU the first cover's float32 matrix product,
-      codes and argmax over chunks are 2-16 times slower): a batched binary search on n (the union of the first n
-      rectangles grows with n), log2(K) + 1 unions, each a bfloat16 (float32 on a CPU) matrix product or a 2-D
-      difference array (`_union_by_matmul`, `_union_by_difference_array`).
-    The one difference from the loop: an image whose K rectangles do not reach its target (probability of the
-    order of 1e-13, see `_rectangle_budget`) gets the union of all K, just short of it.
-    """
-    if height % align or width % align:
-        raise ValueError(f"align={align} must divide the image size {height}x{width}")
-    max_side_h = math.ceil(max_block_fraction * height)
-    max_side_w = math.ceil(max_block_fraction * width)
-    if max_side_h <= align or max_side_w <= align:
-        raise ValueError(
-            f"max_block_fraction={max_block_fraction} of {height}x{width} leaves no block side >= align={align}"
-        )
-    device = targets.device
-    union = union or ("first_cover" if device.type == "cuda" else "difference_array")
-    if union not in ("first_cover", "matmul", "difference_array"):
-        raise ValueError(f"union must be 'first_cover', 'matmul' or 'difference_array', got {union!r}")
-    batch_size = targets.shape[0]
-    grid_h, grid_w = height // align, width // align
-    needed = torch.ceil(targets.float() * grid_h * grid_w - 1e-6).clamp(min=0).to(torch.int64)  # (B,) cells
-
-    if max_target is None:
-        max_target = float(targets.max()) if batch_size else 0.0
-    rectangles = _rectangles_in_cells(
-        _rectangle_budget(max_target, max_block_fraction), batch_size, grid_h, grid_w, align, max_side_h, max_side_w,
-        generator, device,
-    )
+    """The sequential loop's masks from each image's K drawn rectangles and its `needed` (N,) cells: bool
+    (N, grid_h, grid_w) in cells. No randomness: a function of its inputs only, so it can be compiled (the draws,
+    with their explicit generator, cannot)."""
+    device = needed.device
+    batch_size = needed.shape[0]
     num_rectangles = rectangles[0].shape[1]
     if union == "first_cover":
         first = _first_covering_rectangle(
@@ -220,6 +178,71 @@ def masks_for_targets(
             low = torch.where(reached, low, middle)
         high = torch.where(needed > 0, high, torch.zeros_like(high))
         mask = union_of_first(high)
+    return mask
+
+
+@functools.cache
+def _compiled_masks_from_rectangles():
+    """`_masks_from_rectangles` through `torch.compile` (one graph per batch and image size): the eager sampler is
+    some 55-180 small kernels per call, bound on a GPU by their launches rather than their arithmetic."""
+    return torch.compile(_masks_from_rectangles, dynamic=False)
+
+
+def masks_for_targets(
+    targets: torch.Tensor,
+    height: int,
+    width: int,
+    *,
+    align: int = 1,
+    max_block_fraction: float = 0.3,
+    generator: torch.Generator | None = None,
+    max_target: float | None = None,
+    union: str | None = None,
+    compiled: bool = False,
+) -> torch.Tensor:
+    """Group masks reaching per-image coverage `targets` (B,) in [0, 1): bool (B, height, width), True = corrupted.
+
+    `max_target`, an upper bound of `targets` known on the host, sets how many rectangles are drawn
+    (`_rectangle_budget`); without it the function reads `targets.max()` from the device.
+    `union` picks how the masks are computed from each image's K rectangles, drawn up front; all three give exactly
+    the masks of the sequential "add until covered" loop on them, and nothing is read back from the device:
+    - "first_cover" (the default on a GPU): one pass. The first rectangle over each cell
+      (`_first_covering_rectangle`, one matrix product); the first n rectangles cover #(first < n) cells, so an
+      image's n is one past its needed-th smallest index (a sort). On a GPU the bisection's cost is its many small
+      kernels, not their compute: 54 ops (views aside) per call at K = 255, against 139 and 170 for the other two.
+    - "matmul" and "difference_array" (the default elsewhere: on a CPU the first cover's float32 matrix product,
+      codes and argmax over chunks are 2-16 times slower): a batched binary search on n (the union of the first n
+      rectangles grows with n), log2(K) + 1 unions, each a bfloat16 (float32 on a CPU) matrix product or a 2-D
+      difference array (`_union_by_matmul`, `_union_by_difference_array`).
+    The one difference from the loop: an image whose K rectangles do not reach its target (probability of the
+    order of 1e-13, see `_rectangle_budget`) gets the union of all K, just short of it.
+    `compiled` computes the masks from the drawn rectangles through `torch.compile` (same masks; the first call per
+    shape compiles).
+    """
+    if height % align or width % align:
+        raise ValueError(f"align={align} must divide the image size {height}x{width}")
+    max_side_h = math.ceil(max_block_fraction * height)
+    max_side_w = math.ceil(max_block_fraction * width)
+    if max_side_h <= align or max_side_w <= align:
+        raise ValueError(
+            f"max_block_fraction={max_block_fraction} of {height}x{width} leaves no block side >= align={align}"
+        )
+    device = targets.device
+    union = union or ("first_cover" if device.type == "cuda" else "difference_array")
+    if union not in ("first_cover", "matmul", "difference_array"):
+        raise ValueError(f"union must be 'first_cover', 'matmul' or 'difference_array', got {union!r}")
+    batch_size = targets.shape[0]
+    grid_h, grid_w = height // align, width // align
+    needed = torch.ceil(targets.float() * grid_h * grid_w - 1e-6).clamp(min=0).to(torch.int64)  # (B,) cells
+
+    if max_target is None:
+        max_target = float(targets.max()) if batch_size else 0.0
+    rectangles = _rectangles_in_cells(
+        _rectangle_budget(max_target, max_block_fraction), batch_size, grid_h, grid_w, align, max_side_h, max_side_w,
+        generator, device,
+    )
+    masks_from_rectangles = _compiled_masks_from_rectangles() if compiled else _masks_from_rectangles
+    mask = masks_from_rectangles(rectangles, needed, grid_h, grid_w, union)
     if align > 1:
         mask = mask.repeat_interleave(align, dim=1).repeat_interleave(align, dim=2)
     return mask

@@ -161,6 +161,16 @@ def test_compiled_run_gives_the_corruption_share_of_its_own_step(capsys):
     rows = throughput.main(["--size", "tiny", "--image-size", "32", "--batch-size", "2", "--steps", "1", "--warmup",
                             "1", "--compile", "--only", "cxrgm_gmml"])  # the corruption rows, the compiled GMML step
     rates = {row["name"]: row.get("img_per_s", row.get("masks_per_s")) for row in rows}
+    assert rates["cxrgm_mask_sampler_first_cover_compiled"] > 0 and rates["cxrgm_mask_sampler_matmul_compiled"] > 0
     ratios = json.loads(capsys.readouterr().out.splitlines()[-1])["ratios"]
     share = rates["cxrgm_gmml_pretrain_compiled"] / rates["cxrgm_gmml_corruption"]
     assert ratios["corruption_share_of_step_compiled"] == round(share, 3)
+
+
+
+def test_drop_path_option_sets_our_rows_stochastic_depth():
+    """--drop-path 0 times our steps without stochastic depth, like the peers; by default the recipes' 0.1."""
+    from benchmarks.throughput import our_config, parse_args
+
+    assert our_config(parse_args(["--drop-path", "0"])).drop_path_rate == 0
+    assert our_config(parse_args([])).drop_path_rate == 0.1

@@ -269,3 +269,14 @@ def test_two_views_of_one_image_never_replace():
 def test_views_must_divide_the_batch():
     with pytest.raises(ValueError, match="views"):
         gmml_corrupt(torch.randn(3, 1, 32, 32), tiny_config(), views=2)
+
+
+def test_compiled_sampler_gives_the_eager_masks():
+    """`compiled=True` (the masks from the drawn rectangles through torch.compile) changes nothing but the speed."""
+    targets = torch.cat([torch.tensor([0.0, 0.75]), draw_mask_targets(6, 0.75, generator=torch.Generator().manual_seed(0))])
+    for union in ("first_cover", "matmul", "difference_array"):
+        eager, compiled = (masks_for_targets(targets, 40, 48, align=4, generator=torch.Generator().manual_seed(1),
+                                             max_target=0.75, union=union, compiled=compiled)
+                           for compiled in (False, True))
+        assert torch.equal(compiled, eager), union
+        assert (coverage(compiled)[1:] >= targets[1:]).all()
