@@ -107,13 +107,13 @@ if selected small-batch; then
   kermany="${DATA:-$OFFLINE/data}/kermany_pediatric"
   e2e_data=()  # the labelled Kermany images of DATA where present, else the embedded sample set (needs offline/cache)
   if [[ -f "$kermany/labels.csv" ]]; then
-    e2e_prepared="$OUT/kermany_prepared"
+    e2e_prepared="$(mktemp -d)/kermany_prepared"  # not under OUT: nothing of it comes back from a device run
     "$PYTHON" -m hf_datasets.prepare --dataset cxr_folder --data_dir "$kermany" --output_dir "$e2e_prepared" \
       --size 224 > /dev/null && e2e_data=(--prepared-dir "$e2e_prepared")
   fi
   row "fine-tuning end to end" "$PYTHON" benchmarks/pretrain_e2e.py --task classification --mixed-precision bf16 \
     "${small_batch_e2e[@]}" "${e2e_data[@]}"
-  rm -rf "${e2e_prepared:-}"
+  [[ -n "${e2e_prepared:-}" ]] && rm -rf "$(dirname "$e2e_prepared")"
   if [[ "${SMOKE:-0}" != 1 && -f "$kermany/labels.csv" ]]; then
     row "epoch latency" "$PYTHON" -m benchmarks.epoch_latency --data_dir "$kermany" --workers 8
   fi

@@ -85,8 +85,7 @@ def test_gpu_script_small_batch_row_times_the_fine_tuning_step_three_ways(tmp_pa
             "cxrgm_finetune_end_to_end"} <= names
     assert not any("gmml" in name or "pretrain" in name for name in names)
     header = next(line for line in lines if line.get("task") == "classification")
-    assert header["data"] == str(out / "kermany_prepared")
-    assert not (out / "kermany_prepared").exists()  # not brought back from a device run
+    assert header["data"].endswith("/kermany_prepared") and not Path(header["data"]).exists()  # removed after
 
 
 def test_gpu_quality_script_smoke_run(tmp_path):
