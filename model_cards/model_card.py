@@ -270,19 +270,23 @@ def render_model_card(model_dir, run: dict) -> ModelCard:
     base_model = run.get("base_model")
     hub_base = base_model if isinstance(base_model, str) and base_model.count("/") == 1 else None
     multi_label = config.get("problem_type") == "multi_label_classification"
+    training = run.get("training") if isinstance(run.get("training"), dict) else {}
+    # a task head trained on an encoder from random init: no GMML anywhere in it (the config's masking settings are
+    # defaults it never used)
+    from_scratch = task != "pretraining" and training.get("init") == "random"
+    tags = ["chest-x-ray", "radiology", "medical-imaging", "vision-transformer", "self-supervised", "gmml", "cxrgm",
+            "custom_code", "research-only"]
 
     card_data = ModelCardData(
         model_name=repo_id.split("/")[-1],
         license=run.get("license", "apache-2.0"),
         library_name="transformers",
         pipeline_tag=TASKS[task][0],
-        tags=["chest-x-ray", "radiology", "medical-imaging", "vision-transformer", "self-supervised", "gmml",
-              "cxrgm", "custom_code", "research-only"],
+        tags=[tag for tag in tags if not (from_scratch and tag in ("self-supervised", "gmml"))],
         base_model=hub_base,
         eval_results=_model_index(task, metrics, eval_dataset, multi_label) or None,
     )
     preprocessing = run.get("preprocessing") if isinstance(run.get("preprocessing"), dict) else {}
-    training = run.get("training") if isinstance(run.get("training"), dict) else {}
     labels = config.get("id2label") or {}
     card = ModelCard.from_template(
         card_data,
@@ -290,6 +294,9 @@ def render_model_card(model_dir, run: dict) -> ModelCard:
         title=repo_id.split("/")[-1],
         task=task,
         task_description=TASKS[task][1],
+        summary=("A vision transformer for chest X-rays (CXRs), trained from random initialisation, without GMML "
+                 "pretraining, with the" if from_scratch else
+                 "A group-masked (GMML) vision transformer for chest X-rays (CXRs), built with the"),
         auto_class=AUTO_CLASS[task],
         pipeline_tag=TASKS[task][0],
         repo_id=repo_id,
@@ -302,14 +309,15 @@ def render_model_card(model_dir, run: dict) -> ModelCard:
         preprocessing=_preprocessing(model_dir, processor, preprocessing),
         architecture=[(label, _text(config.get(key))) for key, label in ARCHITECTURE],
         parameters=_text(f"{count:,}" if (count := _parameter_count(model_dir)) else None),
-        gmml=[(label, _text(config.get(key))) for key, label in GMML],
+        gmml=[] if from_scratch else [(label, _text(config.get(key))) for key, label in GMML],
         head=_head(task, config),
         labels=[_text(labels[k]) for k in sorted(labels, key=lambda k: int(k))] if task != "pretraining" else [],
         training={
             "init": _text(training.get("init")),
             # a local folder (scrubbed to its name above) is no Hub repo: said so, rather than a bare "model"
-            "base_model": _text(base_model if hub_base or not isinstance(base_model, str) or not base_model
-                                else f"a local checkpoint (`{basename(base_model)}`)"),
+            "base_model": "none (random initialisation)" if training.get("init") == "random" and not base_model
+            else _text(base_model if hub_base or not isinstance(base_model, str) or not base_model
+                       else f"a local checkpoint (`{basename(base_model)}`)"),
             "epochs": _text(training.get("epochs")),
             "batch_size": _text(training.get("batch_size")),
             "learning_rate": _text(training.get("learning_rate")),

@@ -311,3 +311,20 @@ def test_dataset_card_of_prepared_shards_names_the_labels_in_order(tmp_path):
     text = write_dataset_card(tmp_path, ["sample"]).read_text()
     assert "in this order: normal, pneumonia (1 present" in text
     assert "| train | 12 |" in text
+
+
+def test_card_of_a_model_trained_from_random_init_claims_no_gmml_pretraining(classifier_dir):
+    """A classifier fine-tuned from --init random never saw GMML: its card called it "a group-masked (GMML) vision
+    transformer", tagged it self-supervised and listed the config's unused masking defaults as its GMML settings,
+    with "Base model: not recorded" where the record says there is none."""
+    run = {**RUN, "training": {**RUN["training"], "init": "random"}}
+    run.pop("base_model")
+    text = write_model_card(classifier_dir, run).read_text()
+    meta = metadata_load(classifier_dir / "README.md")
+    assert "gmml" not in meta["tags"] and "self-supervised" not in meta["tags"]
+    assert "A group-masked (GMML) vision transformer" not in text and "Max corrupted fraction" not in text
+    assert "trained from random initialisation, without GMML pretraining" in text
+    assert "| Initialisation | random |" in text and "| Base model | none (random initialisation) |" in text
+    gmml = write_model_card(classifier_dir, {**RUN, "training": {**RUN["training"], "init": "gmml"}}).read_text()
+    assert "A group-masked (GMML) vision transformer" in gmml and "| Max corrupted fraction r" in gmml
+    assert "gmml" in metadata_load(classifier_dir / "README.md")["tags"]
