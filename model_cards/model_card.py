@@ -176,7 +176,9 @@ def _repo_name(run: dict, task: str) -> str:
     return f"your-username/cxrgm-{task}"
 
 
-def _dataset_rows(train_datasets) -> list[dict]:
+def _dataset_rows(train_datasets, stage: str | None = None) -> list[dict]:
+    """The training data table's rows; `stage` names the run that used them (else each entry's own `stage`, that of
+    the --init model's run)."""
     rows = []
     for entry in train_datasets if isinstance(train_datasets, list) else []:
         entry = entry if isinstance(entry, dict) else {"name": entry}
@@ -189,13 +191,19 @@ def _dataset_rows(train_datasets) -> list[dict]:
             "num_images": _text(entry.get("num_images")),
             "splits": _text(entry.get("splits")),
             "label_policy": _text(entry.get("label_policy")),
+            "stage": stage or f"{_text(entry.get('stage'))} (the --init model)",
         })
     return rows
 
 
+def _all_datasets(run: dict) -> list:
+    """Every data set in the weights: the --init model's (`earlier_datasets`), then this run's."""
+    return [d for key in ("earlier_datasets", "train_datasets") if isinstance(run.get(key), list) for d in run[key]]
+
+
 def _limitations(run: dict, task: str) -> list[str]:
     """Bullet points on data coverage that follow from the recorded training and evaluation sets."""
-    names = [d.get("name", "") if isinstance(d, dict) else d for d in run.get("train_datasets") or []]
+    names = [d.get("name", "") if isinstance(d, dict) else d for d in _all_datasets(run)]
     sources = [s for s in (lookup(n) for n in names) if s]
     populations = {s.population for s in sources}
     notes = []
@@ -220,7 +228,10 @@ def _limitations(run: dict, task: str) -> list[str]:
     if {"nih", "nih_cxr14", "chexpert", "mimic_cxr_jpg", "padchest"} & {str(n).lower() for n in names}:
         notes.append("Some labels were mined from reports by NLP and are noisy.")
     if "sample" in {str(n).lower() for n in names}:
-        notes.append("The sample set (17 images) exercises the code only: its metrics carry no meaning.")
+        used_here = "sample" in {str(d.get("name") if isinstance(d, dict) else d).lower()
+                                 for d in run.get("train_datasets") or []}
+        notes.append("The sample set (17 images) exercises the code only: " + (
+            "its metrics carry no meaning." if used_here else "an encoder pretrained on it has learnt next to nothing."))
     eval_images = _number((run.get("eval_dataset") or {}).get("num_images"))
     if eval_images is not None and eval_images < 200:
         notes.append(f"The evaluation set has {int(eval_images)} images: metrics have wide confidence intervals.")
@@ -230,6 +241,11 @@ def _limitations(run: dict, task: str) -> list[str]:
                      f"{_text(selection.get('evaluations'))} evaluations during training on split "
                      f"`{_text(run['eval_dataset'].get('split'))}`, the split of the results above: they are "
                      "optimistic. Measure it on images it was neither trained nor selected on.")
+    base_model = run.get("base_model")
+    if isinstance(base_model, str) and base_model and not run.get("earlier_datasets"):
+        named = base_model if base_model.count("/") == 1 and not is_local_path(base_model) else basename(base_model)
+        notes.append(f"The base model (`{_text(named)}`) was trained on data not listed here: see its card for them "
+                     "and their licences, which this model's weights are subject to as well.")
     if task == "pretraining":
         notes.append("A pretrained encoder makes no predictions by itself; fine-tune and validate it for any task.")
     notes.append("Performance on any new site must be measured there before drawing conclusions; calibration is not "
@@ -270,19 +286,23 @@ def render_model_card(model_dir, run: dict) -> ModelCard:
     base_model = run.get("base_model")
     hub_base = base_model if isinstance(base_model, str) and base_model.count("/") == 1 else None
     multi_label = config.get("problem_type") == "multi_label_classification"
+    training = run.get("training") if isinstance(run.get("training"), dict) else {}
+    # a task head trained on an encoder from random init: no GMML anywhere in it (the config's masking settings are
+    # defaults it never used)
+    from_scratch = task != "pretraining" and training.get("init") == "random"
+    tags = ["chest-x-ray", "radiology", "medical-imaging", "vision-transformer", "self-supervised", "gmml", "cxrgm",
+            "custom_code", "research-only"]
 
     card_data = ModelCardData(
         model_name=repo_id.split("/")[-1],
         license=run.get("license", "apache-2.0"),
         library_name="transformers",
         pipeline_tag=TASKS[task][0],
-        tags=["chest-x-ray", "radiology", "medical-imaging", "vision-transformer", "self-supervised", "gmml",
-              "cxrgm", "custom_code", "research-only"],
+        tags=[tag for tag in tags if not (from_scratch and tag in ("self-supervised", "gmml"))],
         base_model=hub_base,
         eval_results=_model_index(task, metrics, eval_dataset, multi_label) or None,
     )
     preprocessing = run.get("preprocessing") if isinstance(run.get("preprocessing"), dict) else {}
-    training = run.get("training") if isinstance(run.get("training"), dict) else {}
     labels = config.get("id2label") or {}
     card = ModelCard.from_template(
         card_data,
@@ -290,6 +310,9 @@ def render_model_card(model_dir, run: dict) -> ModelCard:
         title=repo_id.split("/")[-1],
         task=task,
         task_description=TASKS[task][1],
+        summary=("A vision transformer for chest X-rays (CXRs), trained from random initialisation, without GMML "
+                 "pretraining, with the" if from_scratch else
+                 "A group-masked (GMML) vision transformer for chest X-rays (CXRs), built with the"),
         auto_class=AUTO_CLASS[task],
         pipeline_tag=TASKS[task][0],
         repo_id=repo_id,
@@ -298,18 +321,20 @@ def render_model_card(model_dir, run: dict) -> ModelCard:
         confusion=_confusion(metrics),
         eval_dataset={**{k: _text(eval_dataset.get(k)) for k in ("name", "split", "num_images")},
                       "title": eval_source.title if eval_source else None},
-        datasets=_dataset_rows(run.get("train_datasets")),
+        datasets=_dataset_rows(run.get("earlier_datasets"))
+        + _dataset_rows(run.get("train_datasets"), f"{task} (this model)"),
         preprocessing=_preprocessing(model_dir, processor, preprocessing),
         architecture=[(label, _text(config.get(key))) for key, label in ARCHITECTURE],
         parameters=_text(f"{count:,}" if (count := _parameter_count(model_dir)) else None),
-        gmml=[(label, _text(config.get(key))) for key, label in GMML],
+        gmml=[] if from_scratch else [(label, _text(config.get(key))) for key, label in GMML],
         head=_head(task, config),
         labels=[_text(labels[k]) for k in sorted(labels, key=lambda k: int(k))] if task != "pretraining" else [],
         training={
             "init": _text(training.get("init")),
             # a local folder (scrubbed to its name above) is no Hub repo: said so, rather than a bare "model"
-            "base_model": _text(base_model if hub_base or not isinstance(base_model, str) or not base_model
-                                else f"a local checkpoint (`{basename(base_model)}`)"),
+            "base_model": "none (random initialisation)" if training.get("init") == "random" and not base_model
+            else _text(base_model if hub_base or not isinstance(base_model, str) or not base_model
+                       else f"a local checkpoint (`{basename(base_model)}`)"),
             "epochs": _text(training.get("epochs")),
             "batch_size": _text(training.get("batch_size")),
             "learning_rate": _text(training.get("learning_rate")),
@@ -321,7 +346,7 @@ def render_model_card(model_dir, run: dict) -> ModelCard:
         limitations=_limitations(run, task),
         citations=CITATIONS,
         dataset_citations=sorted({s.citation for s in (lookup(d["name"]) for d in _dataset_rows(
-            run.get("train_datasets")) + [{"name": eval_dataset.get("name", "")}]) if s}),
+            _all_datasets(run)) + [{"name": eval_dataset.get("name", "")}]) if s}),
         licence=run.get("license", "apache-2.0"),
     )
     leaks = find_local_paths(str(card))

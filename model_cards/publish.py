@@ -36,20 +36,29 @@ def _hub_code_files() -> tuple[str, ...]:
 def model_files(model_dir) -> list[str]:
     """Names of the files of an export that go to the Hub; raises if a required one is missing."""
     model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        raise FileNotFoundError(f"No model folder {model_dir.name!r}")
+    _check_folder(model_dir, "model")
     weights = sorted(p.name for p in model_dir.glob("*.safetensors"))
     required = ["config.json", "README.md", *_hub_code_files()]
     missing = [name for name in required if not (model_dir / name).is_file()]
     if not weights:
         missing.append("*.safetensors (weights)")
     if missing:
-        raise FileNotFoundError(f"The export {model_dir.name!r} lacks {missing}; export the model and write its card first")
+        inside = model_dir / "model"
+        hint = f"; it is a run's folder: pass {inside}" if (inside / "config.json").is_file() else \
+            "; export the model and write its card first"
+        raise FileNotFoundError(f"The export {model_dir.name!r} lacks {missing}{hint}")
     optional = [name for name in MODEL_OPTIONAL if (model_dir / name).is_file()]
     if "preprocessor_config.json" not in optional:
         logger.warning("%s has no preprocessor_config.json: users will need to build the processor themselves",
                        model_dir.name)
     return sorted({*required, *weights, *optional})
+
+
+def _check_folder(folder: Path, kind: str) -> None:
+    """Raise naming `folder` as given (the user's own path, never published) when it is missing or a file."""
+    if not folder.is_dir():
+        what = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise FileNotFoundError(f"The {kind} folder {str(folder)!r} {what}")
 
 
 def check_no_local_paths(folder, names) -> None:
@@ -115,6 +124,7 @@ def push_model(model_dir, repo_id: str, *, private: bool = True, revision: str |
     names = model_files(model_dir)
     check_no_local_paths(model_dir, names)
     _check_repo_id(repo_id)
+    token = _resolve_token(token)  # before the card changes: a push refused here leaves the export as it was
     point_card_at(model_dir, repo_id)
     skipped = sorted(p.name for p in model_dir.iterdir() if p.name not in names)
     if skipped:
@@ -127,6 +137,9 @@ def push_dataset(dataset_dir, repo_id: str, *, private: bool = True, revision: s
                  commit_message: str = "Upload prepared chest X-ray data", token: str | None = None) -> CommitInfo:
     """Upload a prepared data set folder with its dataset card (README.md, see `write_dataset_card`)."""
     dataset_dir = Path(dataset_dir)
+    _check_folder(dataset_dir, "data set")
+    if (dataset_dir / "config.json").is_file() and any(dataset_dir.glob("*.safetensors")):
+        raise ValueError(f"{dataset_dir.name!r} is a model export, not a data set: publish it with --model_dir")
     if not (dataset_dir / "README.md").is_file():
         raise FileNotFoundError(f"{dataset_dir.name!r} has no README.md: write its card with write_dataset_card first")
     names = [str(p.relative_to(dataset_dir)) for p in dataset_dir.rglob("*") if p.is_file()]

@@ -311,3 +311,44 @@ def test_dataset_card_of_prepared_shards_names_the_labels_in_order(tmp_path):
     text = write_dataset_card(tmp_path, ["sample"]).read_text()
     assert "in this order: normal, pneumonia (1 present" in text
     assert "| train | 12 |" in text
+
+
+def test_card_of_a_model_trained_from_random_init_claims_no_gmml_pretraining(classifier_dir):
+    """A classifier fine-tuned from --init random never saw GMML: its card called it "a group-masked (GMML) vision
+    transformer", tagged it self-supervised and listed the config's unused masking defaults as its GMML settings,
+    with "Base model: not recorded" where the record says there is none."""
+    run = {**RUN, "training": {**RUN["training"], "init": "random"}}
+    run.pop("base_model")
+    text = write_model_card(classifier_dir, run).read_text()
+    meta = metadata_load(classifier_dir / "README.md")
+    assert "gmml" not in meta["tags"] and "self-supervised" not in meta["tags"]
+    assert "A group-masked (GMML) vision transformer" not in text and "Max corrupted fraction" not in text
+    assert "trained from random initialisation, without GMML pretraining" in text
+    assert "| Initialisation | random |" in text and "| Base model | none (random initialisation) |" in text
+    gmml = write_model_card(classifier_dir, {**RUN, "training": {**RUN["training"], "init": "gmml"}}).read_text()
+    assert "A group-masked (GMML) vision transformer" in gmml and "| Max corrupted fraction r" in gmml
+    assert "gmml" in metadata_load(classifier_dir / "README.md")["tags"]
+
+
+def test_card_lists_the_data_its_init_model_was_trained_on(classifier_dir):
+    """A classifier fine-tuned on Kermany from a GMML encoder pretrained on CheXpert listed Kermany alone (CC BY 4.0)
+    and said it was "trained on pediatric CXRs only": the weights also carry the pretraining data, whose licence
+    (non-commercial) and adult population the card left out."""
+    earlier = [{"name": "chexpert", "num_images": 5000, "splits": ["train"], "label_policy": "default",
+                "stage": "pretraining"}]
+    run = {**RUN, "train_datasets": RUN["train_datasets"][:1], "earlier_datasets": earlier,
+           "training": {**RUN["training"], "init": "gmml"}}
+    text = write_model_card(classifier_dir, run).read_text()
+    assert "| Data set | Source | Population | Licence | Images | Splits | Label policy | Stage |" in text
+    assert "| normal vs pneumonia | classification (this model) |" in text
+    assert "| chexpert | CheXpert" in text and "| pretraining (the --init model) |" in text and "non-commercial" in text
+    assert "pediatric CXRs only" not in text and "mix adult and pediatric" in text
+    assert "Irvin J" in text and "Sites: China, USA." in text
+    on_sample = {**run, "earlier_datasets": [{**earlier[0], "name": "sample"}]}
+    assert "an encoder pretrained on it has learnt next to nothing" in write_model_card(classifier_dir,
+                                                                                        on_sample).read_text()
+    # a base model whose training data were not recorded (a Hub repo): the card points at its card
+    alone = {**RUN, "train_datasets": RUN["train_datasets"][:1], "base_model": "alice/gmml-cxr",
+             "training": {**RUN["training"], "init": "gmml"}}
+    text = write_model_card(classifier_dir, alone).read_text()
+    assert "The base model (`alice/gmml-cxr`) was trained on data not listed here: see its card" in text

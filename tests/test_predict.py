@@ -263,3 +263,18 @@ def test_a_missing_model_folder_is_named_as_such(tmp_path, monkeypatch):
         predict.main(["--model", missing, "--inputs", str(tmp_path)])
     with pytest.raises(OSError, match=r"--model .*run/model: no such folder here"):
         evaluate.load_model(missing)
+
+
+def test_a_run_folder_given_for_its_export_is_named_as_such(tmp_path, monkeypatch):
+    """A run's output folder passed as --model (its export is in model/) ended in transformers' "Unrecognized model
+    in ... Should have a `model_type` key in its config.json", about a config.json that is not there."""
+    from train import evaluate
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    run = tmp_path / "outputs" / "run"
+    saved(GroupMaskedViTForImageClassification(GroupMaskedViTConfig(**TINY, num_labels=2)), run / "model")
+    Image.new("L", (8, 8)).save(tmp_path / "a.png")
+    with pytest.raises(FileNotFoundError, match=rf"--model {run}: no config.json there.*pass {run / 'model'}"):
+        predict.main(["--model", str(run), "--inputs", str(tmp_path / "a.png")])
+    with pytest.raises(FileNotFoundError, match=rf"--model {tmp_path}: no config.json there \(expected"):
+        evaluate.load_model(str(tmp_path))

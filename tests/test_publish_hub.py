@@ -268,3 +268,38 @@ def test_republishing_deletes_the_weights_and_shards_the_new_folder_no_longer_ha
     (commit,) = record["commits"]
     assert sorted(commit["deleted"]) == ["test/data-00000.arrow", "test/state.json", "train/data-00001-of-00002.arrow"]
     assert "train/data-00000-of-00001.arrow" in commit["files"]
+
+
+def test_a_push_refused_for_its_token_or_repo_id_leaves_the_local_card_as_it_was(export, tmp_path):
+    """The card's examples were pointed at the repo before the token was looked for: a push that failed for want of
+    a token (or sent nothing at all) had already rewritten the export's README to name a repo that never got it."""
+    folder = tmp_path / "export"
+    shutil.copytree(export, folder)
+    before = (folder / "README.md").read_text()
+    result, record = push(["--model_dir", str(folder), "--repo_id", "bob/pneumonia"], tmp_path, token="")
+    assert result.returncode != 0 and "HF_TOKEN" in result.stderr and record.get("requests") == []
+    assert (folder / "README.md").read_text() == before
+    result, _ = push(["--model_dir", str(folder), "--repo_id", "bob"], tmp_path)
+    assert result.returncode != 0 and "user/name" in result.stderr
+    assert (folder / "README.md").read_text() == before
+
+
+def test_a_wrong_folder_is_named_with_what_is_wrong_with_it(export, tmp_path):
+    """A mistyped --model_dir said only "No model folder 'model'" (every export is named model), a file said the
+    same, and a run's output folder (which holds the export in model/) listed every missing file without saying
+    where the export is."""
+    from model_cards.publish import model_files, push_dataset
+
+    missing = tmp_path / "run_a" / "model"
+    with pytest.raises(FileNotFoundError, match=f"{missing}.*does not exist"):
+        model_files(missing)
+    with pytest.raises(FileNotFoundError, match="README.md.*is a file, not a folder"):
+        model_files(export / "README.md")
+    run_dir = tmp_path / "run_b"
+    shutil.copytree(export, run_dir / "model")
+    with pytest.raises(FileNotFoundError, match=f"lacks .*pass {run_dir / 'model'}"):
+        model_files(run_dir)
+    with pytest.raises(FileNotFoundError, match=f"{tmp_path / 'prepared'}.*does not exist"):
+        push_dataset(tmp_path / "prepared", "alice/cxr-prepared", token="hf_test_token")
+    with pytest.raises(ValueError, match="model export.*--model_dir"):
+        push_dataset(export, "alice/cxr-prepared", token="hf_test_token")

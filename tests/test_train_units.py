@@ -1022,6 +1022,30 @@ def test_card_does_not_take_a_relative_init_folder_for_a_hub_model(tmp_path, mon
                          [0] * 4, 1.0, 2.0)
     card = write_model_card(tmp_path / "export", run)
     assert metadata_load(card)["base_model"] == "alice/gmml-cxr" and "| Base model | alice/gmml-cxr |" in card.read_text()
+    assert "earlier_datasets" not in run  # a record without data sets names none
+
+
+def test_card_run_carries_the_data_sets_of_the_init_export(tmp_path, monkeypatch):
+    """The --init export's run.json records what it was trained on (and what its own --init was): the fine-tuning
+    run's record keeps those, each with the stage that used it, so the card lists every data set in the weights."""
+    from types import SimpleNamespace
+
+    from modeling_cxrgm import GroupMaskedViTConfig, GroupMaskedViTForPreTraining, GroupMaskedViTImageProcessor
+    from train.config import TrainArgs
+    from train.run import model_card_run
+
+    config = GroupMaskedViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
+                                  num_attention_heads=2, intermediate_size=64)
+    GroupMaskedViTForPreTraining(config).save_pretrained(tmp_path / "pre" / "model")
+    record = {"task": "pretraining", "train_datasets": [{"name": "nih", "num_images": 40}],
+              "earlier_datasets": [{"name": "chexpert", "num_images": 90, "stage": "pretraining"}]}
+    (tmp_path / "pre" / "model" / "run.json").write_text(json.dumps(record))
+    monkeypatch.chdir(tmp_path)
+    args = TrainArgs(dataset="sample", init="pre/model", eval_split="test")
+    run = model_card_run(args, SimpleNamespace(num_processes=1), GroupMaskedViTImageProcessor(size=32), [0] * 12,
+                         [0] * 4, 1.0, 2.0)
+    assert run["earlier_datasets"] == [{"name": "chexpert", "num_images": 90, "stage": "pretraining"},
+                                       {"name": "nih", "num_images": 40, "stage": "pretraining"}]
 
 
 def test_card_of_a_pretraining_run_without_eval_split_names_every_split_its_loss_covers():

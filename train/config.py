@@ -259,7 +259,13 @@ def save_args(args, output_dir) -> Path:
 
 def load_model_source(load, source, flag: str):
     """`load(source)` (a `from_pretrained`); when that fails for a `source` that is no folder here, the error names
-    `flag` and says so, instead of the Hub's repo-id or connection message."""
+    `flag` and says so, instead of the Hub's repo-id or connection message; a folder here without config.json is
+    refused naming it (and its `model/` export where it is a run's output folder)."""
+    folder = Path(source)
+    if folder.is_dir() and not (folder / "config.json").is_file():
+        hint = f"; it is a run's folder: pass {folder / 'model'}" if (folder / "model" / "config.json").is_file() \
+            else " (expected a save_pretrained folder, e.g. a run's model/)"
+        raise FileNotFoundError(f"{flag} {source}: no config.json there{hint}")
     try:
         return load(source)
     except OSError as error:

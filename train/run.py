@@ -558,6 +558,8 @@ def model_card_run(args: TrainArgs, accelerator, processor, train_set, eval_set,
         run["eval_dataset"]["selected_by"] = {"metric": selected_by, "evaluations": evaluations}
     if init != "random":
         run["base_model"] = init_repo or _declared_repo(init) or init
+        if earlier := _init_datasets(init):
+            run["earlier_datasets"] = earlier
     if args.hub_model_id:
         run["repo_id"] = args.hub_model_id
     return run
@@ -647,6 +649,22 @@ def _declared_repo(path: str) -> str | None:
     except (OSError, ValueError, AttributeError):  # a damaged record names no repo
         return None
     return repo_id if isinstance(repo_id, str) and repo_id.count("/") == 1 else None
+
+
+def _init_datasets(path: str) -> list[dict]:
+    """The data sets a local --init export's weights were trained on, from its run.json: those its own --init had
+    (`earlier_datasets`), then its `train_datasets`, each with the `stage` (that run's task) that used it; none for
+    a folder without a readable record (a Hub download carries none: the card points at the base model's card)."""
+    run_file = Path(path) / "run.json"
+    try:
+        record = json.loads(run_file.read_text()) if run_file.is_file() else {}
+    except (OSError, ValueError):
+        return []
+    if not isinstance(record, dict):
+        return []
+    earlier = [d for d in record.get("earlier_datasets") or [] if isinstance(d, dict)]
+    own = [{**d, "stage": record.get("task")} for d in record.get("train_datasets") or [] if isinstance(d, dict)]
+    return earlier + own
 
 
 def _is_gmml(path: str) -> bool:
