@@ -73,6 +73,10 @@ _SETTINGS_FILE = re.compile(re.escape("prepare_settings.json"))
 _ADDED_SINCE = {"files": "image or mask files replaced in place",
                 "columns": "a changed source, patient, study, view, sex, age or split value (a source named after "
                            "its folder changes with the folder's name)"}
+# settings recorded for the model card, never checked: the name of the data's folder (never its path), which names a
+# folder layout's data (cxr_folder: "kermany_pediatric", a public set); a renamed copy resumes as before (a source named
+# after its folder is refused by `columns`), keeping the name recorded first
+_UNCHECKED = ("folder",)
 # the columns of each record that `columns` digests: images and masks are told by `files`, paths and labels by `records`
 _DIGESTED_COLUMNS = tuple(name for name in COLUMNS if name not in ("image", "mask", "path", "labels"))
 
@@ -82,7 +86,8 @@ def _check_settings(output_dir: Path, settings: dict) -> None:
     into place whole. A damaged one (an earlier version wrote it in place, and a kill could cut it short) is refused,
     naming it, when the folder holds anything of a shard, whose settings it can then no longer check; before any
     shard there is nothing to mix, and it is replaced, with a warning. A folder of an earlier version, which lacks
-    settings recorded since (`_ADDED_SINCE`), is checked on what it recorded, and they are added to its file."""
+    settings recorded since (`_ADDED_SINCE`), is checked on what it recorded, and they are added to its file.
+    `_UNCHECKED` settings are not compared; the first recorded are kept, and added to a file that lacks them."""
     path = output_dir / "prepare_settings.json"
     recorded = None
     if path.exists():
@@ -104,7 +109,10 @@ def _check_settings(output_dir: Path, settings: dict) -> None:
         warnings.warn(f"{path} was written by an earlier version, which recorded no {', '.join(unrecorded)}: "
                       f"{'; '.join(_ADDED_SINCE[key] for key in unrecorded)} since then cannot be told; they are "
                       "recorded from now on", stacklevel=3)
-    expected = {key: value for key, value in settings.items() if key not in unrecorded}
+    expected = {key: value for key, value in settings.items() if key not in unrecorded and key not in _UNCHECKED}
+    kept = {key: recorded[key] for key in _UNCHECKED if key in (recorded or {})}
+    if recorded is not None:
+        recorded = {key: value for key, value in recorded.items() if key not in _UNCHECKED}
     if recorded is not None and recorded != json.loads(json.dumps(expected)):
         differ = sorted(key for key in recorded.keys() | expected.keys()
                         if json.dumps(recorded.get(key)) != json.dumps(expected.get(key)))
@@ -119,8 +127,8 @@ def _check_settings(output_dir: Path, settings: dict) -> None:
                              "--output_dir (or the folder it was prepared from)")
         raise ValueError(f"{output_dir}: prepared with other settings ({', '.join(differ)} differ): "
                          f"{json.dumps(recorded)}, not {json.dumps(settings)}; use a new --output_dir")
-    if recorded is None or unrecorded:
-        write_atomically(path, json.dumps(settings))
+    if recorded is None or unrecorded or any(key in settings and key not in kept for key in _UNCHECKED):
+        write_atomically(path, json.dumps({**settings, **kept}))
 
 
 def _value_identity(value):
@@ -233,7 +241,8 @@ def prepare(name: str, data_dir, output_dir, *, size: int = 256, bits: int = 8, 
     _check_settings(output_dir, {"dataset": name, "size": size, "bits": bits, "shard_size": shard_size,
                                  "seed": seed, "split_fractions": split_fractions, "streaming": streaming,
                                  "options": options, "records": _records_digest(splits),
-                                 "files": _files_digest(splits), "columns": _columns_digest(splits)})
+                                 "files": _files_digest(splits), "columns": _columns_digest(splits),
+                                 "folder": Path(os.path.abspath(data_dir)).name if data_dir is not None else None})
     if streaming:  # one sequential pass: each file is read once, straight into its shard
         return _write_streams(splits, output_dir, info=info, size=size, bits=bits, shard_size=shard_size,
                               progress=progress)

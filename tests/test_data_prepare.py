@@ -615,6 +615,35 @@ def test_a_folder_prepared_before_file_states_were_recorded_still_resumes_and_re
         prepare("cxr_folder", data_dir, out, size=16, shard_size=2, progress=False)
 
 
+def test_the_data_folder_is_recorded_by_name_and_a_renamed_one_still_resumes(tmp_path, monkeypatch):
+    """The settings named the builder (cxr_folder), not the folder it read, so a model trained on the shards named its
+    data after the prepared folder ("kermany_64"), not the public set ("kermany_pediatric"), whose licence the card
+    then lost. The folder's name (never its path; "." is named as the folder it is) is recorded, and not checked: a
+    renamed copy whose rows name the same source still resumes, keeping the name recorded first, and a folder of an
+    earlier version, which recorded none, records it on resume, without a warning."""
+    import os
+
+    data_dir, out = layouts.cxr_folder(tmp_path / "kermany_pediatric"), tmp_path / "kermany_64"
+    options = dict(size=16, shard_size=2, split_fractions={"train": 1.0}, progress=False)
+    monkeypatch.chdir(data_dir)
+    prepare("cxr_folder", ".", out, **options)
+    monkeypatch.chdir(tmp_path)
+    settings = out / "prepare_settings.json"
+    assert json.loads(settings.read_text())["folder"] == "kermany_pediatric"
+    assert str(tmp_path) not in settings.read_text()
+    for path in (out / "train").glob("data-00000.*"):
+        path.unlink()  # as if the run had been killed before it
+    os.rename(data_dir, tmp_path / "copy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert prepare("cxr_folder", tmp_path / "copy", out, **options)["written"] == 8
+        assert json.loads(settings.read_text())["folder"] == "kermany_pediatric"
+        earlier = {key: value for key, value in json.loads(settings.read_text()).items() if key != "folder"}
+        settings.write_text(json.dumps(earlier))
+        assert prepare("cxr_folder", tmp_path / "copy", out, **options)["written"] == 8
+    assert json.loads(settings.read_text()) == {**earlier, "folder": "copy"}
+
+
 def test_a_mapped_stream_of_sixteen_bit_images_is_prepared_at_their_bit_depth(tmp_path):
     """A stream mapped before preparation (labels fixed, say) gives its images decoded, as PIL images: prepare_iterable
     failed on them (a TypeError, and another one for a stream mapped without features). They are read as they are,

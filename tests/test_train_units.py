@@ -1289,7 +1289,8 @@ def test_card_label_policy_states_the_uncertain_and_blank_defaults():
 
 def test_card_names_prepared_data_after_the_set_it_was_prepared_from(tmp_path):
     """A run on prepared shards named its data after their folder ("lungs"), so the card gave no source, licence or
-    population; the set they were prepared from is named, and folder layouts keep their folder's name."""
+    population; the set they were prepared from is named, and a folder layout's data the folder they were prepared from
+    ("kermany_pediatric", a public set, not the shards' "kermany_64"), as a run on the folder itself names them."""
     from train.run import data_name
 
     (tmp_path / "lungs").mkdir()
@@ -1297,7 +1298,12 @@ def test_card_names_prepared_data_after_the_set_it_was_prepared_from(tmp_path):
     assert data_name(TrainArgs(prepared_dir=str(tmp_path / "lungs"))) == "montgomery"
     (tmp_path / "kermany_small").mkdir()
     (tmp_path / "kermany_small" / "prepare_settings.json").write_text('{"dataset": "cxr_folder", "options": {}}')
-    assert data_name(TrainArgs(prepared_dir=str(tmp_path / "kermany_small"))) == "kermany_small"
+    assert data_name(TrainArgs(prepared_dir=str(tmp_path / "kermany_small"))) == "kermany_small"  # an earlier version
+    (tmp_path / "kermany_64").mkdir()  # a folder layout's shards are named after the folder they were prepared from
+    (tmp_path / "kermany_64" / "prepare_settings.json").write_text(
+        '{"dataset": "cxr_folder", "options": {}, "folder": "kermany_pediatric"}')
+    assert data_name(TrainArgs(prepared_dir=str(tmp_path / "kermany_64"))) == "kermany_pediatric"
+    assert data_name(TrainArgs(dataset="imagefolder", data_dir=str(tmp_path / "kermany_64" / "."))) == "kermany_64"
     assert data_name(TrainArgs(dataset="cxr_folder", data_dir="/data/kermany_pediatric")) == "kermany_pediatric"
     assert data_name(TrainArgs(dataset="nih", data_dir="/data/ChestX-ray14")) == "nih"
 

@@ -567,10 +567,11 @@ def model_card_run(args: TrainArgs, accelerator, processor, train_set, eval_set,
 
 def prepared_settings(prepared_dir: str | None) -> dict | None:
     """What --prepared_dir's prepare_settings.json says the shards were prepared from: {"dataset": the builder's name
-    or None, "options": its build options, or None where they cannot be told}; None without --prepared_dir or such a
-    file (shards saved otherwise). It only names the data and their label policy on the card: a damaged file (an
-    earlier version wrote it in place, and a kill could cut it short) is warned about, naming it, and the card then
-    names the data by their folder and the label policy "unknown". run_training reads it before training, since the
+    or None, "options": its build options, or None where they cannot be told, "folder": the name of the data's folder,
+    or None (an earlier version recorded none)}; None without --prepared_dir or such a file (shards saved otherwise).
+    It only names the data and their label policy on the card: a damaged file (an earlier version wrote it in place,
+    and a kill could cut it short) is warned about, naming it, and the card then names the data by their folder and
+    the label policy "unknown". run_training reads it before training, since the
     card is written after it."""
     if not prepared_dir:
         return None
@@ -581,27 +582,30 @@ def prepared_settings(prepared_dir: str | None) -> dict | None:
         saved = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(saved, dict):
             raise ValueError("not a JSON object")
-        dataset, options = saved.get("dataset"), saved.get("options", {})
-        if not (dataset is None or isinstance(dataset, str)) or not isinstance(options, dict):
-            raise ValueError(f"its dataset {dataset!r} or options {options!r} are not a name and a mapping")
+        dataset, options, folder = saved.get("dataset"), saved.get("options", {}), saved.get("folder")
+        if not all(value is None or isinstance(value, str) for value in (dataset, folder)) or \
+                not isinstance(options, dict):
+            raise ValueError(f"its dataset {dataset!r}, folder {folder!r} or options {options!r} are not names and a "
+                             "mapping")
     except (OSError, UnicodeDecodeError, ValueError) as error:
         logger.warning(f"{path} cannot be read ({error}): the model card names the training data by their folder "
                        "and their label policy \"unknown\"; the shards themselves are used as they are")
-        return {"dataset": None, "options": None}
-    return {"dataset": dataset, "options": options}
+        return {"dataset": None, "options": None, "folder": None}
+    return {"dataset": dataset, "options": options, "folder": folder}
 
 
 def data_name(args: TrainArgs, prepared: dict | None = None) -> str:
     """The training data's name on the card: a public set's builder name (for --prepared_dir, the one it was prepared
     from: `prepared`, its `prepared_settings`, read here when not given), whose source, licence and population the
-    card then gives; a folder layout's folder (kermany_pediatric, not cxr_folder)."""
+    card then gives; a folder layout's folder (kermany_pediatric, not cxr_folder; for --prepared_dir the one it was
+    prepared from, else, from an earlier version, which recorded none, the prepared folder)."""
     dataset, folder = args.dataset, args.data_dir
     if args.prepared_dir:
         prepared = prepared if prepared is not None else prepared_settings(args.prepared_dir)
-        dataset, folder = (prepared or {}).get("dataset"), args.prepared_dir
+        dataset, folder = (prepared or {}).get("dataset"), (prepared or {}).get("folder") or args.prepared_dir
     if dataset and dataset not in FOLDER_LAYOUTS:
         return dataset
-    return Path(folder or "data").name
+    return Path(os.path.abspath(folder or "data")).name  # "." names the folder it is
 
 
 def label_policy(args: TrainArgs, prepared: dict | None = None) -> str:
