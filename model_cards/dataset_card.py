@@ -8,7 +8,7 @@ from pathlib import Path
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from .privacy import find_local_paths, scrub
-from .sources import describe, lookup
+from .sources import code, describe, lookup
 
 TEMPLATE = Path(__file__).parent / "dataset_card_template.md"
 SPDX = {"CC BY 4.0": "cc-by-4.0", "CC BY 3.0": "cc-by-3.0"}
@@ -72,7 +72,7 @@ def write_dataset_card(dataset_dir, sources: list[str], *, title: str | None = N
         title=card_data.pretty_name,
         description=scrub(description) or "Chest X-rays converted to the cxrgm common schema (image, labels, patient, source).",
         sources=rows,
-        labels=labels,
+        labels=[code(label) for label in labels],
         splits=sorted((splits or saved_splits).items()),
         citations=sorted({s.citation for s in known.values() if s}),
     )

@@ -19,7 +19,7 @@ from modeling_cxrgm.image_processing_gmvit import SETTINGS as PROCESSOR_SETTINGS
 from modeling_cxrgm.image_processing_gmvit import GroupMaskedViTImageProcessor
 
 from .privacy import basename, find_local_paths, is_local_path, scrub
-from .sources import describe, lookup
+from .sources import code, describe, lookup
 
 NOT_RECORDED = "not recorded"
 TEMPLATE = Path(__file__).parent / "model_card_template.md"
@@ -328,7 +328,7 @@ def render_model_card(model_dir, run: dict) -> ModelCard:
         parameters=_text(f"{count:,}" if (count := _parameter_count(model_dir)) else None),
         gmml=[] if from_scratch else [(label, _text(config.get(key))) for key, label in GMML],
         head=_head(task, config),
-        labels=[_text(labels[k]) for k in sorted(labels, key=lambda k: int(k))] if task != "pretraining" else [],
+        labels=[code(labels[k]) for k in sorted(labels, key=lambda k: int(k))] if task != "pretraining" else [],
         training={
             "init": _text(training.get("init")),
             # a local folder (scrubbed to its name above) is no Hub repo: said so, rather than a bare "model"

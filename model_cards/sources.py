@@ -170,6 +170,12 @@ def lookup(name: str) -> Source | None:
     return SOURCES.get(str(name).strip().lower().replace("-", "_"))
 
 
+def code(name) -> str:
+    """`name` as Markdown inline code on one line (whitespace runs as one space, backticks as '): a list of such names
+    reads unambiguously where one holds a comma ("Pneumonia, viral")."""
+    return "`" + " ".join(str(name).split()).replace("`", "'") + "`"
+
+
 def describe(name, num_images=None, builder=None) -> str:
     """The card's "Source" text for a data set name: "<title>: <description>" for a known source, else what can be
     said of local data, e.g. "local data `my_cxrs` read by the `imagefolder` builder (120 images); not one of the

@@ -91,7 +91,7 @@ def test_card_documents_data_preprocessing_architecture_and_use(card_text):
     assert "| Windowing | not recorded |" in card_text
     assert "| Max corrupted fraction r (t ~ U(0.5, r)) | 0.75 |" in card_text and "| Blocks | 2 |" in card_text
     assert "| Duration | 1 h 30 min |" in card_text and "| Hardware | 1x H100 |" in card_text
-    assert "Labels: normal, pneumonia." in card_text
+    assert "Labels: `normal`, `pneumonia`." in card_text
     assert "arXiv:2211.12944" in card_text and "arXiv:2104.03602" in card_text and "2205.14986" in card_text
     assert "17 images" in card_text and "Kermany DS" in card_text
 
@@ -309,8 +309,26 @@ def test_dataset_card_of_prepared_shards_names_the_labels_in_order(tmp_path):
 
     prepare("sample", None, tmp_path, size=32)
     text = write_dataset_card(tmp_path, ["sample"]).read_text()
-    assert "in this order: normal, pneumonia (1 present" in text
+    assert "in this order: `normal`, `pneumonia` (1 present" in text
     assert "| train | 12 |" in text
+
+
+def test_cards_list_label_names_with_commas_unambiguously(tmp_path):
+    """Label names were joined with ", ": "normal, Pneumonia, viral" read as three labels, not two. Each is
+    inline code now, on one line."""
+    import datasets
+
+    from hf_datasets.schema import make_info
+
+    names = ["normal", "Pneumonia, viral", "two\nlines `x`"]
+    ds = datasets.Dataset.from_dict({"x": [1]}, info=make_info("cxr_folder", names))
+    datasets.DatasetDict({"train": ds}).save_to_disk(tmp_path / "data")
+    text = write_dataset_card(tmp_path / "data", ["my_cxrs"]).read_text()
+    assert "over 3 labels, in this order: `normal`, `Pneumonia, viral`, `two lines 'x'` (1 present" in text
+    config = GroupMaskedViTConfig(**TINY, num_labels=3, id2label=dict(enumerate(names)),
+                                  label2id={name: i for i, name in enumerate(names)})
+    folder = export(tmp_path / "model", GroupMaskedViTForImageClassification(config))
+    assert "Labels: `normal`, `Pneumonia, viral`, `two lines 'x'`." in write_model_card(folder, RUN).read_text()
 
 
 def test_card_of_a_model_trained_from_random_init_claims_no_gmml_pretraining(classifier_dir):
