@@ -306,6 +306,19 @@ def test_montgomery_images_of_one_patient_share_a_patient_id(tmp_path):
     assert by_path(ds, "MCUCXR_0001_0")["patient_id"] == "MCUCXR_0001_0"
 
 
+def test_montgomery_age_is_read_from_the_age_line_not_from_the_finding(tmp_path):
+    """A finding with the letters 'age' in it ("image", "stage") replaced the reading's age: by None, or by a
+    number in the finding."""
+    data_dir = layouts.montgomery(tmp_path)
+    readings = data_dir / "MontgomerySet" / "ClinicalReadings"
+    (readings / "MCUCXR_0104_1.txt").write_text("Patient's Sex: F\nPatient's Age: 042Y\n\n"
+                                                 "left upper lobe cavity, stage 2 changes\n")
+    (readings / "MCUCXR_0001_0.txt").write_text("Patient's Sex: M\nPatient's Age: 058Y\n\nnormal image\n")
+    ds = build("montgomery", data_dir)
+    assert by_path(ds, "MCUCXR_0104_1")["age"] == 42 and by_path(ds, "MCUCXR_0001_0")["age"] == 58
+    assert by_path(ds, "MCUCXR_0001_0")["sex"] == "M"
+
+
 def test_shenzhen(tmp_path):
     ds = build("shenzhen", layouts.shenzhen(tmp_path))
     assert by_path(ds, "CHNCXR_0327_1")["labels"] == [1.0]

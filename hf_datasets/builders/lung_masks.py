@@ -23,6 +23,7 @@ JSRT_CITATION = ("Shiraishi J, et al. Development of a digital image database fo
 
 
 SAME_PATIENT = re.compile(r"same (?:pt|patient) as (MCUCXR_\d+_[01])", re.IGNORECASE)
+READING_FIELD = re.compile(r"\s*(?:patient'?s\s+)?(sex|age)\s*:(.*)", re.IGNORECASE)  # "Patient's Age: 044Y"
 
 
 def _descend(root: Path, marker: str, *names: str) -> Path:
@@ -49,10 +50,11 @@ def _montgomery_reading(path: Path):
         return None, None, None
     sex = age = same_as = None
     for line in text_io(path):
-        if "sex" in line.lower():
-            sex = line.split(":", 1)[-1]
-        elif "age" in line.lower():
-            age = line.split(":", 1)[-1]
+        field = READING_FIELD.match(line)  # only the header lines: a finding's words ("image", "stage 2") are no age
+        if field and field.group(1).lower() == "sex" and sex is None:
+            sex = field.group(2)
+        elif field and field.group(1).lower() == "age" and age is None:
+            age = field.group(2)
         match = SAME_PATIENT.search(line)
         if match:
             same_as = match.group(1).upper()
