@@ -2,6 +2,7 @@
 
 import gzip
 import math
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -151,6 +152,29 @@ def test_table_rows_are_read_one_at_a_time(tmp_path):
     added = _add_wide_rows(tmp_path / "nih" / "Data_Entry_2017_v2020.csv", 400, 10_000,
                            lambda i: [f"unlisted{i}.png", "No Finding", "0", "9", "50", "M", "PA", "1", "1", "1", ""])
     assert _peak_traced_bytes(lambda: build_recipe("nih", tmp_path / "nih")) < added / 2
+
+
+@pytest.mark.parametrize("name,gone,listed_in", [
+    ("nih", "images_001/images/00000004_000.png", "Data_Entry_2017_v2020.csv"),
+    ("mimic_cxr_jpg", "files/p10/p10000898/s50771383/14b94c9b-a07dcf16-5f2bb3c8-f41d8aea-4d1dbbb1.jpg",
+     "mimic-cxr-2.0.0-split.csv"),
+    ("padchest", "1/216840111366964012819207061112010315104455352_04-024-184.png",
+     "PADCHEST_chest_x_ray_images_labels_160K_01.02.19.csv"),
+    ("vindr_cxr", "test/002a34c58c5b758217ed1f584ccbcfe9.dicom", "image_labels_train.csv / image_labels_test.csv"),
+    ("rsna_pneumonia", "stage_2_train_images/00436515-870c-4b36-a041-de91049b9ab4.dcm", "stage_2_train_labels.csv"),
+    ("covidx", "test/MIDRC-RICORD-1C-419639-000025-39079-0.png", "the split files")])
+def test_images_listed_but_not_found_are_named_in_a_warning(tmp_path, name, gone, listed_in):
+    """An image listed in the label files but missing from the folder (an images_XXX.tar.gz not unpacked, a partial
+    download) was left out without a word, shrinking even an official test set."""
+    layout = {"nih": layouts.nih, "mimic_cxr_jpg": layouts.mimic, "padchest": layouts.padchest,
+              "vindr_cxr": layouts.vindr, "rsna_pneumonia": layouts.rsna, "covidx": layouts.covidx}[name]
+    data_dir = layout(tmp_path / "set")
+    whole = sum(split.num_rows for split in build(name, data_dir).values())
+    (data_dir / gone).unlink()
+    with pytest.warns(UserWarning, match=rf"{name}: 1 images listed in {re.escape(listed_in)} were not found .*"
+                                         rf"{re.escape(Path(gone).name)}"):
+        ds = build(name, data_dir)
+    assert sum(split.num_rows for split in ds.values()) == whole - 1
 
 
 def test_padchest_sixteen_bit(tmp_path):

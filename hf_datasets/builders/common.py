@@ -65,6 +65,15 @@ def record(image, *, data_dir, labels=(), decode=False, mask=None, patient_id=No
             "path": os.path.relpath(image, data_dir)}
 
 
+def warn_not_found(name: str, missing: list, listed_in: str, shown: int = 5) -> None:
+    """Warn that images listed in the set's label files are not under its folder (a partial download, an image
+    archive not unpacked): they are left out, so the splits, an official test set too, are smaller than published."""
+    if missing:
+        names = ", ".join(map(str, missing[:shown])) + (f" and {len(missing) - shown} more" if len(missing) > shown else "")
+        warnings.warn(f"{name}: {len(missing)} images listed in {listed_in} were not found under the data folder and "
+                      f"are left out: {names}", stacklevel=3)
+
+
 def option_values(value) -> list | None:
     """A builder option that takes a list of values, given as a list, as one string (what `--option views=PA`
     passes) or None (no filter)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import LayoutError
-from .common import IMAGE_SUFFIXES, Recipe, record
+from .common import IMAGE_SUFFIXES, Recipe, record, warn_not_found
 
 CITATION = ("Wang L, Lin ZQ, Wong A. COVID-Net: a tailored deep convolutional neural network design "
             "for detection of COVID-19 cases from chest X-ray images. Scientific Reports 10, 2020.")
@@ -59,13 +59,15 @@ def build(data_dir, version: str | None = None) -> Recipe:
     if not entries:
         raise LayoutError(root, "no train*.txt / val*.txt / test*.txt split files")
     names = sorted({cls for _, _, _, cls, _ in entries})
-    records = []
+    records, missing = [], []
     for split, patient, file_name, cls, source in entries:
         image = root / split / file_name
         if not image.exists():
+            missing.append(f"{split}/{file_name}")
             continue
         records.append(record(image, data_dir=root, labels=[float(cls == n) for n in names],
                               patient_id=f"covidx_{source}_{patient}", source=source, split=split))
+    warn_not_found("covidx", missing, "the split files")
     return Recipe(name="covidx", records=records, label_names=names, bits=8,
                   about="COVIDx chest X-ray benchmark (COVID-Net); labels one-hot over classes.",
                   citation=CITATION, license="Per-source licences; see the COVID-Net repository",

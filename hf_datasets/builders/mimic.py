@@ -11,7 +11,7 @@ import numpy as np
 
 from ..labels import apply_label_policy
 from .chexpert import FINDINGS, raw_label
-from .common import Recipe, find_file, iter_table, option_values, record
+from .common import Recipe, find_file, iter_table, option_values, record, warn_not_found
 
 CITATION = ("Johnson AEW, Pollard TJ, et al. MIMIC-CXR-JPG, a large publicly available database "
             "of labeled chest radiographs. arXiv:1901.07042, 2019. PhysioNet.")
@@ -43,7 +43,7 @@ def build(data_dir, labeler: str = "chexpert", uncertain="ignore", blank="zeros"
     study_labels = _study_labels(root, labeler, names, uncertain, blank)
     image_views = {row["dicom_id"]: row.get("ViewPosition") or None for row in _rows(root, "mimic-cxr-2.0.0-metadata")}
     unlabelled = np.full(len(names), np.nan, np.float32)
-    records = []
+    records, missing = [], []
     for row in _rows(root, "mimic-cxr-2.0.0-split"):
         subject, study, dicom_id = row["subject_id"], row["study_id"], row["dicom_id"]
         view = image_views.get(dicom_id)
@@ -51,10 +51,12 @@ def build(data_dir, labeler: str = "chexpert", uncertain="ignore", blank="zeros"
             continue
         image = root / "files" / f"p{subject[:2]}" / f"p{subject}" / f"s{study}" / f"{dicom_id}.jpg"
         if not image.exists():
+            missing.append(image.relative_to(root))
             continue
         records.append(record(image, data_dir=root, labels=study_labels.get(study, unlabelled),
                               patient_id=f"mimic_{subject}", study_id=study, view=view,
                               source="mimic_cxr", split=row["split"]))
+    warn_not_found("mimic_cxr_jpg", missing, "mimic-cxr-2.0.0-split.csv")
     return Recipe(name="mimic_cxr_jpg", records=records, label_names=names, bits=8,
                   about=f"MIMIC-CXR-JPG ({labeler} labels); uncertain={uncertain!r}, blank={blank!r}.",
                   citation=CITATION, license="PhysioNet Credentialed Health Data License 1.5.0",

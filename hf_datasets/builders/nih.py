@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..errors import LayoutError
 from ..splits import patient_split
-from .common import Recipe, find_file, index_files, iter_table, record
+from .common import Recipe, find_file, index_files, iter_table, record, warn_not_found
 
 FINDINGS = ["Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule",
             "Pneumonia", "Pneumothorax", "Consolidation", "Edema", "Emphysema", "Fibrosis",
@@ -25,14 +25,18 @@ def _read_list(path) -> set[str]:
 
 
 def build(data_dir, validation_fraction: float = 0.1, seed: int = 0) -> Recipe:
-    entries = iter_table(find_file(data_dir, "Data_Entry_2017_v2020.csv", "Data_Entry_2017.csv"))
+    table = find_file(data_dir, "Data_Entry_2017_v2020.csv", "Data_Entry_2017.csv")
+    entries = iter_table(table)
     test = _read_list(find_file(data_dir, "test_list.txt"))
     trainval = _read_list(find_file(data_dir, "train_val_list.txt"))
     files = index_files(data_dir, (".png",))
-    records = []
+    records, missing = [], []
     for row in entries:
         name = row["Image Index"]
-        if name not in files or (name not in test and name not in trainval):
+        if name not in test and name not in trainval:
+            continue
+        if name not in files:
+            missing.append(name)
             continue
         found = set(row["Finding Labels"].split("|"))
         unknown = found - set(FINDINGS)
@@ -44,6 +48,7 @@ def build(data_dir, validation_fraction: float = 0.1, seed: int = 0) -> Recipe:
                               view=row["View Position"], sex=row["Patient Gender"],
                               age=row["Patient Age"], source="nih_chestxray14",
                               split="test" if name in test else "trainval"))
+    warn_not_found("nih", missing, table.name)
     pool = [r for r in records if r["split"] == "trainval"]
     drawn = patient_split([r["patient_id"] for r in pool],
                           {"train": 1 - validation_fraction, "validation": validation_fraction}, seed)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from .common import Recipe, find_file, index_files, option_values, read_table, record
+from .common import Recipe, find_file, index_files, option_values, read_table, record, warn_not_found
 
 CSV_NAME = "PADCHEST_chest_x_ray_images_labels_160K_01.02.19.csv"
 CITATION = ("Bustos A, Pertusa A, Salinas JM, de la Iglesia-Vaya M. PadChest: A large chest x-ray "
@@ -39,11 +39,12 @@ def build(data_dir, labels: list[str] | None = None, projections=None) -> Recipe
     files = index_files(data_dir, (".png",))
     parsed = [parse_findings(row["Labels"]) for row in rows]
     names = list(labels) if labels else sorted({f for fs in parsed if fs for f in fs})
-    records = []
+    records, missing = [], []
     for row, findings in zip(rows, parsed):
-        if row["ImageID"] not in files:
-            continue
         if projections is not None and row["Projection"] not in projections:
+            continue
+        if row["ImageID"] not in files:
+            missing.append(row["ImageID"])
             continue
         values = [float("nan")] * len(names) if findings is None else \
             [float(n in findings) for n in names]
@@ -52,6 +53,7 @@ def build(data_dir, labels: list[str] | None = None, projections=None) -> Recipe
                               view=row["Projection"], sex=row["PatientSex_DICOM"],
                               age=_age(row["PatientBirth"], row["StudyDate_DICOM"]),
                               source="padchest"))
+    warn_not_found("padchest", missing, CSV_NAME)
     return Recipe(name="padchest", records=records, label_names=names, bits=16,
                   about="PadChest (Hospital San Juan, Alicante); 16-bit PNGs, report-derived labels.",
                   citation=CITATION, license="PadChest Dataset Research Use Agreement",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import Recipe, find_file, iter_table, record
+from .common import Recipe, find_file, iter_table, record, warn_not_found
 
 CITATION = ("Shih G, Wu CC, Halabi SS, et al. Augmenting the National Institutes of Health Chest "
             "Radiograph Dataset with Expert Annotations of Possible Pneumonia. Radiology: AI 2019.")
@@ -16,9 +16,12 @@ CITATION = ("Shih G, Wu CC, Halabi SS, et al. Augmenting the National Institutes
 def build(data_dir) -> Recipe:
     root = Path(data_dir)
     targets: dict[str, float] = {}
-    for row in iter_table(find_file(root, "stage_2_train_labels.csv", "stage_1_train_labels.csv")):
+    table = find_file(root, "stage_2_train_labels.csv", "stage_1_train_labels.csv")
+    for row in iter_table(table):
         targets[row["patientId"]] = max(targets.get(row["patientId"], 0.0), float(row["Target"]))
     image_dir = find_file(root, "stage_2_train_images", "stage_1_train_images")
+    missing = [f"{pid}.dcm" for pid in targets if not (image_dir / f"{pid}.dcm").exists()]
+    warn_not_found("rsna_pneumonia", missing, table.name)
     records = [record(image_dir / f"{pid}.dcm", data_dir=root, labels=[target], decode=True,
                       patient_id=f"rsna_{pid}", source="rsna_pneumonia")
                for pid, target in targets.items() if (image_dir / f"{pid}.dcm").exists()]

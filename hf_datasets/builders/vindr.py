@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LayoutError
-from .common import Recipe, find_file, read_table, record
+from .common import Recipe, find_file, read_table, record, warn_not_found
 
 ID_COLUMNS = ("image_id", "rad_id")
 COLUMN_ALIASES = {"Other disease": "Other diseases"}  # image_labels_test.csv -> image_labels_train.csv
@@ -30,7 +30,7 @@ def build(data_dir, readers: str = "any") -> Recipe:
     if readers not in COMBINERS:
         raise ValueError(f"readers must be one of {list(COMBINERS)}, got {readers!r}")
     root = Path(data_dir)
-    records, names = [], None
+    records, names, missing = [], None, []
     for split in ("train", "test"):
         csv_path = find_file(root, f"annotations/image_labels_{split}.csv", f"image_labels_{split}.csv")
         rows = [{COLUMN_ALIASES.get(k, k): v for k, v in row.items()} for row in read_table(csv_path)]
@@ -44,10 +44,12 @@ def build(data_dir, readers: str = "any") -> Recipe:
         for image_id, image_votes in votes.items():
             image = root / split / f"{image_id}.dicom"
             if not image.exists():
+                missing.append(image.relative_to(root))
                 continue
             labels = COMBINERS[readers](np.asarray(image_votes, np.float32))
             records.append(record(image, data_dir=root, labels=labels, decode=True,
                                   patient_id=f"vindr_{image_id}", source="vindr_cxr", split=split))
+    warn_not_found("vindr_cxr", missing, "image_labels_train.csv / image_labels_test.csv")
     return Recipe(name="vindr_cxr", records=records, label_names=names, bits=16,
                   about=f"VinDr-CXR image-level labels, readers combined by {readers!r}. Patient "
                         "identity is not released, so each image counts as its own patient.",
