@@ -23,7 +23,7 @@ JSRT_CITATION = ("Shiraishi J, et al. Development of a digital image database fo
 
 
 SAME_PATIENT = re.compile(r"same (?:pt|patient) as (MCUCXR_\d+_[01])", re.IGNORECASE)
-READING_FIELD = re.compile(r"\s*(?:patient'?s\s+)?(sex|age)\s*:(.*)", re.IGNORECASE)  # "Patient's Age: 044Y"
+READING_FIELD = re.compile(r"\s*(?:patient\W?s\s+)?(sex|age)\s*:(.*)", re.IGNORECASE)  # "Patient's Age: 044Y"
 
 
 def _descend(root: Path, marker: str, *names: str) -> Path:
