@@ -149,7 +149,7 @@ def test_a_run_resumed_from_an_older_checkpoint_replaces_the_newer_ones_it_reach
             assert torch.equal(expected[name], actual[name]), (step, name)
 
 
-def test_a_new_run_in_a_folder_with_an_earlier_runs_checkpoints_is_refused(tmp_path):
+def test_a_new_run_in_a_folder_with_an_earlier_runs_checkpoints_is_refused(tmp_path, capsys):
     """The earlier run's checkpoints (higher steps) would outlive the new run's, and a later
     `--resume_from_checkpoint latest` would continue the earlier run under the new run's arguments."""
     from train.run import run_training
@@ -158,7 +158,9 @@ def test_a_new_run_in_a_folder_with_an_earlier_runs_checkpoints_is_refused(tmp_p
     with pytest.raises(ValueError, match=r"holds checkpoints of an earlier run \(up to step_00000003\): continue it "
                                          r"with --resume_from_checkpoint latest, or start a new --output_dir"):
         run_training(in_process_args(tmp_path / "run", lr=1e-4))
-    run_training(in_process_args(tmp_path / "fresh", resume_from_checkpoint="latest"))  # none yet: starts
+    capsys.readouterr()
+    run_training(in_process_args(tmp_path / "fresh", resume_from_checkpoint="latest"))  # none yet: starts, saying so
+    assert f"No checkpoint in {tmp_path / 'fresh' / 'checkpoints'} yet: starting from step 0" in capsys.readouterr().out
 
 
 def test_resuming_a_run_that_reached_max_steps_trains_no_further(tmp_path):

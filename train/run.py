@@ -339,6 +339,8 @@ def run_training(args: TrainArgs) -> dict:
         checkpoint.check_process_count(resume, accelerator.num_processes)
     else:
         check_no_earlier_run(output_dir)
+        if args.resume_from_checkpoint:  # "latest" before the first save (a preempted job relaunched with it)
+            accelerator.print(f"No checkpoint in {output_dir / 'checkpoints'} yet: starting from step 0")
     if folder == init_repo and not (resume is not None and (resume / "config.json").is_file()):
         init_folder(given.init)  # not at hand, and no checkpoint to resume the model from: raises, naming it
     check_init(args, resume)
