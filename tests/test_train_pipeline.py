@@ -183,6 +183,15 @@ def test_a_crop_range_that_is_not_a_low_high_pair_is_refused_before_training(tmp
     assert not (tmp_path / "a").exists()
 
 
+@pytest.mark.parametrize("max_steps", [-1, 0])
+def test_a_max_steps_that_is_not_positive_is_refused_before_training(tmp_path, max_steps):
+    """-1 (transformers' "no limit") stopped the run before its first step and exported the untrained model; 0 was
+    silently no limit."""
+    with pytest.raises(ValueError, match=rf"max_steps must be positive \(or None: every --epochs\), got {max_steps}"):
+        run_training(tiny("pretraining", tmp_path / "a", max_steps=max_steps))
+    assert not (tmp_path / "a").exists()
+
+
 def test_clear_errors_before_training(runs, tmp_path):
     root, _ = runs
     with pytest.raises(FileNotFoundError, match="config.json"):

@@ -130,7 +130,26 @@ def test_resuming_another_folders_checkpoint_checks_that_runs_arguments(tmp_path
     assert (tmp_path / "moved" / "checkpoints" / "step_00000003").is_dir()
 
 
-def test_a_new_run_in_a_folder_with_an_earlier_runs_checkpoints_is_refused(tmp_path):
+def test_a_run_resumed_from_an_older_checkpoint_replaces_the_newer_ones_it_reaches(tmp_path):
+    """Resumed from step_00000002 with more --epochs (other schedules), the run's steps 3 and 4 are not those the
+    first run saved: they replace them (they were kept, and `latest` then continued the abandoned run)."""
+    from train.run import run_training
+
+    run_training(in_process_args(tmp_path / "run", max_steps=4, save_total_limit=10))
+    shutil.copytree(tmp_path / "run", tmp_path / "fresh")
+    for step in (3, 4):
+        shutil.rmtree(tmp_path / "fresh" / "checkpoints" / f"step_{step:08d}")
+    for run in ("run", "fresh"):
+        run_training(in_process_args(tmp_path / run, max_steps=4, save_total_limit=10, epochs=3,
+                                     resume_from_checkpoint=str(tmp_path / run / "checkpoints" / "step_00000002")))
+    for step in (3, 4):
+        expected = load_file(tmp_path / "fresh" / "checkpoints" / f"step_{step:08d}" / "model.safetensors")
+        actual = load_file(tmp_path / "run" / "checkpoints" / f"step_{step:08d}" / "model.safetensors")
+        for name in expected:
+            assert torch.equal(expected[name], actual[name]), (step, name)
+
+
+def test_a_new_run_in_a_folder_with_an_earlier_runs_checkpoints_is_refused(tmp_path, capsys):
     """The earlier run's checkpoints (higher steps) would outlive the new run's, and a later
     `--resume_from_checkpoint latest` would continue the earlier run under the new run's arguments."""
     from train.run import run_training
@@ -139,7 +158,9 @@ def test_a_new_run_in_a_folder_with_an_earlier_runs_checkpoints_is_refused(tmp_p
     with pytest.raises(ValueError, match=r"holds checkpoints of an earlier run \(up to step_00000003\): continue it "
                                          r"with --resume_from_checkpoint latest, or start a new --output_dir"):
         run_training(in_process_args(tmp_path / "run", lr=1e-4))
-    run_training(in_process_args(tmp_path / "fresh", resume_from_checkpoint="latest"))  # none yet: starts
+    capsys.readouterr()
+    run_training(in_process_args(tmp_path / "fresh", resume_from_checkpoint="latest"))  # none yet: starts, saying so
+    assert f"No checkpoint in {tmp_path / 'fresh' / 'checkpoints'} yet: starting from step 0" in capsys.readouterr().out
 
 
 def test_resuming_a_run_that_reached_max_steps_trains_no_further(tmp_path):

@@ -33,7 +33,7 @@ from .export import apply_umask
 PREFIX = "step_"
 MANIFEST = "manifest.json"  # what a complete checkpoint holds; written after everything else
 logger = logging.getLogger(__name__)
-_SAVED: set[str] = set()  # the checkpoint folders this process saved (no need to read them back to know them whole)
+_SAVED: set[str] = set()  # the checkpoint folders (resolved) this run saved or resumed from: not saved again
 
 
 @dataclass
@@ -139,6 +139,7 @@ def resolve(resume: str | None, output_dir) -> Path | None:
 def choose(accelerator, resume: str | None, output_dir) -> Path | None:
     """`resolve` on the main process (which reads and checks the files once, and warns once); every process gets
     its answer, so that all resume from the same checkpoint or all raise its error."""
+    _SAVED.clear()  # a new run (several may run in one process): none of its checkpoints saved yet
     answer = [None, None]
     if accelerator.is_main_process:
         try:
@@ -160,8 +161,8 @@ def save(accelerator, output_dir, step: int, limit: int, processor=None, model_c
     root = Path(output_dir) / "checkpoints"
     final = root / f"{PREFIX}{step:08d}"
     temporary = root / f".tmp-{PREFIX}{step:08d}"
-    if final.exists() and (str(final) in _SAVED or problem(final) is None):  # saved already (at an epoch's end,
-        return final  # or when a run resumed where it had stopped): a damaged folder is replaced, not kept
+    if str(final.resolve()) in _SAVED:  # saved already (at an epoch's end), or the one this run resumed from; another
+        return final  # run's (resumed from an older one) or a damaged folder is replaced, not kept
     if accelerator.is_main_process:
         shutil.rmtree(temporary, ignore_errors=True)
         temporary.mkdir(parents=True)
@@ -195,7 +196,7 @@ def save(accelerator, output_dir, step: int, limit: int, processor=None, model_c
         for leftover in root.glob(".t*"):
             shutil.rmtree(leftover, ignore_errors=True)
     accelerator.wait_for_everyone()
-    _SAVED.add(str(final))
+    _SAVED.add(str(final.resolve()))
     return final
 
 
@@ -240,3 +241,4 @@ def load(accelerator, path: Path):
         accelerator.load_state(str(path))
     except (RuntimeError, KeyError, ValueError) as err:
         raise ValueError(f"Checkpoint {path} does not match this run's model or optimiser: {err}") from err
+    _SAVED.add(str(Path(path).resolve()))

@@ -117,6 +117,8 @@ def check_args(args: TrainArgs) -> None:
         raise ValueError(f"mixed_precision must be no, bf16 or fp16, got {args.mixed_precision!r}")
     if args.epochs < 1 or args.batch_size < 1 or args.grad_accum_steps < 1:
         raise ValueError("epochs, batch_size and grad_accum_steps must be positive")
+    if args.max_steps is not None and args.max_steps < 1:  # -1, "no limit" elsewhere, stopped before the first step
+        raise ValueError(f"max_steps must be positive (or None: every --epochs), got {args.max_steps}")
     if args.save_total_limit < 0:
         raise ValueError(f"save_total_limit must be 0 (no checkpoints) or more, got {args.save_total_limit}")
     intervals = {"eval_every_epochs": args.eval_every_epochs, "log_every_steps": args.log_every_steps,
@@ -337,6 +339,8 @@ def run_training(args: TrainArgs) -> dict:
         checkpoint.check_process_count(resume, accelerator.num_processes)
     else:
         check_no_earlier_run(output_dir)
+        if args.resume_from_checkpoint:  # "latest" before the first save (a preempted job relaunched with it)
+            accelerator.print(f"No checkpoint in {output_dir / 'checkpoints'} yet: starting from step 0")
     if folder == init_repo and not (resume is not None and (resume / "config.json").is_file()):
         init_folder(given.init)  # not at hand, and no checkpoint to resume the model from: raises, naming it
     check_init(args, resume)
