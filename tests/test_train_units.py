@@ -423,6 +423,21 @@ def test_checkpoint_retention_and_half_written_folders_are_ignored(tmp_path):
         checkpoint.resolve(str(tmp_path / "nothing"), tmp_path)
 
 
+def test_resuming_from_an_older_checkpoint_warns_of_the_newer_ones(tmp_path, caplog):
+    """Resumed by path from step 1 of a run that went on to steps 2 and 3: those are named (`latest` would pick them
+    while this run has not yet replaced them); resumed from the newest, nothing is said."""
+    for step in (1, 2, 3):
+        checkpoint.save(_Saver(), tmp_path, step, limit=3)
+    folders = tmp_path / "checkpoints"
+    with caplog.at_level("WARNING", logger=checkpoint.logger.name):
+        assert checkpoint.resolve(str(folders / "step_00000001"), tmp_path).name == "step_00000001"
+    assert "older than step_00000002, step_00000003 of this run" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger=checkpoint.logger.name):
+        checkpoint.resolve(str(folders / "step_00000003"), tmp_path)
+    assert "older than" not in caplog.text
+
+
 def test_checkpoint_retention_keeps_complete_checkpoints_and_replaces_damaged_ones(tmp_path):
     """A run resumed from step 1 past damaged checkpoints 2 and 3: the damaged folders do not count towards the limit
     (they pushed out the checkpoint just saved), step 2's is saved again rather than kept, and damaged folders a newer

@@ -128,12 +128,27 @@ def resolve(resume: str | None, output_dir) -> Path | None:
     if not (path / MANIFEST).is_file():
         logger.warning(f"Checkpoint {path} has no {MANIFEST} (an earlier version of this trainer wrote it, or its "
                        "save did not finish): its files cannot be checked before they are loaded")
+        _warn_of_newer(path, output_dir)
         return path
     reason = problem(path)
     if reason is not None:
         raise ValueError(f"--resume_from_checkpoint {resume}: the checkpoint is damaged: {reason}; resume from "
                          "another one (latest: the newest complete one)")
+    _warn_of_newer(path, output_dir)
     return path
+
+
+def _warn_of_newer(path: Path, output_dir) -> None:
+    """Warn when the run's own checkpoints hold newer steps than `path`, the one resumed from: they belong to the
+    run as it went before; this run saves its own over each as it reaches its step, and until then `latest` would
+    resume them, not this run."""
+    if path.parent.resolve() != (Path(output_dir) / "checkpoints").resolve():
+        return
+    newer = [folder.name for folder in checkpoints(output_dir) if folder.name > path.name]
+    if newer:
+        logger.warning(f"Resuming from {path.name}, older than {', '.join(newer)} of this run: each is replaced by "
+                       "this run's own when it reaches that step; a run stopped before then leaves them, and "
+                       "--resume_from_checkpoint latest would then go on from them, not from this run")
 
 
 def choose(accelerator, resume: str | None, output_dir) -> Path | None:
