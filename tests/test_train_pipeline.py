@@ -767,6 +767,16 @@ def test_a_training_split_without_a_class_is_reported_naming_it(tmp_path, caplog
     assert "no positive image" not in caplog.text
 
 
+def test_evaluations_the_exported_model_was_picked_from_are_counted_over_resumes(tmp_path):
+    """A first invocation stopped by --max_steps evaluates where it stops; resumed, the run evaluates every 2 epochs:
+    3 evaluations, which the schedule of the final arguments alone put at 2."""
+    args = dict(eval_split="test", epochs=4, eval_every_epochs=2)
+    run_training(tiny("classification", tmp_path / "ft", max_steps=1, **args))
+    run_training(tiny("classification", tmp_path / "ft", resume_from_checkpoint="latest", **args))
+    run = json.loads((tmp_path / "ft" / "model" / "run.json").read_text())
+    assert run["eval_dataset"]["selected_by"]["evaluations"] == 3
+
+
 def test_the_card_says_its_results_come_from_the_split_that_picked_the_checkpoint(runs):
     """The exported model is the best of the evaluations on the evaluation split, and the card's results are that
     split's: on a few images the best of several evaluations is optimistic, and the card presented it as a plain

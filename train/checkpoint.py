@@ -41,7 +41,7 @@ class TrainState:
     """Where training is: optimiser step, epoch, micro-batches done in that epoch, best evaluation so far, the last
     step evaluated (a run resumed there does not evaluate it again), the seconds the run took before this process (a
     checkpoint stores them with this process's time added), and the sums of the losses (and mask fractions) read so
-    far in this epoch, so a resumed epoch reports its whole mean."""
+    far in this epoch, so a resumed epoch reports its whole mean, and the number of evaluations done."""
 
     step: int = 0
     epoch: int = 0
@@ -49,6 +49,7 @@ class TrainState:
     best_metric: float | None = None
     best_step: int | None = None
     evaluated_step: int | None = None  # the last step evaluated (None: none yet, or a checkpoint without it)
+    evaluations: int | None = 0  # evaluations done so far (None: resumed from a checkpoint that kept no count)
     seconds: float = 0.0
     epoch_sums: dict = field(default_factory=lambda: {"loss": 0.0, "mask_fraction": 0.0, "count": 0})
 
@@ -65,6 +66,8 @@ class TrainState:
     def load_state_dict(self, state: dict):
         for key, value in state.items():
             setattr(self, key, value)
+        if "evaluations" not in state:  # an earlier version's checkpoint: the count before it is not known
+            self.evaluations = None
         self._since = time.perf_counter()
 
 

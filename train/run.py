@@ -427,9 +427,10 @@ def run_training(args: TrainArgs) -> dict:
     metrics = json.loads((output_dir / "best" / "metrics.json").read_text())
     if accelerator.is_main_process:
         epochs_trained = state.epoch + state.batch_in_epoch / len(train_loader)  # < --epochs after --max_steps
-        # evaluations the best model was picked from: every eval_every_epochs epochs, and at the end of the run
-        evaluations = state.epoch // args.eval_every_epochs + bool(state.epoch % args.eval_every_epochs
-                                                                    or state.batch_in_epoch)
+        # evaluations the best model was picked from, as counted; resumed from a checkpoint that kept no count: every
+        # eval_every_epochs epochs and at the end of the run, as the run's final arguments schedule them
+        evaluations = state.evaluations if state.evaluations is not None else \
+            state.epoch // args.eval_every_epochs + bool(state.epoch % args.eval_every_epochs or state.batch_in_epoch)
         run = model_card_run(args, accelerator, processor, train_set, eval_set, state.elapsed(), epochs_trained,
                              selected_by=best_name if eval_loader is not None else None, evaluations=evaluations,
                              init_repo=init_repo, prepared=prepared)
@@ -482,6 +483,7 @@ def _evaluate_and_keep_best(model, eval_loader, accelerator, ctx, args, state, s
         accelerator.print(f"step {state.step}: " + ", ".join(
             f"{k} {v:.4f}" for k, v in metrics.items() if "/" not in k and k not in ("epoch", "step")))
         state.evaluated_step = state.step
+        state.evaluations = None if state.evaluations is None else state.evaluations + 1
         if improved:
             state.best_metric, state.best_step = value, state.step
             weights = accelerator.get_state_dict(unwrapped)  # on every process: under FSDP this gathers the shards
