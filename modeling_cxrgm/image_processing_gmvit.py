@@ -78,7 +78,7 @@ def _bits_used(tensor: torch.Tensor) -> int:
 
 def _to_unit_float(array, bit_depth: int | None) -> torch.Tensor:
     """Integer, float or bool array/tensor -> float32 tensor in [0, 1], integers scaled by the real bit depth:
-    `bit_depth` when given, else 8 for uint8 and the bits used (`_bits_used`) for wider integers; bool is 0 / 1."""
+    8 for uint8, else `bit_depth` when given and the bits used (`_bits_used`) otherwise; bool is 0 / 1."""
     if isinstance(array, np.ndarray):
         if array.dtype.kind not in "buif":
             raise TypeError(f"Unsupported image dtype {array.dtype}")
@@ -100,7 +100,7 @@ def _to_unit_float(array, bit_depth: int | None) -> torch.Tensor:
                 f"[{tensor.min().item():.3g}, {tensor.max().item():.3g}]. Pass integers to scale by bit depth."
             )
         return tensor
-    depth = bit_depth or (8 if eight_bit else _bits_used(tensor))
+    depth = 8 if eight_bit else bit_depth or _bits_used(tensor)
     if tensor.numel() and (tensor.min() < 0 or tensor.max() > 2**depth - 1):
         raise ValueError(f"Integer image values must lie in 0..{2**depth - 1} for a bit depth of {depth}")
     return tensor.to(torch.float32) / float(2**depth - 1)
@@ -185,9 +185,10 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
             with `PAD_LABEL`, ignored by the loss and by Dice / IoU), "squash" stretches.
         do_normalize (`bool`), image_mean / image_std (`list[float]`): per channel; CXR statistics by default
             (`normalization="imagenet"` picks ImageNet's for 3-channel models started from ImageNet weights).
-        bit_depth (`int`, *optional*): bits used by integer inputs (e.g. 12) that do not state theirs (a PNG written
-            by hf_datasets states it, `BIT_DEPTH_KEY`, and is read by it); by default 8 for uint8 and, for wider
-            integers, the smallest of 8..16 bits that holds each image's largest value (as data preparation does).
+        bit_depth (`int`, *optional*): bits used by integer inputs wider than uint8 (e.g. 12) that do not state
+            theirs (a PNG written by hf_datasets states it, `BIT_DEPTH_KEY`, and is read by it); uint8 is always 8
+            bits; by default the smallest of 8..16 bits that holds each image's largest value (as data preparation
+            does).
         equalize (`bool`): histogram-equalise each image over its own pixels before resizing, which removes
             exposure and processing differences between sites and devices (see `_equalize`).
     """

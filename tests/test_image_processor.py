@@ -78,6 +78,15 @@ def test_values_beyond_the_declared_bit_depth_are_refused():
         unnormalised(bit_depth=12)(gradient(dtype=np.uint16, top=5000))
 
 
+def test_a_bit_depth_for_wide_integers_leaves_8_bit_images_at_8_bits():
+    """A processor saved with bit_depth=12 (a PadChest model) still reads 8-bit PNGs / JPEGs / arrays as 0..255:
+    scaled by 4095 they came out nearly black."""
+    expected = unnormalised()(gradient()).pixel_values
+    processor = unnormalised(bit_depth=12)
+    for image in (gradient(), Image.fromarray(gradient()), torch.from_numpy(gradient())):
+        assert torch.equal(processor(image).pixel_values, expected)
+
+
 def test_float_and_tensor_inputs():
     array = gradient().astype(np.float32) / 255
     from_numpy = unnormalised()(array).pixel_values
