@@ -92,16 +92,20 @@ def _to_unit_float(array, bit_depth: int | None) -> torch.Tensor:
             tensor = array.to(torch.float32)
         else:
             tensor = array if array.is_floating_point() else array.to(torch.int64)
+    if not tensor.numel():
+        raise ValueError(f"The image has no pixels (shape {tuple(tensor.shape)})")
     if tensor.is_floating_point():
         tensor = tensor.float()
-        if tensor.numel() and (tensor.min() < 0 or tensor.max() > 1):
+        if not tensor.isfinite().all():
+            raise ValueError("Float images must not hold NaN or infinite values")
+        if tensor.min() < 0 or tensor.max() > 1:
             raise ValueError(
                 "Float images must be in [0, 1]; got values in "
                 f"[{tensor.min().item():.3g}, {tensor.max().item():.3g}]. Pass integers to scale by bit depth."
             )
         return tensor
     depth = 8 if eight_bit else bit_depth or _bits_used(tensor)
-    if tensor.numel() and (tensor.min() < 0 or tensor.max() > 2**depth - 1):
+    if tensor.min() < 0 or tensor.max() > 2**depth - 1:
         raise ValueError(f"Integer image values must lie in 0..{2**depth - 1} for a bit depth of {depth}")
     return tensor.to(torch.float32) / float(2**depth - 1)
 

@@ -87,6 +87,21 @@ def test_a_bit_depth_for_wide_integers_leaves_8_bit_images_at_8_bits():
         assert torch.equal(processor(image).pixel_values, expected)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_float_images_with_nan_or_inf_are_refused(bad):
+    """They went through and gave NaN pixel values, so NaN probabilities, without a word."""
+    array = gradient().astype(np.float32) / 255
+    array[2, 3] = bad
+    for image in (array, torch.from_numpy(array)):
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            unnormalised()(image)
+
+
+def test_an_image_without_pixels_is_refused_as_such():
+    with pytest.raises(ValueError, match="no pixels"):
+        unnormalised()(np.zeros((0, 10), np.uint8))
+
+
 def test_float_and_tensor_inputs():
     array = gradient().astype(np.float32) / 255
     from_numpy = unnormalised()(array).pixel_values
