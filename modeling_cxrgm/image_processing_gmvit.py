@@ -3,12 +3,14 @@
 Accepted images: PIL (L, I;16, I, F, RGB, RGBA, LA, P, PA, 1), numpy (H, W) / (H, W, C) uint8 / uint16 / float in
 [0, 1] / bool, torch (H, W) / (C, H, W) / (H, W, C) tensors, a list of those, or a stacked batch (numpy
 (B, H, W[, C]), torch (B, C, H, W)).
+PIL images are turned upright as their EXIF Orientation says.
 Integers are scaled by their real bit depth: the depth a PNG states (hf_datasets' 16-bit images: 16), else 8 for
 uint8; for wider integers `bit_depth` if given, else the smallest of 8..16 bits that holds the image's largest value
-(PadChest: 12 bits stored in 16); 16-bit images are never clipped to 8 bits. RGB becomes grey by luminance when `num_channels` is 1 (pipelines hand over RGB);
-grey is replicated when it is 3.
+(PadChest: 12 bits stored in 16); 16-bit images are never clipped to 8 bits. RGB becomes grey by luminance when
+`num_channels` is 1 (pipelines hand over RGB); grey is replicated when it is 3.
 
-This file is copied next to the weights by `save_pretrained`, so it imports only torch, numpy and transformers.
+This file is copied next to the weights by `save_pretrained`, so it imports only torch, numpy and transformers (and
+Pillow's ImageOps for a PIL image given).
 """
 
 import numpy as np
@@ -26,6 +28,7 @@ SETTINGS = ("size", "num_channels", "resize_mode", "do_normalize", "image_mean",
             "bit_depth", "equalize")  # the constructor's arguments
 CHANNELS = (1, 3, 4)  # grey, RGB, RGBA (alpha dropped)
 BIT_DEPTH_KEY = "bit depth"  # PNG text chunk with the bits an image is scaled by (hf_datasets' 16-bit images: 16)
+ORIENTATION_TAG = 0x0112  # EXIF Orientation
 
 
 def _pil_to_array(image) -> np.ndarray:
@@ -61,6 +64,15 @@ def _equalize(tensor: torch.Tensor) -> torch.Tensor:
 
 def _is_pil(image) -> bool:
     return hasattr(image, "mode") and hasattr(image, "size") and hasattr(image, "getbands")
+
+
+def _upright(image):
+    """A PIL image turned as its EXIF Orientation says (as viewers, `datasets` and train.predict show it)."""
+    if image.getexif().get(ORIENTATION_TAG, 1) == 1:
+        return image
+    from PIL import ImageOps  # a PIL image was given, so Pillow is installed
+
+    return ImageOps.exif_transpose(image)
 
 
 def _stated_bits(image) -> int | None:
@@ -250,7 +262,7 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
     def to_unit_tensor(self, image) -> torch.Tensor:
         """One image -> float32 (num_channels, H, W) in [0, 1]."""
         if _is_pil(image):
-            array = _pil_to_array(image)
+            array = _pil_to_array(_upright(image))
             tensor, from_numpy = _to_unit_float(array, _stated_bits(image) or self.bit_depth), True
         elif isinstance(image, np.ndarray):
             tensor, from_numpy = _to_unit_float(image, self.bit_depth), True

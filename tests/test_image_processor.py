@@ -102,6 +102,17 @@ def test_an_image_without_pixels_is_refused_as_such():
         unnormalised()(np.zeros((0, 10), np.uint8))
 
 
+def test_a_pil_image_is_turned_upright_as_its_exif_orientation_says(tmp_path):
+    """A phone photo or scanner JPEG stored sideways with an Orientation tag: `Image.open` gives it to the processor
+    as stored; it reached the model sideways, unlike the same file read by train.predict or `datasets`."""
+    upright = Image.fromarray(gradient(8, 12))
+    exif = Image.Exif()
+    exif[Image.ExifTags.Base.Orientation] = 6  # stored turned 90 degrees anticlockwise: display turns it clockwise
+    upright.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "sideways.png", exif=exif)
+    expected = unnormalised(size=12)(upright).pixel_values
+    assert torch.equal(unnormalised(size=12)(Image.open(tmp_path / "sideways.png")).pixel_values, expected)
+
+
 def test_float_and_tensor_inputs():
     array = gradient().astype(np.float32) / 255
     from_numpy = unnormalised()(array).pixel_values
