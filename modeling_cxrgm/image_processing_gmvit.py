@@ -231,6 +231,8 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
             raise ValueError(f"resize_mode must be one of {RESIZE_MODES}, got {resize_mode!r}")
         if normalization not in ("cxr", "imagenet"):
             raise ValueError(f"normalization must be 'cxr' or 'imagenet', got {normalization!r}")
+        if bit_depth is not None and not (isinstance(bit_depth, int) and 8 <= bit_depth <= 16):
+            raise ValueError(f"bit_depth must be None or an integer from 8 to 16, got {bit_depth!r}")
         if isinstance(size, dict):
             size = _square_side(size)
         if normalization == "imagenet" and num_channels == 3:

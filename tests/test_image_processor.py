@@ -113,6 +113,13 @@ def test_a_pil_image_is_turned_upright_as_its_exif_orientation_says(tmp_path):
     assert torch.equal(unnormalised(size=12)(Image.open(tmp_path / "sideways.png")).pixel_values, expected)
 
 
+@pytest.mark.parametrize("bit_depth", [0, 4, 24, 12.5, "12"])
+def test_a_bit_depth_outside_8_to_16_bits_is_refused(bit_depth):
+    """0 was ignored silently, 24 made every 16-bit image black, "12" (a YAML string) failed at the first image."""
+    with pytest.raises(ValueError, match="bit_depth"):
+        GroupMaskedViTImageProcessor(bit_depth=bit_depth)
+
+
 def test_float_and_tensor_inputs():
     array = gradient().astype(np.float32) / 255
     from_numpy = unnormalised()(array).pixel_values
