@@ -307,7 +307,10 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
         """A mask (PIL / numpy / tensor, (H, W)) -> int64 (size, size) by nearest resize, padded with `PAD_LABEL`;
         0/255 masks become 0/1, also with grey edges (anti-aliased, resized or JPEG masks: 128-254 is lung). A mask of
         another size than its image, `image_size` (H, W), is first resized to it (it covers the whole image, as SCR's
-        1024 px masks of JSRT's 2048 px images do), so both are padded alike."""
+        1024 px masks of JSRT's 2048 px images do), so both are padded alike. A PIL mask is turned upright as its
+        EXIF Orientation says, as images are."""
+        if _is_pil(segmentation_map):
+            segmentation_map = _upright(segmentation_map)  # as its image, when drawn on it
         if _is_pil(segmentation_map) and segmentation_map.mode in ("RGB", "RGBA"):
             segmentation_map = segmentation_map.convert("L")
         if isinstance(segmentation_map, torch.Tensor):

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from modeling_cxrgm import GroupMaskedViTImageProcessor
-from modeling_cxrgm.image_processing_gmvit import BIT_DEPTH_KEY, CXR_MEAN, CXR_STD
+from modeling_cxrgm.image_processing_gmvit import BIT_DEPTH_KEY, CXR_MEAN, CXR_STD, PAD_LABEL
 
 
 def unnormalised(size=8, num_channels=1, **kwargs):
@@ -111,6 +111,12 @@ def test_a_pil_image_is_turned_upright_as_its_exif_orientation_says(tmp_path):
     upright.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "sideways.png", exif=exif)
     expected = unnormalised(size=12)(upright).pixel_values
     assert torch.equal(unnormalised(size=12)(Image.open(tmp_path / "sideways.png")).pixel_values, expected)
+    sideways = Image.open(tmp_path / "sideways.png")
+    mask = sideways.point(lambda value: 255 if value > 127 else 0)  # drawn on the file: keeps its Orientation tag
+    out = unnormalised(size=12)(sideways, segmentation_maps=mask)
+    content = out.labels[0] != PAD_LABEL
+    assert content.sum() == 8 * 12
+    assert torch.equal(out.labels[0][content], (out.pixel_values[0, 0] > 127 / 255).long()[content])
 
 
 @pytest.mark.parametrize("bit_depth", [0, 4, 24, 12.5, "12"])
