@@ -392,12 +392,12 @@ def _preprocessing(model_dir: Path, saved: dict, recorded: dict) -> dict:
 
 
 def _bit_depth(value) -> str:
-    """Bits integer inputs are scaled by: a PNG that states its depth (hf_datasets' 16-bit images) by that one, the
-    others by `value`; None means the processor's default: 8 for 8-bit images, else the bits the largest value
+    """Bits integer inputs are scaled by: 8-bit images by 8, a PNG that states its depth (hf_datasets' 16-bit images)
+    by that one, the others by `value`; None means the processor's default for those: the bits the largest value
     needs."""
     if value is None:
         return "native: 8 for 8-bit images, else the bits the largest value needs (8 to 16, e.g. 12)"
-    return f"{_text(value)} (integer images that do not state their own)"
+    return f"{_text(value)} (wider integer images that do not state their own; 8-bit images: 8)"
 
 
 def _equalize(value) -> str:

@@ -3,12 +3,14 @@
 Accepted images: PIL (L, I;16, I, F, RGB, RGBA, LA, P, PA, 1), numpy (H, W) / (H, W, C) uint8 / uint16 / float in
 [0, 1] / bool, torch (H, W) / (C, H, W) / (H, W, C) tensors, a list of those, or a stacked batch (numpy
 (B, H, W[, C]), torch (B, C, H, W)).
+PIL images are turned upright as their EXIF Orientation says.
 Integers are scaled by their real bit depth: the depth a PNG states (hf_datasets' 16-bit images: 16), else 8 for
 uint8; for wider integers `bit_depth` if given, else the smallest of 8..16 bits that holds the image's largest value
-(PadChest: 12 bits stored in 16); 16-bit images are never clipped to 8 bits. RGB becomes grey by luminance when `num_channels` is 1 (pipelines hand over RGB);
-grey is replicated when it is 3.
+(PadChest: 12 bits stored in 16); 16-bit images are never clipped to 8 bits. RGB becomes grey by luminance when
+`num_channels` is 1 (pipelines hand over RGB); grey is replicated when it is 3.
 
-This file is copied next to the weights by `save_pretrained`, so it imports only torch, numpy and transformers.
+This file is copied next to the weights by `save_pretrained`, so it imports only torch, numpy and transformers (and
+Pillow's ImageOps for a PIL image given).
 """
 
 import numpy as np
@@ -26,6 +28,7 @@ SETTINGS = ("size", "num_channels", "resize_mode", "do_normalize", "image_mean",
             "bit_depth", "equalize")  # the constructor's arguments
 CHANNELS = (1, 3, 4)  # grey, RGB, RGBA (alpha dropped)
 BIT_DEPTH_KEY = "bit depth"  # PNG text chunk with the bits an image is scaled by (hf_datasets' 16-bit images: 16)
+ORIENTATION_TAG = 0x0112  # EXIF Orientation
 
 
 def _pil_to_array(image) -> np.ndarray:
@@ -63,6 +66,15 @@ def _is_pil(image) -> bool:
     return hasattr(image, "mode") and hasattr(image, "size") and hasattr(image, "getbands")
 
 
+def _upright(image):
+    """A PIL image turned as its EXIF Orientation says (as viewers, `datasets` and train.predict show it)."""
+    if image.getexif().get(ORIENTATION_TAG, 1) == 1:
+        return image
+    from PIL import ImageOps  # a PIL image was given, so Pillow is installed
+
+    return ImageOps.exif_transpose(image)
+
+
 def _stated_bits(image) -> int | None:
     """The bit depth a PIL image's file states (`BIT_DEPTH_KEY`), else None."""
     value = str(image.info.get(BIT_DEPTH_KEY, ""))
@@ -78,7 +90,7 @@ def _bits_used(tensor: torch.Tensor) -> int:
 
 def _to_unit_float(array, bit_depth: int | None) -> torch.Tensor:
     """Integer, float or bool array/tensor -> float32 tensor in [0, 1], integers scaled by the real bit depth:
-    `bit_depth` when given, else 8 for uint8 and the bits used (`_bits_used`) for wider integers; bool is 0 / 1."""
+    8 for uint8, else `bit_depth` when given and the bits used (`_bits_used`) otherwise; bool is 0 / 1."""
     if isinstance(array, np.ndarray):
         if array.dtype.kind not in "buif":
             raise TypeError(f"Unsupported image dtype {array.dtype}")
@@ -92,16 +104,20 @@ def _to_unit_float(array, bit_depth: int | None) -> torch.Tensor:
             tensor = array.to(torch.float32)
         else:
             tensor = array if array.is_floating_point() else array.to(torch.int64)
+    if not tensor.numel():
+        raise ValueError(f"The image has no pixels (shape {tuple(tensor.shape)})")
     if tensor.is_floating_point():
         tensor = tensor.float()
-        if tensor.numel() and (tensor.min() < 0 or tensor.max() > 1):
+        if not tensor.isfinite().all():
+            raise ValueError("Float images must not hold NaN or infinite values")
+        if tensor.min() < 0 or tensor.max() > 1:
             raise ValueError(
                 "Float images must be in [0, 1]; got values in "
                 f"[{tensor.min().item():.3g}, {tensor.max().item():.3g}]. Pass integers to scale by bit depth."
             )
         return tensor
-    depth = bit_depth or (8 if eight_bit else _bits_used(tensor))
-    if tensor.numel() and (tensor.min() < 0 or tensor.max() > 2**depth - 1):
+    depth = 8 if eight_bit else bit_depth or _bits_used(tensor)
+    if tensor.min() < 0 or tensor.max() > 2**depth - 1:
         raise ValueError(f"Integer image values must lie in 0..{2**depth - 1} for a bit depth of {depth}")
     return tensor.to(torch.float32) / float(2**depth - 1)
 
@@ -185,9 +201,10 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
             with `PAD_LABEL`, ignored by the loss and by Dice / IoU), "squash" stretches.
         do_normalize (`bool`), image_mean / image_std (`list[float]`): per channel; CXR statistics by default
             (`normalization="imagenet"` picks ImageNet's for 3-channel models started from ImageNet weights).
-        bit_depth (`int`, *optional*): bits used by integer inputs (e.g. 12) that do not state theirs (a PNG written
-            by hf_datasets states it, `BIT_DEPTH_KEY`, and is read by it); by default 8 for uint8 and, for wider
-            integers, the smallest of 8..16 bits that holds each image's largest value (as data preparation does).
+        bit_depth (`int`, *optional*): bits used by integer inputs wider than uint8 (e.g. 12) that do not state
+            theirs (a PNG written by hf_datasets states it, `BIT_DEPTH_KEY`, and is read by it); uint8 is always 8
+            bits; by default the smallest of 8..16 bits that holds each image's largest value (as data preparation
+            does).
         equalize (`bool`): histogram-equalise each image over its own pixels before resizing, which removes
             exposure and processing differences between sites and devices (see `_equalize`).
     """
@@ -214,6 +231,8 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
             raise ValueError(f"resize_mode must be one of {RESIZE_MODES}, got {resize_mode!r}")
         if normalization not in ("cxr", "imagenet"):
             raise ValueError(f"normalization must be 'cxr' or 'imagenet', got {normalization!r}")
+        if bit_depth is not None and not (isinstance(bit_depth, int) and 8 <= bit_depth <= 16):
+            raise ValueError(f"bit_depth must be None or an integer from 8 to 16, got {bit_depth!r}")
         if isinstance(size, dict):
             size = _square_side(size)
         if normalization == "imagenet" and num_channels == 3:
@@ -245,7 +264,7 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
     def to_unit_tensor(self, image) -> torch.Tensor:
         """One image -> float32 (num_channels, H, W) in [0, 1]."""
         if _is_pil(image):
-            array = _pil_to_array(image)
+            array = _pil_to_array(_upright(image))
             tensor, from_numpy = _to_unit_float(array, _stated_bits(image) or self.bit_depth), True
         elif isinstance(image, np.ndarray):
             tensor, from_numpy = _to_unit_float(image, self.bit_depth), True
@@ -288,7 +307,10 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
         """A mask (PIL / numpy / tensor, (H, W)) -> int64 (size, size) by nearest resize, padded with `PAD_LABEL`;
         0/255 masks become 0/1, also with grey edges (anti-aliased, resized or JPEG masks: 128-254 is lung). A mask of
         another size than its image, `image_size` (H, W), is first resized to it (it covers the whole image, as SCR's
-        1024 px masks of JSRT's 2048 px images do), so both are padded alike."""
+        1024 px masks of JSRT's 2048 px images do), so both are padded alike. A PIL mask is turned upright as its
+        EXIF Orientation says, as images are."""
+        if _is_pil(segmentation_map):
+            segmentation_map = _upright(segmentation_map)  # as its image, when drawn on it
         if _is_pil(segmentation_map) and segmentation_map.mode in ("RGB", "RGBA"):
             segmentation_map = segmentation_map.convert("L")
         if isinstance(segmentation_map, torch.Tensor):

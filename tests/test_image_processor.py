@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from modeling_cxrgm import GroupMaskedViTImageProcessor
-from modeling_cxrgm.image_processing_gmvit import BIT_DEPTH_KEY, CXR_MEAN, CXR_STD
+from modeling_cxrgm.image_processing_gmvit import BIT_DEPTH_KEY, CXR_MEAN, CXR_STD, PAD_LABEL
 
 
 def unnormalised(size=8, num_channels=1, **kwargs):
@@ -76,6 +76,54 @@ def test_a_dim_16_bit_png_written_by_the_data_sets_is_read_at_the_depth_it_state
 def test_values_beyond_the_declared_bit_depth_are_refused():
     with pytest.raises(ValueError, match="0..4095"):
         unnormalised(bit_depth=12)(gradient(dtype=np.uint16, top=5000))
+
+
+def test_a_bit_depth_for_wide_integers_leaves_8_bit_images_at_8_bits():
+    """A processor saved with bit_depth=12 (a PadChest model) still reads 8-bit PNGs / JPEGs / arrays as 0..255:
+    scaled by 4095 they came out nearly black."""
+    expected = unnormalised()(gradient()).pixel_values
+    processor = unnormalised(bit_depth=12)
+    for image in (gradient(), Image.fromarray(gradient()), torch.from_numpy(gradient())):
+        assert torch.equal(processor(image).pixel_values, expected)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_float_images_with_nan_or_inf_are_refused(bad):
+    """They went through and gave NaN pixel values, so NaN probabilities, without a word."""
+    array = gradient().astype(np.float32) / 255
+    array[2, 3] = bad
+    for image in (array, torch.from_numpy(array)):
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            unnormalised()(image)
+
+
+def test_an_image_without_pixels_is_refused_as_such():
+    with pytest.raises(ValueError, match="no pixels"):
+        unnormalised()(np.zeros((0, 10), np.uint8))
+
+
+def test_a_pil_image_is_turned_upright_as_its_exif_orientation_says(tmp_path):
+    """A phone photo or scanner JPEG stored sideways with an Orientation tag: `Image.open` gives it to the processor
+    as stored; it reached the model sideways, unlike the same file read by train.predict or `datasets`."""
+    upright = Image.fromarray(gradient(8, 12))
+    exif = Image.Exif()
+    exif[Image.ExifTags.Base.Orientation] = 6  # stored turned 90 degrees anticlockwise: display turns it clockwise
+    upright.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "sideways.png", exif=exif)
+    expected = unnormalised(size=12)(upright).pixel_values
+    assert torch.equal(unnormalised(size=12)(Image.open(tmp_path / "sideways.png")).pixel_values, expected)
+    sideways = Image.open(tmp_path / "sideways.png")
+    mask = sideways.point(lambda value: 255 if value > 127 else 0)  # drawn on the file: keeps its Orientation tag
+    out = unnormalised(size=12)(sideways, segmentation_maps=mask)
+    content = out.labels[0] != PAD_LABEL
+    assert content.sum() == 8 * 12
+    assert torch.equal(out.labels[0][content], (out.pixel_values[0, 0] > 127 / 255).long()[content])
+
+
+@pytest.mark.parametrize("bit_depth", [0, 4, 24, 12.5, "12"])
+def test_a_bit_depth_outside_8_to_16_bits_is_refused(bit_depth):
+    """0 was ignored silently, 24 made every 16-bit image black, "12" (a YAML string) failed at the first image."""
+    with pytest.raises(ValueError, match="bit_depth"):
+        GroupMaskedViTImageProcessor(bit_depth=bit_depth)
 
 
 def test_float_and_tensor_inputs():

@@ -208,7 +208,7 @@ def test_card_states_the_input_convention_of_the_folders_processor(tmp_path):
     text = write_model_card(folder, run).read_text()
     assert "| Normalisation | (x - mean) / std per channel, mean 0.4, std 0.3 (custom) |" in text
     assert "| Resize | squash to 32 px (stretched) |" in text
-    assert "| Bit depth | 12 (integer images that do not state their own) |" in text
+    assert "| Bit depth | 12 (wider integer images that do not state their own; 8-bit images: 8) |" in text
     assert "| Histogram equalisation | yes, per image |" in text
     assert "| Windowing | as stored |" in text  # before the processor: the run's record
     (settings,) = re.findall(r"`GroupMaskedViTImageProcessor\((.*)\)`", text)

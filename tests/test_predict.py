@@ -278,3 +278,26 @@ def test_a_run_folder_given_for_its_export_is_named_as_such(tmp_path, monkeypatc
         predict.main(["--model", str(run), "--inputs", str(tmp_path / "a.png")])
     with pytest.raises(FileNotFoundError, match=rf"--model {tmp_path}: no config.json there \(expected"):
         evaluate.load_model(str(tmp_path))
+
+
+def test_an_image_the_processor_refuses_is_named_and_can_be_skipped(tmp_path):
+    """A full-range 16-bit PNG given to a model whose processor reads 12 bits: the processor's error stopped the run
+    without naming the file, even with --on_error skip."""
+    import io
+
+    import numpy as np
+
+    from hf_datasets.errors import DataError
+
+    model = pneumonia_classifier(tmp_path / "model")
+    GroupMaskedViTImageProcessor(size=32, bit_depth=12).save_pretrained(model)
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((40, 30), 60000, dtype=np.uint16)).save(buffer, format="PNG")
+    folder = scans_with_a_bad_file(tmp_path, buffer.getvalue())
+    command = ["--model", model, "--inputs", str(folder), "--output", str(tmp_path / "p.csv")]
+    with pytest.raises(DataError, match=r"b\.png: .*0\.\.4095"):
+        predict.main(command)
+    predict.main([*command, "--on_error", "skip"])
+    assert [Path(r["path"]).name for r in rows(tmp_path / "p.csv")] == ["a.jpeg"]
+    assert [(Path(r["path"]).name, "0..4095" in r["reason"]) for r in rows(tmp_path / "p_skipped.csv")] == [
+        ("b.png", True)]

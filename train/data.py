@@ -183,9 +183,9 @@ class CXRDataset(torch.utils.data.Dataset):
 
     task: "pretraining" (images only), "classification" (labels per `label_mode`) or "segmentation" (masks).
     uint8: images as uint8 0-255 (the resized unit-range image rounded to 8 bits) instead of float32; by default
-    when the first image is 8-bit, the set is not a 16-bit one (whose first image may happen to be 8-bit) and the
-    processor uses the full 8 bits. A grey 8-bit image that needs no resizing (shards prepared at the training
-    size) is then only decoded and padded, which is several times faster.
+    when the first image is 8-bit and the set is not a 16-bit one (whose first image may happen to be 8-bit). A grey
+    8-bit image that needs no resizing (shards prepared at the training size) is then only decoded and padded, which
+    is several times faster.
 
     cache_bytes: a set whose items all fit in this many bytes keeps each item once made, in every process that reads
     it (each loader worker holds its own copy): a small labelled set is then decoded once per worker, not once per
@@ -208,8 +208,7 @@ class CXRDataset(torch.utils.data.Dataset):
         self.storage = image_storage(ds) if self.bits == 16 else None  # for `restate_bit_depths`
         if uint8 is None:
             first = self._row(0)["image"] if self.rows else None
-            uint8 = (getattr(first, "mode", None) in EIGHT_BIT_MODES and processor.bit_depth in (None, 8)
-                     and self.bits != 16)
+            uint8 = getattr(first, "mode", None) in EIGHT_BIT_MODES and self.bits != 16
         self.uint8 = uint8
         self.cache = {} if len(self.rows) * self.item_bytes() <= cache_bytes else None
 

@@ -93,14 +93,17 @@ class _Files(torch.utils.data.Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int) -> dict:
-        from hf_datasets.errors import DataError
+        from hf_datasets.errors import DataError, ImageReadError
 
         path = self.files[i]
         try:
             image = read_image(path)
         except DataError as err:
             return {"path": path, "error": (type(err), err.reason)}
-        pixel_values = self.processor(images=[image], return_tensors="pt")["pixel_values"][0]
+        try:
+            pixel_values = self.processor(images=[image], return_tensors="pt")["pixel_values"][0]
+        except (ValueError, TypeError) as err:  # an image the model's processor refuses, e.g. beyond its bit depth
+            return {"path": path, "error": (ImageReadError, f"the model's image processor refuses it: {err}")}
         return {"path": path, "pixel_values": pixel_values, "size": _size(image)}
 
 
