@@ -119,15 +119,27 @@ def first_covering_rectangle_by_loop(rectangles, grid_h, grid_w):
     return first
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-@pytest.mark.parametrize("count", [1, 11, 12, 40])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("count", [1, 84, 85, 86, 255])
 def test_first_covering_rectangle_is_the_first_in_draw_order(count, dtype):
-    rectangles = masking._rectangles_in_cells(count, 6, 13, 17, 1, 6, 8, torch.Generator().manual_seed(count), None)
-    first = masking._first_covering_rectangle(rectangles, 13, 17, dtype)
-    assert first.dtype == torch.int16 and first.shape == (6, 13, 17)
-    reference = first_covering_rectangle_by_loop(rectangles, 13, 17)
-    assert (reference == count).any() and (reference == 0).any() and (reference == count - 1).any()
+    """Exact across the chunks of 85 rectangles, in float32 and bfloat16 sums."""
+    rectangles = masking._rectangles_in_cells(count, 6, 40, 50, 1, 6, 8, torch.Generator().manual_seed(count), None)
+    first = masking._first_covering_rectangle(rectangles, 40, 50, dtype)
+    assert first.dtype == torch.int16 and first.shape == (6, 40, 50)
+    reference = first_covering_rectangle_by_loop(rectangles, 40, 50)
+    assert (reference == count).any() and (reference == 0).any() and (reference >= count - 2).any()
     assert torch.equal(first.long(), reference)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_first_covering_rectangle_under_every_later_rectangle(dtype):
+    """A cell under all rectangles from the first one over it on: the largest sums the weights can make."""
+    for first_over in (0, 1, 84, 85, 86, 170, 254):
+        top, left = torch.zeros(1, 255, dtype=torch.int64), torch.zeros(1, 255, dtype=torch.int64)
+        bottom, right = torch.full_like(top, 3), torch.full_like(top, 4)  # each over the whole 3 x 4 grid
+        bottom[0, :first_over] = 0  # the earlier ones empty
+        first = masking._first_covering_rectangle((top, bottom, left, right), 3, 4, dtype)
+        assert torch.equal(first, torch.full((1, 3, 4), first_over, dtype=torch.int16)), first_over
 
 
 @pytest.mark.parametrize("count, dtype", [(2**15 - 2, torch.int16), (2**15 - 1, torch.int32)])
@@ -143,7 +155,7 @@ def test_first_covering_rectangle_indices_widen_past_int16(count, dtype):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_on_a_gpu_all_union_methods_give_the_same_masks():
-    """On CUDA first cover runs a float16 matrix product, matmul a bfloat16 one: both exact."""
+    """On CUDA first cover and matmul run bfloat16 matrix products: both exact."""
     edges = torch.tensor([0.0, 1e-6, 0.5, 0.7499, 0.75], device="cuda")
     for seed, (height, width, align) in enumerate([(224, 224, 1), (224, 224, 1), (112, 160, 16), (96, 64, 1)]):
         generator = torch.Generator("cuda").manual_seed(seed)
