@@ -12,7 +12,9 @@
 # packages, bring the folder that `make offline` fills (OFFLINE, default ./offline): its wheels are installed into
 # a temporary folder first, without touching the image's packages, and its cache serves the sample images.
 # SMOKE=1 runs the same commands at a tiny size without compiling (a check of the script on CPU).
-# ROWS=small,e2e (for example) runs only those rows. Three rows run only when named: `small-attention` (our ViT-S rows
+# ROWS=small,e2e (for example) runs only those rows. Four rows run only when named: `small-host` (compiled ViT-S
+# fine-tuning beside timm with our stochastic depth off, profiled, then GMML, fine-tuning and timm compiled with
+# CUDA graphs, `reduce-overhead`: whether the host bounds the compiled step; about 4 minutes), `small-attention` (our ViT-S rows
 # eager with each scaled_dot_product_attention backend forced: cudnn, flash, efficient; about 2 minutes),
 # `small-batch` (ViT-S fine-tuning at batch 64, the quality preset's, where the host bounds the step: the model's
 # step beside the peers, the training loop's step alone and end to end (on DATA's Kermany images, DATA default
@@ -25,8 +27,8 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 OUT=${OUT:-benchmarks/out}
 PEAK=${PEAK:-989}  # dense bf16 TFLOP/s of an H100/H200 SXM, for MFU
-# A comma-separated subset of gpu-tests,small,e2e,small-compiled,base,base-compiled,small-attention,small-batch,
-# device-smoke (to split the run over calls, or to repeat one); by default all but the last three.
+# A comma-separated subset of gpu-tests,small,e2e,small-compiled,base,base-compiled,small-host,small-attention,
+# small-batch,device-smoke (to split the run over calls, or to repeat one); by default all but the last four.
 ROWS=${ROWS:-gpu-tests,small,e2e,small-compiled,base,base-compiled}
 mkdir -p "$OUT"
 log="$OUT/throughput.jsonl"
@@ -50,6 +52,7 @@ if [[ "${SMOKE:-0}" == 1 ]]; then
   first=tiny
   later=()  # no compiled rows, no second size
   backends=(flash math)  # the CPU has no cuDNN or memory-efficient attention
+  compile_only=()  # compiling takes minutes on a CPU
   e2e=(--preset vit_tiny_patch16_224 --batch-size 2 --steps 1 --warmup 1 --image-size 32 --num-workers 1)
   small_batch=(--batch-size 2 --steps 1 --warmup 1 --image-size 32)
   small_batch_e2e=(--preset vit_tiny_patch16_224 "${small_batch[@]}" --num-workers 1)
@@ -58,6 +61,7 @@ else
   first=small
   later=("small --compile" "base" "base --compile")
   backends=(cudnn flash efficient)
+  compile_only=(--compile)
   e2e=(--preset vit_small_patch16_224 --batch-size 256 --warmup 60 --steps 120)  # past the 14 x 4 batches in flight
   small_batch=(--batch-size 64 --steps 20 --warmup 5)
   small_batch_e2e=(--preset vit_small_patch16_224 --batch-size 64 --warmup 40 --steps 60 --num-workers 8)
@@ -101,6 +105,12 @@ if selected small-attention; then
     row "$first sdpa $backend" "$PYTHON" benchmarks/throughput.py --size "$first" "${common[@]}" \
       --only cxrgm_gmml_pretrain,cxrgm_cls --sdpa-backend "$backend"
   done
+fi
+if selected small-host; then  # is the compiled ViT-S fine-tuning step bound by the host? (profiles: launches per step)
+  row "$first compiled, no stochastic depth" "$PYTHON" benchmarks/throughput.py --size "$first" "${common[@]}" \
+    "${compile_only[@]}" --only cxrgm_cls,timm --drop-path 0 "${profile[@]}"
+  row "$first compiled, CUDA graphs" "$PYTHON" benchmarks/throughput.py --size "$first" "${common[@]}" \
+    "${compile_only[@]}" --compile-mode reduce-overhead --only cxrgm_gmml_pretrain,cxrgm_cls,timm
 fi
 if selected small-batch; then
   row "$first batch 64" "$PYTHON" benchmarks/throughput.py --size "$first" "${small_batch[@]}" --only cls

@@ -57,7 +57,8 @@ def count_step(step, batch_size: int) -> tuple[float, float]:
 
 def profile_steps(step, device: str, path: Path, title: str, steps: int = 3) -> None:
     """Appends to `path`, under `title`, the operators (and on a GPU the kernels) of `steps` more steps, by device
-    time, top 40."""
+    time, top 40; on a GPU also the kernel launches per step and the top 25 by host time, which tell a host-bound
+    step (the device waiting for launches) from a device-bound one."""
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
@@ -65,11 +66,16 @@ def profile_steps(step, device: str, path: Path, title: str, steps: int = 3) -> 
         for _ in range(steps):
             step()
         synchronize(device)
+    events = profiler.key_averages()
     sort_by = "self_device_time_total" if device == "cuda" else "self_cpu_time_total"
-    table = profiler.key_averages().table(sort_by=sort_by, row_limit=40, max_name_column_width=90)
+    text = f"== {title}: {steps} steps\n{events.table(sort_by=sort_by, row_limit=40, max_name_column_width=90)}\n"
+    if device == "cuda":
+        launches = sum(event.count for event in events if "LaunchKernel" in event.key or "GraphLaunch" in event.key)
+        text += (f"kernel launches per step: {launches / steps:.0f}\n-- by host time\n"
+                 f"{events.table(sort_by='self_cpu_time_total', row_limit=25, max_name_column_width=90)}\n")
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as out:
-        out.write(f"== {title}: {steps} steps\n{table}\n\n")
+        out.write(text + "\n")
 
 
 SDPA_BACKENDS = {"cudnn": "CUDNN_ATTENTION", "flash": "FLASH_ATTENTION", "efficient": "EFFICIENT_ATTENTION",

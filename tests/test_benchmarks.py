@@ -74,6 +74,17 @@ def test_gpu_script_attention_row_forces_each_backend(tmp_path):
                      for backend in ("flash", "math")}
 
 
+def test_gpu_script_host_row_runs_fine_tuning_without_stochastic_depth_then_all_three_again(tmp_path):
+    """small-host: our fine-tuning beside timm with our stochastic depth off, profiled, then GMML, fine-tuning and
+    timm with CUDA graphs (on CPU, eager)."""
+    lines = lines_of_gpu_script(tmp_path, "small-host")
+    runs = [line["drop_path"] for line in lines if "drop_path" in line]  # each throughput.py run's header
+    assert runs == [0.0, 0.1]
+    names = [line["name"] for line in lines if "img_per_s" in line]
+    assert names[:1] == ["cxrgm_cls_finetune"] and set(names[1:]) >= {"cxrgm_gmml_pretrain", "cxrgm_cls_finetune"}
+    assert "cxrgm_cls_finetune (size tiny" in (tmp_path / "profiles.txt").read_text()
+
+
 def test_gpu_script_small_batch_row_times_the_fine_tuning_step_three_ways(tmp_path):
     """The model's step beside the peers, the training loop's step alone, and end to end through the loader, the
     latter on DATA's labelled Kermany images (a GPU host given offline/data need not also have the sample cache)."""
