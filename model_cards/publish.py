@@ -2,9 +2,10 @@
 
 Only the files a Hub user needs are sent (weights, config, model code, processor, card, metrics); a folder missing
 any of the required ones is refused, and so is one whose text files mention a local path. Pushing to a repo that
-already holds an earlier version deletes the weights (models) or Arrow and JSON files (data sets) that the new folder no
-longer has; other files added to the repo are kept. The card's usage examples are pointed at the repo pushed to. The token comes from the argument, else `HF_TOKEN` (or a saved
-`huggingface-cli login`); it is never printed.
+already holds an earlier version deletes the weights (models) or Arrow and JSON files (data sets) that the new folder
+no longer has; other files added to the repo are kept. The card is pointed at the repo pushed to (usage examples,
+title, model-index name) and left as it was when the push fails. The token comes from the argument, else `HF_TOKEN`
+(or a saved `huggingface-cli login`); it is never printed.
 """
 
 from __future__ import annotations
@@ -74,18 +75,25 @@ def check_no_local_paths(folder, names) -> None:
         raise ValueError(f"Refusing to publish local paths: {leaks}. Remove them (e.g. re-export) and try again.")
 
 
-def point_card_at(model_dir: Path, repo_id: str) -> None:
-    """Make the card's usage examples load `repo_id`, the repo it is pushed to: the export may name another repo (its
-    run's --hub_model_id) or a placeholder (none given). Only those quoted names change; the rest of the card is kept."""
+def point_card_at(model_dir: Path, repo_id: str) -> str | None:
+    """Make the card name `repo_id`, the repo it is pushed to: the export may name another repo (its run's
+    --hub_model_id) or a placeholder (none given). The usage examples' quoted repo ids change, and with them the
+    title and the model-index name (the repo's name); the rest of the card is kept. Returns the card's text before
+    the change, None when nothing changed."""
     card = model_dir / "README.md"
-    text = card.read_text(encoding="utf-8")
+    before = text = card.read_text(encoding="utf-8")
     named = set(re.findall(r'(?:from_pretrained\(|model=)"([^"\s]+/[^"\s]+)"', text)) - {repo_id}
     if not named:
-        return
+        return None
+    name = repo_id.split("/")[-1]
     for other in named:
         text = text.replace(f'"{other}"', f'"{repo_id}"')
+        other_name = re.escape(other.split("/")[-1])
+        text = re.sub(rf"^- name: {other_name}$", f"- name: {name}", text, count=1, flags=re.MULTILINE)
+        text = re.sub(rf"^# {other_name}$", f"# {name}", text, count=1, flags=re.MULTILINE)
     card.write_text(text, encoding="utf-8")
-    logger.info("The card's examples now load %s (they named %s)", repo_id, ", ".join(sorted(named)))
+    logger.info("The card now names %s (it named %s)", repo_id, ", ".join(sorted(named)))
+    return before
 
 
 def _resolve_token(token: str | None) -> str:
@@ -125,12 +133,17 @@ def push_model(model_dir, repo_id: str, *, private: bool = True, revision: str |
     check_no_local_paths(model_dir, names)
     _check_repo_id(repo_id)
     token = _resolve_token(token)  # before the card changes: a push refused here leaves the export as it was
-    point_card_at(model_dir, repo_id)
+    card_before = point_card_at(model_dir, repo_id)
     skipped = sorted(p.name for p in model_dir.iterdir() if p.name not in names)
     if skipped:
         logger.info("Not uploading %s", skipped)
-    return _push(model_dir, repo_id, "model", private=private, revision=revision, commit_message=commit_message,
-                 token=token, replaced=MODEL_REPLACED, allow_patterns=names)
+    try:
+        return _push(model_dir, repo_id, "model", private=private, revision=revision, commit_message=commit_message,
+                     token=token, replaced=MODEL_REPLACED, allow_patterns=names)
+    except BaseException:
+        if card_before is not None:  # the repo did not get this card: the export keeps the one it had
+            (model_dir / "README.md").write_text(card_before, encoding="utf-8")
+        raise
 
 
 def push_dataset(dataset_dir, repo_id: str, *, private: bool = True, revision: str | None = None,

@@ -26,9 +26,10 @@ HUB_CODE = {"configuration_gmvit.py", "modeling_gmvit.py", "masking.py", "image_
 class MockHub:
     """Just enough of the Hub's HTTP API for create_repo, create_branch and upload_folder; records what arrives."""
 
-    def __init__(self, remote_files=()):
+    def __init__(self, remote_files=(), refuse_commits=False):
         self.requests, self.repos, self.branches, self.commits, self.lfs = [], [], [], [], {}
         self.remote_files = list(remote_files)
+        self.refuse_commits = refuse_commits
 
     def __call__(self, request):
         import httpx2
@@ -67,6 +68,8 @@ class MockHub:
     def _commit(self, request):
         import httpx2
 
+        if self.refuse_commits:
+            return httpx2.Response(403, json={"error": "You don't have the rights to create a commit"})
         commit = {"path": request.url.path, "files": {}, "deleted": []}
         for line in request.content.decode().splitlines():
             item = json.loads(line)
@@ -89,28 +92,28 @@ class MockHub:
         return {"requests": self.requests, "repos": self.repos, "branches": self.branches, "commits": self.commits}
 
 
-def install(record_path: str, remote_files=()):
-    """In the child: route huggingface_hub through a MockHub (its repo holding `remote_files`) and dump its record at
-    exit."""
+def install(record_path: str, remote_files=(), refuse_commits=False):
+    """In the child: route huggingface_hub through a MockHub (its repo holding `remote_files`; refusing every commit
+    if told) and dump its record at exit."""
     import atexit
 
     import httpx2
     from huggingface_hub.utils import set_client_factory
 
-    hub = MockHub(remote_files)
+    hub = MockHub(remote_files, refuse_commits)
     set_client_factory(lambda: httpx2.Client(transport=httpx2.MockTransport(hub)))
     atexit.register(lambda: Path(record_path).write_text(json.dumps(hub.record())))
 
 
 def push(argv: list[str], tmp_path: Path, token: str = "hf_test_token",
-         remote_files=()) -> tuple[subprocess.CompletedProcess, dict]:
+         remote_files=(), refuse_commits=False) -> tuple[subprocess.CompletedProcess, dict]:
     """Run `python -m train.publish ARGV` in a fresh interpreter wired to the mock Hub (repo holding `remote_files`)."""
     record = tmp_path / "hub_record.json"
     code = f"""
         import sys
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         import test_publish_hub
-        test_publish_hub.install({str(record)!r}, {list(remote_files)!r})
+        test_publish_hub.install({str(record)!r}, {list(remote_files)!r}, {refuse_commits!r})
         from train.publish import main
         main({argv!r})
     """
@@ -175,15 +178,26 @@ def test_push_commits_exactly_the_export_files_and_the_card_parses_back(export, 
 
 def test_the_card_pushed_names_the_repo_it_is_pushed_to(export, tmp_path):
     """The export's card names alice/cxrgm-tiny (its run's --hub_model_id); pushed to bob/pneumonia, its examples
-    load bob/pneumonia, and nothing else in the card changes."""
+    load bob/pneumonia, its title and model-index name are pneumonia, and nothing else in the card changes."""
     folder = tmp_path / "export"
     shutil.copytree(export, folder)
     before = (folder / "README.md").read_text()
     result, record = push(["--model_dir", str(folder), "--repo_id", "bob/pneumonia"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     sent = record["commits"][0]["files"]["README.md"]["text"]
-    assert 'model="bob/pneumonia"' in sent and "alice/cxrgm-tiny" not in sent
-    assert sent == before.replace('"alice/cxrgm-tiny"', '"bob/pneumonia"')
+    assert 'model="bob/pneumonia"' in sent and "cxrgm-tiny" not in sent
+    assert sent == (before.replace('"alice/cxrgm-tiny"', '"bob/pneumonia"').replace("\n# cxrgm-tiny\n", "\n# pneumonia\n")
+                    .replace("\n- name: cxrgm-tiny\n", "\n- name: pneumonia\n"))
+    assert (folder / "README.md").read_text() == sent  # the export's card is the one the repo has
+
+
+def test_a_push_the_hub_refuses_leaves_the_local_card_as_it_was(export, tmp_path):
+    folder = tmp_path / "export"
+    shutil.copytree(export, folder)
+    before = (folder / "README.md").read_text()
+    result, record = push(["--model_dir", str(folder), "--repo_id", "bob/pneumonia"], tmp_path, refuse_commits=True)
+    assert result.returncode != 0 and "403" in result.stderr and record["commits"] == []
+    assert (folder / "README.md").read_text() == before
 
 
 def test_public_push_to_main(export, tmp_path):
