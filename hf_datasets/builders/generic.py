@@ -40,7 +40,8 @@ def _dicom_header(path) -> dict:
 
 
 def build_imagefolder(data_dir, patient_pattern: str | None = None, bits: int = 8) -> Recipe:
-    """ROOT/CLASS/*.png or ROOT/SPLIT/CLASS/*.png (SPLIT in train/val/test); images may be
+    """ROOT/CLASS/... or ROOT/SPLIT/CLASS/... (SPLIT in train/val/test): the class is the folder directly under ROOT
+    (or SPLIT), whose images may lie in sub-folders of any depth (e.g. one per patient or study); images may be
     PNG/JPEG/TIFF/BMP/GIF or DICOM (.dcm/.dicom); labels one-hot over the sorted class folder names. patient_pattern: regex on the file stem whose first group is
     the patient id (default: every image is its own patient)."""
     root = Path(data_dir)
@@ -49,7 +50,7 @@ def build_imagefolder(data_dir, patient_pattern: str | None = None, bits: int = 
     for image in images:
         parts = image.relative_to(root).parts
         split = canonical_split(parts[0]) if len(parts) >= 3 and parts[0].lower() in SPLIT_FOLDERS else None
-        entries.append((image, split, image.parent.name))
+        entries.append((image, split, parts[1] if split else parts[0]))
     names = sorted({cls for _, _, cls in entries})
     if not names:
         raise LayoutError(root, "no CLASS/IMAGE files found")
