@@ -19,14 +19,39 @@ def kermany_class(name: str) -> str:
     return "pneumonia" if "bacteria" in name else "normal"
 
 
+def copy_to(source, target):
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(source, target)
+
+
 def test_imagefolder_class_is_the_top_folder_of_images_in_patient_sub_folders(tmp_path):
     """ROOT/CLASS/PATIENT/image: the class is CLASS, not each patient's folder."""
     files = sample_files()
     for name in KERMANY_SHA256:
-        target = tmp_path / "site" / kermany_class(name) / kermany_patient(name) / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(files[name], target)
+        copy_to(files[name], tmp_path / "site" / kermany_class(name) / kermany_patient(name) / name)
     ds = build_dataset("imagefolder", tmp_path / "site", split_fractions={"train": 1.0})
     assert label_names(ds) == ["normal", "pneumonia"]
     assert all(row["labels"] == ([0.0, 1.0] if "bacteria" in row["path"] else [1.0, 0.0])
                for row in ds["train"].remove_columns(["image", "mask"]))
+
+
+def test_imagefolder_reads_dicom_files_under_any_name_with_the_patient_from_the_header(tmp_path):
+    """A PACS export copied into class folders: files named IM0001 (no suffix) are images, the DICOMDIR index is not,
+    and two films of one patient share the (hashed) patient id of their headers, so they share a split."""
+    from pydicom.data import get_testdata_file
+
+    files = sample_files()
+    for name in list(KERMANY_SHA256)[:4]:
+        copy_to(files[name], tmp_path / "site" / kermany_class(name) / name)
+    exported = {"normal/export1/IM0001": "RG1_UNCR.dcm", "normal/export2/IM0001": "RG1_UNCI.dcm",
+                "pneumonia/export3/IM0001": "RG3_UNCR.dcm", "normal/DICOMDIR": "DICOMDIR"}
+    for target, name in exported.items():
+        copy_to(get_testdata_file(name, download=False), tmp_path / "site" / target)
+    ds = build_dataset("imagefolder", tmp_path / "site", split_fractions={"train": 0.5, "test": 0.5})
+    rows = {row["path"]: row for split in ds.values() for row in split.remove_columns(["image", "mask"])}
+    assert len(rows) == 7 and "normal/DICOMDIR" not in rows
+    first, second = rows["normal/export1/IM0001"], rows["normal/export2/IM0001"]
+    assert first["patient_id"] == second["patient_id"] != rows["pneumonia/export3/IM0001"]["patient_id"]
+    assert len(first["patient_id"]) == 16 and "RG1" not in first["patient_id"]
+    assert first["split"] == second["split"] and first["view"] == "PA"
+    assert rows["pneumonia/export3/IM0001"]["labels"] == [0.0, 1.0]

@@ -42,22 +42,31 @@ def _dicom_header(path) -> dict:
 def build_imagefolder(data_dir, patient_pattern: str | None = None, bits: int = 8) -> Recipe:
     """ROOT/CLASS/... or ROOT/SPLIT/CLASS/... (SPLIT in train/val/test): the class is the folder directly under ROOT
     (or SPLIT), whose images may lie in sub-folders of any depth (e.g. one per patient or study); images may be
-    PNG/JPEG/TIFF/BMP/GIF or DICOM (.dcm/.dicom); labels one-hot over the sorted class folder names. patient_pattern: regex on the file stem whose first group is
-    the patient id (default: every image is its own patient)."""
+    PNG/JPEG/TIFF/BMP/GIF or DICOM (any name, as PACS exports write them; an export's DICOMDIR index is left out);
+    labels one-hot over the sorted class folder names. patient_pattern: regex on the file stem whose first group is
+    the patient id (default: a DICOM file's hashed header PatientID, else every image is its own patient); a DICOM
+    file's study and view come from its header."""
     root = Path(data_dir)
-    images = [p for p in walk_files(root, IMAGE_SUFFIXES + DICOM_SUFFIXES) if p.parent != root]
     entries = []
-    for image in images:
+    for image in walk_files(root, ("",)):
+        suffix = image.suffix.lower()
+        dicom = suffix in DICOM_SUFFIXES or (suffix not in IMAGE_SUFFIXES and is_dicom_file(image))
+        if image.parent == root or not (dicom or suffix in IMAGE_SUFFIXES) or is_dicom_directory(image):
+            continue
         parts = image.relative_to(root).parts
         split = canonical_split(parts[0]) if len(parts) >= 3 and parts[0].lower() in SPLIT_FOLDERS else None
-        entries.append((image, split, parts[1] if split else parts[0]))
-    names = sorted({cls for _, _, cls in entries})
+        entries.append((image, split, parts[1] if split else parts[0], dicom))
+    names = sorted({cls for _, _, cls, _ in entries})
     if not names:
         raise LayoutError(root, "no CLASS/IMAGE files found")
-    records = [record(image, data_dir=root, labels=[float(cls == n) for n in names],
-                      decode=image.suffix.lower() in DICOM_SUFFIXES,
-                      patient_id=_patient(image, root, patient_pattern), source=root.name, split=split)
-               for image, split, cls in entries]
+    records = []
+    for image, split, cls, dicom in entries:
+        header = _dicom_header(image) if dicom else {}
+        patient = (header.get("patient_id") if patient_pattern is None else None) or _patient(image, root,
+                                                                                             patient_pattern)
+        records.append(record(image, data_dir=root, labels=[float(cls == n) for n in names], decode=dicom,
+                              patient_id=patient, study_id=header.get("study_id"), view=header.get("view"),
+                              source=root.name, split=split))
     return Recipe(name="imagefolder", records=records, label_names=names, bits=bits,
                   about=f"Image folder {root.name}: one class per sub-folder.", data_dir=str(root))
 
