@@ -2,12 +2,14 @@
 sample set and pydicom's test DICOMs."""
 
 import shutil
+import warnings
 
 import pytest
 
 from hf_datasets import build_dataset, label_names
 from hf_datasets.builders.kermany import kermany_patient
 from hf_datasets.builders.sample import KERMANY_SHA256, sample_files
+from hf_datasets.splits import overlapping_patients
 
 
 @pytest.fixture(autouse=True)
@@ -55,3 +57,32 @@ def test_imagefolder_reads_dicom_files_under_any_name_with_the_patient_from_the_
     assert len(first["patient_id"]) == 16 and "RG1" not in first["patient_id"]
     assert first["split"] == second["split"] and first["view"] == "PA"
     assert rows["pneumonia/export3/IM0001"]["labels"] == [0.0, 1.0]
+
+
+def unknown_patient_warnings(build):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = build()
+    return ds, [str(w.message) for w in caught if "no patient id" in str(w.message)]
+
+
+def test_a_seeded_split_of_images_without_patient_ids_says_patients_may_cross_splits(tmp_path):
+    """Kermany's person1946 has two films: without patient ids each counts as a patient of its own."""
+    files = sample_files()
+    for name in KERMANY_SHA256:
+        copy_to(files[name], tmp_path / "site" / kermany_class(name) / name)
+    _, said = unknown_patient_warnings(lambda: build_dataset("imagefolder", tmp_path / "site"))
+    assert len(said) == 1 and "16 of 16 images have no patient id" in said[0] and "patient_pattern=" in said[0]
+    _, said = unknown_patient_warnings(lambda: build_dataset("imagefolder", tmp_path / "site",
+                                                             split_fractions={"train": 1.0}))
+    assert not said  # one split: no patient can cross it
+    ds, said = unknown_patient_warnings(lambda: build_dataset("imagefolder", tmp_path / "site",
+                                                              patient_pattern=r"(IM-\d+|person\d+)"))
+    assert not said and not overlapping_patients(ds)
+    rows = [row for split in ds.values() for row in split.remove_columns(["image", "mask"])]
+    assert len({row["split"] for row in rows if "person1946" in row["path"]}) == 1
+
+    lines = ["image,label"] + [f"{kermany_class(name)}/{name},{kermany_class(name)}" for name in KERMANY_SHA256]
+    (tmp_path / "site" / "labels.csv").write_text("\n".join(lines) + "\n")
+    _, said = unknown_patient_warnings(lambda: build_dataset("manifest", tmp_path / "site", manifest="labels.csv"))
+    assert len(said) == 1 and "a patient_id column" in said[0]

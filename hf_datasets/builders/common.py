@@ -269,6 +269,17 @@ def _stopping_error(err: datasets.exceptions.DatasetGenerationError, error_dir) 
     return None
 
 
+def warn_unknown_patients(name: str, records: list[dict], fractions=None) -> None:
+    """Warn when images without a patient id are split into several splits: each counts as a patient of its own, so
+    one patient's images may land in two splits (training and test) without a word."""
+    unknown = sum(r["patient_id"] is None and r["split"] is None for r in records)
+    if unknown and sum(share > 0 for share in (fractions or DEFAULT_FRACTIONS).values()) > 1:
+        warnings.warn(f"{name}: {unknown} of {len(records)} images have no patient id, so each counts as a patient of "
+                      "its own in the seeded split, and one patient's images may fall into different splits; give "
+                      "their patient ids (imagefolder: patient_pattern=, a regex whose first group finds the id in "
+                      "the file name; manifest, cxr_folder: a patient_id column)", stacklevel=3)
+
+
 def assign_splits(recipe: Recipe, fractions=None, seed: int = 0, train_fraction: float | None = None,
                   subset_seed: int = 0) -> dict[str, list[dict]]:
     """Group records by split: official splits where given, a seeded patient split otherwise;
@@ -283,6 +294,7 @@ def assign_splits(recipe: Recipe, fractions=None, seed: int = 0, train_fraction:
         warnings.warn(f"{recipe.name}: split_fractions {dict(fractions)} unused: every image has an official split, "
                       "which is kept (patients never cross it)", stacklevel=2)
     if any(s is None for s in official):
+        warn_unknown_patients(recipe.name, records, fractions)
         drawn = patient_split(patients, fractions, seed)
         official = [s or d for s, d in zip(official, drawn)]
         empty = [name for name, share in (fractions or DEFAULT_FRACTIONS).items() if share > 0 and name not in official]

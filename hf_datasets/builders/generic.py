@@ -20,9 +20,10 @@ DICOM_SUFFIXES = (".dcm", ".dicom")
 SPLIT_FOLDERS = ("train", "training", "val", "valid", "validation", "test", "testing")
 
 
-def _patient(image: Path, root: Path, pattern: str | None) -> str:
+def _patient(image: Path, pattern: str | None) -> str | None:
+    """The patient id `pattern` finds in the file stem (None without a pattern: not known)."""
     if pattern is None:
-        return image.relative_to(root).as_posix()
+        return None
     stem = image.stem
     match = re.search(pattern, stem)
     return match.group(1) if match and match.groups() else (match.group(0) if match else stem)
@@ -44,8 +45,8 @@ def build_imagefolder(data_dir, patient_pattern: str | None = None, bits: int = 
     (or SPLIT), whose images may lie in sub-folders of any depth (e.g. one per patient or study); images may be
     PNG/JPEG/TIFF/BMP/GIF or DICOM (any name, as PACS exports write them; an export's DICOMDIR index is left out);
     labels one-hot over the sorted class folder names. patient_pattern: regex on the file stem whose first group is
-    the patient id (default: a DICOM file's hashed header PatientID, else every image is its own patient); a DICOM
-    file's study and view come from its header."""
+    the patient id (default: a DICOM file's hashed header PatientID, else none: each image counts as its own patient,
+    with a warning where a seeded split is drawn); a DICOM file's study and view come from its header."""
     root = Path(data_dir)
     entries = []
     for image in walk_files(root, ("",)):
@@ -62,8 +63,7 @@ def build_imagefolder(data_dir, patient_pattern: str | None = None, bits: int = 
     records = []
     for image, split, cls, dicom in entries:
         header = _dicom_header(image) if dicom else {}
-        patient = (header.get("patient_id") if patient_pattern is None else None) or _patient(image, root,
-                                                                                             patient_pattern)
+        patient = _patient(image, patient_pattern) if patient_pattern else header.get("patient_id")
         records.append(record(image, data_dir=root, labels=[float(cls == n) for n in names], decode=dicom,
                               patient_id=patient, study_id=header.get("study_id"), view=header.get("view"),
                               source=root.name, split=split))
