@@ -9,6 +9,7 @@ import pytest
 from hf_datasets import build_dataset, label_names
 from hf_datasets.builders.kermany import kermany_patient
 from hf_datasets.builders.sample import KERMANY_SHA256, sample_files
+from hf_datasets.errors import LayoutError
 from hf_datasets.splits import overlapping_patients
 
 
@@ -86,3 +87,13 @@ def test_a_seeded_split_of_images_without_patient_ids_says_patients_may_cross_sp
     (tmp_path / "site" / "labels.csv").write_text("\n".join(lines) + "\n")
     _, said = unknown_patient_warnings(lambda: build_dataset("manifest", tmp_path / "site", manifest="labels.csv"))
     assert len(said) == 1 and "a patient_id column" in said[0]
+
+
+def test_a_manifest_not_found_names_the_option_and_the_tables_the_folder_holds(tmp_path):
+    files = sample_files()
+    name = next(iter(KERMANY_SHA256))
+    copy_to(files[name], tmp_path / "site" / "images" / name)
+    (tmp_path / "site" / "labels.csv").write_text(f"image,label,patient_id\nimages/{name},normal,p1\n")
+    with pytest.raises(LayoutError, match=r"manifest.jsonl: manifest not found: name the CSV or JSONL file .* with "
+                                          r"the `manifest` option: .*holds labels.csv$"):
+        build_dataset("manifest", tmp_path / "site")

@@ -108,7 +108,11 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
     root = Path(data_dir)
     path = root / manifest
     if not path.exists():
-        raise LayoutError(path, "manifest not found")
+        tables = sorted(p.name for p in root.glob("*") if p.suffix.lower() in (".csv", ".jsonl"))
+        raise LayoutError(path, "manifest not found: name the CSV or JSONL file (relative to data_dir) with the "
+                                "`manifest` option: build_dataset(..., manifest=\"labels.csv\"), prepare's --option "
+                                "manifest=labels.csv, training's --dataset_options '{\"manifest\": \"labels.csv\"}'; "
+                                f"{root} holds {', '.join(tables) if tables else 'no .csv or .jsonl file'}")
     rows = _manifest_rows(path)
     if not rows:
         raise LayoutError(path, "manifest has no rows")
