@@ -97,3 +97,23 @@ def test_a_manifest_not_found_names_the_option_and_the_tables_the_folder_holds(t
     with pytest.raises(LayoutError, match=r"manifest.jsonl: manifest not found: name the CSV or JSONL file .* with "
                                           r"the `manifest` option: .*holds labels.csv$"):
         build_dataset("manifest", tmp_path / "site")
+
+
+@pytest.mark.parametrize("header, renames", [
+    ("image,Label,PatientID", "'Label' to 'label', 'PatientID' to 'patient_id'"),
+    ("Image,label,Patient ID", "'Image' to 'image', 'Patient ID' to 'patient_id'"),
+])
+def test_manifest_columns_named_like_its_own_but_not_exactly_are_refused(tmp_path, header, renames):
+    """A spreadsheet's 'Label' or 'PatientID' column would be left unread: a set without labels, or one whose patients
+    cross splits."""
+    files = sample_files()
+    lines = [header]
+    for name in KERMANY_SHA256:
+        copy_to(files[name], tmp_path / "site" / name)
+        lines.append(f"{name},{kermany_class(name)},{kermany_patient(name)}")
+    (tmp_path / "site" / "labels.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(LayoutError, match=f"labels.csv: columns are read by their exact names .* rename {renames}$"):
+        build_dataset("manifest", tmp_path / "site", manifest="labels.csv")
+    (tmp_path / "site" / "labels.csv").write_text("\n".join(["image,label,patient_id"] + lines[1:]) + "\n")
+    ds = build_dataset("manifest", tmp_path / "site", manifest="labels.csv")
+    assert label_names(ds) == ["normal", "pneumonia"] and not overlapping_patients(ds)

@@ -71,6 +71,29 @@ def build_imagefolder(data_dir, patient_pattern: str | None = None, bits: int = 
                   about=f"Image folder {root.name}: one class per sub-folder.", data_dir=str(root))
 
 
+MANIFEST_COLUMNS = ("image", "label", "labels", "mask", "patient_id", "study_id", "view", "sex", "age", "source",
+                    "split")
+
+
+def _column_key(name) -> str:
+    """A column name without case, spaces or punctuation: 'PatientID', 'Patient ID' and 'patient_id' are alike."""
+    return re.sub(r"[^a-z0-9]", "", str(name).lower())
+
+
+def _check_column_names(path: Path, rows: list[dict], label_names) -> None:
+    """LayoutError for a column named like one the manifest reads but not exactly ('Label', 'PatientID'): it would
+    be left unread without a word, leaving the set without labels or its patients free to cross splits."""
+    columns = {column for row in rows for column in row if column is not None}
+    known = {_column_key(column): column for column in MANIFEST_COLUMNS}
+    misnamed = {column: known[_column_key(column)] for column in sorted(columns - set(MANIFEST_COLUMNS)
+                                                                        - set(label_names or ()))
+                if _column_key(column) in known and known[_column_key(column)] not in columns}
+    if misnamed:
+        renames = ", ".join(f"{column!r} to {name!r}" for column, name in misnamed.items())
+        raise LayoutError(path, f"columns are read by their exact names {list(MANIFEST_COLUMNS)}, so "
+                                f"{list(misnamed)} would not be read: rename {renames}")
+
+
 def _manifest_rows(path: Path) -> list[dict]:
     if path.suffix.lower() == ".jsonl":
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -116,6 +139,7 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
     rows = _manifest_rows(path)
     if not rows:
         raise LayoutError(path, "manifest has no rows")
+    _check_column_names(path, rows, option_values(label_names))
     classes = sorted({_class_name(r) for r in rows} - {""})
     names = option_values(label_names) or classes
     records, unlabelled, unknown = [], 0, Counter()
