@@ -117,3 +117,28 @@ def test_manifest_columns_named_like_its_own_but_not_exactly_are_refused(tmp_pat
     (tmp_path / "site" / "labels.csv").write_text("\n".join(["image,label,patient_id"] + lines[1:]) + "\n")
     ds = build_dataset("manifest", tmp_path / "site", manifest="labels.csv")
     assert label_names(ds) == ["normal", "pneumonia"] and not overlapping_patients(ds)
+
+
+def test_an_unreadable_file_stopping_a_build_says_how_to_leave_such_files_out(tmp_path):
+    """build_dataset's error names the file and its own on_error argument; training's names its flag only."""
+    from pydicom.data import get_testdata_file
+
+    from hf_datasets.errors import TruncatedDicomError
+    from train import data
+
+    films = {"normal/a/IM0001": get_testdata_file("RG1_UNCR.dcm", download=False),
+             "pneumonia/b/IM0001": get_testdata_file("RG3_UNCR.dcm", download=False)}
+    for target, source in films.items():
+        copy_to(source, tmp_path / "site" / target)
+    whole = (tmp_path / "site" / "normal" / "a" / "IM0001").read_bytes()
+    (tmp_path / "site" / "normal" / "a" / "IM0002").write_bytes(whole[: len(whole) // 3])
+    with pytest.raises(TruncatedDicomError) as stopped:
+        build_dataset("imagefolder", tmp_path / "site", split_fractions={"train": 1.0})
+    assert stopped.value.path.endswith("IM0002") and stopped.value.__notes__ == [
+        'on_error="skip" leaves unreadable files out of the build instead, naming each in a warning']
+    with pytest.raises(TruncatedDicomError) as stopped:
+        data.load_splits("imagefolder", str(tmp_path / "site"), None, {"split_fractions": {"train": 1.0}})
+    assert "--dataset_options" in str(stopped.value) and not getattr(stopped.value, "__notes__", None)
+    with pytest.warns(UserWarning, match="skipped .*IM0002: pixel data incomplete"):
+        ds = build_dataset("imagefolder", tmp_path / "site", split_fractions={"train": 1.0}, on_error="skip")
+    assert ds["train"].num_rows == 2

@@ -33,6 +33,7 @@ from ..images import encode_png, read_grey, stored_mode, to_bits
 from ..schema import COLUMNS, make_features, make_info
 from ..splits import DEFAULT_FRACTIONS, canonical_split, patient_split, patient_subset, resolve_patient_overlap
 
+SKIP_HINT = 'on_error="skip" leaves unreadable files out of the build instead, naming each in a warning'
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif")
 WIDE_MODES = ("I;16", "I;16B", "I;16L", "I", "F")  # PIL modes of 16-bit and 32-bit grey images
 
@@ -356,6 +357,7 @@ def assemble(recipe: Recipe, *, fractions=None, seed=0, streaming=False, num_pro
                             split=split)
                     except datasets.exceptions.DatasetGenerationError as err:  # the file and reason, not the wrapper
                         if (stopping := _stopping_error(err, error_dir)) is not None:
+                            stopping.add_note(SKIP_HINT)
                             raise stopping from None
                         raise
             except ValueError as err:  # every file of the split was skipped: datasets cannot read back no rows
