@@ -142,3 +142,38 @@ def test_an_unreadable_file_stopping_a_build_says_how_to_leave_such_files_out(tm
     with pytest.warns(UserWarning, match="skipped .*IM0002: pixel data incomplete"):
         ds = build_dataset("imagefolder", tmp_path / "site", split_fractions={"train": 1.0}, on_error="skip")
     assert ds["train"].num_rows == 2
+
+
+def test_a_mask_of_another_shape_than_its_image_is_refused_when_built_and_prepared(tmp_path):
+    """A mask drawn at another resolution fits its image; one of another shape (the mask of another image) would be
+    stretched off the lungs."""
+    import numpy as np
+    from PIL import Image
+
+    from hf_datasets.errors import ImageReadError
+    from hf_datasets.prepare import prepare
+
+    files = sample_files()
+    normal, wide = "NORMAL2-IM-1427-0001.jpeg", "person1946_bacteria_4874.jpeg"
+    for name in (normal, wide):
+        copy_to(files[name], tmp_path / "site" / name)
+    shapes = {name: Image.open(files[name]).size for name in (normal, wide)}
+    assert abs(shapes[normal][0] / shapes[normal][1] - shapes[wide][0] / shapes[wide][1]) > 0.1
+    for name, (width, height) in shapes.items():  # each lung mask at half its image's resolution
+        lungs = np.zeros((height // 2, width // 2), np.uint8)
+        lungs[height // 8: 3 * height // 8, width // 8: 3 * width // 8] = 255
+        Image.fromarray(lungs).save(tmp_path / "site" / f"{name}_mask.png")
+    lines = ["image,mask,patient_id", f"{normal},{normal}_mask.png,a", f"{wide},{wide}_mask.png,b"]
+    (tmp_path / "site" / "lungs.csv").write_text("\n".join(lines) + "\n")
+    options = {"manifest": "lungs.csv", "split_fractions": {"train": 1.0}}
+    assert build_dataset("manifest", tmp_path / "site", **options)["train"][0]["mask"].size == (
+        shapes[normal][0] // 2, shapes[normal][1] // 2)
+
+    lines[2] = f"{wide},{normal}_mask.png,b"  # the other image's mask
+    (tmp_path / "site" / "lungs.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ImageReadError, match=f"{normal}_mask.png: mask of .* for the image .*{wide} of "
+                                             f"{shapes[wide][0]}x{shapes[wide][1]}: another shape"):
+        build_dataset("manifest", tmp_path / "site", **options)
+    report = prepare("manifest", tmp_path / "site", tmp_path / "out", size=32, manifest="lungs.csv", progress=False,
+                     split_fractions={"train": 1.0})
+    assert report["written"] == 1 and [skip["path"] for skip in report["skipped_files"]] == [wide]

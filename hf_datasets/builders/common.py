@@ -29,7 +29,7 @@ import datasets
 import numpy as np
 
 from ..errors import DataError, ImageReadError, LayoutError
-from ..images import encode_png, read_grey, stored_mode, to_bits
+from ..images import encode_png, read_grey, stored_mode, to_bits, upright_size
 from ..schema import COLUMNS, make_features, make_info
 from ..splits import DEFAULT_FRACTIONS, canonical_split, patient_split, patient_subset, resolve_patient_overlap
 
@@ -166,6 +166,11 @@ def mask_foreground(grey: np.ndarray) -> np.ndarray:
     return grey > (127 if grey_edges else 0)
 
 
+def first_path(mask):
+    """A mask's path, or the first of the paths whose union it is."""
+    return mask if isinstance(mask, (str, os.PathLike)) else list(mask)[0]
+
+
 def read_mask(mask) -> np.ndarray:
     """A mask path, or list of paths to unite, -> uint8 array, 0 background / 255 foreground.
 
@@ -182,6 +187,18 @@ def read_mask(mask) -> np.ndarray:
     return union.astype(np.uint8) * 255
 
 
+def check_mask_fits(mask: np.ndarray, image_shape, mask_path, image_path) -> None:
+    """ImageReadError for a mask whose shape (aspect ratio, 2% apart) is not its image's: a mask is resized onto its
+    image, which fits one drawn at another resolution, but would stretch this one off the image (the mask of
+    another image, or of a cropped or padded copy)."""
+    (mask_rows, mask_cols), (rows, cols) = mask.shape, image_shape
+    if abs(mask_cols * rows / (mask_rows * cols) - 1) > 0.02:
+        raise ImageReadError(mask_path, f"mask of {mask_cols}x{mask_rows} pixels for the image {image_path} of "
+                                        f"{cols}x{rows}: another shape, so it would be stretched off the image (the "
+                                        "mask of another image?); a mask may be smaller or larger than its image, "
+                                        "not of another shape")
+
+
 def encode_example(rec: dict, bits: int) -> dict:
     """Record -> example of the common schema (decoded images become PNG bytes). Other images stay paths,
     read when used; their headers are read here, so a missing or broken file fails (or is skipped) now.
@@ -190,12 +207,17 @@ def encode_example(rec: dict, bits: int) -> dict:
     image processor takes floats in [0, 1] only, and such files also hold 16-bit counts."""
     example = {name: rec.get(name) for name in COLUMNS}
     mode = None if rec["decode"] else stored_mode(rec["image"])
+    shape = None
     if rec["decode"] or mode == "F" or (mode in WIDE_MODES and bits == 8):
-        example["image"] = {"bytes": encode_png(to_bits(read_grey(rec["image"]), bits)), "path": None}
+        grey = read_grey(rec["image"])
+        shape = grey.shape
+        example["image"] = {"bytes": encode_png(to_bits(grey, bits)), "path": None}
     else:
         example["image"] = {"path": rec["image"], "bytes": None}
     if rec.get("mask") is not None:
-        example["mask"] = {"bytes": encode_png(read_mask(rec["mask"])), "path": None}
+        mask = read_mask(rec["mask"])
+        check_mask_fits(mask, shape or upright_size(rec["image"])[::-1], first_path(rec["mask"]), rec["image"])
+        example["mask"] = {"bytes": encode_png(mask), "path": None}
     return example
 
 
