@@ -177,3 +177,20 @@ def test_a_mask_of_another_shape_than_its_image_is_refused_when_built_and_prepar
     report = prepare("manifest", tmp_path / "site", tmp_path / "out", size=32, manifest="lungs.csv", progress=False,
                      split_fractions={"train": 1.0})
     assert report["written"] == 1 and [skip["path"] for skip in report["skipped_files"]] == [wide]
+
+
+@pytest.mark.parametrize("builder", ["manifest", "cxr_folder", "imagefolder"])
+def test_class_names_that_differ_only_in_case_are_refused(tmp_path, builder):
+    """A spreadsheet's 'Pneumonia' beside 'pneumonia' (or a PNEUMONIA folder merged beside a pneumonia one) would make
+    a third class of some pneumonia films."""
+    files = sample_files()
+    lines = ["image,label,patient_id" if builder == "manifest" else "file,label,patient_id"]
+    for number, name in enumerate(KERMANY_SHA256):
+        label = kermany_class(name)
+        spelt = label.title() if label == "pneumonia" and number % 3 == 0 else label
+        copy_to(files[name], tmp_path / "site" / (spelt if builder == "imagefolder" else "") / name)
+        lines.append(f"{name},{spelt},{kermany_patient(name)}")
+    (tmp_path / "site" / "labels.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(LayoutError, match=r"site(/labels.csv)?: class names that differ only in case would be "
+                                          r"classes of their own: \[\{'Pneumonia': 3, 'pneumonia': 5\}\]"):
+        build_dataset(builder, tmp_path / "site", **({"manifest": "labels.csv"} if builder == "manifest" else {}))

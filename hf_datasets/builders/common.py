@@ -75,6 +75,18 @@ def warn_not_found(name: str, missing: list, listed_in: str, shown: int = 5) -> 
                       f"are left out: {names}", stacklevel=3)
 
 
+def check_class_spellings(path, labels) -> None:
+    """LayoutError for class names in `labels` (one per row) that differ only in case ('Pneumonia' and 'pneumonia'):
+    each would be a class of its own, splitting one class's rows between two outputs."""
+    spellings: dict[str, Counter] = {}
+    for label in labels:
+        spellings.setdefault(label.casefold(), Counter())[label] += 1
+    clashes = [dict(sorted(counts.items())) for counts in spellings.values() if len(counts) > 1]
+    if clashes:
+        raise LayoutError(path, f"class names that differ only in case would be classes of their own: {clashes} (rows "
+                                "per spelling); write each class one way")
+
+
 def option_values(value) -> list | None:
     """A builder option that takes a list of values, given as a list, as one string (what `--option views=PA`
     passes) or None (no filter)."""

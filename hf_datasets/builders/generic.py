@@ -14,7 +14,7 @@ from ..dicom import (RADIOGRAPH_MODALITIES, hash_identifier, is_dicom_directory,
                      quiet_value_checks, read_header, wanted_views)
 from ..errors import LayoutError
 from ..splits import canonical_split
-from .common import IMAGE_SUFFIXES, Recipe, option_values, record, walk_files
+from .common import IMAGE_SUFFIXES, Recipe, check_class_spellings, option_values, record, walk_files
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 SPLIT_FOLDERS = ("train", "training", "val", "valid", "validation", "test", "testing")
@@ -57,6 +57,7 @@ def build_imagefolder(data_dir, patient_pattern: str | None = None, bits: int = 
         parts = image.relative_to(root).parts
         split = canonical_split(parts[0]) if len(parts) >= 3 and parts[0].lower() in SPLIT_FOLDERS else None
         entries.append((image, split, parts[1] if split else parts[0], dicom))
+    check_class_spellings(root, [cls for _, _, cls, _ in entries])
     names = sorted({cls for _, _, cls, _ in entries})
     if not names:
         raise LayoutError(root, "no CLASS/IMAGE files found")
@@ -140,6 +141,7 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
     if not rows:
         raise LayoutError(path, "manifest has no rows")
     _check_column_names(path, rows, option_values(label_names))
+    check_class_spellings(path, [_class_name(r) for r in rows if _class_name(r)])
     classes = sorted({_class_name(r) for r in rows} - {""})
     names = option_values(label_names) or classes
     records, unlabelled, unknown = [], 0, Counter()
