@@ -32,6 +32,14 @@ def upright(image: Image.Image) -> Image.Image:
     return ImageOps.exif_transpose(image)
 
 
+def upright_size(path) -> tuple[int, int]:
+    """(width, height) of a PNG/JPEG/TIFF/... file as shown upright (see `upright`), from its header alone."""
+    with image_read_errors(path), Image.open(path) as image:
+        width, height = image.size
+        turned = image.getexif().get(Image.ExifTags.Base.Orientation, 1) in (5, 6, 7, 8)  # a quarter turn
+        return (height, width) if turned else (width, height)
+
+
 def stated_bits(image: Image.Image) -> int | None:
     """The bit depth (8..16) an image's file states (`BIT_DEPTH_KEY`), else None."""
     value = str(image.info.get(BIT_DEPTH_KEY, ""))

@@ -190,15 +190,19 @@ def _grey_from_image_value(value, data_dir) -> np.ndarray:
 def resize_example(source: dict, *, size: int, bits: int, data_dir=None) -> dict:
     """Source example (image given as path or undecoded value; mask as path(s) or value)
     -> output example with PNG bytes, longer side = `size`, grey `bits`-bit image and 0/255 mask."""
-    from .builders.common import mask_foreground, read_mask
+    from .builders.common import check_mask_fits, first_path, mask_foreground, read_mask
 
-    image = resize_longer_side(_grey_from_image_value(source["image"], data_dir), size)
+    original = _grey_from_image_value(source["image"], data_dir)
+    image = resize_longer_side(original, size)
     example = {name: source.get(name) for name in COLUMNS}
     example["image"] = {"bytes": encode_png(to_bits(image, bits)), "path": None}
     mask = source.get("mask")
     if mask is not None:
-        values = read_mask(mask) if isinstance(mask, (str, os.PathLike, list, tuple)) else \
+        is_path = isinstance(mask, (str, os.PathLike, list, tuple))
+        values = read_mask(mask) if is_path else \
             mask_foreground(_grey_from_image_value(mask, data_dir)).astype(np.uint8) * 255
+        image_name = source.get("path") or "image"
+        check_mask_fits(values, original.shape, first_path(mask) if is_path else image_name, image_name)
         resized = Image.fromarray(values).resize(image.shape[::-1], Image.Resampling.NEAREST)
         example["mask"] = {"bytes": encode_png(np.asarray(resized)), "path": None}
     return example

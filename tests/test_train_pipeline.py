@@ -70,10 +70,11 @@ def test_export_folder_is_complete(runs):
     assert "cxrgm/test-pneumonia" in (model / "README.md").read_text()
 
 
-def test_evaluate_script_reproduces_training_metrics_and_reports_drift(runs, tmp_path):
+def test_evaluate_script_reproduces_training_metrics_and_reports_drift(runs, tmp_path, capsys):
     root, metrics = runs
     out = evaluate_script.main(["--model", str(root / "ft" / "model"), "--dataset", "sample", "--split", "test",
                                 "--bootstrap", "20", "--output_dir", str(tmp_path)])
+    assert f"metrics -> {tmp_path / 'metrics.json'}, per source -> {tmp_path / 'drift.json'}" in capsys.readouterr().out
     for key in ("auroc_macro", "accuracy", "sensitivity/pneumonia"):
         assert out[key] == pytest.approx(metrics[key])
     drift = json.loads((tmp_path / "drift.json").read_text())

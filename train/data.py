@@ -52,18 +52,14 @@ SKIP_OPTION = {"on_error": "skip"}
 
 
 def with_skip_hint(error, options: dict | None = None):
-    """A copy of the `DataError` (same type, path and reason) whose message adds how to leave such files out:
-    --dataset_options with "on_error": "skip" (merged into the options the run already gave). The message keeps to
-    the file and the builder's reason, which never holds DICOM header values."""
-    import copy
+    """A `DataError` of the same type and path whose reason adds how to leave such files out: --dataset_options with
+    "on_error": "skip" (merged into the options the run already gave), not the note of `build_dataset`'s own
+    argument. The message keeps to the file and the builder's reason, which never holds DICOM header values."""
     import json
 
-    hinted = copy.copy(error)
     skip = json.dumps({**(options or {}), **SKIP_OPTION}, default=str)
-    hinted.reason = (f"{error.reason}. To leave unreadable files out of the data instead (each one is named in a "
-                     f"warning), pass --dataset_options '{skip}'")
-    hinted.args = (f"{hinted.path}: {hinted.reason}",)
-    return hinted
+    return type(error)(error.path, f"{error.reason}. To leave unreadable files out of the data instead (each one is "
+                                   f"named in a warning), pass --dataset_options '{skip}'")
 
 
 def _prepared_subset(splits, options: dict, prepared_dir: str):

@@ -162,6 +162,7 @@ def main(argv=None) -> dict:
         print(format_table(task, metrics, drift))
         if "note" in drift:
             print(f"drift: {drift['note']}")
+        print(f"metrics -> {output_dir / 'metrics.json'}, per source -> {output_dir / 'drift.json'}")
     return metrics
 
 

@@ -29,10 +29,11 @@ import datasets
 import numpy as np
 
 from ..errors import DataError, ImageReadError, LayoutError
-from ..images import encode_png, read_grey, stored_mode, to_bits
+from ..images import encode_png, read_grey, stored_mode, to_bits, upright_size
 from ..schema import COLUMNS, make_features, make_info
 from ..splits import DEFAULT_FRACTIONS, canonical_split, patient_split, patient_subset, resolve_patient_overlap
 
+SKIP_HINT = 'on_error="skip" leaves unreadable files out of the build instead, naming each in a warning'
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif")
 WIDE_MODES = ("I;16", "I;16B", "I;16L", "I", "F")  # PIL modes of 16-bit and 32-bit grey images
 
@@ -72,6 +73,18 @@ def warn_not_found(name: str, missing: list, listed_in: str, shown: int = 5) -> 
         names = ", ".join(map(str, missing[:shown])) + (f" and {len(missing) - shown} more" if len(missing) > shown else "")
         warnings.warn(f"{name}: {len(missing)} images listed in {listed_in} were not found under the data folder and "
                       f"are left out: {names}", stacklevel=3)
+
+
+def check_class_spellings(path, labels) -> None:
+    """LayoutError for class names in `labels` (one per row) that differ only in case ('Pneumonia' and 'pneumonia'):
+    each would be a class of its own, splitting one class's rows between two outputs."""
+    spellings: dict[str, Counter] = {}
+    for label in labels:
+        spellings.setdefault(label.casefold(), Counter())[label] += 1
+    clashes = [dict(sorted(counts.items())) for counts in spellings.values() if len(counts) > 1]
+    if clashes:
+        raise LayoutError(path, f"class names that differ only in case would be classes of their own: {clashes} (rows "
+                                "per spelling); write each class one way")
 
 
 def option_values(value) -> list | None:
@@ -165,6 +178,11 @@ def mask_foreground(grey: np.ndarray) -> np.ndarray:
     return grey > (127 if grey_edges else 0)
 
 
+def first_path(mask):
+    """A mask's path, or the first of the paths whose union it is."""
+    return mask if isinstance(mask, (str, os.PathLike)) else list(mask)[0]
+
+
 def read_mask(mask) -> np.ndarray:
     """A mask path, or list of paths to unite, -> uint8 array, 0 background / 255 foreground.
 
@@ -181,6 +199,18 @@ def read_mask(mask) -> np.ndarray:
     return union.astype(np.uint8) * 255
 
 
+def check_mask_fits(mask: np.ndarray, image_shape, mask_path, image_path) -> None:
+    """ImageReadError for a mask whose shape (aspect ratio, 2% apart) is not its image's: a mask is resized onto its
+    image, which fits one drawn at another resolution, but would stretch this one off the image (the mask of
+    another image, or of a cropped or padded copy)."""
+    (mask_rows, mask_cols), (rows, cols) = mask.shape, image_shape
+    if abs(mask_cols * rows / (mask_rows * cols) - 1) > 0.02:
+        raise ImageReadError(mask_path, f"mask of {mask_cols}x{mask_rows} pixels for the image {image_path} of "
+                                        f"{cols}x{rows}: another shape, so it would be stretched off the image (the "
+                                        "mask of another image?); a mask may be smaller or larger than its image, "
+                                        "not of another shape")
+
+
 def encode_example(rec: dict, bits: int) -> dict:
     """Record -> example of the common schema (decoded images become PNG bytes). Other images stay paths,
     read when used; their headers are read here, so a missing or broken file fails (or is skipped) now.
@@ -189,12 +219,17 @@ def encode_example(rec: dict, bits: int) -> dict:
     image processor takes floats in [0, 1] only, and such files also hold 16-bit counts."""
     example = {name: rec.get(name) for name in COLUMNS}
     mode = None if rec["decode"] else stored_mode(rec["image"])
+    shape = None
     if rec["decode"] or mode == "F" or (mode in WIDE_MODES and bits == 8):
-        example["image"] = {"bytes": encode_png(to_bits(read_grey(rec["image"]), bits)), "path": None}
+        grey = read_grey(rec["image"])
+        shape = grey.shape
+        example["image"] = {"bytes": encode_png(to_bits(grey, bits)), "path": None}
     else:
         example["image"] = {"path": rec["image"], "bytes": None}
     if rec.get("mask") is not None:
-        example["mask"] = {"bytes": encode_png(read_mask(rec["mask"])), "path": None}
+        mask = read_mask(rec["mask"])
+        check_mask_fits(mask, shape or upright_size(rec["image"])[::-1], first_path(rec["mask"]), rec["image"])
+        example["mask"] = {"bytes": encode_png(mask), "path": None}
     return example
 
 
@@ -269,6 +304,17 @@ def _stopping_error(err: datasets.exceptions.DatasetGenerationError, error_dir) 
     return None
 
 
+def warn_unknown_patients(name: str, records: list[dict], fractions=None) -> None:
+    """Warn when images without a patient id are split into several splits: each counts as a patient of its own, so
+    one patient's images may land in two splits (training and test) without a word."""
+    unknown = sum(r["patient_id"] is None and r["split"] is None for r in records)
+    if unknown and sum(share > 0 for share in (fractions or DEFAULT_FRACTIONS).values()) > 1:
+        warnings.warn(f"{name}: {unknown} of {len(records)} images have no patient id, so each counts as a patient of "
+                      "its own in the seeded split, and one patient's images may fall into different splits; give "
+                      "their patient ids (imagefolder: patient_pattern=, a regex whose first group finds the id in "
+                      "the file name; manifest, cxr_folder: a patient_id column)", stacklevel=3)
+
+
 def assign_splits(recipe: Recipe, fractions=None, seed: int = 0, train_fraction: float | None = None,
                   subset_seed: int = 0) -> dict[str, list[dict]]:
     """Group records by split: official splits where given, a seeded patient split otherwise;
@@ -283,6 +329,7 @@ def assign_splits(recipe: Recipe, fractions=None, seed: int = 0, train_fraction:
         warnings.warn(f"{recipe.name}: split_fractions {dict(fractions)} unused: every image has an official split, "
                       "which is kept (patients never cross it)", stacklevel=2)
     if any(s is None for s in official):
+        warn_unknown_patients(recipe.name, records, fractions)
         drawn = patient_split(patients, fractions, seed)
         official = [s or d for s, d in zip(official, drawn)]
         empty = [name for name, share in (fractions or DEFAULT_FRACTIONS).items() if share > 0 and name not in official]
@@ -344,6 +391,7 @@ def assemble(recipe: Recipe, *, fractions=None, seed=0, streaming=False, num_pro
                             split=split)
                     except datasets.exceptions.DatasetGenerationError as err:  # the file and reason, not the wrapper
                         if (stopping := _stopping_error(err, error_dir)) is not None:
+                            stopping.add_note(SKIP_HINT)
                             raise stopping from None
                         raise
             except ValueError as err:  # every file of the split was skipped: datasets cannot read back no rows

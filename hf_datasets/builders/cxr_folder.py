@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import LayoutError
-from .common import Recipe, find_file, read_table, record
+from .common import Recipe, check_class_spellings, find_file, read_table, record
 
 UNLABELLED = ("", "unlabelled", "unlabeled", "unknown")
 
@@ -24,6 +24,7 @@ def build(data_dir, classes: list[str] | None = None, label_column: str = "label
     rename = dict(label_map or {})
     stated = [(r.get(label_column) or "").strip() for r in rows]  # a spreadsheet's "normal " is "normal"
     labels = [rename.get(label, label) for label in stated]
+    check_class_spellings(table, [label for label in labels if label not in UNLABELLED])
     found = sorted(set(labels) - set(UNLABELLED))
     names = list(classes) if classes else found
     records = []

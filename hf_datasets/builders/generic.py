@@ -14,15 +14,16 @@ from ..dicom import (RADIOGRAPH_MODALITIES, hash_identifier, is_dicom_directory,
                      quiet_value_checks, read_header, wanted_views)
 from ..errors import LayoutError
 from ..splits import canonical_split
-from .common import IMAGE_SUFFIXES, Recipe, option_values, record, walk_files
+from .common import IMAGE_SUFFIXES, Recipe, check_class_spellings, option_values, record, walk_files
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 SPLIT_FOLDERS = ("train", "training", "val", "valid", "validation", "test", "testing")
 
 
-def _patient(image: Path, root: Path, pattern: str | None) -> str:
+def _patient(image: Path, pattern: str | None) -> str | None:
+    """The patient id `pattern` finds in the file stem (None without a pattern: not known)."""
     if pattern is None:
-        return image.relative_to(root).as_posix()
+        return None
     stem = image.stem
     match = re.search(pattern, stem)
     return match.group(1) if match and match.groups() else (match.group(0) if match else stem)
@@ -40,25 +41,58 @@ def _dicom_header(path) -> dict:
 
 
 def build_imagefolder(data_dir, patient_pattern: str | None = None, bits: int = 8) -> Recipe:
-    """ROOT/CLASS/*.png or ROOT/SPLIT/CLASS/*.png (SPLIT in train/val/test); images may be
-    PNG/JPEG/TIFF/BMP/GIF or DICOM (.dcm/.dicom); labels one-hot over the sorted class folder names. patient_pattern: regex on the file stem whose first group is
-    the patient id (default: every image is its own patient)."""
+    """ROOT/CLASS/... or ROOT/SPLIT/CLASS/... (SPLIT in train/val/test): the class is the folder directly under ROOT
+    (or SPLIT), whose images may lie in sub-folders of any depth (e.g. one per patient or study); images may be
+    PNG/JPEG/TIFF/BMP/GIF or DICOM (any name, as PACS exports write them; an export's DICOMDIR index is left out);
+    labels one-hot over the sorted class folder names. patient_pattern: regex on the file stem whose first group is
+    the patient id (default: a DICOM file's hashed header PatientID, else none: each image counts as its own patient,
+    with a warning where a seeded split is drawn); a DICOM file's study and view come from its header."""
     root = Path(data_dir)
-    images = [p for p in walk_files(root, IMAGE_SUFFIXES + DICOM_SUFFIXES) if p.parent != root]
     entries = []
-    for image in images:
+    for image in walk_files(root, ("",)):
+        suffix = image.suffix.lower()
+        dicom = suffix in DICOM_SUFFIXES or (suffix not in IMAGE_SUFFIXES and is_dicom_file(image))
+        if image.parent == root or not (dicom or suffix in IMAGE_SUFFIXES) or is_dicom_directory(image):
+            continue
         parts = image.relative_to(root).parts
         split = canonical_split(parts[0]) if len(parts) >= 3 and parts[0].lower() in SPLIT_FOLDERS else None
-        entries.append((image, split, image.parent.name))
-    names = sorted({cls for _, _, cls in entries})
+        entries.append((image, split, parts[1] if split else parts[0], dicom))
+    check_class_spellings(root, [cls for _, _, cls, _ in entries])
+    names = sorted({cls for _, _, cls, _ in entries})
     if not names:
         raise LayoutError(root, "no CLASS/IMAGE files found")
-    records = [record(image, data_dir=root, labels=[float(cls == n) for n in names],
-                      decode=image.suffix.lower() in DICOM_SUFFIXES,
-                      patient_id=_patient(image, root, patient_pattern), source=root.name, split=split)
-               for image, split, cls in entries]
+    records = []
+    for image, split, cls, dicom in entries:
+        header = _dicom_header(image) if dicom else {}
+        patient = _patient(image, patient_pattern) if patient_pattern else header.get("patient_id")
+        records.append(record(image, data_dir=root, labels=[float(cls == n) for n in names], decode=dicom,
+                              patient_id=patient, study_id=header.get("study_id"), view=header.get("view"),
+                              source=root.name, split=split))
     return Recipe(name="imagefolder", records=records, label_names=names, bits=bits,
                   about=f"Image folder {root.name}: one class per sub-folder.", data_dir=str(root))
+
+
+MANIFEST_COLUMNS = ("image", "label", "labels", "mask", "patient_id", "study_id", "view", "sex", "age", "source",
+                    "split")
+
+
+def _column_key(name) -> str:
+    """A column name without case, spaces or punctuation: 'PatientID', 'Patient ID' and 'patient_id' are alike."""
+    return re.sub(r"[^a-z0-9]", "", str(name).lower())
+
+
+def _check_column_names(path: Path, rows: list[dict], label_names) -> None:
+    """LayoutError for a column named like one the manifest reads but not exactly ('Label', 'PatientID'): it would
+    be left unread without a word, leaving the set without labels or its patients free to cross splits."""
+    columns = {column for row in rows for column in row if column is not None}
+    known = {_column_key(column): column for column in MANIFEST_COLUMNS}
+    misnamed = {column: known[_column_key(column)] for column in sorted(columns - set(MANIFEST_COLUMNS)
+                                                                        - set(label_names or ()))
+                if _column_key(column) in known and known[_column_key(column)] not in columns}
+    if misnamed:
+        renames = ", ".join(f"{column!r} to {name!r}" for column, name in misnamed.items())
+        raise LayoutError(path, f"columns are read by their exact names {list(MANIFEST_COLUMNS)}, so "
+                                f"{list(misnamed)} would not be read: rename {renames}")
 
 
 def _manifest_rows(path: Path) -> list[dict]:
@@ -98,10 +132,16 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
     root = Path(data_dir)
     path = root / manifest
     if not path.exists():
-        raise LayoutError(path, "manifest not found")
+        tables = sorted(p.name for p in root.glob("*") if p.suffix.lower() in (".csv", ".jsonl"))
+        raise LayoutError(path, "manifest not found: name the CSV or JSONL file (relative to data_dir) with the "
+                                "`manifest` option: build_dataset(..., manifest=\"labels.csv\"), prepare's --option "
+                                "manifest=labels.csv, training's --dataset_options '{\"manifest\": \"labels.csv\"}'; "
+                                f"{root} holds {', '.join(tables) if tables else 'no .csv or .jsonl file'}")
     rows = _manifest_rows(path)
     if not rows:
         raise LayoutError(path, "manifest has no rows")
+    _check_column_names(path, rows, option_values(label_names))
+    check_class_spellings(path, [_class_name(r) for r in rows if _class_name(r)])
     classes = sorted({_class_name(r) for r in rows} - {""})
     names = option_values(label_names) or classes
     records, unlabelled, unknown = [], 0, Counter()

@@ -1,0 +1,196 @@
+"""A site's own data in the generic layouts (imagefolder, manifest), built from real CXRs: the 16 Kermany JPEGs of the
+sample set and pydicom's test DICOMs."""
+
+import shutil
+import warnings
+
+import pytest
+
+from hf_datasets import build_dataset, label_names
+from hf_datasets.builders.kermany import kermany_patient
+from hf_datasets.builders.sample import KERMANY_SHA256, sample_files
+from hf_datasets.errors import LayoutError
+from hf_datasets.splits import overlapping_patients
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf_cache"))
+
+
+def kermany_class(name: str) -> str:
+    return "pneumonia" if "bacteria" in name else "normal"
+
+
+def copy_to(source, target):
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(source, target)
+
+
+def test_imagefolder_class_is_the_top_folder_of_images_in_patient_sub_folders(tmp_path):
+    """ROOT/CLASS/PATIENT/image: the class is CLASS, not each patient's folder."""
+    files = sample_files()
+    for name in KERMANY_SHA256:
+        copy_to(files[name], tmp_path / "site" / kermany_class(name) / kermany_patient(name) / name)
+    ds = build_dataset("imagefolder", tmp_path / "site", split_fractions={"train": 1.0})
+    assert label_names(ds) == ["normal", "pneumonia"]
+    assert all(row["labels"] == ([0.0, 1.0] if "bacteria" in row["path"] else [1.0, 0.0])
+               for row in ds["train"].remove_columns(["image", "mask"]))
+
+
+def test_imagefolder_reads_dicom_files_under_any_name_with_the_patient_from_the_header(tmp_path):
+    """A PACS export copied into class folders: files named IM0001 (no suffix) are images, the DICOMDIR index is not,
+    and two films of one patient share the (hashed) patient id of their headers, so they share a split."""
+    from pydicom.data import get_testdata_file
+
+    files = sample_files()
+    for name in list(KERMANY_SHA256)[:4]:
+        copy_to(files[name], tmp_path / "site" / kermany_class(name) / name)
+    exported = {"normal/export1/IM0001": "RG1_UNCR.dcm", "normal/export2/IM0001": "RG1_UNCI.dcm",
+                "pneumonia/export3/IM0001": "RG3_UNCR.dcm", "normal/DICOMDIR": "DICOMDIR"}
+    for target, name in exported.items():
+        copy_to(get_testdata_file(name, download=False), tmp_path / "site" / target)
+    ds = build_dataset("imagefolder", tmp_path / "site", split_fractions={"train": 0.5, "test": 0.5})
+    rows = {row["path"]: row for split in ds.values() for row in split.remove_columns(["image", "mask"])}
+    assert len(rows) == 7 and "normal/DICOMDIR" not in rows
+    first, second = rows["normal/export1/IM0001"], rows["normal/export2/IM0001"]
+    assert first["patient_id"] == second["patient_id"] != rows["pneumonia/export3/IM0001"]["patient_id"]
+    assert len(first["patient_id"]) == 16 and "RG1" not in first["patient_id"]
+    assert first["split"] == second["split"] and first["view"] == "PA"
+    assert rows["pneumonia/export3/IM0001"]["labels"] == [0.0, 1.0]
+
+
+def unknown_patient_warnings(build):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = build()
+    return ds, [str(w.message) for w in caught if "no patient id" in str(w.message)]
+
+
+def test_a_seeded_split_of_images_without_patient_ids_says_patients_may_cross_splits(tmp_path):
+    """Kermany's person1946 has two films: without patient ids each counts as a patient of its own."""
+    files = sample_files()
+    for name in KERMANY_SHA256:
+        copy_to(files[name], tmp_path / "site" / kermany_class(name) / name)
+    _, said = unknown_patient_warnings(lambda: build_dataset("imagefolder", tmp_path / "site"))
+    assert len(said) == 1 and "16 of 16 images have no patient id" in said[0] and "patient_pattern=" in said[0]
+    _, said = unknown_patient_warnings(lambda: build_dataset("imagefolder", tmp_path / "site",
+                                                             split_fractions={"train": 1.0}))
+    assert not said  # one split: no patient can cross it
+    ds, said = unknown_patient_warnings(lambda: build_dataset("imagefolder", tmp_path / "site",
+                                                              patient_pattern=r"(IM-\d+|person\d+)"))
+    assert not said and not overlapping_patients(ds)
+    rows = [row for split in ds.values() for row in split.remove_columns(["image", "mask"])]
+    assert len({row["split"] for row in rows if "person1946" in row["path"]}) == 1
+
+    lines = ["image,label"] + [f"{kermany_class(name)}/{name},{kermany_class(name)}" for name in KERMANY_SHA256]
+    (tmp_path / "site" / "labels.csv").write_text("\n".join(lines) + "\n")
+    _, said = unknown_patient_warnings(lambda: build_dataset("manifest", tmp_path / "site", manifest="labels.csv"))
+    assert len(said) == 1 and "a patient_id column" in said[0]
+
+
+def test_a_manifest_not_found_names_the_option_and_the_tables_the_folder_holds(tmp_path):
+    files = sample_files()
+    name = next(iter(KERMANY_SHA256))
+    copy_to(files[name], tmp_path / "site" / "images" / name)
+    (tmp_path / "site" / "labels.csv").write_text(f"image,label,patient_id\nimages/{name},normal,p1\n")
+    with pytest.raises(LayoutError, match=r"manifest.jsonl: manifest not found: name the CSV or JSONL file .* with "
+                                          r"the `manifest` option: .*holds labels.csv$"):
+        build_dataset("manifest", tmp_path / "site")
+
+
+@pytest.mark.parametrize("header, renames", [
+    ("image,Label,PatientID", "'Label' to 'label', 'PatientID' to 'patient_id'"),
+    ("Image,label,Patient ID", "'Image' to 'image', 'Patient ID' to 'patient_id'"),
+])
+def test_manifest_columns_named_like_its_own_but_not_exactly_are_refused(tmp_path, header, renames):
+    """A spreadsheet's 'Label' or 'PatientID' column would be left unread: a set without labels, or one whose patients
+    cross splits."""
+    files = sample_files()
+    lines = [header]
+    for name in KERMANY_SHA256:
+        copy_to(files[name], tmp_path / "site" / name)
+        lines.append(f"{name},{kermany_class(name)},{kermany_patient(name)}")
+    (tmp_path / "site" / "labels.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(LayoutError, match=f"labels.csv: columns are read by their exact names .* rename {renames}$"):
+        build_dataset("manifest", tmp_path / "site", manifest="labels.csv")
+    (tmp_path / "site" / "labels.csv").write_text("\n".join(["image,label,patient_id"] + lines[1:]) + "\n")
+    ds = build_dataset("manifest", tmp_path / "site", manifest="labels.csv")
+    assert label_names(ds) == ["normal", "pneumonia"] and not overlapping_patients(ds)
+
+
+def test_an_unreadable_file_stopping_a_build_says_how_to_leave_such_files_out(tmp_path):
+    """build_dataset's error names the file and its own on_error argument; training's names its flag only."""
+    from pydicom.data import get_testdata_file
+
+    from hf_datasets.errors import TruncatedDicomError
+    from train import data
+
+    films = {"normal/a/IM0001": get_testdata_file("RG1_UNCR.dcm", download=False),
+             "pneumonia/b/IM0001": get_testdata_file("RG3_UNCR.dcm", download=False)}
+    for target, source in films.items():
+        copy_to(source, tmp_path / "site" / target)
+    whole = (tmp_path / "site" / "normal" / "a" / "IM0001").read_bytes()
+    (tmp_path / "site" / "normal" / "a" / "IM0002").write_bytes(whole[: len(whole) // 3])
+    with pytest.raises(TruncatedDicomError) as stopped:
+        build_dataset("imagefolder", tmp_path / "site", split_fractions={"train": 1.0})
+    assert stopped.value.path.endswith("IM0002") and stopped.value.__notes__ == [
+        'on_error="skip" leaves unreadable files out of the build instead, naming each in a warning']
+    with pytest.raises(TruncatedDicomError) as stopped:
+        data.load_splits("imagefolder", str(tmp_path / "site"), None, {"split_fractions": {"train": 1.0}})
+    assert "--dataset_options" in str(stopped.value) and not getattr(stopped.value, "__notes__", None)
+    with pytest.warns(UserWarning, match="skipped .*IM0002: pixel data incomplete"):
+        ds = build_dataset("imagefolder", tmp_path / "site", split_fractions={"train": 1.0}, on_error="skip")
+    assert ds["train"].num_rows == 2
+
+
+def test_a_mask_of_another_shape_than_its_image_is_refused_when_built_and_prepared(tmp_path):
+    """A mask drawn at another resolution fits its image; one of another shape (the mask of another image) would be
+    stretched off the lungs."""
+    import numpy as np
+    from PIL import Image
+
+    from hf_datasets.errors import ImageReadError
+    from hf_datasets.prepare import prepare
+
+    files = sample_files()
+    normal, wide = "NORMAL2-IM-1427-0001.jpeg", "person1946_bacteria_4874.jpeg"
+    for name in (normal, wide):
+        copy_to(files[name], tmp_path / "site" / name)
+    shapes = {name: Image.open(files[name]).size for name in (normal, wide)}
+    assert abs(shapes[normal][0] / shapes[normal][1] - shapes[wide][0] / shapes[wide][1]) > 0.1
+    for name, (width, height) in shapes.items():  # each lung mask at half its image's resolution
+        lungs = np.zeros((height // 2, width // 2), np.uint8)
+        lungs[height // 8: 3 * height // 8, width // 8: 3 * width // 8] = 255
+        Image.fromarray(lungs).save(tmp_path / "site" / f"{name}_mask.png")
+    lines = ["image,mask,patient_id", f"{normal},{normal}_mask.png,a", f"{wide},{wide}_mask.png,b"]
+    (tmp_path / "site" / "lungs.csv").write_text("\n".join(lines) + "\n")
+    options = {"manifest": "lungs.csv", "split_fractions": {"train": 1.0}}
+    assert build_dataset("manifest", tmp_path / "site", **options)["train"][0]["mask"].size == (
+        shapes[normal][0] // 2, shapes[normal][1] // 2)
+
+    lines[2] = f"{wide},{normal}_mask.png,b"  # the other image's mask
+    (tmp_path / "site" / "lungs.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ImageReadError, match=f"{normal}_mask.png: mask of .* for the image .*{wide} of "
+                                             f"{shapes[wide][0]}x{shapes[wide][1]}: another shape"):
+        build_dataset("manifest", tmp_path / "site", **options)
+    report = prepare("manifest", tmp_path / "site", tmp_path / "out", size=32, manifest="lungs.csv", progress=False,
+                     split_fractions={"train": 1.0})
+    assert report["written"] == 1 and [skip["path"] for skip in report["skipped_files"]] == [wide]
+
+
+@pytest.mark.parametrize("builder", ["manifest", "cxr_folder", "imagefolder"])
+def test_class_names_that_differ_only_in_case_are_refused(tmp_path, builder):
+    """A spreadsheet's 'Pneumonia' beside 'pneumonia' (or a PNEUMONIA folder merged beside a pneumonia one) would make
+    a third class of some pneumonia films."""
+    files = sample_files()
+    lines = ["image,label,patient_id" if builder == "manifest" else "file,label,patient_id"]
+    for number, name in enumerate(KERMANY_SHA256):
+        label = kermany_class(name)
+        spelt = label.title() if label == "pneumonia" and number % 3 == 0 else label
+        copy_to(files[name], tmp_path / "site" / (spelt if builder == "imagefolder" else "") / name)
+        lines.append(f"{name},{spelt},{kermany_patient(name)}")
+    (tmp_path / "site" / "labels.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(LayoutError, match=r"site(/labels.csv)?: class names that differ only in case would be "
+                                          r"classes of their own: \[\{'Pneumonia': 3, 'pneumonia': 5\}\]"):
+        build_dataset(builder, tmp_path / "site", **({"manifest": "labels.csv"} if builder == "manifest" else {}))
