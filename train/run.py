@@ -377,10 +377,8 @@ def run_training(args: TrainArgs) -> dict:
     eval_loader = accelerator.prepare(eval_loader) if eval_loader is not None else None
 
     state = checkpoint.TrainState()
-    accelerator.register_for_checkpointing(state)
     ema = EMA(plain_model(accelerator, model), args.ema_decay) if args.ema_decay else None
-    if ema is not None:
-        accelerator.register_for_checkpointing(ema)
+    checkpoint.track(accelerator, state, ema)
     steps_per_epoch = math.ceil(len(train_loader) / args.grad_accum_steps)
     mean, std = model_inputs_normalisation(processor)
     ctx = Context(
