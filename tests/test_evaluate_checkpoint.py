@@ -1,5 +1,5 @@
-"""Evaluating a training run's checkpoint (`train.evaluate --model <run>/checkpoints/step_XXXXXXXX`), on the real
-sample set at tiny scale."""
+"""Evaluating a training run's checkpoint (`train.evaluate --model <run>/checkpoints/step_XXXXXXXX`), and predicting
+with one, on the real sample set at tiny scale."""
 
 import json
 import shutil
@@ -8,7 +8,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from train import checkpoint, evaluate
+from hf_datasets.builders.sample import sample_files
+from train import checkpoint, evaluate, predict
 from train.config import TrainArgs
 from train.run import run_training
 
@@ -93,3 +94,13 @@ def test_a_checkpoints_results_outlive_it_and_the_run_resumes_past_them(runs, tm
     assert json.loads((results / "metrics.json").read_text())["weights"] == "ema"
     assert (tmp_path / "pre" / "model" / "run.json").is_file()
 
+
+def test_predict_with_a_checkpoint_predicts_as_its_export(runs, tmp_path, capsys):
+    """A checkpoint had no model code for `trust_remote_code` (and, loaded otherwise, its raw weights would predict)."""
+    root, _, _ = runs
+    last = checkpoint.checkpoints(root / "cls")[-1]
+    images = [str(path) for name, path in sorted(sample_files().items()) if name.endswith(".jpeg")][:4]
+    for model, table in ((last, "checkpoint.csv"), (root / "cls" / "model", "export.csv")):
+        predict.main(["--model", str(model), "--inputs", *images, "--output", str(tmp_path / table)])
+    assert (tmp_path / "checkpoint.csv").read_text() == (tmp_path / "export.csv").read_text()
+    assert f"{last} is a checkpoint: predicting with its EMA weights" in capsys.readouterr().out

@@ -12,15 +12,17 @@ copies and was interrupted, a truncated copy, a file lost or damaged later) is r
 from it.
 `--resume_from_checkpoint latest` resumes from the newest complete checkpoint, warning about each newer one it skips.
 `exported_model` is the model a checkpoint would export (its EMA weights where the run keeps an EMA), which evaluation
-takes for it.
+and prediction take for it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
+import tempfile
 import time
 import zlib
 from dataclasses import asdict, dataclass, field
@@ -33,14 +35,14 @@ import modeling_cxrgm
 from hf_datasets.shards import flush_to_disk
 
 from .config import TrainArgs, load_yaml
-from .export import apply_umask
+from .export import apply_umask, save_model_atomically
 from .optim import EMA
 from .starting_point import MODEL_CLASSES
 
 PREFIX = "step_"
 MANIFEST = "manifest.json"  # what a complete checkpoint holds; written after everything else
 STATE_FILES = ("custom_checkpoint_0.pkl", "custom_checkpoint_1.pkl")  # TrainState, EMA: as `track` registers them
-# which weights `exported_model` loaded, in words (evaluate says it)
+# which weights `exported_model` loaded, in words (evaluate and predict say it)
 WEIGHTS = {"ema": "its EMA weights, as its run exports them", "raw": "its weights (its run keeps no EMA)"}
 logger = logging.getLogger(__name__)
 _SAVED: set[str] = set()  # the checkpoint folders (resolved) this run saved or resumed from: not saved again
@@ -115,6 +117,18 @@ def exported_model(folder: Path):
         ema.copy_to(model)
     processor = modeling_cxrgm.GroupMaskedViTImageProcessor.from_pretrained(folder)
     return model, processor, "ema" if averaged.is_file() else "raw"
+
+
+@contextlib.contextmanager
+def model_folder(source):
+    """(folder, weights) to load a model from in one process: `source` itself (weights None), or for a checkpoint, a
+    temporary save_pretrained folder of its `exported_model`. (Under torch.distributed only rank 0 writes one.)"""
+    if not is_checkpoint(source):
+        yield source, None
+        return
+    model, processor, weights = exported_model(Path(source))
+    with tempfile.TemporaryDirectory() as scratch:
+        yield save_model_atomically(model, processor, Path(scratch) / "model"), weights
 
 
 def _model_class(folder: Path):
