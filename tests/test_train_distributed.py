@@ -86,6 +86,22 @@ def test_two_process_pretraining_evaluation_equals_one_process(tmp_path):
         assert two["loss"] == pytest.approx(one["loss"], rel=1e-5), split
 
 
+def test_two_process_evaluation_of_a_checkpoint_equals_one_process(tmp_path):
+    """Each process loads the model the checkpoint would export (a save_pretrained folder of it, written to be loaded
+    from, was only written by the first process: transformers saves on rank 0 alone)."""
+    run([sys.executable, "-m", "train.pretrain", "--dataset", "sample", "--output_dir", str(tmp_path / "run"),
+         "--image_size", "32", "--model_config", '{"patch_size": 8, "hidden_size": 32, "num_hidden_layers": 2, '
+         '"num_attention_heads": 2, "intermediate_size": 64}', "--batch_size", "3", "--max_steps", "1",
+         "--ema_decay", "0.5", "--report_to", "none", "--no-card"], cpu_processes=False)
+    evaluate = ["-m", "train.evaluate", "--model", str(tmp_path / "run" / "checkpoints" / "step_00000001"),
+                "--dataset", "sample", "--split", "test"]
+    run([sys.executable, *evaluate, "--output_dir", str(tmp_path / "one")], cpu_processes=False)
+    run(two_processes(*evaluate, "--output_dir", str(tmp_path / "two")))
+    one, two = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("one", "two"))
+    assert one["weights"] == two["weights"] == "ema"
+    assert two["loss"] == pytest.approx(one["loss"], rel=1e-5)
+
+
 def test_two_process_pretraining_resumed_mid_epoch_matches_uninterrupted_run(tmp_path):
     def pretrain(output_dir, *extra):
         return run(two_processes(

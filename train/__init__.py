@@ -8,7 +8,8 @@ Where things live:
     data.py        data sets -> batches of unit-range tensors with labels
     augment.py     batched torch augmentation (GMML views, fine-tuning) on any device
     optim.py       parameter groups, lr / weight-decay schedules, clipping, EMA
-    checkpoint.py  atomic `save_state` with a manifest of its files, retention, `latest` (newest complete) lookup
+    checkpoint.py  atomic `save_state` with a manifest of its files, retention, `latest` (newest complete) lookup,
+                   the model a checkpoint would export (for evaluate.py and predict.py)
     metrics/       local `evaluate` modules (classification, segmentation)
     export.py      the Hub-loadable model folder with processor, metrics.json and model card
 Scripts: pretrain.py, finetune_classification.py, finetune_segmentation.py, evaluate.py, predict.py, probe.py,

@@ -11,27 +11,39 @@ with that size and checksum; so a `step_*` folder that is only partly there all 
 copies and was interrupted, a truncated copy, a file lost or damaged later) is recognised before anything is loaded
 from it.
 `--resume_from_checkpoint latest` resumes from the newest complete checkpoint, warning about each newer one it skips.
+`exported_model` is the model a checkpoint would export (its EMA weights where the run keeps an EMA), which evaluation
+and prediction take for it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
+import tempfile
 import time
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import torch
 from accelerate.utils import broadcast_object_list
 
+import modeling_cxrgm
 from hf_datasets.shards import flush_to_disk
 
-from .export import apply_umask
+from .config import TrainArgs, load_yaml
+from .export import apply_umask, save_model_atomically
+from .optim import EMA
+from .starting_point import MODEL_CLASSES
 
 PREFIX = "step_"
 MANIFEST = "manifest.json"  # what a complete checkpoint holds; written after everything else
+STATE_FILES = ("custom_checkpoint_0.pkl", "custom_checkpoint_1.pkl")  # TrainState, EMA: as `track` registers them
+# which weights `exported_model` loaded, in words (evaluate and predict say it)
+WEIGHTS = {"ema": "its EMA weights, as its run exports them", "raw": "its weights (its run keeps no EMA)"}
 logger = logging.getLogger(__name__)
 _SAVED: set[str] = set()  # the checkpoint folders (resolved) this run saved or resumed from: not saved again
 
@@ -69,6 +81,67 @@ class TrainState:
         if "evaluations" not in state:  # an earlier version's checkpoint: the count before it is not known
             self.evaluations = None
         self._since = time.perf_counter()
+
+
+def track(accelerator, state: TrainState, ema: EMA | None = None) -> None:
+    """Have `save_state` / `load_state` keep the run's TrainState and its EMA, when it keeps one (STATE_FILES)."""
+    accelerator.register_for_checkpointing(state)
+    if ema is not None:
+        accelerator.register_for_checkpointing(ema)
+
+
+def is_checkpoint(folder) -> bool:
+    """Whether `folder` is a checkpoint written by this trainer (one without a manifest by an earlier version)."""
+    folder = Path(folder)
+    return folder.is_dir() and ((folder / MANIFEST).is_file() or (folder / STATE_FILES[0]).exists())
+
+
+def run_args(folder) -> TrainArgs | None:
+    """The arguments of the run whose checkpoint `folder` is (`<run>/checkpoints/step_XXXXXXXX`: `<run>/args.yaml`);
+    None where that file is not there (a checkpoint moved out of its run)."""
+    recorded = Path(folder).resolve().parent.parent / "args.yaml"
+    return TrainArgs(**load_yaml(recorded, TrainArgs)) if recorded.is_file() else None
+
+
+def exported_model(folder: Path):
+    """(model, image processor, weights) of checkpoint `folder` as its run exports them: the model with the EMA
+    weights where the run keeps an EMA (weights "ema"), else with the weights it trains ("raw")."""
+    reason = problem(folder) if (folder / MANIFEST).is_file() else None
+    if reason is not None:
+        raise ValueError(f"Checkpoint {folder} is damaged: {reason}")
+    model = _model_class(folder).from_pretrained(folder, dtype=torch.float32)
+    averaged = folder / STATE_FILES[1]
+    if averaged.is_file():
+        ema = EMA(model, decay=0.0)
+        ema.load_state_dict(torch.load(averaged, map_location="cpu", weights_only=True))
+        ema.copy_to(model)
+    processor = modeling_cxrgm.GroupMaskedViTImageProcessor.from_pretrained(folder)
+    return model, processor, "ema" if averaged.is_file() else "raw"
+
+
+@contextlib.contextmanager
+def model_folder(source):
+    """(folder, weights) to load a model from in one process: `source` itself (weights None), or for a checkpoint, a
+    temporary save_pretrained folder of its `exported_model`. (Under torch.distributed only rank 0 writes one.)"""
+    if not is_checkpoint(source):
+        yield source, None
+        return
+    model, processor, weights = exported_model(Path(source))
+    with tempfile.TemporaryDirectory() as scratch:
+        yield save_model_atomically(model, processor, Path(scratch) / "model"), weights
+
+
+def _model_class(folder: Path):
+    """The model class of checkpoint `folder`: its run's task's (an earlier version's checkpoints saved before the
+    run's first evaluation name the --init's model, or none), else the one its config.json names."""
+    run = run_args(folder)
+    if run is not None:
+        return MODEL_CLASSES[run.task]
+    named = modeling_cxrgm.GroupMaskedViTConfig.from_pretrained(folder).architectures or []
+    if not named or not hasattr(modeling_cxrgm, named[0]):
+        raise ValueError(f"Checkpoint {folder} names no model class of this package ({named or 'none'}) and has no "
+                         "args.yaml of its run two folders up to tell its task")
+    return getattr(modeling_cxrgm, named[0])
 
 
 def checkpoints(output_dir) -> list[Path]:
@@ -126,7 +199,7 @@ def resolve(resume: str | None, output_dir) -> Path | None:
                 f"{folder.name}: {why}" for folder, why in skipped) + "; start a new --output_dir")
         return None
     path = Path(resume)
-    if not (path.is_dir() and ((path / MANIFEST).is_file() or (path / "custom_checkpoint_0.pkl").exists())):
+    if not is_checkpoint(path):
         raise FileNotFoundError(f"--resume_from_checkpoint {resume}: not a checkpoint folder written by this trainer")
     if not (path / MANIFEST).is_file():
         logger.warning(f"Checkpoint {path} has no {MANIFEST} (an earlier version of this trainer wrote it, or its "

@@ -95,7 +95,7 @@ class EvalArgs:
     """Arguments of evaluate.py."""
 
     model: str = "outputs/run/model"
-    output_dir: str | None = None  # default: <model>/eval-<split>
+    output_dir: str | None = None  # default: <model>/eval-<split>; a checkpoint's: eval-<checkpoint>-<split> beside it
     dataset: str | None = None
     data_dir: str | None = None
     dataset_options: dict = field(default_factory=dict)

@@ -5,22 +5,28 @@
 Writes `metrics.json` (all images) and `drift.json` (per source, and the change of each source's metrics against the
 in-domain source: by default the most frequent evaluated source the model was trained on, as its run.json records)
 to `--output_dir` (default `<model>/eval-<split>`), and prints a table.
+
+`--model` may be a training checkpoint (`<run>/checkpoints/step_XXXXXXXX`): the model it would export is scored (its
+EMA weights where the run keeps an EMA; metrics.json says which, as `weights`), with its run's settings (args.yaml),
+and the results go beside it (`<run>/checkpoints/eval-step_XXXXXXXX-<split>`), where retention does not delete them.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from pathlib import Path
 
+import datasets
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 import modeling_cxrgm
 
-from . import data, engine
-from .config import EvalArgs, load_model_source, parse_args
+from . import checkpoint, data, engine
+from .config import EvalArgs, TrainArgs, load_model_source, parse_args
 from .export import write_metrics
 from .metrics import compute_metrics
 from .run import Context, exit_process
@@ -57,12 +63,28 @@ def check_in_domain(in_domain: str, sources) -> None:
         raise ValueError(f"in-domain source {in_domain!r} is not among the sources {sorted(set(sources))}")
 
 
-def training_sources(model_folder) -> list[str] | None:
-    """The sources of the images the model was trained on (its run.json, written by the training scripts); None
-    where not recorded (a model trained elsewhere)."""
-    run_file = Path(model_folder) / "run.json"
+def training_sources(args: EvalArgs, splits, run: TrainArgs | None) -> list[str] | None:
+    """The sources of the images the model was trained on: its run.json (written by the training scripts); for a
+    checkpoint of run `run`, those of its run's training rows where `splits` are its run's data (the same --dataset,
+    --data_dir, --prepared_dir and --dataset_options). None where not known (a model trained elsewhere)."""
+    if run is not None:
+        if not same_data(run, args):
+            return None
+        train = datasets.concatenate_datasets([data.split(splits, name) for name in run.train_splits])
+        rows = data.task_rows(train, run.task, "The run's training data")
+        return sorted(set(source_names(train, range(len(train)) if rows is None else rows)))
+    run_file = Path(args.model) / "run.json"
     recorded = json.loads(run_file.read_text()).get("train_sources") if run_file.is_file() else None
     return sorted(recorded) if isinstance(recorded, dict) else None
+
+
+def same_data(run: TrainArgs, args: EvalArgs) -> bool:
+    """Whether the evaluated data are those training run `run` read (its folders resolved)."""
+    def where(path):
+        return path and os.path.realpath(path)
+
+    return (run.dataset, where(run.data_dir), where(run.prepared_dir), run.dataset_options) == \
+        (args.dataset, where(args.data_dir), where(args.prepared_dir), args.dataset_options)
 
 
 def drift_report(task, results, ds, names, single_label, in_domain=None, bootstrap=0, trained_on=None) -> dict:
@@ -107,23 +129,44 @@ def model_labels(ds, names: list[str], single_label: bool):
     return ds, unmatched if renamed else None
 
 
-def fill_run_defaults(args: EvalArgs, task: str) -> None:
-    """--seed and --batch_size left unset: for a pretraining model those of its training run (run.json), as the
-    corruption of each evaluation batch depends on both, so the loss equals the run's evaluation loss; else 0, 32."""
-    run_file = Path(args.model) / "run.json"
-    training = json.loads(run_file.read_text()).get("training", {}) if task == "pretraining" and run_file.is_file() \
-        else {}
+def fill_run_defaults(args: EvalArgs, task: str, run: TrainArgs | None) -> None:
+    """--seed and --batch_size left unset: for a pretraining model those of its training run (run.json; for a
+    checkpoint, `run`, its run's arguments), as the corruption of each evaluation batch depends on both, so the loss
+    equals the run's evaluation loss; else 0, 32."""
+    if task != "pretraining":
+        training = {}
+    elif run is not None:
+        training = {"seed": run.seed, "per_device_batch_size": run.batch_size}
+    else:
+        run_file = Path(args.model) / "run.json"
+        training = json.loads(run_file.read_text()).get("training", {}) if run_file.is_file() else {}
     if args.seed is None:
         args.seed = training.get("seed", 0)
     if args.batch_size is None:
         args.batch_size = training.get("per_device_batch_size", 32)
 
 
+def default_output_dir(model, split: str) -> Path:
+    """`<model>/eval-<split>`; for a checkpoint, `eval-<checkpoint>-<split>` beside it: retention deletes checkpoints
+    (with what is inside them), not the results of their evaluation."""
+    if checkpoint.is_checkpoint(model):
+        folder = Path(model).resolve()
+        return folder.parent / f"eval-{folder.name}-{split}"
+    return Path(model) / f"eval-{split}"
+
+
 def main(argv=None) -> dict:
     args = parse_args(EvalArgs, argv)
     accelerator = Accelerator(mixed_precision=args.mixed_precision)  # None: the launcher's setting
-    model, processor, task = load_model(args.model)
-    fill_run_defaults(args, task)
+    weights = run = None
+    if checkpoint.is_checkpoint(args.model):
+        model, processor, weights = checkpoint.exported_model(Path(args.model))
+        task, run = TASKS[type(model).__name__], checkpoint.run_args(args.model)
+        accelerator.print(f"{args.model} is a checkpoint: scoring {checkpoint.WEIGHTS[weights]}"
+                          + ("" if run else "; its run's args.yaml is not two folders up: its settings are unknown"))
+    else:
+        model, processor, task = load_model(args.model)
+    fill_run_defaults(args, task, run)
     set_seed(args.seed)
     splits = data.load_splits(args.dataset, args.data_dir, args.prepared_dir, args.dataset_options)
     ds = data.split(splits, args.split)
@@ -154,10 +197,10 @@ def main(argv=None) -> dict:
         accelerator.print(f"no AUROC / AUPRC for {unranked}: split {args.split!r} does not have both positive and "
                           "negative known labels of them; auroc_macro and auprc_macro average the other labels")
     drift = drift_report(task, results, ds, names, single_label, args.in_domain_source, args.bootstrap,
-                         training_sources(args.model))
+                         training_sources(args, splits, run))
     if accelerator.is_main_process:
-        output_dir = Path(args.output_dir or Path(args.model) / f"eval-{args.split}")
-        write_metrics(metrics, output_dir / "metrics.json")
+        output_dir = Path(args.output_dir or default_output_dir(args.model, args.split))
+        write_metrics(metrics, output_dir / "metrics.json", text={"weights": weights} if weights else None)
         (output_dir / "drift.json").write_text(json.dumps(drift, indent=2) + "\n")
         print(format_table(task, metrics, drift))
         if "note" in drift:

@@ -55,9 +55,10 @@ def save_model_atomically(model, processor, directory, state_dict: dict | None =
     return directory
 
 
-def write_metrics(metrics: dict, *paths) -> None:
-    """Write finite float metrics as JSON to each path."""
+def write_metrics(metrics: dict, *paths, text: dict[str, str] | None = None) -> None:
+    """Write finite float metrics, and `text` fields (e.g. which weights were scored), as JSON to each path."""
     clean = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+    clean.update(text or {})
     for path in paths:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(json.dumps(clean, indent=2, sort_keys=True) + "\n")

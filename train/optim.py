@@ -98,11 +98,15 @@ class EMA:
     def swapped(self, model: torch.nn.Module):
         """Run the block with the averaged weights loaded into `model`, then restore the live ones."""
         live = {k: v.detach().clone() for k, v in model.state_dict().items() if k in self.shadow}
-        model.load_state_dict(self.shadow, strict=False)
+        self.copy_to(model)
         try:
             yield model
         finally:
             model.load_state_dict(live, strict=False)
+
+    def copy_to(self, model: torch.nn.Module):
+        """Load the averaged weights into `model` (what a run with an EMA evaluates and exports)."""
+        model.load_state_dict(self.shadow, strict=False)
 
     def state_dict(self) -> dict:
         """Whole tensors: FSDP shards are gathered, so every process must call this (checkpoints do)."""

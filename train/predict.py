@@ -9,7 +9,8 @@ An unreadable or unsupported file stops the run naming it (`--on_error raise`), 
 reason in <table>_skipped.csv beside the table (`--on_error skip`). Rows are written as they come: a stopped run
 keeps them, and `--resume` continues it, skipping the files its tables already list. Runs on the GPU when there is
 one (`--device`).
-The model is loaded with `trust_remote_code=True` from the folder's own code, as on the Hub.
+The model is loaded with `trust_remote_code=True` from the folder's own code, as on the Hub; a training checkpoint
+(`<run>/checkpoints/step_XXXXXXXX`) as the model its run would export from it (its EMA weights where it keeps one).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import torch
 from PIL import Image
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, AutoModelForSemanticSegmentation
 
+from . import checkpoint
 from .config import PredictArgs, load_model_source, parse_args
 
 SUFFIXES = (".dcm", ".dicom", ".png", ".jpg", ".jpeg")
@@ -215,7 +217,15 @@ def main(argv=None) -> Path:
     args = parse_args(PredictArgs, argv)
     check_args(args)
     files = find_images(args.inputs)
-    config = load_model_source(lambda source: AutoConfig.from_pretrained(source, trust_remote_code=True), args.model,
+    with checkpoint.model_folder(args.model) as (model_dir, weights):
+        if weights:
+            print(f"{args.model} is a checkpoint: predicting with {checkpoint.WEIGHTS[weights]}")
+        return write_predictions(args, files, model_dir)
+
+
+def write_predictions(args: PredictArgs, files: list[Path], model_dir) -> Path:
+    """Predict `files` with the model in `model_dir` into the tables (or mask folder) `args` name."""
+    config = load_model_source(lambda source: AutoConfig.from_pretrained(source, trust_remote_code=True), model_dir,
                                "--model")
     names = [config.id2label[i] for i in range(config.num_labels)]
     segmentation = is_segmentation(config)
@@ -236,7 +246,7 @@ def main(argv=None) -> Path:
     fields = ["path", "mask", "mask_fraction"] if segmentation else ["path", *(f"p_{n}" for n in names), "predicted"]
     table, skipped = _Table(table_path, fields, args.resume), _Table(skipped_path, ["path", "reason"], args.resume)
     try:
-        for path, task, result in predict(args.model, todo, args.batch_size, args.on_error, args.device,
+        for path, task, result in predict(model_dir, todo, args.batch_size, args.on_error, args.device,
                                           args.num_workers):
             if task == "skipped":
                 skipped.write({"path": str(path), "reason": result})

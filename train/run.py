@@ -357,6 +357,8 @@ def run_training(args: TrainArgs) -> dict:
     if args.task == "classification" and eval_set is not None:
         check_ranking_metric(best_name, eval_set, names)
     model = build_model(args, names, single_label, resume)
+    # what each checkpoint's config.json names (save_pretrained only sets it when the first best model is saved)
+    model.config.architectures = [type(model).__name__]
     if args.task == "segmentation":  # Dice / IoU per structure, named as the model names them ("dice/lungs")
         names = engine.structure_names(model.config)
     if eval_set is not None:
@@ -375,10 +377,8 @@ def run_training(args: TrainArgs) -> dict:
     eval_loader = accelerator.prepare(eval_loader) if eval_loader is not None else None
 
     state = checkpoint.TrainState()
-    accelerator.register_for_checkpointing(state)
     ema = EMA(plain_model(accelerator, model), args.ema_decay) if args.ema_decay else None
-    if ema is not None:
-        accelerator.register_for_checkpointing(ema)
+    checkpoint.track(accelerator, state, ema)
     steps_per_epoch = math.ceil(len(train_loader) / args.grad_accum_steps)
     mean, std = model_inputs_normalisation(processor)
     ctx = Context(

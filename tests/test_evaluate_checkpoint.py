@@ -1,0 +1,106 @@
+"""Evaluating a training run's checkpoint (`train.evaluate --model <run>/checkpoints/step_XXXXXXXX`), and predicting
+with one, on the real sample set at tiny scale."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hf_datasets.builders.sample import sample_files
+from train import checkpoint, evaluate, predict
+from train.config import TrainArgs
+from train.run import run_training
+
+TINY = {"patch_size": 8, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+        "intermediate_size": 64}
+pytestmark = pytest.mark.slow
+
+
+def tiny(task, output_dir, **overrides):
+    """One epoch (its end the run's only evaluation: the export is the last step's EMA), a checkpoint every step."""
+    base = dict(task=task, output_dir=str(output_dir), dataset="sample", eval_split="test", image_size=32,
+                model_config=dict(TINY), epochs=1, batch_size=4, lr=1e-3, warmup_epochs=0, ema_decay=0.5,
+                save_every_steps=1, save_total_limit=10, report_to="none", card=False)
+    return TrainArgs(**{**base, **overrides})
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A GMML pretraining run (seed 7, batch 3) and a classifier fine-tuned from its export."""
+    root = tmp_path_factory.mktemp("runs")
+    pretraining = run_training(tiny("pretraining", root / "pre", batch_size=3, seed=7))
+    classification = run_training(tiny("classification", root / "cls", init=str(root / "pre" / "model")))
+    return root, pretraining, classification
+
+
+def test_a_checkpoint_saved_before_the_first_evaluation_holds_its_runs_model(runs, tmp_path):
+    """Its config.json named the --init's model (or none), as transformers names the model only when it is first
+    saved (the best model, at the first evaluation): a fine-tuning checkpoint was scored as a pretraining model."""
+    root, _, _ = runs
+    first = root / "cls" / "checkpoints" / "step_00000001"
+    assert json.loads((first / "config.json").read_text())["architectures"] == ["GroupMaskedViTForImageClassification"]
+    out = evaluate.main(["--model", str(first), "--dataset", "sample", "--split", "test", "--bootstrap", "0",
+                         "--output_dir", str(tmp_path)])
+    assert "auroc_macro" in out and "loss" not in out
+
+
+def test_a_checkpoint_is_scored_as_its_export_with_its_runs_settings_and_results_beside_it(runs, tmp_path, capsys):
+    """The run's one evaluation (its last step, EMA weights, seed 7, batch 3) is its export's metrics: the last
+    checkpoint scores the same (it scored the raw weights, with seed 0 and batch 32, into eval-test/ inside itself,
+    which retention deletes with it), with the same drift reference as the export."""
+    root, pretraining, _ = runs
+    last = checkpoint.checkpoints(root / "pre")[-1]
+    raw, exported = load_file(last / "model.safetensors"), load_file(root / "pre" / "model" / "model.safetensors")
+    assert any(not torch.equal(raw[name], exported[name]) for name in exported)  # the EMA is not the raw weights
+
+    out = evaluate.main(["--model", str(last), "--dataset", "sample", "--split", "test", "--bootstrap", "0"])
+    assert out["loss"] == pytest.approx(pretraining["loss"], rel=1e-5)
+    assert f"{last} is a checkpoint: scoring its EMA weights" in capsys.readouterr().out
+    results = last.parent / f"eval-{last.name}-test"
+    assert not (last / "eval-test").exists()
+    assert json.loads((results / "metrics.json").read_text()) == {"loss": out["loss"], "weights": "ema"}
+
+    export = evaluate.main(["--model", str(root / "pre" / "model"), "--dataset", "sample", "--split", "test",
+                            "--bootstrap", "0", "--output_dir", str(tmp_path)])
+    assert export == out
+    drift = json.loads((results / "drift.json").read_text())
+    assert drift == json.loads((tmp_path / "drift.json").read_text()) and drift["trained_on"] == ["kermany"]
+
+
+def test_a_checkpoint_of_a_run_without_ema_scores_its_weights(tmp_path):
+    metrics = run_training(tiny("pretraining", tmp_path / "run", ema_decay=None, batch_size=3, seed=7))
+    last = checkpoint.checkpoints(tmp_path / "run")[-1]
+    out = evaluate.main(["--model", str(last), "--dataset", "sample", "--split", "test", "--bootstrap", "0",
+                         "--output_dir", str(tmp_path / "eval")])
+    assert out["loss"] == pytest.approx(metrics["loss"], rel=1e-5)
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["weights"] == "raw"
+
+
+def test_a_checkpoints_results_outlive_it_and_the_run_resumes_past_them(runs, tmp_path):
+    """Retention deletes the evaluated checkpoint, not its results beside it, and resuming takes them for no
+    checkpoint."""
+    root, _, _ = runs
+    shutil.copytree(root / "pre", tmp_path / "pre")
+    last = checkpoint.checkpoints(tmp_path / "pre")[-1]
+    evaluate.main(["--model", str(last), "--dataset", "sample", "--split", "test", "--bootstrap", "0"])
+    results = last.parent / f"eval-{last.name}-test"
+
+    run_training(tiny("pretraining", tmp_path / "pre", batch_size=3, seed=7, epochs=2, save_total_limit=2,
+                      resume_from_checkpoint="latest"))
+    kept = checkpoint.checkpoints(tmp_path / "pre")
+    assert len(kept) == 2 and last not in kept and kept[-1].name > last.name
+    assert json.loads((results / "metrics.json").read_text())["weights"] == "ema"
+    assert (tmp_path / "pre" / "model" / "run.json").is_file()
+
+
+def test_predict_with_a_checkpoint_predicts_as_its_export(runs, tmp_path, capsys):
+    """A checkpoint had no model code for `trust_remote_code` (and, loaded otherwise, its raw weights would predict)."""
+    root, _, _ = runs
+    last = checkpoint.checkpoints(root / "cls")[-1]
+    images = [str(path) for name, path in sorted(sample_files().items()) if name.endswith(".jpeg")][:4]
+    for model, table in ((last, "checkpoint.csv"), (root / "cls" / "model", "export.csv")):
+        predict.main(["--model", str(model), "--inputs", *images, "--output", str(tmp_path / table)])
+    assert (tmp_path / "checkpoint.csv").read_text() == (tmp_path / "export.csv").read_text()
+    assert f"{last} is a checkpoint: predicting with its EMA weights" in capsys.readouterr().out
