@@ -21,7 +21,6 @@ import json
 import multiprocessing
 import os
 import re
-import sys
 import warnings
 from collections import Counter
 from itertools import islice
@@ -33,6 +32,7 @@ from PIL import Image as PILImage
 from tqdm.auto import tqdm
 
 from .builders.common import assign_splits
+from .errors import run_script
 from .images import stated_bits
 from .registry import available_datasets, build_recipe
 from .schema import COLUMNS, make_features, make_info
@@ -379,4 +379,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

@@ -18,12 +18,13 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 import modeling_cxrgm
+from hf_datasets.errors import run_script
 
 from . import data, engine
 from .config import EvalArgs, load_model_source, parse_args
 from .export import write_metrics
 from .metrics import compute_metrics
-from .run import Context, exit_process
+from .run import Context
 from .starting_point import model_inputs_normalisation
 
 TASKS = {
@@ -178,5 +179,4 @@ def format_table(task, metrics, drift) -> str:
 
 
 if __name__ == "__main__":
-    main()
-    exit_process()
+    run_script(main)

@@ -26,6 +26,8 @@ import torch
 from PIL import Image
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, AutoModelForSemanticSegmentation
 
+from hf_datasets.errors import run_script
+
 from .config import PredictArgs, load_model_source, parse_args
 
 SUFFIXES = (".dcm", ".dicom", ".png", ".jpg", ".jpeg")
@@ -264,4 +266,4 @@ def main(argv=None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

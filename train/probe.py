@@ -21,6 +21,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import StandardScaler
 
+from hf_datasets.errors import run_script
 from modeling_cxrgm import GroupMaskedViTConfig, GroupMaskedViTImageProcessor, GroupMaskedViTModel
 
 from . import data
@@ -150,4 +151,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

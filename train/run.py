@@ -13,7 +13,6 @@ import math
 import os
 import platform
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -436,19 +435,9 @@ def run_training(args: TrainArgs) -> dict:
                              init_repo=init_repo, prepared=prepared)
         export(output_dir / "best", output_dir, metrics, run, card=args.card)
     accelerator.wait_for_everyone()
-    for tracker in accelerator.trackers:  # the process group stays: see `exit_process`
+    for tracker in accelerator.trackers:  # the process group stays: see `hf_datasets.errors.run_script`
         tracker.finish()
     return metrics
-
-
-def exit_process() -> None:
-    """End a script. A launched multi-process run exits at once, once its output is flushed: freeing gloo's process
-    group can deadlock (the freeing thread holds the GIL that a gloo worker thread waits for in order to release a
-    tensor), which left finished runs hanging at exit. Other runs end normally."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
 
 
 def _evaluate_and_keep_best(model, eval_loader, accelerator, ctx, args, state, stats, best_name, names, processor,
