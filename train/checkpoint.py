@@ -26,6 +26,7 @@ from pathlib import Path
 
 from accelerate.utils import broadcast_object_list
 
+from hf_datasets.errors import InvalidInputError, MissingInputError
 from hf_datasets.shards import flush_to_disk
 
 from .export import apply_umask
@@ -122,12 +123,12 @@ def resolve(resume: str | None, output_dir) -> Path | None:
                 return folder
             skipped.append((folder, reason))
         if skipped:
-            raise ValueError(f"No usable checkpoint in {Path(output_dir) / 'checkpoints'}: " + "; ".join(
+            raise InvalidInputError(f"No usable checkpoint in {Path(output_dir) / 'checkpoints'}: " + "; ".join(
                 f"{folder.name}: {why}" for folder, why in skipped) + "; start a new --output_dir")
         return None
     path = Path(resume)
     if not (path.is_dir() and ((path / MANIFEST).is_file() or (path / "custom_checkpoint_0.pkl").exists())):
-        raise FileNotFoundError(f"--resume_from_checkpoint {resume}: not a checkpoint folder written by this trainer")
+        raise MissingInputError(f"--resume_from_checkpoint {resume}: not a checkpoint folder written by this trainer")
     if not (path / MANIFEST).is_file():
         logger.warning(f"Checkpoint {path} has no {MANIFEST} (an earlier version of this trainer wrote it, or its "
                        "save did not finish): its files cannot be checked before they are loaded")
@@ -135,8 +136,8 @@ def resolve(resume: str | None, output_dir) -> Path | None:
         return path
     reason = problem(path)
     if reason is not None:
-        raise ValueError(f"--resume_from_checkpoint {resume}: the checkpoint is damaged: {reason}; resume from "
-                         "another one (latest: the newest complete one)")
+        raise InvalidInputError(f"--resume_from_checkpoint {resume}: the checkpoint is damaged: {reason}; resume from "
+                                "another one (latest: the newest complete one)")
     _warn_of_newer(path, output_dir)
     return path
 
@@ -247,10 +248,10 @@ def check_process_count(path: Path, num_processes: int) -> None:
     per epoch, and which images each process gets would all change in the middle of the run."""
     saved = len(list(path.glob("random_states_*.pkl")))
     if saved and saved != num_processes:
-        raise ValueError(f"Checkpoint {path} was saved by a run on {saved} processes, and this one has "
-                         f"{num_processes}: the effective batch, the learning rate, the steps per epoch and each "
-                         f"process's share of the data would change mid-run; resume on {saved} processes, or start a "
-                         "new --output_dir (--init from this run's export keeps its weights)")
+        raise InvalidInputError(f"Checkpoint {path} was saved by a run on {saved} processes, and this one has "
+                                f"{num_processes}: the effective batch, the learning rate, the steps per epoch and "
+                                f"each process's share of the data would change mid-run; resume on {saved} processes, "
+                                "or start a new --output_dir (--init from this run's export keeps its weights)")
 
 
 def load(accelerator, path: Path):

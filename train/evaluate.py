@@ -18,7 +18,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 import modeling_cxrgm
-from hf_datasets.errors import run_script
+from hf_datasets.errors import InvalidInputError, run_script
 
 from . import data, engine
 from .config import EvalArgs, load_model_source, parse_args
@@ -41,7 +41,7 @@ def load_model(folder):
     config = load_model_source(modeling_cxrgm.GroupMaskedViTConfig.from_pretrained, folder, "--model")
     architecture = (config.architectures or [""])[0]
     if architecture not in TASKS:
-        raise ValueError(f"{folder}: unsupported architecture {architecture!r}; expected one of {sorted(TASKS)}")
+        raise InvalidInputError(f"{folder}: unsupported architecture {architecture!r}; expected one of {sorted(TASKS)}")
     model = getattr(modeling_cxrgm, architecture).from_pretrained(folder, dtype=torch.float32)  # as it trained
     processor = modeling_cxrgm.GroupMaskedViTImageProcessor.from_pretrained(folder)
     return model, processor, TASKS[architecture]
@@ -55,7 +55,7 @@ def source_names(ds, rows) -> list[str]:
 
 def check_in_domain(in_domain: str, sources) -> None:
     if in_domain not in set(sources):
-        raise ValueError(f"in-domain source {in_domain!r} is not among the sources {sorted(set(sources))}")
+        raise InvalidInputError(f"in-domain source {in_domain!r} is not among the sources {sorted(set(sources))}")
 
 
 def training_sources(model_folder) -> list[str] | None:
