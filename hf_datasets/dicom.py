@@ -26,6 +26,7 @@ from pydicom import config as pydicom_config
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, get_decoder
 
 from .errors import (
+    InvalidInputError,
     MissingDecoderError,
     NoPixelDataError,
     NonImageDicomError,
@@ -409,7 +410,7 @@ def read_dicom(path, *, voi: str = "header", percentiles=(0.5, 99.5)):
         MissingDecoderError, UndecodableDicomError (all subclasses of DicomError).
     """
     if voi not in VOI_MODES:
-        raise ValueError(f"voi must be one of {VOI_MODES}, got {voi!r}")
+        raise InvalidInputError(f"voi must be one of {VOI_MODES}, got {voi!r}")
     with quiet_value_checks():
         ds = _open(path)
         _check_is_image(path, ds)

@@ -1,9 +1,49 @@
-"""Exceptions for unreadable or unsupported input; each names the offending path."""
+"""Exceptions for wrong input (each names what is wrong), and `run_script`, which ends a script on one with its
+message instead of a traceback."""
 
 from __future__ import annotations
 
+import os
+import sys
 
-class DataError(Exception):
+
+class InputError(Exception):
+    """Base class: the user's input is wrong (a flag, a path, a data or model folder, a setting, a token). Scripts run
+    by `run_script` report it as `error: <message>` and exit with status 2."""
+
+
+class InvalidInputError(InputError, ValueError):
+    """A flag, setting or option whose value cannot be used."""
+
+
+class MissingInputError(InputError, FileNotFoundError):
+    """A file or folder the user named that is not there, or not the kind that was expected."""
+
+
+def run_script(main) -> None:
+    """Run a script's `main()`, then end the process. An `InputError` prints `error: <message>` (and its notes) on
+    stderr and exits with status 2, as argparse does for a wrong flag, without a traceback; any other exception is a
+    bug and propagates with its traceback. A process of a distributed run exits at once, once its output is flushed,
+    with 0 or 2: freeing gloo's process group can deadlock (the freeing thread holds the GIL that a gloo worker thread
+    waits for in order to release a tensor), which left finished runs hanging at exit."""
+    try:
+        main()
+    except InputError as error:
+        print(f"error: {error}", *getattr(error, "__notes__", ()), sep="\n", file=sys.stderr)
+        _end(2)
+    _end(0)
+
+
+def _end(status: int) -> None:
+    distributed = sys.modules.get("torch.distributed")  # not imported: no process group to leave
+    if distributed is not None and distributed.is_available() and distributed.is_initialized():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
+
+
+class DataError(InputError):
     """Base class: a file or folder that cannot be used, with the reason."""
 
     def __init__(self, path, reason: str):

@@ -10,6 +10,8 @@ import re
 
 import numpy as np
 
+from .errors import InvalidInputError
+
 UNCERTAIN_POLICIES = ("ignore", "zeros", "ones", "mixed")
 BLANK_POLICIES = ("ignore", "zeros", "ones")
 # CheXpert competition mix: uncertain -> 1 for these, -> 0 for every other label.
@@ -37,7 +39,7 @@ def canonical_label(name: str) -> str:
 def _policy_value(policy, name: str, kind: str) -> float:
     if isinstance(policy, (int, float)) and not isinstance(policy, bool):
         if not 0 <= policy <= 1:  # a target outside [0, 1] has no meaning for a sigmoid (and -1 kept "uncertain")
-            raise ValueError(f"{kind} policy as a number is a soft label in [0, 1], got {policy!r}")
+            raise InvalidInputError(f"{kind} policy as a number is a soft label in [0, 1], got {policy!r}")
         return float(policy)
     if policy == "ignore":
         return float("nan")
@@ -48,7 +50,7 @@ def _policy_value(policy, name: str, kind: str) -> float:
     if policy == "mixed" and kind == "uncertain":
         return 1.0 if canonical_label(name) in MIXED_ONES else 0.0
     allowed = UNCERTAIN_POLICIES if kind == "uncertain" else BLANK_POLICIES
-    raise ValueError(f"{kind} policy must be one of {allowed} or a number, got {policy!r}")
+    raise InvalidInputError(f"{kind} policy must be one of {allowed} or a number, got {policy!r}")
 
 
 def apply_label_policy(raw, names: list[str], *, uncertain="ignore", blank="zeros") -> np.ndarray:

@@ -21,7 +21,6 @@ import json
 import multiprocessing
 import os
 import re
-import sys
 import warnings
 from collections import Counter
 from itertools import islice
@@ -33,6 +32,7 @@ from PIL import Image as PILImage
 from tqdm.auto import tqdm
 
 from .builders.common import assign_splits
+from .errors import InvalidInputError, run_script
 from .images import stated_bits
 from .registry import available_datasets, build_recipe
 from .schema import COLUMNS, make_features, make_info
@@ -65,7 +65,7 @@ def _summary(reports_by_split: dict[str, list[dict]], output_dir: Path, size: in
 def _check_sizes(size: int, shard_size: int) -> None:
     """Refuse a size or shard size below 1 (they gave 1-pixel images, or no shard at all: an empty set)."""
     if size < 1 or shard_size < 1:
-        raise ValueError(f"size and shard_size must be positive, got size={size}, shard_size={shard_size}")
+        raise InvalidInputError(f"size and shard_size must be positive, got size={size}, shard_size={shard_size}")
 
 
 _SETTINGS_FILE = re.compile(re.escape("prepare_settings.json"))
@@ -98,9 +98,9 @@ def _check_settings(output_dir: Path, settings: dict) -> None:
             damage = str(err)
         if damage is not None:
             if next(output_dir.glob("*/data-*"), None) is not None:
-                raise ValueError(f"{path} is damaged ({damage}): the settings the shards in {output_dir} were "
-                                 "prepared with cannot be checked, so they are not resumed; use a new --output_dir "
-                                 "(or restore the file)")
+                raise InvalidInputError(f"{path} is damaged ({damage}): the settings the shards in {output_dir} "
+                                        "were prepared with cannot be checked, so they are not resumed; use a new "
+                                        "--output_dir (or restore the file)")
             warnings.warn(f"{path} is damaged ({damage}); no shard was written yet: it is replaced by this run's "
                           "settings", stacklevel=3)
             recorded = None
@@ -117,16 +117,16 @@ def _check_settings(output_dir: Path, settings: dict) -> None:
         differ = sorted(key for key in recorded.keys() | expected.keys()
                         if json.dumps(recorded.get(key)) != json.dumps(expected.get(key)))
         if differ == ["files"]:  # the same paths and labels (records), in the same order
-            raise ValueError(f"{output_dir}: an image or mask file changed in place since the folder was prepared "
-                             "(another size or modification time under the same path); resuming would mix two "
-                             "versions of the set: use a new --output_dir (or put the files back)")
+            raise InvalidInputError(f"{output_dir}: an image or mask file changed in place since the folder was "
+                                    "prepared (another size or modification time under the same path); resuming would "
+                                    "mix two versions of the set: use a new --output_dir (or put the files back)")
         if differ == ["columns"]:  # the same files, paths and labels, with other values in the other columns
-            raise ValueError(f"{output_dir}: the same files give other source, patient, study, view, sex, age or "
-                             "split values than when the folder was prepared (e.g. a renamed copy of the data, whose "
-                             "source is named after its folder); resuming would mix both in one data set: use a new "
-                             "--output_dir (or the folder it was prepared from)")
-        raise ValueError(f"{output_dir}: prepared with other settings ({', '.join(differ)} differ): "
-                         f"{json.dumps(recorded)}, not {json.dumps(settings)}; use a new --output_dir")
+            raise InvalidInputError(f"{output_dir}: the same files give other source, patient, study, view, sex, age "
+                                    "or split values than when the folder was prepared (e.g. a renamed copy of the "
+                                    "data, whose source is named after its folder); resuming would mix both in one "
+                                    "data set: use a new --output_dir (or the folder it was prepared from)")
+        raise InvalidInputError(f"{output_dir}: prepared with other settings ({', '.join(differ)} differ): "
+                                f"{json.dumps(recorded)}, not {json.dumps(settings)}; use a new --output_dir")
     if recorded is None or unrecorded or any(key in settings and key not in kept for key in _UNCHECKED):
         write_atomically(path, json.dumps({**settings, **kept}))
 
@@ -172,8 +172,8 @@ def _check_kept_shard(output_dir: Path, split: str, index: int, shard_size: int,
     else:
         what = (f"was written from other source rows {first}-{first + source['rows'] - 1} than the source gives "
                 f"now (another source, order or content)")
-    raise ValueError(f"{output_dir}: shard {index} of split {split!r} {what}; resuming would mix two data sets: "
-                     "use a new --output_dir (or the source it was prepared from)")
+    raise InvalidInputError(f"{output_dir}: shard {index} of split {split!r} {what}; resuming would mix two data sets: "
+                            "use a new --output_dir (or the source it was prepared from)")
 
 
 def _records_digest(splits: dict[str, list[dict]]) -> str:
@@ -323,10 +323,11 @@ def _write_streams(streams: dict, output_dir, *, info, size: int, bits: int, sha
         if index == -1 and is_finished(split_dir, 0):  # an empty split's empty shard, or rows the source lost
             _check_kept_shard(output_dir, split, 0, shard_size, _source_rows([]))
         if shard_exists(split_dir, max(index + 1, 1)):
-            raise ValueError(f"{output_dir}: split {split!r} has finished shards beyond the {index + 1} the source "
-                             f"fills now (it ends after {index * shard_size + len(chunk) if index >= 0 else 0} "
-                             "rows: a source of another size); resuming would mix two data sets: use a new "
-                             "--output_dir (or the source it was prepared from)")
+            ends = index * shard_size + len(chunk) if index >= 0 else 0
+            raise InvalidInputError(f"{output_dir}: split {split!r} has finished shards beyond the {index + 1} the "
+                                    f"source fills now (it ends after {ends} rows: a source of another size); resuming "
+                                    "would mix two data sets: use a new --output_dir (or the source it was prepared "
+                                    "from)")
     return _summary(_finish(output_dir, shard_counts, info), output_dir, size, bits)
 
 
@@ -379,4 +380,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

@@ -6,6 +6,7 @@ import importlib
 import inspect
 
 from .builders.common import assemble
+from .errors import InvalidInputError
 
 # name -> (module under hf_datasets.builders, function)
 BUILDERS = {
@@ -37,18 +38,18 @@ def available_datasets() -> list[str]:
 def build_recipe(name: str, data_dir=None, seed: int = 0, **options):
     """Run the named builder: the Recipe (records + label names + attribution) of a data set."""
     if name not in BUILDERS:
-        raise ValueError(f"unknown data set {name!r}; available: {available_datasets()}")
+        raise InvalidInputError(f"unknown data set {name!r}; available: {available_datasets()}")
     if data_dir is None and name != "sample":
-        raise ValueError(f"build_dataset({name!r}) needs data_dir (the set's original folder)")
+        raise InvalidInputError(f"build_dataset({name!r}) needs data_dir (--data_dir: the set's original folder)")
     module_name, function = BUILDERS[name]
     module = importlib.import_module(f"hf_datasets.builders.{module_name}")
     builder = getattr(module, function)
     accepted = [p for p in inspect.signature(builder).parameters if p != "data_dir"]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
-        raise ValueError(f"{name} has no option {', '.join(map(repr, unknown))}; its options: {accepted} "
-                         "(split_fractions and train_fraction are not builder options: see build_dataset, prepare's "
-                         "--split_fractions and training's --dataset_options)")
+        raise InvalidInputError(f"{name} has no option {', '.join(map(repr, unknown))}; its options: {accepted} "
+                                "(split_fractions and train_fraction are not builder options: see build_dataset, "
+                                "prepare's --split_fractions and training's --dataset_options)")
     if "seed" in accepted:
         options["seed"] = seed
     return builder(data_dir, **options)

@@ -18,6 +18,8 @@ import json
 
 import datasets
 
+from .errors import InvalidInputError
+
 COLUMNS = ("image", "labels", "mask", "patient_id", "study_id", "view", "sex", "age",
            "source", "split", "path")
 STRING_COLUMNS = ("patient_id", "study_id", "view", "sex", "source", "split", "path")
@@ -48,19 +50,19 @@ def make_info(name: str, names: list[str], *, about: str = "", citation: str = "
 def _metadata(ds) -> dict:
     if isinstance(ds, (datasets.DatasetDict, datasets.IterableDatasetDict)):
         if not ds:
-            raise ValueError("empty DatasetDict has no label names")
+            raise InvalidInputError("empty DatasetDict has no label names")
         ds = next(iter(ds.values()))
     try:
         return json.loads(ds.info.description or "{}")
     except json.JSONDecodeError as err:
-        raise ValueError("dataset info does not come from hf_datasets (no label names)") from err
+        raise InvalidInputError("dataset info does not come from hf_datasets (no label names)") from err
 
 
 def label_names(ds) -> list[str]:
     """Label names of a Dataset / DatasetDict built by `build_dataset` (order of `labels`)."""
     meta = _metadata(ds)
     if "label_names" not in meta:
-        raise ValueError("dataset info has no label names")
+        raise InvalidInputError("dataset info has no label names")
     return list(meta["label_names"])
 
 

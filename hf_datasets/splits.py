@@ -6,6 +6,8 @@ import hashlib
 import warnings
 from collections import defaultdict
 
+from .errors import InvalidInputError
+
 DEFAULT_FRACTIONS = {"train": 0.8, "validation": 0.1, "test": 0.1}
 SPLIT_ALIASES = {"train": "train", "training": "train", "valid": "validation", "val": "validation",
                  "validate": "validation", "validation": "validation", "dev": "validation",
@@ -47,7 +49,7 @@ def patient_subset(patient_ids: list[str], fraction: float, seed: int = 0) -> li
     For one seed the subsets are nested: every patient kept at 10% is also kept at 25% and 100%.
     """
     if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"fraction must lie in (0, 1], got {fraction}")
+        raise InvalidInputError(f"fraction must lie in (0, 1], got {fraction}")
     patients = sorted(set(patient_ids), key=lambda p: _patient_rank(p, seed))
     kept = set(patients[:max(1, round(fraction * len(patients)))])
     return [p in kept for p in patient_ids]

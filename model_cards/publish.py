@@ -16,6 +16,8 @@ from pathlib import Path
 
 from huggingface_hub import CommitInfo, HfApi, get_token
 
+from hf_datasets.errors import InputError, InvalidInputError, MissingInputError
+
 from .privacy import find_local_paths, is_local_path
 
 logger = logging.getLogger(__name__)
@@ -47,7 +49,7 @@ def model_files(model_dir) -> list[str]:
         inside = model_dir / "model"
         hint = f"; it is a run's folder: pass {inside}" if (inside / "config.json").is_file() else \
             "; export the model and write its card first"
-        raise FileNotFoundError(f"The export {model_dir.name!r} lacks {missing}{hint}")
+        raise MissingInputError(f"The export {model_dir.name!r} lacks {missing}{hint}")
     optional = [name for name in MODEL_OPTIONAL if (model_dir / name).is_file()]
     if "preprocessor_config.json" not in optional:
         logger.warning("%s has no preprocessor_config.json: users will need to build the processor themselves",
@@ -59,7 +61,7 @@ def _check_folder(folder: Path, kind: str) -> None:
     """Raise naming `folder` as given (the user's own path, never published) when it is missing or a file."""
     if not folder.is_dir():
         what = "is a file, not a folder" if folder.exists() else "does not exist"
-        raise FileNotFoundError(f"The {kind} folder {str(folder)!r} {what}")
+        raise MissingInputError(f"The {kind} folder {str(folder)!r} {what}")
 
 
 def check_no_local_paths(folder, names) -> None:
@@ -72,7 +74,8 @@ def check_no_local_paths(folder, names) -> None:
             if found:
                 leaks[name] = found[:3]
     if leaks:
-        raise ValueError(f"Refusing to publish local paths: {leaks}. Remove them (e.g. re-export) and try again.")
+        raise InvalidInputError(f"Refusing to publish local paths: {leaks}. Remove them (e.g. re-export) and try "
+                                "again.")
 
 
 def point_card_at(model_dir: Path, repo_id: str) -> str | None:
@@ -99,13 +102,13 @@ def point_card_at(model_dir: Path, repo_id: str) -> str | None:
 def _resolve_token(token: str | None) -> str:
     token = token or get_token()
     if not token:
-        raise RuntimeError("No Hugging Face token: set HF_TOKEN (a write token) or run `hf auth login`")
+        raise InputError("No Hugging Face token: set HF_TOKEN (a write token) or run `hf auth login`")
     return token
 
 
 def _check_repo_id(repo_id: str) -> None:
     if is_local_path(repo_id) or repo_id.count("/") != 1:
-        raise ValueError(f"repo_id must look like 'user/name', got {repo_id!r}")
+        raise InvalidInputError(f"repo_id must look like 'user/name', got {repo_id!r}")
 
 
 def _push(folder: Path, repo_id: str, repo_type: str, *, private: bool, revision: str | None, commit_message: str,
@@ -152,9 +155,9 @@ def push_dataset(dataset_dir, repo_id: str, *, private: bool = True, revision: s
     dataset_dir = Path(dataset_dir)
     _check_folder(dataset_dir, "data set")
     if (dataset_dir / "config.json").is_file() and any(dataset_dir.glob("*.safetensors")):
-        raise ValueError(f"{dataset_dir.name!r} is a model export, not a data set: publish it with --model_dir")
+        raise InvalidInputError(f"{dataset_dir.name!r} is a model export, not a data set: publish it with --model_dir")
     if not (dataset_dir / "README.md").is_file():
-        raise FileNotFoundError(f"{dataset_dir.name!r} has no README.md: write its card with write_dataset_card first")
+        raise MissingInputError(f"{dataset_dir.name!r} has no README.md: write its card with write_dataset_card first")
     names = [str(p.relative_to(dataset_dir)) for p in dataset_dir.rglob("*") if p.is_file()]
     check_no_local_paths(dataset_dir, names)
     return _push(dataset_dir, repo_id, "dataset", private=private, revision=revision, commit_message=commit_message,

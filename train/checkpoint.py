@@ -32,6 +32,7 @@ import torch
 from accelerate.utils import broadcast_object_list
 
 import modeling_cxrgm
+from hf_datasets.errors import InvalidInputError, MissingInputError
 from hf_datasets.shards import flush_to_disk
 
 from .config import TrainArgs, load_yaml
@@ -108,7 +109,7 @@ def exported_model(folder: Path):
     weights where the run keeps an EMA (weights "ema"), else with the weights it trains ("raw")."""
     reason = problem(folder) if (folder / MANIFEST).is_file() else None
     if reason is not None:
-        raise ValueError(f"Checkpoint {folder} is damaged: {reason}")
+        raise InvalidInputError(f"Checkpoint {folder} is damaged: {reason}")
     model = _model_class(folder).from_pretrained(folder, dtype=torch.float32)
     averaged = folder / STATE_FILES[1]
     if averaged.is_file():
@@ -139,8 +140,8 @@ def _model_class(folder: Path):
         return MODEL_CLASSES[run.task]
     named = modeling_cxrgm.GroupMaskedViTConfig.from_pretrained(folder).architectures or []
     if not named or not hasattr(modeling_cxrgm, named[0]):
-        raise ValueError(f"Checkpoint {folder} names no model class of this package ({named or 'none'}) and has no "
-                         "args.yaml of its run two folders up to tell its task")
+        raise InvalidInputError(f"Checkpoint {folder} names no model class of this package ({named or 'none'}) and "
+                                "has no args.yaml of its run two folders up to tell its task")
     return getattr(modeling_cxrgm, named[0])
 
 
@@ -195,12 +196,12 @@ def resolve(resume: str | None, output_dir) -> Path | None:
                 return folder
             skipped.append((folder, reason))
         if skipped:
-            raise ValueError(f"No usable checkpoint in {Path(output_dir) / 'checkpoints'}: " + "; ".join(
+            raise InvalidInputError(f"No usable checkpoint in {Path(output_dir) / 'checkpoints'}: " + "; ".join(
                 f"{folder.name}: {why}" for folder, why in skipped) + "; start a new --output_dir")
         return None
     path = Path(resume)
     if not is_checkpoint(path):
-        raise FileNotFoundError(f"--resume_from_checkpoint {resume}: not a checkpoint folder written by this trainer")
+        raise MissingInputError(f"--resume_from_checkpoint {resume}: not a checkpoint folder written by this trainer")
     if not (path / MANIFEST).is_file():
         logger.warning(f"Checkpoint {path} has no {MANIFEST} (an earlier version of this trainer wrote it, or its "
                        "save did not finish): its files cannot be checked before they are loaded")
@@ -208,8 +209,8 @@ def resolve(resume: str | None, output_dir) -> Path | None:
         return path
     reason = problem(path)
     if reason is not None:
-        raise ValueError(f"--resume_from_checkpoint {resume}: the checkpoint is damaged: {reason}; resume from "
-                         "another one (latest: the newest complete one)")
+        raise InvalidInputError(f"--resume_from_checkpoint {resume}: the checkpoint is damaged: {reason}; resume from "
+                                "another one (latest: the newest complete one)")
     _warn_of_newer(path, output_dir)
     return path
 
@@ -320,10 +321,10 @@ def check_process_count(path: Path, num_processes: int) -> None:
     per epoch, and which images each process gets would all change in the middle of the run."""
     saved = len(list(path.glob("random_states_*.pkl")))
     if saved and saved != num_processes:
-        raise ValueError(f"Checkpoint {path} was saved by a run on {saved} processes, and this one has "
-                         f"{num_processes}: the effective batch, the learning rate, the steps per epoch and each "
-                         f"process's share of the data would change mid-run; resume on {saved} processes, or start a "
-                         "new --output_dir (--init from this run's export keeps its weights)")
+        raise InvalidInputError(f"Checkpoint {path} was saved by a run on {saved} processes, and this one has "
+                                f"{num_processes}: the effective batch, the learning rate, the steps per epoch and "
+                                f"each process's share of the data would change mid-run; resume on {saved} processes, "
+                                "or start a new --output_dir (--init from this run's export keeps its weights)")
 
 
 def load(accelerator, path: Path):

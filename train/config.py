@@ -18,6 +18,8 @@ from pathlib import Path
 
 import yaml
 
+from hf_datasets.errors import InvalidInputError, MissingInputError
+
 RECIPES = Path(__file__).parent / "recipes"
 
 
@@ -155,7 +157,7 @@ def parse_args(cls, argv=None, defaults: dict | None = None):
     parser = argparse.ArgumentParser(description=cls.__doc__)
     source = "YAML file"
     if cls is TrainArgs:  # the recipes are training arguments
-        source += f", or a recipe name ({', '.join(sorted(path.stem for path in RECIPES.glob('*.yaml')))}),"
+        source += f", or a recipe name ({', '.join(recipe_names())}),"
     parser.add_argument("--config", help=f"{source} with any of the arguments below (flags override it)")
     for f in dataclasses.fields(cls):
         kind, nargs = _field_type(f.type)
@@ -213,28 +215,42 @@ def _none_or(kind):
     return convert
 
 
+def recipe_names() -> list[str]:
+    """The recipes `--config` takes by name (train/recipes/*.yaml)."""
+    return sorted(path.stem for path in RECIPES.glob("*.yaml"))
+
+
 def load_yaml(path, cls) -> dict:
     """The mapping in a YAML file, checked against the fields of `cls`; a recipe name is looked up in recipes/."""
     path = Path(path)
     if not path.exists() and (RECIPES / f"{path.name}.yaml").exists():
         path = RECIPES / f"{path.name}.yaml"
-    values = yaml.safe_load(path.read_text()) or {}
+    if not path.is_file():
+        recipes = f", nor a recipe name ({', '.join(recipe_names())})" if cls is TrainArgs else ""
+        raise MissingInputError(f"{path}: no such YAML file{recipes}")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise InvalidInputError(f"{path}: not valid YAML ({error})") from None
+    if not isinstance(values, dict):
+        raise InvalidInputError(f"{path}: expected a mapping of argument names to values, not a "
+                                f"{type(values).__name__}")
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
-        raise ValueError(f"{path}: unknown arguments {unknown}; valid names are the {cls.__name__} fields")
+        raise InvalidInputError(f"{path}: unknown arguments {unknown}; valid names are the {cls.__name__} fields")
     return {f.name: _yaml_value(path, f.name, values[f.name], *_field_type(f.type))
             for f in dataclasses.fields(cls) if f.name in values}
 
 
 def _yaml_value(path, name: str, value, kind, nargs):
     """`value` as the field's type, as the command line would give it: YAML reads `1e-3` as text (a float needs a
-    dot there), which becomes a float; a value of another type is a ValueError naming the argument."""
+    dot there), which becomes a float; a value of another type is an InvalidInputError naming the argument."""
     if value is None:
         return None
     if nargs:
         if not isinstance(value, list):
-            raise ValueError(f"{path}: {name} must be a list, got {value!r}")
+            raise InvalidInputError(f"{path}: {name} must be a list, got {value!r}")
         return [_yaml_value(path, name, item, kind, None) for item in value]
     if kind is float and isinstance(value, str):
         try:
@@ -246,7 +262,7 @@ def _yaml_value(path, name: str, value, kind, nargs):
         return float(value) if kind is float else value
     hint = " (YAML reads unquoted no/yes/off/on as booleans: quote the text)" if isinstance(value, bool) else ""
     type_name = {bool: "true or false", int: "an integer", float: "a number", str: "text", json_object: "a mapping"}
-    raise ValueError(f"{path}: {name} must be {type_name[kind]}, got {value!r}{hint}")
+    raise InvalidInputError(f"{path}: {name} must be {type_name[kind]}, got {value!r}{hint}")
 
 
 def save_args(args, output_dir) -> Path:
@@ -265,11 +281,11 @@ def load_model_source(load, source, flag: str):
     if folder.is_dir() and not (folder / "config.json").is_file():
         hint = f"; it is a run's folder: pass {folder / 'model'}" if (folder / "model" / "config.json").is_file() \
             else " (expected a save_pretrained folder, e.g. a run's model/)"
-        raise FileNotFoundError(f"{flag} {source}: no config.json there{hint}")
+        raise MissingInputError(f"{flag} {source}: no config.json there{hint}")
     try:
         return load(source)
     except OSError as error:
         if Path(source).exists():
             raise
-        raise OSError(f"{flag} {source}: no such folder here, and no model of that name could be loaded from the "
-                      f"Hub or its cache ({error})") from error
+        raise MissingInputError(f"{flag} {source}: no such folder here, and no model of that name could be loaded "
+                                f"from the Hub or its cache ({error})") from error

@@ -14,6 +14,8 @@ import datasets
 import numpy as np
 import torch
 
+from hf_datasets.errors import DataError, ImageReadError, InvalidInputError, LayoutError, MissingInputError
+
 SINGLE, MULTI = "single", "multi"
 EIGHT_BIT_MODES = ("L", "LA", "RGB", "RGBA")
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
@@ -28,17 +30,20 @@ def load_splits(dataset: str | None, data_dir: str | None, prepared_dir: str | N
     Prepared shards take `train_fraction` / `subset_seed` (the same patients as `build_dataset` keeps); other
     options were applied when they were prepared and are refused here rather than silently ignored."""
     if prepared_dir:
-        loaded = datasets.load_from_disk(prepared_dir)
+        try:
+            loaded = datasets.load_from_disk(prepared_dir)
+        except FileNotFoundError as error:  # no such folder, or one that holds no saved data set
+            raise MissingInputError(f"--prepared_dir {prepared_dir}: no prepared data set there ({error}); write one "
+                                    "with python -m hf_datasets.prepare") from error
         splits = loaded if isinstance(loaded, datasets.DatasetDict) else datasets.DatasetDict({"train": loaded})
         return _prepared_subset(splits, dict(options or {}), prepared_dir)
     if not dataset:
-        raise ValueError("No data: pass --dataset NAME [--data_dir DIR] or --prepared_dir DIR")
+        raise InvalidInputError("No data: pass --dataset NAME [--data_dir DIR] or --prepared_dir DIR")
     if (options or {}).get("streaming"):
-        raise ValueError("--dataset_options streaming: training and evaluation need random access to the rows; for a "
-                         "set larger than local disk, write shards in one pass (python -m hf_datasets.prepare "
-                         "--streaming) and pass --prepared_dir")
+        raise InvalidInputError("--dataset_options streaming: training and evaluation need random access to the rows; "
+                                "for a set larger than local disk, write shards in one pass (python -m "
+                                "hf_datasets.prepare --streaming) and pass --prepared_dir")
     import hf_datasets
-    from hf_datasets.errors import DataError, LayoutError
 
     try:
         return hf_datasets.build_dataset(dataset, data_dir, **(options or {}))
@@ -68,9 +73,9 @@ def _prepared_subset(splits, options: dict, prepared_dir: str):
 
     others = sorted(set(options) - set(PREPARED_OPTIONS))
     if others:
-        raise ValueError(f"--dataset_options {others} do not apply to --prepared_dir {prepared_dir} (its shards were "
-                         "built with the options given to hf_datasets.prepare); only "
-                         f"{list(PREPARED_OPTIONS)} do")
+        raise InvalidInputError(f"--dataset_options {others} do not apply to --prepared_dir {prepared_dir} (its shards "
+                                "were built with the options given to hf_datasets.prepare); only "
+                                f"{list(PREPARED_OPTIONS)} do")
     fraction = options.get("train_fraction")
     if fraction is None or "train" not in splits:
         return splits
@@ -82,9 +87,9 @@ def _prepared_subset(splits, options: dict, prepared_dir: str):
 def split(splits, name: str):
     """One split by name, with a clear error when it is missing or empty."""
     if name not in splits:
-        raise ValueError(f"The data set has no split {name!r}; it has {sorted(splits)}")
+        raise InvalidInputError(f"The data set has no split {name!r}; it has {sorted(splits)}")
     if len(splits[name]) == 0:
-        raise ValueError(f"Split {name!r} of the data set is empty")
+        raise InvalidInputError(f"Split {name!r} of the data set is empty")
     return splits[name]
 
 
@@ -109,7 +114,8 @@ def align_labels(ds, target_names: list[str], single_label: bool):
     values = np.asarray(ds["labels"], dtype=np.float32).reshape(len(ds), len(source))
     aligned, missing = harmonise_labels(values, source, target_names)
     if missing.all():
-        raise ValueError(f"The model predicts {target_names} but the data set's labels are {source}: none in common")
+        raise InvalidInputError(f"The model predicts {target_names} but the data set's labels are {source}: none in "
+                                "common")
     if single_label:  # exclusive classes: a row of a known class is 0 for the others, even those the set lacks
         positive = (aligned == 1).sum(axis=1) == 1
         aligned[positive] = np.nan_to_num(aligned[positive], nan=0.0)
@@ -145,7 +151,7 @@ def task_rows(ds, task: str, role: str) -> list[int] | None:
     else:
         return None
     if not rows:
-        raise ValueError(f"{role} ({len(ds)} rows) has no row with {needed}")
+        raise InvalidInputError(f"{role} ({len(ds)} rows) has no row with {needed}")
     return rows
 
 
@@ -153,15 +159,16 @@ def resolve_label_mode(ds, mode: str = "auto") -> str:
     """"single" when every row with known labels is one-hot (mutually exclusive classes), else "multi"; a requested
     "single" on rows that are not one-hot is refused (their class would be a guess)."""
     if mode not in (SINGLE, MULTI, "auto"):
-        raise ValueError(f"label_mode must be auto, single or multi, got {mode!r}")
+        raise InvalidInputError(f"label_mode must be auto, single or multi, got {mode!r}")
     if mode == MULTI:
         return mode
     labels = np.asarray(list(ds.select_columns(["labels"])["labels"]), dtype=np.float32)  # (N, K); no image decoded
     known = labels[~np.isnan(labels).all(axis=1)] if labels.size else labels
     one_hot = np.isin(known, (0.0, 1.0)).all(axis=1) & (known.sum(axis=1) == 1)
     if mode == SINGLE and not one_hot.all():
-        raise ValueError(f"label_mode single, but {int((~one_hot).sum())} of {len(known)} labelled rows are not one-hot "
-                         "(several or no positive classes, or soft / unknown values); use label_mode multi or auto")
+        raise InvalidInputError(f"label_mode single, but {int((~one_hot).sum())} of {len(known)} labelled rows are "
+                                "not one-hot (several or no positive classes, or soft / unknown values); use label_mode "
+                                "multi or auto")
     return SINGLE if len(known) and one_hot.all() else MULTI
 
 
@@ -197,7 +204,7 @@ class CXRDataset(torch.utils.data.Dataset):
         self.sources = ds.select_columns(["path"]) if "path" in ds.column_names else None  # for error messages
         self.origins = ds.select_columns(["source"]) if "source" in ds.column_names else None  # see source_counts
         if task == "segmentation" and "mask" not in ds.column_names:
-            raise ValueError("Segmentation needs a data set with a `mask` column")
+            raise InvalidInputError("Segmentation needs a data set with a `mask` column")
         if task == "pretraining":  # decode nothing but the image
             self.ds = ds.select_columns(["image"])
         self.bits = stored_bits(ds)
@@ -228,8 +235,6 @@ class CXRDataset(torch.utils.data.Dataset):
     def _row(self, i: int) -> dict:
         """Row `i` with its images decoded; an image that cannot be decoded raises an ImageReadError naming it. A
         16-bit image that lost the bit depth it stated states it again (`restate_bit_depths`)."""
-        from hf_datasets.errors import ImageReadError
-
         try:
             row = self.ds[self.rows[i]]
             restate_bit_depths(self.storage, [self.rows[i]], [row["image"]], self.bits)

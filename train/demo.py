@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from hf_datasets.errors import run_script
+
 from . import evaluate as evaluate_script
 from .config import RECIPES, TrainArgs, load_yaml
 from .run import run_training
@@ -121,4 +123,4 @@ def _fmt(metrics: dict, key: str, ci: str | None = None) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

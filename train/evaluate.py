@@ -24,12 +24,13 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 import modeling_cxrgm
+from hf_datasets.errors import InvalidInputError, run_script
 
 from . import checkpoint, data, engine
 from .config import EvalArgs, TrainArgs, load_model_source, parse_args
 from .export import write_metrics
 from .metrics import compute_metrics
-from .run import Context, exit_process
+from .run import Context
 from .starting_point import model_inputs_normalisation
 
 TASKS = {
@@ -46,7 +47,7 @@ def load_model(folder):
     config = load_model_source(modeling_cxrgm.GroupMaskedViTConfig.from_pretrained, folder, "--model")
     architecture = (config.architectures or [""])[0]
     if architecture not in TASKS:
-        raise ValueError(f"{folder}: unsupported architecture {architecture!r}; expected one of {sorted(TASKS)}")
+        raise InvalidInputError(f"{folder}: unsupported architecture {architecture!r}; expected one of {sorted(TASKS)}")
     model = getattr(modeling_cxrgm, architecture).from_pretrained(folder, dtype=torch.float32)  # as it trained
     processor = modeling_cxrgm.GroupMaskedViTImageProcessor.from_pretrained(folder)
     return model, processor, TASKS[architecture]
@@ -60,7 +61,7 @@ def source_names(ds, rows) -> list[str]:
 
 def check_in_domain(in_domain: str, sources) -> None:
     if in_domain not in set(sources):
-        raise ValueError(f"in-domain source {in_domain!r} is not among the sources {sorted(set(sources))}")
+        raise InvalidInputError(f"in-domain source {in_domain!r} is not among the sources {sorted(set(sources))}")
 
 
 def training_sources(args: EvalArgs, splits, run: TrainArgs | None) -> list[str] | None:
@@ -222,5 +223,4 @@ def format_table(task, metrics, drift) -> str:
 
 
 if __name__ == "__main__":
-    main()
-    exit_process()
+    run_script(main)

@@ -1,8 +1,10 @@
 """Fine-tuning for classification: `accelerate launch -m train.finetune_classification --config finetune_classification
 --init outputs/pretrain/model --dataset kermany --data_dir ...`."""
 
+from hf_datasets.errors import run_script
+
 from .config import TrainArgs, parse_args
-from .run import exit_process, run_training
+from .run import run_training
 
 DEFAULTS = {
     "task": "classification", "output_dir": "outputs/classification", "crop_scale": [0.5, 1.0], "rotation": 10.0,
@@ -16,5 +18,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
-    exit_process()
+    run_script(main)

@@ -27,6 +27,8 @@ import torch
 from PIL import Image
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, AutoModelForSemanticSegmentation
 
+from hf_datasets.errors import InvalidInputError, MissingInputError, run_script
+
 from . import checkpoint
 from .config import PredictArgs, load_model_source, parse_args
 
@@ -49,9 +51,9 @@ def find_images(inputs: list[str]) -> list[Path]:
         elif item.is_file():
             files.append(item)
         else:
-            raise FileNotFoundError(f"No such file or folder: {item}")
+            raise MissingInputError(f"No such file or folder: {item}")
     if not files:
-        raise ValueError(f"No DICOM/PNG/JPEG images in {inputs}")
+        raise InvalidInputError(f"No DICOM/PNG/JPEG images in {inputs}")
     return files
 
 
@@ -125,7 +127,7 @@ def predict(model_dir, files: list[Path], batch_size: int = 16, on_error: str = 
 
     `num_workers` processes read and preprocess the files while the model runs (in input order)."""
     if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        raise InvalidInputError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     config = AutoConfig.from_pretrained(model_dir, trust_remote_code=True)
     segmentation = is_segmentation(config)
@@ -206,11 +208,11 @@ def _listed_paths(*tables: Path) -> set[str]:
 def check_args(args: PredictArgs) -> None:
     """Refuse invalid settings before anything runs (a fresh run replaces an earlier run's tables as it starts)."""
     if args.on_error not in ("raise", "skip"):
-        raise ValueError(f"--on_error must be raise or skip, got {args.on_error!r}")
+        raise InvalidInputError(f"--on_error must be raise or skip, got {args.on_error!r}")
     if args.batch_size < 1:
-        raise ValueError(f"--batch_size must be at least 1, got {args.batch_size}")
+        raise InvalidInputError(f"--batch_size must be at least 1, got {args.batch_size}")
     if args.num_workers < 0:
-        raise ValueError(f"--num_workers must be 0 (read in this process) or more, got {args.num_workers}")
+        raise InvalidInputError(f"--num_workers must be 0 (read in this process) or more, got {args.num_workers}")
 
 
 def main(argv=None) -> Path:
@@ -231,9 +233,9 @@ def write_predictions(args: PredictArgs, files: list[Path], model_dir) -> Path:
     segmentation = is_segmentation(config)
     multi_label = not segmentation and config.problem_type == "multi_label_classification"
     if args.threshold is not None and not multi_label:  # it would change nothing: said before anything runs
-        raise ValueError(f"--threshold applies to multi-label classification models; {args.model} is a "
-                         + ("segmentation model" if segmentation else "single-label classifier (the most probable "
-                            "class is predicted)"))
+        raise InvalidInputError(f"--threshold applies to multi-label classification models; {args.model} is a "
+                                + ("segmentation model" if segmentation else "single-label classifier (the most "
+                                   "probable class is predicted)"))
     threshold = 0.5 if args.threshold is None else args.threshold
     output = Path(args.output or ("masks" if segmentation else "predictions.csv"))
     table_path = output / "masks.csv" if segmentation else output
@@ -266,7 +268,7 @@ def write_predictions(args: PredictArgs, files: list[Path], model_dir) -> Path:
         table.close()
         skipped.close()
     if todo and not table.rows and not done:
-        raise ValueError(f"None of the {len(files)} files could be read; reasons in {skipped_path}")
+        raise InvalidInputError(f"None of the {len(files)} files could be read; reasons in {skipped_path}")
     print(f"{table.rows} predictions -> {table_path}")
     if skipped.rows:
         print(f"{skipped.rows} unreadable files skipped -> {skipped_path}")
@@ -274,4 +276,4 @@ def write_predictions(args: PredictArgs, files: list[Path], model_dir) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

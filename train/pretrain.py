@@ -1,7 +1,9 @@
 """GMML pretraining: `accelerate launch -m train.pretrain --config gmml_pretrain [--flag value ...]`."""
 
+from hf_datasets.errors import run_script
+
 from .config import TrainArgs, parse_args
-from .run import exit_process, run_training
+from .run import run_training
 
 DEFAULTS = {"task": "pretraining", "output_dir": "outputs/pretrain", "eval_split": None}
 
@@ -11,5 +13,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
-    exit_process()
+    run_script(main)

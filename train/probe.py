@@ -21,10 +21,11 @@ from sklearn.metrics import roc_auc_score
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import StandardScaler
 
+from hf_datasets.errors import InvalidInputError, run_script
 from modeling_cxrgm import GroupMaskedViTConfig, GroupMaskedViTImageProcessor, GroupMaskedViTModel
 
 from . import data
-from .config import parse_args
+from .config import load_model_source, parse_args
 
 
 @dataclass
@@ -48,7 +49,7 @@ class ProbeArgs:
 
 def load_encoder(folder, random_init: bool = False, seed: int = 0):
     """(encoder, processor) from a save_pretrained folder; `random_init` keeps its config but draws new weights."""
-    processor = GroupMaskedViTImageProcessor.from_pretrained(folder)
+    processor = load_model_source(GroupMaskedViTImageProcessor.from_pretrained, folder, "--model")
     if not random_init:
         return GroupMaskedViTModel.from_pretrained(folder, dtype=torch.float32).eval(), processor  # as random init
     torch.manual_seed(seed)
@@ -59,9 +60,9 @@ def check_single_label(ds, split_name: str) -> None:
     """The probe's classes are the positive label of each row: refuse rows with none or several (multi-label data),
     whose class would be a guess."""
     if data.resolve_label_mode(ds) != data.SINGLE:
-        raise ValueError(f"The probe needs single-label data (one positive class per labelled image), but split "
-                         f"{split_name!r} has no labelled row, or rows with no or several of its positive labels "
-                         f"{data.label_names(ds)}")
+        raise InvalidInputError(f"The probe needs single-label data (one positive class per labelled image), but "
+                                f"split {split_name!r} has no labelled row, or rows with no or several of its positive "
+                                f"labels {data.label_names(ds)}")
 
 
 def check_two_classes(ds, split_name: str) -> None:
@@ -70,8 +71,8 @@ def check_two_classes(ds, split_name: str) -> None:
     labels = np.asarray(ds.select_columns(["labels"])["labels"], dtype=np.float32)
     counts = (labels[~np.isnan(labels).any(axis=1)] == 1).sum(axis=0).astype(int).tolist()
     if sum(count > 0 for count in counts) < 2:
-        raise ValueError(f"The probe needs images of at least two classes in split {split_name!r}, but its labelled "
-                         f"images per class are {dict(zip(data.label_names(ds), counts))}")
+        raise InvalidInputError(f"The probe needs images of at least two classes in split {split_name!r}, but its "
+                                f"labelled images per class are {dict(zip(data.label_names(ds), counts))}")
 
 
 @torch.no_grad()
@@ -150,4 +151,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

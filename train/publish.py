@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from hf_datasets.errors import run_script
 from model_cards import push_dataset, push_model
 
 
@@ -46,4 +47,4 @@ def main(argv=None) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -13,7 +13,6 @@ import math
 import os
 import platform
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 
+from hf_datasets.errors import InvalidInputError, MissingInputError
 from modeling_cxrgm import GroupMaskedViTConfig, GroupMaskedViTImageProcessor
 from modeling_cxrgm.image_processing_gmvit import PAD_LABEL
 
@@ -92,8 +92,9 @@ def check_resumable(args: TrainArgs, output_dir: Path, resume: Path) -> None:
     changed = [f"{f.name} {getattr(saved, f.name)!r} -> {getattr(args, f.name)!r}" for f in dataclasses.fields(args)
                if f.name not in RESUME_MAY_CHANGE and getattr(saved, f.name) != getattr(args, f.name)]
     if changed:
-        raise ValueError(f"{saved_path.parent} started with other arguments ({'; '.join(changed)}): resume with the "
-                         "same ones, or start a new --output_dir (--init from this run's export to keep its weights)")
+        raise InvalidInputError(f"{saved_path.parent} started with other arguments ({'; '.join(changed)}): resume with "
+                                "the same ones, or start a new --output_dir (--init from this run's export to keep its "
+                                "weights)")
 
 
 def check_no_earlier_run(output_dir: Path) -> None:
@@ -101,50 +102,50 @@ def check_no_earlier_run(output_dir: Path) -> None:
     they would outlive the new run's own, and `--resume_from_checkpoint latest` would continue the earlier run."""
     found = checkpoint.checkpoints(output_dir)
     if found:
-        raise ValueError(f"{output_dir} holds checkpoints of an earlier run (up to {found[-1].name}): continue it with "
-                         "--resume_from_checkpoint latest, or start a new --output_dir")
+        raise InvalidInputError(f"{output_dir} holds checkpoints of an earlier run (up to {found[-1].name}): continue "
+                                "it with --resume_from_checkpoint latest, or start a new --output_dir")
 
 
 def check_args(args: TrainArgs) -> None:
     if args.task not in MODEL_CLASSES:
-        raise ValueError(f"task must be one of {sorted(MODEL_CLASSES)}, got {args.task!r}")
+        raise InvalidInputError(f"task must be one of {sorted(MODEL_CLASSES)}, got {args.task!r}")
     if args.clip_mode not in ("per_param", "global"):
-        raise ValueError(f"clip_mode must be per_param or global, got {args.clip_mode!r}")
+        raise InvalidInputError(f"clip_mode must be per_param or global, got {args.clip_mode!r}")
     if args.torch_compile_mode not in (None, "default", "reduce-overhead", "max-autotune"):
-        raise ValueError(f"torch_compile_mode must be default, reduce-overhead or max-autotune, got "
-                         f"{args.torch_compile_mode!r}")
+        raise InvalidInputError(f"torch_compile_mode must be default, reduce-overhead or max-autotune, got "
+                                f"{args.torch_compile_mode!r}")
     if args.mixed_precision not in ("no", "bf16", "fp16"):
-        raise ValueError(f"mixed_precision must be no, bf16 or fp16, got {args.mixed_precision!r}")
+        raise InvalidInputError(f"mixed_precision must be no, bf16 or fp16, got {args.mixed_precision!r}")
     if args.epochs < 1 or args.batch_size < 1 or args.grad_accum_steps < 1:
-        raise ValueError("epochs, batch_size and grad_accum_steps must be positive")
+        raise InvalidInputError("epochs, batch_size and grad_accum_steps must be positive")
     if args.max_steps is not None and args.max_steps < 1:  # -1, "no limit" elsewhere, stopped before the first step
-        raise ValueError(f"max_steps must be positive (or None: every --epochs), got {args.max_steps}")
+        raise InvalidInputError(f"max_steps must be positive (or None: every --epochs), got {args.max_steps}")
     if args.save_total_limit < 0:
-        raise ValueError(f"save_total_limit must be 0 (no checkpoints) or more, got {args.save_total_limit}")
+        raise InvalidInputError(f"save_total_limit must be 0 (no checkpoints) or more, got {args.save_total_limit}")
     intervals = {"eval_every_epochs": args.eval_every_epochs, "log_every_steps": args.log_every_steps,
                  "lr_batch_divisor": args.lr_batch_divisor}
     if min(intervals.values()) < 1:  # (the last epoch is always evaluated)
-        raise ValueError(f"{', '.join(intervals)} must be positive, got {intervals}")
+        raise InvalidInputError(f"{', '.join(intervals)} must be positive, got {intervals}")
     amounts = {"warmup_epochs": args.warmup_epochs, "weight_decay": args.weight_decay, "drop_path": args.drop_path,
                "label_smoothing": args.label_smoothing, "min_lr": args.min_lr}
     if min(amounts.values()) < 0:
-        raise ValueError(f"{', '.join(amounts)} must not be negative, got {amounts}")
+        raise InvalidInputError(f"{', '.join(amounts)} must not be negative, got {amounts}")
     chances = {"hflip_p": args.hflip_p, "jitter_p": args.jitter_p, "blur_p": args.blur_p}
     if not all(0 <= p <= 1 for p in chances.values()):  # 2 (or 50 meant as percent) would silently mean "always"
-        raise ValueError(f"{', '.join(chances)} are probabilities in [0, 1], got {chances}")
+        raise InvalidInputError(f"{', '.join(chances)} are probabilities in [0, 1], got {chances}")
     for name in ("crop_scale", "crop_ratio"):  # random-resized-crop ranges: (low, high)
         low_high = getattr(args, name)
         if len(low_high) != 2 or min(low_high) <= 0:
-            raise ValueError(f"{name} must be two positive numbers (low, high), got {low_high}")
+            raise InvalidInputError(f"{name} must be two positive numbers (low, high), got {low_high}")
     fields = {f.name for f in dataclasses.fields(GroupMaskedViTConfig)} | {"num_labels"}
     unknown = sorted(set(args.model_config) - fields)
     if unknown:  # the config would keep them as unused attributes: a misspelt setting would silently do nothing
-        raise ValueError(f"model_config has unknown fields {unknown}; valid names are the GroupMaskedViTConfig "
-                         f"fields: {sorted(fields)}")
+        raise InvalidInputError(f"model_config has unknown fields {unknown}; valid names are the GroupMaskedViTConfig "
+                                f"fields: {sorted(fields)}")
     inputs = [name for name in ("image_size", "num_channels") if name in args.model_config]
     if inputs:  # the image processor is built from the flags: the model must take its input from them too
-        raise ValueError(f"model_config sets {inputs[0]}: use --{inputs[0]} instead (it sets the model's input and "
-                         "the image processor's alike)")
+        raise InvalidInputError(f"model_config sets {inputs[0]}: use --{inputs[0]} instead (it sets the model's input "
+                                "and the image processor's alike)")
 
 
 def check_init(args: TrainArgs, resume: Path | None) -> None:
@@ -153,7 +154,7 @@ def check_init(args: TrainArgs, resume: Path | None) -> None:
     if args.init == "random" or (resume is not None and (resume / "config.json").is_file()):
         return
     if not (Path(args.init) / "config.json").is_file():
-        raise FileNotFoundError(f"--init {args.init}: no config.json there (expected a save_pretrained folder)")
+        raise MissingInputError(f"--init {args.init}: no config.json there (expected a save_pretrained folder)")
 
 
 def check_schedule(args: TrainArgs) -> None:
@@ -174,9 +175,9 @@ def check_ignore_index(config, task: str) -> None:
     classes = max(config.num_labels, 2)
     ignore = config.semantic_loss_ignore_index
     if isinstance(ignore, bool) or not isinstance(ignore, int) or 0 <= ignore < classes:
-        raise ValueError(f"semantic_loss_ignore_index {ignore!r} is a class index of this {config.num_labels}-label "
-                         f"segmenter (0..{classes - 1}): that class would be neither learnt nor scored; use an integer "
-                         f"outside it, e.g. {PAD_LABEL} (the default) or -100")
+        raise InvalidInputError(f"semantic_loss_ignore_index {ignore!r} is a class index of this "
+                                f"{config.num_labels}-label segmenter (0..{classes - 1}): that class would be neither "
+                                f"learnt nor scored; use an integer outside it, e.g. {PAD_LABEL} (the default) or -100")
 
 
 def check_every_block_trains(config, task: str, accelerator) -> None:
@@ -193,7 +194,7 @@ def check_every_block_trains(config, task: str, accelerator) -> None:
     message = (f"{field} {list(getattr(config, field))} leave blocks {deepest + 1}-{config.num_hidden_layers} of "
                f"{config.num_hidden_layers} without a gradient; use num_hidden_layers {deepest} or read the last block")
     if accelerator.num_processes > 1:
-        raise ValueError(message)
+        raise InvalidInputError(message)
     logger.warning(message)
 
 
@@ -222,7 +223,7 @@ def load_data(args: TrainArgs, processor):
         rows = data.task_rows(ds, args.task, f"The {role} data")
         width = len(ds.select_columns(["labels"])[0]["labels"]) if args.task == "classification" else None
         if width is not None and width != len(names):  # (the labels column alone: no image is decoded here)
-            raise ValueError(f"The {role} data has {width} labels but the label names are {names}")
+            raise InvalidInputError(f"The {role} data has {width} labels but the label names are {names}")
         return data.CXRDataset(ds, processor, args.task, mode, rows)
 
     train_set = wrap(train, "training")
@@ -251,7 +252,7 @@ def check_best_metric_name(best_name: str, task: str, names: list[str]) -> None:
     """Refuse, before training, a metric_for_best that evaluation never computes (not at the first evaluation)."""
     known = metric_names(task, names)
     if best_name not in known:
-        raise ValueError(f"--metric_for_best {best_name!r} is not a {task} metric; choose one of {known}")
+        raise InvalidInputError(f"--metric_for_best {best_name!r} is not a {task} metric; choose one of {known}")
 
 
 def check_ranking_metric(best_name: str, eval_set: data.CXRDataset, names: list[str]) -> None:
@@ -267,15 +268,15 @@ def check_ranking_metric(best_name: str, eval_set: data.CXRDataset, names: list[
     if metric.startswith(("auroc", "auprc")):
         ranked = positives & negatives
         if not (ranked.any() if best_name.endswith("_macro") else ranked[names.index(name)]):
-            raise ValueError(f"--metric_for_best {best_name} cannot be computed on the evaluation split: no class has "
-                             f"both positive and negative images there (labels {names}); pass an evaluation split "
-                             "with both, or --metric_for_best accuracy")
+            raise InvalidInputError(f"--metric_for_best {best_name} cannot be computed on the evaluation split: no "
+                                    f"class has both positive and negative images there (labels {names}); pass an "
+                                    "evaluation split with both, or --metric_for_best accuracy")
         return
     needed, have = ("negative", negatives) if metric == "specificity" else ("positive", positives)
     if not have[names.index(name)]:
-        raise ValueError(f"--metric_for_best {best_name} cannot be computed on the evaluation split: it has no "
-                         f"{needed} image of {name}; pass an evaluation split with some, or --metric_for_best "
-                         "accuracy")
+        raise InvalidInputError(f"--metric_for_best {best_name} cannot be computed on the evaluation split: it has no "
+                                f"{needed} image of {name}; pass an evaluation split with some, or --metric_for_best "
+                                "accuracy")
 
 
 def learning_rate(args: TrainArgs, num_processes: int) -> float:
@@ -364,7 +365,8 @@ def run_training(args: TrainArgs) -> dict:
     if eval_set is not None:
         check_best_metric_name(best_name, args.task, names)
     if model.config.num_channels != args.num_channels:
-        raise ValueError(f"Model has {model.config.num_channels} channels, --num_channels is {args.num_channels}")
+        raise InvalidInputError(f"Model has {model.config.num_channels} channels, --num_channels is "
+                                f"{args.num_channels}")
     check_ignore_index(model.config, args.task)
     check_every_block_trains(model.config, args.task, accelerator)
     groups = param_groups(model, model.config.num_hidden_layers, args.layer_decay)
@@ -436,19 +438,9 @@ def run_training(args: TrainArgs) -> dict:
                              init_repo=init_repo, prepared=prepared)
         export(output_dir / "best", output_dir, metrics, run, card=args.card)
     accelerator.wait_for_everyone()
-    for tracker in accelerator.trackers:  # the process group stays: see `exit_process`
+    for tracker in accelerator.trackers:  # the process group stays: see `hf_datasets.errors.run_script`
         tracker.finish()
     return metrics
-
-
-def exit_process() -> None:
-    """End a script. A launched multi-process run exits at once, once its output is flushed: freeing gloo's process
-    group can deadlock (the freeing thread holds the GIL that a gloo worker thread waits for in order to release a
-    tensor), which left finished runs hanging at exit. Other runs end normally."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
 
 
 def _evaluate_and_keep_best(model, eval_loader, accelerator, ctx, args, state, stats, best_name, names, processor,

@@ -15,6 +15,7 @@ import torch
 from huggingface_hub import snapshot_download
 from transformers import AutoConfig
 
+from hf_datasets.errors import InvalidInputError, MissingInputError
 from modeling_cxrgm import (
     GroupMaskedViTConfig,
     GroupMaskedViTForImageClassification,
@@ -51,7 +52,7 @@ def init_folder(init: str, required: bool = True) -> tuple[str, str | None]:
     except (OSError, ValueError) as error:  # not cached offline, no such repo, not a valid repo id
         if not required:
             return init, init
-        raise FileNotFoundError(f"--init {init}: no such folder here, and no Hub model of that name could be fetched "
+        raise MissingInputError(f"--init {init}: no such folder here, and no Hub model of that name could be fetched "
                                 f"or found in the HF cache ({error})") from error
 
 
@@ -64,10 +65,10 @@ def init_processor_settings(init: str) -> dict:
     try:
         saved = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise ValueError(f"--init {init}: its image processor's settings {path} cannot be read ({error}); they "
-                         "are the input convention the model was trained with: restore the file") from error
+        raise InvalidInputError(f"--init {init}: its image processor's settings {path} cannot be read ({error}); "
+                                "they are the input convention the model was trained with: restore the file") from error
     if not isinstance(saved, dict):
-        raise ValueError(f"--init {init}: {path} is not a JSON object; restore the file")
+        raise InvalidInputError(f"--init {init}: {path} is not a JSON object; restore the file")
     return {name: saved[name] for name in PROCESSOR_SETTINGS if name != "size" and name in saved}
 
 
@@ -80,8 +81,9 @@ def build_processor(args: TrainArgs) -> GroupMaskedViTImageProcessor:
     settings = init_processor_settings(args.init)
     saved_channels = settings.pop("num_channels", args.num_channels)
     if saved_channels != args.num_channels:
-        raise ValueError(f"--init {args.init} takes {saved_channels}-channel inputs (its preprocessor_config.json) "
-                         f"but --num_channels is {args.num_channels}; pass --num_channels {saved_channels}")
+        raise InvalidInputError(f"--init {args.init} takes {saved_channels}-channel inputs (its "
+                                f"preprocessor_config.json) but --num_channels is {args.num_channels}; pass "
+                                f"--num_channels {saved_channels}")
     for setting, flag in PROCESSOR_FLAGS.items():
         given = getattr(args, flag)
         if given is None:
@@ -146,20 +148,25 @@ def build_model(args: TrainArgs, names: list[str], single_label: bool, resume: P
             structures = ["lungs"] if overrides["num_labels"] == 1 else ["background", "lungs"]
             overrides.update(id2label=dict(enumerate(structures)), label2id={n: i for i, n in enumerate(structures)})
     if base is None:
-        config = GroupMaskedViTConfig.from_preset(
-            args.preset, image_size=args.image_size, num_channels=args.num_channels, **overrides
-        )
+        try:
+            config = GroupMaskedViTConfig.from_preset(
+                args.preset, image_size=args.image_size, num_channels=args.num_channels, **overrides
+            )
+        except ValueError as error:  # a preset, flag or --model_config value the config refuses, which it names
+            raise InvalidInputError(str(error)) from error
         return model_class(config)
     if base.model_type != GroupMaskedViTConfig.model_type:
-        raise ValueError(f"--init {args.init} is a {base.model_type!r} model, not {GroupMaskedViTConfig.model_type!r}")
+        raise InvalidInputError(f"--init {args.init} is a {base.model_type!r} model, not "
+                                f"{GroupMaskedViTConfig.model_type!r}")
     if base.num_channels != args.num_channels:
-        raise ValueError(f"--init {args.init} has {base.num_channels} input channels but --num_channels is "
-                         f"{args.num_channels}")
+        raise InvalidInputError(f"--init {args.init} has {base.num_channels} input channels but --num_channels is "
+                                f"{args.num_channels}")
     changed = [f"{name} {getattr(base, name)!r} -> {args.model_config[name]!r}" for name in ENCODER_SHAPE
                if name in args.model_config and args.model_config[name] != getattr(base, name)]
     if changed:  # the weights would not fit (or, for the heads, would silently compute something else)
-        raise ValueError(f"--model_config changes the encoder of --init {args.init} ({'; '.join(changed)}): its "
-                         "pretrained weights only serve the architecture they were trained in; leave these out")
+        raise InvalidInputError(f"--model_config changes the encoder of --init {args.init} ({'; '.join(changed)}): "
+                                "its pretrained weights only serve the architecture they were trained in; leave these "
+                                "out")
     # the label count goes in as id2label: transformers builds the saved config with a num_labels argument first and
     # warns that it does not fit the saved id2label, which this run's replaces right after anyway
     count = overrides.pop("num_labels", None)
@@ -237,8 +244,8 @@ def replace_mismatched_head(model, mismatched, init: str) -> None:
         return
     encoder = [name for name, _, _ in mismatched if name.startswith(f"{model.base_model_prefix}.")]
     if encoder:
-        raise ValueError(f"--init {init}: encoder weights {sorted(encoder)} have other shapes than this model's; its "
-                         "pretrained weights only serve the architecture they were trained in")
+        raise InvalidInputError(f"--init {init}: encoder weights {sorted(encoder)} have other shapes than this "
+                                "model's; its pretrained weights only serve the architecture they were trained in")
     layers = sorted({name.rpartition(".")[0] for name, _, _ in mismatched})
     for layer in layers:
         initialise_afresh(model, layer)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import LayoutError
+from ..errors import InvalidInputError, LayoutError
 from ..labels import apply_label_policy
 from .common import Recipe, read_table, record
 
@@ -55,7 +55,7 @@ def build(data_dir, uncertain="ignore", blank="zeros", tasks: str = "all",
     """data_dir: the release folder (CheXpert-v1.0-small/) or the folder it lies in.
     tasks: "all" (14 labels) or "competition" (the 5 evaluation tasks)."""
     if tasks not in TASK_SETS:
-        raise ValueError(f"tasks must be one of {list(TASK_SETS)}, got {tasks!r}")
+        raise InvalidInputError(f"tasks must be one of {list(TASK_SETS)}, got {tasks!r}")
     root = release_folder(data_dir)
     names = TASK_SETS[tasks]
     records = []

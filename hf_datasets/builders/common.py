@@ -28,7 +28,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from ..errors import DataError, ImageReadError, LayoutError
+from ..errors import DataError, ImageReadError, InvalidInputError, LayoutError
 from ..images import encode_png, read_grey, stored_mode, to_bits, upright_size
 from ..schema import COLUMNS, make_features, make_info
 from ..splits import DEFAULT_FRACTIONS, canonical_split, patient_split, patient_subset, resolve_patient_overlap
@@ -370,7 +370,7 @@ def assemble(recipe: Recipe, *, fractions=None, seed=0, streaming=False, num_pro
              cache_dir=None, on_error="raise", train_fraction=None, subset_seed=0):
     """Recipe -> DatasetDict (or IterableDatasetDict when streaming) of the common schema."""
     if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        raise InvalidInputError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     features = make_features(len(recipe.label_names), recipe.bits)
     info = make_info(recipe.name, recipe.label_names, about=recipe.about, citation=recipe.citation,
                      license=recipe.license, homepage=recipe.homepage, bits=recipe.bits)

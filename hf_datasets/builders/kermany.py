@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..errors import LayoutError
+from ..errors import InvalidInputError, LayoutError
 from .common import Recipe, record, walk_files
 
 KERMANY_CITATION = ("Kermany DS, Goldbaum M, et al. Identifying Medical Diagnoses and Treatable "
@@ -37,7 +37,7 @@ def _class_of(folder: str, file_name: str, classes: str) -> str:
 
 def build(data_dir, classes: str = "binary") -> Recipe:
     if classes not in CLASS_SETS:
-        raise ValueError(f"classes must be one of {list(CLASS_SETS)}, got {classes!r}")
+        raise InvalidInputError(f"classes must be one of {list(CLASS_SETS)}, got {classes!r}")
     names = CLASS_SETS[classes]
     root = Path(data_dir)
     if (root / "chest_xray").is_dir() and not (root / "train").is_dir():

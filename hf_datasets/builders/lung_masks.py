@@ -11,7 +11,7 @@ import re
 import warnings
 from pathlib import Path
 
-from ..errors import LayoutError
+from ..errors import InvalidInputError, LayoutError
 from .common import Recipe, record, text_io, walk_files
 
 MONTGOMERY_CITATION = ("Jaeger S, Candemir S, Antani S, et al. Two public chest X-ray datasets for "
@@ -147,7 +147,7 @@ def build_jsrt(data_dir, fold: int = 1) -> Recipe:
     fold1/ fold2/ .../{left lung,right lung}/NAME.gif (1024x1024). fold=1 trains on SCR fold 1 and
     tests on fold 2; fold=2 the reverse; images in neither fold get a seeded split."""
     if fold not in (1, 2):
-        raise ValueError(f"fold must be 1 or 2, got {fold}")
+        raise InvalidInputError(f"fold must be 1 or 2, got {fold}")
     root = Path(data_dir)
     lung_masks: dict[str, list[Path]] = {}
     folds: dict[str, str] = {}

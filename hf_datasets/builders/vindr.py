@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import LayoutError
+from ..errors import InvalidInputError, LayoutError
 from .common import Recipe, find_file, read_table, record, warn_not_found
 
 ID_COLUMNS = ("image_id", "rad_id")
@@ -28,7 +28,7 @@ COMBINERS = {
 
 def build(data_dir, readers: str = "any") -> Recipe:
     if readers not in COMBINERS:
-        raise ValueError(f"readers must be one of {list(COMBINERS)}, got {readers!r}")
+        raise InvalidInputError(f"readers must be one of {list(COMBINERS)}, got {readers!r}")
     root = Path(data_dir)
     records, names, missing = [], None, []
     for split in ("train", "test"):

@@ -1,0 +1,141 @@
+"""The scripts end a wrong input (flag, path, data or model folder, token) with `error: <message>` on stderr and exit
+status 2, without a traceback, on every process of a distributed run; any other exception keeps its traceback."""
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+pytestmark = pytest.mark.slow
+
+
+def script(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m ARGS` from the repository root."""
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env or ENV, capture_output=True, text=True,
+                          timeout=600)
+
+
+def assert_input_error(done: subprocess.CompletedProcess, message: str) -> None:
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert f"error: {message}" in done.stderr, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    """A tiny classifier export with its code files and a card, as `train.publish` wants one."""
+    from modeling_cxrgm import GroupMaskedViTConfig, GroupMaskedViTForImageClassification, GroupMaskedViTImageProcessor
+
+    folder = tmp_path_factory.mktemp("model")
+    config = GroupMaskedViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
+                                  num_attention_heads=2, intermediate_size=64, num_labels=2,
+                                  id2label={0: "normal", 1: "pneumonia"}, label2id={"normal": 0, "pneumonia": 1},
+                                  problem_type="single_label_classification")
+    GroupMaskedViTForImageClassification(config).save_pretrained(folder)
+    GroupMaskedViTImageProcessor(size=32).save_pretrained(folder)
+    (folder / "README.md").write_text("# a tiny classifier\n")
+    return folder
+
+
+@pytest.fixture
+def unreadable_dicoms(tmp_path) -> Path:
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    (folder / "a.dcm").write_bytes(b"DICM" + bytes(200))  # no DICOM header
+    return folder
+
+
+def test_evaluate_names_a_missing_model_folder(tmp_path):
+    missing = tmp_path / "no_such_model"
+    done = script("train.evaluate", "--model", str(missing), "--dataset", "sample")
+    assert_input_error(done, f"--model {missing}: no such folder here")
+
+
+def test_probe_names_a_folder_without_config(tmp_path):
+    done = script("train.probe", "--model", str(tmp_path), "--dataset", "sample")
+    assert_input_error(done, f"--model {tmp_path}: no config.json there")
+
+
+def test_training_without_data_dir_says_so(tmp_path):
+    done = script("train.finetune_classification", "--dataset", "kermany", "--output_dir", str(tmp_path / "run"))
+    assert_input_error(done, "build_dataset('kermany') needs data_dir (--data_dir")
+
+
+def test_a_bad_flag_value_is_named(tmp_path):
+    done = script("train.pretrain", "--dataset", "sample", "--clip_mode", "sideways", "--output_dir",
+                  str(tmp_path / "run"))
+    assert_input_error(done, "clip_mode must be per_param or global, got 'sideways'")
+
+
+def test_a_missing_config_file_is_named(tmp_path):
+    missing = tmp_path / "recipe.yaml"
+    done = script("train.finetune_segmentation", "--config", str(missing), "--output_dir", str(tmp_path / "run"))
+    assert_input_error(done, f"{missing}: no such YAML file, nor a recipe name (")
+
+
+def test_evaluate_on_a_dicom_folder_with_nothing_readable(model, unreadable_dicoms):
+    done = script("train.evaluate", "--model", str(model), "--dataset", "dicomdir", "--data_dir",
+                  str(unreadable_dicoms))
+    assert_input_error(done, f"{unreadable_dicoms / 'a.dcm'}: not a DICOM file")
+    assert """--dataset_options '{"on_error": "skip"}'""" in done.stderr
+
+
+def test_predict_names_a_missing_path_and_an_unreadable_file_with_its_hint(model, unreadable_dicoms, tmp_path):
+    done = script("train.predict", "--model", str(model), "--inputs", str(tmp_path / "gone.dcm"))
+    assert_input_error(done, f"No such file or folder: {tmp_path / 'gone.dcm'}")
+    done = script("train.predict", "--model", str(model), "--inputs", str(unreadable_dicoms), "--output",
+                  str(tmp_path / "p.csv"))
+    assert_input_error(done, f"{unreadable_dicoms / 'a.dcm'}: not a DICOM file")
+    assert "\n--on_error skip leaves such files out and lists them" in done.stderr  # the error's note
+
+
+def test_prepare_on_a_folder_without_images(tmp_path):
+    (tmp_path / "empty").mkdir()
+    done = script("hf_datasets.prepare", "--dataset", "imagefolder", "--data_dir", str(tmp_path / "empty"),
+                  "--output_dir", str(tmp_path / "out"))
+    assert_input_error(done, f"{tmp_path / 'empty'}: no CLASS/IMAGE files found")
+
+
+def test_publish_without_a_token_or_folder(model, tmp_path):
+    env = {**ENV, "HF_TOKEN": "", "HF_HOME": str(tmp_path / "hf_home")}  # no saved login either
+    done = script("train.publish", "--model_dir", str(model), "--repo_id", "alice/tiny", env=env)
+    assert_input_error(done, "No Hugging Face token: set HF_TOKEN")
+    done = script("train.publish", "--model_dir", str(tmp_path / "gone"), "--repo_id", "alice/tiny", env=env)
+    assert_input_error(done, f"The model folder {str(tmp_path / 'gone')!r} does not exist")
+
+
+def test_every_process_of_a_distributed_run_exits_with_status_2(model):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    done = script("accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                  "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
+                  "-m", "train.evaluate", "--model", str(model), "--dataset", "sample", "--split", "nosplit",
+                  env={**ENV, "ACCELERATE_USE_CPU": "true"})
+    assert done.returncode != 0
+    assert done.stderr.count("error: The data set has no split 'nosplit'") == 2, done.stderr[-3000:]
+    assert len(re.findall(r"^ *exitcode +: 2\b", done.stderr, re.MULTILINE)) == 2, done.stderr[-3000:]  # per rank
+    assert "InvalidInputError" not in done.stderr  # (the launcher prints its own traceback, no process's)
+
+
+def test_any_other_exception_keeps_its_traceback():
+    code = textwrap.dedent("""
+        from hf_datasets.errors import run_script
+
+        def main():
+            raise RuntimeError("a bug")
+
+        run_script(main)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=ENV, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 1
+    assert "Traceback (most recent call last)" in done.stderr and "RuntimeError: a bug" in done.stderr
+    assert "error: a bug" not in done.stderr
