@@ -60,6 +60,43 @@ def test_imagefolder_reads_dicom_files_under_any_name_with_the_patient_from_the_
     assert rows["pneumonia/export3/IM0001"]["labels"] == [0.0, 1.0]
 
 
+def left_out_warnings(build):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = build()
+    return ds, [str(w.message) for w in caught if "left out" in str(w.message)]
+
+
+def test_imagefolder_reads_jpeg_variants_and_webp_and_names_the_files_it_leaves_out(tmp_path):
+    """.jfif / .jpe files are JPEGs and .webp an image Pillow reads: they were left out without a word, as were images
+    directly in the root folder (no class) and files of other formats; hidden and system files are passed over."""
+    from PIL import Image
+
+    files = sample_files()
+    normal, wide = "NORMAL2-IM-1427-0001.jpeg", "person1946_bacteria_4874.jpeg"
+    copy_to(files[normal], tmp_path / "site" / "normal" / "a.jfif")
+    copy_to(files[normal], tmp_path / "site" / "normal" / "b.JPE")
+    (tmp_path / "site" / "pneumonia").mkdir()
+    Image.open(files[wide]).save(tmp_path / "site" / "pneumonia" / "c.webp")
+    copy_to(files[wide], tmp_path / "site" / "stray.jpeg")
+    (tmp_path / "site" / "README.txt").write_text("films by class")
+    (tmp_path / "site" / "normal" / "scan.heic").write_bytes(b"\0" * 64)
+    (tmp_path / "site" / "pneumonia" / "report.txt").write_text("no image")
+    for system in ("normal/Thumbs.db", "normal/desktop.ini", "normal/.DS_Store", "pneumonia/._c.webp"):
+        (tmp_path / "site" / system).write_bytes(b"\0" * 64)
+    ds, said = left_out_warnings(lambda: build_dataset("imagefolder", tmp_path / "site",
+                                                       split_fractions={"train": 1.0}))
+    rows = {row["path"]: row for row in ds["train"]}
+    assert sorted(rows) == ["normal/a.jfif", "normal/b.JPE", "pneumonia/c.webp"]
+    assert rows["pneumonia/c.webp"]["image"].size == Image.open(files[wide]).size
+    assert rows["pneumonia/c.webp"]["labels"] == [0.0, 1.0]
+    assert len(said) == 2
+    assert "1 file(s) left out, images directly in the folder, outside any class folder" in said[0]
+    assert said[0].endswith(": stray.jpeg")
+    assert "2 file(s) left out, neither images of a format read" in said[1]
+    assert "{'.heic': 1, '.txt': 1}" in said[1] and said[1].endswith(": normal/scan.heic, pneumonia/report.txt")
+
+
 def unknown_patient_warnings(build):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -14,7 +14,8 @@ from ..dicom import (RADIOGRAPH_MODALITIES, hash_identifier, is_dicom_directory,
                      quiet_value_checks, read_header, wanted_views)
 from ..errors import LayoutError
 from ..splits import canonical_split
-from .common import IMAGE_SUFFIXES, Recipe, check_class_spellings, option_values, record, walk_files
+from .common import (IMAGE_SUFFIXES, Recipe, check_class_spellings, option_values, record, some_names,
+                     walk_files)
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 SPLIT_FOLDERS = ("train", "training", "val", "valid", "validation", "test", "testing")
@@ -40,23 +41,44 @@ def _dicom_header(path) -> dict:
                 "study_id": hash_identifier(header.get("StudyInstanceUID")), "whole": whole}
 
 
+def _warn_left_out(root: Path, files: list[Path], why: str) -> None:
+    """Warn that `files` (under `root`) are left out, saying why and naming a few."""
+    if files:
+        names = some_names(file.relative_to(root).as_posix() for file in files)
+        warnings.warn(f"{root}: {len(files)} file(s) left out, {why}: {names}", stacklevel=3)
+
+
 def build_imagefolder(data_dir, patient_pattern: str | None = None, bits: int = 8) -> Recipe:
     """ROOT/CLASS/... or ROOT/SPLIT/CLASS/... (SPLIT in train/val/test): the class is the folder directly under ROOT
     (or SPLIT), whose images may lie in sub-folders of any depth (e.g. one per patient or study); images may be
-    PNG/JPEG/TIFF/BMP/GIF or DICOM (any name, as PACS exports write them; an export's DICOMDIR index is left out);
+    PNG/JPEG (.jpe, .jfif too)/TIFF/BMP/GIF/WebP or DICOM (any name, as PACS exports write them; an export's DICOMDIR
+    index is left out); a warning counts and names the files left out: images directly in ROOT (in no class folder)
+    and files of other formats in the class folders (hidden and system files, such as .DS_Store and Thumbs.db, and
+    files of other formats in ROOT, such as a README, are passed over);
     labels one-hot over the sorted class folder names. patient_pattern: regex on the file stem whose first group is
     the patient id (default: a DICOM file's hashed header PatientID, else none: each image counts as its own patient,
     with a warning where a seeded split is drawn); a DICOM file's study and view come from its header."""
     root = Path(data_dir)
-    entries = []
+    entries, in_root, other_format = [], [], []
     for image in walk_files(root, ("",)):
         suffix = image.suffix.lower()
         dicom = suffix in DICOM_SUFFIXES or (suffix not in IMAGE_SUFFIXES and is_dicom_file(image))
-        if image.parent == root or not (dicom or suffix in IMAGE_SUFFIXES) or is_dicom_directory(image):
+        readable = dicom or suffix in IMAGE_SUFFIXES
+        if dicom and is_dicom_directory(image):
             continue
-        parts = image.relative_to(root).parts
-        split = canonical_split(parts[0]) if len(parts) >= 3 and parts[0].lower() in SPLIT_FOLDERS else None
-        entries.append((image, split, parts[1] if split else parts[0], dicom))
+        if image.parent == root:  # other files beside the class folders (a README, a labels.csv) are no images
+            in_root += [image] if readable else []
+        elif not readable:
+            other_format.append(image)
+        else:
+            parts = image.relative_to(root).parts
+            split = canonical_split(parts[0]) if len(parts) >= 3 and parts[0].lower() in SPLIT_FOLDERS else None
+            entries.append((image, split, parts[1] if split else parts[0], dicom))
+    _warn_left_out(root, in_root, "images directly in the folder, outside any class folder (move each into the "
+                                  "folder of its class)")
+    suffixes = Counter(file.suffix.lower() or "no suffix" for file in other_format)
+    _warn_left_out(root, other_format, f"neither images of a format read ({' '.join(IMAGE_SUFFIXES)}) nor DICOM "
+                                       f"(files per suffix: {dict(suffixes.most_common())})")
     check_class_spellings(root, [cls for _, _, cls, _ in entries])
     names = sorted({cls for _, _, cls, _ in entries})
     if not names:
