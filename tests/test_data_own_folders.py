@@ -136,11 +136,13 @@ def test_a_manifest_not_found_names_the_option_and_the_tables_the_folder_holds(t
         build_dataset("manifest", tmp_path / "site")
 
 
-@pytest.mark.parametrize("header, renames", [
-    ("image,Label,PatientID", "'Label' to 'label', 'PatientID' to 'patient_id'"),
-    ("Image,label,Patient ID", "'Image' to 'image', 'Patient ID' to 'patient_id'"),
+@pytest.mark.parametrize("builder, header, renames", [
+    ("manifest", "image,Label,PatientID", "'Label' to 'label', 'PatientID' to 'patient_id'"),
+    ("manifest", "Image,label,Patient ID", "'Image' to 'image', 'Patient ID' to 'patient_id'"),
+    ("cxr_folder", "file,Label,Patient_ID", "'Label' to 'label', 'Patient_ID' to 'patient_id'"),
+    ("cxr_folder", "File,label,PatientID", "'File' to 'file', 'PatientID' to 'patient_id'"),
 ])
-def test_manifest_columns_named_like_its_own_but_not_exactly_are_refused(tmp_path, header, renames):
+def test_columns_named_like_those_read_but_not_exactly_are_refused(tmp_path, builder, header, renames):
     """A spreadsheet's 'Label' or 'PatientID' column would be left unread: a set without labels, or one whose patients
     cross splits."""
     files = sample_files()
@@ -149,11 +151,15 @@ def test_manifest_columns_named_like_its_own_but_not_exactly_are_refused(tmp_pat
         copy_to(files[name], tmp_path / "site" / name)
         lines.append(f"{name},{kermany_class(name)},{kermany_patient(name)}")
     (tmp_path / "site" / "labels.csv").write_text("\n".join(lines) + "\n")
+    options = {"manifest": "labels.csv"} if builder == "manifest" else {}
     with pytest.raises(LayoutError, match=f"labels.csv: columns are read by their exact names .* rename {renames}$"):
-        build_dataset("manifest", tmp_path / "site", manifest="labels.csv")
-    (tmp_path / "site" / "labels.csv").write_text("\n".join(["image,label,patient_id"] + lines[1:]) + "\n")
-    ds = build_dataset("manifest", tmp_path / "site", manifest="labels.csv")
+        build_dataset(builder, tmp_path / "site", **options)
+    exact = "image,label,patient_id" if builder == "manifest" else "file,label,patient_id"
+    (tmp_path / "site" / "labels.csv").write_text("\n".join([exact] + lines[1:]) + "\n")
+    ds = build_dataset(builder, tmp_path / "site", **options)
     assert label_names(ds) == ["normal", "pneumonia"] and not overlapping_patients(ds)
+    assert {row["patient_id"] for split in ds.values() for row in split.select_columns(["patient_id"])} == {
+        kermany_patient(name) for name in KERMANY_SHA256}
 
 
 def test_an_unreadable_file_stopping_a_build_says_how_to_leave_such_files_out(tmp_path):

@@ -18,6 +18,7 @@ import io
 import json
 import os
 import pickle
+import re
 import tempfile
 import time
 import warnings
@@ -94,6 +95,25 @@ def check_class_spellings(path, labels) -> None:
     if clashes:
         raise LayoutError(path, f"class names that differ only in case would be classes of their own: {clashes} (rows "
                                 "per spelling); write each class one way")
+
+
+def _column_key(name) -> str:
+    """A column name without case, spaces or punctuation: 'PatientID', 'Patient ID' and 'patient_id' are alike."""
+    return re.sub(r"[^a-z0-9]", "", str(name).lower())
+
+
+def check_column_names(path, columns, read) -> None:
+    """LayoutError for a table's column named like one of those the builder reads, `read`, but not exactly ('Label',
+    'PatientID'), while that one is missing: it would be left unread without a word, leaving the set without labels
+    or its patients free to cross splits."""
+    columns = set(columns) - {None}  # None: the values of a CSV row longer than its header
+    known = {_column_key(name): name for name in read}
+    misnamed = {column: known[_column_key(column)] for column in sorted(columns - set(read))
+                if _column_key(column) in known and known[_column_key(column)] not in columns}
+    if misnamed:
+        renames = ", ".join(f"{column!r} to {name!r}" for column, name in misnamed.items())
+        raise LayoutError(path, f"columns are read by their exact names {list(read)}, so {list(misnamed)} would not "
+                                f"be read: rename {renames}")
 
 
 def option_values(value) -> list | None:

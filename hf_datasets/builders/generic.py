@@ -14,8 +14,8 @@ from ..dicom import (RADIOGRAPH_MODALITIES, hash_identifier, is_dicom_directory,
                      quiet_value_checks, read_header, wanted_views)
 from ..errors import LayoutError
 from ..splits import canonical_split
-from .common import (IMAGE_SUFFIXES, Recipe, check_class_spellings, option_values, record, some_names,
-                     walk_files)
+from .common import (IMAGE_SUFFIXES, Recipe, check_class_spellings, check_column_names, option_values, record,
+                     some_names, walk_files)
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 SPLIT_FOLDERS = ("train", "training", "val", "valid", "validation", "test", "testing")
@@ -98,25 +98,6 @@ MANIFEST_COLUMNS = ("image", "label", "labels", "mask", "patient_id", "study_id"
                     "split")
 
 
-def _column_key(name) -> str:
-    """A column name without case, spaces or punctuation: 'PatientID', 'Patient ID' and 'patient_id' are alike."""
-    return re.sub(r"[^a-z0-9]", "", str(name).lower())
-
-
-def _check_column_names(path: Path, rows: list[dict], label_names) -> None:
-    """LayoutError for a column named like one the manifest reads but not exactly ('Label', 'PatientID'): it would
-    be left unread without a word, leaving the set without labels or its patients free to cross splits."""
-    columns = {column for row in rows for column in row if column is not None}
-    known = {_column_key(column): column for column in MANIFEST_COLUMNS}
-    misnamed = {column: known[_column_key(column)] for column in sorted(columns - set(MANIFEST_COLUMNS)
-                                                                        - set(label_names or ()))
-                if _column_key(column) in known and known[_column_key(column)] not in columns}
-    if misnamed:
-        renames = ", ".join(f"{column!r} to {name!r}" for column, name in misnamed.items())
-        raise LayoutError(path, f"columns are read by their exact names {list(MANIFEST_COLUMNS)}, so "
-                                f"{list(misnamed)} would not be read: rename {renames}")
-
-
 def _manifest_rows(path: Path) -> list[dict]:
     if path.suffix.lower() == ".jsonl":
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -162,7 +143,8 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
     rows = _manifest_rows(path)
     if not rows:
         raise LayoutError(path, "manifest has no rows")
-    _check_column_names(path, rows, option_values(label_names))
+    columns = {column for row in rows for column in row}
+    check_column_names(path, columns - set(option_values(label_names) or ()), MANIFEST_COLUMNS)
     check_class_spellings(path, [_class_name(r) for r in rows if _class_name(r)])
     classes = sorted({_class_name(r) for r in rows} - {""})
     names = option_values(label_names) or classes
