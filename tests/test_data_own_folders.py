@@ -97,6 +97,27 @@ def test_imagefolder_reads_jpeg_variants_and_webp_and_names_the_files_it_leaves_
     assert "{'.heic': 1, '.txt': 1}" in said[1] and said[1].endswith(": normal/scan.heic, pneumonia/report.txt")
 
 
+def test_imagefolder_leaves_out_dicom_files_of_other_modalities_than_radiography_as_dicomdir_does(tmp_path):
+    """A CT or MR series exported into a class folder beside the films: read as a CXR of that class without a word."""
+    from pydicom.data import get_testdata_file
+
+    exported = {"normal/a/IM0001": "RG1_UNCR.dcm", "pneumonia/b/IM0001": "RG3_UNCR.dcm",
+                "normal/c/IM0001": "CT_small.dcm", "pneumonia/d/IM0001.dcm": "MR_small.dcm"}
+    for target, name in exported.items():
+        copy_to(get_testdata_file(name, download=False), tmp_path / "site" / target)
+    ds, said = left_out_warnings(lambda: build_dataset("imagefolder", tmp_path / "site",
+                                                       split_fractions={"train": 1.0}))
+    assert sorted(ds["train"]["path"]) == ["normal/a/IM0001", "pneumonia/b/IM0001"]
+    assert len(said) == 1 and "site: 2 DICOM file(s) left out as their Modality is not among the wanted ones" in said[0]
+    assert "modalities=None" in said[0] and "'CT'" not in said[0] and "'MR'" not in said[0]
+    _, by_dicomdir = left_out_warnings(lambda: build_dataset("dicomdir", tmp_path / "site",
+                                                             split_fractions={"train": 1.0}))
+    assert by_dicomdir == said
+    ds, said = left_out_warnings(lambda: build_dataset("imagefolder", tmp_path / "site", modalities=None,
+                                                       split_fractions={"train": 1.0}))
+    assert ds["train"].num_rows == 4 and not said
+
+
 def unknown_patient_warnings(build):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -41,6 +41,21 @@ def _dicom_header(path) -> dict:
                 "study_id": hash_identifier(header.get("StudyInstanceUID")), "whole": whole}
 
 
+def _other_modality(header: dict, modalities) -> bool:
+    """Whether a DICOM header (`_dicom_header`) names a Modality not among `modalities` (None: any is wanted)."""
+    modality = header.get("modality")
+    return modalities is not None and modality is not None and modality not in modalities
+
+
+def _warn_other_modality(root: Path, count: int) -> None:
+    """Warn that `count` DICOM files under `root` were left out for their Modality (counts only: no modality, neither
+    those met nor those asked for, is written out)."""
+    if count:
+        warnings.warn(f"{root}: {count} DICOM file(s) left out as their Modality is not among the wanted ones (the "
+                      "`modalities` option; its default keeps radiographs only): pass modalities=None to keep any "
+                      "modality, or list the ones wanted", stacklevel=3)
+
+
 def _warn_left_out(root: Path, files: list[Path], why: str) -> None:
     """Warn that `files` (under `root`) are left out, saying why and naming a few."""
     if files:
@@ -48,7 +63,8 @@ def _warn_left_out(root: Path, files: list[Path], why: str) -> None:
         warnings.warn(f"{root}: {len(files)} file(s) left out, {why}: {names}", stacklevel=3)
 
 
-def build_imagefolder(data_dir, patient_pattern: str | None = None, bits: int = 8) -> Recipe:
+def build_imagefolder(data_dir, patient_pattern: str | None = None, modalities=RADIOGRAPH_MODALITIES,
+                      bits: int = 8) -> Recipe:
     """ROOT/CLASS/... or ROOT/SPLIT/CLASS/... (SPLIT in train/val/test): the class is the folder directly under ROOT
     (or SPLIT), whose images may lie in sub-folders of any depth (e.g. one per patient or study); images may be
     PNG/JPEG (.jpe, .jfif too)/TIFF/BMP/GIF/WebP or DICOM (any name, as PACS exports write them; an export's DICOMDIR
@@ -57,9 +73,12 @@ def build_imagefolder(data_dir, patient_pattern: str | None = None, bits: int = 
     files of other formats in ROOT, such as a README, are passed over);
     labels one-hot over the sorted class folder names. patient_pattern: regex on the file stem whose first group is
     the patient id (default: a DICOM file's hashed header PatientID, else none: each image counts as its own patient,
-    with a warning where a seeded split is drawn); a DICOM file's study and view come from its header."""
+    with a warning where a seeded split is drawn); a DICOM file's study and view come from its header. As in
+    dicomdir, DICOM files whose Modality is not in `modalities` (default CR and DX, radiographs; None = any) are
+    left out, with a warning that counts them."""
     root = Path(data_dir)
-    entries, in_root, other_format = [], [], []
+    modalities = option_values(modalities)
+    entries, in_root, other_format, other_modality = [], [], [], 0
     for image in walk_files(root, ("",)):
         suffix = image.suffix.lower()
         dicom = suffix in DICOM_SUFFIXES or (suffix not in IMAGE_SUFFIXES and is_dicom_file(image))
@@ -71,21 +90,25 @@ def build_imagefolder(data_dir, patient_pattern: str | None = None, bits: int = 
         elif not readable:
             other_format.append(image)
         else:
+            header = _dicom_header(image) if dicom else {}
+            if _other_modality(header, modalities):
+                other_modality += 1
+                continue
             parts = image.relative_to(root).parts
             split = canonical_split(parts[0]) if len(parts) >= 3 and parts[0].lower() in SPLIT_FOLDERS else None
-            entries.append((image, split, parts[1] if split else parts[0], dicom))
+            entries.append((image, split, parts[1] if split else parts[0], dicom, header))
     _warn_left_out(root, in_root, "images directly in the folder, outside any class folder (move each into the "
                                   "folder of its class)")
     suffixes = Counter(file.suffix.lower() or "no suffix" for file in other_format)
     _warn_left_out(root, other_format, f"neither images of a format read ({' '.join(IMAGE_SUFFIXES)}) nor DICOM "
                                        f"(files per suffix: {dict(suffixes.most_common())})")
-    check_class_spellings(root, [cls for _, _, cls, _ in entries])
-    names = sorted({cls for _, _, cls, _ in entries})
+    _warn_other_modality(root, other_modality)
+    check_class_spellings(root, [cls for _, _, cls, _, _ in entries])
+    names = sorted({cls for _, _, cls, _, _ in entries})
     if not names:
         raise LayoutError(root, "no CLASS/IMAGE files found")
     records = []
-    for image, split, cls, dicom in entries:
-        header = _dicom_header(image) if dicom else {}
+    for image, split, cls, dicom, header in entries:
         patient = _patient(image, patient_pattern) if patient_pattern else header.get("patient_id")
         records.append(record(image, data_dir=root, labels=[float(cls == n) for n in names], decode=dicom,
                               patient_id=patient, study_id=header.get("study_id"), view=header.get("view"),
@@ -201,24 +224,22 @@ def build_dicomdir(data_dir, modalities=RADIOGRAPH_MODALITIES, views=None, bits:
         if not (is_dicom_file(path) or path.suffix.lower() in DICOM_SUFFIXES) or is_dicom_directory(path):
             continue
         header = _dicom_header(path)
-        modality, instance, whole = header.pop("modality"), header.pop("instance"), header.pop("whole")
-        if modalities is not None and modality is not None and modality not in modalities:
+        if _other_modality(header, modalities):
             other_modality += 1
             continue
         if views is not None and header["view"] not in views:
             other_view += 1
             continue
-        if whole and instance is not None:  # a damaged copy found first must not displace a whole one found later
+        instance = header["instance"]
+        if header["whole"] and instance is not None:  # a damaged copy found first must not displace a whole one
             if instance in instances:
                 repeats += 1
                 continue
             instances.add(instance)
-        records.append(record(path, data_dir=root, decode=True, source=root.name, **header))
-    if other_modality:  # counts only: no modality or view, neither those met nor those asked for, is written out
-        warnings.warn(f"{root}: {other_modality} DICOM file(s) left out as their Modality is not among the wanted "
-                      "ones (the `modalities` option; its default keeps radiographs only): pass modalities=None to "
-                      "keep any modality, or list the ones wanted", stacklevel=2)
-    if other_view:
+        records.append(record(path, data_dir=root, decode=True, source=root.name, patient_id=header["patient_id"],
+                              study_id=header["study_id"], view=header["view"]))
+    _warn_other_modality(root, other_modality)
+    if other_view:  # counts only: no view, neither those met nor those asked for, is written out
         warnings.warn(f"{root}: {other_view} DICOM file(s) left out as their view (ViewPosition) is not among the "
                       "wanted ones or not given (the `views` option): pass views=None to keep any view",
                       stacklevel=2)
