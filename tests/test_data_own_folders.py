@@ -147,6 +147,25 @@ def test_a_seeded_split_of_images_without_patient_ids_says_patients_may_cross_sp
     assert len(said) == 1 and "a patient_id column" in said[0]
 
 
+def test_imagefolder_takes_the_patient_id_from_the_folder_a_pattern_with_a_slash_names(tmp_path):
+    """A hospital tree CLASS/<MRN>/1.jpeg has no id in its file names: a pattern searched in the file stem found none,
+    and every patient's first film counted as one patient ("1"), its second as another."""
+    files = sample_files()
+    films = {}
+    for name in KERMANY_SHA256:
+        patient = kermany_patient(name)
+        films[patient] = films.get(patient, 0) + 1
+        copy_to(files[name], tmp_path / "site" / kermany_class(name) / patient / f"{films[patient]}.jpeg")
+    assert films["person1946"] == 2
+    ds, said = unknown_patient_warnings(lambda: build_dataset("imagefolder", tmp_path / "site",
+                                                              patient_pattern=r"^([^/]+)/",
+                                                              split_fractions={"train": 0.5, "test": 0.5}))
+    rows = [row for split in ds.values() for row in split.remove_columns(["image", "mask"])]
+    assert not said and not overlapping_patients(ds) and sorted(ds) == ["test", "train"]
+    assert all(row["patient_id"] == row["path"].split("/")[1] for row in rows) and len(rows) == 16
+    assert len({row["split"] for row in rows if row["patient_id"] == "person1946"}) == 1
+
+
 def test_a_manifest_not_found_names_the_option_and_the_tables_the_folder_holds(tmp_path):
     files = sample_files()
     name = next(iter(KERMANY_SHA256))

@@ -342,7 +342,9 @@ def warn_unknown_patients(name: str, records: list[dict], fractions=None) -> Non
         warnings.warn(f"{name}: {unknown} of {len(records)} images have no patient id, so each counts as a patient of "
                       "its own in the seeded split, and one patient's images may fall into different splits; give "
                       "their patient ids (imagefolder: patient_pattern=, a regex whose first group finds the id in "
-                      "the file name; manifest, cxr_folder: a patient_id column)", stacklevel=3)
+                      "the file name, or, if it holds a '/', in the path below the class folder: r'^([^/]+)/' takes "
+                      "the folder of each patient, CLASS/<id>/...; manifest, cxr_folder: a patient_id column)",
+                      stacklevel=3)
 
 
 def assign_splits(recipe: Recipe, fractions=None, seed: int = 0, train_fraction: float | None = None,

@@ -21,13 +21,15 @@ DICOM_SUFFIXES = (".dcm", ".dicom")
 SPLIT_FOLDERS = ("train", "training", "val", "valid", "validation", "test", "testing")
 
 
-def _patient(image: Path, pattern: str | None) -> str | None:
-    """The patient id `pattern` finds in the file stem (None without a pattern: not known)."""
-    if pattern is None:
-        return None
-    stem = image.stem
-    match = re.search(pattern, stem)
-    return match.group(1) if match and match.groups() else (match.group(0) if match else stem)
+def _patient(below_class: Path, pattern: str) -> str:
+    """The patient id `pattern` finds in the file stem or, for a pattern holding a '/', in the path below the class
+    folder without the file's suffix ('<MRN>/study1/1'): its first group, else the whole match; where it finds none,
+    that stem or path."""
+    text = below_class.with_suffix("").as_posix() if "/" in pattern else below_class.stem
+    match = re.search(pattern, text)
+    if match is None:
+        return text
+    return match.group(1) if match.groups() else match.group(0)
 
 
 def _dicom_header(path) -> dict:
@@ -72,10 +74,11 @@ def build_imagefolder(data_dir, patient_pattern: str | None = None, modalities=R
     and files of other formats in the class folders (hidden and system files, such as .DS_Store and Thumbs.db, and
     files of other formats in ROOT, such as a README, are passed over);
     labels one-hot over the sorted class folder names. patient_pattern: regex on the file stem whose first group is
-    the patient id (default: a DICOM file's hashed header PatientID, else none: each image counts as its own patient,
-    with a warning where a seeded split is drawn); a DICOM file's study and view come from its header. As in
-    dicomdir, DICOM files whose Modality is not in `modalities` (default CR and DX, radiographs; None = any) are
-    left out, with a warning that counts them."""
+    the patient id, or, if it holds a '/', on the path below the class folder with '/' between folders and without
+    the file's suffix (r"^([^/]+)/" takes the first folder's name: CLASS/<MRN>/1.png); default: a DICOM file's
+    hashed header PatientID, else none (each image counts as its own patient, with a warning where a seeded split is
+    drawn); a DICOM file's study and view come from its header. As in dicomdir, DICOM files whose Modality is not in
+    `modalities` (default CR and DX, radiographs; None = any) are left out, with a warning that counts them."""
     root = Path(data_dir)
     modalities = option_values(modalities)
     entries, in_root, other_format, other_modality = [], [], [], 0
@@ -96,20 +99,21 @@ def build_imagefolder(data_dir, patient_pattern: str | None = None, modalities=R
                 continue
             parts = image.relative_to(root).parts
             split = canonical_split(parts[0]) if len(parts) >= 3 and parts[0].lower() in SPLIT_FOLDERS else None
-            entries.append((image, split, parts[1] if split else parts[0], dicom, header))
+            entries.append((image, split, parts[1] if split else parts[0], Path(*parts[2 if split else 1:]), dicom,
+                            header))
     _warn_left_out(root, in_root, "images directly in the folder, outside any class folder (move each into the "
                                   "folder of its class)")
     suffixes = Counter(file.suffix.lower() or "no suffix" for file in other_format)
     _warn_left_out(root, other_format, f"neither images of a format read ({' '.join(IMAGE_SUFFIXES)}) nor DICOM "
                                        f"(files per suffix: {dict(suffixes.most_common())})")
     _warn_other_modality(root, other_modality)
-    check_class_spellings(root, [cls for _, _, cls, _, _ in entries])
-    names = sorted({cls for _, _, cls, _, _ in entries})
+    check_class_spellings(root, [cls for _, _, cls, *_ in entries])
+    names = sorted({cls for _, _, cls, *_ in entries})
     if not names:
         raise LayoutError(root, "no CLASS/IMAGE files found")
     records = []
-    for image, split, cls, dicom, header in entries:
-        patient = _patient(image, patient_pattern) if patient_pattern else header.get("patient_id")
+    for image, split, cls, below_class, dicom, header in entries:
+        patient = _patient(below_class, patient_pattern) if patient_pattern else header.get("patient_id")
         records.append(record(image, data_dir=root, labels=[float(cls == n) for n in names], decode=dicom,
                               patient_id=patient, study_id=header.get("study_id"), view=header.get("view"),
                               source=root.name, split=split))
