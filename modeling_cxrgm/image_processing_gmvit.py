@@ -29,6 +29,7 @@ SETTINGS = ("size", "num_channels", "resize_mode", "do_normalize", "image_mean",
 CHANNELS = (1, 3, 4)  # grey, RGB, RGBA (alpha dropped)
 BIT_DEPTH_KEY = "bit depth"  # PNG text chunk with the bits an image is scaled by (hf_datasets' 16-bit images: 16)
 ORIENTATION_TAG = 0x0112  # EXIF Orientation
+SHAPE_TOLERANCE = 0.02  # width/height ratios this far apart are one shape: a map rounded to another resolution
 
 
 def _pil_to_array(image) -> np.ndarray:
@@ -181,6 +182,17 @@ def _square_side(size: dict) -> int:
     raise ValueError(f"size must be an int, {{'height': S, 'width': S}} or {{'shortest_edge': S}}, got {size}")
 
 
+def _check_map_fits(map_size, image_size) -> None:
+    """ValueError for a segmentation map whose shape (width/height ratio, `SHAPE_TOLERANCE` apart) is not its
+    image's: resized onto the image, it would be stretched off it (the map of another image, or of a cropped or
+    padded copy). Sizes are (H, W)."""
+    (map_height, map_width), (height, width) = map_size, image_size
+    if abs(map_width * height - map_height * width) > SHAPE_TOLERANCE * map_height * width:
+        raise ValueError(f"A segmentation map of {map_width}x{map_height} pixels for an image of {width}x{height}: "
+                         "another shape, so it would be stretched off the image (the map of another image?); a map "
+                         "may be smaller or larger than its image, not of another shape")
+
+
 def _split_maps(maps) -> list:
     """Segmentation maps -> list of single maps: a 3-D array or tensor is a stack of (H, W) maps unless it is one map
     with a channel axis, (1, H, W) or (H, W, C)."""
@@ -307,8 +319,8 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
         """A mask (PIL / numpy / tensor, (H, W)) -> int64 (size, size) by nearest resize, padded with `PAD_LABEL`;
         0/255 masks become 0/1, also with grey edges (anti-aliased, resized or JPEG masks: 128-254 is lung). A mask of
         another size than its image, `image_size` (H, W), is first resized to it (it covers the whole image, as SCR's
-        1024 px masks of JSRT's 2048 px images do), so both are padded alike. A PIL mask is turned upright as its
-        EXIF Orientation says, as images are."""
+        1024 px masks of JSRT's 2048 px images do), so both are padded alike; one of another shape is refused
+        (`_check_map_fits`). A PIL mask is turned upright as its EXIF Orientation says, as images are."""
         if _is_pil(segmentation_map):
             segmentation_map = _upright(segmentation_map)  # as its image, when drawn on it
         if _is_pil(segmentation_map) and segmentation_map.mode in ("RGB", "RGBA"):
@@ -323,6 +335,7 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
             raise ValueError(f"A segmentation map must be (H, W), got shape {tuple(tensor.shape)}")
         tensor = tensor.long()
         if image_size is not None and tuple(tensor.shape) != tuple(image_size):
+            _check_map_fits(tuple(tensor.shape), tuple(image_size))
             tensor = F.interpolate(tensor[None, None].float(), size=tuple(image_size), mode="nearest-exact")
             tensor = tensor[0, 0].long()
         values = torch.unique(tensor)

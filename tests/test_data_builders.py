@@ -676,7 +676,7 @@ def test_a_build_from_the_cache_still_names_the_files_it_skipped(tmp_path):
     root = tmp_path / "set"
     write_image(root / "normal" / "a.png", seed=0)
     write_dicom(root / "pneumonia" / "b.dcm", seed=0)
-    data = Path(get_testdata_file("MR_small.dcm")).read_bytes()
+    data = Path(get_testdata_file("RG1_UNCR.dcm", download=False)).read_bytes()  # a chest CR, cut short
     (root / "pneumonia" / "broken.dcm").write_bytes(data[:len(data) // 2])
     for build_number in (1, 2):
         with pytest.warns(UserWarning) as caught:

@@ -60,6 +60,64 @@ def test_imagefolder_reads_dicom_files_under_any_name_with_the_patient_from_the_
     assert rows["pneumonia/export3/IM0001"]["labels"] == [0.0, 1.0]
 
 
+def left_out_warnings(build):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = build()
+    return ds, [str(w.message) for w in caught if "left out" in str(w.message)]
+
+
+def test_imagefolder_reads_jpeg_variants_and_webp_and_names_the_files_it_leaves_out(tmp_path):
+    """.jfif / .jpe files are JPEGs and .webp an image Pillow reads: they were left out without a word, as were images
+    directly in the root folder (no class) and files of other formats; hidden and system files are passed over."""
+    from PIL import Image
+
+    files = sample_files()
+    normal, wide = "NORMAL2-IM-1427-0001.jpeg", "person1946_bacteria_4874.jpeg"
+    copy_to(files[normal], tmp_path / "site" / "normal" / "a.jfif")
+    copy_to(files[normal], tmp_path / "site" / "normal" / "b.JPE")
+    (tmp_path / "site" / "pneumonia").mkdir()
+    Image.open(files[wide]).save(tmp_path / "site" / "pneumonia" / "c.webp")
+    copy_to(files[wide], tmp_path / "site" / "stray.jpeg")
+    (tmp_path / "site" / "README.txt").write_text("films by class")
+    (tmp_path / "site" / "normal" / "scan.heic").write_bytes(b"\0" * 64)
+    (tmp_path / "site" / "pneumonia" / "report.txt").write_text("no image")
+    for system in ("normal/Thumbs.db", "normal/desktop.ini", "normal/.DS_Store", "pneumonia/._c.webp"):
+        (tmp_path / "site" / system).write_bytes(b"\0" * 64)
+    ds, said = left_out_warnings(lambda: build_dataset("imagefolder", tmp_path / "site",
+                                                       split_fractions={"train": 1.0}))
+    rows = {row["path"]: row for row in ds["train"]}
+    assert sorted(rows) == ["normal/a.jfif", "normal/b.JPE", "pneumonia/c.webp"]
+    assert rows["pneumonia/c.webp"]["image"].size == Image.open(files[wide]).size
+    assert rows["pneumonia/c.webp"]["labels"] == [0.0, 1.0]
+    assert len(said) == 2
+    assert "1 file(s) left out, images directly in the folder, outside any class folder" in said[0]
+    assert said[0].endswith(": stray.jpeg")
+    assert "2 file(s) left out, neither images of a format read" in said[1]
+    assert "{'.heic': 1, '.txt': 1}" in said[1] and said[1].endswith(": normal/scan.heic, pneumonia/report.txt")
+
+
+def test_imagefolder_leaves_out_dicom_files_of_other_modalities_than_radiography_as_dicomdir_does(tmp_path):
+    """A CT or MR series exported into a class folder beside the films: read as a CXR of that class without a word."""
+    from pydicom.data import get_testdata_file
+
+    exported = {"normal/a/IM0001": "RG1_UNCR.dcm", "pneumonia/b/IM0001": "RG3_UNCR.dcm",
+                "normal/c/IM0001": "CT_small.dcm", "pneumonia/d/IM0001.dcm": "MR_small.dcm"}
+    for target, name in exported.items():
+        copy_to(get_testdata_file(name, download=False), tmp_path / "site" / target)
+    ds, said = left_out_warnings(lambda: build_dataset("imagefolder", tmp_path / "site",
+                                                       split_fractions={"train": 1.0}))
+    assert sorted(ds["train"]["path"]) == ["normal/a/IM0001", "pneumonia/b/IM0001"]
+    assert len(said) == 1 and "site: 2 DICOM file(s) left out as their Modality is not among the wanted ones" in said[0]
+    assert "modalities=None" in said[0] and "'CT'" not in said[0] and "'MR'" not in said[0]
+    _, by_dicomdir = left_out_warnings(lambda: build_dataset("dicomdir", tmp_path / "site",
+                                                             split_fractions={"train": 1.0}))
+    assert by_dicomdir == said
+    ds, said = left_out_warnings(lambda: build_dataset("imagefolder", tmp_path / "site", modalities=None,
+                                                       split_fractions={"train": 1.0}))
+    assert ds["train"].num_rows == 4 and not said
+
+
 def unknown_patient_warnings(build):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -89,6 +147,25 @@ def test_a_seeded_split_of_images_without_patient_ids_says_patients_may_cross_sp
     assert len(said) == 1 and "a patient_id column" in said[0]
 
 
+def test_imagefolder_takes_the_patient_id_from_the_folder_a_pattern_with_a_slash_names(tmp_path):
+    """A hospital tree CLASS/<MRN>/1.jpeg has no id in its file names: a pattern searched in the file stem found none,
+    and every patient's first film counted as one patient ("1"), its second as another."""
+    files = sample_files()
+    films = {}
+    for name in KERMANY_SHA256:
+        patient = kermany_patient(name)
+        films[patient] = films.get(patient, 0) + 1
+        copy_to(files[name], tmp_path / "site" / kermany_class(name) / patient / f"{films[patient]}.jpeg")
+    assert films["person1946"] == 2
+    ds, said = unknown_patient_warnings(lambda: build_dataset("imagefolder", tmp_path / "site",
+                                                              patient_pattern=r"^([^/]+)/",
+                                                              split_fractions={"train": 0.5, "test": 0.5}))
+    rows = [row for split in ds.values() for row in split.remove_columns(["image", "mask"])]
+    assert not said and not overlapping_patients(ds) and sorted(ds) == ["test", "train"]
+    assert all(row["patient_id"] == row["path"].split("/")[1] for row in rows) and len(rows) == 16
+    assert len({row["split"] for row in rows if row["patient_id"] == "person1946"}) == 1
+
+
 def test_a_manifest_not_found_names_the_option_and_the_tables_the_folder_holds(tmp_path):
     files = sample_files()
     name = next(iter(KERMANY_SHA256))
@@ -99,11 +176,13 @@ def test_a_manifest_not_found_names_the_option_and_the_tables_the_folder_holds(t
         build_dataset("manifest", tmp_path / "site")
 
 
-@pytest.mark.parametrize("header, renames", [
-    ("image,Label,PatientID", "'Label' to 'label', 'PatientID' to 'patient_id'"),
-    ("Image,label,Patient ID", "'Image' to 'image', 'Patient ID' to 'patient_id'"),
+@pytest.mark.parametrize("builder, header, renames", [
+    ("manifest", "image,Label,PatientID", "'Label' to 'label', 'PatientID' to 'patient_id'"),
+    ("manifest", "Image,label,Patient ID", "'Image' to 'image', 'Patient ID' to 'patient_id'"),
+    ("cxr_folder", "file,Label,Patient_ID", "'Label' to 'label', 'Patient_ID' to 'patient_id'"),
+    ("cxr_folder", "File,label,PatientID", "'File' to 'file', 'PatientID' to 'patient_id'"),
 ])
-def test_manifest_columns_named_like_its_own_but_not_exactly_are_refused(tmp_path, header, renames):
+def test_columns_named_like_those_read_but_not_exactly_are_refused(tmp_path, builder, header, renames):
     """A spreadsheet's 'Label' or 'PatientID' column would be left unread: a set without labels, or one whose patients
     cross splits."""
     files = sample_files()
@@ -112,11 +191,15 @@ def test_manifest_columns_named_like_its_own_but_not_exactly_are_refused(tmp_pat
         copy_to(files[name], tmp_path / "site" / name)
         lines.append(f"{name},{kermany_class(name)},{kermany_patient(name)}")
     (tmp_path / "site" / "labels.csv").write_text("\n".join(lines) + "\n")
+    options = {"manifest": "labels.csv"} if builder == "manifest" else {}
     with pytest.raises(LayoutError, match=f"labels.csv: columns are read by their exact names .* rename {renames}$"):
-        build_dataset("manifest", tmp_path / "site", manifest="labels.csv")
-    (tmp_path / "site" / "labels.csv").write_text("\n".join(["image,label,patient_id"] + lines[1:]) + "\n")
-    ds = build_dataset("manifest", tmp_path / "site", manifest="labels.csv")
+        build_dataset(builder, tmp_path / "site", **options)
+    exact = "image,label,patient_id" if builder == "manifest" else "file,label,patient_id"
+    (tmp_path / "site" / "labels.csv").write_text("\n".join([exact] + lines[1:]) + "\n")
+    ds = build_dataset(builder, tmp_path / "site", **options)
     assert label_names(ds) == ["normal", "pneumonia"] and not overlapping_patients(ds)
+    assert {row["patient_id"] for split in ds.values() for row in split.select_columns(["patient_id"])} == {
+        kermany_patient(name) for name in KERMANY_SHA256}
 
 
 def test_an_unreadable_file_stopping_a_build_says_how_to_leave_such_files_out(tmp_path):

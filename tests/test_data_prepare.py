@@ -119,7 +119,7 @@ def test_bad_input_is_prepared_or_reported(tmp_path, streaming):
     corrupt.write_bytes(corrupt.read_bytes()[:200])
     (folder / "empty.png").write_bytes(b"")
     shutil.copy(get_testdata_file("rtplan.dcm", download=False), folder / "plan.dcm")
-    report = prepare("imagefolder", tmp_path / "bad", tmp_path / "out", size=16,
+    report = prepare("imagefolder", tmp_path / "bad", tmp_path / "out", size=16, modalities=None,  # keeps the RT plan
                      split_fractions={"train": 1.0}, streaming=streaming, progress=False)
     assert report["found"] == 6 == report["written"] + report["skipped"]
     reasons = {Path(e["path"]).name: e for e in report["skipped_files"]}

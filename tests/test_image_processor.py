@@ -282,21 +282,38 @@ def test_the_image_segmentation_pipeline_passes_threshold_on(tmp_path):
 
 
 def test_a_mask_stored_at_another_size_than_its_image_lines_up_with_it():
-    """Third-party lung masks are often saved at another size (256 x 256 for a 1328 x 1104 Shenzhen image): the mask
-    covers the whole image, so it is padded with it (it was padded as a square of its own, off the lungs)."""
+    """Lung masks are often saved at another resolution than their images (SCR's 1024 px masks of JSRT's 2048 px
+    images): the mask covers the whole image, so it is padded with it (it was padded as an image of its own)."""
     processor = unnormalised(size=16)
     image = np.zeros((8, 16), dtype=np.uint8)  # landscape: padded above and below
     at_image_size = np.zeros((8, 16), dtype=np.uint8)
     at_image_size[2:6, 2:6] = 255
-    square = np.zeros((16, 16), dtype=np.uint8)  # the same lung, saved square and at twice the resolution
-    square[4:12, 2:6] = 255
+    twice = np.zeros((16, 32), dtype=np.uint8)  # the same lung, saved at twice the resolution
+    twice[4:12, 4:12] = 255
     expected = processor(image, segmentation_maps=at_image_size).labels
     assert expected[0, :4].eq(255).all() and expected[0, 12:].eq(255).all()
-    for mask in (square, Image.fromarray(square), torch.from_numpy(square)):
+    for mask in (twice, Image.fromarray(twice), torch.from_numpy(twice), twice[::4, ::4]):
         assert torch.equal(processor(image, segmentation_maps=mask).labels, expected)
     portrait = np.zeros((16, 8), dtype=np.uint8)
-    labels = processor(portrait, segmentation_maps=square).labels  # padded left and right, as the image is
-    assert labels[0, :, :4].eq(255).all() and labels[0, :, 12:].eq(255).all() and labels[0, 4:12, 5:7].eq(1).all()
+    labels = processor(portrait, segmentation_maps=twice.T).labels  # padded left and right, as the image is
+    assert labels[0, :, :4].eq(255).all() and labels[0, :, 12:].eq(255).all() and labels[0, 2:6, 6:10].eq(1).all()
+    assert torch.equal(labels, processor(portrait, segmentation_maps=at_image_size.T).labels)
+
+
+def test_a_mask_of_another_shape_than_its_image_is_refused_naming_both_sizes():
+    """A square mask of a landscape image (the mask of another image, or of a cropped copy) was stretched onto it,
+    off the lungs, as data building and preparation refuse to; a mask rounded to another resolution still fits."""
+    processor = unnormalised(size=16)
+    image = np.zeros((8, 16), dtype=np.uint8)
+    square = np.zeros((16, 16), dtype=np.uint8)
+    square[4:12, 2:6] = 255
+    for mask in (square, Image.fromarray(square), torch.from_numpy(square)):
+        with pytest.raises(ValueError, match="segmentation map of 16x16 pixels for an image of 16x8: another shape"):
+            processor(image, segmentation_maps=mask)
+    with pytest.raises(ValueError, match="map of 16x16 pixels for an image of 16x8"):  # the second pair of a batch
+        processor([square, image], segmentation_maps=[square, square])
+    rounded = np.zeros((50, 100), dtype=np.uint8)  # half of a 201 x 100 image, rounded down
+    assert processor(np.zeros((100, 201), dtype=np.uint8), segmentation_maps=rounded).labels.shape == (1, 16, 16)
 
 
 def test_masks_with_grey_edges_are_lung_inside_not_ignored(tmp_path):

@@ -18,6 +18,7 @@ import io
 import json
 import os
 import pickle
+import re
 import tempfile
 import time
 import warnings
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+from PIL import features
 
 from ..errors import DataError, ImageReadError, InvalidInputError, LayoutError
 from ..images import encode_png, read_grey, stored_mode, to_bits, upright_size
@@ -34,7 +36,10 @@ from ..schema import COLUMNS, make_features, make_info
 from ..splits import DEFAULT_FRACTIONS, canonical_split, patient_split, patient_subset, resolve_patient_overlap
 
 SKIP_HINT = 'on_error="skip" leaves unreadable files out of the build instead, naming each in a warning'
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif")
+# the suffixes of the image formats read (.jpe and .jfif are JPEG; WebP where Pillow was built with it)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".tif", ".tiff", ".gif") + (
+    (".webp",) if features.check("webp") else ())
+SYSTEM_FILES = ("thumbs.db", "ehthumbs.db", "desktop.ini")  # written by Windows beside a folder's files
 WIDE_MODES = ("I;16", "I;16B", "I;16L", "I", "F")  # PIL modes of 16-bit and 32-bit grey images
 
 
@@ -66,13 +71,18 @@ def record(image, *, data_dir, labels=(), decode=False, mask=None, patient_id=No
             "path": os.path.relpath(image, data_dir)}
 
 
+def some_names(names, shown: int = 5) -> str:
+    """The first `shown` of `names`, and how many more there are: "a, b, c and 12 more"."""
+    names = [str(name) for name in names]
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
 def warn_not_found(name: str, missing: list, listed_in: str, shown: int = 5) -> None:
     """Warn that images listed in the set's label files are not under its folder (a partial download, an image
     archive not unpacked): they are left out, so the splits, an official test set too, are smaller than published."""
     if missing:
-        names = ", ".join(map(str, missing[:shown])) + (f" and {len(missing) - shown} more" if len(missing) > shown else "")
         warnings.warn(f"{name}: {len(missing)} images listed in {listed_in} were not found under the data folder and "
-                      f"are left out: {names}", stacklevel=3)
+                      f"are left out: {some_names(missing, shown)}", stacklevel=3)
 
 
 def check_class_spellings(path, labels) -> None:
@@ -85,6 +95,25 @@ def check_class_spellings(path, labels) -> None:
     if clashes:
         raise LayoutError(path, f"class names that differ only in case would be classes of their own: {clashes} (rows "
                                 "per spelling); write each class one way")
+
+
+def _column_key(name) -> str:
+    """A column name without case, spaces or punctuation: 'PatientID', 'Patient ID' and 'patient_id' are alike."""
+    return re.sub(r"[^a-z0-9]", "", str(name).lower())
+
+
+def check_column_names(path, columns, read) -> None:
+    """LayoutError for a table's column named like one of those the builder reads, `read`, but not exactly ('Label',
+    'PatientID'), while that one is missing: it would be left unread without a word, leaving the set without labels
+    or its patients free to cross splits."""
+    columns = set(columns) - {None}  # None: the values of a CSV row longer than its header
+    known = {_column_key(name): name for name in read}
+    misnamed = {column: known[_column_key(column)] for column in sorted(columns - set(read))
+                if _column_key(column) in known and known[_column_key(column)] not in columns}
+    if misnamed:
+        renames = ", ".join(f"{column!r} to {name!r}" for column, name in misnamed.items())
+        raise LayoutError(path, f"columns are read by their exact names {list(read)}, so {list(misnamed)} would not "
+                                f"be read: rename {renames}")
 
 
 def option_values(value) -> list | None:
@@ -164,11 +193,12 @@ def walk_files(data_dir, suffixes=IMAGE_SUFFIXES) -> list[Path]:
 
 def _visible_files(data_dir):
     """(folder, name) of every file under `data_dir`, leaving out hidden files and folders (.DS_Store,
-    the '._' metadata twins macOS writes beside each file, .git) and the __MACOSX folders of Mac zips."""
+    the '._' metadata twins macOS writes beside each file, .git), the __MACOSX folders of Mac zips and the
+    `SYSTEM_FILES` of Windows (Thumbs.db)."""
     for root, folders, files in os.walk(data_dir):
         folders[:] = [name for name in folders if not name.startswith(".") and name != "__MACOSX"]
         for name in files:
-            if not name.startswith("."):
+            if not name.startswith(".") and name.lower() not in SYSTEM_FILES:
                 yield root, name
 
 
@@ -312,7 +342,9 @@ def warn_unknown_patients(name: str, records: list[dict], fractions=None) -> Non
         warnings.warn(f"{name}: {unknown} of {len(records)} images have no patient id, so each counts as a patient of "
                       "its own in the seeded split, and one patient's images may fall into different splits; give "
                       "their patient ids (imagefolder: patient_pattern=, a regex whose first group finds the id in "
-                      "the file name; manifest, cxr_folder: a patient_id column)", stacklevel=3)
+                      "the file name, or, if it holds a '/', in the path below the class folder: r'^([^/]+)/' takes "
+                      "the folder of each patient, CLASS/<id>/...; manifest, cxr_folder: a patient_id column)",
+                      stacklevel=3)
 
 
 def assign_splits(recipe: Recipe, fractions=None, seed: int = 0, train_fraction: float | None = None,
@@ -360,10 +392,9 @@ def warn_left_out(name: str, split: str, records: list[dict], ds, shown: int = 2
             kept[rec["path"]] -= 1
         else:
             missing.append(rec["path"])
-    listed = ", ".join(missing[:shown]) + (f" and {len(missing) - shown} more" if len(missing) > shown else "")
     warnings.warn(f"{name}: {len(missing)} of {len(records)} files of split {split!r} were left out as unreadable "
                   f"(on_error='skip'; the reasons are given when the split is built, not when it is read back from "
-                  f"the datasets cache): {listed}", stacklevel=3)
+                  f"the datasets cache): {some_names(missing, shown)}", stacklevel=3)
 
 
 def assemble(recipe: Recipe, *, fractions=None, seed=0, streaming=False, num_proc=None,

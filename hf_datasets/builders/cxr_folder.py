@@ -1,5 +1,6 @@
 """A prepared CXR folder: labels.csv (`file`, `label` and/or `mask_file`, `patient_id`, `source`,
-optional `view`, `sex`, `age`, ...) beside the images and masks. Labels are one-hot over the
+optional `view`, `sex`, `age`, ...) beside the images and masks; a column named like one of these but not exactly
+('Label', 'PatientID') is refused, naming the rename. Labels are one-hot over the
 class names (sorted, or `classes`) after renaming by `label_map` (e.g. {"no_finding": "normal"});
 rows whose label is empty, "unlabelled" or not in `classes` get NaN labels. Seeded patient-level split.
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import LayoutError
-from .common import Recipe, check_class_spellings, find_file, read_table, record
+from .common import Recipe, check_class_spellings, check_column_names, find_file, read_table, record
 
 UNLABELLED = ("", "unlabelled", "unlabeled", "unknown")
 
@@ -19,6 +20,8 @@ def build(data_dir, classes: list[str] | None = None, label_column: str = "label
     root = Path(data_dir)
     table = find_file(root, "labels.csv")
     rows = read_table(table)
+    check_column_names(table, {column for row in rows for column in row},
+                       ("file", label_column, "mask_file", "patient_id", "source", "view", "sex", "age"))
     if rows and "file" not in rows[0]:
         raise LayoutError(table, f"no 'file' column (columns: {list(rows[0])})")
     rename = dict(label_map or {})

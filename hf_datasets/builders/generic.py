@@ -14,19 +14,22 @@ from ..dicom import (RADIOGRAPH_MODALITIES, hash_identifier, is_dicom_directory,
                      quiet_value_checks, read_header, wanted_views)
 from ..errors import LayoutError
 from ..splits import canonical_split
-from .common import IMAGE_SUFFIXES, Recipe, check_class_spellings, option_values, record, walk_files
+from .common import (IMAGE_SUFFIXES, Recipe, check_class_spellings, check_column_names, option_values, record,
+                     some_names, walk_files)
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 SPLIT_FOLDERS = ("train", "training", "val", "valid", "validation", "test", "testing")
 
 
-def _patient(image: Path, pattern: str | None) -> str | None:
-    """The patient id `pattern` finds in the file stem (None without a pattern: not known)."""
-    if pattern is None:
-        return None
-    stem = image.stem
-    match = re.search(pattern, stem)
-    return match.group(1) if match and match.groups() else (match.group(0) if match else stem)
+def _patient(below_class: Path, pattern: str) -> str:
+    """The patient id `pattern` finds in the file stem or, for a pattern holding a '/', in the path below the class
+    folder without the file's suffix ('<MRN>/study1/1'): its first group, else the whole match; where it finds none,
+    that stem or path."""
+    text = below_class.with_suffix("").as_posix() if "/" in pattern else below_class.stem
+    match = re.search(pattern, text)
+    if match is None:
+        return text
+    return match.group(1) if match.groups() else match.group(0)
 
 
 def _dicom_header(path) -> dict:
@@ -40,31 +43,77 @@ def _dicom_header(path) -> dict:
                 "study_id": hash_identifier(header.get("StudyInstanceUID")), "whole": whole}
 
 
-def build_imagefolder(data_dir, patient_pattern: str | None = None, bits: int = 8) -> Recipe:
+def _other_modality(header: dict, modalities) -> bool:
+    """Whether a DICOM header (`_dicom_header`) names a Modality not among `modalities` (None: any is wanted)."""
+    modality = header.get("modality")
+    return modalities is not None and modality is not None and modality not in modalities
+
+
+def _warn_other_modality(root: Path, count: int) -> None:
+    """Warn that `count` DICOM files under `root` were left out for their Modality (counts only: no modality, neither
+    those met nor those asked for, is written out)."""
+    if count:
+        warnings.warn(f"{root}: {count} DICOM file(s) left out as their Modality is not among the wanted ones (the "
+                      "`modalities` option; its default keeps radiographs only): pass modalities=None to keep any "
+                      "modality, or list the ones wanted", stacklevel=3)
+
+
+def _warn_left_out(root: Path, files: list[Path], why: str) -> None:
+    """Warn that `files` (under `root`) are left out, saying why and naming a few."""
+    if files:
+        names = some_names(file.relative_to(root).as_posix() for file in files)
+        warnings.warn(f"{root}: {len(files)} file(s) left out, {why}: {names}", stacklevel=3)
+
+
+def build_imagefolder(data_dir, patient_pattern: str | None = None, modalities=RADIOGRAPH_MODALITIES,
+                      bits: int = 8) -> Recipe:
     """ROOT/CLASS/... or ROOT/SPLIT/CLASS/... (SPLIT in train/val/test): the class is the folder directly under ROOT
     (or SPLIT), whose images may lie in sub-folders of any depth (e.g. one per patient or study); images may be
-    PNG/JPEG/TIFF/BMP/GIF or DICOM (any name, as PACS exports write them; an export's DICOMDIR index is left out);
+    PNG/JPEG (.jpe, .jfif too)/TIFF/BMP/GIF/WebP or DICOM (any name, as PACS exports write them; an export's DICOMDIR
+    index is left out); a warning counts and names the files left out: images directly in ROOT (in no class folder)
+    and files of other formats in the class folders (hidden and system files, such as .DS_Store and Thumbs.db, and
+    files of other formats in ROOT, such as a README, are passed over);
     labels one-hot over the sorted class folder names. patient_pattern: regex on the file stem whose first group is
-    the patient id (default: a DICOM file's hashed header PatientID, else none: each image counts as its own patient,
-    with a warning where a seeded split is drawn); a DICOM file's study and view come from its header."""
+    the patient id, or, if it holds a '/', on the path below the class folder with '/' between folders and without
+    the file's suffix (r"^([^/]+)/" takes the first folder's name: CLASS/<MRN>/1.png); default: a DICOM file's
+    hashed header PatientID, else none (each image counts as its own patient, with a warning where a seeded split is
+    drawn); a DICOM file's study and view come from its header. As in dicomdir, DICOM files whose Modality is not in
+    `modalities` (default CR and DX, radiographs; None = any) are left out, with a warning that counts them."""
     root = Path(data_dir)
-    entries = []
+    modalities = option_values(modalities)
+    entries, in_root, other_format, other_modality = [], [], [], 0
     for image in walk_files(root, ("",)):
         suffix = image.suffix.lower()
         dicom = suffix in DICOM_SUFFIXES or (suffix not in IMAGE_SUFFIXES and is_dicom_file(image))
-        if image.parent == root or not (dicom or suffix in IMAGE_SUFFIXES) or is_dicom_directory(image):
+        readable = dicom or suffix in IMAGE_SUFFIXES
+        if dicom and is_dicom_directory(image):
             continue
-        parts = image.relative_to(root).parts
-        split = canonical_split(parts[0]) if len(parts) >= 3 and parts[0].lower() in SPLIT_FOLDERS else None
-        entries.append((image, split, parts[1] if split else parts[0], dicom))
-    check_class_spellings(root, [cls for _, _, cls, _ in entries])
-    names = sorted({cls for _, _, cls, _ in entries})
+        if image.parent == root:  # other files beside the class folders (a README, a labels.csv) are no images
+            in_root += [image] if readable else []
+        elif not readable:
+            other_format.append(image)
+        else:
+            header = _dicom_header(image) if dicom else {}
+            if _other_modality(header, modalities):
+                other_modality += 1
+                continue
+            parts = image.relative_to(root).parts
+            split = canonical_split(parts[0]) if len(parts) >= 3 and parts[0].lower() in SPLIT_FOLDERS else None
+            entries.append((image, split, parts[1] if split else parts[0], Path(*parts[2 if split else 1:]), dicom,
+                            header))
+    _warn_left_out(root, in_root, "images directly in the folder, outside any class folder (move each into the "
+                                  "folder of its class)")
+    suffixes = Counter(file.suffix.lower() or "no suffix" for file in other_format)
+    _warn_left_out(root, other_format, f"neither images of a format read ({' '.join(IMAGE_SUFFIXES)}) nor DICOM "
+                                       f"(files per suffix: {dict(suffixes.most_common())})")
+    _warn_other_modality(root, other_modality)
+    check_class_spellings(root, [cls for _, _, cls, *_ in entries])
+    names = sorted({cls for _, _, cls, *_ in entries})
     if not names:
         raise LayoutError(root, "no CLASS/IMAGE files found")
     records = []
-    for image, split, cls, dicom in entries:
-        header = _dicom_header(image) if dicom else {}
-        patient = _patient(image, patient_pattern) if patient_pattern else header.get("patient_id")
+    for image, split, cls, below_class, dicom, header in entries:
+        patient = _patient(below_class, patient_pattern) if patient_pattern else header.get("patient_id")
         records.append(record(image, data_dir=root, labels=[float(cls == n) for n in names], decode=dicom,
                               patient_id=patient, study_id=header.get("study_id"), view=header.get("view"),
                               source=root.name, split=split))
@@ -74,25 +123,6 @@ def build_imagefolder(data_dir, patient_pattern: str | None = None, bits: int = 
 
 MANIFEST_COLUMNS = ("image", "label", "labels", "mask", "patient_id", "study_id", "view", "sex", "age", "source",
                     "split")
-
-
-def _column_key(name) -> str:
-    """A column name without case, spaces or punctuation: 'PatientID', 'Patient ID' and 'patient_id' are alike."""
-    return re.sub(r"[^a-z0-9]", "", str(name).lower())
-
-
-def _check_column_names(path: Path, rows: list[dict], label_names) -> None:
-    """LayoutError for a column named like one the manifest reads but not exactly ('Label', 'PatientID'): it would
-    be left unread without a word, leaving the set without labels or its patients free to cross splits."""
-    columns = {column for row in rows for column in row if column is not None}
-    known = {_column_key(column): column for column in MANIFEST_COLUMNS}
-    misnamed = {column: known[_column_key(column)] for column in sorted(columns - set(MANIFEST_COLUMNS)
-                                                                        - set(label_names or ()))
-                if _column_key(column) in known and known[_column_key(column)] not in columns}
-    if misnamed:
-        renames = ", ".join(f"{column!r} to {name!r}" for column, name in misnamed.items())
-        raise LayoutError(path, f"columns are read by their exact names {list(MANIFEST_COLUMNS)}, so "
-                                f"{list(misnamed)} would not be read: rename {renames}")
 
 
 def _manifest_rows(path: Path) -> list[dict]:
@@ -140,7 +170,8 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
     rows = _manifest_rows(path)
     if not rows:
         raise LayoutError(path, "manifest has no rows")
-    _check_column_names(path, rows, option_values(label_names))
+    columns = {column for row in rows for column in row}
+    check_column_names(path, columns - set(option_values(label_names) or ()), MANIFEST_COLUMNS)
     check_class_spellings(path, [_class_name(r) for r in rows if _class_name(r)])
     classes = sorted({_class_name(r) for r in rows} - {""})
     names = option_values(label_names) or classes
@@ -197,24 +228,22 @@ def build_dicomdir(data_dir, modalities=RADIOGRAPH_MODALITIES, views=None, bits:
         if not (is_dicom_file(path) or path.suffix.lower() in DICOM_SUFFIXES) or is_dicom_directory(path):
             continue
         header = _dicom_header(path)
-        modality, instance, whole = header.pop("modality"), header.pop("instance"), header.pop("whole")
-        if modalities is not None and modality is not None and modality not in modalities:
+        if _other_modality(header, modalities):
             other_modality += 1
             continue
         if views is not None and header["view"] not in views:
             other_view += 1
             continue
-        if whole and instance is not None:  # a damaged copy found first must not displace a whole one found later
+        instance = header["instance"]
+        if header["whole"] and instance is not None:  # a damaged copy found first must not displace a whole one
             if instance in instances:
                 repeats += 1
                 continue
             instances.add(instance)
-        records.append(record(path, data_dir=root, decode=True, source=root.name, **header))
-    if other_modality:  # counts only: no modality or view, neither those met nor those asked for, is written out
-        warnings.warn(f"{root}: {other_modality} DICOM file(s) left out as their Modality is not among the wanted "
-                      "ones (the `modalities` option; its default keeps radiographs only): pass modalities=None to "
-                      "keep any modality, or list the ones wanted", stacklevel=2)
-    if other_view:
+        records.append(record(path, data_dir=root, decode=True, source=root.name, patient_id=header["patient_id"],
+                              study_id=header["study_id"], view=header["view"]))
+    _warn_other_modality(root, other_modality)
+    if other_view:  # counts only: no view, neither those met nor those asked for, is written out
         warnings.warn(f"{root}: {other_view} DICOM file(s) left out as their view (ViewPosition) is not among the "
                       "wanted ones or not given (the `views` option): pass views=None to keep any view",
                       stacklevel=2)
