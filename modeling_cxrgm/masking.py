@@ -170,9 +170,9 @@ def _masks_from_rectangles(
         first = _first_covering_rectangle(
             rectangles, grid_h, grid_w, torch.bfloat16 if device.type == "cuda" else torch.float32
         )
-        # the first n rectangles cover #(first < n) cells, and the smallest n reaching `needed` is the number of n in
-        # 0..K whose first n + 1 cover fewer: a histogram of `first` per image, summed up (an image whose K
-        # rectangles fall short gets all K)
+        # the first n rectangles cover #(first < n) cells, so the smallest n reaching `needed` is one more than the
+        # number of v in 0..K whose first v + 1 cover fewer: a histogram of `first` per image, summed up (an image
+        # whose K rectangles fall short gets all K)
         bins = first.flatten(1).long() + (num_rectangles + 1) * torch.arange(batch_size, device=device)[:, None]
         histogram = torch.zeros(batch_size * (num_rectangles + 1), dtype=torch.int32, device=device)
         histogram.scatter_add_(0, bins.flatten(), torch.ones(1, dtype=torch.int32, device=device).expand(bins.numel()))
