@@ -162,6 +162,28 @@ def test_classification_and_segmentation_pipelines_log_nothing(saved):
     assert result.stderr == ""
 
 
+def test_the_semantic_subtask_refuses_a_one_label_segmenter_saying_what_to_use(saved):
+    """pipeline("image-segmentation", subtask="semantic") failed inside transformers with a bare KeyError for a
+    one-label segmenter (it names every value of the map by id2label, which has no background); the default subtask
+    gives its mask at the image's size."""
+    image = Image.open(real_cxr_jpeg()).convert("L")
+    image.save(saved / "cxr_semantic.png")
+    result = run_fresh("""
+        import json
+        from transformers import pipeline
+        segment = pipeline("image-segmentation", model="segmenter", trust_remote_code=True)
+        try:
+            segment("cxr_semantic.png", subtask="semantic")
+            error = None
+        except Exception as raised:
+            error = [type(raised).__name__, str(raised)]
+        masks = segment("cxr_semantic.png", mask_threshold=0.0)
+        print(json.dumps({"error": error, "masks": [[m["label"], list(m["mask"].size)] for m in masks]}))
+    """, saved)
+    assert result["error"][0] == "ValueError" and "subtask='instance'" in result["error"][1], result
+    assert result["masks"] == [["LABEL_0", list(image.size)]]
+
+
 def test_feature_extraction_pipeline_gives_the_encoders_embeddings(saved):
     """Embeddings of a real CXR from the GMML export (for retrieval, k-NN or drift monitoring) through the
     `image-feature-extraction` pipeline: the encoder's tokens, or with pool=True its pooled output."""
