@@ -384,19 +384,22 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
         return F.interpolate(logits[None], size=(height, width), mode="bilinear", align_corners=False)[0]
 
     def post_process_semantic_segmentation(self, outputs, target_sizes=None) -> list[torch.Tensor]:
-        """Model outputs -> one (H, W) int64 label map per image: argmax, or sigmoid > 0.5 for one channel.
+        """Model outputs -> one (H, W) int64 map of label ids per image (argmax; label 0 is background).
 
         target_sizes: (height, width) of each original image; the padding added by "pad" resizing is removed first.
+        A one-label (sigmoid) model is refused: its pixels outside the label have no label id to hold, so the
+        image-segmentation pipeline could not name them. Its mask is `post_process_instance_segmentation`'s (the
+        pipeline's default and `subtask="instance"`).
         """
         logits = outputs.logits if hasattr(outputs, "logits") else outputs["logits"]
-        results = []
-        for index in range(logits.shape[0]):
-            image_logits = self._label_logits(logits[index], None if target_sizes is None else target_sizes[index])
-            if image_logits.shape[0] == 1:
-                results.append((image_logits[0] > 0).long())
-            else:
-                results.append(image_logits.argmax(0))
-        return results
+        if logits.shape[1] == 1:
+            raise ValueError(
+                "A one-label segmenter (num_labels=1, a sigmoid map) has no background label, so it has no semantic "
+                "map of label ids: use the image-segmentation pipeline's default subtask or subtask='instance' "
+                "(post_process_instance_segmentation), which returns its label's pixels as one mask."
+            )
+        return [self._label_logits(logits[index], None if target_sizes is None else target_sizes[index]).argmax(0)
+                for index in range(logits.shape[0])]
 
     def post_process_instance_segmentation(self, outputs, target_sizes=None, threshold: float = 0.5,
                                            mask_threshold: float = 0.5, **kwargs) -> list[dict]:

@@ -26,6 +26,7 @@ from transformers.modeling_outputs import (
     SemanticSegmenterOutput,
 )
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.models.auto.modeling_auto import MODEL_FOR_SEMANTIC_SEGMENTATION_MAPPING_NAMES
 from transformers.utils import ModelOutput
 
 from .configuration_gmvit import AUTO_MAP, GroupMaskedViTConfig
@@ -697,6 +698,14 @@ class GroupMaskedViTForSegmentation(GroupMaskedViTPreTrainedModel):
         if not return_dict:
             return tuple(v for v in (loss, logits, hidden_states, outputs.attentions) if v is not None)
         return SemanticSegmenterOutput(loss=loss, logits=logits, hidden_states=hidden_states, attentions=outputs.attentions)
+
+
+# transformers' image-segmentation pipeline knows segmenters by their class names in its own tables of models: it
+# merges copies of them, which leave out the models registered with the Auto classes (remote code included), and logs
+# an error naming every other model as unsupported. The segmenter is listed in the semantic-segmentation table for it;
+# the Auto classes read that table only for model types transformers itself defines, so nothing else changes.
+MODEL_FOR_SEMANTIC_SEGMENTATION_MAPPING_NAMES.setdefault(GroupMaskedViTConfig.model_type,
+                                                         GroupMaskedViTForSegmentation.__name__)
 
 
 __all__ = [

@@ -38,13 +38,19 @@ def real_cxr_jpeg() -> Path:
     return sorted(folder.glob("person*_bacteria_*.jpeg"))[0]
 
 
-def run_fresh(code: str, cwd: Path) -> dict:
-    """Run `code` in a new interpreter (offline, package not imported) and return the JSON it prints last."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(cwd / "modules")}
+def run_fresh_process(code: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run `code` in a new interpreter (offline, package not imported, no progress bars), which must succeed."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(cwd / "modules"),
+           "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
     result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, env=env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return result
+
+
+def run_fresh(code: str, cwd: Path) -> dict:
+    """Run `code` as `run_fresh_process` does and return the JSON it prints last."""
+    return json.loads(run_fresh_process(code, cwd).stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +148,40 @@ def test_image_classification_pipeline_on_a_real_cxr(saved, tmp_path):
     """, saved)
     assert sorted(r["label"] for r in result) == ["normal", "pneumonia"]
     assert np.isclose(sum(r["score"] for r in result), 1.0, atol=1e-5)
+
+
+def test_classification_and_segmentation_pipelines_log_nothing(saved):
+    """The image-segmentation pipeline logged "The model 'GroupMaskedViTForSegmentation' is not supported for
+    image-segmentation" (it knows segmenters by name from transformers' own tables), then worked."""
+    Image.open(real_cxr_jpeg()).convert("L").save(saved / "cxr_quiet.png")
+    result = run_fresh_process("""
+        from transformers import pipeline
+        pipeline("image-classification", model="classifier", trust_remote_code=True)("cxr_quiet.png")
+        pipeline("image-segmentation", model="segmenter", trust_remote_code=True)("cxr_quiet.png")
+    """, saved)
+    assert result.stderr == ""
+
+
+def test_the_semantic_subtask_refuses_a_one_label_segmenter_saying_what_to_use(saved):
+    """pipeline("image-segmentation", subtask="semantic") failed inside transformers with a bare KeyError for a
+    one-label segmenter (it names every value of the map by id2label, which has no background); the default subtask
+    gives its mask at the image's size."""
+    image = Image.open(real_cxr_jpeg()).convert("L")
+    image.save(saved / "cxr_semantic.png")
+    result = run_fresh("""
+        import json
+        from transformers import pipeline
+        segment = pipeline("image-segmentation", model="segmenter", trust_remote_code=True)
+        try:
+            segment("cxr_semantic.png", subtask="semantic")
+            error = None
+        except Exception as raised:
+            error = [type(raised).__name__, str(raised)]
+        masks = segment("cxr_semantic.png", mask_threshold=0.0)
+        print(json.dumps({"error": error, "masks": [[m["label"], list(m["mask"].size)] for m in masks]}))
+    """, saved)
+    assert result["error"][0] == "ValueError" and "subtask='instance'" in result["error"][1], result
+    assert result["masks"] == [["LABEL_0", list(image.size)]]
 
 
 def test_feature_extraction_pipeline_gives_the_encoders_embeddings(saved):

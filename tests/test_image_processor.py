@@ -217,9 +217,19 @@ def test_post_processing_removes_padding_and_restores_the_original_size():
     mask = np.zeros((8, 16), dtype=np.uint8)
     mask[:, :8] = 1
     labels = processor(np.zeros((8, 16), dtype=np.uint8), segmentation_maps=mask).labels
-    logits = torch.where(labels[:, None] == 1, 5.0, -5.0)  # a perfect binary prediction, one channel
-    restored = processor.post_process_semantic_segmentation({"logits": logits}, target_sizes=[(8, 16)])[0]
-    assert restored.shape == (8, 16) and torch.equal(restored, torch.from_numpy(mask).long())
+    lungs = torch.where(labels[:, None] == 1, 5.0, -5.0)  # a perfect prediction, one label (sigmoid)
+    one_label = processor.post_process_instance_segmentation({"logits": lungs}, target_sizes=[(8, 16)])[0]
+    two_labels = processor.post_process_semantic_segmentation(  # background and lungs (softmax)
+        {"logits": torch.cat([-lungs, lungs], 1)}, target_sizes=[(8, 16)])[0]
+    for restored in (one_label["segmentation"], two_labels):
+        assert restored.shape == (8, 16) and torch.equal(restored, torch.from_numpy(mask).long())
+
+
+def test_a_one_label_segmenter_has_no_semantic_map_and_says_what_to_use():
+    """The image-segmentation pipeline's subtask="semantic" names each value of the map by id2label: a one-label
+    model's 0/1 map named its background "lungs" (id 0) and failed on its lungs (1) with a bare KeyError."""
+    with pytest.raises(ValueError, match="one-label.*subtask='instance'"):
+        unnormalised(size=16).post_process_semantic_segmentation({"logits": torch.zeros(1, 1, 16, 16)})
 
 
 def test_the_pipelines_mask_threshold_sets_a_binary_segmenters_pixel_cut():

@@ -149,8 +149,8 @@ def predict(model_dir, files: list[Path], batch_size: int = 16, on_error: str = 
             continue
         outputs = model(pixel_values=batch["pixel_values"].to(device, non_blocking=True))
         if segmentation:
-            masks = processor.post_process_semantic_segmentation(outputs, target_sizes=batch["sizes"])
-            yield from ((p, "segmentation", m.cpu().numpy()) for p, m in zip(batch["paths"], masks))
+            masks = processor.post_process_instance_segmentation(outputs, target_sizes=batch["sizes"])
+            yield from ((p, "segmentation", m["segmentation"].cpu().numpy()) for p, m in zip(batch["paths"], masks))
         else:
             logits = outputs.logits.float().cpu()
             probabilities = logits.sigmoid() if multi_label else logits.softmax(-1)
