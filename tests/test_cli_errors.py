@@ -144,6 +144,14 @@ def test_prepare_on_a_folder_without_images(tmp_path):
     assert_input_error(done, f"{tmp_path / 'empty'}: no CLASS/IMAGE files found")
 
 
+def test_prepare_on_a_folder_with_no_readable_image(unreadable_dicoms, tmp_path):
+    """It wrote an empty set and said "written 0, skipped 1"."""
+    done = script("hf_datasets.prepare", "--dataset", "dicomdir", "--data_dir", str(unreadable_dicoms),
+                  "--output_dir", str(tmp_path / "out"), "--split_fractions", '{"train": 1.0}')
+    assert_input_error(done, "No file could be read (1 skipped: {'NotDicomError': 1}): the prepared set has no image; "
+                             f"each skipped file is listed with its reason under skipped_files in {tmp_path / 'out'}")
+
+
 def test_publish_without_a_token_or_folder(model, tmp_path):
     env = {**ENV, "HF_TOKEN": "", "HF_HOME": str(tmp_path / "hf_home")}  # no saved login either
     done = script("train.publish", "--model_dir", str(model), "--repo_id", "alice/tiny", env=env)
