@@ -99,6 +99,20 @@ def test_a_bad_flag_value_is_named(tmp_path):
     assert_input_error(done, "clip_mode must be per_param or global, got 'sideways'")
 
 
+def test_a_model_config_value_the_config_refuses_is_named_with_or_without_init(model, tmp_path):
+    """With --init, from_pretrained set the value unchecked, and the run ended on a ValueError traceback blaming
+    --image_size."""
+    run = ("train.finetune_classification", "--dataset", "sample", "--image_size", "32", "--output_dir",
+           str(tmp_path / "run"))
+    done = script(*run, "--init", str(model), "--model_config", '{"pooling": "max"}')
+    assert_input_error(done, "--model_config: GroupMaskedViTConfig.pooling='max': must be one of")
+    done = script(*run, "--model_config", '{"pooling": "max"}')
+    assert_input_error(done, "--model_config: GroupMaskedViTConfig.pooling='max': must be one of")
+    done = script(*run, "--init", str(model), "--drop_path", "1.5")
+    assert_input_error(done, "--drop_path: GroupMaskedViTConfig.drop_path_rate=1.5: must lie in [0, 1]")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_a_missing_config_file_is_named(tmp_path):
     missing = tmp_path / "recipe.yaml"
     done = script("train.finetune_segmentation", "--config", str(missing), "--output_dir", str(tmp_path / "run"))
