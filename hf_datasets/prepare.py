@@ -6,9 +6,9 @@ Output: a folder for `datasets.load_from_disk` giving a DatasetDict of the commo
 images resized so the longer side is --size (uint8 PNG, or uint16 with --bits 16) and masks
 resized alike. Shards of --shard_size images are kept across runs: a rerun after a kill only
 writes the missing ones. report.json lists every skipped file with its reason; found = written +
-skipped. --streaming reads the set in one sequential pass in one process (each file read once,
-straight into its shard, no datasets cache), for sources larger than local disk or behind a slow
-mount; `prepare_iterable` does the same for an IterableDatasetDict, e.g. a streamed Hub set. A streamed
+skipped; a split (or the whole set) whose files are all skipped is an error. --streaming reads the
+set in one sequential pass in one process (each file read once, straight into its shard, no
+datasets cache), for sources larger than local disk or behind a slow mount; `prepare_iterable` does the same for an IterableDatasetDict, e.g. a streamed Hub set. A streamed
 rerun reads the rows of kept shards again, without decoding them, and refuses a source that no longer
 gives the rows they were written from (another source, order, size or content).
 """
@@ -59,7 +59,26 @@ def _summary(reports_by_split: dict[str, list[dict]], output_dir: Path, size: in
                "skipped": len(skipped), "written_per_split": written, "size": size, "bits": bits,
                "skipped_by_error": dict(Counter(e["error"] for e in skipped)), "skipped_files": skipped}
     write_atomically(output_dir / "report.json", json.dumps(summary, indent=2))
+    _refuse_unreadable_splits(summary, output_dir / "report.json")
     return summary
+
+
+def _refuse_unreadable_splits(summary: dict, report: Path) -> None:
+    """Refuse a set, or a split of it, whose files were all skipped: it has no image to train or evaluate on. The
+    counts are those of every shard, kept from an earlier run or written by this one."""
+    skipped = Counter(entry["split"] for entry in summary["skipped_files"])
+    empty = [split for split, written in summary["written_per_split"].items() if not written and skipped[split]]
+    if not empty:
+        return
+    listed = f"each skipped file is listed with its reason under skipped_files in {report}"
+    if not summary["written"]:
+        raise InvalidInputError(f"No file could be read ({summary['skipped']} skipped: {summary['skipped_by_error']}): "
+                                f"the prepared set has no image; {listed}")
+    several = len(empty) > 1
+    splits = ", ".join(f"{split!r} ({skipped[split]} skipped)" for split in empty)
+    raise InvalidInputError(f"No file of split{'s' if several else ''} {splits} could be read: "
+                            f"{'these splits have' if several else 'the split has'} no image (the others were "
+                            f"written); {listed}")
 
 
 def _check_sizes(size: int, shard_size: int) -> None:

@@ -1,6 +1,7 @@
 """The scripts end a wrong input (flag, path, data or model folder, token) with `error: <message>` on stderr and exit
 status 2, without a traceback, on every process of a distributed run; any other exception keeps its traceback."""
 
+import json
 import os
 import re
 import socket
@@ -14,6 +15,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
 pytestmark = pytest.mark.slow
+TINY_CONFIG = json.dumps({"patch_size": 8, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+                          "intermediate_size": 64})
 
 
 def script(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -52,6 +55,28 @@ def unreadable_dicoms(tmp_path) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def cut_short_shards(tmp_path_factory) -> Path:
+    """The sample set saved as prepared shards whose second training and test images are a JPEG cut short (the first
+    is read when the data set is made, in the main process; the others in the loader, in its workers if any)."""
+    import datasets
+
+    from hf_datasets import build_dataset, label_names
+    from hf_datasets.schema import with_label_names
+
+    folder = tmp_path_factory.mktemp("shards")
+    splits = build_dataset("sample")
+    cut = {}
+    for name in ("train", "test"):
+        split = splits[name].cast_column("image", datasets.Image(decode=False))
+        images, paths = list(split["image"]), list(split["path"])
+        images[1], paths[1] = {"bytes": b"\xff\xd8\xff\xe0 cut short", "path": None}, "PNEUMONIA/cut.jpeg"
+        split = split.remove_columns(["image", "path"]).add_column("image", images, feature=datasets.Image())
+        cut[name] = with_label_names(split.add_column("path", paths), label_names(splits[name]))
+    datasets.DatasetDict(cut).save_to_disk(folder)
+    return folder
+
+
 def test_evaluate_names_a_missing_model_folder(tmp_path):
     missing = tmp_path / "no_such_model"
     done = script("train.evaluate", "--model", str(missing), "--dataset", "sample")
@@ -72,6 +97,20 @@ def test_a_bad_flag_value_is_named(tmp_path):
     done = script("train.pretrain", "--dataset", "sample", "--clip_mode", "sideways", "--output_dir",
                   str(tmp_path / "run"))
     assert_input_error(done, "clip_mode must be per_param or global, got 'sideways'")
+
+
+def test_a_model_config_value_the_config_refuses_is_named_with_or_without_init(model, tmp_path):
+    """With --init, from_pretrained set the value unchecked, and the run ended on a ValueError traceback blaming
+    --image_size."""
+    run = ("train.finetune_classification", "--dataset", "sample", "--image_size", "32", "--output_dir",
+           str(tmp_path / "run"))
+    done = script(*run, "--init", str(model), "--model_config", '{"pooling": "max"}')
+    assert_input_error(done, "--model_config: GroupMaskedViTConfig.pooling='max': must be one of")
+    done = script(*run, "--model_config", '{"pooling": "max"}')
+    assert_input_error(done, "--model_config: GroupMaskedViTConfig.pooling='max': must be one of")
+    done = script(*run, "--init", str(model), "--drop_path", "1.5")
+    assert_input_error(done, "--drop_path: GroupMaskedViTConfig.drop_path_rate=1.5: must lie in [0, 1]")
+    assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 def test_a_missing_config_file_is_named(tmp_path):
@@ -96,11 +135,35 @@ def test_predict_names_a_missing_path_and_an_unreadable_file_with_its_hint(model
     assert "\n--on_error skip leaves such files out and lists them" in done.stderr  # the error's note
 
 
+@pytest.mark.parametrize("num_workers", ["0", "1"])
+def test_an_image_that_cannot_be_decoded_is_named_whatever_reads_it(model, cut_short_shards, tmp_path, num_workers):
+    """Read by a loader worker, the error reached the main process as torch's RuntimeError holding the worker's
+    traceback (torch rebuilds an error from its message alone, which a DataError cannot be made from)."""
+    message = "row 1 (PNEUMONIA/cut.jpeg): image cannot be decoded (Truncated File Read); python -m hf_datasets.prepare"
+    done = script("train.evaluate", "--model", str(model), "--prepared_dir", str(cut_short_shards), "--num_workers",
+                  num_workers, "--output_dir", str(tmp_path / "eval"))
+    assert_input_error(done, message)
+    done = script("train.finetune_classification", "--prepared_dir", str(cut_short_shards), "--image_size", "32",
+                  "--model_config", TINY_CONFIG, "--epochs", "1", "--warmup_epochs", "0", "--batch_size", "4",
+                  "--report_to", "none", "--no-card", "--num_workers", num_workers, "--output_dir",
+                  str(tmp_path / "run"))
+    assert_input_error(done, message)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_prepare_on_a_folder_without_images(tmp_path):
     (tmp_path / "empty").mkdir()
     done = script("hf_datasets.prepare", "--dataset", "imagefolder", "--data_dir", str(tmp_path / "empty"),
                   "--output_dir", str(tmp_path / "out"))
     assert_input_error(done, f"{tmp_path / 'empty'}: no CLASS/IMAGE files found")
+
+
+def test_prepare_on_a_folder_with_no_readable_image(unreadable_dicoms, tmp_path):
+    """It wrote an empty set and said "written 0, skipped 1"."""
+    done = script("hf_datasets.prepare", "--dataset", "dicomdir", "--data_dir", str(unreadable_dicoms),
+                  "--output_dir", str(tmp_path / "out"), "--split_fractions", '{"train": 1.0}')
+    assert_input_error(done, "No file could be read (1 skipped: {'NotDicomError': 1}): the prepared set has no image; "
+                             f"each skipped file is listed with its reason under skipped_files in {tmp_path / 'out'}")
 
 
 def test_publish_without_a_token_or_folder(model, tmp_path):

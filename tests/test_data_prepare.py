@@ -47,8 +47,8 @@ def test_prepare_sixteen_bit_on_request(tmp_path):
     assert np.asarray(image).max() > 4095  # 12 bits used are scaled to the full 16-bit range
 
 
-def kill_after_two_shards(monkeypatch, data_dir, out, **options):
-    """A preparation of `data_dir` (cxr_folder, 16 px, 2 rows per shard) killed as it starts its third shard."""
+def kill_after_two_shards(monkeypatch, data_dir, out, name="cxr_folder", **options):
+    """A preparation of `data_dir` (data set `name`, 16 px, 2 rows per shard) killed as it starts its third shard."""
     real_write, calls = shards.write_shard, []
 
     def dying_write(*args, **kwargs):
@@ -59,7 +59,7 @@ def kill_after_two_shards(monkeypatch, data_dir, out, **options):
 
     monkeypatch.setattr("hf_datasets.prepare.write_shard", dying_write)
     with pytest.raises(KeyboardInterrupt):
-        prepare("cxr_folder", data_dir, out, size=16, shard_size=2, progress=False, **options)
+        prepare(name, data_dir, out, size=16, shard_size=2, progress=False, **options)
 
 
 def test_resume_after_kill_writes_only_missing_shards(tmp_path, monkeypatch):
@@ -133,6 +133,66 @@ def test_bad_input_is_prepared_or_reported(tmp_path, streaming):
     assert set(rows) == {"good.png", "sixteen.png", "rgba.png"}
     sixteen = np.asarray(rows["sixteen.png"]["image"])
     assert rows["sixteen.png"]["image"].mode == "L" and sixteen.max() > 200  # not clipped to 255 / 4095
+
+
+def sample_jpegs(folder: Path, count: int, cut_short: bool = False) -> None:
+    """`count` of the sample set's Kermany JPEGs copied into `folder`, whole or cut short (unreadable)."""
+    from hf_datasets.builders.sample import sample_files
+
+    folder.mkdir(parents=True)
+    jpegs = [path for name, path in sorted(sample_files().items()) if name.endswith(".jpeg")][:count]
+    for path in jpegs:
+        (folder / path.name).write_bytes(path.read_bytes()[:300] if cut_short else path.read_bytes())
+
+
+def test_a_split_whose_files_are_all_unreadable_is_refused_naming_the_report_and_a_rerun_resumes(tmp_path,
+                                                                                                   monkeypatch):
+    """It was prepared as an empty split ("written 0"), found only when training or evaluation read it."""
+    from hf_datasets.errors import InvalidInputError
+
+    for name in ("normal", "pneumonia"):
+        sample_jpegs(tmp_path / "set" / "train" / name, 2)
+        sample_jpegs(tmp_path / "set" / "test" / name, 1, cut_short=True)
+    report = tmp_path / "out" / "report.json"
+    message = (rf"No file of split 'test' \(2 skipped\) could be read: the split has no image \(the others were "
+               rf"written\); each skipped file is listed with its reason under skipped_files in {report}")
+    with pytest.raises(InvalidInputError, match=message):
+        prepare("imagefolder", tmp_path / "set", tmp_path / "out", size=16, progress=False)
+    assert len(json.loads(report.read_text())["skipped_files"]) == 2
+    assert datasets.load_from_disk(str(tmp_path / "out" / "train")).num_rows == 4
+    written = []
+    monkeypatch.setattr("hf_datasets.prepare.write_shard", lambda *args, **kwargs: written.append(args[1]))
+    with pytest.raises(InvalidInputError, match=message):  # the same folder: its shards are kept, not written again
+        prepare("imagefolder", tmp_path / "set", tmp_path / "out", size=16, progress=False)
+    assert written == []
+
+
+def test_a_set_whose_files_are_all_unreadable_is_refused(tmp_path):
+    from hf_datasets.errors import InvalidInputError
+
+    sample_jpegs(tmp_path / "set" / "pneumonia", 2, cut_short=True)
+    shutil.copy(get_testdata_file("rtplan.dcm", download=False), tmp_path / "set" / "pneumonia" / "plan.dcm")
+    with pytest.raises(InvalidInputError, match=r"No file could be read \(3 skipped: {'ImageReadError': 2, "
+                       r"'NonImageDicomError': 1}\): the prepared set has no image; each skipped file is listed"):
+        prepare("imagefolder", tmp_path / "set", tmp_path / "out", size=16, split_fractions={"train": 1.0},
+                progress=False)
+
+
+def test_a_resumed_preparation_counts_the_images_of_the_shards_it_kept(tmp_path, monkeypatch):
+    """The run that resumes reads no image (the files left are unreadable); those of the shards it kept count."""
+    sample_jpegs(tmp_path / "set" / "normal", 4)
+    sample_jpegs(tmp_path / "set" / "pneumonia", 2, cut_short=True)
+    fractions = {"train": 1.0}
+    kill_after_two_shards(monkeypatch, tmp_path / "set", tmp_path / "out", name="imagefolder",
+                          split_fractions=fractions)
+    assert len(list((tmp_path / "out").rglob("*.arrow"))) == 2
+    written = []
+    monkeypatch.setattr("hf_datasets.prepare.write_shard",
+                        lambda *args, **kwargs: written.append(args[1]) or shards.write_shard(*args, **kwargs))
+    report = prepare("imagefolder", tmp_path / "set", tmp_path / "out", size=16, shard_size=2,
+                     split_fractions=fractions, progress=False)
+    assert written == [2] and (report["written"], report["skipped"]) == (4, 2)
+    assert {Path(entry["path"]).parent.name for entry in report["skipped_files"]} == {"pneumonia"}
 
 
 def test_an_empty_or_damaged_dcm_in_a_dicom_folder_is_reported(tmp_path):

@@ -1,5 +1,5 @@
 """Evaluating a training run's checkpoint (`train.evaluate --model <run>/checkpoints/step_XXXXXXXX`), and predicting
-with one, on the real sample set at tiny scale."""
+with and probing one, on the real sample set at tiny scale."""
 
 import json
 import shutil
@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from hf_datasets.builders.sample import sample_files
-from train import checkpoint, evaluate, predict
+from train import checkpoint, evaluate, predict, probe
 from train.config import TrainArgs
 from train.run import run_training
 
@@ -104,3 +104,21 @@ def test_predict_with_a_checkpoint_predicts_as_its_export(runs, tmp_path, capsys
         predict.main(["--model", str(model), "--inputs", *images, "--output", str(tmp_path / table)])
     assert (tmp_path / "checkpoint.csv").read_text() == (tmp_path / "export.csv").read_text()
     assert f"{last} is a checkpoint: predicting with its EMA weights" in capsys.readouterr().out
+
+
+def test_a_checkpoint_is_probed_as_its_export_with_the_results_beside_it(runs, tmp_path, monkeypatch, capsys):
+    """The probe loaded a checkpoint's raw weights, and wrote its results inside it, where retention deletes them."""
+    root, _, _ = runs
+    last = checkpoint.checkpoints(root / "pre")[-1]
+    encoders, extract = [], probe.extract_features
+    monkeypatch.setattr(probe, "extract_features",
+                        lambda encoder, *args, **kwargs: encoders.append(encoder) or extract(encoder, *args, **kwargs))
+    scores = probe.main(["--model", str(last), "--dataset", "sample"])
+    assert f"{last} is a checkpoint: probing the encoder of its EMA weights" in capsys.readouterr().out
+    export = probe.main(["--model", str(root / "pre" / "model"), "--dataset", "sample", "--output",
+                         str(tmp_path / "probe.json")])
+    assert scores == {**export, "weights": "ema"}
+    probed, exported = encoders[0].state_dict(), encoders[2].state_dict()
+    assert probed.keys() == exported.keys() and all(torch.equal(probed[name], exported[name]) for name in exported)
+    assert json.loads((last.parent / f"probe-{last.name}.json").read_text()) == scores
+    assert not (last / "probe.json").exists()

@@ -11,8 +11,8 @@ with that size and checksum; so a `step_*` folder that is only partly there all 
 copies and was interrupted, a truncated copy, a file lost or damaged later) is recognised before anything is loaded
 from it.
 `--resume_from_checkpoint latest` resumes from the newest complete checkpoint, warning about each newer one it skips.
-`exported_model` is the model a checkpoint would export (its EMA weights where the run keeps an EMA), which evaluation
-and prediction take for it.
+`exported_model` is the model a checkpoint would export (its EMA weights where the run keeps an EMA), which evaluation,
+prediction and the probe take for it.
 """
 
 from __future__ import annotations
@@ -118,6 +118,16 @@ def exported_model(folder: Path):
         ema.copy_to(model)
     processor = modeling_cxrgm.GroupMaskedViTImageProcessor.from_pretrained(folder)
     return model, processor, "ema" if averaged.is_file() else "raw"
+
+
+def results_path(model, kind: str, suffix: str = "") -> Path:
+    """Where a script writes its results on `model`: `<model>/<kind><suffix>`; for a checkpoint,
+    `<kind>-<checkpoint><suffix>` beside it: retention deletes checkpoints (with what is inside them), not the
+    results of their evaluation."""
+    if is_checkpoint(model):
+        folder = Path(model).resolve()
+        return folder.parent / f"{kind}-{folder.name}{suffix}"
+    return Path(model) / f"{kind}{suffix}"
 
 
 @contextlib.contextmanager

@@ -244,6 +244,17 @@ class CXRDataset(torch.utils.data.Dataset):
             raise ImageReadError(f"row {self.rows[i]} ({source})", f"image cannot be decoded ({err}); "
                                  "python -m hf_datasets.prepare skips such files and lists them") from err
 
+    def __getitems__(self, indices: list[int]) -> list[dict]:
+        """The items of one batch, as a loader reads them; a batch with an image that cannot be read is
+        [{"error": its DataError}] instead, which `collate` passes on and `raise_unreadable` raises where the batch
+        arrives. So a loader worker's error reaches the main process as it is: raised in the worker, torch would
+        rebuild it from its message alone, which a DataError (a path and a reason) cannot be, and end the run on a
+        RuntimeError holding the worker's traceback."""
+        try:
+            return [self[i] for i in indices]
+        except DataError as error:
+            return [{"error": error}]
+
     def __getitem__(self, i: int) -> dict:
         if self.cache is None:
             return self._make_item(i)
@@ -365,15 +376,27 @@ class EpochSampler(torch.utils.data.Sampler):
         return iter(torch.randperm(self.n, generator=generator).tolist())
 
 
+def collate(items: list[dict]) -> dict:
+    """torch's batch of `items`, or the error item that `CXRDataset.__getitems__` gives for a batch it cannot read."""
+    return items[0] if "error" in items[0] else torch.utils.data.default_collate(items)
+
+
+def raise_unreadable(batch: dict) -> None:
+    """Raise the DataError of a batch that could not be read (see `CXRDataset.__getitems__`)."""
+    if "error" in batch:
+        raise batch["error"]
+
+
 def make_loader(dataset: CXRDataset, batch_size: int, seed: int, shuffle: bool, num_workers: int = 0,
                 prefetch_factor: int = 4):
-    """DataLoader over an `EpochSampler` (reach it as `loader.sampler` before `accelerator.prepare`).
+    """DataLoader over an `EpochSampler` (reach it as `loader.sampler` before `accelerator.prepare`); pass each batch
+    to `raise_unreadable` before using it.
 
     Workers (`num_workers` > 0) stay alive across epochs and keep `prefetch_factor` batches each in flight; batches
     land in pinned memory when a GPU is present, so the copy to it can run asynchronously.
     """
     return torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, sampler=EpochSampler(len(dataset), seed, shuffle),
+        dataset, batch_size=batch_size, sampler=EpochSampler(len(dataset), seed, shuffle), collate_fn=collate,
         num_workers=num_workers, persistent_workers=num_workers > 0, drop_last=False,
         pin_memory=torch.cuda.is_available(), prefetch_factor=prefetch_factor if num_workers > 0 else None,
     )

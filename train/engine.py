@@ -18,7 +18,7 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from . import checkpoint
+from . import checkpoint, data
 from modeling_cxrgm import gmml_corrupt
 # the model's own rule: the image processor's padding label becomes the config's ignore index, in the model's loss
 # (for any labels it is given) and in the metrics here alike
@@ -95,6 +95,7 @@ def train_one_epoch(model, loader, optimizer, accelerator, state, ctx, args, ema
     pending = []  # (where, loss, mask fraction) of the micro-batches not yet read from the device
     started, first_batch = time.perf_counter(), state.batch_in_epoch
     for batch in loader:
+        data.raise_unreadable(batch)
         if args.max_steps and state.step >= args.max_steps:  # also when resumed where max_steps stopped the run
             break
         seed = step_seed(args.seed, state.epoch, state.batch_in_epoch, accelerator.process_index)
@@ -206,6 +207,7 @@ def evaluate(model, loader, accelerator, ctx, seed: int = 0) -> dict:
     example = None
     for number, batch in enumerate(tqdm(loader, desc="eval", disable=not accelerator.is_local_main_process,
                                         leave=False)):
+        data.raise_unreadable(batch)
         split_batch = number * accelerator.num_processes + accelerator.process_index  # the order prepare() deals them
         generator = step_generator(step_seed(seed, 0, split_batch, 0), accelerator.device)
         index, size = batch["index"], len(batch["index"])

@@ -147,15 +147,6 @@ def fill_run_defaults(args: EvalArgs, task: str, run: TrainArgs | None) -> None:
         args.batch_size = training.get("per_device_batch_size", 32)
 
 
-def default_output_dir(model, split: str) -> Path:
-    """`<model>/eval-<split>`; for a checkpoint, `eval-<checkpoint>-<split>` beside it: retention deletes checkpoints
-    (with what is inside them), not the results of their evaluation."""
-    if checkpoint.is_checkpoint(model):
-        folder = Path(model).resolve()
-        return folder.parent / f"eval-{folder.name}-{split}"
-    return Path(model) / f"eval-{split}"
-
-
 def main(argv=None) -> dict:
     args = parse_args(EvalArgs, argv)
     accelerator = Accelerator(mixed_precision=args.mixed_precision)  # None: the launcher's setting
@@ -200,7 +191,7 @@ def main(argv=None) -> dict:
     drift = drift_report(task, results, ds, names, single_label, args.in_domain_source, args.bootstrap,
                          training_sources(args, splits, run))
     if accelerator.is_main_process:
-        output_dir = Path(args.output_dir or default_output_dir(args.model, args.split))
+        output_dir = Path(args.output_dir or checkpoint.results_path(args.model, "eval", f"-{args.split}"))
         write_metrics(metrics, output_dir / "metrics.json", text={"weights": weights} if weights else None)
         (output_dir / "drift.json").write_text(json.dumps(drift, indent=2) + "\n")
         print(format_table(task, metrics, drift))

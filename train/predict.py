@@ -87,8 +87,9 @@ def _size(image) -> tuple[int, int]:
 
 
 class _Files(torch.utils.data.Dataset):
-    """Files -> {"path", "pixel_values" (C, S, S), "size" (H, W)}, or {"path", "error": (error class, reason)} for a
-    file that cannot be read (the error travels as class + reason: a worker process can send those back)."""
+    """Files -> {"path", "pixel_values" (C, S, S), "size" (H, W)}, or {"path", "error": its DataError} for a file
+    that cannot be read: returned, not raised, so that it comes back from a worker process as it is (as in
+    `data.CXRDataset.__getitems__`)."""
 
     def __init__(self, files: list[Path], processor):
         self.files, self.processor = files, processor
@@ -103,11 +104,11 @@ class _Files(torch.utils.data.Dataset):
         try:
             image = read_image(path)
         except DataError as err:
-            return {"path": path, "error": (type(err), err.reason)}
+            return {"path": path, "error": err}
         try:
             pixel_values = self.processor(images=[image], return_tensors="pt")["pixel_values"][0]
         except (ValueError, TypeError) as err:  # an image the model's processor refuses, e.g. beyond its bit depth
-            return {"path": path, "error": (ImageReadError, f"the model's image processor refuses it: {err}")}
+            return {"path": path, "error": ImageReadError(path, f"the model's image processor refuses it: {err}")}
         return {"path": path, "pixel_values": pixel_values, "size": _size(image)}
 
 
@@ -116,7 +117,7 @@ def _collate(items: list[dict]) -> dict:
     readable = [item for item in items if "error" not in item]
     return {"paths": [item["path"] for item in readable], "sizes": [item["size"] for item in readable],
             "pixel_values": torch.stack([item["pixel_values"] for item in readable]) if readable else None,
-            "errors": [(item["path"], *item["error"]) for item in items if "error" in item]}
+            "errors": [(item["path"], item["error"]) for item in items if "error" in item]}
 
 
 @torch.no_grad()
@@ -138,13 +139,12 @@ def predict(model_dir, files: list[Path], batch_size: int = 16, on_error: str = 
     loader = torch.utils.data.DataLoader(_Files(files, processor), batch_size=batch_size, num_workers=num_workers,
                                          collate_fn=_collate, pin_memory=device.type == "cuda")
     for batch in loader:
-        for path, error_class, reason in batch["errors"]:
-            error = error_class(path, reason)
+        for path, error in batch["errors"]:
             if on_error == "raise":
                 error.add_note("--on_error skip leaves such files out and lists them")
                 raise error
             logger.warning("skipped %s", error)
-            yield path, "skipped", reason
+            yield path, "skipped", error.reason
         if batch["pixel_values"] is None:
             continue
         outputs = model(pixel_values=batch["pixel_values"].to(device, non_blocking=True))

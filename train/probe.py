@@ -4,7 +4,10 @@
 
 The encoder is never trained here: features of the `train_split` fit a logistic regression (standardised features)
 and a cosine k-NN vote, both scored on `eval_split`. `--random_init` probes the same architecture with fresh
-weights (seeded), the baseline a pretrained encoder must beat. Writes `--output` (JSON) and returns the metrics.
+weights (seeded), the baseline a pretrained encoder must beat. A training checkpoint (`<run>/checkpoints/step_XXXXXXXX`)
+is probed as the model its run would export from it (its EMA weights where it keeps one). Writes `--output` (JSON;
+by default <model>/probe[-random].json, a checkpoint's probe-<checkpoint>[-random].json beside it) and returns the
+metrics.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from sklearn.preprocessing import StandardScaler
 from hf_datasets.errors import InvalidInputError, run_script
 from modeling_cxrgm import GroupMaskedViTConfig, GroupMaskedViTImageProcessor, GroupMaskedViTModel
 
-from . import data
+from . import checkpoint, data
 from .config import load_model_source, parse_args
 
 
@@ -34,7 +37,7 @@ class ProbeArgs:
 
     model: str = "outputs/pretrain/model"
     random_init: bool = False  # probe the same architecture with random weights instead
-    output: str | None = None  # default: <model>/probe[-random].json
+    output: str | None = None  # default: <model>/probe[-random].json; a checkpoint's beside it
     dataset: str | None = None
     data_dir: str | None = None
     dataset_options: dict = field(default_factory=dict)
@@ -127,7 +130,11 @@ def macro_auroc(labels, probabilities, classes) -> float | None:
 
 def main(argv=None) -> dict:
     args = parse_args(ProbeArgs, argv)
-    encoder, processor = load_encoder(args.model, args.random_init, args.seed)
+    with checkpoint.model_folder(args.model) as (folder, weights):
+        encoder, processor = load_encoder(folder, args.random_init, args.seed)
+    weights = None if args.random_init else weights
+    if weights:
+        print(f"{args.model} is a checkpoint: probing the encoder of {checkpoint.WEIGHTS[weights]}")
     encoder.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     splits = data.load_splits(args.dataset, args.data_dir, args.prepared_dir, args.dataset_options)
     train_set, test_set = data.split(splits, args.train_split), data.split(splits, args.eval_split)
@@ -138,12 +145,15 @@ def main(argv=None) -> dict:
     test_x, test_y = extract_features(encoder, processor, test_set, args.batch_size)
     scores = probe_scores(train_x, train_y, test_x, test_y, args.k, args.seed)
     scores["init"] = "random" if args.random_init else "pretrained"
+    if weights:
+        scores["weights"] = weights
     names, counts = data.label_names(test_set), np.bincount(test_y, minlength=len(data.label_names(test_set)))
     scores["test_images_per_class"] = {name: int(count) for name, count in zip(names, counts)}
     if "note" in scores:
         print(f"warning: split {args.eval_split!r}: {scores['note']} ({scores['test_images_per_class']})",
               file=sys.stderr)
-    output = Path(args.output or Path(args.model) / f"probe{'-random' if args.random_init else ''}.json")
+    suffix = f"{'-random' if args.random_init else ''}.json"
+    output = Path(args.output or checkpoint.results_path(args.model, "probe", suffix))
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(scores, indent=2) + "\n")
     print(json.dumps(scores))

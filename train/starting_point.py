@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import torch
@@ -39,6 +40,9 @@ ENCODER_SHAPE = ("patch_size", "hidden_size", "intermediate_size", "num_attentio
 # processor settings that a run's own flags set (the flag's name); None in a flag means "not given". The processor's
 # other settings (SETTINGS, but the size) have no flag: they are --init's, else the processor's defaults
 PROCESSOR_FLAGS = {"equalize": "equalize"}
+# config fields that a run's flags set (besides --model_config)
+CONFIG_FLAGS = {"image_size": "--image_size", "num_channels": "--num_channels", "drop_path_rate": "--drop_path",
+                "label_smoothing": "--label_smoothing"}
 
 
 def init_folder(init: str, required: bool = True) -> tuple[str, str | None]:
@@ -152,8 +156,8 @@ def build_model(args: TrainArgs, names: list[str], single_label: bool, resume: P
             config = GroupMaskedViTConfig.from_preset(
                 args.preset, image_size=args.image_size, num_channels=args.num_channels, **overrides
             )
-        except ValueError as error:  # a preset, flag or --model_config value the config refuses, which it names
-            raise InvalidInputError(str(error)) from error
+        except ValueError as error:  # a preset, flag or --model_config value the config refuses
+            raise refused_setting(error, args) from error
         return model_class(config)
     if base.model_type != GroupMaskedViTConfig.model_type:
         raise InvalidInputError(f"--init {args.init} is a {base.model_type!r} model, not "
@@ -173,6 +177,10 @@ def build_model(args: TrainArgs, names: list[str], single_label: bool, resume: P
     if count is not None and "id2label" not in overrides and count != base.num_labels:
         overrides.update(id2label={i: f"LABEL_{i}" for i in range(count)},
                          label2id={f"LABEL_{i}": i for i in range(count)})
+    try:  # from_pretrained sets them on --init's config unchecked: checked here as the run's model will have them
+        GroupMaskedViTConfig.from_dict({**base.to_dict(), **overrides, "image_size": args.image_size})
+    except ValueError as error:
+        raise refused_setting(error, args) from error
     order, other_classes = None, False
     if args.task == "classification" and model_class.__name__ in (base.architectures or []):
         order = head_order(base, names)
@@ -196,6 +204,18 @@ def build_model(args: TrainArgs, names: list[str], single_label: bool, resume: P
             model.classifier.bias.copy_(model.classifier.bias[order])
     model.set_image_size(args.image_size)  # positions resampled once if the checkpoint was trained at another size
     return model
+
+
+def refused_setting(error: ValueError, args: TrainArgs) -> InvalidInputError:
+    """The config's refusal of a value ("GroupMaskedViTConfig.<field>=<value>: <why>") as an input error naming the
+    flag that set it: --model_config, a flag of `CONFIG_FLAGS`, else the preset or --init the value comes from."""
+    named = re.match(r"GroupMaskedViTConfig\.(\w+)=", str(error))
+    field = named[1] if named else None
+    if field in args.model_config:
+        flag = "--model_config"
+    else:
+        flag = CONFIG_FLAGS.get(field) or (f"--preset {args.preset}" if args.init == "random" else f"--init {args.init}")
+    return InvalidInputError(f"{flag}: {error}")
 
 
 # settings of a run's model that are the run's own (its data's labels, its image size, its --model_config and
