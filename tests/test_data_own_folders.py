@@ -91,10 +91,27 @@ def test_imagefolder_reads_jpeg_variants_and_webp_and_names_the_files_it_leaves_
     assert rows["pneumonia/c.webp"]["image"].size == Image.open(files[wide]).size
     assert rows["pneumonia/c.webp"]["labels"] == [0.0, 1.0]
     assert len(said) == 2
-    assert "1 file(s) left out, images directly in the folder, outside any class folder" in said[0]
+    assert "1 file(s) left out, images directly in the folder or in a split folder" in said[0]
     assert said[0].endswith(": stray.jpeg")
     assert "2 file(s) left out, neither images of a format read" in said[1]
     assert "{'.heic': 1, '.txt': 1}" in said[1] and said[1].endswith(": normal/scan.heic, pneumonia/report.txt")
+
+
+def test_imagefolder_leaves_out_images_directly_in_a_split_folder_naming_them(tmp_path):
+    """ROOT/train/x.jpeg has no class folder: it became an image of a class named 'train' without a word."""
+    files = sample_files()
+    names = list(KERMANY_SHA256)
+    for name in names[:8]:
+        copy_to(files[name], tmp_path / "site" / "train" / kermany_class(name) / name)
+    for name in names[8:]:
+        copy_to(files[name], tmp_path / "site" / "test" / kermany_class(name) / name)
+    copy_to(files[names[0]], tmp_path / "site" / "train" / "stray.jpeg")
+    copy_to(files[names[1]], tmp_path / "site" / "Val" / "x.jpeg")
+    ds, said = left_out_warnings(lambda: build_dataset("imagefolder", tmp_path / "site"))
+    assert label_names(ds) == ["normal", "pneumonia"] and sorted(ds) == ["test", "train"]
+    assert ds["train"].num_rows == 8 and ds["test"].num_rows == 8
+    assert len(said) == 1 and "2 file(s) left out, images directly in the folder or in a split folder" in said[0]
+    assert said[0].endswith(": Val/x.jpeg, train/stray.jpeg")
 
 
 def test_imagefolder_leaves_out_dicom_files_of_other_modalities_than_radiography_as_dicomdir_does(tmp_path):

@@ -70,9 +70,9 @@ def build_imagefolder(data_dir, patient_pattern: str | None = None, modalities=R
     """ROOT/CLASS/... or ROOT/SPLIT/CLASS/... (SPLIT in train/val/test): the class is the folder directly under ROOT
     (or SPLIT), whose images may lie in sub-folders of any depth (e.g. one per patient or study); images may be
     PNG/JPEG (.jpe, .jfif too)/TIFF/BMP/GIF/WebP or DICOM (any name, as PACS exports write them; an export's DICOMDIR
-    index is left out); a warning counts and names the files left out: images directly in ROOT (in no class folder)
-    and files of other formats in the class folders (hidden and system files, such as .DS_Store and Thumbs.db, and
-    files of other formats in ROOT, such as a README, are passed over);
+    index is left out); a warning counts and names the files left out: images directly in ROOT or in a SPLIT folder
+    (in no class folder) and files of other formats in the class folders (hidden and system files, such as .DS_Store
+    and Thumbs.db, and files of other formats in ROOT, such as a README, are passed over);
     labels one-hot over the sorted class folder names. patient_pattern: regex on the file stem whose first group is
     the patient id, or, if it holds a '/', on the path below the class folder with '/' between folders and without
     the file's suffix (r"^([^/]+)/" takes the first folder's name: CLASS/<MRN>/1.png); default: a DICOM file's
@@ -88,8 +88,9 @@ def build_imagefolder(data_dir, patient_pattern: str | None = None, modalities=R
         readable = dicom or suffix in IMAGE_SUFFIXES
         if dicom and is_dicom_directory(image):
             continue
-        if image.parent == root:  # other files beside the class folders (a README, a labels.csv) are no images
-            in_root += [image] if readable else []
+        parts = image.relative_to(root).parts
+        if image.parent == root or (len(parts) == 2 and parts[0].lower() in SPLIT_FOLDERS):
+            in_root += [image] if readable else []  # other files beside the class folders (a README) are no images
         elif not readable:
             other_format.append(image)
         else:
@@ -97,12 +98,12 @@ def build_imagefolder(data_dir, patient_pattern: str | None = None, modalities=R
             if _other_modality(header, modalities):
                 other_modality += 1
                 continue
-            parts = image.relative_to(root).parts
             split = canonical_split(parts[0]) if len(parts) >= 3 and parts[0].lower() in SPLIT_FOLDERS else None
             entries.append((image, split, parts[1] if split else parts[0], Path(*parts[2 if split else 1:]), dicom,
                             header))
-    _warn_left_out(root, in_root, "images directly in the folder, outside any class folder (move each into the "
-                                  "folder of its class)")
+    _warn_left_out(root, in_root, "images directly in the folder or in a split folder (train, val, test), outside "
+                                  "any class folder (move each into the folder of its class: ROOT/CLASS/... or "
+                                  "ROOT/SPLIT/CLASS/...)")
     suffixes = Counter(file.suffix.lower() or "no suffix" for file in other_format)
     _warn_left_out(root, other_format, f"neither images of a format read ({' '.join(IMAGE_SUFFIXES)}) nor DICOM "
                                        f"(files per suffix: {dict(suffixes.most_common())})")
