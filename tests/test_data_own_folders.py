@@ -183,6 +183,30 @@ def test_imagefolder_takes_the_patient_id_from_the_folder_a_pattern_with_a_slash
     assert len({row["split"] for row in rows if row["patient_id"] == "person1946"}) == 1
 
 
+def test_images_a_patient_pattern_finds_no_id_in_have_none_and_are_named(tmp_path):
+    """Films named 1.jpeg in each patient's folder, which a pattern for names like person1946_... does not match:
+    each took its stem as its patient id, so all of them were one patient "1", and the warning about images without
+    a patient id did not count them."""
+    files = sample_files()
+    for name in KERMANY_SHA256:
+        below_class = name if "person" in name else f"{kermany_patient(name)}/1.jpeg"
+        copy_to(files[name], tmp_path / "site" / kermany_class(name) / below_class)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = build_dataset("imagefolder", tmp_path / "site", patient_pattern=r"^(person[0-9]+)_")
+    said = [str(w.message) for w in caught]
+    unmatched = [m for m in said if "patient_pattern '^(person[0-9]+)_' finds no patient id" in m]
+    assert len(unmatched) == 1 and "in 8 of 16 images, which have none then" in unmatched[0]
+    assert unmatched[0].endswith(": normal/IM-1427/1.jpeg, normal/IM-1430/1.jpeg, normal/IM-1431/1.jpeg, "
+                                 "normal/IM-1436/1.jpeg, normal/IM-1437/1.jpeg and 3 more")
+    assert any("8 of 16 images have no patient id" in m for m in said)
+    rows = [row for split in ds.values() for row in split.select_columns(["path", "patient_id"])]
+    assert len({row["patient_id"] for row in rows if row["path"].startswith("normal/")}) == 8
+    with pytest.raises(LayoutError, match=r"patient_pattern '\^\(MRN\)_' finds a patient id in none of the 16 "
+                                          r"images .*: normal/IM-1427/1.jpeg, .* and 11 more$"):
+        build_dataset("imagefolder", tmp_path / "site", patient_pattern=r"^(MRN)_")
+
+
 def test_a_manifest_not_found_names_the_option_and_the_tables_the_folder_holds(tmp_path):
     files = sample_files()
     name = next(iter(KERMANY_SHA256))

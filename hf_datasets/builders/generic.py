@@ -21,15 +21,29 @@ DICOM_SUFFIXES = (".dcm", ".dicom")
 SPLIT_FOLDERS = ("train", "training", "val", "valid", "validation", "test", "testing")
 
 
-def _patient(below_class: Path, pattern: str) -> str:
+def _patient(below_class: Path, pattern: str) -> str | None:
     """The patient id `pattern` finds in the file stem or, for a pattern holding a '/', in the path below the class
-    folder without the file's suffix ('<MRN>/study1/1'): its first group, else the whole match; where it finds none,
-    that stem or path."""
+    folder without the file's suffix ('<MRN>/study1/1'): its first group, else the whole match; None where it finds
+    none."""
     text = below_class.with_suffix("").as_posix() if "/" in pattern else below_class.stem
     match = re.search(pattern, text)
     if match is None:
-        return text
+        return None
     return match.group(1) if match.groups() else match.group(0)
+
+
+def _check_pattern_found(root: Path, pattern: str, unmatched: list[Path], total: int) -> None:
+    """LayoutError when `pattern` found a patient id in none of the `total` images, a warning counting and naming
+    the `unmatched` ones when it missed some."""
+    if not unmatched:
+        return
+    names = some_names(image.relative_to(root).as_posix() for image in unmatched)
+    if len(unmatched) == total:
+        raise LayoutError(root, f"patient_pattern {pattern!r} finds a patient id in none of the {total} images (in "
+                                "the file name without its suffix or, for a pattern holding a '/', in the path below "
+                                f"the class folder): {names}")
+    warnings.warn(f"{root}: patient_pattern {pattern!r} finds no patient id in {len(unmatched)} of {total} images, "
+                  f"which have none then (a DICOM file keeps its header's): {names}", stacklevel=3)
 
 
 def _dicom_header(path) -> dict:
@@ -75,7 +89,8 @@ def build_imagefolder(data_dir, patient_pattern: str | None = None, modalities=R
     and Thumbs.db, and files of other formats in ROOT, such as a README, are passed over);
     labels one-hot over the sorted class folder names. patient_pattern: regex on the file stem whose first group is
     the patient id, or, if it holds a '/', on the path below the class folder with '/' between folders and without
-    the file's suffix (r"^([^/]+)/" takes the first folder's name: CLASS/<MRN>/1.png); default: a DICOM file's
+    the file's suffix (r"^([^/]+)/" takes the first folder's name: CLASS/<MRN>/1.png), refused if it finds an id in
+    no image, and a warning names the images it finds none in; default (and for those): a DICOM file's
     hashed header PatientID, else none (each image counts as its own patient, with a warning where a seeded split is
     drawn); a DICOM file's study and view come from its header. As in dicomdir, DICOM files whose Modality is not in
     `modalities` (default CR and DX, radiographs; None = any) are left out, with a warning that counts them."""
@@ -112,12 +127,17 @@ def build_imagefolder(data_dir, patient_pattern: str | None = None, modalities=R
     names = sorted({cls for _, _, cls, *_ in entries})
     if not names:
         raise LayoutError(root, "no CLASS/IMAGE files found")
-    records = []
+    records, unmatched = [], []
     for image, split, cls, below_class, dicom, header in entries:
-        patient = _patient(below_class, patient_pattern) if patient_pattern else header.get("patient_id")
+        patient = _patient(below_class, patient_pattern) if patient_pattern else None
+        if patient_pattern and patient is None:
+            unmatched.append(image)
+        patient = patient or header.get("patient_id")
         records.append(record(image, data_dir=root, labels=[float(cls == n) for n in names], decode=dicom,
                               patient_id=patient, study_id=header.get("study_id"), view=header.get("view"),
                               source=root.name, split=split))
+    if patient_pattern:
+        _check_pattern_found(root, patient_pattern, unmatched, len(entries))
     return Recipe(name="imagefolder", records=records, label_names=names, bits=bits,
                   about=f"Image folder {root.name}: one class per sub-folder.", data_dir=str(root))
 
