@@ -243,6 +243,22 @@ def test_columns_named_like_those_read_but_not_exactly_are_refused(tmp_path, bui
         kermany_patient(name) for name in KERMANY_SHA256}
 
 
+def test_cxr_pool_refuses_a_patient_column_named_unlike_the_one_it_reads(tmp_path):
+    """A 'PatientID' column was left unread, so exclude_patients (the downstream test patients) left out nobody."""
+    files = sample_files()
+    lines = ["file,label,PatientID"]
+    for name in KERMANY_SHA256:
+        copy_to(files[name], tmp_path / "pool" / "site" / name)
+        lines.append(f"{name},{kermany_class(name)},{kermany_patient(name)}")
+    (tmp_path / "pool" / "site" / "labels.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(LayoutError, match=r"site/labels.csv: columns are read by their exact names .* rename "
+                                          r"'PatientID' to 'patient_id'$"):
+        build_dataset("cxr_pool", tmp_path / "pool", exclude_patients=["person1946"])
+    (tmp_path / "pool" / "site" / "labels.csv").write_text("\n".join(["file,label,patient_id"] + lines[1:]) + "\n")
+    kept = build_dataset("cxr_pool", tmp_path / "pool", exclude_patients=["person1946"])["train"]["path"]
+    assert len(kept) == 14 and not any("person1946" in path for path in kept)
+
+
 def test_an_unreadable_file_stopping_a_build_says_how_to_leave_such_files_out(tmp_path):
     """build_dataset's error names the file and its own on_error argument; training's names its flag only."""
     from pydicom.data import get_testdata_file
