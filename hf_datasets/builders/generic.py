@@ -13,11 +13,11 @@ from pathlib import Path
 from ..dicom import (RADIOGRAPH_MODALITIES, hash_identifier, is_dicom_directory, is_dicom_file, normalise_view,
                      quiet_value_checks, read_header, wanted_views)
 from ..errors import LayoutError
+from ..images import DICOM_SUFFIXES, IMAGE_SUFFIXES, is_dicom_path
 from ..splits import canonical_split
-from .common import (IMAGE_SUFFIXES, Recipe, check_class_spellings, check_column_names, option_values, record,
-                     some_names, walk_files)
+from .common import (Recipe, check_class_spellings, check_column_names, option_values, record, some_names,
+                     walk_files)
 
-DICOM_SUFFIXES = (".dcm", ".dicom")
 SPLIT_FOLDERS = ("train", "training", "val", "valid", "validation", "test", "testing")
 
 
@@ -98,9 +98,8 @@ def build_imagefolder(data_dir, patient_pattern: str | None = None, modalities=R
     modalities = option_values(modalities)
     entries, in_root, other_format, other_modality = [], [], [], 0
     for image in walk_files(root, ("",)):
-        suffix = image.suffix.lower()
-        dicom = suffix in DICOM_SUFFIXES or (suffix not in IMAGE_SUFFIXES and is_dicom_file(image))
-        readable = dicom or suffix in IMAGE_SUFFIXES
+        dicom = is_dicom_path(image)
+        readable = dicom or image.suffix.lower() in IMAGE_SUFFIXES
         if dicom and is_dicom_directory(image):
             continue
         parts = image.relative_to(root).parts
