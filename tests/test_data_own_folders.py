@@ -135,6 +135,30 @@ def test_imagefolder_leaves_out_dicom_files_of_other_modalities_than_radiography
     assert ds["train"].num_rows == 4 and not said
 
 
+def test_imagefolder_keeps_one_copy_of_a_dicom_exported_twice_as_dicomdir_does(tmp_path):
+    """A study exported twice into the class folders (same SOP Instance UID) counted its image twice, and could put
+    its two copies into training and test."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    exported = {"normal/export1/IM0001": "RG1_UNCR.dcm", "normal/export2/IM0001": "RG1_UNCR.dcm",
+                "normal/export2/IM0002": "RG1_UNCI.dcm", "pneumonia/export3/IM0001": "RG3_UNCR.dcm"}
+    for target, name in exported.items():
+        copy_to(get_testdata_file(name, download=False), tmp_path / "site" / target)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = build_dataset("imagefolder", tmp_path / "site", split_fractions={"train": 1.0})
+    said = [str(w.message) for w in caught if "repeat" in str(w.message)]
+    assert sorted(ds["train"]["path"]) == ["normal/export1/IM0001", "normal/export2/IM0002", "pneumonia/export3/IM0001"]
+    assert len(said) == 1 and "site: 1 DICOM file(s) repeat an image found before (same SOP Instance UID)" in said[0]
+    uid = pydicom.dcmread(get_testdata_file("RG1_UNCR.dcm", download=False), stop_before_pixels=True).SOPInstanceUID
+    assert uid not in said[0]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        build_dataset("dicomdir", tmp_path / "site", split_fractions={"train": 1.0})
+    assert [str(w.message) for w in caught if "repeat" in str(w.message)] == said
+
+
 def unknown_patient_warnings(build):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

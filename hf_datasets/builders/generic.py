@@ -72,6 +72,27 @@ def _warn_other_modality(root: Path, count: int) -> None:
                       "modality, or list the ones wanted", stacklevel=3)
 
 
+def _repeats_image(header: dict, instances: set) -> bool:
+    """Whether a DICOM file (`_dicom_header`) repeats an image found before: its SOP Instance UID is in `instances`
+    (e.g. a study exported twice); a new one is added. A file that holds no whole image (cut short, or without pixel
+    data) is no copy of one: it never repeats one, nor stands for it (a damaged copy found first must not displace a
+    whole one)."""
+    instance = header.get("instance")
+    if not header.get("whole") or instance is None:
+        return False
+    if instance in instances:
+        return True
+    instances.add(instance)
+    return False
+
+
+def _warn_repeats(root: Path, count: int) -> None:
+    """Warn that `count` DICOM files under `root` were left out as repeats (counts only: no UID is written out)."""
+    if count:
+        warnings.warn(f"{root}: {count} DICOM file(s) repeat an image found before (same SOP Instance UID); "
+                      "the first copy of each is kept", stacklevel=3)
+
+
 def _warn_left_out(root: Path, files: list[Path], why: str) -> None:
     """Warn that `files` (under `root`) are left out, saying why and naming a few."""
     if files:
@@ -93,10 +114,11 @@ def build_imagefolder(data_dir, patient_pattern: str | None = None, modalities=R
     no image, and a warning names the images it finds none in; default (and for those): a DICOM file's
     hashed header PatientID, else none (each image counts as its own patient, with a warning where a seeded split is
     drawn); a DICOM file's study and view come from its header. As in dicomdir, DICOM files whose Modality is not in
-    `modalities` (default CR and DX, radiographs; None = any) are left out, with a warning that counts them."""
+    `modalities` (default CR and DX, radiographs; None = any) and repeats of an image found before (same SOP Instance
+    UID) are left out, with a warning that counts each."""
     root = Path(data_dir)
     modalities = option_values(modalities)
-    entries, in_root, other_format, other_modality = [], [], [], 0
+    entries, in_root, other_format, other_modality, instances, repeats = [], [], [], 0, set(), 0
     for image in walk_files(root, ("",)):
         dicom = is_dicom_path(image)
         readable = dicom or image.suffix.lower() in IMAGE_SUFFIXES
@@ -112,6 +134,9 @@ def build_imagefolder(data_dir, patient_pattern: str | None = None, modalities=R
             if _other_modality(header, modalities):
                 other_modality += 1
                 continue
+            if _repeats_image(header, instances):
+                repeats += 1
+                continue
             split = canonical_split(parts[0]) if len(parts) >= 3 and parts[0].lower() in SPLIT_FOLDERS else None
             entries.append((image, split, parts[1] if split else parts[0], Path(*parts[2 if split else 1:]), dicom,
                             header))
@@ -122,6 +147,7 @@ def build_imagefolder(data_dir, patient_pattern: str | None = None, modalities=R
     _warn_left_out(root, other_format, f"neither images of a format read ({' '.join(IMAGE_SUFFIXES)}) nor DICOM "
                                        f"(files per suffix: {dict(suffixes.most_common())})")
     _warn_other_modality(root, other_modality)
+    _warn_repeats(root, repeats)
     check_class_spellings(root, [cls for _, _, cls, *_ in entries])
     names = sorted({cls for _, _, cls, *_ in entries})
     if not names:
@@ -254,12 +280,9 @@ def build_dicomdir(data_dir, modalities=RADIOGRAPH_MODALITIES, views=None, bits:
         if views is not None and header["view"] not in views:
             other_view += 1
             continue
-        instance = header["instance"]
-        if header["whole"] and instance is not None:  # a damaged copy found first must not displace a whole one
-            if instance in instances:
-                repeats += 1
-                continue
-            instances.add(instance)
+        if _repeats_image(header, instances):
+            repeats += 1
+            continue
         records.append(record(path, data_dir=root, decode=True, source=root.name, patient_id=header["patient_id"],
                               study_id=header["study_id"], view=header["view"]))
     _warn_other_modality(root, other_modality)
@@ -267,8 +290,6 @@ def build_dicomdir(data_dir, modalities=RADIOGRAPH_MODALITIES, views=None, bits:
         warnings.warn(f"{root}: {other_view} DICOM file(s) left out as their view (ViewPosition) is not among the "
                       "wanted ones or not given (the `views` option): pass views=None to keep any view",
                       stacklevel=2)
-    if repeats:
-        warnings.warn(f"{root}: {repeats} DICOM file(s) repeat an image found before (same SOP Instance UID); "
-                      "the first copy of each is kept", stacklevel=2)
+    _warn_repeats(root, repeats)
     return Recipe(name="dicomdir", records=records, label_names=[], bits=bits,
                   about=f"DICOM files under {root.name} (modalities {modalities}).", data_dir=str(root))
