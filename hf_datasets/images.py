@@ -12,7 +12,7 @@ import io
 import os
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError, features
 from PIL.PngImagePlugin import PngInfo
 
 from .dicom import is_dicom_file, read_dicom
@@ -23,6 +23,18 @@ JSRT_BITS = 12
 # PNG text chunk of the 16-bit images written here: their values are scaled by 2**16 - 1 (to_bits), which the image
 # processor (modeling_cxrgm, the same key) then uses instead of guessing from the brightest value.
 BIT_DEPTH_KEY = "bit depth"
+# the suffixes of the image formats read (.jpe and .jfif are JPEG; WebP where Pillow was built with it), by the data
+# set builders and train.predict alike; DICOM files are read under any name
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".tif", ".tiff", ".gif") + (
+    (".webp",) if features.check("webp") else ())
+DICOM_SUFFIXES = (".dcm", ".dicom")
+
+
+def is_dicom_path(path) -> bool:
+    """Whether a file is read as DICOM: by a .dcm / .dicom suffix (an empty or damaged one is reported when read), or
+    by the 'DICM' marker under a name without an image suffix (PACS exports write IM0001, 1.2.840...)."""
+    suffix = os.path.splitext(path)[1].lower()
+    return suffix in DICOM_SUFFIXES or (suffix not in IMAGE_SUFFIXES and is_dicom_file(path))
 
 
 def upright(image: Image.Image) -> Image.Image:
@@ -146,7 +158,7 @@ def read_grey(path, *, dicom_voi: str = "header") -> np.ndarray:
     path = _existing_file(path)
     if path.upper().endswith(".IMG"):
         return read_jsrt_raw(path)
-    if is_dicom_file(path) or path.lower().endswith((".dcm", ".dicom")):
+    if is_dicom_file(path) or path.lower().endswith(DICOM_SUFFIXES):
         return read_dicom(path, voi=dicom_voi)[0].astype(np.float32, copy=False)
     with image_read_errors(path), Image.open(path) as image:
         image.load()

@@ -91,10 +91,27 @@ def test_imagefolder_reads_jpeg_variants_and_webp_and_names_the_files_it_leaves_
     assert rows["pneumonia/c.webp"]["image"].size == Image.open(files[wide]).size
     assert rows["pneumonia/c.webp"]["labels"] == [0.0, 1.0]
     assert len(said) == 2
-    assert "1 file(s) left out, images directly in the folder, outside any class folder" in said[0]
+    assert "1 file(s) left out, images directly in the folder or in a split folder" in said[0]
     assert said[0].endswith(": stray.jpeg")
     assert "2 file(s) left out, neither images of a format read" in said[1]
     assert "{'.heic': 1, '.txt': 1}" in said[1] and said[1].endswith(": normal/scan.heic, pneumonia/report.txt")
+
+
+def test_imagefolder_leaves_out_images_directly_in_a_split_folder_naming_them(tmp_path):
+    """ROOT/train/x.jpeg has no class folder: it became an image of a class named 'train' without a word."""
+    files = sample_files()
+    names = list(KERMANY_SHA256)
+    for name in names[:8]:
+        copy_to(files[name], tmp_path / "site" / "train" / kermany_class(name) / name)
+    for name in names[8:]:
+        copy_to(files[name], tmp_path / "site" / "test" / kermany_class(name) / name)
+    copy_to(files[names[0]], tmp_path / "site" / "train" / "stray.jpeg")
+    copy_to(files[names[1]], tmp_path / "site" / "Val" / "x.jpeg")
+    ds, said = left_out_warnings(lambda: build_dataset("imagefolder", tmp_path / "site"))
+    assert label_names(ds) == ["normal", "pneumonia"] and sorted(ds) == ["test", "train"]
+    assert ds["train"].num_rows == 8 and ds["test"].num_rows == 8
+    assert len(said) == 1 and "2 file(s) left out, images directly in the folder or in a split folder" in said[0]
+    assert said[0].endswith(": Val/x.jpeg, train/stray.jpeg")
 
 
 def test_imagefolder_leaves_out_dicom_files_of_other_modalities_than_radiography_as_dicomdir_does(tmp_path):
@@ -116,6 +133,30 @@ def test_imagefolder_leaves_out_dicom_files_of_other_modalities_than_radiography
     ds, said = left_out_warnings(lambda: build_dataset("imagefolder", tmp_path / "site", modalities=None,
                                                        split_fractions={"train": 1.0}))
     assert ds["train"].num_rows == 4 and not said
+
+
+def test_imagefolder_keeps_one_copy_of_a_dicom_exported_twice_as_dicomdir_does(tmp_path):
+    """A study exported twice into the class folders (same SOP Instance UID) counted its image twice, and could put
+    its two copies into training and test."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    exported = {"normal/export1/IM0001": "RG1_UNCR.dcm", "normal/export2/IM0001": "RG1_UNCR.dcm",
+                "normal/export2/IM0002": "RG1_UNCI.dcm", "pneumonia/export3/IM0001": "RG3_UNCR.dcm"}
+    for target, name in exported.items():
+        copy_to(get_testdata_file(name, download=False), tmp_path / "site" / target)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = build_dataset("imagefolder", tmp_path / "site", split_fractions={"train": 1.0})
+    said = [str(w.message) for w in caught if "repeat" in str(w.message)]
+    assert sorted(ds["train"]["path"]) == ["normal/export1/IM0001", "normal/export2/IM0002", "pneumonia/export3/IM0001"]
+    assert len(said) == 1 and "site: 1 DICOM file(s) repeat an image found before (same SOP Instance UID)" in said[0]
+    uid = pydicom.dcmread(get_testdata_file("RG1_UNCR.dcm", download=False), stop_before_pixels=True).SOPInstanceUID
+    assert uid not in said[0]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        build_dataset("dicomdir", tmp_path / "site", split_fractions={"train": 1.0})
+    assert [str(w.message) for w in caught if "repeat" in str(w.message)] == said
 
 
 def unknown_patient_warnings(build):
@@ -166,6 +207,30 @@ def test_imagefolder_takes_the_patient_id_from_the_folder_a_pattern_with_a_slash
     assert len({row["split"] for row in rows if row["patient_id"] == "person1946"}) == 1
 
 
+def test_images_a_patient_pattern_finds_no_id_in_have_none_and_are_named(tmp_path):
+    """Films named 1.jpeg in each patient's folder, which a pattern for names like person1946_... does not match:
+    each took its stem as its patient id, so all of them were one patient "1", and the warning about images without
+    a patient id did not count them."""
+    files = sample_files()
+    for name in KERMANY_SHA256:
+        below_class = name if "person" in name else f"{kermany_patient(name)}/1.jpeg"
+        copy_to(files[name], tmp_path / "site" / kermany_class(name) / below_class)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = build_dataset("imagefolder", tmp_path / "site", patient_pattern=r"^(person[0-9]+)_")
+    said = [str(w.message) for w in caught]
+    unmatched = [m for m in said if "patient_pattern '^(person[0-9]+)_' finds no patient id" in m]
+    assert len(unmatched) == 1 and "in 8 of 16 images, which have none then" in unmatched[0]
+    assert unmatched[0].endswith(": normal/IM-1427/1.jpeg, normal/IM-1430/1.jpeg, normal/IM-1431/1.jpeg, "
+                                 "normal/IM-1436/1.jpeg, normal/IM-1437/1.jpeg and 3 more")
+    assert any("8 of 16 images have no patient id" in m for m in said)
+    rows = [row for split in ds.values() for row in split.select_columns(["path", "patient_id"])]
+    assert len({row["patient_id"] for row in rows if row["path"].startswith("normal/")}) == 8
+    with pytest.raises(LayoutError, match=r"patient_pattern '\^\(MRN\)_' finds a patient id in none of the 16 "
+                                          r"images .*: normal/IM-1427/1.jpeg, .* and 11 more$"):
+        build_dataset("imagefolder", tmp_path / "site", patient_pattern=r"^(MRN)_")
+
+
 def test_a_manifest_not_found_names_the_option_and_the_tables_the_folder_holds(tmp_path):
     files = sample_files()
     name = next(iter(KERMANY_SHA256))
@@ -200,6 +265,22 @@ def test_columns_named_like_those_read_but_not_exactly_are_refused(tmp_path, bui
     assert label_names(ds) == ["normal", "pneumonia"] and not overlapping_patients(ds)
     assert {row["patient_id"] for split in ds.values() for row in split.select_columns(["patient_id"])} == {
         kermany_patient(name) for name in KERMANY_SHA256}
+
+
+def test_cxr_pool_refuses_a_patient_column_named_unlike_the_one_it_reads(tmp_path):
+    """A 'PatientID' column was left unread, so exclude_patients (the downstream test patients) left out nobody."""
+    files = sample_files()
+    lines = ["file,label,PatientID"]
+    for name in KERMANY_SHA256:
+        copy_to(files[name], tmp_path / "pool" / "site" / name)
+        lines.append(f"{name},{kermany_class(name)},{kermany_patient(name)}")
+    (tmp_path / "pool" / "site" / "labels.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(LayoutError, match=r"site/labels.csv: columns are read by their exact names .* rename "
+                                          r"'PatientID' to 'patient_id'$"):
+        build_dataset("cxr_pool", tmp_path / "pool", exclude_patients=["person1946"])
+    (tmp_path / "pool" / "site" / "labels.csv").write_text("\n".join(["file,label,patient_id"] + lines[1:]) + "\n")
+    kept = build_dataset("cxr_pool", tmp_path / "pool", exclude_patients=["person1946"])["train"]["path"]
+    assert len(kept) == 14 and not any("person1946" in path for path in kept)
 
 
 def test_an_unreadable_file_stopping_a_build_says_how_to_leave_such_files_out(tmp_path):

@@ -98,6 +98,22 @@ def test_folders_give_dicoms_under_any_name_and_no_hidden_files(tmp_path):
     assert all(predict.read_image(path) is not None for path in found)
 
 
+def test_a_folder_gives_the_image_formats_data_sets_read(tmp_path):
+    """A folder's TIFF, BMP and .jfif films were passed over (only .png / .jpg / .jpeg were found), though the data
+    set builders read them, so a model trained on such films could not be run on them."""
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    first, second = jpegs(2)
+    Image.open(first).save(folder / "a.tiff")
+    Image.open(second).save(folder / "b.bmp")
+    shutil.copy(first, folder / "c.jfif")
+    (folder / "notes.txt").write_text("not an image")
+    assert [path.name for path in predict.find_images([str(folder)])] == ["a.tiff", "b.bmp", "c.jfif"]
+    table = tmp_path / "p.csv"
+    predict.main(["--model", pneumonia_classifier(tmp_path / "model"), "--inputs", str(folder), "--output", str(table)])
+    assert [Path(row["path"]).name for row in rows(table)] == ["a.tiff", "b.bmp", "c.jfif"]
+
+
 def test_a_folders_dicomdir_index_is_not_taken_for_an_image(tmp_path):
     """Every DICOM media export (CD, USB stick, PACS export) holds a DICOMDIR, the index of its files, which has the
     DICM marker but no image: a folder's DICOMDIR is left out as hidden files are, instead of stopping the run

@@ -1,4 +1,4 @@
-"""Predictions of an exported model on DICOM / PNG / JPEG files or folders.
+"""Predictions of an exported model on DICOM / PNG / JPEG / TIFF / BMP / GIF / WebP files or folders.
 
     python -m train.predict --model outputs/demo/model --inputs scans/ image.dcm --output predictions.csv
 
@@ -32,28 +32,29 @@ from hf_datasets.errors import InvalidInputError, MissingInputError, run_script
 from . import checkpoint
 from .config import PredictArgs, load_model_source, parse_args
 
-SUFFIXES = (".dcm", ".dicom", ".png", ".jpg", ".jpeg")
 logger = logging.getLogger(__name__)
 
 
 def find_images(inputs: list[str]) -> list[Path]:
     """Image files named directly or found (recursively) under folders, sorted per folder. In folders: files with an
-    image suffix and DICOM files under any name (PACS exports: `IM0001`, `1.2.840...`); hidden files and an export's
-    DICOMDIR (the index of its files, no image) are left out."""
+    image suffix the data set builders read (`IMAGE_SUFFIXES`: PNG, JPEG, TIFF, BMP, GIF, WebP) and DICOM files under
+    any name (PACS exports: `IM0001`, `1.2.840...`); hidden files and an export's DICOMDIR (the index of its files, no
+    image) are left out."""
     from hf_datasets.builders.common import walk_files
-    from hf_datasets.dicom import is_dicom_directory, is_dicom_file
+    from hf_datasets.dicom import is_dicom_directory
+    from hf_datasets.images import IMAGE_SUFFIXES, is_dicom_path
 
     files = []
     for item in map(Path, inputs):
         if item.is_dir():
             files += [p for p in walk_files(item, ("",))
-                      if (p.suffix.lower() in SUFFIXES or is_dicom_file(p)) and not is_dicom_directory(p)]
+                      if (p.suffix.lower() in IMAGE_SUFFIXES or is_dicom_path(p)) and not is_dicom_directory(p)]
         elif item.is_file():
             files.append(item)
         else:
             raise MissingInputError(f"No such file or folder: {item}")
     if not files:
-        raise InvalidInputError(f"No DICOM/PNG/JPEG images in {inputs}")
+        raise InvalidInputError(f"No images (DICOM or {' '.join(IMAGE_SUFFIXES)}) in {inputs}")
     return files
 
 
@@ -65,9 +66,9 @@ def read_image(path: Path):
     naming the path, about a DICOM of another modality than radiography.
     """
     from hf_datasets.dicom import RADIOGRAPH_MODALITIES, is_dicom_file, read_dicom
-    from hf_datasets.images import open_image, pil_to_grey
+    from hf_datasets.images import DICOM_SUFFIXES, open_image, pil_to_grey
 
-    if path.suffix.lower() in (".dcm", ".dicom") or is_dicom_file(path):
+    if path.suffix.lower() in DICOM_SUFFIXES or is_dicom_file(path):
         image, header = read_dicom(path)
         if header["modality"] is not None and header["modality"] not in RADIOGRAPH_MODALITIES:
             warnings.warn(f"{path}: not a radiograph (its Modality is neither CR nor DX): the model knows chest "

@@ -28,17 +28,13 @@ from pathlib import Path
 
 import datasets
 import numpy as np
-from PIL import features
 
 from ..errors import DataError, ImageReadError, InvalidInputError, LayoutError
-from ..images import encode_png, read_grey, stored_mode, to_bits, upright_size
+from ..images import IMAGE_SUFFIXES, encode_png, read_grey, stored_mode, to_bits, upright_size
 from ..schema import COLUMNS, make_features, make_info
 from ..splits import DEFAULT_FRACTIONS, canonical_split, patient_split, patient_subset, resolve_patient_overlap
 
 SKIP_HINT = 'on_error="skip" leaves unreadable files out of the build instead, naming each in a warning'
-# the suffixes of the image formats read (.jpe and .jfif are JPEG; WebP where Pillow was built with it)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".tif", ".tiff", ".gif") + (
-    (".webp",) if features.check("webp") else ())
 SYSTEM_FILES = ("thumbs.db", "ehthumbs.db", "desktop.ini")  # written by Windows beside a folder's files
 WIDE_MODES = ("I;16", "I;16B", "I;16L", "I", "F")  # PIL modes of 16-bit and 32-bit grey images
 

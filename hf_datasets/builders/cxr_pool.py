@@ -5,15 +5,17 @@ An image is a duplicate when its bytes equal an earlier image's, or when it name
 `join_folder` set in its `join_column` (e.g. v7labs and Hannover rows carry `ieee8023_filename`,
 the covid-chestxray-dataset file they were taken from; file stems are compared). The first copy
 in folder order is kept. `exclude_patients` drops every image whose `patient_id` (or any other
-`*patient_id` column) is listed, e.g. the test patients of the downstream tasks.
+`*patient_id` column) is listed, e.g. the test patients of the downstream tasks. A column named like one of those
+read but not exactly ('PatientID', 'File') is refused, naming the rename, as in cxr_folder.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 from pathlib import Path
 
-from .common import Recipe, iter_table, record
+from .common import Recipe, check_column_names, iter_table, record
 
 
 def _stem(name: str) -> str:
@@ -28,7 +30,11 @@ def build(data_dir, folders: list[str] | None = None, join_column: str = "ieee80
     seen, records, counts = set(), [], {"duplicates": 0, "excluded": 0}
     for name in names:
         folder = root / name
-        for row in iter_table(folder / "labels.csv"):
+        table = folder / "labels.csv"
+        rows = iter_table(table)
+        first = next(rows, {})  # a CSV's rows all have its header's columns
+        check_column_names(table, first, ("file", "patient_id", "source", "view", "sex", "age", join_column))
+        for row in itertools.chain([first] if first else [], rows):
             if excluded & {v for k, v in row.items() if k.endswith("patient_id") and v}:
                 counts["excluded"] += 1
                 continue

@@ -13,23 +13,37 @@ from pathlib import Path
 from ..dicom import (RADIOGRAPH_MODALITIES, hash_identifier, is_dicom_directory, is_dicom_file, normalise_view,
                      quiet_value_checks, read_header, wanted_views)
 from ..errors import LayoutError
+from ..images import DICOM_SUFFIXES, IMAGE_SUFFIXES, is_dicom_path
 from ..splits import canonical_split
-from .common import (IMAGE_SUFFIXES, Recipe, check_class_spellings, check_column_names, option_values, record,
-                     some_names, walk_files)
+from .common import (Recipe, check_class_spellings, check_column_names, option_values, record, some_names,
+                     walk_files)
 
-DICOM_SUFFIXES = (".dcm", ".dicom")
 SPLIT_FOLDERS = ("train", "training", "val", "valid", "validation", "test", "testing")
 
 
-def _patient(below_class: Path, pattern: str) -> str:
+def _patient(below_class: Path, pattern: str) -> str | None:
     """The patient id `pattern` finds in the file stem or, for a pattern holding a '/', in the path below the class
-    folder without the file's suffix ('<MRN>/study1/1'): its first group, else the whole match; where it finds none,
-    that stem or path."""
+    folder without the file's suffix ('<MRN>/study1/1'): its first group, else the whole match; None where it finds
+    none."""
     text = below_class.with_suffix("").as_posix() if "/" in pattern else below_class.stem
     match = re.search(pattern, text)
     if match is None:
-        return text
+        return None
     return match.group(1) if match.groups() else match.group(0)
+
+
+def _check_pattern_found(root: Path, pattern: str, unmatched: list[Path], total: int) -> None:
+    """LayoutError when `pattern` found a patient id in none of the `total` images, a warning counting and naming
+    the `unmatched` ones when it missed some."""
+    if not unmatched:
+        return
+    names = some_names(image.relative_to(root).as_posix() for image in unmatched)
+    if len(unmatched) == total:
+        raise LayoutError(root, f"patient_pattern {pattern!r} finds a patient id in none of the {total} images (in "
+                                "the file name without its suffix or, for a pattern holding a '/', in the path below "
+                                f"the class folder): {names}")
+    warnings.warn(f"{root}: patient_pattern {pattern!r} finds no patient id in {len(unmatched)} of {total} images, "
+                  f"which have none then (a DICOM file keeps its header's): {names}", stacklevel=3)
 
 
 def _dicom_header(path) -> dict:
@@ -58,6 +72,27 @@ def _warn_other_modality(root: Path, count: int) -> None:
                       "modality, or list the ones wanted", stacklevel=3)
 
 
+def _repeats_image(header: dict, instances: set) -> bool:
+    """Whether a DICOM file (`_dicom_header`) repeats an image found before: its SOP Instance UID is in `instances`
+    (e.g. a study exported twice); a new one is added. A file that holds no whole image (cut short, or without pixel
+    data) is no copy of one: it never repeats one, nor stands for it (a damaged copy found first must not displace a
+    whole one)."""
+    instance = header.get("instance")
+    if not header.get("whole") or instance is None:
+        return False
+    if instance in instances:
+        return True
+    instances.add(instance)
+    return False
+
+
+def _warn_repeats(root: Path, count: int) -> None:
+    """Warn that `count` DICOM files under `root` were left out as repeats (counts only: no UID is written out)."""
+    if count:
+        warnings.warn(f"{root}: {count} DICOM file(s) repeat an image found before (same SOP Instance UID); "
+                      "the first copy of each is kept", stacklevel=3)
+
+
 def _warn_left_out(root: Path, files: list[Path], why: str) -> None:
     """Warn that `files` (under `root`) are left out, saying why and naming a few."""
     if files:
@@ -70,26 +105,28 @@ def build_imagefolder(data_dir, patient_pattern: str | None = None, modalities=R
     """ROOT/CLASS/... or ROOT/SPLIT/CLASS/... (SPLIT in train/val/test): the class is the folder directly under ROOT
     (or SPLIT), whose images may lie in sub-folders of any depth (e.g. one per patient or study); images may be
     PNG/JPEG (.jpe, .jfif too)/TIFF/BMP/GIF/WebP or DICOM (any name, as PACS exports write them; an export's DICOMDIR
-    index is left out); a warning counts and names the files left out: images directly in ROOT (in no class folder)
-    and files of other formats in the class folders (hidden and system files, such as .DS_Store and Thumbs.db, and
-    files of other formats in ROOT, such as a README, are passed over);
+    index is left out); a warning counts and names the files left out: images directly in ROOT or in a SPLIT folder
+    (in no class folder) and files of other formats in the class folders (hidden and system files, such as .DS_Store
+    and Thumbs.db, and files of other formats in ROOT, such as a README, are passed over);
     labels one-hot over the sorted class folder names. patient_pattern: regex on the file stem whose first group is
     the patient id, or, if it holds a '/', on the path below the class folder with '/' between folders and without
-    the file's suffix (r"^([^/]+)/" takes the first folder's name: CLASS/<MRN>/1.png); default: a DICOM file's
+    the file's suffix (r"^([^/]+)/" takes the first folder's name: CLASS/<MRN>/1.png), refused if it finds an id in
+    no image, and a warning names the images it finds none in; default (and for those): a DICOM file's
     hashed header PatientID, else none (each image counts as its own patient, with a warning where a seeded split is
     drawn); a DICOM file's study and view come from its header. As in dicomdir, DICOM files whose Modality is not in
-    `modalities` (default CR and DX, radiographs; None = any) are left out, with a warning that counts them."""
+    `modalities` (default CR and DX, radiographs; None = any) and repeats of an image found before (same SOP Instance
+    UID) are left out, with a warning that counts each."""
     root = Path(data_dir)
     modalities = option_values(modalities)
-    entries, in_root, other_format, other_modality = [], [], [], 0
+    entries, in_root, other_format, other_modality, instances, repeats = [], [], [], 0, set(), 0
     for image in walk_files(root, ("",)):
-        suffix = image.suffix.lower()
-        dicom = suffix in DICOM_SUFFIXES or (suffix not in IMAGE_SUFFIXES and is_dicom_file(image))
-        readable = dicom or suffix in IMAGE_SUFFIXES
+        dicom = is_dicom_path(image)
+        readable = dicom or image.suffix.lower() in IMAGE_SUFFIXES
         if dicom and is_dicom_directory(image):
             continue
-        if image.parent == root:  # other files beside the class folders (a README, a labels.csv) are no images
-            in_root += [image] if readable else []
+        parts = image.relative_to(root).parts
+        if image.parent == root or (len(parts) == 2 and parts[0].lower() in SPLIT_FOLDERS):
+            in_root += [image] if readable else []  # other files beside the class folders (a README) are no images
         elif not readable:
             other_format.append(image)
         else:
@@ -97,26 +134,35 @@ def build_imagefolder(data_dir, patient_pattern: str | None = None, modalities=R
             if _other_modality(header, modalities):
                 other_modality += 1
                 continue
-            parts = image.relative_to(root).parts
+            if _repeats_image(header, instances):
+                repeats += 1
+                continue
             split = canonical_split(parts[0]) if len(parts) >= 3 and parts[0].lower() in SPLIT_FOLDERS else None
             entries.append((image, split, parts[1] if split else parts[0], Path(*parts[2 if split else 1:]), dicom,
                             header))
-    _warn_left_out(root, in_root, "images directly in the folder, outside any class folder (move each into the "
-                                  "folder of its class)")
+    _warn_left_out(root, in_root, "images directly in the folder or in a split folder (train, val, test), outside "
+                                  "any class folder (move each into the folder of its class: ROOT/CLASS/... or "
+                                  "ROOT/SPLIT/CLASS/...)")
     suffixes = Counter(file.suffix.lower() or "no suffix" for file in other_format)
     _warn_left_out(root, other_format, f"neither images of a format read ({' '.join(IMAGE_SUFFIXES)}) nor DICOM "
                                        f"(files per suffix: {dict(suffixes.most_common())})")
     _warn_other_modality(root, other_modality)
+    _warn_repeats(root, repeats)
     check_class_spellings(root, [cls for _, _, cls, *_ in entries])
     names = sorted({cls for _, _, cls, *_ in entries})
     if not names:
         raise LayoutError(root, "no CLASS/IMAGE files found")
-    records = []
+    records, unmatched = [], []
     for image, split, cls, below_class, dicom, header in entries:
-        patient = _patient(below_class, patient_pattern) if patient_pattern else header.get("patient_id")
+        patient = _patient(below_class, patient_pattern) if patient_pattern else None
+        if patient_pattern and patient is None:
+            unmatched.append(image)
+        patient = patient or header.get("patient_id")
         records.append(record(image, data_dir=root, labels=[float(cls == n) for n in names], decode=dicom,
                               patient_id=patient, study_id=header.get("study_id"), view=header.get("view"),
                               source=root.name, split=split))
+    if patient_pattern:
+        _check_pattern_found(root, patient_pattern, unmatched, len(entries))
     return Recipe(name="imagefolder", records=records, label_names=names, bits=bits,
                   about=f"Image folder {root.name}: one class per sub-folder.", data_dir=str(root))
 
@@ -234,12 +280,9 @@ def build_dicomdir(data_dir, modalities=RADIOGRAPH_MODALITIES, views=None, bits:
         if views is not None and header["view"] not in views:
             other_view += 1
             continue
-        instance = header["instance"]
-        if header["whole"] and instance is not None:  # a damaged copy found first must not displace a whole one
-            if instance in instances:
-                repeats += 1
-                continue
-            instances.add(instance)
+        if _repeats_image(header, instances):
+            repeats += 1
+            continue
         records.append(record(path, data_dir=root, decode=True, source=root.name, patient_id=header["patient_id"],
                               study_id=header["study_id"], view=header["view"]))
     _warn_other_modality(root, other_modality)
@@ -247,8 +290,6 @@ def build_dicomdir(data_dir, modalities=RADIOGRAPH_MODALITIES, views=None, bits:
         warnings.warn(f"{root}: {other_view} DICOM file(s) left out as their view (ViewPosition) is not among the "
                       "wanted ones or not given (the `views` option): pass views=None to keep any view",
                       stacklevel=2)
-    if repeats:
-        warnings.warn(f"{root}: {repeats} DICOM file(s) repeat an image found before (same SOP Instance UID); "
-                      "the first copy of each is kept", stacklevel=2)
+    _warn_repeats(root, repeats)
     return Recipe(name="dicomdir", records=records, label_names=[], bits=bits,
                   about=f"DICOM files under {root.name} (modalities {modalities}).", data_dir=str(root))
