@@ -38,18 +38,23 @@ def test_imagefolder_class_is_the_top_folder_of_images_in_patient_sub_folders(tm
                for row in ds["train"].remove_columns(["image", "mask"]))
 
 
+def export_dicoms(exported: dict, root) -> None:
+    """Copy pydicom's test files (values) to the paths under `root` (keys), as a PACS export lays them out."""
+    from pydicom.data import get_testdata_file
+
+    for target, name in exported.items():
+        copy_to(get_testdata_file(name, download=False), root / target)
+
+
 def test_imagefolder_reads_dicom_files_under_any_name_with_the_patient_from_the_header(tmp_path):
     """A PACS export copied into class folders: files named IM0001 (no suffix) are images, the DICOMDIR index is not,
     and two films of one patient share the (hashed) patient id of their headers, so they share a split."""
-    from pydicom.data import get_testdata_file
-
     files = sample_files()
     for name in list(KERMANY_SHA256)[:4]:
         copy_to(files[name], tmp_path / "site" / kermany_class(name) / name)
     exported = {"normal/export1/IM0001": "RG1_UNCR.dcm", "normal/export2/IM0001": "RG1_UNCI.dcm",
                 "pneumonia/export3/IM0001": "RG3_UNCR.dcm", "normal/DICOMDIR": "DICOMDIR"}
-    for target, name in exported.items():
-        copy_to(get_testdata_file(name, download=False), tmp_path / "site" / target)
+    export_dicoms(exported, tmp_path / "site")
     ds = build_dataset("imagefolder", tmp_path / "site", split_fractions={"train": 0.5, "test": 0.5})
     rows = {row["path"]: row for split in ds.values() for row in split.remove_columns(["image", "mask"])}
     assert len(rows) == 7 and "normal/DICOMDIR" not in rows
@@ -60,11 +65,12 @@ def test_imagefolder_reads_dicom_files_under_any_name_with_the_patient_from_the_
     assert rows["pneumonia/export3/IM0001"]["labels"] == [0.0, 1.0]
 
 
-def left_out_warnings(build):
+def warnings_saying(text: str, build):
+    """(what `build()` returns, the messages of the warnings it gave that contain `text`)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ds = build()
-    return ds, [str(w.message) for w in caught if "left out" in str(w.message)]
+        built = build()
+    return built, [str(w.message) for w in caught if text in str(w.message)]
 
 
 def test_imagefolder_reads_jpeg_variants_and_webp_and_names_the_files_it_leaves_out(tmp_path):
@@ -84,8 +90,8 @@ def test_imagefolder_reads_jpeg_variants_and_webp_and_names_the_files_it_leaves_
     (tmp_path / "site" / "pneumonia" / "report.txt").write_text("no image")
     for system in ("normal/Thumbs.db", "normal/desktop.ini", "normal/.DS_Store", "pneumonia/._c.webp"):
         (tmp_path / "site" / system).write_bytes(b"\0" * 64)
-    ds, said = left_out_warnings(lambda: build_dataset("imagefolder", tmp_path / "site",
-                                                       split_fractions={"train": 1.0}))
+    ds, said = warnings_saying("left out", lambda: build_dataset("imagefolder", tmp_path / "site",
+                                                                 split_fractions={"train": 1.0}))
     rows = {row["path"]: row for row in ds["train"]}
     assert sorted(rows) == ["normal/a.jfif", "normal/b.JPE", "pneumonia/c.webp"]
     assert rows["pneumonia/c.webp"]["image"].size == Image.open(files[wide]).size
@@ -107,7 +113,7 @@ def test_imagefolder_leaves_out_images_directly_in_a_split_folder_naming_them(tm
         copy_to(files[name], tmp_path / "site" / "test" / kermany_class(name) / name)
     copy_to(files[names[0]], tmp_path / "site" / "train" / "stray.jpeg")
     copy_to(files[names[1]], tmp_path / "site" / "Val" / "x.jpeg")
-    ds, said = left_out_warnings(lambda: build_dataset("imagefolder", tmp_path / "site"))
+    ds, said = warnings_saying("left out", lambda: build_dataset("imagefolder", tmp_path / "site"))
     assert label_names(ds) == ["normal", "pneumonia"] and sorted(ds) == ["test", "train"]
     assert ds["train"].num_rows == 8 and ds["test"].num_rows == 8
     assert len(said) == 1 and "2 file(s) left out, images directly in the folder or in a split folder" in said[0]
@@ -116,22 +122,19 @@ def test_imagefolder_leaves_out_images_directly_in_a_split_folder_naming_them(tm
 
 def test_imagefolder_leaves_out_dicom_files_of_other_modalities_than_radiography_as_dicomdir_does(tmp_path):
     """A CT or MR series exported into a class folder beside the films: read as a CXR of that class without a word."""
-    from pydicom.data import get_testdata_file
-
     exported = {"normal/a/IM0001": "RG1_UNCR.dcm", "pneumonia/b/IM0001": "RG3_UNCR.dcm",
                 "normal/c/IM0001": "CT_small.dcm", "pneumonia/d/IM0001.dcm": "MR_small.dcm"}
-    for target, name in exported.items():
-        copy_to(get_testdata_file(name, download=False), tmp_path / "site" / target)
-    ds, said = left_out_warnings(lambda: build_dataset("imagefolder", tmp_path / "site",
-                                                       split_fractions={"train": 1.0}))
+    export_dicoms(exported, tmp_path / "site")
+    ds, said = warnings_saying("left out", lambda: build_dataset("imagefolder", tmp_path / "site",
+                                                                 split_fractions={"train": 1.0}))
     assert sorted(ds["train"]["path"]) == ["normal/a/IM0001", "pneumonia/b/IM0001"]
     assert len(said) == 1 and "site: 2 DICOM file(s) left out as their Modality is not among the wanted ones" in said[0]
     assert "modalities=None" in said[0] and "'CT'" not in said[0] and "'MR'" not in said[0]
-    _, by_dicomdir = left_out_warnings(lambda: build_dataset("dicomdir", tmp_path / "site",
-                                                             split_fractions={"train": 1.0}))
+    _, by_dicomdir = warnings_saying("left out", lambda: build_dataset("dicomdir", tmp_path / "site",
+                                                                       split_fractions={"train": 1.0}))
     assert by_dicomdir == said
-    ds, said = left_out_warnings(lambda: build_dataset("imagefolder", tmp_path / "site", modalities=None,
-                                                       split_fractions={"train": 1.0}))
+    ds, said = warnings_saying("left out", lambda: build_dataset("imagefolder", tmp_path / "site", modalities=None,
+                                                                 split_fractions={"train": 1.0}))
     assert ds["train"].num_rows == 4 and not said
 
 
@@ -143,27 +146,16 @@ def test_imagefolder_keeps_one_copy_of_a_dicom_exported_twice_as_dicomdir_does(t
 
     exported = {"normal/export1/IM0001": "RG1_UNCR.dcm", "normal/export2/IM0001": "RG1_UNCR.dcm",
                 "normal/export2/IM0002": "RG1_UNCI.dcm", "pneumonia/export3/IM0001": "RG3_UNCR.dcm"}
-    for target, name in exported.items():
-        copy_to(get_testdata_file(name, download=False), tmp_path / "site" / target)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        ds = build_dataset("imagefolder", tmp_path / "site", split_fractions={"train": 1.0})
-    said = [str(w.message) for w in caught if "repeat" in str(w.message)]
+    export_dicoms(exported, tmp_path / "site")
+    ds, said = warnings_saying("repeat", lambda: build_dataset("imagefolder", tmp_path / "site",
+                                                               split_fractions={"train": 1.0}))
     assert sorted(ds["train"]["path"]) == ["normal/export1/IM0001", "normal/export2/IM0002", "pneumonia/export3/IM0001"]
     assert len(said) == 1 and "site: 1 DICOM file(s) repeat an image found before (same SOP Instance UID)" in said[0]
     uid = pydicom.dcmread(get_testdata_file("RG1_UNCR.dcm", download=False), stop_before_pixels=True).SOPInstanceUID
     assert uid not in said[0]
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        build_dataset("dicomdir", tmp_path / "site", split_fractions={"train": 1.0})
-    assert [str(w.message) for w in caught if "repeat" in str(w.message)] == said
-
-
-def unknown_patient_warnings(build):
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        ds = build()
-    return ds, [str(w.message) for w in caught if "no patient id" in str(w.message)]
+    _, by_dicomdir = warnings_saying("repeat", lambda: build_dataset("dicomdir", tmp_path / "site",
+                                                                     split_fractions={"train": 1.0}))
+    assert by_dicomdir == said
 
 
 def test_a_seeded_split_of_images_without_patient_ids_says_patients_may_cross_splits(tmp_path):
@@ -171,12 +163,12 @@ def test_a_seeded_split_of_images_without_patient_ids_says_patients_may_cross_sp
     files = sample_files()
     for name in KERMANY_SHA256:
         copy_to(files[name], tmp_path / "site" / kermany_class(name) / name)
-    _, said = unknown_patient_warnings(lambda: build_dataset("imagefolder", tmp_path / "site"))
+    _, said = warnings_saying("no patient id", lambda: build_dataset("imagefolder", tmp_path / "site"))
     assert len(said) == 1 and "16 of 16 images have no patient id" in said[0] and "patient_pattern=" in said[0]
-    _, said = unknown_patient_warnings(lambda: build_dataset("imagefolder", tmp_path / "site",
+    _, said = warnings_saying("no patient id", lambda: build_dataset("imagefolder", tmp_path / "site",
                                                              split_fractions={"train": 1.0}))
     assert not said  # one split: no patient can cross it
-    ds, said = unknown_patient_warnings(lambda: build_dataset("imagefolder", tmp_path / "site",
+    ds, said = warnings_saying("no patient id", lambda: build_dataset("imagefolder", tmp_path / "site",
                                                               patient_pattern=r"(IM-\d+|person\d+)"))
     assert not said and not overlapping_patients(ds)
     rows = [row for split in ds.values() for row in split.remove_columns(["image", "mask"])]
@@ -184,7 +176,8 @@ def test_a_seeded_split_of_images_without_patient_ids_says_patients_may_cross_sp
 
     lines = ["image,label"] + [f"{kermany_class(name)}/{name},{kermany_class(name)}" for name in KERMANY_SHA256]
     (tmp_path / "site" / "labels.csv").write_text("\n".join(lines) + "\n")
-    _, said = unknown_patient_warnings(lambda: build_dataset("manifest", tmp_path / "site", manifest="labels.csv"))
+    _, said = warnings_saying("no patient id", lambda: build_dataset("manifest", tmp_path / "site",
+                                                                     manifest="labels.csv"))
     assert len(said) == 1 and "a patient_id column" in said[0]
 
 
@@ -198,7 +191,7 @@ def test_imagefolder_takes_the_patient_id_from_the_folder_a_pattern_with_a_slash
         films[patient] = films.get(patient, 0) + 1
         copy_to(files[name], tmp_path / "site" / kermany_class(name) / patient / f"{films[patient]}.jpeg")
     assert films["person1946"] == 2
-    ds, said = unknown_patient_warnings(lambda: build_dataset("imagefolder", tmp_path / "site",
+    ds, said = warnings_saying("no patient id", lambda: build_dataset("imagefolder", tmp_path / "site",
                                                               patient_pattern=r"^([^/]+)/",
                                                               split_fractions={"train": 0.5, "test": 0.5}))
     rows = [row for split in ds.values() for row in split.remove_columns(["image", "mask"])]
@@ -215,10 +208,8 @@ def test_images_a_patient_pattern_finds_no_id_in_have_none_and_are_named(tmp_pat
     for name in KERMANY_SHA256:
         below_class = name if "person" in name else f"{kermany_patient(name)}/1.jpeg"
         copy_to(files[name], tmp_path / "site" / kermany_class(name) / below_class)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        ds = build_dataset("imagefolder", tmp_path / "site", patient_pattern=r"^(person[0-9]+)_")
-    said = [str(w.message) for w in caught]
+    ds, said = warnings_saying("", lambda: build_dataset("imagefolder", tmp_path / "site",
+                                                         patient_pattern=r"^(person[0-9]+)_"))
     unmatched = [m for m in said if "patient_pattern '^(person[0-9]+)_' finds no patient id" in m]
     assert len(unmatched) == 1 and "in 8 of 16 images, which have none then" in unmatched[0]
     assert unmatched[0].endswith(": normal/IM-1427/1.jpeg, normal/IM-1430/1.jpeg, normal/IM-1431/1.jpeg, "
