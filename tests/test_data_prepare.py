@@ -175,7 +175,7 @@ def test_a_set_whose_files_are_all_unreadable_is_refused(tmp_path):
     with pytest.raises(InvalidInputError, match=r"No file could be read \(3 skipped: {'ImageReadError': 2, "
                        r"'NonImageDicomError': 1}\): the prepared set has no image; each skipped file is listed"):
         prepare("imagefolder", tmp_path / "set", tmp_path / "out", size=16, split_fractions={"train": 1.0},
-                progress=False)
+                progress=False, modalities=None)  # any modality: the plan is read, and found to hold no image
 
 
 def test_a_resumed_preparation_counts_the_images_of_the_shards_it_kept(tmp_path, monkeypatch):
