@@ -230,8 +230,8 @@ def masks_for_targets(
     - "first_cover" (the default): one pass. The first rectangle over each cell (`_first_covering_rectangle`, one
       matrix product); the first n rectangles cover #(first < n) cells, so an image's n follows from a histogram of
       its indices. On a GPU the bisection's cost is its many small kernels, not their compute: 68 ops (views aside)
-      per call at K = 255, against 139 and 179 for the other two. On a CPU it is 1.2-1.8 times faster than the
-      difference array at 160-224 px, level or slower below 128 px.
+      per call at K = 255, against 139 and 179 for the other two. On a CPU at 224 px it is level with the
+      difference array at batch 16-64 and faster at batch 256 (1.7x); slower below 128 px.
     - "matmul" and "difference_array": a batched binary search on n (the union of the first n rectangles grows with
       n), log2(K) + 1 unions, each a bfloat16 (float32 on a CPU) matrix product or a 2-D difference array
       (`_union_by_matmul`, `_union_by_difference_array`).

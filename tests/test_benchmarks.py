@@ -178,6 +178,16 @@ def test_compiled_run_gives_the_corruption_share_of_its_own_step(capsys):
 
 
 
+def test_mask_sampler_benchmark_times_every_union_beside_a_baseline_file():
+    from benchmarks import mask_samplers
+
+    baseline = Path(mask_samplers.masking.__file__)  # any masking.py: here this version's own
+    rows = mask_samplers.main(["--batch-size", "2", "--image-size", "32", "--rounds", "2", "--threads", "1",
+                               "--baseline", str(baseline)])
+    assert [row["name"] for row in rows] == [*mask_samplers.UNIONS, *(f"baseline_{u}" for u in mask_samplers.UNIONS)]
+    assert all(row["masks_per_s"] > 0 and row["threads"] == 1 for row in rows)
+
+
 def test_drop_path_option_sets_our_rows_stochastic_depth():
     """--drop-path 0 times our steps without stochastic depth, like the peers; by default the recipes' 0.1."""
     from benchmarks.throughput import our_config, parse_args

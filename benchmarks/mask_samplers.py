@@ -1,0 +1,79 @@
+"""The mask sampler's ways of computing the union of rectangles, timed side by side in interleaved rounds (a busy
+machine slows every way alike): median ms and masks/s per call of `masks_for_targets` at one batch and image size.
+
+    python benchmarks/mask_samplers.py --batch-size 64 --image-size 224 --threads 1
+    git show REV:modeling_cxrgm/masking.py > /tmp/masking_before.py   # another version, timed beside this one
+    python benchmarks/mask_samplers.py --baseline /tmp/masking_before.py
+
+One JSON line per way: `first_cover`, `matmul`, `difference_array`, and with `--baseline` the same unions of that
+file (`baseline_<union>`).
+"""
+
+import argparse
+import importlib.util
+import json
+import statistics
+import time
+
+import torch
+
+from modeling_cxrgm import masking
+
+UNIONS = ("first_cover", "matmul", "difference_array")
+
+
+def load_baseline(path: str):
+    """The module in `path`: a masking.py of another version, which imports only torch."""
+    spec = importlib.util.spec_from_file_location("masking_baseline", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def main(argv=None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--max-ratio", type=float, default=0.75)
+    parser.add_argument("--baseline", default="", help="another masking.py, each of its unions timed too")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    generator = torch.Generator(device=device).manual_seed(0)
+    targets = masking.draw_mask_targets(args.batch_size, args.max_ratio, generator=generator, device=device)
+
+    def sampler(module, union):
+        return lambda: module.masks_for_targets(targets, args.image_size, args.image_size, generator=generator,
+                                                max_target=args.max_ratio, union=union)
+
+    ways = {union: sampler(masking, union) for union in UNIONS}
+    if args.baseline:
+        baseline = load_baseline(args.baseline)
+        ways.update({f"baseline_{union}": sampler(baseline, union) for union in UNIONS})
+    seconds = {name: [] for name in ways}
+    for name, way in ways.items():  # warm-up
+        way()
+    for _ in range(args.rounds):
+        for name, way in ways.items():
+            if device == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            way()
+            if device == "cuda":
+                torch.cuda.synchronize()
+            seconds[name].append(time.perf_counter() - start)
+    rows = []
+    for name, times in seconds.items():
+        median = statistics.median(times)
+        rows.append(dict(name=name, device=device, threads=torch.get_num_threads(), batch=args.batch_size,
+                         image_size=args.image_size, ms_per_call=round(1e3 * median, 2),
+                         masks_per_s=round(args.batch_size / median, 1)))
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
