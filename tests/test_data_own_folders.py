@@ -349,3 +349,22 @@ def test_class_names_that_differ_only_in_case_are_refused(tmp_path, builder):
     with pytest.raises(LayoutError, match=r"site(/labels.csv)?: class names that differ only in case would be "
                                           r"classes of their own: \[\{'Pneumonia': 3, 'pneumonia': 5\}\]"):
         build_dataset(builder, tmp_path / "site", **({"manifest": "labels.csv"} if builder == "manifest" else {}))
+
+
+def test_patient_folders_put_straight_into_split_folders_are_said_to_be_classes(tmp_path):
+    """ROOT/train/<patient>/x.jpeg made one class per patient folder without a word: split by patient, such folders
+    never repeat across splits, while each real class has images in several."""
+    files = sample_files()
+    patients = sorted({kermany_patient(name) for name in KERMANY_SHA256})
+    for name in KERMANY_SHA256:
+        split = "train" if patients.index(kermany_patient(name)) % 2 else "test"
+        copy_to(files[name], tmp_path / "mistaken" / split / kermany_patient(name) / name)
+        copy_to(files[name], tmp_path / "site" / split / kermany_class(name) / kermany_patient(name) / name)
+    ds, said = warnings_saying("share no class folder", lambda: build_dataset("imagefolder", tmp_path / "mistaken"))
+    assert len(label_names(ds)) == 15
+    assert len(said) == 1 and said[0].startswith(f"{tmp_path / 'mistaken'}: the split folders (test, train) share no "
+                                                 "class folder")
+    assert "(ROOT/SPLIT/CLASS/<patient>/x.png)" in said[0] and said[0].endswith(
+        "Class folders: IM-1427, IM-1430, IM-1431, IM-1436, IM-1437 and 10 more")
+    ds, said = warnings_saying("share no class folder", lambda: build_dataset("imagefolder", tmp_path / "site"))
+    assert label_names(ds) == ["normal", "pneumonia"] and sorted(ds) == ["test", "train"] and not said

@@ -100,10 +100,29 @@ def _warn_left_out(root: Path, files: list[Path], why: str) -> None:
         warnings.warn(f"{root}: {len(files)} file(s) left out, {why}: {names}", stacklevel=3)
 
 
+def _warn_classes_in_one_split_each(root: Path, entries: list) -> None:
+    """Warn when two or more split folders share no class folder: in a real split each class has images in several
+    splits, while patient folders put straight into the split folders (ROOT/train/<MRN>/x.png), split by patient,
+    never repeat, and each became a class of its own."""
+    classes = {}
+    for _, split, cls, *_ in entries:
+        if split is not None:
+            classes.setdefault(split, set()).add(cls)
+    if len(classes) < 2 or len(set.union(*classes.values())) < sum(map(len, classes.values())):
+        return
+    names = some_names(sorted(set.union(*classes.values())))
+    warnings.warn(f"{root}: the split folders ({', '.join(sorted(classes))}) share no class folder, so every class "
+                  "has images in one split only: the folders directly under a split folder are the classes "
+                  "(ROOT/SPLIT/CLASS/...); if they are patient or study folders, move each into the folder of its "
+                  f"class (ROOT/SPLIT/CLASS/<patient>/x.png). Class folders: {names}", stacklevel=3)
+
+
 def build_imagefolder(data_dir, patient_pattern: str | None = None, modalities=RADIOGRAPH_MODALITIES,
                       bits: int = 8) -> Recipe:
     """ROOT/CLASS/... or ROOT/SPLIT/CLASS/... (SPLIT in train/val/test): the class is the folder directly under ROOT
-    (or SPLIT), whose images may lie in sub-folders of any depth (e.g. one per patient or study); images may be
+    (or SPLIT), whose images may lie in sub-folders of any depth (e.g. one per patient or study: CLASS/<patient>/x.png,
+    never <patient>/CLASS/x.png nor a patient folder directly under ROOT or SPLIT, which would be a class; a warning
+    says when the split folders share no class folder, as patient folders there would); images may be
     PNG/JPEG (.jpe, .jfif too)/TIFF/BMP/GIF/WebP or DICOM (any name, as PACS exports write them; an export's DICOMDIR
     index is left out); a warning counts and names the files left out: images directly in ROOT or in a SPLIT folder
     (in no class folder) and files of other formats in the class folders (hidden and system files, such as .DS_Store
@@ -148,6 +167,7 @@ def build_imagefolder(data_dir, patient_pattern: str | None = None, modalities=R
                                        f"(files per suffix: {dict(suffixes.most_common())})")
     _warn_other_modality(root, other_modality)
     _warn_repeats(root, repeats)
+    _warn_classes_in_one_split_each(root, entries)
     check_class_spellings(root, [cls for _, _, cls, *_ in entries])
     names = sorted({cls for _, _, cls, *_ in entries})
     if not names:
