@@ -368,3 +368,29 @@ def test_patient_folders_put_straight_into_split_folders_are_said_to_be_classes(
         "Class folders: IM-1427, IM-1430, IM-1431, IM-1436, IM-1437 and 10 more")
     ds, said = warnings_saying("share no class folder", lambda: build_dataset("imagefolder", tmp_path / "site"))
     assert label_names(ds) == ["normal", "pneumonia"] and sorted(ds) == ["test", "train"] and not said
+
+
+@pytest.mark.parametrize("builder", ["manifest", "cxr_folder", "cxr_pool"])
+def test_a_csv_row_longer_than_its_header_is_refused_naming_its_line(tmp_path, builder):
+    """An unquoted comma in a value shifts the values after it into the wrong columns: cxr_folder and manifest read
+    them so without a word, and cxr_pool stopped on an AttributeError."""
+    files = sample_files()
+    folder = tmp_path / "pool" / "site"
+    lines = ["image,label,patient_id" if builder == "manifest" else "file,label,patient_id"]
+    for name in KERMANY_SHA256:
+        copy_to(files[name], folder / name)
+        lines.append(f"{name},{kermany_class(name)},{kermany_patient(name)}")
+    name = list(KERMANY_SHA256)[2]
+    lines[3] = f"{name},{kermany_class(name)},{kermany_patient(name)}, left"
+    (folder / "labels.csv").write_text("\n".join(lines) + "\n")
+    data_dir = tmp_path / "pool" if builder == "cxr_pool" else folder
+    options = {"manifest": "labels.csv"} if builder == "manifest" else {}
+    with pytest.raises(LayoutError, match=r"site/labels.csv: line 4 has 4 values but the header names 3 columns: put "
+                                          r"a value holding a comma in quotes"):
+        build_dataset(builder, data_dir, **options)
+    lines[3] = f'{name},{kermany_class(name)},"{kermany_patient(name)}, left"'
+    (folder / "labels.csv").write_text("\n".join(lines) + "\n")
+    rows = [row for split in build_dataset(builder, data_dir, **options).values()
+            for row in split.select_columns(["path", "patient_id"])]
+    assert len(rows) == 16 and {row["patient_id"] for row in rows if row["path"].endswith(name)} == {
+        f"{kermany_patient(name)}, left"}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import re
@@ -15,8 +14,8 @@ from ..dicom import (RADIOGRAPH_MODALITIES, hash_identifier, is_dicom_directory,
 from ..errors import LayoutError
 from ..images import DICOM_SUFFIXES, IMAGE_SUFFIXES, is_dicom_path
 from ..splits import canonical_split
-from .common import (Recipe, check_class_spellings, check_column_names, option_values, record, some_names,
-                     walk_files)
+from .common import (Recipe, check_class_spellings, check_column_names, option_values, read_table, record,
+                     some_names, walk_files)
 
 SPLIT_FOLDERS = ("train", "training", "val", "valid", "validation", "test", "testing")
 
@@ -194,8 +193,7 @@ MANIFEST_COLUMNS = ("image", "label", "labels", "mask", "patient_id", "study_id"
 def _manifest_rows(path: Path) -> list[dict]:
     if path.suffix.lower() == ".jsonl":
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        return list(csv.DictReader(handle))
+    return read_table(path, check_row_lengths=True)
 
 
 def _label_value(value, path: Path, image) -> float:
