@@ -394,3 +394,24 @@ def test_a_csv_row_longer_than_its_header_is_refused_naming_its_line(tmp_path, b
             for row in split.select_columns(["path", "patient_id"])]
     assert len(rows) == 16 and {row["patient_id"] for row in rows if row["path"].endswith(name)} == {
         f"{kermany_patient(name)}, left"}
+
+
+def test_a_dicom_exported_into_two_class_folders_is_named_with_both_classes(tmp_path):
+    """One image filed under two classes kept the first folder's class, and the warning about repeats did not say
+    that the copies' labels differed."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    exported = {"normal/export1/IM0001": "RG1_UNCR.dcm", "pneumonia/export2/IM0001": "RG1_UNCR.dcm",
+                "normal/export2/IM0002": "RG1_UNCR.dcm", "pneumonia/export3/IM0001": "RG3_UNCR.dcm"}
+    export_dicoms(exported, tmp_path / "site")
+    ds, said = warnings_saying("repeat", lambda: build_dataset("imagefolder", tmp_path / "site",
+                                                               split_fractions={"train": 1.0}))
+    rows = {row["path"]: row["labels"] for row in ds["train"].select_columns(["path", "labels"])}
+    assert rows == {"normal/export1/IM0001": [1.0, 0.0], "pneumonia/export3/IM0001": [0.0, 1.0]}
+    assert len(said) == 1 and "site: 2 DICOM file(s) repeat an image found before" in said[0]
+    assert said[0].endswith("1 of them lie in another class folder than the copy kept, so the image has two labels "
+                            "(class kept -> class left out: {'normal -> pneumonia': 1}); keep each image in the folder "
+                            "of its class only: pneumonia/export2/IM0001")
+    uid = pydicom.dcmread(get_testdata_file("RG1_UNCR.dcm", download=False), stop_before_pixels=True).SOPInstanceUID
+    assert uid not in said[0]

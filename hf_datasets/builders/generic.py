@@ -71,25 +71,35 @@ def _warn_other_modality(root: Path, count: int) -> None:
                       "modality, or list the ones wanted", stacklevel=3)
 
 
-def _repeats_image(header: dict, instances: set) -> bool:
-    """Whether a DICOM file (`_dicom_header`) repeats an image found before: its SOP Instance UID is in `instances`
-    (e.g. a study exported twice); a new one is added. A file that holds no whole image (cut short, or without pixel
-    data) is no copy of one: it never repeats one, nor stands for it (a damaged copy found first must not displace a
-    whole one)."""
+def _repeats_image(header: dict, first_copies: dict, place=None) -> bool:
+    """Whether a DICOM file (`_dicom_header`) repeats an image found before: its SOP Instance UID is a key of
+    `first_copies` (e.g. a study exported twice); a new one is added, with the `place` of this first copy (its class
+    folder). A file that holds no whole image (cut short, or without pixel data) is no copy of one: it never repeats
+    one, nor stands for it (a damaged copy found first must not displace a whole one)."""
     instance = header.get("instance")
     if not header.get("whole") or instance is None:
         return False
-    if instance in instances:
+    if instance in first_copies:
         return True
-    instances.add(instance)
+    first_copies[instance] = place
     return False
 
 
-def _warn_repeats(root: Path, count: int) -> None:
-    """Warn that `count` DICOM files under `root` were left out as repeats (counts only: no UID is written out)."""
-    if count:
-        warnings.warn(f"{root}: {count} DICOM file(s) repeat an image found before (same SOP Instance UID); "
-                      "the first copy of each is kept", stacklevel=3)
+def _warn_repeats(root: Path, count: int, other_class: Counter | None = None, other_class_files=()) -> None:
+    """Warn that `count` DICOM files under `root` were left out as repeats, and how many of them lay in another class
+    folder than the copy kept (`other_class`: copies per (class kept, class left out)), naming those (counts, classes
+    and paths only: no UID is written out)."""
+    if not count:
+        return
+    message = (f"{root}: {count} DICOM file(s) repeat an image found before (same SOP Instance UID); the first copy "
+               "of each is kept")
+    if other_class:
+        pairs = {f"{kept} -> {left_out}": copies for (kept, left_out), copies in sorted(other_class.items())}
+        names = some_names(file.relative_to(root).as_posix() for file in other_class_files)
+        message += (f", with its class: {sum(other_class.values())} of them lie in another class folder than the copy "
+                    f"kept, so the image has two labels (class kept -> class left out: {pairs}); keep each image in "
+                    f"the folder of its class only: {names}")
+    warnings.warn(message, stacklevel=3)
 
 
 def _warn_left_out(root: Path, files: list[Path], why: str) -> None:
@@ -133,10 +143,12 @@ def build_imagefolder(data_dir, patient_pattern: str | None = None, modalities=R
     hashed header PatientID, else none (each image counts as its own patient, with a warning where a seeded split is
     drawn); a DICOM file's study and view come from its header. As in dicomdir, DICOM files whose Modality is not in
     `modalities` (default CR and DX, radiographs; None = any) and repeats of an image found before (same SOP Instance
-    UID) are left out, with a warning that counts each."""
+    UID) are left out, with a warning that counts each, and counts and names the repeats lying in another class
+    folder than the copy kept (whose class the image takes), with both classes."""
     root = Path(data_dir)
     modalities = option_values(modalities)
-    entries, in_root, other_format, other_modality, instances, repeats = [], [], [], 0, set(), 0
+    entries, in_root, other_format, other_modality, first_copies, repeats = [], [], [], 0, {}, 0
+    other_class, other_class_files = Counter(), []
     for image in walk_files(root, ("",)):
         dicom = is_dicom_path(image)
         readable = dicom or image.suffix.lower() in IMAGE_SUFFIXES
@@ -152,12 +164,15 @@ def build_imagefolder(data_dir, patient_pattern: str | None = None, modalities=R
             if _other_modality(header, modalities):
                 other_modality += 1
                 continue
-            if _repeats_image(header, instances):
-                repeats += 1
-                continue
             split = canonical_split(parts[0]) if len(parts) >= 3 and parts[0].lower() in SPLIT_FOLDERS else None
-            entries.append((image, split, parts[1] if split else parts[0], Path(*parts[2 if split else 1:]), dicom,
-                            header))
+            cls = parts[1] if split else parts[0]
+            if _repeats_image(header, first_copies, cls):
+                repeats += 1
+                if first_copies[header["instance"]] != cls:
+                    other_class[first_copies[header["instance"]], cls] += 1
+                    other_class_files.append(image)
+                continue
+            entries.append((image, split, cls, Path(*parts[2 if split else 1:]), dicom, header))
     _warn_left_out(root, in_root, "images directly in the folder or in a split folder (train, val, test), outside "
                                   "any class folder (move each into the folder of its class: ROOT/CLASS/... or "
                                   "ROOT/SPLIT/CLASS/...)")
@@ -165,7 +180,7 @@ def build_imagefolder(data_dir, patient_pattern: str | None = None, modalities=R
     _warn_left_out(root, other_format, f"neither images of a format read ({' '.join(IMAGE_SUFFIXES)}) nor DICOM "
                                        f"(files per suffix: {dict(suffixes.most_common())})")
     _warn_other_modality(root, other_modality)
-    _warn_repeats(root, repeats)
+    _warn_repeats(root, repeats, other_class, other_class_files)
     _warn_classes_in_one_split_each(root, entries)
     check_class_spellings(root, [cls for _, _, cls, *_ in entries])
     names = sorted({cls for _, _, cls, *_ in entries})
@@ -287,7 +302,7 @@ def build_dicomdir(data_dir, modalities=RADIOGRAPH_MODALITIES, views=None, bits:
     pixel data) is no copy of one: it is kept, to be reported when read, and never stands for the image."""
     root = Path(data_dir)
     modalities, views = option_values(modalities), wanted_views(option_values(views))  # views=PA is one view
-    records, instances, repeats, other_modality, other_view = [], set(), 0, 0, 0
+    records, first_copies, repeats, other_modality, other_view = [], {}, 0, 0, 0
     for path in walk_files(root, ("",)):
         if not (is_dicom_file(path) or path.suffix.lower() in DICOM_SUFFIXES) or is_dicom_directory(path):
             continue
@@ -298,7 +313,7 @@ def build_dicomdir(data_dir, modalities=RADIOGRAPH_MODALITIES, views=None, bits:
         if views is not None and header["view"] not in views:
             other_view += 1
             continue
-        if _repeats_image(header, instances):
+        if _repeats_image(header, first_copies):
             repeats += 1
             continue
         records.append(record(path, data_dir=root, decode=True, source=root.name, patient_id=header["patient_id"],
