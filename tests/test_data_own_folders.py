@@ -415,3 +415,27 @@ def test_a_dicom_exported_into_two_class_folders_is_named_with_both_classes(tmp_
                             "of its class only: pneumonia/export2/IM0001")
     uid = pydicom.dcmread(get_testdata_file("RG1_UNCR.dcm", download=False), stop_before_pixels=True).SOPInstanceUID
     assert uid not in said[0]
+
+
+def test_a_dicom_file_with_an_image_suffix_is_read_as_dicom_by_every_reader(tmp_path):
+    """A DICOM file renamed scan.png was DICOM to the manifest builder, read_grey and predict, but an image file to
+    imagefolder: refused as no image, or read as the TIFF its preamble may hold (pydicom's RG1_UNCR.dcm does), raw
+    pixels without the header's window, patient and view."""
+    import numpy as np
+
+    from hf_datasets.images import read_grey
+    from train.predict import read_image
+
+    export_dicoms({"normal/a/scan.png": "RG1_UNCR.dcm", "pneumonia/b/IM0001": "RG3_UNCR.dcm"}, tmp_path / "site")
+    lines = ["image,label", "normal/a/scan.png,normal", "pneumonia/b/IM0001,pneumonia"]
+    (tmp_path / "site" / "labels.csv").write_text("\n".join(lines) + "\n")
+    built = {}
+    for builder, options in (("imagefolder", {}), ("manifest", {"manifest": "labels.csv"})):
+        rows = build_dataset(builder, tmp_path / "site", split_fractions={"train": 1.0}, **options)["train"]
+        built[builder] = {row["path"]: row for row in rows}
+    by_folder, by_manifest = built["imagefolder"]["normal/a/scan.png"], built["manifest"]["normal/a/scan.png"]
+    assert by_folder["patient_id"] == by_manifest["patient_id"] is not None and by_folder["view"] == "PA"
+    assert np.array_equal(np.asarray(by_folder["image"]), np.asarray(by_manifest["image"]))
+    grey = read_grey(tmp_path / "site" / "normal" / "a" / "scan.png")
+    assert grey.dtype == np.float32 and grey.shape == np.asarray(by_folder["image"]).shape
+    assert np.array_equal(read_image(tmp_path / "site" / "normal" / "a" / "scan.png"), grey)

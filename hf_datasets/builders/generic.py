@@ -9,10 +9,10 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
-from ..dicom import (RADIOGRAPH_MODALITIES, hash_identifier, is_dicom_directory, is_dicom_file, normalise_view,
-                     quiet_value_checks, read_header, wanted_views)
+from ..dicom import (RADIOGRAPH_MODALITIES, hash_identifier, is_dicom_directory, normalise_view, quiet_value_checks,
+                     read_header, wanted_views)
 from ..errors import LayoutError
-from ..images import DICOM_SUFFIXES, IMAGE_SUFFIXES, is_dicom_path
+from ..images import IMAGE_SUFFIXES, is_dicom_path
 from ..splits import canonical_split
 from .common import (Recipe, check_class_spellings, check_column_names, option_values, read_table, record,
                      some_names, walk_files)
@@ -272,7 +272,7 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
             raise LayoutError(path, f"row for {row.get('image')} has {len(values)} labels, expected {len(names)}")
         mask = row.get("mask") or None
         image = root / row["image"]
-        dicom = image.suffix.lower() in DICOM_SUFFIXES or is_dicom_file(image)
+        dicom = is_dicom_path(image)
         header = _dicom_header(image) if dicom else {}
         records.append(record(image, data_dir=root, labels=values, decode=dicom,
                               mask=str(root / mask) if mask else None,
@@ -304,7 +304,7 @@ def build_dicomdir(data_dir, modalities=RADIOGRAPH_MODALITIES, views=None, bits:
     modalities, views = option_values(modalities), wanted_views(option_values(views))  # views=PA is one view
     records, first_copies, repeats, other_modality, other_view = [], {}, 0, 0, 0
     for path in walk_files(root, ("",)):
-        if not (is_dicom_file(path) or path.suffix.lower() in DICOM_SUFFIXES) or is_dicom_directory(path):
+        if not is_dicom_path(path) or is_dicom_directory(path):
             continue
         header = _dicom_header(path)
         if _other_modality(header, modalities):
