@@ -31,10 +31,11 @@ DICOM_SUFFIXES = (".dcm", ".dicom")
 
 
 def is_dicom_path(path) -> bool:
-    """Whether a file is read as DICOM: by a .dcm / .dicom suffix (an empty or damaged one is reported when read), or
-    by the 'DICM' marker under a name without an image suffix (PACS exports write IM0001, 1.2.840...)."""
-    suffix = os.path.splitext(path)[1].lower()
-    return suffix in DICOM_SUFFIXES or (suffix not in IMAGE_SUFFIXES and is_dicom_file(path))
+    """Whether a file is read as DICOM, by the data set builders, `read_grey` and train.predict alike: by a .dcm /
+    .dicom suffix (an empty or damaged one is reported when read), or by the 'DICM' marker under any other name (PACS
+    exports write IM0001, 1.2.840...; a DICOM file renamed x.png is still one, which an image reader would refuse or
+    misread)."""
+    return os.path.splitext(path)[1].lower() in DICOM_SUFFIXES or is_dicom_file(path)
 
 
 def upright(image: Image.Image) -> Image.Image:
@@ -158,7 +159,7 @@ def read_grey(path, *, dicom_voi: str = "header") -> np.ndarray:
     path = _existing_file(path)
     if path.upper().endswith(".IMG"):
         return read_jsrt_raw(path)
-    if is_dicom_file(path) or path.lower().endswith(DICOM_SUFFIXES):
+    if is_dicom_path(path):
         return read_dicom(path, voi=dicom_voi)[0].astype(np.float32, copy=False)
     with image_read_errors(path), Image.open(path) as image:
         image.load()

@@ -349,3 +349,93 @@ def test_class_names_that_differ_only_in_case_are_refused(tmp_path, builder):
     with pytest.raises(LayoutError, match=r"site(/labels.csv)?: class names that differ only in case would be "
                                           r"classes of their own: \[\{'Pneumonia': 3, 'pneumonia': 5\}\]"):
         build_dataset(builder, tmp_path / "site", **({"manifest": "labels.csv"} if builder == "manifest" else {}))
+
+
+def test_patient_folders_put_straight_into_split_folders_are_said_to_be_classes(tmp_path):
+    """ROOT/train/<patient>/x.jpeg made one class per patient folder without a word: split by patient, such folders
+    never repeat across splits, while each real class has images in several."""
+    files = sample_files()
+    patients = sorted({kermany_patient(name) for name in KERMANY_SHA256})
+    for name in KERMANY_SHA256:
+        split = "train" if patients.index(kermany_patient(name)) % 2 else "test"
+        copy_to(files[name], tmp_path / "mistaken" / split / kermany_patient(name) / name)
+        copy_to(files[name], tmp_path / "site" / split / kermany_class(name) / kermany_patient(name) / name)
+    ds, said = warnings_saying("share no class folder", lambda: build_dataset("imagefolder", tmp_path / "mistaken"))
+    assert len(label_names(ds)) == 15
+    assert len(said) == 1 and said[0].startswith(f"{tmp_path / 'mistaken'}: the split folders (test, train) share no "
+                                                 "class folder")
+    assert "(ROOT/SPLIT/CLASS/<patient>/x.png)" in said[0] and said[0].endswith(
+        "Class folders: IM-1427, IM-1430, IM-1431, IM-1436, IM-1437 and 10 more")
+    ds, said = warnings_saying("share no class folder", lambda: build_dataset("imagefolder", tmp_path / "site"))
+    assert label_names(ds) == ["normal", "pneumonia"] and sorted(ds) == ["test", "train"] and not said
+
+
+@pytest.mark.parametrize("builder", ["manifest", "cxr_folder", "cxr_pool"])
+def test_a_csv_row_longer_than_its_header_is_refused_naming_its_line(tmp_path, builder):
+    """An unquoted comma in a value shifts the values after it into the wrong columns: cxr_folder and manifest read
+    them so without a word, and cxr_pool stopped on an AttributeError."""
+    files = sample_files()
+    folder = tmp_path / "pool" / "site"
+    lines = ["image,label,patient_id" if builder == "manifest" else "file,label,patient_id"]
+    for name in KERMANY_SHA256:
+        copy_to(files[name], folder / name)
+        lines.append(f"{name},{kermany_class(name)},{kermany_patient(name)}")
+    name = list(KERMANY_SHA256)[2]
+    lines[3] = f"{name},{kermany_class(name)},{kermany_patient(name)}, left"
+    (folder / "labels.csv").write_text("\n".join(lines) + "\n")
+    data_dir = tmp_path / "pool" if builder == "cxr_pool" else folder
+    options = {"manifest": "labels.csv"} if builder == "manifest" else {}
+    with pytest.raises(LayoutError, match=r"site/labels.csv: line 4 has 4 values but the header names 3 columns: put "
+                                          r"a value holding a comma in quotes"):
+        build_dataset(builder, data_dir, **options)
+    lines[3] = f'{name},{kermany_class(name)},"{kermany_patient(name)}, left"'
+    (folder / "labels.csv").write_text("\n".join(lines) + "\n")
+    rows = [row for split in build_dataset(builder, data_dir, **options).values()
+            for row in split.select_columns(["path", "patient_id"])]
+    assert len(rows) == 16 and {row["patient_id"] for row in rows if row["path"].endswith(name)} == {
+        f"{kermany_patient(name)}, left"}
+
+
+def test_a_dicom_exported_into_two_class_folders_is_named_with_both_classes(tmp_path):
+    """One image filed under two classes kept the first folder's class, and the warning about repeats did not say
+    that the copies' labels differed."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    exported = {"normal/export1/IM0001": "RG1_UNCR.dcm", "pneumonia/export2/IM0001": "RG1_UNCR.dcm",
+                "normal/export2/IM0002": "RG1_UNCR.dcm", "pneumonia/export3/IM0001": "RG3_UNCR.dcm"}
+    export_dicoms(exported, tmp_path / "site")
+    ds, said = warnings_saying("repeat", lambda: build_dataset("imagefolder", tmp_path / "site",
+                                                               split_fractions={"train": 1.0}))
+    rows = {row["path"]: row["labels"] for row in ds["train"].select_columns(["path", "labels"])}
+    assert rows == {"normal/export1/IM0001": [1.0, 0.0], "pneumonia/export3/IM0001": [0.0, 1.0]}
+    assert len(said) == 1 and "site: 2 DICOM file(s) repeat an image found before" in said[0]
+    assert said[0].endswith("1 of them lie in another class folder than the copy kept, so the image has two labels "
+                            "(class kept -> class left out: {'normal -> pneumonia': 1}); keep each image in the folder "
+                            "of its class only: pneumonia/export2/IM0001")
+    uid = pydicom.dcmread(get_testdata_file("RG1_UNCR.dcm", download=False), stop_before_pixels=True).SOPInstanceUID
+    assert uid not in said[0]
+
+
+def test_a_dicom_file_with_an_image_suffix_is_read_as_dicom_by_every_reader(tmp_path):
+    """A DICOM file renamed scan.png was DICOM to the manifest builder, read_grey and predict, but an image file to
+    imagefolder: refused as no image, or read as the TIFF its preamble may hold (pydicom's RG1_UNCR.dcm does), raw
+    pixels without the header's window, patient and view."""
+    import numpy as np
+
+    from hf_datasets.images import read_grey
+    from train.predict import read_image
+
+    export_dicoms({"normal/a/scan.png": "RG1_UNCR.dcm", "pneumonia/b/IM0001": "RG3_UNCR.dcm"}, tmp_path / "site")
+    lines = ["image,label", "normal/a/scan.png,normal", "pneumonia/b/IM0001,pneumonia"]
+    (tmp_path / "site" / "labels.csv").write_text("\n".join(lines) + "\n")
+    built = {}
+    for builder, options in (("imagefolder", {}), ("manifest", {"manifest": "labels.csv"})):
+        rows = build_dataset(builder, tmp_path / "site", split_fractions={"train": 1.0}, **options)["train"]
+        built[builder] = {row["path"]: row for row in rows}
+    by_folder, by_manifest = built["imagefolder"]["normal/a/scan.png"], built["manifest"]["normal/a/scan.png"]
+    assert by_folder["patient_id"] == by_manifest["patient_id"] is not None and by_folder["view"] == "PA"
+    assert np.array_equal(np.asarray(by_folder["image"]), np.asarray(by_manifest["image"]))
+    grey = read_grey(tmp_path / "site" / "normal" / "a" / "scan.png")
+    assert grey.dtype == np.float32 and grey.shape == np.asarray(by_folder["image"]).shape
+    assert np.array_equal(read_image(tmp_path / "site" / "normal" / "a" / "scan.png"), grey)

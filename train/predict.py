@@ -65,10 +65,10 @@ def read_image(path: Path):
     Raises a `hf_datasets.errors.DataError` naming the path and the reason (never a DICOM header value); warns,
     naming the path, about a DICOM of another modality than radiography.
     """
-    from hf_datasets.dicom import RADIOGRAPH_MODALITIES, is_dicom_file, read_dicom
-    from hf_datasets.images import DICOM_SUFFIXES, open_image, pil_to_grey
+    from hf_datasets.dicom import RADIOGRAPH_MODALITIES, read_dicom
+    from hf_datasets.images import is_dicom_path, open_image, pil_to_grey
 
-    if path.suffix.lower() in DICOM_SUFFIXES or is_dicom_file(path):
+    if is_dicom_path(path):
         image, header = read_dicom(path)
         if header["modality"] is not None and header["modality"] not in RADIOGRAPH_MODALITIES:
             warnings.warn(f"{path}: not a radiograph (its Modality is neither CR nor DX): the model knows chest "

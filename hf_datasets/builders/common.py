@@ -102,7 +102,7 @@ def check_column_names(path, columns, read) -> None:
     """LayoutError for a table's column named like one of those the builder reads, `read`, but not exactly ('Label',
     'PatientID'), while that one is missing: it would be left unread without a word, leaving the set without labels
     or its patients free to cross splits."""
-    columns = set(columns) - {None}  # None: the values of a CSV row longer than its header
+    columns = set(columns)
     known = {_column_key(name): name for name in read}
     misnamed = {column: known[_column_key(column)] for column in sorted(columns - set(read))
                 if _column_key(column) in known and known[_column_key(column)] not in columns}
@@ -143,24 +143,33 @@ def parse_age(value) -> float | None:
     return number / {"M": 12.0, "W": 52.0, "D": 365.0}.get(unit, 1.0)
 
 
-def read_table(path) -> list[dict]:
-    """Rows of a CSV file (optionally .gz) as dicts keyed by the header row."""
-    return list(iter_table(path))
+def read_table(path, check_row_lengths: bool = False) -> list[dict]:
+    """Rows of a CSV file (optionally .gz) as dicts keyed by the header row. check_row_lengths: a row holding more
+    values than the header names columns is refused (LayoutError naming its line): an unquoted comma in a value
+    shifts the values after it into the wrong columns."""
+    return list(iter_table(path, check_row_lengths))
 
 
-def iter_table(path):
+def iter_table(path, check_row_lengths: bool = False):
     """The rows of `read_table`, read one at a time: a table used in one pass (a metadata file of several hundred
     thousand rows) is never held whole."""
     path = Path(path)
     if not path.exists():
         raise LayoutError(path, "label file not found")
-    return _table_rows(path)
+    return _table_rows(path, check_row_lengths)
 
 
-def _table_rows(path: Path):
+def _table_rows(path: Path, check_row_lengths: bool):
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", newline="", encoding="utf-8-sig") as handle:
-        yield from csv.DictReader(handle)
+        reader = csv.DictReader(handle)
+        for row in reader:
+            if check_row_lengths and None in row:  # DictReader puts values beyond the header's columns under None
+                columns = len(reader.fieldnames)
+                raise LayoutError(path, f"line {reader.line_num} has {columns + len(row[None])} values but the header "
+                                        f"names {columns} columns: put a value holding a comma in quotes (\"a, b\"), "
+                                        "and name every column in the header")
+            yield row
 
 
 def find_file(data_dir, *names) -> Path:

@@ -1,6 +1,7 @@
 """A prepared CXR folder: labels.csv (`file`, `label` and/or `mask_file`, `patient_id`, `source`,
 optional `view`, `sex`, `age`, ...) beside the images and masks; a column named like one of these but not exactly
-('Label', 'PatientID') is refused, naming the rename. Labels are one-hot over the
+('Label', 'PatientID') is refused, naming the rename, and so is a row with more values than the header names
+columns, naming its line. Labels are one-hot over the
 class names (sorted, or `classes`) after renaming by `label_map` (e.g. {"no_finding": "normal"});
 rows whose label is empty, "unlabelled" or not in `classes` get NaN labels. Seeded patient-level split.
 """
@@ -19,7 +20,7 @@ def build(data_dir, classes: list[str] | None = None, label_column: str = "label
           label_map: dict | None = None) -> Recipe:
     root = Path(data_dir)
     table = find_file(root, "labels.csv")
-    rows = read_table(table)
+    rows = read_table(table, check_row_lengths=True)
     check_column_names(table, {column for row in rows for column in row},
                        ("file", label_column, "mask_file", "patient_id", "source", "view", "sex", "age"))
     if rows and "file" not in rows[0]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import re
@@ -10,13 +9,13 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
-from ..dicom import (RADIOGRAPH_MODALITIES, hash_identifier, is_dicom_directory, is_dicom_file, normalise_view,
-                     quiet_value_checks, read_header, wanted_views)
+from ..dicom import (RADIOGRAPH_MODALITIES, hash_identifier, is_dicom_directory, normalise_view, quiet_value_checks,
+                     read_header, wanted_views)
 from ..errors import LayoutError
-from ..images import DICOM_SUFFIXES, IMAGE_SUFFIXES, is_dicom_path
+from ..images import IMAGE_SUFFIXES, is_dicom_path
 from ..splits import canonical_split
-from .common import (Recipe, check_class_spellings, check_column_names, option_values, record, some_names,
-                     walk_files)
+from .common import (Recipe, check_class_spellings, check_column_names, option_values, read_table, record,
+                     some_names, walk_files)
 
 SPLIT_FOLDERS = ("train", "training", "val", "valid", "validation", "test", "testing")
 
@@ -72,25 +71,35 @@ def _warn_other_modality(root: Path, count: int) -> None:
                       "modality, or list the ones wanted", stacklevel=3)
 
 
-def _repeats_image(header: dict, instances: set) -> bool:
-    """Whether a DICOM file (`_dicom_header`) repeats an image found before: its SOP Instance UID is in `instances`
-    (e.g. a study exported twice); a new one is added. A file that holds no whole image (cut short, or without pixel
-    data) is no copy of one: it never repeats one, nor stands for it (a damaged copy found first must not displace a
-    whole one)."""
+def _repeats_image(header: dict, first_copies: dict, place=None) -> bool:
+    """Whether a DICOM file (`_dicom_header`) repeats an image found before: its SOP Instance UID is a key of
+    `first_copies` (e.g. a study exported twice); a new one is added, with the `place` of this first copy (its class
+    folder). A file that holds no whole image (cut short, or without pixel data) is no copy of one: it never repeats
+    one, nor stands for it (a damaged copy found first must not displace a whole one)."""
     instance = header.get("instance")
     if not header.get("whole") or instance is None:
         return False
-    if instance in instances:
+    if instance in first_copies:
         return True
-    instances.add(instance)
+    first_copies[instance] = place
     return False
 
 
-def _warn_repeats(root: Path, count: int) -> None:
-    """Warn that `count` DICOM files under `root` were left out as repeats (counts only: no UID is written out)."""
-    if count:
-        warnings.warn(f"{root}: {count} DICOM file(s) repeat an image found before (same SOP Instance UID); "
-                      "the first copy of each is kept", stacklevel=3)
+def _warn_repeats(root: Path, count: int, other_class: Counter | None = None, other_class_files=()) -> None:
+    """Warn that `count` DICOM files under `root` were left out as repeats, and how many of them lay in another class
+    folder than the copy kept (`other_class`: copies per (class kept, class left out)), naming those (counts, classes
+    and paths only: no UID is written out)."""
+    if not count:
+        return
+    message = (f"{root}: {count} DICOM file(s) repeat an image found before (same SOP Instance UID); the first copy "
+               "of each is kept")
+    if other_class:
+        pairs = {f"{kept} -> {left_out}": copies for (kept, left_out), copies in sorted(other_class.items())}
+        names = some_names(file.relative_to(root).as_posix() for file in other_class_files)
+        message += (f", with its class: {sum(other_class.values())} of them lie in another class folder than the copy "
+                    f"kept, so the image has two labels (class kept -> class left out: {pairs}); keep each image in "
+                    f"the folder of its class only: {names}")
+    warnings.warn(message, stacklevel=3)
 
 
 def _warn_left_out(root: Path, files: list[Path], why: str) -> None:
@@ -100,10 +109,29 @@ def _warn_left_out(root: Path, files: list[Path], why: str) -> None:
         warnings.warn(f"{root}: {len(files)} file(s) left out, {why}: {names}", stacklevel=3)
 
 
+def _warn_classes_in_one_split_each(root: Path, entries: list) -> None:
+    """Warn when two or more split folders share no class folder: in a real split each class has images in several
+    splits, while patient folders put straight into the split folders (ROOT/train/<MRN>/x.png), split by patient,
+    never repeat, and each became a class of its own."""
+    classes = {}
+    for _, split, cls, *_ in entries:
+        if split is not None:
+            classes.setdefault(split, set()).add(cls)
+    if len(classes) < 2 or len(set.union(*classes.values())) < sum(map(len, classes.values())):
+        return
+    names = some_names(sorted(set.union(*classes.values())))
+    warnings.warn(f"{root}: the split folders ({', '.join(sorted(classes))}) share no class folder, so every class "
+                  "has images in one split only: the folders directly under a split folder are the classes "
+                  "(ROOT/SPLIT/CLASS/...); if they are patient or study folders, move each into the folder of its "
+                  f"class (ROOT/SPLIT/CLASS/<patient>/x.png). Class folders: {names}", stacklevel=3)
+
+
 def build_imagefolder(data_dir, patient_pattern: str | None = None, modalities=RADIOGRAPH_MODALITIES,
                       bits: int = 8) -> Recipe:
     """ROOT/CLASS/... or ROOT/SPLIT/CLASS/... (SPLIT in train/val/test): the class is the folder directly under ROOT
-    (or SPLIT), whose images may lie in sub-folders of any depth (e.g. one per patient or study); images may be
+    (or SPLIT), whose images may lie in sub-folders of any depth (e.g. one per patient or study: CLASS/<patient>/x.png,
+    never <patient>/CLASS/x.png nor a patient folder directly under ROOT or SPLIT, which would be a class; a warning
+    says when the split folders share no class folder, as patient folders there would); images may be
     PNG/JPEG (.jpe, .jfif too)/TIFF/BMP/GIF/WebP or DICOM (any name, as PACS exports write them; an export's DICOMDIR
     index is left out); a warning counts and names the files left out: images directly in ROOT or in a SPLIT folder
     (in no class folder) and files of other formats in the class folders (hidden and system files, such as .DS_Store
@@ -115,10 +143,12 @@ def build_imagefolder(data_dir, patient_pattern: str | None = None, modalities=R
     hashed header PatientID, else none (each image counts as its own patient, with a warning where a seeded split is
     drawn); a DICOM file's study and view come from its header. As in dicomdir, DICOM files whose Modality is not in
     `modalities` (default CR and DX, radiographs; None = any) and repeats of an image found before (same SOP Instance
-    UID) are left out, with a warning that counts each."""
+    UID) are left out, with a warning that counts each, and counts and names the repeats lying in another class
+    folder than the copy kept (whose class the image takes), with both classes."""
     root = Path(data_dir)
     modalities = option_values(modalities)
-    entries, in_root, other_format, other_modality, instances, repeats = [], [], [], 0, set(), 0
+    entries, in_root, other_format, other_modality, first_copies, repeats = [], [], [], 0, {}, 0
+    other_class, other_class_files = Counter(), []
     for image in walk_files(root, ("",)):
         dicom = is_dicom_path(image)
         readable = dicom or image.suffix.lower() in IMAGE_SUFFIXES
@@ -134,12 +164,15 @@ def build_imagefolder(data_dir, patient_pattern: str | None = None, modalities=R
             if _other_modality(header, modalities):
                 other_modality += 1
                 continue
-            if _repeats_image(header, instances):
-                repeats += 1
-                continue
             split = canonical_split(parts[0]) if len(parts) >= 3 and parts[0].lower() in SPLIT_FOLDERS else None
-            entries.append((image, split, parts[1] if split else parts[0], Path(*parts[2 if split else 1:]), dicom,
-                            header))
+            cls = parts[1] if split else parts[0]
+            if _repeats_image(header, first_copies, cls):
+                repeats += 1
+                if first_copies[header["instance"]] != cls:
+                    other_class[first_copies[header["instance"]], cls] += 1
+                    other_class_files.append(image)
+                continue
+            entries.append((image, split, cls, Path(*parts[2 if split else 1:]), dicom, header))
     _warn_left_out(root, in_root, "images directly in the folder or in a split folder (train, val, test), outside "
                                   "any class folder (move each into the folder of its class: ROOT/CLASS/... or "
                                   "ROOT/SPLIT/CLASS/...)")
@@ -147,7 +180,8 @@ def build_imagefolder(data_dir, patient_pattern: str | None = None, modalities=R
     _warn_left_out(root, other_format, f"neither images of a format read ({' '.join(IMAGE_SUFFIXES)}) nor DICOM "
                                        f"(files per suffix: {dict(suffixes.most_common())})")
     _warn_other_modality(root, other_modality)
-    _warn_repeats(root, repeats)
+    _warn_repeats(root, repeats, other_class, other_class_files)
+    _warn_classes_in_one_split_each(root, entries)
     check_class_spellings(root, [cls for _, _, cls, *_ in entries])
     names = sorted({cls for _, _, cls, *_ in entries})
     if not names:
@@ -174,8 +208,7 @@ MANIFEST_COLUMNS = ("image", "label", "labels", "mask", "patient_id", "study_id"
 def _manifest_rows(path: Path) -> list[dict]:
     if path.suffix.lower() == ".jsonl":
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        return list(csv.DictReader(handle))
+    return read_table(path, check_row_lengths=True)
 
 
 def _label_value(value, path: Path, image) -> float:
@@ -239,7 +272,7 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
             raise LayoutError(path, f"row for {row.get('image')} has {len(values)} labels, expected {len(names)}")
         mask = row.get("mask") or None
         image = root / row["image"]
-        dicom = image.suffix.lower() in DICOM_SUFFIXES or is_dicom_file(image)
+        dicom = is_dicom_path(image)
         header = _dicom_header(image) if dicom else {}
         records.append(record(image, data_dir=root, labels=values, decode=dicom,
                               mask=str(root / mask) if mask else None,
@@ -269,9 +302,9 @@ def build_dicomdir(data_dir, modalities=RADIOGRAPH_MODALITIES, views=None, bits:
     pixel data) is no copy of one: it is kept, to be reported when read, and never stands for the image."""
     root = Path(data_dir)
     modalities, views = option_values(modalities), wanted_views(option_values(views))  # views=PA is one view
-    records, instances, repeats, other_modality, other_view = [], set(), 0, 0, 0
+    records, first_copies, repeats, other_modality, other_view = [], {}, 0, 0, 0
     for path in walk_files(root, ("",)):
-        if not (is_dicom_file(path) or path.suffix.lower() in DICOM_SUFFIXES) or is_dicom_directory(path):
+        if not is_dicom_path(path) or is_dicom_directory(path):
             continue
         header = _dicom_header(path)
         if _other_modality(header, modalities):
@@ -280,7 +313,7 @@ def build_dicomdir(data_dir, modalities=RADIOGRAPH_MODALITIES, views=None, bits:
         if views is not None and header["view"] not in views:
             other_view += 1
             continue
-        if _repeats_image(header, instances):
+        if _repeats_image(header, first_copies):
             repeats += 1
             continue
         records.append(record(path, data_dir=root, decode=True, source=root.name, patient_id=header["patient_id"],
