@@ -349,7 +349,7 @@ def render_model_card(model_dir, run: dict) -> ModelCard:
             _all_datasets(run)) + [{"name": eval_dataset.get("name", "")}]) if s}),
         licence=run.get("license", "apache-2.0"),
     )
-    leaks = find_local_paths(str(card))
+    leaks = find_local_paths(str(card), labels.values())
     if leaks:
         raise ValueError(f"The model card would publish local paths {leaks}; remove them from the run record")
     return card
