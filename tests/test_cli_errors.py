@@ -113,6 +113,16 @@ def test_a_model_config_value_the_config_refuses_is_named_with_or_without_init(m
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+@pytest.mark.parametrize("repo_id", ["alice", "a b", "alice/--bad..", "a/b/c", "/home/alice/models/x"])
+def test_a_hub_model_id_that_is_no_hub_repo_id_is_refused_before_training(tmp_path, repo_id):
+    """It ended on the card as given, or (a path, "a/b/c") silently became `your-username/cxrgm-<task>`."""
+    done = script("train.finetune_classification", "--dataset", "sample", "--image_size", "32", "--model_config",
+                  TINY_CONFIG, "--hub_model_id", repo_id, "--output_dir", str(tmp_path / "run"))
+    assert_input_error(done, f"--hub_model_id must be a Hub repo id 'user/name' (letters, digits, '-', '_' and '.', "
+                             f"not starting or ending with '-' or '.'), got {repo_id!r}")
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_missing_config_file_is_named(tmp_path):
     missing = tmp_path / "recipe.yaml"
     done = script("train.finetune_segmentation", "--config", str(missing), "--output_dir", str(tmp_path / "run"))
