@@ -123,6 +123,30 @@ def test_a_hub_model_id_that_is_no_hub_repo_id_is_refused_before_training(tmp_pa
     assert not (tmp_path / "run").exists()
 
 
+def test_a_model_folder_whose_saved_settings_the_model_refuses_is_named_with_the_field(model, tmp_path):
+    """A value of config.json or preprocessor_config.json that the class refuses ended on its ValueError traceback."""
+    import shutil
+
+    bad_config, bad_processor = tmp_path / "bad_config", tmp_path / "bad_processor"
+    for folder, file, field, value in ((bad_config, "config.json", "pooling", "max"),
+                                       (bad_processor, "preprocessor_config.json", "resize_mode", "stretch")):
+        shutil.copytree(model, folder)
+        saved = json.loads((folder / file).read_text())
+        (folder / file).write_text(json.dumps({**saved, field: value}))
+    run = ("train.finetune_classification", "--dataset", "sample", "--image_size", "32", "--output_dir",
+           str(tmp_path / "run"))
+    done = script(*run, "--init", str(bad_config))
+    assert_input_error(done, f"--init {bad_config}: its config.json holds a value that cannot be used "
+                             "(GroupMaskedViTConfig.pooling='max': must be one of")
+    done = script("train.evaluate", "--model", str(bad_config), "--dataset", "sample")
+    assert_input_error(done, f"--model {bad_config}: its config.json holds a value that cannot be used")
+    done = script(*run, "--init", str(bad_processor))
+    assert_input_error(done, f"--init {bad_processor}: its image processor's settings "
+                             f"{bad_processor / 'preprocessor_config.json'} hold a value that cannot be used "
+                             "(resize_mode must be one of ('pad', 'squash'), got 'stretch')")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_a_missing_config_file_is_named(tmp_path):
     missing = tmp_path / "recipe.yaml"
     done = script("train.finetune_segmentation", "--config", str(missing), "--output_dir", str(tmp_path / "run"))
