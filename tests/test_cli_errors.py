@@ -185,6 +185,36 @@ def test_an_image_that_cannot_be_decoded_is_named_whatever_reads_it(model, cut_s
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_a_mask_problem_is_named_whatever_reads_it(tmp_path, num_workers):
+    """A row without a mask, read by a loader worker, came back as torch's RuntimeError holding the worker's
+    ValueError traceback; it is a DataError naming the row and its file, as an unreadable image is."""
+    from benchmarks.device_smoke import segmentation_set
+
+    segmentation_set(tmp_path / "seg", rows=4)
+    code = textwrap.dedent(f"""
+        import datasets
+        from hf_datasets.errors import run_script
+        from modeling_cxrgm import GroupMaskedViTImageProcessor
+        from train import data
+
+        def main():
+            test = datasets.load_from_disk({str(tmp_path / "seg")!r})["test"]
+            test = test.map(lambda row, i: {{"mask": None if i == 1 else row["mask"]}}, with_indices=True,
+                            features=test.features)
+            processor = GroupMaskedViTImageProcessor(size=32, num_channels=1)
+            loader = data.make_loader(data.CXRDataset(test, processor, "segmentation"), 4, 0, False, {num_workers})
+            for batch in loader:
+                data.raise_unreadable(batch)
+
+        run_script(main)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=ENV, capture_output=True, text=True,
+                          timeout=600)
+    assert_input_error(done, "row 1 (")
+    assert "): has no mask" in done.stderr
+
+
 def test_prepare_on_a_folder_without_images(tmp_path):
     (tmp_path / "empty").mkdir()
     done = script("hf_datasets.prepare", "--dataset", "imagefolder", "--data_dir", str(tmp_path / "empty"),
