@@ -55,13 +55,15 @@ def synchronize(device: torch.device):
 
 
 class TimedLoader:
-    """Yields a loader's batches; starts the clock (after waiting for the device) at batch number `warmup`."""
+    """Yields a loader's batches, raising the error of one that could not be read; starts the clock (after waiting
+    for the device) at batch number `warmup`."""
 
     def __init__(self, loader, warmup: int, device):
         self.loader, self.warmup, self.device, self.start = loader, warmup, device, None
 
     def __iter__(self):
         for number, batch in enumerate(self.loader):
+            data.raise_unreadable(batch)
             if number == self.warmup:
                 synchronize(self.device)
                 self.start = time.perf_counter()

@@ -14,7 +14,7 @@ TEMPLATE = Path(__file__).parent / "dataset_card_template.md"
 SPDX = {"CC BY 4.0": "cc-by-4.0", "CC BY 3.0": "cc-by-3.0"}
 
 
-def _saved_splits_and_labels(dataset_dir: Path) -> tuple[dict[str, int], list[str]]:
+def saved_splits_and_labels(dataset_dir: Path) -> tuple[dict[str, int], list[str]]:
     """Rows per split and label names (the order of `labels`) of a `DatasetDict.save_to_disk` folder, read from its
     metadata (memory-mapped, nothing decoded); empty when it is none or names no labels."""
     if not (dataset_dir / "dataset_dict.json").is_file():
@@ -48,7 +48,7 @@ def write_dataset_card(dataset_dir, sources: list[str], *, title: str | None = N
     splits: images per split; read from a `save_to_disk` folder's metadata when not given (so are the label names).
     """
     dataset_dir = Path(dataset_dir)
-    saved_splits, labels = _saved_splits_and_labels(dataset_dir)
+    saved_splits, labels = saved_splits_and_labels(dataset_dir)
     names = [str(scrub(name)) for name in sources]
     if not names:
         raise ValueError("A dataset card needs at least one source")
@@ -76,7 +76,7 @@ def write_dataset_card(dataset_dir, sources: list[str], *, title: str | None = N
         splits=sorted((splits or saved_splits).items()),
         citations=sorted({s.citation for s in known.values() if s}),
     )
-    leaks = find_local_paths(str(card))
+    leaks = find_local_paths(str(card), labels)
     if leaks:
         raise ValueError(f"The dataset card would publish local paths {leaks}")
     path = dataset_dir / "README.md"

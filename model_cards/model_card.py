@@ -146,10 +146,13 @@ def _scalar_metrics(metrics: dict) -> dict:
             and k not in BOOKKEEPING and not k.startswith(("train_", "confusion"))}
 
 
-def _confusion(metrics: dict) -> tuple[list[str], list[list[str]]]:
-    """`confusion/<true>/<predicted>` counts -> (class names, rows of [true, count per predicted class])."""
-    cells = {tuple(k.split("/")[1:3]): v for k, v in metrics.items()
-             if k.startswith("confusion/") and k.count("/") == 2 and _number(v) is not None}
+def _confusion(metrics: dict, labels) -> tuple[list[str], list[list[str]]]:
+    """`confusion/<true>/<predicted>` counts -> (class names, rows of [true, count per predicted class]). The keys are
+    read with the model's `labels`, so a class named "a/b" keeps its cells; without them, split at each "/"."""
+    names = set(labels) or {name for key in metrics if key.startswith("confusion/") and key.count("/") == 2
+                            for name in key.split("/")[1:]}
+    cells = {(true, predicted): metrics[key] for true in names for predicted in names
+             if _number(metrics.get(key := f"confusion/{true}/{predicted}")) is not None}
     classes = sorted({c for pair in cells for c in pair})
     return classes, [[t, *(f"{cells.get((t, p), 0):g}" for p in classes)] for t in classes]
 
@@ -318,7 +321,7 @@ def render_model_card(model_dir, run: dict) -> ModelCard:
         repo_id=repo_id,
         metrics=[(describe_metric(k, multi_label)[1], f"{v:.4f}" if _number(v) is not None else "n/a")
                  for k, v in _scalar_metrics(metrics).items()],
-        confusion=_confusion(metrics),
+        confusion=_confusion(metrics, map(str, labels.values())),
         eval_dataset={**{k: _text(eval_dataset.get(k)) for k in ("name", "split", "num_images")},
                       "title": eval_source.title if eval_source else None},
         datasets=_dataset_rows(run.get("earlier_datasets"))
@@ -349,7 +352,7 @@ def render_model_card(model_dir, run: dict) -> ModelCard:
             _all_datasets(run)) + [{"name": eval_dataset.get("name", "")}]) if s}),
         licence=run.get("license", "apache-2.0"),
     )
-    leaks = find_local_paths(str(card))
+    leaks = find_local_paths(str(card), labels.values())
     if leaks:
         raise ValueError(f"The model card would publish local paths {leaks}; remove them from the run record")
     return card

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 # An absolute path (POSIX, home-relative or Windows drive) standing on its own, not inside a URL or a word.
@@ -28,9 +29,29 @@ def is_local_path(value: str) -> bool:
     return text.count("/") >= 2
 
 
-def find_local_paths(text: str) -> list[str]:
-    """Absolute or home-relative paths occurring anywhere in free text."""
+def find_local_paths(text: str, label_names=()) -> list[str]:
+    """Absolute or home-relative paths occurring anywhere in free text, outside the `label_names` it holds.
+
+    Label names are the classes of the user's data, which config.json publishes as they are: data, not local paths,
+    though one may look like one ("pneumonia (/viral)"). They are looked for in every form a card or JSON file writes
+    them in (`written_forms`).
+    """
+    for form in sorted(written_forms(label_names), key=len, reverse=True):
+        text = text.replace(form, " ")
     return [m.group(0) for m in _EMBEDDED_PATH.finditer(text)]
+
+
+def written_forms(names) -> set[str]:
+    """Each name as given, on one line, as inline code and table cells write it (backticks as quotes, `|` escaped),
+    with `_` as spaces (metric names), and JSON-escaped (once, and twice inside a JSON string). A name without a
+    letter or digit has none: taken out of a text, it could take a real path's slashes with it."""
+    forms = set()
+    for name in (str(name) for name in names if any(c.isalnum() for c in str(name))):
+        line = " ".join(name.split())
+        escaped = json.dumps(name)[1:-1]
+        forms |= {name, line, line.replace("`", "'"), line.replace("|", "\\|"), name.replace("_", " "), escaped,
+                  json.dumps(escaped)[1:-1]}
+    return forms
 
 
 def scrub(value):

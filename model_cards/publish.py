@@ -10,6 +10,7 @@ title, model-index name) and left as it was when the push fails. The token comes
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from pathlib import Path
@@ -18,6 +19,7 @@ from huggingface_hub import CommitInfo, HfApi, get_token
 
 from hf_datasets.errors import InputError, InvalidInputError, MissingInputError
 
+from .dataset_card import saved_splits_and_labels
 from .privacy import find_local_paths, is_local_path
 
 logger = logging.getLogger(__name__)
@@ -64,18 +66,29 @@ def _check_folder(folder: Path, kind: str) -> None:
         raise MissingInputError(f"The {kind} folder {str(folder)!r} {what}")
 
 
-def check_no_local_paths(folder, names) -> None:
-    """Refuse to publish text files that mention local paths (they may reveal user names or data locations)."""
+def check_no_local_paths(folder, names, label_names=()) -> None:
+    """Refuse to publish text files that mention local paths (they may reveal user names or data locations); the
+    folder's `label_names` are data, not paths (see `find_local_paths`)."""
     leaks = {}
     for name in names:
         path = Path(folder) / name
         if path.suffix in TEXT_SUFFIXES and path.is_file():
-            found = find_local_paths(path.read_text(encoding="utf-8", errors="replace"))
+            found = find_local_paths(path.read_text(encoding="utf-8", errors="replace"), label_names)
             if found:
                 leaks[name] = found[:3]
     if leaks:
         raise InvalidInputError(f"Refusing to publish local paths: {leaks}. Remove them (e.g. re-export) and try "
                                 "again.")
+
+
+def _label_names(model_dir: Path) -> list[str]:
+    """The class names in the export's config.json (none for a model without labels or an unreadable config)."""
+    try:
+        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    except ValueError:
+        return []
+    labels = config.get("id2label") if isinstance(config, dict) else None
+    return [str(name) for name in labels.values()] if isinstance(labels, dict) else []
 
 
 def point_card_at(model_dir: Path, repo_id: str) -> str | None:
@@ -133,7 +146,7 @@ def push_model(model_dir, repo_id: str, *, private: bool = True, revision: str |
     """
     model_dir = Path(model_dir)
     names = model_files(model_dir)
-    check_no_local_paths(model_dir, names)
+    check_no_local_paths(model_dir, names, _label_names(model_dir))
     _check_repo_id(repo_id)
     token = _resolve_token(token)  # before the card changes: a push refused here leaves the export as it was
     card_before = point_card_at(model_dir, repo_id)
@@ -159,6 +172,6 @@ def push_dataset(dataset_dir, repo_id: str, *, private: bool = True, revision: s
     if not (dataset_dir / "README.md").is_file():
         raise MissingInputError(f"{dataset_dir.name!r} has no README.md: write its card with write_dataset_card first")
     names = [str(p.relative_to(dataset_dir)) for p in dataset_dir.rglob("*") if p.is_file()]
-    check_no_local_paths(dataset_dir, names)
+    check_no_local_paths(dataset_dir, names, saved_splits_and_labels(dataset_dir)[1])
     return _push(dataset_dir, repo_id, "dataset", private=private, revision=revision, commit_message=commit_message,
                  token=token, replaced=DATASET_REPLACED, ignore_patterns=list(DATASET_SKIPPED))

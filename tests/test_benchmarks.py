@@ -194,3 +194,25 @@ def test_drop_path_option_sets_our_rows_stochastic_depth():
 
     assert our_config(parse_args(["--drop-path", "0"])).drop_path_rate == 0
     assert our_config(parse_args([])).drop_path_rate == 0.1
+
+
+def test_loader_benchmarks_stop_on_a_batch_that_could_not_be_read():
+    """They counted the error item of an unreadable batch as a batch delivered."""
+    import pytest
+
+    from benchmarks import epoch_latency, pretrain_e2e
+    from hf_datasets.errors import ImageReadError
+
+    error = ImageReadError("row 1 (PNEUMONIA/cut.jpeg)", "image cannot be decoded")
+    with pytest.raises(ImageReadError, match="PNEUMONIA/cut.jpeg"):
+        list(pretrain_e2e.TimedLoader([{"error": error}], warmup=0, device=torch.device("cpu")))
+
+    class Unreadable(torch.utils.data.Dataset):
+        def __len__(self):
+            return 2
+
+        def __getitems__(self, indices):
+            return [{"error": error}]
+
+    with pytest.raises(ImageReadError, match="PNEUMONIA/cut.jpeg"):
+        epoch_latency.epoch_ms(Unreadable(), batch_size=2, workers=0, epochs=2)

@@ -113,6 +113,40 @@ def test_a_model_config_value_the_config_refuses_is_named_with_or_without_init(m
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+@pytest.mark.parametrize("repo_id", ["alice", "a b", "alice/--bad..", "a/b/c", "/home/alice/models/x"])
+def test_a_hub_model_id_that_is_no_hub_repo_id_is_refused_before_training(tmp_path, repo_id):
+    """It ended on the card as given, or (a path, "a/b/c") silently became `your-username/cxrgm-<task>`."""
+    done = script("train.finetune_classification", "--dataset", "sample", "--image_size", "32", "--model_config",
+                  TINY_CONFIG, "--hub_model_id", repo_id, "--output_dir", str(tmp_path / "run"))
+    assert_input_error(done, f"--hub_model_id must be a Hub repo id 'user/name' (letters, digits, '-', '_' and '.', "
+                             f"not starting or ending with '-' or '.'), got {repo_id!r}")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_model_folder_whose_saved_settings_the_model_refuses_is_named_with_the_field(model, tmp_path):
+    """A value of config.json or preprocessor_config.json that the class refuses ended on its ValueError traceback."""
+    import shutil
+
+    bad_config, bad_processor = tmp_path / "bad_config", tmp_path / "bad_processor"
+    for folder, file, field, value in ((bad_config, "config.json", "pooling", "max"),
+                                       (bad_processor, "preprocessor_config.json", "resize_mode", "stretch")):
+        shutil.copytree(model, folder)
+        saved = json.loads((folder / file).read_text())
+        (folder / file).write_text(json.dumps({**saved, field: value}))
+    run = ("train.finetune_classification", "--dataset", "sample", "--image_size", "32", "--output_dir",
+           str(tmp_path / "run"))
+    done = script(*run, "--init", str(bad_config))
+    assert_input_error(done, f"--init {bad_config}: its config.json holds a value that cannot be used "
+                             "(GroupMaskedViTConfig.pooling='max': must be one of")
+    done = script("train.evaluate", "--model", str(bad_config), "--dataset", "sample")
+    assert_input_error(done, f"--model {bad_config}: its config.json holds a value that cannot be used")
+    done = script(*run, "--init", str(bad_processor))
+    assert_input_error(done, f"--init {bad_processor}: its image processor's settings "
+                             f"{bad_processor / 'preprocessor_config.json'} hold a value that cannot be used "
+                             "(resize_mode must be one of ('pad', 'squash'), got 'stretch')")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_a_missing_config_file_is_named(tmp_path):
     missing = tmp_path / "recipe.yaml"
     done = script("train.finetune_segmentation", "--config", str(missing), "--output_dir", str(tmp_path / "run"))
@@ -149,6 +183,36 @@ def test_an_image_that_cannot_be_decoded_is_named_whatever_reads_it(model, cut_s
                   str(tmp_path / "run"))
     assert_input_error(done, message)
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_a_mask_problem_is_named_whatever_reads_it(tmp_path, num_workers):
+    """A row without a mask, read by a loader worker, came back as torch's RuntimeError holding the worker's
+    ValueError traceback; it is a DataError naming the row and its file, as an unreadable image is."""
+    from benchmarks.device_smoke import segmentation_set
+
+    segmentation_set(tmp_path / "seg", rows=4)
+    code = textwrap.dedent(f"""
+        import datasets
+        from hf_datasets.errors import run_script
+        from modeling_cxrgm import GroupMaskedViTImageProcessor
+        from train import data
+
+        def main():
+            test = datasets.load_from_disk({str(tmp_path / "seg")!r})["test"]
+            test = test.map(lambda row, i: {{"mask": None if i == 1 else row["mask"]}}, with_indices=True,
+                            features=test.features)
+            processor = GroupMaskedViTImageProcessor(size=32, num_channels=1)
+            loader = data.make_loader(data.CXRDataset(test, processor, "segmentation"), 4, 0, False, {num_workers})
+            for batch in loader:
+                data.raise_unreadable(batch)
+
+        run_script(main)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=ENV, capture_output=True, text=True,
+                          timeout=600)
+    assert_input_error(done, "row 1 (")
+    assert "): has no mask" in done.stderr
 
 
 def test_prepare_on_a_folder_without_images(tmp_path):

@@ -370,3 +370,14 @@ def test_card_lists_the_data_its_init_model_was_trained_on(classifier_dir):
              "training": {**RUN["training"], "init": "gmml"}}
     text = write_model_card(classifier_dir, alone).read_text()
     assert "The base model (`alice/gmml-cxr`) was trained on data not listed here: see its card" in text
+
+
+def test_card_confusion_matrix_keeps_a_class_whose_name_holds_a_slash(tmp_path):
+    """`confusion/a/b/normal` was split at every "/": the class "a/b" fell out of the matrix."""
+    config = GroupMaskedViTConfig(**TINY, num_labels=2, id2label={0: "normal", 1: "a/b"},
+                                  label2id={"normal": 0, "a/b": 1})
+    folder = export(tmp_path / "model", GroupMaskedViTForImageClassification(config))
+    counts = {"accuracy": 0.8125, "confusion/normal/normal": 7.0, "confusion/normal/a/b": 1.0, "confusion/a/b/normal": 2.0,
+              "confusion/a/b/a/b": 6.0}
+    text = write_model_card(folder, {**RUN, "metrics": counts}).read_text()
+    assert "| | a/b | normal |\n|---|---|---|\n| a/b | 6 | 2 |\n| normal | 1 | 7 |" in text

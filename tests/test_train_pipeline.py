@@ -787,3 +787,29 @@ def test_the_card_says_its_results_come_from_the_split_that_picked_the_checkpoin
     assert "the best AUROC (macro) of 2 evaluations during training on split `test`" in card
     assert json.loads((root / "ft" / "model" / "run.json").read_text())["eval_dataset"]["selected_by"] == {
         "metric": "auroc_macro", "evaluations": 2}
+
+
+def test_a_label_name_that_looks_like_a_path_is_exported_and_published_as_data(tmp_path, monkeypatch):
+    """A class named "pneumonia (/viral)" made the export refuse its own card after the whole run (a local path
+    '/viral'), leaving the model in .tmp-model; the name is the data's, which config.json publishes anyway. Real
+    paths are still refused."""
+    from hf_datasets import build_dataset
+    from hf_datasets.errors import InvalidInputError
+    from model_cards import publish
+
+    names = ["normal", "pneumonia (/viral)"]
+    splits = build_dataset("sample")
+    datasets.DatasetDict({split: with_label_names(splits[split], names) for split in ("train", "test")}).save_to_disk(
+        tmp_path / "prepared")
+    run_training(tiny("classification", tmp_path / "run", dataset=None, prepared_dir=str(tmp_path / "prepared"),
+                      eval_split="test", epochs=1, card=True))
+    model = tmp_path / "run" / "model"
+    assert not (tmp_path / "run" / ".tmp-model").exists()
+    assert "Labels: `normal`, `pneumonia (/viral)`." in (model / "README.md").read_text()
+    pushed = []
+    monkeypatch.setattr(publish, "_push", lambda folder, repo_id, *args, **kwargs: pushed.append(repo_id))
+    publish.push_model(model, "alice/pneumonia", token="hf_test")
+    assert pushed == ["alice/pneumonia"]
+    (model / "notes.md").write_text("pneumonia (/viral) images from /home/alice/cxr\n")
+    with pytest.raises(InvalidInputError, match=r"\{'notes.md': \['/home/alice/cxr'\]\}"):
+        publish.check_no_local_paths(model, ["notes.md"], names)

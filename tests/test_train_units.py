@@ -581,7 +581,9 @@ def test_segmentation_masks_travel_as_uint8_and_out_of_range_values_are_refused(
     labels = dataset[0]["labels"]
     expected = processor.preprocess([images[0]], segmentation_maps=[masks[0]])["labels"][0]
     assert labels.dtype == torch.uint8 and torch.equal(labels.long(), expected) and set(labels.unique().tolist()) == {0, 1}
-    with pytest.raises(ValueError, match="Row 1: mask values must be class indices 0-255"):
+    from hf_datasets.errors import DataError
+
+    with pytest.raises(DataError, match=r"row 1 \(\?\): mask values must be class indices 0-255"):
         dataset[1]
 
 

@@ -273,10 +273,11 @@ def save_args(args, output_dir) -> Path:
     return path
 
 
-def load_model_source(load, source, flag: str):
-    """`load(source)` (a `from_pretrained`); when that fails for a `source` that is no folder here, the error names
-    `flag` and says so, instead of the Hub's repo-id or connection message; a folder here without config.json is
-    refused naming it (and its `model/` export where it is a run's output folder)."""
+def load_model_source(load, source, flag: str, file: str = "config.json"):
+    """`load(source)` (a `from_pretrained` reading `file`); when that fails for a `source` that is no folder here, the
+    error names `flag` and says so, instead of the Hub's repo-id or connection message; a folder here without
+    config.json is refused naming it (and its `model/` export where it is a run's output folder), and a value in
+    `file` that the loaded class refuses is named with the folder."""
     folder = Path(source)
     if folder.is_dir() and not (folder / "config.json").is_file():
         hint = f"; it is a run's folder: pass {folder / 'model'}" if (folder / "model" / "config.json").is_file() \
@@ -284,6 +285,9 @@ def load_model_source(load, source, flag: str):
         raise MissingInputError(f"{flag} {source}: no config.json there{hint}")
     try:
         return load(source)
+    except ValueError as error:
+        raise InvalidInputError(f"{flag} {source}: its {file} holds a value that cannot be used ({error}); restore "
+                                "the file or choose another model") from error
     except OSError as error:
         if Path(source).exists():
             raise

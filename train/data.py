@@ -240,9 +240,13 @@ class CXRDataset(torch.utils.data.Dataset):
             restate_bit_depths(self.storage, [self.rows[i]], [row["image"]], self.bits)
             return row
         except (OSError, SyntaxError, ValueError) as err:  # what PIL raises inside datasets' decoding
-            source = (self.sources[self.rows[i]]["path"] if self.sources is not None else None) or "?"
-            raise ImageReadError(f"row {self.rows[i]} ({source})", f"image cannot be decoded ({err}); "
+            raise ImageReadError(self._name(i), f"image cannot be decoded ({err}); "
                                  "python -m hf_datasets.prepare skips such files and lists them") from err
+
+    def _name(self, i: int) -> str:
+        """Row `i` as errors name it: "row 3 (PNEUMONIA/x.jpeg)"."""
+        source = (self.sources[self.rows[i]]["path"] if self.sources is not None else None) or "?"
+        return f"row {self.rows[i]} ({source})"
 
     def __getitems__(self, indices: list[int]) -> list[dict]:
         """The items of one batch, as a loader reads them; a batch with an image that cannot be read is
@@ -267,7 +271,7 @@ class CXRDataset(torch.utils.data.Dataset):
         masks = None
         if self.task == "segmentation":
             if row["mask"] is None:
-                raise ValueError(f"Row {self.rows[i]} ({row.get('path')}) has no mask")
+                raise DataError(self._name(i), "has no mask")
             masks = [row["mask"]]
         pixels = self._grey_uint8(row["image"]) if masks is None else None
         if pixels is None:
@@ -290,8 +294,8 @@ class CXRDataset(torch.utils.data.Dataset):
     def _mask_uint8(self, labels: torch.Tensor, i: int) -> torch.Tensor:
         """int64 (S, S) class indices -> uint8: an eighth of the bytes to copy; 255 is the usual ignore value."""
         if labels.numel() and (labels.min() < 0 or labels.max() > 255):
-            raise ValueError(f"Row {self.rows[i]}: mask values must be class indices 0-255 (255 = ignore), "
-                             f"got {int(labels.min())}..{int(labels.max())}")
+            raise DataError(self._name(i), f"mask values must be class indices 0-255 (255 = ignore), got "
+                                           f"{int(labels.min())}..{int(labels.max())}")
         return labels.to(torch.uint8)
 
     def _grey_uint8(self, image) -> torch.Tensor | None:

@@ -52,7 +52,8 @@ class ProbeArgs:
 
 def load_encoder(folder, random_init: bool = False, seed: int = 0):
     """(encoder, processor) from a save_pretrained folder; `random_init` keeps its config but draws new weights."""
-    processor = load_model_source(GroupMaskedViTImageProcessor.from_pretrained, folder, "--model")
+    processor = load_model_source(GroupMaskedViTImageProcessor.from_pretrained, folder, "--model",
+                                  "preprocessor_config.json")
     if not random_init:
         return GroupMaskedViTModel.from_pretrained(folder, dtype=torch.float32).eval(), processor  # as random init
     torch.manual_seed(seed)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from hf_datasets.errors import InvalidInputError, MissingInputError
 from modeling_cxrgm import GroupMaskedViTConfig, GroupMaskedViTImageProcessor
@@ -142,10 +143,26 @@ def check_args(args: TrainArgs) -> None:
     if unknown:  # the config would keep them as unused attributes: a misspelt setting would silently do nothing
         raise InvalidInputError(f"model_config has unknown fields {unknown}; valid names are the GroupMaskedViTConfig "
                                 f"fields: {sorted(fields)}")
+    check_hub_model_id(args.hub_model_id)
     inputs = [name for name in ("image_size", "num_channels") if name in args.model_config]
     if inputs:  # the image processor is built from the flags: the model must take its input from them too
         raise InvalidInputError(f"model_config sets {inputs[0]}: use --{inputs[0]} instead (it sets the model's input "
                                 "and the image processor's alike)")
+
+
+def check_hub_model_id(repo_id: str | None) -> None:
+    """--hub_model_id is the repo the card's examples load from, and `train.publish` pushes to: a Hub repo id
+    `user/name`. Anything else ended on the card as given, or (a path) silently became a placeholder."""
+    if repo_id is None:
+        return
+    try:
+        validate_repo_id(repo_id)
+        valid = repo_id.count("/") == 1
+    except HFValidationError:
+        valid = False
+    if not valid:
+        raise InvalidInputError(f"--hub_model_id must be a Hub repo id 'user/name' (letters, digits, '-', '_' and "
+                                f"'.', not starting or ending with '-' or '.'), got {repo_id!r}")
 
 
 def check_init(args: TrainArgs, resume: Path | None) -> None:

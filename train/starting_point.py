@@ -73,7 +73,13 @@ def init_processor_settings(init: str) -> dict:
                                 "they are the input convention the model was trained with: restore the file") from error
     if not isinstance(saved, dict):
         raise InvalidInputError(f"--init {init}: {path} is not a JSON object; restore the file")
-    return {name: saved[name] for name in PROCESSOR_SETTINGS if name != "size" and name in saved}
+    settings = {name: saved[name] for name in PROCESSOR_SETTINGS if name != "size" and name in saved}
+    try:
+        GroupMaskedViTImageProcessor(**settings)
+    except (TypeError, ValueError) as error:
+        raise InvalidInputError(f"--init {init}: its image processor's settings {path} hold a value that cannot be "
+                                f"used ({error}); restore the file") from error
+    return settings
 
 
 def build_processor(args: TrainArgs) -> GroupMaskedViTImageProcessor:
