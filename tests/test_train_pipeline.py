@@ -533,7 +533,7 @@ def test_init_from_a_model_with_another_label_count_loads_its_encoder_and_replac
 
 def test_segmentation_uses_the_rows_with_a_mask(tmp_path):
     """A set with masks for some images only (cxr_folder allows it): training and evaluation stopped at the first
-    image without one ("Row N has no mask"); a split without any mask is refused before training."""
+    image without one ("row N (file): has no mask"); a split without any mask is refused before training."""
     from benchmarks.device_smoke import segmentation_set
 
     segmentation_set(tmp_path / "full", rows=4)
