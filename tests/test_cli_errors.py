@@ -238,7 +238,9 @@ def test_publish_without_a_token_or_folder(model, tmp_path):
     assert_input_error(done, f"The model folder {str(tmp_path / 'gone')!r} does not exist")
 
 
-def test_every_process_of_a_distributed_run_exits_with_status_2(model):
+def test_a_distributed_run_ends_on_the_error_line_with_status_2(model):
+    """Each process meets the error and exits with status 2; the launcher stops the others once one has ended, so
+    one or both print it before the run ends, and none hangs."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -247,8 +249,8 @@ def test_every_process_of_a_distributed_run_exits_with_status_2(model):
                   "-m", "train.evaluate", "--model", str(model), "--dataset", "sample", "--split", "nosplit",
                   env={**ENV, "ACCELERATE_USE_CPU": "true"})
     assert done.returncode != 0
-    assert done.stderr.count("error: The data set has no split 'nosplit'") == 2, done.stderr[-3000:]
-    assert len(re.findall(r"^ *exitcode +: 2\b", done.stderr, re.MULTILINE)) == 2, done.stderr[-3000:]  # per rank
+    assert done.stderr.count("error: The data set has no split 'nosplit'") in (1, 2), done.stderr[-3000:]
+    assert re.search(r"^ *exitcode +: 2\b", done.stderr, re.MULTILINE), done.stderr[-3000:]  # the launcher's report
     assert "InvalidInputError" not in done.stderr  # (the launcher prints its own traceback, no process's)
 
 
