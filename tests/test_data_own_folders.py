@@ -439,3 +439,26 @@ def test_a_dicom_file_with_an_image_suffix_is_read_as_dicom_by_every_reader(tmp_
     grey = read_grey(tmp_path / "site" / "normal" / "a" / "scan.png")
     assert grey.dtype == np.float32 and grey.shape == np.asarray(by_folder["image"]).shape
     assert np.array_equal(read_image(tmp_path / "site" / "normal" / "a" / "scan.png"), grey)
+
+
+def test_cxr_folder_and_cxr_pool_read_a_listed_dicom_file_as_dicom(tmp_path):
+    """A DICOM file listed in labels.csv went to Pillow in cxr_folder and cxr_pool: a .dcm refused as no image, a
+    scan.png read as the TIFF its preamble holds (pydicom's RG1_UNCR.dcm), without the header's window, patient and
+    view. Both now read it as manifest does."""
+    import numpy as np
+
+    export_dicoms({"scan.png": "RG1_UNCR.dcm", "IM0001.dcm": "RG3_UNCR.dcm"}, tmp_path / "pool" / "site")
+    folder = tmp_path / "pool" / "site"
+    (folder / "labels.csv").write_text("file,label\nscan.png,normal\nIM0001.dcm,pneumonia\n")
+    (folder / "manifest.csv").write_text("image,label\nscan.png,normal\nIM0001.dcm,pneumonia\n")
+    by_manifest = {row["path"]: row for row in build_dataset("manifest", folder, manifest="manifest.csv",
+                                                             split_fractions={"train": 1.0})["train"]}
+    by_folder = {row["path"]: row for row in build_dataset("cxr_folder", folder, split_fractions={"train": 1.0})["train"]}
+    by_pool = {row["path"]: row for row in build_dataset("cxr_pool", tmp_path / "pool")["train"]}
+    assert sorted(by_folder) == sorted(by_manifest) and sorted(by_pool) == ["site/IM0001.dcm", "site/scan.png"]
+    for name, expected in by_manifest.items():
+        assert expected["patient_id"] is not None and expected["view"] is not None
+        for row in (by_folder[name], by_pool[f"site/{name}"]):
+            assert (row["patient_id"], row["study_id"], row["view"]) == (
+                expected["patient_id"], expected["study_id"], expected["view"])
+            assert np.array_equal(np.asarray(row["image"]), np.asarray(expected["image"]))

@@ -3,7 +3,9 @@ optional `view`, `sex`, `age`, ...) beside the images and masks; a column named 
 ('Label', 'PatientID') is refused, naming the rename, and so is a row with more values than the header names
 columns, naming its line. Labels are one-hot over the
 class names (sorted, or `classes`) after renaming by `label_map` (e.g. {"no_finding": "normal"});
-rows whose label is empty, "unlabelled" or not in `classes` get NaN labels. Seeded patient-level split.
+rows whose label is empty, "unlabelled" or not in `classes` get NaN labels. Seeded patient-level split. A DICOM file
+(any name, see `is_dicom_path`) is decoded; its hashed patient and study ids and view come from its header where the
+row gives none.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import LayoutError
+from ..images import is_dicom_path
 from .common import Recipe, check_class_spellings, check_column_names, find_file, read_table, record
+from .generic import dicom_header
 
 UNLABELLED = ("", "unlabelled", "unlabeled", "unknown")
 
@@ -35,9 +39,13 @@ def build(data_dir, classes: list[str] | None = None, label_column: str = "label
     for row, label in zip(rows, labels):
         values = [float(label == n) for n in names] if label in names else [float("nan")] * len(names)
         mask = row.get("mask_file") or None
-        records.append(record(root / row["file"], data_dir=root, labels=values,
+        image = root / row["file"]
+        dicom = is_dicom_path(image)
+        header = dicom_header(image) if dicom else {}
+        records.append(record(image, data_dir=root, labels=values, decode=dicom,
                               mask=str(root / mask) if mask else None,
-                              patient_id=row.get("patient_id") or None, view=row.get("view") or None,
+                              patient_id=row.get("patient_id") or header.get("patient_id"),
+                              study_id=header.get("study_id"), view=row.get("view") or header.get("view"),
                               sex=row.get("sex"), age=row.get("age") or None,
                               source=row.get("source") or root.name))
     return Recipe(name="cxr_folder", records=records, label_names=names, bits=8,

@@ -7,7 +7,7 @@ the covid-chestxray-dataset file they were taken from; file stems are compared).
 in folder order is kept. `exclude_patients` drops every image whose `patient_id` (or any other
 `*patient_id` column) is listed, e.g. the test patients of the downstream tasks. A column named like one of those
 read but not exactly ('PatientID', 'File') is refused, naming the rename, as is a row longer than its header, as in
-cxr_folder.
+cxr_folder. A DICOM file is decoded, as in cxr_folder.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ import hashlib
 import itertools
 from pathlib import Path
 
+from ..images import is_dicom_path
 from .common import Recipe, check_column_names, iter_table, record
+from .generic import dicom_header
 
 
 def _stem(name: str) -> str:
@@ -49,8 +51,12 @@ def build(data_dir, folders: list[str] | None = None, join_column: str = "ieee80
                 counts["duplicates"] += 1
                 continue
             seen |= keys
-            records.append(record(path, data_dir=root, patient_id=row.get("patient_id") or None,
-                                  view=row.get("view") or None, sex=row.get("sex"), age=row.get("age") or None,
+            dicom = is_dicom_path(path)
+            header = dicom_header(path) if dicom else {}
+            records.append(record(path, data_dir=root, decode=dicom,
+                                  patient_id=row.get("patient_id") or header.get("patient_id"),
+                                  study_id=header.get("study_id"), view=row.get("view") or header.get("view"),
+                                  sex=row.get("sex"), age=row.get("age") or None,
                                   source=row.get("source") or name, split="train"))
     return Recipe(name="cxr_pool", records=records, label_names=[], bits=8, data_dir=str(root),
                   about=f"Distinct images of {', '.join(names)} ({counts['duplicates']} duplicates and "

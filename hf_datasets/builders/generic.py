@@ -45,7 +45,7 @@ def _check_pattern_found(root: Path, pattern: str, unmatched: list[Path], total:
                   f"which have none then (a DICOM file keeps its header's): {names}", stacklevel=3)
 
 
-def _dicom_header(path) -> dict:
+def dicom_header(path) -> dict:
     """Modality, normalised view and hashed patient / study ids from a DICOM file's header (None for each when the
     header cannot be read: the file is reported when its pixels are), its SOP Instance UID, and whether the file
     holds a whole image (a header not cut short, followed by all of its pixel data)."""
@@ -57,7 +57,7 @@ def _dicom_header(path) -> dict:
 
 
 def _other_modality(header: dict, modalities) -> bool:
-    """Whether a DICOM header (`_dicom_header`) names a Modality not among `modalities` (None: any is wanted)."""
+    """Whether a DICOM header (`dicom_header`) names a Modality not among `modalities` (None: any is wanted)."""
     modality = header.get("modality")
     return modalities is not None and modality is not None and modality not in modalities
 
@@ -72,7 +72,7 @@ def _warn_other_modality(root: Path, count: int) -> None:
 
 
 def _repeats_image(header: dict, first_copies: dict, place=None) -> bool:
-    """Whether a DICOM file (`_dicom_header`) repeats an image found before: its SOP Instance UID is a key of
+    """Whether a DICOM file (`dicom_header`) repeats an image found before: its SOP Instance UID is a key of
     `first_copies` (e.g. a study exported twice); a new one is added, with the `place` of this first copy (its class
     folder). A file that holds no whole image (cut short, or without pixel data) is no copy of one: it never repeats
     one, nor stands for it (a damaged copy found first must not displace a whole one)."""
@@ -160,7 +160,7 @@ def build_imagefolder(data_dir, patient_pattern: str | None = None, modalities=R
         elif not readable:
             other_format.append(image)
         else:
-            header = _dicom_header(image) if dicom else {}
+            header = dicom_header(image) if dicom else {}
             if _other_modality(header, modalities):
                 other_modality += 1
                 continue
@@ -273,7 +273,7 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
         mask = row.get("mask") or None
         image = root / row["image"]
         dicom = is_dicom_path(image)
-        header = _dicom_header(image) if dicom else {}
+        header = dicom_header(image) if dicom else {}
         records.append(record(image, data_dir=root, labels=values, decode=dicom,
                               mask=str(root / mask) if mask else None,
                               patient_id=row.get("patient_id") or header.get("patient_id"),
@@ -306,7 +306,7 @@ def build_dicomdir(data_dir, modalities=RADIOGRAPH_MODALITIES, views=None, bits:
     for path in walk_files(root, ("",)):
         if not is_dicom_path(path) or is_dicom_directory(path):
             continue
-        header = _dicom_header(path)
+        header = dicom_header(path)
         if _other_modality(header, modalities):
             other_modality += 1
             continue
