@@ -147,6 +147,25 @@ def test_a_model_folder_whose_saved_settings_the_model_refuses_is_named_with_the
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+@pytest.mark.parametrize("field, value, message", [
+    ("pooling", "max", "its config.json holds a value that cannot be used (GroupMaskedViTConfig.pooling='max'"),
+    ("num_channels", 3, "has 3 input channels but --num_channels is 1"),
+])
+def test_a_wrong_init_is_refused_before_the_data_are_loaded(model, tmp_path, field, value, message):
+    """--init's config.json was read only when the model was built, after the data: a wrong --init was named only
+    once the data had loaded, and data that cannot be loaded (no --data_dir here) hid it."""
+    import shutil
+
+    init = tmp_path / "init"
+    shutil.copytree(model, init)
+    saved = json.loads((init / "config.json").read_text())
+    (init / "config.json").write_text(json.dumps({**saved, field: value}))
+    done = script("train.finetune_classification", "--dataset", "kermany", "--image_size", "32", "--init", str(init),
+                  "--output_dir", str(tmp_path / "run"))
+    assert_input_error(done, f"--init {init}: {message}" if field == "pooling" else f"--init {init} {message}")
+    assert "--data_dir" not in done.stderr
+
+
 def test_a_missing_config_file_is_named(tmp_path):
     missing = tmp_path / "recipe.yaml"
     done = script("train.finetune_segmentation", "--config", str(missing), "--output_dir", str(tmp_path / "run"))

@@ -33,7 +33,8 @@ from .config import TrainArgs, load_yaml, save_args
 from .export import export, save_model_atomically, write_metrics
 from .metrics import compute_metrics, metric_names
 from .optim import EMA, param_groups
-from .starting_point import MODEL_CLASSES, build_model, init_folder, model_inputs_normalisation, run_processor
+from .starting_point import (MODEL_CLASSES, build_model, init_config, init_folder, model_inputs_normalisation,
+                             run_processor)
 from .visualize import reconstruction_grid, save_grid
 
 logger = logging.getLogger(__name__)
@@ -165,13 +166,15 @@ def check_hub_model_id(repo_id: str | None) -> None:
                                 f"'.', not starting or ending with '-' or '.'), got {repo_id!r}")
 
 
-def check_init(args: TrainArgs, resume: Path | None) -> None:
-    """--init must be a save_pretrained folder, but for a run resumed from a checkpoint that recorded its model: its
-    config and weights come from there, and --init is only where they first came from (it may be gone by then)."""
+def checked_init_config(args: TrainArgs, resume: Path | None):
+    """--init's config (`init_config`), loaded before the data so that a wrong --init is refused at once; None from
+    random, and for a run resumed from a checkpoint that recorded its model: its config and weights come from there,
+    and --init is only where they first came from (it may be gone by then)."""
     if args.init == "random" or (resume is not None and (resume / "config.json").is_file()):
-        return
+        return None
     if not (Path(args.init) / "config.json").is_file():
         raise MissingInputError(f"--init {args.init}: no config.json there (expected a save_pretrained folder)")
+    return init_config(args)
 
 
 def check_schedule(args: TrainArgs) -> None:
@@ -361,7 +364,7 @@ def run_training(args: TrainArgs) -> dict:
             accelerator.print(f"No checkpoint in {output_dir / 'checkpoints'} yet: starting from step 0")
     if folder == init_repo and not (resume is not None and (resume / "config.json").is_file()):
         init_folder(given.init)  # not at hand, and no checkpoint to resume the model from: raises, naming it
-    check_init(args, resume)
+    init = checked_init_config(args, resume)
     if accelerator.is_main_process:
         save_args(given, output_dir)
     processor = run_processor(args, resume)
@@ -374,7 +377,7 @@ def run_training(args: TrainArgs) -> dict:
         eval_set = pretraining_sample(train_set)
     if args.task == "classification" and eval_set is not None:
         check_ranking_metric(best_name, eval_set, names)
-    model = build_model(args, names, single_label, resume)
+    model = build_model(args, names, single_label, resume, init)
     # what each checkpoint's config.json names (save_pretrained only sets it when the first best model is saved)
     model.config.architectures = [type(model).__name__]
     if args.task == "segmentation":  # Dice / IoU per structure, named as the model names them ("dice/lungs")

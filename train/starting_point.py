@@ -138,14 +138,30 @@ def model_inputs_normalisation(processor) -> tuple[list[float], list[float]]:
     return [0.0] * processor.num_channels, [1.0] * processor.num_channels
 
 
-def build_model(args: TrainArgs, names: list[str], single_label: bool, resume: Path | None = None):
+def init_config(args: TrainArgs):
+    """--init's config, refused where it is no GroupMaskedViT model or takes other inputs than --num_channels; None
+    from random."""
+    if args.init == "random":
+        return None
+    base = load_model_source(AutoConfig.from_pretrained, args.init, "--init")
+    if base.model_type != GroupMaskedViTConfig.model_type:
+        raise InvalidInputError(f"--init {args.init} is a {base.model_type!r} model, not "
+                                f"{GroupMaskedViTConfig.model_type!r}")
+    if base.num_channels != args.num_channels:
+        raise InvalidInputError(f"--init {args.init} has {base.num_channels} input channels but --num_channels is "
+                                f"{args.num_channels}")
+    return base
+
+
+def build_model(args: TrainArgs, names: list[str], single_label: bool, resume: Path | None = None, base=None):
     """A fresh model from `args.preset` + `args.model_config`, or `args.init` with a new head for this task; for a run
-    resumed from checkpoint `resume`, the model that checkpoint recorded (its weights are loaded from it next)."""
+    resumed from checkpoint `resume`, the model that checkpoint recorded (its weights are loaded from it next).
+    `base`: --init's config where `init_config` has loaded it already."""
     model_class = MODEL_CLASSES[args.task]
     if resume is not None and (resume / "config.json").is_file():
         return resumed_model(args, model_class, resume)
     overrides = {"drop_path_rate": args.drop_path, **args.model_config}
-    base = None if args.init == "random" else load_model_source(AutoConfig.from_pretrained, args.init, "--init")
+    base = base if base is not None else init_config(args)
     if args.task == "classification":
         overrides.update(
             num_labels=len(names), id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)},
@@ -165,12 +181,6 @@ def build_model(args: TrainArgs, names: list[str], single_label: bool, resume: P
         except ValueError as error:  # a preset, flag or --model_config value the config refuses
             raise refused_setting(error, args) from error
         return model_class(config)
-    if base.model_type != GroupMaskedViTConfig.model_type:
-        raise InvalidInputError(f"--init {args.init} is a {base.model_type!r} model, not "
-                                f"{GroupMaskedViTConfig.model_type!r}")
-    if base.num_channels != args.num_channels:
-        raise InvalidInputError(f"--init {args.init} has {base.num_channels} input channels but --num_channels is "
-                                f"{args.num_channels}")
     changed = [f"{name} {getattr(base, name)!r} -> {args.model_config[name]!r}" for name in ENCODER_SHAPE
                if name in args.model_config and args.model_config[name] != getattr(base, name)]
     if changed:  # the weights would not fit (or, for the heads, would silently compute something else)
