@@ -166,6 +166,23 @@ def test_a_wrong_init_is_refused_before_the_data_are_loaded(model, tmp_path, fie
     assert "--data_dir" not in done.stderr
 
 
+def test_a_model_folder_whose_config_is_no_json_is_named_with_the_file(model, unreadable_dicoms, tmp_path):
+    """A config.json cut short (a copy stopped midway) ended on the OSError traceback transformers raises."""
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(model, broken)
+    (broken / "config.json").write_text((model / "config.json").read_text()[:40])
+    said = f"its config.json ({broken / 'config.json'}) is not valid JSON ("
+    done = script("train.finetune_classification", "--dataset", "sample", "--image_size", "32", "--init", str(broken),
+                  "--output_dir", str(tmp_path / "run"))
+    assert_input_error(done, f"--init {broken}: {said}")
+    for run in (("train.evaluate", "--dataset", "sample"), ("train.probe", "--dataset", "sample"),
+                ("train.predict", "--inputs", str(unreadable_dicoms), "--output", str(tmp_path / "p.csv"))):
+        done = script(*run, "--model", str(broken))
+        assert_input_error(done, f"--model {broken}: {said}")
+
+
 def test_a_missing_config_file_is_named(tmp_path):
     missing = tmp_path / "recipe.yaml"
     done = script("train.finetune_segmentation", "--config", str(missing), "--output_dir", str(tmp_path / "run"))

@@ -277,7 +277,7 @@ def load_model_source(load, source, flag: str, file: str = "config.json"):
     """`load(source)` (a `from_pretrained` reading `file`); when that fails for a `source` that is no folder here, the
     error names `flag` and says so, instead of the Hub's repo-id or connection message; a folder here without
     config.json is refused naming it (and its `model/` export where it is a run's output folder), and a value in
-    `file` that the loaded class refuses is named with the folder."""
+    `file` that the loaded class refuses, or a `file` that is no JSON text, is named with the folder."""
     folder = Path(source)
     if folder.is_dir() and not (folder / "config.json").is_file():
         hint = f"; it is a run's folder: pass {folder / 'model'}" if (folder / "model" / "config.json").is_file() \
@@ -289,7 +289,22 @@ def load_model_source(load, source, flag: str, file: str = "config.json"):
         raise InvalidInputError(f"{flag} {source}: its {file} holds a value that cannot be used ({error}); restore "
                                 "the file or choose another model") from error
     except OSError as error:
-        if Path(source).exists():
+        if not Path(source).exists():
+            raise MissingInputError(f"{flag} {source}: no such folder here, and no model of that name could be loaded "
+                                    f"from the Hub or its cache ({error})") from error
+        problem = json_problem(folder / file)
+        if problem is None:
             raise
-        raise MissingInputError(f"{flag} {source}: no such folder here, and no model of that name could be loaded "
-                                f"from the Hub or its cache ({error})") from error
+        raise InvalidInputError(f"{flag} {source}: its {file} ({folder / file}) is not valid JSON ({problem}); restore "
+                                "the file or choose another model") from error
+
+
+def json_problem(path: Path) -> str | None:
+    """Why the file at `path` is no JSON text (None where it is, or where there is no such file)."""
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (UnicodeDecodeError, ValueError) as error:
+        return str(error)
+    return None

@@ -54,10 +54,11 @@ def load_encoder(folder, random_init: bool = False, seed: int = 0):
     """(encoder, processor) from a save_pretrained folder; `random_init` keeps its config but draws new weights."""
     processor = load_model_source(GroupMaskedViTImageProcessor.from_pretrained, folder, "--model",
                                   "preprocessor_config.json")
-    if not random_init:
-        return GroupMaskedViTModel.from_pretrained(folder, dtype=torch.float32).eval(), processor  # as random init
+    config = load_model_source(GroupMaskedViTConfig.from_pretrained, folder, "--model")
+    if not random_init:  # float32, as random init
+        return GroupMaskedViTModel.from_pretrained(folder, config=config, dtype=torch.float32).eval(), processor
     torch.manual_seed(seed)
-    return GroupMaskedViTModel(GroupMaskedViTConfig.from_pretrained(folder)).eval(), processor
+    return GroupMaskedViTModel(config).eval(), processor
 
 
 def check_single_label(ds, split_name: str) -> None:
