@@ -56,3 +56,31 @@ def test_a_checkpoint_has_the_modes_the_umask_gives_new_files(tmp_path, umask):
     assert "model.safetensors" in found and checkpoint.MANIFEST in found
     assert found == {name: (0o777 if (folder / name).is_dir() else 0o666) & ~umask for name in found}
     assert checkpoint.problem(folder) is None
+
+
+def test_a_failed_export_leaves_no_half_written_folder_and_the_earlier_model_intact(tmp_path, monkeypatch):
+    """An export that failed (here its card) left its `.tmp-model` folder behind; a failed save its `.tmp-<name>`."""
+    import model_cards
+
+    from train.export import export, save_model_atomically
+
+    best = save_model_atomically(tiny_model(), GroupMaskedViTImageProcessor(size=32), tmp_path / "best")
+    model_dir = export(best, tmp_path / "out", {"loss": 0.5}, {"task": "pretraining"}, card=False)
+    before = {path.relative_to(model_dir): path.read_bytes() for path in model_dir.rglob("*") if path.is_file()}
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("no card")
+
+    monkeypatch.setattr(model_cards, "write_model_card", refuse)
+    with pytest.raises(RuntimeError, match="no card"):
+        export(best, tmp_path / "out", {"loss": 0.25}, {"task": "pretraining"})
+    assert {path.relative_to(model_dir): path.read_bytes() for path in model_dir.rglob("*") if path.is_file()} == before
+    assert not list((tmp_path / "out").glob(".tmp-*"))
+
+    class Unsaveable(GroupMaskedViTImageProcessor):
+        def save_pretrained(self, *args, **kwargs):
+            raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        save_model_atomically(tiny_model(), Unsaveable(size=32), tmp_path / "best")
+    assert (tmp_path / "best" / "model.safetensors").is_file() and not list(tmp_path.glob(".tmp-*"))

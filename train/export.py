@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -38,15 +39,27 @@ def apply_umask(folder) -> None:
         os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
 
 
+@contextlib.contextmanager
+def staging_folder(directory: Path):
+    """A fresh hidden folder `.tmp-<name>` beside `directory` to write its new contents in; removed when writing them
+    fails, so that no half-written folder is left and `directory` (an earlier export) stays as it was."""
+    temporary = directory.with_name(f".tmp-{directory.name}")
+    shutil.rmtree(temporary, ignore_errors=True)
+    try:
+        yield temporary
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+
+
 def save_model_atomically(model, processor, directory, state_dict: dict | None = None) -> Path:
     """`save_pretrained` of model (with `state_dict`, e.g. gathered from FSDP shards, when given) and processor
     into a hidden folder, then renamed over `directory`."""
     directory = Path(directory)
-    temporary = directory.with_name(f".tmp-{directory.name}")
-    shutil.rmtree(temporary, ignore_errors=True)
-    model.save_pretrained(temporary, state_dict=state_dict)
-    processor.save_pretrained(temporary)
-    apply_umask(temporary)
+    with staging_folder(directory) as temporary:
+        model.save_pretrained(temporary, state_dict=state_dict)
+        processor.save_pretrained(temporary)
+        apply_umask(temporary)
     if directory.exists():
         old = directory.with_name(f".old-{directory.name}")
         os.replace(directory, old)
@@ -68,22 +81,23 @@ def export(best_dir, output_dir, metrics: dict, run: dict, card: bool = True) ->
     """Copy the best model folder to `<output_dir>/model`, add metrics.json (there and in output_dir) and README.md.
 
     `run` is the model-card description (task, datasets, preprocessing, training); its `metrics` are filled here.
+    The folder is written beside `model` and renamed over it: an export that fails leaves the earlier `model` as it
+    was and no half-written folder.
     """
     model_dir = Path(output_dir) / "model"
-    temporary = model_dir.with_name(".tmp-model")
-    shutil.rmtree(temporary, ignore_errors=True)
-    shutil.copytree(best_dir, temporary)
-    write_metrics(metrics, temporary / "metrics.json", Path(output_dir) / "metrics.json")
-    run = {**run, "metrics": json.loads((temporary / "metrics.json").read_text())}
-    (temporary / "run.json").write_text(json.dumps(run, indent=2) + "\n")
-    if card:
-        try:
-            from model_cards import write_model_card
-        except ImportError:
-            logger.warning("model_cards is not installed: %s has no model card", model_dir)
-        else:
-            write_model_card(temporary, run)
-    apply_umask(temporary)
+    with staging_folder(model_dir) as temporary:
+        shutil.copytree(best_dir, temporary)
+        write_metrics(metrics, temporary / "metrics.json", Path(output_dir) / "metrics.json")
+        run = {**run, "metrics": json.loads((temporary / "metrics.json").read_text())}
+        (temporary / "run.json").write_text(json.dumps(run, indent=2) + "\n")
+        if card:
+            try:
+                from model_cards import write_model_card
+            except ImportError:
+                logger.warning("model_cards is not installed: %s has no model card", model_dir)
+            else:
+                write_model_card(temporary, run)
+        apply_umask(temporary)
     if model_dir.exists():
         shutil.rmtree(model_dir)
     os.replace(temporary, model_dir)
