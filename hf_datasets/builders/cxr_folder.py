@@ -4,8 +4,8 @@ optional `view`, `sex`, `age`, ...) beside the images and masks; a column named 
 columns, naming its line. Labels are one-hot over the
 class names (sorted, or `classes`) after renaming by `label_map` (e.g. {"no_finding": "normal"});
 rows whose label is empty, "unlabelled" or not in `classes` get NaN labels. Seeded patient-level split. A DICOM file
-(any name, see `is_dicom_path`) is decoded; its hashed patient and study ids and view come from its header where the
-row gives none.
+(named .dcm / .dicom: files are not opened to tell) is decoded; its hashed patient and study ids and view come from
+its header where the row gives none.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import LayoutError
-from ..images import is_dicom_path
+from ..images import has_dicom_suffix
 from .common import Recipe, check_class_spellings, check_column_names, find_file, read_table, record
 from .generic import dicom_header
 
@@ -40,7 +40,7 @@ def build(data_dir, classes: list[str] | None = None, label_column: str = "label
         values = [float(label == n) for n in names] if label in names else [float("nan")] * len(names)
         mask = row.get("mask_file") or None
         image = root / row["file"]
-        dicom = is_dicom_path(image)
+        dicom = has_dicom_suffix(image)
         header = dicom_header(image) if dicom else {}
         records.append(record(image, data_dir=root, labels=values, decode=dicom,
                               mask=str(root / mask) if mask else None,

@@ -16,7 +16,7 @@ import hashlib
 import itertools
 from pathlib import Path
 
-from ..images import is_dicom_path
+from ..images import has_dicom_suffix
 from .common import Recipe, check_column_names, iter_table, record
 from .generic import dicom_header
 
@@ -51,7 +51,7 @@ def build(data_dir, folders: list[str] | None = None, join_column: str = "ieee80
                 counts["duplicates"] += 1
                 continue
             seen |= keys
-            dicom = is_dicom_path(path)
+            dicom = has_dicom_suffix(path)
             header = dicom_header(path) if dicom else {}
             records.append(record(path, data_dir=root, decode=dicom,
                                   patient_id=row.get("patient_id") or header.get("patient_id"),
