@@ -1,6 +1,7 @@
 """Exported models and checkpoints get the permissions the umask gives a new file, the weights included
 (safetensors writes them 0600 whatever the umask), and never wider ones."""
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -67,6 +68,7 @@ def test_a_failed_export_leaves_no_half_written_folder_and_the_earlier_model_int
     best = save_model_atomically(tiny_model(), GroupMaskedViTImageProcessor(size=32), tmp_path / "best")
     model_dir = export(best, tmp_path / "out", {"loss": 0.5}, {"task": "pretraining"}, card=False)
     before = {path.relative_to(model_dir): path.read_bytes() for path in model_dir.rglob("*") if path.is_file()}
+    run_metrics = (tmp_path / "out" / "metrics.json").read_text()
 
     def refuse(*args, **kwargs):
         raise RuntimeError("no card")
@@ -75,7 +77,11 @@ def test_a_failed_export_leaves_no_half_written_folder_and_the_earlier_model_int
     with pytest.raises(RuntimeError, match="no card"):
         export(best, tmp_path / "out", {"loss": 0.25}, {"task": "pretraining"})
     assert {path.relative_to(model_dir): path.read_bytes() for path in model_dir.rglob("*") if path.is_file()} == before
-    assert not list((tmp_path / "out").glob(".tmp-*"))
+    assert not list((tmp_path / "out").glob(".tmp-*")) and not list((tmp_path / "out").glob(".old-*"))
+    assert (tmp_path / "out" / "metrics.json").read_text() == run_metrics  # the run's metrics still the export's
+    export(best, tmp_path / "out", {"loss": 0.25}, {"task": "pretraining"}, card=False)
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text()) == {"loss": 0.25}
+    assert not list((tmp_path / "out").glob(".old-*"))
 
     class Unsaveable(GroupMaskedViTImageProcessor):
         def save_pretrained(self, *args, **kwargs):

@@ -60,11 +60,21 @@ def save_model_atomically(model, processor, directory, state_dict: dict | None =
         model.save_pretrained(temporary, state_dict=state_dict)
         processor.save_pretrained(temporary)
         apply_umask(temporary)
+    return replace_folder(temporary, directory)
+
+
+def replace_folder(new: Path, directory: Path) -> Path:
+    """Rename the finished folder `new` to `directory`. An earlier `directory` is first moved aside (`.old-<name>`)
+    and removed only once `new` is in its place: a stop in between leaves a whole folder, under its name or beside it,
+    never none."""
     if directory.exists():
         old = directory.with_name(f".old-{directory.name}")
+        shutil.rmtree(old, ignore_errors=True)
         os.replace(directory, old)
+        os.replace(new, directory)
         shutil.rmtree(old)
-    os.replace(temporary, directory)
+    else:
+        os.replace(new, directory)
     return directory
 
 
@@ -81,13 +91,13 @@ def export(best_dir, output_dir, metrics: dict, run: dict, card: bool = True) ->
     """Copy the best model folder to `<output_dir>/model`, add metrics.json (there and in output_dir) and README.md.
 
     `run` is the model-card description (task, datasets, preprocessing, training); its `metrics` are filled here.
-    The folder is written beside `model` and renamed over it: an export that fails leaves the earlier `model` as it
-    was and no half-written folder.
+    The folder is written beside `model` and renamed over it (`replace_folder`): an export that fails leaves the
+    earlier `model` and `<output_dir>/metrics.json` as they were and no half-written folder.
     """
     model_dir = Path(output_dir) / "model"
     with staging_folder(model_dir) as temporary:
         shutil.copytree(best_dir, temporary)
-        write_metrics(metrics, temporary / "metrics.json", Path(output_dir) / "metrics.json")
+        write_metrics(metrics, temporary / "metrics.json")
         run = {**run, "metrics": json.loads((temporary / "metrics.json").read_text())}
         (temporary / "run.json").write_text(json.dumps(run, indent=2) + "\n")
         if card:
@@ -98,7 +108,6 @@ def export(best_dir, output_dir, metrics: dict, run: dict, card: bool = True) ->
             else:
                 write_model_card(temporary, run)
         apply_umask(temporary)
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
-    os.replace(temporary, model_dir)
+    replace_folder(temporary, model_dir)
+    shutil.copyfile(model_dir / "metrics.json", Path(output_dir) / "metrics.json")  # once the export is in place
     return model_dir
