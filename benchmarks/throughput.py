@@ -6,6 +6,7 @@ our classification fine-tuning step, our mask sampler alone, and the peers measu
 ViT classification when timm is installed. A final line gives our/peer ratios.
 
     python benchmarks/throughput.py --size tiny --batch-size 16 --steps 5 [--reverse]   # CPU
+    python benchmarks/throughput.py --size tiny --batch-size 16 --steps 2 --rounds 6 --only gmml,simmim   # busy CPU
     python benchmarks/throughput.py --size small --batch-size 256 --steps 30 --peak 989 [--compile]   # GPU
     bash benchmarks/gpu.sh                                                            # every GPU row
 """
@@ -14,6 +15,7 @@ import argparse
 import contextlib
 import functools
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -103,10 +105,11 @@ def _compile_suffix(args) -> str:
     return "_compiled" + (f"_{args.compile_mode}" if args.compile_mode not in (None, "default") else "")
 
 
-def measure(name: str, model, loss_fn, args, device: str, compile_model: bool) -> dict:
-    """images/s of `loss_fn(model)` + backward + AdamW over `args.steps` steps after `args.warmup` warm-up steps."""
+def prepare(name: str, model, loss_fn, args, device: str) -> dict:
+    """A row's model on the device (compiled with `--compile`), its AdamW and its `step`, warmed up `args.warmup`
+    steps: what `time_steps` and `finish` take."""
     model = model.to(device).train()
-    runnable = torch.compile(model, mode=args.compile_mode) if compile_model else model
+    runnable = torch.compile(model, mode=args.compile_mode) if args.compile else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device == "cuda")
     autocast = torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=not args.fp32)
 
@@ -121,18 +124,27 @@ def measure(name: str, model, loss_fn, args, device: str, compile_model: bool) -
     for _ in range(args.warmup):
         step()
     synchronize(device)
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
+    return dict(name=name + row_suffix(args), model=model, step=step)
+
+
+def time_steps(entry: dict, args, device: str) -> float:
+    """images/s of `args.steps` steps of a prepared row."""
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(args.steps):
-        step()
+        entry["step"]()
     synchronize(device)
-    seconds = time.perf_counter() - start
-    images_per_s = args.batch_size * args.steps / seconds
+    return args.batch_size * args.steps / (time.perf_counter() - start)
+
+
+def finish(entry: dict, rates: list[float], args, device: str) -> dict:
+    """The row of a timed model: the median of its `rates` (img/s, one per round), FLOPs and MFU, peak and saved
+    memory; printed as one JSON line, then profiled with `--profile-file`."""
+    images_per_s = statistics.median(rates)
     peak_bytes = torch.cuda.max_memory_allocated() if device == "cuda" else None  # before the eager counting step
-    flops, saved_bytes = count_step(functools.partial(step, module=model), args.batch_size)  # eager: no recompile
+    flops, saved_bytes = count_step(functools.partial(entry["step"], module=entry["model"]), args.batch_size)
     row = dict(
-        name=name + row_suffix(args),
+        name=entry["name"],
         batch=args.batch_size,
         img_per_s=round(images_per_s, 1),
         gflop_per_img=round(flops / 1e9, 2),
@@ -141,17 +153,42 @@ def measure(name: str, model, loss_fn, args, device: str, compile_model: bool) -
         peak_mem_gib=round(peak_bytes / 2**30, 2) if peak_bytes is not None else None,
         saved_mib_per_img=round(saved_bytes / 2**20, 2),
     )
+    if len(rates) > 1:
+        row["img_per_s_rounds"] = [round(rate, 1) for rate in rates]
     print(json.dumps(row), flush=True)
     if args.profile_file:
         try:  # after the row is out: a profiler that cannot start on some host costs only its table
             title = f"{row['name']} (size {args.size}, batch {args.batch_size})"
-            profile_steps(step, device, Path(args.profile_file), title)
+            profile_steps(entry["step"], device, Path(args.profile_file), title)
         except Exception as error:  # noqa: BLE001 - reported, the next model still runs
             print(json.dumps({"note": f"profiling {row['name']} failed: {error!r}"}), flush=True)
-    del model, runnable, optimizer
+    return row
+
+
+def measure(name: str, model, loss_fn, args, device: str) -> dict:
+    """images/s of `loss_fn(model)` + backward + AdamW over `args.steps` steps after `args.warmup` warm-up steps."""
+    entry = prepare(name, model, loss_fn, args, device)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    row = finish(entry, [time_steps(entry, args, device)], args, device)
+    del entry
     if device == "cuda":
         torch.cuda.empty_cache()
     return row
+
+
+def measure_interleaved(models: dict, args, device: str) -> list[dict]:
+    """`measure` for several models at once, in `args.rounds` rounds of `args.steps` steps each, the order
+    reversed every other round: on a busy machine each model meets the same load, and each row gives the median
+    round (and every round's rate). Peak memory is that of all the models together."""
+    entries = [prepare(name, build(), loss_fn, args, device) for name, (build, loss_fn) in models.items()]
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    rates = {entry["name"]: [] for entry in entries}
+    for round_index in range(args.rounds):
+        for entry in entries[::-1] if round_index % 2 else entries:
+            rates[entry["name"]].append(time_steps(entry, args, device))
+    return [finish(entry, rates[entry["name"]], args, device) for entry in entries]
 
 
 def measure_masks(args, device: str, config) -> list[dict]:
@@ -222,6 +259,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--profile-file", default="",
                         help="also profile 3 steps of each row: its top operators / kernels are appended to this file")
     parser.add_argument("--reverse", action="store_true", help="peers first (alternate between repeats on a busy machine)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="above 1: all models set up at once and timed in turn, --steps steps per round, the "
+                             "order reversed every other round; each row is the median round (a busy machine)")
     return parser.parse_args(argv)
 
 
@@ -286,14 +326,15 @@ def main(argv=None) -> list[dict]:
 
     rows = []
     order = ["cxrgm_gmml_corruption", *candidates]
-    for name in reversed(order) if args.reverse else order:
-        if not wanted(name):
-            continue
+    order = [name for name in (reversed(order) if args.reverse else order) if wanted(name)]
+    for name in order:
         if name == "cxrgm_gmml_corruption":
             rows += measure_masks(args, device, ours)
-        else:
+        elif args.rounds == 1:
             build, loss_fn = candidates[name]
-            rows.append(measure(name, build(), loss_fn, args, device, args.compile))
+            rows.append(measure(name, build(), loss_fn, args, device))
+    if args.rounds > 1:
+        rows += measure_interleaved({name: candidates[name] for name in order if name in candidates}, args, device)
 
     rates = {row["name"]: row["img_per_s"] for row in rows if "img_per_s" in row}
     ratios = {}

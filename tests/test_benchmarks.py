@@ -178,6 +178,22 @@ def test_compiled_run_gives_the_corruption_share_of_its_own_step(capsys):
 
 
 
+def test_interleaved_rounds_give_each_row_the_median_of_its_rounds(capsys):
+    """--rounds times the models in turn (order reversed every other round) and reports each one's median round."""
+    import statistics
+
+    from benchmarks import throughput
+
+    rows = throughput.main(["--size", "tiny", "--image-size", "32", "--batch-size", "2", "--steps", "1", "--warmup",
+                            "1", "--rounds", "3", "--only", "cxrgm_gmml_pretrain,hf_simmim"])
+    assert [row["name"] for row in rows] == ["cxrgm_gmml_pretrain", "hf_simmim_pretrain"]
+    for row in rows:
+        assert len(row["img_per_s_rounds"]) == 3 and row["gflop_per_img"] > 0
+        assert abs(row["img_per_s"] - statistics.median(row["img_per_s_rounds"])) <= 0.05  # each rounded to 0.1
+    ratios = json.loads(capsys.readouterr().out.splitlines()[-1])["ratios"]
+    assert ratios["gmml_over_hf_simmim"] == round(rows[0]["img_per_s"] / rows[1]["img_per_s"], 3)
+
+
 def test_mask_sampler_benchmark_times_every_union_beside_a_baseline_file():
     from benchmarks import mask_samplers
 
