@@ -14,6 +14,7 @@ from transformers import (
     AutoModelForPreTraining,
     AutoModelForSemanticSegmentation,
 )
+from transformers.models.auto.video_processing_auto import AutoVideoProcessor  # the top-level name needs torchvision
 
 from .configuration_gmvit import PRESETS, GroupMaskedViTConfig
 from .image_processing_gmvit import GroupMaskedViTImageProcessor
@@ -39,6 +40,9 @@ for _auto, _model in (
 AutoImageProcessor.register(
     GroupMaskedViTConfig, image_processor_classes={"pil": GroupMaskedViTImageProcessor}, exist_ok=True
 )
+# No video processor: said here, since transformers otherwise guesses one from the image processor's auto_map and
+# asks whether to run that (missing) custom code whenever a pipeline is built without trust_remote_code.
+AutoVideoProcessor.register(GroupMaskedViTConfig, video_processor_classes={}, exist_ok=True)
 
 GroupMaskedViTConfig.register_for_auto_class("AutoConfig")
 GroupMaskedViTImageProcessor.register_for_auto_class("AutoImageProcessor")

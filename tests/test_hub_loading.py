@@ -162,6 +162,25 @@ def test_classification_and_segmentation_pipelines_log_nothing(saved):
     assert result.stderr == ""
 
 
+def test_with_the_package_imported_pipelines_need_no_trust_remote_code_and_ask_nothing(saved):
+    """With cxrgm imported, a pipeline without trust_remote_code stopped to ask "Do you wish to run the custom
+    code? [y/N]" (transformers guessed a video processor from the image processor's auto_map), or waited 15 s for
+    an answer in a notebook."""
+    Image.open(real_cxr_jpeg()).convert("L").save(saved / "cxr_local.png")
+    result = run_fresh("""
+        import builtins, json
+        import modeling_cxrgm
+        from transformers import pipeline
+        prompts = []
+        builtins.input = lambda *args: prompts.append(args) or "n"
+        labels = [r["label"] for r in pipeline("image-classification", model="classifier")("cxr_local.png")]
+        pipeline("image-segmentation", model="segmenter")("cxr_local.png")
+        pipeline("image-feature-extraction", model="pretraining")("cxr_local.png")
+        print(json.dumps(dict(prompts=len(prompts), labels=sorted(labels))))
+    """, saved)
+    assert result == dict(prompts=0, labels=["normal", "pneumonia"])
+
+
 def test_the_semantic_subtask_refuses_a_one_label_segmenter_saying_what_to_use(saved):
     """pipeline("image-segmentation", subtask="semantic") failed inside transformers with a bare KeyError for a
     one-label segmenter (it names every value of the map by id2label, which has no background); the default subtask
