@@ -462,3 +462,72 @@ def test_cxr_folder_and_cxr_pool_read_a_listed_dicom_file_as_dicom(tmp_path):
             assert (row["patient_id"], row["study_id"], row["view"]) == (
                 expected["patient_id"], expected["study_id"], expected["view"])
             assert np.array_equal(np.asarray(row["image"]), np.asarray(expected["image"]))
+
+
+def test_a_dicom_file_listed_under_an_image_name_is_read_as_dicom_when_built_and_prepared(tmp_path, caplog):
+    """cxr_folder and cxr_pool hand a file listed as scan.png to Pillow: a DICOM file a PACS export named so stopped
+    the build as 'not a recognised image format'. Its 'DICM' marker, read from the file as it is opened, now sends it
+    to the DICOM reader in builds and preparations alike (pydicom's RG1_UNCI.dcm has no TIFF preamble, RG3_UNCR.dcm
+    one that Pillow reads); no header value is logged, and a file that is neither is refused, naming it."""
+    import datasets
+    import numpy as np
+
+    from hf_datasets.errors import ImageReadError
+    from hf_datasets.prepare import prepare
+
+    folder = tmp_path / "pool" / "site"
+    export_dicoms({"scan.png": "RG1_UNCI.dcm", "film.png": "RG3_UNCR.dcm"}, folder)
+    files = sample_files()
+    jpegs = list(KERMANY_SHA256)[:2]
+    for name in jpegs:
+        copy_to(files[name], folder / name)
+    rows = ["scan.png,normal,a", "film.png,pneumonia,b"] + [f"{name},{kermany_class(name)},c" for name in jpegs]
+    (folder / "labels.csv").write_text("\n".join(["file,label,patient_id"] + rows) + "\n")
+    (folder / "manifest.csv").write_text("\n".join(["image,label,patient_id"] + rows) + "\n")
+    whole = {"split_fractions": {"train": 1.0}}
+    caplog.set_level("DEBUG")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        by_manifest = {row["path"]: np.asarray(row["image"])
+                       for row in build_dataset("manifest", folder, manifest="manifest.csv", **whole)["train"]}
+        by_folder = {row["path"]: np.asarray(row["image"])
+                     for row in build_dataset("cxr_folder", folder, **whole)["train"]}
+        by_pool = {row["path"].removeprefix("site/"): np.asarray(row["image"])
+                   for row in build_dataset("cxr_pool", tmp_path / "pool")["train"]}
+        reports = {name: prepare(name, folder, tmp_path / name, size=64, progress=False, **whole, **options)
+                   for name, options in (("manifest", {"manifest": "manifest.csv"}), ("cxr_folder", {}))}
+    assert sorted(by_manifest) == sorted(by_folder) == sorted(by_pool) == sorted(["scan.png", "film.png", *jpegs])
+    assert by_manifest["scan.png"].dtype == np.uint8 and by_manifest["scan.png"].shape == (1955, 1841)
+    for name, expected in by_manifest.items():
+        assert np.array_equal(by_folder[name], expected) and np.array_equal(by_pool[name], expected)
+    assert [report["written"] for report in reports.values()] == [4, 4]
+    shards = {name: {row["path"]: np.asarray(row["image"])
+                     for row in datasets.load_from_disk(str(tmp_path / name))["train"]} for name in reports}
+    assert all(np.array_equal(shards["cxr_folder"][name], image) for name, image in shards["manifest"].items())
+    said = [str(w.message) for w in caught] + [record.getMessage() for record in caplog.records]
+    assert not [text for text in said if "RG1" in text or "RG3" in text or "CompressedSamples" in text]
+
+    (folder / "notes.png").write_text("not an image\n" * 20)
+    (folder / "labels.csv").write_text("\n".join(["file,label,patient_id"] + rows + ["notes.png,normal,d"]) + "\n")
+    with pytest.raises(ImageReadError, match=r"site/notes.png: not a recognised image format"):
+        build_dataset("cxr_folder", folder, **whole)
+
+
+def test_reading_an_image_file_opens_it_once(tmp_path, monkeypatch):
+    """read_grey (which preparation reads every image with) opened each PNG/JPEG twice: once to look for a DICOM
+    marker, once for Pillow. The marker is read from the file Pillow reads."""
+    import builtins
+
+    from hf_datasets.images import read_grey
+
+    image = tmp_path / "x.jpeg"
+    copy_to(sample_files()[list(KERMANY_SHA256)[0]], image)
+    opened, real_open = [], builtins.open
+
+    def counting_open(file, *args, **kwargs):
+        opened.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    assert read_grey(image).ndim == 2
+    assert opened.count(str(image)) == 1

@@ -251,11 +251,12 @@ def encode_example(rec: dict, bits: int) -> dict:
     read when used; their headers are read here, so a missing or broken file fails (or is skipped) now.
     A wider-than-8-bit image in an 8-bit set is decoded too, scaled by the bits it uses (as preparation
     does): the schema's convert("L") would clip it to white. So is a float image (TIFF "F") in any set: the
-    image processor takes floats in [0, 1] only, and such files also hold 16-bit counts."""
+    image processor takes floats in [0, 1] only, and such files also hold 16-bit counts. So is a DICOM file listed
+    under an image name (told by its 'DICM' marker as its header is read here)."""
     example = {name: rec.get(name) for name in COLUMNS}
-    mode = None if rec["decode"] else stored_mode(rec["image"])
+    mode = None if rec["decode"] else stored_mode(rec["image"])  # None for a DICOM file too
     shape = None
-    if rec["decode"] or mode == "F" or (mode in WIDE_MODES and bits == 8):
+    if mode is None or mode == "F" or (mode in WIDE_MODES and bits == 8):
         grey = read_grey(rec["image"])
         shape = grey.shape
         example["image"] = {"bytes": encode_png(to_bits(grey, bits)), "path": None}

@@ -5,7 +5,8 @@ columns, naming its line. Labels are one-hot over the
 class names (sorted, or `classes`) after renaming by `label_map` (e.g. {"no_finding": "normal"});
 rows whose label is empty, "unlabelled" or not in `classes` get NaN labels. Seeded patient-level split. A DICOM file
 (named .dcm / .dicom: files are not opened to tell) is decoded; its hashed patient and study ids and view come from
-its header where the row gives none.
+its header where the row gives none. One listed under an image name (a PACS export's x.png) is told by its 'DICM'
+marker when it is read, and decoded too; its ids and view come from the row alone.
 """
 
 from __future__ import annotations
