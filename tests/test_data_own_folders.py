@@ -396,6 +396,29 @@ def test_a_csv_row_longer_than_its_header_is_refused_naming_its_line(tmp_path, b
         f"{kermany_patient(name)}, left"}
 
 
+@pytest.mark.parametrize("builder", ["manifest", "cxr_folder", "cxr_pool"])
+def test_a_csv_row_shorter_than_its_header_is_refused_naming_its_line(tmp_path, builder):
+    """A row with fewer values than the header names columns (a line cut short, a value left out) was read with
+    None in its last columns, without a word: here a patient id, so the patient's films could cross splits."""
+    files = sample_files()
+    folder = tmp_path / "pool" / "site"
+    lines = ["image,label,patient_id" if builder == "manifest" else "file,label,patient_id"]
+    for name in KERMANY_SHA256:
+        copy_to(files[name], folder / name)
+        lines.append(f"{name},{kermany_class(name)},{kermany_patient(name)}")
+    name = list(KERMANY_SHA256)[2]
+    lines[3] = f"{name},{kermany_class(name)}"
+    (folder / "labels.csv").write_text("\n".join(lines) + "\n")
+    data_dir = tmp_path / "pool" if builder == "cxr_pool" else folder
+    options = {"manifest": "labels.csv"} if builder == "manifest" else {}
+    with pytest.raises(LayoutError, match=r"site/labels.csv: line 4 has 2 values but the header names 3 columns: "
+                                          r"the line is cut short"):
+        build_dataset(builder, data_dir, **options)
+    lines[3] = f"{name},{kermany_class(name)},"  # an empty patient id is a value
+    (folder / "labels.csv").write_text("\n".join(lines) + "\n")
+    assert sum(split.num_rows for split in build_dataset(builder, data_dir, **options).values()) == 16
+
+
 def test_a_dicom_exported_into_two_class_folders_is_named_with_both_classes(tmp_path):
     """One image filed under two classes kept the first folder's class, and the warning about repeats did not say
     that the copies' labels differed."""

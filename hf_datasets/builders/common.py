@@ -144,9 +144,8 @@ def parse_age(value) -> float | None:
 
 
 def read_table(path, check_row_lengths: bool = False) -> list[dict]:
-    """Rows of a CSV file (optionally .gz) as dicts keyed by the header row. check_row_lengths: a row holding more
-    values than the header names columns is refused (LayoutError naming its line): an unquoted comma in a value
-    shifts the values after it into the wrong columns."""
+    """Rows of a CSV file (optionally .gz) as dicts keyed by the header row. check_row_lengths: a row holding more or
+    fewer values than the header names columns is refused (`check_row_length`)."""
     return list(iter_table(path, check_row_lengths))
 
 
@@ -164,12 +163,25 @@ def _table_rows(path: Path, check_row_lengths: bool):
     with opener(path, "rt", newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         for row in reader:
-            if check_row_lengths and None in row:  # DictReader puts values beyond the header's columns under None
+            # DictReader puts values beyond the header's columns under None, and gives None to those a row lacks
+            if check_row_lengths and (None in row or None in row.values()):
                 columns = len(reader.fieldnames)
-                raise LayoutError(path, f"line {reader.line_num} has {columns + len(row[None])} values but the header "
-                                        f"names {columns} columns: put a value holding a comma in quotes (\"a, b\"), "
-                                        "and name every column in the header")
+                values = columns + len(row[None]) if None in row else sum(v is not None for v in row.values())
+                check_row_length(path, reader.line_num, values, columns)
             yield row
+
+
+def check_row_length(path, line: int, values: int, columns: int) -> None:
+    """LayoutError naming the table, the line and both counts when a row holds other than one value per column: an
+    unquoted comma in a value shifts the values after it into the wrong columns, and a line cut short (a truncated
+    download) or one that leaves values out would leave its last columns empty without a word."""
+    if values > columns:
+        raise LayoutError(path, f"line {line} has {values} values but the header names {columns} columns: put a value "
+                                "holding a comma in quotes (\"a, b\"), and name every column in the header")
+    if values < columns:
+        raise LayoutError(path, f"line {line} has {values} values but the header names {columns} columns: the line is "
+                                "cut short (a download or copy that stopped early: fetch the file again) or leaves "
+                                "values out (write an empty one as nothing between its commas: a,,c)")
 
 
 def find_file(data_dir, *names) -> Path:

@@ -1,7 +1,7 @@
 """A prepared CXR folder: labels.csv (`file`, `label` and/or `mask_file`, `patient_id`, `source`,
 optional `view`, `sex`, `age`, ...) beside the images and masks; a column named like one of these but not exactly
-('Label', 'PatientID') is refused, naming the rename, and so is a row with more values than the header names
-columns, naming its line. Labels are one-hot over the
+('Label', 'PatientID') is refused, naming the rename, and so is a row with more or fewer values than the header
+names columns, naming its line. Labels are one-hot over the
 class names (sorted, or `classes`) after renaming by `label_map` (e.g. {"no_finding": "normal"});
 rows whose label is empty, "unlabelled" or not in `classes` get NaN labels. Seeded patient-level split. A DICOM file
 (named .dcm / .dicom: files are not opened to tell) is decoded; its hashed patient and study ids and view come from
