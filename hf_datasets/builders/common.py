@@ -143,35 +143,35 @@ def parse_age(value) -> float | None:
     return number / {"M": 12.0, "W": 52.0, "D": 365.0}.get(unit, 1.0)
 
 
-def read_table(path, check_row_lengths: bool = False) -> list[dict]:
-    """Rows of a CSV file (optionally .gz) as dicts keyed by the header row. check_row_lengths: a row holding more or
-    fewer values than the header names columns is refused (`check_row_length`)."""
-    return list(iter_table(path, check_row_lengths))
+def read_table(path) -> list[dict]:
+    """Rows of a CSV file (optionally .gz) as dicts keyed by the header row; a row holding more or fewer values than
+    the header names columns is refused (`_check_row_length`), blank lines are passed over."""
+    return list(iter_table(path))
 
 
-def iter_table(path, check_row_lengths: bool = False):
+def iter_table(path):
     """The rows of `read_table`, read one at a time: a table used in one pass (a metadata file of several hundred
     thousand rows) is never held whole."""
     path = Path(path)
     if not path.exists():
         raise LayoutError(path, "label file not found")
-    return _table_rows(path, check_row_lengths)
+    return _table_rows(path)
 
 
-def _table_rows(path: Path, check_row_lengths: bool):
+def _table_rows(path: Path):
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        for row in reader:
-            # DictReader puts values beyond the header's columns under None, and gives None to those a row lacks
-            if check_row_lengths and (None in row or None in row.values()):
-                columns = len(reader.fieldnames)
-                values = columns + len(row[None]) if None in row else sum(v is not None for v in row.values())
-                check_row_length(path, reader.line_num, values, columns)
-            yield row
+        reader = csv.reader(handle)
+        header = next(reader, [])
+        for values in reader:
+            if not values:  # a blank line
+                continue
+            if len(values) != len(header):
+                _check_row_length(path, reader.line_num, len(values), len(header))
+            yield dict(zip(header, values))
 
 
-def check_row_length(path, line: int, values: int, columns: int) -> None:
+def _check_row_length(path, line: int, values: int, columns: int) -> None:
     """LayoutError naming the table, the line and both counts when a row holds other than one value per column: an
     unquoted comma in a value shifts the values after it into the wrong columns, and a line cut short (a truncated
     download) or one that leaves values out would leave its last columns empty without a word."""

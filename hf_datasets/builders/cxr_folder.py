@@ -25,7 +25,7 @@ def build(data_dir, classes: list[str] | None = None, label_column: str = "label
           label_map: dict | None = None) -> Recipe:
     root = Path(data_dir)
     table = find_file(root, "labels.csv")
-    rows = read_table(table, check_row_lengths=True)
+    rows = read_table(table)
     check_column_names(table, {column for row in rows for column in row},
                        ("file", label_column, "mask_file", "patient_id", "source", "view", "sex", "age"))
     if rows and "file" not in rows[0]:

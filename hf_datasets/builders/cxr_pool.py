@@ -34,7 +34,7 @@ def build(data_dir, folders: list[str] | None = None, join_column: str = "ieee80
     for name in names:
         folder = root / name
         table = folder / "labels.csv"
-        rows = iter_table(table, check_row_lengths=True)
+        rows = iter_table(table)
         first = next(rows, {})  # a CSV's rows all have its header's columns
         check_column_names(table, first, ("file", "patient_id", "source", "view", "sex", "age", join_column))
         for row in itertools.chain([first] if first else [], rows):

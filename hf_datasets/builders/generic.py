@@ -208,7 +208,7 @@ MANIFEST_COLUMNS = ("image", "label", "labels", "mask", "patient_id", "study_id"
 def _manifest_rows(path: Path) -> list[dict]:
     if path.suffix.lower() == ".jsonl":
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return read_table(path, check_row_lengths=True)
+    return read_table(path)
 
 
 def _label_value(value, path: Path, image) -> float:
