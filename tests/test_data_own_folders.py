@@ -10,6 +10,7 @@ from hf_datasets import build_dataset, label_names
 from hf_datasets.builders.kermany import kermany_patient
 from hf_datasets.builders.sample import KERMANY_SHA256, sample_files
 from hf_datasets.errors import LayoutError
+from hf_datasets.registry import build_recipe
 from hf_datasets.splits import overlapping_patients
 
 
@@ -436,6 +437,31 @@ def test_a_dicom_exported_into_two_class_folders_is_named_with_both_classes(tmp_
     assert said[0].endswith("1 of them lie in another class folder than the copy kept, so the image has two labels "
                             "(class kept -> class left out: {'normal -> pneumonia': 1}); keep each image in the folder "
                             "of its class only: pneumonia/export2/IM0001")
+    uid = pydicom.dcmread(get_testdata_file("RG1_UNCR.dcm", download=False), stop_before_pixels=True).SOPInstanceUID
+    assert uid not in said[0]
+
+
+def test_a_manifest_keeps_one_copy_of_a_dicom_listed_twice_as_dicomdir_and_imagefolder_do(tmp_path):
+    """A study exported twice and listed under both paths (the same SOP Instance UID) counted its images twice, in
+    training and test alike; dicomdir and imagefolder kept one copy."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    site = tmp_path / "site"
+    export_dicoms({"export1/IM0001": "RG1_UNCR.dcm", "export2/IM0001": "RG1_UNCR.dcm",
+                   "export2/IM0002": "RG3_UNCR.dcm"}, site)
+    jpeg = list(KERMANY_SHA256)[0]
+    copy_to(sample_files()[jpeg], site / jpeg)
+    lines = ["image,label", "export1/IM0001,normal", "export2/IM0002,pneumonia", "export2/IM0001,normal",
+             f"{jpeg},normal"]
+    (site / "labels.csv").write_text("\n".join(lines) + "\n")
+    recipe, said = warnings_saying("repeat", lambda: build_recipe("manifest", site, manifest="labels.csv"))
+    assert [record["path"] for record in recipe.records] == ["export1/IM0001", "export2/IM0002", jpeg]
+    assert said == [f"{site / 'labels.csv'}: 1 DICOM file(s) repeat an image found before (same SOP Instance UID); "
+                    "the first copy of each is kept"]
+    ds = build_dataset("manifest", site, manifest="labels.csv", split_fractions={"train": 0.5, "test": 0.5})
+    assert sorted(path for split in ds.values() for path in split["path"]) == sorted(
+        ["export1/IM0001", "export2/IM0002", jpeg])
     uid = pydicom.dcmread(get_testdata_file("RG1_UNCR.dcm", download=False), stop_before_pixels=True).SOPInstanceUID
     assert uid not in said[0]
 
