@@ -203,6 +203,17 @@ def test_a_label_table_whose_last_line_is_cut_short_is_refused_naming_its_line(t
         build_dataset(name, data_dir)
 
 
+def test_a_compressed_table_cut_short_is_refused_naming_it(tmp_path):
+    """A truncated download of MIMIC's .csv.gz tables stopped the build on an EOFError that named no file."""
+    data_dir = layouts.mimic(tmp_path / "mimic")
+    table = data_dir / "mimic-cxr-2.0.0-metadata.csv.gz"
+    table.write_bytes(table.read_bytes()[:-40])
+    with pytest.raises(LayoutError, match=rf"{re.escape(str(table))}: the compressed file is cut short or damaged "
+                                          r"\(Compressed file ended before the end-of-stream marker was reached\): "
+                                          r"fetch it again"):
+        build_dataset("mimic_cxr_jpg", data_dir)
+
+
 def test_padchest_sixteen_bit(tmp_path):
     ds = build("padchest", layouts.padchest(tmp_path))
     names = label_names(ds)

@@ -22,6 +22,7 @@ import re
 import tempfile
 import time
 import warnings
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,13 +163,16 @@ def _table_rows(path: Path):
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
-        header = next(reader, [])
-        for values in reader:
-            if not values:  # a blank line
-                continue
-            if len(values) != len(header):
-                _check_row_length(path, reader.line_num, len(values), len(header))
-            yield dict(zip(header, values))
+        try:
+            header = next(reader, [])
+            for values in reader:
+                if not values:  # a blank line
+                    continue
+                if len(values) != len(header):
+                    _check_row_length(path, reader.line_num, len(values), len(header))
+                yield dict(zip(header, values))
+        except (EOFError, zlib.error, gzip.BadGzipFile) as err:  # a .gz file cut short, or not gzip at all
+            raise LayoutError(path, f"the compressed file is cut short or damaged ({err}): fetch it again") from err
 
 
 def _check_row_length(path, line: int, values: int, columns: int) -> None:
