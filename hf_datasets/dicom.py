@@ -456,12 +456,16 @@ def quiet_value_checks():
         settings.reading_validation_mode = previous
 
 
+def has_dicom_marker(head: bytes) -> bool:
+    """Whether a file's first bytes (132 of them) hold the 'DICM' marker after the 128-byte DICOM preamble."""
+    return head[128:132] == b"DICM"
+
+
 def is_dicom_file(path) -> bool:
     """True when the file has the 'DICM' marker at byte 128 (the DICOM preamble)."""
     try:
         with open(path, "rb") as handle:
-            handle.seek(128)
-            return handle.read(4) == b"DICM"
+            return has_dicom_marker(handle.read(132))
     except OSError:
         return False
 

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError, features
 from PIL.PngImagePlugin import PngInfo
 
-from .dicom import is_dicom_file, read_dicom
+from .dicom import has_dicom_marker, is_dicom_file, read_dicom
 from .errors import ImageReadError
 
 JSRT_SHAPE = (2048, 2048)
@@ -34,14 +34,15 @@ def is_dicom_path(path) -> bool:
     """Whether a file is read as DICOM, by the data set builders, `read_grey` and train.predict alike: by a .dcm /
     .dicom suffix (an empty or damaged one is reported when read), or by the 'DICM' marker under any other name (PACS
     exports write IM0001, 1.2.840...; a DICOM file renamed x.png is still one, which an image reader would refuse or
-    misread)."""
+    misread). `read_grey` and `stored_mode` read the marker from the file they open anyway."""
     return has_dicom_suffix(path) or is_dicom_file(path)
 
 
 def has_dicom_suffix(path) -> bool:
     """Whether a file is named as DICOM (.dcm / .dicom): how the builders reading a table of files (cxr_folder,
     cxr_pool: tens of thousands of rows) tell a DICOM file without opening every file, so that a build, and the
-    check of a resumed preparation (os.stat only), reads no image it does not need."""
+    check of a resumed preparation (os.stat only), reads no image it does not need. A DICOM file they list under
+    another name is told when it is read (`stored_mode`, `read_grey`)."""
     return os.path.splitext(path)[1].lower() in DICOM_SUFFIXES
 
 
@@ -136,17 +137,31 @@ def _existing_file(path) -> str:
 WHOLE_FILE_ENDS = {"PNG": b"\x00\x00\x00\x00IEND\xaeB`\x82", "JPEG": b"\xff\xd9"}
 
 
-def stored_mode(path) -> str:
-    """The PIL mode a PNG/JPEG/TIFF/... file is stored in, from its header (pixels are not decoded); ImageReadError
-    if the file is missing, empty, not an image, or a PNG/JPEG cut short. A PNG/JPEG that does not end as a whole
-    one does (a copy or download cut short) is decoded to tell: a truncated one fails, one with bytes after its
-    end (some exporters pad files) is fine."""
+def stored_mode(path) -> str | None:
+    """The PIL mode a PNG/JPEG/TIFF/... file is stored in, from its header (pixels are not decoded), or None for a
+    DICOM file under another name (see `_pillow_image`); ImageReadError if the file is missing, empty, not an image,
+    or a PNG/JPEG cut short. A PNG/JPEG that does not end as a whole one does (a copy or download cut short) is
+    decoded to tell: a truncated one fails, one with bytes after its end (some exporters pad files) is fine."""
     path = _existing_file(path)
-    with image_read_errors(path), Image.open(path) as image:
-        end = WHOLE_FILE_ENDS.get(image.format)
-        if end is not None and not _file_end(path, 64).rstrip(b"\x00").endswith(end):
-            image.load()  # raises for a truncated file: "image file is truncated"
-        return image.mode
+    with image_read_errors(path), open(path, "rb") as handle:
+        image = _pillow_image(handle)
+        if image is None:
+            return None
+        with image:
+            end = WHOLE_FILE_ENDS.get(image.format)
+            if end is not None and not _file_end(path, 64).rstrip(b"\x00").endswith(end):
+                image.load()  # raises for a truncated file: "image file is truncated"
+            return image.mode
+
+
+def _pillow_image(handle) -> Image.Image | None:
+    """Pillow's image of an open file (call inside `image_read_errors`), or None for a DICOM file: its 'DICM' marker
+    is read from this file, so an image file is opened once. A DICOM preamble may hold a TIFF header (pydicom's
+    RG1_UNCR.dcm does), which Pillow would read without the DICOM window."""
+    if has_dicom_marker(handle.read(132)):
+        return None
+    handle.seek(0)
+    return Image.open(handle)
 
 
 def _file_end(path, size: int) -> bytes:
@@ -157,7 +172,8 @@ def _file_end(path, size: int) -> bytes:
 
 
 def read_grey(path, *, dicom_voi: str = "header") -> np.ndarray:
-    """Read a PNG/JPEG/TIFF/..., DICOM or JSRT raw file into a grey array (see the module docstring).
+    """Read a PNG/JPEG/TIFF/..., DICOM (a .dcm / .dicom name, or the 'DICM' marker under any other) or JSRT raw file
+    into a grey array (see the module docstring).
 
     DICOM files become float32 in [0, 1], the windowed image at full scale: a window whose brightest pixel
     stays below white keeps it below white, as `train.predict` and the image processor see the file.
@@ -166,11 +182,14 @@ def read_grey(path, *, dicom_voi: str = "header") -> np.ndarray:
     path = _existing_file(path)
     if path.upper().endswith(".IMG"):
         return read_jsrt_raw(path)
-    if is_dicom_path(path):
-        return read_dicom(path, voi=dicom_voi)[0].astype(np.float32, copy=False)
-    with image_read_errors(path), Image.open(path) as image:
-        image.load()
-        return pil_to_grey(image)
+    if not has_dicom_suffix(path):
+        with image_read_errors(path), open(path, "rb") as handle:
+            image = _pillow_image(handle)
+            if image is not None:
+                with image:
+                    image.load()
+                    return pil_to_grey(image)
+    return read_dicom(path, voi=dicom_voi)[0].astype(np.float32, copy=False)
 
 
 def resize_longer_side(image: np.ndarray, size: int) -> np.ndarray:

@@ -177,6 +177,43 @@ def test_images_listed_but_not_found_are_named_in_a_warning(tmp_path, name, gone
     assert sum(split.num_rows for split in ds.values()) == whole - 1
 
 
+@pytest.mark.parametrize("name,table", [
+    ("nih", "Data_Entry_2017_v2020.csv"), ("chexpert", "CheXpert-v1.0-small/train.csv"),
+    ("mimic_cxr_jpg", "mimic-cxr-2.0.0-metadata.csv.gz"), ("mimic_cxr_jpg", "mimic-cxr-2.0.0-split.csv.gz"),
+    ("padchest", "PADCHEST_chest_x_ray_images_labels_160K_01.02.19.csv"),
+    ("vindr_cxr", "annotations/image_labels_test.csv"), ("rsna_pneumonia", "stage_2_train_labels.csv")])
+def test_a_label_table_whose_last_line_is_cut_short_is_refused_naming_its_line(tmp_path, name, table):
+    """A truncated download ends inside its last line: that row was read with None in its last columns, without a
+    word (a record without its view, age or labels), or stopped the build on a TypeError (rsna_pneumonia's Target)."""
+    import csv
+    layout = {"nih": layouts.nih, "chexpert": layouts.chexpert, "mimic_cxr_jpg": layouts.mimic,
+              "padchest": layouts.padchest, "vindr_cxr": layouts.vindr, "rsna_pneumonia": layouts.rsna}[name]
+    data_dir = layout(tmp_path / "set")
+    path = tmp_path / "set" / table
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt") as handle:
+        lines = handle.read().splitlines()
+    lines[-1] = lines[-1][:lines[-1].rindex(",")]  # without its last value
+    header, values = (len(next(csv.reader([line]))) for line in (lines[0], lines[-1]))
+    assert 1 < values < header
+    with opener(path, "wt") as handle:
+        handle.write("\n".join(lines))
+    with pytest.raises(LayoutError, match=rf"{re.escape(table)}: line {len(lines)} has {values} values but the header "
+                                          rf"names {header} columns: the line is cut short"):
+        build_dataset(name, data_dir)
+
+
+def test_a_compressed_table_cut_short_is_refused_naming_it(tmp_path):
+    """A truncated download of MIMIC's .csv.gz tables stopped the build on an EOFError that named no file."""
+    data_dir = layouts.mimic(tmp_path / "mimic")
+    table = data_dir / "mimic-cxr-2.0.0-metadata.csv.gz"
+    table.write_bytes(table.read_bytes()[:-40])
+    with pytest.raises(LayoutError, match=rf"{re.escape(str(table))}: the compressed file is cut short or damaged "
+                                          r"\(Compressed file ended before the end-of-stream marker was reached\): "
+                                          r"fetch it again"):
+        build_dataset("mimic_cxr_jpg", data_dir)
+
+
 def test_padchest_sixteen_bit(tmp_path):
     ds = build("padchest", layouts.padchest(tmp_path))
     names = label_names(ds)

@@ -10,6 +10,7 @@ from hf_datasets import build_dataset, label_names
 from hf_datasets.builders.kermany import kermany_patient
 from hf_datasets.builders.sample import KERMANY_SHA256, sample_files
 from hf_datasets.errors import LayoutError
+from hf_datasets.registry import build_recipe
 from hf_datasets.splits import overlapping_patients
 
 
@@ -396,6 +397,29 @@ def test_a_csv_row_longer_than_its_header_is_refused_naming_its_line(tmp_path, b
         f"{kermany_patient(name)}, left"}
 
 
+@pytest.mark.parametrize("builder", ["manifest", "cxr_folder", "cxr_pool"])
+def test_a_csv_row_shorter_than_its_header_is_refused_naming_its_line(tmp_path, builder):
+    """A row with fewer values than the header names columns (a line cut short, a value left out) was read with
+    None in its last columns, without a word: here a patient id, so the patient's films could cross splits."""
+    files = sample_files()
+    folder = tmp_path / "pool" / "site"
+    lines = ["image,label,patient_id" if builder == "manifest" else "file,label,patient_id"]
+    for name in KERMANY_SHA256:
+        copy_to(files[name], folder / name)
+        lines.append(f"{name},{kermany_class(name)},{kermany_patient(name)}")
+    name = list(KERMANY_SHA256)[2]
+    lines[3] = f"{name},{kermany_class(name)}"
+    (folder / "labels.csv").write_text("\n".join(lines) + "\n")
+    data_dir = tmp_path / "pool" if builder == "cxr_pool" else folder
+    options = {"manifest": "labels.csv"} if builder == "manifest" else {}
+    with pytest.raises(LayoutError, match=r"site/labels.csv: line 4 has 2 values but the header names 3 columns: "
+                                          r"the line is cut short"):
+        build_dataset(builder, data_dir, **options)
+    lines[3] = f"{name},{kermany_class(name)},"  # an empty patient id is a value
+    (folder / "labels.csv").write_text("\n".join(lines) + "\n")
+    assert sum(split.num_rows for split in build_dataset(builder, data_dir, **options).values()) == 16
+
+
 def test_a_dicom_exported_into_two_class_folders_is_named_with_both_classes(tmp_path):
     """One image filed under two classes kept the first folder's class, and the warning about repeats did not say
     that the copies' labels differed."""
@@ -413,6 +437,31 @@ def test_a_dicom_exported_into_two_class_folders_is_named_with_both_classes(tmp_
     assert said[0].endswith("1 of them lie in another class folder than the copy kept, so the image has two labels "
                             "(class kept -> class left out: {'normal -> pneumonia': 1}); keep each image in the folder "
                             "of its class only: pneumonia/export2/IM0001")
+    uid = pydicom.dcmread(get_testdata_file("RG1_UNCR.dcm", download=False), stop_before_pixels=True).SOPInstanceUID
+    assert uid not in said[0]
+
+
+def test_a_manifest_keeps_one_copy_of_a_dicom_listed_twice_as_dicomdir_and_imagefolder_do(tmp_path):
+    """A study exported twice and listed under both paths (the same SOP Instance UID) counted its images twice, in
+    training and test alike; dicomdir and imagefolder kept one copy."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    site = tmp_path / "site"
+    export_dicoms({"export1/IM0001": "RG1_UNCR.dcm", "export2/IM0001": "RG1_UNCR.dcm",
+                   "export2/IM0002": "RG3_UNCR.dcm"}, site)
+    jpeg = list(KERMANY_SHA256)[0]
+    copy_to(sample_files()[jpeg], site / jpeg)
+    lines = ["image,label", "export1/IM0001,normal", "export2/IM0002,pneumonia", "export2/IM0001,normal",
+             f"{jpeg},normal"]
+    (site / "labels.csv").write_text("\n".join(lines) + "\n")
+    recipe, said = warnings_saying("repeat", lambda: build_recipe("manifest", site, manifest="labels.csv"))
+    assert [record["path"] for record in recipe.records] == ["export1/IM0001", "export2/IM0002", jpeg]
+    assert said == [f"{site / 'labels.csv'}: 1 DICOM file(s) repeat an image found before (same SOP Instance UID); "
+                    "the first copy of each is kept"]
+    ds = build_dataset("manifest", site, manifest="labels.csv", split_fractions={"train": 0.5, "test": 0.5})
+    assert sorted(path for split in ds.values() for path in split["path"]) == sorted(
+        ["export1/IM0001", "export2/IM0002", jpeg])
     uid = pydicom.dcmread(get_testdata_file("RG1_UNCR.dcm", download=False), stop_before_pixels=True).SOPInstanceUID
     assert uid not in said[0]
 
@@ -462,3 +511,72 @@ def test_cxr_folder_and_cxr_pool_read_a_listed_dicom_file_as_dicom(tmp_path):
             assert (row["patient_id"], row["study_id"], row["view"]) == (
                 expected["patient_id"], expected["study_id"], expected["view"])
             assert np.array_equal(np.asarray(row["image"]), np.asarray(expected["image"]))
+
+
+def test_a_dicom_file_listed_under_an_image_name_is_read_as_dicom_when_built_and_prepared(tmp_path, caplog):
+    """cxr_folder and cxr_pool hand a file listed as scan.png to Pillow: a DICOM file a PACS export named so stopped
+    the build as 'not a recognised image format'. Its 'DICM' marker, read from the file as it is opened, now sends it
+    to the DICOM reader in builds and preparations alike (pydicom's RG1_UNCI.dcm has no TIFF preamble, RG3_UNCR.dcm
+    one that Pillow reads); no header value is logged, and a file that is neither is refused, naming it."""
+    import datasets
+    import numpy as np
+
+    from hf_datasets.errors import ImageReadError
+    from hf_datasets.prepare import prepare
+
+    folder = tmp_path / "pool" / "site"
+    export_dicoms({"scan.png": "RG1_UNCI.dcm", "film.png": "RG3_UNCR.dcm"}, folder)
+    files = sample_files()
+    jpegs = list(KERMANY_SHA256)[:2]
+    for name in jpegs:
+        copy_to(files[name], folder / name)
+    rows = ["scan.png,normal,a", "film.png,pneumonia,b"] + [f"{name},{kermany_class(name)},c" for name in jpegs]
+    (folder / "labels.csv").write_text("\n".join(["file,label,patient_id"] + rows) + "\n")
+    (folder / "manifest.csv").write_text("\n".join(["image,label,patient_id"] + rows) + "\n")
+    whole = {"split_fractions": {"train": 1.0}}
+    caplog.set_level("DEBUG")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        by_manifest = {row["path"]: np.asarray(row["image"])
+                       for row in build_dataset("manifest", folder, manifest="manifest.csv", **whole)["train"]}
+        by_folder = {row["path"]: np.asarray(row["image"])
+                     for row in build_dataset("cxr_folder", folder, **whole)["train"]}
+        by_pool = {row["path"].removeprefix("site/"): np.asarray(row["image"])
+                   for row in build_dataset("cxr_pool", tmp_path / "pool")["train"]}
+        reports = {name: prepare(name, folder, tmp_path / name, size=64, progress=False, **whole, **options)
+                   for name, options in (("manifest", {"manifest": "manifest.csv"}), ("cxr_folder", {}))}
+    assert sorted(by_manifest) == sorted(by_folder) == sorted(by_pool) == sorted(["scan.png", "film.png", *jpegs])
+    assert by_manifest["scan.png"].dtype == np.uint8 and by_manifest["scan.png"].shape == (1955, 1841)
+    for name, expected in by_manifest.items():
+        assert np.array_equal(by_folder[name], expected) and np.array_equal(by_pool[name], expected)
+    assert [report["written"] for report in reports.values()] == [4, 4]
+    shards = {name: {row["path"]: np.asarray(row["image"])
+                     for row in datasets.load_from_disk(str(tmp_path / name))["train"]} for name in reports}
+    assert all(np.array_equal(shards["cxr_folder"][name], image) for name, image in shards["manifest"].items())
+    said = [str(w.message) for w in caught] + [record.getMessage() for record in caplog.records]
+    assert not [text for text in said if "RG1" in text or "RG3" in text or "CompressedSamples" in text]
+
+    (folder / "notes.png").write_text("not an image\n" * 20)
+    (folder / "labels.csv").write_text("\n".join(["file,label,patient_id"] + rows + ["notes.png,normal,d"]) + "\n")
+    with pytest.raises(ImageReadError, match=r"site/notes.png: not a recognised image format"):
+        build_dataset("cxr_folder", folder, **whole)
+
+
+def test_reading_an_image_file_opens_it_once(tmp_path, monkeypatch):
+    """read_grey (which preparation reads every image with) opened each PNG/JPEG twice: once to look for a DICOM
+    marker, once for Pillow. The marker is read from the file Pillow reads."""
+    import builtins
+
+    from hf_datasets.images import read_grey
+
+    image = tmp_path / "x.jpeg"
+    copy_to(sample_files()[list(KERMANY_SHA256)[0]], image)
+    opened, real_open = [], builtins.open
+
+    def counting_open(file, *args, **kwargs):
+        opened.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    assert read_grey(image).ndim == 2
+    assert opened.count(str(image)) == 1

@@ -22,6 +22,7 @@ import re
 import tempfile
 import time
 import warnings
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,33 +144,48 @@ def parse_age(value) -> float | None:
     return number / {"M": 12.0, "W": 52.0, "D": 365.0}.get(unit, 1.0)
 
 
-def read_table(path, check_row_lengths: bool = False) -> list[dict]:
-    """Rows of a CSV file (optionally .gz) as dicts keyed by the header row. check_row_lengths: a row holding more
-    values than the header names columns is refused (LayoutError naming its line): an unquoted comma in a value
-    shifts the values after it into the wrong columns."""
-    return list(iter_table(path, check_row_lengths))
+def read_table(path) -> list[dict]:
+    """Rows of a CSV file (optionally .gz) as dicts keyed by the header row; a row holding more or fewer values than
+    the header names columns is refused (`_check_row_length`), blank lines are passed over."""
+    return list(iter_table(path))
 
 
-def iter_table(path, check_row_lengths: bool = False):
+def iter_table(path):
     """The rows of `read_table`, read one at a time: a table used in one pass (a metadata file of several hundred
     thousand rows) is never held whole."""
     path = Path(path)
     if not path.exists():
         raise LayoutError(path, "label file not found")
-    return _table_rows(path, check_row_lengths)
+    return _table_rows(path)
 
 
-def _table_rows(path: Path, check_row_lengths: bool):
+def _table_rows(path: Path):
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        for row in reader:
-            if check_row_lengths and None in row:  # DictReader puts values beyond the header's columns under None
-                columns = len(reader.fieldnames)
-                raise LayoutError(path, f"line {reader.line_num} has {columns + len(row[None])} values but the header "
-                                        f"names {columns} columns: put a value holding a comma in quotes (\"a, b\"), "
-                                        "and name every column in the header")
-            yield row
+        reader = csv.reader(handle)
+        try:
+            header = next(reader, [])
+            for values in reader:
+                if not values:  # a blank line
+                    continue
+                if len(values) != len(header):
+                    _check_row_length(path, reader.line_num, len(values), len(header))
+                yield dict(zip(header, values))
+        except (EOFError, zlib.error, gzip.BadGzipFile) as err:  # a .gz file cut short, or not gzip at all
+            raise LayoutError(path, f"the compressed file is cut short or damaged ({err}): fetch it again") from err
+
+
+def _check_row_length(path, line: int, values: int, columns: int) -> None:
+    """LayoutError naming the table, the line and both counts when a row holds other than one value per column: an
+    unquoted comma in a value shifts the values after it into the wrong columns, and a line cut short (a truncated
+    download) or one that leaves values out would leave its last columns empty without a word."""
+    if values > columns:
+        raise LayoutError(path, f"line {line} has {values} values but the header names {columns} columns: put a value "
+                                "holding a comma in quotes (\"a, b\"), and name every column in the header")
+    if values < columns:
+        raise LayoutError(path, f"line {line} has {values} values but the header names {columns} columns: the line is "
+                                "cut short (a download or copy that stopped early: fetch the file again) or leaves "
+                                "values out (write an empty one as nothing between its commas: a,,c)")
 
 
 def find_file(data_dir, *names) -> Path:
@@ -251,11 +267,12 @@ def encode_example(rec: dict, bits: int) -> dict:
     read when used; their headers are read here, so a missing or broken file fails (or is skipped) now.
     A wider-than-8-bit image in an 8-bit set is decoded too, scaled by the bits it uses (as preparation
     does): the schema's convert("L") would clip it to white. So is a float image (TIFF "F") in any set: the
-    image processor takes floats in [0, 1] only, and such files also hold 16-bit counts."""
+    image processor takes floats in [0, 1] only, and such files also hold 16-bit counts. So is a DICOM file listed
+    under an image name (told by its 'DICM' marker as its header is read here)."""
     example = {name: rec.get(name) for name in COLUMNS}
-    mode = None if rec["decode"] else stored_mode(rec["image"])
+    mode = None if rec["decode"] else stored_mode(rec["image"])  # None for a DICOM file too
     shape = None
-    if rec["decode"] or mode == "F" or (mode in WIDE_MODES and bits == 8):
+    if mode is None or mode == "F" or (mode in WIDE_MODES and bits == 8):
         grey = read_grey(rec["image"])
         shape = grey.shape
         example["image"] = {"bytes": encode_png(to_bits(grey, bits)), "path": None}

@@ -1,11 +1,12 @@
 """A prepared CXR folder: labels.csv (`file`, `label` and/or `mask_file`, `patient_id`, `source`,
 optional `view`, `sex`, `age`, ...) beside the images and masks; a column named like one of these but not exactly
-('Label', 'PatientID') is refused, naming the rename, and so is a row with more values than the header names
-columns, naming its line. Labels are one-hot over the
+('Label', 'PatientID') is refused, naming the rename, and so is a row with more or fewer values than the header
+names columns, naming its line. Labels are one-hot over the
 class names (sorted, or `classes`) after renaming by `label_map` (e.g. {"no_finding": "normal"});
 rows whose label is empty, "unlabelled" or not in `classes` get NaN labels. Seeded patient-level split. A DICOM file
 (named .dcm / .dicom: files are not opened to tell) is decoded; its hashed patient and study ids and view come from
-its header where the row gives none.
+its header where the row gives none. One listed under an image name (a PACS export's x.png) is told by its 'DICM'
+marker when it is read, and decoded too; its ids and view come from the row alone.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def build(data_dir, classes: list[str] | None = None, label_column: str = "label
           label_map: dict | None = None) -> Recipe:
     root = Path(data_dir)
     table = find_file(root, "labels.csv")
-    rows = read_table(table, check_row_lengths=True)
+    rows = read_table(table)
     check_column_names(table, {column for row in rows for column in row},
                        ("file", label_column, "mask_file", "patient_id", "source", "view", "sex", "age"))
     if rows and "file" not in rows[0]:

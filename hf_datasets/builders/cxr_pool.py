@@ -6,8 +6,8 @@ An image is a duplicate when its bytes equal an earlier image's, or when it name
 the covid-chestxray-dataset file they were taken from; file stems are compared). The first copy
 in folder order is kept. `exclude_patients` drops every image whose `patient_id` (or any other
 `*patient_id` column) is listed, e.g. the test patients of the downstream tasks. A column named like one of those
-read but not exactly ('PatientID', 'File') is refused, naming the rename, as is a row longer than its header, as in
-cxr_folder. A DICOM file is decoded, as in cxr_folder.
+read but not exactly ('PatientID', 'File') is refused, naming the rename, as is a row longer or shorter than its
+header, as in cxr_folder. A DICOM file is decoded, as in cxr_folder.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def build(data_dir, folders: list[str] | None = None, join_column: str = "ieee80
     for name in names:
         folder = root / name
         table = folder / "labels.csv"
-        rows = iter_table(table, check_row_lengths=True)
+        rows = iter_table(table)
         first = next(rows, {})  # a CSV's rows all have its header's columns
         check_column_names(table, first, ("file", "patient_id", "source", "view", "sex", "age", join_column))
         for row in itertools.chain([first] if first else [], rows):

@@ -208,7 +208,7 @@ MANIFEST_COLUMNS = ("image", "label", "labels", "mask", "patient_id", "study_id"
 def _manifest_rows(path: Path) -> list[dict]:
     if path.suffix.lower() == ".jsonl":
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return read_table(path, check_row_lengths=True)
+    return read_table(path)
 
 
 def _label_value(value, path: Path, image) -> float:
@@ -237,7 +237,9 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
     `image` (path relative to data_dir), and either `labels` (JSONL list, with `label_names`),
     one column per name in `label_names` (CSV), or `label` (a class name, one-hot encoded);
     optional mask, patient_id, study_id, view, sex, age, source, split. DICOM images (any name) are decoded; their
-    patient and study ids (hashed) and view come from the header where the row gives none."""
+    patient and study ids (hashed) and view come from the header where the row gives none. A row whose DICOM file
+    repeats an image listed before (same SOP Instance UID) is left out, with a warning that counts them, as in
+    dicomdir."""
     root = Path(data_dir)
     path = root / manifest
     if not path.exists():
@@ -254,7 +256,7 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
     check_class_spellings(path, [_class_name(r) for r in rows if _class_name(r)])
     classes = sorted({_class_name(r) for r in rows} - {""})
     names = option_values(label_names) or classes
-    records, unlabelled, unknown = [], 0, Counter()
+    records, unlabelled, unknown, first_copies, repeats = [], 0, Counter(), {}, 0
     for number, row in enumerate(rows, start=1):
         if not row.get("image"):
             raise LayoutError(path, f"row {number} has no 'image' (columns: {list(row)})")
@@ -274,6 +276,9 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
         image = root / row["image"]
         dicom = is_dicom_path(image)
         header = dicom_header(image) if dicom else {}
+        if _repeats_image(header, first_copies):
+            repeats += 1
+            continue
         records.append(record(image, data_dir=root, labels=values, decode=dicom,
                               mask=str(root / mask) if mask else None,
                               patient_id=row.get("patient_id") or header.get("patient_id"),
@@ -284,6 +289,7 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
         warnings.warn(f"{path}: 'label' values not in label_names {names}: {dict(unknown)} (rows per value); those "
                       "rows are negative for every name (a multi-label set); fix them if a name is misspelt",
                       stacklevel=2)
+    _warn_repeats(path, repeats)
     if label_names and unlabelled == len(rows):
         raise LayoutError(path, f"no row has labels for {names}: give one column per name (CSV), a 'labels' "
                                 f"list (JSONL) or a 'label' class name (columns: {list(rows[0])})")
