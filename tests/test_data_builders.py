@@ -214,6 +214,30 @@ def test_a_compressed_table_cut_short_is_refused_naming_it(tmp_path):
         build_dataset("mimic_cxr_jpg", data_dir)
 
 
+@pytest.mark.parametrize("name,table", [
+    ("nih", "Data_Entry_2017_v2020.csv"), ("chexpert", "CheXpert-v1.0-small/train.csv"),
+    ("mimic_cxr_jpg", "mimic-cxr-2.0.0-metadata.csv.gz"),
+    ("padchest", "PADCHEST_chest_x_ray_images_labels_160K_01.02.19.csv"),
+    ("vindr_cxr", "annotations/image_labels_test.csv"), ("rsna_pneumonia", "stage_2_train_labels.csv")])
+def test_a_label_table_not_saved_as_utf8_is_refused_naming_its_line(tmp_path, name, table):
+    """A table a spreadsheet saved as Windows-1252 (a 'µ' in a note) stopped the build on a UnicodeDecodeError that
+    named no file; its encoding is not guessed."""
+    layout = {"nih": layouts.nih, "chexpert": layouts.chexpert, "mimic_cxr_jpg": layouts.mimic,
+              "padchest": layouts.padchest, "vindr_cxr": layouts.vindr, "rsna_pneumonia": layouts.rsna}[name]
+    data_dir = layout(tmp_path / "set")
+    path = tmp_path / "set" / table
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt") as handle:
+        lines = handle.read().splitlines()
+    lines[1] += "µ"
+    with opener(path, "wb") as handle:
+        handle.write("\n".join(lines).encode("cp1252"))
+    offset = len(lines[0]) + 1 + len(lines[1]) - 1
+    with pytest.raises(LayoutError, match=rf"{re.escape(table)}: line 2 holds a byte that is not UTF-8 \(0xb5 at byte "
+                                          rf"offset {offset}\): .*save it as UTF-8"):
+        build_dataset(name, data_dir)
+
+
 def test_padchest_sixteen_bit(tmp_path):
     ds = build("padchest", layouts.padchest(tmp_path))
     names = label_names(ds)

@@ -420,6 +420,57 @@ def test_a_csv_row_shorter_than_its_header_is_refused_naming_its_line(tmp_path, 
     assert sum(split.num_rows for split in build_dataset(builder, data_dir, **options).values()) == 16
 
 
+@pytest.mark.parametrize("builder", ["manifest", "cxr_folder", "cxr_pool"])
+def test_a_csv_not_saved_as_utf8_is_refused_naming_its_line(tmp_path, builder):
+    """A table a spreadsheet saved as Windows-1252 (a hospital named with an 'ô') stopped the build on a
+    UnicodeDecodeError that named no file. It is refused, naming the line, and not read in a guessed encoding; saved
+    as UTF-8, the name is read as written."""
+    files = sample_files()
+    folder = tmp_path / "pool" / "site"
+    lines = ["image,label,source" if builder == "manifest" else "file,label,source"]
+    for name in KERMANY_SHA256:
+        copy_to(files[name], folder / name)
+        lines.append(f"{name},{kermany_class(name)},Hôpital Saint-Éloi")
+    (folder / "labels.csv").write_bytes("\n".join(lines).encode("cp1252") + b"\n")
+    data_dir = tmp_path / "pool" if builder == "cxr_pool" else folder
+    options = {"manifest": "labels.csv"} if builder == "manifest" else {}
+    offset = len(lines[0]) + 1 + lines[1].index("ô")
+    with pytest.raises(LayoutError, match=rf"site/labels.csv: line 2 holds a byte that is not UTF-8 \(0xf4 at byte "
+                                          rf"offset {offset}\): the file was saved in another encoding .* save it as "
+                                          r"UTF-8 \(Excel: 'CSV UTF-8'"):
+        build_dataset(builder, data_dir, **options)
+    (folder / "labels.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    built = build_dataset(builder, data_dir, **options)
+    assert {source for split in built.values() for source in split["source"]} == {"Hôpital Saint-Éloi"}
+
+
+def test_a_jsonl_manifest_line_that_is_no_json_object_is_refused_naming_it(tmp_path):
+    """A line that is not JSON stopped the build on a JSONDecodeError naming neither the file nor its line, a line not
+    saved as UTF-8 on a UnicodeDecodeError, and one holding a list on an AttributeError; a manifest Notepad saved with
+    a byte-order mark was refused as not JSON."""
+    files = sample_files()
+    folder = tmp_path / "site"
+    lines = []
+    for name in KERMANY_SHA256:
+        copy_to(files[name], folder / name)
+        lines.append(f'{{"image": "{name}", "label": "{kermany_class(name)}", "source": "Hôpital"}}')
+    manifest = folder / "manifest.jsonl"
+    for line, written, reason in (
+            ('{"image": "x.jpeg", "label": "normal"', "utf-8", r"line 4 is not JSON \(Expecting ',' delimiter at "
+                                                               r"column 38\): each line holds one object"),
+            ('["x.jpeg", "normal"]', "utf-8", r"line 4 is JSON but no object"),
+            (lines[3], "cp1252", r"line 4 holds a byte that is not UTF-8 \(0xf4 at byte offset \d+\): the file "
+                                 r"was saved in another encoding")):
+        manifest.write_bytes(b"\n".join([text.encode() for text in lines[:3]] + [line.encode(written)]
+                                        + [text.encode() for text in lines[4:]]))
+        with pytest.raises(LayoutError, match=rf"site/manifest.jsonl: {reason}"):
+            build_dataset("manifest", folder)
+    manifest.write_text("\ufeff" + "\n".join(lines) + "\n", encoding="utf-8")
+    built = build_dataset("manifest", folder)
+    assert sum(split.num_rows for split in built.values()) == 16
+    assert {source for split in built.values() for source in split["source"]} == {"Hôpital"}
+
+
 def test_a_dicom_exported_into_two_class_folders_is_named_with_both_classes(tmp_path):
     """One image filed under two classes kept the first folder's class, and the warning about repeats did not say
     that the copies' labels differed."""

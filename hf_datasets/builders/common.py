@@ -173,6 +173,34 @@ def _table_rows(path: Path):
                 yield dict(zip(header, values))
         except (EOFError, zlib.error, gzip.BadGzipFile) as err:  # a .gz file cut short, or not gzip at all
             raise LayoutError(path, f"the compressed file is cut short or damaged ({err}): fetch it again") from err
+        except UnicodeDecodeError as err:
+            with opener(path, "rb") as raw:
+                raise not_utf8(path, raw) from err
+
+
+def _line_breaks(data: bytes) -> int:
+    """Line ends in `data` as text files are read: \n, \r\n or \r alone (old Mac spreadsheets)."""
+    return data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
+
+
+def not_utf8(path, raw) -> LayoutError:
+    """LayoutError naming the line and byte offset of the first byte of `raw` (the file `path` opened in binary mode)
+    that is not UTF-8: a table a spreadsheet saved as Latin-1 or Windows-1252 (an 'é' or 'µ' in a name or a unit).
+    The encoding is not guessed, which could change a value without a word; no value is written out."""
+    line, offset = 1, 0
+    for chunk in raw:  # lines split at b"\n", which no UTF-8 character holds
+        try:
+            chunk.decode("utf-8")
+        except UnicodeDecodeError as err:
+            line, offset = line + _line_breaks(chunk[:err.start]), offset + err.start
+            where = f"line {line} holds a byte that is not UTF-8 (0x{chunk[err.start]:02x} at byte offset {offset})"
+            break
+        line, offset = line + _line_breaks(chunk), offset + len(chunk)
+    else:  # the file changed since it was read
+        where = "it holds bytes that are not UTF-8"
+    return LayoutError(path, f"{where}: the file was saved in another encoding (a spreadsheet's plain CSV is Latin-1 "
+                             "or Windows-1252 on many systems); save it as UTF-8 (Excel: 'CSV UTF-8'; LibreOffice: "
+                             "character set 'Unicode (UTF-8)')")
 
 
 def _check_row_length(path, line: int, values: int, columns: int) -> None:

@@ -14,8 +14,8 @@ from ..dicom import (RADIOGRAPH_MODALITIES, hash_identifier, is_dicom_directory,
 from ..errors import LayoutError
 from ..images import IMAGE_SUFFIXES, is_dicom_path
 from ..splits import canonical_split
-from .common import (Recipe, check_class_spellings, check_column_names, option_values, read_table, record,
-                     some_names, walk_files)
+from .common import (Recipe, check_class_spellings, check_column_names, not_utf8, option_values, read_table,
+                     record, some_names, walk_files)
 
 SPLIT_FOLDERS = ("train", "training", "val", "valid", "validation", "test", "testing")
 
@@ -206,9 +206,30 @@ MANIFEST_COLUMNS = ("image", "label", "labels", "mask", "patient_id", "study_id"
 
 
 def _manifest_rows(path: Path) -> list[dict]:
-    if path.suffix.lower() == ".jsonl":
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return read_table(path)
+    """The rows of a CSV (`read_table`) or JSONL manifest; LayoutError naming the line of a JSONL line that is no
+    JSON object, and that of a byte that is not UTF-8 in either."""
+    if path.suffix.lower() != ".jsonl":
+        return read_table(path)
+    rows = []
+    with path.open(encoding="utf-8-sig") as handle:
+        try:
+            lines = list(handle)
+        except UnicodeDecodeError as err:
+            with path.open("rb") as raw:
+                raise not_utf8(path, raw) from err
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line.rstrip("\n"))  # a column counted on this line, not the next
+        except json.JSONDecodeError as err:
+            raise LayoutError(path, f"line {number} is not JSON ({err.msg} at column {err.colno}): each line holds "
+                                    "one object, {\"image\": \"a.png\", \"label\": \"normal\"}") from None
+        if not isinstance(row, dict):
+            raise LayoutError(path, f"line {number} is JSON but no object ({{...}}): each line holds one object, "
+                                    "{\"image\": \"a.png\", \"label\": \"normal\"}")
+        rows.append(row)
+    return rows
 
 
 def _label_value(value, path: Path, image) -> float:
