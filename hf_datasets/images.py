@@ -34,7 +34,7 @@ def is_dicom_path(path) -> bool:
     """Whether a file is read as DICOM, by the data set builders, `read_grey` and train.predict alike: by a .dcm /
     .dicom suffix (an empty or damaged one is reported when read), or by the 'DICM' marker under any other name (PACS
     exports write IM0001, 1.2.840...; a DICOM file renamed x.png is still one, which an image reader would refuse or
-    misread). `read_grey` and `stored_mode` read the marker from the file they open anyway."""
+    misread). `read_grey`, `stored_mode` and `open_image` read the marker from the file they open anyway."""
     return has_dicom_suffix(path) or is_dicom_file(path)
 
 
@@ -114,13 +114,17 @@ def image_read_errors(path):
         raise ImageReadError(path, f"corrupt or truncated image ({err})") from err
 
 
-def open_image(path) -> Image.Image:
-    """A PNG/JPEG/TIFF/... file as a loaded, upright PIL image at its own mode and bit depth; ImageReadError if
-    unreadable (naming a missing or empty file as such)."""
+def open_image(path) -> Image.Image | None:
+    """A PNG/JPEG/TIFF/... file as a loaded, upright PIL image at its own mode and bit depth, or None for a DICOM file
+    under another name (see `_pillow_image`); ImageReadError if unreadable (naming a missing or empty file as such)."""
     path = _existing_file(path)
-    with image_read_errors(path), Image.open(path) as image:
-        image.load()
-        return upright(image).copy()  # closing the file releases the opened image's pixels
+    with image_read_errors(path), open(path, "rb") as handle:
+        image = _pillow_image(handle)
+        if image is None:
+            return None
+        with image:
+            image.load()
+            return upright(image).copy()  # closing the file releases the opened image's pixels
 
 
 def _existing_file(path) -> str:

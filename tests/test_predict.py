@@ -317,3 +317,27 @@ def test_an_image_the_processor_refuses_is_named_and_can_be_skipped(tmp_path):
     assert [Path(r["path"]).name for r in rows(tmp_path / "p.csv")] == ["a.jpeg"]
     assert [(Path(r["path"]).name, "0..4095" in r["reason"]) for r in rows(tmp_path / "p_skipped.csv")] == [
         ("b.png", True)]
+
+
+def test_predicting_a_folder_opens_each_image_file_once(tmp_path, monkeypatch):
+    """Each image was opened three times: to tell a DICOMDIR index, to look for a DICOM marker, then by Pillow. The
+    marker is read from the file Pillow reads, and an unreadable file is still reported as such."""
+    import builtins
+
+    model = pneumonia_classifier(tmp_path / "model")
+    folder = scans_with_a_bad_file(tmp_path, b"not an image")
+    Image.open(jpegs(2)[1]).save(folder / "c.png")
+    opened, real_open = [], builtins.open
+
+    def counting_open(file, *args, **kwargs):
+        opened.append(os.fspath(file) if isinstance(file, (str, os.PathLike)) else file)
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    predict.main(["--model", model, "--inputs", str(folder), "--output", str(tmp_path / "p.csv"), "--on_error", "skip"])
+    assert {name: opened.count(str(folder / name)) for name in ("a.jpeg", "b.png", "c.png")} == {
+        "a.jpeg": 1, "b.png": 1, "c.png": 1}
+    monkeypatch.undo()
+    assert [Path(row["path"]).name for row in rows(tmp_path / "p.csv")] == ["a.jpeg", "c.png"]
+    assert [(Path(row["path"]).name, row["reason"]) for row in rows(tmp_path / "p_skipped.csv")] == [
+        ("b.png", "not a recognised image format")]

@@ -39,7 +39,8 @@ def find_images(inputs: list[str]) -> list[Path]:
     """Image files named directly or found (recursively) under folders, sorted per folder. In folders: files with an
     image suffix the data set builders read (`IMAGE_SUFFIXES`: PNG, JPEG, TIFF, BMP, GIF, WebP) and DICOM files under
     any name (PACS exports: `IM0001`, `1.2.840...`); hidden files and an export's DICOMDIR (the index of its files, no
-    image) are left out."""
+    image) are left out. Only files without an image suffix are opened here (to tell DICOM), so that an image file is
+    opened once, when it is read."""
     from hf_datasets.builders.common import walk_files
     from hf_datasets.dicom import is_dicom_directory
     from hf_datasets.images import IMAGE_SUFFIXES, is_dicom_path
@@ -48,7 +49,7 @@ def find_images(inputs: list[str]) -> list[Path]:
     for item in map(Path, inputs):
         if item.is_dir():
             files += [p for p in walk_files(item, ("",))
-                      if (p.suffix.lower() in IMAGE_SUFFIXES or is_dicom_path(p)) and not is_dicom_directory(p)]
+                      if p.suffix.lower() in IMAGE_SUFFIXES or (is_dicom_path(p) and not is_dicom_directory(p))]
         elif item.is_file():
             files.append(item)
         else:
@@ -66,16 +67,17 @@ def read_image(path: Path):
     naming the path, about a DICOM of another modality than radiography.
     """
     from hf_datasets.dicom import RADIOGRAPH_MODALITIES, read_dicom
-    from hf_datasets.images import is_dicom_path, open_image, pil_to_grey
+    from hf_datasets.images import has_dicom_suffix, open_image, pil_to_grey
 
-    if is_dicom_path(path):
-        image, header = read_dicom(path)
-        if header["modality"] is not None and header["modality"] not in RADIOGRAPH_MODALITIES:
-            warnings.warn(f"{path}: not a radiograph (its Modality is neither CR nor DX): the model knows chest "
-                          "X-rays only, its prediction for this image means nothing", stacklevel=2)
-        return image
-    image = open_image(path)
-    return pil_to_grey(image) if image.mode == "F" else image
+    if not has_dicom_suffix(path):
+        image = open_image(path)  # None for a DICOM file under another name: its marker is read as the file is opened
+        if image is not None:
+            return pil_to_grey(image) if image.mode == "F" else image
+    image, header = read_dicom(path)
+    if header["modality"] is not None and header["modality"] not in RADIOGRAPH_MODALITIES:
+        warnings.warn(f"{path}: not a radiograph (its Modality is neither CR nor DX): the model knows chest X-rays "
+                      "only, its prediction for this image means nothing", stacklevel=2)
+    return image
 
 
 def is_segmentation(config) -> bool:
