@@ -517,6 +517,31 @@ def test_a_manifest_keeps_one_copy_of_a_dicom_listed_twice_as_dicomdir_and_image
     assert uid not in said[0]
 
 
+def test_cxr_folder_keeps_one_copy_of_a_dicom_listed_twice_as_manifest_does(tmp_path):
+    """cxr_folder read the header of each .dcm row but kept an image listed twice under two paths (the same SOP
+    Instance UID): it counted twice, and its copies could land in training and test."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    site = tmp_path / "site"
+    export_dicoms({"export1/IM0001.dcm": "RG1_UNCR.dcm", "export2/IM0001.dcm": "RG1_UNCR.dcm",
+                   "export2/IM0002.dcm": "RG3_UNCR.dcm"}, site)
+    jpeg = list(KERMANY_SHA256)[0]
+    copy_to(sample_files()[jpeg], site / jpeg)
+    lines = ["file,label", "export1/IM0001.dcm,normal", "export2/IM0002.dcm,pneumonia", "export2/IM0001.dcm,normal",
+             f"{jpeg},normal"]
+    (site / "labels.csv").write_text("\n".join(lines) + "\n")
+    recipe, said = warnings_saying("repeat", lambda: build_recipe("cxr_folder", site))
+    assert [record["path"] for record in recipe.records] == ["export1/IM0001.dcm", "export2/IM0002.dcm", jpeg]
+    assert said == [f"{site / 'labels.csv'}: 1 DICOM file(s) repeat an image found before (same SOP Instance UID); "
+                    "the first copy of each is kept"]
+    ds = build_dataset("cxr_folder", site, split_fractions={"train": 0.5, "test": 0.5})
+    assert sorted(path for split in ds.values() for path in split["path"]) == sorted(
+        ["export1/IM0001.dcm", "export2/IM0002.dcm", jpeg])
+    uid = pydicom.dcmread(get_testdata_file("RG1_UNCR.dcm", download=False), stop_before_pixels=True).SOPInstanceUID
+    assert uid not in said[0]
+
+
 def test_a_dicom_file_with_an_image_suffix_is_read_as_dicom_by_every_reader(tmp_path):
     """A DICOM file renamed scan.png was DICOM to the manifest builder, read_grey and predict, but an image file to
     imagefolder: refused as no image, or read as the TIFF its preamble may hold (pydicom's RG1_UNCR.dcm does), raw

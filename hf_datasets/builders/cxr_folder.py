@@ -6,7 +6,9 @@ class names (sorted, or `classes`) after renaming by `label_map` (e.g. {"no_find
 rows whose label is empty, "unlabelled" or not in `classes` get NaN labels. Seeded patient-level split. A DICOM file
 (named .dcm / .dicom: files are not opened to tell) is decoded; its hashed patient and study ids and view come from
 its header where the row gives none. One listed under an image name (a PACS export's x.png) is told by its 'DICM'
-marker when it is read, and decoded too; its ids and view come from the row alone.
+marker when it is read, and decoded too; its ids and view come from the row alone. A .dcm / .dicom row repeating an
+image listed before (the same SOP Instance UID in its header) is left out, with a warning that counts them, as in
+manifest.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 from ..errors import LayoutError
 from ..images import has_dicom_suffix
 from .common import Recipe, check_class_spellings, check_column_names, find_file, read_table, record
-from .generic import dicom_header
+from .generic import _repeats_image, _warn_repeats, dicom_header
 
 UNLABELLED = ("", "unlabelled", "unlabeled", "unknown")
 
@@ -36,18 +38,22 @@ def build(data_dir, classes: list[str] | None = None, label_column: str = "label
     check_class_spellings(table, [label for label in labels if label not in UNLABELLED])
     found = sorted(set(labels) - set(UNLABELLED))
     names = list(classes) if classes else found
-    records = []
+    records, first_copies, repeats = [], {}, 0
     for row, label in zip(rows, labels):
         values = [float(label == n) for n in names] if label in names else [float("nan")] * len(names)
         mask = row.get("mask_file") or None
         image = root / row["file"]
         dicom = has_dicom_suffix(image)
         header = dicom_header(image) if dicom else {}
+        if _repeats_image(header, first_copies):
+            repeats += 1
+            continue
         records.append(record(image, data_dir=root, labels=values, decode=dicom,
                               mask=str(root / mask) if mask else None,
                               patient_id=row.get("patient_id") or header.get("patient_id"),
                               study_id=header.get("study_id"), view=row.get("view") or header.get("view"),
                               sex=row.get("sex"), age=row.get("age") or None,
                               source=row.get("source") or root.name))
+    _warn_repeats(table, repeats)
     return Recipe(name="cxr_folder", records=records, label_names=names, bits=8,
                   about=f"CXR folder {root.name} (labels.csv).", data_dir=str(root))
