@@ -485,9 +485,10 @@ def test_a_dicom_exported_into_two_class_folders_is_named_with_both_classes(tmp_
     rows = {row["path"]: row["labels"] for row in ds["train"].select_columns(["path", "labels"])}
     assert rows == {"normal/export1/IM0001": [1.0, 0.0], "pneumonia/export3/IM0001": [0.0, 1.0]}
     assert len(said) == 1 and "site: 2 DICOM file(s) repeat an image found before" in said[0]
-    assert said[0].endswith("1 of them lie in another class folder than the copy kept, so the image has two labels "
-                            "(class kept -> class left out: {'normal -> pneumonia': 1}); keep each image in the folder "
-                            "of its class only: pneumonia/export2/IM0001")
+    assert said[0].endswith("the first copy of each is kept, with its labels: 1 of the copies left out had other "
+                            "labels, which are not used (copy kept -> copy left out: normal/export1/IM0001 -> "
+                            "pneumonia/export2/IM0001); give each image one set of labels (list it once, or keep it in "
+                            "the folder of its class only)")
     uid = pydicom.dcmread(get_testdata_file("RG1_UNCR.dcm", download=False), stop_before_pixels=True).SOPInstanceUID
     assert uid not in said[0]
 
@@ -538,6 +539,35 @@ def test_cxr_folder_keeps_one_copy_of_a_dicom_listed_twice_as_manifest_does(tmp_
     ds = build_dataset("cxr_folder", site, split_fractions={"train": 0.5, "test": 0.5})
     assert sorted(path for split in ds.values() for path in split["path"]) == sorted(
         ["export1/IM0001.dcm", "export2/IM0002.dcm", jpeg])
+    uid = pydicom.dcmread(get_testdata_file("RG1_UNCR.dcm", download=False), stop_before_pixels=True).SOPInstanceUID
+    assert uid not in said[0]
+
+
+@pytest.mark.parametrize("builder", ["manifest", "cxr_folder"])
+def test_rows_repeating_a_dicom_with_other_labels_are_counted_and_named(tmp_path, builder):
+    """An image listed twice with different labels took the first row's without a word: the warning about repeats
+    now counts the rows left out whose labels differ (unknown matching unknown) and names each with the row kept."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    site = tmp_path / "site"
+    export_dicoms({"export1/IM0001.dcm": "RG1_UNCR.dcm", "export1/IM0002.dcm": "RG3_UNCR.dcm",
+                   "export2/IM0001.dcm": "RG1_UNCR.dcm", "export2/IM0002.dcm": "RG3_UNCR.dcm",
+                   "export3/IM0001.dcm": "RG1_UNCR.dcm"}, site)
+    jpeg = list(KERMANY_SHA256)[0]
+    copy_to(sample_files()[jpeg], site / jpeg)
+    lines = ["image,label" if builder == "manifest" else "file,label", "export1/IM0001.dcm,normal",
+             "export1/IM0002.dcm,", "export2/IM0001.dcm,pneumonia", "export2/IM0002.dcm,", "export3/IM0001.dcm,normal",
+             f"{jpeg},pneumonia"]
+    (site / "labels.csv").write_text("\n".join(lines) + "\n")
+    options = {"manifest": "labels.csv"} if builder == "manifest" else {}
+    recipe, said = warnings_saying("repeat", lambda: build_recipe(builder, site, **options))
+    assert [record["path"] for record in recipe.records] == ["export1/IM0001.dcm", "export1/IM0002.dcm", jpeg]
+    assert recipe.label_names == ["normal", "pneumonia"] and recipe.records[0]["labels"] == [1.0, 0.0]
+    assert said == [f"{site / 'labels.csv'}: 3 DICOM file(s) repeat an image found before (same SOP Instance UID); "
+                    "the first copy of each is kept, with its labels: 1 of the copies left out had other labels, "
+                    "which are not used (copy kept -> copy left out: export1/IM0001.dcm -> export2/IM0001.dcm); give "
+                    "each image one set of labels (list it once, or keep it in the folder of its class only)"]
     uid = pydicom.dcmread(get_testdata_file("RG1_UNCR.dcm", download=False), stop_before_pixels=True).SOPInstanceUID
     assert uid not in said[0]
 

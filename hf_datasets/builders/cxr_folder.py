@@ -7,8 +7,8 @@ rows whose label is empty, "unlabelled" or not in `classes` get NaN labels. Seed
 (named .dcm / .dicom: files are not opened to tell) is decoded; its hashed patient and study ids and view come from
 its header where the row gives none. One listed under an image name (a PACS export's x.png) is told by its 'DICM'
 marker when it is read, and decoded too; its ids and view come from the row alone. A .dcm / .dicom row repeating an
-image listed before (the same SOP Instance UID in its header) is left out, with a warning that counts them, as in
-manifest.
+image listed before (the same SOP Instance UID in its header) is left out, with a warning that counts them and
+names those whose label differs from the row kept, as in manifest.
 """
 
 from __future__ import annotations
@@ -38,15 +38,14 @@ def build(data_dir, classes: list[str] | None = None, label_column: str = "label
     check_class_spellings(table, [label for label in labels if label not in UNLABELLED])
     found = sorted(set(labels) - set(UNLABELLED))
     names = list(classes) if classes else found
-    records, first_copies, repeats = [], {}, 0
+    records, first_copies, repeats = [], {}, []
     for row, label in zip(rows, labels):
         values = [float(label == n) for n in names] if label in names else [float("nan")] * len(names)
         mask = row.get("mask_file") or None
         image = root / row["file"]
         dicom = has_dicom_suffix(image)
         header = dicom_header(image) if dicom else {}
-        if _repeats_image(header, first_copies):
-            repeats += 1
+        if _repeats_image(header, first_copies, repeats, row["file"], values):
             continue
         records.append(record(image, data_dir=root, labels=values, decode=dicom,
                               mask=str(root / mask) if mask else None,

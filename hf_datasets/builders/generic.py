@@ -71,34 +71,45 @@ def _warn_other_modality(root: Path, count: int) -> None:
                       "modality, or list the ones wanted", stacklevel=3)
 
 
-def _repeats_image(header: dict, first_copies: dict, place=None) -> bool:
+def _repeats_image(header: dict, first_copies: dict, repeats: list, name: str, labels=None) -> bool:
     """Whether a DICOM file (`dicom_header`) repeats an image found before: its SOP Instance UID is a key of
-    `first_copies` (e.g. a study exported twice); a new one is added, with the `place` of this first copy (its class
-    folder). A file that holds no whole image (cut short, or without pixel data) is no copy of one: it never repeats
-    one, nor stands for it (a damaged copy found first must not displace a whole one)."""
+    `first_copies` (e.g. a study exported twice); then (the first copy's name and labels, this file's) is added to
+    `repeats`, else this file becomes the image's first copy. `name` is the file as warnings name it, `labels` its
+    labels (a class, or floats with NaN for unknown). A file that holds no whole image (cut short, or without pixel
+    data) is no copy of one: it never repeats one, nor stands for it (a damaged copy found first must not displace a
+    whole one)."""
     instance = header.get("instance")
     if not header.get("whole") or instance is None:
         return False
     if instance in first_copies:
+        repeats.append((first_copies[instance], (name, labels)))
         return True
-    first_copies[instance] = place
+    first_copies[instance] = (name, labels)
     return False
 
 
-def _warn_repeats(root: Path, count: int, other_class: Counter | None = None, other_class_files=()) -> None:
-    """Warn that `count` DICOM files under `root` were left out as repeats, and how many of them lay in another class
-    folder than the copy kept (`other_class`: copies per (class kept, class left out)), naming those (counts, classes
-    and paths only: no UID is written out)."""
-    if not count:
+def _same_labels(first, second) -> bool:
+    """Whether two copies' labels are alike: the same class, or the same floats, NaN (unknown) matching NaN."""
+    if isinstance(first, list) and isinstance(second, list):
+        return len(first) == len(second) and all(a == b or (math.isnan(a) and math.isnan(b))
+                                                 for a, b in zip(first, second))
+    return first == second
+
+
+def _warn_repeats(where: Path, repeats: list) -> None:
+    """Warn that the DICOM files of `repeats` (`_repeats_image`) were left out, and how many of them had other labels
+    than the copy kept, naming a few of those with the copy kept (counts and paths only: no UID or other header value
+    is written out)."""
+    if not repeats:
         return
-    message = (f"{root}: {count} DICOM file(s) repeat an image found before (same SOP Instance UID); the first copy "
-               "of each is kept")
-    if other_class:
-        pairs = {f"{kept} -> {left_out}": copies for (kept, left_out), copies in sorted(other_class.items())}
-        names = some_names(file.relative_to(root).as_posix() for file in other_class_files)
-        message += (f", with its class: {sum(other_class.values())} of them lie in another class folder than the copy "
-                    f"kept, so the image has two labels (class kept -> class left out: {pairs}); keep each image in "
-                    f"the folder of its class only: {names}")
+    message = (f"{where}: {len(repeats)} DICOM file(s) repeat an image found before (same SOP Instance UID); the first "
+               "copy of each is kept")
+    relabelled = [f"{kept} -> {name}" for (kept, kept_labels), (name, labels) in repeats
+                  if not _same_labels(kept_labels, labels)]
+    if relabelled:
+        message += (f", with its labels: {len(relabelled)} of the copies left out had other labels, which are not "
+                    f"used (copy kept -> copy left out: {some_names(relabelled)}); give each image one set of labels "
+                    "(list it once, or keep it in the folder of its class only)")
     warnings.warn(message, stacklevel=3)
 
 
@@ -144,11 +155,10 @@ def build_imagefolder(data_dir, patient_pattern: str | None = None, modalities=R
     drawn); a DICOM file's study and view come from its header. As in dicomdir, DICOM files whose Modality is not in
     `modalities` (default CR and DX, radiographs; None = any) and repeats of an image found before (same SOP Instance
     UID) are left out, with a warning that counts each, and counts and names the repeats lying in another class
-    folder than the copy kept (whose class the image takes), with both classes."""
+    folder than the copy kept (whose class the image takes), each with that copy."""
     root = Path(data_dir)
     modalities = option_values(modalities)
-    entries, in_root, other_format, other_modality, first_copies, repeats = [], [], [], 0, {}, 0
-    other_class, other_class_files = Counter(), []
+    entries, in_root, other_format, other_modality, first_copies, repeats = [], [], [], 0, {}, []
     for image in walk_files(root, ("",)):
         dicom = is_dicom_path(image)
         readable = dicom or image.suffix.lower() in IMAGE_SUFFIXES
@@ -166,11 +176,7 @@ def build_imagefolder(data_dir, patient_pattern: str | None = None, modalities=R
                 continue
             split = canonical_split(parts[0]) if len(parts) >= 3 and parts[0].lower() in SPLIT_FOLDERS else None
             cls = parts[1] if split else parts[0]
-            if _repeats_image(header, first_copies, cls):
-                repeats += 1
-                if first_copies[header["instance"]] != cls:
-                    other_class[first_copies[header["instance"]], cls] += 1
-                    other_class_files.append(image)
+            if _repeats_image(header, first_copies, repeats, "/".join(parts), cls):
                 continue
             entries.append((image, split, cls, Path(*parts[2 if split else 1:]), dicom, header))
     _warn_left_out(root, in_root, "images directly in the folder or in a split folder (train, val, test), outside "
@@ -180,7 +186,7 @@ def build_imagefolder(data_dir, patient_pattern: str | None = None, modalities=R
     _warn_left_out(root, other_format, f"neither images of a format read ({' '.join(IMAGE_SUFFIXES)}) nor DICOM "
                                        f"(files per suffix: {dict(suffixes.most_common())})")
     _warn_other_modality(root, other_modality)
-    _warn_repeats(root, repeats, other_class, other_class_files)
+    _warn_repeats(root, repeats)
     _warn_classes_in_one_split_each(root, entries)
     check_class_spellings(root, [cls for _, _, cls, *_ in entries])
     names = sorted({cls for _, _, cls, *_ in entries})
@@ -260,7 +266,8 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
     optional mask, patient_id, study_id, view, sex, age, source, split. DICOM images (any name) are decoded; their
     patient and study ids (hashed) and view come from the header where the row gives none. A row whose DICOM file
     repeats an image listed before (same SOP Instance UID) is left out, with a warning that counts them, as in
-    dicomdir."""
+    dicomdir, and counts and names those whose labels differ from the row kept (whose labels the image takes), each
+    with that row's file."""
     root = Path(data_dir)
     path = root / manifest
     if not path.exists():
@@ -277,7 +284,7 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
     check_class_spellings(path, [_class_name(r) for r in rows if _class_name(r)])
     classes = sorted({_class_name(r) for r in rows} - {""})
     names = option_values(label_names) or classes
-    records, unlabelled, unknown, first_copies, repeats = [], 0, Counter(), {}, 0
+    records, unlabelled, unknown, first_copies, repeats = [], 0, Counter(), {}, []
     for number, row in enumerate(rows, start=1):
         if not row.get("image"):
             raise LayoutError(path, f"row {number} has no 'image' (columns: {list(row)})")
@@ -297,8 +304,7 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
         image = root / row["image"]
         dicom = is_dicom_path(image)
         header = dicom_header(image) if dicom else {}
-        if _repeats_image(header, first_copies):
-            repeats += 1
+        if _repeats_image(header, first_copies, repeats, row["image"], values):
             continue
         records.append(record(image, data_dir=root, labels=values, decode=dicom,
                               mask=str(root / mask) if mask else None,
@@ -329,7 +335,7 @@ def build_dicomdir(data_dir, modalities=RADIOGRAPH_MODALITIES, views=None, bits:
     pixel data) is no copy of one: it is kept, to be reported when read, and never stands for the image."""
     root = Path(data_dir)
     modalities, views = option_values(modalities), wanted_views(option_values(views))  # views=PA is one view
-    records, first_copies, repeats, other_modality, other_view = [], {}, 0, 0, 0
+    records, first_copies, repeats, other_modality, other_view = [], {}, [], 0, 0
     for path in walk_files(root, ("",)):
         if not is_dicom_path(path) or is_dicom_directory(path):
             continue
@@ -340,8 +346,7 @@ def build_dicomdir(data_dir, modalities=RADIOGRAPH_MODALITIES, views=None, bits:
         if views is not None and header["view"] not in views:
             other_view += 1
             continue
-        if _repeats_image(header, first_copies):
-            repeats += 1
+        if _repeats_image(header, first_copies, repeats, path.relative_to(root).as_posix()):
             continue
         records.append(record(path, data_dir=root, decode=True, source=root.name, patient_id=header["patient_id"],
                               study_id=header["study_id"], view=header["view"]))
