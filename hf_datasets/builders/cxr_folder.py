@@ -18,7 +18,7 @@ from pathlib import Path
 from ..errors import LayoutError
 from ..images import has_dicom_suffix
 from .common import Recipe, check_class_spellings, check_column_names, find_file, read_table, record
-from .generic import _repeats_image, _warn_repeats, dicom_header
+from .generic import dicom_header, repeats_image, warn_repeats
 
 UNLABELLED = ("", "unlabelled", "unlabeled", "unknown")
 
@@ -45,7 +45,7 @@ def build(data_dir, classes: list[str] | None = None, label_column: str = "label
         image = root / row["file"]
         dicom = has_dicom_suffix(image)
         header = dicom_header(image) if dicom else {}
-        if _repeats_image(header, first_copies, repeats, row["file"], values):
+        if repeats_image(header, first_copies, repeats, row["file"], values):
             continue
         records.append(record(image, data_dir=root, labels=values, decode=dicom,
                               mask=str(root / mask) if mask else None,
@@ -53,6 +53,6 @@ def build(data_dir, classes: list[str] | None = None, label_column: str = "label
                               study_id=header.get("study_id"), view=row.get("view") or header.get("view"),
                               sex=row.get("sex"), age=row.get("age") or None,
                               source=row.get("source") or root.name))
-    _warn_repeats(table, repeats)
+    warn_repeats(table, repeats)
     return Recipe(name="cxr_folder", records=records, label_names=names, bits=8,
                   about=f"CXR folder {root.name} (labels.csv).", data_dir=str(root))

@@ -71,7 +71,7 @@ def _warn_other_modality(root: Path, count: int) -> None:
                       "modality, or list the ones wanted", stacklevel=3)
 
 
-def _repeats_image(header: dict, first_copies: dict, repeats: list, name: str, labels=None) -> bool:
+def repeats_image(header: dict, first_copies: dict, repeats: list, name: str, labels=None) -> bool:
     """Whether a DICOM file (`dicom_header`) repeats an image found before: its SOP Instance UID is a key of
     `first_copies` (e.g. a study exported twice); then (the first copy's name and labels, this file's) is added to
     `repeats`, else this file becomes the image's first copy. `name` is the file as warnings name it, `labels` its
@@ -96,8 +96,8 @@ def _same_labels(first, second) -> bool:
     return first == second
 
 
-def _warn_repeats(where: Path, repeats: list) -> None:
-    """Warn that the DICOM files of `repeats` (`_repeats_image`) were left out, and how many of them had other labels
+def warn_repeats(where: Path, repeats: list) -> None:
+    """Warn that the DICOM files of `repeats` (`repeats_image`) were left out, and how many of them had other labels
     than the copy kept, naming a few of those with the copy kept (counts and paths only: no UID or other header value
     is written out)."""
     if not repeats:
@@ -176,7 +176,7 @@ def build_imagefolder(data_dir, patient_pattern: str | None = None, modalities=R
                 continue
             split = canonical_split(parts[0]) if len(parts) >= 3 and parts[0].lower() in SPLIT_FOLDERS else None
             cls = parts[1] if split else parts[0]
-            if _repeats_image(header, first_copies, repeats, "/".join(parts), cls):
+            if repeats_image(header, first_copies, repeats, "/".join(parts), cls):
                 continue
             entries.append((image, split, cls, Path(*parts[2 if split else 1:]), dicom, header))
     _warn_left_out(root, in_root, "images directly in the folder or in a split folder (train, val, test), outside "
@@ -186,7 +186,7 @@ def build_imagefolder(data_dir, patient_pattern: str | None = None, modalities=R
     _warn_left_out(root, other_format, f"neither images of a format read ({' '.join(IMAGE_SUFFIXES)}) nor DICOM "
                                        f"(files per suffix: {dict(suffixes.most_common())})")
     _warn_other_modality(root, other_modality)
-    _warn_repeats(root, repeats)
+    warn_repeats(root, repeats)
     _warn_classes_in_one_split_each(root, entries)
     check_class_spellings(root, [cls for _, _, cls, *_ in entries])
     names = sorted({cls for _, _, cls, *_ in entries})
@@ -304,7 +304,7 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
         image = root / row["image"]
         dicom = is_dicom_path(image)
         header = dicom_header(image) if dicom else {}
-        if _repeats_image(header, first_copies, repeats, row["image"], values):
+        if repeats_image(header, first_copies, repeats, row["image"], values):
             continue
         records.append(record(image, data_dir=root, labels=values, decode=dicom,
                               mask=str(root / mask) if mask else None,
@@ -316,7 +316,7 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
         warnings.warn(f"{path}: 'label' values not in label_names {names}: {dict(unknown)} (rows per value); those "
                       "rows are negative for every name (a multi-label set); fix them if a name is misspelt",
                       stacklevel=2)
-    _warn_repeats(path, repeats)
+    warn_repeats(path, repeats)
     if label_names and unlabelled == len(rows):
         raise LayoutError(path, f"no row has labels for {names}: give one column per name (CSV), a 'labels' "
                                 f"list (JSONL) or a 'label' class name (columns: {list(rows[0])})")
@@ -346,7 +346,7 @@ def build_dicomdir(data_dir, modalities=RADIOGRAPH_MODALITIES, views=None, bits:
         if views is not None and header["view"] not in views:
             other_view += 1
             continue
-        if _repeats_image(header, first_copies, repeats, path.relative_to(root).as_posix()):
+        if repeats_image(header, first_copies, repeats, path.relative_to(root).as_posix()):
             continue
         records.append(record(path, data_dir=root, decode=True, source=root.name, patient_id=header["patient_id"],
                               study_id=header["study_id"], view=header["view"]))
@@ -355,6 +355,6 @@ def build_dicomdir(data_dir, modalities=RADIOGRAPH_MODALITIES, views=None, bits:
         warnings.warn(f"{root}: {other_view} DICOM file(s) left out as their view (ViewPosition) is not among the "
                       "wanted ones or not given (the `views` option): pass views=None to keep any view",
                       stacklevel=2)
-    _warn_repeats(root, repeats)
+    warn_repeats(root, repeats)
     return Recipe(name="dicomdir", records=records, label_names=[], bits=bits,
                   about=f"DICOM files under {root.name} (modalities {modalities}).", data_dir=str(root))
