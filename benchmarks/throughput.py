@@ -154,7 +154,7 @@ def finish(entry: dict, rates: list[float], args, device: str) -> dict:
         saved_mib_per_img=round(saved_bytes / 2**20, 2),
     )
     if len(rates) > 1:
-        row["img_per_s_rounds"] = [round(rate, 1) for rate in rates]
+        row["img_per_s_rounds"] = [round(rate, 2) for rate in rates]
     print(json.dumps(row), flush=True)
     if args.profile_file:
         try:  # after the row is out: a profiler that cannot start on some host costs only its table
@@ -261,8 +261,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--reverse", action="store_true", help="peers first (alternate between repeats on a busy machine)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="above 1: all models set up at once and timed in turn, --steps steps per round, the "
-                             "order reversed every other round; each row is the median round (a busy machine)")
+                             "order reversed every other round; each row is the median round, each ratio the median "
+                             "of the rounds' ratios (a busy machine)")
     return parser.parse_args(argv)
+
+
+def speed_ratio(ours: dict, peer: dict) -> float:
+    """img/s of row `ours` over row `peer`; with rounds (`--rounds`), the median of the rounds' ratios: each round
+    times both under the same load."""
+    if "img_per_s_rounds" in ours and "img_per_s_rounds" in peer:
+        return round(statistics.median(a / b for a, b in zip(ours["img_per_s_rounds"], peer["img_per_s_rounds"])), 3)
+    return round(ours["img_per_s"] / peer["img_per_s"], 3)
 
 
 def main(argv=None) -> list[dict]:
@@ -336,23 +345,21 @@ def main(argv=None) -> list[dict]:
     if args.rounds > 1:
         rows += measure_interleaved({name: candidates[name] for name in order if name in candidates}, args, device)
 
-    rates = {row["name"]: row["img_per_s"] for row in rows if "img_per_s" in row}
+    timed = {row["name"]: row for row in rows if "img_per_s" in row}
     ratios = {}
     suffix = row_suffix(args)
-    ours_pretrain, simmim = rates.get("cxrgm_gmml_pretrain" + suffix), rates.get("hf_simmim_pretrain" + suffix)
+    ours_pretrain, simmim = timed.get("cxrgm_gmml_pretrain" + suffix), timed.get("hf_simmim_pretrain" + suffix)
     if ours_pretrain and simmim:
-        ratios["gmml_over_hf_simmim" + suffix] = round(ours_pretrain / simmim, 3)
-    saved = {row["name"]: row["saved_mib_per_img"] for row in rows if "saved_mib_per_img" in row}
-    if saved.get("cxrgm_gmml_pretrain" + suffix) and saved.get("hf_simmim_pretrain" + suffix):
+        ratios["gmml_over_hf_simmim" + suffix] = speed_ratio(ours_pretrain, simmim)
         ratios["gmml_saved_activations_over_hf_simmim"] = round(
-            saved["cxrgm_gmml_pretrain" + suffix] / saved["hf_simmim_pretrain" + suffix], 3)
-    ours_cls = rates.get("cxrgm_cls_finetune" + suffix)
+            ours_pretrain["saved_mib_per_img"] / simmim["saved_mib_per_img"], 3)
+    ours_cls = timed.get("cxrgm_cls_finetune" + suffix)
     for peer_name in ("hf_vit_cls_finetune", "timm_vit_cls_finetune"):
-        if ours_cls and rates.get(peer_name + suffix):
-            ratios[f"cls_over_{peer_name}{suffix}"] = round(ours_cls / rates[peer_name + suffix], 3)
+        if ours_cls and timed.get(peer_name + suffix):
+            ratios[f"cls_over_{peer_name}{suffix}"] = speed_ratio(ours_cls, timed[peer_name + suffix])
     masks = next((row["masks_per_s"] for row in rows if row["name"] == "cxrgm_gmml_corruption"), None)
     if masks and ours_pretrain:  # the corruption runs eager inside a compiled model too
-        ratios["corruption_share_of_step" + suffix] = round(ours_pretrain / masks, 3)
+        ratios["corruption_share_of_step" + suffix] = round(ours_pretrain["img_per_s"] / masks, 3)
     print(json.dumps({"ratios": ratios}), flush=True)
     return rows
 
