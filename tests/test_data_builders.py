@@ -177,6 +177,17 @@ def test_images_listed_but_not_found_are_named_in_a_warning(tmp_path, name, gone
     assert sum(split.num_rows for split in ds.values()) == whole - 1
 
 
+def table_lines(tmp_path, name: str, table: str):
+    """The public set `name` laid out under tmp_path/set, its label table `table`: (data_dir, path, opener, lines)."""
+    layout = {"nih": layouts.nih, "chexpert": layouts.chexpert, "mimic_cxr_jpg": layouts.mimic,
+              "padchest": layouts.padchest, "vindr_cxr": layouts.vindr, "rsna_pneumonia": layouts.rsna}[name]
+    data_dir = layout(tmp_path / "set")
+    path = tmp_path / "set" / table
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt") as handle:
+        return data_dir, path, opener, handle.read().splitlines()
+
+
 @pytest.mark.parametrize("name,table", [
     ("nih", "Data_Entry_2017_v2020.csv"), ("chexpert", "CheXpert-v1.0-small/train.csv"),
     ("mimic_cxr_jpg", "mimic-cxr-2.0.0-metadata.csv.gz"), ("mimic_cxr_jpg", "mimic-cxr-2.0.0-split.csv.gz"),
@@ -186,13 +197,7 @@ def test_a_label_table_whose_last_line_is_cut_short_is_refused_naming_its_line(t
     """A truncated download ends inside its last line: that row was read with None in its last columns, without a
     word (a record without its view, age or labels), or stopped the build on a TypeError (rsna_pneumonia's Target)."""
     import csv
-    layout = {"nih": layouts.nih, "chexpert": layouts.chexpert, "mimic_cxr_jpg": layouts.mimic,
-              "padchest": layouts.padchest, "vindr_cxr": layouts.vindr, "rsna_pneumonia": layouts.rsna}[name]
-    data_dir = layout(tmp_path / "set")
-    path = tmp_path / "set" / table
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt") as handle:
-        lines = handle.read().splitlines()
+    data_dir, path, opener, lines = table_lines(tmp_path, name, table)
     lines[-1] = lines[-1][:lines[-1].rindex(",")]  # without its last value
     header, values = (len(next(csv.reader([line]))) for line in (lines[0], lines[-1]))
     assert 1 < values < header
@@ -222,13 +227,7 @@ def test_a_compressed_table_cut_short_is_refused_naming_it(tmp_path):
 def test_a_label_table_not_saved_as_utf8_is_refused_naming_its_line(tmp_path, name, table):
     """A table a spreadsheet saved as Windows-1252 (a 'µ' in a note) stopped the build on a UnicodeDecodeError that
     named no file; its encoding is not guessed."""
-    layout = {"nih": layouts.nih, "chexpert": layouts.chexpert, "mimic_cxr_jpg": layouts.mimic,
-              "padchest": layouts.padchest, "vindr_cxr": layouts.vindr, "rsna_pneumonia": layouts.rsna}[name]
-    data_dir = layout(tmp_path / "set")
-    path = tmp_path / "set" / table
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt") as handle:
-        lines = handle.read().splitlines()
+    data_dir, path, opener, lines = table_lines(tmp_path, name, table)
     lines[1] += "µ"
     with opener(path, "wb") as handle:
         handle.write("\n".join(lines).encode("cp1252"))

@@ -3,6 +3,7 @@ sample set and pydicom's test DICOMs."""
 
 import shutil
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -371,21 +372,27 @@ def test_patient_folders_put_straight_into_split_folders_are_said_to_be_classes(
     assert label_names(ds) == ["normal", "pneumonia"] and sorted(ds) == ["test", "train"] and not said
 
 
+def kermany_table(tmp_path, builder: str, third_column: str, value) -> tuple[Path, list[str], Path, dict]:
+    """The 16 sample CXRs in pool/site with the labels.csv lines (not yet written) that `builder` reads: file (image
+    for manifest), label and `third_column` = value(name). Returns the folder, the lines, the data_dir and options."""
+    files = sample_files()
+    folder = tmp_path / "pool" / "site"
+    lines = [f"{'image' if builder == 'manifest' else 'file'},label,{third_column}"]
+    for name in KERMANY_SHA256:
+        copy_to(files[name], folder / name)
+        lines.append(f"{name},{kermany_class(name)},{value(name)}")
+    data_dir = tmp_path / "pool" if builder == "cxr_pool" else folder
+    return folder, lines, data_dir, {"manifest": "labels.csv"} if builder == "manifest" else {}
+
+
 @pytest.mark.parametrize("builder", ["manifest", "cxr_folder", "cxr_pool"])
 def test_a_csv_row_longer_than_its_header_is_refused_naming_its_line(tmp_path, builder):
     """An unquoted comma in a value shifts the values after it into the wrong columns: cxr_folder and manifest read
     them so without a word, and cxr_pool stopped on an AttributeError."""
-    files = sample_files()
-    folder = tmp_path / "pool" / "site"
-    lines = ["image,label,patient_id" if builder == "manifest" else "file,label,patient_id"]
-    for name in KERMANY_SHA256:
-        copy_to(files[name], folder / name)
-        lines.append(f"{name},{kermany_class(name)},{kermany_patient(name)}")
+    folder, lines, data_dir, options = kermany_table(tmp_path, builder, "patient_id", kermany_patient)
     name = list(KERMANY_SHA256)[2]
     lines[3] = f"{name},{kermany_class(name)},{kermany_patient(name)}, left"
     (folder / "labels.csv").write_text("\n".join(lines) + "\n")
-    data_dir = tmp_path / "pool" if builder == "cxr_pool" else folder
-    options = {"manifest": "labels.csv"} if builder == "manifest" else {}
     with pytest.raises(LayoutError, match=r"site/labels.csv: line 4 has 4 values but the header names 3 columns: put "
                                           r"a value holding a comma in quotes"):
         build_dataset(builder, data_dir, **options)
@@ -401,17 +408,10 @@ def test_a_csv_row_longer_than_its_header_is_refused_naming_its_line(tmp_path, b
 def test_a_csv_row_shorter_than_its_header_is_refused_naming_its_line(tmp_path, builder):
     """A row with fewer values than the header names columns (a line cut short, a value left out) was read with
     None in its last columns, without a word: here a patient id, so the patient's films could cross splits."""
-    files = sample_files()
-    folder = tmp_path / "pool" / "site"
-    lines = ["image,label,patient_id" if builder == "manifest" else "file,label,patient_id"]
-    for name in KERMANY_SHA256:
-        copy_to(files[name], folder / name)
-        lines.append(f"{name},{kermany_class(name)},{kermany_patient(name)}")
+    folder, lines, data_dir, options = kermany_table(tmp_path, builder, "patient_id", kermany_patient)
     name = list(KERMANY_SHA256)[2]
     lines[3] = f"{name},{kermany_class(name)}"
     (folder / "labels.csv").write_text("\n".join(lines) + "\n")
-    data_dir = tmp_path / "pool" if builder == "cxr_pool" else folder
-    options = {"manifest": "labels.csv"} if builder == "manifest" else {}
     with pytest.raises(LayoutError, match=r"site/labels.csv: line 4 has 2 values but the header names 3 columns: "
                                           r"the line is cut short"):
         build_dataset(builder, data_dir, **options)
@@ -425,15 +425,8 @@ def test_a_csv_not_saved_as_utf8_is_refused_naming_its_line(tmp_path, builder):
     """A table a spreadsheet saved as Windows-1252 (a hospital named with an 'ô') stopped the build on a
     UnicodeDecodeError that named no file. It is refused, naming the line, and not read in a guessed encoding; saved
     as UTF-8, the name is read as written."""
-    files = sample_files()
-    folder = tmp_path / "pool" / "site"
-    lines = ["image,label,source" if builder == "manifest" else "file,label,source"]
-    for name in KERMANY_SHA256:
-        copy_to(files[name], folder / name)
-        lines.append(f"{name},{kermany_class(name)},Hôpital Saint-Éloi")
+    folder, lines, data_dir, options = kermany_table(tmp_path, builder, "source", lambda name: "Hôpital Saint-Éloi")
     (folder / "labels.csv").write_bytes("\n".join(lines).encode("cp1252") + b"\n")
-    data_dir = tmp_path / "pool" if builder == "cxr_pool" else folder
-    options = {"manifest": "labels.csv"} if builder == "manifest" else {}
     offset = len(lines[0]) + 1 + lines[1].index("ô")
     with pytest.raises(LayoutError, match=rf"site/labels.csv: line 2 holds a byte that is not UTF-8 \(0xf4 at byte "
                                           rf"offset {offset}\): the file was saved in another encoding .* save it as "
@@ -493,52 +486,29 @@ def test_a_dicom_exported_into_two_class_folders_is_named_with_both_classes(tmp_
     assert uid not in said[0]
 
 
-def test_a_manifest_keeps_one_copy_of_a_dicom_listed_twice_as_dicomdir_and_imagefolder_do(tmp_path):
+@pytest.mark.parametrize("builder,suffix,column", [("manifest", "", "image"), ("cxr_folder", ".dcm", "file")])
+def test_a_table_keeps_one_copy_of_a_dicom_listed_twice_as_dicomdir_and_imagefolder_do(tmp_path, builder, suffix,
+                                                                                         column):
     """A study exported twice and listed under both paths (the same SOP Instance UID) counted its images twice, in
-    training and test alike; dicomdir and imagefolder kept one copy."""
+    training and test alike (manifest; cxr_folder, which read each .dcm row's header); dicomdir and imagefolder kept
+    one copy."""
     import pydicom
     from pydicom.data import get_testdata_file
 
     site = tmp_path / "site"
-    export_dicoms({"export1/IM0001": "RG1_UNCR.dcm", "export2/IM0001": "RG1_UNCR.dcm",
-                   "export2/IM0002": "RG3_UNCR.dcm"}, site)
+    first, second, other = (f"{name}{suffix}" for name in ("export1/IM0001", "export2/IM0001", "export2/IM0002"))
+    export_dicoms({first: "RG1_UNCR.dcm", second: "RG1_UNCR.dcm", other: "RG3_UNCR.dcm"}, site)
     jpeg = list(KERMANY_SHA256)[0]
     copy_to(sample_files()[jpeg], site / jpeg)
-    lines = ["image,label", "export1/IM0001,normal", "export2/IM0002,pneumonia", "export2/IM0001,normal",
-             f"{jpeg},normal"]
+    lines = [f"{column},label", f"{first},normal", f"{other},pneumonia", f"{second},normal", f"{jpeg},normal"]
     (site / "labels.csv").write_text("\n".join(lines) + "\n")
-    recipe, said = warnings_saying("repeat", lambda: build_recipe("manifest", site, manifest="labels.csv"))
-    assert [record["path"] for record in recipe.records] == ["export1/IM0001", "export2/IM0002", jpeg]
+    options = {"manifest": "labels.csv"} if builder == "manifest" else {}
+    recipe, said = warnings_saying("repeat", lambda: build_recipe(builder, site, **options))
+    assert [record["path"] for record in recipe.records] == [first, other, jpeg]
     assert said == [f"{site / 'labels.csv'}: 1 DICOM file(s) repeat an image found before (same SOP Instance UID); "
                     "the first copy of each is kept"]
-    ds = build_dataset("manifest", site, manifest="labels.csv", split_fractions={"train": 0.5, "test": 0.5})
-    assert sorted(path for split in ds.values() for path in split["path"]) == sorted(
-        ["export1/IM0001", "export2/IM0002", jpeg])
-    uid = pydicom.dcmread(get_testdata_file("RG1_UNCR.dcm", download=False), stop_before_pixels=True).SOPInstanceUID
-    assert uid not in said[0]
-
-
-def test_cxr_folder_keeps_one_copy_of_a_dicom_listed_twice_as_manifest_does(tmp_path):
-    """cxr_folder read the header of each .dcm row but kept an image listed twice under two paths (the same SOP
-    Instance UID): it counted twice, and its copies could land in training and test."""
-    import pydicom
-    from pydicom.data import get_testdata_file
-
-    site = tmp_path / "site"
-    export_dicoms({"export1/IM0001.dcm": "RG1_UNCR.dcm", "export2/IM0001.dcm": "RG1_UNCR.dcm",
-                   "export2/IM0002.dcm": "RG3_UNCR.dcm"}, site)
-    jpeg = list(KERMANY_SHA256)[0]
-    copy_to(sample_files()[jpeg], site / jpeg)
-    lines = ["file,label", "export1/IM0001.dcm,normal", "export2/IM0002.dcm,pneumonia", "export2/IM0001.dcm,normal",
-             f"{jpeg},normal"]
-    (site / "labels.csv").write_text("\n".join(lines) + "\n")
-    recipe, said = warnings_saying("repeat", lambda: build_recipe("cxr_folder", site))
-    assert [record["path"] for record in recipe.records] == ["export1/IM0001.dcm", "export2/IM0002.dcm", jpeg]
-    assert said == [f"{site / 'labels.csv'}: 1 DICOM file(s) repeat an image found before (same SOP Instance UID); "
-                    "the first copy of each is kept"]
-    ds = build_dataset("cxr_folder", site, split_fractions={"train": 0.5, "test": 0.5})
-    assert sorted(path for split in ds.values() for path in split["path"]) == sorted(
-        ["export1/IM0001.dcm", "export2/IM0002.dcm", jpeg])
+    ds = build_dataset(builder, site, split_fractions={"train": 0.5, "test": 0.5}, **options)
+    assert sorted(path for split in ds.values() for path in split["path"]) == sorted([first, other, jpeg])
     uid = pydicom.dcmread(get_testdata_file("RG1_UNCR.dcm", download=False), stop_before_pixels=True).SOPInstanceUID
     assert uid not in said[0]
 
