@@ -183,6 +183,28 @@ def test_a_model_folder_whose_config_is_no_json_is_named_with_the_file(model, un
         assert_input_error(done, f"--model {broken}: {said}")
 
 
+def test_a_model_folder_whose_image_processor_is_missing_or_no_json_is_named_with_the_file(model, unreadable_dicoms,
+                                                                                          tmp_path):
+    """Evaluation and prediction (and the probe, for a missing one) ended on the OSError traceback transformers
+    raises: the processor says how the model's inputs are prepared, and none is made up in its place."""
+    import shutil
+
+    missing, broken = tmp_path / "missing", tmp_path / "broken"
+    for folder in (missing, broken):
+        shutil.copytree(model, folder)
+    (missing / "preprocessor_config.json").unlink()
+    (broken / "preprocessor_config.json").write_text((model / "preprocessor_config.json").read_text()[:30])
+    for run in (("train.evaluate", "--dataset", "sample"), ("train.probe", "--dataset", "sample"),
+                ("train.predict", "--inputs", str(unreadable_dicoms), "--output", str(tmp_path / "p.csv"))):
+        done = script(*run, "--model", str(missing))
+        assert_input_error(done, f"--model {missing}: no preprocessor_config.json there; the model cannot be used "
+                                 "without it")
+        done = script(*run, "--model", str(broken))
+        assert_input_error(done, f"--model {broken}: its preprocessor_config.json "
+                                 f"({broken / 'preprocessor_config.json'}) is not valid JSON (")
+    assert not (tmp_path / "p.csv").exists()
+
+
 def test_a_resumed_runs_init_whose_config_is_no_json_is_named_with_the_file(model, tmp_path):
     """On resume, --init's config.json is read to warn of another model: cut short, it ended on a JSONDecodeError
     traceback."""

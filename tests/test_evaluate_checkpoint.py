@@ -122,3 +122,17 @@ def test_a_checkpoint_is_probed_as_its_export_with_the_results_beside_it(runs, t
     assert probed.keys() == exported.keys() and all(torch.equal(probed[name], exported[name]) for name in exported)
     assert json.loads((last.parent / f"probe-{last.name}.json").read_text()) == scores
     assert not (last / "probe.json").exists()
+
+
+def test_a_checkpoint_without_its_image_processor_is_refused_naming_it(runs, tmp_path):
+    """An earlier version's checkpoint (no manifest) kept no preprocessor_config.json: scoring it ended on the OSError
+    traceback transformers raises, after its weights had loaded."""
+    from hf_datasets.errors import MissingInputError
+
+    root, _, _ = runs
+    old = tmp_path / "checkpoints" / "step_00000001"
+    shutil.copytree(checkpoint.checkpoints(root / "cls")[0], old)
+    for name in (checkpoint.MANIFEST, "preprocessor_config.json"):
+        (old / name).unlink()
+    with pytest.raises(MissingInputError, match=f"--model {old}: no preprocessor_config.json there"):
+        evaluate.main(["--model", str(old), "--dataset", "sample", "--bootstrap", "0"])

@@ -35,7 +35,7 @@ import modeling_cxrgm
 from hf_datasets.errors import InvalidInputError, MissingInputError
 from hf_datasets.shards import flush_to_disk
 
-from .config import TrainArgs, load_yaml
+from .config import TrainArgs, load_model_source, load_yaml
 from .export import apply_umask, save_model_atomically
 from .optim import EMA
 from .starting_point import MODEL_CLASSES
@@ -110,13 +110,14 @@ def exported_model(folder: Path):
     reason = problem(folder) if (folder / MANIFEST).is_file() else None
     if reason is not None:
         raise InvalidInputError(f"Checkpoint {folder} is damaged: {reason}")
+    processor = load_model_source(modeling_cxrgm.GroupMaskedViTImageProcessor.from_pretrained, folder, "--model",
+                                  "preprocessor_config.json")
     model = _model_class(folder).from_pretrained(folder, dtype=torch.float32)
     averaged = folder / STATE_FILES[1]
     if averaged.is_file():
         ema = EMA(model, decay=0.0)
         ema.load_state_dict(torch.load(averaged, map_location="cpu", weights_only=True))
         ema.copy_to(model)
-    processor = modeling_cxrgm.GroupMaskedViTImageProcessor.from_pretrained(folder)
     return model, processor, "ema" if averaged.is_file() else "raw"
 
 

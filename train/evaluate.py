@@ -48,8 +48,9 @@ def load_model(folder):
     architecture = (config.architectures or [""])[0]
     if architecture not in TASKS:
         raise InvalidInputError(f"{folder}: unsupported architecture {architecture!r}; expected one of {sorted(TASKS)}")
+    processor = load_model_source(modeling_cxrgm.GroupMaskedViTImageProcessor.from_pretrained, folder, "--model",
+                                  "preprocessor_config.json")
     model = getattr(modeling_cxrgm, architecture).from_pretrained(folder, dtype=torch.float32)  # as it trained
-    processor = modeling_cxrgm.GroupMaskedViTImageProcessor.from_pretrained(folder)
     return model, processor, TASKS[architecture]
 
 
