@@ -136,3 +136,23 @@ def test_a_checkpoint_without_its_image_processor_is_refused_naming_it(runs, tmp
         (old / name).unlink()
     with pytest.raises(MissingInputError, match=f"--model {old}: no preprocessor_config.json there"):
         evaluate.main(["--model", str(old), "--dataset", "sample", "--bootstrap", "0"])
+
+
+def test_a_checkpoint_saved_over_an_earlier_one_of_its_step_takes_no_results_of_it(runs, tmp_path):
+    """Resumed from an older checkpoint, a run saves its own over the newer ones as it reaches their steps: the
+    evaluation and probe results beside those stayed, and seemed to be of weights they never saw."""
+    root, _, _ = runs
+    shutil.copytree(root / "pre", tmp_path / "pre")
+    found = checkpoint.checkpoints(tmp_path / "pre")
+    older, newer = found[1], found[-1]
+    for folder in (older, newer):
+        evaluate.main(["--model", str(folder), "--dataset", "sample", "--split", "test", "--bootstrap", "0"])
+    probe.main(["--model", str(newer), "--dataset", "sample"])
+    stale = [newer.parent / f"eval-{newer.name}-test", newer.parent / f"probe-{newer.name}.json"]
+    kept = older.parent / f"eval-{older.name}-test"
+    assert all(path.exists() for path in stale)
+
+    run_training(tiny("pretraining", tmp_path / "pre", batch_size=3, seed=7, resume_from_checkpoint=str(older)))
+    assert newer.is_dir() and not any(path.exists() for path in stale)
+    assert json.loads((kept / "metrics.json").read_text())["weights"] == "ema"
+    assert not list(newer.parent.glob(".t*"))

@@ -12,7 +12,8 @@ copies and was interrupted, a truncated copy, a file lost or damaged later) is r
 from it.
 `--resume_from_checkpoint latest` resumes from the newest complete checkpoint, warning about each newer one it skips.
 `exported_model` is the model a checkpoint would export (its EMA weights where the run keeps an EMA), which evaluation,
-prediction and the probe take for it.
+prediction and the probe take for it. Their results go beside the checkpoint (`results_path`) and outlive its deletion
+by retention; a checkpoint saved under a step's name removes those of the earlier one of that name first.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ MANIFEST = "manifest.json"  # what a complete checkpoint holds; written after ev
 STATE_FILES = ("custom_checkpoint_0.pkl", "custom_checkpoint_1.pkl")  # TrainState, EMA: as `track` registers them
 # which weights `exported_model` loaded, in words (evaluate and predict say it)
 WEIGHTS = {"ema": "its EMA weights, as its run exports them", "raw": "its weights (its run keeps no EMA)"}
+RESULTS = ("eval", "probe")  # the kinds of results scripts write beside a checkpoint (`results_path`)
 logger = logging.getLogger(__name__)
 _SAVED: set[str] = set()  # the checkpoint folders (resolved) this run saved or resumed from: not saved again
 
@@ -123,12 +125,22 @@ def exported_model(folder: Path):
 
 def results_path(model, kind: str, suffix: str = "") -> Path:
     """Where a script writes its results on `model`: `<model>/<kind><suffix>`; for a checkpoint,
-    `<kind>-<checkpoint><suffix>` beside it: retention deletes checkpoints (with what is inside them), not the
-    results of their evaluation."""
+    `<kind>-<checkpoint><suffix>` beside it (`kind` one of RESULTS, `suffix` empty or from "-" or "."): retention
+    deletes checkpoints (with what is inside them), not the results of their evaluation."""
     if is_checkpoint(model):
         folder = Path(model).resolve()
-        return folder.parent / f"{kind}-{folder.name}{suffix}"
+        return folder.parent / _beside(folder.name, kind, suffix)
     return Path(model) / f"{kind}{suffix}"
+
+
+def _beside(checkpoint: str, kind: str, suffix: str) -> str:
+    return f"{kind}-{checkpoint}{suffix}"
+
+
+def _results_of(folder: Path) -> list[Path]:
+    """The results written beside checkpoint `folder` (`results_path`), found by its name."""
+    return sorted(path for kind in RESULTS for pattern in ("", "[-.]*")
+                  for path in folder.parent.glob(_beside(folder.name, kind, pattern)))
 
 
 @contextlib.contextmanager
@@ -281,7 +293,12 @@ def save(accelerator, output_dir, step: int, limit: int, processor=None, model_c
         apply_umask(temporary)  # the weights (safetensors writes them 0600) as readable as the run's other files
         for path in [*temporary.rglob("*"), temporary]:
             flush_to_disk(path)
-        if final.exists():  # a damaged checkpoint of this step, which a resumed run went back past: replaced
+        # results named for this step describe an earlier checkpoint of it (another run's, which a run resumed from
+        # an older one replaces, or one retention deleted): gone before this one takes the name
+        for stale in _results_of(final):
+            logger.warning(f"Removing {stale}: the results of an earlier {final.name}, not of the one saved now")
+            _remove(stale, root)
+        if final.exists():  # another run's checkpoint of this step, or a damaged one: replaced
             _remove(final, root)
         os.replace(temporary, final)
         flush_to_disk(root)  # the rename itself
@@ -297,7 +314,7 @@ def save(accelerator, output_dir, step: int, limit: int, processor=None, model_c
                                "supersedes it")
             _remove(old, root)
         for leftover in root.glob(".t*"):
-            shutil.rmtree(leftover, ignore_errors=True)
+            _delete(leftover)
     accelerator.wait_for_everyone()
     _SAVED.add(str(final.resolve()))
     return final
@@ -318,12 +335,24 @@ def _crc32(path: Path) -> int:
     return checksum
 
 
-def _remove(folder: Path, root: Path) -> None:
+def _remove(path: Path, root: Path) -> None:
     """Rename away, then delete (a kill while deleting leaves a hidden folder, never half a `step_*` one)."""
-    trash = root / f".trash-{folder.name}"
-    shutil.rmtree(trash, ignore_errors=True)
-    os.replace(folder, trash)
-    shutil.rmtree(trash)
+    trash = root / f".trash-{path.name}"
+    _delete(trash)
+    os.replace(path, trash)
+    _delete(trash, ignore_errors=False)
+
+
+def _delete(path: Path, ignore_errors: bool = True) -> None:
+    """Delete the folder or file `path`, where there is one."""
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    except OSError:
+        if not ignore_errors:
+            raise
 
 
 def check_process_count(path: Path, num_processes: int) -> None:
