@@ -11,9 +11,10 @@ with that size and checksum; so a `step_*` folder that is only partly there all 
 copies and was interrupted, a truncated copy, a file lost or damaged later) is recognised before anything is loaded
 from it.
 `--resume_from_checkpoint latest` resumes from the newest complete checkpoint, warning about each newer one it skips.
-`exported_model` is the model a checkpoint would export (its EMA weights where the run keeps an EMA), which evaluation,
-prediction and the probe take for it. Their results go beside the checkpoint (`results_path`) and outlive its deletion
-by retention; a checkpoint saved under a step's name removes those of the earlier one of that name first.
+`exported_model` is the model a checkpoint would export (its EMA weights where the run keeps an EMA; under FSDP its
+weights are read from the shards `save_state` wrote), which evaluation, prediction and the probe take for it. Their
+results go beside the checkpoint (`results_path`) and outlive its deletion by retention; a checkpoint saved under a
+step's name removes those of the earlier one of that name first.
 """
 
 from __future__ import annotations
@@ -25,12 +26,15 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+import torch.distributed.checkpoint as dcp
 from accelerate.utils import broadcast_object_list
+from accelerate.utils.constants import FSDP_MODEL_NAME
 
 import modeling_cxrgm
 from hf_datasets.errors import InvalidInputError, MissingInputError
@@ -43,6 +47,7 @@ from .starting_point import MODEL_CLASSES
 
 PREFIX = "step_"
 MANIFEST = "manifest.json"  # what a complete checkpoint holds; written after everything else
+SHARDS = f"{FSDP_MODEL_NAME}_0"  # the model's weights as `save_state` saves them under FSDP (fsdp.yaml): no safetensors
 STATE_FILES = ("custom_checkpoint_0.pkl", "custom_checkpoint_1.pkl")  # TrainState, EMA: as `track` registers them
 # which weights `exported_model` loaded, in words (evaluate and predict say it)
 WEIGHTS = {"ema": "its EMA weights, as its run exports them", "raw": "its weights (its run keeps no EMA)"}
@@ -114,13 +119,36 @@ def exported_model(folder: Path):
         raise InvalidInputError(f"Checkpoint {folder} is damaged: {reason}")
     processor = load_model_source(modeling_cxrgm.GroupMaskedViTImageProcessor.from_pretrained, folder, "--model",
                                   "preprocessor_config.json")
-    model = _model_class(folder).from_pretrained(folder, dtype=torch.float32)
+    model = _load_weights(_model_class(folder), folder)
     averaged = folder / STATE_FILES[1]
     if averaged.is_file():
         ema = EMA(model, decay=0.0)
         ema.load_state_dict(torch.load(averaged, map_location="cpu", weights_only=True))
         ema.copy_to(model)
     return model, processor, "ema" if averaged.is_file() else "raw"
+
+
+def _load_weights(model_class, folder: Path):
+    """The model of checkpoint `folder` with the weights it trains, in float32: its model.safetensors, or those of its
+    FSDP shards (SHARDS), merged here on the CPU."""
+    if not (folder / SHARDS).is_dir():
+        return model_class.from_pretrained(folder, dtype=torch.float32)
+    if not (folder / SHARDS / ".metadata").is_file():
+        raise InvalidInputError(f"Checkpoint {folder}: its FSDP shards ({SHARDS}) have no .metadata file, which tells "
+                                "how to read them; use another checkpoint")
+    model = model_class(model_class.config_class.from_pretrained(folder)).float().eval()
+    weights = model.state_dict()
+    try:
+        with warnings.catch_warnings():  # that it reads in this process alone, as asked
+            warnings.filterwarnings("ignore", "torch.distributed is disabled", UserWarning)
+            dcp.load({"model": weights}, storage_reader=dcp.FileSystemReader(folder / SHARDS), no_dist=True)
+    except (dcp.CheckpointException, OSError, RuntimeError, ValueError) as error:
+        why = [str(failure) for failure, _ in error.failures.values()] if isinstance(error, dcp.CheckpointException) \
+            else [str(error)]
+        raise InvalidInputError(f"Checkpoint {folder}: the model's weights cannot be read from its FSDP shards "
+                                f"({SHARDS}): {'; '.join(why)}") from error
+    model.load_state_dict(weights)
+    return model
 
 
 def results_path(model, kind: str, suffix: str = "") -> Path:
