@@ -183,6 +183,45 @@ def test_a_model_folder_whose_config_is_no_json_is_named_with_the_file(model, un
         assert_input_error(done, f"--model {broken}: {said}")
 
 
+def test_a_model_folder_whose_image_processor_is_missing_or_no_json_is_named_with_the_file(model, unreadable_dicoms,
+                                                                                          tmp_path):
+    """Evaluation and prediction (and the probe, for a missing one) ended on the OSError traceback transformers
+    raises: the processor says how the model's inputs are prepared, and none is made up in its place."""
+    import shutil
+
+    missing, broken = tmp_path / "missing", tmp_path / "broken"
+    for folder in (missing, broken):
+        shutil.copytree(model, folder)
+    (missing / "preprocessor_config.json").unlink()
+    (broken / "preprocessor_config.json").write_text((model / "preprocessor_config.json").read_text()[:30])
+    for run in (("train.evaluate", "--dataset", "sample"), ("train.probe", "--dataset", "sample"),
+                ("train.predict", "--inputs", str(unreadable_dicoms), "--output", str(tmp_path / "p.csv"))):
+        done = script(*run, "--model", str(missing))
+        assert_input_error(done, f"--model {missing}: no preprocessor_config.json there; the model cannot be used "
+                                 "without it")
+        done = script(*run, "--model", str(broken))
+        assert_input_error(done, f"--model {broken}: its preprocessor_config.json "
+                                 f"({broken / 'preprocessor_config.json'}) is not valid JSON (")
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_a_resumed_runs_init_whose_config_is_no_json_is_named_with_the_file(model, tmp_path):
+    """On resume, --init's config.json is read to warn of another model: cut short, it ended on a JSONDecodeError
+    traceback."""
+    import shutil
+
+    init = tmp_path / "init"
+    shutil.copytree(model, init)
+    run = ("train.finetune_classification", "--dataset", "sample", "--image_size", "32", "--init", str(init),
+           "--batch_size", "4", "--save_every_steps", "1", "--report_to", "none", "--no-card", "--output_dir",
+           str(tmp_path / "run"))
+    done = script(*run, "--max_steps", "1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    (init / "config.json").write_text((model / "config.json").read_text()[:40])
+    done = script(*run, "--max_steps", "2", "--resume_from_checkpoint", "latest")
+    assert_input_error(done, f"--init {init}: its config.json ({init / 'config.json'}) is not valid JSON (")
+
+
 def test_a_missing_config_file_is_named(tmp_path):
     missing = tmp_path / "recipe.yaml"
     done = script("train.finetune_segmentation", "--config", str(missing), "--output_dir", str(tmp_path / "run"))

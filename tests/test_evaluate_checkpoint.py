@@ -122,3 +122,37 @@ def test_a_checkpoint_is_probed_as_its_export_with_the_results_beside_it(runs, t
     assert probed.keys() == exported.keys() and all(torch.equal(probed[name], exported[name]) for name in exported)
     assert json.loads((last.parent / f"probe-{last.name}.json").read_text()) == scores
     assert not (last / "probe.json").exists()
+
+
+def test_a_checkpoint_without_its_image_processor_is_refused_naming_it(runs, tmp_path):
+    """An earlier version's checkpoint (no manifest) kept no preprocessor_config.json: scoring it ended on the OSError
+    traceback transformers raises, after its weights had loaded."""
+    from hf_datasets.errors import MissingInputError
+
+    root, _, _ = runs
+    old = tmp_path / "checkpoints" / "step_00000001"
+    shutil.copytree(checkpoint.checkpoints(root / "cls")[0], old)
+    for name in (checkpoint.MANIFEST, "preprocessor_config.json"):
+        (old / name).unlink()
+    with pytest.raises(MissingInputError, match=f"--model {old}: no preprocessor_config.json there"):
+        evaluate.main(["--model", str(old), "--dataset", "sample", "--bootstrap", "0"])
+
+
+def test_a_checkpoint_saved_over_an_earlier_one_of_its_step_takes_no_results_of_it(runs, tmp_path):
+    """Resumed from an older checkpoint, a run saves its own over the newer ones as it reaches their steps: the
+    evaluation and probe results beside those stayed, and seemed to be of weights they never saw."""
+    root, _, _ = runs
+    shutil.copytree(root / "pre", tmp_path / "pre")
+    found = checkpoint.checkpoints(tmp_path / "pre")
+    older, newer = found[1], found[-1]
+    for folder in (older, newer):
+        evaluate.main(["--model", str(folder), "--dataset", "sample", "--split", "test", "--bootstrap", "0"])
+    probe.main(["--model", str(newer), "--dataset", "sample"])
+    stale = [newer.parent / f"eval-{newer.name}-test", newer.parent / f"probe-{newer.name}.json"]
+    kept = older.parent / f"eval-{older.name}-test"
+    assert all(path.exists() for path in stale)
+
+    run_training(tiny("pretraining", tmp_path / "pre", batch_size=3, seed=7, resume_from_checkpoint=str(older)))
+    assert newer.is_dir() and not any(path.exists() for path in stale)
+    assert json.loads((kept / "metrics.json").read_text())["weights"] == "ema"
+    assert not list(newer.parent.glob(".t*"))

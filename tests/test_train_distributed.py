@@ -166,3 +166,49 @@ def test_fsdp2_shards_the_configured_blocks_trains_and_exports(tmp_path):
                 str(ROOT / "tests" / "workers" / "fsdp2_step.py"), str(tmp_path),
                 fsdp["fsdp_transformer_layer_cls_to_wrap"]], cpu_processes=False)
     assert "fsdp2 ok" in done.stdout
+
+
+def test_a_checkpoint_saved_under_fsdp_is_evaluated_predicted_with_and_probed_as_its_weights(tmp_path):
+    """Under fsdp.yaml a checkpoint holds its model's shards (pytorch_model_fsdp_0/), no model.safetensors: evaluate,
+    predict and probe ended on transformers' OSError traceback. A run's last checkpoint is saved again as accelerate
+    saves it under FSDP (FSDP2 on two CPU processes, accelerate's save_fsdp_model); loaded from the shards, it gives
+    exactly the weights and results of the original."""
+    import shutil
+
+    import torch
+    import yaml
+
+    from hf_datasets.builders.sample import sample_files
+    from train import checkpoint
+
+    run([sys.executable, "-m", "train.finetune_classification", "--dataset", "sample", "--output_dir",
+         str(tmp_path / "run"), "--image_size", "32", "--model_config", '{"patch_size": 8, "hidden_size": 32, '
+         '"num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}', "--batch_size", "4",
+         "--max_steps", "2", "--lr", "1e-3", "--report_to", "none", "--no-card"], cpu_processes=False)
+    shutil.copytree(tmp_path / "run", tmp_path / "fsdp")
+    plain, sharded = (tmp_path / name / "checkpoints" / "step_00000002" for name in ("run", "fsdp"))
+    fsdp = yaml.safe_load((ROOT / "train" / "accelerate_configs" / "fsdp.yaml").read_text())["fsdp_config"]
+    done = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                str(ROOT / "tests" / "workers" / "fsdp2_checkpoint.py"), str(sharded),
+                fsdp["fsdp_transformer_layer_cls_to_wrap"], fsdp["fsdp_state_dict_type"]], cpu_processes=False)
+    assert "sharded: ['.metadata', '__0_0.distcp', '__1_0.distcp']" in done.stdout
+    assert not (sharded / "model.safetensors").exists() and checkpoint.problem(sharded) is None
+
+    expected, loaded = (checkpoint.exported_model(folder)[0].state_dict() for folder in (plain, sharded))
+    assert loaded.keys() == expected.keys()
+    assert all(loaded[name].dtype == torch.float32 and torch.equal(loaded[name], expected[name]) for name in expected)
+    images = [str(path) for name, path in sorted(sample_files().items()) if name.endswith(".jpeg")][:4]
+    for folder in (plain, sharded):
+        for script in (["train.evaluate", "--dataset", "sample", "--bootstrap", "0"],
+                       ["train.predict", "--inputs", *images, "--output", str(folder.parent / "predictions.csv")],
+                       ["train.probe", "--dataset", "sample"]):
+            run([sys.executable, "-m", *script[:1], "--model", str(folder), *script[1:]], cpu_processes=False)
+    for result in (f"eval-{plain.name}-test/metrics.json", "predictions.csv", f"probe-{plain.name}.json"):
+        assert (sharded.parent / result).read_text() == (plain.parent / result).read_text(), result
+
+    (sharded / checkpoint.MANIFEST).unlink()  # shards of another model (a manifest would call the folder damaged)
+    config = json.loads((sharded / "config.json").read_text())
+    (sharded / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 3}))
+    with pytest.raises(ValueError, match=r"cannot be read from its FSDP shards \(pytorch_model_fsdp_0\): Missing key "
+                                         r"in checkpoint state_dict: model\.vit\.encoder\.layers\.2\."):
+        checkpoint.exported_model(sharded)

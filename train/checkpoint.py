@@ -11,8 +11,10 @@ with that size and checksum; so a `step_*` folder that is only partly there all 
 copies and was interrupted, a truncated copy, a file lost or damaged later) is recognised before anything is loaded
 from it.
 `--resume_from_checkpoint latest` resumes from the newest complete checkpoint, warning about each newer one it skips.
-`exported_model` is the model a checkpoint would export (its EMA weights where the run keeps an EMA), which evaluation,
-prediction and the probe take for it.
+`exported_model` is the model a checkpoint would export (its EMA weights where the run keeps an EMA; under FSDP its
+weights are read from the shards `save_state` wrote), which evaluation, prediction and the probe take for it. Their
+results go beside the checkpoint (`results_path`) and outlive its deletion by retention; a checkpoint saved under a
+step's name removes those of the earlier one of that name first.
 """
 
 from __future__ import annotations
@@ -24,27 +26,32 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+import torch.distributed.checkpoint as dcp
 from accelerate.utils import broadcast_object_list
+from accelerate.utils.constants import FSDP_MODEL_NAME
 
 import modeling_cxrgm
 from hf_datasets.errors import InvalidInputError, MissingInputError
 from hf_datasets.shards import flush_to_disk
 
-from .config import TrainArgs, load_yaml
+from .config import TrainArgs, load_model_source, load_yaml
 from .export import apply_umask, save_model_atomically
 from .optim import EMA
 from .starting_point import MODEL_CLASSES
 
 PREFIX = "step_"
 MANIFEST = "manifest.json"  # what a complete checkpoint holds; written after everything else
+SHARDS = f"{FSDP_MODEL_NAME}_0"  # the model's weights as `save_state` saves them under FSDP (fsdp.yaml): no safetensors
 STATE_FILES = ("custom_checkpoint_0.pkl", "custom_checkpoint_1.pkl")  # TrainState, EMA: as `track` registers them
 # which weights `exported_model` loaded, in words (evaluate and predict say it)
 WEIGHTS = {"ema": "its EMA weights, as its run exports them", "raw": "its weights (its run keeps no EMA)"}
+RESULTS = ("eval", "probe")  # the kinds of results scripts write beside a checkpoint (`results_path`)
 logger = logging.getLogger(__name__)
 _SAVED: set[str] = set()  # the checkpoint folders (resolved) this run saved or resumed from: not saved again
 
@@ -110,24 +117,58 @@ def exported_model(folder: Path):
     reason = problem(folder) if (folder / MANIFEST).is_file() else None
     if reason is not None:
         raise InvalidInputError(f"Checkpoint {folder} is damaged: {reason}")
-    model = _model_class(folder).from_pretrained(folder, dtype=torch.float32)
+    processor = load_model_source(modeling_cxrgm.GroupMaskedViTImageProcessor.from_pretrained, folder, "--model",
+                                  "preprocessor_config.json")
+    model = _load_weights(_model_class(folder), folder)
     averaged = folder / STATE_FILES[1]
     if averaged.is_file():
         ema = EMA(model, decay=0.0)
         ema.load_state_dict(torch.load(averaged, map_location="cpu", weights_only=True))
         ema.copy_to(model)
-    processor = modeling_cxrgm.GroupMaskedViTImageProcessor.from_pretrained(folder)
     return model, processor, "ema" if averaged.is_file() else "raw"
+
+
+def _load_weights(model_class, folder: Path):
+    """The model of checkpoint `folder` with the weights it trains, in float32: its model.safetensors, or those of its
+    FSDP shards (SHARDS), merged here on the CPU."""
+    if not (folder / SHARDS).is_dir():
+        return model_class.from_pretrained(folder, dtype=torch.float32)
+    if not (folder / SHARDS / ".metadata").is_file():
+        raise InvalidInputError(f"Checkpoint {folder}: its FSDP shards ({SHARDS}) have no .metadata file, which tells "
+                                "how to read them; use another checkpoint")
+    model = model_class(model_class.config_class.from_pretrained(folder)).float().eval()
+    weights = model.state_dict()
+    try:
+        with warnings.catch_warnings():  # that it reads in this process alone, as asked
+            warnings.filterwarnings("ignore", "torch.distributed is disabled", UserWarning)
+            dcp.load({"model": weights}, storage_reader=dcp.FileSystemReader(folder / SHARDS), no_dist=True)
+    except (dcp.CheckpointException, OSError, RuntimeError, ValueError) as error:
+        why = [str(failure) for failure, _ in error.failures.values()] if isinstance(error, dcp.CheckpointException) \
+            else [str(error)]
+        raise InvalidInputError(f"Checkpoint {folder}: the model's weights cannot be read from its FSDP shards "
+                                f"({SHARDS}): {'; '.join(why)}") from error
+    model.load_state_dict(weights)
+    return model
 
 
 def results_path(model, kind: str, suffix: str = "") -> Path:
     """Where a script writes its results on `model`: `<model>/<kind><suffix>`; for a checkpoint,
-    `<kind>-<checkpoint><suffix>` beside it: retention deletes checkpoints (with what is inside them), not the
-    results of their evaluation."""
+    `<kind>-<checkpoint><suffix>` beside it (`kind` one of RESULTS, `suffix` empty or from "-" or "."): retention
+    deletes checkpoints (with what is inside them), not the results of their evaluation."""
     if is_checkpoint(model):
         folder = Path(model).resolve()
-        return folder.parent / f"{kind}-{folder.name}{suffix}"
+        return folder.parent / _beside(folder.name, kind, suffix)
     return Path(model) / f"{kind}{suffix}"
+
+
+def _beside(checkpoint: str, kind: str, suffix: str) -> str:
+    return f"{kind}-{checkpoint}{suffix}"
+
+
+def _results_of(folder: Path) -> list[Path]:
+    """The results written beside checkpoint `folder` (`results_path`), found by its name."""
+    return sorted(path for kind in RESULTS for pattern in ("", "[-.]*")
+                  for path in folder.parent.glob(_beside(folder.name, kind, pattern)))
 
 
 @contextlib.contextmanager
@@ -280,7 +321,12 @@ def save(accelerator, output_dir, step: int, limit: int, processor=None, model_c
         apply_umask(temporary)  # the weights (safetensors writes them 0600) as readable as the run's other files
         for path in [*temporary.rglob("*"), temporary]:
             flush_to_disk(path)
-        if final.exists():  # a damaged checkpoint of this step, which a resumed run went back past: replaced
+        # results named for this step describe an earlier checkpoint of it (another run's, which a run resumed from
+        # an older one replaces, or one retention deleted): gone before this one takes the name
+        for stale in _results_of(final):
+            logger.warning(f"Removing {stale}: the results of an earlier {final.name}, not of the one saved now")
+            _remove(stale, root)
+        if final.exists():  # another run's checkpoint of this step, or a damaged one: replaced
             _remove(final, root)
         os.replace(temporary, final)
         flush_to_disk(root)  # the rename itself
@@ -296,7 +342,7 @@ def save(accelerator, output_dir, step: int, limit: int, processor=None, model_c
                                "supersedes it")
             _remove(old, root)
         for leftover in root.glob(".t*"):
-            shutil.rmtree(leftover, ignore_errors=True)
+            _delete(leftover)
     accelerator.wait_for_everyone()
     _SAVED.add(str(final.resolve()))
     return final
@@ -317,12 +363,24 @@ def _crc32(path: Path) -> int:
     return checksum
 
 
-def _remove(folder: Path, root: Path) -> None:
+def _remove(path: Path, root: Path) -> None:
     """Rename away, then delete (a kill while deleting leaves a hidden folder, never half a `step_*` one)."""
-    trash = root / f".trash-{folder.name}"
-    shutil.rmtree(trash, ignore_errors=True)
-    os.replace(folder, trash)
-    shutil.rmtree(trash)
+    trash = root / f".trash-{path.name}"
+    _delete(trash)
+    os.replace(path, trash)
+    _delete(trash, ignore_errors=False)
+
+
+def _delete(path: Path, ignore_errors: bool = True) -> None:
+    """Delete the folder or file `path`, where there is one."""
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    except OSError:
+        if not ignore_errors:
+            raise
 
 
 def check_process_count(path: Path, num_processes: int) -> None:

@@ -276,13 +276,16 @@ def save_args(args, output_dir) -> Path:
 def load_model_source(load, source, flag: str, file: str = "config.json"):
     """`load(source)` (a `from_pretrained` reading `file`); when that fails for a `source` that is no folder here, the
     error names `flag` and says so, instead of the Hub's repo-id or connection message; a folder here without
-    config.json is refused naming it (and its `model/` export where it is a run's output folder), and a value in
-    `file` that the loaded class refuses, or a `file` that is no JSON text, is named with the folder."""
+    config.json or `file` is refused naming it (and its `model/` export where it is a run's output folder), and a
+    value in `file` that the loaded class refuses, or a `file` that is no JSON text, is named with the folder."""
     folder = Path(source)
     if folder.is_dir() and not (folder / "config.json").is_file():
         hint = f"; it is a run's folder: pass {folder / 'model'}" if (folder / "model" / "config.json").is_file() \
             else " (expected a save_pretrained folder, e.g. a run's model/)"
         raise MissingInputError(f"{flag} {source}: no config.json there{hint}")
+    if folder.is_dir() and not (folder / file).is_file():
+        raise MissingInputError(f"{flag} {source}: no {file} there; the model cannot be used without it (restore it "
+                                "from where the model was saved: a run's model/ and checkpoints hold it)")
     try:
         return load(source)
     except ValueError as error:

@@ -8,7 +8,8 @@ to `--output_dir` (default `<model>/eval-<split>`), and prints a table.
 
 `--model` may be a training checkpoint (`<run>/checkpoints/step_XXXXXXXX`): the model it would export is scored (its
 EMA weights where the run keeps an EMA; metrics.json says which, as `weights`), with its run's settings (args.yaml),
-and the results go beside it (`<run>/checkpoints/eval-step_XXXXXXXX-<split>`), where retention does not delete them.
+and the results go beside it (`<run>/checkpoints/eval-step_XXXXXXXX-<split>`), where retention does not delete them
+(a run resumed from an older checkpoint does, when it saves its own checkpoint of that step).
 """
 
 from __future__ import annotations
@@ -48,8 +49,9 @@ def load_model(folder):
     architecture = (config.architectures or [""])[0]
     if architecture not in TASKS:
         raise InvalidInputError(f"{folder}: unsupported architecture {architecture!r}; expected one of {sorted(TASKS)}")
+    processor = load_model_source(modeling_cxrgm.GroupMaskedViTImageProcessor.from_pretrained, folder, "--model",
+                                  "preprocessor_config.json")
     model = getattr(modeling_cxrgm, architecture).from_pretrained(folder, dtype=torch.float32)  # as it trained
-    processor = modeling_cxrgm.GroupMaskedViTImageProcessor.from_pretrained(folder)
     return model, processor, TASKS[architecture]
 
 

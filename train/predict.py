@@ -136,8 +136,9 @@ def predict(model_dir, files: list[Path], batch_size: int = 16, on_error: str = 
     config = AutoConfig.from_pretrained(model_dir, trust_remote_code=True)
     segmentation = is_segmentation(config)
     auto = AutoModelForSemanticSegmentation if segmentation else AutoModelForImageClassification
+    processor = load_model_source(lambda source: AutoImageProcessor.from_pretrained(source, trust_remote_code=True),
+                                  model_dir, "--model", "preprocessor_config.json")
     model = auto.from_pretrained(model_dir, trust_remote_code=True, dtype=torch.float32).eval().to(device)
-    processor = AutoImageProcessor.from_pretrained(model_dir, trust_remote_code=True)
     multi_label = config.problem_type == "multi_label_classification"
     loader = torch.utils.data.DataLoader(_Files(files, processor), batch_size=batch_size, num_workers=num_workers,
                                          collate_fn=_collate, pin_memory=device.type == "cuda")

@@ -246,9 +246,8 @@ def resumed_model(args: TrainArgs, model_class, resume: Path):
     --init again: another --init given on resume is only where the run's weights first came from, and one whose model
     differs (another pooling, decoder, mask or layer setting) is warned about, naming the settings, not followed."""
     config = GroupMaskedViTConfig.from_pretrained(resume)
-    init_config = Path(args.init) / "config.json"
-    if args.init != "random" and init_config.is_file():
-        given = json.loads(init_config.read_text())
+    if args.init != "random" and (Path(args.init) / "config.json").is_file():
+        given = load_model_source(lambda folder: GroupMaskedViTConfig.get_config_dict(folder)[0], args.init, "--init")
         recorded = config.to_dict()
         changed = [f"{name} {recorded[name]!r} -> {value!r}" for name, value in given.items()
                    if name in recorded and name not in RUN_SETTINGS and name not in args.model_config
