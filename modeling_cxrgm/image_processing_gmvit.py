@@ -343,8 +343,8 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
             tensor = F.interpolate(tensor[None, None].float(), size=tuple(image_size), mode="nearest-exact")
             tensor = tensor[0, 0].long()
         values = torch.unique(tensor)
-        if values.max() == 255 and ((values == 0) | (values == 255)).all():  # 0/255 binary mask image
-            tensor = (tensor == 255).long()
+        if values.max() in (255, 65535) and ((values == 0) | (values == values.max())).all():  # 0/255 (0/65535) mask
+            tensor = (tensor == values.max()).long()
         elif values.min() >= 0 and values.max() == 255 and ((values > 127) & (values < 255)).any():
             tensor = (tensor > 127).long()  # a 0/255 mask with grey edges: its 255 is lung, not the ignore label
         return self._fit(tensor[None].float(), "nearest", float(PAD_LABEL))[0].long()

@@ -366,6 +366,18 @@ def test_colour_and_grey_alpha_mask_images_are_read_as_the_data_builders_read_th
         assert torch.equal(processor(image, segmentation_maps=colour).labels, expected)
 
 
+def test_a_16_bit_0_65535_mask_is_lung_where_white(tmp_path):
+    """A mask saved as a 16-bit PNG (0 / 65535) gave labels 65535: no lung for a one-label model's loss and Dice."""
+    mask = np.zeros((16, 16), dtype=np.uint16)
+    mask[4:12, 2:10] = 65535
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    image = np.zeros((16, 16), dtype=np.uint8)
+    processor = unnormalised(size=8)
+    expected = processor(image, segmentation_maps=(mask > 0).astype(np.uint8)).labels
+    assert torch.equal(processor(image, segmentation_maps=Image.open(tmp_path / "mask.png")).labels, expected)
+    assert torch.equal(processor(image, segmentation_maps=mask).labels, expected)
+
+
 def test_a_label_map_of_one_class_and_an_ignore_region_is_not_read_as_a_0_255_mask():
     """{1, 255} (lung and an ignore region, no background) was taken for a 0/255 mask: the lung became background
     and the ignored region lung."""
