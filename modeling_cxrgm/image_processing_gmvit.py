@@ -320,11 +320,15 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
         0/255 masks become 0/1, also with grey edges (anti-aliased, resized or JPEG masks: 128-254 is lung). A mask of
         another size than its image, `image_size` (H, W), is first resized to it (it covers the whole image, as SCR's
         1024 px masks of JSRT's 2048 px images do), so both are padded alike; one of another shape is refused
-        (`_check_map_fits`). A PIL mask is turned upright as its EXIF Orientation says, as images are."""
+        (`_check_map_fits`). A PIL mask is turned upright as its EXIF Orientation says, as images are. A colour or
+        grey + alpha PIL mask (RGB, RGBA, LA) is a drawn binary mask: lung wherever its grey is not black (above 127
+        in a 0/255 one with grey edges), as data building reads mask files."""
         if _is_pil(segmentation_map):
             segmentation_map = _upright(segmentation_map)  # as its image, when drawn on it
-        if _is_pil(segmentation_map) and segmentation_map.mode in ("RGB", "RGBA"):
-            segmentation_map = segmentation_map.convert("L")
+        if _is_pil(segmentation_map) and segmentation_map.mode in ("RGB", "RGBA", "LA"):
+            grey = np.asarray(segmentation_map.convert("L"))
+            grey_edges = grey.max(initial=0) == 255 and ((grey > 127) & (grey < 255)).any()
+            segmentation_map = (grey > (127 if grey_edges else 0)).astype(np.uint8)
         if isinstance(segmentation_map, torch.Tensor):
             tensor = segmentation_map.detach().cpu()
         else:
@@ -339,8 +343,8 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
             tensor = F.interpolate(tensor[None, None].float(), size=tuple(image_size), mode="nearest-exact")
             tensor = tensor[0, 0].long()
         values = torch.unique(tensor)
-        if values.max() == 255 and ((values == 0) | (values == 255)).all():  # 0/255 binary mask image
-            tensor = (tensor == 255).long()
+        if values.max() in (255, 65535) and ((values == 0) | (values == values.max())).all():  # 0/255 (0/65535) mask
+            tensor = (tensor == values.max()).long()
         elif values.min() >= 0 and values.max() == 255 and ((values > 127) & (values < 255)).any():
             tensor = (tensor > 127).long()  # a 0/255 mask with grey edges: its 255 is lung, not the ignore label
         return self._fit(tensor[None].float(), "nearest", float(PAD_LABEL))[0].long()

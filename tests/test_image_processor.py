@@ -350,6 +350,34 @@ def test_masks_with_grey_edges_are_lung_inside_not_ignored(tmp_path):
     assert set(processor(image, segmentation_maps=label_map).labels.unique().tolist()) == {0, 1, 2, 255}
 
 
+def test_colour_and_grey_alpha_mask_images_are_read_as_the_data_builders_read_them():
+    """A lung mask drawn in colour (red on black: grey 76) gave labels 76, no lung for a one-label model's loss and
+    Dice; one saved as grey + alpha (LA) was refused as a 2-channel map. Both are lung wherever they are not black."""
+    mask = np.zeros((16, 16), dtype=np.uint8)
+    mask[4:12, 2:10] = 255
+    image = np.zeros((16, 16), dtype=np.uint8)
+    processor = unnormalised(size=8)
+    expected = processor(image, segmentation_maps=mask).labels
+    red = np.zeros((16, 16, 3), dtype=np.uint8)
+    red[..., 0] = mask
+    drawn = [Image.fromarray(red), Image.fromarray(np.dstack([red, mask])), Image.fromarray(np.dstack([mask, mask]))]
+    assert [m.mode for m in drawn] == ["RGB", "RGBA", "LA"]
+    for colour in drawn:
+        assert torch.equal(processor(image, segmentation_maps=colour).labels, expected)
+
+
+def test_a_16_bit_0_65535_mask_is_lung_where_white(tmp_path):
+    """A mask saved as a 16-bit PNG (0 / 65535) gave labels 65535: no lung for a one-label model's loss and Dice."""
+    mask = np.zeros((16, 16), dtype=np.uint16)
+    mask[4:12, 2:10] = 65535
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    image = np.zeros((16, 16), dtype=np.uint8)
+    processor = unnormalised(size=8)
+    expected = processor(image, segmentation_maps=(mask > 0).astype(np.uint8)).labels
+    assert torch.equal(processor(image, segmentation_maps=Image.open(tmp_path / "mask.png")).labels, expected)
+    assert torch.equal(processor(image, segmentation_maps=mask).labels, expected)
+
+
 def test_a_label_map_of_one_class_and_an_ignore_region_is_not_read_as_a_0_255_mask():
     """{1, 255} (lung and an ignore region, no background) was taken for a 0/255 mask: the lung became background
     and the ignored region lung."""

@@ -208,6 +208,14 @@ def test_default_output_is_a_table_for_classifiers_and_a_mask_folder_for_segment
     assert (tmp_path / "predictions.csv").is_file() and (tmp_path / "masks" / "masks.csv").is_file()
 
 
+def test_a_segmenter_refuses_a_table_name_for_its_mask_folder(tmp_path):
+    """--output predictions.csv, as for a classifier, made a folder named predictions.csv holding masks.csv."""
+    segmenter = saved(GroupMaskedViTForSegmentation(GroupMaskedViTConfig(**TINY, num_labels=1)), tmp_path / "segmenter")
+    with pytest.raises(ValueError, match=r"--output .*p\.csv: a segmentation model writes .* a folder"):
+        predict.main(["--model", segmenter, "--inputs", str(jpegs(1)[0]), "--output", str(tmp_path / "p.csv")])
+    assert not (tmp_path / "p.csv").exists()
+
+
 def test_a_dicom_of_another_modality_is_predicted_with_a_warning_naming_it(tmp_path):
     """A CT or MR slice in a folder of radiographs was scored (as pneumonia, say) without a word; the dicomdir
     builder leaves such files out by default. The warning names the file, never its header values."""

@@ -531,9 +531,10 @@ def test_init_from_a_model_with_another_label_count_loads_its_encoder_and_replac
         build_model(tiny("segmentation", tmp_path / "unused", init=str(bent)), [], single_label=True)
 
 
-def test_segmentation_uses_the_rows_with_a_mask(tmp_path):
+def test_segmentation_uses_the_rows_with_a_mask(tmp_path, capsys):
     """A set with masks for some images only (cxr_folder allows it): training and evaluation stopped at the first
-    image without one ("row N (file): has no mask"); a split without any mask is refused before training."""
+    image without one ("row N (file): has no mask"); a split without any mask is refused before training. The runs
+    say of how many rows they use those with a mask (the others went without a word)."""
     from benchmarks.device_smoke import segmentation_set
 
     segmentation_set(tmp_path / "full", rows=4)
@@ -545,9 +546,11 @@ def test_segmentation_uses_the_rows_with_a_mask(tmp_path):
     metrics = run_training(tiny("segmentation", tmp_path / "run", dataset=None, prepared_dir=str(tmp_path / "partial"),
                                 eval_split="test", epochs=1, batch_size=2))
     assert metrics["num_samples"] == 2
+    assert "2 evaluation images (those of 4 with a mask)" in capsys.readouterr().out
     scored = evaluate_script.main(["--model", str(tmp_path / "run" / "model"), "--prepared_dir",
                                    str(tmp_path / "partial"), "--split", "test", "--bootstrap", "0"])
     assert scored["num_samples"] == 2
+    assert "segmentation evaluation: 2 images (those of 4 with a mask) of split 'test'" in capsys.readouterr().out
     unmasked = datasets.DatasetDict({**partial, "test": partial["test"].select([0, 2])})
     unmasked.save_to_disk(tmp_path / "unmasked")
     with pytest.raises(ValueError, match=r"The evaluation data \(2 rows\) has no row with a mask"):

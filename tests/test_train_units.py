@@ -755,6 +755,22 @@ def test_fine_tuning_at_another_size_makes_it_the_models_native_size(tmp_path):
     assert model.vit.embeddings.position_embeddings.shape[1] == 1 + (64 // TINY["patch_size"]) ** 2
 
 
+@pytest.mark.parametrize("problem_type", ["single_label_classification", "multi_label_classification"])
+def test_segmentation_from_a_trained_classifier_export_builds_a_one_label_segmenter(tmp_path, problem_type):
+    """A fine-tuned classifier's config (e.g. the demo's export) names its problem type: a segmenter --init from it
+    stopped with transformers' "single_label_classification requires num_labels > 1", a setting the user never gave."""
+    from train.starting_point import build_model
+
+    classifier = GroupMaskedViTForImageClassification(GroupMaskedViTConfig(**TINY, problem_type=problem_type))
+    classifier.save_pretrained(tmp_path / "classifier")
+    encoder = {key: value for key, value in TINY.items() if key not in ("image_size", "num_labels")}
+    args = TrainArgs(task="segmentation", init=str(tmp_path / "classifier"), image_size=32, drop_path=0.0,
+                     model_config=encoder)
+    model = build_model(args, [], single_label=True)
+    assert model.config.num_labels == 1 and model.config.id2label == {0: "lungs"}
+    assert model.config.problem_type is None
+
+
 def test_segmentation_from_a_segmenter_keeps_its_label_count_and_head_unless_num_labels_is_given(
         tmp_path, caplog, capsys):
     """Segmentation --init from a two-class segmenter without num_labels fell back to 1 label and replaced the trained

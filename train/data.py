@@ -215,6 +215,13 @@ class CXRDataset(torch.utils.data.Dataset):
         self.uint8 = uint8
         self.cache = {} if len(self.rows) * self.item_bytes() <= cache_bytes else None
 
+    def counted(self, noun: str = "images") -> str:
+        """"N images", saying of how many rows when the task leaves rows without a mask (or known label) out."""
+        if len(self.rows) == len(self.ds) or self.task == "pretraining":  # (its evaluation: a sample, not a filter)
+            return f"{len(self.rows)} {noun}"
+        needed = "a mask" if self.task == "segmentation" else "a known label"
+        return f"{len(self.rows)} {noun} (those of {len(self.ds)} with {needed})"
+
     def source_counts(self) -> dict[str, int] | None:
         """Images per `source` (the data set each row came from, "unknown" where empty) of the rows; None when the
         set has no source column."""

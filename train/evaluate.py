@@ -179,7 +179,7 @@ def main(argv=None) -> dict:
     dataset = data.CXRDataset(ds, processor, task, data.SINGLE if single_label else data.MULTI, rows)
     loader = data.make_loader(dataset, args.batch_size, args.seed, False, args.num_workers)
     model, loader = accelerator.prepare(model, loader)
-    accelerator.print(f"{task} evaluation: {len(dataset)} images of split {args.split!r}, "
+    accelerator.print(f"{task} evaluation: {dataset.counted()} of split {args.split!r}, "
                       f"{accelerator.num_processes} process(es), precision {accelerator.mixed_precision}")
     mean, std = model_inputs_normalisation(processor)
     ctx = Context(task=task, mean=mean, std=std,

@@ -242,6 +242,10 @@ def write_predictions(args: PredictArgs, files: list[Path], model_dir) -> Path:
                                    "probable class is predicted)"))
     threshold = 0.5 if args.threshold is None else args.threshold
     output = Path(args.output or ("masks" if segmentation else "predictions.csv"))
+    if segmentation and output.suffix.lower() == ".csv":
+        raise InvalidInputError(f"--output {output}: a segmentation model writes one mask PNG per image into a folder, "
+                                f"which --output names (its table is masks.csv in it), e.g. --output "
+                                f"{output.with_suffix('')}")
     table_path = output / "masks.csv" if segmentation else output
     skipped_path = table_path.with_name(f"{table_path.stem}_skipped.csv")
     masks = mask_paths(files, output) if segmentation else {}

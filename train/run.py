@@ -419,7 +419,8 @@ def run_training(args: TrainArgs) -> dict:
         accelerator.init_trackers("cxrgm", config=_tracker_config(args),
                                   init_kwargs={"tensorboard": {"purge_step": state.step + 1}})
     accelerator.print(
-        f"{args.task}: {len(train_set)} training images, {len(eval_set) if eval_set else 0} evaluation images, "
+        f"{args.task}: {train_set.counted('training images')}, "
+        f"{eval_set.counted('evaluation images') if eval_set else '0 evaluation images'}, "
         f"{accelerator.num_processes} process(es), lr {ctx.lr:.3g}, {steps_per_epoch} steps/epoch x {args.epochs} epochs"
         + (f"; {LABEL_MODES[single_label]}" if args.task == "classification" else "")
     )

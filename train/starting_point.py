@@ -168,8 +168,8 @@ def build_model(args: TrainArgs, names: list[str], single_label: bool, resume: P
             problem_type="single_label_classification" if single_label else "multi_label_classification",
             label_smoothing=args.label_smoothing if single_label else 0.0,
         )
-    elif args.task == "segmentation":
-        overrides["num_labels"] = segmentation_label_count(args, base)
+    elif args.task == "segmentation":  # no classifier --init's problem type (single-label refuses one label)
+        overrides.update(num_labels=segmentation_label_count(args, base), problem_type=None)
         if overrides["num_labels"] <= 2:  # the schema's lung masks (pipelines name them)
             structures = ["lungs"] if overrides["num_labels"] == 1 else ["background", "lungs"]
             overrides.update(id2label=dict(enumerate(structures)), label2id={n: i for i, n in enumerate(structures)})
