@@ -234,13 +234,24 @@ def test_a_dicom_of_another_modality_is_predicted_with_a_warning_naming_it(tmp_p
 
 
 def test_a_threshold_is_refused_where_it_would_change_nothing_and_applied_where_it_does(tmp_path):
-    """--threshold was ignored without a word for single-label classifiers (argmax) and segmenters."""
+    """--threshold was ignored without a word for single-label classifiers and segmenters of several labels (argmax),
+    and could not set a lung segmenter's mask cut (the pipeline's mask_threshold)."""
     image = str(jpegs(1)[0])
-    segmenter = saved(GroupMaskedViTForSegmentation(GroupMaskedViTConfig(**TINY, num_labels=1)), tmp_path / "segmenter")
+    several = saved(GroupMaskedViTForSegmentation(GroupMaskedViTConfig(**TINY, num_labels=3)), tmp_path / "several")
     for model, kind in ((pneumonia_classifier(tmp_path / "single"), "single-label classifier"),
-                        (segmenter, "segmentation model")):
-        with pytest.raises(ValueError, match=f"--threshold applies to multi-label classification models; .* {kind}"):
+                        (several, "segmentation model with several labels")):
+        with pytest.raises(ValueError, match=f"--threshold applies to multi-label classifiers and one-label "
+                                             f"segmenters; .* {kind}"):
             predict.main(["--model", model, "--inputs", image, "--output", str(tmp_path / "x.csv"), "--threshold", "0.9"])
+    lungs = saved(GroupMaskedViTForSegmentation(GroupMaskedViTConfig(**TINY, num_labels=1)), tmp_path / "lungs")
+    fractions = {}
+    for threshold in ("0.0", "0.5", "1.0"):
+        table = predict.main(["--model", lungs, "--inputs", image, "--output", str(tmp_path / f"masks{threshold}"),
+                              "--threshold", threshold])
+        fractions[threshold] = float(rows(table)[0]["mask_fraction"])
+    assert fractions["0.0"] == 1.0 and fractions["1.0"] == 0.0
+    default = predict.main(["--model", lungs, "--inputs", image, "--output", str(tmp_path / "masks")])
+    assert float(rows(default)[0]["mask_fraction"]) == fractions["0.5"]
     config = GroupMaskedViTConfig(**TINY, num_labels=2, id2label={0: "effusion", 1: "mass"},
                                   label2id={"effusion": 0, "mass": 1}, problem_type="multi_label_classification")
     multi = saved(GroupMaskedViTForImageClassification(config), tmp_path / "multi")

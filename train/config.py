@@ -120,7 +120,8 @@ class PredictArgs:
     output: str | None = None  # classification: a CSV (default predictions.csv); segmentation: a folder of mask PNGs
     # and masks.csv (default masks)
     batch_size: int = 16
-    threshold: float | None = None  # multi-label classification: predict a label at this probability (default 0.5)
+    threshold: float | None = None  # the probability (default 0.5) at which a multi-label classifier predicts a
+    # label, above which a one-label segmenter's pixel is in the mask
     on_error: str = "raise"  # raise | skip: an unreadable image stops the run, or is reported and listed (*_skipped.csv)
     device: str | None = None  # default: cuda when available, else cpu
     num_workers: int = 0  # processes reading and preprocessing the files while the model runs

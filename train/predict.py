@@ -125,9 +125,10 @@ def _collate(items: list[dict]) -> dict:
 
 @torch.no_grad()
 def predict(model_dir, files: list[Path], batch_size: int = 16, on_error: str = "raise", device=None,
-            num_workers: int = 0):
-    """Yield (path, task, result): probabilities (K,) for classification, a 0/1 mask (H, W) for segmentation, or,
-    with `on_error="skip"`, the reason (str) for a file that cannot be read (task "skipped").
+            num_workers: int = 0, mask_threshold: float = 0.5):
+    """Yield (path, task, result): probabilities (K,) for classification, a 0/1 mask (H, W) for segmentation (a
+    one-label segmenter's pixels above `mask_threshold`), or, with `on_error="skip"`, the reason (str) for a file
+    that cannot be read (task "skipped").
 
     `num_workers` processes read and preprocess the files while the model runs (in input order)."""
     if on_error not in ("raise", "skip"):
@@ -153,7 +154,8 @@ def predict(model_dir, files: list[Path], batch_size: int = 16, on_error: str = 
             continue
         outputs = model(pixel_values=batch["pixel_values"].to(device, non_blocking=True))
         if segmentation:
-            masks = processor.post_process_instance_segmentation(outputs, target_sizes=batch["sizes"])
+            masks = processor.post_process_instance_segmentation(outputs, target_sizes=batch["sizes"],
+                                                                 mask_threshold=mask_threshold)
             yield from ((p, "segmentation", m["segmentation"].cpu().numpy()) for p, m in zip(batch["paths"], masks))
         else:
             logits = outputs.logits.float().cpu()
@@ -236,10 +238,13 @@ def write_predictions(args: PredictArgs, files: list[Path], model_dir) -> Path:
     names = [config.id2label[i] for i in range(config.num_labels)]
     segmentation = is_segmentation(config)
     multi_label = not segmentation and config.problem_type == "multi_label_classification"
-    if args.threshold is not None and not multi_label:  # it would change nothing: said before anything runs
-        raise InvalidInputError(f"--threshold applies to multi-label classification models; {args.model} is a "
-                                + ("segmentation model" if segmentation else "single-label classifier (the most "
-                                   "probable class is predicted)"))
+    binary_segmenter = segmentation and config.num_labels == 1
+    if args.threshold is not None and not (multi_label or binary_segmenter):  # it would change nothing: said first
+        raise InvalidInputError(f"--threshold applies to multi-label classifiers and one-label segmenters; "
+                                f"{args.model} is a " + ("segmentation model with several labels (each pixel takes "
+                                                         "its most probable one)" if segmentation else
+                                                         "single-label classifier (the most probable class is "
+                                                         "predicted)"))
     threshold = 0.5 if args.threshold is None else args.threshold
     output = Path(args.output or ("masks" if segmentation else "predictions.csv"))
     if segmentation and output.suffix.lower() == ".csv":
@@ -257,7 +262,7 @@ def write_predictions(args: PredictArgs, files: list[Path], model_dir) -> Path:
     table, skipped = _Table(table_path, fields, args.resume), _Table(skipped_path, ["path", "reason"], args.resume)
     try:
         for path, task, result in predict(model_dir, todo, args.batch_size, args.on_error, args.device,
-                                          args.num_workers):
+                                          args.num_workers, mask_threshold=threshold):
             if task == "skipped":
                 skipped.write({"path": str(path), "reason": result})
             elif task == "segmentation":
