@@ -24,7 +24,7 @@ except ImportError:  # Windows: no run lock
 import datasets
 import numpy as np
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
@@ -232,6 +232,11 @@ def load_data(args: TrainArgs, processor):
     """Training and evaluation `CXRDataset`s, label names and label mode. Errors early on empty or unlabelled data."""
     splits = data.load_splits(args.dataset, args.data_dir, args.prepared_dir, args.dataset_options)
     parts = [data.split(splits, name) for name in args.train_splits]
+    unused = {name: len(ds) for name, ds in splits.items()
+              if name not in args.train_splits and name != args.eval_split and len(ds)}
+    if args.task == "pretraining" and unused:  # e.g. the seeded validation and test patients of a DICOM archive
+        PartialState().print(f"pretraining on {args.train_splits} only: the set's other splits {unused} (images per "
+                             "split) are not used; --train_splits names the splits to pretrain on")
     names = data.label_names(parts[0]) if args.task == "classification" else []  # segmentation: the model's
     train = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
     evaluation = data.split(splits, args.eval_split) if args.eval_split else None
