@@ -47,9 +47,11 @@ def build_recipe(name: str, data_dir=None, seed: int = 0, **options):
     accepted = [p for p in inspect.signature(builder).parameters if p != "data_dir"]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
+        skipping = ("; on_error is not one either: `hf_datasets.prepare` always goes on past an unreadable file, "
+                    "listing it with its reason in report.json" if "on_error" in unknown else "")
         raise InvalidInputError(f"{name} has no option {', '.join(map(repr, unknown))}; its options: {accepted} "
                                 "(split_fractions and train_fraction are not builder options: see build_dataset, "
-                                "prepare's --split_fractions and training's --dataset_options)")
+                                f"prepare's --split_fractions and training's --dataset_options{skipping})")
     if "seed" in accepted:
         options["seed"] = seed
     return builder(data_dir, **options)

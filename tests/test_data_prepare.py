@@ -269,6 +269,17 @@ def test_command_line_split_fractions_and_unknown_options(tmp_path, capsys):
               "--option", "train_fraction=0.5"])
 
 
+def test_an_on_error_option_is_refused_saying_that_prepare_skips_unreadable_files_itself(tmp_path):
+    """`build_dataset(..., on_error="skip")` and training's `--dataset_options` take it; prepare's refusal listed the
+    builder's options only, as though unreadable files would stop it."""
+    data_dir = layouts.cxr_folder(tmp_path / "src")
+    with pytest.raises(ValueError, match=r"cxr_folder has no option 'on_error'; .*on_error is not one either: "
+                                         r"`hf_datasets.prepare` always goes on past an unreadable file, listing it "
+                                         r"with its reason in report.json\)$"):
+        main(["--dataset", "cxr_folder", "--data_dir", str(data_dir), "--output_dir", str(tmp_path / "out"),
+              "--option", "on_error=skip"])
+
+
 @pytest.mark.parametrize("flag, value", [("--size", "0"), ("--size", "-5"), ("--shard_size", "0")])
 def test_a_size_or_shard_size_below_one_is_refused(tmp_path, flag, value):
     """--size 0 wrote 1-pixel images and --shard_size 0 an empty set, both reported as a success."""

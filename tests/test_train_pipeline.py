@@ -816,3 +816,14 @@ def test_a_label_name_that_looks_like_a_path_is_exported_and_published_as_data(t
     (model / "notes.md").write_text("pneumonia (/viral) images from /home/alice/cxr\n")
     with pytest.raises(InvalidInputError, match=r"\{'notes.md': \['/home/alice/cxr'\]\}"):
         publish.check_no_local_paths(model, ["notes.md"], names)
+
+
+def test_pretraining_names_the_splits_of_the_set_it_does_not_use(tmp_path, capsys):
+    """A DICOM archive (`dicomdir`) gets a seeded train / validation / test split: pretraining on `train` alone left a
+    fifth of the radiographs out without a word."""
+    run_training(tiny("pretraining", tmp_path / "a", eval_split=None, max_steps=1))
+    assert ("pretraining on ['train'] only: the set's other splits {'test': 4, 'unlabelled': 1} (images per split) are "
+            "not used; --train_splits names the splits to pretrain on") in capsys.readouterr().out
+    run_training(tiny("pretraining", tmp_path / "b", train_splits=["train", "test", "unlabelled"], eval_split=None,
+                      max_steps=1))
+    assert "not used" not in capsys.readouterr().out

@@ -349,3 +349,28 @@ def test_a_run_resumed_with_another_init_keeps_the_inputs_it_started_with(tmp_pa
     assert actual_processor == expected_processor and actual_processor["resize_mode"] == "squash"
     for name in expected:
         assert torch.equal(expected[name], actual[name]), name
+
+
+def test_a_run_into_a_folder_where_another_is_still_training_is_refused(tmp_path):
+    """A worker left training (a one-process `accelerate launch` whose launcher alone was signalled goes on) and a run
+    resumed beside it wrote the same checkpoints and export; a run killed outright holds the folder no longer."""
+    run = tmp_path / "run"
+    first = subprocess.Popen(command(run, "--epochs", "1000"), cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        while not (run / "checkpoints" / "step_00000002").exists() and first.poll() is None:
+            time.sleep(0.01)
+        assert first.poll() is None, "the first run ended before the second started"
+        second = subprocess.run(command(run, "--resume_from_checkpoint", "latest", "--epochs", "1000", "--max_steps",
+                                        "4"), cwd=ROOT, env=ENV, capture_output=True, text=True)
+        assert second.returncode == 2, second.stderr[-3000:]
+        assert (f"error: {run} is in use by another run that is still training (process {first.pid}): let it end or "
+                "stop it") in second.stderr
+        assert first.poll() is None
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    resumed = subprocess.run(command(run, "--resume_from_checkpoint", "latest", "--epochs", "1000", "--max_steps", "4"),
+                             cwd=ROOT, env=ENV, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Resumed from" in resumed.stdout and (run / "model" / "model.safetensors").is_file()

@@ -16,10 +16,15 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # Windows: no run lock
+    fcntl = None
+
 import datasets
 import numpy as np
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
@@ -227,6 +232,11 @@ def load_data(args: TrainArgs, processor):
     """Training and evaluation `CXRDataset`s, label names and label mode. Errors early on empty or unlabelled data."""
     splits = data.load_splits(args.dataset, args.data_dir, args.prepared_dir, args.dataset_options)
     parts = [data.split(splits, name) for name in args.train_splits]
+    unused = {name: len(ds) for name, ds in splits.items()
+              if name not in args.train_splits and name != args.eval_split and len(ds)}
+    if args.task == "pretraining" and unused:  # e.g. the seeded validation and test patients of a DICOM archive
+        PartialState().print(f"pretraining on {args.train_splits} only: the set's other splits {unused} (images per "
+                             "split) are not used; --train_splits names the splits to pretrain on")
     names = data.label_names(parts[0]) if args.task == "classification" else []  # segmentation: the model's
     train = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
     evaluation = data.split(splits, args.eval_split) if args.eval_split else None
@@ -334,6 +344,34 @@ def pretraining_sample(train_set: data.CXRDataset, size: int | None = None) -> d
                            [train_set.rows[i] for i in picked], uint8=train_set.uint8)
 
 
+RUN_LOCK = ".run.lock"
+
+
+@contextlib.contextmanager
+def output_dir_lock(output_dir: Path, main: bool):
+    """Hold `<output_dir>/.run.lock` (on the main process) while the run trains: a second run started or resumed there
+    meanwhile (e.g. beside the worker that a signal to a one-process launcher alone leaves training) is refused, as
+    both would write the same checkpoints and export. The lock goes with the process, however it ends."""
+    if not main or fcntl is None:
+        yield
+        return
+    output_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(output_dir / RUN_LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise InvalidInputError(f"{output_dir} is in use by another run that is still training (process {holder}): "
+                                    "let it end or stop it (to stop a one-process `accelerate launch`, signal its "
+                                    "python worker or press Ctrl-C) before starting or resuming a run there") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
 def run_training(args: TrainArgs) -> dict:
     """Train, evaluate every `eval_every_epochs`, keep the best model, export it; returns the exported metrics."""
     if args.mixed_precision is None:  # the launcher's flag or config file, as an Accelerator() without it reads them
@@ -353,6 +391,13 @@ def run_training(args: TrainArgs) -> dict:
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
         dataloader_config=DataLoaderConfiguration(non_blocking=torch.cuda.is_available()),
     )
+    with output_dir_lock(output_dir, accelerator.is_main_process):
+        return _train(args, given, accelerator, output_dir, folder, init_repo, prepared)
+
+
+def _train(args: TrainArgs, given: TrainArgs, accelerator: Accelerator, output_dir: Path, folder, init_repo,
+           prepared) -> dict:
+    """run_training's run, once its output_dir is held."""
     set_seed(args.seed)
     resume = checkpoint.choose(accelerator, args.resume_from_checkpoint, output_dir)
     if resume is not None:
