@@ -26,7 +26,10 @@ logger = logging.getLogger(__name__)
 
 MODEL_OPTIONAL = ("preprocessor_config.json", "metrics.json", "model.safetensors.index.json")
 TEXT_SUFFIXES = (".json", ".md", ".txt", ".yaml", ".yml", ".csv")
-DATASET_SKIPPED = ("cache-*.arrow", "*.lock", "tmp*", "*.partial")  # .partial: a shard a killed run left unfinished
+# .partial: a shard a killed run left unfinished; cache-*.arrow and tmp*: what `datasets` writes beside a split's
+# shards when a loaded split is mapped or filtered. Each name is matched in the folder and in its split folders.
+DATASET_SKIPPED = tuple(f"{folder}{name}" for name in ("cache-*.arrow", "*.lock", "tmp*", "*.partial")
+                        for folder in ("", "*/"))
 # Files of an earlier push that a new one replaces (deleted from the repo when the new folder lacks them)
 MODEL_REPLACED = ("*.safetensors", "*.safetensors.index.json", *MODEL_OPTIONAL)
 DATASET_REPLACED = ("*.arrow", "*.json")

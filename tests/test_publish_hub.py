@@ -317,3 +317,23 @@ def test_a_wrong_folder_is_named_with_what_is_wrong_with_it(export, tmp_path):
         push_dataset(tmp_path / "prepared", "alice/cxr-prepared", token="hf_test_token")
     with pytest.raises(ValueError, match="model export.*--model_dir"):
         push_dataset(export, "alice/cxr-prepared", token="hf_test_token")
+
+
+def test_a_prepared_set_that_was_mapped_is_pushed_without_the_cache_files_in_its_split_folders(tmp_path):
+    """`datasets` writes a mapped split's cache (cache-*.arrow) and its temporary files beside the split's shards;
+    those were left out of the upload only at the folder's top level, so a set that had been mapped sent them."""
+    from datasets import Dataset, DatasetDict, load_from_disk
+
+    from model_cards import write_dataset_card
+
+    folder = tmp_path / "prepared"
+    DatasetDict({"train": Dataset.from_dict({"label": [0, 1]})}).save_to_disk(folder)
+    load_from_disk(str(folder))["train"].map(lambda row: {"label": 1 - row["label"]})
+    (folder / "train" / "tmp1a2b3c").write_bytes(b"a killed map's file")
+    assert list((folder / "train").glob("cache-*.arrow"))
+    write_dataset_card(folder, ["kermany"])
+    result, record = push(["--dataset_dir", str(folder), "--repo_id", "alice/cxr-prepared"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (commit,) = record["commits"]
+    assert sorted(commit["files"]) == ["README.md", "dataset_dict.json", "train/data-00000-of-00001.arrow",
+                                       "train/dataset_info.json", "train/state.json"]
