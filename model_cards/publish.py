@@ -3,9 +3,9 @@
 Only the files a Hub user needs are sent (weights, config, model code, processor, card, metrics); a folder missing
 any of the required ones is refused, and so is one whose text files mention a local path. Pushing to a repo that
 already holds an earlier version deletes the weights (models) or Arrow and JSON files (data sets) that the new folder
-no longer has; other files added to the repo are kept. The card is pointed at the repo pushed to (usage examples,
-title, model-index name) and left as it was when the push fails. The token comes from the argument, else `HF_TOKEN`
-(or a saved `huggingface-cli login`); it is never printed.
+no longer has; other files added to the repo are kept. A public push makes an existing private repo public. The card
+is pointed at the repo pushed to (usage examples, title, model-index name) and left as it was when the push fails.
+The token comes from the argument, else `HF_TOKEN` (or a saved `huggingface-cli login`); it is never printed.
 """
 
 from __future__ import annotations
@@ -132,12 +132,22 @@ def _push(folder: Path, repo_id: str, repo_type: str, *, private: bool, revision
     _check_repo_id(repo_id)
     api = HfApi(token=_resolve_token(token))
     api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+    # create_repo keeps an existing repo's visibility: public=True asks for a public one, so it is made public
+    # (once the commit is in); a private push into a public repo is public too, which the user is told
+    was_private = api.repo_info(repo_id, repo_type=repo_type).private
+    if private and not was_private:
+        logger.warning("%s is public: this push is public too (private applies to a repo it creates; change an "
+                       "existing repo's visibility in its settings)", repo_id)
     if revision:
         api.create_branch(repo_id, repo_type=repo_type, branch=revision, exist_ok=True)
-    return api.upload_folder(
+    commit = api.upload_folder(
         repo_id=repo_id, repo_type=repo_type, folder_path=folder, revision=revision, commit_message=commit_message,
         allow_patterns=allow_patterns, ignore_patterns=ignore_patterns, delete_patterns=list(replaced),
     )
+    if not private and was_private:
+        api.update_repo_settings(repo_id, repo_type=repo_type, private=False)
+        logger.warning("%s was private: it is public now, as --public asks", repo_id)
+    return commit
 
 
 def push_model(model_dir, repo_id: str, *, private: bool = True, revision: str | None = None,

@@ -26,10 +26,12 @@ HUB_CODE = {"configuration_gmvit.py", "modeling_gmvit.py", "masking.py", "image_
 class MockHub:
     """Just enough of the Hub's HTTP API for create_repo, create_branch and upload_folder; records what arrives."""
 
-    def __init__(self, remote_files=(), refuse_commits=False):
+    def __init__(self, remote_files=(), refuse_commits=False, visibility=None):
         self.requests, self.repos, self.branches, self.commits, self.lfs = [], [], [], [], {}
         self.remote_files = list(remote_files)
         self.refuse_commits = refuse_commits
+        self.visibility = visibility  # an existing repo's ("private" / "public"); None: the repo push creates
+        self.settings = []
 
     def __call__(self, request):
         import httpx2
@@ -39,9 +41,17 @@ class MockHub:
         if path == "/api/repos/create":
             payload = json.loads(request.content)
             self.repos.append(payload)
+            self.visibility = self.visibility or payload["visibility"]
             return httpx2.Response(200, json={"url": f"{ENDPOINT}/{payload['organization']}/{payload['name']}"})
         if path == "/api/validate-yaml":
             return httpx2.Response(200, json={"errors": [], "warnings": []})
+        if path.endswith("/settings") and method == "PUT":
+            self.settings.append(json.loads(request.content))
+            self.visibility = self.settings[-1].get("visibility", self.visibility)
+            return httpx2.Response(200, json={})
+        if method == "GET" and path.count("/") == 4 and path.startswith(("/api/models/", "/api/datasets/")):
+            return httpx2.Response(200, json={"id": path.split("/", 3)[3], "private": self.visibility == "private",
+                                              "sha": "0" * 40})
         if "/tree/" in path:
             return httpx2.Response(200, json=[{"type": "file", "path": name, "size": 1, "oid": "0" * 40}
                                               for name in self.remote_files])
@@ -89,31 +99,33 @@ class MockHub:
                                           "commitOid": "a" * 40, "success": True})
 
     def record(self) -> dict:
-        return {"requests": self.requests, "repos": self.repos, "branches": self.branches, "commits": self.commits}
+        return {"requests": self.requests, "repos": self.repos, "branches": self.branches, "commits": self.commits,
+                "settings": self.settings, "visibility": self.visibility}
 
 
-def install(record_path: str, remote_files=(), refuse_commits=False):
-    """In the child: route huggingface_hub through a MockHub (its repo holding `remote_files`; refusing every commit
-    if told) and dump its record at exit."""
+def install(record_path: str, remote_files=(), refuse_commits=False, visibility=None):
+    """In the child: route huggingface_hub through a MockHub (its repo holding `remote_files`, of `visibility` if it
+    exists; refusing every commit if told) and dump its record at exit."""
     import atexit
 
     import httpx2
     from huggingface_hub.utils import set_client_factory
 
-    hub = MockHub(remote_files, refuse_commits)
+    hub = MockHub(remote_files, refuse_commits, visibility)
     set_client_factory(lambda: httpx2.Client(transport=httpx2.MockTransport(hub)))
     atexit.register(lambda: Path(record_path).write_text(json.dumps(hub.record())))
 
 
-def push(argv: list[str], tmp_path: Path, token: str = "hf_test_token",
-         remote_files=(), refuse_commits=False) -> tuple[subprocess.CompletedProcess, dict]:
-    """Run `python -m train.publish ARGV` in a fresh interpreter wired to the mock Hub (repo holding `remote_files`)."""
+def push(argv: list[str], tmp_path: Path, token: str = "hf_test_token", remote_files=(), refuse_commits=False,
+         visibility=None) -> tuple[subprocess.CompletedProcess, dict]:
+    """Run `python -m train.publish ARGV` in a fresh interpreter wired to the mock Hub (repo holding `remote_files`,
+    an existing one of `visibility`)."""
     record = tmp_path / "hub_record.json"
     code = f"""
         import sys
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         import test_publish_hub
-        test_publish_hub.install({str(record)!r}, {list(remote_files)!r}, {refuse_commits!r})
+        test_publish_hub.install({str(record)!r}, {list(remote_files)!r}, {refuse_commits!r}, {visibility!r})
         from train.publish import main
         main({argv!r})
     """
@@ -337,3 +349,24 @@ def test_a_prepared_set_that_was_mapped_is_pushed_without_the_cache_files_in_its
     (commit,) = record["commits"]
     assert sorted(commit["files"]) == ["README.md", "dataset_dict.json", "train/data-00000-of-00001.arrow",
                                        "train/dataset_info.json", "train/state.json"]
+
+
+def test_public_makes_a_private_repo_public_and_a_private_push_to_a_public_repo_says_it_stays_public(export, tmp_path):
+    """README pushes a model private, then the same repo with --public: the repo already existed, so create_repo kept
+    it private and the "public" release was visible to no one, without a word."""
+    result, record = push(["--model_dir", str(export), "--repo_id", "alice/cxrgm-tiny", "--public"], tmp_path,
+                          visibility="private")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert record["visibility"] == "public" and record["settings"] == [{"visibility": "public"}]
+    assert "alice/cxrgm-tiny was private: it is public now" in result.stderr
+    assert len(record["commits"]) == 1
+
+    result, record = push(["--model_dir", str(export), "--repo_id", "alice/cxrgm-tiny"], tmp_path,
+                          visibility="public")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert record["visibility"] == "public" and record["settings"] == []
+    assert "alice/cxrgm-tiny is public" in result.stderr
+
+    result, record = push(["--model_dir", str(export), "--repo_id", "alice/cxrgm-tiny", "--public"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert record["visibility"] == "public" and record["settings"] == [] and "private" not in result.stderr

@@ -24,8 +24,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--repo_id", required=True, help="user/name or organisation/name on the Hub")
     visibility = parser.add_mutually_exclusive_group()
     visibility.add_argument("--private", dest="private", action="store_true", default=True,
-                            help="create the repo private (default)")
-    visibility.add_argument("--public", dest="private", action="store_false", help="create the repo public")
+                            help="create the repo private (default; an existing repo keeps its visibility)")
+    visibility.add_argument("--public", dest="private", action="store_false",
+                            help="create the repo public, or make an existing private one public")
     parser.add_argument("--revision", default=None, help="branch to commit to (created if missing); default main")
     parser.add_argument("--commit_message", default=None, help="commit message")
     return parser.parse_args(argv)
