@@ -115,6 +115,26 @@ def point_card_at(model_dir: Path, repo_id: str) -> str | None:
     return before
 
 
+def set_base_model(model_dir: Path, base_model: str) -> None:
+    """Make the card name `base_model` (a Hub repo id) as the model it was fine-tuned from: its metadata's
+    `base_model`, the training table's row and the limitations' note. The run recorded the repo its --init run was
+    meant for, or a local folder; the encoder may have been published elsewhere since."""
+    card = model_dir / "README.md"
+    text = card.read_text(encoding="utf-8")
+    _, header, body = text.split("---\n", 2) if text.startswith("---\n") else ("", "", text)
+    named = re.search(r"^base_model: *(\S+) *$", header, flags=re.MULTILINE)
+    if named:
+        header = header.replace(named.group(0), f"base_model: {base_model}")
+        body = body.replace(named.group(1), base_model)
+    else:
+        header = f"base_model: {base_model}\n{header}"
+    body = re.sub(r"^\| Base model \| .* \|$", f"| Base model | {base_model} |", body, count=1, flags=re.MULTILINE)
+    body = re.sub(r"The base model \(`[^`\n]*`\)", f"The base model (`{base_model}`)", body)
+    card.write_text(f"---\n{header}---\n{body}", encoding="utf-8")
+    logger.info("The card now names %s as the base model%s", base_model,
+                f" (it named {named.group(1)})" if named else "")
+
+
 def _resolve_token(token: str | None) -> str:
     token = token or get_token()
     if not token:
@@ -151,18 +171,27 @@ def _push(folder: Path, repo_id: str, repo_type: str, *, private: bool, revision
 
 
 def push_model(model_dir, repo_id: str, *, private: bool = True, revision: str | None = None,
-               commit_message: str = "Upload cxrgm model", token: str | None = None) -> CommitInfo:
+               commit_message: str = "Upload cxrgm model", token: str | None = None,
+               base_model: str | None = None) -> CommitInfo:
     """Upload an export folder (weights, config, Hub code files, processor, README card, metrics) in one commit.
 
-    The repo is created private unless `private=False`; `revision` names a branch (created when missing).
-    Files outside that list (optimizer states, logs, run records) stay local.
+    The repo is created private unless `private=False`; `revision` names a branch (created when missing);
+    `base_model` (a repo id) is the model the card says it was fine-tuned from. Files outside that list (optimizer
+    states, logs, run records) stay local.
     """
     model_dir = Path(model_dir)
     names = model_files(model_dir)
     check_no_local_paths(model_dir, names, _label_names(model_dir))
     _check_repo_id(repo_id)
+    if base_model is not None and (is_local_path(base_model) or base_model.count("/") != 1):
+        raise InvalidInputError(f"--base_model must be the Hub repo id of the model it was fine-tuned from "
+                                f"('user/name'), got {base_model!r}")
     token = _resolve_token(token)  # before the card changes: a push refused here leaves the export as it was
-    card_before = point_card_at(model_dir, repo_id)
+    original = (model_dir / "README.md").read_text(encoding="utf-8")
+    if base_model:
+        set_base_model(model_dir, base_model)
+    point_card_at(model_dir, repo_id)
+    card_before = None if (model_dir / "README.md").read_text(encoding="utf-8") == original else original
     skipped = sorted(p.name for p in model_dir.iterdir() if p.name not in names)
     if skipped:
         logger.info("Not uploading %s", skipped)

@@ -370,3 +370,39 @@ def test_public_makes_a_private_repo_public_and_a_private_push_to_a_public_repo_
     result, record = push(["--model_dir", str(export), "--repo_id", "alice/cxrgm-tiny", "--public"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert record["visibility"] == "public" and record["settings"] == [] and "private" not in result.stderr
+
+
+def test_base_model_names_the_repo_the_encoder_was_published_to(export, tmp_path):
+    """A fine-tuned export's card names as base model the repo its --init run meant to publish to (the demo's
+    cxrgm/demo-gmml) or a local folder; the encoder published elsewhere, nothing could make the card name that repo."""
+    from huggingface_hub import ModelCard
+
+    from model_cards import write_model_card
+
+    folder = tmp_path / "export"
+    shutil.copytree(export, folder)
+    run = {"task": "classification", "repo_id": "alice/cxrgm-tiny", "base_model": "cxrgm/demo-gmml",
+           "training": {"init": "gmml"}, "train_datasets": [{"name": "kermany", "num_images": 12}]}
+    write_model_card(folder, run)
+    result, record = push(["--model_dir", str(folder), "--repo_id", "bob/pneumonia", "--base_model", "bob/gmml"],
+                          tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    sent = record["commits"][0]["files"]["README.md"]["text"]
+    assert ModelCard(sent).data.base_model == "bob/gmml"
+    assert "| Base model | bob/gmml |" in sent and "demo-gmml" not in sent
+    assert (folder / "README.md").read_text() == sent
+
+    local = tmp_path / "local"  # fine-tuned from a local folder: no base model in the card's metadata
+    shutil.copytree(export, local)
+    write_model_card(local, {**run, "base_model": "/home/alice/runs/pre/model"})
+    assert ModelCard.load(local / "README.md").data.base_model is None
+    result, record = push(["--model_dir", str(local), "--repo_id", "bob/pneumonia", "--base_model", "bob/gmml"],
+                          tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    sent = record["commits"][0]["files"]["README.md"]["text"]
+    assert ModelCard(sent).data.base_model == "bob/gmml" and "| Base model | bob/gmml |" in sent
+    assert "local checkpoint" not in sent
+
+    result, record = push(["--model_dir", str(local), "--repo_id", "bob/pneumonia", "--base_model", "../pre/model"],
+                          tmp_path)
+    assert result.returncode != 0 and "--base_model" in result.stderr and record.get("requests") == []
