@@ -3,9 +3,9 @@
 Only the files a Hub user needs are sent (weights, config, model code, processor, card, metrics); a folder missing
 any of the required ones is refused, and so is one whose text files mention a local path. Pushing to a repo that
 already holds an earlier version deletes the weights (models) or Arrow and JSON files (data sets) that the new folder
-no longer has; other files added to the repo are kept. The card is pointed at the repo pushed to (usage examples,
-title, model-index name) and left as it was when the push fails. The token comes from the argument, else `HF_TOKEN`
-(or a saved `huggingface-cli login`); it is never printed.
+no longer has; other files added to the repo are kept. A public push makes an existing private repo public. The card
+is pointed at the repo pushed to (usage examples, title, model-index name) and left as it was when the push fails.
+The token comes from the argument, else `HF_TOKEN` (or a saved `huggingface-cli login`); it is never printed.
 """
 
 from __future__ import annotations
@@ -26,7 +26,10 @@ logger = logging.getLogger(__name__)
 
 MODEL_OPTIONAL = ("preprocessor_config.json", "metrics.json", "model.safetensors.index.json")
 TEXT_SUFFIXES = (".json", ".md", ".txt", ".yaml", ".yml", ".csv")
-DATASET_SKIPPED = ("cache-*.arrow", "*.lock", "tmp*", "*.partial")  # .partial: a shard a killed run left unfinished
+# .partial: a shard a killed run left unfinished; cache-*.arrow and tmp*: what `datasets` writes beside a split's
+# shards when a loaded split is mapped or filtered. Each name is matched in the folder and in its split folders.
+DATASET_SKIPPED = tuple(f"{folder}{name}" for name in ("cache-*.arrow", "*.lock", "tmp*", "*.partial")
+                        for folder in ("", "*/"))
 # Files of an earlier push that a new one replaces (deleted from the repo when the new folder lacks them)
 MODEL_REPLACED = ("*.safetensors", "*.safetensors.index.json", *MODEL_OPTIONAL)
 DATASET_REPLACED = ("*.arrow", "*.json")
@@ -112,6 +115,26 @@ def point_card_at(model_dir: Path, repo_id: str) -> str | None:
     return before
 
 
+def set_base_model(model_dir: Path, base_model: str) -> None:
+    """Make the card name `base_model` (a Hub repo id) as the model it was fine-tuned from: its metadata's
+    `base_model`, the training table's row and the limitations' note. The run recorded the repo its --init run was
+    meant for, or a local folder; the encoder may have been published elsewhere since."""
+    card = model_dir / "README.md"
+    text = card.read_text(encoding="utf-8")
+    _, header, body = text.split("---\n", 2) if text.startswith("---\n") else ("", "", text)
+    named = re.search(r"^base_model: *(\S+) *$", header, flags=re.MULTILINE)
+    if named:
+        header = header.replace(named.group(0), f"base_model: {base_model}")
+        body = body.replace(named.group(1), base_model)
+    else:
+        header = f"base_model: {base_model}\n{header}"
+    body = re.sub(r"^\| Base model \| .* \|$", f"| Base model | {base_model} |", body, count=1, flags=re.MULTILINE)
+    body = re.sub(r"The base model \(`[^`\n]*`\)", f"The base model (`{base_model}`)", body)
+    card.write_text(f"---\n{header}---\n{body}", encoding="utf-8")
+    logger.info("The card now names %s as the base model%s", base_model,
+                f" (it named {named.group(1)})" if named else "")
+
+
 def _resolve_token(token: str | None) -> str:
     token = token or get_token()
     if not token:
@@ -129,27 +152,46 @@ def _push(folder: Path, repo_id: str, repo_type: str, *, private: bool, revision
     _check_repo_id(repo_id)
     api = HfApi(token=_resolve_token(token))
     api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+    # create_repo keeps an existing repo's visibility: public=True asks for a public one, so it is made public
+    # (once the commit is in); a private push into a public repo is public too, which the user is told
+    was_private = api.repo_info(repo_id, repo_type=repo_type).private
+    if private and not was_private:
+        logger.warning("%s is public: this push is public too (private applies to a repo it creates; change an "
+                       "existing repo's visibility in its settings)", repo_id)
     if revision:
         api.create_branch(repo_id, repo_type=repo_type, branch=revision, exist_ok=True)
-    return api.upload_folder(
+    commit = api.upload_folder(
         repo_id=repo_id, repo_type=repo_type, folder_path=folder, revision=revision, commit_message=commit_message,
         allow_patterns=allow_patterns, ignore_patterns=ignore_patterns, delete_patterns=list(replaced),
     )
+    if not private and was_private:
+        api.update_repo_settings(repo_id, repo_type=repo_type, private=False)
+        logger.warning("%s was private: it is public now, as --public asks", repo_id)
+    return commit
 
 
 def push_model(model_dir, repo_id: str, *, private: bool = True, revision: str | None = None,
-               commit_message: str = "Upload cxrgm model", token: str | None = None) -> CommitInfo:
+               commit_message: str = "Upload cxrgm model", token: str | None = None,
+               base_model: str | None = None) -> CommitInfo:
     """Upload an export folder (weights, config, Hub code files, processor, README card, metrics) in one commit.
 
-    The repo is created private unless `private=False`; `revision` names a branch (created when missing).
-    Files outside that list (optimizer states, logs, run records) stay local.
+    The repo is created private unless `private=False`; `revision` names a branch (created when missing);
+    `base_model` (a repo id) is the model the card says it was fine-tuned from. Files outside that list (optimizer
+    states, logs, run records) stay local.
     """
     model_dir = Path(model_dir)
     names = model_files(model_dir)
     check_no_local_paths(model_dir, names, _label_names(model_dir))
     _check_repo_id(repo_id)
+    if base_model is not None and (is_local_path(base_model) or base_model.count("/") != 1):
+        raise InvalidInputError(f"--base_model must be the Hub repo id of the model it was fine-tuned from "
+                                f"('user/name'), got {base_model!r}")
     token = _resolve_token(token)  # before the card changes: a push refused here leaves the export as it was
-    card_before = point_card_at(model_dir, repo_id)
+    original = (model_dir / "README.md").read_text(encoding="utf-8")
+    if base_model:
+        set_base_model(model_dir, base_model)
+    point_card_at(model_dir, repo_id)
+    card_before = None if (model_dir / "README.md").read_text(encoding="utf-8") == original else original
     skipped = sorted(p.name for p in model_dir.iterdir() if p.name not in names)
     if skipped:
         logger.info("Not uploading %s", skipped)

@@ -129,7 +129,7 @@ SOURCES: dict[str, Source] = {
         "cxrgm sample set",
         "16 real Kermany pediatric CXRs (8 normal, 8 bacterial pneumonia) plus one real adult chest CR from the "
         "pydicom-data test files; for smoke tests only",
-        "Kermany images CC BY 4.0; the CR is a pydicom-data test file",
+        "Kermany images CC BY 4.0; the CR (a pydicom-data test file) MIT",
         "mixed", "China",
         _KERMANY.citation,
     ),

@@ -26,10 +26,12 @@ HUB_CODE = {"configuration_gmvit.py", "modeling_gmvit.py", "masking.py", "image_
 class MockHub:
     """Just enough of the Hub's HTTP API for create_repo, create_branch and upload_folder; records what arrives."""
 
-    def __init__(self, remote_files=(), refuse_commits=False):
+    def __init__(self, remote_files=(), refuse_commits=False, visibility=None):
         self.requests, self.repos, self.branches, self.commits, self.lfs = [], [], [], [], {}
         self.remote_files = list(remote_files)
         self.refuse_commits = refuse_commits
+        self.visibility = visibility  # an existing repo's ("private" / "public"); None: the repo push creates
+        self.settings = []
 
     def __call__(self, request):
         import httpx2
@@ -39,9 +41,17 @@ class MockHub:
         if path == "/api/repos/create":
             payload = json.loads(request.content)
             self.repos.append(payload)
+            self.visibility = self.visibility or payload["visibility"]
             return httpx2.Response(200, json={"url": f"{ENDPOINT}/{payload['organization']}/{payload['name']}"})
         if path == "/api/validate-yaml":
             return httpx2.Response(200, json={"errors": [], "warnings": []})
+        if path.endswith("/settings") and method == "PUT":
+            self.settings.append(json.loads(request.content))
+            self.visibility = self.settings[-1].get("visibility", self.visibility)
+            return httpx2.Response(200, json={})
+        if method == "GET" and path.count("/") == 4 and path.startswith(("/api/models/", "/api/datasets/")):
+            return httpx2.Response(200, json={"id": path.split("/", 3)[3], "private": self.visibility == "private",
+                                              "sha": "0" * 40})
         if "/tree/" in path:
             return httpx2.Response(200, json=[{"type": "file", "path": name, "size": 1, "oid": "0" * 40}
                                               for name in self.remote_files])
@@ -89,31 +99,33 @@ class MockHub:
                                           "commitOid": "a" * 40, "success": True})
 
     def record(self) -> dict:
-        return {"requests": self.requests, "repos": self.repos, "branches": self.branches, "commits": self.commits}
+        return {"requests": self.requests, "repos": self.repos, "branches": self.branches, "commits": self.commits,
+                "settings": self.settings, "visibility": self.visibility}
 
 
-def install(record_path: str, remote_files=(), refuse_commits=False):
-    """In the child: route huggingface_hub through a MockHub (its repo holding `remote_files`; refusing every commit
-    if told) and dump its record at exit."""
+def install(record_path: str, remote_files=(), refuse_commits=False, visibility=None):
+    """In the child: route huggingface_hub through a MockHub (its repo holding `remote_files`, of `visibility` if it
+    exists; refusing every commit if told) and dump its record at exit."""
     import atexit
 
     import httpx2
     from huggingface_hub.utils import set_client_factory
 
-    hub = MockHub(remote_files, refuse_commits)
+    hub = MockHub(remote_files, refuse_commits, visibility)
     set_client_factory(lambda: httpx2.Client(transport=httpx2.MockTransport(hub)))
     atexit.register(lambda: Path(record_path).write_text(json.dumps(hub.record())))
 
 
-def push(argv: list[str], tmp_path: Path, token: str = "hf_test_token",
-         remote_files=(), refuse_commits=False) -> tuple[subprocess.CompletedProcess, dict]:
-    """Run `python -m train.publish ARGV` in a fresh interpreter wired to the mock Hub (repo holding `remote_files`)."""
+def push(argv: list[str], tmp_path: Path, token: str = "hf_test_token", remote_files=(), refuse_commits=False,
+         visibility=None) -> tuple[subprocess.CompletedProcess, dict]:
+    """Run `python -m train.publish ARGV` in a fresh interpreter wired to the mock Hub (repo holding `remote_files`,
+    an existing one of `visibility`)."""
     record = tmp_path / "hub_record.json"
     code = f"""
         import sys
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         import test_publish_hub
-        test_publish_hub.install({str(record)!r}, {list(remote_files)!r}, {refuse_commits!r})
+        test_publish_hub.install({str(record)!r}, {list(remote_files)!r}, {refuse_commits!r}, {visibility!r})
         from train.publish import main
         main({argv!r})
     """
@@ -317,3 +329,80 @@ def test_a_wrong_folder_is_named_with_what_is_wrong_with_it(export, tmp_path):
         push_dataset(tmp_path / "prepared", "alice/cxr-prepared", token="hf_test_token")
     with pytest.raises(ValueError, match="model export.*--model_dir"):
         push_dataset(export, "alice/cxr-prepared", token="hf_test_token")
+
+
+def test_a_prepared_set_that_was_mapped_is_pushed_without_the_cache_files_in_its_split_folders(tmp_path):
+    """`datasets` writes a mapped split's cache (cache-*.arrow) and its temporary files beside the split's shards;
+    those were left out of the upload only at the folder's top level, so a set that had been mapped sent them."""
+    from datasets import Dataset, DatasetDict, load_from_disk
+
+    from model_cards import write_dataset_card
+
+    folder = tmp_path / "prepared"
+    DatasetDict({"train": Dataset.from_dict({"label": [0, 1]})}).save_to_disk(folder)
+    load_from_disk(str(folder))["train"].map(lambda row: {"label": 1 - row["label"]})
+    (folder / "train" / "tmp1a2b3c").write_bytes(b"a killed map's file")
+    assert list((folder / "train").glob("cache-*.arrow"))
+    write_dataset_card(folder, ["kermany"])
+    result, record = push(["--dataset_dir", str(folder), "--repo_id", "alice/cxr-prepared"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (commit,) = record["commits"]
+    assert sorted(commit["files"]) == ["README.md", "dataset_dict.json", "train/data-00000-of-00001.arrow",
+                                       "train/dataset_info.json", "train/state.json"]
+
+
+def test_public_makes_a_private_repo_public_and_a_private_push_to_a_public_repo_says_it_stays_public(export, tmp_path):
+    """README pushes a model private, then the same repo with --public: the repo already existed, so create_repo kept
+    it private and the "public" release was visible to no one, without a word."""
+    result, record = push(["--model_dir", str(export), "--repo_id", "alice/cxrgm-tiny", "--public"], tmp_path,
+                          visibility="private")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert record["visibility"] == "public" and record["settings"] == [{"visibility": "public"}]
+    assert "alice/cxrgm-tiny was private: it is public now" in result.stderr
+    assert len(record["commits"]) == 1
+
+    result, record = push(["--model_dir", str(export), "--repo_id", "alice/cxrgm-tiny"], tmp_path,
+                          visibility="public")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert record["visibility"] == "public" and record["settings"] == []
+    assert "alice/cxrgm-tiny is public" in result.stderr
+
+    result, record = push(["--model_dir", str(export), "--repo_id", "alice/cxrgm-tiny", "--public"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert record["visibility"] == "public" and record["settings"] == [] and "private" not in result.stderr
+
+
+def test_base_model_names_the_repo_the_encoder_was_published_to(export, tmp_path):
+    """A fine-tuned export's card names as base model the repo its --init run meant to publish to (the demo's
+    cxrgm/demo-gmml) or a local folder; the encoder published elsewhere, nothing could make the card name that repo."""
+    from huggingface_hub import ModelCard
+
+    from model_cards import write_model_card
+
+    folder = tmp_path / "export"
+    shutil.copytree(export, folder)
+    run = {"task": "classification", "repo_id": "alice/cxrgm-tiny", "base_model": "cxrgm/demo-gmml",
+           "training": {"init": "gmml"}, "train_datasets": [{"name": "kermany", "num_images": 12}]}
+    write_model_card(folder, run)
+    result, record = push(["--model_dir", str(folder), "--repo_id", "bob/pneumonia", "--base_model", "bob/gmml"],
+                          tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    sent = record["commits"][0]["files"]["README.md"]["text"]
+    assert ModelCard(sent).data.base_model == "bob/gmml"
+    assert "| Base model | bob/gmml |" in sent and "demo-gmml" not in sent
+    assert (folder / "README.md").read_text() == sent
+
+    local = tmp_path / "local"  # fine-tuned from a local folder: no base model in the card's metadata
+    shutil.copytree(export, local)
+    write_model_card(local, {**run, "base_model": "/home/alice/runs/pre/model"})
+    assert ModelCard.load(local / "README.md").data.base_model is None
+    result, record = push(["--model_dir", str(local), "--repo_id", "bob/pneumonia", "--base_model", "bob/gmml"],
+                          tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    sent = record["commits"][0]["files"]["README.md"]["text"]
+    assert ModelCard(sent).data.base_model == "bob/gmml" and "| Base model | bob/gmml |" in sent
+    assert "local checkpoint" not in sent
+
+    result, record = push(["--model_dir", str(local), "--repo_id", "bob/pneumonia", "--base_model", "../pre/model"],
+                          tmp_path)
+    assert result.returncode != 0 and "--base_model" in result.stderr and record.get("requests") == []

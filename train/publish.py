@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from hf_datasets.errors import run_script
+from hf_datasets.errors import InvalidInputError, run_script
 from model_cards import push_dataset, push_model
 
 
@@ -24,10 +24,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--repo_id", required=True, help="user/name or organisation/name on the Hub")
     visibility = parser.add_mutually_exclusive_group()
     visibility.add_argument("--private", dest="private", action="store_true", default=True,
-                            help="create the repo private (default)")
-    visibility.add_argument("--public", dest="private", action="store_false", help="create the repo public")
+                            help="create the repo private (default; an existing repo keeps its visibility)")
+    visibility.add_argument("--public", dest="private", action="store_false",
+                            help="create the repo public, or make an existing private one public")
     parser.add_argument("--revision", default=None, help="branch to commit to (created if missing); default main")
     parser.add_argument("--commit_message", default=None, help="commit message")
+    parser.add_argument("--base_model", default=None,
+                        help="Hub repo id of the model this one was fine-tuned from (e.g. where its GMML encoder was "
+                             "published), named as such in the card; default: the one the card names")
     return parser.parse_args(argv)
 
 
@@ -39,7 +43,9 @@ def main(argv=None) -> str:
     if args.commit_message:
         options["commit_message"] = args.commit_message
     if args.model_dir:
-        commit = push_model(args.model_dir, args.repo_id, **options)
+        commit = push_model(args.model_dir, args.repo_id, base_model=args.base_model, **options)
+    elif args.base_model:
+        raise InvalidInputError("--base_model names a model's base model: it goes with --model_dir")
     else:
         commit = push_dataset(args.dataset_dir, args.repo_id, **options)
     print(commit.commit_url)
