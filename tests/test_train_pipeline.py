@@ -771,6 +771,23 @@ def test_a_training_split_without_a_class_is_reported_naming_it(tmp_path, caplog
     assert "no positive image" not in caplog.text
 
 
+def test_classification_on_a_set_without_labels_says_so_and_how_to_pool_labelled_folders(tmp_path):
+    """cxr_pool keeps images only: fine-tuning a classifier on it stopped with 'no row with a known label', which named
+    neither the cause nor a way to pool labelled folders."""
+    sys.path.insert(0, str(ROOT / "tests" / "fixtures" / "data"))
+    from shared_layout import write_shared_layout
+
+    from hf_datasets.errors import InvalidInputError
+    from modeling_cxrgm import GroupMaskedViTImageProcessor
+    from train.run import load_data
+
+    pool = write_shared_layout(tmp_path / "data", patients=2)
+    args = tiny("classification", tmp_path / "run", dataset="cxr_pool", data_dir=str(pool), eval_split=None)
+    with pytest.raises(InvalidInputError, match=r"The data set 'cxr_pool' has no labels .* list their images in a "
+                                                r"manifest \(columns image, label, patient_id, source\)"):
+        load_data(args, GroupMaskedViTImageProcessor(size=32, num_channels=1))
+
+
 def test_evaluations_the_exported_model_was_picked_from_are_counted_over_resumes(tmp_path):
     """A first invocation stopped by --max_steps evaluates where it stops; resumed, the run evaluates every 2 epochs:
     3 evaluations, which the schedule of the final arguments alone put at 2."""
