@@ -762,6 +762,12 @@ def test_a_training_split_without_a_class_is_reported_naming_it(tmp_path, caplog
                        eval_split="test"), processor)
     assert "has no positive image of ['pneumonia'] (positives per label: {'normal': 12, 'pneumonia': 0})" \
         in caplog.text
+    assert caplog.text.rstrip().endswith("use more training patients")  # no subset drawn: no subset_seed to change
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        load_data(tiny("classification", tmp_path / "run", dataset=None, prepared_dir=str(tmp_path / "prepared"),
+                       eval_split="test", dataset_options={"train_fraction": 0.5}), processor)
+    assert "use more training patients, or another subset_seed" in caplog.text
     caplog.clear()  # soft positives (an uncertain=0.7 policy) teach the label: no warning
     soft = splits["train"].map(lambda row: {"labels": [1.0, 0.7]}, features=splits["train"].features)
     datasets.DatasetDict({"train": soft, "test": splits["test"]}).save_to_disk(tmp_path / "soft")

@@ -254,7 +254,7 @@ def load_data(args: TrainArgs, processor):
 
     train_set = wrap(train, "training")
     if args.task == "classification":
-        warn_unlearnable_labels(train_set, names)
+        warn_unlearnable_labels(train_set, names, subset="train_fraction" in (args.dataset_options or {}))
     if evaluation is not None:
         eval_set = wrap(evaluation, "evaluation")
     else:
@@ -262,16 +262,18 @@ def load_data(args: TrainArgs, processor):
     return train_set, eval_set, names, mode
 
 
-def warn_unlearnable_labels(train_set: data.CXRDataset, names: list[str]) -> None:
+def warn_unlearnable_labels(train_set: data.CXRDataset, names: list[str], subset: bool = False) -> None:
     """Warn, naming them, about the labels no training image has (a few patients, or a small --dataset_options
-    train_fraction, can leave a class out of the training split): the model cannot learn to predict them."""
+    train_fraction, can leave a class out of the training split): the model cannot learn to predict them. `subset`:
+    the run keeps a train_fraction of the patients, which another subset_seed draws anew."""
     labels = np.asarray(train_set.ds.select_columns(["labels"])["labels"], dtype=np.float32)[train_set.rows]
     counts = (labels > 0).sum(axis=0).astype(int).tolist()  # soft positives (uncertain=0.7) teach the label too
     absent = [name for name, count in zip(names, counts) if count == 0]
     if absent:
         logger.warning(f"The training data ({len(train_set)} labelled images) has no positive image of {absent} "
                        f"(positives per label: {dict(zip(names, counts))}): the model cannot learn to predict "
-                       f"{'them' if len(absent) > 1 else 'it'}; use more training patients, or another subset_seed")
+                       f"{'them' if len(absent) > 1 else 'it'}; use more training patients"
+                       + (", or another subset_seed" if subset else ""))
 
 
 def check_best_metric_name(best_name: str, task: str, names: list[str]) -> None:
