@@ -70,6 +70,15 @@ def test_export_folder_is_complete(runs):
     assert "cxrgm/test-pneumonia" in (model / "README.md").read_text()
 
 
+def test_a_run_ends_by_naming_its_export_and_the_model_it_holds(tmp_path, capsys):
+    """A run ended on its last evaluation's line, which need not be the exported model's, without saying where the
+    export went."""
+    metrics = run_training(tiny("classification", tmp_path / "ft", eval_split="test", epochs=1))
+    out = capsys.readouterr().out
+    assert out.rstrip().endswith(f"best model (step {int(metrics['step'])}, auroc_macro {metrics['auroc_macro']:.4f} "
+                                 f"on split 'test') -> {tmp_path / 'ft' / 'model'}")
+
+
 def test_evaluate_script_reproduces_training_metrics_and_reports_drift(runs, tmp_path, capsys):
     root, metrics = runs
     out = evaluate_script.main(["--model", str(root / "ft" / "model"), "--dataset", "sample", "--split", "test",

@@ -465,7 +465,11 @@ def run_training(args: TrainArgs) -> dict:
         run = model_card_run(args, accelerator, processor, train_set, eval_set, state.elapsed(), epochs_trained,
                              selected_by=best_name if eval_loader is not None else None, evaluations=evaluations,
                              init_repo=init_repo, prepared=prepared)
-        export(output_dir / "best", output_dir, metrics, run, card=args.card)
+        model_dir = export(output_dir / "best", output_dir, metrics, run, card=args.card)
+        chosen = metrics.get(best_name) if eval_loader is not None else None
+        where = f"split {args.eval_split!r}" if args.eval_split else "a sample of the training images"
+        picked = f", {best_name} {chosen:.4f} on {where}" if chosen is not None else ""
+        print(f"best model (step {int(metrics['step'])}{picked}) -> {model_dir}")
     accelerator.wait_for_everyone()
     for tracker in accelerator.trackers:  # the process group stays: see `hf_datasets.errors.run_script`
         tracker.finish()
