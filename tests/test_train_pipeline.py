@@ -70,6 +70,15 @@ def test_export_folder_is_complete(runs):
     assert "cxrgm/test-pneumonia" in (model / "README.md").read_text()
 
 
+def test_a_run_ends_by_naming_its_export_and_the_model_it_holds(tmp_path, capsys):
+    """A run ended on its last evaluation's line, which need not be the exported model's, without saying where the
+    export went."""
+    metrics = run_training(tiny("classification", tmp_path / "ft", eval_split="test", epochs=1))
+    out = capsys.readouterr().out
+    assert out.rstrip().endswith(f"best model (step {int(metrics['step'])}, auroc_macro {metrics['auroc_macro']:.4f} "
+                                 f"on split 'test') -> {tmp_path / 'ft' / 'model'}")
+
+
 def test_evaluate_script_reproduces_training_metrics_and_reports_drift(runs, tmp_path, capsys):
     root, metrics = runs
     out = evaluate_script.main(["--model", str(root / "ft" / "model"), "--dataset", "sample", "--split", "test",
@@ -762,6 +771,12 @@ def test_a_training_split_without_a_class_is_reported_naming_it(tmp_path, caplog
                        eval_split="test"), processor)
     assert "has no positive image of ['pneumonia'] (positives per label: {'normal': 12, 'pneumonia': 0})" \
         in caplog.text
+    assert caplog.text.rstrip().endswith("use more training patients")  # no subset drawn: no subset_seed to change
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        load_data(tiny("classification", tmp_path / "run", dataset=None, prepared_dir=str(tmp_path / "prepared"),
+                       eval_split="test", dataset_options={"train_fraction": 0.5}), processor)
+    assert "use more training patients, or another subset_seed" in caplog.text
     caplog.clear()  # soft positives (an uncertain=0.7 policy) teach the label: no warning
     soft = splits["train"].map(lambda row: {"labels": [1.0, 0.7]}, features=splits["train"].features)
     datasets.DatasetDict({"train": soft, "test": splits["test"]}).save_to_disk(tmp_path / "soft")
@@ -769,6 +784,23 @@ def test_a_training_split_without_a_class_is_reported_naming_it(tmp_path, caplog
         load_data(tiny("classification", tmp_path / "run", dataset=None, prepared_dir=str(tmp_path / "soft"),
                        eval_split="test"), processor)
     assert "no positive image" not in caplog.text
+
+
+def test_classification_on_a_set_without_labels_says_so_and_how_to_pool_labelled_folders(tmp_path):
+    """cxr_pool keeps images only: fine-tuning a classifier on it stopped with 'no row with a known label', which named
+    neither the cause nor a way to pool labelled folders."""
+    sys.path.insert(0, str(ROOT / "tests" / "fixtures" / "data"))
+    from shared_layout import write_shared_layout
+
+    from hf_datasets.errors import InvalidInputError
+    from modeling_cxrgm import GroupMaskedViTImageProcessor
+    from train.run import load_data
+
+    pool = write_shared_layout(tmp_path / "data", patients=2)
+    args = tiny("classification", tmp_path / "run", dataset="cxr_pool", data_dir=str(pool), eval_split=None)
+    with pytest.raises(InvalidInputError, match=r"The data set 'cxr_pool' has no labels .* list their images in a "
+                                                r"manifest \(columns image, label, patient_id, source\)"):
+        load_data(args, GroupMaskedViTImageProcessor(size=32, num_channels=1))
 
 
 def test_evaluations_the_exported_model_was_picked_from_are_counted_over_resumes(tmp_path):

@@ -238,6 +238,12 @@ def load_data(args: TrainArgs, processor):
         PartialState().print(f"pretraining on {args.train_splits} only: the set's other splits {unused} (images per "
                              "split) are not used; --train_splits names the splits to pretrain on")
     names = data.label_names(parts[0]) if args.task == "classification" else []  # segmentation: the model's
+    if args.task == "classification" and not names:
+        raise InvalidInputError(
+            f"The data set{f' {args.dataset!r}' if args.dataset else ''} has no labels (no label names), so there is "
+            "nothing to classify; cxr_pool keeps images only, for pretraining: to pool labelled folders, list their "
+            "images in a manifest (columns image, label, patient_id, source), one copy of each and one patient_id "
+            "per patient across the folders (cxr_pool's rows name the distinct images)")
     train = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
     evaluation = data.split(splits, args.eval_split) if args.eval_split else None
     mode = data.MULTI
@@ -258,7 +264,7 @@ def load_data(args: TrainArgs, processor):
 
     train_set = wrap(train, "training")
     if args.task == "classification":
-        warn_unlearnable_labels(train_set, names)
+        warn_unlearnable_labels(train_set, names, subset="train_fraction" in (args.dataset_options or {}))
     if evaluation is not None:
         eval_set = wrap(evaluation, "evaluation")
     else:
@@ -266,16 +272,18 @@ def load_data(args: TrainArgs, processor):
     return train_set, eval_set, names, mode
 
 
-def warn_unlearnable_labels(train_set: data.CXRDataset, names: list[str]) -> None:
+def warn_unlearnable_labels(train_set: data.CXRDataset, names: list[str], subset: bool = False) -> None:
     """Warn, naming them, about the labels no training image has (a few patients, or a small --dataset_options
-    train_fraction, can leave a class out of the training split): the model cannot learn to predict them."""
+    train_fraction, can leave a class out of the training split): the model cannot learn to predict them. `subset`:
+    the run keeps a train_fraction of the patients, which another subset_seed draws anew."""
     labels = np.asarray(train_set.ds.select_columns(["labels"])["labels"], dtype=np.float32)[train_set.rows]
     counts = (labels > 0).sum(axis=0).astype(int).tolist()  # soft positives (uncertain=0.7) teach the label too
     absent = [name for name, count in zip(names, counts) if count == 0]
     if absent:
         logger.warning(f"The training data ({len(train_set)} labelled images) has no positive image of {absent} "
                        f"(positives per label: {dict(zip(names, counts))}): the model cannot learn to predict "
-                       f"{'them' if len(absent) > 1 else 'it'}; use more training patients, or another subset_seed")
+                       f"{'them' if len(absent) > 1 else 'it'}; use more training patients"
+                       + (", or another subset_seed" if subset else ""))
 
 
 def check_best_metric_name(best_name: str, task: str, names: list[str]) -> None:
@@ -502,7 +510,11 @@ def _train(args: TrainArgs, given: TrainArgs, accelerator: Accelerator, output_d
         run = model_card_run(args, accelerator, processor, train_set, eval_set, state.elapsed(), epochs_trained,
                              selected_by=best_name if eval_loader is not None else None, evaluations=evaluations,
                              init_repo=init_repo, prepared=prepared)
-        export(output_dir / "best", output_dir, metrics, run, card=args.card)
+        model_dir = export(output_dir / "best", output_dir, metrics, run, card=args.card)
+        chosen = metrics.get(best_name) if eval_loader is not None else None
+        where = f"split {args.eval_split!r}" if args.eval_split else "a sample of the training images"
+        picked = f", {best_name} {chosen:.4f} on {where}" if chosen is not None else ""
+        print(f"best model (step {int(metrics['step'])}{picked}) -> {model_dir}")
     accelerator.wait_for_everyone()
     for tracker in accelerator.trackers:  # the process group stays: see `hf_datasets.errors.run_script`
         tracker.finish()
