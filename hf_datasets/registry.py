@@ -30,6 +30,11 @@ BUILDERS = {
 }
 
 
+# Builders of a site's own files: the identifiers and file paths in their rows are those the site's folders, file
+# names and tables give (DICOM identifiers aside, which are hashed), not a public set's de-identified ones.
+SITE_LAYOUTS = frozenset({"imagefolder", "manifest", "dicomdir", "cxr_folder", "cxr_pool"})
+
+
 def available_datasets() -> list[str]:
     """Names accepted by `build_dataset`."""
     return sorted(BUILDERS)

@@ -30,6 +30,25 @@ def saved_splits_and_labels(dataset_dir: Path) -> tuple[dict[str, int], list[str
     return {name: split.num_rows for name, split in saved.items()}, [str(label) for label in labels]
 
 
+def prepared_with(dataset_dir: Path) -> str | None:
+    """The builder a prepared set was made with (its prepare_settings.json's `dataset`), or None where that is not
+    recorded (a `save_to_disk` folder, a damaged settings file)."""
+    try:
+        settings = json.loads((dataset_dir / "prepare_settings.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return settings.get("dataset") if isinstance(settings, dict) else None
+
+
+def holds_site_identifiers(dataset_dir: Path) -> bool:
+    """Whether a set's identifiers and paths may be a site's own (`SITE_LAYOUTS`), or cannot be told apart from
+    them (how it was built is not recorded)."""
+    from hf_datasets.registry import SITE_LAYOUTS
+
+    builder = prepared_with(dataset_dir)
+    return builder is None or builder in SITE_LAYOUTS
+
+
 def _configs(dataset_dir: Path) -> list[dict] | None:
     """The card's `configs` for a `DatasetDict.save_to_disk` folder: each split's Arrow shards, so that
     `load_dataset` on the folder or its Hub repo (and the Hub viewer) reads the data, not its JSON bookkeeping."""
@@ -75,6 +94,7 @@ def write_dataset_card(dataset_dir, sources: list[str], *, title: str | None = N
         labels=[code(label) for label in labels],
         splits=sorted((splits or saved_splits).items()),
         citations=sorted({s.citation for s in known.values() if s}),
+        site_identifiers=holds_site_identifiers(dataset_dir),
     )
     leaks = find_local_paths(str(card), labels)
     if leaks:

@@ -19,7 +19,7 @@ from huggingface_hub import CommitInfo, HfApi, get_token
 
 from hf_datasets.errors import InputError, InvalidInputError, MissingInputError
 
-from .dataset_card import saved_splits_and_labels
+from .dataset_card import holds_site_identifiers, prepared_with, saved_splits_and_labels
 from .privacy import find_local_paths, is_local_path
 
 logger = logging.getLogger(__name__)
@@ -205,14 +205,29 @@ def push_model(model_dir, repo_id: str, *, private: bool = True, revision: str |
 
 
 def push_dataset(dataset_dir, repo_id: str, *, private: bool = True, revision: str | None = None,
-                 commit_message: str = "Upload prepared chest X-ray data", token: str | None = None) -> CommitInfo:
-    """Upload a prepared data set folder with its dataset card (README.md, see `write_dataset_card`)."""
+                 commit_message: str = "Upload prepared chest X-ray data", token: str | None = None,
+                 identifiers_checked: bool = False) -> CommitInfo:
+    """Upload a prepared data set folder with its dataset card (README.md, see `write_dataset_card`).
+
+    A set built from a site's own files (`holds_site_identifiers`: imagefolder, manifest, dicomdir, cxr_folder,
+    cxr_pool, or not recorded) carries the identifiers and file paths those files give, which may be patient data
+    (a folder named by medical record number): it is refused unless `identifiers_checked`, the publisher's word
+    that they hold none."""
     dataset_dir = Path(dataset_dir)
     _check_folder(dataset_dir, "data set")
     if (dataset_dir / "config.json").is_file() and any(dataset_dir.glob("*.safetensors")):
         raise InvalidInputError(f"{dataset_dir.name!r} is a model export, not a data set: publish it with --model_dir")
     if not (dataset_dir / "README.md").is_file():
         raise MissingInputError(f"{dataset_dir.name!r} has no README.md: write its card with write_dataset_card first")
+    if not identifiers_checked and holds_site_identifiers(dataset_dir):
+        builder = prepared_with(dataset_dir)
+        made = (f"was prepared with {builder}, from a site's own files" if builder else
+                "does not record how it was built (no prepare_settings.json), so it may hold a site's own files")
+        raise InvalidInputError(
+            f"{dataset_dir.name!r} {made}: its patient_id, study_id and path columns hold the identifiers and names "
+            "those files give (folder and file names such as record numbers, the ids a table gives; DICOM "
+            "identifiers are hashed, and can be reversed for short ids unless CXRGM_HASH_SALT was set when it was "
+            "built). Check that they hold no patient data, then publish with --identifiers_checked")
     names = [str(p.relative_to(dataset_dir)) for p in dataset_dir.rglob("*") if p.is_file()]
     check_no_local_paths(dataset_dir, names, saved_splits_and_labels(dataset_dir)[1])
     return _push(dataset_dir, repo_id, "dataset", private=private, revision=revision, commit_message=commit_message,

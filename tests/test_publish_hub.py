@@ -228,7 +228,8 @@ def test_prepared_dataset_push_carries_its_dataset_card(tmp_path):
     rows = {"patient_id": ["a", "b"], "label": [0, 1]}
     DatasetDict({"train": Dataset.from_dict(rows), "test": Dataset.from_dict(rows)}).save_to_disk(folder)
     write_dataset_card(folder, ["kermany", "nih_cxr14"])
-    result, record = push(["--dataset_dir", str(folder), "--repo_id", "alice/cxr-prepared"], tmp_path)
+    result, record = push(["--dataset_dir", str(folder), "--repo_id", "alice/cxr-prepared", "--identifiers_checked"],
+                          tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert record["repos"] == [{"name": "cxr-prepared", "organization": "alice", "visibility": "private",
                                 "type": "dataset"}]
@@ -237,6 +238,41 @@ def test_prepared_dataset_push_carries_its_dataset_card(tmp_path):
     assert "README.md" in commit["files"] and "dataset_dict.json" in commit["files"]
     card = commit["files"]["README.md"]["text"]
     assert "CC BY 4.0" in card and "NIH ChestX-ray14" in card and "Not for clinical use" in card
+
+
+def test_a_set_of_a_sites_own_files_is_published_only_once_its_identifiers_are_checked(tmp_path):
+    """A set built from a site's own folders keeps the identifiers its files give (here a folder per medical record
+    number): it was pushed like a public set, under a card calling its identifiers "already de-identified"."""
+    from hf_datasets.builders.sample import KERMANY_SHA256, sample_files
+    from hf_datasets.errors import InvalidInputError
+    from hf_datasets.prepare import prepare
+    from model_cards import write_dataset_card
+    from model_cards.publish import push_dataset
+
+    files = sample_files()
+    for number, name in enumerate(KERMANY_SHA256):
+        label = "pneumonia" if "bacteria" in name else "normal"
+        target = tmp_path / "site" / label / f"MRN{1000 + number // 2}" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(files[name].read_bytes())
+    prepare("imagefolder", tmp_path / "site", tmp_path / "own", size=16, progress=False,
+            patient_pattern="^([^/]+)/")
+    prepare("sample", None, tmp_path / "public", size=16, progress=False)
+    for folder in ("own", "public"):
+        write_dataset_card(tmp_path / folder, ["kermany"])
+    with pytest.raises(InvalidInputError, match=r"'own' was prepared with imagefolder, from a site's own files: its "
+                                                r"patient_id, study_id and path columns hold the identifiers and names "
+                                                r"those files give .* publish with --identifiers_checked"):
+        push_dataset(tmp_path / "own", "alice/own", token="hf_test_token")  # refused before any request
+    result, record = push(["--dataset_dir", str(tmp_path / "own"), "--repo_id", "alice/own", "--identifiers_checked"],
+                          tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    card = " ".join(record["commits"][0]["files"]["README.md"]["text"].split())
+    assert "those the site's own files give" in card and "already de-identified" not in card
+    result, record = push(["--dataset_dir", str(tmp_path / "public"), "--repo_id", "alice/public"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    card = " ".join(record["commits"][0]["files"]["README.md"]["text"].split())
+    assert "already de-identified" in card and "site's own files" not in card
 
 
 def test_refuses_incomplete_or_leaky_folders_before_any_request(export, tmp_path):
@@ -288,8 +324,8 @@ def test_republishing_deletes_the_weights_and_shards_the_new_folder_no_longer_ha
     write_dataset_card(folder, ["kermany"])
     earlier = ["train/data-00000-of-00001.arrow", "train/data-00001-of-00002.arrow", "test/data-00000.arrow",
                "test/state.json", "dataset_dict.json", "README.md", ".gitattributes"]
-    result, record = push(["--dataset_dir", str(folder), "--repo_id", "alice/cxr-prepared"], tmp_path,
-                          remote_files=earlier)
+    result, record = push(["--dataset_dir", str(folder), "--repo_id", "alice/cxr-prepared", "--identifiers_checked"],
+                          tmp_path, remote_files=earlier)
     assert result.returncode == 0, result.stderr[-3000:]
     (commit,) = record["commits"]
     assert sorted(commit["deleted"]) == ["test/data-00000.arrow", "test/state.json", "train/data-00001-of-00002.arrow"]
@@ -344,7 +380,8 @@ def test_a_prepared_set_that_was_mapped_is_pushed_without_the_cache_files_in_its
     (folder / "train" / "tmp1a2b3c").write_bytes(b"a killed map's file")
     assert list((folder / "train").glob("cache-*.arrow"))
     write_dataset_card(folder, ["kermany"])
-    result, record = push(["--dataset_dir", str(folder), "--repo_id", "alice/cxr-prepared"], tmp_path)
+    result, record = push(["--dataset_dir", str(folder), "--repo_id", "alice/cxr-prepared", "--identifiers_checked"],
+                          tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     (commit,) = record["commits"]
     assert sorted(commit["files"]) == ["README.md", "dataset_dict.json", "train/data-00000-of-00001.arrow",

@@ -29,6 +29,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                             help="create the repo public, or make an existing private one public")
     parser.add_argument("--revision", default=None, help="branch to commit to (created if missing); default main")
     parser.add_argument("--commit_message", default=None, help="commit message")
+    parser.add_argument("--identifiers_checked", action="store_true",
+                        help="a data set built from a site's own files (imagefolder, manifest, dicomdir, cxr_folder, "
+                             "cxr_pool): its patient ids and paths were checked to hold no patient data")
     parser.add_argument("--base_model", default=None,
                         help="Hub repo id of the model this one was fine-tuned from (e.g. where its GMML encoder was "
                              "published), named as such in the card; default: the one the card names")
@@ -47,7 +50,7 @@ def main(argv=None) -> str:
     elif args.base_model:
         raise InvalidInputError("--base_model names a model's base model: it goes with --model_dir")
     else:
-        commit = push_dataset(args.dataset_dir, args.repo_id, **options)
+        commit = push_dataset(args.dataset_dir, args.repo_id, identifiers_checked=args.identifiers_checked, **options)
     print(commit.commit_url)
     return commit.commit_url
 
