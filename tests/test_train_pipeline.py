@@ -786,6 +786,30 @@ def test_a_training_split_without_a_class_is_reported_naming_it(tmp_path, caplog
     assert "no positive image" not in caplog.text
 
 
+def test_evaluation_says_how_it_read_the_labels_beside_how_the_model_trained_on_them(tmp_path, capsys):
+    """CheXpert's uncertain labels are left out, or read as 0 or 1, as --dataset_options say: an evaluation said
+    nothing of it, so a model trained with uncertain=ones was scored under another reading without a word."""
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "data"))
+    import layouts
+
+    data_dir = layouts.chexpert(tmp_path / "chexpert")
+    run_training(tiny("classification", tmp_path / "run", dataset="chexpert", data_dir=str(data_dir),
+                      dataset_options={"uncertain": "ones"}, eval_split="validation", epochs=1, max_steps=1,
+                      card=True))
+    capsys.readouterr()
+    model = str(tmp_path / "run" / "model")
+    evaluate_script.main(["--model", model, "--dataset", "chexpert", "--data_dir", str(data_dir), "--split",
+                          "validation", "--bootstrap", "0"])
+    assert ("labels read with blank=zeros, uncertain=ignore (the model's training labels: blank=zeros, "
+            "uncertain=ones)") in capsys.readouterr().out
+    metrics = json.loads((tmp_path / "run" / "model" / "eval-validation" / "metrics.json").read_text())
+    assert metrics["label_policy"] == "blank=zeros, uncertain=ignore"
+    evaluate_script.main(["--model", model, "--dataset", "chexpert", "--data_dir", str(data_dir), "--split",
+                          "validation", "--bootstrap", "0", "--dataset_options", '{"uncertain": "ones"}'])
+    out = capsys.readouterr().out
+    assert "labels read with blank=zeros, uncertain=ones\n" in out and "training labels" not in out
+
+
 def test_classification_on_a_set_without_labels_says_so_and_how_to_pool_labelled_folders(tmp_path):
     """cxr_pool keeps images only: fine-tuning a classifier on it stopped with 'no row with a known label', which named
     neither the cause nor a way to pool labelled folders."""

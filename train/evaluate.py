@@ -31,7 +31,7 @@ from . import checkpoint, data, engine
 from .config import EvalArgs, TrainArgs, load_model_source, parse_args
 from .export import write_metrics
 from .metrics import compute_metrics
-from .run import Context
+from .run import Context, label_policy
 from .starting_point import model_inputs_normalisation
 
 TASKS = {
@@ -132,6 +132,16 @@ def model_labels(ds, names: list[str], single_label: bool):
     return ds, unmatched if renamed else None
 
 
+def trained_label_policy(args: EvalArgs, run: TrainArgs | None) -> str | None:
+    """The label options the model's training data was read with (`label_policy`): its run's (a checkpoint), else
+    its run.json's; None where not recorded."""
+    if run is not None:
+        return label_policy(run)
+    run_file = Path(args.model) / "run.json"
+    recorded = json.loads(run_file.read_text()).get("train_datasets") if run_file.is_file() else None
+    return recorded[0].get("label_policy") if isinstance(recorded, list) and recorded else None
+
+
 def fill_run_defaults(args: EvalArgs, task: str, run: TrainArgs | None) -> None:
     """--seed and --batch_size left unset: for a pretraining model those of its training run (run.json; for a
     checkpoint, `run`, its run's arguments), as the corruption of each evaluation batch depends on both, so the loss
@@ -173,6 +183,11 @@ def main(argv=None) -> dict:
             accelerator.print(f"labels aligned to the model's {names}; not in the data set (not scored): "
                               f"{unmatched['missing'] or 'none'}; not predicted by the model (rows of such a class "
                               f"are left out when classes are exclusive): {unmatched['extra'] or 'none'}")
+    policy = label_policy(args) if task == "classification" else "default"
+    if policy != "default":  # e.g. CheXpert's uncertain labels: left out, or read as 0 / 1, as --dataset_options say
+        trained = trained_label_policy(args, run)
+        accelerator.print(f"labels read with {policy}" + (f" (the model's training labels: {trained})"
+                                                          if trained not in (None, policy) else ""))
     rows = data.task_rows(ds, task, f"Split {args.split!r}")
     if args.in_domain_source:  # refused before the evaluation, not after it
         check_in_domain(args.in_domain_source, source_names(ds, range(len(ds)) if rows is None else rows))
@@ -194,7 +209,8 @@ def main(argv=None) -> dict:
                          training_sources(args, splits, run))
     if accelerator.is_main_process:
         output_dir = Path(args.output_dir or checkpoint.results_path(args.model, "eval", f"-{args.split}"))
-        write_metrics(metrics, output_dir / "metrics.json", text={"weights": weights} if weights else None)
+        text = {**({"weights": weights} if weights else {}), **({"label_policy": policy} if policy != "default" else {})}
+        write_metrics(metrics, output_dir / "metrics.json", text=text)
         (output_dir / "drift.json").write_text(json.dumps(drift, indent=2) + "\n")
         print(format_table(task, metrics, drift))
         if "note" in drift:

@@ -684,9 +684,9 @@ def data_name(args: TrainArgs, prepared: dict | None = None) -> str:
     return Path(os.path.abspath(folder or "data")).name  # "." names the folder it is
 
 
-def label_policy(args: TrainArgs, prepared: dict | None = None) -> str:
-    """The label options the training data was built with (for --prepared_dir: when it was prepared, `prepared`, its
-    `prepared_settings`, read here when not given), e.g. "blank=zeros, uncertain=ones", "default", or "unknown" (a
+def label_policy(args, prepared: dict | None = None) -> str:
+    """The label options a run's data (`args`: TrainArgs or EvalArgs) was built with (for --prepared_dir: when it was
+    prepared, `prepared`, its `prepared_settings`, read here when not given), e.g. "blank=zeros, uncertain=ones", "default", or "unknown" (a
     damaged prepare_settings.json). A set with uncertain / blank switches always states both, those left at their
     default included."""
     options, dataset = args.dataset_options, args.dataset
