@@ -94,24 +94,28 @@ def _label_names(model_dir: Path) -> list[str]:
     return [str(name) for name in labels.values()] if isinstance(labels, dict) else []
 
 
-def point_card_at(model_dir: Path, repo_id: str) -> str | None:
-    """Make the card name `repo_id`, the repo it is pushed to: the export may name another repo (its run's
-    --hub_model_id) or a placeholder (none given). The usage examples' quoted repo ids change, and with them the
-    title and the model-index name (the repo's name); the rest of the card is kept. Returns the card's text before
-    the change, None when nothing changed."""
+def point_card_at(model_dir: Path, repo_id: str, revision: str | None = None) -> str | None:
+    """Make the card name `repo_id`, the repo it is pushed to, at `revision` (a branch; None: main): the export may
+    name another repo (its run's --hub_model_id) or a placeholder (none given). The usage examples' quoted repo ids
+    change, with `revision=` where it is not main, and with them the title and the model-index name (the repo's
+    name); the rest of the card is kept. Returns the card's text before the change, None when nothing changed."""
     card = model_dir / "README.md"
     before = text = card.read_text(encoding="utf-8")
     named = set(re.findall(r'(?:from_pretrained\(|model=)"([^"\s]+/[^"\s]+)"', text)) - {repo_id}
-    if not named:
-        return None
     name = repo_id.split("/")[-1]
     for other in named:
         text = text.replace(f'"{other}"', f'"{repo_id}"')
         other_name = re.escape(other.split("/")[-1])
         text = re.sub(rf"^- name: {other_name}$", f"- name: {name}", text, count=1, flags=re.MULTILINE)
         text = re.sub(rf"^# {other_name}$", f"# {name}", text, count=1, flags=re.MULTILINE)
+    pinned = f', revision="{revision}"' if revision else ""
+    text = re.sub(rf'"{re.escape(repo_id)}"(?:, revision="[^"]*")?(?=, trust_remote_code=True)',
+                  lambda match: f'"{repo_id}"{pinned}', text)
+    if text == before:
+        return None
     card.write_text(text, encoding="utf-8")
-    logger.info("The card now names %s (it named %s)", repo_id, ", ".join(sorted(named)))
+    logger.info("The card now names %s%s%s", repo_id, f" at revision {revision}" if revision else "",
+                f" (it named {', '.join(sorted(named))})" if named else "")
     return before
 
 
@@ -190,7 +194,7 @@ def push_model(model_dir, repo_id: str, *, private: bool = True, revision: str |
     original = (model_dir / "README.md").read_text(encoding="utf-8")
     if base_model:
         set_base_model(model_dir, base_model)
-    point_card_at(model_dir, repo_id)
+    point_card_at(model_dir, repo_id, revision)
     card_before = None if (model_dir / "README.md").read_text(encoding="utf-8") == original else original
     skipped = sorted(p.name for p in model_dir.iterdir() if p.name not in names)
     if skipped:

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -201,6 +202,22 @@ def test_the_card_pushed_names_the_repo_it_is_pushed_to(export, tmp_path):
     assert sent == (before.replace('"alice/cxrgm-tiny"', '"bob/pneumonia"').replace("\n# cxrgm-tiny\n", "\n# pneumonia\n")
                     .replace("\n- name: cxrgm-tiny\n", "\n- name: pneumonia\n"))
     assert (folder / "README.md").read_text() == sent  # the export's card is the one the repo has
+
+
+def test_a_card_pushed_to_a_branch_loads_that_branch(export, tmp_path):
+    """Pushed with --revision v1 (a new repo's main stays empty), the card's examples loaded main, which holds no
+    model; pushed to main again, the examples load main."""
+    folder = tmp_path / "export"
+    shutil.copytree(export, folder)
+    result, record = push(["--model_dir", str(folder), "--repo_id", "bob/pneumonia", "--revision", "v1"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    sent = record["commits"][0]["files"]["README.md"]["text"]
+    loads = re.findall(r'"bob/pneumonia"[^)\n]*', sent)
+    assert loads and all(load == '"bob/pneumonia", revision="v1", trust_remote_code=True' for load in loads), loads
+    (tmp_path / "main").mkdir()
+    result, record = push(["--model_dir", str(folder), "--repo_id", "bob/pneumonia"], tmp_path / "main")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "revision=" not in record["commits"][0]["files"]["README.md"]["text"]
 
 
 def test_a_push_the_hub_refuses_leaves_the_local_card_as_it_was(export, tmp_path):
