@@ -130,7 +130,7 @@ SOURCES: dict[str, Source] = {
         "16 real Kermany pediatric CXRs (8 normal, 8 bacterial pneumonia) plus one real adult chest CR from the "
         "pydicom-data test files; for smoke tests only",
         "Kermany images CC BY 4.0; the CR (a pydicom-data test file) MIT",
-        "mixed", "China",
+        "mixed", "China (the Kermany images; the CR's site is not stated)",
         _KERMANY.citation,
     ),
     "ieee8023_covid": _COHEN,

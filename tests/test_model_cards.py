@@ -383,12 +383,13 @@ def test_card_confusion_matrix_keeps_a_class_whose_name_holds_a_slash(tmp_path):
     assert "| | a/b | normal |\n|---|---|---|\n| a/b | 6 | 2 |\n| normal | 1 | 7 |" in text
 
 
-def test_the_sample_sets_cards_state_the_licence_of_its_chest_cr(tmp_path):
+def test_the_sample_sets_cards_state_the_licence_and_site_of_its_chest_cr(tmp_path):
     """The sample set's own licence record gives the CR's (MIT, pydicom-data), but the cards' licence column said only
-    that it is a pydicom-data test file: no licence for one of its images."""
+    that it is a pydicom-data test file: no licence for one of its images; and they placed the adult CR in China."""
     from model_cards import write_dataset_card
 
     write_dataset_card(tmp_path, ["sample"])
     row = next(line for line in (tmp_path / "README.md").read_text().splitlines() if line.startswith("| sample |"))
-    licence = row.strip("| ").split(" | ")[-1]
+    population, licence = row.strip("| ").split(" | ")[-2:]
     assert "Kermany images CC BY 4.0" in licence and "MIT" in licence
+    assert population == "mixed, China (the Kermany images; the CR's site is not stated)"
