@@ -122,13 +122,16 @@ def _duration(seconds) -> str:
     return f"{hours} h {rest // 60:02d} min" if hours else f"{rest // 60} min {rest % 60:02d} s"
 
 
-def describe_metric(name: str, multi_label: bool = False) -> tuple[str, str]:
+def describe_metric(name: str, multi_label: bool = False, task: str | None = None) -> tuple[str, str]:
     """metrics.json name -> (model-index type, readable name): sensitivity/pneumonia -> recall, Sensitivity (pneumonia).
 
     Per-class names use "/" or "_" between the metric and the class. A multi-label model's accuracy is that of its
-    thresholded decisions on every known (image, label) pair, not the share of images with all labels right.
+    thresholded decisions on every known (image, label) pair, not the share of images with all labels right. A
+    pretraining model's loss is GMML's: the L1 reconstruction error on the corrupted pixels.
     """
     key = name.removeprefix("eval_").removeprefix("test_")
+    if key == "loss" and task == "pretraining":
+        return METRICS["reconstruction_l1"]
     if key == "accuracy" and multi_label:
         return "accuracy", "Accuracy (per image and label)"
     if key in METRICS:
@@ -240,7 +243,8 @@ def _limitations(run: dict, task: str) -> list[str]:
         notes.append(f"The evaluation set has {int(eval_images)} images: metrics have wide confidence intervals.")
     selection = (run.get("eval_dataset") or {}).get("selected_by")
     if isinstance(selection, dict):
-        notes.append(f"This checkpoint is the one with the best {describe_metric(str(selection.get('metric')))[1]} of "
+        chosen_by = describe_metric(str(selection.get("metric")), task=run.get("task"))[1]
+        notes.append(f"This checkpoint is the one with the best {chosen_by} of "
                      f"{_text(selection.get('evaluations'))} evaluations during training on split "
                      f"`{_text(run['eval_dataset'].get('split'))}`, the split of the results above: they are "
                      "optimistic. Measure it on images it was neither trained nor selected on.")
@@ -265,7 +269,7 @@ def _model_index(task: str, metrics: dict, eval_dataset: dict, multi_label: bool
         number = _number(value)
         if number is None:
             continue
-        metric_type, metric_name = describe_metric(metric, multi_label)
+        metric_type, metric_name = describe_metric(metric, multi_label, task)
         results.append(EvalResult(
             task_type=TASKS[task][0], task_name=TASKS[task][1], dataset_type=dataset_type,
             dataset_name=source.title if source else _text(eval_dataset.get("name")),
@@ -319,7 +323,7 @@ def render_model_card(model_dir, run: dict) -> ModelCard:
         auto_class=AUTO_CLASS[task],
         pipeline_tag=TASKS[task][0],
         repo_id=repo_id,
-        metrics=[(describe_metric(k, multi_label)[1], f"{v:.4f}" if _number(v) is not None else "n/a")
+        metrics=[(describe_metric(k, multi_label, task)[1], f"{v:.4f}" if _number(v) is not None else "n/a")
                  for k, v in _scalar_metrics(metrics).items()],
         confusion=_confusion(metrics, map(str, labels.values())),
         eval_dataset={**{k: _text(eval_dataset.get(k)) for k in ("name", "split", "num_images")},

@@ -165,7 +165,9 @@ def test_pretraining_card(tmp_path):
            "training": {"init": "random"}, "repo_id": "alice/cxrgm-vit-tiny"}
     text = write_model_card(folder, run).read_text()
     (result,) = ModelCard(text).data.eval_results
-    assert (result.task_type, result.metric_type, result.metric_value) == ("image-feature-extraction", "loss", 0.31)
+    assert (result.task_type, result.metric_type, result.metric_value) == ("image-feature-extraction", "l1", 0.31)
+    assert result.metric_name == "Reconstruction L1 (corrupted pixels)"  # GMML's loss, not "Loss"
+    assert "| Reconstruction L1 (corrupted pixels) | 0.3100 |" in text
     assert "Train mask fraction" not in text  # a training statistic, not an evaluation result
     assert "AutoModel.from_pretrained(\"alice/cxrgm-vit-tiny\", trust_remote_code=True)" in text
     assert "Trained on adult CXRs only" in text and "Vietnam" in text and "PhysioNet" in text
