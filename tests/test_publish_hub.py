@@ -161,7 +161,9 @@ def export(tmp_path_factory):
 def test_push_commits_exactly_the_export_files_and_the_card_parses_back(export, tmp_path):
     from huggingface_hub import ModelCard
 
-    result, record = push(["--model_dir", str(export), "--repo_id", "alice/cxrgm-tiny", "--revision", "v1",
+    folder = tmp_path / "export"  # the push points the card at its branch: the other tests' export stays as it was
+    shutil.copytree(export, folder)
+    result, record = push(["--model_dir", str(folder), "--repo_id", "alice/cxrgm-tiny", "--revision", "v1",
                            "--commit_message", "tiny classifier"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith(f"{ENDPOINT}/alice/cxrgm-tiny/commit/{'a' * 40}")
