@@ -194,14 +194,14 @@ def test_a_model_folder_whose_image_processor_is_missing_or_no_json_is_named_wit
         shutil.copytree(model, folder)
     (missing / "preprocessor_config.json").unlink()
     (broken / "preprocessor_config.json").write_text((model / "preprocessor_config.json").read_text()[:30])
-    for run in (("train.evaluate", "--dataset", "sample"), ("train.probe", "--dataset", "sample"),
-                ("train.predict", "--inputs", str(unreadable_dicoms), "--output", str(tmp_path / "p.csv"))):
-        done = script(*run, "--model", str(missing))
-        assert_input_error(done, f"--model {missing}: no preprocessor_config.json there; the model cannot be used "
-                                 "without it")
-        done = script(*run, "--model", str(broken))
-        assert_input_error(done, f"--model {broken}: its preprocessor_config.json "
-                                 f"({broken / 'preprocessor_config.json'}) is not valid JSON (")
+    said = {missing: f"--model {missing}: no preprocessor_config.json there; the model cannot be used without it",
+            broken: f"--model {broken}: its preprocessor_config.json ({broken / 'preprocessor_config.json'}) is not "
+                    "valid JSON ("}
+    for folder, run in ((broken, ("train.evaluate", "--dataset", "sample")),
+                        (missing, ("train.probe", "--dataset", "sample")),
+                        (broken, ("train.predict", "--inputs", str(unreadable_dicoms), "--output",
+                                  str(tmp_path / "p.csv")))):  # each script once: one reader (load_model_source)
+        assert_input_error(script(*run, "--model", str(folder)), said[folder])
     assert not (tmp_path / "p.csv").exists()
 
 
