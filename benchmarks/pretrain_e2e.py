@@ -46,7 +46,7 @@ from train.starting_point import build_model  # noqa: E402
 from train.augment import AugmentSpec  # noqa: E402
 from train.checkpoint import TrainState  # noqa: E402
 from train.config import TrainArgs  # noqa: E402
-from train.optim import param_groups  # noqa: E402
+from train.optim import param_groups, peak_learning_rate  # noqa: E402
 
 
 def synchronize(device: torch.device):
@@ -161,7 +161,7 @@ def benchmark(args, rows: datasets.Dataset, output_dir: str, data_name: str) -> 
     batches = len(loader)
     ctx = run.Context(task=task, augment=AugmentSpec.from_args(train_args), mean=processor.image_mean,
                       std=processor.image_std, model_config=accelerator.unwrap_model(model).config,
-                      lr=run.learning_rate(train_args, 1), batches_per_epoch=batches, steps_per_epoch=batches,
+                      lr=peak_learning_rate(train_args, 1), batches_per_epoch=batches, steps_per_epoch=batches,
                       warmup_steps=batches)
     print(json.dumps(dict(torch=torch.__version__, python=sys.version.split()[0], task=task, preset=args.preset,
                           device=torch.cuda.get_device_name() if device.type == "cuda" else f"cpu x{torch.get_num_threads()}",

@@ -885,7 +885,7 @@ def test_label_mode_from_the_labels_column():
 def test_blocks_without_a_gradient_are_refused_with_several_processes(caplog):
     from types import SimpleNamespace
 
-    from train.run import check_every_block_trains
+    from train.checks import check_every_block_trains
 
     shallow = GroupMaskedViTConfig(**{**TINY, "num_hidden_layers": 4}, reconstruction_layers=[1, 2],
                                    segmentation_layers=[1, 2, 3])
@@ -922,7 +922,7 @@ def test_card_names_data_of_a_folder_layout_by_their_folder(tmp_path):
     from model_cards import write_model_card
     from modeling_cxrgm import GroupMaskedViTConfig, GroupMaskedViTForImageClassification, GroupMaskedViTImageProcessor
     from train.config import TrainArgs
-    from train.run import model_card_run
+    from train.run_card import model_card_run
 
     args = TrainArgs(dataset="cxr_folder", data_dir="/data/benchmarks/kermany_pediatric", eval_split="test")
     processor = GroupMaskedViTImageProcessor(size=32)
@@ -946,7 +946,7 @@ def test_card_of_a_run_on_an_imagefolder_names_the_builder(tmp_path, prepared):
     from model_cards import write_model_card
     from modeling_cxrgm import GroupMaskedViTConfig, GroupMaskedViTForImageClassification, GroupMaskedViTImageProcessor
     from train.config import TrainArgs
-    from train.run import model_card_run
+    from train.run_card import model_card_run
 
     if prepared:
         (tmp_path / "my_clinic_cxrs").mkdir()
@@ -976,7 +976,7 @@ def test_card_of_a_model_pretrained_on_a_pool_lists_the_pooled_folders(tmp_path)
     from modeling_cxrgm import GroupMaskedViTForPreTraining, GroupMaskedViTImageProcessor
     from train import data
     from train.config import TrainArgs
-    from train.run import model_card_run
+    from train.run_card import model_card_run
 
     for folder, shades in (("nih_cxr14", (10, 20, 30)), ("my_clinic", (40, 10))):  # shade 10 again: a duplicate
         (tmp_path / "pool" / folder).mkdir(parents=True)
@@ -1036,7 +1036,7 @@ def test_card_does_not_take_a_relative_init_folder_for_a_hub_model(tmp_path, mon
     from modeling_cxrgm import GroupMaskedViTConfig, GroupMaskedViTForImageClassification, GroupMaskedViTForPreTraining
     from modeling_cxrgm import GroupMaskedViTImageProcessor
     from train.config import TrainArgs
-    from train.run import model_card_run
+    from train.run_card import model_card_run
 
     config = GroupMaskedViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
                                   num_attention_heads=2, intermediate_size=64, num_labels=2)
@@ -1065,7 +1065,7 @@ def test_card_run_carries_the_data_sets_of_the_init_export(tmp_path, monkeypatch
 
     from modeling_cxrgm import GroupMaskedViTConfig, GroupMaskedViTForPreTraining, GroupMaskedViTImageProcessor
     from train.config import TrainArgs
-    from train.run import model_card_run
+    from train.run_card import model_card_run
 
     config = GroupMaskedViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
                                   num_attention_heads=2, intermediate_size=64)
@@ -1088,7 +1088,7 @@ def test_card_of_a_pretraining_run_without_eval_split_names_every_split_its_loss
 
     from modeling_cxrgm import GroupMaskedViTImageProcessor
     from train.config import TrainArgs
-    from train.run import model_card_run
+    from train.run_card import model_card_run
 
     args = TrainArgs(task="pretraining", dataset="sample", train_splits=["train", "unlabelled"], eval_split=None)
     images = [0] * 13
@@ -1294,7 +1294,7 @@ def test_help_names_the_recipes_config_takes(capsys):
 
 
 def test_card_label_policy_names_the_label_options_the_data_was_built_with(tmp_path):
-    from train.run import label_policy
+    from train.run_card import label_policy
 
     chexpert = TrainArgs(dataset="chexpert", dataset_options={"uncertain": "ones", "blank": "zeros",
                                                                 "frontal_only": True})
@@ -1310,7 +1310,7 @@ def test_card_label_policy_names_the_label_options_the_data_was_built_with(tmp_p
 def test_card_label_policy_states_the_uncertain_and_blank_defaults():
     """A CheXpert / MIMIC run that set one switch (or none) stated only that one ("uncertain=mixed", "default"): the
     card did not say whether blank labels trained as negatives or were ignored."""
-    from train.run import label_policy
+    from train.run_card import label_policy
 
     assert label_policy(TrainArgs(dataset="chexpert")) == "blank=zeros, uncertain=ignore"
     mixed = TrainArgs(dataset="chexpert", dataset_options={"uncertain": "mixed", "tasks": "competition"})
@@ -1324,7 +1324,7 @@ def test_card_names_prepared_data_after_the_set_it_was_prepared_from(tmp_path):
     """A run on prepared shards named its data after their folder ("lungs"), so the card gave no source, licence or
     population; the set they were prepared from is named, and a folder layout's data the folder they were prepared from
     ("kermany_pediatric", a public set, not the shards' "kermany_64"), as a run on the folder itself names them."""
-    from train.run import data_name
+    from train.run_card import data_name
 
     (tmp_path / "lungs").mkdir()
     (tmp_path / "lungs" / "prepare_settings.json").write_text('{"dataset": "montgomery", "options": {}}')
@@ -1373,7 +1373,7 @@ def test_a_warm_up_as_long_as_the_run_is_warned_about(caplog):
     """The fine-tuning recipe's 5 warm-up epochs with --epochs 2 kept the learning rate at 2/5 of --lr at most, and
     it never decayed, without a word."""
     from train.config import TrainArgs
-    from train.run import check_schedule
+    from train.checks import check_schedule
 
     with caplog.at_level("WARNING"):
         check_schedule(TrainArgs(task="classification", output_dir="unused", epochs=2, warmup_epochs=5))

@@ -31,7 +31,8 @@ from . import checkpoint, data, engine
 from .config import EvalArgs, TrainArgs, load_model_source, parse_args
 from .export import write_metrics
 from .metrics import compute_metrics
-from .run import Context, label_policy
+from .run import Context
+from .run_card import label_policy
 from .starting_point import model_inputs_normalisation
 
 TASKS = {

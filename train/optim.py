@@ -57,6 +57,14 @@ def learning_rate(step: int, total: int, warmup: int, base: float, minimum: floa
     return cosine(step - warmup, total - warmup, base, minimum)
 
 
+def peak_learning_rate(args, num_processes: int) -> float:
+    """A run's peak learning rate (TrainArgs `args`): --lr, else --blr scaled by the effective batch, blr * batch *
+    accumulation * processes / lr_batch_divisor."""
+    if args.lr is not None:
+        return args.lr
+    return args.blr * args.batch_size * args.grad_accum_steps * num_processes / args.lr_batch_divisor
+
+
 def apply_schedules(optimizer, step: int, *, total: int, warmup: int, lr: float, min_lr: float,
                     weight_decay: float, weight_decay_end: float | None) -> tuple[float, float]:
     """Set every group's lr and weight decay for `step`; returns the (lr, weight decay) of the top layer."""

@@ -8,10 +8,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import logging
 import math
 import os
-import platform
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,42 +24,27 @@ import numpy as np
 import torch
 from accelerate import Accelerator, PartialState
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
-from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-from hf_datasets.errors import InvalidInputError, MissingInputError
+from hf_datasets.errors import InvalidInputError
 from modeling_cxrgm import GroupMaskedViTConfig, GroupMaskedViTImageProcessor
-from modeling_cxrgm.image_processing_gmvit import PAD_LABEL
 
 from . import checkpoint, data, engine
 from .augment import AugmentSpec
-from .config import TrainArgs, load_yaml, save_args
+from .checks import (check_args, check_best_metric_name, check_every_block_trains, check_ignore_index,
+                     check_no_earlier_run, check_ranking_metric, check_resumable, check_schedule, checked_init_config,
+                     warn_unlearnable_labels)
+from .config import TrainArgs, save_args
 from .export import export, save_model_atomically, write_metrics
-from .metrics import compute_metrics, metric_names
-from .optim import EMA, param_groups
-from .starting_point import (MODEL_CLASSES, build_model, init_config, init_folder, model_inputs_normalisation,
-                             run_processor)
+from .metrics import compute_metrics
+from .optim import EMA, param_groups, peak_learning_rate
+from .run_card import model_card_run, prepared_settings
+from .starting_point import build_model, init_folder, model_inputs_normalisation, run_processor
 from .visualize import reconstruction_grid, save_grid
 
-logger = logging.getLogger(__name__)
 
 # metric that picks the best checkpoint, and whether higher is better
 BEST_METRIC = {"pretraining": ("loss", False), "classification": ("auroc_macro", True), "segmentation": ("dice", True)}
-# builders of generic layouts: their data are named by their folder (cards know the benchmark subsets by it)
-FOLDER_LAYOUTS = ("cxr_folder", "imagefolder", "manifest", "dicomdir")
-# builder options that decide what the labels are: the model card's label policy
-LABEL_OPTIONS = ("uncertain", "blank", "readers", "labeler", "tasks", "labels", "classes", "label_column", "label_map",
-                 "label_names")
-# the uncertain / blank switches: stated on the card even when left at the builder's default
-POLICY_OPTIONS = ("uncertain", "blank")
 HIGHER_IS_BETTER = ("auroc", "auprc", "accuracy", "f1", "dice", "iou", "sensitivity", "specificity", "ppv")
-# What a resumed run may change: where things are, how the run is operated, and its length (`epochs`: a run can be
-# extended; its schedules then span the new length), not what each step computes (`init`: the weights come from the
-# checkpoint, and the image processor from the checkpoint too, see `run_processor`)
-RESUME_MAY_CHANGE = frozenset({
-    "output_dir", "data_dir", "prepared_dir", "init", "num_workers", "epochs", "max_steps", "torch_compile",
-    "torch_compile_mode", "save_every_steps", "save_total_limit", "resume_from_checkpoint", "eval_every_epochs",
-    "log_every_steps", "report_to", "card", "hub_model_id",
-})
 
 
 @dataclass
@@ -85,142 +68,6 @@ def plain_model(accelerator, model) -> torch.nn.Module:
     """The model without the wrappers `prepare` adds, including the compiled module of a launcher's dynamo backend
     (`accelerate launch --dynamo_backend`), whose parameter names would start with `_orig_mod.`."""
     return accelerator.unwrap_model(model, keep_torch_compile=False)
-
-
-def check_resumable(args: TrainArgs, output_dir: Path, resume: Path) -> None:
-    """A run resumes with the arguments it started with (args.yaml of output_dir, else of the run whose checkpoint
-    `resume` is), but for RESUME_MAY_CHANGE: another batch size, seed, data, model or optimiser setting would
-    continue a different run from the middle of this one."""
-    runs = (output_dir, resume.parent.parent)  # .../<run>/checkpoints/step_XXXXXXXX
-    saved_path = next((run / "args.yaml" for run in runs if (run / "args.yaml").is_file()), None)
-    if saved_path is None:
-        return
-    saved = TrainArgs(**load_yaml(saved_path, TrainArgs))
-    changed = [f"{f.name} {getattr(saved, f.name)!r} -> {getattr(args, f.name)!r}" for f in dataclasses.fields(args)
-               if f.name not in RESUME_MAY_CHANGE and getattr(saved, f.name) != getattr(args, f.name)]
-    if changed:
-        raise InvalidInputError(f"{saved_path.parent} started with other arguments ({'; '.join(changed)}): resume with "
-                                "the same ones, or start a new --output_dir (--init from this run's export to keep its "
-                                "weights)")
-
-
-def check_no_earlier_run(output_dir: Path) -> None:
-    """A new run refuses an output_dir that holds an earlier run's checkpoints: retention keeps the highest steps, so
-    they would outlive the new run's own, and `--resume_from_checkpoint latest` would continue the earlier run."""
-    found = checkpoint.checkpoints(output_dir)
-    if found:
-        raise InvalidInputError(f"{output_dir} holds checkpoints of an earlier run (up to {found[-1].name}): continue "
-                                "it with --resume_from_checkpoint latest, or start a new --output_dir")
-
-
-def check_args(args: TrainArgs) -> None:
-    if args.task not in MODEL_CLASSES:
-        raise InvalidInputError(f"task must be one of {sorted(MODEL_CLASSES)}, got {args.task!r}")
-    if args.clip_mode not in ("per_param", "global"):
-        raise InvalidInputError(f"clip_mode must be per_param or global, got {args.clip_mode!r}")
-    if args.torch_compile_mode not in (None, "default", "reduce-overhead", "max-autotune"):
-        raise InvalidInputError(f"torch_compile_mode must be default, reduce-overhead or max-autotune, got "
-                                f"{args.torch_compile_mode!r}")
-    if args.mixed_precision not in ("no", "bf16", "fp16"):
-        raise InvalidInputError(f"mixed_precision must be no, bf16 or fp16, got {args.mixed_precision!r}")
-    if args.epochs < 1 or args.batch_size < 1 or args.grad_accum_steps < 1:
-        raise InvalidInputError("epochs, batch_size and grad_accum_steps must be positive")
-    if args.max_steps is not None and args.max_steps < 1:  # -1, "no limit" elsewhere, stopped before the first step
-        raise InvalidInputError(f"max_steps must be positive (or None: every --epochs), got {args.max_steps}")
-    if args.save_total_limit < 0:
-        raise InvalidInputError(f"save_total_limit must be 0 (no checkpoints) or more, got {args.save_total_limit}")
-    intervals = {"eval_every_epochs": args.eval_every_epochs, "log_every_steps": args.log_every_steps,
-                 "lr_batch_divisor": args.lr_batch_divisor}
-    if min(intervals.values()) < 1:  # (the last epoch is always evaluated)
-        raise InvalidInputError(f"{', '.join(intervals)} must be positive, got {intervals}")
-    amounts = {"warmup_epochs": args.warmup_epochs, "weight_decay": args.weight_decay, "drop_path": args.drop_path,
-               "label_smoothing": args.label_smoothing, "min_lr": args.min_lr}
-    if min(amounts.values()) < 0:
-        raise InvalidInputError(f"{', '.join(amounts)} must not be negative, got {amounts}")
-    chances = {"hflip_p": args.hflip_p, "jitter_p": args.jitter_p, "blur_p": args.blur_p}
-    if not all(0 <= p <= 1 for p in chances.values()):  # 2 (or 50 meant as percent) would silently mean "always"
-        raise InvalidInputError(f"{', '.join(chances)} are probabilities in [0, 1], got {chances}")
-    for name in ("crop_scale", "crop_ratio"):  # random-resized-crop ranges: (low, high)
-        low_high = getattr(args, name)
-        if len(low_high) != 2 or min(low_high) <= 0:
-            raise InvalidInputError(f"{name} must be two positive numbers (low, high), got {low_high}")
-    fields = {f.name for f in dataclasses.fields(GroupMaskedViTConfig)} | {"num_labels"}
-    unknown = sorted(set(args.model_config) - fields)
-    if unknown:  # the config would keep them as unused attributes: a misspelt setting would silently do nothing
-        raise InvalidInputError(f"model_config has unknown fields {unknown}; valid names are the GroupMaskedViTConfig "
-                                f"fields: {sorted(fields)}")
-    check_hub_model_id(args.hub_model_id)
-    inputs = [name for name in ("image_size", "num_channels") if name in args.model_config]
-    if inputs:  # the image processor is built from the flags: the model must take its input from them too
-        raise InvalidInputError(f"model_config sets {inputs[0]}: use --{inputs[0]} instead (it sets the model's input "
-                                "and the image processor's alike)")
-
-
-def check_hub_model_id(repo_id: str | None) -> None:
-    """--hub_model_id is the repo the card's examples load from, and `train.publish` pushes to: a Hub repo id
-    `user/name`. Anything else ended on the card as given, or (a path) silently became a placeholder."""
-    if repo_id is None:
-        return
-    try:
-        validate_repo_id(repo_id)
-        valid = repo_id.count("/") == 1
-    except HFValidationError:
-        valid = False
-    if not valid:
-        raise InvalidInputError(f"--hub_model_id must be a Hub repo id 'user/name' (letters, digits, '-', '_' and "
-                                f"'.', not starting or ending with '-' or '.'), got {repo_id!r}")
-
-
-def checked_init_config(args: TrainArgs, resume: Path | None):
-    """--init's config (`init_config`), loaded before the data so that a wrong --init is refused at once; None from
-    random, and for a run resumed from a checkpoint that recorded its model: its config and weights come from there,
-    and --init is only where they first came from (it may be gone by then)."""
-    if args.init == "random" or (resume is not None and (resume / "config.json").is_file()):
-        return None
-    if not (Path(args.init) / "config.json").is_file():
-        raise MissingInputError(f"--init {args.init}: no config.json there (expected a save_pretrained folder)")
-    return init_config(args)
-
-
-def check_schedule(args: TrainArgs) -> None:
-    """Warn when warm-up takes the whole run: the learning rate then never reaches --lr nor decays (a recipe's
-    warm-up with fewer --epochs than the recipe's)."""
-    if args.warmup_epochs >= args.epochs:
-        logger.warning(f"warmup_epochs {args.warmup_epochs} >= epochs {args.epochs}: the learning rate climbs for the "
-                       f"whole run, to {args.epochs / args.warmup_epochs:.0%} of --lr, and never "
-                       "decays; give fewer --warmup_epochs")
-
-
-def check_ignore_index(config, task: str) -> None:
-    """A segmenter's `semantic_loss_ignore_index` marks the pixels no class is scored on (padding; see
-    modeling_gmvit.segmentation_targets): one that is also a class index would leave that class out of the loss and
-    the metrics (0 or 1 for a one-map model, whose targets are 0 / 1)."""
-    if task != "segmentation":
-        return
-    classes = max(config.num_labels, 2)
-    ignore = config.semantic_loss_ignore_index
-    if isinstance(ignore, bool) or not isinstance(ignore, int) or 0 <= ignore < classes:
-        raise InvalidInputError(f"semantic_loss_ignore_index {ignore!r} is a class index of this "
-                                f"{config.num_labels}-label segmenter (0..{classes - 1}): that class would be neither "
-                                f"learnt nor scored; use an integer outside it, e.g. {PAD_LABEL} (the default) or -100")
-
-
-def check_every_block_trains(config, task: str, accelerator) -> None:
-    """Blocks after the deepest one a head reads get no gradient: DDP stops at the second step, so several processes
-    are refused here with the fix; one process is warned (the blocks cost compute and learn nothing)."""
-    if task == "pretraining":
-        field, deepest = "reconstruction_layers", max(config.reconstruction_layers)
-    elif task == "segmentation" and config.decoder_type == "progressive":
-        field, deepest = "segmentation_layers", max(config.segmentation_layers)
-    else:
-        return
-    if deepest >= config.num_hidden_layers:
-        return
-    message = (f"{field} {list(getattr(config, field))} leave blocks {deepest + 1}-{config.num_hidden_layers} of "
-               f"{config.num_hidden_layers} without a gradient; use num_hidden_layers {deepest} or read the last block")
-    if accelerator.num_processes > 1:
-        raise InvalidInputError(message)
-    logger.warning(message)
 
 
 LABEL_MODES = {True: "single-label: one class per image (softmax; --label_mode auto chooses it when every labelled "
@@ -270,58 +117,6 @@ def load_data(args: TrainArgs, processor):
     else:
         eval_set = train_set if args.task == "pretraining" else None
     return train_set, eval_set, names, mode
-
-
-def warn_unlearnable_labels(train_set: data.CXRDataset, names: list[str], subset: bool = False) -> None:
-    """Warn, naming them, about the labels no training image has (a few patients, or a small --dataset_options
-    train_fraction, can leave a class out of the training split): the model cannot learn to predict them. `subset`:
-    the run keeps a train_fraction of the patients, which another subset_seed draws anew."""
-    labels = np.asarray(train_set.ds.select_columns(["labels"])["labels"], dtype=np.float32)[train_set.rows]
-    counts = (labels > 0).sum(axis=0).astype(int).tolist()  # soft positives (uncertain=0.7) teach the label too
-    absent = [name for name, count in zip(names, counts) if count == 0]
-    if absent:
-        logger.warning(f"The training data ({len(train_set)} labelled images) has no positive image of {absent} "
-                       f"(positives per label: {dict(zip(names, counts))}): the model cannot learn to predict "
-                       f"{'them' if len(absent) > 1 else 'it'}; use more training patients"
-                       + (", or another subset_seed" if subset else ""))
-
-
-def check_best_metric_name(best_name: str, task: str, names: list[str]) -> None:
-    """Refuse, before training, a metric_for_best that evaluation never computes (not at the first evaluation)."""
-    known = metric_names(task, names)
-    if best_name not in known:
-        raise InvalidInputError(f"--metric_for_best {best_name!r} is not a {task} metric; choose one of {known}")
-
-
-def check_ranking_metric(best_name: str, eval_set: data.CXRDataset, names: list[str]) -> None:
-    """AUROC / AUPRC need positives and negatives of a class in the evaluation rows, a class's sensitivity, PPV and
-    F1 its positives, its specificity its negatives: refuse before training, not at the first evaluation, when the
-    metric that picks the best model cannot be computed there."""
-    metric, _, name = best_name.partition("/")
-    if not metric.startswith(("auroc", "auprc")) and not (name and metric in ("sensitivity", "specificity", "ppv",
-                                                                                "f1")):
-        return
-    labels = np.asarray(eval_set.ds.select_columns(["labels"])["labels"], dtype=np.float32)[eval_set.rows]
-    positives, negatives = (labels == 1).any(axis=0), (labels == 0).any(axis=0)
-    if metric.startswith(("auroc", "auprc")):
-        ranked = positives & negatives
-        if not (ranked.any() if best_name.endswith("_macro") else ranked[names.index(name)]):
-            raise InvalidInputError(f"--metric_for_best {best_name} cannot be computed on the evaluation split: no "
-                                    f"class has both positive and negative images there (labels {names}); pass an "
-                                    "evaluation split with both, or --metric_for_best accuracy")
-        return
-    needed, have = ("negative", negatives) if metric == "specificity" else ("positive", positives)
-    if not have[names.index(name)]:
-        raise InvalidInputError(f"--metric_for_best {best_name} cannot be computed on the evaluation split: it has no "
-                                f"{needed} image of {name}; pass an evaluation split with some, or --metric_for_best "
-                                "accuracy")
-
-
-def learning_rate(args: TrainArgs, num_processes: int) -> float:
-    """`args.lr`, else blr scaled by the effective batch: blr * batch * accumulation * processes / divisor."""
-    if args.lr is not None:
-        return args.lr
-    return args.blr * args.batch_size * args.grad_accum_steps * num_processes / args.lr_batch_divisor
 
 
 def _tracker_config(args: TrainArgs) -> dict:
@@ -459,7 +254,7 @@ def _train(args: TrainArgs, given: TrainArgs, accelerator: Accelerator, output_d
     ctx = Context(
         task=args.task, augment=AugmentSpec.from_args(args), mean=mean, std=std,
         model_config=plain_model(accelerator, model).config, single_label=single_label,
-        lr=learning_rate(args, accelerator.num_processes), batches_per_epoch=len(train_loader),
+        lr=peak_learning_rate(args, accelerator.num_processes), batches_per_epoch=len(train_loader),
         steps_per_epoch=steps_per_epoch, warmup_steps=round(args.warmup_epochs * steps_per_epoch),
         processor=processor,
     )
@@ -572,185 +367,4 @@ def _replace(source: Path, target: Path) -> None:
         shutil.rmtree(old)
     os.replace(source, target)
 
-
-def model_card_run(args: TrainArgs, accelerator, processor, train_set, eval_set, duration_s: float,
-                   epochs_trained: float, selected_by: str | None = None, evaluations: int = 1,
-                   init_repo: str | None = None, prepared: dict | None = None) -> dict:
-    """The `run` description the model card is written from (metrics are added by export). `selected_by`: the
-    metric that picked the exported model among `evaluations` evaluations on the evaluation split; `init_repo`: the
-    Hub repo id --init was fetched for (the card's base model); `prepared`: --prepared_dir's `prepared_settings`
-    (read here when not given)."""
-    if prepared is None:
-        prepared = prepared_settings(args.prepared_dir)
-    name = data_name(args, prepared)
-    # the builder that read the data: a folder layout's data are named by their folder, so the card names it too
-    builder = (prepared or {}).get("dataset") if args.prepared_dir else args.dataset
-    hardware = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "CPU"
-    # --init is a local folder: absolute, so that the card never takes a relative one (pre/model) for a Hub repo id
-    init = "random" if args.init == "random" else str(Path(args.init).resolve())
-    run = {
-        "task": args.task,
-        "train_datasets": [{"name": name, "num_images": len(train_set), "splits": list(args.train_splits),
-                            "label_policy": label_policy(args, prepared),
-                            **({"builder": builder} if builder else {})}],
-        "eval_dataset": {"name": name, "split": args.eval_split or "+".join(args.train_splits),
-                         "num_images": len(eval_set) if eval_set else 0},
-        "preprocessing": {"size": processor.size, "num_channels": processor.num_channels,
-                          "resize_mode": processor.resize_mode, "normalization": processor.normalization,
-                          "bit_depth": processor.bit_depth, "equalize": processor.equalize,
-                          "windowing": "DICOM: modality LUT, header VOI (window or VOI LUT), MONOCHROME1 inverted; "
-                                       "PNG/JPEG: as stored"},
-        "training": {"epochs": round(epochs_trained, 2), "batch_size": args.batch_size * args.grad_accum_steps
-                     * accelerator.num_processes, "learning_rate": learning_rate(args, accelerator.num_processes),
-                     "precision": args.mixed_precision, "hardware": f"{accelerator.num_processes} x {hardware}",
-                     "duration_s": round(duration_s, 1), "seed": args.seed, "per_device_batch_size": args.batch_size,
-                     "init": "random" if init == "random" else ("gmml" if _is_gmml(init) else init_repo or init)},
-    }
-    if builder == "cxr_pool":  # a pool is its folders: the card lists each (a public set's title and licence)
-        # the folders of the training rows' paths (relative to the pool's data_dir: <folder>/<file>; duplicates and
-        # excluded patients already left out), else the pool's `folders` option, else its folders with a labels.csv
-        paths, rows = getattr(train_set, "sources", None), getattr(train_set, "rows", None)
-        options = ((prepared or {}).get("options") if args.prepared_dir else args.dataset_options) or {}
-        members = []
-        if paths is not None and rows is not None:
-            paths, counts = paths["path"], {}
-            for i in rows:
-                parts = Path(paths[i] or "").parts
-                counts[parts[0] if len(parts) > 1 else None] = counts.get(parts[0] if len(parts) > 1 else None, 0) + 1
-            members = [] if None in counts else list(counts.items())  # a path outside any folder: not a pool's
-        if not members:
-            folders = options.get("folders")
-            if not folders and args.data_dir and Path(args.data_dir).is_dir():
-                folders = sorted(path.parent.name for path in Path(args.data_dir).glob("*/labels.csv"))
-            members = [(str(member), None) for member in folders or ()]
-        if members:
-            entry = run["train_datasets"][0]
-            run["train_datasets"] = [{**entry, "name": member, "num_images": count, "builder": builder}
-                                     for member, count in members]
-    sources = train_set.source_counts() if isinstance(train_set, data.CXRDataset) else None
-    if sources is not None:  # the data sets the model saw: train.evaluate's drift report takes them as in-domain
-        run["train_sources"] = sources
-    if selected_by and evaluations > 1:  # the card's results then come from the split that chose the model
-        run["eval_dataset"]["selected_by"] = {"metric": selected_by, "evaluations": evaluations}
-    if init != "random":
-        run["base_model"] = init_repo or _declared_repo(init) or init
-        if earlier := _init_datasets(init):
-            run["earlier_datasets"] = earlier
-    if args.hub_model_id:
-        run["repo_id"] = args.hub_model_id
-    return run
-
-
-def prepared_settings(prepared_dir: str | None) -> dict | None:
-    """What --prepared_dir's prepare_settings.json says the shards were prepared from: {"dataset": the builder's name
-    or None, "options": its build options, or None where they cannot be told, "folder": the name of the data's folder,
-    or None (an earlier version recorded none)}; None without --prepared_dir or such a file (shards saved otherwise).
-    It only names the data and their label policy on the card: a damaged file (an earlier version wrote it in place,
-    and a kill could cut it short) is warned about, naming it, and the card then names the data by their folder and
-    the label policy "unknown". run_training reads it before training, since the
-    card is written after it."""
-    if not prepared_dir:
-        return None
-    path = Path(prepared_dir) / "prepare_settings.json"
-    if not path.is_file():
-        return None
-    try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(saved, dict):
-            raise ValueError("not a JSON object")
-        dataset, options, folder = saved.get("dataset"), saved.get("options", {}), saved.get("folder")
-        if not all(value is None or isinstance(value, str) for value in (dataset, folder)) or \
-                not isinstance(options, dict):
-            raise ValueError(f"its dataset {dataset!r}, folder {folder!r} or options {options!r} are not names and a "
-                             "mapping")
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        logger.warning(f"{path} cannot be read ({error}): the model card names the training data by their folder "
-                       "and their label policy \"unknown\"; the shards themselves are used as they are")
-        return {"dataset": None, "options": None, "folder": None}
-    return {"dataset": dataset, "options": options, "folder": folder}
-
-
-def data_name(args: TrainArgs, prepared: dict | None = None) -> str:
-    """The training data's name on the card: a public set's builder name (for --prepared_dir, the one it was prepared
-    from: `prepared`, its `prepared_settings`, read here when not given), whose source, licence and population the
-    card then gives; a folder layout's folder (kermany_pediatric, not cxr_folder; for --prepared_dir the one it was
-    prepared from, else, from an earlier version, which recorded none, the prepared folder)."""
-    dataset, folder = args.dataset, args.data_dir
-    if args.prepared_dir:
-        prepared = prepared if prepared is not None else prepared_settings(args.prepared_dir)
-        dataset, folder = (prepared or {}).get("dataset"), (prepared or {}).get("folder") or args.prepared_dir
-    if dataset and dataset not in FOLDER_LAYOUTS:
-        return dataset
-    return Path(os.path.abspath(folder or "data")).name  # "." names the folder it is
-
-
-def label_policy(args, prepared: dict | None = None) -> str:
-    """The label options a run's data (`args`: TrainArgs or EvalArgs) was built with (for --prepared_dir: when it was
-    prepared, `prepared`, its `prepared_settings`, read here when not given), e.g. "blank=zeros, uncertain=ones", "default", or "unknown" (a
-    damaged prepare_settings.json). A set with uncertain / blank switches always states both, those left at their
-    default included."""
-    options, dataset = args.dataset_options, args.dataset
-    if args.prepared_dir:
-        prepared = prepared if prepared is not None else prepared_settings(args.prepared_dir)
-    if args.prepared_dir and prepared is not None:
-        options, dataset = prepared["options"], prepared["dataset"]
-        if options is None:
-            return "unknown"
-    options = {**_policy_defaults(dataset), **options}
-    chosen = sorted(set(options) & set(LABEL_OPTIONS))
-    return ", ".join(f"{name}={_option_text(options[name])}" for name in chosen) or "default"
-
-
-def _policy_defaults(dataset: str | None) -> dict:
-    """The defaults of the named builder's uncertain / blank switches ({} for a set without them)."""
-    import importlib
-    import inspect
-
-    from hf_datasets.registry import BUILDERS
-
-    if dataset not in BUILDERS:
-        return {}
-    module, function = BUILDERS[dataset]
-    builder = getattr(importlib.import_module(f"hf_datasets.builders.{module}"), function)
-    return {name: parameter.default for name, parameter in inspect.signature(builder).parameters.items()
-            if name in POLICY_OPTIONS}
-
-
-def _option_text(value) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def _declared_repo(path: str) -> str | None:
-    """The Hub repo id a local --init export was made for (its run.json's `repo_id`, from that run's
-    --hub_model_id), else None: the card's base model is then that repo, not a local folder's name."""
-    run_file = Path(path) / "run.json"
-    try:
-        repo_id = json.loads(run_file.read_text()).get("repo_id") if run_file.is_file() else None
-    except (OSError, ValueError, AttributeError):  # a damaged record names no repo
-        return None
-    return repo_id if isinstance(repo_id, str) and repo_id.count("/") == 1 else None
-
-
-def _init_datasets(path: str) -> list[dict]:
-    """The data sets a local --init export's weights were trained on, from its run.json: those its own --init had
-    (`earlier_datasets`), then its `train_datasets`, each with the `stage` (that run's task) that used it; none for
-    a folder without a readable record (a Hub download carries none: the card points at the base model's card)."""
-    run_file = Path(path) / "run.json"
-    try:
-        record = json.loads(run_file.read_text()) if run_file.is_file() else {}
-    except (OSError, ValueError):
-        return []
-    if not isinstance(record, dict):
-        return []
-    earlier = [d for d in record.get("earlier_datasets") or [] if isinstance(d, dict)]
-    own = [{**d, "stage": record.get("task")} for d in record.get("train_datasets") or [] if isinstance(d, dict)]
-    return earlier + own
-
-
-def _is_gmml(path: str) -> bool:
-    """Whether the --init folder holds a GMML pretraining model (False once it is gone: a resumed run may outlive it,
-    and the card then names the folder)."""
-    config = Path(path) / "config.json"
-    architectures = (json.loads(config.read_text()).get("architectures") or []) if config.is_file() else []
-    return any(a.endswith("ForPreTraining") for a in architectures)
 
