@@ -1341,9 +1341,9 @@ def test_card_names_prepared_data_after_the_set_it_was_prepared_from(tmp_path):
     assert data_name(TrainArgs(dataset="nih", data_dir="/data/ChestX-ray14")) == "nih"
 
 
-def test_evaluation_names_the_labels_left_out_of_the_macro_auroc(tmp_path, capsys):
-    """A label with one value in the split (no positive Hernia in a test set) has no AUROC: the macro average is then
-    over the other labels, which the run said nowhere."""
+def _evaluate_on_relabelled_sample(tmp_path, names, single_label, set_names, labels):
+    """train.evaluate's metrics of a tiny untrained classifier of `names` on the sample set's test split relabelled
+    as `set_names` with `labels`, and its metrics.json and drift.json."""
     import datasets
 
     from hf_datasets import build_dataset
@@ -1351,22 +1351,48 @@ def test_evaluation_names_the_labels_left_out_of_the_macro_auroc(tmp_path, capsy
     from modeling_cxrgm import GroupMaskedViTImageProcessor
     from train import evaluate as evaluate_script
 
-    names = ["Atelectasis", "Edema", "Hernia"]
     config = GroupMaskedViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1,
-                                  num_attention_heads=2, intermediate_size=64, num_labels=3,
+                                  num_attention_heads=2, intermediate_size=64, num_labels=len(names),
                                   id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)},
-                                  problem_type="multi_label_classification")
+                                  problem_type=None if single_label else "multi_label_classification")
     GroupMaskedViTForImageClassification(config).save_pretrained(tmp_path / "model")
     GroupMaskedViTImageProcessor(size=32).save_pretrained(tmp_path / "model")
     test = build_dataset("sample")["test"]
-    labels = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, np.nan, 0.0], [0.0, 1.0, 0.0]]
-    feature = datasets.List(datasets.Value("float32"), length=3)
+    feature = datasets.List(datasets.Value("float32"), length=len(set_names))
     test = test.remove_columns("labels").add_column("labels", labels[:len(test)], feature=feature)
-    datasets.DatasetDict({"test": with_label_names(test, names)}).save_to_disk(tmp_path / "data")
+    datasets.DatasetDict({"test": with_label_names(test, set_names)}).save_to_disk(tmp_path / "data")
     out = evaluate_script.main(["--model", str(tmp_path / "model"), "--prepared_dir", str(tmp_path / "data"),
                                 "--bootstrap", "0", "--output_dir", str(tmp_path / "eval")])
-    assert "auroc/Hernia" not in out and "auroc/Edema" in out
-    assert re.search(r"no AUROC / AUPRC for \['Hernia'\]", capsys.readouterr().out)
+    return out, *(json.loads((tmp_path / "eval" / name).read_text()) for name in ("metrics.json", "drift.json"))
+
+
+def test_evaluation_names_the_labels_left_out_of_the_macro_auroc_and_why(tmp_path, capsys):
+    """A label with one value in the split (no positive Hernia in a test set) has no AUROC: the macro average is then
+    over the other labels, which the run said nowhere. Labels the set lacks (Mass) were listed with them, as if the
+    split had one value of them, after the alignment had named them as not in the data set."""
+    names = ["Atelectasis", "Edema", "Hernia", "Mass"]
+    labels = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, np.nan, 0.0], [0.0, 1.0, 0.0]]
+    out, saved, drift = _evaluate_on_relabelled_sample(tmp_path, names, False, names[:3], labels)
+    assert "auroc/Hernia" not in out and "auroc/Mass" not in out and "auroc/Edema" in out
+    printed = capsys.readouterr().out
+    assert "not in the data set (not scored): ['Mass']" in printed
+    assert re.search(r"no AUROC / AUPRC for the labels of split 'test' without both a positive and a negative known "
+                     r"label: Hernia \(only negative\); auroc_macro and auprc_macro average the labels with both\n",
+                     printed)
+    assert saved["labels_without_auroc"] == {"Hernia": "only negative", "Mass": "not in the data set"}
+    assert drift["labels_without_auroc"] == {"kermany": saved["labels_without_auroc"]}
+
+
+def test_evaluation_says_how_exclusive_classes_the_set_lacks_are_scored(tmp_path, capsys):
+    """A class the set has no image of was 'not scored', but an image predicted as it is an error: it has a
+    specificity and an F1 of 0 that counts in f1_macro, as scikit-learn's macro F1."""
+    labels = [[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]
+    out, saved, _ = _evaluate_on_relabelled_sample(tmp_path, ["normal", "pneumonia", "covid"], True,
+                                                   ["normal", "pneumonia"], labels)
+    assert "not in the data set (no image of them: only the images predicted as one count, as errors): ['covid']" \
+        in capsys.readouterr().out
+    assert "specificity/covid" in out and "auroc/covid" not in out
+    assert saved["labels_without_auroc"] == {"covid": "not in the data set"}
 
 
 def test_a_warm_up_as_long_as_the_run_is_warned_about(caplog):

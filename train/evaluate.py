@@ -91,11 +91,34 @@ def same_data(run: TrainArgs, args: EvalArgs) -> bool:
         (args.dataset, where(args.data_dir), where(args.prepared_dir), args.dataset_options)
 
 
-def drift_report(task, results, ds, names, single_label, in_domain=None, bootstrap=0, trained_on=None) -> dict:
+def labels_without_auroc(task, metrics, results, names, single_label, missing=(), rows=None) -> dict[str, str]:
+    """The labels `metrics` (of the `rows` of `results`) has no AUROC of, each with why: not in the data set (one of
+    `missing`), or its known labels in those images are only positive, only negative, or none."""
+    if task != "classification":
+        return {}
+    import numpy as np
+
+    labels = results["labels"] if rows is None else results["labels"][np.asarray(rows, dtype=int)]
+    if single_label:
+        labels = np.eye(len(names))[labels]
+    reasons = {}
+    for k, name in enumerate(names):
+        if f"auroc/{name}" in metrics:
+            continue
+        values = np.unique(labels[np.isin(labels[:, k], (0.0, 1.0)), k])  # a soft label is unscored
+        reasons[name] = ("not in the data set" if name in missing else
+                         ("only positive" if values[0] else "only negative") if len(values) else "none known")
+    return reasons
+
+
+def drift_report(task, results, ds, names, single_label, in_domain=None, bootstrap=0, trained_on=None,
+                 missing=()) -> dict:
     """Metrics per `source` and each source's difference to the in-domain source: `in_domain`, else the most
     frequent evaluated source among those the model was trained on (`trained_on`), else, where those are unknown
     (None), the most frequent source. When the model was trained on none of the evaluated sources there is no
-    in-domain source (None) and no differences: every source is out of domain."""
+    in-domain source (None) and no differences: every source is out of domain. `labels_without_auroc` names, per
+    source, the labels it has no AUROC of and why (`missing`: those the data set lacks), as its macro AUROC leaves
+    them out."""
     sources = source_names(ds, results["index"])
     counts = Counter(sources)
     if in_domain is None:
@@ -103,18 +126,18 @@ def drift_report(task, results, ds, names, single_label, in_domain=None, bootstr
         in_domain = candidates[0] if candidates else None
     else:
         check_in_domain(in_domain, sources)
-    per_source = {
-        source: compute_metrics(task, results, names, single_label, bootstrap,
-                                rows=[i for i, s in enumerate(sources) if s == source])
-        for source in sorted(counts)
-    }
+    rows = {source: [i for i, s in enumerate(sources) if s == source] for source in sorted(counts)}
+    per_source = {source: compute_metrics(task, results, names, single_label, bootstrap, rows=rows[source])
+                  for source in rows}
+    unranked = {source: labels_without_auroc(task, per_source[source], results, names, single_label, missing,
+                                             rows[source]) for source in rows}
     reference = per_source.get(in_domain, {})
     deltas = {
         source: {k: values[k] - reference[k] for k in HEADLINE[task] if k in values and k in reference}
         for source, values in per_source.items() if in_domain is not None and source != in_domain
     }
     report = {"in_domain": in_domain, "trained_on": trained_on, "num_images": dict(counts), "metrics": per_source,
-              "delta_vs_in_domain": deltas}
+              "delta_vs_in_domain": deltas, "labels_without_auroc": {s: u for s, u in unranked.items() if u}}
     if in_domain is None:
         report["note"] = (f"the model was trained on {trained_on}, none of the evaluated sources: all are out of "
                           "domain (--in_domain_source names a reference to compare them with)")
@@ -177,12 +200,16 @@ def main(argv=None) -> dict:
     ds = data.split(splits, args.split)
     names = engine.structure_names(model.config) if task == "segmentation" else []
     single_label = model.config.problem_type != "multi_label_classification"
+    missing = []
     if task == "classification":
         names = [model.config.id2label[i] for i in range(model.config.num_labels)]
         ds, unmatched = model_labels(ds, names, single_label)
         if unmatched is not None:
-            accelerator.print(f"labels aligned to the model's {names}; not in the data set (not scored): "
-                              f"{unmatched['missing'] or 'none'}; not predicted by the model (rows of such a class "
+            missing = unmatched["missing"]
+            scored = ("no image of them: only the images predicted as one count, as errors" if single_label
+                      else "not scored")
+            accelerator.print(f"labels aligned to the model's {names}; not in the data set ({scored}): "
+                              f"{missing or 'none'}; not predicted by the model (rows of such a class "
                               f"are left out when classes are exclusive): {unmatched['extra'] or 'none'}")
     policy = label_policy(args) if task == "classification" else "default"
     if policy != "default":  # e.g. CheXpert's uncertain labels: left out, or read as 0 / 1, as --dataset_options say
@@ -202,15 +229,18 @@ def main(argv=None) -> dict:
                   model_config=accelerator.unwrap_model(model).config, single_label=single_label)
     results = engine.evaluate(model, loader, accelerator, ctx, seed=args.seed)
     metrics = compute_metrics(task, results, names, single_label, args.bootstrap)
-    unranked = [name for name in names if f"auroc/{name}" not in metrics] if task == "classification" else []
-    if unranked:
-        accelerator.print(f"no AUROC / AUPRC for {unranked}: split {args.split!r} does not have both positive and "
-                          "negative known labels of them; auroc_macro and auprc_macro average the other labels")
+    unranked = labels_without_auroc(task, metrics, results, names, single_label, missing)
+    one_valued = {name: why for name, why in unranked.items() if name not in missing}  # the others: named above
+    if one_valued:
+        accelerator.print(f"no AUROC / AUPRC for the labels of split {args.split!r} without both a positive and a "
+                          "negative known label: " + ", ".join(f"{name} ({why})" for name, why in one_valued.items())
+                          + "; auroc_macro and auprc_macro average the labels with both")
     drift = drift_report(task, results, ds, names, single_label, args.in_domain_source, args.bootstrap,
-                         training_sources(args, splits, run))
+                         training_sources(args, splits, run), missing)
     if accelerator.is_main_process:
         output_dir = Path(args.output_dir or checkpoint.results_path(args.model, "eval", f"-{args.split}"))
-        text = {**({"weights": weights} if weights else {}), **({"label_policy": policy} if policy != "default" else {})}
+        text = {**({"weights": weights} if weights else {}), **({"label_policy": policy} if policy != "default" else {}),
+                **({"labels_without_auroc": unranked} if unranked else {})}
         write_metrics(metrics, output_dir / "metrics.json", text=text)
         (output_dir / "drift.json").write_text(json.dumps(drift, indent=2) + "\n")
         print(format_table(task, metrics, drift))

@@ -78,8 +78,9 @@ def replace_folder(new: Path, directory: Path) -> Path:
     return directory
 
 
-def write_metrics(metrics: dict, *paths, text: dict[str, str] | None = None) -> None:
-    """Write finite float metrics, and `text` fields (e.g. which weights were scored), as JSON to each path."""
+def write_metrics(metrics: dict, *paths, text: dict | None = None) -> None:
+    """Write finite float metrics, and `text` fields (e.g. which weights were scored, the labels without an AUROC),
+    as JSON to each path."""
     clean = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
     clean.update(text or {})
     for path in paths:

@@ -5,7 +5,8 @@ Inputs per image: `predictions` class probabilities (K,), `references` labels (K
 are not scored either). Output: a flat dict of floats (undefined values are left out):
 accuracy, f1_macro, auroc_macro, auprc_macro, per class auroc/auprc/sensitivity/specificity/ppv/f1 (`name/class`),
 the confusion matrix as `confusion/true/predicted` counts (single-label), and bootstrap 95% CIs
-(`auroc_macro_ci_low` / `_high`, `accuracy_ci_low` / `_high`). Multi-label accuracy is the share of right decisions
+(`auroc_macro_ci_low` / `_high`, `accuracy_ci_low` / `_high`; a resample's macro AUROC averages the classes with
+both label values in it). Multi-label accuracy is the share of right decisions
 over every known (image, label) pair. `f1_macro` averages the classes with a true or a predicted positive among the
 known entries, as scikit-learn's macro F1 does (a class the split has no image of counts, as 0, when the model
 predicts it); `auroc_macro` / `auprc_macro` average the classes with both label values.
@@ -114,6 +115,11 @@ def _weighted_auroc(positive, starts, drawn) -> np.ndarray:
 def _bootstrap(probabilities, labels, names, single_label, threshold, resamples, seed,
                drawn_values: int = 2**20) -> dict:
     """95% percentile intervals of auroc_macro and accuracy over `resamples` draws of the images with replacement.
+
+    A draw without both label values of a class averages the other classes, as a split does. With a class of a few
+    positives, such draws widen the interval towards the other classes' mean; it then covers the macro AUROC more
+    often than one of draws that keep both values of every class (skipping the others, or drawing each class's
+    positives and negatives apart), which are narrower, though none reaches 95% there.
 
     Each draw is a vector of counts per image, so one sort of each class's scores serves every draw; draws are taken
     in chunks of at most `drawn_values` counts (and 64 draws), so the memory used does not grow with the images.
