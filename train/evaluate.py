@@ -20,6 +20,7 @@ from collections import Counter
 from pathlib import Path
 
 import datasets
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
@@ -96,8 +97,6 @@ def labels_without_auroc(task, metrics, results, names, single_label, missing=()
     `missing`), or its known labels in those images are only positive, only negative, or none."""
     if task != "classification":
         return {}
-    import numpy as np
-
     labels = results["labels"] if rows is None else results["labels"][np.asarray(rows, dtype=int)]
     if single_label:
         labels = np.eye(len(names))[labels]
