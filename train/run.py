@@ -29,6 +29,7 @@ from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from hf_datasets.errors import InvalidInputError, MissingInputError
+from hf_datasets.registry import FOLDER_LAYOUTS
 from modeling_cxrgm import GroupMaskedViTConfig, GroupMaskedViTImageProcessor
 from modeling_cxrgm.image_processing_gmvit import PAD_LABEL
 
@@ -46,8 +47,6 @@ logger = logging.getLogger(__name__)
 
 # metric that picks the best checkpoint, and whether higher is better
 BEST_METRIC = {"pretraining": ("loss", False), "classification": ("auroc_macro", True), "segmentation": ("dice", True)}
-# builders of generic layouts: their data are named by their folder (cards know the benchmark subsets by it)
-FOLDER_LAYOUTS = ("cxr_folder", "imagefolder", "manifest", "dicomdir")
 # builder options that decide what the labels are: the model card's label policy
 LABEL_OPTIONS = ("uncertain", "blank", "readers", "labeler", "tasks", "labels", "classes", "label_column", "label_map",
                  "label_names")
