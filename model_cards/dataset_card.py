@@ -74,6 +74,11 @@ def holds_site_identifiers(dataset_dir: Path) -> bool:
     return builder is None or builder in SITE_LAYOUTS
 
 
+def _whole_number(value) -> int | None:
+    """A recorded setting that is a positive whole number, else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
 def _configs(dataset_dir: Path) -> list[dict] | None:
     """The card's `configs` for a `DatasetDict.save_to_disk` folder: each split's Arrow shards, so that
     `load_dataset` on the folder or its Hub repo (and the Hub viewer) reads the data, not its JSON bookkeeping."""
@@ -87,8 +92,8 @@ def _configs(dataset_dir: Path) -> list[dict] | None:
 def write_dataset_card(dataset_dir, sources: list[str] | None = None, *, title: str | None = None,
                        description: str | None = None, splits: dict[str, int] | None = None,
                        task: str = "image-classification") -> Path:
-    """Write `dataset_dir/README.md`: one row per source (description, population, licence), label names, splits
-    and citations.
+    """Write `dataset_dir/README.md`: one row per source (description, population, licence), label names, splits,
+    image size and bit depth, and citations.
 
     sources: the data set names; when not given, those its prepare_settings.json records (`recorded_sources`).
     splits: images per split; read from a `save_to_disk` folder's metadata when not given (so are the label names).
@@ -128,6 +133,8 @@ def write_dataset_card(dataset_dir, sources: list[str] | None = None, *, title: 
         labels=[code(label) for label in labels],
         splits=sorted((splits or saved_splits).items()),
         citations=sorted({s.citation for s in known.values() if s}),
+        size=_whole_number(settings.get("size")),
+        bits=_whole_number(settings.get("bits")),
         site_identifiers=holds_site_identifiers(dataset_dir),
     )
     leaks = find_local_paths(str(card), labels)

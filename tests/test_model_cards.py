@@ -435,3 +435,19 @@ def test_dataset_card_takes_its_sources_from_the_preparation(tmp_path):
     DatasetDict({"train": Dataset.from_dict({"patient_id": ["a"]})}).save_to_disk(tmp_path / "saved")
     with pytest.raises(ValueError, match=r"'saved' records no builder .*: name its sources"):
         write_dataset_card(tmp_path / "saved")
+
+
+def test_dataset_card_states_the_image_size_and_bit_depth_of_the_shards(tmp_path):
+    """A user of published shards could not tell from their card at which size and bit depth the images were
+    stored (what a model's processor must scale by); the card states both where prepare_settings.json records them."""
+    from datasets import Dataset, DatasetDict
+
+    from hf_datasets.prepare import prepare
+
+    for size, bits, maximum in ((32, 8, 255), (40, 16, 65535)):
+        prepare("sample", None, tmp_path / f"{bits}", size=size, bits=bits, progress=False)
+        text = write_dataset_card(tmp_path / f"{bits}").read_text()
+        assert (f"Grey images resized so that their longer side is {size} pixels, stored as {bits}-bit PNG (pixel "
+                f"values 0 to\n{maximum}).") in text
+    DatasetDict({"train": Dataset.from_dict({"patient_id": ["a"]})}).save_to_disk(tmp_path / "saved")
+    assert "Image size and bit depth: not recorded." in write_dataset_card(tmp_path / "saved", ["kermany"]).read_text()
