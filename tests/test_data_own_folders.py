@@ -616,6 +616,23 @@ def test_cxr_pool_keeps_one_copy_of_a_dicom_exported_again_with_other_bytes(tmp_
     assert pydicom.dcmread(original, stop_before_pixels=True).SOPInstanceUID not in said[0]
 
 
+def test_cxr_pool_takes_one_folder_given_as_a_string(tmp_path):
+    """prepare's `--option folders=site` passes the string 'site', which cxr_pool read letter by letter: 'label file
+    not found' for pool/s/labels.csv. One folder may be named so, as one view is (views=PA)."""
+    import datasets
+
+    from hf_datasets.prepare import main
+
+    jpeg = list(KERMANY_SHA256)[0]
+    for folder in ("site", "other"):
+        copy_to(sample_files()[jpeg], tmp_path / "pool" / folder / jpeg)
+        (tmp_path / "pool" / folder / "labels.csv").write_text(f"file\n{jpeg}\n")
+    assert [r["path"] for r in build_recipe("cxr_pool", tmp_path / "pool", folders="site").records] == [f"site/{jpeg}"]
+    main(["--dataset", "cxr_pool", "--data_dir", str(tmp_path / "pool"), "--output_dir", str(tmp_path / "out"),
+          "--size", "32", "--option", "folders=site"])
+    assert datasets.load_from_disk(str(tmp_path / "out"))["train"]["path"] == [f"site/{jpeg}"]
+
+
 def test_a_dicom_file_listed_under_an_image_name_is_read_as_dicom_when_built_and_prepared(tmp_path, caplog):
     """cxr_folder and cxr_pool hand a file listed as scan.png to Pillow: a DICOM file a PACS export named so stopped
     the build as 'not a recognised image format'. Its 'DICM' marker, read from the file as it is opened, now sends it

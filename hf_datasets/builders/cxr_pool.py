@@ -19,7 +19,7 @@ import itertools
 from pathlib import Path
 
 from ..images import has_dicom_suffix
-from .common import Recipe, check_column_names, iter_table, record
+from .common import Recipe, check_column_names, iter_table, option_values, record
 from .generic import dicom_header, repeats_image, warn_repeats
 
 
@@ -30,7 +30,7 @@ def _stem(name: str) -> str:
 def build(data_dir, folders: list[str] | None = None, join_column: str = "ieee8023_filename",
           join_folder: str = "ieee8023_covid", exclude_patients: list[str] | None = None) -> Recipe:
     root = Path(data_dir)
-    names = folders or sorted(p.parent.name for p in root.glob("*/labels.csv"))
+    names = option_values(folders) or sorted(p.parent.name for p in root.glob("*/labels.csv"))
     excluded = set(exclude_patients or ())
     seen, records, counts, first_copies, repeats = set(), [], {"duplicates": 0, "excluded": 0}, {}, []
     for name in names:
