@@ -30,9 +30,11 @@ BUILDERS = {
 }
 
 
+# Builders of generic layouts: their data are named by their folder (cards know the benchmark subsets by it).
+FOLDER_LAYOUTS = ("cxr_folder", "imagefolder", "manifest", "dicomdir")
 # Builders of a site's own files: the identifiers and file paths in their rows are those the site's folders, file
 # names and tables give (DICOM identifiers aside, which are hashed), not a public set's de-identified ones.
-SITE_LAYOUTS = frozenset({"imagefolder", "manifest", "dicomdir", "cxr_folder", "cxr_pool"})
+SITE_LAYOUTS = frozenset({*FOLDER_LAYOUTS, "cxr_pool"})
 
 
 def available_datasets() -> list[str]:

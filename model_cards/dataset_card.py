@@ -30,14 +30,39 @@ def saved_splits_and_labels(dataset_dir: Path) -> tuple[dict[str, int], list[str
     return {name: split.num_rows for name, split in saved.items()}, [str(label) for label in labels]
 
 
+def prepare_settings(dataset_dir: Path) -> dict:
+    """A prepared set's prepare_settings.json, or {} where there is none (a `save_to_disk` folder) or it is damaged."""
+    try:
+        settings = json.loads((Path(dataset_dir) / "prepare_settings.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return settings if isinstance(settings, dict) else {}
+
+
 def prepared_with(dataset_dir: Path) -> str | None:
     """The builder a prepared set was made with (its prepare_settings.json's `dataset`), or None where that is not
     recorded (a `save_to_disk` folder, a damaged settings file)."""
-    try:
-        settings = json.loads((dataset_dir / "prepare_settings.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return settings.get("dataset") if isinstance(settings, dict) else None
+    builder = prepare_settings(dataset_dir).get("dataset")
+    return builder if isinstance(builder, str) else None
+
+
+def recorded_sources(settings: dict) -> list[str]:
+    """The sources a prepared set's settings name: a `cxr_pool`'s pooled folders where its `folders` option is
+    recorded, a folder layout's data folder (`FOLDER_LAYOUTS`, e.g. kermany_pediatric for cxr_folder) where that is,
+    else the builder; [] where no builder is recorded."""
+    from hf_datasets.builders.common import option_values
+    from hf_datasets.registry import FOLDER_LAYOUTS
+
+    builder, options = settings.get("dataset"), settings.get("options")
+    if not isinstance(builder, str) or not builder:
+        return []
+    folders = option_values(options.get("folders")) if isinstance(options, dict) else None
+    if builder == "cxr_pool" and folders and all(isinstance(name, str) and name for name in folders):
+        return folders
+    folder = settings.get("folder")
+    if builder in FOLDER_LAYOUTS and isinstance(folder, str) and folder:
+        return [folder]
+    return [builder]
 
 
 def holds_site_identifiers(dataset_dir: Path) -> bool:
@@ -47,6 +72,11 @@ def holds_site_identifiers(dataset_dir: Path) -> bool:
 
     builder = prepared_with(dataset_dir)
     return builder is None or builder in SITE_LAYOUTS
+
+
+def _whole_number(value) -> int | None:
+    """A recorded setting that is a positive whole number, else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def _configs(dataset_dir: Path) -> list[dict] | None:
@@ -59,15 +89,23 @@ def _configs(dataset_dir: Path) -> list[dict] | None:
              "data_files": [{"split": split, "path": f"{split}/data-*.arrow"} for split in splits]}]
 
 
-def write_dataset_card(dataset_dir, sources: list[str], *, title: str | None = None, description: str | None = None,
-                       splits: dict[str, int] | None = None, task: str = "image-classification") -> Path:
-    """Write `dataset_dir/README.md`: one row per source (description, population, licence), label names, splits and
-    citations.
+def write_dataset_card(dataset_dir, sources: list[str] | None = None, *, title: str | None = None,
+                       description: str | None = None, splits: dict[str, int] | None = None,
+                       task: str = "image-classification") -> Path:
+    """Write `dataset_dir/README.md`: one row per source (description, population, licence), label names, splits,
+    image size and bit depth, and citations.
 
+    sources: the data set names; when not given, those its prepare_settings.json records (`recorded_sources`).
     splits: images per split; read from a `save_to_disk` folder's metadata when not given (so are the label names).
     """
     dataset_dir = Path(dataset_dir)
     saved_splits, labels = saved_splits_and_labels(dataset_dir)
+    settings = prepare_settings(dataset_dir)
+    if sources is None:
+        sources = recorded_sources(settings)
+        if not sources:
+            raise ValueError(f"{dataset_dir.name!r} records no builder (no readable prepare_settings.json): name its "
+                             "sources, write_dataset_card(dataset_dir, [\"kermany\"])")
     names = [str(scrub(name)) for name in sources]
     if not names:
         raise ValueError("A dataset card needs at least one source")
@@ -82,7 +120,8 @@ def write_dataset_card(dataset_dir, sources: list[str], *, title: str | None = N
         tags=["chest-x-ray", "radiology", "medical-imaging", "cxrgm", "research-only"],
         configs=_configs(dataset_dir),
     )
-    rows = [{"name": name, "source": describe(name),
+    builder = prepared_with(dataset_dir)
+    rows = [{"name": name, "source": describe(name, builder=builder),
              "population": f"{s.population}, {s.country}" if s else "not recorded",
              "licence": s.licence if s else "not recorded"} for name, s in known.items()]
     card = DatasetCard.from_template(
@@ -94,6 +133,8 @@ def write_dataset_card(dataset_dir, sources: list[str], *, title: str | None = N
         labels=[code(label) for label in labels],
         splits=sorted((splits or saved_splits).items()),
         citations=sorted({s.citation for s in known.values() if s}),
+        size=_whole_number(settings.get("size")),
+        bits=_whole_number(settings.get("bits")),
         site_identifiers=holds_site_identifiers(dataset_dir),
     )
     leaks = find_local_paths(str(card), labels)

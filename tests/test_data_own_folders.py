@@ -589,6 +589,50 @@ def test_cxr_folder_and_cxr_pool_read_a_listed_dicom_file_as_dicom(tmp_path):
             assert np.array_equal(np.asarray(row["image"]), np.asarray(expected["image"]))
 
 
+def test_cxr_pool_keeps_one_copy_of_a_dicom_exported_again_with_other_bytes(tmp_path):
+    """cxr_pool told duplicates by their bytes and join keys only: the same DICOM exported again (another header
+    byte, the same SOP Instance UID), in one folder or in two pooled ones, was kept twice and could land in training
+    and test alike. The first copy is kept now, with a warning that counts the others and names no UID."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    original = get_testdata_file("RG1_UNCR.dcm", download=False)
+    pool = tmp_path / "pool"
+    export_dicoms({"a/x.dcm": "RG1_UNCR.dcm", "a/z.dcm": "RG3_UNCR.dcm"}, pool)
+    jpeg = list(KERMANY_SHA256)[0]
+    copy_to(sample_files()[jpeg], pool / "b" / jpeg)
+    for target, description in (("a/y.dcm", "export 2"), ("b/w.dcm", "export 3")):
+        copy = pydicom.dcmread(original)
+        copy.SeriesDescription = description
+        copy.save_as(pool / target)
+    (pool / "a" / "labels.csv").write_text("file\nx.dcm\ny.dcm\nz.dcm\n")
+    (pool / "b" / "labels.csv").write_text(f"file\nw.dcm\n{jpeg}\n")
+    assert len({(pool / name).read_bytes() for name in ("a/x.dcm", "a/y.dcm", "b/w.dcm")}) == 3
+    recipe, said = warnings_saying("repeat", lambda: build_recipe("cxr_pool", pool))
+    assert [record["path"] for record in recipe.records] == ["a/x.dcm", "a/z.dcm", f"b/{jpeg}"]
+    assert said == [f"{pool}: 2 DICOM file(s) repeat an image found before (same SOP Instance UID); the first copy "
+                    "of each is kept"]
+    assert "(2 duplicates and 0 images" in recipe.about
+    assert pydicom.dcmread(original, stop_before_pixels=True).SOPInstanceUID not in said[0]
+
+
+def test_cxr_pool_takes_one_folder_given_as_a_string(tmp_path):
+    """prepare's `--option folders=site` passes the string 'site', which cxr_pool read letter by letter: 'label file
+    not found' for pool/s/labels.csv. One folder may be named so, as one view is (views=PA)."""
+    import datasets
+
+    from hf_datasets.prepare import main
+
+    jpeg = list(KERMANY_SHA256)[0]
+    for folder in ("site", "other"):
+        copy_to(sample_files()[jpeg], tmp_path / "pool" / folder / jpeg)
+        (tmp_path / "pool" / folder / "labels.csv").write_text(f"file\n{jpeg}\n")
+    assert [r["path"] for r in build_recipe("cxr_pool", tmp_path / "pool", folders="site").records] == [f"site/{jpeg}"]
+    main(["--dataset", "cxr_pool", "--data_dir", str(tmp_path / "pool"), "--output_dir", str(tmp_path / "out"),
+          "--size", "32", "--option", "folders=site"])
+    assert datasets.load_from_disk(str(tmp_path / "out"))["train"]["path"] == [f"site/{jpeg}"]
+
+
 def test_a_dicom_file_listed_under_an_image_name_is_read_as_dicom_when_built_and_prepared(tmp_path, caplog):
     """cxr_folder and cxr_pool hand a file listed as scan.png to Pillow: a DICOM file a PACS export named so stopped
     the build as 'not a recognised image format'. Its 'DICM' marker, read from the file as it is opened, now sends it

@@ -395,3 +395,59 @@ def test_the_sample_sets_cards_state_the_licence_and_site_of_its_chest_cr(tmp_pa
     population, licence = row.strip("| ").split(" | ")[-2:]
     assert "Kermany images CC BY 4.0" in licence and "MIT" in licence
     assert population == "mixed, China (the Kermany images; the CR's site is not stated)"
+
+
+def test_dataset_card_takes_its_sources_from_the_preparation(tmp_path):
+    """A prepared folder records its builder and options, yet its card needed the sources named by hand. Without
+    sources the card now names those recorded: the builder, a folder layout's data folder, a cxr_pool's pooled
+    folders; a folder recording none is refused."""
+    from datasets import Dataset, DatasetDict
+
+    from hf_datasets.builders.sample import KERMANY_SHA256, sample_files
+    from hf_datasets.prepare import prepare
+
+    def rows(text):  # the names in the Sources table
+        table = text.split("## Sources")[1].split("## Labels")[0]
+        return [line.split(" | ")[0].strip("| ") for line in table.splitlines() if line.startswith("| ")][1:]
+
+    prepare("sample", None, tmp_path / "sample", size=32, progress=False)
+    text = write_dataset_card(tmp_path / "sample").read_text()
+    assert rows(text)[0] == "sample" and "Kermany images CC BY 4.0" in text
+
+    files, names = sample_files(), list(KERMANY_SHA256)
+    for folder, chosen in (("kermany_pediatric", names[:4]), ("hannover_covid", names[4:6])):
+        for name in chosen:
+            (tmp_path / "pool" / folder).mkdir(parents=True, exist_ok=True)
+            (tmp_path / "pool" / folder / name).write_bytes(files[name].read_bytes())
+        labels = ["normal" if "bacteria" not in name else "pneumonia" for name in chosen]
+        (tmp_path / "pool" / folder / "labels.csv").write_text(
+            "file,label\n" + "".join(f"{name},{label}\n" for name, label in zip(chosen, labels)))
+    prepare("cxr_pool", tmp_path / "pool", tmp_path / "pooled", size=32, progress=False,
+            folders=["kermany_pediatric", "hannover_covid"])
+    text = write_dataset_card(tmp_path / "pooled").read_text()
+    assert rows(text) == ["kermany_pediatric", "hannover_covid"] and "CC BY 3.0" in text
+    prepare("cxr_pool", tmp_path / "pool", tmp_path / "every", size=32, progress=False)
+    assert rows(write_dataset_card(tmp_path / "every").read_text())[0] == "cxr_pool"
+    prepare("cxr_folder", tmp_path / "pool" / "kermany_pediatric", tmp_path / "folder", size=32, progress=False,
+            split_fractions={"train": 1.0})
+    assert metadata_load(write_dataset_card(tmp_path / "folder"))["license"] == "cc-by-4.0"
+
+    DatasetDict({"train": Dataset.from_dict({"patient_id": ["a"]})}).save_to_disk(tmp_path / "saved")
+    with pytest.raises(ValueError, match=r"'saved' records no builder .*: name its sources"):
+        write_dataset_card(tmp_path / "saved")
+
+
+def test_dataset_card_states_the_image_size_and_bit_depth_of_the_shards(tmp_path):
+    """A user of published shards could not tell from their card at which size and bit depth the images were
+    stored (what a model's processor must scale by); the card states both where prepare_settings.json records them."""
+    from datasets import Dataset, DatasetDict
+
+    from hf_datasets.prepare import prepare
+
+    for size, bits, maximum in ((32, 8, 255), (40, 16, 65535)):
+        prepare("sample", None, tmp_path / f"{bits}", size=size, bits=bits, progress=False)
+        text = write_dataset_card(tmp_path / f"{bits}").read_text()
+        assert (f"Grey images resized so that their longer side is {size} pixels, stored as {bits}-bit PNG (pixel "
+                f"values 0 to\n{maximum}).") in text
+    DatasetDict({"train": Dataset.from_dict({"patient_id": ["a"]})}).save_to_disk(tmp_path / "saved")
+    assert "Image size and bit depth: not recorded." in write_dataset_card(tmp_path / "saved", ["kermany"]).read_text()

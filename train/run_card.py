@@ -11,16 +11,13 @@ from pathlib import Path
 
 import torch
 
+from hf_datasets.registry import FOLDER_LAYOUTS
+
 from . import data
 from .config import TrainArgs
 from .optim import peak_learning_rate
 
 logger = logging.getLogger(__name__)
-
-
-# builders of generic layouts: their data are named by their folder (cards know the benchmark subsets by it)
-FOLDER_LAYOUTS = ("cxr_folder", "imagefolder", "manifest", "dicomdir")
-
 
 # builder options that decide what the labels are: the model card's label policy
 LABEL_OPTIONS = ("uncertain", "blank", "readers", "labeler", "tasks", "labels", "classes", "label_column", "label_map",

@@ -4,7 +4,9 @@ self-supervised pretraining: labels are dropped and all images go to the `train`
 An image is a duplicate when its bytes equal an earlier image's, or when it names a file of the
 `join_folder` set in its `join_column` (e.g. v7labs and Hannover rows carry `ieee8023_filename`,
 the covid-chestxray-dataset file they were taken from; file stems are compared). The first copy
-in folder order is kept. `exclude_patients` drops every image whose `patient_id` (or any other
+in folder order is kept. A .dcm / .dicom file whose header's SOP Instance UID is an earlier one's (the same DICOM
+exported again, in one folder or another) is a duplicate too, counted by a warning, as in cxr_folder (files listed
+under an image name are not opened to tell). `exclude_patients` drops every image whose `patient_id` (or any other
 `*patient_id` column) is listed, e.g. the test patients of the downstream tasks. A column named like one of those
 read but not exactly ('PatientID', 'File') is refused, naming the rename, as is a row longer or shorter than its
 header, as in cxr_folder. A DICOM file is decoded, as in cxr_folder.
@@ -17,8 +19,8 @@ import itertools
 from pathlib import Path
 
 from ..images import has_dicom_suffix
-from .common import Recipe, check_column_names, iter_table, record
-from .generic import dicom_header
+from .common import Recipe, check_column_names, iter_table, option_values, record
+from .generic import dicom_header, repeats_image, warn_repeats
 
 
 def _stem(name: str) -> str:
@@ -28,9 +30,9 @@ def _stem(name: str) -> str:
 def build(data_dir, folders: list[str] | None = None, join_column: str = "ieee8023_filename",
           join_folder: str = "ieee8023_covid", exclude_patients: list[str] | None = None) -> Recipe:
     root = Path(data_dir)
-    names = folders or sorted(p.parent.name for p in root.glob("*/labels.csv"))
+    names = option_values(folders) or sorted(p.parent.name for p in root.glob("*/labels.csv"))
     excluded = set(exclude_patients or ())
-    seen, records, counts = set(), [], {"duplicates": 0, "excluded": 0}
+    seen, records, counts, first_copies, repeats = set(), [], {"duplicates": 0, "excluded": 0}, {}, []
     for name in names:
         folder = root / name
         table = folder / "labels.csv"
@@ -53,11 +55,15 @@ def build(data_dir, folders: list[str] | None = None, join_column: str = "ieee80
             seen |= keys
             dicom = has_dicom_suffix(path)
             header = dicom_header(path) if dicom else {}
+            if repeats_image(header, first_copies, repeats, f"{name}/{row['file']}"):
+                counts["duplicates"] += 1
+                continue
             records.append(record(path, data_dir=root, decode=dicom,
                                   patient_id=row.get("patient_id") or header.get("patient_id"),
                                   study_id=header.get("study_id"), view=row.get("view") or header.get("view"),
                                   sex=row.get("sex"), age=row.get("age") or None,
                                   source=row.get("source") or name, split="train"))
+    warn_repeats(root, repeats)
     return Recipe(name="cxr_pool", records=records, label_names=[], bits=8, data_dir=str(root),
                   about=f"Distinct images of {', '.join(names)} ({counts['duplicates']} duplicates and "
                         f"{counts['excluded']} images of excluded patients left out).")
