@@ -239,6 +239,11 @@ def _limitations(run: dict, task: str) -> list[str]:
         notes.append("The sample set (17 images) exercises the code only: " + (
             "its metrics carry no meaning." if used_here else "an encoder pretrained on it has learnt next to nothing."))
     eval_images = _number((run.get("eval_dataset") or {}).get("num_images"))
+    trained = (run.get("train_datasets") or [{}])[0]
+    if run.get("task") == "pretraining" and isinstance(trained, dict) and isinstance(trained.get("splits"), list) \
+            and (run.get("eval_dataset") or {}).get("split") == "+".join(map(str, trained["splits"])):
+        notes.append("The reconstruction error was measured on a fixed sample of the training images (no evaluation "
+                     "split was given): it shows how well the model reconstructs images it learned from, not others.")
     if eval_images is not None and eval_images < 200:
         notes.append(f"The evaluation set has {int(eval_images)} images: metrics have wide confidence intervals.")
     selection = (run.get("eval_dataset") or {}).get("selected_by")

@@ -171,6 +171,11 @@ def test_pretraining_card(tmp_path):
     assert "Train mask fraction" not in text  # a training statistic, not an evaluation result
     assert "AutoModel.from_pretrained(\"alice/cxrgm-vit-tiny\", trust_remote_code=True)" in text
     assert "Trained on adult CXRs only" in text and "Vietnam" in text and "PhysioNet" in text
+    assert "fixed sample of the training images" not in text  # evaluated on nih's validation split
+    run = {**run, "eval_dataset": {"name": "nih", "split": "train+unlabelled", "num_images": 256},
+           "train_datasets": [{"name": "nih", "num_images": 4000, "splits": ["train", "unlabelled"]}]}
+    text = " ".join(write_model_card(folder, run).read_text().split())
+    assert "was measured on a fixed sample of the training images (no evaluation split was given)" in text
 
 
 def test_multi_label_accuracy_is_named_as_the_share_of_right_label_decisions(tmp_path):
