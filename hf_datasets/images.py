@@ -2,7 +2,8 @@
 
 Grey arrays are (rows, cols): uint8, uint16 scaled by the bits they use (see `effective_top`), or float32 in
 [0, 1] at full scale (windowed DICOMs and float images, whose brightest value need not reach 1). Pillow's own
-convert("L") clips 16-bit data, so 16-bit files are read through numpy.
+convert("L") clips 16-bit data, so 16-bit files are read through numpy; Pillow decodes 16-bit colour and grey +
+alpha PNGs at 8 bits (it has no mode that holds them), so they are decoded here at full depth (`load_full_depth`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,15 @@ BIT_DEPTH_KEY = "bit depth"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".tif", ".tiff", ".gif") + (
     (".webp",) if features.check("webp") else ())
 DICOM_SUFFIXES = (".dcm", ".dicom")
+# 16-bit PNGs that Pillow decodes at 8 bits, by the rawmode it opens them with -> the rawmodes whose decodings give each
+# pixel's bytes (Pillow's own PNG decoder, so its filters and interlacing apply): the high, then the low byte of each
+# RGB(A) channel; the four bytes of a grey + alpha pixel as one RGBA pixel
+SIXTEEN_BIT_COLOUR_PNG = {"RGB;16B": ("RGB;16B", "RGB;16L"), "RGBA;16B": ("RGBA;16B", "RGBA;16L"),
+                          "LA;16B": ("RGBA",)}
+# how `stored_mode` names such a file (its rawmode less the byte order: no PIL mode holds it), which `read_grey` and
+# `open_image` read as 16-bit grey
+SIXTEEN_BIT_COLOUR_MODES = tuple(rawmode.removesuffix("B") for rawmode in SIXTEEN_BIT_COLOUR_PNG)
+LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2, as Pillow's convert("L") and the image processor weigh colour
 
 
 def is_dicom_path(path) -> bool:
@@ -87,6 +97,42 @@ def pil_to_grey(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("L"), dtype=np.uint8)  # alpha dropped, as datasets, pipelines and the processor do
 
 
+def _sixteen_bit_colour_rawmode(image: Image.Image) -> str | None:
+    """The rawmode (a key of `SIXTEEN_BIT_COLOUR_PNG`) of an opened, not yet loaded 16-bit colour or grey + alpha PNG,
+    else None."""
+    if image.format != "PNG" or len(image.tile) != 1:
+        return None
+    rawmode = image.tile[0][3]
+    return rawmode if rawmode in SIXTEEN_BIT_COLOUR_PNG else None
+
+
+def load_full_depth(image: Image.Image, handle) -> Image.Image:
+    """`image`, opened from `handle` (a seekable file or BytesIO) and not yet loaded, with its pixels loaded at full
+    depth: a 16-bit colour or grey + alpha PNG, which Pillow would decode at 8 bits, becomes a 16-bit grey image
+    ("I;16": colour by luminance, alpha dropped, as convert("L") makes 8-bit grey) with the file's info (text chunks,
+    EXIF); any other image is loaded as it is."""
+    rawmode = _sixteen_bit_colour_rawmode(image)
+    if rawmode is None:
+        image.load()
+        return image
+    byte_planes = []
+    for plane_rawmode in SIXTEEN_BIT_COLOUR_PNG[rawmode]:
+        with Image.open(handle) as plane:  # read again from the start of `handle`
+            plane.tile = [(*plane.tile[0][:3], plane_rawmode)]
+            plane.load()
+            byte_planes.append(np.asarray(plane))
+            info = plane.info
+    rows, cols = byte_planes[0].shape[:2]
+    channels = np.stack(byte_planes, axis=-1).reshape(rows, cols, -1).view(">u2").astype(np.uint16)  # (rows, cols, C)
+    if channels.shape[2] == 2:  # grey + alpha
+        grey = channels[..., 0]
+    else:
+        grey = np.clip(np.rint(channels[..., :3].astype(np.float32) @ np.array(LUMA, dtype=np.float32)), 0, 65535)
+    full = Image.fromarray(grey.astype(np.uint16))
+    full.info.update(info)
+    return full
+
+
 def read_jsrt_raw(path) -> np.ndarray:
     """JSRT .IMG: 2048x2048 big-endian 12-bit raw, stored dark-is-high; returned as uint16 0 = black."""
     data = np.fromfile(path, dtype=">u2")
@@ -115,16 +161,16 @@ def image_read_errors(path):
 
 
 def open_image(path) -> Image.Image | None:
-    """A PNG/JPEG/TIFF/... file as a loaded, upright PIL image at its own mode and bit depth, or None for a DICOM file
-    under another name (see `_pillow_image`); ImageReadError if unreadable (naming a missing or empty file as such)."""
+    """A PNG/JPEG/TIFF/... file as a loaded, upright PIL image at its own mode and bit depth (a 16-bit colour or grey +
+    alpha PNG as 16-bit grey, see `load_full_depth`), or None for a DICOM file under another name (see
+    `_pillow_image`); ImageReadError if unreadable (naming a missing or empty file as such)."""
     path = _existing_file(path)
     with image_read_errors(path), open(path, "rb") as handle:
         image = _pillow_image(handle)
         if image is None:
             return None
         with image:
-            image.load()
-            return upright(image).copy()  # closing the file releases the opened image's pixels
+            return upright(load_full_depth(image, handle)).copy()  # closing the file releases the opened image's pixels
 
 
 def _existing_file(path) -> str:
@@ -142,20 +188,23 @@ WHOLE_FILE_ENDS = {"PNG": b"\x00\x00\x00\x00IEND\xaeB`\x82", "JPEG": b"\xff\xd9"
 
 
 def stored_mode(path) -> str | None:
-    """The PIL mode a PNG/JPEG/TIFF/... file is stored in, from its header (pixels are not decoded), or None for a
-    DICOM file under another name (see `_pillow_image`); ImageReadError if the file is missing, empty, not an image,
-    or a PNG/JPEG cut short. A PNG/JPEG that does not end as a whole one does (a copy or download cut short) is
-    decoded to tell: a truncated one fails, one with bytes after its end (some exporters pad files) is fine."""
+    """The PIL mode a PNG/JPEG/TIFF/... file is stored in, from its header (pixels are not decoded), one of
+    `SIXTEEN_BIT_COLOUR_MODES` for a 16-bit colour or grey + alpha PNG (Pillow, and so datasets' Image feature,
+    decodes it at 8 bits), or None for a DICOM file under another name (see `_pillow_image`); ImageReadError if the
+    file is missing, empty, not an image, or a PNG/JPEG cut short. A PNG/JPEG that does not end as a whole one does (a
+    copy or download cut short) is decoded to tell: a truncated one fails, one with bytes after its end (some
+    exporters pad files) is fine."""
     path = _existing_file(path)
     with image_read_errors(path), open(path, "rb") as handle:
         image = _pillow_image(handle)
         if image is None:
             return None
         with image:
+            rawmode = _sixteen_bit_colour_rawmode(image)
             end = WHOLE_FILE_ENDS.get(image.format)
             if end is not None and not _file_end(path, 64).rstrip(b"\x00").endswith(end):
                 image.load()  # raises for a truncated file: "image file is truncated"
-            return image.mode
+            return image.mode if rawmode is None else rawmode.removesuffix("B")
 
 
 def _pillow_image(handle) -> Image.Image | None:
@@ -191,8 +240,7 @@ def read_grey(path, *, dicom_voi: str = "header") -> np.ndarray:
             image = _pillow_image(handle)
             if image is not None:
                 with image:
-                    image.load()
-                    return pil_to_grey(image)
+                    return pil_to_grey(load_full_depth(image, handle))
     return read_dicom(path, voi=dicom_voi)[0].astype(np.float32, copy=False)
 
 

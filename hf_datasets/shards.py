@@ -33,7 +33,7 @@ from PIL import Image
 
 from .errors import DataError
 from .schema import COLUMNS
-from .images import encode_png, pil_to_grey, read_grey, resize_longer_side, to_bits
+from .images import encode_png, load_full_depth, pil_to_grey, read_grey, resize_longer_side, to_bits
 
 
 def shard_paths(split_dir: Path, index: int) -> tuple[Path, Path]:
@@ -178,9 +178,9 @@ def _grey_from_image_value(value, data_dir) -> np.ndarray:
         return pil_to_grey(Image.fromarray(value.astype(np.float32) if value.dtype.kind == "f" else value))
     if isinstance(value, dict) and value.get("bytes"):
         try:
-            with Image.open(io.BytesIO(value["bytes"])) as image:
-                image.load()
-                return pil_to_grey(image)
+            handle = io.BytesIO(value["bytes"])
+            with Image.open(handle) as image:
+                return pil_to_grey(load_full_depth(image, handle))
         except OSError as err:
             raise DataError(value.get("path") or "<bytes>", f"corrupt image bytes ({err})") from err
     path = value["path"] if isinstance(value, dict) else value

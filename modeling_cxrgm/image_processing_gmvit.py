@@ -3,7 +3,8 @@
 Accepted images: PIL (L, I;16, I, F, RGB, RGBA, LA, P, PA, 1), numpy (H, W) / (H, W, C) uint8 / uint16 / float in
 [0, 1] / bool, torch (H, W) / (C, H, W) / (H, W, C) tensors, a list of those, or a stacked batch (numpy
 (B, H, W[, C]), torch (B, C, H, W)).
-PIL images are turned upright as their EXIF Orientation says.
+PIL images are turned upright as their EXIF Orientation says. A 16-bit colour or grey + alpha PNG given as opened by
+`Image.open` (not yet loaded) is read as 16-bit grey: loading it, Pillow keeps 8 bits of each channel.
 Integers are scaled by their real bit depth: the depth a PNG states (hf_datasets' 16-bit images: 16), else 8 for
 uint8; for wider integers `bit_depth` if given, else the smallest of 8..16 bits that holds the image's largest value
 (PadChest: 12 bits stored in 16); 16-bit images are never clipped to 8 bits. RGB becomes grey by luminance when
@@ -30,6 +31,38 @@ CHANNELS = (1, 3, 4)  # grey, RGB, RGBA (alpha dropped)
 BIT_DEPTH_KEY = "bit depth"  # PNG text chunk with the bits an image is scaled by (hf_datasets' 16-bit images: 16)
 ORIENTATION_TAG = 0x0112  # EXIF Orientation
 SHAPE_TOLERANCE = 0.02  # width/height ratios this far apart are one shape: a map rounded to another resolution
+# 16-bit PNGs that Pillow decodes at 8 bits, by the rawmode it opens them with -> the rawmodes whose decodings give each
+# pixel's bytes (Pillow's own PNG decoder, so its filters and interlacing apply): the high, then the low byte of each
+# RGB(A) channel; the four bytes of a grey + alpha pixel as one RGBA pixel (as hf_datasets reads such files)
+SIXTEEN_BIT_COLOUR_PNG = {"RGB;16B": ("RGB;16B", "RGB;16L"), "RGBA;16B": ("RGBA;16B", "RGBA;16L"),
+                          "LA;16B": ("RGBA",)}
+
+
+def _full_depth(image):
+    """A PIL image opened from a 16-bit colour or grey + alpha PNG and not yet loaded (`Image.open(path)`) -> 16-bit
+    grey ("I;16": colour by luminance, alpha dropped) with the file's info, read again from its file: loading it would
+    keep 8 bits of each channel. Any other image, or one already loaded (its 16 bits are gone), as it is."""
+    tile = getattr(image, "tile", None) or ()
+    if getattr(image, "format", None) != "PNG" or len(tile) != 1 or tile[0][3] not in SIXTEEN_BIT_COLOUR_PNG:
+        return image
+    from PIL import Image
+
+    byte_planes = []
+    for rawmode in SIXTEEN_BIT_COLOUR_PNG[tile[0][3]]:
+        with Image.open(image.filename or image.fp) as plane:
+            plane.tile = [(*plane.tile[0][:3], rawmode)]
+            plane.load()
+            byte_planes.append(np.asarray(plane))
+            info = plane.info
+    rows, cols = byte_planes[0].shape[:2]
+    channels = np.stack(byte_planes, axis=-1).reshape(rows, cols, -1).view(">u2").astype(np.uint16)
+    if channels.shape[2] == 2:  # grey + alpha
+        grey = channels[..., 0]
+    else:
+        grey = np.clip(np.rint(channels[..., :3].astype(np.float32) @ np.array(_LUMA, dtype=np.float32)), 0, 65535)
+    full = Image.fromarray(grey.astype(np.uint16))
+    full.info.update(info)
+    return full
 
 
 def _pil_to_array(image) -> np.ndarray:
@@ -276,6 +309,7 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
     def to_unit_tensor(self, image) -> torch.Tensor:
         """One image -> float32 (num_channels, H, W) in [0, 1]."""
         if _is_pil(image):
+            image = _full_depth(image)
             array = _pil_to_array(_upright(image))
             tensor, from_numpy = _to_unit_float(array, _stated_bits(image) or self.bit_depth), True
         elif isinstance(image, np.ndarray):

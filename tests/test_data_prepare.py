@@ -404,6 +404,38 @@ def test_a_transparent_png_gives_the_same_pixels_in_sets_shards_and_the_processo
     np.testing.assert_allclose(seen.numpy(), shard / 255.0, atol=1 / 255)
 
 
+@pytest.mark.parametrize("channels", [2, 3, 4])
+def test_a_sixteen_bit_colour_png_keeps_its_sixteen_bits_in_sets_shards_predict_and_the_processor(tmp_path, channels):
+    """Pillow decodes 16-bit grey + alpha, RGB and RGBA PNGs at 8 bits (it has no mode that holds them): data sets,
+    shards, train.predict and the image processor kept the high byte of each channel, so grey levels fewer than 257
+    apart in 65535 became one. They are read as 16-bit grey, as a 16-bit grey PNG is: colour by luminance, alpha
+    dropped."""
+    from factory import write_png16
+    from PIL import Image
+
+    from hf_datasets.builders.common import encode_example
+    from hf_datasets.images import LUMA, open_image, read_grey, stored_mode
+    from modeling_cxrgm import GroupMaskedViTImageProcessor
+
+    pixels = np.random.default_rng(channels).integers(40000, 65536, size=(16, 20, channels)).astype(np.uint16)
+    if channels in (2, 4):
+        pixels[:, :10, -1] = 0  # transparent: alpha is dropped, as for 8-bit images
+    expected = pixels[..., 0] if channels == 2 else pixels[..., :3] @ np.array(LUMA)
+    path = write_png16(tmp_path / "scan.png", pixels)
+    assert stored_mode(path) == {2: "LA;16", 3: "RGB;16", 4: "RGBA;16"}[channels]
+    read = {"read_grey": read_grey(path), "predict (open_image)": np.asarray(open_image(path))}
+    built = encode_example({"image": str(path), "decode": False}, bits=16)["image"]["bytes"]
+    read["build_dataset"] = np.asarray(Image.open(io.BytesIO(built)))
+    for source in (str(path), {"bytes": path.read_bytes(), "path": None}):  # a file, and a streamed set's bytes
+        prepared = shards.resize_example({"image": source}, size=20, bits=16)["image"]["bytes"]
+        read[f"shards from {type(source).__name__}"] = np.asarray(Image.open(io.BytesIO(prepared)))
+    for where, grey in read.items():
+        assert grey.dtype == np.uint16 and np.abs(grey - expected).max() <= 1, where  # 8 bits: off by up to 256
+    processor = GroupMaskedViTImageProcessor(size=20, do_normalize=False)
+    seen = processor(Image.open(path)).pixel_values[0, 0, 2:18].double().numpy()  # the 16 x 20 image, padded
+    np.testing.assert_allclose(seen * 65535, expected, atol=1)
+
+
 def test_a_mask_given_as_image_bytes_is_read_as_a_mask_file_is():
     """A streamed set's mask (image bytes) with JPEG noise and grey edges: every value above 0 was lung there, while
     the same mask as a file (and the image processor) takes only values above 127 as lung."""

@@ -31,7 +31,8 @@ import datasets
 import numpy as np
 
 from ..errors import DataError, ImageReadError, InvalidInputError, LayoutError
-from ..images import IMAGE_SUFFIXES, encode_png, read_grey, stored_mode, to_bits, upright_size
+from ..images import (IMAGE_SUFFIXES, SIXTEEN_BIT_COLOUR_MODES, encode_png, read_grey, stored_mode, to_bits,
+                      upright_size)
 from ..schema import COLUMNS, make_features, make_info
 from ..splits import DEFAULT_FRACTIONS, canonical_split, patient_split, patient_subset, resolve_patient_overlap
 
@@ -295,12 +296,13 @@ def encode_example(rec: dict, bits: int) -> dict:
     read when used; their headers are read here, so a missing or broken file fails (or is skipped) now.
     A wider-than-8-bit image in an 8-bit set is decoded too, scaled by the bits it uses (as preparation
     does): the schema's convert("L") would clip it to white. So is a float image (TIFF "F") in any set: the
-    image processor takes floats in [0, 1] only, and such files also hold 16-bit counts. So is a DICOM file listed
-    under an image name (told by its 'DICM' marker as its header is read here)."""
+    image processor takes floats in [0, 1] only, and such files also hold 16-bit counts. So is a 16-bit colour or
+    grey + alpha PNG in any set, into grey at its full depth: datasets' Image feature (Pillow) would read it at 8 bits.
+    So is a DICOM file listed under an image name (told by its 'DICM' marker as its header is read here)."""
     example = {name: rec.get(name) for name in COLUMNS}
     mode = None if rec["decode"] else stored_mode(rec["image"])  # None for a DICOM file too
     shape = None
-    if mode is None or mode == "F" or (mode in WIDE_MODES and bits == 8):
+    if mode is None or mode == "F" or mode in SIXTEEN_BIT_COLOUR_MODES or (mode in WIDE_MODES and bits == 8):
         grey = read_grey(rec["image"])
         shape = grey.shape
         example["image"] = {"bytes": encode_png(to_bits(grey, bits)), "path": None}
