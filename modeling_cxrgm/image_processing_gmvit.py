@@ -2,7 +2,13 @@
 
 Accepted images: PIL (L, I;16, I, F, RGB, RGBA, LA, P, PA, 1), numpy (H, W) / (H, W, C) uint8 / uint16 / float in
 [0, 1] / bool, torch (H, W) / (C, H, W) / (H, W, C) tensors, a list of those, or a stacked batch (numpy
-(B, H, W[, C]), torch (B, C, H, W)).
+(B, H, W[, C]), torch (B, C, H, W)), with C in 1, 3, 4.
+Where an array or tensor holds its channels is told by `input_data_format` ("channels_first" or "channels_last", as
+transformers' processors take it): a 3-D one is then one image, a 4-D one a batch. Without it, the shape tells: a
+3-D tensor whose first side is 1, 3 or 4 is one (C, H, W) image (a (3, H, W) stack of three grey images is read as
+one RGB image, as transformers' processors read it), else one (H, W, C) image if its last side is, else a stack of
+(H, W) grey images; a 3-D numpy array is one (H, W, C) image if its last side is 1, 3 or 4, else a stack of grey
+images; a 4-D tensor is (B, C, H, W), a 4-D array (B, H, W, C). Pass grey images as a list or a (B, 1, H, W) batch.
 PIL images are turned upright as their EXIF Orientation says. A 16-bit colour or grey + alpha PNG given as opened by
 `Image.open` (not yet loaded) is read as 16-bit grey: loading it, Pillow keeps 8 bits of each channel.
 Integers are scaled by their real bit depth: the depth a PNG states (hf_datasets' 16-bit images: 16), else 8 for
@@ -28,6 +34,7 @@ PAD_LABEL = 255  # label of padded mask pixels: the config's default `semantic_l
 SETTINGS = ("size", "num_channels", "resize_mode", "do_normalize", "image_mean", "image_std", "normalization",
             "bit_depth", "equalize")  # the constructor's arguments
 CHANNELS = (1, 3, 4)  # grey, RGB, RGBA (alpha dropped)
+DATA_FORMATS = ("channels_first", "channels_last")  # the values of `input_data_format` (transformers' ChannelDimension)
 BIT_DEPTH_KEY = "bit depth"  # PNG text chunk with the bits an image is scaled by (hf_datasets' 16-bit images: 16)
 ORIENTATION_TAG = 0x0112  # EXIF Orientation
 SHAPE_TOLERANCE = 0.02  # width/height ratios this far apart are one shape: a map rounded to another resolution
@@ -162,12 +169,28 @@ def _is_channels_last_tensor(tensor: torch.Tensor) -> bool:
     return tensor.ndim == 3 and tensor.shape[0] not in CHANNELS and tensor.shape[2] in CHANNELS
 
 
-def _channels_first(tensor: torch.Tensor, from_numpy: bool) -> torch.Tensor:
-    """One image -> (C, H, W): numpy is (H, W) or (H, W, C); torch is (H, W), (C, H, W) or (H, W, C)."""
+def _data_format(value) -> str | None:
+    """`input_data_format` (a string or transformers' ChannelDimension) -> one of `DATA_FORMATS`, or None."""
+    value = getattr(value, "value", value)
+    if value is not None and value not in DATA_FORMATS:
+        raise ValueError(f"input_data_format must be one of {DATA_FORMATS} or None, got {value!r}")
+    return value
+
+
+def _channels_first(tensor: torch.Tensor, from_numpy: bool, data_format: str | None = None) -> torch.Tensor:
+    """One image -> (C, H, W): (H, W), or channels where `data_format` says; without it, numpy is (H, W, C) and
+    torch (C, H, W) or (H, W, C) (see the module docstring)."""
     if tensor.ndim == 2:
         return tensor[None]
     if tensor.ndim != 3:
         raise ValueError(f"An image must have 2 or 3 dimensions, got shape {tuple(tensor.shape)}")
+    if data_format is not None:
+        axis = 0 if data_format == "channels_first" else 2
+        if tensor.shape[axis] not in CHANNELS:
+            raise ValueError(f"An image of shape {tuple(tensor.shape)} with input_data_format={data_format!r} has "
+                             f"{tensor.shape[axis]} channels, not 1, 3 or 4; pass grey images as a list or a "
+                             "(B, 1, H, W) batch")
+        return (tensor if axis == 0 else tensor.permute(2, 0, 1))[:3]
     if from_numpy:
         if tensor.shape[2] not in CHANNELS:
             raise ValueError(f"numpy images must be (H, W) or (H, W, C) with C in 1, 3, 4; got {tuple(tensor.shape)}")
@@ -181,10 +204,13 @@ def _channels_first(tensor: torch.Tensor, from_numpy: bool) -> torch.Tensor:
     return tensor[:3]
 
 
-def _split_batch(images) -> list:
-    """A single image, a list/tuple of images or a stacked batch -> list of single images."""
+def _split_batch(images, data_format: str | None = None) -> list:
+    """A single image, a list/tuple of images or a stacked batch -> list of single images: with `data_format`, a 4-D
+    array or tensor is a batch and any other one image; without it, see the module docstring."""
     if isinstance(images, (list, tuple)):
         return list(images)
+    if data_format is not None and isinstance(images, (np.ndarray, torch.Tensor)):
+        return list(images) if images.ndim == 4 else [images]
     if isinstance(images, np.ndarray):
         if images.ndim == 4 or (images.ndim == 3 and images.shape[2] not in CHANNELS):
             return list(images)
@@ -306,19 +332,22 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
         settings = {name: kwargs.pop(name) for name in SETTINGS if name in kwargs}
         return super().from_dict({**image_processor_dict, **settings}, **kwargs)
 
-    def to_unit_tensor(self, image) -> torch.Tensor:
-        """One image -> float32 (num_channels, H, W) in [0, 1]."""
+    def to_unit_tensor(self, image, input_data_format=None) -> torch.Tensor:
+        """One image -> float32 (num_channels, H, W) in [0, 1]; `input_data_format` says where an array's or tensor's
+        channels are (see the module docstring)."""
+        data_format = _data_format(input_data_format)
         if _is_pil(image):
             image = _full_depth(image)
             array = _pil_to_array(_upright(image))
             tensor, from_numpy = _to_unit_float(array, _stated_bits(image) or self.bit_depth), True
+            data_format = "channels_last"  # (H, W[, C]) whatever was said of arrays and tensors
         elif isinstance(image, np.ndarray):
             tensor, from_numpy = _to_unit_float(image, self.bit_depth), True
         elif isinstance(image, torch.Tensor):
             tensor, from_numpy = _to_unit_float(image.detach().cpu(), self.bit_depth), False
         else:
             raise TypeError(f"Unsupported image type {type(image).__name__}; pass PIL images, numpy arrays or tensors")
-        tensor = _channels_first(tensor, from_numpy)
+        tensor = _channels_first(tensor, from_numpy, data_format)
         if tensor.shape[0] == 3 and self.num_channels == 1:
             luma = torch.tensor(_LUMA, dtype=tensor.dtype)[:, None, None]
             tensor = (tensor * luma).sum(0, keepdim=True)
@@ -383,16 +412,22 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
             tensor = (tensor > 127).long()  # a 0/255 mask with grey edges: its 255 is lung, not the ignore label
         return self._fit(tensor[None].float(), "nearest", float(PAD_LABEL))[0].long()
 
-    def preprocess(self, images, segmentation_maps=None, return_tensors="pt", **kwargs) -> BatchFeature:
-        """images -> BatchFeature(pixel_values (B, num_channels, size, size) float32[, labels (B, size, size) int64])."""
+    def preprocess(self, images, segmentation_maps=None, return_tensors="pt", input_data_format=None,
+                   **kwargs) -> BatchFeature:
+        """images -> BatchFeature(pixel_values (B, num_channels, size, size) float32[, labels (B, size, size) int64]).
+
+        input_data_format: "channels_first" or "channels_last" (or transformers' ChannelDimension): where the channels
+        of array and tensor images are; a 3-D one is then one image, a 4-D one a batch. Without it the shape tells
+        (see the module docstring): a (3, H, W) or (4, H, W) tensor is one colour image."""
         for key, value in kwargs.items():
             if key not in ("do_normalize",):
                 raise TypeError(f"Unexpected argument {key!r} for {type(self).__name__}")
         do_normalize = kwargs.get("do_normalize", self.do_normalize)
-        batch = _split_batch(images)
+        data_format = _data_format(input_data_format)
+        batch = _split_batch(images, data_format)
         if not batch:
             raise ValueError("No images given")
-        unit = [self.to_unit_tensor(image) for image in batch]
+        unit = [self.to_unit_tensor(image, data_format) for image in batch]
         pixel_values = torch.stack([self._fit(tensor, "bilinear", 0.0) for tensor in unit])
         if do_normalize:
             mean = torch.tensor(self.image_mean)[None, :, None, None]
@@ -402,7 +437,10 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
         if segmentation_maps is not None:
             maps = _split_maps(segmentation_maps)
             if len(maps) != len(batch):
-                raise ValueError(f"Got {len(batch)} images but {len(maps)} segmentation maps")
+                one_stack = isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim == 3 and len(batch) == 1
+                hint = (f"; a {tuple(images.shape)} {type(images).__name__} is one image with its channels (see "
+                        "input_data_format): pass grey images as a list or a (B, 1, H, W) batch") if one_stack else ""
+                raise ValueError(f"Got {len(batch)} images but {len(maps)} segmentation maps{hint}")
             data["labels"] = torch.stack([self._label_map(m, tensor.shape[1:]) for m, tensor in zip(maps, unit)])
         if return_tensors == "np":
             data = {key: value.numpy() for key, value in data.items()}

@@ -177,6 +177,37 @@ def test_channels_last_tensors_are_one_image():
         assert torch.equal(stacked, expected.expand(2, -1, -1, -1))
 
 
+def test_input_data_format_says_where_the_channels_are():
+    """Without `input_data_format`, a (3, H, W) tensor is one RGB image, as transformers' processors read it: three
+    grey images stacked so become one, blended by luminance. Given, it says where the channels of tensors and arrays
+    are (a string or transformers' ChannelDimension): a 3-D one is one image, a 4-D one a batch."""
+    from transformers.image_utils import ChannelDimension
+
+    greys = [gradient(), gradient()[::-1].copy(), np.zeros((8, 8), dtype=np.uint8)]
+    processor = unnormalised()
+    one_each = processor(greys).pixel_values
+    rgb = processor(Image.fromarray(np.stack(greys, axis=-1))).pixel_values
+    stack = torch.from_numpy(np.stack(greys))  # (3, 8, 8)
+    assert one_each.shape == (3, 1, 8, 8) and rgb.shape == (1, 1, 8, 8)
+    assert torch.allclose(processor(stack).pixel_values, rgb)
+    assert torch.allclose(processor(stack, input_data_format="channels_first").pixel_values, rgb)
+    assert torch.allclose(processor(stack.permute(1, 2, 0), input_data_format=ChannelDimension.LAST).pixel_values, rgb)
+    assert torch.equal(processor(stack.numpy()).pixel_values, one_each)  # numpy: (H, W, C) or a stack of grey images
+    assert torch.allclose(processor(stack.numpy(), input_data_format="channels_first").pixel_values, rgb)
+    batch = torch.stack([stack.permute(1, 2, 0)] * 2)  # (2, 8, 8, 3): a tensor batch is (B, C, H, W) unless told
+    assert torch.allclose(processor(batch, input_data_format="channels_last").pixel_values, rgb.expand(2, -1, -1, -1))
+    assert torch.equal(processor(stack[:, None]).pixel_values, one_each)  # grey images as (B, 1, H, W)
+    assert torch.equal(processor(greys, input_data_format="channels_first").pixel_values, one_each)  # (H, W): grey
+    colour = Image.fromarray(np.stack(greys, axis=-1))  # a PIL image's layout is its own
+    assert torch.equal(processor(colour, input_data_format="channels_first").pixel_values, rgb)
+    with pytest.raises(ValueError, match=r"5 channels, not 1, 3 or 4; pass grey images as a list or a \(B, 1, H, W\)"):
+        processor(torch.zeros(5, 8, 8), input_data_format="channels_first")
+    with pytest.raises(ValueError, match="input_data_format must be one of"):
+        processor(stack, input_data_format="first")
+    with pytest.raises(ValueError, match=r"Got 1 images but 3 segmentation maps; a \(3, 8, 8\) Tensor is one image"):
+        processor(stack, segmentation_maps=torch.zeros(3, 8, 8, dtype=torch.long))
+
+
 def test_pad_keeps_aspect_and_squash_stretches():
     wide = np.full((10, 20), 255, dtype=np.uint8)
     padded = unnormalised(size=20)(wide).pixel_values[0, 0]
