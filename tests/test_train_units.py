@@ -587,6 +587,36 @@ def test_segmentation_masks_travel_as_uint8_and_out_of_range_values_are_refused(
         dataset[1]
 
 
+def test_inverted_lung_masks_are_warned_of_when_the_rows_with_masks_are_taken(tmp_path, monkeypatch, caplog):
+    """Masks drawn with black lungs on a white background trained without a word, and the segmenter learnt the
+    background. Lungs cover about 0.25-0.45 of a chest X-ray: masks covering more than half of their image on average
+    are said to look inverted (not refused), reading a sample of them only."""
+    import sys
+
+    import datasets
+    from PIL import Image
+
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "data"))
+    import layouts
+
+    from train import data
+
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf_cache"))
+    train = data.load_splits("cxr_folder", str(layouts.cxr_folder(tmp_path / "src")), None)["train"]
+    inverted = train.map(lambda row: {"mask": Image.fromarray(255 - np.asarray(row["mask"]))})
+    caplog.set_level("WARNING", logger="train.data")
+    rows = data.task_rows(train, "segmentation", "The training data")
+    assert rows and not caplog.records  # the fixture's lungs cover 0.19 of each image
+    assert data.task_rows(inverted, "segmentation", "The training data") == rows
+    assert (f"The training data: its masks cover 0.81 of their image on average ({len(rows)} of {len(rows)} masks "
+            "read)") in caplog.text and "Lungs must be nonzero (white) in a mask" in caplog.text
+    caplog.clear()
+    many = datasets.Dataset.from_dict({"mask": [inverted[0]["mask"]] * 100},
+                                      features=datasets.Features({"mask": datasets.Image()}))
+    data.warn_inverted_masks(many, list(range(100)), "Split 'train'")
+    assert f"({data.MASK_SAMPLE} of 100 masks read)" in caplog.text
+
+
 def test_a_small_set_keeps_its_items_and_gives_the_items_it_would_make():
     """A set whose items fit `cache_bytes` keeps each item once made: a later epoch decodes nothing (each epoch's
     start waited for its first batch to be decoded, which with a few labelled images is most of the epoch). Kept

@@ -8,6 +8,7 @@ class indices (B,) int64 (single-label), float (B, K) with NaN = unknown (multi-
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 
 import datasets
@@ -15,6 +16,8 @@ import numpy as np
 import torch
 
 from hf_datasets.errors import DataError, ImageReadError, InvalidInputError, LayoutError, MissingInputError
+
+logger = logging.getLogger(__name__)
 
 SINGLE, MULTI = "single", "multi"
 EIGHT_BIT_MODES = ("L", "LA", "RGB", "RGBA")
@@ -142,8 +145,8 @@ def mask_rows(ds) -> list[int]:
 
 def task_rows(ds, task: str, role: str) -> list[int] | None:
     """The rows `task` learns from or scores: those with a known label (classification) or with a mask
-    (segmentation; a set may have masks for some images only); None (every row) otherwise. ValueError naming
-    `role` when there is none."""
+    (segmentation; a set may have masks for some images only, which are checked by `warn_inverted_masks`); None
+    (every row) otherwise. ValueError naming `role` when there is none."""
     if task == "classification":
         rows, needed = known_rows(ds), "a known label"
     elif task == "segmentation" and "mask" in ds.column_names:
@@ -152,7 +155,35 @@ def task_rows(ds, task: str, role: str) -> list[int] | None:
         return None
     if not rows:
         raise InvalidInputError(f"{role} ({len(ds)} rows) has no row with {needed}")
+    if task == "segmentation":
+        warn_inverted_masks(ds, rows, role)
     return rows
+
+
+# Lungs cover about 0.25-0.45 of a chest X-ray, so masks whose foreground is on average more than this fraction of
+# their image are most likely inverted (lungs black, background white: 0.55-0.75)
+INVERTED_MASK_FRACTION = 0.5
+MASK_SAMPLE = 64  # masks decoded to tell, evenly spaced over the rows
+
+
+def warn_inverted_masks(ds, rows: list[int], role: str) -> None:
+    """Warn, naming `role` and the fraction, when the masks of `rows` (`MASK_SAMPLE` of them at most) cover on average
+    more than `INVERTED_MASK_FRACTION` of their image: a segmenter would learn the background as lungs. Foreground is
+    what data building reads as lung (`mask_foreground`: nonzero, above 127 in a 0/255 mask with grey edges). A mask
+    that cannot be decoded leaves the check out: training names it when it reads it."""
+    from hf_datasets.builders.common import mask_foreground
+
+    picked = [rows[i] for i in np.linspace(0, len(rows) - 1, min(len(rows), MASK_SAMPLE)).round().astype(int)]
+    try:
+        masks = ds.select_columns(["mask"])[picked]["mask"]
+    except (OSError, SyntaxError, ValueError):  # what PIL raises inside datasets' decoding
+        return
+    fraction = float(np.mean([mask_foreground(np.asarray(mask)).mean() for mask in masks]))
+    if fraction > INVERTED_MASK_FRACTION:
+        logger.warning(f"{role}: its masks cover {fraction:.2f} of their image on average ({len(picked)} of "
+                       f"{len(rows)} masks read), while lungs cover about 0.25-0.45 of a chest X-ray: the masks look "
+                       "inverted (lungs black, background white). Lungs must be nonzero (white) in a mask and the "
+                       "background 0, or the model learns the background as lungs")
 
 
 def resolve_label_mode(ds, mode: str = "auto") -> str:
