@@ -35,7 +35,7 @@ from .builders.common import assign_splits
 from .errors import InvalidInputError, run_script
 from .images import stated_bits
 from .registry import available_datasets, build_recipe
-from .schema import COLUMNS, make_features, make_info
+from .schema import COLUMNS, data_folder_name, make_features, make_info
 from .shards import (finish_split, is_finished, remove_stale_partials, shard_exists, shard_paths,
                      write_atomically, write_shard)
 
@@ -90,6 +90,7 @@ def _check_sizes(size: int, shard_size: int) -> None:
 _SETTINGS_FILE = re.compile(re.escape("prepare_settings.json"))
 # settings that later versions record, with what an earlier version's folder, which lacks them, cannot tell
 _ADDED_SINCE = {"files": "image or mask files replaced in place",
+                "options": "a set streamed (prepare_iterable) from a build with other builder options",
                 "columns": "a changed source, patient, study, view, sex, age or split value (a source named after "
                            "its folder changes with the folder's name)"}
 # settings recorded for the model card, never checked: the name of the data's folder (never its path), which names a
@@ -252,8 +253,9 @@ def prepare(name: str, data_dir, output_dir, *, size: int = 256, bits: int = 8, 
     output_dir = Path(output_dir)
     recipe = build_recipe(name, data_dir, seed=seed, **options)
     features = make_features(len(recipe.label_names), bits)
+    folder = data_folder_name(data_dir)
     info = make_info(recipe.name, recipe.label_names, about=recipe.about, citation=recipe.citation,
-                     license=recipe.license, homepage=recipe.homepage, bits=bits)
+                     license=recipe.license, homepage=recipe.homepage, bits=bits, folder=folder, options=options)
     info.features = features
     splits = assign_splits(recipe, split_fractions, seed)
     output_dir.mkdir(parents=True, exist_ok=True)  # settings are recorded once the set could be read
@@ -261,7 +263,7 @@ def prepare(name: str, data_dir, output_dir, *, size: int = 256, bits: int = 8, 
                                  "seed": seed, "split_fractions": split_fractions, "streaming": streaming,
                                  "options": options, "records": _records_digest(splits),
                                  "files": _files_digest(splits), "columns": _columns_digest(splits),
-                                 "folder": Path(os.path.abspath(data_dir)).name if data_dir is not None else None})
+                                 "folder": folder})
     if streaming:  # one sequential pass: each file is read once, straight into its shard
         return _write_streams(splits, output_dir, info=info, size=size, bits=bits, shard_size=shard_size,
                               progress=progress)
@@ -288,25 +290,29 @@ def prepare(name: str, data_dir, output_dir, *, size: int = 256, bits: int = 8, 
 
 def prepare_iterable(source: datasets.IterableDatasetDict, output_dir, *, info, size: int = 256,
                      bits: int = 8, shard_size: int = 1000, progress: bool = True) -> dict:
-    """Stream an IterableDatasetDict of the common schema (e.g. from `build_dataset(...,
-    streaming=True)` or a streamed Hub set) into shards; finished shards are kept on rerun. Its images and masks may
-    come undecoded or decoded (PIL images or arrays: a mapped stream, with or without features); decoded ones are
-    read as they are, at their bit depth, never encoded again through datasets' Image feature. A folder started
-    with another size, bit depth, shard size, splits, features or label names is refused, and so is one whose
-    finished shards were written from other rows than the source gives now (another source, order, size or
-    content): their rows are read again to check that, without decoding or writing them. A source that decodes
-    as it streams (`build_dataset(..., streaming=True)` of a DICOM set) still does so for those rows: for the
-    sets built here `prepare(..., streaming=True)` passes kept shards without opening their files."""
+    """Stream an IterableDatasetDict of the common schema (e.g. from `build_dataset(..., streaming=True)` or a
+    streamed Hub set) into shards; finished shards are kept on rerun. Its images and masks may come undecoded or
+    decoded (PIL images or arrays: a mapped stream, with or without features); decoded ones are read as they are, at
+    their bit depth, never encoded again through datasets' Image feature. What `info` says the set was built from
+    (`build_dataset` names its data folder and builder options) is recorded as `prepare` records it, for model cards;
+    None for a set not built here (e.g. a Hub set). A folder started with another size, bit depth, shard size,
+    splits, features, label names or builder options is refused, and so is one whose finished shards were written
+    from other rows than the source gives now (another source, order, size or content): their rows are read again to
+    check that, without decoding or writing them. A source that decodes as it streams (`build_dataset(...,
+    streaming=True)` of a DICOM set) still does so for those rows: for the sets built here `prepare(...,
+    streaming=True)` passes kept shards without opening their files."""
     _check_sizes(size, shard_size)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     try:
-        names = json.loads(info.description or "{}").get("label_names")
-    except (json.JSONDecodeError, AttributeError):  # a set not built here: its features still name its labels
-        names = None
+        built = json.loads(info.description or "{}")
+    except json.JSONDecodeError:  # a set not built here: its features still name its labels
+        built = {}
+    built = built if isinstance(built, dict) else {}
     _check_settings(output_dir, {"dataset": info.dataset_name, "size": size, "bits": bits, "shard_size": shard_size,
-                                 "splits": list(source), "label_names": names,
-                                 "features": info.features.to_dict() if info.features is not None else None})
+                                 "splits": list(source), "label_names": built.get("label_names"),
+                                 "features": info.features.to_dict() if info.features is not None else None,
+                                 "options": built.get("options"), "folder": built.get("folder")})
     streams = {split: _undecoded(iterable) for split, iterable in source.items()}
     return _write_streams(streams, output_dir, info=info, size=size, bits=bits, shard_size=shard_size,
                           progress=progress)

@@ -7,6 +7,7 @@ import inspect
 
 from .builders.common import assemble
 from .errors import InvalidInputError
+from .schema import data_folder_name
 
 # name -> (module under hf_datasets.builders, function)
 BUILDERS = {
@@ -88,4 +89,5 @@ def build_dataset(name: str, data_dir=None, *, seed: int = 0, split_fractions: d
     recipe = build_recipe(name, data_dir, seed=seed, **options)
     return assemble(recipe, fractions=split_fractions, seed=seed, streaming=streaming,
                     num_proc=num_proc, cache_dir=cache_dir, on_error=on_error,
-                    train_fraction=train_fraction, subset_seed=subset_seed)
+                    train_fraction=train_fraction, subset_seed=subset_seed, folder=data_folder_name(data_dir),
+                    options=options)

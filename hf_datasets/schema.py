@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+from pathlib import Path
 
 import datasets
 
@@ -40,11 +42,20 @@ def make_features(n_labels: int, bits: int = 8) -> datasets.Features:
 
 
 def make_info(name: str, names: list[str], *, about: str = "", citation: str = "",
-              license: str = "", homepage: str = "", bits: int = 8) -> datasets.DatasetInfo:
-    """DatasetInfo carrying label names, bit depth and attribution."""
-    description = json.dumps({"label_names": list(names), "bits": bits, "about": about})
+              license: str = "", homepage: str = "", bits: int = 8, folder: str | None = None,
+              options: dict | None = None) -> datasets.DatasetInfo:
+    """DatasetInfo carrying label names, bit depth, attribution and what the set was built from: the name of its
+    data folder (`data_folder_name`) and its builder options, which `hf_datasets.prepare` records for model cards."""
+    description = json.dumps({"label_names": list(names), "bits": bits, "about": about, "folder": folder,
+                              "options": options}, default=str)
     return datasets.DatasetInfo(description=description, citation=citation, license=license,
                                 homepage=homepage, dataset_name=name)
+
+
+def data_folder_name(data_dir) -> str | None:
+    """The name of a set's data folder (never its path: it names a folder layout's data, e.g. "kermany_pediatric"),
+    or None without one (the sample set)."""
+    return Path(os.path.abspath(data_dir)).name if data_dir is not None else None
 
 
 def _metadata(ds) -> dict:

@@ -227,12 +227,18 @@ def test_streaming_matches_default(tmp_path):
 
 def test_prepare_iterable_with_an_empty_split(tmp_path):
     """A streamed source (e.g. a Hub set) is sharded too; a split without rows loads and is refused by name; a rerun
-    with other settings is refused (it kept the earlier shards)."""
+    with other settings is refused (it kept the earlier shards). The data's folder and builder options are recorded
+    as `prepare` records them (none were: cards named the builder, cxr_folder, or the prepared folder, not the
+    data's folder, and took the label policy for the default); for a set not built here they cannot be told."""
     import hf_datasets
     from hf_datasets.prepare import prepare_iterable
+    from model_cards.dataset_card import prepare_settings, recorded_sources
+    from train.config import TrainArgs
     from train.data import split
+    from train.run_card import data_name, label_policy
 
-    built = hf_datasets.build_dataset("cxr_folder", layouts.cxr_folder(tmp_path / "src"))
+    built = hf_datasets.build_dataset("cxr_folder", layouts.cxr_folder(tmp_path / "src"),
+                                      classes=["normal", "pneumonia"])
     source = datasets.IterableDatasetDict({name: part.to_iterable_dataset() for name, part in built.items()})
     source["test"] = datasets.IterableDataset.from_generator(lambda: iter(()), features=built["train"].features)
     report = prepare_iterable(source, tmp_path / "out", info=built["train"].info, size=16, shard_size=3,
@@ -245,6 +251,15 @@ def test_prepare_iterable_with_an_empty_split(tmp_path):
         split(ds, "test")
     with pytest.raises(ValueError, match="new --output_dir"):  # kept 16-pixel shards beside new 24-pixel ones
         prepare_iterable(source, tmp_path / "out", info=built["train"].info, size=24, shard_size=3, progress=False)
+    settings = prepare_settings(tmp_path / "out")
+    assert (settings["folder"], settings["options"]) == ("src", {"classes": ["normal", "pneumonia"]})
+    assert recorded_sources(settings) == ["src"]
+    assert data_name(TrainArgs(dataset=None, prepared_dir=str(tmp_path / "out"))) == "src"
+    hub_info = datasets.DatasetInfo(dataset_name="lungs", features=built["train"].features)  # no hf_datasets info
+    prepare_iterable(source, tmp_path / "hub", info=hub_info, size=16, shard_size=3, progress=False)
+    settings = prepare_settings(tmp_path / "hub")
+    assert (settings["dataset"], settings["folder"], settings["options"]) == ("lungs", None, None)
+    assert label_policy(TrainArgs(dataset=None, prepared_dir=str(tmp_path / "hub"))) == "unknown"
 
 
 def test_command_line(tmp_path, capsys):

@@ -98,8 +98,9 @@ def model_card_run(args: TrainArgs, accelerator, processor, train_set, eval_set,
 
 def prepared_settings(prepared_dir: str | None) -> dict | None:
     """What --prepared_dir's prepare_settings.json says the shards were prepared from: {"dataset": the builder's name
-    or None, "options": its build options, or None where they cannot be told, "folder": the name of the data's folder,
-    or None (an earlier version recorded none)}; None without --prepared_dir or such a file (shards saved otherwise).
+    or None, "options": its build options, or None where they cannot be told (a streamed set not built here), "folder":
+    the name of the data's folder, or None (an earlier version recorded none)}; None without --prepared_dir or such a
+    file (shards saved otherwise).
     It only names the data and their label policy on the card: a damaged file (an earlier version wrote it in place,
     and a kill could cut it short) is warned about, naming it, and the card then names the data by their folder and
     the label policy "unknown". run_training reads it before training, since the
@@ -115,7 +116,7 @@ def prepared_settings(prepared_dir: str | None) -> dict | None:
             raise ValueError("not a JSON object")
         dataset, options, folder = saved.get("dataset"), saved.get("options", {}), saved.get("folder")
         if not all(value is None or isinstance(value, str) for value in (dataset, folder)) or \
-                not isinstance(options, dict):
+                not (options is None or isinstance(options, dict)):
             raise ValueError(f"its dataset {dataset!r}, folder {folder!r} or options {options!r} are not names and a "
                              "mapping")
     except (OSError, UnicodeDecodeError, ValueError) as error:

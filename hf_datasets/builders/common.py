@@ -450,13 +450,15 @@ def warn_left_out(name: str, split: str, records: list[dict], ds, shown: int = 2
 
 
 def assemble(recipe: Recipe, *, fractions=None, seed=0, streaming=False, num_proc=None,
-             cache_dir=None, on_error="raise", train_fraction=None, subset_seed=0):
-    """Recipe -> DatasetDict (or IterableDatasetDict when streaming) of the common schema."""
+             cache_dir=None, on_error="raise", train_fraction=None, subset_seed=0, folder=None, options=None):
+    """Recipe -> DatasetDict (or IterableDatasetDict when streaming) of the common schema; its info names `folder`
+    and `options`, what it was built from (see `make_info`)."""
     if on_error not in ("raise", "skip"):
         raise InvalidInputError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     features = make_features(len(recipe.label_names), recipe.bits)
     info = make_info(recipe.name, recipe.label_names, about=recipe.about, citation=recipe.citation,
-                     license=recipe.license, homepage=recipe.homepage, bits=recipe.bits)
+                     license=recipe.license, homepage=recipe.homepage, bits=recipe.bits, folder=folder,
+                     options=options)
     out = {}
     for split, records in assign_splits(recipe, fractions, seed, train_fraction, subset_seed).items():
         kwargs = {"records": records, "bits": recipe.bits, "on_error": on_error}
