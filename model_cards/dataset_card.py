@@ -46,10 +46,11 @@ def prepared_with(dataset_dir: Path) -> str | None:
     return builder if isinstance(builder, str) else None
 
 
-def recorded_sources(settings: dict) -> list[str]:
+def recorded_sources(settings: dict, dataset_dir: Path | None = None) -> list[str]:
     """The sources a prepared set's settings name: a `cxr_pool`'s pooled folders where its `folders` option is
-    recorded, a folder layout's data folder (`FOLDER_LAYOUTS`, e.g. kermany_pediatric for cxr_folder) where that is,
-    else the builder; [] where no builder is recorded."""
+    recorded, else those the paths of its images in `dataset_dir` give (`<folder>/<file>`), a folder layout's data
+    folder (`FOLDER_LAYOUTS`, e.g. kermany_pediatric for cxr_folder) where that is recorded, else the builder; []
+    where no builder is recorded."""
     from hf_datasets.builders.common import option_values
     from hf_datasets.registry import FOLDER_LAYOUTS
 
@@ -59,10 +60,30 @@ def recorded_sources(settings: dict) -> list[str]:
     folders = option_values(options.get("folders")) if isinstance(options, dict) else None
     if builder == "cxr_pool" and folders and all(isinstance(name, str) and name for name in folders):
         return folders
+    if builder == "cxr_pool" and dataset_dir is not None and (pooled := _pooled_folders(dataset_dir)):
+        return pooled
     folder = settings.get("folder")
     if builder in FOLDER_LAYOUTS and isinstance(folder, str) and folder:
         return [folder]
     return [builder]
+
+
+def _pooled_folders(dataset_dir: Path) -> list[str]:
+    """The folders a prepared `cxr_pool` set holds images of, read from its splits' `path` column (no image
+    decoded); [] where they cannot be told (no `save_to_disk` folder, no paths, a path outside any folder)."""
+    from hf_datasets.builders.cxr_pool import pooled_folders
+
+    if not (dataset_dir / "dataset_dict.json").is_file():
+        return []
+    from datasets import load_from_disk
+
+    found = {}
+    for split in load_from_disk(str(dataset_dir)).values():
+        counts = pooled_folders(split.select_columns(["path"])["path"]) if "path" in split.column_names else None
+        if counts is None:
+            return []
+        found.update(counts)
+    return list(found)
 
 
 def holds_site_identifiers(dataset_dir: Path) -> bool:
@@ -102,7 +123,7 @@ def write_dataset_card(dataset_dir, sources: list[str] | None = None, *, title: 
     saved_splits, labels = saved_splits_and_labels(dataset_dir)
     settings = prepare_settings(dataset_dir)
     if sources is None:
-        sources = recorded_sources(settings)
+        sources = recorded_sources(settings, dataset_dir)
         if not sources:
             raise ValueError(f"{dataset_dir.name!r} records no builder (no readable prepare_settings.json): name its "
                              "sources, write_dataset_card(dataset_dir, [\"kermany\"])")

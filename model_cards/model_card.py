@@ -1,15 +1,18 @@
 """`write_model_card(model_dir, run)`: the README.md of an exported model, rendered from the run that made it.
 
-The card's YAML carries a `model-index` with every numeric metric; the body documents data provenance, preprocessing
-(read from the folder's preprocessor_config.json), architecture and GMML settings (read from its config.json),
-compute, intended use, limitations, the loading snippet and citations. Missing facts render as "not recorded"; local
-paths are reduced to basenames.
+The card's YAML carries a `model-index` with every numeric metric and a licence that follows the training data's
+terms (`weights_licence`); the body documents the results of `train.evaluate` found in the folder (`evaluations`),
+apart from the training run's own, data provenance, preprocessing (read from the folder's preprocessor_config.json),
+architecture and GMML settings (read from its config.json), compute, intended use, limitations, the loading snippet
+and citations. Missing facts render as "not recorded"; local paths are reduced to basenames.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
+import re
 import struct
 from pathlib import Path
 
@@ -19,9 +22,14 @@ from modeling_cxrgm.image_processing_gmvit import SETTINGS as PROCESSOR_SETTINGS
 from modeling_cxrgm.image_processing_gmvit import GroupMaskedViTImageProcessor
 
 from .privacy import basename, find_local_paths, is_local_path, scrub
-from .sources import code, describe, lookup
+from .sources import POOLING_BUILDERS, code, describe, lookup
+
+logger = logging.getLogger(__name__)
 
 NOT_RECORDED = "not recorded"
+# the cxrgm package's licence: that of the model code files, and of the weights where all their data's terms are
+# permissive
+PACKAGE_LICENCE = "apache-2.0"
 TEMPLATE = Path(__file__).parent / "model_card_template.md"
 TASKS = {
     "pretraining": ("image-feature-extraction", "Self-supervised GMML pretraining (masked image reconstruction)"),
@@ -59,6 +67,13 @@ PER_CLASS = {
 }
 # Training bookkeeping that metrics.json may carry (and any `train_*` statistic): not evaluation results.
 BOOKKEEPING = {"epoch", "step", "num_samples", "learning_rate", "runtime", "samples_per_second", "steps_per_second"}
+# How train.evaluate scored (fields of its metrics.json beside the metrics): shown with its results, never as one.
+# Any other field that is no number is shown under its own name.
+EVALUATION_SETTINGS = {
+    "weights": "Weights scored", "label_policy": "Labels read with", "threshold": "Decision threshold",
+    "bootstrap": "Bootstrap resamples", "bootstrap_unit": "Bootstrap resampling unit",
+}
+INTERVAL = ("_ci_low", "_ci_high")  # a metric's bootstrap 95% interval: `<metric>_ci_low`, `<metric>_ci_high`
 ARCHITECTURE = (
     ("image_size", "Input size (px)"), ("patch_size", "Patch size (px)"), ("num_channels", "Input channels"),
     ("hidden_size", "Hidden size"), ("num_hidden_layers", "Blocks"), ("num_attention_heads", "Attention heads"),
@@ -144,9 +159,11 @@ def describe_metric(name: str, multi_label: bool = False, task: str | None = Non
 
 
 def _scalar_metrics(metrics: dict) -> dict:
-    """Evaluation numbers only: no bookkeeping, no confusion-matrix cells, no lists."""
+    """Evaluation numbers only: no bookkeeping or scoring settings, no confusion-matrix cells, no interval bounds, no
+    lists."""
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
-            and k not in BOOKKEEPING and not k.startswith(("train_", "confusion"))}
+            and k not in BOOKKEEPING and k not in EVALUATION_SETTINGS and not k.startswith(("train_", "confusion"))
+            and not k.endswith(INTERVAL)}
 
 
 def _confusion(metrics: dict, labels) -> tuple[list[str], list[list[str]]]:
@@ -207,6 +224,15 @@ def _all_datasets(run: dict) -> list:
     return [d for key in ("earlier_datasets", "train_datasets") if isinstance(run.get(key), list) for d in run[key]]
 
 
+def _unlisted_base_model(run: dict) -> str | None:
+    """The name of the model the run started from (its Hub repo id, or a local folder's name) where the record does
+    not list the data it was trained on (`earlier_datasets`), else None."""
+    base_model = run.get("base_model")
+    if not isinstance(base_model, str) or not base_model or run.get("earlier_datasets"):
+        return None
+    return _text(base_model if base_model.count("/") == 1 and not is_local_path(base_model) else basename(base_model))
+
+
 def _limitations(run: dict, task: str) -> list[str]:
     """Bullet points on data coverage that follow from the recorded training and evaluation sets."""
     names = [d.get("name", "") if isinstance(d, dict) else d for d in _all_datasets(run)]
@@ -253,10 +279,9 @@ def _limitations(run: dict, task: str) -> list[str]:
                      f"{_text(selection.get('evaluations'))} evaluations during training on split "
                      f"`{_text(run['eval_dataset'].get('split'))}`, the split of the results above: they are "
                      "optimistic. Measure it on images it was neither trained nor selected on.")
-    base_model = run.get("base_model")
-    if isinstance(base_model, str) and base_model and not run.get("earlier_datasets"):
-        named = base_model if base_model.count("/") == 1 and not is_local_path(base_model) else basename(base_model)
-        notes.append(f"The base model (`{_text(named)}`) was trained on data not listed here: see its card for them "
+    base_model = _unlisted_base_model(run)
+    if base_model:
+        notes.append(f"The base model (`{base_model}`) was trained on data not listed here: see its card for them "
                      "and their licences, which this model's weights are subject to as well.")
     if task == "pretraining":
         notes.append("A pretrained encoder makes no predictions by itself; fine-tune and validate it for any task.")
@@ -265,10 +290,11 @@ def _limitations(run: dict, task: str) -> list[str]:
     return notes
 
 
-def _model_index(task: str, metrics: dict, eval_dataset: dict, multi_label: bool) -> list[EvalResult]:
-    """One model-index entry per finite evaluation metric."""
-    source = lookup(eval_dataset.get("name", ""))
-    dataset_type = _text(eval_dataset.get("name")).replace(" ", "-")
+def _model_index(task: str, metrics: dict, names: list, split, multi_label: bool) -> list[EvalResult]:
+    """One model-index entry per finite evaluation metric, measured on split `split` of the data sets `names` (None
+    where not recorded)."""
+    dataset_type = "+".join(_text(name).replace(" ", "-") for name in names)
+    dataset_name = ", ".join(source.title if (source := lookup(name or "")) else _text(name) for name in names)
     results = []
     for metric, value in _scalar_metrics(metrics).items():
         number = _number(value)
@@ -276,12 +302,140 @@ def _model_index(task: str, metrics: dict, eval_dataset: dict, multi_label: bool
             continue
         metric_type, metric_name = describe_metric(metric, multi_label, task)
         results.append(EvalResult(
-            task_type=TASKS[task][0], task_name=TASKS[task][1], dataset_type=dataset_type,
-            dataset_name=source.title if source else _text(eval_dataset.get("name")),
-            dataset_split=_text(eval_dataset.get("split")), metric_type=metric_type, metric_name=metric_name,
+            task_type=TASKS[task][0], task_name=TASKS[task][1], dataset_type=dataset_type, dataset_name=dataset_name,
+            dataset_split=_text(split), metric_type=metric_type, metric_name=metric_name,
             metric_value=round(number, 6),
         ))
     return results
+
+
+def _json_object(path: Path) -> dict | None:
+    """The JSON object in `path`; None, with a warning naming it, where it cannot be read or holds none."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(value, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        logger.warning("%s/%s cannot be read (%s): the model card leaves it out", path.parent.name, path.name, error)
+        return None
+    return value
+
+
+def evaluations(model_dir) -> list[dict]:
+    """What `train.evaluate` wrote into the model folder `model_dir` (its default output, `eval-<split>/`), by folder
+    name: [{"folder": "eval-test", "split": "test", "metrics": its metrics.json, "sources": {source: images} from the
+    drift.json beside it, or None}]. A file that cannot be read is left out, with a warning naming it."""
+    found = []
+    for path in sorted(Path(model_dir).glob("eval-*/metrics.json")):
+        metrics = _json_object(path)
+        if metrics is None:
+            continue
+        drift = _json_object(path.with_name("drift.json")) if path.with_name("drift.json").is_file() else None
+        counts = (drift or {}).get("num_images")
+        sources = {str(name): int(count) for name, count in counts.items() if _number(count) is not None} \
+            if isinstance(counts, dict) else None
+        found.append({"folder": path.parent.name, "split": path.parent.name.removeprefix("eval-"),
+                      "metrics": metrics, "sources": sources or None})
+    return found
+
+
+def _evaluation_view(evaluation: dict, task: str, multi_label: bool, labels, run: dict) -> dict:
+    """What the card shows of one of `evaluations`: the split, the data (sources and images), the metrics with their
+    95% intervals, how they were scored (every other field of metrics.json) and the confusion matrix."""
+    metrics, sources = evaluation["metrics"], evaluation["sources"]
+    values = _scalar_metrics(metrics)
+    bounded = [key.removesuffix(end) for key in metrics for end in INTERVAL if key.endswith(end)]
+    rows = []
+    for key in dict.fromkeys([*values, *bounded]):
+        value, low, high = (_number(metrics.get(key + end)) for end in ("", *INTERVAL))
+        rows.append((describe_metric(key, multi_label, task)[1], "n/a" if value is None else f"{value:.4f}",
+                     f"{low:.4f} to {high:.4f}" if low is not None and high is not None else "n/a"))
+    settings = []
+    for key, value in metrics.items():
+        if key in EVALUATION_SETTINGS:
+            settings.append((EVALUATION_SETTINGS[key], _text(value)))
+        elif key == "labels_without_auroc" and isinstance(value, dict):
+            settings.append(("No AUROC (left out of the macro averages)",
+                             ", ".join(f"{code(name)} ({_text(why)})" for name, why in value.items())))
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            settings.append((code(key), _text(value)))
+    images = _number(metrics.get("num_samples"))
+    if images is None and sources:
+        images = sum(sources.values())
+    trained_splits = {str(split) for entry in run.get("train_datasets") or [] if isinstance(entry, dict)
+                      for split in entry.get("splits") or []}
+    trained_sources = run.get("train_sources") if isinstance(run.get("train_sources"), dict) else {}
+    return {
+        "folder": _text(evaluation["folder"]),
+        "split": _text(evaluation["split"]),
+        "images": _text(int(images)) if images is not None else NOT_RECORDED,
+        "data": "; ".join(f"{source.title} ({code(name)}): {count} images" if (source := lookup(name)) else
+                          f"{code(name)}: {count} images" for name, count in sources.items()) if sources else
+        "not recorded (no readable drift.json beside its metrics.json)",
+        "in_sample": bool(sources) and set(sources) <= set(trained_sources)
+        and bool(set(str(evaluation["split"]).split("+")) & trained_splits),
+        "metrics": rows,
+        "intervals": any(interval != "n/a" for _, _, interval in rows),
+        "settings": settings,
+        "confusion": _confusion(metrics, labels),
+    }
+
+
+def weights_licence(run: dict) -> tuple[dict, str]:
+    """The card's licence metadata and the text of its Licence section.
+
+    The weights follow their training data's terms (`_restricted_data`): where every data set's terms are known and
+    permissive, they carry the package's licence; otherwise `license: other`, with a `license_name` naming the data
+    whose terms apply. A licence the run record states (`license`, the publisher's choice) is the metadata's in
+    either case, and the text still says which data's terms apply to the weights."""
+    restricted = _restricted_data(run)
+    stated = run.get("license") if isinstance(run.get("license"), str) and run["license"].strip() else None
+    listed = "; ".join(text for _, text in restricted)
+    if stated:
+        metadata = {"license": stated}
+        text = f"Model weights and code: {_text(stated)}, as stated by the publisher."
+    elif restricted:
+        names = "-".join(dict.fromkeys(name for name, _ in restricted))
+        metadata = {"license": "other", "license_name": f"training-data-terms-{names}"}
+        text = (f"Model weights: subject to the terms of the data they were trained on (hence `license: other`), "
+                f"which are not all permissive: {listed}. Whoever uses the weights must respect each of them. Model "
+                f"code (the `.py` files): {PACKAGE_LICENCE}, the licence of the cxrgm package.")
+    else:
+        metadata = {"license": PACKAGE_LICENCE}
+        text = f"Model weights and code: {PACKAGE_LICENCE}."
+    if stated and restricted:
+        text += (f" The weights were trained on data whose terms are not all permissive: {listed}. Those terms apply "
+                 "to the weights as well, whatever licence is stated here.")
+    elif not restricted:
+        text += (" The terms of every training source (table above) are permissive: credit each as it asks "
+                 "(citations below).")
+    return metadata, text
+
+
+def _restricted_data(run: dict) -> list[tuple[str, str]]:
+    """The model's training data whose terms are not known to be permissive (`Source.permissive`), each as (a name
+    for a licence id, what the card says of them and their terms): public sets with restrictive terms, local data,
+    a pool whose folders were not recorded, a base model's data not listed in the record, or none recorded at all."""
+    restricted = {}
+    for entry in _all_datasets(run):
+        name = entry.get("name") if isinstance(entry, dict) else entry
+        source = lookup(name or "")
+        if source is not None and source.permissive:
+            continue
+        label = _text(name)
+        if source is not None:
+            text = f"{source.title} ({code(label)}: {source.licence})"
+        elif label in POOLING_BUILDERS:
+            text = f"images pooled by {code(label)} from folders that were not recorded (terms not known)"
+        else:
+            text = f"local data {code(label)} (terms not recorded)"
+        restricted.setdefault(re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-") or "unnamed", text)
+    base_model = _unlisted_base_model(run)
+    if base_model:
+        restricted["base-model"] = f"the base model's training data (`{base_model}`: see its card)"
+    if not _all_datasets(run):
+        restricted["unrecorded"] = "the training data (not recorded)"
+    return list(restricted.items())
 
 
 def render_model_card(model_dir, run: dict) -> ModelCard:
@@ -305,14 +459,21 @@ def render_model_card(model_dir, run: dict) -> ModelCard:
     tags = ["chest-x-ray", "radiology", "medical-imaging", "vision-transformer", "self-supervised", "gmml", "cxrgm",
             "custom_code", "research-only"]
 
+    evaluated = scrub(evaluations(model_dir))
+    # train.evaluate's results first, then the training run's own evaluation
+    measured = [(list(e["sources"] or [None]), e["split"], e["metrics"]) for e in evaluated]
+    measured.append(([eval_dataset.get("name")], eval_dataset.get("split"), metrics))
+    licence_metadata, licence_text = weights_licence(run)
+
     card_data = ModelCardData(
         model_name=repo_id.split("/")[-1],
-        license=run.get("license", "apache-2.0"),
         library_name="transformers",
         pipeline_tag=TASKS[task][0],
         tags=[tag for tag in tags if not (from_scratch and tag in ("self-supervised", "gmml"))],
         base_model=hub_base,
-        eval_results=_model_index(task, metrics, eval_dataset, multi_label) or None,
+        eval_results=[result for names, split, results in measured
+                      for result in _model_index(task, results, names, split, multi_label)] or None,
+        **licence_metadata,
     )
     preprocessing = run.get("preprocessing") if isinstance(run.get("preprocessing"), dict) else {}
     labels = config.get("id2label") or {}
@@ -359,7 +520,8 @@ def render_model_card(model_dir, run: dict) -> ModelCard:
         citations=CITATIONS,
         dataset_citations=sorted({s.citation for s in (lookup(d["name"]) for d in _dataset_rows(
             _all_datasets(run)) + [{"name": eval_dataset.get("name", "")}]) if s}),
-        licence=run.get("license", "apache-2.0"),
+        licence=licence_text,
+        evaluations=[_evaluation_view(e, task, multi_label, map(str, labels.values()), run) for e in evaluated],
     )
     leaks = find_local_paths(str(card), labels.values())
     if leaks:

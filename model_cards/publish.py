@@ -4,7 +4,8 @@ Only the files a Hub user needs are sent (weights, config, model code, processor
 any of the required ones is refused, and so is one whose text files mention a local path. Pushing to a repo that
 already holds an earlier version deletes the weights (models) or Arrow and JSON files (data sets) that the new folder
 no longer has; other files added to the repo are kept. A public push makes an existing private repo public. The card
-is pointed at the repo pushed to (usage examples, title, model-index name) and left as it was when the push fails.
+is pointed at the repo pushed to (usage examples, title, model-index name), shows the `train.evaluate` results found
+in the export (written again from its run.json), and is left as it was when the push fails.
 The token comes from the argument, else `HF_TOKEN` (or a saved `huggingface-cli login`); it is never printed.
 """
 
@@ -20,6 +21,7 @@ from huggingface_hub import CommitInfo, HfApi, get_token
 from hf_datasets.errors import InputError, InvalidInputError, MissingInputError
 
 from .dataset_card import holds_site_identifiers, prepared_with, saved_splits_and_labels
+from .model_card import evaluations, write_model_card
 from .privacy import find_local_paths, is_local_path
 
 logger = logging.getLogger(__name__)
@@ -119,6 +121,31 @@ def point_card_at(model_dir: Path, repo_id: str, revision: str | None = None) ->
     return before
 
 
+def show_evaluations(model_dir: Path) -> None:
+    """Rewrite the export's card from its run.json when `train.evaluate` has written results into the folder
+    (`eval-<split>/metrics.json`, see `model_card.evaluations`), so that the card pushed shows them; the card written
+    at export came before them. Without run.json the card is kept as it is, with a warning; a run.json that cannot
+    be read is refused, naming it."""
+    found = [evaluation["folder"] for evaluation in evaluations(model_dir)]
+    if not found:
+        return
+    run_file = model_dir / "run.json"
+    if not run_file.is_file():
+        logger.warning("%s holds train.evaluate results (%s) but no run.json to write its card from: the card pushed "
+                       "does not show them", model_dir.name, ", ".join(found))
+        return
+    try:
+        run = json.loads(run_file.read_text(encoding="utf-8"))
+        if not isinstance(run, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise InvalidInputError(f"{model_dir.name}/run.json cannot be read ({error}): the card cannot be written to "
+                                f"show the train.evaluate results in {', '.join(found)}; restore it, or move those "
+                                "folders out of the export to publish its card as it is") from error
+    write_model_card(model_dir, run)
+    logger.info("The card now shows the train.evaluate results of %s (written again from run.json)", ", ".join(found))
+
+
 def set_base_model(model_dir: Path, base_model: str) -> None:
     """Make the card name `base_model` (a Hub repo id) as the model it was fine-tuned from: its metadata's
     `base_model`, the training table's row and the limitations' note. The run recorded the repo its --init run was
@@ -180,8 +207,10 @@ def push_model(model_dir, repo_id: str, *, private: bool = True, revision: str |
     """Upload an export folder (weights, config, Hub code files, processor, README card, metrics) in one commit.
 
     The repo is created private unless `private=False`; `revision` names a branch (created when missing);
-    `base_model` (a repo id) is the model the card says it was fine-tuned from. Files outside that list (optimizer
-    states, logs, run records) stay local.
+    `base_model` (a repo id) is the model the card says it was fine-tuned from. An export holding `train.evaluate`
+    results (`eval-<split>/`) has its card written again from its run.json first, to show them
+    (`show_evaluations`). Files outside that list (optimizer states, logs, run records, evaluation folders) stay
+    local.
     """
     model_dir = Path(model_dir)
     names = model_files(model_dir)
@@ -191,20 +220,21 @@ def push_model(model_dir, repo_id: str, *, private: bool = True, revision: str |
         raise InvalidInputError(f"--base_model must be the Hub repo id of the model it was fine-tuned from "
                                 f"('user/name'), got {base_model!r}")
     token = _resolve_token(token)  # before the card changes: a push refused here leaves the export as it was
-    original = (model_dir / "README.md").read_text(encoding="utf-8")
-    if base_model:
-        set_base_model(model_dir, base_model)
-    point_card_at(model_dir, repo_id, revision)
-    card_before = None if (model_dir / "README.md").read_text(encoding="utf-8") == original else original
+    card = model_dir / "README.md"
+    original = card.read_text(encoding="utf-8")
     skipped = sorted(p.name for p in model_dir.iterdir() if p.name not in names)
     if skipped:
         logger.info("Not uploading %s", skipped)
     try:
+        show_evaluations(model_dir)
+        if base_model:
+            set_base_model(model_dir, base_model)
+        point_card_at(model_dir, repo_id, revision)
         return _push(model_dir, repo_id, "model", private=private, revision=revision, commit_message=commit_message,
                      token=token, replaced=MODEL_REPLACED, allow_patterns=names)
     except BaseException:
-        if card_before is not None:  # the repo did not get this card: the export keeps the one it had
-            (model_dir / "README.md").write_text(card_before, encoding="utf-8")
+        if card.read_text(encoding="utf-8") != original:  # the repo did not get this card: the export keeps its own
+            card.write_text(original, encoding="utf-8")
         raise
 
 

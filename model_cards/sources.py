@@ -18,6 +18,10 @@ class Source:
     population: str  # "adult", "pediatric" or "mixed"
     country: str
     citation: str
+    # the terms let anyone use, adapt and share the data, commercially too, asking attribution at most (CC BY, CC0,
+    # public domain, "no restrictions; cite"): a model of such data alone can carry the package's licence. False for
+    # non-commercial, share-alike, credentialed or research-only terms and for terms not recorded in full.
+    permissive: bool
 
 
 _NIH = Source(
@@ -27,6 +31,7 @@ _NIH = Source(
     "adult", "USA",
     "Wang X, Peng Y, Lu L, Lu Z, Bagheri M, Summers RM. ChestX-ray8: Hospital-scale chest X-ray database and "
     "benchmarks. CVPR 2017.",
+    permissive=True,
 )
 _KERMANY = Source(
     "Kermany pediatric pneumonia",
@@ -36,6 +41,7 @@ _KERMANY = Source(
     "pediatric", "China",
     "Kermany DS, Goldbaum M, et al. Identifying medical diagnoses and treatable diseases by image-based deep "
     "learning. Cell 2018;172(5):1122-1131.",
+    permissive=True,
 )
 _COHEN = Source(
     "covid-chestxray-dataset",
@@ -45,6 +51,7 @@ _COHEN = Source(
     "mixed", "multinational",
     "Cohen JP, Morrison P, Dao L, et al. COVID-19 image data collection: prospective predictions are the future. "
     "MELBA 2020.",
+    permissive=False,
 )
 
 SOURCES: dict[str, Source] = {
@@ -57,6 +64,7 @@ SOURCES: dict[str, Source] = {
         "adult", "USA",
         "Irvin J, Rajpurkar P, et al. CheXpert: A large chest radiograph dataset with uncertainty labels and expert "
         "comparison. AAAI 2019.",
+        permissive=False,
     ),
     "mimic_cxr_jpg": Source(
         "MIMIC-CXR-JPG",
@@ -65,6 +73,7 @@ SOURCES: dict[str, Source] = {
         "adult", "USA",
         "Johnson AEW, Pollard TJ, et al. MIMIC-CXR-JPG, a large publicly available database of labeled chest "
         "radiographs. arXiv:1901.07042, 2019.",
+        permissive=False,
     ),
     "padchest": Source(
         "PadChest",
@@ -73,6 +82,7 @@ SOURCES: dict[str, Source] = {
         "mixed", "Spain",
         "Bustos A, Pertusa A, Salinas JM, de la Iglesia-Vaya M. PadChest: A large chest x-ray image dataset with "
         "multi-label annotated reports. Medical Image Analysis 2020;66:101797.",
+        permissive=False,
     ),
     "vindr_cxr": Source(
         "VinDr-CXR",
@@ -81,6 +91,7 @@ SOURCES: dict[str, Source] = {
         "adult", "Vietnam",
         "Nguyen HQ, Lam K, Le LT, et al. VinDr-CXR: An open dataset of chest X-rays with radiologist's "
         "annotations. Scientific Data 2022;9:429.",
+        permissive=False,
     ),
     "rsna_pneumonia": Source(
         "RSNA Pneumonia Detection Challenge",
@@ -89,6 +100,7 @@ SOURCES: dict[str, Source] = {
         "adult", "USA",
         "Shih G, Wu CC, Halabi SS, et al. Augmenting the National Institutes of Health chest radiograph dataset with "
         "expert annotations of possible pneumonia. Radiology: AI 2019;1(1):e180041.",
+        permissive=False,
     ),
     "covidx": Source(
         "COVIDx CXR",
@@ -97,6 +109,7 @@ SOURCES: dict[str, Source] = {
         "mixed", "multinational",
         "Wang L, Lin ZQ, Wong A. COVID-Net: a tailored deep convolutional neural network design for detection of "
         "COVID-19 cases from chest X-ray images. Scientific Reports 2020;10:19549.",
+        permissive=False,
     ),
     "kermany": _KERMANY,
     "kermany_pediatric": _KERMANY,
@@ -107,14 +120,17 @@ SOURCES: dict[str, Source] = {
         "mixed", "USA",
         "Jaeger S, Candemir S, Antani S, et al. Two public chest X-ray datasets for computer-aided screening of "
         "pulmonary diseases. Quantitative Imaging in Medicine and Surgery 2014;4(6):475-477.",
+        permissive=True,
     ),
     "shenzhen": Source(
         "Shenzhen CXR set",
         "CXRs of Shenzhen No. 3 People's Hospital (TB / normal) with third-party lung masks",
-        "public, released by the U.S. National Library of Medicine; cite the authors",
+        "images public, released by the U.S. National Library of Medicine (cite the authors); the third-party lung "
+        "masks' terms are not recorded here",
         "mixed", "China",
         "Jaeger S, Candemir S, Antani S, et al. Two public chest X-ray datasets for computer-aided screening of "
         "pulmonary diseases. Quantitative Imaging in Medicine and Surgery 2014;4(6):475-477.",
+        permissive=False,
     ),
     "jsrt": Source(
         "JSRT with SCR masks",
@@ -124,6 +140,7 @@ SOURCES: dict[str, Source] = {
         "Shiraishi J, et al. Development of a digital image database for chest radiographs with and without a lung "
         "nodule. AJR 2000;174:71-74. van Ginneken B, et al. Segmentation of anatomical structures in chest "
         "radiographs using supervised methods. Medical Image Analysis 2006;10:19-40.",
+        permissive=False,
     ),
     "sample": Source(
         "cxrgm sample set",
@@ -132,6 +149,7 @@ SOURCES: dict[str, Source] = {
         "Kermany images CC BY 4.0; the CR (a pydicom-data test file) MIT",
         "mixed", "China (the Kermany images; the CR's site is not stated)",
         _KERMANY.citation,
+        permissive=True,
     ),
     "ieee8023_covid": _COHEN,
     "v7labs_covid_lungseg": Source(
@@ -140,6 +158,7 @@ SOURCES: dict[str, Source] = {
         "masks CC BY 4.0; images keep their per-image licences",
         "mixed", "multinational",
         "V7 Labs. COVID-19 X-ray lung annotations, 2020. " + _COHEN.citation,
+        permissive=False,
     ),
     "hannover_covid": Source(
         "Hannover COVID-19 CXRs",
@@ -147,6 +166,7 @@ SOURCES: dict[str, Source] = {
         "CC BY 3.0",
         "adult", "Germany",
         "Winther HB, et al. COVID-19 image repository. figshare 2020, doi:10.6084/m9.figshare.12275009.",
+        permissive=True,
     ),
     "actualmed_covid": Source(
         "Actualmed COVID-19 CXRs",
@@ -154,6 +174,7 @@ SOURCES: dict[str, Source] = {
         "research use only",
         "adult", "Spain",
         "Wang L, Lin ZQ, Wong A. COVID-Net. Scientific Reports 2020;10:19549.",
+        permissive=False,
     ),
     "figure1_covid": Source(
         "Figure 1 COVID-19 CXRs",
@@ -161,8 +182,13 @@ SOURCES: dict[str, Source] = {
         "research use only",
         "mixed", "multinational",
         "Wang L, Lin ZQ, Wong A. COVID-Net. Scientific Reports 2020;10:19549.",
+        permissive=False,
     ),
 }
+
+
+# builders whose data are the folders they pool (each named on the cards where known), not a source of their own
+POOLING_BUILDERS = ("cxr_pool",)
 
 
 def lookup(name: str) -> Source | None:
@@ -179,17 +205,23 @@ def code(name) -> str:
 def describe(name, num_images=None, builder=None) -> str:
     """The card's "Source" text for a data set name: "<title>: <description>" for a known source, else what can be
     said of local data, e.g. "local data `my_cxrs` read by the `imagefolder` builder (120 images); not one of the
-    public sets this package describes, so its origin, population and licence are not recorded"."""
+    public sets this package describes, so its origin, population and licence are not recorded". A pooling
+    builder's name (`cxr_pool`, named where the folders it pooled are not recorded) is no data set: the text says
+    that the folders are unknown."""
     source = lookup(name)
     if source:
         return f"{source.title}: {source.description}"
     label = " ".join(str(name or "").split()).replace("`", "'").replace("|", "\\|")
     if not label:
         return "not recorded"
+    count = f" ({num_images} image{'' if num_images == 1 else 's'})" \
+        if isinstance(num_images, int) and not isinstance(num_images, bool) else ""
+    if label in POOLING_BUILDERS:
+        return (f"images{count} pooled by the `{label}` builder from folders that were not recorded (no `folders` "
+                "option, and the images' paths were not read back), so their sources, population and licence are "
+                "not known")
     text = f"local data `{label}`"
     if builder and str(builder) != label:
         text += f" read by the `{' '.join(str(builder).split())}` builder"
-    if isinstance(num_images, int) and not isinstance(num_images, bool):
-        text += f" ({num_images} image{'' if num_images == 1 else 's'})"
-    return text + "; not one of the public sets this package describes, so its origin, population and licence are " \
-                  "not recorded"
+    return text + count + "; not one of the public sets this package describes, so its origin, population and " \
+                          "licence are not recorded"

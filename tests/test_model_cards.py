@@ -67,7 +67,9 @@ def card_text(classifier_dir):
 def test_card_metadata_parses_back_with_every_metric(classifier_dir, card_text):
     meta = metadata_load(classifier_dir / "README.md")
     assert meta["library_name"] == "transformers" and meta["pipeline_tag"] == "image-classification"
-    assert meta["license"] == "apache-2.0" and "base_model" not in meta  # a local path is no Hub id
+    assert "base_model" not in meta  # a local path is no Hub id
+    # the base model's training data are not listed: its terms may restrict the weights
+    assert (meta["license"], meta["license_name"]) == ("other", "training-data-terms-base-model")
     results = ModelCard.load(classifier_dir / "README.md").data.eval_results
     assert {(r.metric_type, r.metric_name, r.metric_value) for r in results} == {
         ("accuracy", "Accuracy", 0.8125), ("roc_auc", "AUROC (macro)", 0.9012),
@@ -279,6 +281,10 @@ def test_source_table_covers_every_known_name():
     assert names <= set(SOURCES)
     for source in SOURCES.values():
         assert source.licence and source.citation and source.population in {"adult", "pediatric", "mixed"}
+        assert isinstance(source.permissive, bool)
+    assert not any(SOURCES[name].permissive for name in ("chexpert", "mimic_cxr_jpg", "padchest", "vindr_cxr",
+                                                         "rsna_pneumonia", "jsrt", "covidx", "ieee8023_covid"))
+    assert all(SOURCES[name].permissive for name in ("nih", "kermany", "hannover_covid", "montgomery", "sample"))
 
 
 def test_paths_and_metric_names():
@@ -431,8 +437,19 @@ def test_dataset_card_takes_its_sources_from_the_preparation(tmp_path):
             folders=["kermany_pediatric", "hannover_covid"])
     text = write_dataset_card(tmp_path / "pooled").read_text()
     assert rows(text) == ["kermany_pediatric", "hannover_covid"] and "CC BY 3.0" in text
+    # without `folders` (every folder with a labels.csv) the pool's settings name none: the card lists those its
+    # images' paths give, not `cxr_pool` as if it were a data set, nor the pool's own folder
     prepare("cxr_pool", tmp_path / "pool", tmp_path / "every", size=32, progress=False)
-    assert rows(write_dataset_card(tmp_path / "every").read_text())[0] == "cxr_pool"
+    text = write_dataset_card(tmp_path / "every").read_text()
+    assert rows(text) == ["hannover_covid", "kermany_pediatric"] and "CC BY 3.0" in text
+    assert "`cxr_pool`" not in text and "`pool`" not in text
+    # where the paths name no folder either, the card says the pooled folders are unknown
+    DatasetDict({"train": Dataset.from_dict({"path": ["a.png"]})}).save_to_disk(tmp_path / "flat")
+    (tmp_path / "flat" / "prepare_settings.json").write_text(json.dumps({"dataset": "cxr_pool", "options": {},
+                                                                          "folder": "pool"}))
+    text = write_dataset_card(tmp_path / "flat").read_text()
+    assert rows(text) == ["cxr_pool"] and "local data `cxr_pool`" not in text
+    assert "| cxr_pool | images pooled by the `cxr_pool` builder from folders that were not recorded" in text
     prepare("cxr_folder", tmp_path / "pool" / "kermany_pediatric", tmp_path / "folder", size=32, progress=False,
             split_fractions={"train": 1.0})
     assert metadata_load(write_dataset_card(tmp_path / "folder"))["license"] == "cc-by-4.0"
@@ -456,3 +473,135 @@ def test_dataset_card_states_the_image_size_and_bit_depth_of_the_shards(tmp_path
                 f"values 0 to\n{maximum}).") in text
     DatasetDict({"train": Dataset.from_dict({"patient_id": ["a"]})}).save_to_disk(tmp_path / "saved")
     assert "Image size and bit depth: not recorded." in write_dataset_card(tmp_path / "saved", ["kermany"]).read_text()
+
+
+def test_the_licence_of_a_cards_weights_follows_the_terms_of_their_training_data(classifier_dir):
+    """Every card said `license: apache-2.0` unless the run record named another: a model trained on CheXpert
+    (non-commercial research use) was published under a licence that allows commercial use. The default follows the
+    data now: the package's licence where every source's terms are known and permissive, else `other`, naming the
+    data whose terms apply; a licence the record states is kept, and the text still names those terms."""
+    from huggingface_hub import ModelCardData
+
+    kermany = {"name": "kermany_pediatric", "num_images": 378, "splits": ["train"], "label_policy": "default"}
+    permissive = {**RUN, "train_datasets": [kermany, {"name": "hannover_covid", "num_images": 20}],
+                  "training": {**RUN["training"], "init": "random"}}
+    permissive.pop("base_model")
+
+    def card(run):  # (metadata, Licence section on one line, card)
+        text = write_model_card(classifier_dir, run).read_text()
+        loaded = ModelCard.load(classifier_dir / "README.md")  # what the Hub reads: it parses, model-index too
+        assert loaded.data.eval_results and ModelCardData(**loaded.data.to_dict()).license == loaded.data.license
+        licence = " ".join(text.split("## Licence")[1].split("## Citation")[0].split())
+        return metadata_load(classifier_dir / "README.md"), licence, text
+
+    meta, licence, text = card(permissive)
+    assert meta["license"] == "apache-2.0" and "license_name" not in meta
+    assert licence.startswith("Model weights and code: apache-2.0. The terms of every training source")
+
+    restricted = {**permissive, "earlier_datasets": [{"name": "chexpert", "num_images": 500, "stage": "pretraining"}],
+                  "train_datasets": [kermany, {"name": "my_clinic_cxrs", "num_images": 30}]}
+    meta, licence, text = card(restricted)
+    assert (meta["license"], meta["license_name"]) == ("other", "training-data-terms-chexpert-my-clinic-cxrs")
+    assert ("subject to the terms of the data they were trained on (hence `license: other`), which are not all "
+            "permissive: CheXpert (`chexpert`: Stanford University CheXpert Dataset Research Use Agreement "
+            "(non-commercial)); local data `my_clinic_cxrs` (terms not recorded).") in licence
+    assert "Kermany" not in licence  # CC BY 4.0: no restriction to name
+    assert "Model code (the `.py` files): apache-2.0" in licence
+
+    meta, licence, text = card({**restricted, "license": "mit"})  # the publisher's choice wins, the data's terms stay
+    assert meta["license"] == "mit" and "license_name" not in meta
+    assert licence.startswith("Model weights and code: mit, as stated by the publisher.")
+    assert "CheXpert (`chexpert`: Stanford University CheXpert Dataset Research Use Agreement (non-commercial))" \
+        in licence and "Those terms apply to the weights as well, whatever licence is stated here." in licence
+    meta, licence, text = card({**permissive, "license": "cc-by-4.0"})
+    assert meta["license"] == "cc-by-4.0" and "not all permissive" not in licence
+
+    # a Hub base model whose data the record does not list, and a pool whose folders were not recorded
+    meta, licence, text = card({**permissive, "base_model": "alice/gmml-cxr", "training": {**RUN["training"]},
+                          "train_datasets": [{"name": "cxr_pool", "num_images": 40, "builder": "cxr_pool"}]})
+    assert meta["license_name"] == "training-data-terms-cxr-pool-base-model"
+    assert "images pooled by `cxr_pool` from folders that were not recorded (terms not known); the base model's " \
+           "training data (`alice/gmml-cxr`: see its card)" in licence
+    assert "| cxr_pool | images (40 images) pooled by the `cxr_pool` builder from folders that were not recorded" \
+        in text and "local data `cxr_pool`" not in text
+
+
+def evaluate_outputs(folder, split, names, sources, bootstrap, seed=0, text=None):
+    """What train.evaluate writes into a model folder for `split` (its functions, on random scores): metrics.json
+    and drift.json in `eval-<split>`, for single-label classes `names` and images of `sources`. Returns metrics."""
+    import datasets
+
+    from train.evaluate import drift_report
+    from train.export import write_metrics
+    from train.metrics import compute_metrics
+
+    rng = np.random.default_rng(seed)
+    labels = np.arange(len(sources)) % len(names)
+    scores = rng.random((len(sources), len(names))) + np.eye(len(names))[labels] * 0.5
+    results = {"probabilities": scores / scores.sum(1, keepdims=True), "labels": labels,
+               "index": np.arange(len(sources))}
+    metrics = compute_metrics("classification", results, names, True, bootstrap)
+    write_metrics(metrics, folder / f"eval-{split}" / "metrics.json", text=text)
+    drift = drift_report("classification", results, datasets.Dataset.from_dict({"source": sources}), names, True)
+    (folder / f"eval-{split}" / "drift.json").write_text(json.dumps(drift))
+    return json.loads((folder / f"eval-{split}" / "metrics.json").read_text())
+
+
+def test_card_shows_train_evaluate_results_with_their_intervals_apart_from_the_runs(classifier_dir, tmp_path,
+                                                                                   caplog):
+    """The card carried the training run's own evaluation only, never what `train.evaluate` measured on a held-out
+    split afterwards. It shows those results now (found in the folder, train.evaluate's default output), with their
+    bootstrap intervals, the split and the sources they were computed on, under their own heading; the training
+    run's evaluation keeps its own. Fields of metrics.json it does not know are shown as they are."""
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(classifier_dir, folder)
+    sources = ["kermany"] * 8 + ["nih"] * 4
+    held_out = evaluate_outputs(folder, "test", ["normal", "pneumonia"], sources, bootstrap=50,
+                                text={"label_policy": "labels=default"})
+    assert held_out["accuracy_ci_low"] <= held_out["accuracy"] <= held_out["accuracy_ci_high"]
+    evaluate_outputs(folder, "validation", ["normal", "pneumonia"], ["kermany"] * 6, bootstrap=0, seed=1)
+    (folder / "eval-validation" / "drift.json").unlink()
+    validation = json.loads((folder / "eval-validation" / "metrics.json").read_text())
+    (folder / "eval-validation" / "metrics.json").write_text(json.dumps(  # fields a later version may add
+        {**validation, "threshold": 0.5, "bootstrap_unit": "patient", "calibration_bins": [0.1, 0.9]}))
+    (folder / "eval-broken").mkdir()
+    (folder / "eval-broken" / "metrics.json").write_text("{")
+
+    text = write_model_card(folder, RUN).read_text()
+    assert "eval-broken/metrics.json cannot be read" in caplog.text
+    results = text.split("## Evaluation results")[1].split("## How to use")[0]
+    test, validation_part, run_part = (" ".join(part.split()) for part in results.split("\n### ")[1:])
+    assert test.startswith("Split `test`, scored with `train.evaluate` Scored after training by `python -m "
+                           "train.evaluate` (its `eval-test/metrics.json`): 12 images of split `test`; data: Kermany "
+                           "pediatric pneumonia (`kermany`): 8 images; NIH ChestX-ray14 (`nih`): 4 images.")
+    assert "| Metric | Value | 95% interval (bootstrap) |" in test
+    for key, name in (("accuracy", "Accuracy"), ("auroc_macro", "AUROC (macro)")):
+        assert (f"| {name} | {held_out[key]:.4f} | {held_out[key + '_ci_low']:.4f} to "
+                f"{held_out[key + '_ci_high']:.4f} |") in test
+    assert f"| Sensitivity (pneumonia) | {held_out['sensitivity/pneumonia']:.4f} | n/a |" in test
+    assert "ci low" not in text.lower() and "Num samples" not in text
+    assert "- Labels read with: labels=default" in test
+    assert "| | normal | pneumonia |" in test
+    assert validation_part.startswith("Split `validation`, scored with `train.evaluate`")
+    assert "6 images of split `validation`; data: not recorded (no readable drift.json beside its metrics.json)" \
+        in validation_part and "No bootstrap intervals in its metrics.json" in validation_part
+    assert "- Decision threshold: 0.5 - Bootstrap resampling unit: patient - `calibration_bins`: 0.1, 0.9" \
+        in validation_part and "| Decision threshold |" not in text
+    assert run_part.startswith("The training run's evaluation Evaluated on **Kermany pediatric pneumonia** "
+                               "(`kermany_pediatric`), split `test`, 16 images. | Metric | Value |")
+    assert "| Accuracy | 0.8125 |" in run_part and "train.evaluate" not in run_part
+
+    index = {(r.dataset_type, r.dataset_split, r.metric_name): r.metric_value
+             for r in ModelCard.load(folder / "README.md").data.eval_results}
+    assert index[("kermany+nih", "test", "Accuracy")] == round(held_out["accuracy"], 6)
+    assert index[("not-recorded", "validation", "Accuracy")] == round(validation["accuracy"], 6)
+    assert index[("kermany_pediatric", "test", "Accuracy")] == 0.8125  # the training run's, as before
+    assert not any(name.endswith("ci low") or name == "Decision threshold" for _, _, name in index)
+
+    # a model evaluated on the split it was trained on, of its own sources, is said to be scored on what it learnt
+    trained = {**RUN, "train_sources": {"kermany": 300, "nih": 78},
+               "train_datasets": [{**RUN["train_datasets"][0], "splits": ["train", "test"]}]}
+    assert "these results are on images it learned from" in write_model_card(folder, trained).read_text()
+    assert "these results are on images it learned from" not in text

@@ -152,9 +152,10 @@ def export(tmp_path_factory):
     metrics = {"accuracy": 0.8125, "auroc_macro": 0.9, "sensitivity_pneumonia": 0.75}
     (folder / "metrics.json").write_text(json.dumps(metrics))
     (folder / "optimizer.pt").write_bytes(b"local only")
-    (folder / "run.json").write_text(json.dumps({"output_dir": str(folder)}))
-    write_model_card(folder, {"task": "classification", "metrics": metrics, "repo_id": "alice/cxrgm-tiny",
-                              "eval_dataset": {"name": "kermany_pediatric", "split": "test", "num_images": 16}})
+    run = {"task": "classification", "metrics": metrics, "repo_id": "alice/cxrgm-tiny",
+           "eval_dataset": {"name": "kermany_pediatric", "split": "test", "num_images": 16}}
+    (folder / "run.json").write_text(json.dumps({**run, "output_dir": str(folder)}))
+    write_model_card(folder, run)
     return folder
 
 
@@ -163,6 +164,11 @@ def test_push_commits_exactly_the_export_files_and_the_card_parses_back(export, 
 
     folder = tmp_path / "export"  # the push points the card at its branch: the other tests' export stays as it was
     shutil.copytree(export, folder)
+    # train.evaluate's results in the export (its default output): shown on the card pushed, not uploaded themselves
+    (folder / "eval-test").mkdir()
+    (folder / "eval-test" / "metrics.json").write_text(json.dumps(
+        {"accuracy": 0.7, "accuracy_ci_low": 0.6, "accuracy_ci_high": 0.8, "num_samples": 10.0}))
+    (folder / "eval-test" / "drift.json").write_text(json.dumps({"num_images": {"kermany": 10}}))
     result, record = push(["--model_dir", str(folder), "--repo_id", "alice/cxrgm-tiny", "--revision", "v1",
                            "--commit_message", "tiny classifier"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -181,12 +187,14 @@ def test_push_commits_exactly_the_export_files_and_the_card_parses_back(export, 
     assert commit["files"]["model.safetensors"] == {"kind": "lfs", "uploaded": True}
 
     card = ModelCard(commit["files"]["README.md"]["text"])
-    results = {r.metric_name: r.metric_value for r in card.data.eval_results}
-    assert results == {"Accuracy": 0.8125, "AUROC (macro)": 0.9, "Sensitivity (pneumonia)": 0.75}
-    assert {r.dataset_type for r in card.data.eval_results} == {"kermany_pediatric"}
+    results = {(r.dataset_type, r.metric_name): r.metric_value for r in card.data.eval_results}
+    assert results == {("kermany_pediatric", "Accuracy"): 0.8125, ("kermany_pediatric", "AUROC (macro)"): 0.9,
+                       ("kermany_pediatric", "Sensitivity (pneumonia)"): 0.75, ("kermany", "Accuracy"): 0.7}
     assert {r.dataset_split for r in card.data.eval_results} == {"test"}
     assert card.data.pipeline_tag == "image-classification" and card.data.library_name == "transformers"
-    assert "Not for clinical use" in card.text
+    assert card.data.license == "other" and card.data.license_name == "training-data-terms-unrecorded"
+    assert "Not for clinical use" in card.text and "| Accuracy | 0.7000 | 0.6000 to 0.8000 |" in card.text
+    assert (folder / "README.md").read_text() == commit["files"]["README.md"]["text"]
     for entry in commit["files"].values():
         assert str(tmp_path.parent) not in entry.get("text", "")
 
@@ -228,6 +236,28 @@ def test_a_push_the_hub_refuses_leaves_the_local_card_as_it_was(export, tmp_path
     before = (folder / "README.md").read_text()
     result, record = push(["--model_dir", str(folder), "--repo_id", "bob/pneumonia"], tmp_path, refuse_commits=True)
     assert result.returncode != 0 and "403" in result.stderr and record["commits"] == []
+    assert (folder / "README.md").read_text() == before
+
+
+def test_an_export_whose_card_cannot_be_written_again_keeps_it_or_is_refused(export, tmp_path, caplog):
+    """The card shows train.evaluate's results by being written again from the export's run.json: without one the
+    card is kept, with a warning; one that cannot be read is refused, naming it."""
+    from hf_datasets.errors import InvalidInputError
+    from model_cards.publish import show_evaluations
+
+    folder = tmp_path / "export"
+    shutil.copytree(export, folder)
+    before = (folder / "README.md").read_text()
+    show_evaluations(folder)  # no results: the card stays
+    assert (folder / "README.md").read_text() == before
+    (folder / "eval-test").mkdir()
+    (folder / "eval-test" / "metrics.json").write_text(json.dumps({"accuracy": 0.7}))
+    (folder / "run.json").write_text("{")
+    with pytest.raises(InvalidInputError, match=r"export/run.json cannot be read .*results in eval-test"):
+        show_evaluations(folder)
+    (folder / "run.json").unlink()
+    show_evaluations(folder)
+    assert "holds train.evaluate results (eval-test) but no run.json" in caplog.text
     assert (folder / "README.md").read_text() == before
 
 

@@ -91,7 +91,22 @@ def test_evaluate_script_reproduces_training_metrics_and_reports_drift(runs, tmp
     trained = json.loads((root / "ft" / "model" / "run.json").read_text())["train_sources"]
     assert drift["trained_on"] == ["kermany"] and trained == {"kermany": sum(trained.values())}
     assert drift["metrics"]["kermany"]["accuracy_ci_low"] <= out["accuracy"]  # intervals per source too
-    assert json.loads((tmp_path / "metrics.json").read_text())["num_samples"] == 4
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert written["num_samples"] == 4
+
+    # in the model folder (train.evaluate's default output), the results go on the model's card, with their intervals
+    from model_cards import write_model_card
+
+    model = shutil.copytree(root / "ft" / "model", tmp_path / "model")
+    for name in ("metrics.json", "drift.json"):
+        (model / "eval-test").mkdir(exist_ok=True)
+        shutil.copyfile(tmp_path / name, model / "eval-test" / name)
+    card = " ".join(write_model_card(model, json.loads((model / "run.json").read_text())).read_text().split())
+    assert "scored with `train.evaluate` Scored after training by `python -m train.evaluate` (its " \
+           "`eval-test/metrics.json`): 4 images of split `test`; data: Kermany pediatric pneumonia (`kermany`): 4 " \
+           "images." in card
+    assert (f"| AUROC (macro) | {written['auroc_macro']:.4f} | {written['auroc_macro_ci_low']:.4f} to "
+            f"{written['auroc_macro_ci_high']:.4f} |") in card
 
 
 def test_evaluate_of_a_pretraining_model_reproduces_its_runs_loss_by_default(tmp_path):

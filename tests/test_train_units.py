@@ -1028,6 +1028,21 @@ def test_card_of_a_model_pretrained_on_a_pool_lists_the_pooled_folders(tmp_path)
     run = model_card_run(args, SimpleNamespace(num_processes=1), processor, [0] * 4, [0] * 4, 1.0, 2.0)
     assert [d["name"] for d in run["train_datasets"]] == ["my_clinic", "nih_cxr14"]
 
+    # prepared without `folders`, which prepare_settings.json then records none of: the rows' paths name them
+    from hf_datasets.prepare import prepare
+
+    prepare("cxr_pool", tmp_path / "pool", tmp_path / "prepared", size=32, progress=False)
+    args = TrainArgs(task="pretraining", prepared_dir=str(tmp_path / "prepared"), eval_split=None)
+    train_set = data.CXRDataset(data.load_splits(None, None, args.prepared_dir)["train"], processor, "pretraining")
+    run = model_card_run(args, SimpleNamespace(num_processes=1), processor, train_set, train_set, 1.0, 2.0)
+    assert [(d["name"], d["num_images"]) for d in run["train_datasets"]] == [("my_clinic", 2), ("nih_cxr14", 2)]
+    # where nothing names them (no rows, no `folders`, no pool folder at hand), the card says they are unknown:
+    # neither "local data `cxr_pool`" nor the pool's own folder (`pool`) as if they were data sets
+    run = model_card_run(args, SimpleNamespace(num_processes=1), processor, [0] * 4, [0] * 4, 1.0, 2.0)
+    card = write_model_card(tmp_path / "m", run).read_text()
+    assert "| cxr_pool | images (4 images) pooled by the `cxr_pool` builder from folders that were not recorded" in card
+    assert "local data `cxr_pool`" not in card and "`pool`" not in card
+
 
 def test_training_time_adds_up_over_resumes():
     """The card's duration is the whole run's, not only the part after the last resume."""

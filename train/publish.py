@@ -4,7 +4,9 @@
     HF_TOKEN=... python -m train.publish --dataset_dir prepared/kermany --repo_id user/kermany-cxrgm --public
 
 Repos are private unless --public. The model folder must hold weights, config.json, the model code files and
-README.md (the card written at export); only those files plus the processor config and metrics.json are sent.
+README.md (the card written at export); only those files plus the processor config and metrics.json are sent. An
+export holding train.evaluate results (`eval-<split>/`, its default output) has its card written again from its
+run.json first, to show them.
 """
 
 from __future__ import annotations

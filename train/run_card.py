@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from hf_datasets.builders.cxr_pool import pooled_folders
 from hf_datasets.registry import FOLDER_LAYOUTS
 
 from . import data
@@ -68,11 +69,8 @@ def model_card_run(args: TrainArgs, accelerator, processor, train_set, eval_set,
         options = ((prepared or {}).get("options") if args.prepared_dir else args.dataset_options) or {}
         members = []
         if paths is not None and rows is not None:
-            paths, counts = paths["path"], {}
-            for i in rows:
-                parts = Path(paths[i] or "").parts
-                counts[parts[0] if len(parts) > 1 else None] = counts.get(parts[0] if len(parts) > 1 else None, 0) + 1
-            members = [] if None in counts else list(counts.items())  # a path outside any folder: not a pool's
+            column = paths["path"]
+            members = list((pooled_folders(column[i] for i in rows) or {}).items())
         if not members:
             folders = options.get("folders")
             if not folders and args.data_dir and Path(args.data_dir).is_dir():

@@ -27,6 +27,18 @@ def _stem(name: str) -> str:
     return Path(name).stem
 
 
+def pooled_folders(paths) -> dict[str, int] | None:
+    """Images per pooled folder, in order of first appearance, of rows of a pool given by their `path`s
+    (`<folder>/<file>`, relative to the pool's data_dir); None when one lies outside any folder (not a pool's row)."""
+    counts = {}
+    for path in paths:
+        parts = Path(path or "").parts
+        if len(parts) < 2:
+            return None
+        counts[parts[0]] = counts.get(parts[0], 0) + 1
+    return counts
+
+
 def build(data_dir, folders: list[str] | None = None, join_column: str = "ieee8023_filename",
           join_folder: str = "ieee8023_covid", exclude_patients: list[str] | None = None) -> Recipe:
     root = Path(data_dir)
