@@ -14,7 +14,9 @@ PIL images are turned upright as their EXIF Orientation says. A 16-bit colour or
 Integers are scaled by their real bit depth: the depth a PNG states (hf_datasets' 16-bit images: 16), else 8 for
 uint8; for wider integers `bit_depth` if given, else the smallest of 8..16 bits that holds the image's largest value
 (PadChest: 12 bits stored in 16); 16-bit images are never clipped to 8 bits. RGB becomes grey by luminance when
-`num_channels` is 1 (pipelines hand over RGB); grey is replicated when it is 3.
+`num_channels` is 1 (pipelines hand over RGB); grey is replicated when it is 3. An 8-bit image's resized values are
+rounded to 8 bits (multiples of 1/255), as training stores them, so that training, evaluation and prediction give
+the model the same input for the same image.
 
 This file is copied next to the weights by `save_pretrained`, so it imports only torch, numpy and transformers (and
 Pillow's ImageOps for a PIL image given).
@@ -103,6 +105,12 @@ def _equalize(tensor: torch.Tensor) -> torch.Tensor:
     return (below_or_equal.to(torch.float32) / flat.numel()).view_as(tensor)
 
 
+def _eight_bit_levels(tensor: torch.Tensor) -> torch.Tensor:
+    """Unit-range values -> the nearest of the 256 levels of 8 bits (k / 255): a resized (or luminance, or
+    equalised) 8-bit image holds no finer values than its pixels, and training stores such images as 8 bits."""
+    return tensor.mul(255).round_().div_(255)
+
+
 def _is_pil(image) -> bool:
     return hasattr(image, "mode") and hasattr(image, "size") and hasattr(image, "getbands")
 
@@ -129,9 +137,10 @@ def _bits_used(tensor: torch.Tensor) -> int:
     return min(16, max(8, top.bit_length()))
 
 
-def _to_unit_float(array, bit_depth: int | None) -> torch.Tensor:
-    """Integer, float or bool array/tensor -> float32 tensor in [0, 1], integers scaled by the real bit depth:
-    8 for uint8, else `bit_depth` when given and the bits used (`_bits_used`) otherwise; bool is 0 / 1."""
+def _to_unit_float(array, bit_depth: int | None) -> tuple[torch.Tensor, bool]:
+    """Integer, float or bool array/tensor -> (float32 tensor in [0, 1], whether it is 8-bit: uint8), integers
+    scaled by the real bit depth: 8 for uint8, else `bit_depth` when given and the bits used (`_bits_used`)
+    otherwise; bool is 0 / 1."""
     if isinstance(array, np.ndarray):
         if array.dtype.kind not in "buif":
             raise TypeError(f"Unsupported image dtype {array.dtype}")
@@ -156,11 +165,11 @@ def _to_unit_float(array, bit_depth: int | None) -> torch.Tensor:
                 "Float images must be in [0, 1]; got values in "
                 f"[{tensor.min().item():.3g}, {tensor.max().item():.3g}]. Pass integers to scale by bit depth."
             )
-        return tensor
+        return tensor, False
     depth = 8 if eight_bit else bit_depth or _bits_used(tensor)
     if tensor.min() < 0 or tensor.max() > 2**depth - 1:
         raise ValueError(f"Integer image values must lie in 0..{2**depth - 1} for a bit depth of {depth}")
-    return tensor.to(torch.float32) / float(2**depth - 1)
+    return tensor.to(torch.float32) / float(2**depth - 1), eight_bit
 
 
 def _is_channels_last_tensor(tensor: torch.Tensor) -> bool:
@@ -332,19 +341,19 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
         settings = {name: kwargs.pop(name) for name in SETTINGS if name in kwargs}
         return super().from_dict({**image_processor_dict, **settings}, **kwargs)
 
-    def to_unit_tensor(self, image, input_data_format=None) -> torch.Tensor:
-        """One image -> float32 (num_channels, H, W) in [0, 1]; `input_data_format` says where an array's or tensor's
-        channels are (see the module docstring)."""
+    def to_unit_tensor(self, image, input_data_format=None) -> tuple[torch.Tensor, bool]:
+        """One image -> (float32 (num_channels, H, W) in [0, 1], whether the image is 8-bit); `input_data_format`
+        says where an array's or tensor's channels are (see the module docstring)."""
         data_format = _data_format(input_data_format)
         if _is_pil(image):
             image = _full_depth(image)
             array = _pil_to_array(_upright(image))
-            tensor, from_numpy = _to_unit_float(array, _stated_bits(image) or self.bit_depth), True
+            (tensor, eight_bit), from_numpy = _to_unit_float(array, _stated_bits(image) or self.bit_depth), True
             data_format = "channels_last"  # (H, W[, C]) whatever was said of arrays and tensors
         elif isinstance(image, np.ndarray):
-            tensor, from_numpy = _to_unit_float(image, self.bit_depth), True
+            (tensor, eight_bit), from_numpy = _to_unit_float(image, self.bit_depth), True
         elif isinstance(image, torch.Tensor):
-            tensor, from_numpy = _to_unit_float(image.detach().cpu(), self.bit_depth), False
+            (tensor, eight_bit), from_numpy = _to_unit_float(image.detach().cpu(), self.bit_depth), False
         else:
             raise TypeError(f"Unsupported image type {type(image).__name__}; pass PIL images, numpy arrays or tensors")
         tensor = _channels_first(tensor, from_numpy, data_format)
@@ -353,7 +362,7 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
             tensor = (tensor * luma).sum(0, keepdim=True)
         elif tensor.shape[0] == 1 and self.num_channels == 3:
             tensor = tensor.expand(3, -1, -1)
-        return _equalize(tensor) if self.equalize else tensor
+        return (_equalize(tensor) if self.equalize else tensor), eight_bit
 
     def _geometry(self, height: int, width: int) -> tuple[int, int, int, int]:
         """(resized_h, resized_w, top, left) of an image of that size inside the output square."""
@@ -428,7 +437,8 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
         if not batch:
             raise ValueError("No images given")
         unit = [self.to_unit_tensor(image, data_format) for image in batch]
-        pixel_values = torch.stack([self._fit(tensor, "bilinear", 0.0) for tensor in unit])
+        fitted = [(self._fit(tensor, "bilinear", 0.0), eight_bit) for tensor, eight_bit in unit]
+        pixel_values = torch.stack([_eight_bit_levels(tensor) if eight_bit else tensor for tensor, eight_bit in fitted])
         if do_normalize:
             mean = torch.tensor(self.image_mean)[None, :, None, None]
             std = torch.tensor(self.image_std)[None, :, None, None]
@@ -441,7 +451,7 @@ class GroupMaskedViTImageProcessor(BaseImageProcessor):
                 hint = (f"; a {tuple(images.shape)} {type(images).__name__} is one image with its channels (see "
                         "input_data_format): pass grey images as a list or a (B, 1, H, W) batch") if one_stack else ""
                 raise ValueError(f"Got {len(batch)} images but {len(maps)} segmentation maps{hint}")
-            data["labels"] = torch.stack([self._label_map(m, tensor.shape[1:]) for m, tensor in zip(maps, unit)])
+            data["labels"] = torch.stack([self._label_map(m, tensor.shape[1:]) for m, (tensor, _) in zip(maps, unit)])
         if return_tensors == "np":
             data = {key: value.numpy() for key, value in data.items()}
         elif return_tensors not in ("pt", None):

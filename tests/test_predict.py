@@ -6,7 +6,9 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from hf_datasets.builders.sample import sample_files
@@ -152,8 +154,6 @@ def test_masks_of_files_differing_only_in_suffix_are_kept_apart(tmp_path):
 def test_a_float_tiff_of_counts_is_predicted_as_data_sets_read_it(tmp_path):
     """A float TIFF holding 12-bit counts was refused by the image processor (floats must be in [0, 1]); it is read
     as data sets read it (counts over 65535, then scaled by the bits they use), so predict and training agree."""
-    import numpy as np
-
     from hf_datasets.images import pil_to_grey, to_bits
 
     counts = np.tile(np.linspace(0.0, 4095.0, 20, dtype=np.float32), (16, 1))
@@ -261,6 +261,28 @@ def test_a_threshold_is_refused_where_it_would_change_nothing_and_applied_where_
                               "--threshold", threshold])
         predicted[threshold] = rows(table)[0]["predicted"]
     assert predicted == {"0.0": "effusion;mass", "1.0": ""}
+    with pytest.raises(ValueError, match=r"--threshold 1.5: a probability, from 0 to 1"):
+        predict.main(["--model", multi, "--inputs", image, "--output", str(tmp_path / "x.csv"), "--threshold", "1.5"])
+
+
+def test_evaluation_and_prediction_give_an_image_the_same_probability(tmp_path):
+    """Evaluation rounded a resized 8-bit image to 8 bits, as training stores it, and prediction did not: the same
+    image's probabilities differed (~2e-5, enough to flip a near tie). The processor now gives an 8-bit image in 8-bit
+    levels, to training, evaluation and prediction alike."""
+    from accelerate import Accelerator
+
+    from train import data, evaluate
+    from train.config import EvalArgs
+
+    torch.manual_seed(0)
+    model_dir = pneumonia_classifier(tmp_path / "model")
+    model, processor, task = evaluate.load_model(model_dir)
+    test = data.split(data.load_splits("sample", None, None), "test")  # real 8-bit JPEGs, resized to 32 px
+    results = evaluate.score(Accelerator(cpu=True), model, processor, test, None, task, True,
+                             EvalArgs(batch_size=4, seed=0))
+    files = [sample_files()[Path(path).name] for path in test["path"]]
+    predicted = [probabilities for _, _, probabilities in predict.predict(model_dir, files, device="cpu")]
+    np.testing.assert_allclose(results["probabilities"][np.argsort(results["index"])], predicted, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("flag, value, message", [("--on_error", "skipp", "--on_error"), ("--batch_size", "0", "--batch_size"),
@@ -319,8 +341,6 @@ def test_an_image_the_processor_refuses_is_named_and_can_be_skipped(tmp_path):
     """A full-range 16-bit PNG given to a model whose processor reads 12 bits: the processor's error stopped the run
     without naming the file, even with --on_error skip."""
     import io
-
-    import numpy as np
 
     from hf_datasets.errors import DataError
 

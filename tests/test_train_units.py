@@ -375,6 +375,16 @@ def test_dice_and_iou():
     assert out["iou/lungs"] == pytest.approx((3 / 6 + 1) / 2)
 
 
+def test_a_one_label_segmenters_mask_is_cut_at_the_threshold():
+    """evaluate --threshold is a one-label segmenter's mask cut, as predict's is: the pixels of probability above it."""
+    from train.engine import mask_counts
+
+    logits = torch.tensor([[[[-3.0, -0.5, 0.5, 3.0]]]])  # (1, 1, 1, 4): probabilities 0.05, 0.38, 0.62, 0.95
+    labels = torch.ones(1, 1, 4, dtype=torch.uint8)
+    predicted = {cut: int(mask_counts(logits, labels, threshold=cut)["predicted"]) for cut in (0.0, 0.3, 0.5, 0.7, 1.0)}
+    assert predicted == {0.0: 4, 0.3: 3, 0.5: 2, 0.7: 1, 1.0: 0}
+
+
 @pytest.mark.parametrize("channels", [1, 2])
 def test_mask_counts_leave_out_ignored_pixels(channels):
     from train.engine import mask_counts
@@ -1386,9 +1396,10 @@ def test_card_names_prepared_data_after_the_set_it_was_prepared_from(tmp_path):
     assert data_name(TrainArgs(dataset="nih", data_dir="/data/ChestX-ray14")) == "nih"
 
 
-def _evaluate_on_relabelled_sample(tmp_path, names, single_label, set_names, labels):
-    """train.evaluate's metrics of a tiny untrained classifier of `names` on the sample set's test split relabelled
-    as `set_names` with `labels`, and its metrics.json and drift.json."""
+def _evaluate_on_relabelled_sample(tmp_path, names, single_label, set_names, labels, options=(), patients=None):
+    """train.evaluate's metrics of a tiny untrained classifier of `names` on the sample set's test split (4 images of
+    4 patients) relabelled as `set_names` with `labels` (and with the patient ids `patients`, if given), with
+    `options` added to its command line, and its metrics.json and drift.json."""
     import datasets
 
     from hf_datasets import build_dataset
@@ -1405,9 +1416,11 @@ def _evaluate_on_relabelled_sample(tmp_path, names, single_label, set_names, lab
     test = build_dataset("sample")["test"]
     feature = datasets.List(datasets.Value("float32"), length=len(set_names))
     test = test.remove_columns("labels").add_column("labels", labels[:len(test)], feature=feature)
+    if patients is not None:
+        test = test.remove_columns("patient_id").add_column("patient_id", patients, feature=datasets.Value("string"))
     datasets.DatasetDict({"test": with_label_names(test, set_names)}).save_to_disk(tmp_path / "data")
     out = evaluate_script.main(["--model", str(tmp_path / "model"), "--prepared_dir", str(tmp_path / "data"),
-                                "--bootstrap", "0", "--output_dir", str(tmp_path / "eval")])
+                                "--bootstrap", "0", "--output_dir", str(tmp_path / "eval"), *options])
     return out, *(json.loads((tmp_path / "eval" / name).read_text()) for name in ("metrics.json", "drift.json"))
 
 
@@ -1438,6 +1451,109 @@ def test_evaluation_says_how_exclusive_classes_the_set_lacks_are_scored(tmp_path
         in capsys.readouterr().out
     assert "specificity/covid" in out and "auroc/covid" not in out
     assert saved["labels_without_auroc"] == {"covid": "not in the data set"}
+
+
+def test_evaluation_decides_multi_label_findings_at_the_threshold_given(tmp_path):
+    """train.evaluate had no --threshold: a multi-label model's sensitivity, specificity, F1 and accuracy were those of
+    decisions at 0.5, whatever the threshold train.predict --threshold used it at. Its metrics.json says which."""
+    names = ["Atelectasis", "Edema"]
+    labels = [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 0.0]]
+    at = {}
+    for cut in ("0", "1"):
+        torch.manual_seed(0)  # the same model
+        at[cut] = _evaluate_on_relabelled_sample(tmp_path / cut, names, False, names, labels, ["--threshold", cut])
+    for cut, every in (("0", 1.0), ("1", 0.0)):  # from 0 up, every finding is predicted; from 1 up (no sigmoid), none
+        out, saved, drift = at[cut]
+        assert out["sensitivity/Atelectasis"] == every and out["specificity/Atelectasis"] == 1 - every
+        assert out["accuracy"] == 0.5 and saved["threshold"] == float(cut)
+        assert drift["metrics"]["kermany"]["sensitivity/Edema"] == every  # per source too
+    assert at["0"][0]["auroc_macro"] == at["1"][0]["auroc_macro"]  # the ranking does not depend on it
+
+
+def test_evaluation_refuses_a_threshold_that_would_change_nothing(tmp_path):
+    from hf_datasets.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match=r"--threshold applies to multi-label classifiers and one-label "
+                                                r"segmenters; .*model is a single-label classifier"):
+        _evaluate_on_relabelled_sample(tmp_path, ["normal", "pneumonia"], True, ["normal", "pneumonia"],
+                                       [[1.0, 0.0], [0.0, 1.0]] * 2, ["--threshold", "0.3"])
+    with pytest.raises(InvalidInputError, match=r"--threshold 1.5: a probability, from 0 to 1"):
+        _evaluate_on_relabelled_sample(tmp_path, ["Edema"], False, ["Edema"], [[1.0], [0.0]] * 2,
+                                       ["--threshold", "1.5"])
+
+
+def test_evaluation_intervals_resample_patients_where_the_split_names_them(tmp_path, capsys):
+    """The intervals resampled images, though one patient's images are no independent samples; they resample the
+    patients (each with all its images) where the split has patient ids, else the images, and say which."""
+    labels = [[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]]
+    _, saved, drift = _evaluate_on_relabelled_sample(tmp_path / "ids", ["normal", "pneumonia"], True,
+                                                     ["normal", "pneumonia"], labels, ["--bootstrap", "20"])
+    assert saved["bootstrap_unit"] == "patient" and drift["bootstrap_unit"] == {"kermany": "patient"}
+    assert "95% intervals: 20 resamples of the 4 patients, each with all its images" in capsys.readouterr().out
+    _, saved, drift = _evaluate_on_relabelled_sample(tmp_path / "none", ["normal", "pneumonia"], True,
+                                                     ["normal", "pneumonia"], labels, ["--bootstrap", "20"],
+                                                     patients=[None, "", None, ""])
+    assert saved["bootstrap_unit"] == "image" and drift["bootstrap_unit"] == {"kermany": "image"}
+    assert "95% intervals: 20 resamples of the images (the split names no patients)" in capsys.readouterr().out
+    assert "threshold" not in saved  # a single-label model takes the most probable class
+
+
+@pytest.mark.parametrize("task", ["classification", "segmentation"])
+def test_bootstrap_draws_patients_with_all_their_images(task):
+    """One of 20 patients has 100 images, all scored wrong; the 19 others one image each, all right. Drawing images,
+    every resample holds about 100 of 119 wrong (accuracy or Dice near 0.16): a narrow interval, as if 119 patients
+    had been seen. Drawing patients, about a third of the resamples lack that patient (1.0): the interval reaches 1.
+    Without patient ids (none, or all empty) the images are drawn."""
+    patients = ["many"] * 100 + [f"single{i}" for i in range(19)]
+    right = np.r_[np.zeros(100), np.ones(19)]
+    if task == "classification":  # every image is pneumonia
+        results = {"labels": np.ones(119, dtype=int), "probabilities": np.stack([1 - right, right], 1) * 0.8 + 0.1}
+        names, key = ["normal", "pneumonia"], "accuracy"
+    else:  # 5 lung pixels, 5 predicted, overlapping or not
+        results = {"intersection": (5 * right[:, None]).astype(int), "predicted": np.full((119, 1), 5),
+                   "target": np.full((119, 1), 5)}
+        names, key = ["lungs"], "dice"
+    by_patient = metrics.compute_metrics(task, results, names, True, bootstrap=200, patient_ids=patients)
+    by_image = metrics.compute_metrics(task, results, names, True, bootstrap=200)
+    assert by_patient[key] == by_image[key] == pytest.approx(19 / 119)
+    assert by_patient[f"{key}_ci_high"] == 1.0 and by_image[f"{key}_ci_high"] < 0.5
+    assert by_patient[f"{key}_ci_low"] <= by_image[f"{key}_ci_low"]
+    unnamed = metrics.compute_metrics(task, results, names, True, bootstrap=200, patient_ids=[None, ""] * 59 + [""])
+    assert unnamed == by_image
+    assert metrics.bootstrap_unit(patients) == "patient" and metrics.bootstrap_unit([None, ""]) == "image"
+
+
+def test_an_image_without_a_patient_id_is_a_patient_of_its_own():
+    numbers = metrics.patient_numbers(["p1", None, "p1", "", "p2"])
+    assert numbers[0] == numbers[2] and len(set(numbers)) == 4
+    assert metrics.patient_numbers([None, ""]) is None
+
+
+def test_drift_deltas_of_macro_metrics_average_the_labels_both_sources_score():
+    """A source without a label (CheXpert has no Mass: NaN) has no AUROC of it: its macro AUROC averaged fewer labels
+    than the in-domain source's, and the delta compared the two averages (+1/3 below, for a source scored exactly as
+    the in-domain one on the labels both have). Macro deltas now average the labels both score, and say which."""
+    import datasets
+
+    from train.evaluate import drift_report
+
+    truth = np.array([[1, 1, 1], [0, 1, 0], [1, 0, 0], [0, 0, 1]], dtype=float)  # Atelectasis, Edema, Mass
+    right = truth * 0.8 + 0.1
+    wrong_on_mass = np.c_[right[:, :2], 1 - right[:, 2]]
+    lacking_mass = np.c_[truth[:, :2], np.full(4, np.nan)]
+    results = {"index": np.arange(12), "labels": np.r_[truth, lacking_mass, truth],
+               "probabilities": np.r_[wrong_on_mass, right, right]}
+    ds = datasets.Dataset.from_dict({"source": ["nih"] * 4 + ["chexpert"] * 4 + ["mimic"] * 4})
+    names = ["Atelectasis", "Edema", "Mass"]
+    drift = drift_report("classification", results, ds, names, False, in_domain="nih")
+    nih, chexpert = drift["metrics"]["nih"], drift["metrics"]["chexpert"]
+    assert nih["auroc_macro"] == pytest.approx(2 / 3) and chexpert["auroc_macro"] == 1.0  # Mass: 0 at nih, none here
+    assert drift["delta_vs_in_domain"]["chexpert"]["auroc_macro"] == pytest.approx(0.0)
+    assert drift["delta_vs_in_domain"]["chexpert"]["f1_macro"] == pytest.approx(0.0)
+    assert drift["delta_labels"]["chexpert"] == {"auroc_macro": ["Atelectasis", "Edema"],
+                                                 "f1_macro": ["Atelectasis", "Edema"]}
+    assert drift["delta_vs_in_domain"]["mimic"]["auroc_macro"] == pytest.approx(1 / 3)  # Mass scored on both sides
+    assert drift["delta_labels"]["mimic"] == {"auroc_macro": "all", "f1_macro": "all"}
 
 
 def test_a_warm_up_as_long_as_the_run_is_warned_about(caplog):

@@ -106,7 +106,9 @@ class EvalArgs:
     in_domain_source: str | None = None  # drift reference; default the most frequent one the model trained on
     batch_size: int | None = None  # default: a pretraining model's per-device training batch (see seed), else 32
     num_workers: int = 0
-    bootstrap: int = 1000
+    bootstrap: int = 1000  # resamples for the 95% intervals: of the patients where the split has patient ids
+    threshold: float | None = None  # as predict.py's: the probability (default 0.5) at which a multi-label classifier
+    # predicts a label, above which a one-label segmenter's pixel is in the mask
     mixed_precision: str | None = None  # no | bf16 | fp16; default: `accelerate launch`'s setting (else no)
     seed: int | None = None  # default: a pretraining model's training seed (its loss is then the run's), else 0
 
@@ -272,6 +274,35 @@ def save_args(args, output_dir) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(dataclasses.asdict(args), sort_keys=False))
     return path
+
+
+def takes_threshold(config) -> bool:
+    """Whether a model's decisions cut probabilities at a threshold: a multi-label classifier's (per label) and a
+    one-label segmenter's (per pixel); the others take the most probable class or make none (pretraining)."""
+    architecture = (config.architectures or [""])[0]
+    if architecture.endswith("ForImageClassification"):
+        return config.problem_type == "multi_label_classification"
+    return architecture.endswith("ForSegmentation") and config.num_labels == 1
+
+
+def decision_threshold(threshold: float | None, config, model) -> float:
+    """--threshold, 0.5 when not given; refused, naming `model` (the --model), outside [0, 1] and for a model whose
+    decisions take no threshold (`takes_threshold`), where it would change nothing."""
+    if threshold is None:
+        return 0.5
+    if not 0.0 <= threshold <= 1.0:
+        raise InvalidInputError(f"--threshold {threshold}: a probability, from 0 to 1")
+    if not takes_threshold(config):
+        architecture = (config.architectures or [""])[0]
+        if architecture.endswith("ForSegmentation"):
+            kind = "segmentation model with several labels (each pixel takes its most probable one)"
+        elif architecture.endswith("ForPreTraining"):
+            kind = "pretraining model (it makes no decisions)"
+        else:
+            kind = "single-label classifier (the most probable class is predicted)"
+        raise InvalidInputError(f"--threshold applies to multi-label classifiers and one-label segmenters; {model} "
+                                f"is a {kind}")
+    return threshold
 
 
 def load_model_source(load, source, flag: str, file: str = "config.json"):

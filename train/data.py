@@ -216,10 +216,10 @@ class CXRDataset(torch.utils.data.Dataset):
     """Rows of an hf_datasets split as images at `size` (processor without normalisation).
 
     task: "pretraining" (images only), "classification" (labels per `label_mode`) or "segmentation" (masks).
-    uint8: images as uint8 0-255 (the resized unit-range image rounded to 8 bits) instead of float32; by default
-    when the first image is 8-bit and the set is not a 16-bit one (whose first image may happen to be 8-bit). A grey
-    8-bit image that needs no resizing (shards prepared at the training size) is then only decoded and padded, which
-    is several times faster.
+    uint8: images as uint8 0-255 instead of float32 (lossless for 8-bit images, which the processor gives in 8-bit
+    levels, as it gives them to evaluation and prediction); by default when the first image is 8-bit and the set is
+    not a 16-bit one (whose first image may happen to be 8-bit). A grey 8-bit image that needs no resizing (shards
+    prepared at the training size) is then only decoded and padded, which is several times faster.
 
     cache_bytes: a set whose items all fit in this many bytes keeps each item once made, in every process that reads
     it (each loader worker holds its own copy): a small labelled set is then decoded once per worker, not once per

@@ -225,7 +225,7 @@ def evaluate(model, loader, accelerator, ctx, seed: int = 0) -> dict:
             values["labels"] = batch["labels"]
         elif ctx.task == "segmentation":
             values.update(mask_counts(outputs.logits.float(), segmentation_targets(batch["labels"], ctx.model_config),
-                                      ctx.model_config.semantic_loss_ignore_index))
+                                      ctx.model_config.semantic_loss_ignore_index, ctx.threshold))
         else:  # the padding's rows (zeros) keep every process's rows alike in number; gather_for_metrics drops them
             values.update({key: torch.cat([value, value.new_zeros(size - len(value))]) for key, value in
                            reconstruction_errors(outputs.reconstruction, pixel_values, outputs.mask).items()})
@@ -274,14 +274,15 @@ def structure_names(config) -> list[str]:
     return names if len(names) == 1 else names[1:]
 
 
-def mask_counts(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = 255) -> dict:
+def mask_counts(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = 255, threshold: float = 0.5) -> dict:
     """Per image and foreground structure pixel counts (B, K'): intersection, predicted, target.
 
-    Binary logits (B, 1, H, W) give one structure; multi-class (B, K, H, W) give K - 1 (class 0 is background).
-    Pixels labelled `ignore_index` count in none, as the loss leaves them out.
+    Binary logits (B, 1, H, W) give one structure, the pixels of probability above `threshold`; multi-class
+    (B, K, H, W) give K - 1 (class 0 is background). Pixels labelled `ignore_index` count in none, as the loss leaves
+    them out.
     """
-    if logits.shape[1] == 1:
-        predicted = (logits[:, 0] > 0)[:, None]
+    if logits.shape[1] == 1:  # sigmoid(x) > t where x > logit(t): 0 at t = 0.5, -inf at 0, inf at 1
+        predicted = (logits[:, 0] > torch.tensor(threshold, dtype=torch.float64).logit().item())[:, None]
         target = (labels == 1)[:, None]
     else:
         classes = torch.arange(1, logits.shape[1], device=logits.device)[None, :, None, None]

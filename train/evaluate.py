@@ -4,7 +4,9 @@
 
 Writes `metrics.json` (all images) and `drift.json` (per source, and the change of each source's metrics against the
 in-domain source: by default the most frequent evaluated source the model was trained on, as its run.json records)
-to `--output_dir` (default `<model>/eval-<split>`), and prints a table.
+to `--output_dir` (default `<model>/eval-<split>`), and prints a table. The 95% intervals resample patients (all
+images of each) where the split has patient ids, else images (`bootstrap_unit`); multi-label decisions and a
+one-label segmenter's masks cut probabilities at `--threshold` (default 0.5), as train.predict does.
 
 `--model` may be a training checkpoint (`<run>/checkpoints/step_XXXXXXXX`): the model it would export is scored (its
 EMA weights where the run keeps an EMA; metrics.json says which, as `weights`), with its run's settings (args.yaml),
@@ -29,9 +31,9 @@ import modeling_cxrgm
 from hf_datasets.errors import InvalidInputError, run_script
 
 from . import checkpoint, data, engine
-from .config import EvalArgs, TrainArgs, load_model_source, parse_args
+from .config import EvalArgs, TrainArgs, decision_threshold, load_model_source, parse_args, takes_threshold
 from .export import write_metrics
-from .metrics import compute_metrics
+from .metrics import bootstrap_unit, compute_metrics, differences, patient_numbers
 from .run import Context
 from .run_card import label_policy
 from .starting_point import model_inputs_normalisation
@@ -61,6 +63,14 @@ def source_names(ds, rows) -> list[str]:
     """The `source` of each of `rows` ("unknown" where empty), without decoding any image."""
     column = list(ds.select_columns(["source"])["source"])
     return [column[int(row)] or "unknown" for row in rows]
+
+
+def patient_ids(ds, rows) -> list[str | None]:
+    """The `patient_id` of each of `rows`: None where empty, and for every row of a set without that column."""
+    if "patient_id" not in ds.column_names:
+        return [None] * len(rows)
+    column = list(ds.select_columns(["patient_id"])["patient_id"])
+    return [column[int(row)] or None for row in rows]
 
 
 def check_in_domain(in_domain: str, sources) -> None:
@@ -111,13 +121,15 @@ def labels_without_auroc(task, metrics, results, names, single_label, missing=()
 
 
 def drift_report(task, results, ds, names, single_label, in_domain=None, bootstrap=0, trained_on=None,
-                 missing=()) -> dict:
+                 missing=(), threshold=0.5) -> dict:
     """Metrics per `source` and each source's difference to the in-domain source: `in_domain`, else the most
     frequent evaluated source among those the model was trained on (`trained_on`), else, where those are unknown
     (None), the most frequent source. When the model was trained on none of the evaluated sources there is no
     in-domain source (None) and no differences: every source is out of domain. `labels_without_auroc` names, per
     source, the labels it has no AUROC of and why (`missing`: those the data set lacks), as its macro AUROC leaves
-    them out."""
+    them out; a macro average's difference averages the labels both sources have a value of (`metrics.differences`),
+    which `delta_labels` names ("all" where both averages took the same); `bootstrap_unit` says, per source, whether
+    its intervals resample patients or images."""
     sources = source_names(ds, results["index"])
     counts = Counter(sources)
     if in_domain is None:
@@ -126,17 +138,21 @@ def drift_report(task, results, ds, names, single_label, in_domain=None, bootstr
     else:
         check_in_domain(in_domain, sources)
     rows = {source: [i for i, s in enumerate(sources) if s == source] for source in sorted(counts)}
-    per_source = {source: compute_metrics(task, results, names, single_label, bootstrap, rows=rows[source])
-                  for source in rows}
+    patients = patient_ids(ds, results["index"])
+    per_source = {source: compute_metrics(task, results, names, single_label, bootstrap, rows=rows[source],
+                                          threshold=threshold, patient_ids=patients) for source in rows}
     unranked = {source: labels_without_auroc(task, per_source[source], results, names, single_label, missing,
                                              rows[source]) for source in rows}
-    reference = per_source.get(in_domain, {})
-    deltas = {
-        source: {k: values[k] - reference[k] for k in HEADLINE[task] if k in values and k in reference}
-        for source, values in per_source.items() if in_domain is not None and source != in_domain
-    }
+    compared = {source: differences(HEADLINE[task], values, per_source[in_domain], names)
+                for source, values in per_source.items() if in_domain is not None and source != in_domain}
     report = {"in_domain": in_domain, "trained_on": trained_on, "num_images": dict(counts), "metrics": per_source,
-              "delta_vs_in_domain": deltas, "labels_without_auroc": {s: u for s, u in unranked.items() if u}}
+              "delta_vs_in_domain": {source: deltas for source, (deltas, _) in compared.items()},
+              "labels_without_auroc": {s: u for s, u in unranked.items() if u}}
+    used = {source: labels for source, (_, labels) in compared.items() if labels}  # those of macro averages
+    if used:
+        report["delta_labels"] = used
+    if bootstrap and task != "pretraining":
+        report["bootstrap_unit"] = {source: bootstrap_unit([patients[i] for i in rows[source]]) for source in rows}
     if in_domain is None:
         report["note"] = (f"the model was trained on {trained_on}, none of the evaluated sources: all are out of "
                           "domain (--in_domain_source names a reference to compare them with)")
@@ -193,6 +209,7 @@ def main(argv=None) -> dict:
                           + ("" if run else "; its run's args.yaml is not two folders up: its settings are unknown"))
     else:
         model, processor, task = load_model(args.model)
+    threshold = decision_threshold(args.threshold, model.config, args.model)  # refused before the data are read
     fill_run_defaults(args, task, run)
     set_seed(args.seed)
     splits = data.load_splits(args.dataset, args.data_dir, args.prepared_dir, args.dataset_options)
@@ -218,16 +235,15 @@ def main(argv=None) -> dict:
     rows = data.task_rows(ds, task, f"Split {args.split!r}")
     if args.in_domain_source:  # refused before the evaluation, not after it
         check_in_domain(args.in_domain_source, source_names(ds, range(len(ds)) if rows is None else rows))
-    dataset = data.CXRDataset(ds, processor, task, data.SINGLE if single_label else data.MULTI, rows)
-    loader = data.make_loader(dataset, args.batch_size, args.seed, False, args.num_workers)
-    model, loader = accelerator.prepare(model, loader)
-    accelerator.print(f"{task} evaluation: {dataset.counted()} of split {args.split!r}, "
-                      f"{accelerator.num_processes} process(es), precision {accelerator.mixed_precision}")
-    mean, std = model_inputs_normalisation(processor)
-    ctx = Context(task=task, mean=mean, std=std,
-                  model_config=accelerator.unwrap_model(model).config, single_label=single_label)
-    results = engine.evaluate(model, loader, accelerator, ctx, seed=args.seed)
-    metrics = compute_metrics(task, results, names, single_label, args.bootstrap)
+    results = score(accelerator, model, processor, ds, rows, task, single_label, args, threshold)
+    patients = patient_ids(ds, results["index"])
+    metrics = compute_metrics(task, results, names, single_label, args.bootstrap, threshold=threshold,
+                              patient_ids=patients)
+    unit = bootstrap_unit(patients) if args.bootstrap and task != "pretraining" else None
+    if unit:
+        drawn = (f"{len(set(patient_numbers(patients)))} patients, each with all its images (an image without a "
+                 "patient id counts as one)" if unit == "patient" else "images (the split names no patients)")
+        accelerator.print(f"95% intervals: {args.bootstrap} resamples of the {drawn}")
     unranked = labels_without_auroc(task, metrics, results, names, single_label, missing)
     one_valued = {name: why for name, why in unranked.items() if name not in missing}  # the others: named above
     if one_valued:
@@ -235,18 +251,32 @@ def main(argv=None) -> dict:
                           "negative known label: " + ", ".join(f"{name} ({why})" for name, why in one_valued.items())
                           + "; auroc_macro and auprc_macro average the labels with both")
     drift = drift_report(task, results, ds, names, single_label, args.in_domain_source, args.bootstrap,
-                         training_sources(args, splits, run), missing)
+                         training_sources(args, splits, run), missing, threshold)
     if accelerator.is_main_process:
         output_dir = Path(args.output_dir or checkpoint.results_path(args.model, "eval", f"-{args.split}"))
-        text = {**({"weights": weights} if weights else {}), **({"label_policy": policy} if policy != "default" else {}),
-                **({"labels_without_auroc": unranked} if unranked else {})}
-        write_metrics(metrics, output_dir / "metrics.json", text=text)
+        text = {"weights": weights, "label_policy": None if policy == "default" else policy,
+                "labels_without_auroc": unranked or None, "bootstrap_unit": unit,
+                "threshold": threshold if takes_threshold(model.config) else None}
+        write_metrics(metrics, output_dir / "metrics.json", text={k: v for k, v in text.items() if v is not None})
         (output_dir / "drift.json").write_text(json.dumps(drift, indent=2) + "\n")
         print(format_table(task, metrics, drift))
         if "note" in drift:
             print(f"drift: {drift['note']}")
         print(f"metrics -> {output_dir / 'metrics.json'}, per source -> {output_dir / 'drift.json'}")
     return metrics
+
+
+def score(accelerator, model, processor, ds, rows, task, single_label, args: EvalArgs, threshold=0.5) -> dict:
+    """`engine.evaluate`'s results of `model` on the `rows` of `ds` (None: all), read as training reads them."""
+    dataset = data.CXRDataset(ds, processor, task, data.SINGLE if single_label else data.MULTI, rows)
+    loader = data.make_loader(dataset, args.batch_size, args.seed, False, args.num_workers)
+    model, loader = accelerator.prepare(model, loader)
+    accelerator.print(f"{task} evaluation: {dataset.counted()} of split {args.split!r}, "
+                      f"{accelerator.num_processes} process(es), precision {accelerator.mixed_precision}")
+    mean, std = model_inputs_normalisation(processor)
+    ctx = Context(task=task, mean=mean, std=std, model_config=accelerator.unwrap_model(model).config,
+                  single_label=single_label, threshold=threshold)
+    return engine.evaluate(model, loader, accelerator, ctx, seed=args.seed)
 
 
 def format_table(task, metrics, drift) -> str:

@@ -30,7 +30,7 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassi
 from hf_datasets.errors import InvalidInputError, MissingInputError, run_script
 
 from . import checkpoint
-from .config import PredictArgs, load_model_source, parse_args
+from .config import PredictArgs, decision_threshold, load_model_source, parse_args
 
 logger = logging.getLogger(__name__)
 
@@ -238,14 +238,7 @@ def write_predictions(args: PredictArgs, files: list[Path], model_dir) -> Path:
     names = [config.id2label[i] for i in range(config.num_labels)]
     segmentation = is_segmentation(config)
     multi_label = not segmentation and config.problem_type == "multi_label_classification"
-    binary_segmenter = segmentation and config.num_labels == 1
-    if args.threshold is not None and not (multi_label or binary_segmenter):  # it would change nothing: said first
-        raise InvalidInputError(f"--threshold applies to multi-label classifiers and one-label segmenters; "
-                                f"{args.model} is a " + ("segmentation model with several labels (each pixel takes "
-                                                         "its most probable one)" if segmentation else
-                                                         "single-label classifier (the most probable class is "
-                                                         "predicted)"))
-    threshold = 0.5 if args.threshold is None else args.threshold
+    threshold = decision_threshold(args.threshold, config, args.model)  # refused first where it would change nothing
     output = Path(args.output or ("masks" if segmentation else "predictions.csv"))
     if segmentation and output.suffix.lower() == ".csv":
         raise InvalidInputError(f"--output {output}: a segmentation model writes one mask PNG per image into a folder, "

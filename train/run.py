@@ -62,6 +62,7 @@ class Context:
     steps_per_epoch: int = 0
     warmup_steps: int = 0
     processor: GroupMaskedViTImageProcessor | None = None  # the run's, saved into each checkpoint
+    threshold: float = 0.5  # a one-label segmenter's pixels above this probability are its mask (evaluate --threshold)
 
 
 def plain_model(accelerator, model) -> torch.nn.Module:

@@ -1,12 +1,15 @@
-"""Local `evaluate` metric modules, loaded by path (never from the Hub)."""
+"""Metrics of evaluation results: local `evaluate` metric modules, loaded by path (never from the Hub), the patients
+their bootstrap draws, and the differences between two samples' metrics."""
 
 from pathlib import Path
 
 import evaluate
+import numpy as np
 
 HERE = Path(__file__).parent
 PER_LABEL = {"classification": ("auroc", "auprc", "sensitivity", "specificity", "ppv", "f1"),
              "segmentation": ("dice", "iou")}
+MACRO = {"auroc_macro": "auroc", "auprc_macro": "auprc", "f1_macro": "f1"}  # a macro average: its per-label metric
 
 
 def load(name: str) -> "evaluate.EvaluationModule":
@@ -14,27 +17,70 @@ def load(name: str) -> "evaluate.EvaluationModule":
     return evaluate.load(str(HERE / name), experiment_id=None)
 
 
+def patient_numbers(patient_ids) -> np.ndarray | None:
+    """Per image (N,), the number of its patient, from its patient id (an image without one, None or "", is a
+    patient of its own), for a bootstrap that draws patients; None when no image has a patient id (the bootstrap
+    then draws images)."""
+    ids = [patient or None for patient in patient_ids]
+    if not any(ids):
+        return None
+    named = {patient: number for number, patient in enumerate(sorted({p for p in ids if p}))}
+    return np.array([named[p] if p else len(named) + image for image, p in enumerate(ids)])
+
+
+def bootstrap_unit(patient_ids) -> str:
+    """What `compute_metrics`' bootstrap draws for images of these patient ids: "patient" where any has one, else
+    "image"."""
+    return "image" if patient_numbers(patient_ids) is None else "patient"
+
+
 def compute_metrics(task: str, results: dict, names: list[str], single_label: bool, bootstrap: int = 0,
-                    rows=None) -> dict:
+                    rows=None, threshold: float = 0.5, patient_ids=None) -> dict:
     """Flat metrics of `engine.evaluate` results (optionally only the positions `rows` of them).
 
-    Pretraining: the reconstruction loss. Classification / segmentation: the local evaluate modules.
+    Pretraining: the reconstruction loss. Classification / segmentation: the local evaluate modules, multi-label
+    decisions at probabilities from `threshold` up; `bootstrap` resamples for the 95% intervals draw the patients of
+    `patient_ids` (one per result, see `patient_numbers`) where it has any, else the images.
     """
-    import numpy as np
-
     pick = slice(None) if rows is None else np.asarray(rows)
     if task == "pretraining":  # the L1 error over the corrupted values of these images
         return {"loss": float(results["l1_error"][pick].sum() / max(results["l1_count"][pick].sum(), 1.0))}
+    patients = None if patient_ids is None else patient_numbers(np.asarray(patient_ids, dtype=object)[pick])
     if task == "classification":
         labels = results["labels"][pick]
         if single_label:
             labels = np.eye(len(names), dtype=np.float32)[labels]
         return load("cxr_classification").compute(
             predictions=results["probabilities"][pick], references=labels, single_label=single_label,
-            label_names=names, bootstrap=bootstrap,
+            label_names=names, threshold=threshold, bootstrap=bootstrap, patients=patients,
         )
     counts = {key: results[key][pick] for key in ("intersection", "predicted", "target")}
-    return load("cxr_segmentation").compute(**counts, label_names=names, bootstrap=bootstrap)
+    return load("cxr_segmentation").compute(**counts, label_names=names, bootstrap=bootstrap, patients=patients)
+
+
+def differences(keys, values: dict, reference: dict, names: list[str]) -> tuple[dict, dict]:
+    """`values` - `reference` for each of `keys` both have, and the labels each macro average's difference used.
+
+    A macro average (`MACRO`) of two samples can average different labels (a source without positives of one, or
+    without the label at all, has no AUROC of it): its difference is that of the averages over the labels both have
+    a value of, so it compares like with like. Returns (differences, labels): labels[key] is "all" where both
+    averaged the same labels, else the labels its difference averaged ([] and no difference where they share
+    none)."""
+    out, labels = {}, {}
+    for key in keys:
+        if key in MACRO:
+            per_label = MACRO[key]
+            own, theirs = ({name for name in names if f"{per_label}/{name}" in side} for side in (values, reference))
+            if own == theirs and key in values and key in reference:
+                out[key], labels[key] = values[key] - reference[key], "all"
+                continue
+            labels[key] = [name for name in names if name in own & theirs]
+            if labels[key]:
+                out[key] = float(np.mean([values[f"{per_label}/{name}"] for name in labels[key]])
+                                 - np.mean([reference[f"{per_label}/{name}"] for name in labels[key]]))
+        elif key in values and key in reference:
+            out[key] = values[key] - reference[key]
+    return out, labels
 
 
 def metric_names(task: str, names: list[str]) -> list[str]:
@@ -45,4 +91,3 @@ def metric_names(task: str, names: list[str]) -> list[str]:
         return ["loss"]
     overall = ["accuracy", "f1_macro", "auroc_macro", "auprc_macro"] if task == "classification" else ["dice", "iou"]
     return overall + [f"{metric}/{name}" for metric in PER_LABEL[task] for name in names]
-

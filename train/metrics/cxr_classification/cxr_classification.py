@@ -5,11 +5,12 @@ Inputs per image: `predictions` class probabilities (K,), `references` labels (K
 are not scored either). Output: a flat dict of floats (undefined values are left out):
 accuracy, f1_macro, auroc_macro, auprc_macro, per class auroc/auprc/sensitivity/specificity/ppv/f1 (`name/class`),
 the confusion matrix as `confusion/true/predicted` counts (single-label), and bootstrap 95% CIs
-(`auroc_macro_ci_low` / `_high`, `accuracy_ci_low` / `_high`; a resample's macro AUROC averages the classes with
-both label values in it). Multi-label accuracy is the share of right decisions
-over every known (image, label) pair. `f1_macro` averages the classes with a true or a predicted positive among the
-known entries, as scikit-learn's macro F1 does (a class the split has no image of counts, as 0, when the model
-predicts it); `auroc_macro` / `auprc_macro` average the classes with both label values.
+(`auroc_macro_ci_low` / `_high`, `accuracy_ci_low` / `_high`; a resample draws images, or, given `patients`,
+patients with all their images; its macro AUROC averages the classes with both label values in it). Multi-label
+accuracy is the share of right decisions over every known (image, label) pair. `f1_macro` averages the classes
+with a true or a predicted positive among the known entries, as scikit-learn's macro F1 does (a class the split has
+no image of counts, as 0, when the model predicts it); `auroc_macro` / `auprc_macro` average the classes with both
+label values.
 """
 
 import datasets
@@ -26,6 +27,9 @@ Args:
     label_names (list[str]): class names for the per-class keys (default class_0, class_1, ...).
     threshold (float): decision threshold of multi-label classes.
     bootstrap (int): resamples for the 95% confidence intervals (0 = none).
+    patients (list[int], optional): per image, the number of its patient: the bootstrap draws patients with
+        replacement, each with all its images, so that the images of one patient do not count as independent
+        (default: it draws images).
     seed (int): seed of the bootstrap.
 """
 
@@ -112,9 +116,11 @@ def _weighted_auroc(positive, starts, drawn) -> np.ndarray:
         return np.where(pairs > 0, (positives * (below + 0.5 * negatives)).sum(1) / pairs, np.nan)
 
 
-def _bootstrap(probabilities, labels, names, single_label, threshold, resamples, seed,
+def _bootstrap(probabilities, labels, names, single_label, threshold, resamples, seed, patients=None,
                drawn_values: int = 2**20) -> dict:
-    """95% percentile intervals of auroc_macro and accuracy over `resamples` draws of the images with replacement.
+    """95% percentile intervals of auroc_macro and accuracy over `resamples` draws of the images with replacement,
+    or, given `patients` (N,) (any numbers, one per patient), of the patients, each drawn patient's images all
+    counting as often as it is drawn (a cluster bootstrap: one patient's images are not independent samples).
 
     A draw without both label values of a class averages the other classes, as a split does. With a class of a few
     positives, such draws widen the interval towards the other classes' mean; it then covers the macro AUROC more
@@ -126,6 +132,7 @@ def _bootstrap(probabilities, labels, names, single_label, threshold, resamples,
     """
     rng = np.random.default_rng(seed)
     n = len(labels)
+    units = np.arange(n) if patients is None else np.unique(np.asarray(patients), return_inverse=True)[1].ravel()
     predicted, true, known = _decisions(probabilities, labels, single_label, threshold)
     if single_label:
         labelled = known[:, 0]
@@ -143,10 +150,9 @@ def _bootstrap(probabilities, labels, names, single_label, threshold, resamples,
     chunk = max(1, min(64, drawn_values // max(n, 1)))
     aurocs, accuracies = [], []
     for start in range(0, resamples, chunk):
-        draws = [rng.integers(0, n, n) for _ in range(min(chunk, resamples - start))]
-        weights = np.stack([np.bincount(rows_drawn, minlength=n) for rows_drawn in draws]).astype(float)  # (B, N)
+        weights = np.stack([_drawn_counts(rng, units) for _ in range(min(chunk, resamples - start))])  # (B, N)
         per_class = np.stack([_weighted_auroc(positive, starts, np.take(weights, rows, axis=1))
-                              for rows, positive, starts in ranked], 1) if ranked else np.full((len(draws), 0), np.nan)
+                              for rows, positive, starts in ranked], 1) if ranked else np.empty((len(weights), 0))
         defined = ~np.isnan(per_class)
         with np.errstate(invalid="ignore"):
             aurocs += list(np.where(defined.any(1), np.nansum(per_class, 1) / defined.sum(1), np.nan))
@@ -157,6 +163,13 @@ def _bootstrap(probabilities, labels, names, single_label, threshold, resamples,
         if len(values) >= max(10, resamples // 2):
             out[f"{key}_ci_low"], out[f"{key}_ci_high"] = (float(v) for v in np.percentile(values, [2.5, 97.5]))
     return out
+
+
+def _drawn_counts(rng, units: np.ndarray) -> np.ndarray:
+    """How often each image is drawn (N,) when the units (numbered 0..U-1, `units` (N,) each image's) are drawn U
+    times with replacement."""
+    count = int(units.max()) + 1 if units.size else 0
+    return np.bincount(rng.integers(0, count, count), minlength=count)[units].astype(float)
 
 
 class CxrClassification(evaluate.Metric):
@@ -170,7 +183,7 @@ class CxrClassification(evaluate.Metric):
         )
 
     def _compute(self, predictions, references, single_label=True, label_names=None, threshold=0.5,
-                 bootstrap=0, seed=0):
+                 bootstrap=0, patients=None, seed=0):
         probabilities = np.asarray(predictions, dtype=np.float64)
         labels = np.asarray(references, dtype=np.float64)
         if not single_label:  # a soft target (an uncertain label under a soft policy) is no ground truth: unscored
@@ -179,5 +192,5 @@ class CxrClassification(evaluate.Metric):
         out = classification_metrics(probabilities, labels, names, single_label, threshold)
         out["num_samples"] = float(len(labels))
         if bootstrap:
-            out.update(_bootstrap(probabilities, labels, names, single_label, threshold, bootstrap, seed))
+            out.update(_bootstrap(probabilities, labels, names, single_label, threshold, bootstrap, seed, patients))
         return out

@@ -3,7 +3,7 @@
 Inputs per image and per structure (foreground class) pixel counts, so that masks never travel between processes:
 `intersection` (K,), `predicted` (K,), `target` (K,). An image where a structure is absent from both prediction and
 target scores 1 for it. Output: dice, iou (mean over images and structures), `dice/name`, `iou/name`,
-`dice_ci_low` / `dice_ci_high`.
+`dice_ci_low` / `dice_ci_high` (a resample draws images, or, given `patients`, patients with all their images).
 """
 
 import datasets
@@ -15,6 +15,8 @@ Args:
     intersection, predicted, target: per image, per structure pixel counts (K,).
     label_names (list[str]): structure names (default structure_0, ...).
     bootstrap (int): resamples for the 95% CI of the mean Dice (0 = none).
+    patients (list[int], optional): per image, the number of its patient: the bootstrap draws patients with
+        replacement, each with all its images (default: it draws images).
     seed (int): seed of the bootstrap.
 """
 
@@ -36,14 +38,17 @@ class CxrSegmentation(evaluate.Metric):
             features=datasets.Features({"intersection": counts, "predicted": counts, "target": counts}),
         )
 
-    def _compute(self, intersection, predicted, target, label_names=None, bootstrap=0, seed=0):
+    def _compute(self, intersection, predicted, target, label_names=None, bootstrap=0, patients=None, seed=0):
         dice, iou = per_image_scores(*(np.asarray(v, dtype=np.float64) for v in (intersection, predicted, target)))
         names = list(label_names or [f"structure_{k}" for k in range(dice.shape[1])])
         out = {"dice": float(dice.mean()), "iou": float(iou.mean()), "num_samples": float(len(dice))}
         for k, name in enumerate(names):
             out[f"dice/{name}"], out[f"iou/{name}"] = float(dice[:, k].mean()), float(iou[:, k].mean())
-        if bootstrap:
+        if bootstrap:  # per drawn unit (image or patient): its images' summed Dice and its number of images
+            units = np.arange(len(dice)) if patients is None else np.unique(patients, return_inverse=True)[1].ravel()
+            sums, sizes = np.bincount(units, weights=dice.mean(1)), np.bincount(units)
             rng = np.random.default_rng(seed)
-            means = [dice[rng.integers(0, len(dice), len(dice))].mean() for _ in range(bootstrap)]
+            drawn = (rng.integers(0, len(sizes), len(sizes)) for _ in range(bootstrap))
+            means = [sums[units_drawn].sum() / sizes[units_drawn].sum() for units_drawn in drawn]
             out["dice_ci_low"], out["dice_ci_high"] = (float(v) for v in np.percentile(means, [2.5, 97.5]))
         return out
