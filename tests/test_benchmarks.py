@@ -61,17 +61,12 @@ def rows_of_gpu_script(out, rows: str, **env) -> set[str]:
     return {line.get("name") for line in lines_of_gpu_script(out, rows, **env)} - {None}
 
 
-def test_gpu_script_runs_only_the_rows_asked_for(tmp_path):
-    """ROWS splits a GPU run over several calls (each call has a time limit) or repeats one row."""
-    names = rows_of_gpu_script(tmp_path, "e2e")
-    assert names == {"cxrgm_loader_only", "cxrgm_pretrain_step_only", "cxrgm_pretrain_end_to_end"}
-    assert not (tmp_path / "device_smoke.jsonl").exists()
-
-
-def test_gpu_script_attention_row_forces_each_backend(tmp_path):
+def test_gpu_script_attention_row_forces_each_backend_and_runs_alone(tmp_path):
+    """Only the rows ROWS names run (a GPU run is split over calls, each with a time limit, or repeats one row)."""
     names = rows_of_gpu_script(tmp_path, "small-attention")
     assert names == {f"{model}_sdpa_{backend}" for model in ("cxrgm_gmml_pretrain", "cxrgm_cls_finetune")
                      for backend in ("flash", "math")}
+    assert not (tmp_path / "device_smoke.jsonl").exists() and not (tmp_path / "profiles.txt").read_text()  # no ViT-S row
 
 
 def test_gpu_script_host_row_runs_fine_tuning_without_stochastic_depth_then_all_three_again(tmp_path):
