@@ -7,7 +7,6 @@ this task and these labels need (a head of another shape is replaced, an encoder
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from pathlib import Path
@@ -62,24 +61,20 @@ def init_folder(init: str, required: bool = True) -> tuple[str, str | None]:
 
 def init_processor_settings(init: str) -> dict:
     """The input convention the --init model was trained with: its saved processor's settings (those of SETTINGS,
-    but the size, which follows --image_size); {} from random, or from a folder without a saved processor."""
-    path = Path(init) / "preprocessor_config.json"
-    if init == "random" or not path.is_file():
+    but the size, which follows --image_size); {} from random, or from a folder without a saved processor. The file is
+    read as every model file is (`load_model_source`): one that is no JSON object, or holds a value the processor
+    refuses, is named."""
+    if init == "random" or not (Path(init) / "preprocessor_config.json").is_file():
         return {}
-    try:
-        saved = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise InvalidInputError(f"--init {init}: its image processor's settings {path} cannot be read ({error}); "
-                                "they are the input convention the model was trained with: restore the file") from error
-    if not isinstance(saved, dict):
-        raise InvalidInputError(f"--init {init}: {path} is not a JSON object; restore the file")
-    settings = {name: saved[name] for name in PROCESSOR_SETTINGS if name != "size" and name in saved}
-    try:
-        GroupMaskedViTImageProcessor(**settings)
-    except (TypeError, ValueError) as error:
-        raise InvalidInputError(f"--init {init}: its image processor's settings {path} hold a value that cannot be "
-                                f"used ({error}); restore the file") from error
-    return settings
+    return load_model_source(saved_processor_settings, init, "--init", "preprocessor_config.json")
+
+
+def saved_processor_settings(folder) -> dict:
+    """The settings of SETTINGS (but the size) that the processor saved in `folder` states, checked by making that
+    processor (a TypeError for a file that is no JSON object, a ValueError naming a value it refuses)."""
+    saved = GroupMaskedViTImageProcessor.get_image_processor_dict(folder)[0]
+    GroupMaskedViTImageProcessor.from_dict(saved)
+    return {name: saved[name] for name in PROCESSOR_SETTINGS if name != "size" and name in saved}
 
 
 def build_processor(args: TrainArgs) -> GroupMaskedViTImageProcessor:
@@ -156,10 +151,11 @@ def init_config(args: TrainArgs):
 def build_model(args: TrainArgs, names: list[str], single_label: bool, resume: Path | None = None, base=None):
     """A fresh model from `args.preset` + `args.model_config`, or `args.init` with a new head for this task; for a run
     resumed from checkpoint `resume`, the model that checkpoint recorded (its weights are loaded from it next).
-    `base`: --init's config where `init_config` has loaded it already."""
+    `base`: the config `checks.checked_init_config` loaded already: --init's, or for such a resumed run its
+    checkpoint's (`resumed_config`)."""
     model_class = MODEL_CLASSES[args.task]
     if resume is not None and (resume / "config.json").is_file():
-        return resumed_model(args, model_class, resume)
+        return model_class(base if base is not None else resumed_config(args, resume))
     overrides = {"drop_path_rate": args.drop_path, **args.model_config}
     base = base if base is not None else init_config(args)
     if args.task == "classification":
@@ -241,11 +237,12 @@ RUN_SETTINGS = ("id2label", "label2id", "num_labels", "problem_type", "label_smo
                 "_name_or_path")
 
 
-def resumed_model(args: TrainArgs, model_class, resume: Path):
-    """The model a checkpoint recorded (config.json; weights to be loaded from the checkpoint), not one built from
-    --init again: another --init given on resume is only where the run's weights first came from, and one whose model
-    differs (another pooling, decoder, mask or layer setting) is warned about, naming the settings, not followed."""
-    config = GroupMaskedViTConfig.from_pretrained(resume)
+def resumed_config(args: TrainArgs, resume: Path) -> GroupMaskedViTConfig:
+    """The config of the model a checkpoint recorded (config.json; weights to be loaded from the checkpoint), not one
+    built from --init again: another --init given on resume is only where the run's weights first came from, and one
+    whose model differs (another pooling, decoder, mask or layer setting) is warned about, naming the settings, not
+    followed. Both files are read as every model file is (`load_model_source`): a damaged one is named."""
+    config = load_model_source(GroupMaskedViTConfig.from_pretrained, resume, "--resume_from_checkpoint")
     if args.init != "random" and (Path(args.init) / "config.json").is_file():
         given = load_model_source(lambda folder: GroupMaskedViTConfig.get_config_dict(folder)[0], args.init, "--init")
         recorded = config.to_dict()
@@ -256,7 +253,7 @@ def resumed_model(args: TrainArgs, model_class, resume: Path):
             logger.warning(f"--init {args.init} describes another model than this run's ({'; '.join(changed)}): the "
                            f"resumed run keeps its own, recorded in {resume}; start a new --output_dir to fine-tune "
                            "that --init")
-    return model_class(config)
+    return config
 
 
 def segmentation_label_count(args: TrainArgs, base) -> int:
