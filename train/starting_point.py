@@ -7,13 +7,15 @@ this task and these labels need (a head of another shape is replaced, an encoder
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from pathlib import Path
 
 import torch
 from huggingface_hub import snapshot_download
-from transformers import AutoConfig
+from transformers import AutoConfig, modeling_utils
+from transformers.utils.loading_report import log_state_dict_report
 
 from hf_datasets.errors import InvalidInputError, MissingInputError
 from modeling_cxrgm import (
@@ -200,8 +202,10 @@ def build_model(args: TrainArgs, names: list[str], single_label: bool, resume: P
     # float32 whatever the checkpoint was saved in (from_pretrained keeps a bf16/fp16 file's dtype): the weights and
     # optimiser state train in full precision, and --mixed_precision decides what runs at lower precision. A head
     # tensor of another shape (another label count, pooling or decoder width) is left out, to be checked below.
-    model, loading = model_class.from_pretrained(args.init, dtype=torch.float32, ignore_mismatched_sizes=True,
-                                                 output_loading_info=True, **overrides)
+    with load_report_silenced():
+        model, loading = model_class.from_pretrained(args.init, dtype=torch.float32, ignore_mismatched_sizes=True,
+                                                     output_loading_info=True, **overrides)
+    report_new_and_unused(loading, model.base_model_prefix, args.init)
     mismatched = [entry for entry in loading["mismatched_keys"]  # (a replaced classifier is reported once, below)
                   if not (other_classes and entry[0].startswith("classifier."))]
     replace_mismatched_head(model, mismatched, args.init)
@@ -266,6 +270,40 @@ def segmentation_label_count(args: TrainArgs, base) -> int:
     if base is not None and MODEL_CLASSES["segmentation"].__name__ in (base.architectures or []):
         return base.num_labels
     return 1
+
+
+def _no_load_report(record: logging.LogRecord) -> bool:
+    """False for the record of transformers' load report (`load_report_silenced`)."""
+    return record.funcName != log_state_dict_report.__name__
+
+
+@contextlib.contextmanager
+def load_report_silenced():
+    """Hold back, for the load inside, the table of missing, unexpected and mismatched weights that transformers logs
+    as a warning (`log_state_dict_report`, through the logger of `transformers.modeling_utils`) at the end of
+    `from_pretrained`: `report_new_and_unused` and `replace_mismatched_head` say what of it matters. The logger's other
+    messages pass, errors of the load are raised as ever, and other loads still report (the filter goes after it)."""
+    modeling_utils.logger.addFilter(_no_load_report)
+    try:
+        yield
+    finally:
+        modeling_utils.logger.removeFilter(_no_load_report)
+
+
+def report_new_and_unused(loading: dict, prefix: str, init: str) -> None:
+    """Warn, from `from_pretrained`'s `loading` info, which layers of the model start afresh, --init having no weights
+    for them (this task's head; an encoder layer by its name under `prefix`), and which of --init's layers are left out
+    (another task's head); the other weights are loaded. (Replaced heads of another shape: `replace_mismatched_head`.)"""
+
+    def layers(names) -> list[str]:
+        return sorted({name.rpartition(".")[0] if name.startswith(f"{prefix}.") else name.partition(".")[0]
+                       for name in names})
+
+    new, unused = layers(loading["missing_keys"]), layers(loading["unexpected_keys"])
+    said = [f"{', '.join(new)} initialised afresh (not in --init)"] if new else []
+    said += [f"its {', '.join(unused)} left out (not part of this model)"] if unused else []
+    if said:
+        logger.warning(f"--init {init}: {'; '.join(said)}; the other weights are loaded")
 
 
 def replace_mismatched_head(model, mismatched, init: str) -> None:
