@@ -141,8 +141,7 @@ def test_a_model_folder_whose_saved_settings_the_model_refuses_is_named_with_the
     done = script("train.evaluate", "--model", str(bad_config), "--dataset", "sample")
     assert_input_error(done, f"--model {bad_config}: its config.json holds a value that cannot be used")
     done = script(*run, "--init", str(bad_processor))
-    assert_input_error(done, f"--init {bad_processor}: its image processor's settings "
-                             f"{bad_processor / 'preprocessor_config.json'} hold a value that cannot be used "
+    assert_input_error(done, f"--init {bad_processor}: its preprocessor_config.json holds a value that cannot be used "
                              "(resize_mode must be one of ('pad', 'squash'), got 'stretch')")
     assert not (tmp_path / "run" / "checkpoints").exists()
 
@@ -207,7 +206,7 @@ def test_a_model_folder_whose_image_processor_is_missing_or_no_json_is_named_wit
 
 def test_a_resumed_runs_init_whose_config_is_no_json_is_named_with_the_file(model, tmp_path):
     """On resume, --init's config.json is read to warn of another model: cut short, it ended on a JSONDecodeError
-    traceback."""
+    traceback, and then was named only once the data had loaded (here they cannot be: no such --prepared_dir)."""
     import shutil
 
     init = tmp_path / "init"
@@ -218,8 +217,10 @@ def test_a_resumed_runs_init_whose_config_is_no_json_is_named_with_the_file(mode
     done = script(*run, "--max_steps", "1")
     assert done.returncode == 0, done.stderr[-3000:]
     (init / "config.json").write_text((model / "config.json").read_text()[:40])
-    done = script(*run, "--max_steps", "2", "--resume_from_checkpoint", "latest")
+    done = script(*run, "--max_steps", "2", "--resume_from_checkpoint", "latest", "--prepared_dir",
+                  str(tmp_path / "no_shards"))
     assert_input_error(done, f"--init {init}: its config.json ({init / 'config.json'}) is not valid JSON (")
+    assert "--prepared_dir" not in done.stderr
 
 
 def test_a_missing_config_file_is_named(tmp_path):

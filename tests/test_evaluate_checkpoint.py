@@ -2,6 +2,7 @@
 with and probing one, on the real sample set at tiny scale."""
 
 import json
+import re
 import shutil
 
 import pytest
@@ -156,3 +157,61 @@ def test_a_checkpoint_saved_over_an_earlier_one_of_its_step_takes_no_results_of_
     assert newer.is_dir() and not any(path.exists() for path in stale)
     assert json.loads((kept / "metrics.json").read_text())["weights"] == "ema"
     assert not list(newer.parent.glob(".t*"))
+
+
+def test_a_checkpoint_of_another_layout_is_read_or_refused_naming_what_it_holds(runs, tmp_path):
+    """A checkpoint saved under FSDP with FULL_STATE_DICT (pytorch_model_fsdp.bin: the whole model) or pickled
+    (pytorch_model.bin) ended on transformers' OSError traceback in evaluate, predict and probe, and resuming one in
+    another setup on a traceback from Accelerate's load_state. The whole model's files are read as the run's own
+    model.safetensors; a file per process (FSDP use_dcp=False, LOCAL_STATE_DICT) is refused, naming what is there and
+    what is read; a run resumes only from the files its setup reads (here: no FSDP), refusing others before any
+    data are loaded (there are none here: no such --prepared_dir)."""
+    from accelerate.utils import FullyShardedDataParallelPlugin
+
+    root, _, _ = runs
+    init, saved = str(root / "pre" / "model"), checkpoint.checkpoints(root / "cls")[-1]
+    expected = checkpoint.exported_model(saved)[0].state_dict()
+    weights = load_file(saved / "model.safetensors")
+    names = sorted(weights)
+    shards = [{name: weights[name] for name in names[rank::2]} for rank in (0, 1)]  # each process's part
+    layouts = {"pytorch_model_fsdp.bin": {"pytorch_model_fsdp.bin": weights},
+               "pytorch_model.bin": {"pytorch_model.bin": weights},
+               **{pattern: {pattern.replace("*", str(rank)): shards[rank] for rank in (0, 1)}
+                  for pattern in ("pytorch_model_fsdp_0_rank*.bin", "pytorch_model_fsdp_rank*.bin")},
+               None: {}}
+    for layout, files in layouts.items():
+        run = tmp_path / (layout or "empty").replace("*", "N")
+        shutil.copytree(root / "cls", run)
+        folder = run / "checkpoints" / saved.name
+        (folder / "model.safetensors").unlink()
+        for name, tensors in files.items():
+            torch.save(tensors, folder / name)
+        checkpoint._write_manifest(folder)  # as the save of such a checkpoint writes it
+        where = re.escape(str(folder))
+        held = f"{checkpoint.LAYOUTS[layout]} \\({re.escape(layout)}\\)" if layout else "no model weights"
+        if layout in checkpoint.READABLE:
+            loaded = checkpoint.exported_model(folder)[0].state_dict()
+            assert loaded.keys() == expected.keys() and all(torch.equal(loaded[k], expected[k]) for k in expected)
+        else:
+            with pytest.raises(ValueError, match=rf"^Checkpoint {where}: its model's weights cannot be read here: it "
+                                                 rf"holds {held}; a checkpoint is read from the whole model in "
+                                                 r"safetensors, .* or the whole model, as FSDP saves it with "
+                                                 r"fsdp_state_dict_type FULL_STATE_DICT \(pytorch_model_fsdp.bin\)"):
+                checkpoint.exported_model(folder)
+        if layout == "pytorch_model.bin":
+            continue  # read back by Accelerate without FSDP: resumed below
+        with pytest.raises(ValueError, match=rf"^Checkpoint {where} holds {held}; this run \(without FSDP\) resumes "
+                                             r"from the whole model in safetensors, .*\(model.safetensors\) or the "
+                                             r"whole model pickled, .*\(pytorch_model.bin\): resume it under the "
+                                             "Accelerate config it was saved with"):
+            run_training(tiny("classification", run, init=init, prepared_dir=str(tmp_path / "none"),
+                              resume_from_checkpoint=str(folder)))
+    pickled = tmp_path / "pytorch_model.bin"
+    run_training(tiny("classification", pickled, init=init,
+                      resume_from_checkpoint=str(pickled / "checkpoints" / saved.name)))
+    assert (pickled / "model" / "model.safetensors").is_file()
+    # under FSDP (GPUs only), the files of the config's fsdp_state_dict_type, as Accelerate's plugin names it
+    plugins = [FullyShardedDataParallelPlugin(fsdp_version=2, state_dict_type=kind)
+               for kind in ("SHARDED_STATE_DICT", "FULL_STATE_DICT")]
+    assert [checkpoint.resumable_layouts(plugin) for plugin in plugins] == [("pytorch_model_fsdp_0",),
+                                                                            ("pytorch_model_fsdp.bin",)]

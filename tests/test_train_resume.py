@@ -374,3 +374,36 @@ def test_a_run_into_a_folder_where_another_is_still_training_is_refused(tmp_path
                              cwd=ROOT, env=ENV, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Resumed from" in resumed.stdout and (run / "model" / "model.safetensors").is_file()
+
+
+def test_a_resumed_runs_damaged_init_or_checkpoint_files_are_named_before_the_data_are_loaded(tmp_path):
+    """--init's preprocessor_config.json had a reader of its own (other messages than every other model file's), and
+    the checkpoint's own config.json was read only after the data had loaded (here they cannot be: no such
+    --prepared_dir), where a cut-short one ended on transformers' OSError traceback."""
+    import json
+
+    from modeling_cxrgm import GroupMaskedViTConfig, GroupMaskedViTForPreTraining, GroupMaskedViTImageProcessor
+    from train.run import run_training
+
+    init = tmp_path / "init"
+    GroupMaskedViTForPreTraining(GroupMaskedViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
+                                                      num_attention_heads=2, intermediate_size=64)).save_pretrained(init)
+    GroupMaskedViTImageProcessor(size=32).save_pretrained(init)
+    run_training(in_process_args(tmp_path / "run", init=str(init), max_steps=1))
+    checkpoint = tmp_path / "run" / "checkpoints" / "step_00000001"
+
+    def resume(**overrides):
+        return run_training(in_process_args(tmp_path / "run", init=str(init), prepared_dir=str(tmp_path / "no_shards"),
+                                            **overrides))
+
+    processor = (init / "preprocessor_config.json").read_text()
+    (init / "preprocessor_config.json").write_text(json.dumps([json.loads(processor)]))
+    with pytest.raises(ValueError, match=rf"^--init {init}: its preprocessor_config.json \(.*\) holds a list, not a "
+                                         "JSON object; restore the file"):
+        resume(resume_from_checkpoint="latest")
+    (init / "preprocessor_config.json").write_text(processor)
+    (checkpoint / "manifest.json").unlink()  # unchecked: as an earlier version's checkpoint is loaded
+    (checkpoint / "config.json").write_text((checkpoint / "config.json").read_text()[:40])
+    with pytest.raises(ValueError, match=rf"^--resume_from_checkpoint {checkpoint}: its config.json \(.*\) is not "
+                                         "valid JSON"):
+        resume(resume_from_checkpoint=str(checkpoint))

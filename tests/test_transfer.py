@@ -1,5 +1,7 @@
 """Fine-tuning from a saved model (`--init`): which weights come over, in what precision, with what settings."""
 
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -56,6 +58,42 @@ def test_an_encoder_setting_that_the_checkpoint_was_not_trained_with_is_refused_
     assert model.config.num_attention_heads == 2 and model.config.pooling == "mean"
 
 
+class Collected(logging.Handler):
+    """The messages of the records a logger handles."""
+
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def test_fine_tuning_says_which_layers_start_afresh_instead_of_transformers_load_report(tmp_path, caplog):
+    """transformers 5 printed its table of MISSING / UNEXPECTED weights (every fine-tuning from a pretraining export):
+    one warning of ours says what starts afresh and what of --init is left out; the table is held back for that load
+    only (no handler of transformers' loggers gets it), as other loads still print it."""
+    from modeling_cxrgm import GroupMaskedViTForImageClassification
+
+    transformers_log, collected = logging.getLogger("transformers"), Collected()
+    transformers_log.addHandler(collected)
+    try:
+        with caplog.at_level("WARNING", logger="train.starting_point"):
+            classifier = build_model(fine_tuning("classification", pretraining_export(tmp_path / "pre")),
+                                     ["normal", "pneumonia"], single_label=True)
+            classifier.save_pretrained(tmp_path / "cls")
+            build_model(fine_tuning("segmentation", tmp_path / "cls"), [], single_label=True)
+        assert collected.messages == []
+        GroupMaskedViTForImageClassification.from_pretrained(tmp_path / "pre")
+        assert "LOAD REPORT" in collected.messages[-1] and "classifier.weight" in collected.messages[-1]
+    finally:
+        transformers_log.removeHandler(collected)
+    assert [record.getMessage() for record in caplog.records if record.name == "train.starting_point"] == [
+        f"--init {tmp_path / 'pre'}: classifier initialised afresh (not in --init); the other weights are loaded",
+        f"--init {tmp_path / 'cls'}: segmentation_head initialised afresh (not in --init); its classifier left out "
+        "(not part of this model); the other weights are loaded"]
+
+
 def test_a_hub_repo_id_as_init_fine_tunes_from_the_hf_cache_offline(tmp_path):
     """`--init alice/gmml` was refused ("no config.json there"): only a local folder was taken, where users expect
     from_pretrained's repo ids; the card names the repo as its base model."""
@@ -75,6 +113,7 @@ def test_a_hub_repo_id_as_init_fine_tunes_from_the_hf_cache_offline(tmp_path):
                "--init"]
     done = subprocess.run([*command, "alice/gmml-tiny"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert ": classifier initialised afresh (not in --init)" in done.stderr and "LOAD REPORT" not in done.stderr
     card = (tmp_path / "ft" / "model" / "README.md").read_text()
     assert "base_model: alice/gmml-tiny" in card
     assert json.loads((tmp_path / "ft" / "model" / "run.json").read_text())["training"]["init"] == "gmml"

@@ -10,9 +10,12 @@ checkpoint with its size and CRC-32. A folder is complete when its manifest is t
 with that size and checksum; so a `step_*` folder that is only partly there all the same (a file system whose rename
 copies and was interrupted, a truncated copy, a file lost or damaged later) is recognised before anything is loaded
 from it.
-`--resume_from_checkpoint latest` resumes from the newest complete checkpoint, warning about each newer one it skips.
+`--resume_from_checkpoint latest` resumes from the newest complete checkpoint, warning about each newer one it skips;
+a checkpoint whose weights are in other files (LAYOUTS) than the run's setup reads back (another FSDP
+fsdp_state_dict_type, or FSDP or not) is refused, naming both, before anything is loaded.
 `exported_model` is the model a checkpoint would export (its EMA weights where the run keeps an EMA; under FSDP its
-weights are read from the shards `save_state` wrote), which evaluation, prediction and the probe take for it. Their
+weights are read from the shards or the whole-model file `save_state` wrote), which evaluation, prediction and the
+probe take for it; weights in a file per process are refused, naming what is there and what is read. Their
 results go beside the checkpoint (`results_path`) and outlive its deletion by retention; a checkpoint saved under a
 step's name removes those of the earlier one of that name first.
 """
@@ -33,8 +36,8 @@ from pathlib import Path
 
 import torch
 import torch.distributed.checkpoint as dcp
-from accelerate.utils import broadcast_object_list
-from accelerate.utils.constants import FSDP_MODEL_NAME
+from accelerate.utils import DistributedType, broadcast_object_list
+from accelerate.utils.constants import FSDP_MODEL_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_NAME
 
 import modeling_cxrgm
 from hf_datasets.errors import InvalidInputError, MissingInputError
@@ -47,7 +50,20 @@ from .starting_point import MODEL_CLASSES
 
 PREFIX = "step_"
 MANIFEST = "manifest.json"  # what a complete checkpoint holds; written after everything else
-SHARDS = f"{FSDP_MODEL_NAME}_0"  # the model's weights as `save_state` saves them under FSDP (fsdp.yaml): no safetensors
+# The ways a checkpoint may hold its model's weights: the files Accelerate's `save_state` writes in each setup
+# (accelerate.checkpointing.save_accelerator_state, accelerate.utils.fsdp_utils.save_fsdp_model), in words
+SHARDS = f"{FSDP_MODEL_NAME}_0"  # under FSDP, fsdp_state_dict_type SHARDED_STATE_DICT (fsdp.yaml): no safetensors
+FULL = f"{FSDP_MODEL_NAME}.bin"  # under FSDP, FULL_STATE_DICT
+LOCAL = f"{FSDP_MODEL_NAME}_rank*.bin"  # under FSDP, LOCAL_STATE_DICT
+LAYOUTS = {
+    SAFE_WEIGHTS_NAME: "the whole model in safetensors, as one process or DDP saves it",
+    WEIGHTS_NAME: "the whole model pickled, as one process or DDP saves it with safe_serialization=False",
+    SHARDS: "FSDP shards, as FSDP saves them with fsdp_state_dict_type SHARDED_STATE_DICT",
+    FULL: "the whole model, as FSDP saves it with fsdp_state_dict_type FULL_STATE_DICT",
+    f"{SHARDS}_rank*.bin": "a file per process, as FSDP saves SHARDED_STATE_DICT with use_dcp=False",
+    LOCAL: "a file per process, as FSDP saves it with fsdp_state_dict_type LOCAL_STATE_DICT",
+}
+READABLE = (SAFE_WEIGHTS_NAME, WEIGHTS_NAME, SHARDS, FULL)  # those `exported_model` reads in one process
 STATE_FILES = ("custom_checkpoint_0.pkl", "custom_checkpoint_1.pkl")  # TrainState, EMA: as `track` registers them
 # which weights `exported_model` loaded, in words (evaluate and predict say it)
 WEIGHTS = {"ema": "its EMA weights, as its run exports them", "raw": "its weights (its run keeps no EMA)"}
@@ -128,27 +144,47 @@ def exported_model(folder: Path):
     return model, processor, "ema" if averaged.is_file() else "raw"
 
 
+def weights_layout(folder: Path) -> str | None:
+    """The key of LAYOUTS that names the files checkpoint `folder` holds its model's weights in; None for none."""
+    return next((layout for layout in LAYOUTS if any(folder.glob(layout))), None)
+
+
 def _load_weights(model_class, folder: Path):
-    """The model of checkpoint `folder` with the weights it trains, in float32: its model.safetensors, or those of its
-    FSDP shards (SHARDS), merged here on the CPU."""
-    if not (folder / SHARDS).is_dir():
+    """The model of checkpoint `folder` with the weights it trains, in float32, from the files of READABLE it holds
+    them in (FSDP's merged here on the CPU); a checkpoint whose weights are in files a process of the run can only
+    read back for itself is refused, naming what it holds."""
+    layout = weights_layout(folder)
+    if layout not in READABLE:
+        raise InvalidInputError(f"Checkpoint {folder}: its model's weights cannot be read here: it holds "
+                                f"{described([layout])}; a checkpoint is read from {described(READABLE)}. Evaluate the "
+                                "run's export (model/), or resume the run under the Accelerate config it was saved "
+                                "with")
+    if layout in (SAFE_WEIGHTS_NAME, WEIGHTS_NAME):
         return model_class.from_pretrained(folder, dtype=torch.float32)
-    if not (folder / SHARDS / ".metadata").is_file():
+    if layout == SHARDS and not (folder / SHARDS / ".metadata").is_file():
         raise InvalidInputError(f"Checkpoint {folder}: its FSDP shards ({SHARDS}) have no .metadata file, which tells "
                                 "how to read them; use another checkpoint")
     model = model_class(model_class.config_class.from_pretrained(folder)).float().eval()
     weights = model.state_dict()
     try:
-        with warnings.catch_warnings():  # that it reads in this process alone, as asked
-            warnings.filterwarnings("ignore", "torch.distributed is disabled", UserWarning)
-            dcp.load({"model": weights}, storage_reader=dcp.FileSystemReader(folder / SHARDS), no_dist=True)
+        if layout == SHARDS:
+            with warnings.catch_warnings():  # that it reads in this process alone, as asked
+                warnings.filterwarnings("ignore", "torch.distributed is disabled", UserWarning)
+                dcp.load({"model": weights}, storage_reader=dcp.FileSystemReader(folder / SHARDS), no_dist=True)
+        else:
+            weights = torch.load(folder / layout, map_location="cpu", weights_only=True)
+        model.load_state_dict(weights)
     except (dcp.CheckpointException, OSError, RuntimeError, ValueError) as error:
         why = [str(failure) for failure, _ in error.failures.values()] if isinstance(error, dcp.CheckpointException) \
             else [str(error)]
-        raise InvalidInputError(f"Checkpoint {folder}: the model's weights cannot be read from its FSDP shards "
-                                f"({SHARDS}): {'; '.join(why)}") from error
-    model.load_state_dict(weights)
+        raise InvalidInputError(f"Checkpoint {folder}: the model's weights cannot be read from its "
+                                f"{LAYOUTS[layout]} ({layout}): {'; '.join(why)}") from error
     return model
+
+
+def described(layouts) -> str:
+    """`layouts` (keys of LAYOUTS, None for none of them) in words, each with its files."""
+    return " or ".join(f"{LAYOUTS[layout]} ({layout})" if layout else "no model weights" for layout in layouts)
 
 
 def results_path(model, kind: str, suffix: str = "") -> Path:
@@ -393,6 +429,29 @@ def check_process_count(path: Path, num_processes: int) -> None:
                                 f"{num_processes}: the effective batch, the learning rate, the steps per epoch and "
                                 f"each process's share of the data would change mid-run; resume on {saved} processes, "
                                 "or start a new --output_dir (--init from this run's export keeps its weights)")
+
+
+def resumable_layouts(fsdp_plugin) -> tuple[str, ...]:
+    """The layouts (keys of LAYOUTS) Accelerate's `load_state` reads a model's weights from: under FSDP
+    (`fsdp_plugin`; None without) the one of its fsdp_state_dict_type, else the whole model's files."""
+    if fsdp_plugin is None:
+        return SAFE_WEIGHTS_NAME, WEIGHTS_NAME
+    return {"FULL_STATE_DICT": (FULL,), "SHARDED_STATE_DICT": (SHARDS,),
+            "LOCAL_STATE_DICT": (LOCAL,)}[fsdp_plugin.state_dict_type.name]
+
+
+def check_layout(path: Path, accelerator) -> None:
+    """Refuse, before anything is loaded, to resume checkpoint `path` in a run that reads its model's weights from
+    other files than it holds (saved under FSDP with another fsdp_state_dict_type, or under FSDP and resumed without
+    it, or the reverse): `load_state` ended on a traceback from the first file it missed."""
+    fsdp = accelerator.state.fsdp_plugin if accelerator.distributed_type == DistributedType.FSDP else None
+    readable = resumable_layouts(fsdp)
+    layout = weights_layout(path)
+    if layout not in readable:
+        setup = f"under FSDP with fsdp_state_dict_type {fsdp.state_dict_type.name}" if fsdp else "without FSDP"
+        raise InvalidInputError(f"Checkpoint {path} holds {described([layout])}; this run ({setup}) resumes from "
+                                f"{described(readable)}: resume it under the Accelerate config it was saved with, or "
+                                "start a new --output_dir (--init from this run's export keeps its weights)")
 
 
 def load(accelerator, path: Path):

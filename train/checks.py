@@ -17,7 +17,7 @@ from modeling_cxrgm.image_processing_gmvit import PAD_LABEL
 from . import checkpoint, data
 from .config import TrainArgs, load_yaml
 from .metrics import metric_names
-from .starting_point import MODEL_CLASSES, init_config
+from .starting_point import MODEL_CLASSES, init_config, resumed_config
 
 logger = logging.getLogger(__name__)
 
@@ -117,10 +117,13 @@ def check_hub_model_id(repo_id: str | None) -> None:
 
 
 def checked_init_config(args: TrainArgs, resume: Path | None):
-    """--init's config (`init_config`), loaded before the data so that a wrong --init is refused at once; None from
-    random, and for a run resumed from a checkpoint that recorded its model: its config and weights come from there,
-    and --init is only where they first came from (it may be gone by then)."""
-    if args.init == "random" or (resume is not None and (resume / "config.json").is_file()):
+    """The config the run's model is built from, loaded before the data so that a wrong --init (or checkpoint) is
+    refused at once: --init's (`init_config`); None from random; for a run resumed from a checkpoint that recorded its
+    model, that model's (`resumed_config`): its config and weights come from there, and --init is only where they
+    first came from (it may be gone by then; where it is at hand, its config is read too, and a damaged one named)."""
+    if resume is not None and (resume / "config.json").is_file():
+        return resumed_config(args, resume)
+    if args.init == "random":
         return None
     if not (Path(args.init) / "config.json").is_file():
         raise MissingInputError(f"--init {args.init}: no config.json there (expected a save_pretrained folder)")

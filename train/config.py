@@ -309,7 +309,7 @@ def load_model_source(load, source, flag: str, file: str = "config.json"):
     """`load(source)` (a `from_pretrained` reading `file`); when that fails for a `source` that is no folder here, the
     error names `flag` and says so, instead of the Hub's repo-id or connection message; a folder here without
     config.json or `file` is refused naming it (and its `model/` export where it is a run's output folder), and a
-    value in `file` that the loaded class refuses, or a `file` that is no JSON text, is named with the folder."""
+    `file` that is no JSON object, or holds a value that the loaded class refuses, is named with the folder."""
     folder = Path(source)
     if folder.is_dir() and not (folder / "config.json").is_file():
         hint = f"; it is a run's folder: pass {folder / 'model'}" if (folder / "model" / "config.json").is_file() \
@@ -320,26 +320,27 @@ def load_model_source(load, source, flag: str, file: str = "config.json"):
                                 "from where the model was saved: a run's model/ and checkpoints hold it)")
     try:
         return load(source)
-    except ValueError as error:
-        raise InvalidInputError(f"{flag} {source}: its {file} holds a value that cannot be used ({error}); restore "
-                                "the file or choose another model") from error
-    except OSError as error:
-        if not Path(source).exists():
+    except (OSError, TypeError, ValueError) as error:  # (TypeError: a file whose JSON is no object)
+        if isinstance(error, OSError) and not folder.exists():
             raise MissingInputError(f"{flag} {source}: no such folder here, and no model of that name could be loaded "
                                     f"from the Hub or its cache ({error})") from error
         problem = json_problem(folder / file)
-        if problem is None:
+        if problem is not None:
+            raise InvalidInputError(f"{flag} {source}: its {file} ({folder / file}) {problem}; restore the file or "
+                                    "choose another model") from error
+        if not isinstance(error, ValueError):
             raise
-        raise InvalidInputError(f"{flag} {source}: its {file} ({folder / file}) is not valid JSON ({problem}); restore "
+        raise InvalidInputError(f"{flag} {source}: its {file} holds a value that cannot be used ({error}); restore "
                                 "the file or choose another model") from error
 
 
 def json_problem(path: Path) -> str | None:
-    """Why the file at `path` is no JSON text (None where it is, or where there is no such file)."""
+    """Why the file at `path` is no JSON object, as "is not valid JSON (...)" or "holds a ..., not a JSON object"
+    (None where it is one, or where there is no such file)."""
     try:
-        json.loads(path.read_text(encoding="utf-8"))
+        value = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
     except (UnicodeDecodeError, ValueError) as error:
-        return str(error)
-    return None
+        return f"is not valid JSON ({error})"
+    return None if isinstance(value, dict) else f"holds a {type(value).__name__}, not a JSON object"

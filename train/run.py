@@ -207,6 +207,7 @@ def _train(args: TrainArgs, given: TrainArgs, accelerator: Accelerator, output_d
     if resume is not None:
         check_resumable(given, output_dir, resume)
         checkpoint.check_process_count(resume, accelerator.num_processes)
+        checkpoint.check_layout(resume, accelerator)
     else:
         check_no_earlier_run(output_dir)
         if args.resume_from_checkpoint:  # "latest" before the first save (a preempted job relaunched with it)

@@ -7,14 +7,15 @@ this task and these labels need (a head of another shape is replaced, an encoder
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
 import re
 from pathlib import Path
 
 import torch
 from huggingface_hub import snapshot_download
-from transformers import AutoConfig
+from transformers import AutoConfig, modeling_utils
+from transformers.utils.loading_report import log_state_dict_report
 
 from hf_datasets.errors import InvalidInputError, MissingInputError
 from modeling_cxrgm import (
@@ -62,24 +63,20 @@ def init_folder(init: str, required: bool = True) -> tuple[str, str | None]:
 
 def init_processor_settings(init: str) -> dict:
     """The input convention the --init model was trained with: its saved processor's settings (those of SETTINGS,
-    but the size, which follows --image_size); {} from random, or from a folder without a saved processor."""
-    path = Path(init) / "preprocessor_config.json"
-    if init == "random" or not path.is_file():
+    but the size, which follows --image_size); {} from random, or from a folder without a saved processor. The file is
+    read as every model file is (`load_model_source`): one that is no JSON object, or holds a value the processor
+    refuses, is named."""
+    if init == "random" or not (Path(init) / "preprocessor_config.json").is_file():
         return {}
-    try:
-        saved = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise InvalidInputError(f"--init {init}: its image processor's settings {path} cannot be read ({error}); "
-                                "they are the input convention the model was trained with: restore the file") from error
-    if not isinstance(saved, dict):
-        raise InvalidInputError(f"--init {init}: {path} is not a JSON object; restore the file")
-    settings = {name: saved[name] for name in PROCESSOR_SETTINGS if name != "size" and name in saved}
-    try:
-        GroupMaskedViTImageProcessor(**settings)
-    except (TypeError, ValueError) as error:
-        raise InvalidInputError(f"--init {init}: its image processor's settings {path} hold a value that cannot be "
-                                f"used ({error}); restore the file") from error
-    return settings
+    return load_model_source(saved_processor_settings, init, "--init", "preprocessor_config.json")
+
+
+def saved_processor_settings(folder) -> dict:
+    """The settings of SETTINGS (but the size) that the processor saved in `folder` states, checked by making that
+    processor (a TypeError for a file that is no JSON object, a ValueError naming a value it refuses)."""
+    saved = GroupMaskedViTImageProcessor.get_image_processor_dict(folder)[0]
+    GroupMaskedViTImageProcessor.from_dict(saved)
+    return {name: saved[name] for name in PROCESSOR_SETTINGS if name != "size" and name in saved}
 
 
 def build_processor(args: TrainArgs) -> GroupMaskedViTImageProcessor:
@@ -156,10 +153,11 @@ def init_config(args: TrainArgs):
 def build_model(args: TrainArgs, names: list[str], single_label: bool, resume: Path | None = None, base=None):
     """A fresh model from `args.preset` + `args.model_config`, or `args.init` with a new head for this task; for a run
     resumed from checkpoint `resume`, the model that checkpoint recorded (its weights are loaded from it next).
-    `base`: --init's config where `init_config` has loaded it already."""
+    `base`: the config `checks.checked_init_config` loaded already: --init's, or for such a resumed run its
+    checkpoint's (`resumed_config`)."""
     model_class = MODEL_CLASSES[args.task]
     if resume is not None and (resume / "config.json").is_file():
-        return resumed_model(args, model_class, resume)
+        return model_class(base if base is not None else resumed_config(args, resume))
     overrides = {"drop_path_rate": args.drop_path, **args.model_config}
     base = base if base is not None else init_config(args)
     if args.task == "classification":
@@ -204,8 +202,10 @@ def build_model(args: TrainArgs, names: list[str], single_label: bool, resume: P
     # float32 whatever the checkpoint was saved in (from_pretrained keeps a bf16/fp16 file's dtype): the weights and
     # optimiser state train in full precision, and --mixed_precision decides what runs at lower precision. A head
     # tensor of another shape (another label count, pooling or decoder width) is left out, to be checked below.
-    model, loading = model_class.from_pretrained(args.init, dtype=torch.float32, ignore_mismatched_sizes=True,
-                                                 output_loading_info=True, **overrides)
+    with load_report_silenced():
+        model, loading = model_class.from_pretrained(args.init, dtype=torch.float32, ignore_mismatched_sizes=True,
+                                                     output_loading_info=True, **overrides)
+    report_new_and_unused(loading, model.base_model_prefix, args.init)
     mismatched = [entry for entry in loading["mismatched_keys"]  # (a replaced classifier is reported once, below)
                   if not (other_classes and entry[0].startswith("classifier."))]
     replace_mismatched_head(model, mismatched, args.init)
@@ -241,11 +241,12 @@ RUN_SETTINGS = ("id2label", "label2id", "num_labels", "problem_type", "label_smo
                 "_name_or_path")
 
 
-def resumed_model(args: TrainArgs, model_class, resume: Path):
-    """The model a checkpoint recorded (config.json; weights to be loaded from the checkpoint), not one built from
-    --init again: another --init given on resume is only where the run's weights first came from, and one whose model
-    differs (another pooling, decoder, mask or layer setting) is warned about, naming the settings, not followed."""
-    config = GroupMaskedViTConfig.from_pretrained(resume)
+def resumed_config(args: TrainArgs, resume: Path) -> GroupMaskedViTConfig:
+    """The config of the model a checkpoint recorded (config.json; weights to be loaded from the checkpoint), not one
+    built from --init again: another --init given on resume is only where the run's weights first came from, and one
+    whose model differs (another pooling, decoder, mask or layer setting) is warned about, naming the settings, not
+    followed. Both files are read as every model file is (`load_model_source`): a damaged one is named."""
+    config = load_model_source(GroupMaskedViTConfig.from_pretrained, resume, "--resume_from_checkpoint")
     if args.init != "random" and (Path(args.init) / "config.json").is_file():
         given = load_model_source(lambda folder: GroupMaskedViTConfig.get_config_dict(folder)[0], args.init, "--init")
         recorded = config.to_dict()
@@ -256,7 +257,7 @@ def resumed_model(args: TrainArgs, model_class, resume: Path):
             logger.warning(f"--init {args.init} describes another model than this run's ({'; '.join(changed)}): the "
                            f"resumed run keeps its own, recorded in {resume}; start a new --output_dir to fine-tune "
                            "that --init")
-    return model_class(config)
+    return config
 
 
 def segmentation_label_count(args: TrainArgs, base) -> int:
@@ -269,6 +270,40 @@ def segmentation_label_count(args: TrainArgs, base) -> int:
     if base is not None and MODEL_CLASSES["segmentation"].__name__ in (base.architectures or []):
         return base.num_labels
     return 1
+
+
+def _no_load_report(record: logging.LogRecord) -> bool:
+    """False for the record of transformers' load report (`load_report_silenced`)."""
+    return record.funcName != log_state_dict_report.__name__
+
+
+@contextlib.contextmanager
+def load_report_silenced():
+    """Hold back, for the load inside, the table of missing, unexpected and mismatched weights that transformers logs
+    as a warning (`log_state_dict_report`, through the logger of `transformers.modeling_utils`) at the end of
+    `from_pretrained`: `report_new_and_unused` and `replace_mismatched_head` say what of it matters. The logger's other
+    messages pass, errors of the load are raised as ever, and other loads still report (the filter goes after it)."""
+    modeling_utils.logger.addFilter(_no_load_report)
+    try:
+        yield
+    finally:
+        modeling_utils.logger.removeFilter(_no_load_report)
+
+
+def report_new_and_unused(loading: dict, prefix: str, init: str) -> None:
+    """Warn, from `from_pretrained`'s `loading` info, which layers of the model start afresh, --init having no weights
+    for them (this task's head; an encoder layer by its name under `prefix`), and which of --init's layers are left out
+    (another task's head); the other weights are loaded. (Replaced heads of another shape: `replace_mismatched_head`.)"""
+
+    def layers(names) -> list[str]:
+        return sorted({name.rpartition(".")[0] if name.startswith(f"{prefix}.") else name.partition(".")[0]
+                       for name in names})
+
+    new, unused = layers(loading["missing_keys"]), layers(loading["unexpected_keys"])
+    said = [f"{', '.join(new)} initialised afresh (not in --init)"] if new else []
+    said += [f"its {', '.join(unused)} left out (not part of this model)"] if unused else []
+    if said:
+        logger.warning(f"--init {init}: {'; '.join(said)}; the other weights are loaded")
 
 
 def replace_mismatched_head(model, mismatched, init: str) -> None:
