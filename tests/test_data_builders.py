@@ -12,9 +12,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "data"))
 import layouts  # noqa: E402
+from shared_layout import write_covid_folders  # noqa: E402
 
 from hf_datasets import build_dataset, label_names  # noqa: E402
-from hf_datasets.errors import ImageReadError, LayoutError  # noqa: E402
+from hf_datasets.errors import ImageReadError, InvalidInputError, LayoutError  # noqa: E402
+from hf_datasets.registry import build_recipe  # noqa: E402
 from hf_datasets.schema import COLUMNS  # noqa: E402
 from hf_datasets.splits import overlapping_patients  # noqa: E402
 
@@ -457,6 +459,71 @@ def test_cxr_folder(tmp_path):
     unlabelled = by_path(ds, "IM-0002")
     assert all(math.isnan(v) for v in unlabelled["labels"]) and unlabelled["view"] == "PA"
     assert by_path(ds, "IM-0001")["labels"] == [0.0, 1.0]
+
+
+COVID_FOLDERS = ["hannover_covid", "ieee8023_covid", "figure1_covid", "actualmed_covid", "nih_cxr14"]
+
+
+def test_cxr_pool_pools_labelled_folders_in_one_label_scheme_one_patient_in_one_split(tmp_path):
+    """Labelled folders could only be pooled by a hand-written manifest, which had to merge each folder's class names,
+    leave out the Hannover images that ieee8023 repeats and give one id to a patient both folders hold (or leak it
+    across splits). `classes` pools them so: labels matched by synonym, the rest `other_class`, split by patient."""
+    data = write_covid_folders(tmp_path / "data")
+    with pytest.warns(UserWarning) as said:
+        ds = build("cxr_pool", data, folders=COVID_FOLDERS, classes=["covid"], other_class="non_covid", seed=1,
+                   split_fractions={"train": 0.5, "test": 0.5})
+    assert label_names(ds) == ["covid", "non_covid"] and sorted(ds) == ["test", "train"]
+    assert len(rows(ds)) == 17  # ieee8023's copy of a Hannover image left out
+    covid, other = [1.0, 0.0], [0.0, 1.0]
+    assert [by_path(ds, f"figure1-{i}")["labels"][0] for i in range(2)] == [1.0, 0.0]  # COVID-19, Pneumonia
+    assert all(math.isnan(v) for v in by_path(ds, "figure1-2")["labels"])  # unlabelled
+    assert [by_path(ds, f"actualmed-{i}")["labels"] for i in range(2)] == [covid, other]  # 'No finding'
+    assert {tuple(r["labels"]) for r in rows(ds) if r["source"] == "nih_cxr14"} == {tuple(other)}
+    assert by_path(ds, "hannover_covid/images/h0")["labels"] == covid  # the first folder's copy, not 'No Finding'
+    assert {r["source"] for r in rows(ds)} == {"hannover_mhh", "ieee8023", "figure1", "actualmed", "nih_cxr14"}
+    # hannover_0 is ieee8023_0: its Hannover images and the one only ieee8023 has are one patient, in one split
+    one = [by_path(ds, name) for name in ("images/h0", "images/h2", "covid-0-later")]
+    assert {(r["patient_id"], r["split"]) for r in one} == {("hannover_0+ieee8023_0", one[0]["split"])}
+    assert by_path(ds, "images/h1")["patient_id"] == "hannover_1"
+    messages = [str(w.message) for w in said]
+    assert any("1 images are listed again with other labels (the same bytes, or named in ieee8023_filename); the "
+               "copy first in folder order (`folders`) is kept, with its label (copy kept -> copy left out): "
+               "hannover_covid/images/h0.png (covid) -> "
+               "ieee8023_covid/images/covid-0.png (non_covid)" in m for m in messages)
+    assert any("7 rows have labels that are none of the other classes, so they are 'non_covid' (other_class): "
+               "ieee8023_covid: 'SARS' (1); figure1_covid: 'Pneumonia' (1); actualmed_covid: 'No finding' (1); "
+               "nih_cxr14: 'no_finding' (2), 'pneumonia' (2);" in m for m in messages), messages
+
+
+def test_cxr_pool_label_map_unknown_labels_and_linked_patients_left_out(tmp_path):
+    """Several classes with label_map; a label none of them names is unknown, with a warning naming it; leaving out a
+    patient (a downstream test patient) leaves out the images of its ids in other folders too."""
+    data = write_covid_folders(tmp_path / "data")
+    with pytest.warns(UserWarning, match=r"1 rows have labels that are none of the classes \['covid_19', 'normal', "
+                                         r"'other pneumonia'\] .*: ieee8023_covid: 'SARS' \(1\);"):
+        recipe = build_recipe("cxr_pool", data, folders=COVID_FOLDERS,
+                              classes=["covid_19", "normal", "other pneumonia"],
+                              label_map={"pneumonia": "Other_Pneumonia"}, exclude_patients=["ieee8023_0"])
+    labels = {Path(r["path"]).stem: r["labels"] for r in recipe.records}
+    assert labels["actualmed-1"] == [0.0, 1.0, 0.0] and labels["nih-0000"] == [0.0, 1.0, 0.0]  # 'No finding'
+    assert labels["nih-0001"] == labels["figure1-1"] == [0.0, 0.0, 1.0] and labels["covid-1"] == [1.0, 0.0, 0.0]
+    assert all(math.isnan(v) for v in labels["covid-3"])  # SARS
+    assert not {"h0", "h2", "covid-0", "covid-0-later"} & set(labels) and "h1" in labels
+    pretraining = build_recipe("cxr_pool", data, folders=COVID_FOLDERS, exclude_patients=["hannover_0"])
+    assert {r["split"] for r in pretraining.records} == {"train"} and pretraining.label_names == []
+    assert not {"h0", "h2", "covid-0", "covid-0-later"} & {Path(r["path"]).stem for r in pretraining.records}
+
+
+@pytest.mark.parametrize("options, refusal", [
+    ({"classes": ["covid"]}, r"needs two classes or more, got \['covid'\]"),
+    ({"classes": ["covid", "COVID-19"]}, r"classes 'covid' and 'COVID-19' are one class"),
+    ({"classes": ["covid"], "other_class": "rest", "label_map": {"SARS": "sars"}},
+     r"label_map maps 'SARS' to 'sars', which is none of the classes \['covid', 'rest'\]"),
+    ({"other_class": "non_covid"}, r"label_map and other_class label a pool: name its classes too"),
+])
+def test_cxr_pool_refuses_a_label_scheme_it_cannot_apply(tmp_path, options, refusal):
+    with pytest.raises(InvalidInputError, match=refusal):
+        build_recipe("cxr_pool", write_covid_folders(tmp_path / "data"), **options)
 
 
 def test_seeded_split_is_reproducible(tmp_path):

@@ -827,7 +827,7 @@ def test_evaluation_says_how_it_read_the_labels_beside_how_the_model_trained_on_
 
 def test_classification_on_a_set_without_labels_says_so_and_how_to_pool_labelled_folders(tmp_path):
     """cxr_pool keeps images only: fine-tuning a classifier on it stopped with 'no row with a known label', which named
-    neither the cause nor a way to pool labelled folders."""
+    neither the cause nor a way to pool labelled folders; its classes option pools them labelled."""
     sys.path.insert(0, str(ROOT / "tests" / "fixtures" / "data"))
     from shared_layout import write_shared_layout
 
@@ -837,9 +837,14 @@ def test_classification_on_a_set_without_labels_says_so_and_how_to_pool_labelled
 
     pool = write_shared_layout(tmp_path / "data", patients=2)
     args = tiny("classification", tmp_path / "run", dataset="cxr_pool", data_dir=str(pool), eval_split=None)
-    with pytest.raises(InvalidInputError, match=r"The data set 'cxr_pool' has no labels .* list their images in a "
-                                                r"manifest \(columns image, label, patient_id, source\)"):
-        load_data(args, GroupMaskedViTImageProcessor(size=32, num_channels=1))
+    processor = GroupMaskedViTImageProcessor(size=32, num_channels=1)
+    with pytest.raises(InvalidInputError, match=r"The data set 'cxr_pool' has no labels .* unless its classes option "
+                                                r"labels the pool: --dataset_options '\{\"classes\": \[\"covid\"\], "
+                                                r"\"other_class\": \"non_covid\"\}' pools labelled folders"):
+        load_data(args, processor)
+    args.dataset_options = {"classes": ["covid"], "other_class": "non_covid"}
+    train_set, _, names, mode = load_data(args, processor)
+    assert names == ["covid", "non_covid"] and mode == "single" and len(train_set.source_counts()) > 1
 
 
 def test_evaluations_the_exported_model_was_picked_from_are_counted_over_resumes(tmp_path):

@@ -1356,6 +1356,8 @@ def test_card_label_policy_names_the_label_options_the_data_was_built_with(tmp_p
     assert label_policy(chexpert) == "blank=zeros, uncertain=ones"
     renamed = TrainArgs(dataset="cxr_folder", dataset_options={"label_map": {"no_finding": "normal"}})
     assert label_policy(renamed) == 'label_map={"no_finding": "normal"}'
+    pooled = TrainArgs(dataset="cxr_pool", dataset_options={"classes": ["covid"], "other_class": "non_covid"})
+    assert label_policy(pooled) == 'classes=["covid"], other_class=non_covid'  # what the other labels became
     assert label_policy(TrainArgs(dataset="kermany")) == "default"
     (tmp_path / "prepare_settings.json").write_text('{"dataset": "chexpert", "options": {"uncertain": "mixed"}}')
     prepared = TrainArgs(prepared_dir=str(tmp_path), dataset_options={"train_fraction": 0.1})

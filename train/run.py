@@ -89,9 +89,9 @@ def load_data(args: TrainArgs, processor):
     if args.task == "classification" and not names:
         raise InvalidInputError(
             f"The data set{f' {args.dataset!r}' if args.dataset else ''} has no labels (no label names), so there is "
-            "nothing to classify; cxr_pool keeps images only, for pretraining: to pool labelled folders, list their "
-            "images in a manifest (columns image, label, patient_id, source), one copy of each and one patient_id "
-            "per patient across the folders (cxr_pool's rows name the distinct images)")
+            "nothing to classify; cxr_pool keeps images only, for pretraining, unless its classes option labels the "
+            "pool: --dataset_options '{\"classes\": [\"covid\"], \"other_class\": \"non_covid\"}' pools labelled "
+            "folders in one label scheme, split by patient")
     train = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
     evaluation = data.split(splits, args.eval_split) if args.eval_split else None
     mode = data.MULTI

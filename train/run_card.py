@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 # builder options that decide what the labels are: the model card's label policy
 LABEL_OPTIONS = ("uncertain", "blank", "readers", "labeler", "tasks", "labels", "classes", "label_column", "label_map",
-                 "label_names")
+                 "label_names", "other_class")
 
 
 # the uncertain / blank switches: stated on the card even when left at the builder's default
