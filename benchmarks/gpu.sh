@@ -12,10 +12,12 @@
 # packages, bring the folder that `make offline` fills (OFFLINE, default ./offline): its wheels are installed into
 # a temporary folder first, without touching the image's packages, and its cache serves the sample images.
 # SMOKE=1 runs the same commands at a tiny size without compiling (a check of the script on CPU).
-# ROWS=small,e2e (for example) runs only those rows. Four rows run only when named: `small-host` (compiled ViT-S
+# ROWS=small,e2e (for example) runs only those rows. Five rows run only when named: `small-host` (compiled ViT-S
 # fine-tuning beside timm with our stochastic depth off, profiled, then GMML, fine-tuning and timm compiled with
 # CUDA graphs, `reduce-overhead`: whether the host bounds the compiled step; about 4 minutes), `small-attention` (our ViT-S rows
 # eager with each scaled_dot_product_attention backend forced: cudnn, flash, efficient; about 2 minutes),
+# `small-autotune` (GMML, fine-tuning and timm compiled with `max-autotune`, profiled: whether tuned GEMMs with the
+# bias and GELU fused into their epilogues take the step's GELU traffic off; unmeasured, compiling takes minutes),
 # `small-batch` (ViT-S fine-tuning at batch 64, the quality preset's, where the host bounds the step: the model's
 # step beside the peers, the training loop's step alone and end to end (on DATA's Kermany images, DATA default
 # offline/data, when there, else the sample set), and the loader's time per epoch of those images; about 2
@@ -28,7 +30,8 @@ PYTHON=${PYTHON:-python3}
 OUT=${OUT:-benchmarks/out}
 PEAK=${PEAK:-989}  # dense bf16 TFLOP/s of an H100/H200 SXM, for MFU
 # A comma-separated subset of gpu-tests,small,e2e,small-compiled,base,base-compiled,small-host,small-attention,
-# small-batch,device-smoke (to split the run over calls, or to repeat one); by default all but the last four.
+# small-autotune,small-batch,device-smoke (to split the run over calls, or to repeat one); by default all but the
+# last five.
 ROWS=${ROWS:-gpu-tests,small,e2e,small-compiled,base,base-compiled}
 mkdir -p "$OUT"
 log="$OUT/throughput.jsonl"
@@ -111,6 +114,10 @@ if selected small-host; then  # is the compiled ViT-S fine-tuning step bound by 
     "${compile_only[@]}" --only cxrgm_cls,timm --drop-path 0 "${profile[@]}"
   row "$first compiled, CUDA graphs" "$PYTHON" benchmarks/throughput.py --size "$first" "${common[@]}" \
     "${compile_only[@]}" --compile-mode reduce-overhead --only cxrgm_gmml_pretrain,cxrgm_cls,timm
+fi
+if selected small-autotune; then  # does max-autotune (GEMM epilogues: bias + GELU fused into the matmul) pay?
+  row "$first compiled, max-autotune" "$PYTHON" benchmarks/throughput.py --size "$first" "${common[@]}" \
+    "${compile_only[@]}" --compile-mode max-autotune --only cxrgm_gmml_pretrain,cxrgm_cls,timm "${profile[@]}"
 fi
 if selected small-batch; then
   row "$first batch 64" "$PYTHON" benchmarks/throughput.py --size "$first" "${small_batch[@]}" --only cls

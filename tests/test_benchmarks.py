@@ -69,12 +69,12 @@ def test_gpu_script_attention_row_forces_each_backend_and_runs_alone(tmp_path):
     assert not (tmp_path / "device_smoke.jsonl").exists() and not (tmp_path / "profiles.txt").read_text()  # no ViT-S row
 
 
-def test_gpu_script_host_row_runs_fine_tuning_without_stochastic_depth_then_all_three_again(tmp_path):
+def test_gpu_script_host_and_autotune_rows(tmp_path):
     """small-host: our fine-tuning beside timm with our stochastic depth off, profiled, then GMML, fine-tuning and
-    timm with CUDA graphs (on CPU, eager)."""
-    lines = lines_of_gpu_script(tmp_path, "small-host")
+    timm with CUDA graphs; small-autotune: the three again with max-autotune, profiled (on CPU, eager)."""
+    lines = lines_of_gpu_script(tmp_path, "small-host,small-autotune")
     runs = [line["drop_path"] for line in lines if "drop_path" in line]  # each throughput.py run's header
-    assert runs == [0.0, 0.1]
+    assert runs == [0.0, 0.1, 0.1]
     names = [line["name"] for line in lines if "img_per_s" in line]
     assert names[:1] == ["cxrgm_cls_finetune"] and set(names[1:]) >= {"cxrgm_gmml_pretrain", "cxrgm_cls_finetune"}
     assert "cxrgm_cls_finetune (size tiny" in (tmp_path / "profiles.txt").read_text()
