@@ -74,6 +74,9 @@ EVALUATION_SETTINGS = {
     "bootstrap": "Bootstrap resamples", "bootstrap_unit": "Bootstrap resampling unit",
 }
 INTERVAL = ("_ci_low", "_ci_high")  # a metric's bootstrap 95% interval: `<metric>_ci_low`, `<metric>_ci_high`
+# train.evaluate's headline metrics, whose change against the in-domain source its drift.json gives: the card's
+# table per source shows those a source has
+PER_SOURCE_METRICS = ("auroc_macro", "accuracy", "f1_macro", "dice", "iou")
 ARCHITECTURE = (
     ("image_size", "Input size (px)"), ("patch_size", "Patch size (px)"), ("num_channels", "Input channels"),
     ("hidden_size", "Hidden size"), ("num_hidden_layers", "Blocks"), ("num_attention_heads", "Attention heads"),
@@ -324,7 +327,8 @@ def _json_object(path: Path) -> dict | None:
 def evaluations(model_dir) -> list[dict]:
     """What `train.evaluate` wrote into the model folder `model_dir` (its default output, `eval-<split>/`), by folder
     name: [{"folder": "eval-test", "split": "test", "metrics": its metrics.json, "sources": {source: images} from the
-    drift.json beside it, or None}]. A file that cannot be read is left out, with a warning naming it."""
+    drift.json beside it, or None, "drift": that drift.json, or None}]. A file that cannot be read is left out, with a
+    warning naming it."""
     found = []
     for path in sorted(Path(model_dir).glob("eval-*/metrics.json")):
         metrics = _json_object(path)
@@ -335,13 +339,46 @@ def evaluations(model_dir) -> list[dict]:
         sources = {str(name): int(count) for name, count in counts.items() if _number(count) is not None} \
             if isinstance(counts, dict) else None
         found.append({"folder": path.parent.name, "split": path.parent.name.removeprefix("eval-"),
-                      "metrics": metrics, "sources": sources or None})
+                      "metrics": metrics, "sources": sources or None, "drift": drift})
     return found
+
+
+def _source_name(name: str) -> str:
+    """A data source as the card names it: the public set's title and its code name, else the code name alone."""
+    source = lookup(name)
+    return f"{source.title} ({code(name)})" if source else code(name)
+
+
+def _per_source(drift: dict | None, multi_label: bool, task: str) -> tuple[list[str], list[list[str]]]:
+    """(metric names, rows) of the card's table per source, from a drift.json of several sources: each source's
+    images and headline metrics, with their 95% intervals and, out of domain, the change against the in-domain
+    source; ([], []) for a drift.json of one source or none."""
+    per_source = (drift or {}).get("metrics")
+    if not isinstance(per_source, dict) or len(per_source) < 2:
+        return [], []
+    per_source = {name: values for name, values in per_source.items() if isinstance(values, dict)}
+    keys = [key for key in PER_SOURCE_METRICS if any(_number(values.get(key)) is not None
+                                                     for values in per_source.values())]
+    in_domain, counts = drift.get("in_domain"), drift.get("num_images") or {}
+    deltas = drift.get("delta_vs_in_domain") if isinstance(drift.get("delta_vs_in_domain"), dict) else {}
+    rows = []
+    for name, values in per_source.items():
+        cells = []
+        for key in keys:
+            value, low, high = (_number(values.get(key + end)) for end in ("", *INTERVAL))
+            delta = _number((deltas.get(name) or {}).get(key))
+            cells.append("n/a" if value is None else f"{value:.4f}"
+                         + (f" ({low:.4f} to {high:.4f})" if low is not None and high is not None else "")
+                         + (f", {delta:+.4f}" if delta is not None else ""))
+        role = " (in-domain)" if name == in_domain else ""
+        rows.append([_source_name(str(name)) + role, _text(counts.get(name)), *cells])
+    return [describe_metric(key, multi_label, task)[1] for key in keys], rows
 
 
 def _evaluation_view(evaluation: dict, task: str, multi_label: bool, labels, run: dict) -> dict:
     """What the card shows of one of `evaluations`: the split, the data (sources and images), the metrics with their
-    95% intervals, how they were scored (every other field of metrics.json) and the confusion matrix."""
+    95% intervals, the headline metrics per source (with their change against the in-domain source), how they were
+    scored (every other field of metrics.json) and the confusion matrix."""
     metrics, sources = evaluation["metrics"], evaluation["sources"]
     values = _scalar_metrics(metrics)
     bounded = [key.removesuffix(end) for key in metrics for end in INTERVAL if key.endswith(end)]
@@ -369,9 +406,11 @@ def _evaluation_view(evaluation: dict, task: str, multi_label: bool, labels, run
         "folder": _text(evaluation["folder"]),
         "split": _text(evaluation["split"]),
         "images": _text(int(images)) if images is not None else NOT_RECORDED,
-        "data": "; ".join(f"{source.title} ({code(name)}): {count} images" if (source := lookup(name)) else
-                          f"{code(name)}: {count} images" for name, count in sources.items()) if sources else
+        "data": "; ".join(f"{_source_name(name)}: {count} images" for name, count in sources.items()) if sources else
         "not recorded (no readable drift.json beside its metrics.json)",
+        "in_domain": code(in_domain) if isinstance(in_domain := (evaluation["drift"] or {}).get("in_domain"), str)
+        else None,
+        "per_source": _per_source(evaluation["drift"], multi_label, task),
         "in_sample": bool(sources) and set(sources) <= set(trained_sources)
         and bool(set(str(evaluation["split"]).split("+")) & trained_splits),
         "metrics": rows,

@@ -869,7 +869,8 @@ def test_manifest_without_an_image_column_says_which_columns_it_has(tmp_path):
     from hf_datasets.errors import LayoutError
     (tmp_path / "set").mkdir()
     (tmp_path / "set" / "list.csv").write_text("image;label\na.png;normal\n")
-    with pytest.raises(LayoutError, match=r"row 1 has no 'image' \(columns: \['image;label'\]\)"):
+    with pytest.raises(LayoutError, match=r"row 1 names no image: give its file in 'image' \(relative to data_dir\) "
+                                          r"or, for a DICOM file, its 'sop_instance_uid' \(columns: \['image;label'\]\)"):
         build_dataset("manifest", tmp_path / "set", manifest="list.csv")
 
 

@@ -700,3 +700,38 @@ def test_reading_an_image_file_opens_it_once(tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "open", counting_open)
     assert read_grey(image).ndim == 2
     assert opened.count(str(image)) == 1
+
+
+def test_a_manifest_names_dicom_images_by_sop_instance_uid_and_refuses_paths_that_disagree(tmp_path):
+    """A hospital's label table keyed by SOP Instance UID could not be used: every row needed an `image` path, to be
+    made by hand. A row may now name its DICOM image by `sop_instance_uid` alone, found under data_dir by header (a
+    UID that no file holds: the row is left out, named by number, never by UID); a row giving both, whose file holds
+    another image, is refused (its label would go to another image)."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import generate_uid
+
+    site = tmp_path / "site"
+    uids = {}
+    for target, name in {"site_a/IM0001": "RG1_UNCR.dcm", "site_b/IM0001": "RG3_UNCR.dcm"}.items():
+        dataset = pydicom.dcmread(get_testdata_file(name, download=False))
+        dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = uids[target] = generate_uid()
+        (site / target).parent.mkdir(parents=True)
+        dataset.save_as(site / target)
+    missing = generate_uid()
+    lines = ["sop_instance_uid,label", f"{uids['site_b/IM0001']},pneumonia", f"{missing},normal",
+             f"{uids['site_a/IM0001']},normal"]
+    (site / "labels.csv").write_text("\n".join(lines) + "\n")
+    recipe, said = warnings_saying("sop_instance_uid", lambda: build_recipe("manifest", site, manifest="labels.csv"))
+    assert [(r["path"], r["labels"]) for r in recipe.records] == [("site_b/IM0001", [0.0, 1.0]),
+                                                                  ("site_a/IM0001", [1.0, 0.0])]
+    assert said == [f"{site / 'labels.csv'}: 1 rows name a sop_instance_uid that no DICOM file under {site} holds "
+                    "(whole); they are left out: rows 2"] and missing not in said[0]
+
+    lines = ["image,sop_instance_uid,label", f"site_a/IM0001,{uids['site_a/IM0001']},normal",
+             f"site_b/IM0001,{uids['site_a/IM0001']},pneumonia"]
+    (site / "labels.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(LayoutError, match=r"1 rows name in 'image' a DICOM file holding another image than their "
+                                          r"'sop_instance_uid': row 2 \(site_b/IM0001\)") as refused:
+        build_recipe("manifest", site, manifest="labels.csv")
+    assert not any(uid in str(refused.value) for uid in uids.values())

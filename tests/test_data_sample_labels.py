@@ -130,6 +130,22 @@ def test_patient_split_keeps_patients_together():
     assert splits != patient_split(patients, seed=2)
 
 
+def test_rows_without_an_official_split_are_cut_by_the_fractions_among_themselves():
+    """A manifest naming the split of some rows only (another site's images all `test`) had its other rows cut by
+    a seeded split drawn over every patient, those with an official split included: site A's 10 patients got the
+    fractions only by chance (in a real archive, no validation patient at all). The cut now spans the patients
+    without an official split."""
+    from hf_datasets.builders.common import Recipe, assign_splits, record
+
+    site_a = [record(f"/d/site_a/{i}.png", data_dir="/d", patient_id=f"A{i}", source="site_a") for i in range(10)]
+    site_b = [record(f"/d/site_b/{i}.png", data_dir="/d", patient_id=f"B{i}", source="site_b", split="test")
+              for i in range(30)]
+    for seed in range(3):
+        splits = assign_splits(Recipe("manifest", site_a + site_b, ["normal"]), seed=seed)
+        per_site = {name: sorted(r["source"] for r in rows) for name, rows in splits.items()}
+        assert per_site == {"train": ["site_a"] * 8, "validation": ["site_a"], "test": ["site_a"] + ["site_b"] * 30}
+
+
 def test_two_writers_filling_the_sample_cache_use_temporary_files_of_their_own(tmp_path, monkeypatch):
     """Two processes filling the cache at once (two ranks of `accelerate launch`, two test workers) both copied
     through NAME.partial: the second renamed the first one's half-written copy into place, and the first then failed

@@ -584,7 +584,18 @@ def test_card_shows_train_evaluate_results_with_their_intervals_apart_from_the_r
     assert "ci low" not in text.lower() and "Num samples" not in text
     assert "- Labels read with: labels=default" in test
     assert "| | normal | pneumonia |" in test
+    # per source, as drift.json has them: an out-of-domain site's numbers were only pooled with the in-domain ones
+    drift = json.loads((folder / "eval-test" / "drift.json").read_text())
+    nih, delta = drift["metrics"]["nih"], drift["delta_vs_in_domain"]["nih"]
+    assert "in-domain one (`kermany`, the model's training data), its change against that source:" in test
+    assert "| Source | Images | AUROC (macro) | Accuracy | F1 (macro) |" in test
+    assert (f"| Kermany pediatric pneumonia (`kermany`) (in-domain) | 8 | "
+            f"{drift['metrics']['kermany']['auroc_macro']:.4f} |") in test
+    assert (f"| NIH ChestX-ray14 (`nih`) | 4 | {nih['auroc_macro']:.4f}, {delta['auroc_macro']:+.4f} | "
+            f"{nih['accuracy']:.4f}, {delta['accuracy']:+.4f} | {nih['f1_macro']:.4f}, {delta['f1_macro']:+.4f} |") \
+        in test
     assert validation_part.startswith("Split `validation`, scored with `train.evaluate`")
+    assert "Per source" not in validation_part  # its drift.json is gone
     assert "6 images of split `validation`; data: not recorded (no readable drift.json beside its metrics.json)" \
         in validation_part and "No bootstrap intervals in its metrics.json" in validation_part
     assert "- Decision threshold: 0.5 - Bootstrap resampling unit: patient - `calibration_bins`: 0.1, 0.9" \

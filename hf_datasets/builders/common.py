@@ -401,8 +401,8 @@ def warn_unknown_patients(name: str, records: list[dict], fractions=None) -> Non
 
 def assign_splits(recipe: Recipe, fractions=None, seed: int = 0, train_fraction: float | None = None,
                   subset_seed: int = 0) -> dict[str, list[dict]]:
-    """Group records by split: official splits where given, a seeded patient split otherwise;
-    the result is patient-disjoint. `train_fraction` keeps that share of the training patients
+    """Group records by split: official splits where given, a seeded patient split of the patients without one
+    otherwise (cut by `fractions` among themselves); the result is patient-disjoint. `train_fraction` keeps that share of the training patients
     (seeded by `subset_seed`, nested across fractions); the other splits are untouched."""
     records = recipe.records
     if not records:
@@ -414,11 +414,12 @@ def assign_splits(recipe: Recipe, fractions=None, seed: int = 0, train_fraction:
                       "which is kept (patients never cross it)", stacklevel=2)
     if any(s is None for s in official):
         warn_unknown_patients(recipe.name, records, fractions)
-        drawn = patient_split(patients, fractions, seed)
-        official = [s or d for s, d in zip(official, drawn)]
+        unsplit = [p for p, s in zip(patients, official) if s is None]  # those with an official split are not cut
+        drawn = iter(patient_split(unsplit, fractions, seed))
+        official = [s or next(drawn) for s in official]
         empty = [name for name, share in (fractions or DEFAULT_FRACTIONS).items() if share > 0 and name not in official]
         if empty:  # too few patients for the fractions: the split would just be missing, with no word of why
-            warnings.warn(f"{recipe.name}: the seeded patient split of {len(set(patients))} patients gives {empty} no "
+            warnings.warn(f"{recipe.name}: the seeded patient split of {len(set(unsplit))} patients gives {empty} no "
                           f"patient (split fractions {dict(fractions or DEFAULT_FRACTIONS)}): the data set has no "
                           f"such split; pass split_fractions that leave each split a patient", stacklevel=2)
     splits = resolve_patient_overlap(patients, official, where=recipe.name)

@@ -207,8 +207,20 @@ def build_imagefolder(data_dir, patient_pattern: str | None = None, modalities=R
                   about=f"Image folder {root.name}: one class per sub-folder.", data_dir=str(root))
 
 
-MANIFEST_COLUMNS = ("image", "label", "labels", "mask", "patient_id", "study_id", "view", "sex", "age", "source",
-                    "split")
+MANIFEST_COLUMNS = ("image", "sop_instance_uid", "label", "labels", "mask", "patient_id", "study_id", "view", "sex",
+                    "age", "source", "split")
+
+
+def _files_by_instance(root: Path) -> dict[str, str]:
+    """SOP Instance UID -> path (relative to `root`) of the first DICOM file under `root`, in path order, holding that
+    image whole (an export's DICOMDIR index, a file cut short or without pixel data holds none)."""
+    found = {}
+    for path in walk_files(root, ("",)):
+        if is_dicom_path(path) and not is_dicom_directory(path):
+            header = dicom_header(path)
+            if header["whole"] and header["instance"]:
+                found.setdefault(str(header["instance"]), path.relative_to(root).as_posix())
+    return found
 
 
 def _manifest_rows(path: Path) -> list[dict]:
@@ -261,7 +273,10 @@ def _class_name(row: dict) -> str:
 def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list[str] | None = None,
                    bits: int = 8) -> Recipe:
     """A CSV or JSONL file (relative to data_dir) with one row per image:
-    `image` (path relative to data_dir), and either `labels` (JSONL list, with `label_names`),
+    `image` (path relative to data_dir) or, for a DICOM image, `sop_instance_uid` (the files under data_dir are then
+    searched for the one holding it, the first in path order; rows whose UID none holds are left out, with a warning
+    counting and naming those rows by number, never by UID; a row giving both whose file holds another UID is
+    refused), and either `labels` (JSONL list, with `label_names`),
     one column per name in `label_names` (CSV), or `label` (a class name, one-hot encoded);
     optional mask, patient_id, study_id, view, sex, age, source, split. DICOM images (any name) are decoded; their
     patient and study ids (hashed) and view come from the header where the row gives none. A row whose DICOM file
@@ -284,10 +299,19 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
     check_class_spellings(path, [_class_name(r) for r in rows if _class_name(r)])
     classes = sorted({_class_name(r) for r in rows} - {""})
     names = option_values(label_names) or classes
-    records, unlabelled, unknown, first_copies, repeats = [], 0, Counter(), {}, []
+    by_instance = _files_by_instance(root) if any(not r.get("image") and r.get("sop_instance_uid") for r in rows) \
+        else {}
+    records, unlabelled, unknown, first_copies, repeats, not_found, disagreeing = [], 0, Counter(), {}, [], [], []
     for number, row in enumerate(rows, start=1):
+        instance = str(row.get("sop_instance_uid") or "").strip()
+        if not row.get("image") and instance:
+            if instance not in by_instance:
+                not_found.append(number)
+                continue
+            row = {**row, "image": by_instance[instance]}
         if not row.get("image"):
-            raise LayoutError(path, f"row {number} has no 'image' (columns: {list(row)})")
+            raise LayoutError(path, f"row {number} names no image: give its file in 'image' (relative to data_dir) or, "
+                                    f"for a DICOM file, its 'sop_instance_uid' (columns: {list(row)})")
         if isinstance(row.get("labels"), list):
             values = [_label_value(v, path, row["image"]) for v in row["labels"]]
         elif label_names and all(n in row for n in names):
@@ -304,6 +328,8 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
         image = root / row["image"]
         dicom = is_dicom_path(image)
         header = dicom_header(image) if dicom else {}
+        if instance and header.get("instance") and str(header["instance"]) != instance:
+            disagreeing.append(f"row {number} ({row['image']})")
         if repeats_image(header, first_copies, repeats, row["image"], values):
             continue
         records.append(record(image, data_dir=root, labels=values, decode=dicom,
@@ -316,6 +342,14 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
         warnings.warn(f"{path}: 'label' values not in label_names {names}: {dict(unknown)} (rows per value); those "
                       "rows are negative for every name (a multi-label set); fix them if a name is misspelt",
                       stacklevel=2)
+    if disagreeing:  # rows and files only: a UID is a header value
+        raise LayoutError(path, f"{len(disagreeing)} rows name in 'image' a DICOM file holding another image than "
+                                f"their 'sop_instance_uid': {some_names(disagreeing)}; the table's paths and UIDs "
+                                "disagree, so its labels may belong to other images (give one of the two columns, or "
+                                "correct them)")
+    if not_found:  # row numbers only: a UID is a header value
+        warnings.warn(f"{path}: {len(not_found)} rows name a sop_instance_uid that no DICOM file under {root} holds "
+                      f"(whole); they are left out: rows {some_names(not_found)}", stacklevel=2)
     warn_repeats(path, repeats)
     if label_names and unlabelled == len(rows):
         raise LayoutError(path, f"no row has labels for {names}: give one column per name (CSV), a 'labels' "
