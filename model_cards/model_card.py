@@ -1,10 +1,11 @@
 """`write_model_card(model_dir, run)`: the README.md of an exported model, rendered from the run that made it.
 
 The card's YAML carries a `model-index` with every numeric metric and a licence that follows the training data's
-terms (`weights_licence`); the body documents the results of `train.evaluate` found in the folder (`evaluations`),
-apart from the training run's own, data provenance, preprocessing (read from the folder's preprocessor_config.json),
-architecture and GMML settings (read from its config.json), compute, intended use, limitations, the loading snippet
-and citations. Missing facts render as "not recorded"; local paths are reduced to basenames.
+terms (`weights_licence`); the body documents the results of `train.evaluate` found in the folder (`evaluations`,
+overall and per source), apart from the training run's own, data provenance, preprocessing (read from the folder's
+preprocessor_config.json), architecture and GMML settings (read from its config.json), compute, intended use,
+limitations, the loading snippet and citations. Missing facts render as "not recorded"; local paths are reduced to
+basenames.
 """
 
 from __future__ import annotations
@@ -74,9 +75,13 @@ EVALUATION_SETTINGS = {
     "bootstrap": "Bootstrap resamples", "bootstrap_unit": "Bootstrap resampling unit",
 }
 INTERVAL = ("_ci_low", "_ci_high")  # a metric's bootstrap 95% interval: `<metric>_ci_low`, `<metric>_ci_high`
-# train.evaluate's headline metrics, whose change against the in-domain source its drift.json gives: the card's
-# table per source shows those a source has
-PER_SOURCE_METRICS = ("auroc_macro", "accuracy", "f1_macro", "dice", "iou")
+# train.evaluate's headline metrics (its HEADLINE), in its order: the columns of the card's per-source table
+SOURCE_METRICS = ("auroc_macro", "accuracy", "f1_macro", "dice", "iou", "loss")
+# the training data table's label policy for a task that learns from no image labels (the data's options do not apply)
+NO_LABELS = {
+    "pretraining": "none: pretraining reads no labels",
+    "segmentation": "none: segmentation learns from the masks, as the data give them",
+}
 ARCHITECTURE = (
     ("image_size", "Input size (px)"), ("patch_size", "Patch size (px)"), ("num_channels", "Input channels"),
     ("hidden_size", "Hidden size"), ("num_hidden_layers", "Blocks"), ("num_attention_heads", "Attention heads"),
@@ -202,13 +207,15 @@ def _repo_name(run: dict, task: str) -> str:
     return f"your-username/cxrgm-{task}"
 
 
-def _dataset_rows(train_datasets, stage: str | None = None) -> list[dict]:
-    """The training data table's rows; `stage` names the run that used them (else each entry's own `stage`, that of
-    the --init model's run)."""
+def _dataset_rows(train_datasets, task: str | None = None) -> list[dict]:
+    """The training data table's rows; `task` is that of the run that used them (else each entry's own `stage`, that
+    of the --init model's run). Its label policy is that of the data where the task learns from image labels
+    (classification), else `NO_LABELS`' for the task."""
     rows = []
     for entry in train_datasets if isinstance(train_datasets, list) else []:
         entry = entry if isinstance(entry, dict) else {"name": entry}
         source = lookup(entry.get("name", ""))
+        stage = task or entry.get("stage")
         rows.append({
             "name": _text(entry.get("name")),
             "source": describe(entry.get("name"), entry.get("num_images"), entry.get("builder")),
@@ -216,8 +223,8 @@ def _dataset_rows(train_datasets, stage: str | None = None) -> list[dict]:
             "licence": source.licence if source else NOT_RECORDED,
             "num_images": _text(entry.get("num_images")),
             "splits": _text(entry.get("splits")),
-            "label_policy": _text(entry.get("label_policy")),
-            "stage": stage or f"{_text(entry.get('stage'))} (the --init model)",
+            "label_policy": NO_LABELS.get(str(stage)) or _text(entry.get("label_policy")),
+            "stage": f"{task} (this model)" if task else f"{_text(stage)} (the --init model)",
         })
     return rows
 
@@ -225,6 +232,36 @@ def _dataset_rows(train_datasets, stage: str | None = None) -> list[dict]:
 def _all_datasets(run: dict) -> list:
     """Every data set in the weights: the --init model's (`earlier_datasets`), then this run's."""
     return [d for key in ("earlier_datasets", "train_datasets") if isinstance(run.get(key), list) for d in run[key]]
+
+
+def _evaluated_data(run: dict) -> dict:
+    """The data the training run's evaluation scored, {name: images, or None where not counted}: a pool's folders
+    (`eval_dataset`'s `folders`, counted in its rows; for a record without them, the folders its training data table
+    lists for that pool), else the one data set `eval_dataset` names (a registered set's name, a folder layout's
+    folder)."""
+    eval_dataset = run.get("eval_dataset") if isinstance(run.get("eval_dataset"), dict) else {}
+    name, folders = eval_dataset.get("name"), eval_dataset.get("folders")
+    if isinstance(folders, dict) and folders:
+        return {str(folder): int(count) if _number(count) is not None else None for folder, count in folders.items()}
+    if name in POOLING_BUILDERS:
+        pooled = {entry["name"]: None for entry in run.get("train_datasets") or [] if isinstance(entry, dict)
+                  and entry.get("builder") == name and entry.get("name") not in (None, name)}
+        if pooled:
+            return pooled
+    return {name: None}
+
+
+def _source_label(name) -> str:
+    """A data set on the card's evaluation text: "Kermany pediatric pneumonia (`kermany`)", or `my_clinic`."""
+    label = code(_text(name))
+    return f"{source.title} ({label})" if (source := lookup(name or "")) else label
+
+
+def _data_text(counts: dict) -> str:
+    """Data sets with their images: "Kermany pediatric pneumonia (`kermany`): 8 images; `my_clinic`: 4 images" (no
+    count where it is None)."""
+    return "; ".join(_source_label(name) + ("" if count is None else f": {count} images")
+                     for name, count in counts.items())
 
 
 def _unlisted_base_model(run: dict) -> str | None:
@@ -326,9 +363,9 @@ def _json_object(path: Path) -> dict | None:
 
 def evaluations(model_dir) -> list[dict]:
     """What `train.evaluate` wrote into the model folder `model_dir` (its default output, `eval-<split>/`), by folder
-    name: [{"folder": "eval-test", "split": "test", "metrics": its metrics.json, "sources": {source: images} from the
-    drift.json beside it, or None, "drift": that drift.json, or None}]. A file that cannot be read is left out, with a
-    warning naming it."""
+    name: [{"folder": "eval-test", "split": "test", "metrics": its metrics.json, "drift": the drift.json beside it, or
+    None, "sources": {source: images} from it, or None}]. A file that cannot be read is left out, with a warning naming
+    it."""
     found = []
     for path in sorted(Path(model_dir).glob("eval-*/metrics.json")):
         metrics = _json_object(path)
@@ -339,46 +376,14 @@ def evaluations(model_dir) -> list[dict]:
         sources = {str(name): int(count) for name, count in counts.items() if _number(count) is not None} \
             if isinstance(counts, dict) else None
         found.append({"folder": path.parent.name, "split": path.parent.name.removeprefix("eval-"),
-                      "metrics": metrics, "sources": sources or None, "drift": drift})
+                      "metrics": metrics, "drift": drift, "sources": sources or None})
     return found
-
-
-def _source_name(name: str) -> str:
-    """A data source as the card names it: the public set's title and its code name, else the code name alone."""
-    source = lookup(name)
-    return f"{source.title} ({code(name)})" if source else code(name)
-
-
-def _per_source(drift: dict | None, multi_label: bool, task: str) -> tuple[list[str], list[list[str]]]:
-    """(metric names, rows) of the card's table per source, from a drift.json of several sources: each source's
-    images and headline metrics, with their 95% intervals and, out of domain, the change against the in-domain
-    source; ([], []) for a drift.json of one source or none."""
-    per_source = (drift or {}).get("metrics")
-    if not isinstance(per_source, dict) or len(per_source) < 2:
-        return [], []
-    per_source = {name: values for name, values in per_source.items() if isinstance(values, dict)}
-    keys = [key for key in PER_SOURCE_METRICS if any(_number(values.get(key)) is not None
-                                                     for values in per_source.values())]
-    in_domain, counts = drift.get("in_domain"), drift.get("num_images") or {}
-    deltas = drift.get("delta_vs_in_domain") if isinstance(drift.get("delta_vs_in_domain"), dict) else {}
-    rows = []
-    for name, values in per_source.items():
-        cells = []
-        for key in keys:
-            value, low, high = (_number(values.get(key + end)) for end in ("", *INTERVAL))
-            delta = _number((deltas.get(name) or {}).get(key))
-            cells.append("n/a" if value is None else f"{value:.4f}"
-                         + (f" ({low:.4f} to {high:.4f})" if low is not None and high is not None else "")
-                         + (f", {delta:+.4f}" if delta is not None else ""))
-        role = " (in-domain)" if name == in_domain else ""
-        rows.append([_source_name(str(name)) + role, _text(counts.get(name)), *cells])
-    return [describe_metric(key, multi_label, task)[1] for key in keys], rows
 
 
 def _evaluation_view(evaluation: dict, task: str, multi_label: bool, labels, run: dict) -> dict:
     """What the card shows of one of `evaluations`: the split, the data (sources and images), the metrics with their
-    95% intervals, the headline metrics per source (with their change against the in-domain source), how they were
-    scored (every other field of metrics.json) and the confusion matrix."""
+    95% intervals, how they were scored (every other field of metrics.json), the confusion matrix and the metrics per
+    source (`_per_source`)."""
     metrics, sources = evaluation["metrics"], evaluation["sources"]
     values = _scalar_metrics(metrics)
     bounded = [key.removesuffix(end) for key in metrics for end in INTERVAL if key.endswith(end)]
@@ -406,18 +411,74 @@ def _evaluation_view(evaluation: dict, task: str, multi_label: bool, labels, run
         "folder": _text(evaluation["folder"]),
         "split": _text(evaluation["split"]),
         "images": _text(int(images)) if images is not None else NOT_RECORDED,
-        "data": "; ".join(f"{_source_name(name)}: {count} images" for name, count in sources.items()) if sources else
-        "not recorded (no readable drift.json beside its metrics.json)",
-        "in_domain": code(in_domain) if isinstance(in_domain := (evaluation["drift"] or {}).get("in_domain"), str)
-        else None,
-        "per_source": _per_source(evaluation["drift"], multi_label, task),
+        "data": _data_text(sources) if sources else "not recorded (no readable drift.json beside its metrics.json)",
         "in_sample": bool(sources) and set(sources) <= set(trained_sources)
         and bool(set(str(evaluation["split"]).split("+")) & trained_splits),
         "metrics": rows,
         "intervals": any(interval != "n/a" for _, _, interval in rows),
         "settings": settings,
         "confusion": _confusion(metrics, labels),
+        "per_source": _per_source(evaluation["drift"], task, multi_label),
     }
+
+
+def _per_source(drift: dict | None, task: str, multi_label: bool) -> dict | None:
+    """train.evaluate's drift.json as one table, {"note", "header", "rows"}: a row per source (the in-domain one
+    first) with its images and headline metrics (`SOURCE_METRICS`), each with its 95% interval and its change (Δ)
+    against the in-domain source, over the labels `delta_labels` names where they are not all, and the labels it has
+    no AUROC of, with why (`labels_without_auroc`); None for a report of fewer than two sources."""
+    per_source = (drift or {}).get("metrics")
+    if not isinstance(per_source, dict) or len(per_source) < 2 or not all(isinstance(v, dict)
+                                                                          for v in per_source.values()):
+        return None
+
+    def entries(key):  # drift.json's {source: ...} mapping `key`, {} where absent or not one
+        value = drift.get(key)
+        return {source: found for source, found in value.items() if isinstance(found, dict)} \
+            if isinstance(value, dict) else {}
+
+    counts = drift.get("num_images") if isinstance(drift.get("num_images"), dict) else {}
+    changes, change_labels, unranked = (entries(key) for key in ("delta_vs_in_domain", "delta_labels",
+                                                                 "labels_without_auroc"))
+    in_domain = drift.get("in_domain")
+    keys = [key for key in SOURCE_METRICS if any(key in values for values in per_source.values())]
+    header = ["Source", "Images", *(describe_metric(key, multi_label, task)[1] for key in keys)]
+    if unranked:
+        header.append("No AUROC (why)")
+    rows = []
+    for source in sorted(per_source, key=lambda name: name != in_domain):  # stable: the in-domain source first
+        values = per_source[source]
+        cells = [_source_label(source) + (", in-domain" if source == in_domain else ""),
+                 _text(counts.get(source))]
+        for key in keys:
+            value, low, high = (_number(values.get(key + end)) for end in ("", *INTERVAL))
+            cell = "n/a" if value is None else f"{value:.4f}"
+            if value is not None and low is not None and high is not None:
+                cell += f" ({low:.4f} to {high:.4f})"
+            change, over = _number(changes.get(source, {}).get(key)), change_labels.get(source, {}).get(key)
+            if change is not None:
+                cell += f", Δ {change:+.4f}" + (f" over {', '.join(code(_text(name)) for name in over)}"
+                                                if isinstance(over, list) else "")
+            elif over == [] and value is not None:
+                cell += ", Δ n/a (no label with a value in both)"
+            cells.append(cell)
+        if unranked:
+            cells.append(", ".join(f"{code(_text(name))} ({_text(why)})" for name, why in
+                                   unranked.get(source, {}).items()) or "-")
+        rows.append(cells)
+    trained_on = drift.get("trained_on")
+    trained = (f" The model was trained on {', '.join(code(_text(name)) for name in trained_on)}."
+               if isinstance(trained_on, list) else " The sources the model was trained on are not recorded.")
+    if in_domain is None:
+        note = (f"Per source, from its `drift.json`: each metric with its 95% interval (bootstrap) where computed."
+                f"{trained} None of these sources is among them: all are out of domain, so no change against an "
+                "in-domain source is computed.")
+    else:
+        note = (f"Per source, from its `drift.json`: each metric with its 95% interval (bootstrap) where computed, "
+                f"and its change (Δ) against the in-domain source, {_source_label(in_domain)}.{trained} A macro "
+                "average's change averages the labels both sources have a value of, named after it where they are "
+                "not all.")
+    return {"note": note, "header": header, "rows": rows}
 
 
 def weights_licence(run: dict) -> tuple[dict, str]:
@@ -501,7 +562,9 @@ def render_model_card(model_dir, run: dict) -> ModelCard:
     evaluated = scrub(evaluations(model_dir))
     # train.evaluate's results first, then the training run's own evaluation
     measured = [(list(e["sources"] or [None]), e["split"], e["metrics"]) for e in evaluated]
-    measured.append(([eval_dataset.get("name")], eval_dataset.get("split"), metrics))
+    evaluated_data = _evaluated_data(run)
+    pooled_by = eval_dataset.get("name") if eval_dataset.get("name") in POOLING_BUILDERS else None
+    measured.append((list(evaluated_data), eval_dataset.get("split"), metrics))
     licence_metadata, licence_text = weights_licence(run)
 
     card_data = ModelCardData(
@@ -532,9 +595,12 @@ def render_model_card(model_dir, run: dict) -> ModelCard:
                  for k, v in _scalar_metrics(metrics).items()],
         confusion=_confusion(metrics, map(str, labels.values())),
         eval_dataset={**{k: _text(eval_dataset.get(k)) for k in ("name", "split", "num_images")},
-                      "title": eval_source.title if eval_source else None},
+                      "title": eval_source.title if eval_source else None,
+                      # a pool's data are its folders, named with their images as train.evaluate's sources are
+                      "pooled_by": pooled_by,
+                      "data": NOT_RECORDED if pooled_by in evaluated_data else _data_text(evaluated_data)},
         datasets=_dataset_rows(run.get("earlier_datasets"))
-        + _dataset_rows(run.get("train_datasets"), f"{task} (this model)"),
+        + _dataset_rows(run.get("train_datasets"), task),
         preprocessing=_preprocessing(model_dir, processor, preprocessing),
         architecture=[(label, _text(config.get(key))) for key, label in ARCHITECTURE],
         parameters=_text(f"{count:,}" if (count := _parameter_count(model_dir)) else None),
@@ -558,7 +624,7 @@ def render_model_card(model_dir, run: dict) -> ModelCard:
         limitations=_limitations(run, task),
         citations=CITATIONS,
         dataset_citations=sorted({s.citation for s in (lookup(d["name"]) for d in _dataset_rows(
-            _all_datasets(run)) + [{"name": eval_dataset.get("name", "")}]) if s}),
+            _all_datasets(run)) + [{"name": name or ""} for name in evaluated_data]) if s}),
         licence=licence_text,
         evaluations=[_evaluation_view(e, task, multi_label, map(str, labels.values()), run) for e in evaluated],
     )

@@ -1010,6 +1010,7 @@ def test_card_of_a_model_pretrained_on_a_pool_lists_the_pooled_folders(tmp_path)
     set's title and licence, and the user's own folder as local data read by the pool."""
     from types import SimpleNamespace
 
+    from huggingface_hub import ModelCard
     from PIL import Image
 
     from model_cards import write_model_card
@@ -1029,11 +1030,17 @@ def test_card_of_a_model_pretrained_on_a_pool_lists_the_pooled_folders(tmp_path)
     run = model_card_run(args, SimpleNamespace(num_processes=1), processor, train_set, train_set, 1.0, 2.0)
     assert [(d["name"], d["num_images"], d["builder"]) for d in run["train_datasets"]] == [
         ("my_clinic", 2, "cxr_pool"), ("nih_cxr14", 2, "cxr_pool")]
+    # the evaluated rows' folders too: the card names the evaluated data by them, not by the builder
+    assert run["eval_dataset"]["folders"] == {"my_clinic": 2, "nih_cxr14": 2}
     GroupMaskedViTForPreTraining(GroupMaskedViTConfig(**{**TINY, "num_channels": 1})).save_pretrained(tmp_path / "m")
-    card = write_model_card(tmp_path / "m", run).read_text()
+    card = write_model_card(tmp_path / "m", {**run, "metrics": {"loss": 0.3}}).read_text()
     assert "NIH ChestX-ray14" in card and "released by the NIH Clinical Center without use restrictions" in card
     assert "local data `my_clinic` read by the `cxr_pool` builder (2 images)" in card
     assert "local data `cxr_pool`" not in card
+    assert ("Evaluated on split `train`, 4 images, of the folders pooled by `cxr_pool`: `my_clinic`: 2 images; NIH "
+            "ChestX-ray14 (`nih_cxr14`): 2 images.") in card
+    (result,) = ModelCard(card).data.eval_results
+    assert (result.dataset_type, result.dataset_name) == ("my_clinic+nih_cxr14", "my_clinic, NIH ChestX-ray14")
     # without the rows (a card written from the arguments alone): the pool's folders, their counts unknown
     run = model_card_run(args, SimpleNamespace(num_processes=1), processor, [0] * 4, [0] * 4, 1.0, 2.0)
     assert [d["name"] for d in run["train_datasets"]] == ["my_clinic", "nih_cxr14"]

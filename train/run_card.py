@@ -63,23 +63,14 @@ def model_card_run(args: TrainArgs, accelerator, processor, train_set, eval_set,
                      "init": "random" if init == "random" else ("gmml" if _is_gmml(init) else init_repo or init)},
     }
     if builder == "cxr_pool":  # a pool is its folders: the card lists each (a public set's title and licence)
-        # the folders of the training rows' paths (relative to the pool's data_dir: <folder>/<file>; duplicates and
-        # excluded patients already left out), else the pool's `folders` option, else its folders with a labels.csv
-        paths, rows = getattr(train_set, "sources", None), getattr(train_set, "rows", None)
         options = ((prepared or {}).get("options") if args.prepared_dir else args.dataset_options) or {}
-        members = []
-        if paths is not None and rows is not None:
-            column = paths["path"]
-            members = list((pooled_folders(column[i] for i in rows) or {}).items())
-        if not members:
-            folders = options.get("folders")
-            if not folders and args.data_dir and Path(args.data_dir).is_dir():
-                folders = sorted(path.parent.name for path in Path(args.data_dir).glob("*/labels.csv"))
-            members = [(str(member), None) for member in folders or ()]
+        members = _pooled_counts(train_set) or _pool_option_folders(options, args.data_dir)
         if members:
             entry = run["train_datasets"][0]
             run["train_datasets"] = [{**entry, "name": member, "num_images": count, "builder": builder}
-                                     for member, count in members]
+                                     for member, count in members.items()]
+        if evaluated := _pooled_counts(eval_set):  # the card names the evaluated data by them too
+            run["eval_dataset"]["folders"] = evaluated
     sources = train_set.source_counts() if isinstance(train_set, data.CXRDataset) else None
     if sources is not None:  # the data sets the model saw: train.evaluate's drift report takes them as in-domain
         run["train_sources"] = sources
@@ -92,6 +83,26 @@ def model_card_run(args: TrainArgs, accelerator, processor, train_set, eval_set,
     if args.hub_model_id:
         run["repo_id"] = args.hub_model_id
     return run
+
+
+def _pooled_counts(dataset) -> dict[str, int] | None:
+    """Images per pooled folder of a cxr_pool's `dataset` (a CXRDataset), read from its rows' paths (relative to the
+    pool's data_dir: <folder>/<file>; duplicates and excluded patients already left out); None where it has none to
+    read (a set given without them)."""
+    paths, rows = getattr(dataset, "sources", None), getattr(dataset, "rows", None)
+    if paths is None or rows is None:
+        return None
+    column = paths["path"]
+    return pooled_folders(column[i] for i in rows) or None
+
+
+def _pool_option_folders(options: dict, data_dir: str | None) -> dict[str, None]:
+    """A pool's folders where its rows cannot be read, their images not counted (None): its `folders` option, else
+    the folders of `data_dir` with a labels.csv."""
+    folders = options.get("folders")
+    if not folders and data_dir and Path(data_dir).is_dir():
+        folders = sorted(path.parent.name for path in Path(data_dir).glob("*/labels.csv"))
+    return {str(member): None for member in folders or ()}
 
 
 def prepared_settings(prepared_dir: str | None) -> dict | None:
