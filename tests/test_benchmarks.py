@@ -185,7 +185,7 @@ def test_interleaved_rounds_give_each_row_the_median_of_its_rounds(capsys):
     assert [row["name"] for row in rows] == ["cxrgm_gmml_pretrain", "hf_simmim_pretrain"]
     for row in rows:
         assert len(row["img_per_s_rounds"]) == 3 and row["gflop_per_img"] > 0
-        assert abs(row["img_per_s"] - statistics.median(row["img_per_s_rounds"])) <= 0.05  # each rounded to 0.1
+        assert abs(row["img_per_s"] - statistics.median(row["img_per_s_rounds"])) <= 0.051  # rounded to 0.1, rounds to 0.01
     ratios = json.loads(capsys.readouterr().out.splitlines()[-1])["ratios"]
     per_round = [ours / peer for ours, peer in zip(rows[0]["img_per_s_rounds"], rows[1]["img_per_s_rounds"])]
     assert ratios["gmml_over_hf_simmim"] == round(statistics.median(per_round), 3)  # each round's pair, same load

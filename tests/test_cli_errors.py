@@ -1,14 +1,18 @@
 """The scripts end a wrong input (flag, path, data or model folder, token) with `error: <message>` on stderr and exit
 status 2, without a traceback, on every process of a distributed run; any other exception keeps its traceback."""
 
+import contextlib
+import io
 import json
 import os
 import re
+import runpy
 import socket
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -20,9 +24,25 @@ TINY_CONFIG = json.dumps({"patch_size": 8, "hidden_size": 32, "num_hidden_layers
 
 
 def script(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """`python -m ARGS` from the repository root."""
-    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env or ENV, capture_output=True, text=True,
-                          timeout=600)
+    """`python -m ARGS` from the repository root: in this process (runpy runs the module's `__main__` code, as a new
+    process would, without its seconds of imports), or in a new process where `env` is given. Its exit status and
+    what it printed (an exception that `run_script` does not turn into an `error:` line fails the test)."""
+    if env is not None:
+        return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=600)
+    from accelerate.state import AcceleratorState
+
+    stdout, stderr, status = io.StringIO(), io.StringIO(), 0
+    with mock.patch.dict(os.environ, {key: ENV[key] for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}), \
+            mock.patch.object(sys, "argv", [args[0], *args[1:]]), contextlib.chdir(ROOT), \
+            contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            runpy.run_module(args[0], run_name="__main__", alter_sys=True)
+        except SystemExit as end:
+            status = end.code if isinstance(end.code, int) else 0 if end.code is None else 1
+        finally:
+            AcceleratorState._reset_state(reset_partial_state=True)  # each script sets up its own, as a process does
+    return subprocess.CompletedProcess(["python", "-m", *args], status, stdout.getvalue(), stderr.getvalue())
 
 
 def assert_input_error(done: subprocess.CompletedProcess, message: str) -> None:
