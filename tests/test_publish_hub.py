@@ -1,21 +1,29 @@
 """`python -m train.publish` against a mocked Hub: exactly the expected files are committed, the card parses back.
 
-The push runs in a fresh interpreter with HF_ENDPOINT set before huggingface_hub is imported and an httpx mock
-transport answering repo creation, branch creation, preupload, the LFS batch/upload and commit endpoints. Xet is
-disabled there, so weights go through the (mocked) LFS path and small files inline. The mock repo can start with
+The push runs the script's `__main__` code in the test's process, with the environment and the settings
+huggingface_hub read from it at import (its endpoint, token file, offline mode, Xet) patched for the call, and an
+httpx mock transport answering repo creation, branch creation, preupload, the LFS batch/upload and commit endpoints;
+one push runs in a fresh interpreter with that environment set before huggingface_hub is imported, as a user runs it.
+Xet is disabled, so weights go through the (mocked) LFS path and small files inline. The mock repo can start with
 files of an earlier push (its tree listing), to see which of them a new push deletes.
 """
 
 import base64
+import contextlib
 import hashlib
+import io
 import json
+import logging
 import os
 import re
+import runpy
 import shutil
 import subprocess
 import sys
 import textwrap
+import traceback
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -104,34 +112,93 @@ class MockHub:
                 "settings": self.settings, "visibility": self.visibility}
 
 
+def client_factory(hub: MockHub):
+    """An httpx client factory for huggingface_hub (`set_client_factory`) whose clients send every request to `hub`."""
+    import httpx2
+
+    return lambda: httpx2.Client(transport=httpx2.MockTransport(hub))
+
+
 def install(record_path: str, remote_files=(), refuse_commits=False, visibility=None):
     """In the child: route huggingface_hub through a MockHub (its repo holding `remote_files`, of `visibility` if it
     exists; refusing every commit if told) and dump its record at exit."""
     import atexit
 
-    import httpx2
     from huggingface_hub.utils import set_client_factory
 
     hub = MockHub(remote_files, refuse_commits, visibility)
-    set_client_factory(lambda: httpx2.Client(transport=httpx2.MockTransport(hub)))
+    set_client_factory(client_factory(hub))
     atexit.register(lambda: Path(record_path).write_text(json.dumps(hub.record())))
 
 
 def push(argv: list[str], tmp_path: Path, token: str = "hf_test_token", remote_files=(), refuse_commits=False,
-         visibility=None) -> tuple[subprocess.CompletedProcess, dict]:
-    """Run `python -m train.publish ARGV` in a fresh interpreter wired to the mock Hub (repo holding `remote_files`,
-    an existing one of `visibility`)."""
+         visibility=None, new_process=False) -> tuple[subprocess.CompletedProcess, dict]:
+    """`python -m train.publish ARGV` wired to the mock Hub (repo holding `remote_files`, an existing one of
+    `visibility`; refusing every commit if told): in this process (runpy runs the module's `__main__` code, as a new
+    process would, without its seconds of imports), or in a fresh interpreter where `new_process`. Its exit status,
+    what it printed (an exception the script lets through: its traceback, status 1) and the mock Hub's record."""
+    environment = {"HF_ENDPOINT": ENDPOINT, "HF_HUB_DISABLE_XET": "1", "HF_HUB_OFFLINE": "0", "HF_TOKEN": token,
+                   "HF_HOME": str(tmp_path / "hf_home")}
+    if new_process:
+        return push_in_new_process(argv, tmp_path, environment, remote_files, refuse_commits, visibility)
+    from huggingface_hub import constants
+    from huggingface_hub.utils import _detect_agent, set_client_factory
+    from huggingface_hub.utils._http import default_client_factory
+
+    hub = MockHub(remote_files, refuse_commits, visibility)
+    # what huggingface_hub read from the environment when it was imported, as it reads `environment`: the endpoint,
+    # Xet, offline mode, and the paths under HF_HOME (its token file, caches, the agent registry it fetches)
+    home = constants.HF_HOME
+    settings = {name: environment["HF_HOME"] + value[len(home):] for name, value in vars(constants).items()
+                if isinstance(value, str) and (value == home or value.startswith(home + os.sep))}
+    settings.update(ENDPOINT=ENDPOINT, HF_HUB_DISABLE_XET=True, HF_HUB_OFFLINE=False)
+    stdout, stderr, status = io.StringIO(), io.StringIO(), 0
+    # main's logging.basicConfig does nothing where the root logger has handlers (pytest's): this one prints the
+    # script's log as basicConfig would
+    printed = logging.StreamHandler(stderr)
+    printed.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    root = logging.getLogger()
+    with contextlib.ExitStack() as restore:
+        restore.enter_context(mock.patch.dict(os.environ, environment))
+        for name, value in settings.items():
+            restore.enter_context(mock.patch.object(constants, name, value))
+        # the agent registry huggingface_hub fetches once a process: fetched from the mock Hub, for this push only
+        restore.enter_context(mock.patch.object(_detect_agent, "_registry", None))
+        set_client_factory(client_factory(hub))
+        restore.callback(set_client_factory, default_client_factory)
+        restore.callback(root.setLevel, root.level)
+        root.setLevel(logging.INFO)
+        root.addHandler(printed)
+        restore.callback(root.removeHandler, printed)
+        restore.enter_context(mock.patch.object(sys, "argv", ["train.publish", *argv]))
+        restore.enter_context(contextlib.chdir(ROOT))
+        restore.enter_context(contextlib.redirect_stdout(stdout))
+        restore.enter_context(contextlib.redirect_stderr(stderr))
+        try:
+            runpy.run_module("train.publish", run_name="__main__", alter_sys=True)
+        except SystemExit as end:
+            status = end.code if isinstance(end.code, int) else 0 if end.code is None else 1
+        except Exception:
+            traceback.print_exc()
+            status = 1
+    result = subprocess.CompletedProcess(["python", "-m", "train.publish", *argv], status, stdout.getvalue(),
+                                         stderr.getvalue())
+    return result, hub.record()
+
+
+def push_in_new_process(argv: list[str], tmp_path: Path, environment: dict, remote_files, refuse_commits,
+                        visibility) -> tuple[subprocess.CompletedProcess, dict]:
+    """`push` in a fresh interpreter, with `environment` set before huggingface_hub is imported."""
     record = tmp_path / "hub_record.json"
     code = f"""
-        import sys
+        import runpy, sys
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         import test_publish_hub
         test_publish_hub.install({str(record)!r}, {list(remote_files)!r}, {refuse_commits!r}, {visibility!r})
-        from train.publish import main
-        main({argv!r})
+        sys.argv = ["train.publish", *{argv!r}]
+        runpy.run_module("train.publish", run_name="__main__", alter_sys=True)
     """
-    env = {**os.environ, "HF_ENDPOINT": ENDPOINT, "HF_HUB_DISABLE_XET": "1", "HF_HUB_OFFLINE": "0",
-           "HF_TOKEN": token, "HF_HOME": str(tmp_path / "hf_home"), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, **environment, "PYTHONPATH": str(ROOT)}
     result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env, capture_output=True,
                             text=True, timeout=120)
     return result, json.loads(record.read_text()) if record.is_file() else {}
@@ -440,8 +507,9 @@ def test_a_prepared_set_that_was_mapped_is_pushed_without_the_cache_files_in_its
 def test_public_makes_a_private_repo_public_and_a_private_push_to_a_public_repo_says_it_stays_public(export, tmp_path):
     """README pushes a model private, then the same repo with --public: the repo already existed, so create_repo kept
     it private and the "public" release was visible to no one, without a word."""
+    # a fresh process: the warning reaches the terminal through the script's own logging set-up
     result, record = push(["--model_dir", str(export), "--repo_id", "alice/cxrgm-tiny", "--public"], tmp_path,
-                          visibility="private")
+                          visibility="private", new_process=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert record["visibility"] == "public" and record["settings"] == [{"visibility": "public"}]
     assert "alice/cxrgm-tiny was private: it is public now" in result.stderr
