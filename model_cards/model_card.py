@@ -380,6 +380,22 @@ def evaluations(model_dir) -> list[dict]:
     return found
 
 
+def _scoring_settings(metrics: dict) -> list[tuple[str, str]]:
+    """How `metrics` were scored, as (name, value) rows: the `EVALUATION_SETTINGS` (e.g. a multi-label classifier's
+    decision threshold), the labels without an AUROC with why, and any other field of metrics.json that is no
+    number."""
+    settings = []
+    for key, value in metrics.items():
+        if key in EVALUATION_SETTINGS:
+            settings.append((EVALUATION_SETTINGS[key], _text(value)))
+        elif key == "labels_without_auroc" and isinstance(value, dict):
+            settings.append(("No AUROC (left out of the macro averages)",
+                             ", ".join(f"{code(name)} ({_text(why)})" for name, why in value.items())))
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            settings.append((code(key), _text(value)))
+    return settings
+
+
 def _evaluation_view(evaluation: dict, task: str, multi_label: bool, labels, run: dict) -> dict:
     """What the card shows of one of `evaluations`: the split, the data (sources and images), the metrics with their
     95% intervals, how they were scored (every other field of metrics.json), the confusion matrix and the metrics per
@@ -392,15 +408,7 @@ def _evaluation_view(evaluation: dict, task: str, multi_label: bool, labels, run
         value, low, high = (_number(metrics.get(key + end)) for end in ("", *INTERVAL))
         rows.append((describe_metric(key, multi_label, task)[1], "n/a" if value is None else f"{value:.4f}",
                      f"{low:.4f} to {high:.4f}" if low is not None and high is not None else "n/a"))
-    settings = []
-    for key, value in metrics.items():
-        if key in EVALUATION_SETTINGS:
-            settings.append((EVALUATION_SETTINGS[key], _text(value)))
-        elif key == "labels_without_auroc" and isinstance(value, dict):
-            settings.append(("No AUROC (left out of the macro averages)",
-                             ", ".join(f"{code(name)} ({_text(why)})" for name, why in value.items())))
-        elif isinstance(value, bool) or not isinstance(value, (int, float)):
-            settings.append((code(key), _text(value)))
+    settings = _scoring_settings(metrics)
     images = _number(metrics.get("num_samples"))
     if images is None and sources:
         images = sum(sources.values())
@@ -594,6 +602,7 @@ def render_model_card(model_dir, run: dict) -> ModelCard:
         metrics=[(describe_metric(k, multi_label, task)[1], f"{v:.4f}" if _number(v) is not None else "n/a")
                  for k, v in _scalar_metrics(metrics).items()],
         confusion=_confusion(metrics, map(str, labels.values())),
+        settings=_scoring_settings(metrics),
         eval_dataset={**{k: _text(eval_dataset.get(k)) for k in ("name", "split", "num_images")},
                       "title": eval_source.title if eval_source else None,
                       # a pool's data are its folders, named with their images as train.evaluate's sources are

@@ -7,6 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import datasets
 import numpy as np
 import pytest
 
@@ -44,10 +45,19 @@ def by_path(ds, fragment):
 
 
 def test_nih(tmp_path):
+    """The labels are the 14 findings, and 'No Finding' is none of them: it used to be a 15th label, which made a
+    subset of images with one finding or none (e.g. Pneumonia vs No Finding) look like exclusive classes, so
+    --label_mode auto trained a softmax, and put 'No Finding' into the macro AUROC of the 14-finding benchmark."""
+    from train.data import MULTI, resolve_label_mode
+
     ds = build("nih", layouts.nih(tmp_path / "nih"))
     assert set(ds) <= {"train", "validation", "test"} and ds["test"].num_rows == 2
     names = label_names(ds)
-    assert len(names) == 15 and "Pleural_Thickening" in names
+    assert len(names) == 14 and "Pleural_Thickening" in names and "No Finding" not in names
+    assert sum(by_path(ds, "00000002_000.png")["labels"]) == 0 and sum(by_path(ds, "00000003_000.png")["labels"]) == 1
+    at_most_one = [r for r in rows(ds) if sum(r["labels"]) <= 1]
+    assert len(at_most_one) == 4 and resolve_label_mode(datasets.Dataset.from_list(
+        [{"labels": r["labels"]} for r in at_most_one])) == MULTI
     row = by_path(ds, "00000006_000.png")
     assert row["labels"][names.index("Effusion")] == 1 and row["labels"][names.index("Pleural_Thickening")] == 1
     assert sum(row["labels"]) == 2

@@ -722,18 +722,24 @@ def test_the_launchers_mixed_precision_applies_unless_the_run_names_one(tmp_path
 
 def test_auto_label_mode_looks_at_the_evaluation_images_too(tmp_path, capsys):
     """Training images of one finding each made --label_mode auto train a softmax over exclusive classes: an
-    evaluation image with several findings was then left out of every metric, without a word."""
+    evaluation image with several findings was then left out of every metric, without a word. The run's metrics.json
+    and card did not say at which threshold its multi-label decisions were taken, nor which labels had no AUROC (as
+    train.evaluate's do)."""
     from hf_datasets import build_dataset
 
     splits = build_dataset("sample")
-    both = splits["test"].map(lambda row, i: {"labels": [1.0, 1.0] if i == 0 else row["labels"]}, with_indices=True,
-                              features=splits["test"].features)
-    datasets.DatasetDict({"train": splits["train"], "test": both}).save_to_disk(tmp_path / "prepared")
+    every_normal = splits["test"].map(lambda row: {"labels": [1.0, row["labels"][1]]},  # 'normal': only positive
+                                      features=splits["test"].features)
+    datasets.DatasetDict({"train": splits["train"], "test": every_normal}).save_to_disk(tmp_path / "prepared")
     metrics = run_training(tiny("classification", tmp_path / "run", dataset=None, prepared_dir=str(tmp_path / "prepared"),
-                                eval_split="test", epochs=1))
+                                eval_split="test", epochs=1, card=True))
     config = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
     assert config["problem_type"] == "multi_label_classification" and metrics["num_samples"] == 4
     assert "multi-label: any number of positive labels per image" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "run" / "model" / "metrics.json").read_text())
+    assert saved["threshold"] == 0.5 and saved["labels_without_auroc"] == {"normal": "only positive"}
+    card = (tmp_path / "run" / "model" / "README.md").read_text()
+    assert "- No AUROC (left out of the macro averages): `normal` (only positive)\n- Decision threshold: 0.5" in card
     run_training(tiny("classification", tmp_path / "one-hot", eval_split="test", epochs=1))  # the sample set as it is
     assert "single-label: one class per image" in capsys.readouterr().out
 

@@ -22,7 +22,6 @@ from collections import Counter
 from pathlib import Path
 
 import datasets
-import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
@@ -33,7 +32,7 @@ from hf_datasets.errors import InvalidInputError, run_script
 from . import checkpoint, data, engine
 from .config import EvalArgs, TrainArgs, decision_threshold, load_model_source, parse_args, takes_threshold
 from .export import write_metrics
-from .metrics import bootstrap_unit, compute_metrics, differences, patient_numbers
+from .metrics import bootstrap_unit, compute_metrics, differences, labels_without_auroc, patient_numbers
 from .run import Context
 from .run_card import label_policy
 from .starting_point import model_inputs_normalisation
@@ -100,24 +99,6 @@ def same_data(run: TrainArgs, args: EvalArgs) -> bool:
 
     return (run.dataset, where(run.data_dir), where(run.prepared_dir), run.dataset_options) == \
         (args.dataset, where(args.data_dir), where(args.prepared_dir), args.dataset_options)
-
-
-def labels_without_auroc(task, metrics, results, names, single_label, missing=(), rows=None) -> dict[str, str]:
-    """The labels `metrics` (of the `rows` of `results`) has no AUROC of, each with why: not in the data set (one of
-    `missing`), or its known labels in those images are only positive, only negative, or none."""
-    if task != "classification":
-        return {}
-    labels = results["labels"] if rows is None else results["labels"][np.asarray(rows, dtype=int)]
-    if single_label:
-        labels = np.eye(len(names))[labels]
-    reasons = {}
-    for k, name in enumerate(names):
-        if f"auroc/{name}" in metrics:
-            continue
-        values = np.unique(labels[np.isin(labels[:, k], (0.0, 1.0)), k])  # a soft label is unscored
-        reasons[name] = ("not in the data set" if name in missing else
-                         ("only positive" if values[0] else "only negative") if len(values) else "none known")
-    return reasons
 
 
 def drift_report(task, results, ds, names, single_label, in_domain=None, bootstrap=0, trained_on=None,

@@ -98,7 +98,8 @@ def export(best_dir, output_dir, metrics: dict, run: dict, card: bool = True) ->
     model_dir = Path(output_dir) / "model"
     with staging_folder(model_dir) as temporary:
         shutil.copytree(best_dir, temporary)
-        write_metrics(metrics, temporary / "metrics.json")
+        write_metrics(metrics, temporary / "metrics.json",  # with how they were scored (the labels without an AUROC)
+                      text={k: v for k, v in metrics.items() if not isinstance(v, (int, float))})
         run = {**run, "metrics": json.loads((temporary / "metrics.json").read_text())}
         (temporary / "run.json").write_text(json.dumps(run, indent=2) + "\n")
         if card:

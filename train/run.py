@@ -35,7 +35,7 @@ from .checks import (check_args, check_best_metric_name, check_every_block_train
                      warn_unlearnable_labels)
 from .config import TrainArgs, save_args
 from .export import export, save_model_atomically, write_metrics
-from .metrics import compute_metrics
+from .metrics import compute_metrics, labels_without_auroc
 from .optim import EMA, param_groups, peak_learning_rate
 from .run_card import model_card_run, prepared_settings
 from .starting_point import build_model, init_folder, model_inputs_normalisation, run_processor
@@ -325,11 +325,17 @@ def _evaluate_and_keep_best(model, eval_loader, accelerator, ctx, args, state, s
     unwrapped = plain_model(accelerator, model)
     with (ema.swapped(unwrapped) if ema is not None else contextlib.nullcontext()):
         if eval_loader is None:
-            metrics = {"train_loss": stats["loss"]}
+            metrics, scoring = {"train_loss": stats["loss"]}, {}
             value, improved = stats["loss"], True
         else:
             results = engine.evaluate(model, eval_loader, accelerator, ctx, seed=args.seed)
-            metrics = compute_metrics(args.task, results, names, ctx.single_label)
+            metrics = compute_metrics(args.task, results, names, ctx.single_label, threshold=ctx.threshold)
+            # how it was scored, as train.evaluate records it: the labels without an AUROC (left out of the macro
+            # averages) and the decision threshold of a multi-label classifier or one-label segmenter
+            scoring = {"labels_without_auroc": labels_without_auroc(args.task, metrics, results, names,
+                                                                    ctx.single_label) or None,
+                       "threshold": ctx.threshold if (args.task, ctx.single_label) == ("classification", False)
+                       or (args.task, ctx.model_config.num_labels) == ("segmentation", 1) else None}
             value = metrics.get(best_name)
             if value is None:  # undefined on these predictions (the PPV of a class predicted for no image)
                 improved = state.best_step is None  # no better than any defined value; the first model is kept
@@ -356,7 +362,7 @@ def _evaluate_and_keep_best(model, eval_loader, accelerator, ctx, args, state, s
             weights = accelerator.get_state_dict(unwrapped)  # on every process: under FSDP this gathers the shards
             if accelerator.is_main_process:
                 best = save_model_atomically(unwrapped, processor, output_dir / ".best-next", weights)
-                write_metrics(metrics, best / "metrics.json")
+                write_metrics(metrics, best / "metrics.json", text={k: v for k, v in scoring.items() if v is not None})
                 _replace(best, output_dir / "best")
         accelerator.wait_for_everyone()
 

@@ -1,5 +1,7 @@
 """NIH ChestX-ray14: Data_Entry_2017(_v2020).csv, train_val_list.txt / test_list.txt, PNGs
-in images/ or images_XXX/images/. `Finding Labels` is split on '|'; 14 findings + No Finding.
+in images/ or images_XXX/images/. `Finding Labels` is split on '|' into the 14 findings, the labels; an image
+labelled 'No Finding' has none of them (all 0), as in the set's 14-finding benchmark (per-finding and mean AUROC), so
+the findings are learnt as multi-label (a sigmoid each) even where every image has at most one.
 Official split: test_list.txt is the test set; train_val_list.txt is cut into train /
 validation by a seeded patient split (`validation_fraction`).
 """
@@ -14,7 +16,8 @@ from .common import Recipe, find_file, index_files, iter_table, record, warn_not
 
 FINDINGS = ["Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule",
             "Pneumonia", "Pneumothorax", "Consolidation", "Edema", "Emphysema", "Fibrosis",
-            "Pleural_Thickening", "Hernia", "No Finding"]
+            "Pleural_Thickening", "Hernia"]
+NO_FINDING = "No Finding"
 CITATION = ("Wang X, Peng Y, Lu L, Lu Z, Bagheri M, Summers RM. ChestX-ray8: Hospital-scale Chest "
             "X-ray Database and Benchmarks on Weakly-Supervised Classification and Localization "
             "of Common Thorax Diseases. CVPR 2017.")
@@ -39,7 +42,7 @@ def build(data_dir, validation_fraction: float = 0.1, seed: int = 0) -> Recipe:
             missing.append(name)
             continue
         found = set(row["Finding Labels"].split("|"))
-        unknown = found - set(FINDINGS)
+        unknown = found - set(FINDINGS) - {NO_FINDING}
         if unknown:
             raise LayoutError(data_dir, f"{name}: unknown findings {sorted(unknown)}")
         records.append(record(files[name], data_dir=data_dir,
@@ -55,6 +58,6 @@ def build(data_dir, validation_fraction: float = 0.1, seed: int = 0) -> Recipe:
     for rec, split in zip(pool, drawn):
         rec["split"] = split
     return Recipe(name="nih", records=records, label_names=FINDINGS, bits=8,
-                  about="NIH ChestX-ray14 (NIH Clinical Center), 14 NLP-mined findings + No Finding.",
+                  about="NIH ChestX-ray14 (NIH Clinical Center), 14 NLP-mined findings (No Finding: none of them).",
                   citation=CITATION, license="No restrictions (NIH Clinical Center); cite the paper",
                   homepage="https://nihcc.app.box.com/v/ChestXray-NIHCC", data_dir=str(data_dir))

@@ -58,6 +58,24 @@ def compute_metrics(task: str, results: dict, names: list[str], single_label: bo
     return load("cxr_segmentation").compute(**counts, label_names=names, bootstrap=bootstrap, patients=patients)
 
 
+def labels_without_auroc(task, metrics, results, names, single_label, missing=(), rows=None) -> dict[str, str]:
+    """The labels `metrics` (of the `rows` of `results`) has no AUROC of, each with why: not in the data set (one of
+    `missing`), or its known labels in those images are only positive, only negative, or none."""
+    if task != "classification":
+        return {}
+    labels = results["labels"] if rows is None else results["labels"][np.asarray(rows, dtype=int)]
+    if single_label:
+        labels = np.eye(len(names))[labels]
+    reasons = {}
+    for k, name in enumerate(names):
+        if f"auroc/{name}" in metrics:
+            continue
+        values = np.unique(labels[np.isin(labels[:, k], (0.0, 1.0)), k])  # a soft label is unscored
+        reasons[name] = ("not in the data set" if name in missing else
+                         ("only positive" if values[0] else "only negative") if len(values) else "none known")
+    return reasons
+
+
 def differences(keys, values: dict, reference: dict, names: list[str]) -> tuple[dict, dict]:
     """`values` - `reference` for each of `keys` both have, and the labels each macro average's difference used.
 
