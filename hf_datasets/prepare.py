@@ -255,7 +255,8 @@ def prepare(name: str, data_dir, output_dir, *, size: int = 256, bits: int = 8, 
     features = make_features(len(recipe.label_names), bits)
     folder = data_folder_name(data_dir)
     info = make_info(recipe.name, recipe.label_names, about=recipe.about, citation=recipe.citation,
-                     license=recipe.license, homepage=recipe.homepage, bits=bits, folder=folder, options=options)
+                     license=recipe.license, homepage=recipe.homepage, bits=bits, folder=folder, options=options,
+                     none_is_no_finding=recipe.none_is_no_finding)
     info.features = features
     splits = assign_splits(recipe, split_fractions, seed)
     output_dir.mkdir(parents=True, exist_ok=True)  # settings are recorded once the set could be read

@@ -43,11 +43,13 @@ def make_features(n_labels: int, bits: int = 8) -> datasets.Features:
 
 def make_info(name: str, names: list[str], *, about: str = "", citation: str = "",
               license: str = "", homepage: str = "", bits: int = 8, folder: str | None = None,
-              options: dict | None = None) -> datasets.DatasetInfo:
+              options: dict | None = None, none_is_no_finding: bool = False) -> datasets.DatasetInfo:
     """DatasetInfo carrying label names, bit depth, attribution and what the set was built from: the name of its
-    data folder (`data_folder_name`) and its builder options, which `hf_datasets.prepare` records for model cards."""
+    data folder (`data_folder_name`) and its builder options, which `hf_datasets.prepare` records for model cards;
+    `none_is_no_finding`: the labels are every finding the set records, so an image with all of them 0 has none (see
+    `none_is_no_finding`)."""
     description = json.dumps({"label_names": list(names), "bits": bits, "about": about, "folder": folder,
-                              "options": options}, default=str)
+                              "options": options, "none_is_no_finding": none_is_no_finding}, default=str)
     return datasets.DatasetInfo(description=description, citation=citation, license=license,
                                 homepage=homepage, dataset_name=name)
 
@@ -75,6 +77,12 @@ def label_names(ds) -> list[str]:
     if "label_names" not in meta:
         raise InvalidInputError("dataset info has no label names")
     return list(meta["label_names"])
+
+
+def none_is_no_finding(ds) -> bool:
+    """Whether an image of `ds` with every label 0 is one with no finding (NIH's 'No Finding', which is not one of its
+    labels), so a model's 'No Finding' / 'normal' class can be scored on it."""
+    return bool(_metadata(ds).get("none_is_no_finding"))
 
 
 def bit_depth(ds) -> int:

@@ -18,7 +18,7 @@ from shared_layout import write_covid_folders  # noqa: E402
 from hf_datasets import build_dataset, label_names  # noqa: E402
 from hf_datasets.errors import ImageReadError, InvalidInputError, LayoutError  # noqa: E402
 from hf_datasets.registry import build_recipe  # noqa: E402
-from hf_datasets.schema import COLUMNS  # noqa: E402
+from hf_datasets.schema import COLUMNS, with_label_names  # noqa: E402
 from hf_datasets.splits import overlapping_patients  # noqa: E402
 
 
@@ -65,6 +65,26 @@ def test_nih(tmp_path):
     assert row["image"].mode == "L" and row["view"] == "PA"
     first = [r for r in rows(ds) if r["patient_id"] == "nih_00000001"]
     assert len(first) == 2 and len({r["split"] for r in first}) == 1
+
+
+def test_a_normal_class_is_scored_on_nih_images_without_a_finding(tmp_path):
+    """A normal / pneumonia classifier (Kermany's) evaluated on NIH: 'No Finding' is no NIH label, so its images
+    matched no class and only pneumonia images were scored; they are 'normal' where every finding is 0."""
+    from train.data import align_labels
+
+    ds = datasets.concatenate_datasets(list(build("nih", layouts.nih(tmp_path / "nih")).values()))
+    aligned, unmatched = align_labels(ds, ["normal", "pneumonia"], single_label=True)
+    assert unmatched["missing"] == []
+    names = label_names(ds)
+    assert sum(1 for row in ds if sum(row["labels"]) == 0) == 2  # the fixture's 'No Finding' images
+    for row, labels in zip(ds, aligned["labels"]):
+        findings = [name for name, value in zip(names, row["labels"]) if value == 1]
+        expected = [1.0, 0.0] if not findings else [0.0, 1.0] if findings == ["Pneumonia"] else None
+        assert (labels == expected) if expected else all(v != v for v in labels), (findings, labels)
+    plain = datasets.Dataset.from_dict({"labels": [[0.0, 0.0], [1.0, 0.0]]}, features=datasets.Features(
+        {"labels": datasets.List(datasets.Value("float32"), length=2)}))
+    plain = with_label_names(plain, ["Pneumonia", "Effusion"])  # a set that does not say so: no 'normal' from zeros
+    assert align_labels(plain, ["normal", "pneumonia"], single_label=False)[1]["missing"] == ["normal"]
 
 
 @pytest.mark.parametrize("release", ["CheXpert-v1.0-small", "CheXpert-v1.0"])

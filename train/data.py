@@ -104,18 +104,26 @@ def label_names(ds) -> list[str]:
 
 def align_labels(ds, target_names: list[str], single_label: bool):
     """`ds` with its labels in the order of `target_names` (a model's), names matched through hf_datasets' synonyms
-    ("No Finding" = "normal", "Effusion" = "Pleural Effusion"). Labels the set lacks are unknown (NaN); single-label:
+    ("No Finding" = "normal", "Effusion" = "Pleural Effusion"); a set whose labels are all its findings (NIH:
+    `none_is_no_finding`) gives a model's "No Finding" / "normal" as every finding 0. Labels the set lacks are unknown
+    (NaN); single-label:
     a row with one positive class is 0 for the others, a row with none or several of them becomes unknown too.
     Only the labels column is rewritten.
 
     Returns (dataset, unmatched): unmatched = {"missing": target labels the set lacks, "extra": set labels the model
     does not predict}. ValueError when the two share no label."""
     from hf_datasets.labels import canonical_label, harmonise_labels
-    from hf_datasets.schema import with_label_names
+    from hf_datasets.schema import none_is_no_finding, with_label_names
 
     source = label_names(ds)
     values = np.asarray(ds["labels"], dtype=np.float32).reshape(len(ds), len(source))
     aligned, missing = harmonise_labels(values, source, target_names)
+    if none_is_no_finding(ds):  # (NIH) a model's 'No Finding' / 'normal': 1 where every finding is 0
+        for target, name in enumerate(target_names):
+            if missing[target] and canonical_label(name) == canonical_label("No Finding"):
+                aligned[:, target] = np.where((values == 1).any(axis=1), 0.0,
+                                              np.where(np.isnan(values).any(axis=1), np.nan, 1.0))
+                missing[target] = False
     if missing.all():
         raise InvalidInputError(f"The model predicts {target_names} but the data set's labels are {source}: none in "
                                 "common")

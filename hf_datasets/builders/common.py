@@ -54,6 +54,7 @@ class Recipe:
     license: str = ""
     homepage: str = ""
     data_dir: str = ""
+    none_is_no_finding: bool = False  # every finding is a label: an image with all 0 has none (`make_info`)
     extra: dict = field(default_factory=dict)
 
 
@@ -459,7 +460,7 @@ def assemble(recipe: Recipe, *, fractions=None, seed=0, streaming=False, num_pro
     features = make_features(len(recipe.label_names), recipe.bits)
     info = make_info(recipe.name, recipe.label_names, about=recipe.about, citation=recipe.citation,
                      license=recipe.license, homepage=recipe.homepage, bits=recipe.bits, folder=folder,
-                     options=options)
+                     options=options, none_is_no_finding=recipe.none_is_no_finding)
     out = {}
     for split, records in assign_splits(recipe, fractions, seed, train_fraction, subset_seed).items():
         kwargs = {"records": records, "bits": recipe.bits, "on_error": on_error}

@@ -60,4 +60,5 @@ def build(data_dir, validation_fraction: float = 0.1, seed: int = 0) -> Recipe:
     return Recipe(name="nih", records=records, label_names=FINDINGS, bits=8,
                   about="NIH ChestX-ray14 (NIH Clinical Center), 14 NLP-mined findings (No Finding: none of them).",
                   citation=CITATION, license="No restrictions (NIH Clinical Center); cite the paper",
+                  none_is_no_finding=True,
                   homepage="https://nihcc.app.box.com/v/ChestXray-NIHCC", data_dir=str(data_dir))
