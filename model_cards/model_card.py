@@ -476,8 +476,9 @@ def _per_source(drift: dict | None, task: str, multi_label: bool) -> dict | None
     else:
         note = (f"Per source, from its `drift.json`: each metric with its 95% interval (bootstrap) where computed, "
                 f"and its change (Δ) against the in-domain source, {_source_label(in_domain)}.{trained} A macro "
-                "average's change averages the labels both sources have a value of, named after it where they are "
-                "not all.")
+                "average's change averages the labels both sources have a value of"
+                + (", and the accuracy's pools the decisions on the labels both know" if multi_label else "")
+                + ", named after it where they are not all.")
     return {"note": note, "header": header, "rows": rows}
 
 
