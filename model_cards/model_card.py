@@ -487,14 +487,18 @@ def weights_licence(run: dict) -> tuple[dict, str]:
 
     The weights follow their training data's terms (`_restricted_data`): where every data set's terms are known and
     permissive, they carry the package's licence; otherwise `license: other`, with a `license_name` naming the data
-    whose terms apply. A licence the run record states (`license`, the publisher's choice) is the metadata's in
-    either case, and the text still says which data's terms apply to the weights."""
+    whose terms apply. A licence the run record states (`license`, the publisher's choice, with its `license_name`
+    where it is `other`) is the metadata's in either case, and the text still says which data's terms apply to the
+    weights."""
     restricted = _restricted_data(run)
     stated = run.get("license") if isinstance(run.get("license"), str) and run["license"].strip() else None
+    named = run.get("license_name") if stated == "other" and isinstance(run.get("license_name"), str) \
+        and run["license_name"].strip() else None
     listed = "; ".join(text for _, text in restricted)
     if stated:
-        metadata = {"license": stated}
-        text = f"Model weights and code: {_text(stated)}, as stated by the publisher."
+        metadata = {"license": stated, **({"license_name": named} if named else {})}
+        text = (f"Model weights and code: {_text(stated)}{f' ({_text(named)})' if named else ''}, as stated by the "
+                "publisher.")
     elif restricted:
         names = "-".join(dict.fromkeys(name for name, _ in restricted))
         metadata = {"license": "other", "license_name": f"training-data-terms-{names}"}
