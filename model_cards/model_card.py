@@ -484,8 +484,9 @@ def _per_source(drift: dict | None, task: str, multi_label: bool) -> dict | None
     else:
         note = (f"Per source, from its `drift.json`: each metric with its 95% interval (bootstrap) where computed, "
                 f"and its change (Δ) against the in-domain source, {_source_label(in_domain)}.{trained} A macro "
-                "average's change averages the labels both sources have a value of, named after it where they are "
-                "not all.")
+                "average's change averages the labels both sources have a value of"
+                + (", and the accuracy's pools the decisions on the labels both know" if multi_label else "")
+                + ", named after it where they are not all.")
     return {"note": note, "header": header, "rows": rows}
 
 
@@ -494,14 +495,18 @@ def weights_licence(run: dict) -> tuple[dict, str]:
 
     The weights follow their training data's terms (`_restricted_data`): where every data set's terms are known and
     permissive, they carry the package's licence; otherwise `license: other`, with a `license_name` naming the data
-    whose terms apply. A licence the run record states (`license`, the publisher's choice) is the metadata's in
-    either case, and the text still says which data's terms apply to the weights."""
+    whose terms apply. A licence the run record states (`license`, the publisher's choice, with its `license_name`
+    where it is `other`) is the metadata's in either case, and the text still says which data's terms apply to the
+    weights."""
     restricted = _restricted_data(run)
     stated = run.get("license") if isinstance(run.get("license"), str) and run["license"].strip() else None
+    named = run.get("license_name") if stated == "other" and isinstance(run.get("license_name"), str) \
+        and run["license_name"].strip() else None
     listed = "; ".join(text for _, text in restricted)
     if stated:
-        metadata = {"license": stated}
-        text = f"Model weights and code: {_text(stated)}, as stated by the publisher."
+        metadata = {"license": stated, **({"license_name": named} if named else {})}
+        text = (f"Model weights and code: {_text(stated)}{f' ({_text(named)})' if named else ''}, as stated by the "
+                "publisher.")
     elif restricted:
         names = "-".join(dict.fromkeys(name for name, _ in restricted))
         metadata = {"license": "other", "license_name": f"training-data-terms-{names}"}

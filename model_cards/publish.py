@@ -5,7 +5,8 @@ any of the required ones is refused, and so is one whose text files mention a lo
 already holds an earlier version deletes the weights (models) or Arrow and JSON files (data sets) that the new folder
 no longer has; other files added to the repo are kept. A public push makes an existing private repo public. The card
 is pointed at the repo pushed to (usage examples, title, model-index name), shows the `train.evaluate` results found
-in the export (written again from its run.json), and is left as it was when the push fails.
+in the export and states the licence the publisher names (written again from its run.json for either), and is left
+as it was when the push fails.
 The token comes from the argument, else `HF_TOKEN` (or a saved `huggingface-cli login`); it is never printed.
 """
 
@@ -35,6 +36,8 @@ DATASET_SKIPPED = tuple(f"{folder}{name}" for name in ("cache-*.arrow", "*.lock"
 # Files of an earlier push that a new one replaces (deleted from the repo when the new folder lacks them)
 MODEL_REPLACED = ("*.safetensors", "*.safetensors.index.json", *MODEL_OPTIONAL)
 DATASET_REPLACED = ("*.arrow", "*.json")
+# a licence id as the Hub spells them (apache-2.0, cc-by-nc-4.0, llama3.1, other): huggingface_hub ships no list
+LICENCE_ID = re.compile(r"[a-z0-9][a-z0-9.-]*")
 
 
 def _hub_code_files() -> tuple[str, ...]:
@@ -121,15 +124,46 @@ def point_card_at(model_dir: Path, repo_id: str, revision: str | None = None) ->
     return before
 
 
-def show_evaluations(model_dir: Path) -> None:
-    """Rewrite the export's card from its run.json when `train.evaluate` has written results into the folder
-    (`eval-<split>/metrics.json`, see `model_card.evaluations`), so that the card pushed shows them; the card written
-    at export came before them. Without run.json the card is kept as it is, with a warning; a run.json that cannot
-    be read is refused, naming it."""
-    found = [evaluation["folder"] for evaluation in evaluations(model_dir)]
-    if not found:
+def check_licence(licence: str | None, licence_name: str | None = None) -> None:
+    """Refuse a `licence` that is no Hub licence id (lower case: apache-2.0, cc-by-nc-4.0, ..., other; the list at
+    https://huggingface.co/docs/hub/repositories-licenses, which is not checked here), `other` without a
+    `licence_name` (an id of the same form naming it), and a `licence_name` for any other licence."""
+    if licence is None:
+        if licence_name is not None:
+            raise InvalidInputError("--license_name names the licence of --license other: give both")
         return
+    for option, value in (("--license", licence), ("--license_name", licence_name)):
+        if value is not None and not LICENCE_ID.fullmatch(value):
+            raise InvalidInputError(f"{option} must be a licence id as the Hub spells them, in lower case (e.g. "
+                                    f"apache-2.0, cc-by-nc-4.0; see https://huggingface.co/docs/hub/"
+                                    f"repositories-licenses), got {value!r}")
+    if licence == "other" and licence_name is None:
+        raise InvalidInputError("--license other needs --license_name, an id naming the licence (e.g. "
+                                "acme-research-only)")
+    if licence != "other" and licence_name is not None:
+        raise InvalidInputError(f"--license_name names the licence of --license other, not of {licence}")
+
+
+def show_evaluations(model_dir: Path, licence: str | None = None, licence_name: str | None = None) -> None:
+    """Rewrite the export's card from its run.json when `train.evaluate` has written results into the folder
+    (`eval-<split>/metrics.json`, see `model_card.evaluations`), so that the card pushed shows them (the card written
+    at export came before them), or when the publisher states a `licence` (`--license`; `licence_name` for `other`),
+    which the card then carries as a `license` field of run.json would: its Licence section still names the
+    training data's terms (`weights_licence`). Without run.json the card is kept as it is, with a warning, and a
+    licence is refused; a run.json that cannot be read is refused, naming it."""
+    found = [evaluation["folder"] for evaluation in evaluations(model_dir)]
+    if not found and not licence:
+        return
+    purposes = []
+    if found:
+        purposes.append(f"show the train.evaluate results in {', '.join(found)}")
+    if licence:
+        purposes.append(f"state the licence {licence}" + (f" ({licence_name})" if licence_name else ""))
+    purpose = " and ".join(purposes)
     run_file = model_dir / "run.json"
+    if not run_file.is_file() and licence:
+        raise MissingInputError(f"{model_dir.name} has no run.json to write its card from, to {purpose}: export the "
+                                "model again, or publish it without --license")
     if not run_file.is_file():
         logger.warning("%s holds train.evaluate results (%s) but no run.json to write its card from: the card pushed "
                        "does not show them", model_dir.name, ", ".join(found))
@@ -139,11 +173,11 @@ def show_evaluations(model_dir: Path) -> None:
         if not isinstance(run, dict):
             raise ValueError("not a JSON object")
     except (OSError, UnicodeDecodeError, ValueError) as error:
+        remedy = "" if licence else ", or move those folders out of the export to publish its card as it is"
         raise InvalidInputError(f"{model_dir.name}/run.json cannot be read ({error}): the card cannot be written to "
-                                f"show the train.evaluate results in {', '.join(found)}; restore it, or move those "
-                                "folders out of the export to publish its card as it is") from error
-    write_model_card(model_dir, run)
-    logger.info("The card now shows the train.evaluate results of %s (written again from run.json)", ", ".join(found))
+                                f"{purpose}; restore it{remedy}") from error
+    write_model_card(model_dir, {**run, "license": licence, "license_name": licence_name} if licence else run)
+    logger.info("The card is written again from run.json, to %s", purpose)
 
 
 def set_base_model(model_dir: Path, base_model: str) -> None:
@@ -203,14 +237,16 @@ def _push(folder: Path, repo_id: str, repo_type: str, *, private: bool, revision
 
 def push_model(model_dir, repo_id: str, *, private: bool = True, revision: str | None = None,
                commit_message: str = "Upload cxrgm model", token: str | None = None,
-               base_model: str | None = None) -> CommitInfo:
+               base_model: str | None = None, licence: str | None = None,
+               licence_name: str | None = None) -> CommitInfo:
     """Upload an export folder (weights, config, Hub code files, processor, README card, metrics) in one commit.
 
     The repo is created private unless `private=False`; `revision` names a branch (created when missing);
-    `base_model` (a repo id) is the model the card says it was fine-tuned from. An export holding `train.evaluate`
-    results (`eval-<split>/`) has its card written again from its run.json first, to show them
-    (`show_evaluations`). Files outside that list (optimizer states, logs, run records, evaluation folders) stay
-    local.
+    `base_model` (a repo id) is the model the card says it was fine-tuned from; `licence` (a Hub licence id; `other`
+    with a `licence_name`, see `check_licence`) is the one the card states for the weights. An export holding
+    `train.evaluate` results (`eval-<split>/`), or published with a `licence`, has its card written again from its
+    run.json first (`show_evaluations`). Files outside that list (optimizer states, logs, run records, evaluation
+    folders) stay local.
     """
     model_dir = Path(model_dir)
     names = model_files(model_dir)
@@ -219,6 +255,7 @@ def push_model(model_dir, repo_id: str, *, private: bool = True, revision: str |
     if base_model is not None and (is_local_path(base_model) or base_model.count("/") != 1):
         raise InvalidInputError(f"--base_model must be the Hub repo id of the model it was fine-tuned from "
                                 f"('user/name'), got {base_model!r}")
+    check_licence(licence, licence_name)
     token = _resolve_token(token)  # before the card changes: a push refused here leaves the export as it was
     card = model_dir / "README.md"
     original = card.read_text(encoding="utf-8")
@@ -226,7 +263,7 @@ def push_model(model_dir, repo_id: str, *, private: bool = True, revision: str |
     if skipped:
         logger.info("Not uploading %s", skipped)
     try:
-        show_evaluations(model_dir)
+        show_evaluations(model_dir, licence, licence_name)
         if base_model:
             set_base_model(model_dir, base_model)
         point_card_at(model_dir, repo_id, revision)

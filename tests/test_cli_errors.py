@@ -334,6 +334,17 @@ def test_publish_without_a_token_or_folder(model, tmp_path):
     assert_input_error(done, f"The model folder {str(tmp_path / 'gone')!r} does not exist")
 
 
+def test_publish_refuses_a_licence_that_is_no_hub_id_or_a_data_set_licence(model, tmp_path):
+    """--license and --license_name are checked before the token is looked for, and only go with --model_dir."""
+    done = script("train.publish", "--model_dir", str(model), "--repo_id", "alice/tiny", "--license", "CC-BY-NC-4.0")
+    assert_input_error(done, "--license must be a licence id as the Hub spells them, in lower case")
+    done = script("train.publish", "--model_dir", str(model), "--repo_id", "alice/tiny", "--license", "mit",
+                  "--license_name", "acme")
+    assert_input_error(done, "--license_name names the licence of --license other, not of mit")
+    done = script("train.publish", "--dataset_dir", str(tmp_path), "--repo_id", "alice/set", "--license", "mit")
+    assert_input_error(done, "--license sets a model card's licence: it goes with --model_dir")
+
+
 def test_a_distributed_run_ends_on_the_error_line_with_status_2(model):
     """Each process meets the error and exits with status 2; the launcher stops the others once one has ended, so
     one or both print it before the run ends, and none hangs."""

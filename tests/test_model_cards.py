@@ -526,6 +526,48 @@ def test_the_licence_of_a_cards_weights_follows_the_terms_of_their_training_data
         in text and "local data `cxr_pool`" not in text
 
 
+def test_a_licence_the_publisher_names_on_publishing_is_the_cards_and_the_data_terms_stay(classifier_dir, tmp_path):
+    """train.publish had no --license: a card's licence came from its training data, or from a `license` field that
+    the publisher had to write into run.json. The card is now written again from run.json with the licence named
+    (as it is for train.evaluate results; here there are none), `other` with its name, the data's terms still named;
+    a licence that is no lower-case Hub id, `other` without a name, a name of another licence, and an export
+    without run.json are refused."""
+    import shutil
+
+    from hf_datasets.errors import InvalidInputError, MissingInputError
+    from model_cards.publish import check_licence, show_evaluations
+
+    folder = shutil.copytree(classifier_dir, tmp_path / "model")
+    run = {**RUN, "train_datasets": [{"name": "chexpert", "num_images": 500}]}
+    (folder / "run.json").write_text(json.dumps(run))
+    write_model_card(folder, run)
+    before = (folder / "README.md").read_text()
+    show_evaluations(folder)  # no results, no licence: the card stays
+    assert (folder / "README.md").read_text() == before
+    show_evaluations(folder, "other", "acme-research-only")
+    text = (folder / "README.md").read_text()
+    meta = metadata_load(folder / "README.md")
+    assert (meta["license"], meta["license_name"]) == ("other", "acme-research-only")
+    licence = " ".join(text.split("## Licence")[1].split("## Citation")[0].split())
+    assert licence.startswith("Model weights and code: other (acme-research-only), as stated by the publisher.")
+    assert "CheXpert (`chexpert`: Stanford University CheXpert Dataset Research Use Agreement (non-commercial))" \
+        in licence and "Those terms apply to the weights as well, whatever licence is stated here." in licence
+    check_licence("cc-by-nc-4.0")
+    check_licence(None)
+    for licence, name, message in (
+            ("CC-BY-NC-4.0", None, "--license must be a licence id as the Hub spells them, in lower case"),
+            ("other", "Acme Terms", "--license_name must be a licence id"),
+            ("other", None, "--license other needs --license_name"),
+            ("mit", "acme", "--license_name names the licence of --license other, not of mit"),
+            (None, "acme", "--license_name names the licence of --license other: give both")):
+        with pytest.raises(InvalidInputError, match=re.escape(message)):
+            check_licence(licence, name)
+    (folder / "run.json").unlink()
+    with pytest.raises(MissingInputError, match="model has no run.json to write its card from, to state the licence "
+                                                "mit: export the model again, or publish it without --license"):
+        show_evaluations(folder, "mit")
+
+
 def evaluate_outputs(folder, split, names, sources, bootstrap, seed=0, text=None):
     """What train.evaluate writes into a model folder for `split` (its functions, on random scores): metrics.json
     and drift.json in `eval-<split>`, for single-label classes `names` and images of `sources`. Returns metrics."""

@@ -237,7 +237,7 @@ def test_push_commits_exactly_the_export_files_and_the_card_parses_back(export, 
         {"accuracy": 0.7, "accuracy_ci_low": 0.6, "accuracy_ci_high": 0.8, "num_samples": 10.0}))
     (folder / "eval-test" / "drift.json").write_text(json.dumps({"num_images": {"kermany": 10}}))
     result, record = push(["--model_dir", str(folder), "--repo_id", "alice/cxrgm-tiny", "--revision", "v1",
-                           "--commit_message", "tiny classifier"], tmp_path)
+                           "--commit_message", "tiny classifier", "--license", "cc-by-nc-4.0"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith(f"{ENDPOINT}/alice/cxrgm-tiny/commit/{'a' * 40}")
     assert record["repos"] == [{"name": "cxrgm-tiny", "organization": "alice", "visibility": "private",
@@ -259,7 +259,9 @@ def test_push_commits_exactly_the_export_files_and_the_card_parses_back(export, 
                        ("kermany_pediatric", "Sensitivity (pneumonia)"): 0.75, ("kermany", "Accuracy"): 0.7}
     assert {r.dataset_split for r in card.data.eval_results} == {"test"}
     assert card.data.pipeline_tag == "image-classification" and card.data.library_name == "transformers"
-    assert card.data.license == "other" and card.data.license_name == "training-data-terms-unrecorded"
+    assert card.data.license == "cc-by-nc-4.0" and card.data.license_name is None  # --license; the data's terms stay
+    assert "Model weights and code: cc-by-nc-4.0, as stated by the publisher." in card.text
+    assert "not all permissive: the training data (not recorded)." in card.text
     assert "Not for clinical use" in card.text and "| Accuracy | 0.7000 | 0.6000 to 0.8000 |" in card.text
     assert (folder / "README.md").read_text() == commit["files"]["README.md"]["text"]
     for entry in commit["files"].values():

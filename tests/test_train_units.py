@@ -1538,10 +1538,12 @@ def test_an_image_without_a_patient_id_is_a_patient_of_its_own():
     assert metrics.patient_numbers([None, ""]) is None
 
 
-def test_drift_deltas_of_macro_metrics_average_the_labels_both_sources_score():
+def test_drift_deltas_of_macro_metrics_and_accuracy_compare_the_labels_both_sources_score():
     """A source without a label (CheXpert has no Mass: NaN) has no AUROC of it: its macro AUROC averaged fewer labels
     than the in-domain source's, and the delta compared the two averages (+1/3 below, for a source scored exactly as
-    the in-domain one on the labels both have). Macro deltas now average the labels both score, and say which."""
+    the in-domain one on the labels both have). Macro deltas now average the labels both score, and say which. A
+    multi-label accuracy pools the known (image, label) pairs: its delta pooled Mass's at nih alone (+1/3 too); it now
+    pools the labels both know. A single-label accuracy scores every image with a class: its delta is as it was."""
     import datasets
 
     from train.evaluate import drift_report
@@ -1559,10 +1561,21 @@ def test_drift_deltas_of_macro_metrics_average_the_labels_both_sources_score():
     assert nih["auroc_macro"] == pytest.approx(2 / 3) and chexpert["auroc_macro"] == 1.0  # Mass: 0 at nih, none here
     assert drift["delta_vs_in_domain"]["chexpert"]["auroc_macro"] == pytest.approx(0.0)
     assert drift["delta_vs_in_domain"]["chexpert"]["f1_macro"] == pytest.approx(0.0)
+    assert nih["accuracy"] == pytest.approx(2 / 3) and chexpert["accuracy"] == 1.0
+    assert drift["delta_vs_in_domain"]["chexpert"]["accuracy"] == pytest.approx(0.0)
     assert drift["delta_labels"]["chexpert"] == {"auroc_macro": ["Atelectasis", "Edema"],
+                                                 "accuracy": ["Atelectasis", "Edema"],
                                                  "f1_macro": ["Atelectasis", "Edema"]}
     assert drift["delta_vs_in_domain"]["mimic"]["auroc_macro"] == pytest.approx(1 / 3)  # Mass scored on both sides
-    assert drift["delta_labels"]["mimic"] == {"auroc_macro": "all", "f1_macro": "all"}
+    assert drift["delta_vs_in_domain"]["mimic"]["accuracy"] == pytest.approx(1 / 3)
+    assert drift["delta_labels"]["mimic"] == {"auroc_macro": "all", "accuracy": "all", "f1_macro": "all"}
+
+    classes = {"index": np.arange(12), "labels": np.r_[[0, 1, 2, 2], [0, 1, 0, 1], [0, 1, 2, 2]],
+               "probabilities": np.r_[np.eye(3)[[0, 1, 2, 0]], np.eye(3)[[0, 1, 2, 2]], np.eye(3)[[0, 1, 2, 2]]]}
+    drift = drift_report("classification", classes, ds, names, True, in_domain="nih")
+    assert drift["delta_vs_in_domain"]["chexpert"]["accuracy"] == pytest.approx(2 / 4 - 3 / 4)  # Mass guesses: wrong
+    assert drift["delta_vs_in_domain"]["mimic"]["accuracy"] == pytest.approx(1 - 3 / 4)
+    assert all("accuracy" not in labels for labels in drift["delta_labels"].values())
 
 
 def test_a_warm_up_as_long_as_the_run_is_warned_about(caplog):

@@ -32,7 +32,8 @@ from hf_datasets.errors import InvalidInputError, run_script
 from . import checkpoint, data, engine
 from .config import EvalArgs, TrainArgs, decision_threshold, load_model_source, parse_args, takes_threshold
 from .export import write_metrics
-from .metrics import bootstrap_unit, compute_metrics, differences, labels_without_auroc, patient_numbers
+from .metrics import (accuracy_difference, bootstrap_unit, compute_metrics, differences, labels_without_auroc,
+                      patient_numbers)
 from .run import Context
 from .run_card import label_policy
 from .starting_point import model_inputs_normalisation
@@ -109,8 +110,9 @@ def drift_report(task, results, ds, names, single_label, in_domain=None, bootstr
     in-domain source (None) and no differences: every source is out of domain. `labels_without_auroc` names, per
     source, the labels it has no AUROC of and why (`missing`: those the data set lacks), as its macro AUROC leaves
     them out; a macro average's difference averages the labels both sources have a value of (`metrics.differences`),
-    which `delta_labels` names ("all" where both averages took the same); `bootstrap_unit` says, per source, whether
-    its intervals resample patients or images."""
+    and a multi-label model's accuracy difference pools the (image, label) pairs of the labels both know
+    (`metrics.accuracy_difference`), which `delta_labels` names ("all" where both took the same); `bootstrap_unit`
+    says, per source, whether its intervals resample patients or images."""
     sources = source_names(ds, results["index"])
     counts = Counter(sources)
     if in_domain is None:
@@ -126,6 +128,13 @@ def drift_report(task, results, ds, names, single_label, in_domain=None, bootstr
                                              rows[source]) for source in rows}
     compared = {source: differences(HEADLINE[task], values, per_source[in_domain], names)
                 for source, values in per_source.items() if in_domain is not None and source != in_domain}
+    if task == "classification" and not single_label:  # its accuracy pools each source's known (image, label) pairs
+        for source, (deltas, labels) in compared.items():
+            delta, labels["accuracy"] = accuracy_difference(results, names, rows[source], rows[in_domain], threshold)
+            if delta is None:
+                deltas.pop("accuracy", None)
+            else:
+                deltas["accuracy"] = delta
     report = {"in_domain": in_domain, "trained_on": trained_on, "num_images": dict(counts), "metrics": per_source,
               "delta_vs_in_domain": {source: deltas for source, (deltas, _) in compared.items()},
               "labels_without_auroc": {s: u for s, u in unranked.items() if u}}

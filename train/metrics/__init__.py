@@ -101,6 +101,32 @@ def differences(keys, values: dict, reference: dict, names: list[str]) -> tuple[
     return out, labels
 
 
+def known_labels(labels: np.ndarray, names: list[str]) -> list[str]:
+    """The `names` of the columns of multi-label `labels` (N, K) with a known value (0 or 1) in any row: NaN is
+    unknown and a soft value unscored, as `compute_metrics` scores them."""
+    return [name for k, name in enumerate(names) if np.isin(labels[:, k], (0.0, 1.0)).any()]
+
+
+def accuracy_difference(results: dict, names: list[str], rows, reference_rows,
+                        threshold: float = 0.5) -> tuple[float | None, list[str] | str]:
+    """A multi-label model's accuracy on the `rows` of `results` minus that on its `reference_rows`, and the labels
+    the difference compared ("all" where both samples know the same labels).
+
+    Its accuracy pools the known (image, label) pairs of a sample, so two samples that know different labels (a
+    source without one) would be compared over different labels: the difference is that of the accuracies over the
+    labels both know a value of, so it compares like with like (None and [] where they share none)."""
+    own, theirs = (set(known_labels(results["labels"][np.asarray(sample, dtype=int)], names))
+                   for sample in (rows, reference_rows))
+    shared = [name for name in names if name in own & theirs]
+    if not shared:
+        return None, []
+    columns = [names.index(name) for name in shared]
+    restricted = {key: results[key][:, columns] for key in ("labels", "probabilities")}
+    accuracy, reference = (compute_metrics("classification", restricted, shared, False, rows=sample,
+                                           threshold=threshold)["accuracy"] for sample in (rows, reference_rows))
+    return accuracy - reference, "all" if own == theirs else shared
+
+
 def metric_names(task: str, names: list[str]) -> list[str]:
     """The metrics `compute_metrics` can return for `task` and label `names` (one that is undefined on some split,
     such as an AUROC where a class has a single label value, is left out there), bookkeeping and confusion cells aside.
