@@ -602,6 +602,8 @@ def render_model_card(model_dir, run: dict) -> ModelCard:
                  "pretraining, with the" if from_scratch else
                  "A group-masked (GMML) vision transformer for chest X-rays (CXRs), built with the"),
         auto_class=AUTO_CLASS[task],
+        multi_label=multi_label,
+        num_labels=len(labels),
         pipeline_tag=TASKS[task][0],
         repo_id=repo_id,
         metrics=[(describe_metric(k, multi_label, task)[1], f"{v:.4f}" if _number(v) is not None else "n/a")

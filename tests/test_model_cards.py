@@ -86,6 +86,7 @@ def test_card_documents_data_preprocessing_architecture_and_use(card_text):
     assert "| | normal | pneumonia |\n|---|---|---|\n| normal | 7 | 1 |\n| pneumonia | 2 | 6 |" in card_text
     assert "| Epoch |" not in card_text and "Train loss" not in card_text and "Num samples" not in card_text
     assert 'pipeline("image-classification", model="alice/cxrgm-pneumonia", trust_remote_code=True)' in card_text
+    assert "probabilities = outputs.logits.softmax(-1)[0]" in card_text
     assert "| kermany_pediatric | Kermany pediatric pneumonia" in card_text and "CC BY 4.0" in card_text
     assert "pediatric, China" in card_text and "| 378 | train, validation | normal vs pneumonia |" in card_text
     assert "| Resize | pad to 32 px (aspect ratio kept, centred on black) |" in card_text
@@ -188,6 +189,8 @@ def test_multi_label_accuracy_is_named_as_the_share_of_right_label_decisions(tmp
     (result,) = ModelCard(text).data.eval_results
     assert (result.metric_type, result.metric_name) == ("accuracy", "Accuracy (per image and label)")
     assert "| Accuracy (per image and label) | 0.9000 |" in text
+    # the card's model snippet scores each label on its own, as train.predict does
+    assert "probabilities = outputs.logits.sigmoid()[0]" in text and "softmax" not in text
 
 
 def test_card_states_the_bit_depth_the_processor_scales_by(classifier_dir):

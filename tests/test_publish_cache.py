@@ -1,5 +1,6 @@
-"""Hub-hosted checkpoints, offline: load by repo id from a populated HF cache and run the pipelines, in fresh
-interpreters that cannot import the package (only the code files shipped with the weights are used)."""
+"""Hub-hosted checkpoints, offline: load by repo id from a populated HF cache and run the pipelines and the model
+card's snippets, in fresh interpreters that cannot import the package (only the code files shipped with the weights
+are used)."""
 
 import importlib.util
 import json
@@ -10,6 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -19,6 +21,8 @@ from modeling_cxrgm import (
     GroupMaskedViTForSegmentation,
     GroupMaskedViTImageProcessor,
 )
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "data"))
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 TINY = dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
@@ -65,9 +69,27 @@ def run_fresh(code: str, cwd: Path, cache: Path) -> dict:
     return json.loads(run_fresh_process(code, cwd, cache).stdout.strip().splitlines()[-1])
 
 
+def sixteen_bit_and_dicom(cxr: Path, folder: Path) -> None:
+    """The real CXR as a 12-bit grey PNG (`chest_xray.png`) and as a MONOCHROME1 CR with rescale and window
+    (`chest_xray.dcm`), the forms a pipeline cannot read."""
+    import pydicom
+    from factory import write_dicom
+    from PIL import Image
+
+    grey = np.asarray(Image.open(cxr).convert("L").resize((40, 48)), dtype=np.uint16)
+    Image.fromarray(grey * 16).save(folder / "chest_xray.png")
+    path = write_dicom(folder / "chest_xray.dcm", 4095 - grey * 16, photometric="MONOCHROME1", window=(900, 1800))
+    dataset = pydicom.dcmread(path)
+    dataset.RescaleSlope, dataset.RescaleIntercept = 0.5, -100
+    dataset.save_as(path)
+
+
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    """A cache holding a classifier and a binary lung segmenter, plus a real CXR and reference logits."""
+    """A cache holding a classifier, a binary lung segmenter and a background / lungs segmenter, each with its card,
+    plus a real CXR (also as 16-bit PNG and DICOM) and reference logits."""
+    from model_cards import write_model_card
+
     root = tmp_path_factory.mktemp("cached_hub")
     torch.manual_seed(0)
     processor = GroupMaskedViTImageProcessor(size=32, num_channels=1)
@@ -76,8 +98,11 @@ def hub(tmp_path_factory):
             **TINY, num_labels=2, id2label={0: "normal", 1: "pneumonia"}, label2id={"normal": 0, "pneumonia": 1})),
         "alice/cxrgm-lungs": GroupMaskedViTForSegmentation(GroupMaskedViTConfig(
             **TINY, num_labels=1, id2label={0: "lung"}, label2id={"lung": 0})),
+        "alice/cxrgm-lungs2": GroupMaskedViTForSegmentation(GroupMaskedViTConfig(
+            **TINY, num_labels=2, id2label={0: "background", 1: "lung"}, label2id={"background": 0, "lung": 1})),
     }
     shutil.copyfile(real_cxr(), root / "cxr.jpeg")
+    sixteen_bit_and_dicom(root / "cxr.jpeg", root)
     from PIL import Image
 
     inputs = processor(Image.open(root / "cxr.jpeg"), return_tensors="pt")
@@ -86,14 +111,16 @@ def hub(tmp_path_factory):
         folder = root / "export" / repo_id.split("/")[1]
         model.eval().save_pretrained(folder)
         processor.save_pretrained(folder)
+        task = "classification" if repo_id.endswith("cls") else "segmentation"
+        write_model_card(folder, {"task": task, "repo_id": repo_id})
         cache_snapshot(root / "cache", repo_id, folder)
         with torch.no_grad():
             expected[repo_id] = model(**inputs).logits.tolist()
-    return root, expected
+    return root, expected, models, processor
 
 
 def test_checkpoint_loads_by_repo_id_from_the_cache_offline(hub):
-    root, expected = hub
+    root, expected, _, _ = hub
     result = run_fresh("""
         import json, sys
         import torch
@@ -111,7 +138,7 @@ def test_checkpoint_loads_by_repo_id_from_the_cache_offline(hub):
 
 
 def test_classification_and_segmentation_pipelines_on_a_real_cxr(hub):
-    root, expected = hub
+    root, expected, _, _ = hub
     result = run_fresh("""
         import json
         from PIL import Image
@@ -137,10 +164,54 @@ def test_classification_and_segmentation_pipelines_on_a_real_cxr(hub):
 def test_the_segmentation_pipeline_logs_no_unsupported_model_error(hub):
     """By repo id too, the image-segmentation pipeline logged that 'GroupMaskedViTForSegmentation' is not supported
     for image-segmentation (transformers' own notice of code files new in the modules cache may come before)."""
-    root, _ = hub
+    root, _, _, _ = hub
     result = run_fresh_process("""
         from transformers import pipeline
         pipeline("image-segmentation", model="alice/cxrgm-lungs", trust_remote_code=True)("cxr.jpeg")
         pipeline("image-classification", model="alice/cxrgm-cls", trust_remote_code=True)("cxr.jpeg")
     """, root, root / "cache")
     assert "not supported" not in result.stderr, result.stderr
+
+
+def test_the_cards_model_and_dicom_snippets_give_train_predicts_results_without_the_package(hub):
+    """The card gave the model classes in one line, without the post-processing a one-label segmenter needs (its
+    semantic map is refused), and said a DICOM "must be windowed first (the cxrgm data tools do this)": a user without
+    the package had no way to read one, and the pipelines clip 16-bit PNGs. Its snippets, run as written on a 16-bit
+    PNG and a MONOCHROME1 DICOM with rescale and window, give what train.predict computes (hf_datasets' DICOM reader,
+    the processor, its post-processing at the image's size)."""
+    from hf_datasets.dicom import read_dicom
+    from PIL import Image
+
+    root, _, models, processor = hub
+    result = run_fresh(r"""
+        import json, re
+        from huggingface_hub import hf_hub_download
+        results = {}
+        for repo_id in ("alice/cxrgm-cls", "alice/cxrgm-lungs", "alice/cxrgm-lungs2"):
+            card = open(hf_hub_download(repo_id, "README.md"), encoding="utf-8").read()
+            _, model_code, dicom_code = re.findall(r"```python\n(.*?)```", card, re.S)
+            assert 'Image.open("chest_xray.png")' in model_code, model_code
+            for name, image in (("png", 'Image.open("chest_xray.png")'), ("dicom", 'read_dicom("chest_xray.dcm")')):
+                namespace = {}
+                exec(dicom_code, namespace)
+                exec(model_code.replace('Image.open("chest_xray.png")', image), namespace)
+                output = next(namespace[key] for key in ("probabilities", "mask", "label_map") if key in namespace)
+                results[f"{repo_id} {name}"] = output.tolist()
+        print(json.dumps(results))
+    """, root, root / "cache")
+    images = {"png": Image.open(root / "chest_xray.png"), "dicom": read_dicom(root / "chest_xray.dcm")[0]}
+    for repo_id, model in models.items():
+        for name, image in images.items():
+            with torch.no_grad():
+                outputs = model(**processor(image, return_tensors="pt"))
+            size = [np.asarray(image).shape[:2]]
+            if repo_id.endswith("cls"):
+                wanted = outputs.logits.softmax(-1)[0]
+            elif model.config.num_labels == 1:
+                wanted = processor.post_process_instance_segmentation(outputs, target_sizes=size)[0]["segmentation"]
+            else:
+                wanted = processor.post_process_semantic_segmentation(outputs, target_sizes=size)[0]
+            got = torch.tensor(result[f"{repo_id} {name}"])
+            assert got.shape == wanted.shape, (repo_id, name)
+            assert torch.allclose(got.to(wanted.dtype), wanted, atol=1e-6), (repo_id, name)
+    assert torch.tensor(result["alice/cxrgm-lungs2 dicom"]).unique().tolist() == [0, 1]
