@@ -18,6 +18,7 @@ import torch
 from modeling_cxrgm import (
     GroupMaskedViTConfig,
     GroupMaskedViTForImageClassification,
+    GroupMaskedViTForPreTraining,
     GroupMaskedViTForSegmentation,
     GroupMaskedViTImageProcessor,
 )
@@ -27,6 +28,8 @@ sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "data"))
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 TINY = dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
             intermediate_size=64)
+TASKS = {GroupMaskedViTForImageClassification: "classification", GroupMaskedViTForSegmentation: "segmentation",
+         GroupMaskedViTForPreTraining: "pretraining"}
 
 
 def real_cxr() -> Path:
@@ -86,8 +89,9 @@ def sixteen_bit_and_dicom(cxr: Path, folder: Path) -> None:
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    """A cache holding a classifier, a binary lung segmenter and a background / lungs segmenter, each with its card,
-    plus a real CXR (also as 16-bit PNG and DICOM) and reference logits."""
+    """A cache holding a classifier, a binary lung segmenter, a background / lungs segmenter and a GMML pretraining
+    export, each with its card, plus a real CXR (also as 16-bit PNG and DICOM) and the task models' reference
+    logits."""
     from model_cards import write_model_card
 
     root = tmp_path_factory.mktemp("cached_hub")
@@ -100,6 +104,7 @@ def hub(tmp_path_factory):
             **TINY, num_labels=1, id2label={0: "lung"}, label2id={"lung": 0})),
         "alice/cxrgm-lungs2": GroupMaskedViTForSegmentation(GroupMaskedViTConfig(
             **TINY, num_labels=2, id2label={0: "background", 1: "lung"}, label2id={"background": 0, "lung": 1})),
+        "alice/cxrgm-gmml": GroupMaskedViTForPreTraining(GroupMaskedViTConfig(**TINY)),
     }
     shutil.copyfile(real_cxr(), root / "cxr.jpeg")
     sixteen_bit_and_dicom(root / "cxr.jpeg", root)
@@ -111,11 +116,12 @@ def hub(tmp_path_factory):
         folder = root / "export" / repo_id.split("/")[1]
         model.eval().save_pretrained(folder)
         processor.save_pretrained(folder)
-        task = "classification" if repo_id.endswith("cls") else "segmentation"
+        task = TASKS[type(model)]
         write_model_card(folder, {"task": task, "repo_id": repo_id})
         cache_snapshot(root / "cache", repo_id, folder)
-        with torch.no_grad():
-            expected[repo_id] = model(**inputs).logits.tolist()
+        if task != "pretraining":
+            with torch.no_grad():
+                expected[repo_id] = model(**inputs).logits.tolist()
     return root, expected, models, processor
 
 
@@ -173,12 +179,15 @@ def test_the_segmentation_pipeline_logs_no_unsupported_model_error(hub):
     assert "not supported" not in result.stderr, result.stderr
 
 
-def test_the_cards_model_and_dicom_snippets_give_train_predicts_results_without_the_package(hub):
+def test_the_cards_model_pipeline_and_dicom_snippets_give_train_predicts_results_without_the_package(hub):
     """The card gave the model classes in one line, without the post-processing a one-label segmenter needs (its
     semantic map is refused), and said a DICOM "must be windowed first (the cxrgm data tools do this)": a user without
     the package had no way to read one, and the pipelines clip 16-bit PNGs. Its snippets, run as written on a 16-bit
     PNG and a MONOCHROME1 DICOM with rescale and window, give what train.predict computes (hf_datasets' DICOM reader,
-    the processor, its post-processing at the image's size)."""
+    the processor, its post-processing at the image's size); the classifier's pipeline on `read_dicom`'s array gives
+    its probabilities too. A pretraining card named neither the pipeline its Hub page offers (image-feature-extraction)
+    nor which tensor it returns: its processor and model snippet and its pipeline snippet (8-bit file) give the
+    encoder's last hidden state and CLS token."""
     from hf_datasets.dicom import read_dicom
     from PIL import Image
 
@@ -187,31 +196,68 @@ def test_the_cards_model_and_dicom_snippets_give_train_predicts_results_without_
         import json, re
         from huggingface_hub import hf_hub_download
         results = {}
-        for repo_id in ("alice/cxrgm-cls", "alice/cxrgm-lungs", "alice/cxrgm-lungs2"):
+
+        def snippets(repo_id):
             card = open(hf_hub_download(repo_id, "README.md"), encoding="utf-8").read()
-            _, model_code, dicom_code = re.findall(r"```python\n(.*?)```", card, re.S)
+            return card, re.findall(r"```python\n(.*?)```", card, re.S)
+
+        for repo_id in ("alice/cxrgm-cls", "alice/cxrgm-lungs", "alice/cxrgm-lungs2", "alice/cxrgm-gmml"):
+            card, blocks = snippets(repo_id)
+            model_code, dicom_code = (blocks[0], blocks[2]) if repo_id.endswith("gmml") else blocks[1:]
             assert 'Image.open("chest_xray.png")' in model_code, model_code
-            for name, image in (("png", 'Image.open("chest_xray.png")'), ("dicom", 'read_dicom("chest_xray.dcm")')):
+            images = [("png", 'Image.open("chest_xray.png")'), ("dicom", 'read_dicom("chest_xray.dcm")')]
+            if repo_id.endswith("gmml"):  # the 8-bit file its pipeline is compared on
+                images.append(("jpeg", 'Image.open("cxr.jpeg")'))
+            for name, image in images:
                 namespace = {}
                 exec(dicom_code, namespace)
                 exec(model_code.replace('Image.open("chest_xray.png")', image), namespace)
-                output = next(namespace[key] for key in ("probabilities", "mask", "label_map") if key in namespace)
-                results[f"{repo_id} {name}"] = output.tolist()
+                keys = ("features", "embedding") if repo_id.endswith("gmml") else \
+                    [next(key for key in ("probabilities", "mask", "label_map") if key in namespace)]
+                results[f"{repo_id} {name}"] = [namespace[key].tolist() for key in keys]
+
+        card, (pipeline_code, _, dicom_code) = snippets("alice/cxrgm-cls")
+        (pipeline_on_dicom,) = re.findall(r"`(classifier\(read_dicom\([^`]*\))`", card)
+        namespace = {}
+        exec(dicom_code, namespace)
+        exec(pipeline_code, namespace)
+        results["alice/cxrgm-cls pipeline dicom"] = eval(pipeline_on_dicom, namespace)
+
+        _, (_, pipeline_code, _) = snippets("alice/cxrgm-gmml")
+        assert 'pipeline("image-feature-extraction"' in pipeline_code, pipeline_code
+        namespace = {}
+        exec(pipeline_code.replace('"chest_xray.png"', '"cxr.jpeg"'), namespace)  # pipelines read 8-bit files only
+        results["alice/cxrgm-gmml pipeline jpeg"] = [namespace[key].tolist() for key in ("features", "embedding")]
         print(json.dumps(results))
     """, root, root / "cache")
-    images = {"png": Image.open(root / "chest_xray.png"), "dicom": read_dicom(root / "chest_xray.dcm")[0]}
+    images = {"png": Image.open(root / "chest_xray.png"), "dicom": read_dicom(root / "chest_xray.dcm")[0],
+              "jpeg": Image.open(root / "cxr.jpeg")}
+    compared = set()
     for repo_id, model in models.items():
         for name, image in images.items():
             with torch.no_grad():
-                outputs = model(**processor(image, return_tensors="pt"))
+                inputs = processor(image, return_tensors="pt")
+                outputs = model.vit(**inputs) if repo_id.endswith("gmml") else model(**inputs)
             size = [np.asarray(image).shape[:2]]
-            if repo_id.endswith("cls"):
-                wanted = outputs.logits.softmax(-1)[0]
+            if repo_id.endswith("gmml"):
+                wanted = [outputs.last_hidden_state, outputs.pooler_output]
+            elif repo_id.endswith("cls"):
+                wanted = [outputs.logits.softmax(-1)[0]]
             elif model.config.num_labels == 1:
-                wanted = processor.post_process_instance_segmentation(outputs, target_sizes=size)[0]["segmentation"]
+                wanted = [processor.post_process_instance_segmentation(outputs, target_sizes=size)[0]["segmentation"]]
             else:
-                wanted = processor.post_process_semantic_segmentation(outputs, target_sizes=size)[0]
-            got = torch.tensor(result[f"{repo_id} {name}"])
-            assert got.shape == wanted.shape, (repo_id, name)
-            assert torch.allclose(got.to(wanted.dtype), wanted, atol=1e-6), (repo_id, name)
+                wanted = [processor.post_process_semantic_segmentation(outputs, target_sizes=size)[0]]
+            keys = [f"{repo_id} {name}"] + ([f"{repo_id} pipeline jpeg"] if name == "jpeg" else [])
+            for key in (key for key in keys if key in result):
+                compared.add(key)
+                for got, want in zip(result[key], wanted, strict=True):
+                    got = torch.tensor(got)
+                    assert got.shape == want.shape, (key, got.shape, want.shape)
+                    assert torch.allclose(got.to(want.dtype), want, atol=1e-6), key
+    assert compared == set(result) - {"alice/cxrgm-cls pipeline dicom"} and "alice/cxrgm-gmml pipeline jpeg" in compared
     assert torch.tensor(result["alice/cxrgm-lungs2 dicom"]).unique().tolist() == [0, 1]
+    with torch.no_grad():
+        wanted = models["alice/cxrgm-cls"](**processor(images["dicom"], return_tensors="pt")).logits.softmax(-1)[0]
+    scores = {entry["label"]: entry["score"] for entry in result["alice/cxrgm-cls pipeline dicom"]}
+    assert scores.keys() == {"normal", "pneumonia"}
+    assert np.allclose([scores["normal"], scores["pneumonia"]], wanted.tolist(), atol=1e-6)
