@@ -611,7 +611,8 @@ def test_card_shows_train_evaluate_results_with_their_intervals_apart_from_the_r
     (folder / "eval-validation" / "drift.json").unlink()
     validation = json.loads((folder / "eval-validation" / "metrics.json").read_text())
     (folder / "eval-validation" / "metrics.json").write_text(json.dumps(  # fields a later version may add
-        {**validation, "threshold": 0.5, "bootstrap_unit": "patient", "calibration_bins": [0.1, 0.9]}))
+        {**validation, "threshold": 0.5, "bootstrap_unit": "patient", "calibration_bins": [0.1, 0.9],
+         "labels_without_ppv": {"pneumonia": "not predicted for any image"}}))
     (folder / "eval-broken").mkdir()
     (folder / "eval-broken" / "metrics.json").write_text("{")
 
@@ -646,6 +647,7 @@ def test_card_shows_train_evaluate_results_with_their_intervals_apart_from_the_r
         in validation_part and "No bootstrap intervals in its metrics.json" in validation_part
     assert "- Decision threshold: 0.5 - Bootstrap resampling unit: patient - `calibration_bins`: 0.1, 0.9" \
         in validation_part and "| Decision threshold |" not in text
+    assert "- No PPV (TP + FP = 0): `pneumonia` (not predicted for any image)" in validation_part
     assert run_part.startswith("The training run's evaluation Evaluated on **Kermany pediatric pneumonia** "
                                "(`kermany_pediatric`), split `test`, 16 images. | Metric | Value |")
     assert "| Accuracy | 0.8125 |" in run_part and "train.evaluate" not in run_part

@@ -1448,6 +1448,7 @@ def test_evaluation_names_the_labels_left_out_of_the_macro_auroc_and_why(tmp_pat
                      printed)
     assert saved["labels_without_auroc"] == {"Hernia": "only negative", "Mass": "not in the data set"}
     assert drift["labels_without_auroc"] == {"kermany": saved["labels_without_auroc"]}
+    assert saved["labels_without_ppv"]["Mass"] == "not in the data set"
 
 
 def test_evaluation_says_how_exclusive_classes_the_set_lacks_are_scored(tmp_path, capsys):
@@ -1476,6 +1477,9 @@ def test_evaluation_decides_multi_label_findings_at_the_threshold_given(tmp_path
         assert out["sensitivity/Atelectasis"] == every and out["specificity/Atelectasis"] == 1 - every
         assert out["accuracy"] == 0.5 and saved["threshold"] == float(cut)
         assert drift["metrics"]["kermany"]["sensitivity/Edema"] == every  # per source too
+        # no finding is predicted from 1 up: no PPV, and metrics.json says why rather than just lacking it
+        unpredicted = None if every else dict.fromkeys(names, "not predicted for any image")
+        assert saved.get("labels_without_ppv") == unpredicted
     assert at["0"][0]["auroc_macro"] == at["1"][0]["auroc_macro"]  # the ranking does not depend on it
 
 
