@@ -121,7 +121,7 @@ def test_cards_describe_the_users_own_folder_data_instead_of_a_placeholder(tmp_p
     folder = export(tmp_path / "model", GroupMaskedViTForImageClassification(GroupMaskedViTConfig(**TINY, num_labels=2)))
     run = {"task": "classification",
            "train_datasets": [{"name": "my_clinic_cxrs", "num_images": 10, "splits": ["train"],
-                               "label_policy": "default"}],
+                               "label_policy": "the set's own labels (no label options)"}],
            "eval_dataset": {"name": "my_clinic_cxrs", "split": "test", "num_images": 2}}
     text = write_model_card(folder, run).read_text()
     assert "not recorded: not recorded" not in text
@@ -485,7 +485,8 @@ def test_the_licence_of_a_cards_weights_follows_the_terms_of_their_training_data
     data whose terms apply; a licence the record states is kept, and the text still names those terms."""
     from huggingface_hub import ModelCardData
 
-    kermany = {"name": "kermany_pediatric", "num_images": 378, "splits": ["train"], "label_policy": "default"}
+    kermany = {"name": "kermany_pediatric", "num_images": 378, "splits": ["train"],
+               "label_policy": "the set's own labels (no label options)"}
     permissive = {**RUN, "train_datasets": [kermany, {"name": "hannover_covid", "num_images": 20}],
                   "training": {**RUN["training"], "init": "random"}}
     permissive.pop("base_model")

@@ -1365,7 +1365,7 @@ def test_card_label_policy_names_the_label_options_the_data_was_built_with(tmp_p
     assert label_policy(renamed) == 'label_map={"no_finding": "normal"}'
     pooled = TrainArgs(dataset="cxr_pool", dataset_options={"classes": ["covid"], "other_class": "non_covid"})
     assert label_policy(pooled) == 'classes=["covid"], other_class=non_covid'  # what the other labels became
-    assert label_policy(TrainArgs(dataset="kermany")) == "default"
+    assert label_policy(TrainArgs(dataset="kermany")) == "the set's own labels (no label options)"
     (tmp_path / "prepare_settings.json").write_text('{"dataset": "chexpert", "options": {"uncertain": "mixed"}}')
     prepared = TrainArgs(prepared_dir=str(tmp_path), dataset_options={"train_fraction": 0.1})
     assert label_policy(prepared) == "blank=zeros, uncertain=mixed"  # the options it was prepared with
@@ -1381,7 +1381,7 @@ def test_card_label_policy_states_the_uncertain_and_blank_defaults():
     assert label_policy(mixed) == "blank=zeros, tasks=competition, uncertain=mixed"
     soft = TrainArgs(dataset="mimic_cxr_jpg", dataset_options={"uncertain": 0.7, "blank": "ignore"})
     assert label_policy(soft) == "blank=ignore, uncertain=0.7"
-    assert label_policy(TrainArgs(dataset="nih")) == "default"
+    assert label_policy(TrainArgs(dataset="nih")) == "the set's own labels (no label options)"
 
 
 def test_card_names_prepared_data_after_the_set_it_was_prepared_from(tmp_path):

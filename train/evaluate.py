@@ -35,7 +35,7 @@ from .export import write_metrics
 from .metrics import (accuracy_difference, bootstrap_unit, compute_metrics, differences, labels_without_auroc,
                       labels_without_ppv, patient_numbers)
 from .run import Context
-from .run_card import label_policy
+from .run_card import NO_LABEL_OPTIONS, label_policy
 from .starting_point import model_inputs_normalisation
 
 TASKS = {
@@ -217,8 +217,8 @@ def main(argv=None) -> dict:
             accelerator.print(f"labels aligned to the model's {names}; not in the data set ({scored}): "
                               f"{missing or 'none'}; not predicted by the model (rows of such a class "
                               f"are left out when classes are exclusive): {unmatched['extra'] or 'none'}")
-    policy = label_policy(args) if task == "classification" else "default"
-    if policy != "default":  # e.g. CheXpert's uncertain labels: left out, or read as 0 / 1, as --dataset_options say
+    policy = label_policy(args) if task == "classification" else NO_LABEL_OPTIONS
+    if policy != NO_LABEL_OPTIONS:  # e.g. CheXpert's uncertain labels: left out, or read as 0 / 1 (--dataset_options)
         trained = trained_label_policy(args, run)
         accelerator.print(f"labels read with {policy}" + (f" (the model's training labels: {trained})"
                                                           if trained not in (None, policy) else ""))
@@ -250,7 +250,7 @@ def main(argv=None) -> dict:
                          training_sources(args, splits, run), missing, threshold)
     if accelerator.is_main_process:
         output_dir = Path(args.output_dir or checkpoint.results_path(args.model, "eval", f"-{args.split}"))
-        text = {"weights": weights, "label_policy": None if policy == "default" else policy,
+        text = {"weights": weights, "label_policy": None if policy == NO_LABEL_OPTIONS else policy,
                 "labels_without_auroc": unranked or None, "labels_without_ppv": unpredicted or None,
                 "bootstrap_unit": unit,
                 "threshold": threshold if takes_threshold(model.config) else None}
