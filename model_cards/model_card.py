@@ -74,6 +74,8 @@ EVALUATION_SETTINGS = {
     "weights": "Weights scored", "label_policy": "Labels read with", "threshold": "Decision threshold",
     "bootstrap": "Bootstrap resamples", "bootstrap_unit": "Bootstrap resampling unit",
 }
+LABELS_WITHOUT = {"labels_without_auroc": "No AUROC (left out of the macro averages)",  # metrics.json: label: why
+                  "labels_without_ppv": "No PPV (TP + FP = 0)"}
 INTERVAL = ("_ci_low", "_ci_high")  # a metric's bootstrap 95% interval: `<metric>_ci_low`, `<metric>_ci_high`
 # train.evaluate's headline metrics (its HEADLINE), in its order: the columns of the card's per-source table
 SOURCE_METRICS = ("auroc_macro", "accuracy", "f1_macro", "dice", "iou", "loss")
@@ -382,14 +384,14 @@ def evaluations(model_dir) -> list[dict]:
 
 def _scoring_settings(metrics: dict) -> list[tuple[str, str]]:
     """How `metrics` were scored, as (name, value) rows: the `EVALUATION_SETTINGS` (e.g. a multi-label classifier's
-    decision threshold), the labels without an AUROC with why, and any other field of metrics.json that is no
+    decision threshold), the labels without an AUROC or a PPV with why, and any other field of metrics.json that is no
     number."""
     settings = []
     for key, value in metrics.items():
         if key in EVALUATION_SETTINGS:
             settings.append((EVALUATION_SETTINGS[key], _text(value)))
-        elif key == "labels_without_auroc" and isinstance(value, dict):
-            settings.append(("No AUROC (left out of the macro averages)",
+        elif key in LABELS_WITHOUT and isinstance(value, dict):
+            settings.append((LABELS_WITHOUT[key],
                              ", ".join(f"{code(name)} ({_text(why)})" for name, why in value.items())))
         elif isinstance(value, bool) or not isinstance(value, (int, float)):
             settings.append((code(key), _text(value)))

@@ -1057,6 +1057,31 @@ def test_a_split_whose_files_are_all_unreadable_is_empty_when_skipping(tmp_path)
     assert [sum(1 for _ in streamed[s]) for s in (good_split, bad_split)] == [1, 0]
 
 
+@pytest.mark.parametrize("name", ["dicomdir", "imagefolder"])
+def test_dicom_files_that_hold_no_image_are_not_counted_as_images_without_a_patient_id(tmp_path, name):
+    """A .dcm file that is no DICOM (or is cut short) was counted in "N of M images have no patient id" before the
+    build reported it as unreadable: the warning counts only the files read as images."""
+    import warnings
+
+    from factory import write_dicom
+    from pydicom.data import get_testdata_file
+
+    from hf_datasets.builders.common import assign_splits
+
+    folder = tmp_path / "site" / "normal"
+    write_dicom(folder / "unknown.dcm", patient_id="", seed=0)
+    write_dicom(folder / "known.dcm", patient_id="P2", seed=1)
+    (folder / "notes.dcm").write_text("not a DICOM file")
+    (folder / "cut.dcm").write_bytes(Path(get_testdata_file("RG1_UNCI.dcm", download=False)).read_bytes()[:2000])
+    recipe = build_recipe(name, tmp_path / "site")
+    assert len(recipe.records) == 4  # the two unreadable files are kept, to be reported when built
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assign_splits(recipe, {"train": 0.5, "test": 0.5})
+    said = [str(w.message) for w in caught if "no patient id" in str(w.message)]
+    assert len(said) == 1 and said[0].startswith(f"{name}: 1 of 2 images have no patient id")
+
+
 @pytest.mark.parametrize("kind", ["image", "dicom"])
 def test_an_unreadable_file_stops_a_multi_process_build_with_the_error_naming_it(tmp_path, kind):
     """With num_proc > 1 the error came back from the datasets worker as a bare DatasetGenerationError("An error

@@ -121,7 +121,7 @@ def test_cards_describe_the_users_own_folder_data_instead_of_a_placeholder(tmp_p
     folder = export(tmp_path / "model", GroupMaskedViTForImageClassification(GroupMaskedViTConfig(**TINY, num_labels=2)))
     run = {"task": "classification",
            "train_datasets": [{"name": "my_clinic_cxrs", "num_images": 10, "splits": ["train"],
-                               "label_policy": "default"}],
+                               "label_policy": "the set's own labels (no label options)"}],
            "eval_dataset": {"name": "my_clinic_cxrs", "split": "test", "num_images": 2}}
     text = write_model_card(folder, run).read_text()
     assert "not recorded: not recorded" not in text
@@ -485,7 +485,8 @@ def test_the_licence_of_a_cards_weights_follows_the_terms_of_their_training_data
     data whose terms apply; a licence the record states is kept, and the text still names those terms."""
     from huggingface_hub import ModelCardData
 
-    kermany = {"name": "kermany_pediatric", "num_images": 378, "splits": ["train"], "label_policy": "default"}
+    kermany = {"name": "kermany_pediatric", "num_images": 378, "splits": ["train"],
+               "label_policy": "the set's own labels (no label options)"}
     permissive = {**RUN, "train_datasets": [kermany, {"name": "hannover_covid", "num_images": 20}],
                   "training": {**RUN["training"], "init": "random"}}
     permissive.pop("base_model")
@@ -611,7 +612,8 @@ def test_card_shows_train_evaluate_results_with_their_intervals_apart_from_the_r
     (folder / "eval-validation" / "drift.json").unlink()
     validation = json.loads((folder / "eval-validation" / "metrics.json").read_text())
     (folder / "eval-validation" / "metrics.json").write_text(json.dumps(  # fields a later version may add
-        {**validation, "threshold": 0.5, "bootstrap_unit": "patient", "calibration_bins": [0.1, 0.9]}))
+        {**validation, "threshold": 0.5, "bootstrap_unit": "patient", "calibration_bins": [0.1, 0.9],
+         "labels_without_ppv": {"pneumonia": "not predicted for any image"}}))
     (folder / "eval-broken").mkdir()
     (folder / "eval-broken" / "metrics.json").write_text("{")
 
@@ -646,6 +648,7 @@ def test_card_shows_train_evaluate_results_with_their_intervals_apart_from_the_r
         in validation_part and "No bootstrap intervals in its metrics.json" in validation_part
     assert "- Decision threshold: 0.5 - Bootstrap resampling unit: patient - `calibration_bins`: 0.1, 0.9" \
         in validation_part and "| Decision threshold |" not in text
+    assert "- No PPV (TP + FP = 0): `pneumonia` (not predicted for any image)" in validation_part
     assert run_part.startswith("The training run's evaluation Evaluated on **Kermany pediatric pneumonia** "
                                "(`kermany_pediatric`), split `test`, 16 images. | Metric | Value |")
     assert "| Accuracy | 0.8125 |" in run_part and "train.evaluate" not in run_part

@@ -1365,7 +1365,7 @@ def test_card_label_policy_names_the_label_options_the_data_was_built_with(tmp_p
     assert label_policy(renamed) == 'label_map={"no_finding": "normal"}'
     pooled = TrainArgs(dataset="cxr_pool", dataset_options={"classes": ["covid"], "other_class": "non_covid"})
     assert label_policy(pooled) == 'classes=["covid"], other_class=non_covid'  # what the other labels became
-    assert label_policy(TrainArgs(dataset="kermany")) == "default"
+    assert label_policy(TrainArgs(dataset="kermany")) == "the set's own labels (no label options)"
     (tmp_path / "prepare_settings.json").write_text('{"dataset": "chexpert", "options": {"uncertain": "mixed"}}')
     prepared = TrainArgs(prepared_dir=str(tmp_path), dataset_options={"train_fraction": 0.1})
     assert label_policy(prepared) == "blank=zeros, uncertain=mixed"  # the options it was prepared with
@@ -1381,7 +1381,7 @@ def test_card_label_policy_states_the_uncertain_and_blank_defaults():
     assert label_policy(mixed) == "blank=zeros, tasks=competition, uncertain=mixed"
     soft = TrainArgs(dataset="mimic_cxr_jpg", dataset_options={"uncertain": 0.7, "blank": "ignore"})
     assert label_policy(soft) == "blank=ignore, uncertain=0.7"
-    assert label_policy(TrainArgs(dataset="nih")) == "default"
+    assert label_policy(TrainArgs(dataset="nih")) == "the set's own labels (no label options)"
 
 
 def test_card_names_prepared_data_after_the_set_it_was_prepared_from(tmp_path):
@@ -1448,6 +1448,7 @@ def test_evaluation_names_the_labels_left_out_of_the_macro_auroc_and_why(tmp_pat
                      printed)
     assert saved["labels_without_auroc"] == {"Hernia": "only negative", "Mass": "not in the data set"}
     assert drift["labels_without_auroc"] == {"kermany": saved["labels_without_auroc"]}
+    assert saved["labels_without_ppv"]["Mass"] == "not in the data set"
 
 
 def test_evaluation_says_how_exclusive_classes_the_set_lacks_are_scored(tmp_path, capsys):
@@ -1476,6 +1477,9 @@ def test_evaluation_decides_multi_label_findings_at_the_threshold_given(tmp_path
         assert out["sensitivity/Atelectasis"] == every and out["specificity/Atelectasis"] == 1 - every
         assert out["accuracy"] == 0.5 and saved["threshold"] == float(cut)
         assert drift["metrics"]["kermany"]["sensitivity/Edema"] == every  # per source too
+        # no finding is predicted from 1 up: no PPV, and metrics.json says why rather than just lacking it
+        unpredicted = None if every else dict.fromkeys(names, "not predicted for any image")
+        assert saved.get("labels_without_ppv") == unpredicted
     assert at["0"][0]["auroc_macro"] == at["1"][0]["auroc_macro"]  # the ranking does not depend on it
 
 

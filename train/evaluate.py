@@ -33,9 +33,9 @@ from . import checkpoint, data, engine
 from .config import EvalArgs, TrainArgs, decision_threshold, load_model_source, parse_args, takes_threshold
 from .export import write_metrics
 from .metrics import (accuracy_difference, bootstrap_unit, compute_metrics, differences, labels_without_auroc,
-                      patient_numbers)
+                      labels_without_ppv, patient_numbers)
 from .run import Context
-from .run_card import label_policy
+from .run_card import NO_LABEL_OPTIONS, label_policy
 from .starting_point import model_inputs_normalisation
 
 TASKS = {
@@ -217,8 +217,8 @@ def main(argv=None) -> dict:
             accelerator.print(f"labels aligned to the model's {names}; not in the data set ({scored}): "
                               f"{missing or 'none'}; not predicted by the model (rows of such a class "
                               f"are left out when classes are exclusive): {unmatched['extra'] or 'none'}")
-    policy = label_policy(args) if task == "classification" else "default"
-    if policy != "default":  # e.g. CheXpert's uncertain labels: left out, or read as 0 / 1, as --dataset_options say
+    policy = label_policy(args) if task == "classification" else NO_LABEL_OPTIONS
+    if policy != NO_LABEL_OPTIONS:  # e.g. CheXpert's uncertain labels: left out, or read as 0 / 1 (--dataset_options)
         trained = trained_label_policy(args, run)
         accelerator.print(f"labels read with {policy}" + (f" (the model's training labels: {trained})"
                                                           if trained not in (None, policy) else ""))
@@ -240,12 +240,19 @@ def main(argv=None) -> dict:
         accelerator.print(f"no AUROC / AUPRC for the labels of split {args.split!r} without both a positive and a "
                           "negative known label: " + ", ".join(f"{name} ({why})" for name, why in one_valued.items())
                           + "; auroc_macro and auprc_macro average the labels with both")
+    unpredicted = labels_without_ppv(task, metrics, results, names, single_label, missing)
+    in_the_set = {name: why for name, why in unpredicted.items() if name not in missing}  # the others: named above
+    if in_the_set:
+        decided = "" if single_label else f" (decisions at the threshold {threshold})"
+        accelerator.print(f"no PPV (TP / (TP + FP) would divide by 0) for the labels of split {args.split!r}{decided}: "
+                          + ", ".join(f"{name} ({why})" for name, why in in_the_set.items()))
     drift = drift_report(task, results, ds, names, single_label, args.in_domain_source, args.bootstrap,
                          training_sources(args, splits, run), missing, threshold)
     if accelerator.is_main_process:
         output_dir = Path(args.output_dir or checkpoint.results_path(args.model, "eval", f"-{args.split}"))
-        text = {"weights": weights, "label_policy": None if policy == "default" else policy,
-                "labels_without_auroc": unranked or None, "bootstrap_unit": unit,
+        text = {"weights": weights, "label_policy": None if policy == NO_LABEL_OPTIONS else policy,
+                "labels_without_auroc": unranked or None, "labels_without_ppv": unpredicted or None,
+                "bootstrap_unit": unit,
                 "threshold": threshold if takes_threshold(model.config) else None}
         write_metrics(metrics, output_dir / "metrics.json", text={k: v for k, v in text.items() if v is not None})
         (output_dir / "drift.json").write_text(json.dumps(drift, indent=2) + "\n")

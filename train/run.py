@@ -35,7 +35,7 @@ from .checks import (check_args, check_best_metric_name, check_every_block_train
                      warn_unlearnable_labels)
 from .config import TrainArgs, save_args
 from .export import export, save_model_atomically, write_metrics
-from .metrics import compute_metrics, labels_without_auroc
+from .metrics import compute_metrics, labels_without_auroc, labels_without_ppv
 from .optim import EMA, param_groups, peak_learning_rate
 from .run_card import model_card_run, prepared_settings
 from .starting_point import build_model, init_folder, model_inputs_normalisation, run_processor
@@ -331,9 +331,11 @@ def _evaluate_and_keep_best(model, eval_loader, accelerator, ctx, args, state, s
             results = engine.evaluate(model, eval_loader, accelerator, ctx, seed=args.seed)
             metrics = compute_metrics(args.task, results, names, ctx.single_label, threshold=ctx.threshold)
             # how it was scored, as train.evaluate records it: the labels without an AUROC (left out of the macro
-            # averages) and the decision threshold of a multi-label classifier or one-label segmenter
+            # averages) or a PPV, and the decision threshold of a multi-label classifier or one-label segmenter
             scoring = {"labels_without_auroc": labels_without_auroc(args.task, metrics, results, names,
                                                                     ctx.single_label) or None,
+                       "labels_without_ppv": labels_without_ppv(args.task, metrics, results, names,
+                                                                ctx.single_label) or None,
                        "threshold": ctx.threshold if (args.task, ctx.single_label) == ("classification", False)
                        or (args.task, ctx.model_config.num_labels) == ("segmentation", 1) else None}
             value = metrics.get(best_name)

@@ -27,6 +27,7 @@ LABEL_OPTIONS = ("uncertain", "blank", "readers", "labeler", "tasks", "labels", 
 
 # the uncertain / blank switches: stated on the card even when left at the builder's default
 POLICY_OPTIONS = ("uncertain", "blank")
+NO_LABEL_OPTIONS = "the set's own labels (no label options)"  # the label policy of a set read without any
 
 
 def model_card_run(args: TrainArgs, accelerator, processor, train_set, eval_set, duration_s: float,
@@ -151,9 +152,10 @@ def data_name(args: TrainArgs, prepared: dict | None = None) -> str:
 
 def label_policy(args, prepared: dict | None = None) -> str:
     """The label options a run's data (`args`: TrainArgs or EvalArgs) was built with (for --prepared_dir: when it was
-    prepared, `prepared`, its `prepared_settings`, read here when not given), e.g. "blank=zeros, uncertain=ones", "default", or "unknown" (a
-    damaged prepare_settings.json). A set with uncertain / blank switches always states both, those left at their
-    default included."""
+    prepared, `prepared`, its `prepared_settings`, read here when not given), e.g. "blank=zeros, uncertain=ones",
+    `NO_LABEL_OPTIONS` (a set without label options, e.g. nih, kermany), or "unknown" (a damaged
+    prepare_settings.json). A set with uncertain / blank switches always states both, those left at their default
+    included."""
     options, dataset = args.dataset_options, args.dataset
     if args.prepared_dir:
         prepared = prepared if prepared is not None else prepared_settings(args.prepared_dir)
@@ -163,7 +165,7 @@ def label_policy(args, prepared: dict | None = None) -> str:
             return "unknown"
     options = {**_policy_defaults(dataset), **options}
     chosen = sorted(set(options) & set(LABEL_OPTIONS))
-    return ", ".join(f"{name}={_option_text(options[name])}" for name in chosen) or "default"
+    return ", ".join(f"{name}={_option_text(options[name])}" for name in chosen) or NO_LABEL_OPTIONS
 
 
 def _policy_defaults(dataset: str | None) -> dict:

@@ -55,6 +55,8 @@ class Recipe:
     homepage: str = ""
     data_dir: str = ""
     none_is_no_finding: bool = False  # every finding is a label: an image with all 0 has none (`make_info`)
+    no_whole_image: list[str] = field(default_factory=list)  # image paths of DICOM files kept to be reported when
+    # built, as their header showed they hold no whole image (unreadable, cut short, without pixel data)
     extra: dict = field(default_factory=dict)
 
 
@@ -387,12 +389,15 @@ def _stopping_error(err: datasets.exceptions.DatasetGenerationError, error_dir) 
     return None
 
 
-def warn_unknown_patients(name: str, records: list[dict], fractions=None) -> None:
+def warn_unknown_patients(name: str, records: list[dict], fractions=None, no_whole_image=()) -> None:
     """Warn when images without a patient id are split into several splits: each counts as a patient of its own, so
-    one patient's images may land in two splits (training and test) without a word."""
-    unknown = sum(r["patient_id"] is None and r["split"] is None for r in records)
+    one patient's images may land in two splits (training and test) without a word. The files of `no_whole_image`
+    (`Recipe.no_whole_image`) are no images: reported as unreadable when built, they are not counted."""
+    unreadable = set(no_whole_image)
+    images = [r for r in records if r["image"] not in unreadable]
+    unknown = sum(r["patient_id"] is None and r["split"] is None for r in images)
     if unknown and sum(share > 0 for share in (fractions or DEFAULT_FRACTIONS).values()) > 1:
-        warnings.warn(f"{name}: {unknown} of {len(records)} images have no patient id, so each counts as a patient of "
+        warnings.warn(f"{name}: {unknown} of {len(images)} images have no patient id, so each counts as a patient of "
                       "its own in the seeded split, and one patient's images may fall into different splits; give "
                       "their patient ids (imagefolder: patient_pattern=, a regex whose first group finds the id in "
                       "the file name, or, if it holds a '/', in the path below the class folder: r'^([^/]+)/' takes "
@@ -414,7 +419,7 @@ def assign_splits(recipe: Recipe, fractions=None, seed: int = 0, train_fraction:
         warnings.warn(f"{recipe.name}: split_fractions {dict(fractions)} unused: every image has an official split, "
                       "which is kept (patients never cross it)", stacklevel=2)
     if any(s is None for s in official):
-        warn_unknown_patients(recipe.name, records, fractions)
+        warn_unknown_patients(recipe.name, records, fractions, recipe.no_whole_image)
         unsplit = [p for p, s in zip(patients, official) if s is None]  # those with an official split are not cut
         drawn = iter(patient_split(unsplit, fractions, seed))
         official = [s or next(drawn) for s in official]

@@ -38,7 +38,7 @@ def build(data_dir, classes: list[str] | None = None, label_column: str = "label
     check_class_spellings(table, [label for label in labels if label not in UNLABELLED])
     found = sorted(set(labels) - set(UNLABELLED))
     names = list(classes) if classes else found
-    records, first_copies, repeats = [], {}, []
+    records, no_whole_image, first_copies, repeats = [], [], {}, []
     for row, label in zip(rows, labels):
         values = [float(label == n) for n in names] if label in names else [float("nan")] * len(names)
         mask = row.get("mask_file") or None
@@ -47,6 +47,8 @@ def build(data_dir, classes: list[str] | None = None, label_column: str = "label
         header = dicom_header(image) if dicom else {}
         if repeats_image(header, first_copies, repeats, row["file"], values):
             continue
+        if dicom and not header["whole"]:
+            no_whole_image.append(str(image))
         records.append(record(image, data_dir=root, labels=values, decode=dicom,
                               mask=str(root / mask) if mask else None,
                               patient_id=row.get("patient_id") or header.get("patient_id"),
@@ -55,4 +57,4 @@ def build(data_dir, classes: list[str] | None = None, label_column: str = "label
                               source=row.get("source") or root.name))
     warn_repeats(table, repeats)
     return Recipe(name="cxr_folder", records=records, label_names=names, bits=8,
-                  about=f"CXR folder {root.name} (labels.csv).", data_dir=str(root))
+                  about=f"CXR folder {root.name} (labels.csv).", data_dir=str(root), no_whole_image=no_whole_image)

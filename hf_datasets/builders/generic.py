@@ -192,8 +192,10 @@ def build_imagefolder(data_dir, patient_pattern: str | None = None, modalities=R
     names = sorted({cls for _, _, cls, *_ in entries})
     if not names:
         raise LayoutError(root, "no CLASS/IMAGE files found")
-    records, unmatched = [], []
+    records, unmatched, no_whole_image = [], [], []
     for image, split, cls, below_class, dicom, header in entries:
+        if dicom and not header["whole"]:
+            no_whole_image.append(str(image))
         patient = _patient(below_class, patient_pattern) if patient_pattern else None
         if patient_pattern and patient is None:
             unmatched.append(image)
@@ -204,7 +206,8 @@ def build_imagefolder(data_dir, patient_pattern: str | None = None, modalities=R
     if patient_pattern:
         _check_pattern_found(root, patient_pattern, unmatched, len(entries))
     return Recipe(name="imagefolder", records=records, label_names=names, bits=bits,
-                  about=f"Image folder {root.name}: one class per sub-folder.", data_dir=str(root))
+                  about=f"Image folder {root.name}: one class per sub-folder.", data_dir=str(root),
+                  no_whole_image=no_whole_image)
 
 
 MANIFEST_COLUMNS = ("image", "sop_instance_uid", "label", "labels", "mask", "patient_id", "study_id", "view", "sex",
@@ -302,6 +305,7 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
     by_instance = _files_by_instance(root) if any(not r.get("image") and r.get("sop_instance_uid") for r in rows) \
         else {}
     records, unlabelled, unknown, first_copies, repeats, not_found, disagreeing = [], 0, Counter(), {}, [], [], []
+    no_whole_image = []
     for number, row in enumerate(rows, start=1):
         instance = str(row.get("sop_instance_uid") or "").strip()
         if not row.get("image") and instance:
@@ -332,6 +336,8 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
             disagreeing.append(f"row {number} ({row['image']})")
         if repeats_image(header, first_copies, repeats, row["image"], values):
             continue
+        if dicom and not header["whole"]:
+            no_whole_image.append(str(image))
         records.append(record(image, data_dir=root, labels=values, decode=dicom,
                               mask=str(root / mask) if mask else None,
                               patient_id=row.get("patient_id") or header.get("patient_id"),
@@ -355,7 +361,7 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
         raise LayoutError(path, f"no row has labels for {names}: give one column per name (CSV), a 'labels' "
                                 f"list (JSONL) or a 'label' class name (columns: {list(rows[0])})")
     return Recipe(name="manifest", records=records, label_names=names, bits=bits,
-                  about=f"Manifest {manifest}.", data_dir=str(root))
+                  about=f"Manifest {manifest}.", data_dir=str(root), no_whole_image=no_whole_image)
 
 
 def build_dicomdir(data_dir, modalities=RADIOGRAPH_MODALITIES, views=None, bits: int = 16) -> Recipe:
@@ -369,7 +375,7 @@ def build_dicomdir(data_dir, modalities=RADIOGRAPH_MODALITIES, views=None, bits:
     pixel data) is no copy of one: it is kept, to be reported when read, and never stands for the image."""
     root = Path(data_dir)
     modalities, views = option_values(modalities), wanted_views(option_values(views))  # views=PA is one view
-    records, first_copies, repeats, other_modality, other_view = [], {}, [], 0, 0
+    records, no_whole_image, first_copies, repeats, other_modality, other_view = [], [], {}, [], 0, 0
     for path in walk_files(root, ("",)):
         if not is_dicom_path(path) or is_dicom_directory(path):
             continue
@@ -382,6 +388,8 @@ def build_dicomdir(data_dir, modalities=RADIOGRAPH_MODALITIES, views=None, bits:
             continue
         if repeats_image(header, first_copies, repeats, path.relative_to(root).as_posix()):
             continue
+        if not header["whole"]:
+            no_whole_image.append(str(path))
         records.append(record(path, data_dir=root, decode=True, source=root.name, patient_id=header["patient_id"],
                               study_id=header["study_id"], view=header["view"]))
     _warn_other_modality(root, other_modality)
@@ -391,4 +399,5 @@ def build_dicomdir(data_dir, modalities=RADIOGRAPH_MODALITIES, views=None, bits:
                       stacklevel=2)
     warn_repeats(root, repeats)
     return Recipe(name="dicomdir", records=records, label_names=[], bits=bits,
-                  about=f"DICOM files under {root.name} (modalities {modalities}).", data_dir=str(root))
+                  about=f"DICOM files under {root.name} (modalities {modalities}).", data_dir=str(root),
+                  no_whole_image=no_whole_image)

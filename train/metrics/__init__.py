@@ -76,6 +76,23 @@ def labels_without_auroc(task, metrics, results, names, single_label, missing=()
     return reasons
 
 
+def labels_without_ppv(task, metrics, results, names, single_label, missing=(), rows=None) -> dict[str, str]:
+    """The labels `metrics` (of the `rows` of `results`) has no PPV of, each with why: not in the data set (one of
+    `missing`), none known in those images, or not predicted for any image (a multi-label decision: at the
+    threshold), so that the PPV, TP / (TP + FP), divides by 0."""
+    if task != "classification":
+        return {}
+    labels = results["labels"] if rows is None else results["labels"][np.asarray(rows, dtype=int)]
+    reasons = {}
+    for k, name in enumerate(names):
+        if f"ppv/{name}" in metrics:
+            continue
+        known = len(labels) > 0 if single_label else bool((~np.isnan(labels[:, k])).any())
+        reasons[name] = ("not predicted for any image" if known else
+                         "not in the data set" if name in missing else "none known")
+    return reasons
+
+
 def differences(keys, values: dict, reference: dict, names: list[str]) -> tuple[dict, dict]:
     """`values` - `reference` for each of `keys` both have, and the labels each macro average's difference used.
 
