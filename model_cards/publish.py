@@ -144,7 +144,7 @@ def check_licence(licence: str | None, licence_name: str | None = None) -> None:
         raise InvalidInputError(f"--license_name names the licence of --license other, not of {licence}")
 
 
-def show_evaluations(model_dir: Path, licence: str | None = None, licence_name: str | None = None) -> None:
+def update_card_from_run(model_dir: Path, licence: str | None = None, licence_name: str | None = None) -> None:
     """Rewrite the export's card from its run.json when `train.evaluate` has written results into the folder
     (`eval-<split>/metrics.json`, see `model_card.evaluations`), so that the card pushed shows them (the card written
     at export came before them), or when the publisher states a `licence` (`--license`; `licence_name` for `other`),
@@ -245,7 +245,7 @@ def push_model(model_dir, repo_id: str, *, private: bool = True, revision: str |
     `base_model` (a repo id) is the model the card says it was fine-tuned from; `licence` (a Hub licence id; `other`
     with a `licence_name`, see `check_licence`) is the one the card states for the weights. An export holding
     `train.evaluate` results (`eval-<split>/`), or published with a `licence`, has its card written again from its
-    run.json first (`show_evaluations`). Files outside that list (optimizer states, logs, run records, evaluation
+    run.json first (`update_card_from_run`). Files outside that list (optimizer states, logs, run records, evaluation
     folders) stay local.
     """
     model_dir = Path(model_dir)
@@ -263,7 +263,7 @@ def push_model(model_dir, repo_id: str, *, private: bool = True, revision: str |
     if skipped:
         logger.info("Not uploading %s", skipped)
     try:
-        show_evaluations(model_dir, licence, licence_name)
+        update_card_from_run(model_dir, licence, licence_name)
         if base_model:
             set_base_model(model_dir, base_model)
         point_card_at(model_dir, repo_id, revision)

@@ -539,16 +539,16 @@ def test_a_licence_the_publisher_names_on_publishing_is_the_cards_and_the_data_t
     import shutil
 
     from hf_datasets.errors import InvalidInputError, MissingInputError
-    from model_cards.publish import check_licence, show_evaluations
+    from model_cards.publish import check_licence, update_card_from_run
 
     folder = shutil.copytree(classifier_dir, tmp_path / "model")
     run = {**RUN, "train_datasets": [{"name": "chexpert", "num_images": 500}]}
     (folder / "run.json").write_text(json.dumps(run))
     write_model_card(folder, run)
     before = (folder / "README.md").read_text()
-    show_evaluations(folder)  # no results, no licence: the card stays
+    update_card_from_run(folder)  # no results, no licence: the card stays
     assert (folder / "README.md").read_text() == before
-    show_evaluations(folder, "other", "acme-research-only")
+    update_card_from_run(folder, "other", "acme-research-only")
     text = (folder / "README.md").read_text()
     meta = metadata_load(folder / "README.md")
     assert (meta["license"], meta["license_name"]) == ("other", "acme-research-only")
@@ -569,7 +569,7 @@ def test_a_licence_the_publisher_names_on_publishing_is_the_cards_and_the_data_t
     (folder / "run.json").unlink()
     with pytest.raises(MissingInputError, match="model has no run.json to write its card from, to state the licence "
                                                 "mit: export the model again, or publish it without --license"):
-        show_evaluations(folder, "mit")
+        update_card_from_run(folder, "mit")
 
 
 def evaluate_outputs(folder, split, names, sources, bootstrap, seed=0, text=None):

@@ -312,20 +312,20 @@ def test_an_export_whose_card_cannot_be_written_again_keeps_it_or_is_refused(exp
     """The card shows train.evaluate's results by being written again from the export's run.json: without one the
     card is kept, with a warning; one that cannot be read is refused, naming it."""
     from hf_datasets.errors import InvalidInputError
-    from model_cards.publish import show_evaluations
+    from model_cards.publish import update_card_from_run
 
     folder = tmp_path / "export"
     shutil.copytree(export, folder)
     before = (folder / "README.md").read_text()
-    show_evaluations(folder)  # no results: the card stays
+    update_card_from_run(folder)  # no results: the card stays
     assert (folder / "README.md").read_text() == before
     (folder / "eval-test").mkdir()
     (folder / "eval-test" / "metrics.json").write_text(json.dumps({"accuracy": 0.7}))
     (folder / "run.json").write_text("{")
     with pytest.raises(InvalidInputError, match=r"export/run.json cannot be read .*results in eval-test"):
-        show_evaluations(folder)
+        update_card_from_run(folder)
     (folder / "run.json").unlink()
-    show_evaluations(folder)
+    update_card_from_run(folder)
     assert "holds train.evaluate results (eval-test) but no run.json" in caplog.text
     assert (folder / "README.md").read_text() == before
 

@@ -408,8 +408,9 @@ def warn_unknown_patients(name: str, records: list[dict], fractions=None, no_who
 def assign_splits(recipe: Recipe, fractions=None, seed: int = 0, train_fraction: float | None = None,
                   subset_seed: int = 0) -> dict[str, list[dict]]:
     """Group records by split: official splits where given, a seeded patient split of the patients without one
-    otherwise (cut by `fractions` among themselves); the result is patient-disjoint. `train_fraction` keeps that share of the training patients
-    (seeded by `subset_seed`, nested across fractions); the other splits are untouched."""
+    otherwise (cut by `fractions` among themselves); the result is patient-disjoint. `train_fraction` keeps that
+    share of the training patients (seeded by `subset_seed`, nested across fractions); the other splits are
+    untouched."""
     records = recipe.records
     if not records:
         raise LayoutError(recipe.data_dir, f"no images found for data set '{recipe.name}'")
