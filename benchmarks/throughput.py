@@ -1,7 +1,7 @@
 """Training-step throughput of cxrgm beside its peers, in one process on whatever device exists.
 
-Rows (one JSON line each): our full GMML pretraining step (corruption on the device + forward + backward + AdamW),
-our classification fine-tuning step, our mask sampler alone, and the peers measured the same way: HF ViTMAE
+Rows (one JSON line each): our full GMML pretraining step (corruption on the device + forward + backward + AdamW;
+with --compile also with the masks computed through torch.compile, `cxrgm_gmml_fused_masks`), our classification fine-tuning step, our mask sampler alone, and the peers measured the same way: HF ViTMAE
 (encoder sees 25%), HF SimMIM (ViTForMaskedImageModeling: all tokens, like GMML), HF ViT classification, and timm
 ViT classification when timm is installed. A final line gives our/peer ratios.
 
@@ -286,7 +286,7 @@ def main(argv=None) -> list[dict]:
         ViTMAEForPreTraining,
     )
 
-    from modeling_cxrgm import GroupMaskedViTForImageClassification, GroupMaskedViTForPreTraining
+    from modeling_cxrgm import GroupMaskedViTForImageClassification, GroupMaskedViTForPreTraining, gmml_corrupt
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     hidden, depth, heads = SIZES[args.size]
@@ -311,6 +311,10 @@ def main(argv=None) -> list[dict]:
     candidates = {
         "cxrgm_gmml_pretrain": (lambda: GroupMaskedViTForPreTraining(ours),
                                 lambda m: m(pixel_values=grey, generator=generator).loss),
+        # the same step with the masks computed through torch.compile (the corruption itself stays eager)
+        "cxrgm_gmml_fused_masks": (lambda: GroupMaskedViTForPreTraining(ours),
+                                   lambda m: m(pixel_values=grey, **dict(zip(("corrupted", "mask"), gmml_corrupt(
+                                       grey, ours, generator, compiled_masks=True)))).loss),
         "cxrgm_cls_finetune": (lambda: GroupMaskedViTForImageClassification(ours),
                                lambda m: m(pixel_values=grey, labels=targets).loss),
         "hf_vitmae_pretrain": (lambda: ViTMAEForPreTraining(ViTMAEConfig(
@@ -322,6 +326,8 @@ def main(argv=None) -> list[dict]:
             num_labels=NUM_LABELS, problem_type="multi_label_classification", **peer)),
             lambda m: m(pixel_values=rgb, labels=targets).loss),
     }
+    if not args.compile:  # the CPU's and eager rows: one GMML row
+        del candidates["cxrgm_gmml_fused_masks"]
     try:
         import timm
 
@@ -353,6 +359,9 @@ def main(argv=None) -> list[dict]:
         ratios["gmml_over_hf_simmim" + suffix] = speed_ratio(ours_pretrain, simmim)
         ratios["gmml_saved_activations_over_hf_simmim"] = round(
             ours_pretrain["saved_mib_per_img"] / simmim["saved_mib_per_img"], 3)
+    fused_masks = timed.get("cxrgm_gmml_fused_masks" + suffix)
+    if ours_pretrain and fused_masks:
+        ratios["gmml_fused_masks_over_gmml" + suffix] = speed_ratio(fused_masks, ours_pretrain)
     ours_cls = timed.get("cxrgm_cls_finetune" + suffix)
     for peer_name in ("hf_vit_cls_finetune", "timm_vit_cls_finetune"):
         if ours_cls and timed.get(peer_name + suffix):

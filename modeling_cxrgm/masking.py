@@ -303,7 +303,8 @@ def _shifted_copy(pixel_values: torch.Tensor, generator) -> torch.Tensor:
 
 @torch.compiler.disable  # explicit generators are not traced: in a compiled model this runs as the eager code it is
 def gmml_corrupt(
-    pixel_values: torch.Tensor, config, generator: torch.Generator | None = None, views: int = 1
+    pixel_values: torch.Tensor, config, generator: torch.Generator | None = None, views: int = 1,
+    compiled_masks: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Corrupt a batch of normalised views for GMML.
 
@@ -314,6 +315,8 @@ def gmml_corrupt(
         views: the batch is this many consecutive groups of B / views images, each group one view of the same
             images in the same order (e.g. two augmented views per image); replaced pixels come from another image
             of the view's own group, never from another view of the same image.
+        compiled_masks: compute the masks from the drawn rectangles through torch.compile (`masks_for_targets`'
+            `compiled`): the same masks, in a few fused kernels instead of some 70 small ones.
 
     Returns:
         corrupted: (B, C, H, W), same dtype as the input.
@@ -333,7 +336,7 @@ def gmml_corrupt(
     targets = torch.where(replace, torch.full_like(stage1_targets, config.replace_ratio), stage1_targets)
     mask = masks_for_targets(
         targets, height, width, align=config.mask_align, max_block_fraction=config.mask_max_block_fraction,
-        generator=generator, max_target=max(config.mask_max_ratio, config.replace_ratio),
+        generator=generator, max_target=max(config.mask_max_ratio, config.replace_ratio), compiled=compiled_masks,
     )
 
     if config.mask_fill == "noise":

@@ -165,12 +165,14 @@ def test_compiled_run_gives_the_corruption_share_of_its_own_step(capsys):
     from benchmarks import throughput
 
     rows = throughput.main(["--size", "tiny", "--image-size", "32", "--batch-size", "2", "--steps", "1", "--warmup",
-                            "1", "--compile", "--only", "cxrgm_gmml"])  # the corruption rows, the compiled GMML step
+                            "1", "--compile", "--only", "cxrgm_gmml"])  # the corruption rows, both compiled GMML steps
     rates = {row["name"]: row.get("img_per_s", row.get("masks_per_s")) for row in rows}
     assert rates["cxrgm_mask_sampler_first_cover_compiled"] > 0 and rates["cxrgm_mask_sampler_matmul_compiled"] > 0
     ratios = json.loads(capsys.readouterr().out.splitlines()[-1])["ratios"]
     share = rates["cxrgm_gmml_pretrain_compiled"] / rates["cxrgm_gmml_corruption"]
     assert ratios["corruption_share_of_step_compiled"] == round(share, 3)
+    fused = rates["cxrgm_gmml_fused_masks_compiled"] / rates["cxrgm_gmml_pretrain_compiled"]
+    assert ratios["gmml_fused_masks_over_gmml_compiled"] == round(fused, 3)
 
 
 

@@ -292,3 +292,14 @@ def test_compiled_sampler_gives_the_eager_masks():
                            for compiled in (False, True))
         assert torch.equal(compiled, eager), union
         assert (coverage(compiled)[1:] >= targets[1:]).all()
+
+
+def test_corruption_with_compiled_masks_is_the_eager_corruption():
+    """`gmml_corrupt(..., compiled_masks=True)` reaches the compiled sampler from inside the eager corruption."""
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    images = torch.randn(6, 1, 32, 32)
+    eager, compiled = (gmml_corrupt(images, tiny_config(), torch.Generator().manual_seed(3), compiled_masks=flag)
+                       for flag in (False, True))
+    assert torch.equal(compiled[1], eager[1]) and torch.equal(compiled[0], eager[0])
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1
