@@ -223,6 +223,13 @@ class GroupMaskedViTLayer(GradientCheckpointingLayer):
         return hidden_states, weights
 
 
+# Device types with autocast, found once here: torch.compile (torch 2.11) cannot trace the availability check, and a
+# graph break inside the encoder keeps CUDA graphs from the pretraining step.
+AUTOCAST_DEVICE_TYPES = frozenset(
+    name for name in ("cpu", "cuda", "xpu", "mps", "hpu", "xla", "mtia", "maia") if torch.amp.is_autocast_available(name)
+)
+
+
 class GroupMaskedViTEncoder(nn.Module):
     def __init__(self, config: GroupMaskedViTConfig):
         super().__init__()
@@ -239,7 +246,7 @@ class GroupMaskedViTEncoder(nn.Module):
         if not self.training or self.drop_path_rate == 0:
             return None
         depth, batch_size, device = len(self.layers), hidden_states.shape[0], hidden_states.device
-        autocast = torch.amp.is_autocast_available(device.type) and torch.is_autocast_enabled(device.type)
+        autocast = device.type in AUTOCAST_DEVICE_TYPES and torch.is_autocast_enabled(device.type)
         dtype = torch.get_autocast_dtype(device.type) if autocast else hidden_states.dtype  # the branches' dtype
         keep = 1 - torch.linspace(0, self.drop_path_rate, depth, device=device)[:, None, None]  # (depth, 1, 1)
         scales = torch.bernoulli(keep.expand(depth, 2, batch_size)).div_(keep)
