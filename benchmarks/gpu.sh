@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The GPU throughput rows: ViT-S/16 and ViT-B/16 at 224 px, batch 256, bf16, ours beside the peers in the same
 # process, and ViT-S pretraining end to end from prepared shards beside its step-only rate
-# (benchmarks/pretrain_e2e.py). Meant to finish in under 8 minutes on one H100/H200. Rows run in order of value
-# (ViT-S eager and the mask sampler, ViT-S end to end, ViT-S compiled, ViT-B eager, ViT-B compiled), each on its
-# own: a failing row is reported and the next one still runs; the exit status is 1 if any failed.
+# (benchmarks/pretrain_e2e.py). Meant to finish in one 10-minute call on one H100/H200. Rows run in order of value
+# (ViT-S eager and the mask sampler, ViT-S end to end, ViT-S compiled, ViT-S with CUDA graphs, ViT-B eager, ViT-B
+# compiled, ViT-B with CUDA graphs), each on its own: a failing row is reported and the next one still runs; the
+# exit status is 1 if any failed.
 # Results: JSON lines in $OUT/throughput.jsonl (OUT defaults to benchmarks/out); first (row gpu-tests), the tests
 # that need the GPU (tests/test_masking.py: its masks; tests/test_device_placement.py: no step waits for the device;
 # summary in $OUT/gpu_tests.txt). The ViT-S rows also append each model's top 40 kernels
@@ -13,26 +14,27 @@
 # a temporary folder first, without touching the image's packages, and its cache serves the sample images.
 # SMOKE=1 runs the same commands at a tiny size without compiling (a check of the script on CPU).
 # ROWS=small,e2e (for example) runs only those rows. Five rows run only when named: `small-host` (compiled ViT-S
-# fine-tuning beside timm with our stochastic depth off, profiled, then GMML, fine-tuning and timm compiled with
-# CUDA graphs, `reduce-overhead`: whether the host bounds the compiled step; about 4 minutes), `small-attention` (our ViT-S rows
+# fine-tuning beside timm with our stochastic depth off, profiled; about 2 minutes), `small-attention` (our ViT-S rows
 # eager with each scaled_dot_product_attention backend forced: cudnn, flash, efficient; about 2 minutes),
 # `small-autotune` (GMML, fine-tuning and timm compiled with `max-autotune`, profiled: whether tuned GEMMs with the
-# bias and GELU fused into their epilogues take the step's GELU traffic off; unmeasured, compiling takes minutes),
+# bias and GELU fused into their epilogues take the step's GELU traffic off; on the H200 tuning one GEMM shape took
+# 50 s, the GMML model's alone more than 3 minutes: give it a call of its own),
 # `small-batch` (ViT-S fine-tuning at batch 64, the quality preset's, where the host bounds the step: the model's
 # step beside the peers, the training loop's step alone and end to end (on DATA's Kermany images, DATA default
 # offline/data, when there, else the sample set), and the loader's time per epoch of those images; about 2
 # minutes) and `device-smoke` (not a speed row: every training script once, tiny, on the GPU,
 # $OUT/device_smoke.jsonl; about 3).
-# Measured on one H200: the default rows about 8 minutes, device-smoke about 3.
+# Measured on one H200: the default rows about 8 minutes before the CUDA-graph rows were added (each about 1.5
+# minutes; compiled SimMIM, about 1 minute, left out since), device-smoke about 3.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 OUT=${OUT:-benchmarks/out}
 PEAK=${PEAK:-989}  # dense bf16 TFLOP/s of an H100/H200 SXM, for MFU
-# A comma-separated subset of gpu-tests,small,e2e,small-compiled,base,base-compiled,small-host,small-attention,
-# small-autotune,small-batch,device-smoke (to split the run over calls, or to repeat one); by default all but the
-# last five.
-ROWS=${ROWS:-gpu-tests,small,e2e,small-compiled,base,base-compiled}
+# A comma-separated subset of gpu-tests,small,e2e,small-compiled,small-graphs,base,base-compiled,base-graphs,
+# small-host,small-attention,small-autotune,small-batch,device-smoke (to split the run over calls, or to repeat
+# one); by default all but the last five.
+ROWS=${ROWS:-gpu-tests,small,e2e,small-compiled,small-graphs,base,base-compiled,base-graphs}
 mkdir -p "$OUT"
 log="$OUT/throughput.jsonl"
 : > "$log"
@@ -53,18 +55,20 @@ EOF
 if [[ "${SMOKE:-0}" == 1 ]]; then
   common=(--batch-size 2 --steps 1 --warmup 1 --image-size 32)
   first=tiny
-  later=()  # no compiled rows, no second size
+  second=tiny
+  compiled=()  # compiling takes minutes on a CPU: the compiled rows run eager
+  graphs=()
   backends=(flash math)  # the CPU has no cuDNN or memory-efficient attention
-  compile_only=()  # compiling takes minutes on a CPU
   e2e=(--preset vit_tiny_patch16_224 --batch-size 2 --steps 1 --warmup 1 --image-size 32 --num-workers 1)
   small_batch=(--batch-size 2 --steps 1 --warmup 1 --image-size 32)
   small_batch_e2e=(--preset vit_tiny_patch16_224 "${small_batch[@]}" --num-workers 1)
 else
   common=(--batch-size 256 --steps 20 --warmup 5 --peak "$PEAK")
   first=small
-  later=("small --compile" "base" "base --compile")
+  second=base
+  compiled=(--compile)
+  graphs=(--compile --compile-mode reduce-overhead)  # CUDA graphs: the host out of the step
   backends=(cudnn flash efficient)
-  compile_only=(--compile)
   e2e=(--preset vit_small_patch16_224 --batch-size 256 --warmup 60 --steps 120)  # past the 14 x 4 batches in flight
   small_batch=(--batch-size 64 --steps 20 --warmup 5)
   small_batch_e2e=(--preset vit_small_patch16_224 --batch-size 64 --warmup 40 --steps 60 --num-workers 8)
@@ -91,18 +95,18 @@ fi
 profile=(--profile-file "$OUT/profiles.txt")  # ViT-S rows: top kernels of 3 more steps per model, a few seconds each
 selected small && row "$first" "$PYTHON" benchmarks/throughput.py --size "$first" "${common[@]}" "${profile[@]}"
 selected e2e && row "end to end" "$PYTHON" benchmarks/pretrain_e2e.py --mixed-precision bf16 "${e2e[@]}"
-for spec in "${later[@]}"; do
-  read -r size compile <<< "$spec"
-  selected "$size${compile:+-compiled}" || continue
-  if [[ -z "$compile" ]]; then
-    row "$spec" "$PYTHON" benchmarks/throughput.py --size "$size" "${common[@]}"
-  elif [[ "$size" == small ]]; then
-    row "$spec" "$PYTHON" benchmarks/throughput.py --size "$size" "${common[@]}" --compile --only cxrgm,hf_simmim,timm \
-      "${profile[@]}"
-  else  # the targets compare with compiled timm; each compile costs about a minute, so no compiled SimMIM here
-    row "$spec" "$PYTHON" benchmarks/throughput.py --size "$size" "${common[@]}" --compile --only cxrgm,timm
-  fi
-done
+# Compiled rows: ours and timm (the targets compare with compiled timm; each compile costs tens of seconds, so no
+# compiled SimMIM), then ours with CUDA graphs (timm gained 1.7% from them on the H200, ours 10-40%).
+ours_graphs=cxrgm_gmml_pretrain,cxrgm_gmml_fused_masks,cxrgm_cls
+selected small-compiled && row "$first compiled" "$PYTHON" benchmarks/throughput.py --size "$first" "${common[@]}" \
+  "${compiled[@]}" --only cxrgm,timm "${profile[@]}"  # with the mask sampler's compiled rows
+selected small-graphs && row "$first CUDA graphs" "$PYTHON" benchmarks/throughput.py --size "$first" "${common[@]}" \
+  "${graphs[@]}" --only "$ours_graphs"
+selected base && row "$second" "$PYTHON" benchmarks/throughput.py --size "$second" "${common[@]}"
+selected base-compiled && row "$second compiled" "$PYTHON" benchmarks/throughput.py --size "$second" "${common[@]}" \
+  "${compiled[@]}" --only cxrgm_gmml_pretrain,cxrgm_cls,timm
+selected base-graphs && row "$second CUDA graphs" "$PYTHON" benchmarks/throughput.py --size "$second" "${common[@]}" \
+  "${graphs[@]}" --only "$ours_graphs"
 if selected small-attention; then
   for backend in "${backends[@]}"; do
     row "$first sdpa $backend" "$PYTHON" benchmarks/throughput.py --size "$first" "${common[@]}" \
@@ -111,13 +115,11 @@ if selected small-attention; then
 fi
 if selected small-host; then  # is the compiled ViT-S fine-tuning step bound by the host? (profiles: launches per step)
   row "$first compiled, no stochastic depth" "$PYTHON" benchmarks/throughput.py --size "$first" "${common[@]}" \
-    "${compile_only[@]}" --only cxrgm_cls,timm --drop-path 0 "${profile[@]}"
-  row "$first compiled, CUDA graphs" "$PYTHON" benchmarks/throughput.py --size "$first" "${common[@]}" \
-    "${compile_only[@]}" --compile-mode reduce-overhead --only cxrgm_gmml_pretrain,cxrgm_cls,timm
+    "${compiled[@]}" --only cxrgm_cls,timm --drop-path 0 "${profile[@]}"
 fi
 if selected small-autotune; then  # does max-autotune (GEMM epilogues: bias + GELU fused into the matmul) pay?
   row "$first compiled, max-autotune" "$PYTHON" benchmarks/throughput.py --size "$first" "${common[@]}" \
-    "${compile_only[@]}" --compile-mode max-autotune --only cxrgm_gmml_pretrain,cxrgm_cls,timm "${profile[@]}"
+    "${compiled[@]}" --compile-mode max-autotune --only cxrgm_gmml_pretrain,cxrgm_cls,timm "${profile[@]}"
 fi
 if selected small-batch; then
   row "$first batch 64" "$PYTHON" benchmarks/throughput.py --size "$first" "${small_batch[@]}" --only cls

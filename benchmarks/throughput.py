@@ -194,7 +194,8 @@ def measure_interleaved(models: dict, args, device: str) -> list[dict]:
 def measure_masks(args, device: str, config) -> list[dict]:
     """Masks/s of the full GMML corruption (stage-1/stage-2 target mix, fill), then of the mask sampler alone with
     each way of computing the union of rectangles (the device's default is the one the corruption used); with
-    `--compile` also the first cover and the matmul union computed through torch.compile (`compiled=True`)."""
+    `--compile` also the corruption and the first cover and matmul samplers with the masks computed through
+    torch.compile (`compiled_masks=True`, `compiled=True`)."""
     from modeling_cxrgm import gmml_corrupt, masks_for_targets
     from modeling_cxrgm.masking import draw_mask_targets
 
@@ -202,6 +203,8 @@ def measure_masks(args, device: str, config) -> list[dict]:
     views = torch.randn(args.batch_size, config.num_channels, args.image_size, args.image_size, device=device)
     targets = draw_mask_targets(args.batch_size, config.mask_max_ratio, generator=generator, device=device)
     jobs = {"cxrgm_gmml_corruption": lambda: gmml_corrupt(views, config, generator)}
+    if args.compile:  # the corruption of the fused-masks GMML row
+        jobs["cxrgm_gmml_corruption_fused_masks"] = lambda: gmml_corrupt(views, config, generator, compiled_masks=True)
     for union in ("first_cover", "matmul", "difference_array"):
         jobs[f"cxrgm_mask_sampler_{union}"] = functools.partial(
             masks_for_targets, targets, args.image_size, args.image_size, align=config.mask_align,
@@ -369,6 +372,10 @@ def main(argv=None) -> list[dict]:
     masks = next((row["masks_per_s"] for row in rows if row["name"] == "cxrgm_gmml_corruption"), None)
     if masks and ours_pretrain:  # the corruption runs eager inside a compiled model too
         ratios["corruption_share_of_step" + suffix] = round(ours_pretrain["img_per_s"] / masks, 3)
+    fused_corruption = next((row["masks_per_s"] for row in rows if row["name"] == "cxrgm_gmml_corruption_fused_masks"),
+                            None)
+    if fused_corruption and fused_masks:
+        ratios["fused_masks_corruption_share_of_step" + suffix] = round(fused_masks["img_per_s"] / fused_corruption, 3)
     print(json.dumps({"ratios": ratios}), flush=True)
     return rows
 

@@ -70,14 +70,16 @@ def test_gpu_script_attention_row_forces_each_backend_and_runs_alone(tmp_path):
     assert not (tmp_path / "profiles.txt").read_text()  # no ViT-S row ran
 
 
-def test_gpu_script_host_and_autotune_rows(tmp_path):
-    """small-host: our fine-tuning beside timm with our stochastic depth off, profiled, then GMML, fine-tuning and
-    timm with CUDA graphs; small-autotune: the three again with max-autotune, profiled (on CPU, eager)."""
-    lines = lines_of_gpu_script(tmp_path, "small-host,small-autotune")
+def test_gpu_script_graphs_host_and_autotune_rows(tmp_path):
+    """small-graphs: our GMML (eager and compiled masks) and fine-tuning steps (with CUDA graphs on a GPU);
+    small-host: our fine-tuning beside timm with our stochastic depth off, profiled; small-autotune: GMML, fine-tuning
+    and timm with max-autotune, profiled (on CPU, all eager)."""
+    lines = lines_of_gpu_script(tmp_path, "small-graphs,small-host,small-autotune")
     runs = [line["drop_path"] for line in lines if "drop_path" in line]  # each throughput.py run's header
-    assert runs == [0.0, 0.1, 0.1]
-    names = [line["name"] for line in lines if "img_per_s" in line]
-    assert names[:1] == ["cxrgm_cls_finetune"] and set(names[1:]) >= {"cxrgm_gmml_pretrain", "cxrgm_cls_finetune"}
+    assert runs == [0.1, 0.0, 0.1]
+    names = [line["name"] for line in lines if "img_per_s" in line or "masks_per_s" in line]
+    assert names[:2] == ["cxrgm_gmml_pretrain", "cxrgm_cls_finetune"]  # no sampler rows; fused masks when compiled
+    assert names[2:3] == ["cxrgm_cls_finetune"] and set(names[3:]) >= {"cxrgm_gmml_pretrain", "cxrgm_cls_finetune"}
     assert "cxrgm_cls_finetune (size tiny" in (tmp_path / "profiles.txt").read_text()
 
 
@@ -173,6 +175,8 @@ def test_compiled_run_gives_the_corruption_share_of_its_own_step(capsys):
     assert ratios["corruption_share_of_step_compiled"] == round(share, 3)
     fused = rates["cxrgm_gmml_fused_masks_compiled"] / rates["cxrgm_gmml_pretrain_compiled"]
     assert ratios["gmml_fused_masks_over_gmml_compiled"] == round(fused, 3)
+    fused_share = rates["cxrgm_gmml_fused_masks_compiled"] / rates["cxrgm_gmml_corruption_fused_masks"]
+    assert ratios["fused_masks_corruption_share_of_step_compiled"] == round(fused_share, 3)
 
 
 
