@@ -167,9 +167,9 @@ def finish(entry: dict, rates: list[float], args, device: str) -> dict:
 
 def measure(name: str, model, loss_fn, args, device: str) -> dict:
     """images/s of `loss_fn(model)` + backward + AdamW over `args.steps` steps after `args.warmup` warm-up steps."""
-    entry = prepare(name, model, loss_fn, args, device)
-    if device == "cuda":
+    if device == "cuda":  # from the warm-up on: CUDA graphs take their memory when recorded, none when replayed
         torch.cuda.reset_peak_memory_stats()
+    entry = prepare(name, model, loss_fn, args, device)
     row = finish(entry, [time_steps(entry, args, device)], args, device)
     del entry
     if device == "cuda":
@@ -181,9 +181,9 @@ def measure_interleaved(models: dict, args, device: str) -> list[dict]:
     """`measure` for several models at once, in `args.rounds` rounds of `args.steps` steps each, the order
     reversed every other round: on a busy machine each model meets the same load, and each row gives the median
     round (and every round's rate). Peak memory is that of all the models together."""
-    entries = [prepare(name, build(), loss_fn, args, device) for name, (build, loss_fn) in models.items()]
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
+    entries = [prepare(name, build(), loss_fn, args, device) for name, (build, loss_fn) in models.items()]
     rates = {entry["name"]: [] for entry in entries}
     for round_index in range(args.rounds):
         for entry in entries[::-1] if round_index % 2 else entries:
