@@ -2,8 +2,8 @@
 placement after a resume, pinned non-blocking copies, fused AdamW, bf16 / fp16 autocast with a gradient scaler,
 torch.compile) run end to end, each stage in its own process, as a user would run them.
 
-Stages: GMML pretraining stopped mid-epoch by --max_steps (EMA, checkpoints every step) -> resumed from there
--> classification fine-tuning from the export (fp16, EMA, compiled; with CUDA graphs on a GPU) -> segmentation
+Stages: GMML pretraining stopped mid-epoch by --max_steps (EMA, checkpoints every step) -> resumed from there,
+compiled (with CUDA graphs on a GPU) -> classification fine-tuning from the export (fp16, EMA, compiled; with CUDA graphs on a GPU) -> segmentation
 fine-tuning (bf16, loader workers) -> evaluation -> prediction on the chest DICOM with loader workers. One JSON line
 per stage (exit status, seconds); the exit status is 1 if a stage failed.
 
@@ -62,7 +62,8 @@ def main(argv=None) -> list[dict]:
                 "--save_every_steps", "1", "--mixed_precision", "bf16"]
     stages = {
         "pretraining to step 2 (mid-epoch)": [*pretrain, "--max_steps", "2"],
-        "pretraining resumed": [*pretrain, "--resume_from_checkpoint", "latest"],
+        "pretraining resumed (compiled reduce-overhead: CUDA graphs on a GPU)": [
+            *pretrain, "--resume_from_checkpoint", "latest", "--torch_compile_mode", "reduce-overhead"],
         "classification (fp16, EMA, compiled reduce-overhead: CUDA graphs on a GPU)": [
             "-m", "train.finetune_classification", "--dataset", "sample", "--init", str(out / "pretrain" / "model"),
             "--output_dir", str(out / "classification"), *TINY, "--epochs", "2", "--mixed_precision", "fp16",
