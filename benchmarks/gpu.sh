@@ -6,8 +6,8 @@
 # compiled, ViT-B with CUDA graphs), each on its own: a failing row is reported and the next one still runs; the
 # exit status is 1 if any failed.
 # Results: JSON lines in $OUT/throughput.jsonl (OUT defaults to benchmarks/out); first (row gpu-tests), the tests
-# that need the GPU (tests/test_masking.py: its masks; tests/test_device_placement.py: no step waits for the device;
-# summary in $OUT/gpu_tests.txt). The ViT-S rows also append each model's top 40 kernels
+# that need the GPU (tests/test_masking.py: its masks; tests/test_device_placement.py: no step waits for the device)
+# or its torch (tests/test_compile.py: each model traces as one graph; summary in $OUT/gpu_tests.txt). The ViT-S rows also append each model's top 40 kernels
 # over 3 profiled steps to $OUT/profiles.txt, where the step's time goes, for work without a GPU.
 # Needs no install of this repository (its root goes on PYTHONPATH). On an offline host whose image lacks some
 # packages, bring the folder that `make offline` fills (OFFLINE, default ./offline): its wheels are installed into
@@ -87,8 +87,9 @@ row() {  # row NAME COMMAND...: runs one benchmark command, its JSON lines go to
 
 selected() { [[ ",$ROWS," == *",$1,"* ]]; }
 
-if [[ "${SMOKE:-0}" != 1 ]] && selected gpu-tests; then  # the GPU's masks equal the CPU algorithm's, no step syncs
-  "$PYTHON" -m pytest -q -rf -p no:cacheprovider tests/test_masking.py tests/test_device_placement.py 2>&1 | tail -8 \
+if [[ "${SMOKE:-0}" != 1 ]] && selected gpu-tests; then  # the GPU's masks equal the CPU's, no step syncs, one graph
+  "$PYTHON" -m pytest -q -rf -p no:cacheprovider -m "not slow" tests/test_masking.py tests/test_device_placement.py \
+    tests/test_compile.py 2>&1 | tail -8 \
     | tee "$OUT/gpu_tests.txt" >&2 || failed+=("gpu tests")
 fi
 : > "$OUT/profiles.txt"
