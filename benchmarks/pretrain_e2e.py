@@ -124,7 +124,11 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--mixed-precision", default="bf16", choices=["no", "bf16", "fp16"])
     parser.add_argument("--log-every-steps", type=int, default=10)
     parser.add_argument("--compile", action="store_true", help="torch.compile the model, as --torch_compile does")
+    parser.add_argument("--compile-mode", default=None, choices=["default", "reduce-overhead", "max-autotune"],
+                        help="torch.compile mode, as --torch_compile_mode (implies --compile); reduce-overhead adds "
+                             "CUDA graphs")
     args = parser.parse_args(argv)
+    args.compile = args.compile or args.compile_mode is not None
     datasets.disable_progress_bars()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -143,7 +147,8 @@ def benchmark(args, rows: datasets.Dataset, output_dir: str, data_name: str) -> 
     train_args = TrainArgs(task=task, output_dir=output_dir, preset=args.preset, image_size=args.image_size,
                            batch_size=args.batch_size, epochs=1, save_every_steps=0, report_to="none",
                            log_every_steps=args.log_every_steps, mixed_precision=args.mixed_precision,
-                           num_workers=args.num_workers, torch_compile=args.compile)
+                           num_workers=args.num_workers, torch_compile=args.compile,
+                           torch_compile_mode=args.compile_mode)
     accelerator = Accelerator(mixed_precision=args.mixed_precision,
                               dataloader_config=DataLoaderConfiguration(non_blocking=torch.cuda.is_available()))
     device = accelerator.device
@@ -156,7 +161,7 @@ def benchmark(args, rows: datasets.Dataset, output_dir: str, data_name: str) -> 
                                   fused=device.type == "cuda" or None)
     loader = data.make_loader(dataset, args.batch_size, train_args.seed, True, args.num_workers)
     if args.compile:  # as train/run.py does
-        model.compile(dynamic=False)
+        model.compile(dynamic=False, mode=args.compile_mode)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     batches = len(loader)
     ctx = run.Context(task=task, augment=AugmentSpec.from_args(train_args), mean=processor.image_mean,
@@ -167,7 +172,8 @@ def benchmark(args, rows: datasets.Dataset, output_dir: str, data_name: str) -> 
                           device=torch.cuda.get_device_name() if device.type == "cuda" else f"cpu x{torch.get_num_threads()}",
                           image_size=args.image_size, batch=args.batch_size, data=data_name, rows=len(rows),
                           pixel_dtype=str(dataset[0]["pixel_values"].dtype), num_workers=args.num_workers,
-                          mixed_precision=args.mixed_precision, compiled=args.compile)), flush=True)
+                          mixed_precision=args.mixed_precision, compiled=args.compile,
+                          compile_mode=args.compile_mode)), flush=True)
 
     steps, warmup = args.steps, args.warmup
     loader_row = measure_loader(loader, device, args.batch_size, steps, warmup, args.num_workers)
