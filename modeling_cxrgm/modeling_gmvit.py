@@ -376,7 +376,9 @@ class GroupMaskedViTPreTrainedModel(PreTrainedModel):
 
 
 class GroupMaskedViTModel(GroupMaskedViTPreTrainedModel):
-    """The ViT backbone. Output: last_hidden_state (B, 1 + N, D) after the final LayerNorm; pooler_output (B, D) CLS.
+    """The ViT backbone. Output: last_hidden_state (B, 1 + N, D) after the final LayerNorm; pooler_output its tokens
+    pooled as `config.pooling` says, as the classifier pools them: (B, D) CLS (the default) or patch mean, (B, 2D)
+    for "cls_mean".
 
     `add_final_layernorm=False` leaves the final LayerNorm out (last_hidden_state is then the last block's output),
     for heads that read only intermediate hidden states: every parameter then gets a gradient, as DDP requires.
@@ -413,10 +415,11 @@ class GroupMaskedViTModel(GroupMaskedViTPreTrainedModel):
         )
         if self.layernorm is not None:
             last = self.layernorm(last)
+        pooled = pool_tokens(last, self.config.pooling)
         if not return_dict:
-            return tuple(v for v in (last, last[:, 0], hidden_states, attentions) if v is not None)
+            return tuple(v for v in (last, pooled, hidden_states, attentions) if v is not None)
         return BaseModelOutputWithPooling(
-            last_hidden_state=last, pooler_output=last[:, 0], hidden_states=hidden_states, attentions=attentions
+            last_hidden_state=last, pooler_output=pooled, hidden_states=hidden_states, attentions=attentions
         )
 
 
@@ -576,7 +579,7 @@ class GroupMaskedViTForImageClassification(GroupMaskedViTPreTrainedModel):
             pixel_values, output_hidden_states=output_hidden_states, output_attentions=output_attentions,
             return_dict=True, **kwargs,
         )
-        logits = self.classifier(self.dropout(pool_tokens(outputs.last_hidden_state, self.config.pooling)))
+        logits = self.classifier(self.dropout(outputs.pooler_output))
         loss = classification_loss(logits, labels, self.config) if labels is not None else None
         if not return_dict:
             return tuple(v for v in (loss, logits, outputs.hidden_states, outputs.attentions) if v is not None)

@@ -58,6 +58,20 @@ def test_output_shapes(images):
     assert torch.equal(out.pooler_output, out.last_hidden_state[:, 0])
 
 
+@pytest.mark.parametrize("pooling", ["mean", "cls_mean"])
+def test_pooler_output_pools_as_the_classifier_does(images, pooling):
+    """A classifier trained with mean pooling, loaded as its backbone (AutoModel, the feature-extraction pipeline's
+    pool=True), gives the features its head read."""
+    torch.manual_seed(0)
+    classifier = GroupMaskedViTForImageClassification(tiny_config(pooling=pooling, num_labels=2)).eval()
+    with torch.no_grad():
+        out = classifier.vit(images)
+        torch.testing.assert_close(classifier.classifier(out.pooler_output), classifier(images).logits)
+    mean = out.last_hidden_state[:, 1:].mean(1)
+    expected = mean if pooling == "mean" else torch.cat([out.last_hidden_state[:, 0], mean], dim=-1)
+    assert torch.equal(out.pooler_output, expected)
+
+
 def test_other_input_sizes_interpolate_positions_in_float32(images):
     model = GroupMaskedViTModel(tiny_config()).eval()
     native = model.embeddings.interpolate_pos_encoding(4, 4)
