@@ -15,7 +15,7 @@
 # SMOKE=1 runs the same commands at a tiny size without compiling (a check of the script on CPU).
 # ROWS=small,e2e (for example) runs only those rows. Five rows run only when named: `small-host` (compiled ViT-S
 # fine-tuning beside timm with our stochastic depth off, profiled; about 2 minutes), `small-attention` (our ViT-S rows
-# eager with each scaled_dot_product_attention backend forced: cudnn, flash, efficient; about 2 minutes),
+# with CUDA graphs and each scaled_dot_product_attention backend forced: cudnn, flash, efficient; about 4 minutes),
 # `small-autotune` (GMML, fine-tuning and timm compiled with `max-autotune`, profiled: whether tuned GEMMs with the
 # bias and GELU fused into their epilogues take the step's GELU traffic off; on the H200 tuning one GEMM shape took
 # 50 s, the GMML model's alone more than 3 minutes: give it a call of its own),
@@ -111,7 +111,7 @@ selected base-graphs && row "$second CUDA graphs" "$PYTHON" benchmarks/throughpu
   "${graphs[@]}" --only "$ours_graphs"
 if selected small-attention; then
   for backend in "${backends[@]}"; do
-    row "$first sdpa $backend" "$PYTHON" benchmarks/throughput.py --size "$first" "${common[@]}" \
+    row "$first sdpa $backend" "$PYTHON" benchmarks/throughput.py --size "$first" "${common[@]}" "${graphs[@]}" \
       --only cxrgm_gmml_pretrain,cxrgm_cls --sdpa-backend "$backend"
   done
 fi
