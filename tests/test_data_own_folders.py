@@ -735,3 +735,23 @@ def test_a_manifest_names_dicom_images_by_sop_instance_uid_and_refuses_paths_tha
                                           r"'sop_instance_uid': row 2 \(site_b/IM0001\)") as refused:
         build_recipe("manifest", site, manifest="labels.csv")
     assert not any(uid in str(refused.value) for uid in uids.values())
+
+
+def test_a_manifest_leaves_out_dicom_rows_of_other_modalities_than_radiography_naming_their_rows(tmp_path):
+    """A hospital export's label table listed a CT scout and an MR image beside the films: both were read as CXRs
+    with the labels of their rows. Left out now, as the folder builders do, named by row number (no header value);
+    `modalities=None` keeps them."""
+    exported = {"a/IM0001": "RG1_UNCR.dcm", "b/IM0001": "CT_small.dcm", "c/IM0001": "MR_small.dcm",
+                "d/IM0001": "RG3_UNCR.dcm"}
+    export_dicoms(exported, tmp_path / "site")
+    lines = ["image,label", "a/IM0001,normal", "b/IM0001,pneumonia", "c/IM0001,normal", "d/IM0001,pneumonia"]
+    (tmp_path / "site" / "labels.csv").write_text("\n".join(lines) + "\n")
+    recipe, said = warnings_saying("left out", lambda: build_recipe("manifest", tmp_path / "site",
+                                                                    manifest="labels.csv"))
+    assert [r["path"] for r in recipe.records] == ["a/IM0001", "d/IM0001"]
+    assert len(said) == 1 and said[0].startswith(f"{tmp_path / 'site' / 'labels.csv'}: 2 DICOM file(s) (rows 2, 3) "
+                                                 "left out as their Modality is not among the wanted ones")
+    assert "'CT'" not in said[0] and "'MR'" not in said[0] and "modalities=None" in said[0]
+    recipe, said = warnings_saying("left out", lambda: build_recipe("manifest", tmp_path / "site",
+                                                                    manifest="labels.csv", modalities=None))
+    assert len(recipe.records) == 4 and not said

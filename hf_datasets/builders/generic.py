@@ -62,13 +62,14 @@ def _other_modality(header: dict, modalities) -> bool:
     return modalities is not None and modality is not None and modality not in modalities
 
 
-def _warn_other_modality(root: Path, count: int) -> None:
-    """Warn that `count` DICOM files under `root` were left out for their Modality (counts only: no modality, neither
-    those met nor those asked for, is written out)."""
+def _warn_other_modality(root: Path, count: int, rows: list[int] | None = None) -> None:
+    """Warn that `count` DICOM files under `root` (a manifest's: its `rows`, by number) were left out for their
+    Modality (counts only: no modality, neither those met nor those asked for, is written out)."""
     if count:
-        warnings.warn(f"{root}: {count} DICOM file(s) left out as their Modality is not among the wanted ones (the "
-                      "`modalities` option; its default keeps radiographs only): pass modalities=None to keep any "
-                      "modality, or list the ones wanted", stacklevel=3)
+        where = f" (rows {some_names(rows)})" if rows else ""
+        warnings.warn(f"{root}: {count} DICOM file(s){where} left out as their Modality is not among the wanted ones "
+                      "(the `modalities` option; its default keeps radiographs only): pass modalities=None to keep "
+                      "any modality, or list the ones wanted", stacklevel=3)
 
 
 def repeats_image(header: dict, first_copies: dict, repeats: list, name: str, labels=None) -> bool:
@@ -274,7 +275,7 @@ def _class_name(row: dict) -> str:
 
 
 def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list[str] | None = None,
-                   bits: int = 8) -> Recipe:
+                   bits: int = 8, modalities=RADIOGRAPH_MODALITIES) -> Recipe:
     """A CSV or JSONL file (relative to data_dir) with one row per image:
     `image` (path relative to data_dir) or, for a DICOM image, `sop_instance_uid` (the files under data_dir are then
     searched for the one holding it, the first in path order; rows whose UID none holds are left out, with a warning
@@ -285,7 +286,9 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
     patient and study ids (hashed) and view come from the header where the row gives none. A row whose DICOM file
     repeats an image listed before (same SOP Instance UID) is left out, with a warning that counts them, as in
     dicomdir, and counts and names those whose labels differ from the row kept (whose labels the image takes), each
-    with that row's file."""
+    with that row's file. As in dicomdir, a row whose DICOM file's Modality is not in `modalities` (default CR and
+    DX, radiographs; None = any) is left out, with a warning that counts them and names their rows by number (a
+    hospital export's table may list a CT scout or a screenshot beside the radiographs)."""
     root = Path(data_dir)
     path = root / manifest
     if not path.exists():
@@ -305,7 +308,8 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
     by_instance = _files_by_instance(root) if any(not r.get("image") and r.get("sop_instance_uid") for r in rows) \
         else {}
     records, unlabelled, unknown, first_copies, repeats, not_found, disagreeing = [], 0, Counter(), {}, [], [], []
-    no_whole_image = []
+    no_whole_image, other_modality = [], []
+    modalities = option_values(modalities)
     for number, row in enumerate(rows, start=1):
         instance = str(row.get("sop_instance_uid") or "").strip()
         if not row.get("image") and instance:
@@ -334,6 +338,9 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
         header = dicom_header(image) if dicom else {}
         if instance and header.get("instance") and str(header["instance"]) != instance:
             disagreeing.append(f"row {number} ({row['image']})")
+        if _other_modality(header, modalities):
+            other_modality.append(number)
+            continue
         if repeats_image(header, first_copies, repeats, row["image"], values):
             continue
         if dicom and not header["whole"]:
@@ -357,6 +364,7 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
         warnings.warn(f"{path}: {len(not_found)} rows name a sop_instance_uid that no DICOM file under {root} holds "
                       f"(whole); they are left out: rows {some_names(not_found)}", stacklevel=2)
     warn_repeats(path, repeats)
+    _warn_other_modality(path, len(other_modality), other_modality)
     if label_names and unlabelled == len(rows):
         raise LayoutError(path, f"no row has labels for {names}: give one column per name (CSV), a 'labels' "
                                 f"list (JSONL) or a 'label' class name (columns: {list(rows[0])})")
