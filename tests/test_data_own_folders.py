@@ -737,21 +737,23 @@ def test_a_manifest_names_dicom_images_by_sop_instance_uid_and_refuses_paths_tha
     assert not any(uid in str(refused.value) for uid in uids.values())
 
 
-def test_a_manifest_leaves_out_dicom_rows_of_other_modalities_than_radiography_naming_their_rows(tmp_path):
-    """A hospital export's label table listed a CT scout and an MR image beside the films: both were read as CXRs
-    with the labels of their rows. Left out now, as the folder builders do, named by row number (no header value);
-    `modalities=None` keeps them."""
-    exported = {"a/IM0001": "RG1_UNCR.dcm", "b/IM0001": "CT_small.dcm", "c/IM0001": "MR_small.dcm",
-                "d/IM0001": "RG3_UNCR.dcm"}
-    export_dicoms(exported, tmp_path / "site")
-    lines = ["image,label", "a/IM0001,normal", "b/IM0001,pneumonia", "c/IM0001,normal", "d/IM0001,pneumonia"]
-    (tmp_path / "site" / "labels.csv").write_text("\n".join(lines) + "\n")
-    recipe, said = warnings_saying("left out", lambda: build_recipe("manifest", tmp_path / "site",
-                                                                    manifest="labels.csv"))
-    assert [r["path"] for r in recipe.records] == ["a/IM0001", "d/IM0001"]
-    assert len(said) == 1 and said[0].startswith(f"{tmp_path / 'site' / 'labels.csv'}: 2 DICOM file(s) (rows 2, 3) "
-                                                 "left out as their Modality is not among the wanted ones")
-    assert "'CT'" not in said[0] and "'MR'" not in said[0] and "modalities=None" in said[0]
-    recipe, said = warnings_saying("left out", lambda: build_recipe("manifest", tmp_path / "site",
-                                                                    manifest="labels.csv", modalities=None))
-    assert len(recipe.records) == 4 and not said
+def test_tables_leave_out_dicom_rows_of_other_modalities_than_radiography_naming_them(tmp_path):
+    """A hospital export's label table listed a CT scout and an MR image beside the films: manifest, cxr_folder and
+    cxr_pool read both as CXRs with the labels of their rows. Left out now, as the folder builders do, named by row
+    number (a pool's by file; no header value); `modalities=None` keeps them."""
+    exported = {"a.dcm": "RG1_UNCR.dcm", "b.dcm": "CT_small.dcm", "c.dcm": "MR_small.dcm", "d.dcm": "RG3_UNCR.dcm"}
+    site = tmp_path / "pool" / "site"
+    export_dicoms(exported, site)
+    (site / "labels.csv").write_text("file,label\na.dcm,normal\nb.dcm,pneumonia\nc.dcm,normal\nd.dcm,pneumonia\n")
+    (site / "manifest.csv").write_text("image,label\na.dcm,normal\nb.dcm,pneumonia\nc.dcm,normal\nd.dcm,pneumonia\n")
+    left_out = " left out as their Modality is not among the wanted ones"
+    cases = {"manifest": (site, {"manifest": "manifest.csv"}, f"{site / 'manifest.csv'}: 2 DICOM file(s) (rows 2, 3)"),
+             "cxr_folder": (site, {}, f"{site / 'labels.csv'}: 2 DICOM file(s) (rows 2, 3)"),
+             "cxr_pool": (tmp_path / "pool", {}, f"{tmp_path / 'pool'}: 2 DICOM file(s) (site/b.dcm, site/c.dcm)")}
+    for builder, (root, options, expected) in cases.items():
+        recipe, said = warnings_saying("left out", lambda: build_recipe(builder, root, **options))
+        assert [Path(r["path"]).name for r in recipe.records] == ["a.dcm", "d.dcm"], builder
+        assert len(said) == 1 and said[0].startswith(expected + left_out), said
+        assert "'CT'" not in said[0] and "'MR'" not in said[0] and "modalities=None" in said[0]
+        recipe, said = warnings_saying("left out", lambda: build_recipe(builder, root, modalities=None, **options))
+        assert len(recipe.records) == 4 and not said, builder

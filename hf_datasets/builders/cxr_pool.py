@@ -14,7 +14,8 @@ its `join_column` (e.g. v7labs and Hannover rows carry `ieee8023_filename`, the 
 were taken from; file stems are compared). The first copy in folder order (`folders`) is kept, with its labels; a
 warning names the copies left out whose labels differ. A .dcm / .dicom file whose header's SOP Instance UID is an
 earlier one's (the same DICOM exported again, in one folder or another) is a duplicate too, counted by a warning, as
-in cxr_folder (files listed under an image name are not opened to tell).
+in cxr_folder (files listed under an image name are not opened to tell). A .dcm / .dicom file whose header's
+Modality is not in `modalities` (default CR and DX, radiographs; None = any) is left out, with a warning naming it.
 
 A patient id names one patient across the folders. A row's other `*patient_id` columns (Hannover's
 `ieee8023_patient_id`) name the same patient in another folder, and a duplicate's patient id names its first copy's
@@ -33,12 +34,13 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
+from ..dicom import RADIOGRAPH_MODALITIES
 from ..errors import InvalidInputError
 from ..images import has_dicom_suffix
 from ..labels import canonical_label
 from .common import Recipe, check_column_names, iter_table, option_values, record, some_names
 from .cxr_folder import UNLABELLED
-from .generic import dicom_header, repeats_image, warn_repeats
+from .generic import dicom_header, is_other_modality, repeats_image, warn_other_modality, warn_repeats
 
 
 def _stem(name: str) -> str:
@@ -149,7 +151,8 @@ class _Patients:
 
 def build(data_dir, folders: list[str] | None = None, join_column: str = "ieee8023_filename",
           join_folder: str = "ieee8023_covid", exclude_patients: list[str] | None = None,
-          classes: list[str] | None = None, label_map: dict | None = None, other_class: str | None = None) -> Recipe:
+          classes: list[str] | None = None, label_map: dict | None = None, other_class: str | None = None,
+          modalities=RADIOGRAPH_MODALITIES) -> Recipe:
     root = Path(data_dir)
     names = option_values(folders) or sorted(p.parent.name for p in root.glob("*/labels.csv"))
     if classes is None and (label_map or other_class is not None):
@@ -157,7 +160,8 @@ def build(data_dir, folders: list[str] | None = None, join_column: str = "ieee80
     scheme = PooledClasses(classes, label_map, other_class) if classes is not None else None
     patients, own_ids = _Patients(), set()
     kept_at, records, anchors, relabelled, first_copies, repeats = {}, [], [], [], {}, []
-    duplicates = 0
+    duplicates, other_modality = 0, []
+    modalities = option_values(modalities)
     for name in names:
         folder = root / name
         table = folder / "labels.csv"
@@ -169,6 +173,9 @@ def build(data_dir, folders: list[str] | None = None, join_column: str = "ieee80
             path = folder / row["file"]
             dicom = has_dicom_suffix(path)
             header = dicom_header(path) if dicom else {}
+            if is_other_modality(header, modalities):
+                other_modality.append(f"{name}/{row['file']}")
+                continue
             own = row.get("patient_id") or header.get("patient_id")
             linked = [v for k, v in row.items() if k != "patient_id" and k.endswith("patient_id") and v]
             patients.join([own, *linked])
@@ -202,6 +209,7 @@ def build(data_dir, folders: list[str] | None = None, join_column: str = "ieee80
                 study_id=header.get("study_id"), view=row.get("view") or header.get("view"), sex=row.get("sex"),
                 age=row.get("age") or None, source=row.get("source") or name, split=None if scheme else "train")})
     warn_repeats(root, repeats)
+    warn_other_modality(root, len(other_modality), some_names(other_modality))
     if relabelled:
         warnings.warn(f"{root}: {len(relabelled)} images are listed again with other labels (the same bytes, or "
                       f"named in {join_column}); the copy first in folder order (`folders`) is kept, with its label "

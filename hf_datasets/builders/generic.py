@@ -56,17 +56,17 @@ def dicom_header(path) -> dict:
                 "study_id": hash_identifier(header.get("StudyInstanceUID")), "whole": whole}
 
 
-def _other_modality(header: dict, modalities) -> bool:
+def is_other_modality(header: dict, modalities) -> bool:
     """Whether a DICOM header (`dicom_header`) names a Modality not among `modalities` (None: any is wanted)."""
     modality = header.get("modality")
     return modalities is not None and modality is not None and modality not in modalities
 
 
-def _warn_other_modality(root: Path, count: int, rows: list[int] | None = None) -> None:
-    """Warn that `count` DICOM files under `root` (a manifest's: its `rows`, by number) were left out for their
-    Modality (counts only: no modality, neither those met nor those asked for, is written out)."""
+def warn_other_modality(root: Path, count: int, where: str = "") -> None:
+    """Warn that `count` DICOM files under `root` (`where`: a table's rows or files naming them) were left out for
+    their Modality (counts only: no modality, neither those met nor those asked for, is written out)."""
     if count:
-        where = f" (rows {some_names(rows)})" if rows else ""
+        where = f" ({where})" if where else ""
         warnings.warn(f"{root}: {count} DICOM file(s){where} left out as their Modality is not among the wanted ones "
                       "(the `modalities` option; its default keeps radiographs only): pass modalities=None to keep "
                       "any modality, or list the ones wanted", stacklevel=3)
@@ -172,7 +172,7 @@ def build_imagefolder(data_dir, patient_pattern: str | None = None, modalities=R
             other_format.append(image)
         else:
             header = dicom_header(image) if dicom else {}
-            if _other_modality(header, modalities):
+            if is_other_modality(header, modalities):
                 other_modality += 1
                 continue
             split = canonical_split(parts[0]) if len(parts) >= 3 and parts[0].lower() in SPLIT_FOLDERS else None
@@ -186,7 +186,7 @@ def build_imagefolder(data_dir, patient_pattern: str | None = None, modalities=R
     suffixes = Counter(file.suffix.lower() or "no suffix" for file in other_format)
     _warn_left_out(root, other_format, f"neither images of a format read ({' '.join(IMAGE_SUFFIXES)}) nor DICOM "
                                        f"(files per suffix: {dict(suffixes.most_common())})")
-    _warn_other_modality(root, other_modality)
+    warn_other_modality(root, other_modality)
     warn_repeats(root, repeats)
     _warn_classes_in_one_split_each(root, entries)
     check_class_spellings(root, [cls for _, _, cls, *_ in entries])
@@ -338,7 +338,7 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
         header = dicom_header(image) if dicom else {}
         if instance and header.get("instance") and str(header["instance"]) != instance:
             disagreeing.append(f"row {number} ({row['image']})")
-        if _other_modality(header, modalities):
+        if is_other_modality(header, modalities):
             other_modality.append(number)
             continue
         if repeats_image(header, first_copies, repeats, row["image"], values):
@@ -364,7 +364,7 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
         warnings.warn(f"{path}: {len(not_found)} rows name a sop_instance_uid that no DICOM file under {root} holds "
                       f"(whole); they are left out: rows {some_names(not_found)}", stacklevel=2)
     warn_repeats(path, repeats)
-    _warn_other_modality(path, len(other_modality), other_modality)
+    warn_other_modality(path, len(other_modality), f"rows {some_names(other_modality)}")
     if label_names and unlabelled == len(rows):
         raise LayoutError(path, f"no row has labels for {names}: give one column per name (CSV), a 'labels' "
                                 f"list (JSONL) or a 'label' class name (columns: {list(rows[0])})")
@@ -388,7 +388,7 @@ def build_dicomdir(data_dir, modalities=RADIOGRAPH_MODALITIES, views=None, bits:
         if not is_dicom_path(path) or is_dicom_directory(path):
             continue
         header = dicom_header(path)
-        if _other_modality(header, modalities):
+        if is_other_modality(header, modalities):
             other_modality += 1
             continue
         if views is not None and header["view"] not in views:
@@ -400,7 +400,7 @@ def build_dicomdir(data_dir, modalities=RADIOGRAPH_MODALITIES, views=None, bits:
             no_whole_image.append(str(path))
         records.append(record(path, data_dir=root, decode=True, source=root.name, patient_id=header["patient_id"],
                               study_id=header["study_id"], view=header["view"]))
-    _warn_other_modality(root, other_modality)
+    warn_other_modality(root, other_modality)
     if other_view:  # counts only: no view, neither those met nor those asked for, is written out
         warnings.warn(f"{root}: {other_view} DICOM file(s) left out as their view (ViewPosition) is not among the "
                       "wanted ones or not given (the `views` option): pass views=None to keep any view",
