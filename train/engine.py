@@ -64,7 +64,8 @@ def forward(model, batch: dict, ctx, generator: torch.Generator | None, train: b
         elif content is not None:
             images = content_views(images, content)
         pixel_values = normalize(images, ctx.mean, ctx.std)
-        corrupted, mask = gmml_corrupt(pixel_values, ctx.model_config, generator, views=2 if train else 1)
+        corrupted, mask = gmml_corrupt(pixel_values, ctx.model_config, generator, views=2 if train else 1,
+                                       compiled_masks=ctx.compiled_masks)
         outputs = model(pixel_values=pixel_values, corrupted=corrupted, mask=mask)
         return outputs.loss, outputs, pixel_values, mask.float().mean()
     if train and ctx.task == "segmentation":
