@@ -514,12 +514,12 @@ class GroupMaskedViTForPreTraining(GroupMaskedViTPreTrainedModel):
 
 def pool_tokens(last_hidden_state: torch.Tensor, pooling: str) -> torch.Tensor:
     """(B, 1 + N, D) -> (B, D) for "cls" / "mean" (patch tokens), (B, 2D) for "cls_mean"."""
-    cls_token, patch_mean = last_hidden_state[:, 0], last_hidden_state[:, 1:].mean(1)
     if pooling == "cls":
-        return cls_token
+        return last_hidden_state[:, 0]
+    patch_mean = last_hidden_state[:, 1:].mean(1)
     if pooling == "mean":
         return patch_mean
-    return torch.cat([cls_token, patch_mean], dim=-1)
+    return torch.cat([last_hidden_state[:, 0], patch_mean], dim=-1)
 
 
 def classification_loss(logits: torch.Tensor, labels: torch.Tensor, config: GroupMaskedViTConfig) -> torch.Tensor:
