@@ -17,6 +17,7 @@ from train import checkpoint, metrics
 from train.augment import AugmentSpec, augment
 from train.config import EvalArgs, TrainArgs, load_yaml, parse_args, save_args
 from train.optim import EMA, apply_schedules, clip_per_parameter, learning_rate, param_groups
+from train.run import Context
 
 TINY = dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
             intermediate_size=64, num_labels=2)
@@ -752,7 +753,6 @@ def test_losses_are_read_in_one_go_and_a_non_finite_one_is_named():
 def test_a_training_step_never_reads_a_value_back_from_the_device(task):
     """Augmentation, corruption, forward, loss, backward and per-parameter clipping of one step, under
     FakeTensorMode, where any read of a tensor's value (a host sync on a GPU) raises."""
-    from types import SimpleNamespace
 
     from torch._subclasses.fake_tensor import FakeTensorMode
 
@@ -770,7 +770,7 @@ def test_a_training_step_never_reads_a_value_back_from_the_device(task):
                                   num_attention_heads=2, intermediate_size=64, num_labels=2)
     model = {"pretraining": GroupMaskedViTForPreTraining, "classification": GroupMaskedViTForImageClassification,
              "segmentation": GroupMaskedViTForSegmentation}[task](config)
-    ctx = SimpleNamespace(task=task, augment=AugmentSpec(blur_p=0.5), mean=[0.5], std=[0.25], model_config=config)
+    ctx = Context(task=task, augment=AugmentSpec(blur_p=0.5), mean=[0.5], std=[0.25], model_config=config)
     with FakeTensorMode(allow_non_fake_inputs=True):
         batch = {"pixel_values": torch.randint(0, 256, (4, 1, 32, 32), dtype=torch.uint8)}
         if task == "classification":
@@ -1073,13 +1073,12 @@ def test_training_time_adds_up_over_resumes():
 
 def test_pretraining_views_of_a_single_image_are_not_corrupted_with_each_other():
     """A batch of one image gives two views of it: the other-image branch has no other image to take pixels from."""
-    from types import SimpleNamespace
 
     from modeling_cxrgm import GroupMaskedViTForPreTraining
     from train.engine import forward
 
     config = GroupMaskedViTConfig(**{**TINY, "num_channels": 1, "replace_prob": 1.0})
-    ctx = SimpleNamespace(task="pretraining", augment=AugmentSpec(), mean=[0.5], std=[0.25], model_config=config)
+    ctx = Context(task="pretraining", augment=AugmentSpec(), mean=[0.5], std=[0.25], model_config=config)
     batch = {"pixel_values": torch.randint(0, 256, (1, 1, 32, 32), dtype=torch.uint8)}
     for seed in range(5):
         _, outputs, _, _ = forward(GroupMaskedViTForPreTraining(config), batch, ctx,
@@ -1230,7 +1229,6 @@ def test_accumulated_steps_equal_the_larger_batch_also_in_the_last_incomplete_wi
     from accelerate import Accelerator
 
     from train.engine import train_one_epoch
-    from train.run import Context
 
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (6, 1, 32, 32), dtype=torch.uint8, generator=generator)
@@ -1601,7 +1599,6 @@ def test_pretraining_views_are_drawn_from_the_image_not_its_padding():
     """A non-square CXR is padded to a square: pretraining views were crops of that square, so up to a third of
     their pixels (and, at evaluation, half of a 2:1 image's) were black padding, corrupted and reconstructed as if
     anatomy. Views now come from the image alone, at the crop aspect ratios of its pixels."""
-    from types import SimpleNamespace
 
     import datasets
     from PIL import Image
@@ -1632,7 +1629,7 @@ def test_pretraining_views_are_drawn_from_the_image_not_its_padding():
     assert pixel_aspect[~whole].min() >= 3 / 4 - 1e-5 and pixel_aspect[~whole].max() <= 4 / 3 + 1e-5
 
     config = GroupMaskedViTConfig(**{**TINY, "num_channels": 1})
-    ctx = SimpleNamespace(task="pretraining", augment=spec, mean=[0.5], std=[0.25], model_config=config)
+    ctx = Context(task="pretraining", augment=spec, mean=[0.5], std=[0.25], model_config=config)
     _, _, evaluated, _ = forward(GroupMaskedViTForPreTraining(config), batch, ctx, torch.Generator().manual_seed(0),
                                  train=False)
     assert (evaluated * 0.25 + 0.5).min() > 0.5  # the whole image, resized to the square, without its padding
@@ -1642,7 +1639,6 @@ def test_a_pretraining_step_draws_both_views_in_one_augmentation(monkeypatch):
     """One call per view issued the augmentation's ~120 small operations twice (on a GPU: host time, which bounds a
     step at small batches). The doubled batch keeps the layout the corruption relies on: all first views, then all
     second views, image i's at rows i and B + i, each view drawn apart."""
-    from types import SimpleNamespace
 
     from modeling_cxrgm import GroupMaskedViTForPreTraining
     from train import engine
@@ -1660,7 +1656,7 @@ def test_a_pretraining_step_draws_both_views_in_one_augmentation(monkeypatch):
     batch = {"pixel_values": images, "content": torch.tensor([[0, 0, 32, 32]] * 3)}
     identity = AugmentSpec(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), hflip_p=0.0, jitter_p=0.0, blur_p=0.0)
     for spec in (identity, AugmentSpec()):
-        ctx = SimpleNamespace(task="pretraining", augment=spec, mean=[0.5], std=[0.25], model_config=config)
+        ctx = Context(task="pretraining", augment=spec, mean=[0.5], std=[0.25], model_config=config)
         _, _, views, _ = engine.forward(model, batch, ctx, torch.Generator().manual_seed(0), train=True)
         assert views.shape == (6, 1, 32, 32)
         if spec is identity:

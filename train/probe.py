@@ -26,6 +26,7 @@ from sklearn.preprocessing import StandardScaler
 
 from hf_datasets.errors import InvalidInputError, run_script
 from modeling_cxrgm import GroupMaskedViTConfig, GroupMaskedViTImageProcessor, GroupMaskedViTModel
+from modeling_cxrgm.modeling_gmvit import pool_tokens
 
 from . import checkpoint, data
 from .config import load_model_source, parse_args
@@ -98,7 +99,7 @@ def extract_features(encoder, processor, ds, batch_size: int = 64) -> tuple[np.n
         pixel_values = processor(images, return_tensors="pt")["pixel_values"].to(device)
         hidden = encoder(pixel_values=pixel_values).last_hidden_state
         end = start + len(batch)
-        features[start:end] = torch.cat([hidden[:, 0], hidden[:, 1:].mean(1)], -1).float().cpu().numpy()
+        features[start:end] = pool_tokens(hidden, "cls_mean").float().cpu().numpy()
         labels[start:end] = np.asarray(batch["labels"]).argmax(1)
     return features, labels
 
