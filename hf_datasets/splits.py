@@ -24,23 +24,57 @@ def _patient_rank(patient_id: str, seed: int) -> str:
     return hashlib.sha256(f"{seed}:{patient_id}".encode()).hexdigest()
 
 
-def patient_split(patient_ids: list[str], fractions: dict | None = None, seed: int = 0) -> list[str]:
+def patient_split(patient_ids: list[str], fractions: dict | None = None, seed: int = 0,
+                  strata: list | None = None) -> list[str]:
     """Assign every item a split so that all items of a patient share one split.
 
-    Patients are ordered by a seeded hash and cut by `fractions` (split -> fraction,
-    normalised to sum 1); returns the split name for each item, in input order.
+    Patients are ordered by a seeded hash and cut by `fractions` (split -> fraction, normalised to sum 1); returns
+    the split name for each item, in input order. With `strata` (per item: its class, or None) and two classes or
+    more, the splits keep those sizes but are filled smallest first, each with one patient of every class while it
+    has room (a small site's validation split could otherwise hold one class only, where no AUROC exists), then
+    with the class furthest below its share; the largest split takes the rest. A patient's class: those of its items.
     """
     fractions = dict(fractions or DEFAULT_FRACTIONS)
-    total = sum(fractions.values())
     patients = sorted(set(patient_ids), key=lambda p: _patient_rank(p, seed))
-    assignment, start, cumulative = {}, 0, 0.0
+    sizes, start, cumulative, total = {}, 0, 0.0, sum(fractions.values())
     for split, fraction in fractions.items():
         cumulative += fraction / total
         stop = len(patients) if split == list(fractions)[-1] else round(cumulative * len(patients))
-        for patient in patients[start:stop]:
-            assignment[patient] = split
-        start = stop
+        sizes[split], start = stop - start, stop
+    classes = {}
+    for patient, stratum in zip(patient_ids, strata or ()):
+        classes.setdefault(patient, set()).update([] if stratum is None else [stratum])
+    groups = {}
+    for patient in patients:  # in hash order
+        groups.setdefault(tuple(sorted(classes.get(patient, ()), key=str)) or None, []).append(patient)
+    if len(set(groups) - {None}) < 2:
+        order = patients
+    else:
+        order = _stratified_order(groups, sizes, len(patients))
+    assignment, start = {}, 0
+    for split, size in sizes.items():
+        assignment.update((patient, split) for patient in order[start:start + size])
+        start += size
     return [assignment[p] for p in patient_ids]
+
+
+def _stratified_order(groups: dict, sizes: dict, count: int) -> list[str]:
+    """The patients of `groups` (class -> patients in hash order; None: no class) ordered so that cutting them by
+    `sizes` (split -> patients, in order) gives each split but the largest one patient of every class while it has
+    room, then patients of the class furthest below its share of that split."""
+    remaining = {group: list(members) for group, members in groups.items()}
+    chosen = {}
+    for split in sorted(sizes, key=sizes.get)[:-1]:  # smallest first
+        taken = dict.fromkeys(groups, 0)
+        chosen[split] = []
+        for _ in range(sizes[split]):
+            group = min((g for g in groups if remaining[g]),
+                        key=lambda g: (g is None or taken[g] > 0, taken[g] - sizes[split] * len(groups[g]) / count,
+                                       str(g)))
+            chosen[split].append(remaining[group].pop(0))
+            taken[group] += 1
+    rest = [patient for members in remaining.values() for patient in members]
+    return [patient for split in sizes for patient in (rest if split not in chosen else chosen[split])]
 
 
 def patient_subset(patient_ids: list[str], fraction: float, seed: int = 0) -> list[bool]:

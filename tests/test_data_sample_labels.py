@@ -224,3 +224,30 @@ def test_temporary_copies_that_killed_writers_left_in_the_sample_cache_are_remov
     finally:
         for path in kept:
             path.unlink(missing_ok=True)
+
+
+def test_a_seeded_split_gives_each_small_split_every_class():
+    """A small site (15 normal patients, 5 with pneumonia, some with two images) cut 0.8 / 0.1 / 0.1: its validation
+    split of 2 patients held normal images only for most seeds, where no AUROC exists. Each split keeps its size and
+    now gets a patient of each class while it has room; a large set keeps each class's share in every split; a set
+    without classes (pretraining, multi-finding images) is cut as before."""
+    from collections import Counter
+
+    from hf_datasets.builders.common import Recipe, assign_splits, record
+
+    records = [record(f"/d/{c}{i}_{k}.png", data_dir="/d", patient_id=f"{c}{i}", labels=labels)
+               for c, n, labels in (("n", 15, [1.0, 0.0]), ("p", 5, [0.0, 1.0])) for i in range(n)
+               for k in range(1 + i % 2)]
+    for seed in range(5):
+        splits = assign_splits(Recipe("manifest", records, ["normal", "pneumonia"]), seed=seed)
+        patients = {name: {r["patient_id"] for r in rows} for name, rows in splits.items()}
+        assert sum(map(len, patients.values())) == 20  # each patient in one split
+        classes = {name: Counter(patient[0] for patient in members) for name, members in patients.items()}
+        assert classes == {"train": Counter(n=13, p=3), "validation": Counter(n=1, p=1), "test": Counter(n=1, p=1)}
+
+    patients = [f"x{i}" for i in range(1000)]
+    rare = [i % 10 == 0 for i in range(1000)]
+    assert Counter(zip(rare, patient_split(patients, strata=rare))) == {
+        (False, "train"): 720, (False, "validation"): 90, (False, "test"): 90,
+        (True, "train"): 80, (True, "validation"): 10, (True, "test"): 10}
+    assert patient_split(patients, seed=3, strata=[None] * 1000) == patient_split(patients, seed=3)

@@ -405,10 +405,21 @@ def warn_unknown_patients(name: str, records: list[dict], fractions=None, no_who
                       stacklevel=3)
 
 
+def _single_class(record: dict) -> int | None:
+    """The class of a record with exactly one positive label and every other one negative, else None: what the
+    seeded split spreads over its splits (`patient_split`'s strata)."""
+    labels = record.get("labels") or []
+    positives = [index for index, value in enumerate(labels) if value == 1.0]
+    if len(positives) == 1 and sum(value == 0.0 for value in labels) == len(labels) - 1:
+        return positives[0]
+    return None
+
+
 def assign_splits(recipe: Recipe, fractions=None, seed: int = 0, train_fraction: float | None = None,
                   subset_seed: int = 0) -> dict[str, list[dict]]:
     """Group records by split: official splits where given, a seeded patient split of the patients without one
-    otherwise (cut by `fractions` among themselves); the result is patient-disjoint. `train_fraction` keeps that
+    otherwise (cut by `fractions` among themselves, every class of single-label records spread over the splits:
+    `patient_split`'s strata); the result is patient-disjoint. `train_fraction` keeps that
     share of the training patients (seeded by `subset_seed`, nested across fractions); the other splits are
     untouched."""
     records = recipe.records
@@ -422,7 +433,8 @@ def assign_splits(recipe: Recipe, fractions=None, seed: int = 0, train_fraction:
     if any(s is None for s in official):
         warn_unknown_patients(recipe.name, records, fractions, recipe.no_whole_image)
         unsplit = [p for p, s in zip(patients, official) if s is None]  # those with an official split are not cut
-        drawn = iter(patient_split(unsplit, fractions, seed))
+        classes = [_single_class(r) for r, s in zip(records, official) if s is None]
+        drawn = iter(patient_split(unsplit, fractions, seed, strata=classes))
         official = [s or next(drawn) for s in official]
         empty = [name for name, share in (fractions or DEFAULT_FRACTIONS).items() if share > 0 and name not in official]
         if empty:  # too few patients for the fractions: the split would just be missing, with no word of why
