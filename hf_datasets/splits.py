@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from collections import defaultdict
+from collections import defaultdict, deque
 
 from .errors import InvalidInputError
 
@@ -62,7 +62,7 @@ def _stratified_order(groups: dict, sizes: dict, count: int) -> list[str]:
     """The patients of `groups` (class -> patients in hash order; None: no class) ordered so that cutting them by
     `sizes` (split -> patients, in order) gives each split but the largest one patient of every class while it has
     room, then patients of the class furthest below its share of that split."""
-    remaining = {group: list(members) for group, members in groups.items()}
+    remaining = {group: deque(members) for group, members in groups.items()}
     chosen = {}
     for split in sorted(sizes, key=sizes.get)[:-1]:  # smallest first
         taken = dict.fromkeys(groups, 0)
@@ -71,7 +71,7 @@ def _stratified_order(groups: dict, sizes: dict, count: int) -> list[str]:
             group = min((g for g in groups if remaining[g]),
                         key=lambda g: (g is None or taken[g] > 0, taken[g] - sizes[split] * len(groups[g]) / count,
                                        str(g)))
-            chosen[split].append(remaining[group].pop(0))
+            chosen[split].append(remaining[group].popleft())
             taken[group] += 1
     rest = [patient for members in remaining.values() for patient in members]
     return [patient for split in sizes for patient in (rest if split not in chosen else chosen[split])]
