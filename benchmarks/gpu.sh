@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU throughput rows: ViT-S/16 and ViT-B/16 at 224 px, batch 256, bf16, ours beside the peers in the same
 # process, and ViT-S pretraining end to end from prepared shards beside its step-only rate, both with CUDA graphs
-# (benchmarks/pretrain_e2e.py). Meant to finish in one 10-minute call on one H100/H200. Rows run in order of value
+# (benchmarks/pretrain_e2e.py). All default rows: an estimated 13 minutes on one H100/H200, two calls (ROWS=). Rows run in order of value
 # (ViT-S eager and the mask sampler, ViT-S end to end, ViT-S compiled, ViT-S with CUDA graphs, ViT-B eager, ViT-B
 # compiled, ViT-B with CUDA graphs), each on its own: a failing row is reported and the next one still runs; the
 # exit status is 1 if any failed.
