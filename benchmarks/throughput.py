@@ -102,7 +102,26 @@ def row_suffix(args) -> str:
 def _compile_suffix(args) -> str:
     if not args.compile:
         return ""
-    return "_compiled" + (f"_{args.compile_mode}" if args.compile_mode not in (None, "default") else "")
+    mode = f"_{args.compile_mode}" if args.compile_mode not in (None, "default") else ""
+    return "_compiled" + mode + "".join(f"_{setting.split('=')[0]}" for setting in args.inductor)
+
+
+def apply_inductor_settings(settings: list[str]) -> None:
+    """Sets each NAME=VALUE of `--inductor` (a Python literal; a dotted name reaches a sub-config) on
+    torch._inductor.config, before anything compiles; an unknown name fails here rather than being ignored."""
+    import ast
+
+    import torch._inductor.config as inductor_config
+
+    for setting in settings:
+        name, _, text = setting.partition("=")
+        *parents, leaf = name.split(".")
+        target = inductor_config
+        for parent in parents:
+            target = getattr(target, parent)
+        if not hasattr(target, leaf):
+            raise SystemExit(f"--inductor {setting}: torch._inductor.config has no {name}")
+        setattr(target, leaf, ast.literal_eval(text))
 
 
 def prepare(name: str, model, loss_fn, args, device: str) -> dict:
@@ -252,6 +271,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--compile", action="store_true", help="measure torch.compile'd models (rows end in _compiled)")
     parser.add_argument("--compile-mode", default=None, choices=["default", "reduce-overhead", "max-autotune"],
                         help="torch.compile mode; reduce-overhead adds CUDA graphs")
+    parser.add_argument("--inductor", action="append", default=[], metavar="NAME=VALUE",
+                        help="with --compile: set torch._inductor.config NAME to VALUE (repeatable; rows end in _NAME),"
+                             " e.g. coordinate_descent_tuning=True")
     parser.add_argument("--fp32", action="store_true", help="no bf16 autocast")
     parser.add_argument("--drop-path", type=float, default=0.1,
                         help="our models' stochastic depth at the last block (the recipes' 0.1; the peers run none)")
@@ -279,6 +301,9 @@ def speed_ratio(ours: dict, peer: dict) -> float:
 
 def main(argv=None) -> list[dict]:
     args = parse_args(argv)
+    if args.inductor and not args.compile:
+        raise SystemExit("--inductor needs --compile")
+    apply_inductor_settings(args.inductor)
 
     import transformers
     from transformers import (

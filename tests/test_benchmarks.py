@@ -217,6 +217,26 @@ def test_drop_path_option_sets_our_rows_stochastic_depth():
     assert our_config(parse_args([])).drop_path_rate == 0.1
 
 
+def test_inductor_option_sets_the_compiler_config_and_names_the_rows():
+    """--inductor NAME=VALUE reaches torch._inductor.config (dotted names into its sub-configs), each row says which
+    settings it ran with, and a misspelt name stops the run instead of being ignored."""
+    import pytest
+    import torch._inductor.config as inductor_config
+
+    from benchmarks.throughput import apply_inductor_settings, main, parse_args, row_suffix
+
+    args = parse_args(["--compile", "--compile-mode", "reduce-overhead", "--inductor", "coordinate_descent_tuning=True",
+                       "--inductor", "triton.unique_kernel_names=True"])
+    assert row_suffix(args) == "_compiled_reduce-overhead_coordinate_descent_tuning_triton.unique_kernel_names"
+    with inductor_config.patch(coordinate_descent_tuning=False, **{"triton.unique_kernel_names": False}):
+        apply_inductor_settings(args.inductor)
+        assert inductor_config.coordinate_descent_tuning is True and inductor_config.triton.unique_kernel_names is True
+    with pytest.raises(SystemExit, match="has no coordinate_descent_tunning"):
+        apply_inductor_settings(["coordinate_descent_tunning=True"])
+    with pytest.raises(SystemExit, match="needs --compile"):
+        main(["--inductor", "coordinate_descent_tuning=True"])
+
+
 def test_loader_benchmarks_stop_on_a_batch_that_could_not_be_read():
     """They counted the error item of an unreadable batch as a batch delivered."""
     import pytest
