@@ -106,14 +106,21 @@ def _compile_suffix(args) -> str:
     return "_compiled" + mode + "".join(f"_{setting.split('=')[0]}" for setting in args.inductor)
 
 
-def apply_inductor_settings(settings: list[str]) -> None:
+def apply_inductor_settings(args) -> None:
     """Sets each NAME=VALUE of `--inductor` (a Python literal; a dotted name reaches a sub-config) on
-    torch._inductor.config, before anything compiles; an unknown name fails here rather than being ignored."""
+    torch._inductor.config, before anything compiles; an unknown name fails here rather than being ignored.
+
+    With `--sdpa-backend` the compiler's on-disk caches are off: their keys leave out the forced backend, so a run
+    after one with another backend on the same machine was served that run's compiled graph (on the H200, three
+    "backends" within 0.3% of each other; on a CPU, a forced flash run executing the math graph of the run before).
+    """
     import ast
 
     import torch._inductor.config as inductor_config
 
-    for setting in settings:
+    if args.compile and args.sdpa_backend:
+        inductor_config.force_disable_caches = True
+    for setting in args.inductor:
         name, _, text = setting.partition("=")
         *parents, leaf = name.split(".")
         target = inductor_config
@@ -303,7 +310,7 @@ def main(argv=None) -> list[dict]:
     args = parse_args(argv)
     if args.inductor and not args.compile:
         raise SystemExit("--inductor needs --compile")
-    apply_inductor_settings(args.inductor)
+    apply_inductor_settings(args)
 
     import transformers
     from transformers import (

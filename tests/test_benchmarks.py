@@ -219,7 +219,8 @@ def test_drop_path_option_sets_our_rows_stochastic_depth():
 
 def test_inductor_option_sets_the_compiler_config_and_names_the_rows():
     """--inductor NAME=VALUE reaches torch._inductor.config (dotted names into its sub-configs), each row says which
-    settings it ran with, and a misspelt name stops the run instead of being ignored."""
+    settings it ran with, and a misspelt name stops the run instead of being ignored. A forced attention backend turns
+    the compiler's on-disk caches off (served from them, a run executed the graph compiled for another backend)."""
     import pytest
     import torch._inductor.config as inductor_config
 
@@ -228,11 +229,16 @@ def test_inductor_option_sets_the_compiler_config_and_names_the_rows():
     args = parse_args(["--compile", "--compile-mode", "reduce-overhead", "--inductor", "coordinate_descent_tuning=True",
                        "--inductor", "triton.unique_kernel_names=True"])
     assert row_suffix(args) == "_compiled_reduce-overhead_coordinate_descent_tuning_triton.unique_kernel_names"
-    with inductor_config.patch(coordinate_descent_tuning=False, **{"triton.unique_kernel_names": False}):
-        apply_inductor_settings(args.inductor)
+    settings = {"coordinate_descent_tuning": False, "triton.unique_kernel_names": False, "force_disable_caches": False}
+    with inductor_config.patch(settings):
+        apply_inductor_settings(args)
         assert inductor_config.coordinate_descent_tuning is True and inductor_config.triton.unique_kernel_names is True
+        assert inductor_config.force_disable_caches is False  # the on-disk caches stay on
+    with inductor_config.patch(force_disable_caches=False):  # their keys leave out a forced attention backend
+        apply_inductor_settings(parse_args(["--compile", "--sdpa-backend", "flash"]))
+        assert inductor_config.force_disable_caches is True
     with pytest.raises(SystemExit, match="has no coordinate_descent_tunning"):
-        apply_inductor_settings(["coordinate_descent_tunning=True"])
+        apply_inductor_settings(parse_args(["--compile", "--inductor", "coordinate_descent_tunning=True"]))
     with pytest.raises(SystemExit, match="needs --compile"):
         main(["--inductor", "coordinate_descent_tuning=True"])
 
