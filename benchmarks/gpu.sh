@@ -15,7 +15,8 @@
 # SMOKE=1 runs the same commands at a tiny size without compiling (a check of the script on CPU).
 # ROWS=small,e2e (for example) runs only those rows. Five rows run only when named: `small-host` (compiled ViT-S
 # fine-tuning beside timm with our stochastic depth off, profiled; about 2 minutes), `small-attention` (our ViT-S rows
-# with CUDA graphs and each scaled_dot_product_attention backend forced: cudnn, flash, efficient; about 4 minutes),
+# with CUDA graphs and each scaled_dot_product_attention backend forced: cudnn, flash, efficient, each compiled afresh;
+# about 4 minutes),
 # `small-autotune` (GMML, fine-tuning and timm compiled with `max-autotune`, profiled: whether tuned GEMMs with the
 # bias and GELU fused into their epilogues take the step's GELU traffic off; on the H200 tuning one GEMM shape took
 # 50 s, the GMML model's alone more than 3 minutes: give it a call of its own),
