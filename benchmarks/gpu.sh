@@ -8,7 +8,8 @@
 # Results: JSON lines in $OUT/throughput.jsonl (OUT defaults to benchmarks/out); first (row gpu-tests), the tests
 # that need the GPU (tests/test_masking.py: its masks; tests/test_device_placement.py: no step waits for the device)
 # or its torch (tests/test_compile.py: each model traces as one graph; summary in $OUT/gpu_tests.txt). The ViT-S rows also append each model's top 40 kernels
-# over 3 profiled steps to $OUT/profiles.txt, where the step's time goes, for work without a GPU.
+# over 3 profiled steps to $OUT/profiles.txt (the e2e row: 3 steps of the training loop), where the step's time goes,
+# for work without a GPU.
 # Needs no install of this repository (its root goes on PYTHONPATH). On an offline host whose image lacks some
 # packages, bring the folder that `make offline` fills (OFFLINE, default ./offline): its wheels are installed into
 # a temporary folder first, without touching the image's packages, and its cache serves the sample images.
@@ -97,7 +98,8 @@ fi
 : > "$OUT/profiles.txt"
 profile=(--profile-file "$OUT/profiles.txt")  # ViT-S rows: top kernels of 3 more steps per model, a few seconds each
 selected small && row "$first" "$PYTHON" benchmarks/throughput.py --size "$first" "${common[@]}" "${profile[@]}"
-selected e2e && row "end to end" "$PYTHON" benchmarks/pretrain_e2e.py --mixed-precision bf16 "${e2e[@]}"
+selected e2e && row "end to end" "$PYTHON" benchmarks/pretrain_e2e.py --mixed-precision bf16 "${e2e[@]}" \
+  "${profile[@]}"  # and the loop's step profiled: what it adds to the model's
 # Compiled rows: ours and timm (the targets compare with compiled timm; each compile costs tens of seconds, so no
 # compiled SimMIM), then ours with CUDA graphs (timm gained 1.7% from them on the H200, ours 10-40%).
 ours_graphs=cxrgm_gmml_pretrain,cxrgm_gmml_fused_masks,cxrgm_cls

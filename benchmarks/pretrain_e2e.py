@@ -40,6 +40,7 @@ import torch  # noqa: E402
 from accelerate import Accelerator  # noqa: E402
 from accelerate.utils import DataLoaderConfiguration  # noqa: E402
 
+from benchmarks.throughput import profile_steps  # noqa: E402
 from modeling_cxrgm import GroupMaskedViTImageProcessor  # noqa: E402
 from train import data, engine, run  # noqa: E402
 from train.starting_point import build_model  # noqa: E402
@@ -127,6 +128,9 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--compile-mode", default=None, choices=["default", "reduce-overhead", "max-autotune"],
                         help="torch.compile mode, as --torch_compile_mode (implies --compile); reduce-overhead adds "
                              "CUDA graphs")
+    parser.add_argument("--profile-file", default="",
+                        help="also profile 3 more steps of the loop on the step-only batch: their top operators / "
+                             "kernels are appended to this file (what the loop adds to the model's step)")
     args = parser.parse_args(argv)
     args.compile = args.compile or args.compile_mode is not None
     datasets.disable_progress_bars()
@@ -186,6 +190,11 @@ def benchmark(args, rows: datasets.Dataset, output_dir: str, data_name: str) -> 
                        warmup)
     print(json.dumps({"ratios": {"end_to_end_over_step_only": round(e2e_row["img_per_s"] / step_row["img_per_s"], 3)}}),
           flush=True)
+    if args.profile_file:
+        train_args.max_steps = 0  # each call: one step of the loop on that batch
+        profile_steps(lambda: engine.train_one_epoch(model, same_batch[:1], optimizer, accelerator, TrainState(), ctx,
+                                                     train_args),
+                      device.type, Path(args.profile_file), f"{name} loop step (batch {args.batch_size})")
     return [loader_row, e2e_row, step_row]
 
 

@@ -41,6 +41,8 @@ def test_gpu_script_smoke_run(tmp_path):
     profiles = (tmp_path / "profiles.txt").read_text().split("\n== ")  # one table per model of the first row
     assert profiles[0].startswith("== cxrgm_gmml_pretrain (size tiny") and "aten::mm" in profiles[0]
     assert any(table.startswith("hf_simmim_pretrain (size tiny") for table in profiles)
+    loop = next(table for table in profiles if table.startswith("cxrgm_pretrain loop step (batch 2)"))
+    assert "aten::mm" in loop and "Optimizer.step" in loop  # the model's step inside the loop's
     assert len({path.name for path in tmp_path.iterdir() if path.is_file()}) <= 8  # what a device run brings back
     stages = [json.loads(line) for line in (tmp_path / "device_smoke.jsonl").read_text().splitlines()]
     assert len(stages) == 6 and all(stage["exit_status"] == 0 for stage in stages), stages
