@@ -24,6 +24,28 @@ def _patient_rank(patient_id: str, seed: int) -> str:
     return hashlib.sha256(f"{seed}:{patient_id}".encode()).hexdigest()
 
 
+def single_class(labels) -> int | None:
+    """The class of an image whose labels have exactly one positive and every other one negative, else None (no
+    label, several, or an unknown one): what the seeded split and the training subsets spread (their strata)."""
+    labels = list(labels or [])
+    positives = [index for index, value in enumerate(labels) if value == 1.0]
+    if len(positives) == 1 and sum(value == 0.0 for value in labels) == len(labels) - 1:
+        return positives[0]
+    return None
+
+
+def _class_groups(patients: list[str], patient_ids: list[str], strata: list | None) -> dict:
+    """Class group -> its patients, in the order of `patients`: a patient's group is the sorted tuple of its items'
+    classes in `strata` (per item, or None), None where it has none."""
+    classes = {}
+    for patient, stratum in zip(patient_ids, strata or ()):
+        classes.setdefault(patient, set()).update([] if stratum is None else [stratum])
+    groups = {}
+    for patient in patients:
+        groups.setdefault(tuple(sorted(classes.get(patient, ()), key=str)) or None, []).append(patient)
+    return groups
+
+
 def patient_split(patient_ids: list[str], fractions: dict | None = None, seed: int = 0,
                   strata: list | None = None) -> list[str]:
     """Assign every item a split so that all items of a patient share one split.
@@ -41,12 +63,7 @@ def patient_split(patient_ids: list[str], fractions: dict | None = None, seed: i
         cumulative += fraction / total
         stop = len(patients) if split == list(fractions)[-1] else round(cumulative * len(patients))
         sizes[split], start = stop - start, stop
-    classes = {}
-    for patient, stratum in zip(patient_ids, strata or ()):
-        classes.setdefault(patient, set()).update([] if stratum is None else [stratum])
-    groups = {}
-    for patient in patients:  # in hash order
-        groups.setdefault(tuple(sorted(classes.get(patient, ()), key=str)) or None, []).append(patient)
+    groups = _class_groups(patients, patient_ids, strata)
     if len(set(groups) - {None}) < 2:
         order = patients
     else:
@@ -77,16 +94,38 @@ def _stratified_order(groups: dict, sizes: dict, count: int) -> list[str]:
     return [patient for split in sizes for patient in (rest if split not in chosen else chosen[split])]
 
 
-def patient_subset(patient_ids: list[str], fraction: float, seed: int = 0) -> list[bool]:
-    """Keep the first `fraction` of the patients (at least one) in a seeded hash order; True per kept item.
+def patient_subset(patient_ids: list[str], fraction: float, seed: int = 0, strata: list | None = None) -> list[bool]:
+    """Keep the first `fraction` of the patients (at least one) in a seeded order; True per kept item.
 
-    For one seed the subsets are nested: every patient kept at 10% is also kept at 25% and 100%.
+    For one seed the subsets are nested: every patient kept at 10% is also kept at 25% and 100%. Without `strata`
+    the order is a seeded hash; with them (per item: its class, or None, as `patient_split` takes) and two classes
+    or more, it starts with one patient of every class and then takes the class furthest below its share, so that
+    a small subset holds every class there is and each subset about the whole's class shares.
     """
     if not 0.0 < fraction <= 1.0:
         raise InvalidInputError(f"fraction must lie in (0, 1], got {fraction}")
     patients = sorted(set(patient_ids), key=lambda p: _patient_rank(p, seed))
+    groups = _class_groups(patients, patient_ids, strata)
+    if len(set(groups) - {None}) >= 2:
+        patients = _balanced_prefix_order(groups, len(patients))
     kept = set(patients[:max(1, round(fraction * len(patients)))])
     return [p in kept for p in patient_ids]
+
+
+def _balanced_prefix_order(groups: dict, count: int) -> list[str]:
+    """The patients of `groups` (class group -> patients in hash order; None: no class) in one order whose every
+    prefix is about class-balanced: first one patient of each class group, then, at each place, the group furthest
+    below its share of the prefix so far (the group without a class among them)."""
+    remaining = {group: deque(members) for group, members in groups.items()}
+    order = [remaining[group].popleft() for group in sorted((g for g in groups if g is not None), key=str)]
+    taken = {group: int(group is not None) for group in groups}
+    while len(order) < count:
+        length = len(order) + 1
+        group = min((g for g in groups if remaining[g]),
+                    key=lambda g: (taken[g] - length * len(groups[g]) / count, str(g)))
+        order.append(remaining[group].popleft())
+        taken[group] += 1
+    return order
 
 
 def resolve_patient_overlap(patient_ids: list[str], splits: list[str], where: str = "") -> list[str]:

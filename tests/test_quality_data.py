@@ -28,6 +28,33 @@ def test_patient_subset_is_seeded_nested_and_keeps_whole_patients():
         patient_subset(ids, 0.0)
 
 
+def test_patient_subset_with_classes_starts_with_each_class_and_keeps_the_shares():
+    """With classes (strata), a subset as small as the number of classes holds one patient of each, every larger
+    one about the whole's class shares (within a patient), and the subsets stay nested; patients without a class
+    are kept in their share too."""
+    from collections import Counter
+
+    ids = [f"p{i}" for i in range(1000)]
+    classes = [0] * 800 + [1] * 90 + [2] * 10 + [None] * 100  # None: no single class (unlabelled, several)
+    share = Counter(classes)
+    previous = set()
+    for fraction in (0.004, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0):
+        keep = patient_subset(ids, fraction, seed=1, strata=classes)
+        kept = {p for p, k in zip(ids, keep) if k}
+        assert len(kept) == max(1, round(fraction * len(ids))) and previous <= kept  # its size, nested
+        counts = Counter(c for c, k in zip(classes, keep) if k)
+        assert all(counts[c] >= 1 for c in (0, 1, 2))  # every class, from 4 patients on
+        if fraction >= 0.05:
+            assert all(abs(counts[c] - len(kept) * share[c] / len(ids)) <= 1.5 for c in share), (fraction, counts)
+        previous = kept
+    # a plain hash order would have left the rarest class out of the 1% subset: 10 of its 1,000 patients
+    plain = patient_subset(ids, 0.01, seed=1)
+    assert Counter(c for c, k in zip(classes, plain) if k)[2] == 0
+    # one class or none: the plain seeded order
+    assert patient_subset(ids, 0.1, seed=1, strata=[0] * 1000) == patient_subset(ids, 0.1, seed=1)
+    assert patient_subset(ids, 0.1, seed=1, strata=[None] * 1000) == patient_subset(ids, 0.1, seed=1)
+
+
 def test_train_fraction_subsets_training_patients_only(tmp_path):
     folder = write_shared_layout(tmp_path / "data", patients=20) / "kermany_pediatric"
     split = {"train": 0.5, "test": 0.5}

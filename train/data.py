@@ -72,7 +72,7 @@ def with_skip_hint(error, options: dict | None = None):
 
 def _prepared_subset(splits, options: dict, prepared_dir: str):
     """`splits` with only `options["train_fraction"]` of the training patients (seeded by `subset_seed`)."""
-    from hf_datasets.splits import patient_subset
+    from hf_datasets.splits import patient_subset, single_class
 
     others = sorted(set(options) - set(PREPARED_OPTIONS))
     if others:
@@ -83,7 +83,9 @@ def _prepared_subset(splits, options: dict, prepared_dir: str):
     if fraction is None or "train" not in splits:
         return splits
     train = splits["train"]
-    keep = patient_subset(list(train["patient_id"]), fraction, options.get("subset_seed", 0))
+    columns = train.select_columns(["patient_id", "labels"])  # no image is decoded
+    keep = patient_subset(list(columns["patient_id"]), fraction, options.get("subset_seed", 0),
+                          strata=[single_class(labels) for labels in columns["labels"]])
     return datasets.DatasetDict({**splits, "train": train.select([i for i, kept in enumerate(keep) if kept])})
 
 

@@ -34,7 +34,14 @@ from ..errors import DataError, ImageReadError, InvalidInputError, LayoutError
 from ..images import (IMAGE_SUFFIXES, SIXTEEN_BIT_COLOUR_MODES, encode_png, read_grey, stored_mode, to_bits,
                       upright_size)
 from ..schema import COLUMNS, make_features, make_info
-from ..splits import DEFAULT_FRACTIONS, canonical_split, patient_split, patient_subset, resolve_patient_overlap
+from ..splits import (
+    DEFAULT_FRACTIONS,
+    canonical_split,
+    patient_split,
+    patient_subset,
+    resolve_patient_overlap,
+    single_class,
+)
 
 SKIP_HINT = 'on_error="skip" leaves unreadable files out of the build instead, naming each in a warning'
 SYSTEM_FILES = ("thumbs.db", "ehthumbs.db", "desktop.ini")  # written by Windows beside a folder's files
@@ -405,23 +412,13 @@ def warn_unknown_patients(name: str, records: list[dict], fractions=None, no_who
                       stacklevel=3)
 
 
-def _single_class(record: dict) -> int | None:
-    """The class of a record with exactly one positive label and every other one negative, else None: what the
-    seeded split spreads over its splits (`patient_split`'s strata)."""
-    labels = record.get("labels") or []
-    positives = [index for index, value in enumerate(labels) if value == 1.0]
-    if len(positives) == 1 and sum(value == 0.0 for value in labels) == len(labels) - 1:
-        return positives[0]
-    return None
-
-
 def assign_splits(recipe: Recipe, fractions=None, seed: int = 0, train_fraction: float | None = None,
                   subset_seed: int = 0) -> dict[str, list[dict]]:
     """Group records by split: official splits where given, a seeded patient split of the patients without one
     otherwise (cut by `fractions` among themselves, every class of single-label records spread over the splits:
     `patient_split`'s strata); the result is patient-disjoint. `train_fraction` keeps that
-    share of the training patients (seeded by `subset_seed`, nested across fractions); the other splits are
-    untouched."""
+    share of the training patients (seeded by `subset_seed`, nested across fractions, every class first:
+    `patient_subset`'s strata); the other splits are untouched."""
     records = recipe.records
     if not records:
         raise LayoutError(recipe.data_dir, f"no images found for data set '{recipe.name}'")
@@ -433,7 +430,7 @@ def assign_splits(recipe: Recipe, fractions=None, seed: int = 0, train_fraction:
     if any(s is None for s in official):
         warn_unknown_patients(recipe.name, records, fractions, recipe.no_whole_image)
         unsplit = [p for p, s in zip(patients, official) if s is None]  # those with an official split are not cut
-        classes = [_single_class(r) for r, s in zip(records, official) if s is None]
+        classes = [single_class(r.get("labels")) for r, s in zip(records, official) if s is None]
         drawn = iter(patient_split(unsplit, fractions, seed, strata=classes))
         official = [s or next(drawn) for s in official]
         empty = [name for name, share in (fractions or DEFAULT_FRACTIONS).items() if share > 0 and name not in official]
@@ -447,7 +444,8 @@ def assign_splits(recipe: Recipe, fractions=None, seed: int = 0, train_fraction:
         grouped.setdefault(split, []).append(dict(rec, split=split, patient_id=patient))
     if train_fraction is not None and grouped.get("train"):
         train = grouped["train"]
-        keep = patient_subset([r["patient_id"] for r in train], train_fraction, subset_seed)
+        keep = patient_subset([r["patient_id"] for r in train], train_fraction, subset_seed,
+                              strata=[single_class(r.get("labels")) for r in train])
         grouped["train"] = [r for r, k in zip(train, keep) if k]
     order = {"train": 0, "validation": 1, "test": 2}
     return dict(sorted(grouped.items(), key=lambda kv: (order.get(kv[0], 3), kv[0])))
