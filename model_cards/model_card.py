@@ -1,7 +1,8 @@
 """`write_model_card(model_dir, run)`: the README.md of an exported model, rendered from the run that made it.
 
 The card's YAML carries a `model-index` with every numeric metric and a licence that follows the training data's
-terms (`weights_licence`); the body documents the results of `train.evaluate` found in the folder (`evaluations`,
+terms (`weights_licence`; weights under those terms also get a LICENSE.md that the metadata links to); the body
+documents the results of `train.evaluate` found in the folder (`evaluations`,
 overall and per source), apart from the training run's own, data provenance, preprocessing (read from the folder's
 preprocessor_config.json), architecture and GMML settings (read from its config.json), compute, intended use,
 limitations, the loading snippet and citations. Missing facts render as "not recorded"; local paths are reduced to
@@ -31,6 +32,10 @@ NOT_RECORDED = "not recorded"
 # the cxrgm package's licence: that of the model code files, and of the weights where all their data's terms are
 # permissive
 PACKAGE_LICENCE = "apache-2.0"
+# beside the card of weights under their training data's terms, linked from its `license_link`; written (and removed
+# again when the licence changes) only by `write_model_card`, whose first line tells it from a publisher's own file
+LICENCE_FILE = "LICENSE.md"
+LICENCE_FILE_HEADER = "<!-- Written by cxrgm's model card from the training run's record. -->"
 TEMPLATE = Path(__file__).parent / "model_card_template.md"
 TASKS = {
     "pretraining": ("image-feature-extraction", "Self-supervised GMML pretraining (masked image reconstruction)"),
@@ -497,7 +502,7 @@ def weights_licence(run: dict) -> tuple[dict, str]:
 
     The weights follow their training data's terms (`_restricted_data`): where every data set's terms are known and
     permissive, they carry the package's licence; otherwise `license: other`, with a `license_name` naming the data
-    whose terms apply. A licence the run record states (`license`, the publisher's choice, with its `license_name`
+    whose terms apply and a `license_link` to `LICENCE_FILE`, which `write_model_card` fills. A licence the run record states (`license`, the publisher's choice, with its `license_name`
     where it is `other`) is the metadata's in either case, and the text still says which data's terms apply to the
     weights."""
     restricted = _restricted_data(run)
@@ -511,7 +516,7 @@ def weights_licence(run: dict) -> tuple[dict, str]:
                 "publisher.")
     elif restricted:
         names = "-".join(dict.fromkeys(name for name, _ in restricted))
-        metadata = {"license": "other", "license_name": f"training-data-terms-{names}"}
+        metadata = {"license": "other", "license_name": f"training-data-terms-{names}", "license_link": LICENCE_FILE}
         text = (f"Model weights: subject to the terms of the data they were trained on (hence `license: other`), "
                 f"which are not all permissive: {listed}. Whoever uses the weights must respect each of them. Model "
                 f"code (the `.py` files): {PACKAGE_LICENCE}, the licence of the cxrgm package.")
@@ -727,7 +732,21 @@ def _head(task: str, config: dict) -> str:
 
 
 def write_model_card(model_dir, run: dict) -> Path:
-    """Render the card of the exported model in `model_dir` from `run` and write `model_dir/README.md`."""
-    path = Path(model_dir) / "README.md"
+    """Render the card of the exported model in `model_dir` from `run` and write `model_dir/README.md`; with weights
+    under their training data's terms also `LICENCE_FILE`, the card's Licence section on its own (an earlier one of
+    ours is removed when the licence no longer needs it; a publisher's own file is never touched)."""
+    model_dir = Path(model_dir)
+    path = model_dir / "README.md"
     path.write_text(str(render_model_card(model_dir, run)) + "\n", encoding="utf-8")
+    metadata, text = weights_licence(scrub(run or {}))
+    licence_file = model_dir / LICENCE_FILE
+    ours = licence_file.is_file() and licence_file.read_text(encoding="utf-8").startswith(LICENCE_FILE_HEADER)
+    if metadata.get("license_link") == LICENCE_FILE and (ours or not licence_file.exists()):
+        licence_file.write_text(f"{LICENCE_FILE_HEADER}\n\n# Licence (`{metadata['license_name']}`)\n\n{text}\n",
+                                encoding="utf-8")
+    elif metadata.get("license_link") == LICENCE_FILE:
+        logger.warning("%s holds a %s of its own, which the card's license_link now names: check that it states the "
+                       "training data's terms (the card's Licence section)", model_dir.name, LICENCE_FILE)
+    elif ours:
+        licence_file.unlink()
     return path

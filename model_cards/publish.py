@@ -22,12 +22,12 @@ from huggingface_hub import CommitInfo, HfApi, get_token
 from hf_datasets.errors import InputError, InvalidInputError, MissingInputError
 
 from .dataset_card import holds_site_identifiers, prepared_with, saved_splits_and_labels
-from .model_card import evaluations, write_model_card
+from .model_card import LICENCE_FILE, evaluations, write_model_card
 from .privacy import find_local_paths, is_local_path
 
 logger = logging.getLogger(__name__)
 
-MODEL_OPTIONAL = ("preprocessor_config.json", "metrics.json", "model.safetensors.index.json")
+MODEL_OPTIONAL = ("preprocessor_config.json", "metrics.json", "model.safetensors.index.json", LICENCE_FILE)
 TEXT_SUFFIXES = (".json", ".md", ".txt", ".yaml", ".yml", ".csv")
 # .partial: a shard a killed run left unfinished; cache-*.arrow and tmp*: what `datasets` writes beside a split's
 # shards when a loaded split is mapped or filtered. Each name is matched in the folder and in its split folders.
@@ -257,8 +257,9 @@ def push_model(model_dir, repo_id: str, *, private: bool = True, revision: str |
                                 f"('user/name'), got {base_model!r}")
     check_licence(licence, licence_name)
     token = _resolve_token(token)  # before the card changes: a push refused here leaves the export as it was
-    card = model_dir / "README.md"
+    card, licence_file = model_dir / "README.md", model_dir / LICENCE_FILE
     original = card.read_text(encoding="utf-8")
+    original_licence = licence_file.read_text(encoding="utf-8") if licence_file.is_file() else None
     skipped = sorted(p.name for p in model_dir.iterdir() if p.name not in names)
     if skipped:
         logger.info("Not uploading %s", skipped)
@@ -267,11 +268,16 @@ def push_model(model_dir, repo_id: str, *, private: bool = True, revision: str |
         if base_model:
             set_base_model(model_dir, base_model)
         point_card_at(model_dir, repo_id, revision)
+        names = model_files(model_dir)  # a card written again may have added or removed its licence file
         return _push(model_dir, repo_id, "model", private=private, revision=revision, commit_message=commit_message,
                      token=token, replaced=MODEL_REPLACED, allow_patterns=names)
     except BaseException:
         if card.read_text(encoding="utf-8") != original:  # the repo did not get this card: the export keeps its own
             card.write_text(original, encoding="utf-8")
+        if original_licence is None:
+            licence_file.unlink(missing_ok=True)
+        elif not licence_file.is_file() or licence_file.read_text(encoding="utf-8") != original_licence:
+            licence_file.write_text(original_licence, encoding="utf-8")
         raise
 
 

@@ -478,7 +478,7 @@ def test_dataset_card_states_the_image_size_and_bit_depth_of_the_shards(tmp_path
     assert "Image size and bit depth: not recorded." in write_dataset_card(tmp_path / "saved", ["kermany"]).read_text()
 
 
-def test_the_licence_of_a_cards_weights_follows_the_terms_of_their_training_data(classifier_dir):
+def test_the_licence_of_a_cards_weights_follows_the_terms_of_their_training_data(classifier_dir, caplog):
     """Every card said `license: apache-2.0` unless the run record named another: a model trained on CheXpert
     (non-commercial research use) was published under a licence that allows commercial use. The default follows the
     data now: the package's licence where every source's terms are known and permissive, else `other`, naming the
@@ -506,6 +506,12 @@ def test_the_licence_of_a_cards_weights_follows_the_terms_of_their_training_data
                   "train_datasets": [kermany, {"name": "my_clinic_cxrs", "num_images": 30}]}
     meta, licence, text = card(restricted)
     assert (meta["license"], meta["license_name"]) == ("other", "training-data-terms-chexpert-my-clinic-cxrs")
+    # the Hub links `license: other` to a file of the repo: the Licence section on its own
+    assert meta["license_link"] == "LICENSE.md"
+    licence_file = (classifier_dir / "LICENSE.md").read_text()
+    assert licence_file.startswith("<!-- Written by cxrgm's model card")
+    assert "# Licence (`training-data-terms-chexpert-my-clinic-cxrs`)" in licence_file
+    assert " ".join(licence_file.split("\n\n", 2)[2].split()) == licence
     assert ("subject to the terms of the data they were trained on (hence `license: other`), which are not all "
             "permissive: CheXpert (`chexpert`: Stanford University CheXpert Dataset Research Use Agreement "
             "(non-commercial)); local data `my_clinic_cxrs` (terms not recorded).") in licence
@@ -514,11 +520,21 @@ def test_the_licence_of_a_cards_weights_follows_the_terms_of_their_training_data
 
     meta, licence, text = card({**restricted, "license": "mit"})  # the publisher's choice wins, the data's terms stay
     assert meta["license"] == "mit" and "license_name" not in meta
+    assert "license_link" not in meta and not (classifier_dir / "LICENSE.md").exists()  # ours, removed
     assert licence.startswith("Model weights and code: mit, as stated by the publisher.")
     assert "CheXpert (`chexpert`: Stanford University CheXpert Dataset Research Use Agreement (non-commercial))" \
         in licence and "Those terms apply to the weights as well, whatever licence is stated here." in licence
     meta, licence, text = card({**permissive, "license": "cc-by-4.0"})
     assert meta["license"] == "cc-by-4.0" and "not all permissive" not in licence
+    own = "Acme's own licence text.\n"  # a publisher's file of that name is never overwritten or removed
+    (classifier_dir / "LICENSE.md").write_text(own)
+    with caplog.at_level("WARNING"):
+        meta, licence, text = card(restricted)
+    assert meta["license_link"] == "LICENSE.md" and (classifier_dir / "LICENSE.md").read_text() == own
+    assert "holds a LICENSE.md of its own, which the card's license_link now names" in caplog.text
+    card(permissive)
+    assert (classifier_dir / "LICENSE.md").read_text() == own
+    (classifier_dir / "LICENSE.md").unlink()
 
     # a Hub base model whose data the record does not list, and a pool whose folders were not recorded
     meta, licence, text = card({**permissive, "base_model": "alice/gmml-cxr", "training": {**RUN["training"]},

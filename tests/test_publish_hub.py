@@ -231,6 +231,7 @@ def test_push_commits_exactly_the_export_files_and_the_card_parses_back(export, 
 
     folder = tmp_path / "export"  # the push points the card at its branch: the other tests' export stays as it was
     shutil.copytree(export, folder)
+    assert (folder / "LICENSE.md").is_file()  # the export's card: the training data's terms, linked
     # train.evaluate's results in the export (its default output): shown on the card pushed, not uploaded themselves
     (folder / "eval-test").mkdir()
     (folder / "eval-test" / "metrics.json").write_text(json.dumps(
@@ -260,6 +261,7 @@ def test_push_commits_exactly_the_export_files_and_the_card_parses_back(export, 
     assert {r.dataset_split for r in card.data.eval_results} == {"test"}
     assert card.data.pipeline_tag == "image-classification" and card.data.library_name == "transformers"
     assert card.data.license == "cc-by-nc-4.0" and card.data.license_name is None  # --license; the data's terms stay
+    assert card.data.license_link is None and not (folder / "LICENSE.md").exists()  # nor sent: not in `expected`
     assert "Model weights and code: cc-by-nc-4.0, as stated by the publisher." in card.text
     assert "not all permissive: the training data (not recorded)." in card.text
     assert "Not for clinical use" in card.text and "| Accuracy | 0.7000 | 0.6000 to 0.8000 |" in card.text
@@ -281,6 +283,9 @@ def test_the_card_pushed_names_the_repo_it_is_pushed_to(export, tmp_path):
     assert sent == (before.replace('"alice/cxrgm-tiny"', '"bob/pneumonia"').replace("\n# cxrgm-tiny\n", "\n# pneumonia\n")
                     .replace("\n- name: cxrgm-tiny\n", "\n- name: pneumonia\n"))
     assert (folder / "README.md").read_text() == sent  # the export's card is the one the repo has
+    # its weights follow training data not all permissive: the card's license_link names the file sent beside it
+    assert "license_link: LICENSE.md" in sent
+    assert record["commits"][0]["files"]["LICENSE.md"]["text"] == (folder / "LICENSE.md").read_text()
 
 
 def test_a_card_pushed_to_a_branch_loads_that_branch(export, tmp_path):
@@ -302,10 +307,15 @@ def test_a_card_pushed_to_a_branch_loads_that_branch(export, tmp_path):
 def test_a_push_the_hub_refuses_leaves_the_local_card_as_it_was(export, tmp_path):
     folder = tmp_path / "export"
     shutil.copytree(export, folder)
-    before = (folder / "README.md").read_text()
+    before, licence = (folder / "README.md").read_text(), (folder / "LICENSE.md").read_text()
     result, record = push(["--model_dir", str(folder), "--repo_id", "bob/pneumonia"], tmp_path, refuse_commits=True)
     assert result.returncode != 0 and "403" in result.stderr and record["commits"] == []
     assert (folder / "README.md").read_text() == before
+    # a licence stated on publishing rewrites the card and drops the licence file: refused, both come back
+    result, record = push(["--model_dir", str(folder), "--repo_id", "bob/pneumonia", "--license", "mit"], tmp_path,
+                          refuse_commits=True)
+    assert result.returncode != 0 and record["commits"] == []
+    assert (folder / "README.md").read_text() == before and (folder / "LICENSE.md").read_text() == licence
 
 
 def test_an_export_whose_card_cannot_be_written_again_keeps_it_or_is_refused(export, tmp_path, caplog):
