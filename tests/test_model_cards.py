@@ -779,3 +779,12 @@ def test_card_states_a_label_policy_only_where_the_task_learns_from_labels(class
     text = write_model_card(folder, {"task": "segmentation", "train_datasets": [
         {"name": "my_lungs", "num_images": 20, "splits": ["train"], "label_policy": 'classes=["normal"]'}]}).read_text()
     assert "| none: segmentation learns from the masks, as the data give them | segmentation (this model) |" in text
+
+
+def test_the_per_source_table_has_the_headline_metrics_of_train_evaluate_in_its_order():
+    """The card's per-source columns (model_cards, which does not import train) are train.evaluate's headline metrics:
+    a metric added to one and not the other would be dropped from the table or shown without its results."""
+    from model_cards.model_card import SOURCE_METRICS
+    from train.evaluate import HEADLINE
+
+    assert SOURCE_METRICS == tuple(dict.fromkeys(key for keys in HEADLINE.values() for key in keys))
