@@ -437,6 +437,20 @@ def _evaluation_view(evaluation: dict, task: str, multi_label: bool, labels, run
     }
 
 
+def _per_source_results(evaluated: list[dict]) -> list[tuple[list, str, dict]]:
+    """The headline metrics (`SOURCE_METRICS`) of each source of every `train.evaluate` report with two sources or
+    more (its drift.json), as (names, split, metrics) for the model-index: a site's own numbers, not only pooled."""
+    results = []
+    for evaluation in evaluated:
+        per_source = (evaluation["drift"] or {}).get("metrics")
+        if not isinstance(per_source, dict) or len(per_source) < 2:
+            continue
+        for source, values in sorted(per_source.items()):
+            if isinstance(values, dict):
+                results.append(([source], evaluation["split"], {k: values[k] for k in SOURCE_METRICS if k in values}))
+    return results
+
+
 def _per_source(drift: dict | None, task: str, multi_label: bool) -> dict | None:
     """train.evaluate's drift.json as one table, {"note", "header", "rows"}: a row per source (the in-domain one
     first) with its images and headline metrics (`SOURCE_METRICS`), each with its 95% interval and its change (Δ)
@@ -585,6 +599,7 @@ def render_model_card(model_dir, run: dict) -> ModelCard:
     evaluated_data = _evaluated_data(run)
     pooled_by = eval_dataset.get("name") if eval_dataset.get("name") in POOLING_BUILDERS else None
     measured.append((list(evaluated_data), eval_dataset.get("split"), metrics))
+    measured += _per_source_results(evaluated)
     licence_metadata, licence_text = weights_licence(run)
 
     card_data = ModelCardData(

@@ -674,6 +674,10 @@ def test_card_shows_train_evaluate_results_with_their_intervals_apart_from_the_r
     assert index[("kermany+nih", "test", "Accuracy")] == round(held_out["accuracy"], 6)
     assert index[("not-recorded", "validation", "Accuracy")] == round(validation["accuracy"], 6)
     assert index[("kermany_pediatric", "test", "Accuracy")] == 0.8125  # the training run's, as before
+    for source in ("kermany", "nih"):  # and each source's own headline numbers, as drift.json has them
+        for key, name in (("auroc_macro", "AUROC (macro)"), ("accuracy", "Accuracy"), ("f1_macro", "F1 (macro)")):
+            assert index[(source, "test", name)] == round(drift["metrics"][source][key], 6)
+    assert not any(key[:2] == ("nih", "validation") for key in index)  # that report has no drift.json
     assert not any(name.endswith("ci low") or name == "Decision threshold" for _, _, name in index)
 
     # a model evaluated on the split it was trained on, of its own sources, is said to be scored on what it learnt
