@@ -116,6 +116,24 @@ def test_a_folder_gives_the_image_formats_data_sets_read(tmp_path):
     assert [Path(row["path"]).name for row in rows(table)] == ["a.tiff", "b.bmp", "c.jfif"]
 
 
+def test_a_file_reached_twice_through_the_inputs_is_predicted_once(tmp_path, caplog):
+    """A folder and a file inside it (or two nested folders) named together gave the file two rows of predictions."""
+    folder = tmp_path / "scans"
+    (folder / "follow_up").mkdir(parents=True)
+    first, second = jpegs(2)
+    shutil.copy(first, folder / "a.jpg")
+    shutil.copy(second, folder / "follow_up" / "b.jpg")
+    inputs = [str(folder / "a.jpg"), str(folder), str(folder / "follow_up"), str(tmp_path / "scans" / ".." / "scans")]
+    with caplog.at_level("WARNING"):
+        found = predict.find_images(inputs)
+    assert found == [folder / "a.jpg", folder / "follow_up" / "b.jpg"]  # each where first reached
+    assert "4 of the 6 files found were reached twice through the inputs given: each is predicted once" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert predict.find_images([str(folder)]) == [folder / "a.jpg", folder / "follow_up" / "b.jpg"]
+    assert "reached twice" not in caplog.text
+
+
 def test_a_folders_dicomdir_index_is_not_taken_for_an_image(tmp_path):
     """Every DICOM media export (CD, USB stick, PACS export) holds a DICOMDIR, the index of its files, which has the
     DICM marker but no image: a folder's DICOMDIR is left out as hidden files are, instead of stopping the run

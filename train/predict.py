@@ -40,7 +40,8 @@ def find_images(inputs: list[str]) -> list[Path]:
     image suffix the data set builders read (`IMAGE_SUFFIXES`: PNG, JPEG, TIFF, BMP, GIF, WebP) and DICOM files under
     any name (PACS exports: `IM0001`, `1.2.840...`); hidden files and an export's DICOMDIR (the index of its files, no
     image) are left out. Only files without an image suffix are opened here (to tell DICOM), so that an image file is
-    opened once, when it is read."""
+    opened once, when it is read. A file reached twice (named and inside a folder named too, or under two nested
+    folders) is kept once, where first reached, and the run says how many such repeats it dropped."""
     from hf_datasets.builders.common import walk_files
     from hf_datasets.dicom import is_dicom_directory
     from hf_datasets.images import IMAGE_SUFFIXES, is_dicom_path
@@ -56,7 +57,14 @@ def find_images(inputs: list[str]) -> list[Path]:
             raise MissingInputError(f"No such file or folder: {item}")
     if not files:
         raise InvalidInputError(f"No images (DICOM or {' '.join(IMAGE_SUFFIXES)}) in {inputs}")
-    return files
+    first = {}
+    for path in files:
+        first.setdefault(path.resolve(), path)
+    unique = list(first.values())
+    if len(unique) < len(files):
+        logger.warning("%d of the %d files found were reached twice through the inputs given: each is predicted once",
+                       len(files) - len(unique), len(files))
+    return unique
 
 
 def read_image(path: Path):
