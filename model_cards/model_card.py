@@ -2,10 +2,10 @@
 
 The card's YAML carries a `model-index` with every numeric metric and a licence that follows the training data's
 terms (`weights_licence`; weights under those terms also get a LICENSE.md that the metadata links to); the body
-documents the results of `train.evaluate` found in the folder (`evaluations`,
-overall and per source), apart from the training run's own, data provenance, preprocessing (read from the folder's
-preprocessor_config.json), architecture and GMML settings (read from its config.json), compute, intended use,
-limitations, the loading snippet and citations. Missing facts render as "not recorded"; local paths are reduced to
+documents the results of `train.evaluate` found in the folder (`evaluations`, overall and per source), apart from
+the training run's own, data provenance, preprocessing (read from the folder's preprocessor_config.json),
+architecture and GMML settings (read from its config.json), compute, intended use, limitations, the loading snippet
+and citations. Missing facts render as "not recorded"; local paths are reduced to
 basenames.
 """
 
@@ -516,9 +516,9 @@ def weights_licence(run: dict) -> tuple[dict, str]:
 
     The weights follow their training data's terms (`_restricted_data`): where every data set's terms are known and
     permissive, they carry the package's licence; otherwise `license: other`, with a `license_name` naming the data
-    whose terms apply and a `license_link` to `LICENCE_FILE`, which `write_model_card` fills. A licence the run record states (`license`, the publisher's choice, with its `license_name`
-    where it is `other`) is the metadata's in either case, and the text still says which data's terms apply to the
-    weights."""
+    whose terms apply and a `license_link` to `LICENCE_FILE`, which `write_model_card` fills. A licence the run
+    record states (`license`, the publisher's choice, with its `license_name` where it is `other`) is the metadata's
+    in either case, and the text still says which data's terms apply to the weights."""
     restricted = _restricted_data(run)
     stated = run.get("license") if isinstance(run.get("license"), str) and run["license"].strip() else None
     named = run.get("license_name") if stated == "other" and isinstance(run.get("license_name"), str) \
