@@ -14,13 +14,15 @@
 # packages, bring the folder that `make offline` fills (OFFLINE, default ./offline): its wheels are installed into
 # a temporary folder first, without touching the image's packages, and its cache serves the sample images.
 # SMOKE=1 runs the same commands at a tiny size without compiling (a check of the script on CPU).
-# ROWS=small,e2e (for example) runs only those rows. Five rows run only when named: `small-host` (compiled ViT-S
+# ROWS=small,e2e (for example) runs only those rows. Six rows run only when named: `small-host` (compiled ViT-S
 # fine-tuning beside timm with our stochastic depth off, profiled; about 2 minutes), `small-attention` (our ViT-S rows
 # with CUDA graphs and each scaled_dot_product_attention backend forced: cudnn, flash, efficient, each compiled afresh;
 # about 4 minutes),
 # `small-autotune` (GMML, fine-tuning and timm compiled with `max-autotune`, profiled: whether tuned GEMMs with the
 # bias and GELU fused into their epilogues take the step's GELU traffic off; on the H200 tuning one GEMM shape took
-# 50 s, the GMML model's alone more than 3 minutes: give it a call of its own),
+# 50 s, the GMML model's alone more than 3 minutes: give it a call of its own), `small-residual` (our ViT-S rows with
+# CUDA graphs and the encoder's residual stream in bfloat16, `throughput.py --bf16-residual`: what the float32
+# residual traffic costs; about 1.5 minutes),
 # `small-batch` (ViT-S fine-tuning at batch 64, the quality preset's, where the host bounds the step: the model's
 # step beside the peers, the training loop's step alone and end to end (on DATA's Kermany images, DATA default
 # offline/data, when there, else the sample set), and the loader's time per epoch of those images; about 2
@@ -34,8 +36,8 @@ PYTHON=${PYTHON:-python3}
 OUT=${OUT:-benchmarks/out}
 PEAK=${PEAK:-989}  # dense bf16 TFLOP/s of an H100/H200 SXM, for MFU
 # A comma-separated subset of gpu-tests,small,e2e,small-compiled,small-graphs,base,base-compiled,base-graphs,
-# small-host,small-attention,small-autotune,small-batch,device-smoke (to split the run over calls, or to repeat
-# one); by default all but the last five.
+# small-host,small-attention,small-autotune,small-residual,small-batch,device-smoke (to split the run over calls, or
+# to repeat one); by default all but the last six.
 ROWS=${ROWS:-gpu-tests,small,e2e,small-compiled,small-graphs,base,base-compiled,base-graphs}
 mkdir -p "$OUT"
 log="$OUT/throughput.jsonl"
@@ -127,6 +129,10 @@ fi
 if selected small-autotune; then  # does max-autotune (GEMM epilogues: bias + GELU fused into the matmul) pay?
   row "$first compiled, max-autotune" "$PYTHON" benchmarks/throughput.py --size "$first" "${common[@]}" \
     "${compiled[@]}" --compile-mode max-autotune --only cxrgm_gmml_pretrain,cxrgm_cls,timm "${profile[@]}"
+fi
+if selected small-residual; then  # an experiment: the residual stream in bfloat16 (layer norms still float32)
+  row "$first CUDA graphs, bf16 residual" "$PYTHON" benchmarks/throughput.py --size "$first" "${common[@]}" \
+    "${graphs[@]}" --only "$ours_graphs" --bf16-residual "${profile[@]}"
 fi
 if selected small-batch; then
   row "$first batch 64" "$PYTHON" benchmarks/throughput.py --size "$first" "${small_batch[@]}" --only cls

@@ -75,13 +75,15 @@ def test_gpu_script_attention_row_forces_each_backend_and_runs_alone(tmp_path):
 def test_gpu_script_graphs_host_and_autotune_rows(tmp_path):
     """small-graphs: our GMML step with compiled masks (as training runs it with CUDA graphs; it needs compiling, so
     on CPU fine-tuning alone) and fine-tuning, profiled; small-host: our fine-tuning beside timm with our stochastic
-    depth off, profiled; small-autotune: GMML, fine-tuning and timm with max-autotune, profiled (on CPU, all eager)."""
-    lines = lines_of_gpu_script(tmp_path, "small-graphs,small-host,small-autotune")
+    depth off, profiled; small-autotune: GMML, fine-tuning and timm with max-autotune, profiled; small-residual: the
+    small-graphs rows with the residual stream in bfloat16 (on CPU, all eager)."""
+    lines = lines_of_gpu_script(tmp_path, "small-graphs,small-host,small-autotune,small-residual")
     runs = [line["drop_path"] for line in lines if "drop_path" in line]  # each throughput.py run's header
-    assert runs == [0.1, 0.0, 0.1]
+    assert runs == [0.1, 0.0, 0.1, 0.1]
     names = [line["name"] for line in lines if "img_per_s" in line or "masks_per_s" in line]
     assert names[:1] == ["cxrgm_cls_finetune"]  # no sampler rows, no eager-mask GMML step
-    assert names[1:2] == ["cxrgm_cls_finetune"] and set(names[2:]) >= {"cxrgm_gmml_pretrain", "cxrgm_cls_finetune"}
+    assert names[1:2] == ["cxrgm_cls_finetune"] and set(names[2:4]) == {"cxrgm_gmml_pretrain", "cxrgm_cls_finetune"}
+    assert names[4:] == ["cxrgm_cls_finetune_bf16_residual"]
     tables = (tmp_path / "profiles.txt").read_text().split("\n== ")
     assert sum(table.lstrip("= ").startswith("cxrgm_cls_finetune (size tiny") for table in tables) == 3
 
@@ -244,6 +246,28 @@ def test_inductor_option_sets_the_compiler_config_and_names_the_rows():
         apply_inductor_settings(parse_args(["--compile", "--inductor", "coordinate_descent_tunning=True"]))
     with pytest.raises(SystemExit, match="needs --compile"):
         main(["--inductor", "coordinate_descent_tuning=True"])
+
+
+def test_bf16_residual_experiment_keeps_our_encoders_residual_stream_in_bfloat16():
+    """--bf16-residual (an experiment measuring what the float32 residual stream costs): under bf16 autocast our
+    blocks' outputs are bfloat16 instead of float32; the rows say so; --fp32 is refused."""
+    import pytest
+
+    from benchmarks.throughput import bf16_residual, main, our_config, parse_args, row_suffix
+    from modeling_cxrgm import GroupMaskedViTForImageClassification
+
+    args = parse_args(["--bf16-residual", "--image-size", "32"])
+    assert row_suffix(args) == "_bf16_residual"
+    pixels = torch.randn(2, 1, 32, 32)
+    for hooked, block_dtype in ((False, torch.float32), (True, torch.bfloat16)):
+        torch.manual_seed(0)
+        model = GroupMaskedViTForImageClassification(our_config(args))
+        model = bf16_residual(model) if hooked else model
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model.vit(pixels, output_hidden_states=True)
+        assert {h.dtype for h in out.hidden_states} == {block_dtype}
+    with pytest.raises(SystemExit, match="needs bf16 autocast"):
+        main(["--bf16-residual", "--fp32"])
 
 
 def test_loader_benchmarks_stop_on_a_batch_that_could_not_be_read():
