@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The GPU throughput rows: ViT-S/16 and ViT-B/16 at 224 px, batch 256, bf16, ours beside the peers in the same
 # process, and ViT-S pretraining end to end from prepared shards beside its step-only rate, both with CUDA graphs
-# (benchmarks/pretrain_e2e.py). All default rows: an estimated 12 minutes on one H100/H200, two calls (ROWS=). Rows run in order of value
-# (ViT-S eager and the mask sampler, ViT-S end to end, ViT-S compiled, ViT-S with CUDA graphs, ViT-B eager, ViT-B
-# compiled, ViT-B with CUDA graphs), each on its own: a failing row is reported and the next one still runs; the
-# exit status is 1 if any failed.
+# (benchmarks/pretrain_e2e.py). All default rows: an estimated 10 minutes on one H100/H200 (ROWS= splits them over
+# calls). Rows run in order of value (ViT-S eager and the mask sampler, ViT-S end to end, the compiled anchors and
+# mask samplers, ours with CUDA graphs, the same for ViT-B), each on its own: a failing row is reported and the next
+# one still runs; the exit status is 1 if any failed.
 # Results: JSON lines in $OUT/throughput.jsonl (OUT defaults to benchmarks/out); first (row gpu-tests), the tests
 # that need the GPU (tests/test_masking.py: its masks; tests/test_device_placement.py: no step waits for the device)
 # or its torch (tests/test_compile.py: each model traces as one graph; summary in $OUT/gpu_tests.txt). The ViT-S rows also append each model's top 40 kernels
@@ -14,7 +14,9 @@
 # packages, bring the folder that `make offline` fills (OFFLINE, default ./offline): its wheels are installed into
 # a temporary folder first, without touching the image's packages, and its cache serves the sample images.
 # SMOKE=1 runs the same commands at a tiny size without compiling (a check of the script on CPU).
-# ROWS=small,e2e (for example) runs only those rows. Six rows run only when named: `small-host` (compiled ViT-S
+# ROWS=small,e2e (for example) runs only those rows. Seven rows run only when named: `default-mode` (ours compiled
+# in torch.compile's default mode, without CUDA graphs, ViT-S profiled and ViT-B: GMML with eager and with compiled
+# masks, fine-tuning; about 3 minutes), `small-host` (compiled ViT-S
 # fine-tuning beside timm with our stochastic depth off, profiled; about 2 minutes), `small-attention` (our ViT-S rows
 # with CUDA graphs and each scaled_dot_product_attention backend forced: cudnn, flash, efficient, each compiled afresh;
 # about 4 minutes),
@@ -28,16 +30,17 @@
 # offline/data, when there, else the sample set), and the loader's time per epoch of those images; about 2
 # minutes) and `device-smoke` (not a speed row: every training script once, tiny, on the GPU,
 # $OUT/device_smoke.jsonl; about 3).
-# Measured on one H200: the default rows about 8 minutes before the CUDA-graph rows were added (each about 1.5
-# minutes; compiled SimMIM, about 1 minute, left out since), device-smoke about 3.
+# Measured on one H200: the default rows about 8 minutes before the CUDA-graph rows were added (small-graphs 2.3
+# minutes with its sampler rows, base-graphs 1.3; left out of the defaults since: compiled SimMIM, about 1 minute, and
+# our default-mode rows, now row default-mode), e2e 1.3, device-smoke about 3.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 OUT=${OUT:-benchmarks/out}
 PEAK=${PEAK:-989}  # dense bf16 TFLOP/s of an H100/H200 SXM, for MFU
 # A comma-separated subset of gpu-tests,small,e2e,small-compiled,small-graphs,base,base-compiled,base-graphs,
-# small-host,small-attention,small-autotune,small-residual,small-batch,device-smoke (to split the run over calls, or
-# to repeat one); by default all but the last six.
+# default-mode,small-host,small-attention,small-autotune,small-residual,small-batch,device-smoke (to split the run
+# over calls, or to repeat one); by default all but the last seven.
 ROWS=${ROWS:-gpu-tests,small,e2e,small-compiled,small-graphs,base,base-compiled,base-graphs}
 mkdir -p "$OUT"
 log="$OUT/throughput.jsonl"
@@ -102,20 +105,28 @@ profile=(--profile-file "$OUT/profiles.txt")  # ViT-S rows: top kernels of 3 mor
 selected small && row "$first" "$PYTHON" benchmarks/throughput.py --size "$first" "${common[@]}" "${profile[@]}"
 selected e2e && row "end to end" "$PYTHON" benchmarks/pretrain_e2e.py --mixed-precision bf16 "${e2e[@]}" \
   "${profile[@]}"  # and the loop's step profiled: what it adds to the model's
-# Compiled rows: ours and timm (the targets compare with compiled timm; each compile costs tens of seconds, so no
-# compiled SimMIM), then ours with CUDA graphs (timm gained 1.7% from them on the H200, ours 10-40%).
-# With CUDA graphs the GMML step as training runs it there: masks through torch.compile (Context.compiled_masks; the
-# eager-mask step was 2.8% slower on the H200). A SMOKE run compiles nothing and so has no such row: fine-tuning alone.
+# Compiled rows: the anchor, compiled timm (the targets compare with it; each compile costs tens of seconds, so no
+# compiled SimMIM), with the corruption and mask samplers through torch.compile; then ours with CUDA graphs, the mode
+# the README recommends on a GPU (timm gained 1.7% from them on the H200, ours 10-40%; ours in the default mode:
+# row default-mode). With CUDA graphs the GMML step as training runs it there: masks through torch.compile
+# (Context.compiled_masks; the eager-mask step was 2.8% slower on the H200). A SMOKE run compiles nothing and so has
+# no such row (fine-tuning alone) and no timm.
 ours_graphs=cxrgm_gmml_fused_masks,cxrgm_cls
 selected small-compiled && row "$first compiled" "$PYTHON" benchmarks/throughput.py --size "$first" "${common[@]}" \
-  "${compiled[@]}" --only cxrgm,timm "${profile[@]}"  # with the mask sampler's compiled rows
+  "${compiled[@]}" --only cxrgm_gmml_corruption,timm "${profile[@]}"
 selected small-graphs && row "$first CUDA graphs" "$PYTHON" benchmarks/throughput.py --size "$first" "${common[@]}" \
   "${graphs[@]}" --only "$ours_graphs" "${profile[@]}"  # the profiler sees the kernels inside the graphs
 selected base && row "$second" "$PYTHON" benchmarks/throughput.py --size "$second" "${common[@]}"
 selected base-compiled && row "$second compiled" "$PYTHON" benchmarks/throughput.py --size "$second" "${common[@]}" \
-  "${compiled[@]}" --only cxrgm_gmml_pretrain,cxrgm_cls,timm
+  "${compiled[@]}" --only timm
 selected base-graphs && row "$second CUDA graphs" "$PYTHON" benchmarks/throughput.py --size "$second" "${common[@]}" \
   "${graphs[@]}" --only "$ours_graphs"
+if selected default-mode; then  # training's --torch_compile without reduce-overhead
+  row "$first compiled, default mode" "$PYTHON" benchmarks/throughput.py --size "$first" "${common[@]}" \
+    "${compiled[@]}" --only cxrgm_gmml_pretrain,cxrgm_gmml_fused_masks,cxrgm_cls "${profile[@]}"
+  row "$second compiled, default mode" "$PYTHON" benchmarks/throughput.py --size "$second" "${common[@]}" \
+    "${compiled[@]}" --only cxrgm_gmml_pretrain,cxrgm_gmml_fused_masks,cxrgm_cls
+fi
 if selected small-attention; then
   for backend in "${backends[@]}"; do
     row "$first sdpa $backend" "$PYTHON" benchmarks/throughput.py --size "$first" "${common[@]}" "${graphs[@]}" \

@@ -88,6 +88,17 @@ def test_gpu_script_graphs_host_and_autotune_rows(tmp_path):
     assert sum(table.lstrip("= ").startswith("cxrgm_cls_finetune (size tiny") for table in tables) == 3
 
 
+def test_gpu_script_compiled_rows_time_the_anchors_and_default_mode_times_ours(tmp_path):
+    """small-compiled / base-compiled: the compiled anchors (timm, absent here) and the compiled mask samplers, not
+    our models; default-mode: ours in torch.compile's default mode, ViT-S then ViT-B (on CPU eager: no fused-masks
+    GMML row, which needs compiling)."""
+    lines = lines_of_gpu_script(tmp_path, "small-compiled,base-compiled,default-mode")
+    steps = [line["name"] for line in lines if "img_per_s" in line]
+    assert steps == ["cxrgm_gmml_pretrain", "cxrgm_cls_finetune"] * 2  # default-mode's alone
+    masks = {line["name"] for line in lines if "masks_per_s" in line}
+    assert {"cxrgm_gmml_corruption", "cxrgm_mask_sampler_first_cover"} <= masks
+
+
 def test_gpu_script_small_batch_row_times_the_fine_tuning_step_three_ways(tmp_path):
     """The model's step beside the peers, the training loop's step alone, and end to end through the loader, the
     latter on DATA's labelled Kermany images (a GPU host given offline/data need not also have the sample cache)."""
