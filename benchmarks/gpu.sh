@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
 # The GPU throughput rows: ViT-S/16 and ViT-B/16 at 224 px, batch 256, bf16, ours beside the peers in the same
 # process, and ViT-S pretraining end to end from prepared shards beside its step-only rate, both with CUDA graphs
-# (benchmarks/pretrain_e2e.py). All default rows: an estimated 10 minutes on one H100/H200 (ROWS= splits them over
+# (benchmarks/pretrain_e2e.py). All default rows: an estimated 8.5 minutes on one H100/H200 (ROWS= splits them over
 # calls). Rows run in order of value (ViT-S eager and the mask sampler, ViT-S end to end, the compiled anchors and
 # mask samplers, ours with CUDA graphs, the same for ViT-B), each on its own: a failing row is reported and the next
-# one still runs; the exit status is 1 if any failed.
-# Results: JSON lines in $OUT/throughput.jsonl (OUT defaults to benchmarks/out); first (row gpu-tests), the tests
-# that need the GPU (tests/test_masking.py: its masks; tests/test_device_placement.py: no step waits for the device)
-# or its torch (tests/test_compile.py: each model traces as one graph; summary in $OUT/gpu_tests.txt). The ViT-S rows also append each model's top 40 kernels
+# one still runs; the exit status is 1 if any failed. Each row's wall time follows it in the log ({"row", "seconds"}).
+# Results: JSON lines in $OUT/throughput.jsonl (OUT defaults to benchmarks/out). Row gpu-tests (named, it runs
+# first; about 1.5 minutes): the tests that need the GPU (tests/test_masking.py: its masks;
+# tests/test_device_placement.py: no step waits for the device) or its torch (tests/test_compile.py: each model
+# traces as one graph); summary in $OUT/gpu_tests.txt. The ViT-S rows also append each model's top 40 kernels
 # over 3 profiled steps to $OUT/profiles.txt (the e2e row: 3 steps of the training loop), where the step's time goes,
 # for work without a GPU.
 # Needs no install of this repository (its root goes on PYTHONPATH). On an offline host whose image lacks some
 # packages, bring the folder that `make offline` fills (OFFLINE, default ./offline): its wheels are installed into
 # a temporary folder first, without touching the image's packages, and its cache serves the sample images.
 # SMOKE=1 runs the same commands at a tiny size without compiling (a check of the script on CPU).
-# ROWS=small,e2e (for example) runs only those rows. Seven rows run only when named: `default-mode` (ours compiled
+# ROWS=small,e2e (for example) runs only those rows. Eight rows run only when named: gpu-tests, `default-mode` (ours compiled
 # in torch.compile's default mode, without CUDA graphs, ViT-S profiled and ViT-B: GMML with eager and with compiled
 # masks, fine-tuning; about 3 minutes), `small-host` (compiled ViT-S
 # fine-tuning beside timm with our stochastic depth off, profiled; about 2 minutes), `small-attention` (our ViT-S rows
@@ -31,8 +32,8 @@
 # minutes) and `device-smoke` (not a speed row: every training script once, tiny, on the GPU,
 # $OUT/device_smoke.jsonl; about 3).
 # Measured on one H200: the default rows about 8 minutes before the CUDA-graph rows were added (small-graphs 2.3
-# minutes with its sampler rows, base-graphs 1.3; left out of the defaults since: compiled SimMIM, about 1 minute, and
-# our default-mode rows, now row default-mode), e2e 1.3, device-smoke about 3.
+# minutes with its sampler rows, base-graphs 1.3; left out of the defaults since: compiled SimMIM, about 1 minute,
+# our default-mode rows, now row default-mode, and the GPU tests, now row gpu-tests), e2e 1.3, device-smoke about 3.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -40,8 +41,8 @@ OUT=${OUT:-benchmarks/out}
 PEAK=${PEAK:-989}  # dense bf16 TFLOP/s of an H100/H200 SXM, for MFU
 # A comma-separated subset of gpu-tests,small,e2e,small-compiled,small-graphs,base,base-compiled,base-graphs,
 # default-mode,small-host,small-attention,small-autotune,small-residual,small-batch,device-smoke (to split the run
-# over calls, or to repeat one); by default all but the last seven.
-ROWS=${ROWS:-gpu-tests,small,e2e,small-compiled,small-graphs,base,base-compiled,base-graphs}
+# over calls, or to repeat one); by default all but gpu-tests and the last seven.
+ROWS=${ROWS:-small,e2e,small-compiled,small-graphs,base,base-compiled,base-graphs}
 mkdir -p "$OUT"
 log="$OUT/throughput.jsonl"
 : > "$log"
@@ -83,22 +84,28 @@ else
 fi
 
 failed=()
+timed() {  # timed NAME START: the wall time since START (a $SECONDS value) of the row NAME, a JSON line in the log
+  echo "{\"row\": \"$1\", \"seconds\": $((SECONDS - $2))}" | tee -a "$log"
+}
 row() {  # row NAME COMMAND...: runs one benchmark command, its JSON lines go to the log
-  local name=$1
+  local name=$1 start=$SECONDS
   shift
   echo "== $name" >&2
   if ! "$@" | tee -a "$log"; then
     failed+=("$name")
     echo "{\"failed\": \"$name\"}" | tee -a "$log"
   fi
+  timed "$name" "$start"
 }
 
 selected() { [[ ",$ROWS," == *",$1,"* ]]; }
 
 if [[ "${SMOKE:-0}" != 1 ]] && selected gpu-tests; then  # the GPU's masks equal the CPU's, no step syncs, one graph
+  start=$SECONDS
   "$PYTHON" -m pytest -q -rf -p no:cacheprovider -m "not slow" tests/test_masking.py tests/test_device_placement.py \
     tests/test_compile.py 2>&1 | tail -8 \
     | tee "$OUT/gpu_tests.txt" >&2 || failed+=("gpu tests")
+  timed "gpu tests" "$start"
 fi
 : > "$OUT/profiles.txt"
 profile=(--profile-file "$OUT/profiles.txt")  # ViT-S rows: top kernels of 3 more steps per model, a few seconds each
@@ -108,10 +115,10 @@ selected e2e && row "end to end" "$PYTHON" benchmarks/pretrain_e2e.py --mixed-pr
 # Compiled rows: the anchor, compiled timm (the targets compare with it; each compile costs tens of seconds, so no
 # compiled SimMIM), with the corruption and mask samplers through torch.compile; then ours with CUDA graphs, the mode
 # the README recommends on a GPU (timm gained 1.7% from them on the H200, ours 10-40%; ours in the default mode:
-# row default-mode). With CUDA graphs the GMML step as training runs it there: masks through torch.compile
-# (Context.compiled_masks; the eager-mask step was 2.8% slower on the H200). A SMOKE run compiles nothing and so has
+# row default-mode). With CUDA graphs the GMML step as training runs it there: the corruption through
+# torch.compile (Context.compiled_corruption; the eager-mask step was 2.8% slower on the H200). A SMOKE run compiles nothing and so has
 # no such row (fine-tuning alone) and no timm.
-ours_graphs=cxrgm_gmml_fused_masks,cxrgm_cls
+ours_graphs=cxrgm_gmml_compiled_corruption,cxrgm_cls
 selected small-compiled && row "$first compiled" "$PYTHON" benchmarks/throughput.py --size "$first" "${common[@]}" \
   "${compiled[@]}" --only cxrgm_gmml_corruption,timm "${profile[@]}"
 selected small-graphs && row "$first CUDA graphs" "$PYTHON" benchmarks/throughput.py --size "$first" "${common[@]}" \
@@ -123,9 +130,9 @@ selected base-graphs && row "$second CUDA graphs" "$PYTHON" benchmarks/throughpu
   "${graphs[@]}" --only "$ours_graphs"
 if selected default-mode; then  # training's --torch_compile without reduce-overhead
   row "$first compiled, default mode" "$PYTHON" benchmarks/throughput.py --size "$first" "${common[@]}" \
-    "${compiled[@]}" --only cxrgm_gmml_pretrain,cxrgm_gmml_fused_masks,cxrgm_cls "${profile[@]}"
+    "${compiled[@]}" --only cxrgm_gmml_pretrain,cxrgm_gmml_compiled_corruption,cxrgm_cls "${profile[@]}"
   row "$second compiled, default mode" "$PYTHON" benchmarks/throughput.py --size "$second" "${common[@]}" \
-    "${compiled[@]}" --only cxrgm_gmml_pretrain,cxrgm_gmml_fused_masks,cxrgm_cls
+    "${compiled[@]}" --only cxrgm_gmml_pretrain,cxrgm_gmml_compiled_corruption,cxrgm_cls
 fi
 if selected small-attention; then
   for backend in "${backends[@]}"; do
@@ -163,8 +170,10 @@ if selected small-batch; then
 fi
 if selected device-smoke; then  # last: every training script once, tiny
   echo "== device smoke" >&2
+  start=$SECONDS
   "$PYTHON" -m benchmarks.device_smoke --output_dir "${SMOKE_DIR:-outputs/device_smoke}" | tee "$OUT/device_smoke.jsonl" \
     || failed+=("device smoke")
+  timed "device smoke" "$start"
 fi
 echo "wrote $log"
 if [[ ${#failed[@]} -gt 0 ]]; then

@@ -1,23 +1,27 @@
 """The mask sampler's ways of computing the union of rectangles, timed side by side in interleaved rounds (a busy
-machine slows every way alike): median ms and masks/s per call of `masks_for_targets` at one batch and image size.
+machine slows every way alike): median ms and masks/s per call of `masks_for_targets` at one batch and image size;
+with `--corruption` also the whole GMML corruption (`gmml_corrupt`, two views per image, the config's defaults).
 
     python benchmarks/mask_samplers.py --batch-size 64 --image-size 224 --threads 1
     git show REV:modeling_cxrgm/masking.py > /tmp/masking_before.py   # another version, timed beside this one
-    python benchmarks/mask_samplers.py --baseline /tmp/masking_before.py
+    python benchmarks/mask_samplers.py --baseline /tmp/masking_before.py --corruption --compile
 
-One JSON line per way: `first_cover`, `matmul`, `difference_array`, and with `--baseline` the same unions of that
-file (`baseline_<union>`).
+One JSON line per way: `first_cover`, `matmul`, `difference_array`, with `--corruption` `corruption`, with
+`--compile` the first cover and the corruption through torch.compile (`..._compiled`; compiled before the rounds),
+and with `--baseline` the same ways of that file (`baseline_<way>`).
 """
 
 import argparse
+import functools
 import importlib.util
+import inspect
 import json
 import statistics
 import time
 
 import torch
 
-from modeling_cxrgm import masking
+from modeling_cxrgm import GroupMaskedViTConfig, masking
 
 UNIONS = ("first_cover", "matmul", "difference_array")
 
@@ -37,7 +41,9 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--max-ratio", type=float, default=0.75)
-    parser.add_argument("--baseline", default="", help="another masking.py, each of its unions timed too")
+    parser.add_argument("--baseline", default="", help="another masking.py, each of its ways timed too")
+    parser.add_argument("--corruption", action="store_true", help="also time the whole corruption, gmml_corrupt")
+    parser.add_argument("--compile", action="store_true", help="also time the compiled first cover (and corruption)")
     args = parser.parse_args(argv)
     threads = torch.get_num_threads()
     if args.threads:
@@ -54,14 +60,27 @@ def _time_samplers(args) -> list[dict]:
     generator = torch.Generator(device=device).manual_seed(0)
     targets = masking.draw_mask_targets(args.batch_size, args.max_ratio, generator=generator, device=device)
 
-    def sampler(module, union):
-        return lambda: module.masks_for_targets(targets, args.image_size, args.image_size, generator=generator,
-                                                max_target=args.max_ratio, union=union)
+    config = GroupMaskedViTConfig(image_size=args.image_size, mask_max_ratio=args.max_ratio)
+    views = torch.randn(args.batch_size, 1, args.image_size, args.image_size, device=device)
 
-    ways = {union: sampler(masking, union) for union in UNIONS}
+    def ways_of(module, prefix: str) -> dict:
+        ways = {}
+        for union in UNIONS:
+            ways[prefix + union] = functools.partial(module.masks_for_targets, targets, args.image_size,
+                                                     args.image_size, generator=generator, max_target=args.max_ratio,
+                                                     union=union)
+        if args.compile:
+            ways[prefix + "first_cover_compiled"] = functools.partial(ways[prefix + "first_cover"], compiled=True)
+        if args.corruption:
+            ways[prefix + "corruption"] = functools.partial(module.gmml_corrupt, views, config, generator, views=2)
+            if args.compile:  # earlier versions compiled the masks alone, asked as `compiled_masks`
+                flag = "compiled" if "compiled" in inspect.signature(module.gmml_corrupt).parameters else "compiled_masks"
+                ways[prefix + "corruption_compiled"] = functools.partial(ways[prefix + "corruption"], **{flag: True})
+        return ways
+
+    ways = ways_of(masking, "")
     if args.baseline:
-        baseline = load_baseline(args.baseline)
-        ways.update({f"baseline_{union}": sampler(baseline, union) for union in UNIONS})
+        ways.update(ways_of(load_baseline(args.baseline), "baseline_"))
     seconds = {name: [] for name in ways}
     for name, way in ways.items():  # warm-up
         way()

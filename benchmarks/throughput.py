@@ -1,7 +1,7 @@
 """Training-step throughput of cxrgm beside its peers, in one process on whatever device exists.
 
 Rows (one JSON line each): our full GMML pretraining step (corruption on the device + forward + backward + AdamW;
-with --compile also with the masks computed through torch.compile, `cxrgm_gmml_fused_masks`), our classification fine-tuning step, our mask sampler alone, and the peers measured the same way: HF ViTMAE
+with --compile also with the corruption itself through torch.compile, `cxrgm_gmml_compiled_corruption`), our classification fine-tuning step, our mask sampler alone, and the peers measured the same way: HF ViTMAE
 (encoder sees 25%), HF SimMIM (ViTForMaskedImageModeling: all tokens, like GMML), HF ViT classification, and timm
 ViT classification when timm is installed. A final line gives our/peer ratios.
 
@@ -231,7 +231,7 @@ def measure_masks(args, device: str, config) -> list[dict]:
     """Masks/s of the full GMML corruption (stage-1/stage-2 target mix, fill), then of the mask sampler alone with
     each way of computing the union of rectangles (the device's default is the one the corruption used); with
     `--compile` also the corruption and the first cover and matmul samplers with the masks computed through
-    torch.compile (`compiled_masks=True`, `compiled=True`)."""
+    torch.compile (`gmml_corrupt(..., compiled=True)`, `masks_for_targets(..., compiled=True)`)."""
     from modeling_cxrgm import gmml_corrupt, masks_for_targets
     from modeling_cxrgm.masking import draw_mask_targets
 
@@ -239,8 +239,8 @@ def measure_masks(args, device: str, config) -> list[dict]:
     views = torch.randn(args.batch_size, config.num_channels, args.image_size, args.image_size, device=device)
     targets = draw_mask_targets(args.batch_size, config.mask_max_ratio, generator=generator, device=device)
     jobs = {"cxrgm_gmml_corruption": lambda: gmml_corrupt(views, config, generator)}
-    if args.compile:  # the corruption of the fused-masks GMML row
-        jobs["cxrgm_gmml_corruption_fused_masks"] = lambda: gmml_corrupt(views, config, generator, compiled_masks=True)
+    if args.compile:  # the corruption of the compiled-corruption GMML row
+        jobs["cxrgm_gmml_corruption_compiled"] = lambda: gmml_corrupt(views, config, generator, compiled=True)
     for union in ("first_cover", "matmul", "difference_array"):
         jobs[f"cxrgm_mask_sampler_{union}"] = functools.partial(
             masks_for_targets, targets, args.image_size, args.image_size, align=config.mask_align,
@@ -364,10 +364,12 @@ def main(argv=None) -> list[dict]:
     candidates = {
         "cxrgm_gmml_pretrain": (our_model(GroupMaskedViTForPreTraining),
                                 lambda m: m(pixel_values=grey, generator=generator).loss),
-        # the same step with the masks computed through torch.compile (the corruption itself stays eager)
-        "cxrgm_gmml_fused_masks": (our_model(GroupMaskedViTForPreTraining),
-                                   lambda m: m(pixel_values=grey, **dict(zip(("corrupted", "mask"), gmml_corrupt(
-                                       grey, ours, generator, compiled_masks=True)))).loss),
+        # the same step with the corruption through torch.compile (its draws stay eager), as training runs it with
+        # CUDA graphs
+        "cxrgm_gmml_compiled_corruption": (
+            our_model(GroupMaskedViTForPreTraining),
+            lambda m: m(pixel_values=grey, **dict(zip(("corrupted", "mask"),
+                                                      gmml_corrupt(grey, ours, generator, compiled=True)))).loss),
         "cxrgm_cls_finetune": (our_model(GroupMaskedViTForImageClassification),
                                lambda m: m(pixel_values=grey, labels=targets).loss),
         "hf_vitmae_pretrain": (lambda: ViTMAEForPreTraining(ViTMAEConfig(
@@ -380,7 +382,7 @@ def main(argv=None) -> list[dict]:
             lambda m: m(pixel_values=rgb, labels=targets).loss),
     }
     if not args.compile:  # the CPU's and eager rows: one GMML row
-        del candidates["cxrgm_gmml_fused_masks"]
+        del candidates["cxrgm_gmml_compiled_corruption"]
     try:
         import timm
 
@@ -412,9 +414,9 @@ def main(argv=None) -> list[dict]:
         ratios["gmml_over_hf_simmim" + suffix] = speed_ratio(ours_pretrain, simmim)
         ratios["gmml_saved_activations_over_hf_simmim"] = round(
             ours_pretrain["saved_mib_per_img"] / simmim["saved_mib_per_img"], 3)
-    fused_masks = timed.get("cxrgm_gmml_fused_masks" + suffix)
-    if ours_pretrain and fused_masks:
-        ratios["gmml_fused_masks_over_gmml" + suffix] = speed_ratio(fused_masks, ours_pretrain)
+    compiled_corruption = timed.get("cxrgm_gmml_compiled_corruption" + suffix)
+    if ours_pretrain and compiled_corruption:
+        ratios["gmml_compiled_corruption_over_gmml" + suffix] = speed_ratio(compiled_corruption, ours_pretrain)
     ours_cls = timed.get("cxrgm_cls_finetune" + suffix)
     for peer_name in ("hf_vit_cls_finetune", "timm_vit_cls_finetune"):
         if ours_cls and timed.get(peer_name + suffix):
@@ -422,10 +424,11 @@ def main(argv=None) -> list[dict]:
     masks = next((row["masks_per_s"] for row in rows if row["name"] == "cxrgm_gmml_corruption"), None)
     if masks and ours_pretrain:  # the corruption runs eager inside a compiled model too
         ratios["corruption_share_of_step" + suffix] = round(ours_pretrain["img_per_s"] / masks, 3)
-    fused_corruption = next((row["masks_per_s"] for row in rows if row["name"] == "cxrgm_gmml_corruption_fused_masks"),
-                            None)
-    if fused_corruption and fused_masks:
-        ratios["fused_masks_corruption_share_of_step" + suffix] = round(fused_masks["img_per_s"] / fused_corruption, 3)
+    corruption_compiled = next((row["masks_per_s"] for row in rows if row["name"] == "cxrgm_gmml_corruption_compiled"),
+                               None)
+    if corruption_compiled and compiled_corruption:
+        ratios["compiled_corruption_share_of_step" + suffix] = round(
+            compiled_corruption["img_per_s"] / corruption_compiled, 3)
     print(json.dumps({"ratios": ratios}), flush=True)
     return rows
 

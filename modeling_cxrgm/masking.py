@@ -20,36 +20,43 @@ import torch
 import torch.nn.functional as F
 
 
+def _targets_from_uniforms(uniforms: torch.Tensor, max_ratio: float) -> torch.Tensor:
+    """Target masked fractions from uniforms (B,) in [0, 1): U(0.5, max_ratio), or exactly `max_ratio` when <= 0.5."""
+    if max_ratio <= 0.5:
+        return torch.full_like(uniforms, float(max_ratio))
+    return 0.5 + (max_ratio - 0.5) * uniforms
+
+
 def draw_mask_targets(
     batch_size: int, max_ratio: float, *, generator: torch.Generator | None = None, device=None
 ) -> torch.Tensor:
     """Target masked fractions, float32 (B,): U(0.5, max_ratio), or exactly `max_ratio` when it is <= 0.5."""
-    if max_ratio <= 0.5:
-        return torch.full((batch_size,), float(max_ratio), device=device)
-    uniform = torch.rand(batch_size, generator=generator, device=device)
-    return 0.5 + (max_ratio - 0.5) * uniform
+    return _targets_from_uniforms(torch.rand(batch_size, generator=generator, device=device), max_ratio)
 
 
-def _rectangles_in_cells(
-    count: int, num_images: int, grid_h: int, grid_w: int, align: int, max_side_h: int, max_side_w: int,
-    generator, device,
+def _uniform_integers(uniforms: torch.Tensor, count: int) -> torch.Tensor:
+    """Integers uniform in [0, count) from float32 uniforms in [0, 1), int64 in their shape. The uniforms take 2**24
+    values, so each integer's probability is off by at most count / 2**24 of it (2e-5 at 300 px)."""
+    return (uniforms * count).long().clamp(max=count - 1)
+
+
+_RECTANGLE_DRAWS = 4  # uniforms per rectangle: top, left, height, width
+
+
+def _rectangles_from_uniforms(
+    uniforms: torch.Tensor, grid_h: int, grid_w: int, align: int, max_side_h: int, max_side_w: int
 ) -> tuple[torch.Tensor, ...]:
-    """`count` rectangles per image as (top, bottom, left, right) in cells of `align` px, each (N, count), int64.
+    """Rectangles as (top, bottom, left, right) in cells of `align` px, each (N, K) int64, from uniforms (N, 4, K)
+    in [0, 1).
 
     Corners are uniform on the cell grid; each side is an integer number of pixels uniform in
     [align, max_side) floored to a multiple of `align`; rectangles are clipped to the image.
     """
-    shape = (num_images, count)
-
-    def side(max_side: int) -> torch.Tensor:
-        pixels = align + torch.randint(0, max_side - align, shape, generator=generator, device=device)
-        return pixels // align
-
-    top = torch.randint(0, grid_h, shape, generator=generator, device=device)
-    left = torch.randint(0, grid_w, shape, generator=generator, device=device)
-    bottom = (top + side(max_side_h)).clamp(max=grid_h)
-    right = (left + side(max_side_w)).clamp(max=grid_w)
-    return top, bottom, left, right
+    top = _uniform_integers(uniforms[:, 0], grid_h)
+    left = _uniform_integers(uniforms[:, 1], grid_w)
+    height = (align + _uniform_integers(uniforms[:, 2], max_side_h - align)) // align
+    width = (align + _uniform_integers(uniforms[:, 3], max_side_w - align)) // align
+    return top, (top + height).clamp(max=grid_h), left, (left + width).clamp(max=grid_w)
 
 
 def _corner_positions(rectangles, grid_w: int) -> torch.Tensor:
@@ -157,15 +164,32 @@ def _rectangle_budget(max_target: float, max_block_fraction: float) -> int:
     return 8 + math.ceil(4.0 * math.log(1.0 / (1.0 - max_target)) / mean_area)
 
 
-def _masks_from_rectangles(
-    rectangles: tuple[torch.Tensor, ...], needed: torch.Tensor, grid_h: int, grid_w: int, union: str
+def _block_sides(height: int, width: int, align: int, max_block_fraction: float) -> tuple[int, int]:
+    """The exclusive upper bounds of a block's height and width in px, checked against `align`."""
+    if height % align or width % align:
+        raise ValueError(f"align={align} must divide the image size {height}x{width}")
+    max_side_h = math.ceil(max_block_fraction * height)
+    max_side_w = math.ceil(max_block_fraction * width)
+    if max_side_h <= align or max_side_w <= align:
+        raise ValueError(
+            f"max_block_fraction={max_block_fraction} of {height}x{width} leaves no block side >= align={align}"
+        )
+    return max_side_h, max_side_w
+
+
+def _masks_from_uniforms(
+    uniforms: torch.Tensor, targets: torch.Tensor, height: int, width: int, align: int, max_side_h: int,
+    max_side_w: int, union: str,
 ) -> torch.Tensor:
-    """The sequential loop's masks from each image's K drawn rectangles and its `needed` (N,) cells: bool
-    (N, grid_h, grid_w) in cells. No randomness: a function of its inputs only, so it can be compiled (the draws,
-    with their explicit generator, cannot)."""
-    device = needed.device
-    batch_size = needed.shape[0]
-    num_rectangles = rectangles[0].shape[1]
+    """The sequential loop's masks, bool (N, height, width), from each image's K rectangles drawn as uniforms
+    (N, 4, K) (`_rectangles_from_uniforms`) and its target fraction `targets` (N,). No randomness: a function of
+    its inputs only, so it can be compiled (the draws, with their explicit generator, cannot)."""
+    device = targets.device
+    batch_size = targets.shape[0]
+    grid_h, grid_w = height // align, width // align
+    needed = torch.ceil(targets.float() * grid_h * grid_w - 1e-6).clamp(min=0).to(torch.int64)  # (N,) cells
+    rectangles = _rectangles_from_uniforms(uniforms, grid_h, grid_w, align, max_side_h, max_side_w)
+    num_rectangles = uniforms.shape[2]
     if union == "first_cover":
         first = _first_covering_rectangle(
             rectangles, grid_h, grid_w, torch.bfloat16 if device.type == "cuda" else torch.float32
@@ -176,7 +200,7 @@ def _masks_from_rectangles(
         bins = first.flatten(1).long() + (num_rectangles + 1) * torch.arange(batch_size, device=device)[:, None]
         histogram = torch.zeros(batch_size * (num_rectangles + 1), dtype=torch.int32, device=device)
         histogram.scatter_add_(0, bins.flatten(), torch.ones(1, dtype=torch.int32, device=device).expand(bins.numel()))
-        covered = histogram.view(batch_size, num_rectangles + 1).cumsum(1)  # (B, K + 1): cells under the first n + 1
+        covered = histogram.view(batch_size, num_rectangles + 1).cumsum(1)  # (N, K + 1): cells under the first n + 1
         counts = ((covered < needed[:, None]).sum(1) + 1).clamp(max=num_rectangles)
         counts = torch.where(needed > 0, counts, 0)
         mask = first < counts[:, None, None]
@@ -186,7 +210,7 @@ def _masks_from_rectangles(
             rows, cols = _rectangle_spans(rectangles, grid_h, grid_w, 8)
             union_of_first = functools.partial(_union_by_matmul, rows=rows.to(span_dtype), cols=cols.to(span_dtype))
         else:
-            corners = _corner_positions(rectangles, grid_w)  # (B, 4, K)
+            corners = _corner_positions(rectangles, grid_w)  # (N, 4, K)
             union_of_first = functools.partial(
                 _union_by_difference_array, corners=corners, grid_h=grid_h, grid_w=grid_w
             )
@@ -199,14 +223,16 @@ def _masks_from_rectangles(
             low = torch.where(reached, low, middle)
         high = torch.where(needed > 0, high, torch.zeros_like(high))
         mask = union_of_first(high)
+    if align > 1:
+        mask = mask.repeat_interleave(align, dim=1).repeat_interleave(align, dim=2)
     return mask
 
 
 @functools.cache
-def _compiled_masks_from_rectangles():
-    """`_masks_from_rectangles` through `torch.compile` (one graph per batch and image size): the eager sampler is
+def _compiled_masks_from_uniforms():
+    """`_masks_from_uniforms` through `torch.compile` (one graph per batch and image size): the eager sampler is
     some 70-180 small kernels per call, bound on a GPU by their launches rather than their arithmetic."""
-    return torch.compile(_masks_from_rectangles, dynamic=False)
+    return torch.compile(_masks_from_uniforms, dynamic=False)
 
 
 def masks_for_targets(
@@ -225,48 +251,32 @@ def masks_for_targets(
 
     `max_target`, an upper bound of `targets` known on the host, sets how many rectangles are drawn
     (`_rectangle_budget`); without it the function reads `targets.max()` from the device.
-    `union` picks how the masks are computed from each image's K rectangles, drawn up front; all three give exactly
-    the masks of the sequential "add until covered" loop on them, and nothing is read back from the device:
+    `union` picks how the masks are computed from each image's K rectangles, drawn up front in one call of the
+    generator; all three give exactly the masks of the sequential "add until covered" loop on them, and nothing is
+    read back from the device:
     - "first_cover" (the default): one pass. The first rectangle over each cell (`_first_covering_rectangle`, one
       matrix product); the first n rectangles cover #(first < n) cells, so an image's n follows from a histogram of
-      its indices. On a GPU the bisection's cost is its many small kernels, not their compute: 68 ops (views aside)
-      per call at K = 255, against 139 and 179 for the other two. On a CPU at 224 px it is level with the
+      its indices. On a GPU the bisection's cost is its many small kernels, not their compute: 78 ops (views aside)
+      per call at K = 255, against 149 and 189 for the other two. On a CPU at 224 px it is level with the
       difference array at batch 16-64 and faster at batch 256 (1.7x); slower below 128 px.
     - "matmul" and "difference_array": a batched binary search on n (the union of the first n rectangles grows with
       n), log2(K) + 1 unions, each a bfloat16 (float32 on a CPU) matrix product or a 2-D difference array
       (`_union_by_matmul`, `_union_by_difference_array`).
     The one difference from the loop: an image whose K rectangles do not reach its target (probability of the
     order of 1e-13, see `_rectangle_budget`) gets the union of all K, just short of it.
-    `compiled` computes the masks from the drawn rectangles through `torch.compile` (same masks; the first call per
+    `compiled` computes the masks from the drawn rectangles through torch.compile (same masks; the first call per
     shape compiles).
     """
-    if height % align or width % align:
-        raise ValueError(f"align={align} must divide the image size {height}x{width}")
-    max_side_h = math.ceil(max_block_fraction * height)
-    max_side_w = math.ceil(max_block_fraction * width)
-    if max_side_h <= align or max_side_w <= align:
-        raise ValueError(
-            f"max_block_fraction={max_block_fraction} of {height}x{width} leaves no block side >= align={align}"
-        )
-    device = targets.device
+    max_side_h, max_side_w = _block_sides(height, width, align, max_block_fraction)
     union = union or "first_cover"
     if union not in ("first_cover", "matmul", "difference_array"):
         raise ValueError(f"union must be 'first_cover', 'matmul' or 'difference_array', got {union!r}")
-    batch_size = targets.shape[0]
-    grid_h, grid_w = height // align, width // align
-    needed = torch.ceil(targets.float() * grid_h * grid_w - 1e-6).clamp(min=0).to(torch.int64)  # (B,) cells
-
     if max_target is None:
-        max_target = float(targets.max()) if batch_size else 0.0
-    rectangles = _rectangles_in_cells(
-        _rectangle_budget(max_target, max_block_fraction), batch_size, grid_h, grid_w, align, max_side_h, max_side_w,
-        generator, device,
-    )
-    masks_from_rectangles = _compiled_masks_from_rectangles() if compiled else _masks_from_rectangles
-    mask = masks_from_rectangles(rectangles, needed, grid_h, grid_w, union)
-    if align > 1:
-        mask = mask.repeat_interleave(align, dim=1).repeat_interleave(align, dim=2)
-    return mask
+        max_target = float(targets.max()) if targets.shape[0] else 0.0
+    uniforms = torch.rand(targets.shape[0], _RECTANGLE_DRAWS, _rectangle_budget(max_target, max_block_fraction),
+                          generator=generator, device=targets.device)
+    masks_from_uniforms = _compiled_masks_from_uniforms() if compiled else _masks_from_uniforms
+    return masks_from_uniforms(uniforms, targets, height, width, align, max_side_h, max_side_w, union)
 
 
 def sample_group_masks(
@@ -288,25 +298,71 @@ def sample_group_masks(
     )
 
 
-def _shifted_copy(pixel_values: torch.Tensor, generator) -> torch.Tensor:
-    """Each image rolled by its own random offset (between a quarter and three quarters of each side)."""
+def _shifted_copy(pixel_values: torch.Tensor, vertical: torch.Tensor, horizontal: torch.Tensor) -> torch.Tensor:
+    """Each image rolled by its own offset, between a quarter and three quarters of each side, drawn from uniforms
+    `vertical` and `horizontal` (B,) in [0, 1)."""
     batch_size, _, height, width = pixel_values.shape
     device = pixel_values.device
-    dy = torch.randint(height // 4, max(height // 4 + 1, 3 * height // 4), (batch_size, 1), generator=generator, device=device)
-    dx = torch.randint(width // 4, max(width // 4 + 1, 3 * width // 4), (batch_size, 1), generator=generator, device=device)
-    rows = (torch.arange(height, device=device) + dy) % height  # (B, H)
-    cols = (torch.arange(width, device=device) + dx) % width  # (B, W)
+    dy = height // 4 + _uniform_integers(vertical, max(1, 3 * height // 4 - height // 4))
+    dx = width // 4 + _uniform_integers(horizontal, max(1, 3 * width // 4 - width // 4))
+    rows = (torch.arange(height, device=device) + dy[:, None]) % height  # (B, H)
+    cols = (torch.arange(width, device=device) + dx[:, None]) % width  # (B, W)
     batch_index = torch.arange(batch_size, device=device)[:, None, None]
     shifted = pixel_values.permute(0, 2, 3, 1)[batch_index, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
     return shifted.permute(0, 3, 1, 2)
 
 
+_IMAGE_DRAWS = 5  # uniforms per view besides its rectangles': target, stage, partner image, vertical/horizontal shift
+
+
+def _corruption(
+    pixel_values: torch.Tensor, uniforms: torch.Tensor, noise: torch.Tensor | None, views: int, fill: str,
+    max_ratio: float, replace_prob: float, replace_ratio: float, align: int, max_side_h: int, max_side_w: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`gmml_corrupt` from its draws: uniforms (B, 5 + 4 K) in [0, 1) (`_IMAGE_DRAWS` per view, then its K
+    rectangles') and, for the noise fill, `noise` in the shape of `pixel_values`. No randomness, so it compiles."""
+    batch_size, _, height, width = pixel_values.shape
+    images_per_view = batch_size // views
+    device = pixel_values.device
+    replace = uniforms[:, 1] < replace_prob
+    if images_per_view < 2:  # no other image to take pixels from
+        replace = torch.zeros_like(replace)
+    targets = torch.where(replace, replace_ratio, _targets_from_uniforms(uniforms[:, 0], max_ratio))
+    rectangles = uniforms[:, _IMAGE_DRAWS:].unflatten(1, (_RECTANGLE_DRAWS, -1))  # (B, 4, K)
+    mask = _masks_from_uniforms(rectangles, targets, height, width, align, max_side_h, max_side_w, "first_cover")
+
+    if fill == "noise":
+        filler = noise
+    elif fill == "zeros":
+        filler = torch.zeros_like(pixel_values)
+    else:
+        filler = _shifted_copy(pixel_values, uniforms[:, 3], uniforms[:, 4])
+    if images_per_view > 1:
+        index = torch.arange(batch_size, device=device)
+        position = index % images_per_view
+        shift = 1 + _uniform_integers(uniforms[:, 2], images_per_view - 1)
+        partner = index - position + (position + shift) % images_per_view  # another image of the same view
+        filler = torch.where(replace[:, None, None, None], pixel_values[partner], filler)
+    corrupted = torch.where(mask[:, None], filler, pixel_values)
+    return corrupted, mask
+
+
+@functools.cache
+def _compiled_corruption():
+    """`_corruption` through `torch.compile` (one graph per batch and image size): masks, fill and replacement in
+    a few fused kernels instead of some 60 small ones, and one pass over the pixels instead of four."""
+    return torch.compile(_corruption, dynamic=False)
+
+
 @torch.compiler.disable  # explicit generators are not traced: in a compiled model this runs as the eager code it is
 def gmml_corrupt(
     pixel_values: torch.Tensor, config, generator: torch.Generator | None = None, views: int = 1,
-    compiled_masks: bool = False,
+    compiled: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Corrupt a batch of normalised views for GMML.
+
+    Every random number is drawn up front, in one or two calls of the generator (uniforms for the targets, stages,
+    partner images, shifts and rectangles; the noise); the rest is a function of those draws (`_corruption`).
 
     Args:
         pixel_values: float (B, C, H, W), normalised.
@@ -315,8 +371,8 @@ def gmml_corrupt(
         views: the batch is this many consecutive groups of B / views images, each group one view of the same
             images in the same order (e.g. two augmented views per image); replaced pixels come from another image
             of the view's own group, never from another view of the same image.
-        compiled_masks: compute the masks from the drawn rectangles through torch.compile (`masks_for_targets`'
-            `compiled`): the same masks, in a few fused kernels instead of some 70 small ones.
+        compiled: run everything after the draws through torch.compile: the same output, in a few fused kernels
+            (the first call per shape compiles).
 
     Returns:
         corrupted: (B, C, H, W), same dtype as the input.
@@ -327,35 +383,20 @@ def gmml_corrupt(
     batch_size, _, height, width = pixel_values.shape
     if views < 1 or batch_size % views:
         raise ValueError(f"views={views} must divide the batch size {batch_size}")
-    images_per_view = batch_size // views
-    device = pixel_values.device
-    stage1_targets = draw_mask_targets(batch_size, config.mask_max_ratio, generator=generator, device=device)
-    replace = torch.rand(batch_size, generator=generator, device=device) < config.replace_prob
-    if images_per_view < 2:  # no other image to take pixels from
-        replace = torch.zeros_like(replace)
-    targets = torch.where(replace, torch.full_like(stage1_targets, config.replace_ratio), stage1_targets)
-    mask = masks_for_targets(
-        targets, height, width, align=config.mask_align, max_block_fraction=config.mask_max_block_fraction,
-        generator=generator, max_target=max(config.mask_max_ratio, config.replace_ratio), compiled=compiled_masks,
-    )
-
-    if config.mask_fill == "noise":
-        filler = torch.randn(pixel_values.shape, generator=generator, device=device, dtype=pixel_values.dtype)
-    elif config.mask_fill == "zeros":
-        filler = torch.zeros_like(pixel_values)
-    elif config.mask_fill == "self_copy":
-        filler = _shifted_copy(pixel_values, generator)
-    else:
+    if config.mask_fill not in ("noise", "zeros", "self_copy"):
         raise ValueError(f"Unknown mask_fill {config.mask_fill!r}")
-
-    if images_per_view > 1:
-        index = torch.arange(batch_size, device=device)
-        position = index % images_per_view
-        shift = torch.randint(1, images_per_view, (batch_size,), generator=generator, device=device)
-        partner = index - position + (position + shift) % images_per_view  # another image of the same view
-        filler = torch.where(replace[:, None, None, None], pixel_values[partner], filler)
-    corrupted = torch.where(mask[:, None], filler, pixel_values)
-    return corrupted, mask
+    max_side_h, max_side_w = _block_sides(height, width, config.mask_align, config.mask_max_block_fraction)
+    budget = _rectangle_budget(max(config.mask_max_ratio, config.replace_ratio), config.mask_max_block_fraction)
+    device = pixel_values.device
+    uniforms = torch.rand(batch_size, _IMAGE_DRAWS + _RECTANGLE_DRAWS * budget, generator=generator, device=device)
+    noise = None
+    if config.mask_fill == "noise":
+        noise = torch.randn(pixel_values.shape, generator=generator, device=device, dtype=pixel_values.dtype)
+    corruption = _compiled_corruption() if compiled else _corruption
+    return corruption(
+        pixel_values, uniforms, noise, views, config.mask_fill, config.mask_max_ratio, config.replace_prob,
+        config.replace_ratio, config.mask_align, max_side_h, max_side_w,
+    )
 
 
 __all__ = ["draw_mask_targets", "masks_for_targets", "sample_group_masks", "gmml_corrupt"]

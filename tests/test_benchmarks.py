@@ -46,6 +46,10 @@ def test_gpu_script_smoke_run(tmp_path):
     assert len({path.name for path in tmp_path.iterdir() if path.is_file()}) <= 8  # what a device run brings back
     stages = [json.loads(line) for line in (tmp_path / "device_smoke.jsonl").read_text().splitlines()]
     assert len(stages) == 6 and all(stage["exit_status"] == 0 for stage in stages), stages
+    timings = [row for row in rows if "seconds" in row]  # each row's wall time, after its lines
+    assert [timing["row"] for timing in timings] == ["tiny", "end to end", "device smoke"]
+    assert all(timing["seconds"] >= 0 for timing in timings) and timings[-1] == rows[-1]
+    assert rows.index(timings[0]) > max(rows.index(row) for row in rows if row.get("name") == "cxrgm_cls_finetune")
 
 
 def lines_of_gpu_script(out, rows: str, **env) -> list[dict]:
@@ -73,7 +77,7 @@ def test_gpu_script_attention_row_forces_each_backend_and_runs_alone(tmp_path):
 
 
 def test_gpu_script_graphs_host_and_autotune_rows(tmp_path):
-    """small-graphs: our GMML step with compiled masks (as training runs it with CUDA graphs; it needs compiling, so
+    """small-graphs: our GMML step with the corruption compiled (as training runs it with CUDA graphs; it needs compiling, so
     on CPU fine-tuning alone) and fine-tuning, profiled; small-host: our fine-tuning beside timm with our stochastic
     depth off, profiled; small-autotune: GMML, fine-tuning and timm with max-autotune, profiled; small-residual: the
     small-graphs rows with the residual stream in bfloat16 (on CPU, all eager)."""
@@ -90,7 +94,7 @@ def test_gpu_script_graphs_host_and_autotune_rows(tmp_path):
 
 def test_gpu_script_compiled_rows_time_the_anchors_and_default_mode_times_ours(tmp_path):
     """small-compiled / base-compiled: the compiled anchors (timm, absent here) and the compiled mask samplers, not
-    our models; default-mode: ours in torch.compile's default mode, ViT-S then ViT-B (on CPU eager: no fused-masks
+    our models; default-mode: ours in torch.compile's default mode, ViT-S then ViT-B (on CPU eager: no compiled-corruption
     GMML row, which needs compiling)."""
     lines = lines_of_gpu_script(tmp_path, "small-compiled,base-compiled,default-mode")
     steps = [line["name"] for line in lines if "img_per_s" in line]
@@ -189,10 +193,10 @@ def test_compiled_run_gives_the_corruption_share_of_its_own_step(capsys):
     ratios = json.loads(capsys.readouterr().out.splitlines()[-1])["ratios"]
     share = rates["cxrgm_gmml_pretrain_compiled"] / rates["cxrgm_gmml_corruption"]
     assert ratios["corruption_share_of_step_compiled"] == round(share, 3)
-    fused = rates["cxrgm_gmml_fused_masks_compiled"] / rates["cxrgm_gmml_pretrain_compiled"]
-    assert ratios["gmml_fused_masks_over_gmml_compiled"] == round(fused, 3)
-    fused_share = rates["cxrgm_gmml_fused_masks_compiled"] / rates["cxrgm_gmml_corruption_fused_masks"]
-    assert ratios["fused_masks_corruption_share_of_step_compiled"] == round(fused_share, 3)
+    fused = rates["cxrgm_gmml_compiled_corruption_compiled"] / rates["cxrgm_gmml_pretrain_compiled"]
+    assert ratios["gmml_compiled_corruption_over_gmml_compiled"] == round(fused, 3)
+    fused_share = rates["cxrgm_gmml_compiled_corruption_compiled"] / rates["cxrgm_gmml_corruption_compiled"]
+    assert ratios["compiled_corruption_share_of_step_compiled"] == round(fused_share, 3)
 
 
 
@@ -215,13 +219,14 @@ def test_interleaved_rounds_give_each_row_the_median_of_its_rounds(capsys):
     assert ratios["gmml_over_hf_simmim"] == round(statistics.median(per_round), 3)  # each round's pair, same load
 
 
-def test_mask_sampler_benchmark_times_every_union_beside_a_baseline_file():
+def test_mask_sampler_benchmark_times_every_union_and_the_corruption_beside_a_baseline_file():
     from benchmarks import mask_samplers
 
     baseline = Path(mask_samplers.masking.__file__)  # any masking.py: here this version's own
     rows = mask_samplers.main(["--batch-size", "2", "--image-size", "32", "--rounds", "2", "--threads", "1",
-                               "--baseline", str(baseline)])
-    assert [row["name"] for row in rows] == [*mask_samplers.UNIONS, *(f"baseline_{u}" for u in mask_samplers.UNIONS)]
+                               "--baseline", str(baseline), "--corruption"])
+    ways = [*mask_samplers.UNIONS, "corruption"]
+    assert [row["name"] for row in rows] == [*ways, *(f"baseline_{way}" for way in ways)]
     assert all(row["masks_per_s"] > 0 and row["threads"] == 1 for row in rows)
 
 

@@ -101,7 +101,7 @@ def test_corruption_runs_eagerly_inside_a_compiled_pretraining_model():
 
 def test_the_training_step_computes_the_masks_compiled_when_the_context_says_so():
     """A run with CUDA graphs (--torch_compile_mode reduce-overhead) computes the GMML masks through torch.compile
-    (`Context.compiled_masks`): the same views, corruption and loss as the eager masks."""
+    (`Context.compiled_corruption`): the same views, corruption and loss as the eager corruption."""
     from modeling_cxrgm import masking
     from train.augment import AugmentSpec
     from train.engine import forward
@@ -111,12 +111,12 @@ def test_the_training_step_computes_the_masks_compiled_when_the_context_says_so(
     model = GroupMaskedViTForPreTraining(tiny_config()).train()
     batch = {"pixel_values": torch.randint(0, 256, (3, 1, 32, 32), dtype=torch.uint8)}
     results = []
-    for compiled_masks in (False, True):
-        masking._compiled_masks_from_rectangles.cache_clear()
+    for compiled in (False, True):
+        masking._compiled_corruption.cache_clear()
         ctx = Context(task="pretraining", mean=[0.5], std=[0.25], model_config=model.config,
-                      augment=AugmentSpec(crop_scale=(0.5, 1.0), hflip_p=0.5), compiled_masks=compiled_masks)
+                      augment=AugmentSpec(crop_scale=(0.5, 1.0), hflip_p=0.5), compiled_corruption=compiled)
         loss, outputs, _, _ = forward(model, batch, ctx, torch.Generator().manual_seed(4), train=True)
-        assert masking._compiled_masks_from_rectangles.cache_info().currsize == int(compiled_masks)
+        assert masking._compiled_corruption.cache_info().currsize == int(compiled)
         results.append((loss, outputs.mask, outputs.corrupted))
     (eager_loss, eager_mask, eager_corrupted), (loss, mask, corrupted) = results
     assert torch.equal(mask, eager_mask) and torch.equal(corrupted, eager_corrupted)

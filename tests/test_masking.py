@@ -103,10 +103,16 @@ def test_union_methods_agree_when_the_rectangle_budget_falls_short(budget, monke
     assert torch.equal(masks["matmul"], masks["difference_array"])
     short = coverage(masks["first_cover"]) < targets
     assert short.any() and not short.all()
-    rectangles = masking._rectangles_in_cells(budget, len(targets), 48, 56, 1, math.ceil(0.3 * 48),
-                                              math.ceil(0.3 * 56), torch.Generator().manual_seed(budget), None)
+    rectangles = drawn_rectangles(budget, len(targets), 48, 56, math.ceil(0.3 * 48), math.ceil(0.3 * 56),
+                                  torch.Generator().manual_seed(budget))
     union_of_all = first_covering_rectangle_by_loop(rectangles, 48, 56) < budget
     assert torch.equal(masks["first_cover"][short], union_of_all[short])
+
+
+def drawn_rectangles(count, num_images, grid_h, grid_w, max_side_h, max_side_w, generator):
+    """`count` rectangles per image, drawn as `masks_for_targets` draws them (align 1)."""
+    uniforms = torch.rand(num_images, 4, count, generator=generator)
+    return masking._rectangles_from_uniforms(uniforms, grid_h, grid_w, 1, max_side_h, max_side_w)
 
 
 def first_covering_rectangle_by_loop(rectangles, grid_h, grid_w):
@@ -123,7 +129,7 @@ def first_covering_rectangle_by_loop(rectangles, grid_h, grid_w):
 @pytest.mark.parametrize("count", [1, 84, 85, 86, 255])
 def test_first_covering_rectangle_is_the_first_in_draw_order(count, dtype):
     """Exact across the chunks of 85 rectangles, in float32 and bfloat16 sums."""
-    rectangles = masking._rectangles_in_cells(count, 6, 40, 50, 1, 6, 8, torch.Generator().manual_seed(count), None)
+    rectangles = drawn_rectangles(count, 6, 40, 50, 6, 8, torch.Generator().manual_seed(count))
     first = masking._first_covering_rectangle(rectangles, 40, 50, dtype)
     assert first.dtype == torch.int16 and first.shape == (6, 40, 50)
     reference = first_covering_rectangle_by_loop(rectangles, 40, 50)
@@ -294,12 +300,15 @@ def test_compiled_sampler_gives_the_eager_masks():
         assert (coverage(compiled)[1:] >= targets[1:]).all()
 
 
-def test_corruption_with_compiled_masks_is_the_eager_corruption():
-    """`gmml_corrupt(..., compiled_masks=True)` reaches the compiled sampler from inside the eager corruption."""
+@pytest.mark.parametrize("fill, views", [("noise", 2), ("self_copy", 1)])
+def test_compiled_corruption_is_the_eager_corruption(fill, views):
+    """`gmml_corrupt(..., compiled=True)`: the same masks, fill and replaced pixels from one compiled graph."""
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
-    images = torch.randn(6, 1, 32, 32)
-    eager, compiled = (gmml_corrupt(images, tiny_config(), torch.Generator().manual_seed(3), compiled_masks=flag)
+    images = distinct_images(batch=6)
+    eager, compiled = (gmml_corrupt(images, tiny_config(mask_fill=fill), torch.Generator().manual_seed(3), views=views,
+                                    compiled=flag)
                        for flag in (False, True))
     assert torch.equal(compiled[1], eager[1]) and torch.equal(compiled[0], eager[0])
-    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1
+    assert (coverage(eager[1]) < 0.45).any() and (coverage(eager[1]) >= 0.5).any()  # both stages in the batch
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1

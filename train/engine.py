@@ -65,7 +65,7 @@ def forward(model, batch: dict, ctx, generator: torch.Generator | None, train: b
             images = content_views(images, content)
         pixel_values = normalize(images, ctx.mean, ctx.std)
         corrupted, mask = gmml_corrupt(pixel_values, ctx.model_config, generator, views=2 if train else 1,
-                                       compiled_masks=ctx.compiled_masks)
+                                       compiled=ctx.compiled_corruption)
         outputs = model(pixel_values=pixel_values, corrupted=corrupted, mask=mask)
         return outputs.loss, outputs, pixel_values, mask.float().mean()
     if train and ctx.task == "segmentation":
