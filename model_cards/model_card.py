@@ -517,17 +517,16 @@ def weights_licence(run: dict) -> tuple[dict, str]:
     The weights follow their training data's terms (`_restricted_data`): where every data set's terms are known and
     permissive, they carry the package's licence; otherwise `license: other`, with a `license_name` naming the data
     whose terms apply and a `license_link` to `LICENCE_FILE`, which `write_model_card` fills. A licence the run
-    record states (`license`, the publisher's choice, with its `license_name` where it is `other`) is the metadata's
-    in either case, and the text still says which data's terms apply to the weights."""
+    record states (`license`, the publisher's choice, with its `license_name` and `license_link` where it is
+    `other`) is the metadata's in either case, and the text still says which data's terms apply to the weights."""
     restricted = _restricted_data(run)
-    stated = run.get("license") if isinstance(run.get("license"), str) and run["license"].strip() else None
-    named = run.get("license_name") if stated == "other" and isinstance(run.get("license_name"), str) \
-        and run["license_name"].strip() else None
+    stated, named, link = _stated_licence(run)
     listed = "; ".join(text for _, text in restricted)
     if stated:
-        metadata = {"license": stated, **({"license_name": named} if named else {})}
+        metadata = {"license": stated, **({"license_name": named} if named else {}),
+                    **({"license_link": link} if link else {})}
         text = (f"Model weights and code: {_text(stated)}{f' ({_text(named)})' if named else ''}, as stated by the "
-                "publisher.")
+                "publisher." + (f" Its terms: [{link}]({link})." if link else ""))
     elif restricted:
         names = "-".join(dict.fromkeys(name for name, _ in restricted))
         metadata = {"license": "other", "license_name": f"training-data-terms-{names}", "license_link": LICENCE_FILE}
@@ -544,6 +543,17 @@ def weights_licence(run: dict) -> tuple[dict, str]:
         text += (" The terms of every training source (table above) are permissive: credit each as it asks "
                  "(citations below).")
     return metadata, text
+
+
+def _stated_licence(run: dict) -> tuple[str | None, str | None, str | None]:
+    """The licence the run record states for the weights (the publisher's `--license`), and for `other` its
+    `license_name` and `license_link`: each None where not stated."""
+    def field(key: str) -> str | None:
+        value = run.get(key)
+        return value.strip() if isinstance(value, str) and value.strip() else None
+
+    stated = field("license")
+    return (stated, *((field("license_name"), field("license_link")) if stated == "other" else (None, None)))
 
 
 def _restricted_data(run: dict) -> list[tuple[str, str]]:
@@ -749,17 +759,21 @@ def _head(task: str, config: dict) -> str:
 def write_model_card(model_dir, run: dict) -> Path:
     """Render the card of the exported model in `model_dir` from `run` and write `model_dir/README.md`; with weights
     under their training data's terms also `LICENCE_FILE`, the card's Licence section on its own (an earlier one of
-    ours is removed when the licence no longer needs it; a publisher's own file is never touched)."""
+    ours is removed when the licence no longer needs it; a publisher's own file, also one the stated licence links
+    to, is never touched)."""
     model_dir = Path(model_dir)
     path = model_dir / "README.md"
     path.write_text(str(render_model_card(model_dir, run)) + "\n", encoding="utf-8")
-    metadata, text = weights_licence(scrub(run or {}))
+    record = scrub(run or {})
+    metadata, text = weights_licence(record)
     licence_file = model_dir / LICENCE_FILE
     ours = licence_file.is_file() and licence_file.read_text(encoding="utf-8").startswith(LICENCE_FILE_HEADER)
-    if metadata.get("license_link") == LICENCE_FILE and (ours or not licence_file.exists()):
+    # the card links the training data's terms, which we write, or a publisher's own licence text, theirs to keep
+    links_ours = metadata.get("license_link") == LICENCE_FILE and _stated_licence(record)[2] != LICENCE_FILE
+    if links_ours and (ours or not licence_file.exists()):
         licence_file.write_text(f"{LICENCE_FILE_HEADER}\n\n# Licence (`{metadata['license_name']}`)\n\n{text}\n",
                                 encoding="utf-8")
-    elif metadata.get("license_link") == LICENCE_FILE:
+    elif links_ours:
         logger.warning("%s holds a %s of its own, which the card's license_link now names: check that it states the "
                        "training data's terms (the card's Licence section)", model_dir.name, LICENCE_FILE)
     elif ours:

@@ -22,7 +22,7 @@ from huggingface_hub import CommitInfo, HfApi, get_token
 from hf_datasets.errors import InputError, InvalidInputError, MissingInputError
 
 from .dataset_card import holds_site_identifiers, prepared_with, saved_splits_and_labels
-from .model_card import LICENCE_FILE, evaluations, write_model_card
+from .model_card import LICENCE_FILE, LICENCE_FILE_HEADER, evaluations, write_model_card
 from .privacy import find_local_paths, is_local_path
 
 logger = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ DATASET_SKIPPED = tuple(f"{folder}{name}" for name in ("cache-*.arrow", "*.lock"
                         for folder in ("", "*/"))
 # Files of an earlier push that a new one replaces (deleted from the repo when the new folder lacks them)
 MODEL_REPLACED = ("*.safetensors", "*.safetensors.index.json", *MODEL_OPTIONAL)
-DATASET_REPLACED = ("*.arrow", "*.json")
+DATASET_REPLACED = ("*.arrow", "*.json", LICENCE_FILE)
 # a licence id as the Hub spells them (apache-2.0, cc-by-nc-4.0, llama3.1, other): huggingface_hub ships no list
 LICENCE_ID = re.compile(r"[a-z0-9][a-z0-9.-]*")
 
@@ -124,30 +124,59 @@ def point_card_at(model_dir: Path, repo_id: str, revision: str | None = None) ->
     return before
 
 
-def check_licence(licence: str | None, licence_name: str | None = None) -> None:
+def check_licence(licence: str | None, licence_name: str | None = None, licence_link: str | None = None,
+                  model_dir: Path | None = None) -> None:
     """Refuse a `licence` that is no Hub licence id (lower case: apache-2.0, cc-by-nc-4.0, ..., other; the list at
     https://huggingface.co/docs/hub/repositories-licenses, which is not checked here), `other` without a
-    `licence_name` (an id of the same form naming it), and a `licence_name` for any other licence."""
+    `licence_name` (an id of the same form naming it) and a `licence_link` (where its text is: an https address, or
+    `LICENCE_FILE` of `model_dir`, the publisher's own, sent with the model), and either for any other licence."""
     if licence is None:
-        if licence_name is not None:
-            raise InvalidInputError("--license_name names the licence of --license other: give both")
+        for option, value in (("--license_name", licence_name), ("--license_link", licence_link)):
+            if value is not None:
+                raise InvalidInputError(f"{option} goes with --license other: give both")
         return
     for option, value in (("--license", licence), ("--license_name", licence_name)):
         if value is not None and not LICENCE_ID.fullmatch(value):
             raise InvalidInputError(f"{option} must be a licence id as the Hub spells them, in lower case (e.g. "
                                     f"apache-2.0, cc-by-nc-4.0; see https://huggingface.co/docs/hub/"
                                     f"repositories-licenses), got {value!r}")
-    if licence == "other" and licence_name is None:
+    if licence != "other":
+        for option, value in (("--license_name", licence_name), ("--license_link", licence_link)):
+            if value is not None:
+                raise InvalidInputError(f"{option} names the licence of --license other, not of {licence}")
+        return
+    if licence_name is None:
         raise InvalidInputError("--license other needs --license_name, an id naming the licence (e.g. "
                                 "acme-research-only)")
-    if licence != "other" and licence_name is not None:
-        raise InvalidInputError(f"--license_name names the licence of --license other, not of {licence}")
+    where = (f"an https:// address or {LICENCE_FILE}, a file of the model folder holding the licence's text, sent "
+             "with the model")
+    if licence_link is None:
+        raise InvalidInputError(f"--license other needs --license_link, where its text is: {where}")
+    if licence_link == LICENCE_FILE:
+        if model_dir is not None:
+            _check_publishers_licence_file(model_dir / LICENCE_FILE)
+    elif not re.fullmatch(r"https://[^\s/]+\.[^\s/]+(/\S*)?", licence_link):
+        raise InvalidInputError(f"--license_link must be {where}, got {licence_link!r}")
 
 
-def update_card_from_run(model_dir: Path, licence: str | None = None, licence_name: str | None = None) -> None:
+def _check_publishers_licence_file(path: Path) -> None:
+    """Refuse `--license_link LICENSE.md` where the model folder has no such file, or only the one its card wrote
+    (the training data's terms)."""
+    if not path.is_file():
+        raise MissingInputError(f"--license_link {LICENCE_FILE}: the model folder has no {LICENCE_FILE}; put the "
+                                "licence's text there, or give its https:// address")
+    if path.read_text(encoding="utf-8", errors="replace").startswith(LICENCE_FILE_HEADER):
+        raise InvalidInputError(f"--license_link {LICENCE_FILE}: the model folder's {LICENCE_FILE} is the one its card "
+                                "wrote, the training data's terms, not the licence stated: replace it with the "
+                                "licence's text, or give its https:// address")
+
+
+def update_card_from_run(model_dir: Path, licence: str | None = None, licence_name: str | None = None,
+                         licence_link: str | None = None) -> None:
     """Rewrite the export's card from its run.json when `train.evaluate` has written results into the folder
     (`eval-<split>/metrics.json`, see `model_card.evaluations`), so that the card pushed shows them (the card written
-    at export came before them), or when the publisher states a `licence` (`--license`; `licence_name` for `other`),
+    at export came before them), or when the publisher states a `licence` (`--license`; `licence_name` and
+    `licence_link` for `other`),
     which the card then carries as a `license` field of run.json would: its Licence section still names the
     training data's terms (`weights_licence`). Without run.json the card is kept as it is, with a warning, and a
     licence is refused; a run.json that cannot be read is refused, naming it."""
@@ -176,7 +205,8 @@ def update_card_from_run(model_dir: Path, licence: str | None = None, licence_na
         remedy = "" if licence else ", or move those folders out of the export to publish its card as it is"
         raise InvalidInputError(f"{model_dir.name}/run.json cannot be read ({error}): the card cannot be written to "
                                 f"{purpose}; restore it{remedy}") from error
-    write_model_card(model_dir, {**run, "license": licence, "license_name": licence_name} if licence else run)
+    stated = {"license": licence, "license_name": licence_name, "license_link": licence_link}
+    write_model_card(model_dir, {**run, **stated} if licence else run)
     logger.info("The card is written again from run.json, to %s", purpose)
 
 
@@ -238,12 +268,12 @@ def _push(folder: Path, repo_id: str, repo_type: str, *, private: bool, revision
 def push_model(model_dir, repo_id: str, *, private: bool = True, revision: str | None = None,
                commit_message: str = "Upload cxrgm model", token: str | None = None,
                base_model: str | None = None, licence: str | None = None,
-               licence_name: str | None = None) -> CommitInfo:
+               licence_name: str | None = None, licence_link: str | None = None) -> CommitInfo:
     """Upload an export folder (weights, config, Hub code files, processor, README card, metrics) in one commit.
 
     The repo is created private unless `private=False`; `revision` names a branch (created when missing);
     `base_model` (a repo id) is the model the card says it was fine-tuned from; `licence` (a Hub licence id; `other`
-    with a `licence_name`, see `check_licence`) is the one the card states for the weights. An export holding
+    with a `licence_name` and a `licence_link`, see `check_licence`) is the one the card states for the weights. An export holding
     `train.evaluate` results (`eval-<split>/`), or published with a `licence`, has its card written again from its
     run.json first (`update_card_from_run`). Files outside that list (optimizer states, logs, run records, evaluation
     folders) stay local.
@@ -255,7 +285,7 @@ def push_model(model_dir, repo_id: str, *, private: bool = True, revision: str |
     if base_model is not None and (is_local_path(base_model) or base_model.count("/") != 1):
         raise InvalidInputError(f"--base_model must be the Hub repo id of the model it was fine-tuned from "
                                 f"('user/name'), got {base_model!r}")
-    check_licence(licence, licence_name)
+    check_licence(licence, licence_name, licence_link, model_dir)
     token = _resolve_token(token)  # before the card changes: a push refused here leaves the export as it was
     card, licence_file = model_dir / "README.md", model_dir / LICENCE_FILE
     original = card.read_text(encoding="utf-8")
@@ -264,7 +294,7 @@ def push_model(model_dir, repo_id: str, *, private: bool = True, revision: str |
     if skipped:
         logger.info("Not uploading %s", skipped)
     try:
-        update_card_from_run(model_dir, licence, licence_name)
+        update_card_from_run(model_dir, licence, licence_name, licence_link)
         if base_model:
             set_base_model(model_dir, base_model)
         point_card_at(model_dir, repo_id, revision)

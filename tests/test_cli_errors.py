@@ -341,7 +341,13 @@ def test_publish_refuses_a_licence_that_is_no_hub_id_or_a_data_set_licence(model
     done = script("train.publish", "--model_dir", str(model), "--repo_id", "alice/tiny", "--license", "mit",
                   "--license_name", "acme")
     assert_input_error(done, "--license_name names the licence of --license other, not of mit")
+    done = script("train.publish", "--model_dir", str(model), "--repo_id", "alice/tiny", "--license", "other",
+                  "--license_name", "acme")
+    assert_input_error(done, "--license other needs --license_link, where its text is")
     done = script("train.publish", "--dataset_dir", str(tmp_path), "--repo_id", "alice/set", "--license", "mit")
+    assert_input_error(done, "--license sets a model card's licence: it goes with --model_dir")
+    done = script("train.publish", "--dataset_dir", str(tmp_path), "--repo_id", "alice/set", "--license_link",
+                  "https://acme.example/terms")
     assert_input_error(done, "--license sets a model card's licence: it goes with --model_dir")
 
 

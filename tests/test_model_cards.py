@@ -10,7 +10,7 @@ import torch
 from huggingface_hub import ModelCard, metadata_load
 
 from model_cards import SOURCES, write_dataset_card, write_model_card
-from model_cards.model_card import describe_metric
+from model_cards.model_card import LICENCE_FILE_HEADER, describe_metric
 from model_cards.privacy import find_local_paths, is_local_path, scrub
 from modeling_cxrgm import (
     GroupMaskedViTConfig,
@@ -273,8 +273,19 @@ def test_dataset_card_names_each_source_and_licence(tmp_path):
     assert "CC BY 4.0" in text and "CC BY 3.0" in text and "Germany" in text and "secret_set" in text
     assert "/home" not in text and "| train | 3 |" in text and "| test | 1 |" in text
     assert "Not for clinical use" in text
+    # the sources' licences differ: `other`, linked to a file listing each source's terms, published with the card
+    assert (meta["license_name"], meta["license_link"]) == ("per-source", "LICENSE.md")
+    terms = (tmp_path / "LICENSE.md").read_text()
+    assert "- kermany: CC BY 4.0\n" in terms and "- hannover_covid: CC BY 3.0\n" in terms
+    assert "- secret_set: not recorded\n" in terms and "/home" not in terms
     single = write_dataset_card(tmp_path, ["kermany_pediatric"], splits={"train": 10})
-    assert metadata_load(single)["license"] == "cc-by-4.0"
+    assert metadata_load(single)["license"] == "cc-by-4.0" and "license_link" not in metadata_load(single)
+    assert not (tmp_path / "LICENSE.md").exists()  # ours, no longer linked: removed
+    (tmp_path / "LICENSE.md").write_text("The publisher's own terms\n")
+    write_dataset_card(tmp_path, ["kermany", "chexpert"])
+    assert (tmp_path / "LICENSE.md").read_text() == "The publisher's own terms\n"  # never overwritten
+    write_dataset_card(tmp_path, ["kermany"])
+    assert (tmp_path / "LICENSE.md").read_text() == "The publisher's own terms\n"  # nor removed
 
 
 def test_source_table_covers_every_known_name():
@@ -564,24 +575,45 @@ def test_a_licence_the_publisher_names_on_publishing_is_the_cards_and_the_data_t
     before = (folder / "README.md").read_text()
     update_card_from_run(folder)  # no results, no licence: the card stays
     assert (folder / "README.md").read_text() == before
-    update_card_from_run(folder, "other", "acme-research-only")
+    update_card_from_run(folder, "other", "acme-research-only", "https://acme.example/terms")
     text = (folder / "README.md").read_text()
     meta = metadata_load(folder / "README.md")
     assert (meta["license"], meta["license_name"]) == ("other", "acme-research-only")
+    assert meta["license_link"] == "https://acme.example/terms"
     licence = " ".join(text.split("## Licence")[1].split("## Citation")[0].split())
-    assert licence.startswith("Model weights and code: other (acme-research-only), as stated by the publisher.")
+    assert licence.startswith("Model weights and code: other (acme-research-only), as stated by the publisher. Its "
+                              "terms: [https://acme.example/terms](https://acme.example/terms).")
     assert "CheXpert (`chexpert`: Stanford University CheXpert Dataset Research Use Agreement (non-commercial))" \
         in licence and "Those terms apply to the weights as well, whatever licence is stated here." in licence
     check_licence("cc-by-nc-4.0")
     check_licence(None)
-    for licence, name, message in (
-            ("CC-BY-NC-4.0", None, "--license must be a licence id as the Hub spells them, in lower case"),
-            ("other", "Acme Terms", "--license_name must be a licence id"),
-            ("other", None, "--license other needs --license_name"),
-            ("mit", "acme", "--license_name names the licence of --license other, not of mit"),
-            (None, "acme", "--license_name names the licence of --license other: give both")):
+    check_licence("other", "acme", "https://acme.example/licence.txt")
+    for licence, name, link, message in (
+            ("CC-BY-NC-4.0", None, None, "--license must be a licence id as the Hub spells them, in lower case"),
+            ("other", "Acme Terms", "https://acme.example", "--license_name must be a licence id"),
+            ("other", None, "https://acme.example", "--license other needs --license_name"),
+            ("other", "acme", None, "--license other needs --license_link, where its text is: an https:// address "
+                                    "or LICENSE.md"),
+            ("other", "acme", "http://acme.example/terms", "--license_link must be an https:// address or LICENSE.md"),
+            ("other", "acme", "terms.txt", "--license_link must be an https:// address or LICENSE.md"),
+            ("mit", "acme", None, "--license_name names the licence of --license other, not of mit"),
+            ("mit", None, "https://acme.example", "--license_link names the licence of --license other, not of mit"),
+            (None, "acme", None, "--license_name goes with --license other: give both"),
+            (None, None, "LICENSE.md", "--license_link goes with --license other")):
         with pytest.raises(InvalidInputError, match=re.escape(message)):
-            check_licence(licence, name)
+            check_licence(licence, name, link)
+    # LICENSE.md: the publisher's own text in the model folder, not missing, not the one the card wrote
+    with pytest.raises(MissingInputError, match="--license_link LICENSE.md: the model folder has no LICENSE.md"):
+        check_licence("other", "acme", "LICENSE.md", folder)
+    (folder / "LICENSE.md").write_text(LICENCE_FILE_HEADER + "\n\nthe training data's terms\n")
+    with pytest.raises(InvalidInputError, match="LICENSE.md is the one its card wrote, the training data's terms"):
+        check_licence("other", "acme", "LICENSE.md", folder)
+    (folder / "LICENSE.md").write_text("Acme research-only licence\n")
+    check_licence("other", "acme", "LICENSE.md", folder)
+    update_card_from_run(folder, "other", "acme", "LICENSE.md")
+    assert metadata_load(folder / "README.md")["license_link"] == "LICENSE.md"
+    assert (folder / "LICENSE.md").read_text() == "Acme research-only licence\n"  # theirs, kept
+    (folder / "LICENSE.md").unlink()
     (folder / "run.json").unlink()
     with pytest.raises(MissingInputError, match="model has no run.json to write its card from, to state the licence "
                                                 "mit: export the model again, or publish it without --license"):

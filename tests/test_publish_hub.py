@@ -288,6 +288,28 @@ def test_the_card_pushed_names_the_repo_it_is_pushed_to(export, tmp_path):
     assert record["commits"][0]["files"]["LICENSE.md"]["text"] == (folder / "LICENSE.md").read_text()
 
 
+def test_a_licence_of_the_publishers_own_is_linked_and_sent_with_the_model(export, tmp_path):
+    """--license other --license_link LICENSE.md: the card links the publisher's text, which is sent unchanged (the
+    training data's terms the export's card wrote there are refused as that text)."""
+    from huggingface_hub import ModelCard
+
+    folder = tmp_path / "export"
+    shutil.copytree(export, folder)
+    stated = ["--license", "other", "--license_name", "acme-research-only", "--license_link", "LICENSE.md"]
+    result, record = push(["--model_dir", str(folder), "--repo_id", "bob/pneumonia", *stated], tmp_path)
+    assert result.returncode != 0 and "is the one its card wrote, the training data's terms" in result.stderr
+    assert record["commits"] == []
+    (folder / "LICENSE.md").write_text("# Acme research-only licence\n\nResearch use only.\n")
+    result, record = push(["--model_dir", str(folder), "--repo_id", "bob/pneumonia", *stated], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (commit,) = record["commits"]
+    card = ModelCard(commit["files"]["README.md"]["text"])
+    assert (card.data.license, card.data.license_name, card.data.license_link) == (
+        "other", "acme-research-only", "LICENSE.md")
+    assert commit["files"]["LICENSE.md"]["text"] == "# Acme research-only licence\n\nResearch use only.\n"
+    assert "as stated by the publisher. Its terms: [LICENSE.md](LICENSE.md)." in card.text
+
+
 def test_a_card_pushed_to_a_branch_loads_that_branch(export, tmp_path):
     """Pushed with --revision v1 (a new repo's main stays empty), the card's examples loaded main, which holds no
     model; pushed to main again, the examples load main."""

@@ -7,7 +7,7 @@ Repos are private unless --public. The model folder must hold weights, config.js
 README.md (the card written at export); only those files plus the processor config and metrics.json are sent. An
 export holding train.evaluate results (`eval-<split>/`, its default output) has its card written again from its
 run.json first, to show them; so has one published with `--license ID`, the licence the card then states for the
-weights (its text still names the training data's terms).
+weights (its text still names the training data's terms; `other` needs `--license_name` and `--license_link`).
 """
 
 from __future__ import annotations
@@ -40,11 +40,14 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "published), named as such in the card; default: the one the card names")
     parser.add_argument("--license", default=None, metavar="ID",
                         help="the licence the model card states for the weights, as the Hub spells it (lower case: "
-                             "apache-2.0, cc-by-nc-4.0, ...; other, with --license_name): the card is written again "
-                             "from run.json with it, and still names the terms of the training data; default: the "
-                             "licence those terms give")
+                             "apache-2.0, cc-by-nc-4.0, ...; other, with --license_name and --license_link): the card "
+                             "is written again from run.json with it, and still names the terms of the training data; "
+                             "default: the licence those terms give")
     parser.add_argument("--license_name", default=None, metavar="ID",
                         help="with --license other: a lower-case id naming that licence (e.g. acme-research-only)")
+    parser.add_argument("--license_link", default=None, metavar="URL_OR_FILE",
+                        help="with --license other: where the licence's text is, an https:// address or LICENSE.md "
+                             "(a file of the model folder holding it, sent with the model)")
     return parser.parse_args(argv)
 
 
@@ -57,10 +60,10 @@ def main(argv=None) -> str:
         options["commit_message"] = args.commit_message
     if args.model_dir:
         commit = push_model(args.model_dir, args.repo_id, base_model=args.base_model, licence=args.license,
-                            licence_name=args.license_name, **options)
+                            licence_name=args.license_name, licence_link=args.license_link, **options)
     elif args.base_model:
         raise InvalidInputError("--base_model names a model's base model: it goes with --model_dir")
-    elif args.license is not None or args.license_name is not None:
+    elif any(value is not None for value in (args.license, args.license_name, args.license_link)):
         raise InvalidInputError("--license sets a model card's licence: it goes with --model_dir (a data set's card "
                                 "states its sources' licences)")
     else:
