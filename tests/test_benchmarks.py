@@ -94,11 +94,12 @@ def test_gpu_script_graphs_host_and_autotune_rows(tmp_path):
 
 def test_gpu_script_compiled_rows_time_the_anchors_and_default_mode_times_ours(tmp_path):
     """small-compiled / base-compiled: the compiled anchors (timm, absent here) and the compiled mask samplers, not
-    our models; default-mode: ours in torch.compile's default mode, ViT-S then ViT-B (on CPU eager: no compiled-corruption
-    GMML row, which needs compiling)."""
-    lines = lines_of_gpu_script(tmp_path, "small-compiled,base-compiled,default-mode")
+    our models; base: ViT-B eager, our GMML step beside the SimMIM anchor (speed and peak memory) alone; default-mode:
+    ours in torch.compile's default mode, ViT-S then ViT-B (on CPU eager: no compiled-corruption GMML row, which needs
+    compiling)."""
+    lines = lines_of_gpu_script(tmp_path, "small-compiled,base,base-compiled,default-mode")
     steps = [line["name"] for line in lines if "img_per_s" in line]
-    assert steps == ["cxrgm_gmml_pretrain", "cxrgm_cls_finetune"] * 2  # default-mode's alone
+    assert steps == ["cxrgm_gmml_pretrain", "hf_simmim_pretrain"] + ["cxrgm_gmml_pretrain", "cxrgm_cls_finetune"] * 2
     masks = {line["name"] for line in lines if "masks_per_s" in line}
     assert {"cxrgm_gmml_corruption", "cxrgm_mask_sampler_first_cover"} <= masks
 
