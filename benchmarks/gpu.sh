@@ -23,9 +23,10 @@
 # about 4 minutes),
 # `small-autotune` (GMML, fine-tuning and timm compiled with `max-autotune`, profiled: whether tuned GEMMs with the
 # bias and GELU fused into their epilogues take the step's GELU traffic off; on the H200 tuning one GEMM shape took
-# 50 s, the GMML model's alone more than 3 minutes: give it a call of its own), `small-residual` (our ViT-S rows with
-# CUDA graphs and the encoder's residual stream in bfloat16, `throughput.py --bf16-residual`: what the float32
-# residual traffic costs; about 1.5 minutes),
+# 50 s, the GMML model's alone more than 3 minutes: give it a call of its own), `small-experiments` (our ViT-S GMML
+# step with CUDA graphs, as it is and with each experiment of `throughput.py` on its own, then all together: the
+# encoder's residual stream in bfloat16 (--bf16-residual), query, key and value from three products (--split-qkv),
+# GELU's tanh approximation (--hidden-act gelu_pytorch_tanh); one process each, about 6 minutes),
 # `small-batch` (ViT-S fine-tuning at batch 64, the quality preset's, where the host bounds the step: the model's
 # step beside the peers, the training loop's step alone and end to end (on DATA's Kermany images, DATA default
 # offline/data, when there, else the sample set), and the loader's time per epoch of those images; about 2
@@ -40,7 +41,7 @@ PYTHON=${PYTHON:-python3}
 OUT=${OUT:-benchmarks/out}
 PEAK=${PEAK:-989}  # dense bf16 TFLOP/s of an H100/H200 SXM, for MFU
 # A comma-separated subset of gpu-tests,small,e2e,small-compiled,small-graphs,base,base-compiled,base-graphs,
-# default-mode,small-host,small-attention,small-autotune,small-residual,small-batch,device-smoke (to split the run
+# default-mode,small-host,small-attention,small-autotune,small-experiments,small-batch,device-smoke (to split the run
 # over calls, or to repeat one); by default all but gpu-tests and the last seven.
 ROWS=${ROWS:-small,e2e,small-compiled,small-graphs,base,base-compiled,base-graphs}
 mkdir -p "$OUT"
@@ -119,6 +120,8 @@ selected e2e && row "end to end" "$PYTHON" benchmarks/pretrain_e2e.py --mixed-pr
 # torch.compile (Context.compiled_corruption; the eager-mask step was 2.8% slower on the H200). A SMOKE run compiles nothing and so has
 # no such row (fine-tuning alone) and no timm.
 ours_graphs=cxrgm_gmml_compiled_corruption,cxrgm_cls
+experiment_rows=cxrgm_gmml_compiled_corruption  # on CPU (SMOKE, nothing compiled) the eager GMML step instead
+[[ "${SMOKE:-0}" == 1 ]] && experiment_rows=cxrgm_gmml_pretrain
 selected small-compiled && row "$first compiled" "$PYTHON" benchmarks/throughput.py --size "$first" "${common[@]}" \
   "${compiled[@]}" --only cxrgm_gmml_corruption,timm "${profile[@]}"
 selected small-graphs && row "$first CUDA graphs" "$PYTHON" benchmarks/throughput.py --size "$first" "${common[@]}" \
@@ -151,9 +154,14 @@ if selected small-autotune; then  # does max-autotune (GEMM epilogues: bias + GE
   row "$first compiled, max-autotune" "$PYTHON" benchmarks/throughput.py --size "$first" "${common[@]}" \
     "${compiled[@]}" --compile-mode max-autotune --only cxrgm_gmml_pretrain,cxrgm_cls,timm "${profile[@]}"
 fi
-if selected small-residual; then  # an experiment: the residual stream in bfloat16 (layer norms still float32)
-  row "$first CUDA graphs, bf16 residual" "$PYTHON" benchmarks/throughput.py --size "$first" "${common[@]}" \
-    "${graphs[@]}" --only "$ours_graphs" --bf16-residual "${profile[@]}"
+if selected small-experiments; then  # changes to our encoder not (yet) in the model, each against the step as it is
+  experiments=("" --bf16-residual --split-qkv "--hidden-act gelu_pytorch_tanh"
+               "--bf16-residual --split-qkv --hidden-act gelu_pytorch_tanh")
+  for experiment in "${experiments[@]}"; do  # (word splitting intended: an experiment is zero or more options)
+    # shellcheck disable=SC2086
+    row "$first CUDA graphs ${experiment:-as it is}" "$PYTHON" benchmarks/throughput.py --size "$first" \
+      "${common[@]}" "${graphs[@]}" --only "$experiment_rows" $experiment
+  done
 fi
 if selected small-batch; then
   row "$first batch 64" "$PYTHON" benchmarks/throughput.py --size "$first" "${small_batch[@]}" --only cls

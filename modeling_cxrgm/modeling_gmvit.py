@@ -158,12 +158,17 @@ class GroupMaskedViTAttention(nn.Module):
         self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.qkv_bias)
         self.proj = nn.Linear(config.hidden_size, config.hidden_size)
 
+    def project(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, L, D) -> query, key, value, each (B, heads, L, d): one product with the packed `qkv` weights."""
+        batch_size, length, _ = hidden_states.shape
+        qkv = self.qkv(hidden_states).view(batch_size, length, 3, self.num_heads, self.head_dim)
+        return qkv.permute(2, 0, 3, 1, 4).unbind(0)
+
     def forward(
         self, hidden_states: torch.Tensor, output_attentions: bool = False, **kwargs
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         batch_size, length, _ = hidden_states.shape
-        qkv = self.qkv(hidden_states).view(batch_size, length, 3, self.num_heads, self.head_dim)
-        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, L, d)
+        query, key, value = self.project(hidden_states)
         attention: Callable = eager_attention_forward if output_attentions else ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
         )

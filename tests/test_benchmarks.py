@@ -79,15 +79,16 @@ def test_gpu_script_attention_row_forces_each_backend_and_runs_alone(tmp_path):
 def test_gpu_script_graphs_host_and_autotune_rows(tmp_path):
     """small-graphs: our GMML step with the corruption compiled (as training runs it with CUDA graphs; it needs compiling, so
     on CPU fine-tuning alone) and fine-tuning, profiled; small-host: our fine-tuning beside timm with our stochastic
-    depth off, profiled; small-autotune: GMML, fine-tuning and timm with max-autotune, profiled; small-residual: the
-    small-graphs rows with the residual stream in bfloat16 (on CPU, all eager)."""
-    lines = lines_of_gpu_script(tmp_path, "small-graphs,small-host,small-autotune,small-residual")
+    depth off, profiled; small-autotune: GMML, fine-tuning and timm with max-autotune, profiled; small-experiments: the
+    GMML step as it is, with each experiment, then all of them (on CPU, all eager)."""
+    lines = lines_of_gpu_script(tmp_path, "small-graphs,small-host,small-autotune,small-experiments")
     runs = [line["drop_path"] for line in lines if "drop_path" in line]  # each throughput.py run's header
-    assert runs == [0.1, 0.0, 0.1, 0.1]
+    assert runs == [0.1, 0.0, 0.1] + [0.1] * 5
     names = [line["name"] for line in lines if "img_per_s" in line or "masks_per_s" in line]
     assert names[:1] == ["cxrgm_cls_finetune"]  # no sampler rows, no eager-mask GMML step
     assert names[1:2] == ["cxrgm_cls_finetune"] and set(names[2:4]) == {"cxrgm_gmml_pretrain", "cxrgm_cls_finetune"}
-    assert names[4:] == ["cxrgm_cls_finetune_bf16_residual"]
+    assert names[4:] == ["cxrgm_gmml_pretrain" + suffix for suffix in (
+        "", "_bf16_residual", "_split_qkv", "_gelu_pytorch_tanh", "_bf16_residual_split_qkv_gelu_pytorch_tanh")]
     tables = (tmp_path / "profiles.txt").read_text().split("\n== ")
     assert sum(table.lstrip("= ").startswith("cxrgm_cls_finetune (size tiny") for table in tables) == 3
 
@@ -285,6 +286,37 @@ def test_bf16_residual_experiment_keeps_our_encoders_residual_stream_in_bfloat16
         assert {h.dtype for h in out.hidden_states} == {block_dtype}
     with pytest.raises(SystemExit, match="needs bf16 autocast"):
         main(["--bf16-residual", "--fp32"])
+
+
+def test_split_qkv_experiment_is_the_same_function_with_the_same_parameters():
+    """--split-qkv (three products on slices of the packed qkv weights): the same GMML loss and parameter gradients
+    as the packed projection, and its query, key and value are dense, not views interleaved in one tensor.
+    --hidden-act sets our models' activation; the rows name both."""
+    from benchmarks.throughput import our_config, parse_args, row_suffix, split_qkv
+    from modeling_cxrgm import GroupMaskedViTForPreTraining, gmml_corrupt
+
+    args = parse_args(["--split-qkv", "--hidden-act", "gelu_pytorch_tanh", "--image-size", "32"])
+    assert row_suffix(args) == "_split_qkv_gelu_pytorch_tanh"
+    assert our_config(args).hidden_act == "gelu_pytorch_tanh"
+    config = our_config(parse_args(["--image-size", "32", "--drop-path", "0"]))
+    pixels = torch.randn(4, 1, 32, 32)
+    corrupted, mask = gmml_corrupt(pixels, config, torch.Generator().manual_seed(0))
+    results = []
+    for split in (False, True):
+        torch.manual_seed(0)
+        model = GroupMaskedViTForPreTraining(config)
+        model = split_qkv(model) if split else model
+        loss = model(pixel_values=pixels, corrupted=corrupted, mask=mask).loss
+        loss.backward()
+        results.append((loss, {name: p.grad for name, p in model.named_parameters()}))
+        query, key, value = model.vit.encoder.layers[0].attention.project(torch.randn(2, 5, config.hidden_size))
+        assert query.shape == (2, config.num_attention_heads, 5, config.hidden_size // config.num_attention_heads)
+        assert all(t.transpose(1, 2).is_contiguous() for t in (query, key, value)) == split
+    (loss, grads), (split_loss, split_grads) = results
+    torch.testing.assert_close(split_loss, loss)
+    assert split_grads.keys() == grads.keys()
+    for name, grad in grads.items():
+        torch.testing.assert_close(split_grads[name], grad, msg=name)
 
 
 def test_loader_benchmarks_stop_on_a_batch_that_could_not_be_read():
