@@ -171,7 +171,8 @@ def benchmark(args, rows: datasets.Dataset, output_dir: str, data_name: str) -> 
     ctx = run.Context(task=task, augment=AugmentSpec.from_args(train_args), mean=processor.image_mean,
                       std=processor.image_std, model_config=accelerator.unwrap_model(model).config,
                       lr=peak_learning_rate(train_args, 1), batches_per_epoch=batches, steps_per_epoch=batches,
-                      warmup_steps=batches, compiled_corruption=args.compile_mode == "reduce-overhead")
+                      warmup_steps=batches, compiled_corruption=args.compile_mode == "reduce-overhead",
+                      compiled_augmentation=args.compile_mode == "reduce-overhead")
     print(json.dumps(dict(torch=torch.__version__, python=sys.version.split()[0], task=task, preset=args.preset,
                           device=torch.cuda.get_device_name() if device.type == "cuda" else f"cpu x{torch.get_num_threads()}",
                           image_size=args.image_size, batch=args.batch_size, data=data_name, rows=len(rows),

@@ -741,7 +741,8 @@ def test_auto_label_mode_looks_at_the_evaluation_images_too(tmp_path, capsys):
     saved = json.loads((tmp_path / "run" / "model" / "metrics.json").read_text())
     assert saved["threshold"] == 0.5 and saved["labels_without_auroc"] == {"normal": "only positive"}
     card = (tmp_path / "run" / "model" / "README.md").read_text()
-    assert "- No AUROC (left out of the macro averages): `normal` (only positive)\n- Decision threshold: 0.5" in card
+    assert "\n- No AUROC (left out of the macro averages): `normal` (only positive)\n" in card
+    assert "\n- Decision threshold: 0.5\n" in card  # (after any other note of the trained model's decisions)
     run_training(tiny("classification", tmp_path / "one-hot", eval_split="test", epochs=1))  # the sample set as it is
     assert "single-label: one class per image" in capsys.readouterr().out
 

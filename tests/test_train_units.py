@@ -244,6 +244,25 @@ def test_augment_is_seeded_batched_and_moves_masks():
     assert set(turned.unique().tolist()) == {0, 1, 255}
 
 
+def test_compiled_augmentation_gives_the_eager_views():
+    """`augment(..., compiled=True)` (training with CUDA graphs): one draw of uniforms, then the same views and moved
+    masks through torch.compile, up to float rounding (the compiled bicubic sampling sums in another order)."""
+    torch._dynamo.reset()
+    images = torch.rand(4, 1, 32, 32)
+    masks = torch.zeros(4, 32, 32, dtype=torch.long)
+    masks[:, :, :16] = 1
+    content = torch.tensor([[8, 0, 16, 32], [0, 0, 32, 32]] * 2)
+    spec = AugmentSpec(crop_scale=(0.3, 1.0), hflip_p=0.5, rotation=10.0, jitter_p=1.0, blur_p=0.5)
+    for extra in ({"masks": masks}, {"content": content}):
+        eager, compiled = (augment(images, spec, torch.Generator().manual_seed(5), compiled=flag, **extra)
+                           for flag in (False, True))
+        if "masks" in extra:
+            (eager, eager_masks), (compiled, compiled_masks) = eager, compiled
+            assert (compiled_masks != eager_masks).float().mean() < 0.01  # nearest sampling at ties aside
+        torch.testing.assert_close(compiled, eager, rtol=0, atol=1e-5)
+        assert not torch.allclose(eager, images, atol=0.05)  # views, not the images
+
+
 def test_classification_metrics_match_sklearn():
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 40)

@@ -2,10 +2,13 @@
 
 Runs on the batch's device (GPU or CPU) with one `torch.Generator` on that device, so the same generator state
 gives the same views. Inputs are unit-range images (B, C, H, W); `normalize` maps them to the model's space.
+Every random number of a call is drawn up front, in one call of the generator; the views are a function of those
+draws (`_views`), which `augment(..., compiled=True)` runs through torch.compile.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -34,20 +37,34 @@ class AugmentSpec:
                    args.jitter_p, args.blur_p)
 
 
-def _uniform(shape, low, high, generator, device) -> torch.Tensor:
-    return low + (high - low) * torch.rand(shape, generator=generator, device=device)
+CROP_TRIES = 10  # random-resized-crop draws per image; the first that fits is used
+# uniforms per image of one `augment` call, in the order `_views` reads them: crop areas, crop log aspect ratios, crop
+# centre offsets (x, y), flip, rotation, jitter, brightness, contrast, blur, blur sigma
+DRAWS = (CROP_TRIES, CROP_TRIES, 2, 1, 1, 1, 1, 1, 1, 1)
 
 
-def crop_boxes(batch_size: int, spec: AugmentSpec, generator, device, tries: int = 10,
+def _scaled(uniforms: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """Uniforms in [0, 1) -> U(low, high), in their shape."""
+    return low + (high - low) * uniforms
+
+
+def crop_boxes(batch_size: int, spec: AugmentSpec, generator, device, tries: int = CROP_TRIES,
                aspect: torch.Tensor | None = None) -> torch.Tensor:
     """Random-resized-crop boxes (B, 4): centre x, y in [-1, 1] and width, height as fractions of the image.
 
     Like torchvision: area ~ U(scale), log aspect ~ U(log ratio) in pixels of an image `aspect` (B,) times wider
     than high (None: square); the first of `tries` draws that fits is used, else the whole image.
     """
-    area = _uniform((batch_size, tries), *spec.crop_scale, generator, device)
-    log_ratio = _uniform((batch_size, tries), math.log(spec.crop_ratio[0]), math.log(spec.crop_ratio[1]),
-                         generator, device)
+    uniforms = torch.rand(batch_size, 2 * tries + 2, generator=generator, device=device)
+    return _boxes_from_uniforms(*uniforms.split([tries, tries, 2], 1), spec, aspect)
+
+
+def _boxes_from_uniforms(area_draws: torch.Tensor, ratio_draws: torch.Tensor, offset_draws: torch.Tensor,
+                         spec: AugmentSpec, aspect: torch.Tensor | None) -> torch.Tensor:
+    """`crop_boxes` from its uniforms: (B, tries) for the areas and for the log aspect ratios, (B, 2) for the
+    centre's offsets."""
+    area = _scaled(area_draws, *spec.crop_scale)
+    log_ratio = _scaled(ratio_draws, math.log(spec.crop_ratio[0]), math.log(spec.crop_ratio[1]))
     if aspect is not None:  # a pixel aspect r is a width fraction r / aspect times the height fraction
         log_ratio = log_ratio - aspect.float().log()[:, None]
     width, height = (area * log_ratio.exp()).sqrt(), (area / log_ratio.exp()).sqrt()
@@ -56,7 +73,7 @@ def crop_boxes(batch_size: int, spec: AugmentSpec, generator, device, tries: int
     pick = first.clamp(min=0)[:, None]
     width = torch.where(first >= 0, width.gather(1, pick)[:, 0], torch.ones_like(width[:, 0]))
     height = torch.where(first >= 0, height.gather(1, pick)[:, 0], torch.ones_like(height[:, 0]))
-    offsets = _uniform((batch_size, 2), -1.0, 1.0, generator, device)
+    offsets = _scaled(offset_draws, -1.0, 1.0)
     centre_x, centre_y = offsets[:, 0] * (1 - width), offsets[:, 1] * (1 - height)
     return torch.stack([centre_x, centre_y, width, height], 1)
 
@@ -84,16 +101,18 @@ def content_views(images: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(images.float(), grid, mode="bicubic", padding_mode="border", align_corners=False).clamp(0, 1)
 
 
-def _affine(batch_size: int, spec: AugmentSpec, generator, device, content=None, size: int = 1) -> torch.Tensor:
-    """Sampling grids' affine matrices (B, 2, 3): output coordinates -> input coordinates. With `content` (B, 4),
-    crops are drawn from each image's content instead of its whole padded input."""
+def _affine(draws: tuple[torch.Tensor, ...], spec: AugmentSpec, content=None, size: int = 1) -> torch.Tensor:
+    """Sampling grids' affine matrices (B, 2, 3): output coordinates -> input coordinates, from the crop, flip and
+    rotation uniforms of `draws` (`DRAWS`). With `content` (B, 4), crops are drawn from each image's content instead
+    of its whole padded input."""
+    area_draws, ratio_draws, offset_draws, flip_draws, angle_draws = draws[:5]
     frame = None if content is None else content_boxes(content, size)
     aspect = None if frame is None else frame[:, 2] / frame[:, 3]
-    boxes = crop_boxes(batch_size, spec, generator, device, aspect=aspect)
+    boxes = _boxes_from_uniforms(area_draws, ratio_draws, offset_draws, spec, aspect)
     if frame is not None:
         boxes = _within(boxes, frame)
-    flip = torch.where(torch.rand(batch_size, generator=generator, device=device) < spec.hflip_p, -1.0, 1.0)
-    angle = _uniform(batch_size, -spec.rotation, spec.rotation, generator, device) * math.pi / 180
+    flip = torch.where(flip_draws[:, 0] < spec.hflip_p, -1.0, 1.0)
+    angle = _scaled(angle_draws[:, 0], -spec.rotation, spec.rotation) * math.pi / 180
     cos, sin = angle.cos(), angle.sin()
     sx, sy = boxes[:, 2] * flip, boxes[:, 3]
     row0 = torch.stack([cos * sx, -sin * sy, boxes[:, 0]], 1)
@@ -117,33 +136,49 @@ def _gaussian_blur(images: torch.Tensor, sigma: torch.Tensor, max_sigma: float) 
 
 
 def augment(images: torch.Tensor, spec: AugmentSpec, generator: torch.Generator, masks: torch.Tensor | None = None,
-            content: torch.Tensor | None = None):
+            content: torch.Tensor | None = None, compiled: bool = False):
     """Random views of unit-range images (B, C, H, W) -> (B, C, H, W) in [0, 1]; `masks` (B, H, W) move with them.
 
     Geometry (crop, flip, rotation) is one bicubic `grid_sample` per batch; outside the image is black and, in masks,
     `PAD_LABEL` (ignored by the loss and the metrics, as the image processor's padding is). `content` (B, 4): top,
     left, height, width of each image inside its padded input; crops are then drawn from the image alone, as from
-    the original file (pretraining views, which have no padding to reconstruct).
+    the original file (pretraining views, which have no padding to reconstruct). `compiled`: everything after the
+    one draw of uniforms through torch.compile (the same views up to rounding, in a few fused kernels instead of some
+    100 small ones; the first call per shape compiles).
     Returns the images, or (images, masks) when masks are given.
     """
-    batch_size, _, height, width = images.shape
-    device = images.device
-    theta = _affine(batch_size, spec, generator, device, content, width)
+    uniforms = torch.rand(images.shape[0], sum(DRAWS), generator=generator, device=images.device)
+    return (_compiled_views() if compiled else _views)(images, uniforms, spec, masks, content)
+
+
+@functools.cache
+def _compiled_views():
+    """`_views` through `torch.compile` (one graph per batch shape, spec and masks/content presence)."""
+    return torch.compile(_views, dynamic=False)
+
+
+def _views(images: torch.Tensor, uniforms: torch.Tensor, spec: AugmentSpec, masks: torch.Tensor | None,
+           content: torch.Tensor | None):
+    """`augment` from its uniforms (B, sum(DRAWS)): no randomness, so it compiles."""
+    draws = uniforms.split(DRAWS, 1)
+    jitter_draws, brightness_draws, contrast_draws, blur_draws, sigma_draws = (draw[:, 0] for draw in draws[5:])
+    width = images.shape[-1]
+    theta = _affine(draws, spec, content, width)
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     views = F.grid_sample(images.float(), grid, mode="bicubic", padding_mode="zeros", align_corners=False)
     views = views.clamp(0, 1)
 
-    jitter = torch.rand(batch_size, generator=generator, device=device) < spec.jitter_p
-    brightness = _uniform(batch_size, 1 - spec.jitter, 1 + spec.jitter, generator, device)
-    contrast = _uniform(batch_size, 1 - spec.jitter, 1 + spec.jitter, generator, device)
+    jitter = jitter_draws < spec.jitter_p
+    brightness = _scaled(brightness_draws, 1 - spec.jitter, 1 + spec.jitter)
+    contrast = _scaled(contrast_draws, 1 - spec.jitter, 1 + spec.jitter)
     brightness = torch.where(jitter, brightness, torch.ones_like(brightness))[:, None, None, None]
     contrast = torch.where(jitter, contrast, torch.ones_like(contrast))[:, None, None, None]
     views = (views * brightness).clamp(0, 1)
     mean = views.mean((1, 2, 3), keepdim=True)
     views = ((views - mean) * contrast + mean).clamp(0, 1)
 
-    blur = torch.rand(batch_size, generator=generator, device=device) < spec.blur_p
-    sigma = _uniform(batch_size, *spec.blur_sigma, generator, device)
+    blur = blur_draws < spec.blur_p
+    sigma = _scaled(sigma_draws, *spec.blur_sigma)
     if spec.blur_p > 0:  # blur all, keep the chosen: asking whether any was chosen would wait for the device
         views = torch.where(blur[:, None, None, None], _gaussian_blur(views, sigma, spec.blur_sigma[1]), views)
 

@@ -60,7 +60,8 @@ def forward(model, batch: dict, ctx, generator: torch.Generator | None, train: b
         content = batch.get("content")
         if train:  # both views in one call: each image of the doubled batch draws its own (~120 ops, not twice that)
             images = augment(images.repeat(2, 1, 1, 1), ctx.augment, generator,
-                             content=None if content is None else content.repeat(2, 1))
+                             content=None if content is None else content.repeat(2, 1),
+                             compiled=ctx.compiled_augmentation)
         elif content is not None:
             images = content_views(images, content)
         pixel_values = normalize(images, ctx.mean, ctx.std)
@@ -69,9 +70,9 @@ def forward(model, batch: dict, ctx, generator: torch.Generator | None, train: b
         outputs = model(pixel_values=pixel_values, corrupted=corrupted, mask=mask)
         return outputs.loss, outputs, pixel_values, mask.float().mean()
     if train and ctx.task == "segmentation":
-        images, labels = augment(images, ctx.augment, generator, masks=labels)
+        images, labels = augment(images, ctx.augment, generator, masks=labels, compiled=ctx.compiled_augmentation)
     elif train:
-        images = augment(images, ctx.augment, generator)
+        images = augment(images, ctx.augment, generator, compiled=ctx.compiled_augmentation)
     pixel_values = normalize(images, ctx.mean, ctx.std)  # (masks: the model's loss leaves out their padding)
     outputs = model(pixel_values=pixel_values, labels=labels)
     return outputs.loss, outputs, pixel_values, None
