@@ -160,3 +160,25 @@ def test_a_run_compiled_by_the_launchers_dynamo_backend_exports_plain_weights_an
     assert set(load_file(tmp_path / "model" / "model.safetensors")) == expected
     (last,) = (tmp_path / "checkpoints").iterdir()
     assert set(torch.load(last / "custom_checkpoint_1.pkl", weights_only=False)["shadow"]) == expected
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_a_gpu_the_compiled_augmentation_and_corruption_give_the_eager_ones():
+    """What training runs with CUDA graphs, compiled for the GPU (Triton kernels, the bfloat16 first cover): the same
+    views (up to rounding), moved masks, GMML masks and corrupted pixels as the eager code, at the GPU batch shape."""
+    from train.augment import AugmentSpec, augment
+
+    torch._dynamo.reset()
+    images = torch.rand(64, 1, 224, 224, device="cuda")
+    masks = (torch.rand(64, 224, 224, device="cuda") < 0.5).long()
+    spec = AugmentSpec(crop_scale=(0.3, 1.0), hflip_p=0.5, rotation=10.0, jitter_p=0.5, blur_p=0.5)
+    (views, moved), (compiled_views, compiled_moved) = (
+        augment(images, spec, torch.Generator("cuda").manual_seed(0), masks=masks, compiled=flag) for flag in (False, True))
+    torch.testing.assert_close(compiled_views, views, rtol=0, atol=1e-4)
+    assert (compiled_moved != moved).float().mean() < 1e-3  # nearest sampling at exact ties aside
+    config = tiny_config(image_size=224, patch_size=16)
+    for fill in ("noise", "self_copy"):
+        config.mask_fill = fill
+        eager, compiled = (gmml_corrupt(views, config, torch.Generator("cuda").manual_seed(1), views=2, compiled=flag)
+                           for flag in (False, True))
+        assert torch.equal(compiled[1], eager[1]) and torch.equal(compiled[0], eager[0]), fill
