@@ -99,11 +99,13 @@ def test_corruption_runs_eagerly_inside_a_compiled_pretraining_model():
     torch.testing.assert_close(actual.loss, expected.loss, rtol=1e-5, atol=1e-6)
 
 
-def test_the_training_step_computes_the_masks_compiled_when_the_context_says_so():
-    """A run with CUDA graphs (--torch_compile_mode reduce-overhead) computes the GMML masks through torch.compile
-    (`Context.compiled_corruption`): the same views, corruption and loss as the eager corruption."""
+def test_the_training_step_compiles_corruption_and_augmentation_when_the_context_says_so():
+    """A run with CUDA graphs (--torch_compile_mode reduce-overhead) runs the GMML corruption
+    (`Context.compiled_corruption`) and the augmentation (`Context.compiled_augmentation`) through torch.compile: the
+    same corruption and loss as the eager corruption; with the augmentation too, the same masks (they depend on the
+    draws alone) and views, corruption and loss up to rounding."""
     from modeling_cxrgm import masking
-    from train.augment import AugmentSpec
+    from train import augment
     from train.engine import forward
     from train.run import Context
 
@@ -111,16 +113,23 @@ def test_the_training_step_computes_the_masks_compiled_when_the_context_says_so(
     model = GroupMaskedViTForPreTraining(tiny_config()).train()
     batch = {"pixel_values": torch.randint(0, 256, (3, 1, 32, 32), dtype=torch.uint8)}
     results = []
-    for compiled in (False, True):
+    for corruption, augmentation in ((False, False), (True, False), (True, True)):
         masking._compiled_corruption.cache_clear()
+        augment._compiled_views.cache_clear()
         ctx = Context(task="pretraining", mean=[0.5], std=[0.25], model_config=model.config,
-                      augment=AugmentSpec(crop_scale=(0.5, 1.0), hflip_p=0.5), compiled_corruption=compiled)
-        loss, outputs, _, _ = forward(model, batch, ctx, torch.Generator().manual_seed(4), train=True)
-        assert masking._compiled_corruption.cache_info().currsize == int(compiled)
-        results.append((loss, outputs.mask, outputs.corrupted))
-    (eager_loss, eager_mask, eager_corrupted), (loss, mask, corrupted) = results
-    assert torch.equal(mask, eager_mask) and torch.equal(corrupted, eager_corrupted)
+                      augment=augment.AugmentSpec(crop_scale=(0.5, 1.0), hflip_p=0.5, blur_p=0.5),
+                      compiled_corruption=corruption, compiled_augmentation=augmentation)
+        loss, outputs, views, _ = forward(model, batch, ctx, torch.Generator().manual_seed(4), train=True)
+        assert masking._compiled_corruption.cache_info().currsize == int(corruption)
+        assert augment._compiled_views.cache_info().currsize == int(augmentation)
+        results.append((loss, outputs.mask, outputs.corrupted, views))
+    (eager_loss, eager_mask, eager_corrupted, eager_views), (loss, mask, corrupted, views) = results[:2]
+    assert torch.equal(mask, eager_mask) and torch.equal(corrupted, eager_corrupted) and torch.equal(views, eager_views)
     torch.testing.assert_close(loss, eager_loss)
+    loss, mask, corrupted, views = results[2]
+    assert torch.equal(mask, eager_mask)
+    for actual, expected in ((views, eager_views), (corrupted, eager_corrupted), (loss, eager_loss)):
+        torch.testing.assert_close(actual, expected, rtol=0, atol=1e-4)
 
 
 @pytest.mark.slow
