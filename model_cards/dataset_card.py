@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 from huggingface_hub import DatasetCard, DatasetCardData
 
+from .model_card import LICENCE_FILE, write_licence_file
 from .privacy import find_local_paths, scrub
 from .sources import code, describe, lookup
 
-logger = logging.getLogger(__name__)
 TEMPLATE = Path(__file__).parent / "dataset_card_template.md"
 SPDX = {"CC BY 4.0": "cc-by-4.0", "CC BY 3.0": "cc-by-3.0"}
-# Beside the card of a set whose sources have different or unlisted licences (`license: other`), linked from its
-# `license_link`: each source's terms. Its first line marks it as ours, to be rewritten or removed with the card.
-LICENCE_FILE = "LICENSE.md"
+# First line of the LICENCE_FILE beside the card of a set whose sources have different or unlisted licences
+# (`license: other`, linked from its `license_link`): each source's terms, ours to rewrite or remove with the card
 LICENCE_FILE_HEADER = "<!-- Written by cxrgm's dataset card from the data set's sources. -->"
 
 
@@ -121,8 +119,7 @@ def write_dataset_card(dataset_dir, sources: list[str] | None = None, *, title: 
                        task: str = "image-classification") -> Path:
     """Write `dataset_dir/README.md`: one row per source (description, population, licence), label names, splits,
     image size and bit depth, and citations. Sources under one listed licence give it as the card's `license`;
-    otherwise `license: other` (`per-source`), linked to `LICENCE_FILE`, which lists each source's terms
-    (`_write_licence_file`).
+    otherwise `license: other` (`per-source`), linked to `LICENCE_FILE`, which lists each source's terms.
 
     sources: the data set names; when not given, those its prepare_settings.json records (`recorded_sources`).
     splits: images per split; read from a `save_to_disk` folder's metadata when not given (so are the label names).
@@ -172,25 +169,9 @@ def write_dataset_card(dataset_dir, sources: list[str] | None = None, *, title: 
         raise ValueError(f"The dataset card would publish local paths {leaks}")
     path = dataset_dir / "README.md"
     path.write_text(str(card) + "\n", encoding="utf-8")
-    _write_licence_file(dataset_dir, rows if licence == "other" else None)
+    terms = None if licence != "other" else (
+        "# Licence (`per-source`)\n\nEach source of this data set keeps its own terms; whoever uses the data must "
+        "respect each of them and cite the sources (the card, README.md, gives the citations):\n\n"
+        + "".join(f"- {row['name']}: {row['licence']}\n" for row in rows))
+    write_licence_file(dataset_dir, LICENCE_FILE_HEADER, terms, "each source's terms (the card's Sources table)")
     return path
-
-
-def _write_licence_file(dataset_dir: Path, rows: list[dict] | None) -> None:
-    """Write `LICENCE_FILE`, each source's terms (`rows` of the card's source table), or remove an earlier one of
-    ours where `rows` is None (one licence for all). A file of the publisher's own is never touched: where the card
-    would link it, a warning says so."""
-    path = dataset_dir / LICENCE_FILE
-    ours = path.is_file() and path.read_text(encoding="utf-8", errors="replace").startswith(LICENCE_FILE_HEADER)
-    if rows is None:
-        if ours:
-            path.unlink()
-        return
-    if path.exists() and not ours:
-        logger.warning("%s holds a %s of its own, which the card's license_link names: check that it states each "
-                       "source's terms (the card's Sources table)", dataset_dir.name, LICENCE_FILE)
-        return
-    lines = [f"- {row['name']}: {row['licence']}" for row in rows]
-    path.write_text(f"{LICENCE_FILE_HEADER}\n\n# Licence (`per-source`)\n\nEach source of this data set keeps its own "
-                    "terms; whoever uses the data must respect each of them and cite the sources (the card, README.md, "
-                    "gives the citations):\n\n" + "\n".join(lines) + "\n", encoding="utf-8")

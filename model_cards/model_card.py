@@ -766,16 +766,25 @@ def write_model_card(model_dir, run: dict) -> Path:
     path.write_text(str(render_model_card(model_dir, run)) + "\n", encoding="utf-8")
     record = scrub(run or {})
     metadata, text = weights_licence(record)
-    licence_file = model_dir / LICENCE_FILE
-    ours = licence_file.is_file() and licence_file.read_text(encoding="utf-8").startswith(LICENCE_FILE_HEADER)
     # the card links the training data's terms, which we write, or a publisher's own licence text, theirs to keep
     links_ours = metadata.get("license_link") == LICENCE_FILE and _stated_licence(record)[2] != LICENCE_FILE
-    if links_ours and (ours or not licence_file.exists()):
-        licence_file.write_text(f"{LICENCE_FILE_HEADER}\n\n# Licence (`{metadata['license_name']}`)\n\n{text}\n",
-                                encoding="utf-8")
-    elif links_ours:
-        logger.warning("%s holds a %s of its own, which the card's license_link now names: check that it states the "
-                       "training data's terms (the card's Licence section)", model_dir.name, LICENCE_FILE)
-    elif ours:
-        licence_file.unlink()
+    write_licence_file(model_dir, LICENCE_FILE_HEADER,
+                       f"# Licence (`{metadata['license_name']}`)\n\n{text}\n" if links_ours else None,
+                       "the training data's terms (the card's Licence section)")
     return path
+
+
+def write_licence_file(folder: Path, header: str, text: str | None, states: str) -> None:
+    """Keep `folder`'s `LICENCE_FILE` as its card needs it: `text` under `header` (the first line, which marks the
+    file as ours), or, with `text` None, an earlier one of ours removed. A file of the publisher's own is never
+    touched; where the card links it, a warning asks to check that it states `states`."""
+    path = folder / LICENCE_FILE
+    ours = path.is_file() and path.read_text(encoding="utf-8", errors="replace").startswith(header)
+    if text is None:
+        if ours:
+            path.unlink()
+    elif ours or not path.exists():
+        path.write_text(f"{header}\n\n{text}", encoding="utf-8")
+    else:
+        logger.warning("%s holds a %s of its own, which the card's license_link now names: check that it states %s",
+                       folder.name, LICENCE_FILE, states)
