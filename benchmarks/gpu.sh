@@ -24,9 +24,9 @@
 # `small-autotune` (GMML, fine-tuning and timm compiled with `max-autotune`, profiled: whether tuned GEMMs with the
 # bias and GELU fused into their epilogues take the step's GELU traffic off; on the H200 tuning one GEMM shape took
 # 50 s, the GMML model's alone more than 3 minutes: give it a call of its own), `small-experiments` (our ViT-S GMML
-# step with CUDA graphs, as it is and with each experiment of `throughput.py` on its own, then all together: the
-# encoder's residual stream in bfloat16 (--bf16-residual), query, key and value from three products (--split-qkv),
-# GELU's tanh approximation (--hidden-act gelu_pytorch_tanh); one process each, about 6 minutes),
+# step with CUDA graphs, as it is and with each model setting of `throughput.py` on its own, then both: the
+# encoder's residual stream in bfloat16 (--low-precision-residual), GELU's tanh approximation (--hidden-act
+# gelu_pytorch_tanh); one process each, about 3 minutes),
 # `small-batch` (ViT-S fine-tuning at batch 64, the quality preset's, where the host bounds the step: the model's
 # step beside the peers, the training loop's step alone and end to end (on DATA's Kermany images, DATA default
 # offline/data, when there, else the sample set), and the loader's time per epoch of those images; about 2
@@ -154,9 +154,9 @@ if selected small-autotune; then  # does max-autotune (GEMM epilogues: bias + GE
   row "$first compiled, max-autotune" "$PYTHON" benchmarks/throughput.py --size "$first" "${common[@]}" \
     "${compiled[@]}" --compile-mode max-autotune --only cxrgm_gmml_pretrain,cxrgm_cls,timm "${profile[@]}"
 fi
-if selected small-experiments; then  # changes to our encoder not (yet) in the model, each against the step as it is
-  experiments=("" --bf16-residual --split-qkv "--hidden-act gelu_pytorch_tanh"
-               "--bf16-residual --split-qkv --hidden-act gelu_pytorch_tanh")
+if selected small-experiments; then  # settings of our encoder off by default, each against the step as it is
+  experiments=("" --low-precision-residual "--hidden-act gelu_pytorch_tanh"
+               "--low-precision-residual --hidden-act gelu_pytorch_tanh")
   for experiment in "${experiments[@]}"; do  # (word splitting intended: an experiment is zero or more options)
     # shellcheck disable=SC2086
     row "$first CUDA graphs ${experiment:-as it is}" "$PYTHON" benchmarks/throughput.py --size "$first" \

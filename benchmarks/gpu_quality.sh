@@ -7,7 +7,8 @@
 # results.md, commands.sh, completed.jsonl (each finished command's result and time), the loss curve, the last
 # reconstruction grid and the log are copied to OUT (default benchmarks/out). Run again on the same QUALITY_OUT, it
 # goes on where a stopped run (a time limit) left off. SMOKE=1 runs the same wiring with `quality.py --smoke` (a
-# check of the script on CPU).
+# check of the script on CPU). Arguments go to quality.py, e.g. `bash benchmarks/gpu_quality.sh --model_config
+# '{"low_precision_residual": true, "hidden_act": "gelu_pytorch_tanh"}'` (with another QUALITY_OUT).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -21,7 +22,7 @@ if [[ "${SMOKE:-0}" == 1 ]]; then preset=(--smoke); else preset=(--size gpu); fi
 QUALITY_OUT=${QUALITY_OUT:-outputs/quality_gpu}
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 
-"$PYTHON" -m benchmarks.quality "${preset[@]}" --data_dir "$DATA" --output_dir "$QUALITY_OUT" 2>&1 \
+"$PYTHON" -m benchmarks.quality "${preset[@]}" --data_dir "$DATA" --output_dir "$QUALITY_OUT" "$@" 2>&1 \
   | tee "$OUT/quality_log.txt"
 status=${PIPESTATUS[0]}
 for file in results.json results.md commands.sh completed.jsonl pretrain/loss_curve.png; do

@@ -6,6 +6,7 @@
     python -m benchmarks.quality --pretrain_epochs 180 --output_dir outputs/quality_cpu_long   # longer pretraining
     python -m benchmarks.quality --equalize --output_dir outputs/quality_cpu_equalize   # histogram-equalised inputs
     python -m benchmarks.quality --pretrain_seed 1 --output_dir outputs/quality_cpu_seed1   # a second pretraining run
+    python -m benchmarks.quality --size gpu --model_config '{"low_precision_residual": true}'   # a model setting
 
 `--data_dir` holds `kermany_pediatric`, `nih_cxr14`, `v7labs_covid_lungseg` and more folders, each with a labels.csv
 (the layout of ../shared/data). Every set gets a seeded 70/30 patient split (data seed 0, fixed across run seeds);
@@ -462,8 +463,14 @@ def main(argv=None) -> dict:
                         help="seed of the pretraining run (masks, augmentation, init); fine-tuning seeds stay the size's")
     parser.add_argument("--equalize", action="store_true",
                         help="histogram-equalise every image in every run (the image processor's `equalize`)")
+    parser.add_argument("--model_config", type=json.loads, default={}, metavar="JSON",
+                        help="GroupMaskedViTConfig fields over the size's in every run, e.g. "
+                             "'{\"low_precision_residual\": true, \"hidden_act\": \"gelu_pytorch_tanh\"}'")
     args = parser.parse_args(argv)
     size = SMOKE if args.smoke else SIZES[args.size]
+    if args.model_config:
+        model = size["model"]
+        size = {**size, "model": {**model, "model_config": {**model["model_config"], **args.model_config}}}
     if args.pretrain_epochs:
         size = {**size, "pretrain": {**size["pretrain"], "epochs": args.pretrain_epochs}}
     if args.equalize:

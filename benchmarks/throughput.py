@@ -18,11 +18,9 @@ import json
 import statistics
 import sys
 import time
-import types
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 SIZES = {"tiny": (192, 12, 3), "small": (384, 12, 6), "base": (768, 12, 12)}
 NUM_LABELS = 14
@@ -98,43 +96,11 @@ def attention_backend(args):
 def row_suffix(args) -> str:
     """"" eager, "_compiled" for torch.compile's default mode, "_compiled_<mode>" for another mode; then
     "_sdpa_<backend>" when the attention backend is forced, and one suffix per experiment on our models:
-    "_bf16_residual" (`--bf16-residual`), "_split_qkv" (`--split-qkv`), "_<activation>" (`--hidden-act`); on every
+    "_low_precision_residual" (`--low-precision-residual`), "_<activation>" (`--hidden-act`); on every
     row of the run, so that the ratios pair ours with the peers of the same run (the peers are unchanged)."""
     return (_compile_suffix(args) + (f"_sdpa_{args.sdpa_backend}" if args.sdpa_backend else "")
-            + ("_bf16_residual" if args.bf16_residual else "") + ("_split_qkv" if args.split_qkv else "")
+            + ("_low_precision_residual" if args.low_precision_residual else "")
             + (f"_{args.hidden_act}" if args.hidden_act else ""))
-
-
-def bf16_residual(model):
-    """An experiment, not the model: the token sequence leaves our embeddings in bfloat16, so the encoder's residual
-    stream (and its gradient) is bfloat16 instead of float32 under autocast (CUDA's still runs the layer norms in
-    float32). Measures what the residual traffic costs (about 1.5 ms of a 27.85 ms ViT-S step, estimated)."""
-    model.base_model.embeddings.register_forward_hook(lambda module, inputs, output: output.to(torch.bfloat16))
-    return model
-
-
-def split_qkv(model):
-    """An experiment, not the model: each attention block computes query, key and value as three products with
-    slices of its packed `qkv` weights (the same parameters and function) instead of one product split into
-    views. Packed, the three are interleaved in one tensor, so their gradients are copied back into that layout (the
-    "q/k/v gradient stacking", 1.35 ms of the 27.85 ms ViT-S step on the H200); split, each gradient is the dense
-    output of its own product, and the input's gradient sums three products instead."""
-    from modeling_cxrgm.modeling_gmvit import GroupMaskedViTAttention
-
-    for module in model.modules():
-        if isinstance(module, GroupMaskedViTAttention):
-            module.project = types.MethodType(_split_projection, module)
-    return model
-
-
-def _split_projection(attention, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """`GroupMaskedViTAttention.project` by three products: (B, L, D) -> 3 x (B, heads, L, d)."""
-    batch_size, length, hidden = hidden_states.shape
-    weights = attention.qkv.weight.split(hidden)
-    biases = (None,) * 3 if attention.qkv.bias is None else attention.qkv.bias.split(hidden)
-    return tuple(F.linear(hidden_states, weight, bias).view(batch_size, length, attention.num_heads,
-                                                            attention.head_dim).transpose(1, 2)
-                 for weight, bias in zip(weights, biases))
 
 
 def _compile_suffix(args) -> str:
@@ -295,14 +261,15 @@ def measure_masks(args, device: str, config) -> list[dict]:
 
 def our_config(args):
     """The GroupMaskedViTConfig of our rows: `--size` at `--image-size`, patch 16, `--channels`, `--drop-path`,
-    `--hidden-act` (an unknown name is refused by the config)."""
+    `--hidden-act` (an unknown name is refused by the config), `--low-precision-residual`."""
     from modeling_cxrgm import GroupMaskedViTConfig
 
     hidden, depth, heads = SIZES[args.size]
     return GroupMaskedViTConfig(image_size=args.image_size, patch_size=16, hidden_size=hidden, num_hidden_layers=depth,
                                 num_attention_heads=heads, intermediate_size=4 * hidden, num_channels=args.channels,
                                 num_labels=NUM_LABELS, problem_type="multi_label_classification",
-                                drop_path_rate=args.drop_path, hidden_act=args.hidden_act or "gelu")
+                                drop_path_rate=args.drop_path, hidden_act=args.hidden_act or "gelu",
+                                low_precision_residual=args.low_precision_residual)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -321,12 +288,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="with --compile: set torch._inductor.config NAME to VALUE (repeatable; rows end in _NAME),"
                              " e.g. coordinate_descent_tuning=True")
     parser.add_argument("--fp32", action="store_true", help="no bf16 autocast")
-    parser.add_argument("--bf16-residual", action="store_true",
-                        help="experiment: our encoders' residual stream in bfloat16 (`bf16_residual`); rows end in "
-                             "_bf16_residual")
-    parser.add_argument("--split-qkv", action="store_true",
-                        help="experiment: our attention's query, key and value from three products (`split_qkv`); "
-                             "rows end in _split_qkv")
+    parser.add_argument("--low-precision-residual", action="store_true",
+                        help="our models' config low_precision_residual: the encoder's residual stream in bfloat16 "
+                             "under autocast; rows end in _low_precision_residual")
     parser.add_argument("--hidden-act", default="", metavar="NAME",
                         help="our models' MLP activation, a transformers ACT2FN name (the config's default: gelu), e.g. "
                              "gelu_pytorch_tanh; rows end in _NAME")
@@ -358,8 +322,8 @@ def main(argv=None) -> list[dict]:
     args = parse_args(argv)
     if args.inductor and not args.compile:
         raise SystemExit("--inductor needs --compile")
-    if args.bf16_residual and args.fp32:
-        raise SystemExit("--bf16-residual needs bf16 autocast (not --fp32)")
+    if args.low_precision_residual and args.fp32:
+        raise SystemExit("--low-precision-residual needs bf16 autocast (not --fp32)")
     apply_inductor_settings(args)
 
     import transformers
@@ -393,24 +357,16 @@ def main(argv=None) -> list[dict]:
     simmim_mask = torch.rand(batch, (size // patch) ** 2, device=device) < 0.6
     generator = torch.Generator(device=device).manual_seed(0)
 
-    def our_model(model_class):
-        def build():
-            model = model_class(ours)
-            model = bf16_residual(model) if args.bf16_residual else model
-            return split_qkv(model) if args.split_qkv else model
-
-        return build
-
     candidates = {
-        "cxrgm_gmml_pretrain": (our_model(GroupMaskedViTForPreTraining),
+        "cxrgm_gmml_pretrain": (functools.partial(GroupMaskedViTForPreTraining, ours),
                                 lambda m: m(pixel_values=grey, generator=generator).loss),
         # the same step with the corruption through torch.compile (its draws stay eager), as training runs it with
         # CUDA graphs
         "cxrgm_gmml_compiled_corruption": (
-            our_model(GroupMaskedViTForPreTraining),
+            functools.partial(GroupMaskedViTForPreTraining, ours),
             lambda m: m(pixel_values=grey, **dict(zip(("corrupted", "mask"),
                                                       gmml_corrupt(grey, ours, generator, compiled=True)))).loss),
-        "cxrgm_cls_finetune": (our_model(GroupMaskedViTForImageClassification),
+        "cxrgm_cls_finetune": (functools.partial(GroupMaskedViTForImageClassification, ours),
                                lambda m: m(pixel_values=grey, labels=targets).loss),
         "hf_vitmae_pretrain": (lambda: ViTMAEForPreTraining(ViTMAEConfig(
             mask_ratio=0.75, decoder_hidden_size=512, decoder_num_hidden_layers=8, decoder_num_attention_heads=16,

@@ -50,7 +50,12 @@ class GroupMaskedViTConfig(PreTrainedConfig):
         patch_size (`int`): side of a square patch in pixels.
         num_channels (`int`): 1 (grey, CXR-native) or 3 (grey replicated, ImageNet-style).
         hidden_size, num_hidden_layers, num_attention_heads, intermediate_size (`int`): transformer size.
-        qkv_bias (`bool`), layer_norm_eps (`float`), hidden_act (`str`).
+        qkv_bias (`bool`), layer_norm_eps (`float`), hidden_act (`str`; "gelu_pytorch_tanh", GELU's tanh
+            approximation, made the ViT-S GMML step 1.024x faster on an H200).
+        low_precision_residual (`bool`): under autocast, the encoder's residual stream (the tokens between blocks, and
+            their gradient) in autocast's dtype (e.g. bfloat16) instead of float32: less memory traffic and 14% less
+            peak memory (ViT-S GMML step 1.056x faster on an H200), each block's sum rounded to that dtype. No effect
+            without autocast.
         hidden_dropout_prob, attention_probs_dropout_prob (`float`): dropout on residual branches / attention.
         drop_path_rate (`float`): stochastic depth at the last block, linear from 0 over depth.
         initializer_range (`float`): std of the truncated-normal init.
@@ -89,6 +94,7 @@ class GroupMaskedViTConfig(PreTrainedConfig):
     num_attention_heads: int = 6
     intermediate_size: int = 1536
     hidden_act: str = "gelu"
+    low_precision_residual: bool = False
     qkv_bias: bool = True
     layer_norm_eps: float | int = 1e-6
     hidden_dropout_prob: float | int = 0.0
@@ -157,6 +163,8 @@ class GroupMaskedViTConfig(PreTrainedConfig):
                 fail(field, "must be a positive integer")
         if self.image_size % self.patch_size:
             fail("image_size", f"must be divisible by patch_size={self.patch_size}")
+        if not isinstance(self.low_precision_residual, bool):
+            fail("low_precision_residual", "must be true or false")
         if self.hidden_act not in ACT2FN:
             fail("hidden_act", "must be a name in transformers.activations.ACT2FN, e.g. 'gelu'")
         if self.num_channels not in (1, 3):

@@ -235,10 +235,18 @@ AUTOCAST_DEVICE_TYPES = frozenset(
 )
 
 
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """The dtype autocast computes in on `device`, or None where it is off."""
+    if device.type in AUTOCAST_DEVICE_TYPES and torch.is_autocast_enabled(device.type):
+        return torch.get_autocast_dtype(device.type)
+    return None
+
+
 class GroupMaskedViTEncoder(nn.Module):
     def __init__(self, config: GroupMaskedViTConfig):
         super().__init__()
         self.drop_path_rate = config.drop_path_rate
+        self.low_precision_residual = config.low_precision_residual
         depth = config.num_hidden_layers
         rates = [config.drop_path_rate * i / max(1, depth - 1) for i in range(depth)]  # linear over depth
         self.layers = nn.ModuleList([GroupMaskedViTLayer(config, rate) for rate in rates])
@@ -251,8 +259,7 @@ class GroupMaskedViTEncoder(nn.Module):
         if not self.training or self.drop_path_rate == 0:
             return None
         depth, batch_size, device = len(self.layers), hidden_states.shape[0], hidden_states.device
-        autocast = device.type in AUTOCAST_DEVICE_TYPES and torch.is_autocast_enabled(device.type)
-        dtype = torch.get_autocast_dtype(device.type) if autocast else hidden_states.dtype  # the branches' dtype
+        dtype = autocast_dtype(device) or hidden_states.dtype  # the branches' dtype
         keep = 1 - torch.linspace(0, self.drop_path_rate, depth, device=device)[:, None, None]  # (depth, 1, 1)
         scales = torch.bernoulli(keep.expand(depth, 2, batch_size)).div_(keep)
         return scales.to(dtype).view(depth, 2, batch_size, 1, 1)
@@ -261,7 +268,10 @@ class GroupMaskedViTEncoder(nn.Module):
         self, hidden_states: torch.Tensor, output_hidden_states: bool = False, output_attentions: bool = False,
         **kwargs,
     ) -> tuple[torch.Tensor, tuple | None, tuple | None]:
-        """Returns the last block's output, all block outputs (embeddings first) and attention weights."""
+        """Returns the last block's output, all block outputs (embeddings first) and attention weights; in autocast's
+        dtype with `low_precision_residual` under autocast."""
+        if self.low_precision_residual:
+            hidden_states = hidden_states.to(autocast_dtype(hidden_states.device) or hidden_states.dtype)
         all_hidden = (hidden_states,) if output_hidden_states else None
         all_weights = () if output_attentions else None
         scales = self.branch_scales(hidden_states)

@@ -83,12 +83,12 @@ def test_gpu_script_graphs_host_and_autotune_rows(tmp_path):
     GMML step as it is, with each experiment, then all of them (on CPU, all eager)."""
     lines = lines_of_gpu_script(tmp_path, "small-graphs,small-host,small-autotune,small-experiments")
     runs = [line["drop_path"] for line in lines if "drop_path" in line]  # each throughput.py run's header
-    assert runs == [0.1, 0.0, 0.1] + [0.1] * 5
+    assert runs == [0.1, 0.0, 0.1] + [0.1] * 4
     names = [line["name"] for line in lines if "img_per_s" in line or "masks_per_s" in line]
     assert names[:1] == ["cxrgm_cls_finetune"]  # no sampler rows, no eager-mask GMML step
     assert names[1:2] == ["cxrgm_cls_finetune"] and set(names[2:4]) == {"cxrgm_gmml_pretrain", "cxrgm_cls_finetune"}
     assert names[4:] == ["cxrgm_gmml_pretrain" + suffix for suffix in (
-        "", "_bf16_residual", "_split_qkv", "_gelu_pytorch_tanh", "_bf16_residual_split_qkv_gelu_pytorch_tanh")]
+        "", "_low_precision_residual", "_gelu_pytorch_tanh", "_low_precision_residual_gelu_pytorch_tanh")]
     tables = (tmp_path / "profiles.txt").read_text().split("\n== ")
     assert sum(table.lstrip("= ").startswith("cxrgm_cls_finetune (size tiny") for table in tables) == 3
 
@@ -126,9 +126,13 @@ def test_gpu_quality_script_smoke_run(tmp_path):
     env = {**os.environ, "SMOKE": "1", "PYTHON": sys.executable, "OUT": str(out), "DATA": str(copy),
            "QUALITY_OUT": str(tmp_path / "quality"), "OFFLINE": str(tmp_path / "no_bundle"),
            "HF_DATASETS_CACHE": str(tmp_path / "hf_cache")}
-    result = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_quality.sh")], env=env, capture_output=True,
-                            text=True, timeout=600)
+    setting = '{"hidden_act": "gelu_pytorch_tanh"}'  # the script's arguments go to quality.py
+    result = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_quality.sh"), "--model_config", setting], env=env,
+                            capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    commands = [line for line in (out / "commands.sh").read_text().splitlines() if " -m train." in line]
+    assert commands and all('"hidden_act": "gelu_pytorch_tanh"' in line for line in commands
+                            if "train.evaluate" not in line and "train.probe" not in line)
     names = {p.name for p in out.iterdir()}
     assert {"results.json", "results.md", "commands.sh", "loss_curve.png", "quality_log.txt"} <= names
     assert any(name.startswith("step_") and name.endswith(".png") for name in names)  # the last grid
@@ -266,57 +270,21 @@ def test_inductor_option_sets_the_compiler_config_and_names_the_rows():
         main(["--inductor", "coordinate_descent_tuning=True"])
 
 
-def test_bf16_residual_experiment_keeps_our_encoders_residual_stream_in_bfloat16():
-    """--bf16-residual (an experiment measuring what the float32 residual stream costs): under bf16 autocast our
-    blocks' outputs are bfloat16 instead of float32; the rows say so; --fp32 is refused."""
+def test_experiment_options_set_our_models_config_and_name_the_rows():
+    """--low-precision-residual and --hidden-act set our models' config (the same on every row of ours) and end the
+    rows' names; the residual stream in bfloat16 needs bf16 autocast, so --fp32 with it is refused."""
     import pytest
 
-    from benchmarks.throughput import bf16_residual, main, our_config, parse_args, row_suffix
-    from modeling_cxrgm import GroupMaskedViTForImageClassification
+    from benchmarks.throughput import main, our_config, parse_args, row_suffix
 
-    args = parse_args(["--bf16-residual", "--image-size", "32"])
-    assert row_suffix(args) == "_bf16_residual"
-    pixels = torch.randn(2, 1, 32, 32)
-    for hooked, block_dtype in ((False, torch.float32), (True, torch.bfloat16)):
-        torch.manual_seed(0)
-        model = GroupMaskedViTForImageClassification(our_config(args))
-        model = bf16_residual(model) if hooked else model
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            out = model.vit(pixels, output_hidden_states=True)
-        assert {h.dtype for h in out.hidden_states} == {block_dtype}
+    args = parse_args(["--low-precision-residual", "--hidden-act", "gelu_pytorch_tanh", "--image-size", "32"])
+    assert row_suffix(args) == "_low_precision_residual_gelu_pytorch_tanh"
+    config = our_config(args)
+    assert (config.low_precision_residual, config.hidden_act) == (True, "gelu_pytorch_tanh")
+    default = our_config(parse_args(["--image-size", "32"]))
+    assert (default.low_precision_residual, default.hidden_act) == (False, "gelu")
     with pytest.raises(SystemExit, match="needs bf16 autocast"):
-        main(["--bf16-residual", "--fp32"])
-
-
-def test_split_qkv_experiment_is_the_same_function_with_the_same_parameters():
-    """--split-qkv (three products on slices of the packed qkv weights): the same GMML loss and parameter gradients
-    as the packed projection, and its query, key and value are dense, not views interleaved in one tensor.
-    --hidden-act sets our models' activation; the rows name both."""
-    from benchmarks.throughput import our_config, parse_args, row_suffix, split_qkv
-    from modeling_cxrgm import GroupMaskedViTForPreTraining, gmml_corrupt
-
-    args = parse_args(["--split-qkv", "--hidden-act", "gelu_pytorch_tanh", "--image-size", "32"])
-    assert row_suffix(args) == "_split_qkv_gelu_pytorch_tanh"
-    assert our_config(args).hidden_act == "gelu_pytorch_tanh"
-    config = our_config(parse_args(["--image-size", "32", "--drop-path", "0"]))
-    pixels = torch.randn(4, 1, 32, 32)
-    corrupted, mask = gmml_corrupt(pixels, config, torch.Generator().manual_seed(0))
-    results = []
-    for split in (False, True):
-        torch.manual_seed(0)
-        model = GroupMaskedViTForPreTraining(config)
-        model = split_qkv(model) if split else model
-        loss = model(pixel_values=pixels, corrupted=corrupted, mask=mask).loss
-        loss.backward()
-        results.append((loss, {name: p.grad for name, p in model.named_parameters()}))
-        query, key, value = model.vit.encoder.layers[0].attention.project(torch.randn(2, 5, config.hidden_size))
-        assert query.shape == (2, config.num_attention_heads, 5, config.hidden_size // config.num_attention_heads)
-        assert all(t.transpose(1, 2).is_contiguous() for t in (query, key, value)) == split
-    (loss, grads), (split_loss, split_grads) = results
-    torch.testing.assert_close(split_loss, loss)
-    assert split_grads.keys() == grads.keys()
-    for name, grad in grads.items():
-        torch.testing.assert_close(split_grads[name], grad, msg=name)
+        main(["--low-precision-residual", "--fp32"])
 
 
 def test_loader_benchmarks_stop_on_a_batch_that_could_not_be_read():

@@ -55,6 +55,7 @@ def test_unknown_preset():
     ({"drop_path_rate": -0.1}, "drop_path_rate"),
     ({"problem_type": "ranking"}, "problem_type"),
     ({"hidden_act": "swishh"}, "hidden_act"),
+    ({"low_precision_residual": "yes"}, "low_precision_residual"),
     ({"decoder_hidden_size": 100}, "decoder_hidden_size"),  # GroupNorm's 8 groups
     ({"decoder_hidden_size": 40}, "decoder_hidden_size"),  # 20 after the first halving
 ])

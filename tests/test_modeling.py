@@ -187,6 +187,31 @@ def test_pretraining_reconstructs_from_the_mean_of_the_configured_blocks(images)
 
 
 
+def test_low_precision_residual_keeps_the_token_stream_in_autocasts_dtype(images, tmp_path):
+    """`low_precision_residual`: under bf16 autocast every block's output (the residual stream) is bfloat16 instead
+    of float32, the loss stays close and every parameter still gets a gradient; without autocast the model computes
+    exactly what it computes without the option; the setting survives save_pretrained."""
+    torch.manual_seed(0)
+    plain = GroupMaskedViTForPreTraining(tiny_config())
+    low = GroupMaskedViTForPreTraining(tiny_config(low_precision_residual=True))
+    low.load_state_dict(plain.state_dict())
+    losses = {}
+    for name, model in (("plain", plain), ("low", low)):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(images, generator=torch.Generator().manual_seed(0), output_hidden_states=True)
+        assert {h.dtype for h in out.hidden_states} == {torch.bfloat16 if name == "low" else torch.float32}
+        out.loss.backward()
+        assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+        losses[name] = out.loss.item()
+    assert math.isclose(losses["low"], losses["plain"], rel_tol=0.02)
+    outside = [model(images, generator=torch.Generator().manual_seed(0), output_hidden_states=True)
+               for model in (plain, low)]
+    assert {h.dtype for h in outside[1].hidden_states} == {torch.float32}
+    torch.testing.assert_close(outside[1].loss, outside[0].loss, rtol=0, atol=0)
+    low.save_pretrained(tmp_path)
+    assert GroupMaskedViTConfig.from_pretrained(tmp_path).low_precision_residual is True
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_pretraining_loss_of_a_half_precision_reconstruction_counts_every_corrupted_pixel(dtype):
     """Under bf16 / fp16 autocast the reconstruction is half precision, and the loss counted its corrupted pixels in
