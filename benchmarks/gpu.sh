@@ -15,7 +15,7 @@
 # packages, bring the folder that `make offline` fills (OFFLINE, default ./offline): its wheels are installed into
 # a temporary folder first, without touching the image's packages, and its cache serves the sample images.
 # SMOKE=1 runs the same commands at a tiny size without compiling (a check of the script on CPU).
-# ROWS=small,e2e (for example) runs only those rows. Eight rows run only when named: gpu-tests, `default-mode` (ours compiled
+# ROWS=small,e2e (for example) runs only those rows. Nine rows run only when named: gpu-tests, `default-mode` (ours compiled
 # in torch.compile's default mode, without CUDA graphs, ViT-S profiled and ViT-B: GMML with eager and with compiled
 # masks, fine-tuning; about 3 minutes), `small-host` (compiled ViT-S
 # fine-tuning beside timm with our stochastic depth off, profiled; about 2 minutes), `small-attention` (our ViT-S rows
@@ -26,7 +26,9 @@
 # 50 s, the GMML model's alone more than 3 minutes: give it a call of its own), `small-experiments` (our ViT-S GMML
 # step with CUDA graphs, as it is and with each model setting of `throughput.py` on its own, then both: the
 # encoder's residual stream in bfloat16 (--low-precision-residual), GELU's tanh approximation (--hidden-act
-# gelu_pytorch_tanh); one process each, about 3 minutes),
+# gelu_pytorch_tanh); then the experiment --bias-in-product (fc1's and qkv's bias gradients out of the products) alone
+# and with both settings; one process each, about 5 minutes), `base-experiments` (the same for ViT-B, profiled: as it
+# is, with both settings, with both and --bias-in-product; about 3 minutes),
 # `small-batch` (ViT-S fine-tuning at batch 64, the quality preset's, where the host bounds the step: the model's
 # step beside the peers, the training loop's step alone and end to end (on DATA's Kermany images, DATA default
 # offline/data, when there, else the sample set), and the loader's time per epoch of those images; about 2
@@ -41,8 +43,8 @@ PYTHON=${PYTHON:-python3}
 OUT=${OUT:-benchmarks/out}
 PEAK=${PEAK:-989}  # dense bf16 TFLOP/s of an H100/H200 SXM, for MFU
 # A comma-separated subset of gpu-tests,small,e2e,small-compiled,small-graphs,base,base-compiled,base-graphs,
-# default-mode,small-host,small-attention,small-autotune,small-experiments,small-batch,device-smoke (to split the run
-# over calls, or to repeat one); by default all but gpu-tests and the last seven.
+# default-mode,small-host,small-attention,small-autotune,small-experiments,base-experiments,small-batch,device-smoke (to
+# split the run over calls, or to repeat one); by default all but gpu-tests and the last eight.
 ROWS=${ROWS:-small,e2e,small-compiled,small-graphs,base,base-compiled,base-graphs}
 mkdir -p "$OUT"
 log="$OUT/throughput.jsonl"
@@ -154,15 +156,20 @@ if selected small-autotune; then  # does max-autotune (GEMM epilogues: bias + GE
   row "$first compiled, max-autotune" "$PYTHON" benchmarks/throughput.py --size "$first" "${common[@]}" \
     "${compiled[@]}" --compile-mode max-autotune --only cxrgm_gmml_pretrain,cxrgm_cls,timm "${profile[@]}"
 fi
-if selected small-experiments; then  # settings of our encoder off by default, each against the step as it is
-  experiments=("" --low-precision-residual "--hidden-act gelu_pytorch_tanh"
-               "--low-precision-residual --hidden-act gelu_pytorch_tanh")
-  for experiment in "${experiments[@]}"; do  # (word splitting intended: an experiment is zero or more options)
+settings="--low-precision-residual --hidden-act gelu_pytorch_tanh"  # the two faster model settings, off by default
+experiments() {  # experiments SIZE PROFILED EXPERIMENT...: our GMML step with CUDA graphs once per experiment (zero or
+  local size=$1 extra=() experiment  # more options of throughput.py), each profiled too where PROFILED is 1
+  [[ $2 == 1 ]] && extra=("${profile[@]}")
+  shift 2
+  for experiment in "$@"; do  # (word splitting intended)
     # shellcheck disable=SC2086
-    row "$first CUDA graphs ${experiment:-as it is}" "$PYTHON" benchmarks/throughput.py --size "$first" \
-      "${common[@]}" "${graphs[@]}" --only "$experiment_rows" $experiment
+    row "$size CUDA graphs ${experiment:-as it is}" "$PYTHON" benchmarks/throughput.py --size "$size" \
+      "${common[@]}" "${graphs[@]}" --only "$experiment_rows" $experiment "${extra[@]}"
   done
-fi
+}
+selected small-experiments && experiments "$first" 0 "" --low-precision-residual "--hidden-act gelu_pytorch_tanh" \
+  "$settings" --bias-in-product "$settings --bias-in-product"
+selected base-experiments && experiments "$second" 1 "" "$settings" "$settings --bias-in-product"
 if selected small-batch; then
   row "$first batch 64" "$PYTHON" benchmarks/throughput.py --size "$first" "${small_batch[@]}" --only cls
   kermany="${DATA:-$OFFLINE/data}/kermany_pediatric"

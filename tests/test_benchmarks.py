@@ -80,17 +80,21 @@ def test_gpu_script_graphs_host_and_autotune_rows(tmp_path):
     """small-graphs: our GMML step with the corruption compiled (as training runs it with CUDA graphs; it needs compiling, so
     on CPU fine-tuning alone) and fine-tuning, profiled; small-host: our fine-tuning beside timm with our stochastic
     depth off, profiled; small-autotune: GMML, fine-tuning and timm with max-autotune, profiled; small-experiments: the
-    GMML step as it is, with each experiment, then all of them (on CPU, all eager)."""
-    lines = lines_of_gpu_script(tmp_path, "small-graphs,small-host,small-autotune,small-experiments")
+    GMML step as it is, with each setting and experiment, then together (on CPU, all eager); base-experiments: the
+    second size's GMML step as it is, with both settings, with both and the experiment, each profiled."""
+    lines = lines_of_gpu_script(tmp_path, "small-graphs,small-host,small-autotune,small-experiments,base-experiments")
     runs = [line["drop_path"] for line in lines if "drop_path" in line]  # each throughput.py run's header
-    assert runs == [0.1, 0.0, 0.1] + [0.1] * 4
+    assert runs == [0.1, 0.0, 0.1] + [0.1] * 6 + [0.1] * 3
     names = [line["name"] for line in lines if "img_per_s" in line or "masks_per_s" in line]
     assert names[:1] == ["cxrgm_cls_finetune"]  # no sampler rows, no eager-mask GMML step
     assert names[1:2] == ["cxrgm_cls_finetune"] and set(names[2:4]) == {"cxrgm_gmml_pretrain", "cxrgm_cls_finetune"}
     assert names[4:] == ["cxrgm_gmml_pretrain" + suffix for suffix in (
-        "", "_low_precision_residual", "_gelu_pytorch_tanh", "_low_precision_residual_gelu_pytorch_tanh")]
+        "", "_low_precision_residual", "_gelu_pytorch_tanh", "_low_precision_residual_gelu_pytorch_tanh",
+        "_bias_in_product", "_low_precision_residual_bias_in_product_gelu_pytorch_tanh",
+        "", "_low_precision_residual_gelu_pytorch_tanh", "_low_precision_residual_bias_in_product_gelu_pytorch_tanh")]
     tables = (tmp_path / "profiles.txt").read_text().split("\n== ")
     assert sum(table.lstrip("= ").startswith("cxrgm_cls_finetune (size tiny") for table in tables) == 3
+    assert sum(table.lstrip("= ").startswith("cxrgm_gmml_pretrain") for table in tables) == 1 + 3  # autotune's, base's
 
 
 def test_gpu_script_compiled_rows_time_the_anchors_and_default_mode_times_ours(tmp_path):
@@ -285,6 +289,31 @@ def test_experiment_options_set_our_models_config_and_name_the_rows():
     assert (default.low_precision_residual, default.hidden_act) == (False, "gelu")
     with pytest.raises(SystemExit, match="needs bf16 autocast"):
         main(["--low-precision-residual", "--fp32"])
+
+
+def test_bias_in_product_experiment_is_the_same_function_with_the_same_parameters():
+    """--bias-in-product (fc1's and qkv's bias as one more input column of their products): the same GMML loss and
+    parameter gradients, the bias gradients included, and no other parameters; the rows say so."""
+    from benchmarks.throughput import bias_in_product, our_config, parse_args, row_suffix
+    from modeling_cxrgm import GroupMaskedViTForPreTraining, gmml_corrupt
+
+    assert row_suffix(parse_args(["--bias-in-product"])) == "_bias_in_product"
+    config = our_config(parse_args(["--image-size", "32", "--drop-path", "0"]))
+    pixels = torch.randn(4, 1, 32, 32)
+    corrupted, mask = gmml_corrupt(pixels, config, torch.Generator().manual_seed(0))
+    results = []
+    for folded in (False, True):
+        torch.manual_seed(0)
+        model = GroupMaskedViTForPreTraining(config)
+        model = bias_in_product(model) if folded else model
+        loss = model(pixel_values=pixels, corrupted=corrupted, mask=mask).loss
+        loss.backward()
+        results.append((loss, {name: p.grad for name, p in model.named_parameters()}))
+    (loss, grads), (folded_loss, folded_grads) = results
+    torch.testing.assert_close(folded_loss, loss)
+    assert folded_grads.keys() == grads.keys()
+    for name, grad in grads.items():
+        torch.testing.assert_close(folded_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
 def test_loader_benchmarks_stop_on_a_batch_that_could_not_be_read():
