@@ -52,10 +52,10 @@ class GroupMaskedViTConfig(PreTrainedConfig):
         hidden_size, num_hidden_layers, num_attention_heads, intermediate_size (`int`): transformer size.
         qkv_bias (`bool`), layer_norm_eps (`float`), hidden_act (`str`; "gelu_pytorch_tanh", GELU's tanh
             approximation, made the ViT-S GMML step 1.024x faster on an H200).
-        low_precision_residual (`bool`): under autocast, the encoder's residual stream (the tokens between blocks, and
-            their gradient) in autocast's dtype (e.g. bfloat16) instead of float32: less memory traffic and 14% less
-            peak memory (ViT-S GMML step 1.056x faster on an H200), each block's sum rounded to that dtype. No effect
-            without autocast.
+        low_precision_residual (`bool`): under bfloat16 autocast, the encoder's residual stream (the tokens between
+            blocks, and their gradient) in bfloat16 instead of float32: less memory traffic and 14% less peak memory
+            (ViT-S GMML step 1.056x faster on an H200), each block's sum rounded to bfloat16. No effect without
+            autocast or under float16 autocast (whose range the residual stream could leave).
         hidden_dropout_prob, attention_probs_dropout_prob (`float`): dropout on residual branches / attention.
         drop_path_rate (`float`): stochastic depth at the last block, linear from 0 over depth.
         initializer_range (`float`): std of the truncated-normal init.

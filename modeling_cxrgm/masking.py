@@ -139,7 +139,8 @@ def _first_covering_rectangle(rectangles, grid_h: int, grid_w: int, dtype: torch
     weights = torch.exp2(exponents.float()).to(dtype)  # powers of two in the normal range: exact
     rows = rows.view(num_images * num_chunks, _CHUNK, grid_h) * weights[:, None]
     cols = cols.view(num_images * num_chunks, _CHUNK, grid_w).to(dtype)
-    sums = torch.bmm(rows.transpose(1, 2), cols).view(num_images, num_chunks, grid_h, grid_w)
+    with torch.autocast(device.type, enabled=False):  # float16 autocast would make the product float16: no 2**126
+        sums = torch.bmm(rows.transpose(1, 2), cols).view(num_images, num_chunks, grid_h, grid_w)
     del rows, cols
     fields = _exponent_field(sums)  # (N, C, grid_h, grid_w)
     del sums

@@ -268,10 +268,10 @@ class GroupMaskedViTEncoder(nn.Module):
         self, hidden_states: torch.Tensor, output_hidden_states: bool = False, output_attentions: bool = False,
         **kwargs,
     ) -> tuple[torch.Tensor, tuple | None, tuple | None]:
-        """Returns the last block's output, all block outputs (embeddings first) and attention weights; in autocast's
-        dtype with `low_precision_residual` under autocast."""
-        if self.low_precision_residual:
-            hidden_states = hidden_states.to(autocast_dtype(hidden_states.device) or hidden_states.dtype)
+        """Returns the last block's output, all block outputs (embeddings first) and attention weights; bfloat16 with
+        `low_precision_residual` under bfloat16 autocast."""
+        if self.low_precision_residual and autocast_dtype(hidden_states.device) == torch.bfloat16:
+            hidden_states = hidden_states.to(torch.bfloat16)
         all_hidden = (hidden_states,) if output_hidden_states else None
         all_weights = () if output_attentions else None
         scales = self.branch_scales(hidden_states)

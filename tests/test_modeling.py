@@ -189,8 +189,9 @@ def test_pretraining_reconstructs_from_the_mean_of_the_configured_blocks(images)
 
 def test_low_precision_residual_keeps_the_token_stream_in_autocasts_dtype(images, tmp_path):
     """`low_precision_residual`: under bf16 autocast every block's output (the residual stream) is bfloat16 instead
-    of float32, the loss stays close and every parameter still gets a gradient; without autocast the model computes
-    exactly what it computes without the option; the setting survives save_pretrained."""
+    of float32, the loss stays close and every parameter still gets a gradient; without autocast, and under float16
+    autocast (whose range a residual stream could leave), the model computes exactly what it computes without the
+    option; the setting survives save_pretrained."""
     torch.manual_seed(0)
     plain = GroupMaskedViTForPreTraining(tiny_config())
     low = GroupMaskedViTForPreTraining(tiny_config(low_precision_residual=True))
@@ -208,6 +209,11 @@ def test_low_precision_residual_keeps_the_token_stream_in_autocasts_dtype(images
                for model in (plain, low)]
     assert {h.dtype for h in outside[1].hidden_states} == {torch.float32}
     torch.testing.assert_close(outside[1].loss, outside[0].loss, rtol=0, atol=0)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.float16):
+        half = [model(images, generator=torch.Generator().manual_seed(0), output_hidden_states=True)
+                for model in (plain, low)]
+    assert {h.dtype for h in half[1].hidden_states} == {torch.float32}
+    torch.testing.assert_close(half[1].loss, half[0].loss, rtol=0, atol=0)
     low.save_pretrained(tmp_path)
     assert GroupMaskedViTConfig.from_pretrained(tmp_path).low_precision_residual is True
 

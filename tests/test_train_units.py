@@ -1685,6 +1685,27 @@ def test_a_pretraining_step_draws_both_views_in_one_augmentation(monkeypatch):
     assert calls == [6, 6]
 
 
+def test_the_training_inputs_are_made_in_float32_whatever_the_mixed_precision():
+    """The step runs under the run's autocast; the views (crop, blur's convolution) and their corruption are made
+    outside it, so mixed precision changes the model's arithmetic only: under float16 or bfloat16 autocast the views,
+    corrupted pixels and masks equal those made without autocast, all float32."""
+    from modeling_cxrgm import GroupMaskedViTForPreTraining
+    from train.engine import forward, model_inputs
+
+    config = GroupMaskedViTConfig(**{**TINY, "num_channels": 1})
+    model = GroupMaskedViTForPreTraining(config)
+    batch = {"pixel_values": torch.randint(0, 256, (3, 1, 32, 32), dtype=torch.uint8),
+             "content": torch.tensor([[0, 0, 32, 32]] * 3)}
+    ctx = Context(task="pretraining", augment=AugmentSpec(blur_p=1.0, jitter_p=1.0), mean=[0.5], std=[0.25],
+                  model_config=config)
+    expected = model_inputs(batch, ctx, torch.Generator().manual_seed(0), train=True)
+    for dtype in (torch.float16, torch.bfloat16):
+        with torch.autocast("cpu", dtype=dtype):
+            loss, _, views, mask_fraction = forward(model, batch, ctx, torch.Generator().manual_seed(0), train=True)
+        assert views.dtype == torch.float32 and torch.equal(views, expected["pixel_values"]), dtype
+        assert mask_fraction == expected["mask"].float().mean() and torch.isfinite(loss)
+
+
 def test_a_training_run_stopped_by_an_unreadable_file_says_how_to_skip_such_files(tmp_path):
     """Training on a folder with a broken image (or a cut-short DICOM) stopped naming the file but not the option
     that leaves such files out; the error, of the same type, now names it too, with the run's other options kept, and

@@ -50,10 +50,22 @@ def to_unit_range(images: torch.Tensor) -> torch.Tensor:
 def forward(model, batch: dict, ctx, generator: torch.Generator | None, train: bool):
     """Run one batch for `ctx.task`. Returns (loss, model outputs, normalised inputs, mask fraction or None).
 
+    The inputs (`model_inputs`) are made in float32 whatever the mixed precision: autocast applies to the model only.
+    """
+    with torch.autocast(batch["pixel_values"].device.type, enabled=False):
+        inputs = model_inputs(batch, ctx, generator, train)
+    outputs = model(**inputs)
+    mask = inputs.get("mask")
+    return outputs.loss, outputs, inputs["pixel_values"], None if mask is None else mask.float().mean()
+
+
+def model_inputs(batch: dict, ctx, generator: torch.Generator | None, train: bool) -> dict:
+    """The model's keyword arguments for one batch of `ctx.task`.
+
     Pretraining: two augmented views per image (2B, C, S, S), cropped from the image without the padding that made it
     square (`batch["content"]`; evaluation: the whole image, resized to the square), corrupted on the device (replaced
-    pixels come from another image, never from the other view of the same one), L1 on corrupted pixels.
-    Classification / segmentation: one augmented view (training) or the plain image (evaluation).
+    pixels come from another image, never from the other view of the same one): pixel_values, corrupted, mask.
+    Classification / segmentation: one augmented view (training) or the plain image (evaluation), and the labels.
     """
     images, labels = to_unit_range(batch["pixel_values"]), batch.get("labels")
     if ctx.task == "pretraining":  # views of the image alone: the padding of a non-square image is not reconstructed
@@ -67,15 +79,13 @@ def forward(model, batch: dict, ctx, generator: torch.Generator | None, train: b
         pixel_values = normalize(images, ctx.mean, ctx.std)
         corrupted, mask = gmml_corrupt(pixel_values, ctx.model_config, generator, views=2 if train else 1,
                                        compiled=ctx.compiled_corruption)
-        outputs = model(pixel_values=pixel_values, corrupted=corrupted, mask=mask)
-        return outputs.loss, outputs, pixel_values, mask.float().mean()
+        return {"pixel_values": pixel_values, "corrupted": corrupted, "mask": mask}
     if train and ctx.task == "segmentation":
         images, labels = augment(images, ctx.augment, generator, masks=labels, compiled=ctx.compiled_augmentation)
     elif train:
         images = augment(images, ctx.augment, generator, compiled=ctx.compiled_augmentation)
-    pixel_values = normalize(images, ctx.mean, ctx.std)  # (masks: the model's loss leaves out their padding)
-    outputs = model(pixel_values=pixel_values, labels=labels)
-    return outputs.loss, outputs, pixel_values, None
+    # (segmentation masks: the model's loss leaves out their padding)
+    return {"pixel_values": normalize(images, ctx.mean, ctx.std), "labels": labels}
 
 
 def train_one_epoch(model, loader, optimizer, accelerator, state, ctx, args, ema=None) -> dict:
