@@ -13,11 +13,18 @@ How the "add rectangles until covered" loop is batched: see `masks_for_targets`.
 This file is copied next to the weights by `save_pretrained`, so it imports only torch.
 """
 
+import contextlib
 import functools
 import math
 
 import torch
 import torch.nn.functional as F
+
+# Device types with autocast, found once here: torch.compile (torch 2.11) cannot trace the availability check, and a
+# graph break inside the encoder keeps CUDA graphs from the pretraining step.
+AUTOCAST_DEVICE_TYPES = frozenset(
+    name for name in ("cpu", "cuda", "xpu", "mps", "hpu", "xla", "mtia", "maia") if torch.amp.is_autocast_available(name)
+)
 
 
 def _targets_from_uniforms(uniforms: torch.Tensor, max_ratio: float) -> torch.Tensor:
@@ -139,7 +146,8 @@ def _first_covering_rectangle(rectangles, grid_h: int, grid_w: int, dtype: torch
     weights = torch.exp2(exponents.float()).to(dtype)  # powers of two in the normal range: exact
     rows = rows.view(num_images * num_chunks, _CHUNK, grid_h) * weights[:, None]
     cols = cols.view(num_images * num_chunks, _CHUNK, grid_w).to(dtype)
-    with torch.autocast(device.type, enabled=False):  # float16 autocast would make the product float16: no 2**126
+    has_autocast = device.type in AUTOCAST_DEVICE_TYPES  # float16 autocast would make the product float16: no 2**126
+    with torch.autocast(device.type, enabled=False) if has_autocast else contextlib.nullcontext():
         sums = torch.bmm(rows.transpose(1, 2), cols).view(num_images, num_chunks, grid_h, grid_w)
     del rows, cols
     fields = _exponent_field(sums)  # (N, C, grid_h, grid_w)

@@ -31,7 +31,7 @@ from transformers.utils import ModelOutput
 
 from .configuration_gmvit import AUTO_MAP, GroupMaskedViTConfig
 from .image_processing_gmvit import PAD_LABEL, GroupMaskedViTImageProcessor  # noqa: F401  (see HUB_FILES)
-from .masking import gmml_corrupt
+from .masking import AUTOCAST_DEVICE_TYPES, gmml_corrupt
 
 # The files a saved folder needs for `trust_remote_code=True` (they import nothing else from this package). This file
 # imports each of them, so that loading a model with remote code fetches all of them and the loaded model, saved
@@ -226,13 +226,6 @@ class GroupMaskedViTLayer(GradientCheckpointingLayer):
         transformed = self.mlp(self.norm2(hidden_states))
         hidden_states = hidden_states + (transformed if branch_scales is None else transformed * branch_scales[1])
         return hidden_states, weights
-
-
-# Device types with autocast, found once here: torch.compile (torch 2.11) cannot trace the availability check, and a
-# graph break inside the encoder keeps CUDA graphs from the pretraining step.
-AUTOCAST_DEVICE_TYPES = frozenset(
-    name for name in ("cpu", "cuda", "xpu", "mps", "hpu", "xla", "mtia", "maia") if torch.amp.is_autocast_available(name)
-)
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype | None:

@@ -52,7 +52,11 @@ def forward(model, batch: dict, ctx, generator: torch.Generator | None, train: b
 
     The inputs (`model_inputs`) are made in float32 whatever the mixed precision: autocast applies to the model only.
     """
-    with torch.autocast(batch["pixel_values"].device.type, enabled=False):
+    device_type = batch["pixel_values"].device.type
+    if torch.amp.is_autocast_available(device_type):
+        with torch.autocast(device_type, enabled=False):
+            inputs = model_inputs(batch, ctx, generator, train)
+    else:  # e.g. the meta device
         inputs = model_inputs(batch, ctx, generator, train)
     outputs = model(**inputs)
     mask = inputs.get("mask")
