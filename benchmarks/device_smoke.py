@@ -3,7 +3,7 @@ placement after a resume, pinned non-blocking copies, fused AdamW, bf16 / fp16 a
 torch.compile) run end to end, each stage in its own process, as a user would run them.
 
 Stages: GMML pretraining stopped mid-epoch by --max_steps (EMA, checkpoints every step) -> resumed from there,
-compiled (with CUDA graphs on a GPU) -> classification fine-tuning from the export (fp16, EMA, compiled; with CUDA graphs on a GPU) -> segmentation
+compiled (with CUDA graphs on a GPU) -> two steps of GMML pretraining in fp16 -> classification fine-tuning from the export (fp16, EMA, compiled; with CUDA graphs on a GPU) -> segmentation
 fine-tuning (bf16, loader workers) -> evaluation -> prediction on the chest DICOM with loader workers. One JSON line
 per stage (exit status, seconds); the exit status is 1 if a stage failed.
 
@@ -64,6 +64,8 @@ def main(argv=None) -> list[dict]:
         "pretraining to step 2 (mid-epoch)": [*pretrain, "--max_steps", "2"],
         "pretraining resumed (compiled reduce-overhead: CUDA graphs on a GPU)": [
             *pretrain, "--resume_from_checkpoint", "latest", "--torch_compile_mode", "reduce-overhead"],
+        "pretraining (fp16: the corruption under float16 autocast)": [
+            *pretrain, "--output_dir", str(out / "pretrain_fp16"), "--mixed_precision", "fp16", "--max_steps", "2"],
         "classification (fp16, EMA, compiled reduce-overhead: CUDA graphs on a GPU)": [
             "-m", "train.finetune_classification", "--dataset", "sample", "--init", str(out / "pretrain" / "model"),
             "--output_dir", str(out / "classification"), *TINY, "--epochs", "2", "--mixed_precision", "fp16",

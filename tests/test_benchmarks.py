@@ -45,7 +45,7 @@ def test_gpu_script_smoke_run(tmp_path):
     assert "aten::mm" in loop and "Optimizer.step" in loop  # the model's step inside the loop's
     assert len({path.name for path in tmp_path.iterdir() if path.is_file()}) <= 8  # what a device run brings back
     stages = [json.loads(line) for line in (tmp_path / "device_smoke.jsonl").read_text().splitlines()]
-    assert len(stages) == 6 and all(stage["exit_status"] == 0 for stage in stages), stages
+    assert len(stages) == 7 and all(stage["exit_status"] == 0 for stage in stages), stages
     timings = [row for row in rows if "seconds" in row]  # each row's wall time, after its lines
     assert [timing["row"] for timing in timings] == ["tiny", "end to end", "device smoke"]
     assert all(timing["seconds"] >= 0 for timing in timings) and timings[-1] == rows[-1]
