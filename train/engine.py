@@ -12,6 +12,7 @@ still stops the run naming its step before anything computed from it is saved.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 
@@ -53,10 +54,8 @@ def forward(model, batch: dict, ctx, generator: torch.Generator | None, train: b
     The inputs (`model_inputs`) are made in float32 whatever the mixed precision: autocast applies to the model only.
     """
     device_type = batch["pixel_values"].device.type
-    if torch.amp.is_autocast_available(device_type):
-        with torch.autocast(device_type, enabled=False):
-            inputs = model_inputs(batch, ctx, generator, train)
-    else:  # e.g. the meta device
+    has_autocast = torch.amp.is_autocast_available(device_type)  # (the meta device has none)
+    with torch.autocast(device_type, enabled=False) if has_autocast else contextlib.nullcontext():
         inputs = model_inputs(batch, ctx, generator, train)
     outputs = model(**inputs)
     mask = inputs.get("mask")
