@@ -315,6 +315,23 @@ def test_bias_in_product_experiment_is_the_same_function_with_the_same_parameter
     for name, grad in grads.items():
         torch.testing.assert_close(folded_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
 
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Ops(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.names = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.names.append(func.__name__)
+            return func(*args, **(kwargs or {}))
+
+    layer = model.vit.encoder.layers[0]  # the folded model's: its fc1 and qkv products take no bias
+    for linear in (layer.mlp.fc1, layer.attention.qkv):
+        with Ops() as ops:
+            linear(torch.randn(2, 5, config.hidden_size))
+        assert not any(name.startswith("addmm") for name in ops.names) and "mm.default" in ops.names, ops.names
+
 
 def test_loader_benchmarks_stop_on_a_batch_that_could_not_be_read():
     """They counted the error item of an unreadable batch as a batch delivered."""
