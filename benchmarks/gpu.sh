@@ -24,11 +24,10 @@
 # `small-autotune` (GMML, fine-tuning and timm compiled with `max-autotune`, profiled: whether tuned GEMMs with the
 # bias and GELU fused into their epilogues take the step's GELU traffic off; on the H200 tuning one GEMM shape took
 # 50 s, the GMML model's alone more than 3 minutes: give it a call of its own), `small-experiments` (our ViT-S GMML
-# step with CUDA graphs, as it is and with each model setting of `throughput.py` on its own, then both: the
-# encoder's residual stream in bfloat16 (--low-precision-residual), GELU's tanh approximation (--hidden-act
-# gelu_pytorch_tanh); then the experiment --bias-in-product (fc1's and qkv's bias gradients out of the products) alone
-# and with both settings; one process each, about 5 minutes), `base-experiments` (the same for ViT-B, profiled: as it
-# is, with both settings, with both and --bias-in-product; about 3 minutes),
+# step with CUDA graphs as the recipes train it, then without each of their two faster model settings, then without
+# both (the config's defaults): the encoder's residual stream in bfloat16 (--no-low-precision-residual: float32),
+# GELU's tanh approximation (--hidden-act gelu: exact); one process each, about 3 minutes), `base-experiments` (ViT-B
+# likewise, profiled: as the recipes train it and without both settings; about 2 minutes),
 # `small-batch` (ViT-S fine-tuning at batch 64, the quality preset's, where the host bounds the step: the model's
 # step beside the peers, the training loop's step alone and end to end (on DATA's Kermany images, DATA default
 # offline/data, when there, else the sample set), and the loader's time per epoch of those images; about 2
@@ -156,7 +155,7 @@ if selected small-autotune; then  # does max-autotune (GEMM epilogues: bias + GE
   row "$first compiled, max-autotune" "$PYTHON" benchmarks/throughput.py --size "$first" "${common[@]}" \
     "${compiled[@]}" --compile-mode max-autotune --only cxrgm_gmml_pretrain,cxrgm_cls,timm "${profile[@]}"
 fi
-settings="--low-precision-residual --hidden-act gelu_pytorch_tanh"  # the two faster model settings, off by default
+exact="--no-low-precision-residual --hidden-act gelu"  # without the recipes' two faster settings: the config's defaults
 experiments() {  # experiments SIZE PROFILED EXPERIMENT...: our GMML step with CUDA graphs once per experiment (zero or
   local size=$1 extra=() experiment  # more options of throughput.py), each profiled too where PROFILED is 1
   [[ $2 == 1 ]] && extra=("${profile[@]}")
@@ -167,9 +166,8 @@ experiments() {  # experiments SIZE PROFILED EXPERIMENT...: our GMML step with C
       "${common[@]}" "${graphs[@]}" --only "$experiment_rows" $experiment "${extra[@]}"
   done
 }
-selected small-experiments && experiments "$first" 0 "" --low-precision-residual "--hidden-act gelu_pytorch_tanh" \
-  "$settings" --bias-in-product "$settings --bias-in-product"
-selected base-experiments && experiments "$second" 1 "" "$settings" "$settings --bias-in-product"
+selected small-experiments && experiments "$first" 0 "" --no-low-precision-residual "--hidden-act gelu" "$exact"
+selected base-experiments && experiments "$second" 1 "" "$exact"
 if selected small-batch; then
   row "$first batch 64" "$PYTHON" benchmarks/throughput.py --size "$first" "${small_batch[@]}" --only cls
   kermany="${DATA:-$OFFLINE/data}/kermany_pediatric"

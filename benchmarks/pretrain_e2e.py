@@ -2,7 +2,8 @@
 step-only rate of the same training step.
 
 Every row runs `train.engine.train_one_epoch`, the loop of `train/pretrain.py` (and of the fine-tuning scripts), with
-the model, optimiser (fused AdamW on a GPU), Accelerator and data set it uses:
+the model (its recipe's `model_config` over `--preset`), optimiser (fused AdamW on a GPU), Accelerator and data set it
+uses:
 
 - `cxrgm_pretrain_step_only`: one batch, already on the device, fed again and again (no input pipeline);
 - `cxrgm_pretrain_end_to_end`: prepared shards through the training DataLoader (workers, pinned memory, uint8
@@ -46,7 +47,7 @@ from train import data, engine, run  # noqa: E402
 from train.starting_point import build_model  # noqa: E402
 from train.augment import AugmentSpec  # noqa: E402
 from train.checkpoint import TrainState  # noqa: E402
-from train.config import TrainArgs  # noqa: E402
+from train.config import RECIPES, TrainArgs, load_yaml  # noqa: E402
 from train.optim import param_groups, peak_learning_rate  # noqa: E402
 
 
@@ -148,7 +149,10 @@ def main(argv=None) -> list[dict]:
 
 def benchmark(args, rows: datasets.Dataset, output_dir: str, data_name: str) -> list[dict]:
     task = args.task
+    recipe = "gmml_pretrain" if task == "pretraining" else "finetune_classification"
+    model_config = load_yaml(RECIPES / f"{recipe}.yaml", TrainArgs).get("model_config", {})  # as the recipe trains
     train_args = TrainArgs(task=task, output_dir=output_dir, preset=args.preset, image_size=args.image_size,
+                           model_config=model_config,
                            batch_size=args.batch_size, epochs=1, save_every_steps=0, report_to="none",
                            log_every_steps=args.log_every_steps, mixed_precision=args.mixed_precision,
                            num_workers=args.num_workers, torch_compile=args.compile,
@@ -178,7 +182,7 @@ def benchmark(args, rows: datasets.Dataset, output_dir: str, data_name: str) -> 
                           image_size=args.image_size, batch=args.batch_size, data=data_name, rows=len(rows),
                           pixel_dtype=str(dataset[0]["pixel_values"].dtype), num_workers=args.num_workers,
                           mixed_precision=args.mixed_precision, compiled=args.compile,
-                          compile_mode=args.compile_mode)), flush=True)
+                          compile_mode=args.compile_mode, model_config=model_config)), flush=True)
 
     steps, warmup = args.steps, args.warmup
     loader_row = measure_loader(loader, device, args.batch_size, steps, warmup, args.num_workers)

@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 SIZES = {"tiny": (192, 12, 3), "small": (384, 12, 6), "base": (768, 12, 12)}
 NUM_LABELS = 14
@@ -97,39 +96,12 @@ def attention_backend(args):
 def row_suffix(args) -> str:
     """"" eager, "_compiled" for torch.compile's default mode, "_compiled_<mode>" for another mode; then
     "_sdpa_<backend>" when the attention backend is forced, and one suffix per experiment on our models:
-    "_low_precision_residual" (`--low-precision-residual`), "_<activation>" (`--hidden-act`), "_bias_in_product"
-    (`--bias-in-product`, an experiment); on every
-    row of the run, so that the ratios pair ours with the peers of the same run (the peers are unchanged)."""
-    return (_compile_suffix(args) + (f"_sdpa_{args.sdpa_backend}" if args.sdpa_backend else "")
-            + ("_low_precision_residual" if args.low_precision_residual else "")
-            + ("_bias_in_product" if args.bias_in_product else "")
+    "_low_precision_residual" / "_float32_residual" (`--low-precision-residual` / `--no-low-precision-residual`),
+    "_<activation>" (`--hidden-act`); on every row of the run, so that the ratios pair ours with the peers of the same
+    run (the peers are unchanged). Without these flags our models have the recipes' settings (`our_config`)."""
+    residual = {True: "_low_precision_residual", False: "_float32_residual", None: ""}[args.low_precision_residual]
+    return (_compile_suffix(args) + (f"_sdpa_{args.sdpa_backend}" if args.sdpa_backend else "") + residual
             + (f"_{args.hidden_act}" if args.hidden_act else ""))
-
-
-def bias_in_product(model):
-    """An experiment, not the model: the products of the MLP's first layer and of attention's query, key and value
-    take their bias as one more input column, x_aug = [x, 1, 0 ...] (width padded to a multiple of 8) times
-    [W, b, 0 ...]^T, the same function and parameters. Their bias gradients then come out of the weight-gradient
-    product as its extra column instead of a reduction over the (tokens x width) activation gradient; on the H200 that
-    reduction was a pass of its own over the GELU's inputs (0.78 ms of the 27.95 ms ViT-S GMML step) and over q, k
-    and v (0.43 ms). The price: the products' inner dimension 8 wider, and the wider input saved for the backward."""
-    from modeling_cxrgm.modeling_gmvit import GroupMaskedViTAttention, GroupMaskedViTMLP
-
-    linears = [module.fc1 for module in model.modules() if isinstance(module, GroupMaskedViTMLP)]
-    linears += [module.qkv for module in model.modules() if isinstance(module, GroupMaskedViTAttention)]
-    for linear in linears:
-        if linear.bias is not None:
-            linear.forward = functools.partial(_linear_with_bias_in_product, linear=linear)
-    return model
-
-
-def _linear_with_bias_in_product(inputs: torch.Tensor, linear: torch.nn.Linear) -> torch.Tensor:
-    """`linear(inputs)` as one product without a bias: (..., D) -> (..., out)."""
-    extra = 8 - inputs.shape[-1] % 8  # 1 column of ones and the rest zeros: 8 more when D is a multiple of 8
-    ones, zeros = inputs.new_ones(*inputs.shape[:-1], 1), inputs.new_zeros(*inputs.shape[:-1], extra - 1)
-    weight = linear.weight
-    weight = torch.cat([weight, linear.bias[:, None], weight.new_zeros(weight.shape[0], extra - 1)], dim=1)
-    return F.linear(torch.cat([inputs, ones, zeros], dim=-1), weight)
 
 
 def _compile_suffix(args) -> str:
@@ -289,16 +261,24 @@ def measure_masks(args, device: str, config) -> list[dict]:
 
 
 def our_config(args):
-    """The GroupMaskedViTConfig of our rows: `--size` at `--image-size`, patch 16, `--channels`, `--drop-path`,
-    `--hidden-act` (an unknown name is refused by the config), `--low-precision-residual`."""
+    """The GroupMaskedViTConfig of our rows: `--size` at `--image-size`, patch 16, `--channels`, `--drop-path`, and
+    the model settings that GMML pretraining trains with (`train/recipes/gmml_pretrain.yaml`'s `model_config`: the
+    corruption's, `low_precision_residual`, `hidden_act`; the fine-tuning recipes set the same two), over which
+    `--hidden-act` (an unknown name is refused by the config) and `--[no-]low-precision-residual` go."""
     from modeling_cxrgm import GroupMaskedViTConfig
+    from train.config import RECIPES, TrainArgs, load_yaml
 
+    settings = load_yaml(RECIPES / "gmml_pretrain.yaml", TrainArgs).get("model_config", {})
+    if args.hidden_act:
+        settings = {**settings, "hidden_act": args.hidden_act}
+    if args.low_precision_residual is not None:
+        settings = {**settings, "low_precision_residual": args.low_precision_residual}
     hidden, depth, heads = SIZES[args.size]
-    return GroupMaskedViTConfig(image_size=args.image_size, patch_size=16, hidden_size=hidden, num_hidden_layers=depth,
-                                num_attention_heads=heads, intermediate_size=4 * hidden, num_channels=args.channels,
-                                num_labels=NUM_LABELS, problem_type="multi_label_classification",
-                                drop_path_rate=args.drop_path, hidden_act=args.hidden_act or "gelu",
-                                low_precision_residual=args.low_precision_residual)
+    return GroupMaskedViTConfig(**{
+        **settings, "image_size": args.image_size, "patch_size": 16, "hidden_size": hidden,
+        "num_hidden_layers": depth, "num_attention_heads": heads, "intermediate_size": 4 * hidden,
+        "num_channels": args.channels, "num_labels": NUM_LABELS, "problem_type": "multi_label_classification",
+        "drop_path_rate": args.drop_path})
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -317,15 +297,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="with --compile: set torch._inductor.config NAME to VALUE (repeatable; rows end in _NAME),"
                              " e.g. coordinate_descent_tuning=True")
     parser.add_argument("--fp32", action="store_true", help="no bf16 autocast")
-    parser.add_argument("--low-precision-residual", action="store_true",
-                        help="our models' config low_precision_residual: the encoder's residual stream in bfloat16 "
-                             "under autocast; rows end in _low_precision_residual")
-    parser.add_argument("--bias-in-product", action="store_true",
-                        help="experiment: the biases of our MLPs' first layer and of query, key and value as an extra "
-                             "input column of their products (`bias_in_product`); rows end in _bias_in_product")
+    parser.add_argument("--low-precision-residual", action=argparse.BooleanOptionalAction, default=None,
+                        help="our models' config low_precision_residual (the encoder's residual stream in bfloat16 "
+                             "under bf16 autocast), on or off over the recipes' (on); rows end in "
+                             "_low_precision_residual or _float32_residual")
     parser.add_argument("--hidden-act", default="", metavar="NAME",
-                        help="our models' MLP activation, a transformers ACT2FN name (the config's default: gelu), e.g. "
-                             "gelu_pytorch_tanh; rows end in _NAME")
+                        help="our models' MLP activation, a transformers ACT2FN name, over the recipes' "
+                             "(gelu_pytorch_tanh), e.g. gelu (exact, the config's default); rows end in _NAME")
     parser.add_argument("--drop-path", type=float, default=0.1,
                         help="our models' stochastic depth at the last block (the recipes' 0.1; the peers run none)")
     parser.add_argument("--sdpa-backend", default="", choices=["", *SDPA_BACKENDS],
@@ -372,15 +350,16 @@ def main(argv=None) -> list[dict]:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     hidden, depth, heads = SIZES[args.size]
     size, batch, patch = args.image_size, args.batch_size, 16
+    ours = our_config(args)
     print(json.dumps(dict(torch=torch.__version__, transformers=transformers.__version__, python=sys.version.split()[0],
                           device=torch.cuda.get_device_name() if device == "cuda" else f"cpu x{torch.get_num_threads()}",
                           size=args.size, image_size=size, batch=batch, bf16=not args.fp32,
-                          drop_path=args.drop_path)), flush=True)
+                          drop_path=args.drop_path, hidden_act=ours.hidden_act,
+                          low_precision_residual=ours.low_precision_residual)), flush=True)
 
     def wanted(name: str) -> bool:
         return not args.only or any(part in name for part in args.only.split(","))
 
-    ours = our_config(args)
     peer = dict(hidden_size=hidden, num_hidden_layers=depth, num_attention_heads=heads, intermediate_size=4 * hidden,
                 image_size=size, patch_size=patch, attn_implementation="sdpa")
     grey = torch.randn(batch, args.channels, size, size, device=device)
@@ -389,23 +368,16 @@ def main(argv=None) -> list[dict]:
     simmim_mask = torch.rand(batch, (size // patch) ** 2, device=device) < 0.6
     generator = torch.Generator(device=device).manual_seed(0)
 
-    def our_model(model_class):
-        def build():
-            model = model_class(ours)
-            return bias_in_product(model) if args.bias_in_product else model
-
-        return build
-
     candidates = {
-        "cxrgm_gmml_pretrain": (our_model(GroupMaskedViTForPreTraining),
+        "cxrgm_gmml_pretrain": (functools.partial(GroupMaskedViTForPreTraining, ours),
                                 lambda m: m(pixel_values=grey, generator=generator).loss),
         # the same step with the corruption through torch.compile (its draws stay eager), as training runs it with
         # CUDA graphs
         "cxrgm_gmml_compiled_corruption": (
-            our_model(GroupMaskedViTForPreTraining),
+            functools.partial(GroupMaskedViTForPreTraining, ours),
             lambda m: m(pixel_values=grey, **dict(zip(("corrupted", "mask"),
                                                       gmml_corrupt(grey, ours, generator, compiled=True)))).loss),
-        "cxrgm_cls_finetune": (our_model(GroupMaskedViTForImageClassification),
+        "cxrgm_cls_finetune": (functools.partial(GroupMaskedViTForImageClassification, ours),
                                lambda m: m(pixel_values=grey, labels=targets).loss),
         "hf_vitmae_pretrain": (lambda: ViTMAEForPreTraining(ViTMAEConfig(
             mask_ratio=0.75, decoder_hidden_size=512, decoder_num_hidden_layers=8, decoder_num_attention_heads=16,

@@ -80,21 +80,19 @@ def test_gpu_script_graphs_host_and_autotune_rows(tmp_path):
     """small-graphs: our GMML step with the corruption compiled (as training runs it with CUDA graphs; it needs compiling, so
     on CPU fine-tuning alone) and fine-tuning, profiled; small-host: our fine-tuning beside timm with our stochastic
     depth off, profiled; small-autotune: GMML, fine-tuning and timm with max-autotune, profiled; small-experiments: the
-    GMML step as it is, with each setting and experiment, then together (on CPU, all eager); base-experiments: the
-    second size's GMML step as it is, with both settings, with both and the experiment, each profiled."""
+    GMML step as the recipes train it, without each of their two faster settings, then without both (on CPU, all
+    eager); base-experiments: the second size's GMML step as the recipes train it and without both, each profiled."""
     lines = lines_of_gpu_script(tmp_path, "small-graphs,small-host,small-autotune,small-experiments,base-experiments")
     runs = [line["drop_path"] for line in lines if "drop_path" in line]  # each throughput.py run's header
-    assert runs == [0.1, 0.0, 0.1] + [0.1] * 6 + [0.1] * 3
+    assert runs == [0.1, 0.0, 0.1] + [0.1] * 4 + [0.1] * 2
     names = [line["name"] for line in lines if "img_per_s" in line or "masks_per_s" in line]
     assert names[:1] == ["cxrgm_cls_finetune"]  # no sampler rows, no eager-mask GMML step
     assert names[1:2] == ["cxrgm_cls_finetune"] and set(names[2:4]) == {"cxrgm_gmml_pretrain", "cxrgm_cls_finetune"}
     assert names[4:] == ["cxrgm_gmml_pretrain" + suffix for suffix in (
-        "", "_low_precision_residual", "_gelu_pytorch_tanh", "_low_precision_residual_gelu_pytorch_tanh",
-        "_bias_in_product", "_low_precision_residual_bias_in_product_gelu_pytorch_tanh",
-        "", "_low_precision_residual_gelu_pytorch_tanh", "_low_precision_residual_bias_in_product_gelu_pytorch_tanh")]
+        "", "_float32_residual", "_gelu", "_float32_residual_gelu", "", "_float32_residual_gelu")]
     tables = (tmp_path / "profiles.txt").read_text().split("\n== ")
     assert sum(table.lstrip("= ").startswith("cxrgm_cls_finetune (size tiny") for table in tables) == 3
-    assert sum(table.lstrip("= ").startswith("cxrgm_gmml_pretrain") for table in tables) == 1 + 3  # autotune's, base's
+    assert sum(table.lstrip("= ").startswith("cxrgm_gmml_pretrain") for table in tables) == 1 + 2  # autotune's, base's
 
 
 def test_gpu_script_compiled_rows_time_the_anchors_and_default_mode_times_ours(tmp_path):
@@ -130,12 +128,12 @@ def test_gpu_quality_script_smoke_run(tmp_path):
     env = {**os.environ, "SMOKE": "1", "PYTHON": sys.executable, "OUT": str(out), "DATA": str(copy),
            "QUALITY_OUT": str(tmp_path / "quality"), "OFFLINE": str(tmp_path / "no_bundle"),
            "HF_DATASETS_CACHE": str(tmp_path / "hf_cache")}
-    setting = '{"hidden_act": "gelu_pytorch_tanh"}'  # the script's arguments go to quality.py
+    setting = '{"hidden_act": "gelu"}'  # the script's arguments go to quality.py (the recipes': gelu_pytorch_tanh)
     result = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_quality.sh"), "--model_config", setting], env=env,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     commands = [line for line in (out / "commands.sh").read_text().splitlines() if " -m train." in line]
-    assert commands and all('"hidden_act": "gelu_pytorch_tanh"' in line for line in commands
+    assert commands and all('"hidden_act": "gelu"' in line for line in commands
                             if "train.evaluate" not in line and "train.probe" not in line)
     names = {p.name for p in out.iterdir()}
     assert {"results.json", "results.md", "commands.sh", "loss_curve.png", "quality_log.txt"} <= names
@@ -274,63 +272,28 @@ def test_inductor_option_sets_the_compiler_config_and_names_the_rows():
         main(["--inductor", "coordinate_descent_tuning=True"])
 
 
-def test_experiment_options_set_our_models_config_and_name_the_rows():
-    """--low-precision-residual and --hidden-act set our models' config (the same on every row of ours) and end the
-    rows' names; the residual stream in bfloat16 needs bf16 autocast, so --fp32 with it is refused."""
+def test_our_rows_have_the_recipes_model_settings_and_experiment_options_override_them():
+    """Without options our models have GMML pretraining's recipe settings (the two faster ones included) and the
+    rows no suffix; --[no-]low-precision-residual and --hidden-act override them (the same on every row of ours) and
+    end the rows' names; the residual stream in bfloat16 needs bf16 autocast, so --fp32 with it is refused."""
     import pytest
 
     from benchmarks.throughput import main, our_config, parse_args, row_suffix
+    from train.config import RECIPES, TrainArgs, load_yaml
 
-    args = parse_args(["--low-precision-residual", "--hidden-act", "gelu_pytorch_tanh", "--image-size", "32"])
-    assert row_suffix(args) == "_low_precision_residual_gelu_pytorch_tanh"
+    recipe = load_yaml(RECIPES / "gmml_pretrain.yaml", TrainArgs)["model_config"]
+    default_args = parse_args(["--image-size", "32"])
+    default = our_config(default_args)
+    assert row_suffix(default_args) == ""
+    assert all(getattr(default, name) == value for name, value in recipe.items())
+    assert (default.low_precision_residual, default.hidden_act) == (True, "gelu_pytorch_tanh")
+    args = parse_args(["--no-low-precision-residual", "--hidden-act", "gelu", "--image-size", "32"])
+    assert row_suffix(args) == "_float32_residual_gelu"
     config = our_config(args)
-    assert (config.low_precision_residual, config.hidden_act) == (True, "gelu_pytorch_tanh")
-    default = our_config(parse_args(["--image-size", "32"]))
-    assert (default.low_precision_residual, default.hidden_act) == (False, "gelu")
+    assert (config.low_precision_residual, config.hidden_act, config.mask_fill) == (False, "gelu", recipe["mask_fill"])
+    assert row_suffix(parse_args(["--low-precision-residual"])) == "_low_precision_residual"
     with pytest.raises(SystemExit, match="needs bf16 autocast"):
         main(["--low-precision-residual", "--fp32"])
-
-
-def test_bias_in_product_experiment_is_the_same_function_with_the_same_parameters():
-    """--bias-in-product (fc1's and qkv's bias as one more input column of their products): the same GMML loss and
-    parameter gradients, the bias gradients included, and no other parameters; the rows say so."""
-    from benchmarks.throughput import bias_in_product, our_config, parse_args, row_suffix
-    from modeling_cxrgm import GroupMaskedViTForPreTraining, gmml_corrupt
-
-    assert row_suffix(parse_args(["--bias-in-product"])) == "_bias_in_product"
-    config = our_config(parse_args(["--image-size", "32", "--drop-path", "0"]))
-    pixels = torch.randn(4, 1, 32, 32)
-    corrupted, mask = gmml_corrupt(pixels, config, torch.Generator().manual_seed(0))
-    results = []
-    for folded in (False, True):
-        torch.manual_seed(0)
-        model = GroupMaskedViTForPreTraining(config)
-        model = bias_in_product(model) if folded else model
-        loss = model(pixel_values=pixels, corrupted=corrupted, mask=mask).loss
-        loss.backward()
-        results.append((loss, {name: p.grad for name, p in model.named_parameters()}))
-    (loss, grads), (folded_loss, folded_grads) = results
-    torch.testing.assert_close(folded_loss, loss)
-    assert folded_grads.keys() == grads.keys()
-    for name, grad in grads.items():
-        torch.testing.assert_close(folded_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
-
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class Ops(TorchDispatchMode):
-        def __init__(self):
-            super().__init__()
-            self.names = []
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            self.names.append(func.__name__)
-            return func(*args, **(kwargs or {}))
-
-    layer = model.vit.encoder.layers[0]  # the folded model's: its fc1 and qkv products take no bias
-    for linear in (layer.mlp.fc1, layer.attention.qkv):
-        with Ops() as ops:
-            linear(torch.randn(2, 5, config.hidden_size))
-        assert not any(name.startswith("addmm") for name in ops.names) and "mm.default" in ops.names, ops.names
 
 
 def test_loader_benchmarks_stop_on_a_batch_that_could_not_be_read():

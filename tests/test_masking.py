@@ -314,15 +314,17 @@ def test_compiled_corruption_is_the_eager_corruption(fill, views):
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
 
 
-def test_the_corruption_under_float16_autocast_is_the_corruption_without_it():
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device"))])
+def test_the_corruption_under_float16_autocast_is_the_corruption_without_it(device):
     """The first cover weighs rectangles by up to 2**126 in one matrix product: under float16 autocast (mixed
     precision fp16, the choice of GPUs without bfloat16) the product became float16, its weights inf, and the masks
     came out of the wrong shape. The product now leaves autocast out."""
     config = GroupMaskedViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
                                   num_attention_heads=2, intermediate_size=64)
-    images = torch.randn(4, 1, 32, 32)
-    expected = gmml_corrupt(images, config, torch.Generator().manual_seed(0))
+    images = torch.randn(4, 1, 32, 32, device=device)
+    expected = gmml_corrupt(images, config, torch.Generator(device).manual_seed(0))
     for dtype in (torch.float16, torch.bfloat16):
-        with torch.autocast("cpu", dtype=dtype):
-            corrupted, mask = gmml_corrupt(images, config, torch.Generator().manual_seed(0))
+        with torch.autocast(device, dtype=dtype):
+            corrupted, mask = gmml_corrupt(images, config, torch.Generator(device).manual_seed(0))
         assert torch.equal(mask, expected[1]) and torch.equal(corrupted, expected[0]), dtype
