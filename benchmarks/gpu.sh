@@ -15,7 +15,7 @@
 # packages, bring the folder that `make offline` fills (OFFLINE, default ./offline): its wheels are installed into
 # a temporary folder first, without touching the image's packages, and its cache serves the sample images.
 # SMOKE=1 runs the same commands at a tiny size without compiling (a check of the script on CPU).
-# ROWS=small,e2e (for example) runs only those rows. Nine rows run only when named: gpu-tests, `default-mode` (ours compiled
+# ROWS=small,e2e (for example) runs only those rows. Ten rows run only when named: gpu-tests, `default-mode` (ours compiled
 # in torch.compile's default mode, without CUDA graphs, ViT-S profiled and ViT-B: GMML with eager and with compiled
 # masks, fine-tuning; about 3 minutes), `small-host` (compiled ViT-S
 # fine-tuning beside timm with our stochastic depth off, profiled; about 2 minutes), `small-attention` (our ViT-S rows
@@ -27,7 +27,10 @@
 # step with CUDA graphs as the recipes train it, then without each of their two faster model settings, then without
 # both (the config's defaults): the encoder's residual stream in bfloat16 (--no-low-precision-residual: float32),
 # GELU's tanh approximation (--hidden-act gelu: exact); one process each, about 3 minutes), `base-experiments` (ViT-B
-# likewise, profiled: as the recipes train it and without both settings; about 2 minutes),
+# likewise, profiled: as the recipes train it and without both settings; about 2 minutes), `small-fusion` (our ViT-S
+# GMML step with CUDA graphs as it is and with Inductor's pointwise-into-reduction fusion allowed, then also with its
+# n-D tiling preferred, profiled: whether the GELU backward and the q/k/v stacking take their bias gradients' sums
+# into the same pass; about 3 minutes),
 # `small-batch` (ViT-S fine-tuning at batch 64, the quality preset's, where the host bounds the step: the model's
 # step beside the peers, the training loop's step alone and end to end (on DATA's Kermany images, DATA default
 # offline/data, when there, else the sample set), and the loader's time per epoch of those images; about 2
@@ -42,8 +45,8 @@ PYTHON=${PYTHON:-python3}
 OUT=${OUT:-benchmarks/out}
 PEAK=${PEAK:-989}  # dense bf16 TFLOP/s of an H100/H200 SXM, for MFU
 # A comma-separated subset of gpu-tests,small,e2e,small-compiled,small-graphs,base,base-compiled,base-graphs,
-# default-mode,small-host,small-attention,small-autotune,small-experiments,base-experiments,small-batch,device-smoke (to
-# split the run over calls, or to repeat one); by default all but gpu-tests and the last eight.
+# default-mode,small-host,small-attention,small-autotune,small-experiments,base-experiments,small-fusion,small-batch,
+# device-smoke (to split the run over calls, or to repeat one); by default all but gpu-tests and the last nine.
 ROWS=${ROWS:-small,e2e,small-compiled,small-graphs,base,base-compiled,base-graphs}
 mkdir -p "$OUT"
 log="$OUT/throughput.jsonl"
@@ -69,6 +72,7 @@ if [[ "${SMOKE:-0}" == 1 ]]; then
   compiled=()  # compiling takes minutes on a CPU: the compiled rows run eager
   graphs=()
   backends=(flash math)  # the CPU has no cuDNN or memory-efficient attention
+  fusion=()  # Inductor settings need compiling: the row runs as it is only
   e2e=(--preset vit_tiny_patch16_224 --batch-size 2 --steps 1 --warmup 1 --image-size 32 --num-workers 1)
   small_batch=(--batch-size 2 --steps 1 --warmup 1 --image-size 32)
   small_batch_e2e=(--preset vit_tiny_patch16_224 "${small_batch[@]}" --num-workers 1)
@@ -79,6 +83,10 @@ else
   compiled=(--compile)
   graphs=(--compile --compile-mode reduce-overhead)  # CUDA graphs: the host out of the step
   backends=(cudnn flash efficient)
+  # Inductor may fuse a pointwise kernel into the column reduction after it (the GELU backward with fc1's bias
+  # gradient, the q/k/v gradients' stacking with qkv's): one pass over the activations instead of two
+  fusion=("--inductor triton.tiling_prevents_reduction_fusion=False"
+          "--inductor triton.tiling_prevents_reduction_fusion=False --inductor triton.prefer_nd_tiling=True")
   # past the 14 x 4 batches in flight; with CUDA graphs, the fastest step the loader must keep up with
   e2e=(--preset vit_small_patch16_224 --batch-size 256 --warmup 60 --steps 120 --compile-mode reduce-overhead)
   small_batch=(--batch-size 64 --steps 20 --warmup 5)
@@ -168,6 +176,7 @@ experiments() {  # experiments SIZE PROFILED EXPERIMENT...: our GMML step with C
 }
 selected small-experiments && experiments "$first" 0 "" --no-low-precision-residual "--hidden-act gelu" "$exact"
 selected base-experiments && experiments "$second" 1 "" "$exact"
+selected small-fusion && experiments "$first" 1 "" "${fusion[@]}"
 if selected small-batch; then
   row "$first batch 64" "$PYTHON" benchmarks/throughput.py --size "$first" "${small_batch[@]}" --only cls
   kermany="${DATA:-$OFFLINE/data}/kermany_pediatric"

@@ -81,18 +81,21 @@ def test_gpu_script_graphs_host_and_autotune_rows(tmp_path):
     on CPU fine-tuning alone) and fine-tuning, profiled; small-host: our fine-tuning beside timm with our stochastic
     depth off, profiled; small-autotune: GMML, fine-tuning and timm with max-autotune, profiled; small-experiments: the
     GMML step as the recipes train it, without each of their two faster settings, then without both (on CPU, all
-    eager); base-experiments: the second size's GMML step as the recipes train it and without both, each profiled."""
-    lines = lines_of_gpu_script(tmp_path, "small-graphs,small-host,small-autotune,small-experiments,base-experiments")
+    eager); base-experiments: the second size's GMML step as the recipes train it and without both, each profiled;
+    small-fusion: the GMML step profiled, as it is only on CPU (its Inductor settings need compiling)."""
+    lines = lines_of_gpu_script(
+        tmp_path, "small-graphs,small-host,small-autotune,small-experiments,base-experiments,small-fusion")
     runs = [line["drop_path"] for line in lines if "drop_path" in line]  # each throughput.py run's header
-    assert runs == [0.1, 0.0, 0.1] + [0.1] * 4 + [0.1] * 2
+    assert runs == [0.1, 0.0, 0.1] + [0.1] * 4 + [0.1] * 2 + [0.1]
     names = [line["name"] for line in lines if "img_per_s" in line or "masks_per_s" in line]
     assert names[:1] == ["cxrgm_cls_finetune"]  # no sampler rows, no eager-mask GMML step
     assert names[1:2] == ["cxrgm_cls_finetune"] and set(names[2:4]) == {"cxrgm_gmml_pretrain", "cxrgm_cls_finetune"}
     assert names[4:] == ["cxrgm_gmml_pretrain" + suffix for suffix in (
-        "", "_float32_residual", "_gelu", "_float32_residual_gelu", "", "_float32_residual_gelu")]
+        "", "_float32_residual", "_gelu", "_float32_residual_gelu", "", "_float32_residual_gelu", "")]
     tables = (tmp_path / "profiles.txt").read_text().split("\n== ")
     assert sum(table.lstrip("= ").startswith("cxrgm_cls_finetune (size tiny") for table in tables) == 3
-    assert sum(table.lstrip("= ").startswith("cxrgm_gmml_pretrain") for table in tables) == 1 + 2  # autotune's, base's
+    gmml_tables = sum(table.lstrip("= ").startswith("cxrgm_gmml_pretrain") for table in tables)
+    assert gmml_tables == 1 + 2 + 1  # autotune's, base's, fusion's
 
 
 def test_gpu_script_compiled_rows_time_the_anchors_and_default_mode_times_ours(tmp_path):
