@@ -47,7 +47,7 @@ from train import data, engine, run  # noqa: E402
 from train.starting_point import build_model  # noqa: E402
 from train.augment import AugmentSpec  # noqa: E402
 from train.checkpoint import TrainState  # noqa: E402
-from train.config import RECIPES, TrainArgs, load_yaml  # noqa: E402
+from train.config import TrainArgs, recipe_model_config  # noqa: E402
 from train.optim import param_groups, peak_learning_rate  # noqa: E402
 
 
@@ -150,7 +150,7 @@ def main(argv=None) -> list[dict]:
 def benchmark(args, rows: datasets.Dataset, output_dir: str, data_name: str) -> list[dict]:
     task = args.task
     recipe = "gmml_pretrain" if task == "pretraining" else "finetune_classification"
-    model_config = load_yaml(RECIPES / f"{recipe}.yaml", TrainArgs).get("model_config", {})  # as the recipe trains
+    model_config = recipe_model_config(recipe)  # as the recipe trains
     train_args = TrainArgs(task=task, output_dir=output_dir, preset=args.preset, image_size=args.image_size,
                            model_config=model_config,
                            batch_size=args.batch_size, epochs=1, save_every_steps=0, report_to="none",

@@ -41,7 +41,7 @@ from PIL import Image, ImageDraw
 import hf_datasets
 from modeling_cxrgm import GroupMaskedViTConfig, gmml_corrupt
 from train import evaluate, finetune_classification, finetune_segmentation, pretrain, probe
-from train.config import RECIPES, TrainArgs, load_yaml
+from train.config import recipe_model_config
 
 KERMANY, NIH, LUNGS = "kermany_pediatric", "nih_cxr14", "v7labs_covid_lungseg"
 SPLIT = {"train": 0.7, "test": 0.3}
@@ -156,7 +156,7 @@ def flags(values: dict) -> list[str]:
 
 def with_recipe_model_config(recipe: str, size: dict) -> dict:
     """The size's model settings, its `model_config` merged over the recipe's (e.g. the GMML mask settings)."""
-    base = load_yaml(RECIPES / f"{recipe}.yaml", TrainArgs).get("model_config", {})
+    base = recipe_model_config(recipe)
     return {**size["model"], "model_config": {**base, **size["model"]["model_config"]}}
 
 

@@ -266,9 +266,9 @@ def our_config(args):
     corruption's, `low_precision_residual`, `hidden_act`; the fine-tuning recipes set the same two), over which
     `--hidden-act` (an unknown name is refused by the config) and `--[no-]low-precision-residual` go."""
     from modeling_cxrgm import GroupMaskedViTConfig
-    from train.config import RECIPES, TrainArgs, load_yaml
+    from train.config import recipe_model_config
 
-    settings = load_yaml(RECIPES / "gmml_pretrain.yaml", TrainArgs).get("model_config", {})
+    settings = recipe_model_config("gmml_pretrain")
     if args.hidden_act:
         settings = {**settings, "hidden_act": args.hidden_act}
     if args.low_precision_residual is not None:

@@ -282,9 +282,9 @@ def test_our_rows_have_the_recipes_model_settings_and_experiment_options_overrid
     import pytest
 
     from benchmarks.throughput import main, our_config, parse_args, row_suffix
-    from train.config import RECIPES, TrainArgs, load_yaml
+    from train.config import recipe_model_config
 
-    recipe = load_yaml(RECIPES / "gmml_pretrain.yaml", TrainArgs)["model_config"]
+    recipe = recipe_model_config("gmml_pretrain")
     default_args = parse_args(["--image-size", "32"])
     default = our_config(default_args)
     assert row_suffix(default_args) == ""

@@ -246,6 +246,11 @@ def load_yaml(path, cls) -> dict:
             for f in dataclasses.fields(cls) if f.name in values}
 
 
+
+def recipe_model_config(name: str) -> dict:
+    """The `model_config` of recipe `name` (train/recipes/<name>.yaml): the model settings it trains with."""
+    return load_yaml(RECIPES / f"{name}.yaml", TrainArgs).get("model_config", {})
+
 def _yaml_value(path, name: str, value, kind, nargs):
     """`value` as the field's type, as the command line would give it: YAML reads `1e-3` as text (a float needs a
     dot there), which becomes a float; a value of another type is an InvalidInputError naming the argument."""
