@@ -15,7 +15,7 @@
 # packages, bring the folder that `make offline` fills (OFFLINE, default ./offline): its wheels are installed into
 # a temporary folder first, without touching the image's packages, and its cache serves the sample images.
 # SMOKE=1 runs the same commands at a tiny size without compiling (a check of the script on CPU).
-# ROWS=small,e2e (for example) runs only those rows. Ten rows run only when named: gpu-tests, `default-mode` (ours compiled
+# ROWS=small,e2e (for example) runs only those rows. Eleven rows run only when named: gpu-tests, `default-mode` (ours compiled
 # in torch.compile's default mode, without CUDA graphs, ViT-S profiled and ViT-B: GMML with eager and with compiled
 # masks, fine-tuning; about 3 minutes), `small-host` (compiled ViT-S
 # fine-tuning beside timm with our stochastic depth off, profiled; about 2 minutes), `small-attention` (our ViT-S rows
@@ -30,7 +30,9 @@
 # likewise, profiled: as the recipes train it and without both settings; about 2 minutes), `small-fusion` (our ViT-S
 # GMML step with CUDA graphs as it is and with Inductor's pointwise-into-reduction fusion allowed, then also with its
 # n-D tiling preferred, profiled: whether the GELU backward and the q/k/v stacking take their bias gradients' sums
-# into the same pass; about 3 minutes),
+# into the same pass; about 3 minutes), `first-cover-counts` (the mask sampler's count of rectangles per image from
+# its first-cover map: the histogram masking.py uses beside three scatter-free ways, alone and inside the compiled
+# corruption, batch 256 at 224 px, benchmarks/first_cover_counts.py; about 2 minutes),
 # `small-batch` (ViT-S fine-tuning at batch 64, the quality preset's, where the host bounds the step: the model's
 # step beside the peers, the training loop's step alone and end to end (on DATA's Kermany images, DATA default
 # offline/data, when there, else the sample set), and the loader's time per epoch of those images; about 2
@@ -45,8 +47,9 @@ PYTHON=${PYTHON:-python3}
 OUT=${OUT:-benchmarks/out}
 PEAK=${PEAK:-989}  # dense bf16 TFLOP/s of an H100/H200 SXM, for MFU
 # A comma-separated subset of gpu-tests,small,e2e,small-compiled,small-graphs,base,base-compiled,base-graphs,
-# default-mode,small-host,small-attention,small-autotune,small-experiments,base-experiments,small-fusion,small-batch,
-# device-smoke (to split the run over calls, or to repeat one); by default all but gpu-tests and the last nine.
+# default-mode,small-host,small-attention,small-autotune,small-experiments,base-experiments,small-fusion,
+# first-cover-counts,small-batch,device-smoke (to split the run over calls, or to repeat one); by default all but
+# gpu-tests and the last ten.
 ROWS=${ROWS:-small,e2e,small-compiled,small-graphs,base,base-compiled,base-graphs}
 mkdir -p "$OUT"
 log="$OUT/throughput.jsonl"
@@ -73,6 +76,7 @@ if [[ "${SMOKE:-0}" == 1 ]]; then
   graphs=()
   backends=(flash math)  # the CPU has no cuDNN or memory-efficient attention
   fusion=()  # Inductor settings need compiling: the row runs as it is only
+  counts=(--batch-size 2 --image-size 32 --rounds 1)
   e2e=(--preset vit_tiny_patch16_224 --batch-size 2 --steps 1 --warmup 1 --image-size 32 --num-workers 1)
   small_batch=(--batch-size 2 --steps 1 --warmup 1 --image-size 32)
   small_batch_e2e=(--preset vit_tiny_patch16_224 "${small_batch[@]}" --num-workers 1)
@@ -89,6 +93,7 @@ else
           "--inductor triton.tiling_prevents_reduction_fusion=False --inductor triton.prefer_nd_tiling=True")
   # past the 14 x 4 batches in flight; with CUDA graphs, the fastest step the loader must keep up with
   e2e=(--preset vit_small_patch16_224 --batch-size 256 --warmup 60 --steps 120 --compile-mode reduce-overhead)
+  counts=(--batch-size 256 --image-size 224 --compile --corruption)  # 256 views, as the GMML rows' corruption
   small_batch=(--batch-size 64 --steps 20 --warmup 5)
   small_batch_e2e=(--preset vit_small_patch16_224 --batch-size 64 --warmup 40 --steps 60 --num-workers 8)
 fi
@@ -177,6 +182,7 @@ experiments() {  # experiments SIZE PROFILED EXPERIMENT...: our GMML step with C
 selected small-experiments && experiments "$first" 0 "" --no-low-precision-residual "--hidden-act gelu" "$exact"
 selected base-experiments && experiments "$second" 1 "" "$exact"
 selected small-fusion && experiments "$first" 1 "" "${fusion[@]}"
+selected first-cover-counts && row "first-cover counts" "$PYTHON" benchmarks/first_cover_counts.py "${counts[@]}"
 if selected small-batch; then
   row "$first batch 64" "$PYTHON" benchmarks/throughput.py --size "$first" "${small_batch[@]}" --only cls
   kermany="${DATA:-$OFFLINE/data}/kermany_pediatric"

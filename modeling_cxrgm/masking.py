@@ -162,6 +162,23 @@ def _first_covering_rectangle(rectangles, grid_h: int, grid_w: int, dtype: torch
     return first
 
 
+def _rectangles_needed(first: torch.Tensor, needed: torch.Tensor, num_rectangles: int) -> torch.Tensor:
+    """How many of its K rectangles each image adds until they cover `needed` (N,) cells: int64 (N,), from the first
+    rectangle over each cell, `first` (N, grid_h, grid_w) with K where none is (`_first_covering_rectangle`).
+
+    The first n rectangles cover #(first < n) cells, so the smallest n reaching `needed` is one more than the number
+    of v in 0..K whose first v + 1 cover fewer: a histogram of `first` per image, summed up. 0 where nothing is
+    needed; K where the K rectangles fall short.
+    """
+    batch_size, device = first.shape[0], first.device
+    bins = first.flatten(1).long() + (num_rectangles + 1) * torch.arange(batch_size, device=device)[:, None]
+    histogram = torch.zeros(batch_size * (num_rectangles + 1), dtype=torch.int32, device=device)
+    histogram.scatter_add_(0, bins.flatten(), torch.ones(1, dtype=torch.int32, device=device).expand(bins.numel()))
+    covered = histogram.view(batch_size, num_rectangles + 1).cumsum(1)  # (N, K + 1): cells under the first n + 1
+    counts = ((covered < needed[:, None]).sum(1) + 1).clamp(max=num_rectangles)
+    return torch.where(needed > 0, counts, 0)
+
+
 def _rectangle_budget(max_target: float, max_block_fraction: float) -> int:
     """Rectangles drawn per image: so many that the sequential loop would need more only with negligible probability.
 
@@ -203,16 +220,7 @@ def _masks_from_uniforms(
         first = _first_covering_rectangle(
             rectangles, grid_h, grid_w, torch.bfloat16 if device.type == "cuda" else torch.float32
         )
-        # the first n rectangles cover #(first < n) cells, so the smallest n reaching `needed` is one more than the
-        # number of v in 0..K whose first v + 1 cover fewer: a histogram of `first` per image, summed up (an image
-        # whose K rectangles fall short gets all K)
-        bins = first.flatten(1).long() + (num_rectangles + 1) * torch.arange(batch_size, device=device)[:, None]
-        histogram = torch.zeros(batch_size * (num_rectangles + 1), dtype=torch.int32, device=device)
-        histogram.scatter_add_(0, bins.flatten(), torch.ones(1, dtype=torch.int32, device=device).expand(bins.numel()))
-        covered = histogram.view(batch_size, num_rectangles + 1).cumsum(1)  # (N, K + 1): cells under the first n + 1
-        counts = ((covered < needed[:, None]).sum(1) + 1).clamp(max=num_rectangles)
-        counts = torch.where(needed > 0, counts, 0)
-        mask = first < counts[:, None, None]
+        mask = first < _rectangles_needed(first, needed, num_rectangles)[:, None, None]
     else:
         if union == "matmul":
             span_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32  # 0/1 factors: exact in either

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -241,6 +242,35 @@ def test_mask_sampler_benchmark_times_every_union_and_the_corruption_beside_a_ba
     assert all(row["masks_per_s"] > 0 and row["threads"] == 1 for row in rows)
 
 
+def test_first_cover_count_ways_equal_the_histogram_and_the_gpu_row_times_each(tmp_path):
+    """Every scatter-free way counts as masking.py's histogram does, on real draws and the edge cases; a way that
+    counts otherwise is caught; gpu.sh's first-cover-counts row prints one line per way."""
+    from benchmarks import first_cover_counts
+
+    first, needed, budget = first_cover_counts.first_cover_inputs(6, 48, torch.Generator().manual_seed(1))
+    first_cover_counts.check_equal(first, needed, budget)
+    one_short = lambda first, needed, k: (first_cover_counts.histogram(first, needed, k) - 1).clamp(min=0)  # noqa: E731
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(first_cover_counts.WAYS, "one_short", one_short)
+        with pytest.raises(AssertionError, match="one_short counts differ"):
+            first_cover_counts.check_equal(first, needed, budget)
+    lines = lines_of_gpu_script(tmp_path, "first-cover-counts")
+    assert [line["name"] for line in lines if "masks_per_s" in line] == list(first_cover_counts.WAYS)
+
+
+def test_first_cover_count_benchmark_compiles_each_way_into_the_corruption():
+    """corruption_<way> rows run the compiled corruption with that way: one that needs no rectangles masks nothing,
+    and the next way gets its own graph again (the histogram's masks)."""
+    from benchmarks import first_cover_counts
+    from modeling_cxrgm import GroupMaskedViTConfig
+
+    config, views = GroupMaskedViTConfig(image_size=32), torch.randn(4, 1, 32, 32)
+    none_needed = lambda first, needed, k: torch.zeros_like(needed)  # noqa: E731
+    masks = [first_cover_counts.corrupt_with(way, views, config, torch.Generator().manual_seed(0))[1]
+             for way in (first_cover_counts.histogram, none_needed, first_cover_counts.bisection)]
+    assert masks[0].any() and not masks[1].any() and torch.equal(masks[0], masks[2])
+
+
 def test_drop_path_option_sets_our_rows_stochastic_depth():
     """--drop-path 0 times our steps without stochastic depth, like the peers; by default the recipes' 0.1."""
     from benchmarks.throughput import our_config, parse_args
@@ -253,7 +283,6 @@ def test_inductor_option_sets_the_compiler_config_and_names_the_rows():
     """--inductor NAME=VALUE reaches torch._inductor.config (dotted names into its sub-configs), each row says which
     settings it ran with, and a misspelt name stops the run instead of being ignored. A forced attention backend turns
     the compiler's on-disk caches off (served from them, a run executed the graph compiled for another backend)."""
-    import pytest
     import torch._inductor.config as inductor_config
 
     from benchmarks.throughput import apply_inductor_settings, main, parse_args, row_suffix
