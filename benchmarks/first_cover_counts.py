@@ -22,13 +22,16 @@ import argparse
 import functools
 import json
 import math
-import statistics
-import time
+import sys
+from pathlib import Path
 from unittest import mock
 
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repository's packages
 
-from modeling_cxrgm import GroupMaskedViTConfig, masking
+import torch  # noqa: E402
+
+from benchmarks.mask_samplers import median_seconds  # noqa: E402
+from modeling_cxrgm import GroupMaskedViTConfig, masking  # noqa: E402
 
 
 def bisection(first: torch.Tensor, needed: torch.Tensor, num_rectangles: int) -> torch.Tensor:
@@ -125,21 +128,8 @@ def main(argv=None) -> list[dict]:
         views = torch.randn(args.batch_size, 1, args.image_size, args.image_size, device=device)
         for name, way in WAYS.items():
             calls[f"corruption_{name}"] = functools.partial(corrupt_with, way, views, config, generator)
-    seconds = {name: [] for name in calls}
-    for call in calls.values():  # warm-up (and compiling)
-        call()
-    for _ in range(args.rounds):
-        for name, call in calls.items():
-            if device == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            call()
-            if device == "cuda":
-                torch.cuda.synchronize()
-            seconds[name].append(time.perf_counter() - start)
     rows = []
-    for name, times in seconds.items():
-        median = statistics.median(times)
+    for name, median in median_seconds(calls, args.rounds, device).items():
         rows.append(dict(name=name, device=device, threads=torch.get_num_threads(), batch=args.batch_size,
                          image_size=args.image_size, rectangles=budget, ms_per_call=round(1e3 * median, 3),
                          masks_per_s=round(args.batch_size / median, 1)))

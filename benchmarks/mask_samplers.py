@@ -54,6 +54,25 @@ def main(argv=None) -> list[dict]:
         torch.set_num_threads(threads)
 
 
+def median_seconds(calls: dict, rounds: int, device: str) -> dict[str, float]:
+    """Each of `calls` (name -> function of no arguments) once to warm up (and compile), then `rounds` interleaved
+    rounds of all of them (a busy machine slows every call alike): name -> median seconds per call, the device
+    synchronised around each on CUDA."""
+    seconds = {name: [] for name in calls}
+    for call in calls.values():
+        call()
+    for _ in range(rounds):
+        for name, call in calls.items():
+            if device == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            call()
+            if device == "cuda":
+                torch.cuda.synchronize()
+            seconds[name].append(time.perf_counter() - start)
+    return {name: statistics.median(times) for name, times in seconds.items()}
+
+
 def _time_samplers(args) -> list[dict]:
     """One JSON line per way of `main`'s arguments: its median ms per call and masks/s."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -81,21 +100,8 @@ def _time_samplers(args) -> list[dict]:
     ways = ways_of(masking, "")
     if args.baseline:
         ways.update(ways_of(load_baseline(args.baseline), "baseline_"))
-    seconds = {name: [] for name in ways}
-    for name, way in ways.items():  # warm-up
-        way()
-    for _ in range(args.rounds):
-        for name, way in ways.items():
-            if device == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            way()
-            if device == "cuda":
-                torch.cuda.synchronize()
-            seconds[name].append(time.perf_counter() - start)
     rows = []
-    for name, times in seconds.items():
-        median = statistics.median(times)
+    for name, median in median_seconds(ways, args.rounds, device).items():
         rows.append(dict(name=name, device=device, threads=torch.get_num_threads(), batch=args.batch_size,
                          image_size=args.image_size, ms_per_call=round(1e3 * median, 2),
                          masks_per_s=round(args.batch_size / median, 1)))
