@@ -19,12 +19,21 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
 # Device types with autocast, found once here: torch.compile (torch 2.11) cannot trace the availability check, and a
 # graph break inside the encoder keeps CUDA graphs from the pretraining step.
 AUTOCAST_DEVICE_TYPES = frozenset(
     name for name in ("cpu", "cuda", "xpu", "mps", "hpu", "xla", "mtia", "maia") if torch.amp.is_autocast_available(name)
 )
+
+
+def compiled_code_allowed() -> bool:
+    """Whether a function of ours that has a torch.compile'd version may run it now: not under a TorchDispatchMode
+    (a FLOP counter, say). There torch.compile (2.11-2.13) runs the function eagerly and then keeps running it eagerly
+    for the rest of the process, so the eager function runs instead: the same output, and the compiled version stays
+    in use after the mode."""
+    return not is_in_torch_dispatch_mode()
 
 
 def _targets_from_uniforms(uniforms: torch.Tensor, max_ratio: float) -> torch.Tensor:
@@ -282,7 +291,7 @@ def masks_for_targets(
     The one difference from the loop: an image whose K rectangles do not reach its target (probability of the
     order of 1e-13, see `_rectangle_budget`) gets the union of all K, just short of it.
     `compiled` computes the masks from the drawn rectangles through torch.compile (same masks; the first call per
-    shape compiles).
+    shape compiles; eager under a TorchDispatchMode, see `compiled_code_allowed`).
     """
     max_side_h, max_side_w = _block_sides(height, width, align, max_block_fraction)
     union = union or "first_cover"
@@ -292,6 +301,7 @@ def masks_for_targets(
         max_target = float(targets.max()) if targets.shape[0] else 0.0
     uniforms = torch.rand(targets.shape[0], _RECTANGLE_DRAWS, _rectangle_budget(max_target, max_block_fraction),
                           generator=generator, device=targets.device)
+    compiled = compiled and compiled_code_allowed()
     masks_from_uniforms = _compiled_masks_from_uniforms() if compiled else _masks_from_uniforms
     return masks_from_uniforms(uniforms, targets, height, width, align, max_side_h, max_side_w, union)
 
@@ -389,7 +399,7 @@ def gmml_corrupt(
             images in the same order (e.g. two augmented views per image); replaced pixels come from another image
             of the view's own group, never from another view of the same image.
         compiled: run everything after the draws through torch.compile: the same output, in a few fused kernels
-            (the first call per shape compiles).
+            (the first call per shape compiles; eager under a TorchDispatchMode, see `compiled_code_allowed`).
 
     Returns:
         corrupted: (B, C, H, W), same dtype as the input.
@@ -409,7 +419,7 @@ def gmml_corrupt(
     noise = None
     if config.mask_fill == "noise":
         noise = torch.randn(pixel_values.shape, generator=generator, device=device, dtype=pixel_values.dtype)
-    corruption = _compiled_corruption() if compiled else _corruption
+    corruption = _compiled_corruption() if compiled and compiled_code_allowed() else _corruption
     return corruption(
         pixel_values, uniforms, noise, views, config.mask_fill, config.mask_max_ratio, config.replace_prob,
         config.replace_ratio, config.mask_align, max_side_h, max_side_w,

@@ -314,6 +314,33 @@ def test_compiled_corruption_is_the_eager_corruption(fill, views):
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
 
 
+def test_a_call_under_a_flop_counter_leaves_the_compiled_corruption_compiled():
+    """Under a TorchDispatchMode (here torch's FLOP counter) the corruption runs eagerly, with the same output; called
+    through torch.compile there, it would have run eagerly for the rest of the process."""
+    from torch.profiler import profile
+    from torch.utils.flop_counter import FlopCounterMode
+
+    images, config = distinct_images(batch=4), tiny_config()
+
+    def corrupt():
+        return gmml_corrupt(images, config, torch.Generator().manual_seed(5), views=2, compiled=True)
+
+    def runs_compiled() -> bool:
+        with profile() as profiler:
+            corrupt()
+        return any(event.key.startswith("Torch-Compiled Region") for event in profiler.key_averages())
+
+    torch._dynamo.reset()
+    expected = corrupt()
+    assert runs_compiled()
+    with FlopCounterMode(display=False):
+        assert not masking.compiled_code_allowed()
+        counted = corrupt()
+    assert masking.compiled_code_allowed()
+    assert torch.equal(counted[0], expected[0]) and torch.equal(counted[1], expected[1])
+    assert runs_compiled()
+
+
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs a CUDA device"))])
 def test_the_corruption_under_float16_autocast_is_the_corruption_without_it(device):

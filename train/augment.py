@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from modeling_cxrgm.image_processing_gmvit import PAD_LABEL
+from modeling_cxrgm.masking import compiled_code_allowed
 
 
 @dataclass
@@ -144,11 +145,13 @@ def augment(images: torch.Tensor, spec: AugmentSpec, generator: torch.Generator,
     left, height, width of each image inside its padded input; crops are then drawn from the image alone, as from
     the original file (pretraining views, which have no padding to reconstruct). `compiled`: everything after the
     one draw of uniforms through torch.compile but the bicubic sampling (the same views up to rounding, in a few
-    fused kernels instead of some 100 small ones; the first call per shape compiles).
+    fused kernels instead of some 100 small ones; the first call per shape compiles; eager under a TorchDispatchMode,
+    see `compiled_code_allowed`).
     Returns the images, or (images, masks) when masks are given.
     """
     uniforms = torch.rand(images.shape[0], sum(DRAWS), generator=generator, device=images.device)
-    return (_compiled_views() if compiled else _views)(images, uniforms, spec, masks, content)
+    views_from_uniforms = _compiled_views() if compiled and compiled_code_allowed() else _views
+    return views_from_uniforms(images, uniforms, spec, masks, content)
 
 
 @torch.compiler.disable  # torch.compile's bicubic sampling was 2.8x slower than this kernel (CPU, batch 32, 224 px)
