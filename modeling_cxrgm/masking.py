@@ -301,8 +301,8 @@ def masks_for_targets(
         max_target = float(targets.max()) if targets.shape[0] else 0.0
     uniforms = torch.rand(targets.shape[0], _RECTANGLE_DRAWS, _rectangle_budget(max_target, max_block_fraction),
                           generator=generator, device=targets.device)
-    compiled = compiled and compiled_code_allowed()
-    masks_from_uniforms = _compiled_masks_from_uniforms() if compiled else _masks_from_uniforms
+    masks_from_uniforms = (_compiled_masks_from_uniforms() if compiled and compiled_code_allowed()
+                           else _masks_from_uniforms)
     return masks_from_uniforms(uniforms, targets, height, width, align, max_side_h, max_side_w, union)
 
 
