@@ -199,7 +199,8 @@ def benchmark(args, rows: datasets.Dataset, output_dir: str, data_name: str) -> 
         train_args.max_steps = 0  # each call: one step of the loop on that batch
         profile_steps(lambda: engine.train_one_epoch(model, same_batch[:1], optimizer, accelerator, TrainState(), ctx,
                                                      train_args),
-                      device.type, Path(args.profile_file), f"{name} loop step (batch {args.batch_size})")
+                      device.type, Path(args.profile_file), f"{name} loop step (batch {args.batch_size})",
+                      timed_ms=1e3 * args.batch_size / step_row["img_per_s"])
     return [loader_row, e2e_row, step_row]
 
 

@@ -57,10 +57,11 @@ def count_step(step, batch_size: int) -> tuple[float, float]:
     return counter.get_total_flops() / batch_size, sum(saved.values()) / batch_size
 
 
-def profile_steps(step, device: str, path: Path, title: str, steps: int = 3) -> None:
+def profile_steps(step, device: str, path: Path, title: str, steps: int = 3, timed_ms: float | None = None) -> None:
     """Appends to `path`, under `title`, the operators (and on a GPU the kernels) of `steps` more steps, by device
-    time, top 40; on a GPU also the kernel launches per step and the top 25 by host time, which tell a host-bound
-    step (the device waiting for launches) from a device-bound one."""
+    time, top 40; on a GPU also the kernel launches per step, the device's busy time per step beside `timed_ms` (the
+    step's wall time when timed without the profiler: more than the busy time is time the device waited) and the top
+    25 by host time, which tell a host-bound step (the device waiting for launches) from a device-bound one."""
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
@@ -73,7 +74,10 @@ def profile_steps(step, device: str, path: Path, title: str, steps: int = 3) -> 
     text = f"== {title}: {steps} steps\n{events.table(sort_by=sort_by, row_limit=40, max_name_column_width=90)}\n"
     if device == "cuda":
         launches = sum(event.count for event in events if "LaunchKernel" in event.key or "GraphLaunch" in event.key)
-        text += (f"kernel launches per step: {launches / steps:.0f}\n-- by host time\n"
+        busy_ms = sum(event.self_device_time_total for event in events) / 1e3 / steps
+        timed = f", timed without the profiler {timed_ms:.2f} ms" if timed_ms else ""
+        text += (f"kernel launches per step: {launches / steps:.0f}\n"
+                 f"device busy per step: {busy_ms:.2f} ms{timed}\n-- by host time\n"
                  f"{events.table(sort_by='self_cpu_time_total', row_limit=25, max_name_column_width=90)}\n")
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as out:
@@ -190,7 +194,8 @@ def finish(entry: dict, rates: list[float], args, device: str) -> dict:
     if args.profile_file:
         try:  # after the row is out: a profiler that cannot start on some host costs only its table
             title = f"{row['name']} (size {args.size}, batch {args.batch_size})"
-            profile_steps(entry["step"], device, Path(args.profile_file), title)
+            profile_steps(entry["step"], device, Path(args.profile_file), title,
+                          timed_ms=1e3 * args.batch_size / images_per_s)
         except Exception as error:  # noqa: BLE001 - reported, the next model still runs
             print(json.dumps({"note": f"profiling {row['name']} failed: {error!r}"}), flush=True)
     return row
