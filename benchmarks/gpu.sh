@@ -9,7 +9,8 @@
 # first; about 1.5 minutes): the tests that need the GPU (tests/test_masking.py: its masks;
 # tests/test_device_placement.py: no step waits for the device) or its torch (tests/test_compile.py: each model
 # traces as one graph); summary in $OUT/gpu_tests.txt. The ViT-S rows also append each model's top 40 kernels
-# over 3 profiled steps to $OUT/profiles.txt (the e2e row: 3 steps of the training loop), where the step's time goes,
+# over 3 profiled steps to $OUT/profiles.txt (the e2e row: 3 steps of the training loop), and the device's busy
+# time per step beside the step's timed wall time (the difference: the device waiting), where the step's time goes,
 # for work without a GPU.
 # Needs no install of this repository (its root goes on PYTHONPATH). On an offline host whose image lacks some
 # packages, bring the folder that `make offline` fills (OFFLINE, default ./offline): its wheels are installed into
