@@ -19,7 +19,12 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import is_in_torch_dispatch_mode
+
+try:  # private in torch: the Hub copy of this file may run with a torch that lacks it
+    from torch.utils._python_dispatch import is_in_torch_dispatch_mode
+except ImportError:
+    def is_in_torch_dispatch_mode() -> bool:
+        return False
 
 # Device types with autocast, found once here: torch.compile (torch 2.11) cannot trace the availability check, and a
 # graph break inside the encoder keeps CUDA graphs from the pretraining step.
