@@ -3,8 +3,8 @@
 The first-cover union (`masking._masks_from_uniforms`) finds, for every pixel, the first of the image's K rectangles
 over it; the image then needs the smallest n whose first n rectangles cover its target number of pixels. masking.py
 counts that with a histogram (`_rectangles_needed`: one scatter_add of every pixel into K + 1 bins per image, atomic
-adds on a GPU, an ATen kernel inside the compiled corruption). The other ways here read the same map without a
-scatter; each must give exactly the histogram's counts (checked before timing, on the map and on edge cases):
+adds on a GPU, many of them to the same few bins). The other ways here read the same map without a scatter; each
+must give exactly the histogram's counts (checked before timing, on the map and on edge cases):
 
 - `bisection`: 8 rounds of #(first < n) per image (a binary search on n, as the matmul union does);
 - `radix16`: two passes, each counting 16 candidate n at once (coarse, then fine; K < 256);
