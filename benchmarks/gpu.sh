@@ -33,7 +33,7 @@
 # n-D tiling preferred, profiled: whether the GELU backward and the q/k/v stacking take their bias gradients' sums
 # into the same pass; about 3 minutes), `first-cover-counts` (the mask sampler's count of rectangles per image from
 # its first-cover map: the histogram masking.py uses beside three scatter-free ways, alone and inside the compiled
-# corruption, batch 256 at 224 px, benchmarks/first_cover_counts.py; about 2 minutes),
+# corruption, batch 256 at 224 px, benchmarks/first_cover_counts.py; an estimated 3 minutes: eight compiles),
 # `small-batch` (ViT-S fine-tuning at batch 64, the quality preset's, where the host bounds the step: the model's
 # step beside the peers, the training loop's step alone and end to end (on DATA's Kermany images, DATA default
 # offline/data, when there, else the sample set), and the loader's time per epoch of those images; about 2
