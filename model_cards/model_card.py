@@ -71,6 +71,11 @@ PER_CLASS = {
     "dice": ("dice", "Dice"),
     "iou": ("iou", "IoU"),
 }
+# a class's ROC operating point (train.evaluate's `<point>/<class>`) -> its readable name
+OPERATING_POINTS = {
+    "sensitivity_at_specificity_95": "Sensitivity at 95% specificity",
+    "specificity_at_sensitivity_95": "Specificity at 95% sensitivity",
+}
 # Training bookkeeping that metrics.json may carry (and any `train_*` statistic): not evaluation results.
 BOOKKEEPING = {"epoch", "step", "num_samples", "learning_rate", "runtime", "samples_per_second", "steps_per_second"}
 # How train.evaluate scored (fields of its metrics.json beside the metrics): shown with its results, never as one.
@@ -155,7 +160,7 @@ def _duration(seconds) -> str:
 def describe_metric(name: str, multi_label: bool = False, task: str | None = None) -> tuple[str, str]:
     """metrics.json name -> (model-index type, readable name): sensitivity/pneumonia -> recall, Sensitivity (pneumonia).
 
-    Per-class names use "/" or "_" between the metric and the class. A multi-label model's accuracy is that of its
+    Per-class names use "/" or "_" between the metric and the class (an operating point's, "/"). A multi-label model's accuracy is that of its
     thresholded decisions on every known (image, label) pair, not the share of images with all labels right. A
     pretraining model's loss is GMML's: the L1 reconstruction error on the corrupted pixels.
     """
@@ -166,6 +171,9 @@ def describe_metric(name: str, multi_label: bool = False, task: str | None = Non
         return "accuracy", "Accuracy (per image and label)"
     if key in METRICS:
         return METRICS[key]
+    point, _, label = key.partition("/")
+    if label and point in OPERATING_POINTS:
+        return point, f"{OPERATING_POINTS[point]} ({label})"
     prefix, _, label = key.replace("/", "_", 1).partition("_")
     if label and prefix in PER_CLASS:
         kind, readable = PER_CLASS[prefix]

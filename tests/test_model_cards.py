@@ -308,6 +308,8 @@ def test_paths_and_metric_names():
     assert find_local_paths("normal / pneumonia, AP/PA, doi:10.6084/m9.figshare.1") == []
     assert describe_metric("eval_dice_left_lung") == ("dice", "Dice (left lung)")
     assert describe_metric("iou") == ("iou", "IoU")
+    assert describe_metric("specificity_at_sensitivity_95/pleural_effusion") == (
+        "specificity_at_sensitivity_95", "Specificity at 95% sensitivity (pleural_effusion)")
     assert json.dumps(scrub(RUN)).count("/home/") == 0
 
 

@@ -768,7 +768,8 @@ def test_a_best_model_metric_undefined_at_an_evaluation_does_not_stop_the_run(tm
     labels = np.asarray(splits["test"]["labels"])
     normal_only = splits["test"].select([i for i in range(len(labels)) if labels[i][0] == 1])
     datasets.DatasetDict({"train": splits["train"], "test": normal_only}).save_to_disk(tmp_path / "normal_only")
-    for name in ("sensitivity/pneumonia", "ppv/pneumonia", "specificity/normal"):
+    for name in ("sensitivity/pneumonia", "ppv/pneumonia", "specificity/normal",
+                 "sensitivity_at_specificity_95/pneumonia"):
         args = tiny("classification", tmp_path / name.replace("/", "_"), dataset=None, eval_split="test",
                     prepared_dir=str(tmp_path / "normal_only"), metric_for_best=name)
         with pytest.raises(ValueError, match=f"{name} cannot be computed on the evaluation split"):

@@ -279,6 +279,48 @@ def test_classification_metrics_match_sklearn():
     assert out["auroc_macro_ci_low"] <= out["auroc_macro"] <= out["auroc_macro_ci_high"]
 
 
+def _best_at(labels, scores, wanted: str, level: float = 0.95) -> float:
+    """Brute force over every cut "score >= c" (c at each score, and above all): the best sensitivity with a
+    specificity of at least `level` (wanted="sensitivity"), or the reverse."""
+    best = 0.0
+    for cut in [*np.unique(scores), np.inf]:
+        decided = scores >= cut
+        sensitivity = decided[labels == 1].sum() / (labels == 1).sum()
+        specificity = (~decided[labels == 0]).sum() / (labels == 0).sum()
+        kept, other = (sensitivity, specificity) if wanted == "sensitivity" else (specificity, sensitivity)
+        if other * 100 >= level * 100 - 1e-6:
+            best = max(best, kept)
+    return best
+
+
+@pytest.mark.parametrize("single_label", [True, False])
+def test_roc_operating_points_are_the_best_cuts(single_label):
+    """Sensitivity at 95% specificity and specificity at 95% sensitivity, per class, equal a brute-force search over
+    every cut of the class's probability: tied scores (rounded to a tenth), 20 negatives (19 of 20 is exactly 95%),
+    and in the multi-label case unknown labels, which do not count."""
+    rng = np.random.default_rng(1)
+    labels = np.eye(3)[rng.integers(0, 3, 60)]
+    probabilities = np.round(np.clip(labels * 0.35 + rng.random((60, 3)) * 0.65, 0, 1), 1)
+    references = labels.copy()
+    if not single_label:
+        references[rng.random((60, 3)) < 0.2] = np.nan
+    names = ["normal", "pneumonia", "covid"]
+    out = metrics.load("cxr_classification").compute(predictions=probabilities, references=references,
+                                                     single_label=single_label, label_names=names)
+    for k, name in enumerate(names):
+        known = ~np.isnan(references[:, k])
+        y, p = references[known, k], probabilities[known, k]
+        assert out[f"sensitivity_at_specificity_95/{name}"] == pytest.approx(_best_at(y, p, "sensitivity"))
+        assert out[f"specificity_at_sensitivity_95/{name}"] == pytest.approx(_best_at(y, p, "specificity"))
+    # exactly 95%: 19 of 20 negatives below every positive but one negative's score
+    y = np.r_[np.zeros(20), np.ones(5)]
+    p = np.r_[np.linspace(0.0, 0.4, 19), 0.9, [0.5, 0.6, 0.7, 0.8, 0.95]]
+    out = metrics.load("cxr_classification").compute(predictions=np.c_[1 - p, p], references=np.eye(2)[y.astype(int)],
+                                                     label_names=["normal", "pneumonia"])
+    assert out["sensitivity_at_specificity_95/pneumonia"] == 1.0
+    assert out["specificity_at_sensitivity_95/pneumonia"] == 0.95
+
+
 def _classification_module():
     """The cxr_classification metric's own module (its private functions), loaded from its file."""
     import importlib.util

@@ -193,16 +193,16 @@ def check_best_metric_name(best_name: str, task: str, names: list[str]) -> None:
 
 
 def check_ranking_metric(best_name: str, eval_set: data.CXRDataset, names: list[str]) -> None:
-    """AUROC / AUPRC need positives and negatives of a class in the evaluation rows, a class's sensitivity, PPV and
-    F1 its positives, its specificity its negatives: refuse before training, not at the first evaluation, when the
-    metric that picks the best model cannot be computed there."""
+    """AUROC / AUPRC and the ROC's operating points need positives and negatives of a class in the evaluation rows, a
+    class's sensitivity, PPV and F1 its positives, its specificity its negatives: refuse before training, not at the
+    first evaluation, when the metric that picks the best model cannot be computed there."""
     metric, _, name = best_name.partition("/")
-    if not metric.startswith(("auroc", "auprc")) and not (name and metric in ("sensitivity", "specificity", "ppv",
-                                                                                "f1")):
+    ranking = metric.startswith(("auroc", "auprc", "sensitivity_at_", "specificity_at_"))
+    if not ranking and not (name and metric in ("sensitivity", "specificity", "ppv", "f1")):
         return
     labels = np.asarray(eval_set.ds.select_columns(["labels"])["labels"], dtype=np.float32)[eval_set.rows]
     positives, negatives = (labels == 1).any(axis=0), (labels == 0).any(axis=0)
-    if metric.startswith(("auroc", "auprc")):
+    if ranking:
         ranked = positives & negatives
         if not (ranked.any() if best_name.endswith("_macro") else ranked[names.index(name)]):
             raise InvalidInputError(f"--metric_for_best {best_name} cannot be computed on the evaluation split: no "

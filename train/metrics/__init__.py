@@ -7,7 +7,8 @@ import evaluate
 import numpy as np
 
 HERE = Path(__file__).parent
-PER_LABEL = {"classification": ("auroc", "auprc", "sensitivity", "specificity", "ppv", "f1"),
+PER_LABEL = {"classification": ("auroc", "auprc", "sensitivity", "specificity", "ppv", "f1",
+                                "sensitivity_at_specificity_95", "specificity_at_sensitivity_95"),
              "segmentation": ("dice", "iou")}
 MACRO = {"auroc_macro": "auroc", "auprc_macro": "auprc", "f1_macro": "f1"}  # a macro average: its per-label metric
 

@@ -4,7 +4,10 @@ Inputs per image: `predictions` class probabilities (K,), `references` labels (K
 0/1 with NaN = unknown for multi-label sets (soft values in between, such as uncertain labels under a soft policy,
 are not scored either). Output: a flat dict of floats (undefined values are left out):
 accuracy, f1_macro, auroc_macro, auprc_macro, per class auroc/auprc/sensitivity/specificity/ppv/f1 (`name/class`),
-the confusion matrix as `confusion/true/predicted` counts (single-label), and bootstrap 95% CIs
+per class (one against the rest, over every cut of its probability) the ROC's two usual operating points: the best
+sensitivity at a specificity of at least 95% (`sensitivity_at_specificity_95/class`) and the best specificity at a
+sensitivity of at least 95% (`specificity_at_sensitivity_95/class`, a screening cut), the confusion matrix as
+`confusion/true/predicted` counts (single-label), and bootstrap 95% CIs
 (`auroc_macro_ci_low` / `_high`, `accuracy_ci_low` / `_high`; a resample draws images, or, given `patients`,
 patients with all their images; its macro AUROC averages the classes with both label values in it). Multi-label
 accuracy is the share of right decisions over every known (image, label) pair. `f1_macro` averages the classes
@@ -16,7 +19,7 @@ label values.
 import datasets
 import evaluate
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 _DESCRIPTION = __doc__
 _KWARGS = """
@@ -39,7 +42,7 @@ def _ratio(numerator, denominator):
 
 
 def _ranking(probabilities, labels, names) -> dict:
-    """Per-class AUROC / AUPRC on known entries; classes with a single label value are skipped."""
+    """Per-class AUROC / AUPRC and operating points on known entries; classes with a single label value are skipped."""
     out = {}
     for k, name in enumerate(names):
         known = ~np.isnan(labels[:, k])
@@ -48,11 +51,25 @@ def _ranking(probabilities, labels, names) -> dict:
             continue
         out[f"auroc/{name}"] = float(roc_auc_score(y, p))
         out[f"auprc/{name}"] = float(average_precision_score(y, p))
+        out.update({f"{key}/{name}": value for key, value in _operating_points(y, p).items()})
     for metric in ("auroc", "auprc"):
         values = [v for key, v in out.items() if key.startswith(f"{metric}/")]
         if values:
             out[f"{metric}_macro"] = float(np.mean(values))
     return out
+
+
+def _operating_points(y, p, level: float = 0.95) -> dict:
+    """The best sensitivity among the cuts of `p` with a specificity of at least `level`, and the best specificity
+    among those with a sensitivity of at least `level`: labels `y` (N,) 0/1 with both values, scores `p` (N,).
+    Every cut between distinct scores counts (tied scores are cut together); "cut nothing" and "cut everything" make
+    both always defined."""
+    false_positive_rate, sensitivity, _ = roc_curve(y, p, drop_intermediate=False)
+    specificity = 1.0 - false_positive_rate
+    tolerance = 1e-9  # 19 of 20 negatives is a specificity of 0.95, whatever the float rounding of 1 - 1/20
+    percent = round(level * 100)
+    return {f"sensitivity_at_specificity_{percent}": float(sensitivity[specificity >= level - tolerance].max()),
+            f"specificity_at_sensitivity_{percent}": float(specificity[sensitivity >= level - tolerance].max())}
 
 
 def _decisions(probabilities, labels, single_label, threshold):
