@@ -361,8 +361,10 @@ def _padding(ds, pixels: np.ndarray) -> np.ndarray | None:
 def _apply_voi(ds, values: np.ndarray, voi: str, percentiles, padding: np.ndarray | None = None) -> np.ndarray:
     """Window `values` (after modality LUT) to float32 in [0, 1] by header VOI, full range or percentiles;
     the full range and the percentiles are those of the pixels outside `padding` (boolean, True = padding)."""
-    if voi == "header" and _has(ds, "VOILUTSequence") and values.dtype.kind in "iu":
+    if voi == "header" and _has(ds, "VOILUTSequence"):
         lut = ds.VOILUTSequence[0]
+        if values.dtype.kind == "f":  # rescaled (even by slope 1, intercept 0): the LUT maps whole values
+            values = np.rint(values, out=values).astype(np.int32)
         out = apply_voi_lut(values, ds, index=0, prefer_lut=True).astype(np.float32)
         lut_values = np.asarray(lut.LUTData, dtype=np.float64)
         return _scale_in_place(out, float(lut_values.min()), float(lut_values.max()))

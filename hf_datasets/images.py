@@ -271,12 +271,12 @@ def effective_top(image: np.ndarray) -> int:
     return 2 ** min(bits, 16) - 1
 
 
-def to_bits(image: np.ndarray, bits: int) -> np.ndarray:
-    """Grey array -> uint8 (bits=8) or uint16 (bits=16) spanning the full range: integers scaled by the image's
-    real bit depth (see `effective_top`), floats in [0, 1] by 1."""
+def to_bits(image: np.ndarray, bits: int, top: int | None = None) -> np.ndarray:
+    """Grey array -> uint8 (bits=8) or uint16 (bits=16) spanning the full range: integers scaled by `top`, by default
+    the image's real bit depth (see `effective_top`), floats in [0, 1] by 1."""
     if image.dtype.kind == "f":
         return float_to_uint(image, bits)
-    top = effective_top(image)
+    top = top or effective_top(image)
     out_top = 255 if bits == 8 else 65535
     if top == out_top:
         return image.astype(np.uint8 if bits == 8 else np.uint16)

@@ -33,7 +33,7 @@ from PIL import Image
 
 from .errors import DataError
 from .schema import COLUMNS
-from .images import encode_png, load_full_depth, pil_to_grey, read_grey, resize_longer_side, to_bits
+from .images import effective_top, encode_png, load_full_depth, pil_to_grey, read_grey, resize_longer_side, to_bits
 
 
 def shard_paths(split_dir: Path, index: int) -> tuple[Path, Path]:
@@ -195,7 +195,9 @@ def resize_example(source: dict, *, size: int, bits: int, data_dir=None) -> dict
     original = _grey_from_image_value(source["image"], data_dir)
     image = resize_longer_side(original, size)
     example = {name: source.get(name) for name in COLUMNS}
-    example["image"] = {"bytes": encode_png(to_bits(image, bits)), "path": None}
+    # scaled by the file's bit depth: resizing can take the brightest pixel, which tells it, below a power of two
+    top = effective_top(original) if original.dtype.kind in "iu" else None
+    example["image"] = {"bytes": encode_png(to_bits(image, bits, top)), "path": None}
     mask = source.get("mask")
     if mask is not None:
         is_path = isinstance(mask, (str, os.PathLike, list, tuple))

@@ -300,6 +300,17 @@ def test_vindr_readers(tmp_path, readers, expected):
     assert row["image"].mode in ("I;16", "I") and ds["test"][0]["labels"][names.index("No finding")] == 1
 
 
+def test_vindr_names_the_training_images_it_does_not_find(tmp_path):
+    """Images the label files list but the folder lacks are left out with a warning naming them, the training
+    file's too (the check of the label columns used to reset that list, so only the test file's were named)."""
+    data_dir = layouts.vindr(tmp_path)
+    train_images = sorted((data_dir / "train").glob("*.dicom"))
+    train_images[0].unlink()
+    with pytest.warns(UserWarning, match=f"vindr_cxr: 1 images listed .* left out: train/{train_images[0].name}"):
+        ds = build("vindr_cxr", data_dir)
+    assert ds["train"].num_rows == len(train_images) - 1
+
+
 def test_vindr_test_file_names_other_diseases_as_the_training_file(tmp_path):
     """image_labels_test.csv calls the training file's "Other diseases" column "Other disease"."""
     data_dir = layouts.vindr(tmp_path)
@@ -732,6 +743,29 @@ def test_manifest_of_dicoms_decodes_them_and_keeps_each_patient_in_one_split(tmp
                for row in rows(ds))
     assert len({row["patient_id"] for row in rows(ds)}) == 4
     assert {row["view"] for row in rows(ds)} == {"PA", "AP"}
+
+
+def test_manifest_patient_ids_zero_and_padded_with_spaces_keep_a_patient_in_one_split(tmp_path):
+    """A JSON manifest's numeric patient id 0 is an id (it was taken as none: each image a patient of its own), and
+    "P1 " from a spreadsheet is patient P1: either way one patient's images could land in two splits."""
+    import json
+
+    from factory import write_image
+
+    lines = []
+    for image in range(40):
+        write_image(tmp_path / "set" / f"{image}.png")
+        patient = image // 4
+        lines.append({"image": f"{image}.png", "label": "pneumonia" if patient % 2 else "normal",
+                      "patient_id": patient if patient < 5 else f"P{patient}" + " " * (image % 2)})
+    (tmp_path / "set" / "labels.jsonl").write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    ds = build("manifest", tmp_path / "set", manifest="labels.jsonl",
+               split_fractions={"train": 0.5, "validation": 0.25, "test": 0.25})
+    splits_of = {}
+    for split, rows_ in ds.items():
+        for row in rows_.select_columns(["patient_id"]):
+            splits_of.setdefault(row["patient_id"], set()).add(split)
+    assert len(splits_of) == 10 and all(len(splits) == 1 for splits in splits_of.values())
 
 
 def test_unknown_name_and_missing_dir():

@@ -246,6 +246,27 @@ def test_voi_lut_sequence():
     assert image.dtype == np.float32 and 0 <= image.min() < image.max() <= 1
 
 
+def test_a_voi_lut_applies_after_a_rescale(tmp_path):
+    """The VOI LUT maps the modality values: with the identity rescale most CR/DX headers carry (slope 1, intercept
+    0) the read is the one without it, where the LUT was left out for the image's full range once the rescale made
+    the values floats; with slope 2 the LUT takes twice the stored value."""
+    ds = pydicom.dcmread(dicom_testfile("vlut_04.dcm"))
+    entries = len(ds.VOILUTSequence[0].LUTData)
+    ds.VOILUTSequence[0].LUTData = [round(65535 * (i / (entries - 1)) ** 0.5) for i in range(entries)]  # not linear
+    first_mapped = int(ds.VOILUTSequence[0].LUTDescriptor[1])
+    ds.save_as(tmp_path / "lut.dcm")
+    expected = np.sqrt(np.clip(ds.pixel_array.astype(np.float64) - first_mapped, 0, entries - 1) / (entries - 1))
+    without, _ = read_dicom(tmp_path / "lut.dcm")
+    np.testing.assert_allclose(without, expected, atol=1e-5)
+    ds.RescaleSlope, ds.RescaleIntercept = 1, 0
+    ds.save_as(tmp_path / "identity.dcm")
+    np.testing.assert_array_equal(read_dicom(tmp_path / "identity.dcm")[0], without)
+    ds.RescaleSlope = 2
+    ds.save_as(tmp_path / "doubled.dcm")
+    doubled = np.sqrt(np.clip(2.0 * ds.pixel_array - first_mapped, 0, entries - 1) / (entries - 1))
+    np.testing.assert_allclose(read_dicom(tmp_path / "doubled.dcm")[0], doubled, atol=1e-5)
+
+
 @pytest.mark.parametrize("photometric", ["MONOCHROME2", "MONOCHROME1"])
 @pytest.mark.parametrize("voi", ["full", "percentiles", "header"])
 def test_pixel_padding_is_left_out_of_the_window_and_black(tmp_path, voi, photometric):

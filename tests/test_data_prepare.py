@@ -354,6 +354,26 @@ def test_shards_at_the_model_size_give_the_model_what_the_original_file_gives_it
     assert (trained - inferred).abs().max() * 255 < 1.5  # within the rounding to 8 bits
 
 
+@pytest.mark.parametrize("bits", [8, 16])
+def test_a_shard_scales_a_16_bit_file_by_the_file_bit_depth_not_the_resized_one(tmp_path, bits):
+    """A 12-bit radiograph in 16 bits with one 13-bit pixel (a marker) is 13-bit: the image processor and the built
+    set scale it by 8191. Resizing blurs the marker below 4096, and the shard was scaled by the resized image's 4095:
+    twice as bright as the file the model later predicts on."""
+    from PIL import Image
+
+    from hf_datasets.images import read_grey, resize_longer_side
+
+    pixels = np.random.default_rng(0).integers(500, 3000, (256, 256)).astype(np.uint16)
+    pixels[10, 10] = 4200
+    Image.fromarray(pixels).save(tmp_path / "marker.png")
+    prepared = shards.resize_example({"image": str(tmp_path / "marker.png")}, size=64, bits=bits)["image"]["bytes"]
+    shard = np.asarray(Image.open(io.BytesIO(prepared)), dtype=np.float64) / (2**bits - 1)
+    original = read_grey(tmp_path / "marker.png")
+    assert resize_longer_side(original, 64).max() < 4096 < original.max()
+    from_file = resize_longer_side(original.astype(np.float32) / 8191, 64)
+    np.testing.assert_allclose(shard, from_file, atol=0.5 / 8191 + 0.5 / (2**bits - 1) + 1e-6)  # the two roundings
+
+
 def test_a_dicom_windowed_below_white_keeps_its_brightness_in_sets_and_shards(tmp_path):
     """A header window above the image's values leaves its brightest pixel at ~0.3: the built set and the shards
     hold that (as `train.predict` sees the file), not an image stretched by the bits its darker copy happens to use."""

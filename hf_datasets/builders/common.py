@@ -67,13 +67,22 @@ class Recipe:
     extra: dict = field(default_factory=dict)
 
 
+def identifier(*values) -> str | None:
+    """The first of `values` that is given (not None and not blank, as a table's empty cell is; the number 0 is),
+    as text without the spaces around it ("P001 " from a spreadsheet is patient P001); None when none is."""
+    for value in values:
+        text = "" if value is None else str(value).strip()
+        if text:
+            return text
+    return None
+
+
 def record(image, *, data_dir, labels=(), decode=False, mask=None, patient_id=None, study_id=None,
            view=None, sex=None, age=None, source=None, split=None) -> dict:
     """A record in the common layout; `path` is stored relative to `data_dir`."""
     image = os.fspath(image)
     return {"image": image, "decode": decode, "mask": mask, "labels": [float(v) for v in labels],
-            "patient_id": None if patient_id is None else str(patient_id),
-            "study_id": None if study_id is None else str(study_id),
+            "patient_id": identifier(patient_id), "study_id": identifier(study_id),
             "view": view or None, "sex": normalise_sex(sex), "age": parse_age(age),
             "source": source, "split": canonical_split(split) if split else None,
             "path": os.path.relpath(image, data_dir)}

@@ -19,8 +19,8 @@ from pathlib import Path
 from ..dicom import RADIOGRAPH_MODALITIES
 from ..errors import LayoutError
 from ..images import has_dicom_suffix
-from .common import (Recipe, check_class_spellings, check_column_names, find_file, option_values, read_table, record,
-                     some_names)
+from .common import (Recipe, check_class_spellings, check_column_names, find_file, identifier, option_values,
+                     read_table, record, some_names)
 from .generic import dicom_header, is_other_modality, repeats_image, warn_other_modality, warn_repeats
 
 UNLABELLED = ("", "unlabelled", "unlabeled", "unknown")
@@ -58,7 +58,7 @@ def build(data_dir, classes: list[str] | None = None, label_column: str = "label
             no_whole_image.append(str(image))
         records.append(record(image, data_dir=root, labels=values, decode=dicom,
                               mask=str(root / mask) if mask else None,
-                              patient_id=row.get("patient_id") or header.get("patient_id"),
+                              patient_id=identifier(row.get("patient_id"), header.get("patient_id")),
                               study_id=header.get("study_id"), view=row.get("view") or header.get("view"),
                               sex=row.get("sex"), age=row.get("age") or None,
                               source=row.get("source") or root.name))

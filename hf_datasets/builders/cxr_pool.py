@@ -38,7 +38,7 @@ from ..dicom import RADIOGRAPH_MODALITIES
 from ..errors import InvalidInputError
 from ..images import has_dicom_suffix
 from ..labels import canonical_label
-from .common import Recipe, check_column_names, iter_table, option_values, record, some_names
+from .common import Recipe, check_column_names, identifier, iter_table, option_values, record, some_names
 from .cxr_folder import UNLABELLED
 from .generic import dicom_header, is_other_modality, repeats_image, warn_other_modality, warn_repeats
 
@@ -176,8 +176,9 @@ def build(data_dir, folders: list[str] | None = None, join_column: str = "ieee80
             if is_other_modality(header, modalities):
                 other_modality.append(f"{name}/{row['file']}")
                 continue
-            own = row.get("patient_id") or header.get("patient_id")
-            linked = [v for k, v in row.items() if k != "patient_id" and k.endswith("patient_id") and v]
+            own = identifier(row.get("patient_id"), header.get("patient_id"))
+            linked = [identifier(v) for k, v in row.items() if k != "patient_id" and k.endswith("patient_id")]
+            linked = [v for v in linked if v]
             patients.join([own, *linked])
             own_ids.add(own)
             category = scheme.of(row.get("label") or "") if scheme else None

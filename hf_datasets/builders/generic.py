@@ -14,8 +14,8 @@ from ..dicom import (RADIOGRAPH_MODALITIES, hash_identifier, is_dicom_directory,
 from ..errors import LayoutError
 from ..images import IMAGE_SUFFIXES, is_dicom_path
 from ..splits import canonical_split
-from .common import (Recipe, check_class_spellings, check_column_names, not_utf8, option_values, read_table,
-                     record, some_names, walk_files)
+from .common import (Recipe, check_class_spellings, check_column_names, identifier, not_utf8, option_values,
+                     read_table, record, some_names, walk_files)
 
 SPLIT_FOLDERS = ("train", "training", "val", "valid", "validation", "test", "testing")
 
@@ -347,8 +347,8 @@ def build_manifest(data_dir, manifest: str = "manifest.jsonl", label_names: list
             no_whole_image.append(str(image))
         records.append(record(image, data_dir=root, labels=values, decode=dicom,
                               mask=str(root / mask) if mask else None,
-                              patient_id=row.get("patient_id") or header.get("patient_id"),
-                              study_id=row.get("study_id") or header.get("study_id"),
+                              patient_id=identifier(row.get("patient_id"), header.get("patient_id")),
+                              study_id=identifier(row.get("study_id"), header.get("study_id")),
                               view=row.get("view") or header.get("view"), sex=row.get("sex"), age=row.get("age"),
                               source=row.get("source") or root.name, split=row.get("split") or None))
     if unknown:  # all-zero rows make a single-label set multi-label: right for a class left out on purpose, not a typo

@@ -35,9 +35,9 @@ def build(data_dir, readers: str = "any") -> Recipe:
         csv_path = find_file(root, f"annotations/image_labels_{split}.csv", f"image_labels_{split}.csv")
         rows = [{COLUMN_ALIASES.get(k, k): v for k, v in row.items()} for row in read_table(csv_path)]
         names = names or [c for c in rows[0] if c not in ID_COLUMNS]
-        missing = [n for n in names if n not in rows[0]]
-        if missing:
-            raise LayoutError(csv_path, f"label columns {missing} of the training file are missing")
+        absent_columns = [n for n in names if n not in rows[0]]
+        if absent_columns:
+            raise LayoutError(csv_path, f"label columns {absent_columns} of the training file are missing")
         votes = defaultdict(list)
         for row in rows:
             votes[row["image_id"]].append([float(row[n] or 0) for n in names])
