@@ -209,7 +209,8 @@ def evaluate_on(run: Runner, model: Path, data_dir: Path, options: dict, output_
 
 
 CLS_KEYS = {"accuracy": "accuracy", "auroc": "auroc_macro", "sensitivity": "sensitivity/pneumonia",
-            "specificity": "specificity/pneumonia"}
+            "specificity": "specificity/pneumonia",  # at the argmax; and at the screening cut, whatever the calibration:
+            "specificity_at_sensitivity_95": "specificity_at_sensitivity_95/pneumonia"}
 
 
 def pick(metrics: dict, keys: dict) -> dict:
