@@ -497,6 +497,7 @@ class GroupMaskedViTForPreTraining(GroupMaskedViTPreTrainedModel):
             generator: `torch.Generator` on the input's device for reproducible masks.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        output_hidden_states = output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         if (corrupted is None) != (mask is None):
             raise ValueError("Pass both `corrupted` and `mask`, or neither (then they are drawn here).")
         if corrupted is None:
@@ -701,6 +702,7 @@ class GroupMaskedViTForSegmentation(GroupMaskedViTPreTrainedModel):
         """labels: (B, H, W) integer masks; `config.semantic_loss_ignore_index` marks pixels to ignore, and so does the
         image processor's padding label (`PAD_LABEL`), whatever that index is."""
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        output_hidden_states = output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         outputs = self.vit(
             pixel_values, output_hidden_states=True, output_attentions=output_attentions, return_dict=True, **kwargs
         )

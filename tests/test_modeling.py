@@ -40,6 +40,16 @@ def test_eager_and_sdpa_agree(images):
     assert torch.allclose(eager.attentions[0].sum(-1), torch.ones(3, 2, 17))  # not causal: rows are full
 
 
+@pytest.mark.parametrize("model_class", [GroupMaskedViTModel, GroupMaskedViTForImageClassification,
+                                         GroupMaskedViTForSegmentation, GroupMaskedViTForPreTraining])
+def test_every_model_gives_hidden_states_when_its_config_asks(images, model_class):
+    """`from_pretrained(folder, output_hidden_states=True)` sets the config: each model then returns the embeddings
+    and every block's output (the pretraining and segmentation models returned None), and a call can still decline."""
+    model = model_class(tiny_config(output_hidden_states=True)).eval()
+    assert len(model(images).hidden_states) == 5
+    assert model(images, output_hidden_states=False).hidden_states is None
+
+
 def test_attention_weights_asked_of_an_sdpa_model_are_given(images):
     """SDPA never forms the weights: a call that asks for them (attention maps of a CXR) attends eagerly, with the
     same output; calls that do not ask keep SDPA."""
@@ -253,6 +263,7 @@ def test_reconstruction_head_is_its_transposed_convolution():
 def test_patch_embeddings_are_their_convolution(channels):
     from modeling_cxrgm.modeling_gmvit import GroupMaskedViTPatchEmbeddings
 
+    torch.manual_seed(0)
     embeddings = GroupMaskedViTPatchEmbeddings(tiny_config(num_channels=channels))
     torch.nn.init.normal_(embeddings.projection.weight)
     torch.nn.init.normal_(embeddings.projection.bias)
@@ -263,7 +274,8 @@ def test_patch_embeddings_are_their_convolution(channels):
     parameters = [pixels, embeddings.projection.weight, embeddings.projection.bias]
     grads = torch.autograd.grad(actual.square().sum(), parameters)
     expected_grads = torch.autograd.grad(expected.square().sum(), parameters)
-    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-4) for a, b in zip(grads, expected_grads))
+    for actual_grad, expected_grad in zip(grads, expected_grads):  # gradients of ~700: float32 rounding at ~1e-6 of that
+        torch.testing.assert_close(actual_grad, expected_grad, rtol=1e-4, atol=1e-5 * expected_grad.abs().max().item())
 
 
 def test_pretraining_uses_a_given_corruption_and_seeds_its_own(images):
