@@ -7,6 +7,7 @@ Outputs use 1 / 0 / soft values and NaN = unknown (ignored by a masked loss).
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 import numpy as np
 
@@ -30,10 +31,36 @@ ALIASES = {
 }
 
 
+def _spelling(name: str) -> str:
+    """'Pleural Effusion' / 'pleural-effusion' -> 'pleural_effusion' (no synonyms)."""
+    return re.sub(r"[^0-9a-z]+", "_", str(name).lower()).strip("_")
+
+
 def canonical_label(name: str) -> str:
     """'Pleural Effusion' / 'pleural_effusion' / 'Effusion' -> 'pleural_effusion'."""
-    key = re.sub(r"[^0-9a-z]+", "_", str(name).lower()).strip("_")
+    key = _spelling(name)
     return ALIASES.get(key, key)
+
+
+def label_columns(source_names: list[str], target_names: list[str]) -> list[list[int]]:
+    """Per target label, the source columns that give it: the one spelt alike ('Pleural Effusion' for
+    'pleural_effusion'), else every one of the same canonical name ('Effusion'; pneumonia_bacterial and
+    pneumonia_viral both give 'pneumonia'), else none. None either where several targets share the canonical name
+    and the source has no column spelt as the target: the source cannot tell them apart."""
+    spelt = {_spelling(name): column for column, name in enumerate(source_names)}
+    by_canonical: dict[str, list[int]] = {}
+    for column, name in enumerate(source_names):
+        by_canonical.setdefault(canonical_label(name), []).append(column)
+    targets_per_canonical = Counter(canonical_label(name) for name in target_names)
+    columns = []
+    for name in target_names:
+        if _spelling(name) in spelt:
+            columns.append([spelt[_spelling(name)]])
+        elif targets_per_canonical[canonical_label(name)] > 1:
+            columns.append([])
+        else:
+            columns.append(by_canonical.get(canonical_label(name), []))
+    return columns
 
 
 def _policy_value(policy, name: str, kind: str) -> float:
@@ -75,7 +102,9 @@ def apply_label_policy(raw, names: list[str], *, uncertain="ignore", blank="zero
 
 
 def harmonise_labels(values, source_names: list[str], target_names: list[str]):
-    """Reorder labels to `target_names`, matching names through `canonical_label`.
+    """Reorder labels to `target_names`, matching names as `label_columns` does; a target that several source
+    columns give (pneumonia from pneumonia_bacterial and pneumonia_viral) is their largest known value: positive
+    where any is.
 
     Args:
         values: (n, k) or (k,) array in the order of `source_names`.
@@ -85,13 +114,15 @@ def harmonise_labels(values, source_names: list[str], target_names: list[str]):
         The input is never modified.
     """
     values = np.asarray(values, dtype=np.float32)
-    index = {canonical_label(name): i for i, name in enumerate(source_names)}
-    columns = [index.get(canonical_label(name)) for name in target_names]
-    missing = np.array([c is None for c in columns], dtype=bool)
+    columns = label_columns(source_names, target_names)
+    missing = np.array([not c for c in columns], dtype=bool)
     out = np.full(values.shape[:-1] + (len(target_names),), np.nan, dtype=np.float32)
-    for target, column in enumerate(columns):
-        if column is not None:
-            out[..., target] = values[..., column]
+    for target, sources in enumerate(columns):
+        if sources:
+            given = values[..., sources]
+            known = ~np.isnan(given)
+            largest = np.where(known, given, -np.inf).max(axis=-1)
+            out[..., target] = np.where(known.any(axis=-1), largest, np.nan)
     return out, missing
 
 

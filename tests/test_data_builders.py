@@ -330,6 +330,7 @@ def test_rsna(tmp_path):
     assert label_names(ds) == ["pneumonia"]
     assert sum(r["labels"][0] for r in rows(ds)) == 1 and len(rows(ds)) == 5
     assert rows(ds)[0]["image"].mode == "L"
+    assert {r["labels"][0]: r["view"] for r in rows(ds)} == {1.0: "AP", 0.0: "PA"}  # the headers' ViewPosition
 
 
 def test_covidx(tmp_path):
@@ -373,7 +374,22 @@ def test_kermany(tmp_path, classes, names):
     row = by_path(ds, "person10_virus_35")
     assert row["labels"] == [float(n in ("pneumonia", "virus")) for n in names]
     assert row["image"].mode == "L"  # RGB JPEG decodes grey
-    assert by_path(ds, "NORMAL2-IM-0381")["patient_id"] == "kermany_IM-0381"
+    assert by_path(ds, "NORMAL2-IM-0381")["patient_id"] == "kermany_NORMAL2-IM-0381"
+
+
+def test_kermany_official_test_split_keeps_its_images_and_a_person_stays_in_one_split(tmp_path):
+    """IM-0131 (training) and NORMAL2-IM-0131 (test) are two series' numbers, two children: taken for one patient,
+    the training image was moved into the official test split. A personN's images are one patient's."""
+    data_dir = layouts.kermany(tmp_path)
+    (data_dir / "train" / "NORMAL" / "IM-0131-0001.jpeg").write_bytes(
+        (data_dir / "train" / "NORMAL" / "IM-0115-0001.jpeg").read_bytes())
+    (data_dir / "test" / "NORMAL" / "NORMAL2-IM-0131-0001.jpeg").write_bytes(
+        (data_dir / "test" / "NORMAL" / "IM-0001-0001.jpeg").read_bytes())
+    ds = build("kermany", data_dir)
+    assert sorted(Path(path).name for path in ds["test"]["path"]) == [
+        "IM-0001-0001.jpeg", "NORMAL2-IM-0131-0001.jpeg", "person100_bacteria_475.jpeg"]
+    assert by_path(ds, "IM-0131")["patient_id"] == "kermany_IM-0131"
+    assert {row["patient_id"] for row in rows(ds) if "person1_" in row["path"]} == {"kermany_person1"}
 
 
 def test_kermany_second_copy_in_the_kaggle_archive_is_not_read(tmp_path):

@@ -214,13 +214,14 @@ def test_images_a_patient_pattern_finds_no_id_in_have_none_and_are_named(tmp_pat
                                                          patient_pattern=r"^(person[0-9]+)_"))
     unmatched = [m for m in said if "patient_pattern '^(person[0-9]+)_' finds no patient id" in m]
     assert len(unmatched) == 1 and "in 8 of 16 images, which have none then" in unmatched[0]
-    assert unmatched[0].endswith(": normal/IM-1427/1.jpeg, normal/IM-1430/1.jpeg, normal/IM-1431/1.jpeg, "
-                                 "normal/IM-1436/1.jpeg, normal/IM-1437/1.jpeg and 3 more")
+    assert unmatched[0].endswith(": normal/NORMAL2-IM-1427/1.jpeg, normal/NORMAL2-IM-1430/1.jpeg, "
+                                 "normal/NORMAL2-IM-1431/1.jpeg, normal/NORMAL2-IM-1436/1.jpeg, "
+                                 "normal/NORMAL2-IM-1437/1.jpeg and 3 more")
     assert any("8 of 16 images have no patient id" in m for m in said)
     rows = [row for split in ds.values() for row in split.select_columns(["path", "patient_id"])]
     assert len({row["patient_id"] for row in rows if row["path"].startswith("normal/")}) == 8
     with pytest.raises(LayoutError, match=r"patient_pattern '\^\(MRN\)_' finds a patient id in none of the 16 "
-                                          r"images .*: normal/IM-1427/1.jpeg, .* and 11 more$"):
+                                          r"images .*: normal/NORMAL2-IM-1427/1.jpeg, .* and 11 more$"):
         build_dataset("imagefolder", tmp_path / "site", patient_pattern=r"^(MRN)_")
 
 
@@ -367,7 +368,8 @@ def test_patient_folders_put_straight_into_split_folders_are_said_to_be_classes(
     assert len(said) == 1 and said[0].startswith(f"{tmp_path / 'mistaken'}: the split folders (test, train) share no "
                                                  "class folder")
     assert "(ROOT/SPLIT/CLASS/<patient>/x.png)" in said[0] and said[0].endswith(
-        "Class folders: IM-1427, IM-1430, IM-1431, IM-1436, IM-1437 and 10 more")
+        "Class folders: NORMAL2-IM-1427, NORMAL2-IM-1430, NORMAL2-IM-1431, NORMAL2-IM-1436, NORMAL2-IM-1437 and 10 "
+        "more")
     ds, said = warnings_saying("share no class folder", lambda: build_dataset("imagefolder", tmp_path / "site"))
     assert label_names(ds) == ["normal", "pneumonia"] and sorted(ds) == ["test", "train"] and not said
 

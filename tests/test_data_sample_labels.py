@@ -109,6 +109,36 @@ def test_harmonise_labels_and_mask():
     assert values.tolist() == [[1, 0, 1]]
 
 
+def test_labels_of_one_name_are_combined_and_labels_the_data_cannot_tell_apart_are_missing():
+    """A model's pneumonia from a set's pneumonia_bacterial and pneumonia_viral: positive where either is (only the
+    last of the two was taken, so bacterial rows lost their positive class); a model's pneumonia_bacterial and
+    pneumonia_viral from a set's one pneumonia column: missing, not both the same column."""
+    values = np.array([[0, 1, 0], [0, 0, 1], [1, 0, 0], [np.nan, np.nan, 0], [np.nan, np.nan, np.nan]], np.float32)
+    out, missing = harmonise_labels(values, ["normal", "pneumonia_bacterial", "pneumonia_viral"],
+                                    ["normal", "pneumonia"])
+    assert not missing.any()
+    np.testing.assert_array_equal(out[:, 1], [1, 1, 0, 0, np.nan])
+    out, missing = harmonise_labels(np.array([[0, 1]], np.float32), ["normal", "pneumonia"],
+                                    ["normal", "pneumonia_bacterial", "pneumonia_viral"])
+    assert missing.tolist() == [False, True, True] and out[0, 0] == 0 and np.isnan(out[0, 1:]).all()
+    out, missing = harmonise_labels(np.array([[0, 1, 0]], np.float32), ["Normal", "Pneumonia Viral", "Pneumonia_Bacterial"],
+                                    ["normal", "pneumonia_bacterial", "pneumonia_viral"])
+    assert not missing.any() and out.tolist() == [[0, 0, 1]]  # spelt alike: each its own column
+
+
+def test_a_classifier_head_is_reordered_by_labels_spelt_alike_not_only_by_synonym():
+    """A head of pneumonia_bacterial / pneumonia_viral continued on data labelled the other way round: both names are
+    'pneumonia' by synonym, and both data labels took head row 0."""
+    from types import SimpleNamespace
+
+    from train.starting_point import head_order
+
+    base = SimpleNamespace(num_labels=3, id2label={0: "normal", 1: "pneumonia_bacterial", 2: "pneumonia_viral"})
+    assert head_order(base, ["pneumonia_viral", "normal", "pneumonia_bacterial"]) == [2, 0, 1]
+    assert head_order(base, ["No Finding", "pneumonia_bacterial", "pneumonia_viral"]) == [0, 1, 2]
+    assert head_order(base, ["normal", "pneumonia", "covid"]) is None
+
+
 def test_harmonise_dataset_returns_new_dataset(sample_ds):
     ds, _ = sample_ds
     before = ds["train"]["labels"]

@@ -398,3 +398,61 @@ def test_predicting_a_folder_opens_each_image_file_once(tmp_path, monkeypatch):
     assert [Path(row["path"]).name for row in rows(tmp_path / "p.csv")] == ["a.jpeg", "c.png"]
     assert [(Path(row["path"]).name, row["reason"]) for row in rows(tmp_path / "p_skipped.csv")] == [
         ("b.png", "not a recognised image format")]
+
+
+def test_a_resume_refuses_a_table_of_other_columns_and_finds_its_files_from_any_folder(tmp_path, monkeypatch):
+    """A resume with another model (or its labels in another order) appended its probabilities under the table's
+    column names; one run from another folder found none of the relative paths the table held, and predicted every
+    file again beside them."""
+    from modeling_cxrgm import GroupMaskedViTForPreTraining
+
+    model = pneumonia_classifier(tmp_path / "model")
+    labels = {0: "pneumonia", 1: "normal"}
+    reordered = saved(GroupMaskedViTForImageClassification(GroupMaskedViTConfig(
+        **TINY, num_labels=2, id2label=labels, label2id={v: k for k, v in labels.items()})), tmp_path / "reordered")
+    (tmp_path / "work" / "scans").mkdir(parents=True)
+    first, second = jpegs(2)
+    shutil.copy(first, tmp_path / "work" / "scans" / "a.jpeg")
+    table = tmp_path / "p.csv"
+    monkeypatch.chdir(tmp_path / "work")
+    predict.main(["--model", model, "--inputs", "scans/a.jpeg", "--output", str(table)])
+    assert [r["path"] for r in rows(table)] == [str(tmp_path / "work" / "scans" / "a.jpeg")]
+    shutil.copy(second, tmp_path / "work" / "scans" / "b.jpeg")
+    before = table.read_text()
+    with pytest.raises(ValueError, match=r"has the columns \['path', 'p_normal', 'p_pneumonia', 'predicted'\], but "
+                                         r".* writes \['path', 'p_pneumonia', 'p_normal', 'predicted'\]"):
+        predict.main(["--model", reordered, "--inputs", "scans", "--output", str(table), "--resume"])
+    assert table.read_text() == before
+    monkeypatch.chdir(tmp_path)
+    predict.main(["--model", model, "--inputs", "work/scans", "--output", str(table), "--resume"])
+    assert [Path(r["path"]).name for r in rows(table)] == ["a.jpeg", "b.jpeg"]
+
+    config = GroupMaskedViTConfig(**TINY)
+    pretraining = saved(GroupMaskedViTForPreTraining(config), tmp_path / "pretrained")
+    with pytest.raises(ValueError, match="is no classifier or segmenter .GroupMaskedViTForPreTraining.: it makes no "
+                                         "predictions; fine-tune it first"):
+        predict.main(["--model", pretraining, "--inputs", "work/scans", "--output", str(tmp_path / "none.csv")])
+    assert not (tmp_path / "none.csv").exists()
+
+
+def test_a_folder_of_links_mirrors_as_the_folder_and_linked_folders_are_read(tmp_path):
+    """Masks of a curated folder of symbolic links were mirrored under where the links lead (archive/2020/x/IM1),
+    and a linked sub-folder was passed over without a word."""
+    model = saved(GroupMaskedViTForSegmentation(GroupMaskedViTConfig(**TINY, num_labels=1)), tmp_path / "model")
+    first, second, third = jpegs(3)
+    for year, path in (("2020", first), ("2021", second), ("2022", third)):
+        (tmp_path / "archive" / year / "x").mkdir(parents=True)
+        shutil.copy(path, tmp_path / "archive" / year / "x" / "IM1.jpeg")
+    links = tmp_path / "links"
+    (links / "study1").mkdir(parents=True)
+    (links / "study1" / "patientA.jpeg").symlink_to(tmp_path / "archive" / "2020" / "x" / "IM1.jpeg")
+    (links / "study1" / "patientB.jpeg").symlink_to(tmp_path / "archive" / "2021" / "x" / "IM1.jpeg")
+    (links / "study2").symlink_to(tmp_path / "archive" / "2022" / "x", target_is_directory=True)
+    (links / "study2" / "again").symlink_to(links, target_is_directory=True)  # a loop: walked once
+    out = tmp_path / "masks"
+    predict.main(["--model", model, "--inputs", str(links), "--output", str(out)])
+    listed = {Path(r["path"]).relative_to(links).as_posix(): Path(r["mask"]) for r in rows(out / "masks.csv")}
+    assert listed == {"study1/patientA.jpeg": out / "study1" / "patientA_mask.png",
+                      "study1/patientB.jpeg": out / "study1" / "patientB_mask.png",
+                      "study2/IM1.jpeg": out / "study2" / "IM1_mask.png"}
+    assert all(mask.is_file() for mask in listed.values())

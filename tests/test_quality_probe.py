@@ -114,3 +114,29 @@ def test_the_scores_state_the_k_of_the_knn_vote():
     scores = probe_scores(x, y, x, y, k=20)
     assert scores["knn_k"] == 6 and scores["knn_accuracy"] == 4 / 6  # the majority class for every image
     assert probe_scores(x, y, x, y, k=3)["knn_k"] == 3
+
+
+def test_the_probe_is_scored_on_images_it_was_not_fitted_to(tmp_path, capsys):
+    """--eval_split train beside the default --train_split train scored the probe on its own training images (every
+    patient in both, each image its own nearest neighbour: accuracy 1.0) without a word; splits of one's own that
+    share patients are said to."""
+    import datasets
+    import pytest
+
+    from hf_datasets import build_dataset
+    from train import probe
+
+    config = GroupMaskedViTConfig.from_preset("vit_tiny_patch16_224", image_size=32, patch_size=8, hidden_size=32,
+                                              num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    GroupMaskedViTForPreTraining(config).save_pretrained(tmp_path / "model")
+    GroupMaskedViTImageProcessor(size=32).save_pretrained(tmp_path / "model")
+    with pytest.raises(ValueError, match="--train_split and --eval_split are both 'train'"):
+        probe.main(["--model", str(tmp_path / "model"), "--dataset", "sample", "--eval_split", "train",
+                    "--output", str(tmp_path / "same.json")])
+    assert not (tmp_path / "same.json").exists()
+    splits = build_dataset("sample")
+    datasets.DatasetDict({"train": splits["train"], "held_out": splits["train"].select(range(4))}).save_to_disk(
+        tmp_path / "prepared")
+    probe.main(["--model", str(tmp_path / "model"), "--prepared_dir", str(tmp_path / "prepared"), "--eval_split",
+                "held_out", "--k", "3", "--output", str(tmp_path / "shared.json")])
+    assert "patients have images in both split 'train' and split 'held_out'" in capsys.readouterr().err

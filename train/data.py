@@ -106,7 +106,8 @@ def label_names(ds) -> list[str]:
 
 def align_labels(ds, target_names: list[str], single_label: bool):
     """`ds` with its labels in the order of `target_names` (a model's), names matched through hf_datasets' synonyms
-    ("No Finding" = "normal", "Effusion" = "Pleural Effusion"); a set whose labels are all its findings (NIH:
+    ("No Finding" = "normal", "Effusion" = "Pleural Effusion"; the set's pneumonia_bacterial and pneumonia_viral
+    together give a model's pneumonia, positive where either is); a set whose labels are all its findings (NIH:
     `none_is_no_finding`) gives a model's "No Finding" / "normal" as every finding 0. Labels the set lacks are unknown
     (NaN); single-label:
     a row with one positive class is 0 for the others, a row with none or several of them becomes unknown too.
@@ -114,7 +115,7 @@ def align_labels(ds, target_names: list[str], single_label: bool):
 
     Returns (dataset, unmatched): unmatched = {"missing": target labels the set lacks, "extra": set labels the model
     does not predict}. ValueError when the two share no label."""
-    from hf_datasets.labels import canonical_label, harmonise_labels
+    from hf_datasets.labels import canonical_label, harmonise_labels, label_columns
     from hf_datasets.schema import none_is_no_finding, with_label_names
 
     source = label_names(ds)
@@ -133,9 +134,9 @@ def align_labels(ds, target_names: list[str], single_label: bool):
         positive = (aligned == 1).sum(axis=1) == 1
         aligned[positive] = np.nan_to_num(aligned[positive], nan=0.0)
         aligned[~positive] = np.nan
-    matched = {canonical_label(name) for name in target_names}
+    used = {column for columns in label_columns(source, target_names) for column in columns}
     unmatched = {"missing": [name for name, lacks in zip(target_names, missing) if lacks],
-                 "extra": [name for name in source if canonical_label(name) not in matched]}
+                 "extra": [name for column, name in enumerate(source) if column not in used]}
     feature = datasets.List(datasets.Value("float32"), length=len(target_names))
     relabelled = (ds.add_column("aligned_labels", aligned.tolist(), feature=feature).remove_columns("labels")
                   .rename_column("aligned_labels", "labels"))

@@ -93,6 +93,16 @@ def is_segmentation(config) -> bool:
     return any(a.endswith("ForSegmentation") for a in config.architectures or [])
 
 
+def check_predicts(config, model) -> None:
+    """Refuse a model that is neither a classifier nor a segmenter (a pretraining export or checkpoint, an encoder):
+    loaded as a classifier it would get a new, random head and write meaningless probabilities."""
+    architectures = config.architectures or []
+    if not any(a.endswith(("ForImageClassification", "ForSegmentation")) for a in architectures):
+        named = ", ".join(architectures) or "no architecture in its config"
+        raise InvalidInputError(f"--model {model} is no classifier or segmenter ({named}): it makes no predictions; "
+                                f"fine-tune it first, e.g. python -m train.finetune_classification --init {model}")
+
+
 def _size(image) -> tuple[int, int]:
     return (image.shape[0], image.shape[1]) if isinstance(image, np.ndarray) else (image.height, image.width)
 
@@ -174,10 +184,11 @@ def predict(model_dir, files: list[Path], batch_size: int = 16, on_error: str = 
 def mask_paths(files: list[Path], output: Path) -> dict[Path, Path]:
     """Where each file's mask goes: its path below the folder that holds all inputs, mirrored under `output`, so
     that files with the same name in different folders (IM-0001.dcm in every study) get masks of their own; files
-    of one folder that differ only in their suffix (scan.dcm, scan.png) keep it in the mask's name."""
-    resolved = [path.resolve() for path in files]
-    root = Path(os.path.commonpath([path.parent for path in resolved]))
-    relative = [full.relative_to(root) for full in resolved]
+    of one folder that differ only in their suffix (scan.dcm, scan.png) keep it in the mask's name. Paths as given
+    (made absolute), not where symbolic links lead: a folder of links mirrors as the folder."""
+    absolute = [Path(os.path.abspath(path)) for path in files]
+    root = Path(os.path.commonpath([path.parent for path in absolute]))
+    relative = [full.relative_to(root) for full in absolute]
     stems = Counter(path.with_suffix("") for path in set(relative))
     return {path: output / rel.parent / (f"{rel.stem}_mask.png" if stems[rel.with_suffix("")] == 1
                                          else f"{rel.stem}_{rel.suffix.lstrip('.')}_mask.png")
@@ -213,10 +224,23 @@ class _Table:
 
 
 def _listed_paths(*tables: Path) -> set[str]:
-    """The files in the `path` column of each existing table, as absolute paths (a resume may name the inputs
-    otherwise: `scans/` then `./scans` or `/data/scans`)."""
+    """The files in the `path` column of each existing table, as real paths (a resume may name the inputs
+    otherwise: `scans/` then `./scans` or `/data/scans`, from another folder: the tables hold absolute paths)."""
     return {os.path.realpath(row["path"]) for table in tables if table.is_file()
             for row in csv.DictReader(table.open(newline=""))}
+
+
+def check_columns(table: Path, fields: list[str], model) -> None:
+    """Refuse to resume into a table of other columns: another model's labels, or its labels in another order, whose
+    probabilities would be appended under the wrong names."""
+    if not table.is_file():
+        return
+    with table.open(newline="") as handle:
+        header = next(csv.reader(handle), None)
+    if header is not None and header != fields:
+        raise InvalidInputError(f"--resume: {table} has the columns {header}, but {model} writes {fields} (another "
+                                "model, or its labels in another order): resume with the model that wrote it, or "
+                                "write to another --output")
 
 
 def check_args(args: PredictArgs) -> None:
@@ -243,6 +267,7 @@ def write_predictions(args: PredictArgs, files: list[Path], model_dir) -> Path:
     """Predict `files` with the model in `model_dir` into the tables (or mask folder) `args` name."""
     config = load_model_source(lambda source: AutoConfig.from_pretrained(source, trust_remote_code=True), model_dir,
                                "--model")
+    check_predicts(config, args.model)
     names = [config.id2label[i] for i in range(config.num_labels)]
     segmentation = is_segmentation(config)
     multi_label = not segmentation and config.problem_type == "multi_label_classification"
@@ -255,24 +280,27 @@ def write_predictions(args: PredictArgs, files: list[Path], model_dir) -> Path:
     table_path = output / "masks.csv" if segmentation else output
     skipped_path = table_path.with_name(f"{table_path.stem}_skipped.csv")
     masks = mask_paths(files, output) if segmentation else {}
+    fields = ["path", "mask", "mask_fraction"] if segmentation else ["path", *(f"p_{n}" for n in names), "predicted"]
+    if args.resume:
+        check_columns(table_path, fields, args.model)
+        check_columns(skipped_path, ["path", "reason"], args.model)
     done = _listed_paths(table_path, skipped_path) if args.resume else set()
     todo = [path for path in files if os.path.realpath(path) not in done]
     if done:
         print(f"resuming: {len(files) - len(todo)} of {len(files)} files already in {table_path} / {skipped_path.name}")
-    fields = ["path", "mask", "mask_fraction"] if segmentation else ["path", *(f"p_{n}" for n in names), "predicted"]
     table, skipped = _Table(table_path, fields, args.resume), _Table(skipped_path, ["path", "reason"], args.resume)
     try:
         for path, task, result in predict(model_dir, todo, args.batch_size, args.on_error, args.device,
                                           args.num_workers, mask_threshold=threshold):
             if task == "skipped":
-                skipped.write({"path": str(path), "reason": result})
+                skipped.write({"path": os.path.abspath(path), "reason": result})
             elif task == "segmentation":
                 masks[path].parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray((result > 0).astype(np.uint8) * 255, mode="L").save(masks[path])
-                table.write({"path": str(path), "mask": str(masks[path]),
+                table.write({"path": os.path.abspath(path), "mask": str(masks[path]),
                              "mask_fraction": f"{(result > 0).mean():.4f}"})
             else:
-                row = {"path": str(path), **{f"p_{n}": f"{v:.6f}" for n, v in zip(names, result)}}
+                row = {"path": os.path.abspath(path), **{f"p_{n}": f"{v:.6f}" for n, v in zip(names, result)}}
                 if multi_label:
                     row["predicted"] = ";".join(n for n, v in zip(names, result) if v >= threshold)
                 else:

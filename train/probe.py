@@ -81,6 +81,21 @@ def check_two_classes(ds, split_name: str) -> None:
                                 f"labelled images per class are {dict(zip(data.label_names(ds), counts))}")
 
 
+def check_held_out(train_set, test_set, train_name: str, eval_name: str) -> None:
+    """The probe is scored on images it was not fitted to: refuse one split for both (every test image a training
+    image, each its own nearest neighbour), and warn, with their number only, when patients have images in both
+    splits (splits of one's own), which makes the scores optimistic."""
+    if train_name == eval_name:
+        raise InvalidInputError(f"--train_split and --eval_split are both {train_name!r}: the probe would be scored on "
+                                "the images it was fitted to; score it on another split")
+    if "patient_id" in train_set.column_names and "patient_id" in test_set.column_names:
+        shared = ({p for p in train_set.select_columns(["patient_id"])["patient_id"] if p}
+                  & {p for p in test_set.select_columns(["patient_id"])["patient_id"] if p})
+        if shared:
+            print(f"warning: {len(shared)} patients have images in both split {train_name!r} and split {eval_name!r}: "
+                  "the probe's scores are optimistic", file=sys.stderr)
+
+
 @torch.no_grad()
 def extract_features(encoder, processor, ds, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """(features (N, 2D): [CLS; mean patch token] of the last layer, class indices (N,)) of rows with a known label.
@@ -141,6 +156,7 @@ def main(argv=None) -> dict:
     encoder.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     splits = data.load_splits(args.dataset, args.data_dir, args.prepared_dir, args.dataset_options)
     train_set, test_set = data.split(splits, args.train_split), data.split(splits, args.eval_split)
+    check_held_out(train_set, test_set, args.train_split, args.eval_split)
     for name, ds in ((args.train_split, train_set), (args.eval_split, test_set)):
         check_single_label(ds, name)
     check_two_classes(train_set, args.train_split)

@@ -337,10 +337,10 @@ def head_order(base, names: list[str]) -> list[int] | None:
     """For a classifier checkpoint continued on data labelled `names`: the head rows in the data's order when its
     head has the same classes (names matched by synonym, as in evaluation), else None (its head is replaced rather
     than its outputs silently changing meaning)."""
-    from hf_datasets.labels import canonical_label
+    from hf_datasets.labels import label_columns
 
-    head = [canonical_label(base.id2label[i]) for i in range(base.num_labels)]
-    wanted = [canonical_label(name) for name in names]
-    if sorted(head) != sorted(wanted):
+    rows = label_columns([base.id2label[i] for i in range(base.num_labels)], names)
+    if base.num_labels != len(names) or any(len(row) != 1 for row in rows):
         return None
-    return [head.index(label) for label in wanted]
+    order = [row[0] for row in rows]
+    return order if sorted(order) == list(range(len(names))) else None

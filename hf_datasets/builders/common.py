@@ -263,9 +263,16 @@ def walk_files(data_dir, suffixes=IMAGE_SUFFIXES) -> list[Path]:
 def _visible_files(data_dir):
     """(folder, name) of every file under `data_dir`, leaving out hidden files and folders (.DS_Store,
     the '._' metadata twins macOS writes beside each file, .git), the __MACOSX folders of Mac zips and the
-    `SYSTEM_FILES` of Windows (Thumbs.db)."""
-    for root, folders, files in os.walk(data_dir):
-        folders[:] = [name for name in folders if not name.startswith(".") and name != "__MACOSX"]
+    `SYSTEM_FILES` of Windows (Thumbs.db). Symbolic links to folders are followed (a set assembled from links to
+    an archive), each folder walked once however many links lead to it (a link to a folder above it included)."""
+    walked = set()
+    for root, folders, files in os.walk(data_dir, followlinks=True):
+        real = os.path.realpath(root)
+        if real in walked:
+            folders[:] = []
+            continue
+        walked.add(real)
+        folders[:] = sorted(name for name in folders if not name.startswith(".") and name != "__MACOSX")
         for name in files:
             if not name.startswith(".") and name.lower() not in SYSTEM_FILES:
                 yield root, name

@@ -21,9 +21,11 @@ CLASS_SETS = {"binary": ["normal", "pneumonia"], "subtype": ["normal", "bacteria
 
 
 def kermany_patient(file_name: str) -> str:
-    """'NORMAL2-IM-1427-0001.jpeg' -> 'IM-1427'; 'person1946_bacteria_4875.jpeg' -> 'person1946'."""
+    """'IM-0131-0001.jpeg' -> 'IM-0131'; 'NORMAL2-IM-0131-0001.jpeg' -> 'NORMAL2-IM-0131', another child (the
+    NORMAL2 series is numbered on its own: both numbers are in the set, one in its training and one in its test
+    split, of children who look nothing alike); 'person1946_bacteria_4875.jpeg' -> 'person1946'."""
     stem = Path(file_name).stem
-    match = re.match(r"(?:NORMAL2-)?(IM-\d+)", stem) or re.match(r"(person\d+)", stem)
+    match = re.match(r"((?:NORMAL2-)?IM-\d+)", stem) or re.match(r"(person\d+)", stem)
     return match.group(1) if match else stem
 
 

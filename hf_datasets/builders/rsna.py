@@ -1,5 +1,6 @@
 """RSNA Pneumonia Detection: stage_2_train_labels.csv (patientId,x,y,width,height,Target; one row
-per box) + stage_2_train_images/PATIENTID.dcm (8-bit DICOM). One label: "pneumonia" (Target).
+per box) + stage_2_train_images/PATIENTID.dcm (8-bit DICOM). One label: "pneumonia" (Target). The view (AP / PA:
+AP films go with the sicker patients) is each DICOM header's ViewPosition, the set's only record of it.
 No official labelled test set: seeded patient-level split.
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .common import Recipe, find_file, iter_table, record, warn_not_found
+from .generic import dicom_header
 
 CITATION = ("Shih G, Wu CC, Halabi SS, et al. Augmenting the National Institutes of Health Chest "
             "Radiograph Dataset with Expert Annotations of Possible Pneumonia. Radiology: AI 2019.")
@@ -23,7 +25,8 @@ def build(data_dir) -> Recipe:
     missing = [f"{pid}.dcm" for pid in targets if not (image_dir / f"{pid}.dcm").exists()]
     warn_not_found("rsna_pneumonia", missing, table.name)
     records = [record(image_dir / f"{pid}.dcm", data_dir=root, labels=[target], decode=True,
-                      patient_id=f"rsna_{pid}", source="rsna_pneumonia")
+                      patient_id=f"rsna_{pid}", view=dicom_header(image_dir / f"{pid}.dcm")["view"],
+                      source="rsna_pneumonia")
                for pid, target in targets.items() if (image_dir / f"{pid}.dcm").exists()]
     return Recipe(name="rsna_pneumonia", records=records, label_names=["pneumonia"], bits=8,
                   about="RSNA Pneumonia Detection Challenge (2018) stage 2 training labels.",

@@ -41,7 +41,7 @@ KERMANY_SHA256 = {
     "person1952_bacteria_4883.jpeg": "3fef55b2ba3c51c66ad41122ed4f640c19bb549d850d53fbbe3a4f18d9eb4e82",
     "person1954_bacteria_4886.jpeg": "9904f0fec6adc349c35452fa9909721b9dfcb02a254c76b9d329f3432151ed39",
 }
-TEST_PATIENTS = ("IM-1427", "IM-1430", "person1947", "person1949")
+TEST_PATIENTS = ("NORMAL2-IM-1427", "NORMAL2-IM-1430", "person1947", "person1949")
 CR_NAME = "RG1_UNCR.dcm"
 CR_SHA256 = "946f28f48b9fbf360196a9b835c8fce83b0c654bf85a5107663c8a61df02e498"
 INSTALL_HINT = ('pip install --no-deps "pneumonia-model-package==0.3.0" and '
