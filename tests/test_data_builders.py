@@ -906,6 +906,11 @@ def test_the_cache_key_does_not_pickle_the_records(tmp_path, monkeypatch):
     assert hashed and not any("IM-0001.png" in text for text in hashed)
     again = build("cxr_folder", data_dir)
     assert {s: d.cache_files for s, d in again.items()} == {s: d.cache_files for s, d in first.items()}
+    from hf_datasets.builders import common
+
+    monkeypatch.setattr(common, "DECODING_VERSION", common.DECODING_VERSION + 1)  # files now decode otherwise
+    rebuilt = build("cxr_folder", data_dir)
+    assert all(rebuilt[s].cache_files != first[s].cache_files for s in first)
 
 
 def test_sixteen_bit_images_in_an_eight_bit_set_are_scaled_not_clipped(tmp_path):

@@ -360,11 +360,17 @@ def file_stamps(records) -> list:
     return states
 
 
+# The version of what files decode to, part of every cached split's key: raised when a file's pixels change (2: a
+# DICOM's VOI LUT applies after its rescale), so that splits an earlier version cached are built again.
+DECODING_VERSION = 2
+
+
 def cache_fingerprint(records, bits: int, on_error: str, features, split: str) -> str:
-    """The datasets cache key of one split: its records, their files' stamps (see `file_stamps`), the settings and
-    the code that encodes them. The records are hashed as JSON: datasets' own key pickles every record in Python,
-    which took most of a cached build of a large set."""
-    digest = hashlib.sha256(json.dumps([records, file_stamps(records), bits, on_error, split], default=str).encode())
+    """The datasets cache key of one split: its records, their files' stamps (see `file_stamps`), the settings,
+    `DECODING_VERSION` and the code that encodes them. The records are hashed as JSON: datasets' own key pickles
+    every record in Python, which took most of a cached build of a large set."""
+    digest = hashlib.sha256(json.dumps([records, file_stamps(records), bits, on_error, split, DECODING_VERSION],
+                                       default=str).encode())
     digest.update(datasets.fingerprint.Hasher.hash([_generate, features]).encode())
     return digest.hexdigest()
 
