@@ -130,6 +130,35 @@ def test_resuming_another_folders_checkpoint_checks_that_runs_arguments(tmp_path
     assert (tmp_path / "moved" / "checkpoints" / "step_00000003").is_dir()
 
 
+def test_a_best_model_that_is_not_the_checkpoints_is_picked_anew_or_refused(tmp_path, capsys):
+    """best/ of a run continued from an older checkpoint (the abandoned run's later step) was exported as this run's
+    best model whenever none of its evaluations beat the checkpoint's best; a checkpoint resumed into a new folder
+    (no best/ there) then ended its training with a FileNotFoundError, and one with nothing left to train at once."""
+    import json
+    from types import SimpleNamespace
+
+    from accelerate import Accelerator
+
+    from train.run import check_best_model, run_training
+
+    (tmp_path / "run" / "best").mkdir(parents=True)
+    (tmp_path / "run" / "best" / "metrics.json").write_text(json.dumps({"loss": 0.5, "step": 12}))
+    args = SimpleNamespace(epochs=4, max_steps=None)
+    kept = SimpleNamespace(step=6, epoch=1, best_step=12, best_metric=0.5)
+    check_best_model(tmp_path / "run", kept, args, Accelerator(cpu=True))
+    assert (kept.best_step, kept.best_metric) == (12, 0.5)  # best/ holds the checkpoint's best step
+    state = SimpleNamespace(step=6, epoch=1, best_step=6, best_metric=0.6)
+    check_best_model(tmp_path / "run", state, args, Accelerator(cpu=True))
+    assert (state.best_step, state.best_metric) == (None, None)
+    assert "best holds step 12, not the best model of the run this checkpoint continues (step 6)" in \
+        capsys.readouterr().out
+
+    run_training(in_process_args(tmp_path / "finished"))
+    last = str(tmp_path / "finished" / "checkpoints" / "step_00000002")
+    with pytest.raises(ValueError, match=r"nothing left to train .* does not hold its best model"):
+        run_training(in_process_args(tmp_path / "moved", resume_from_checkpoint=last))
+
+
 def test_a_run_resumed_from_an_older_checkpoint_replaces_the_newer_ones_it_reaches(tmp_path):
     """Resumed from step_00000002 with more --epochs (other schedules), the run's steps 3 and 4 are not those the
     first run saved: they replace them (they were kept, and `latest` then continued the abandoned run)."""

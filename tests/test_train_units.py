@@ -93,6 +93,17 @@ def test_yaml_values_take_the_argument_types(tmp_path):
     assert isinstance(args.weight_decay, float) and args.mixed_precision == "no"
 
 
+def test_none_is_a_value_of_optional_flags_only(capsys):
+    """`--epochs none` and `--model_config null` became None, and the run ended on a TypeError traceback."""
+    args = parse_args(TrainArgs, ["--eval_split", "none", "--report_to", "none"])
+    assert args.eval_split is None and args.report_to == "none"
+    for flag, value, message in (("--epochs", "none", "invalid int value: 'none'"),
+                                 ("--model_config", "null", "'null' is not a JSON object")):
+        with pytest.raises(SystemExit) as stopped:
+            parse_args(TrainArgs, [flag, value])
+        assert stopped.value.code == 2 and message in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("line, message", [
     ("epochs: two", "epochs must be an integer, got 'two'"),
     ("lr: fast", "lr must be a number, got 'fast'"),
@@ -100,6 +111,8 @@ def test_yaml_values_take_the_argument_types(tmp_path):
     ("model_config: [8]", "model_config must be a mapping"),
     ("train_splits: train", "train_splits must be a list"),
     ("card: 1", "card must be true or false"),
+    ("model_config:\n  # patch_size: 8", "model_config has no value .*every line under it commented out"),
+    ("epochs:", "epochs has no value"),
 ])
 def test_yaml_value_of_the_wrong_type_is_refused_naming_it(tmp_path, line, message):
     recipe = tmp_path / "r.yaml"

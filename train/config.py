@@ -131,16 +131,18 @@ class PredictArgs:
 
 
 def _field_type(tp):
-    """(scalar parser, nargs) for a dataclass annotation (they are strings under `from __future__ import annotations`)."""
+    """(scalar parser, nargs, whether None is a value) for a dataclass annotation (they are strings under
+    `from __future__ import annotations`)."""
     tp = eval(tp, vars(typing)) if isinstance(tp, str) else tp  # noqa: S307 - annotations of this module only
-    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+    optional = (isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union) and \
+        type(None) in typing.get_args(tp)
+    if optional:
         tp = next(a for a in typing.get_args(tp) if a is not type(None))
-    base = tp
-    if base is dict:
-        return json_object, None
-    if typing.get_origin(base) is list:
-        return typing.get_args(base)[0], "+"
-    return base, None
+    if tp is dict:
+        return json_object, None, optional
+    if typing.get_origin(tp) is list:
+        return typing.get_args(tp)[0], "+", optional
+    return tp, None, optional
 
 
 def json_object(text: str) -> dict:
@@ -163,7 +165,7 @@ def parse_args(cls, argv=None, defaults: dict | None = None):
         source += f", or a recipe name ({', '.join(recipe_names())}),"
     parser.add_argument("--config", help=f"{source} with any of the arguments below (flags override it)")
     for f in dataclasses.fields(cls):
-        kind, nargs = _field_type(f.type)
+        kind, nargs, optional = _field_type(f.type)
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         shown = f"default: {(defaults or {}).get(f.name, default)}"
         if f.metadata.get("help"):
@@ -172,8 +174,8 @@ def parse_args(cls, argv=None, defaults: dict | None = None):
             parser.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                                 help=shown)
         else:
-            parser.add_argument(f"--{f.name}", type=_none_or(kind), nargs=nargs, default=argparse.SUPPRESS,
-                                help=shown)
+            parser.add_argument(f"--{f.name}", type=_none_or(kind) if optional else kind, nargs=nargs,
+                                default=argparse.SUPPRESS, help=shown)
     namespace = vars(parser.parse_args(argv))
     values = dict(defaults or {})
     config_path = namespace.pop("config", None)
@@ -211,6 +213,7 @@ def _merges(name: str, values: dict, namespace: dict) -> bool:
 
 
 def _none_or(kind):
+    """The parser of an optional field's flag: None, none or null is None, anything else `kind`'s."""
     def convert(text):
         return None if text in ("None", "none", "null") else kind(text)
 
@@ -246,20 +249,24 @@ def load_yaml(path, cls) -> dict:
             for f in dataclasses.fields(cls) if f.name in values}
 
 
-
 def recipe_model_config(name: str) -> dict:
     """The `model_config` of recipe `name` (train/recipes/<name>.yaml): the model settings it trains with."""
     return load_yaml(RECIPES / f"{name}.yaml", TrainArgs).get("model_config", {})
 
-def _yaml_value(path, name: str, value, kind, nargs):
+
+def _yaml_value(path, name: str, value, kind, nargs, optional: bool):
     """`value` as the field's type, as the command line would give it: YAML reads `1e-3` as text (a float needs a
-    dot there), which becomes a float; a value of another type is an InvalidInputError naming the argument."""
+    dot there), which becomes a float; a value of another type, or none for a field that needs one, is an
+    InvalidInputError naming the argument."""
     if value is None:
-        return None
+        if optional:
+            return None
+        raise InvalidInputError(f"{path}: {name} has no value (an empty entry, or every line under it commented "
+                                "out): give it one, or leave the entry out for its default")
     if nargs:
         if not isinstance(value, list):
             raise InvalidInputError(f"{path}: {name} must be a list, got {value!r}")
-        return [_yaml_value(path, name, item, kind, None) for item in value]
+        return [_yaml_value(path, name, item, kind, None, False) for item in value]
     if kind is float and isinstance(value, str):
         try:
             return float(value)

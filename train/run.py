@@ -269,6 +269,7 @@ def _train(args: TrainArgs, given: TrainArgs, accelerator: Accelerator, output_d
     if resume is not None:
         checkpoint.load(accelerator, resume)
         accelerator.print(f"Resumed from {resume} at step {state.step} (epoch {state.epoch}, batch {state.batch_in_epoch})")
+        check_best_model(output_dir, state, args, accelerator)
     if args.report_to != "none":
         # TensorBoard hides what a stopped run logged after its checkpoint (steps after state.step), which this run
         # logs again: otherwise its curves went back and repeated those steps
@@ -322,6 +323,27 @@ def _train(args: TrainArgs, given: TrainArgs, accelerator: Accelerator, output_d
     for tracker in accelerator.trackers:  # the process group stays: see `hf_datasets.errors.run_script`
         tracker.finish()
     return metrics
+
+
+def check_best_model(output_dir: Path, state, args, accelerator) -> None:
+    """On resume: `<output_dir>/best` is the best model so far where it holds the checkpoint's best step. Otherwise
+    (another folder's checkpoint, or a checkpoint older than the run that wrote best/, whose weights are not this
+    run's) the best model is picked anew from this run's next evaluations; a checkpoint with nothing left to train
+    then has none to pick from, and is refused."""
+    recorded = output_dir / "best" / "metrics.json"
+    kept = json.loads(recorded.read_text()).get("step") if recorded.is_file() else None
+    if state.best_step is None or kept == state.best_step:
+        return
+    finished = state.epoch >= args.epochs or bool(args.max_steps and state.step >= args.max_steps)
+    if finished:
+        raise InvalidInputError(f"{output_dir}: the checkpoint's run has nothing left to train (step {state.step}, "
+                                f"epoch {state.epoch} of {args.epochs}) and {output_dir / 'best'} does not hold its "
+                                f"best model (step {state.best_step}): give more --epochs, or use the checkpoint "
+                                "itself (train.evaluate, train.predict and train.probe take one)")
+    where = f"holds step {kept}" if kept is not None else "does not exist"
+    accelerator.print(f"{output_dir / 'best'} {where}, not the best model of the run this checkpoint continues "
+                      f"(step {state.best_step}): the best model is picked anew from this run's evaluations")
+    state.best_metric = state.best_step = None
 
 
 def _evaluate_and_keep_best(model, eval_loader, accelerator, ctx, args, state, stats, best_name, names, processor,
