@@ -93,10 +93,13 @@ def test_yaml_values_take_the_argument_types(tmp_path):
     assert isinstance(args.weight_decay, float) and args.mixed_precision == "no"
 
 
-def test_none_is_a_value_of_optional_flags_only(capsys):
-    """`--epochs none` and `--model_config null` became None, and the run ended on a TypeError traceback."""
+def test_none_is_a_value_of_optional_flags_only(capsys, tmp_path):
+    """`--epochs none` and `--model_config null` became None, and the run ended on a TypeError traceback. The
+    args.yaml of a run of an earlier version, which recorded `--report_to none` as null, still reads."""
     args = parse_args(TrainArgs, ["--eval_split", "none", "--report_to", "none"])
     assert args.eval_split is None and args.report_to == "none"
+    (tmp_path / "args.yaml").write_text("report_to: null\neval_split: null\n")
+    assert load_yaml(tmp_path / "args.yaml", TrainArgs) == {"report_to": "none", "eval_split": None}
     for flag, value, message in (("--epochs", "none", "invalid int value: 'none'"),
                                  ("--model_config", "null", "'null' is not a JSON object")):
         with pytest.raises(SystemExit) as stopped:

@@ -261,6 +261,8 @@ def _yaml_value(path, name: str, value, kind, nargs, optional: bool):
     if value is None:
         if optional:
             return None
+        if kind is str:  # the args.yaml of a run of an earlier version recorded `--report_to none` as null
+            return "none"
         raise InvalidInputError(f"{path}: {name} has no value (an empty entry, or every line under it commented "
                                 "out): give it one, or leave the entry out for its default")
     if nargs:
