@@ -60,12 +60,15 @@ _HASHED_UIDS = {"patient_id_hash": "PatientID", "study_uid_hash": "StudyInstance
 def hash_identifier(value, salt: str | None = None) -> str | None:
     """Return the first 16 hex digits of sha256(salt + value), or None for no value.
 
-    The salt defaults to the CXRGM_HASH_SALT environment variable (empty if unset).
+    The spaces around a value are no part of it (DICOM pads LO values with leading or trailing spaces: "  00003"
+    from one export is "00003" from another). The salt defaults to the CXRGM_HASH_SALT environment variable (empty
+    if unset).
     """
-    if value is None or str(value) == "":
+    text = "" if value is None else str(value).strip()
+    if not text:
         return None
     salt = os.environ.get("CXRGM_HASH_SALT", "") if salt is None else salt
-    return hashlib.sha256(f"{salt}{value}".encode()).hexdigest()[:16]
+    return hashlib.sha256(f"{salt}{text}".encode()).hexdigest()[:16]
 
 
 def normalise_view(value) -> str | None:

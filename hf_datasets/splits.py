@@ -12,7 +12,6 @@ DEFAULT_FRACTIONS = {"train": 0.8, "validation": 0.1, "test": 0.1}
 SPLIT_ALIASES = {"train": "train", "training": "train", "valid": "validation", "val": "validation",
                  "validate": "validation", "validation": "validation", "dev": "validation",
                  "test": "test", "testing": "test"}
-PRECEDENCE = ("test", "validation", "train")
 
 
 def canonical_split(name: str) -> str:
@@ -129,7 +128,8 @@ def _balanced_prefix_order(groups: dict, count: int) -> list[str]:
 
 
 def resolve_patient_overlap(patient_ids: list[str], splits: list[str], where: str = "") -> list[str]:
-    """Move every image of a patient found in several splits into one (test > validation > train).
+    """Move every image of a patient found in several splits into one: test > validation > any other named split
+    (a held-out site's "external") > train.
 
     Official split files sometimes leak patients; a warning reports how many moved.
     """
@@ -139,11 +139,10 @@ def resolve_patient_overlap(patient_ids: list[str], splits: list[str], where: st
     clashes = {p: s for p, s in seen.items() if len(s) > 1}
     if not clashes:
         return list(splits)
-    order = {name: i for i, name in enumerate(PRECEDENCE)}
-    keep = {p: min(s, key=lambda n: order.get(n, len(order))) for p, s in clashes.items()}
-    warnings.warn(f"{where}: {len(clashes)} patients appear in several official splits; "
-                  "all their images were moved to one split (test > validation > train)",
-                  stacklevel=2)
+    rank = {"test": 0, "validation": 1, "train": 3}  # another name (2): held out, before train
+    keep = {p: min(s, key=lambda n: (rank.get(n, 2), n)) for p, s in clashes.items()}
+    warnings.warn(f"{where}: {len(clashes)} patients appear in several official splits; all their images were "
+                  "moved to one split (test > validation > another named split > train)", stacklevel=2)
     return [keep.get(p, s) for p, s in zip(patient_ids, splits)]
 
 

@@ -1167,3 +1167,72 @@ def test_an_unreadable_file_stops_a_multi_process_build_with_the_error_naming_it
         raised[num_proc] = caught.value
     assert type(raised[2]) is type(raised[1]) and str(raised[2]) == str(raised[1])
     assert raised[2].path == str(bad) and str(raised[2]).startswith(f"{bad}: ")
+
+
+def test_a_pooled_copy_gives_its_patient_to_a_first_copy_without_one(tmp_path):
+    """Folder a lists images without patient ids, folder b the same images (same bytes) with each patient's id and a
+    second image of that patient: the kept copy (a's) had no patient, so it was split apart from the patient's other
+    image."""
+    import csv
+
+    from factory import write_image
+
+    from hf_datasets.builders.common import assign_splits
+
+    rows = {"a": [], "b": []}
+    for i in range(20):
+        for folder in ("a", "b"):
+            write_image(tmp_path / "pool" / folder / f"x{i}.png", seed=i)
+        write_image(tmp_path / "pool" / "b" / f"y{i}.png", seed=100 + i)
+        rows["a"].append({"file": f"x{i}.png", "label": "covid", "patient_id": ""})
+        rows["b"] += [{"file": f"x{i}.png", "label": "covid", "patient_id": f"B{i}"},
+                      {"file": f"y{i}.png", "label": "normal", "patient_id": f"B{i}"}]
+    for folder, table in rows.items():
+        with open(tmp_path / "pool" / folder / "labels.csv", "w", newline="") as handle:
+            writer = csv.DictWriter(handle, ["file", "label", "patient_id"])
+            writer.writeheader()
+            writer.writerows(table)
+    recipe = build_recipe("cxr_pool", tmp_path / "pool", folders=["a", "b"], classes=["covid", "normal"])
+    assert {r["path"]: r["patient_id"] for r in recipe.records}["a/x0.png"] == "B0"
+    split_of = {r["path"]: split for split, records in assign_splits(recipe, seed=0).items() for r in records}
+    assert all(split_of[f"a/x{i}.png"] == split_of[f"b/y{i}.png"] for i in range(20))
+
+
+def test_dicom_patient_ids_padded_with_spaces_and_modalities_in_lower_case(tmp_path):
+    """"  00003" from one export is "00003" from another (DICOM pads LO values; pydicom keeps leading spaces): two
+    patients by their hashes, split apart. modalities=["dx"] left out every DX file."""
+    from factory import write_dicom
+
+    from hf_datasets.builders.generic import build_dicomdir
+
+    for i in range(4):
+        write_dicom(tmp_path / "a" / f"p{i}_1.dcm", patient_id=f"{i:05d}", seed=i, modality="DX")
+        write_dicom(tmp_path / "b" / f"p{i}_2.dcm", patient_id=f"  {i:05d}", seed=10 + i, modality="DX")
+    recipe = build_dicomdir(tmp_path, modalities=["dx"])
+    patients = {Path(r["path"]).stem: r["patient_id"] for r in recipe.records}
+    assert len(patients) == 8 and all(patients[f"p{i}_1"] == patients[f"p{i}_2"] for i in range(4))
+
+
+def test_a_patients_rows_in_a_held_out_split_of_its_own_name_are_not_moved_into_train(tmp_path):
+    """Rows of patients P0-P3 without a split (drawn) and with split "external" (a held-out site): their external
+    rows went into train, as any name but test and validation ranked below it. A blank split cell is no split (it
+    stopped the build on a bare StopIteration)."""
+    from factory import write_image
+
+    from hf_datasets.builders.common import assign_splits
+    from hf_datasets.builders.generic import build_manifest
+
+    lines = ["image,label,patient_id,split"]
+    for i in range(20):
+        write_image(tmp_path / "site_a" / f"{i}.png", seed=i)
+        lines.append(f"site_a/{i}.png,{'normal' if i % 2 else 'pneumonia'},P{i},{' ' if i == 7 else ''}")
+    for i in range(4):
+        write_image(tmp_path / "site_b" / f"{i}.png", seed=50 + i)
+        lines.append(f"site_b/{i}.png,normal,P{i},external")
+    (tmp_path / "m.csv").write_text("\n".join(lines) + "\n")
+    with pytest.warns(UserWarning, match=r"4 patients appear in several official splits; .*\(test > validation > "
+                                         r"another named split > train\)"):
+        splits = assign_splits(build_manifest(tmp_path, manifest="m.csv"), seed=0)
+    assert sorted(r["path"] for r in splits["external"]) == [f"site_a/{i}.png" for i in range(4)] + [
+        f"site_b/{i}.png" for i in range(4)]
+    assert sum(len(records) for records in splits.values()) == 24

@@ -84,7 +84,7 @@ def record(image, *, data_dir, labels=(), decode=False, mask=None, patient_id=No
     return {"image": image, "decode": decode, "mask": mask, "labels": [float(v) for v in labels],
             "patient_id": identifier(patient_id), "study_id": identifier(study_id),
             "view": view or None, "sex": normalise_sex(sex), "age": parse_age(age),
-            "source": source, "split": canonical_split(split) if split else None,
+            "source": source, "split": (canonical_split(split) or None) if split else None,  # a blank cell: none
             "path": os.path.relpath(image, data_dir)}
 
 

@@ -196,6 +196,8 @@ def build(data_dir, folders: list[str] | None = None, join_column: str = "ieee80
             if copies_of:
                 duplicates += 1
                 for kept in copies_of:
+                    if anchors[kept] is None:  # the kept copy named no patient: this copy's is the image's patient
+                        anchors[kept] = own or next(iter(linked), None)
                     patients.join([anchors[kept], own, *linked])
                     if scheme and not repeat and records[kept]["category"] != category:
                         relabelled.append(f"{records[kept]['shown']} ({records[kept]['category'] or 'unknown'}) -> "

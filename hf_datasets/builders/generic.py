@@ -57,9 +57,12 @@ def dicom_header(path) -> dict:
 
 
 def is_other_modality(header: dict, modalities) -> bool:
-    """Whether a DICOM header (`dicom_header`) names a Modality not among `modalities` (None: any is wanted)."""
+    """Whether a DICOM header (`dicom_header`) names a Modality not among `modalities` (None: any is wanted; "dx"
+    is DX)."""
     modality = header.get("modality")
-    return modalities is not None and modality is not None and modality not in modalities
+    if modalities is None or modality is None:
+        return False
+    return str(modality).strip().upper() not in {str(wanted).strip().upper() for wanted in modalities}
 
 
 def warn_other_modality(root: Path, count: int, where: str = "") -> None:
