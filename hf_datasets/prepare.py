@@ -16,6 +16,7 @@ gives the rows they were written from (another source, order, size or content).
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import json
 import multiprocessing
@@ -310,13 +311,32 @@ def prepare_iterable(source: datasets.IterableDatasetDict, output_dir, *, info, 
     except json.JSONDecodeError:  # a set not built here: its features still name its labels
         built = {}
     built = built if isinstance(built, dict) else {}
+    info = _prepared_info(info, built, bits)
     _check_settings(output_dir, {"dataset": info.dataset_name, "size": size, "bits": bits, "shard_size": shard_size,
                                  "splits": list(source), "label_names": built.get("label_names"),
-                                 "features": info.features.to_dict() if info.features is not None else None,
-                                 "options": built.get("options"), "folder": built.get("folder")})
+                                 "features": info.features.to_dict(), "options": built.get("options"),
+                                 "folder": built.get("folder")})
     streams = {split: _undecoded(iterable) for split, iterable in source.items()}
     return _write_streams(streams, output_dir, info=info, size=size, bits=bits, shard_size=shard_size,
                           progress=progress)
+
+
+def _prepared_info(info, built: dict, bits: int):
+    """The shards' DatasetInfo: the common schema at `bits` (a 16-bit preparation of an 8-bit set's stream holds
+    16-bit images, which its features must not read as 8-bit "L"; a stream mapped without features names none), and
+    a description that says `bits` where the set was built here."""
+    if built.get("label_names") is not None:
+        count = len(built["label_names"])
+    elif info.features is not None and "labels" in info.features:
+        count = max(info.features["labels"].length, 0)
+    else:
+        raise InvalidInputError("prepare_iterable: the stream's info names no labels (no label names in its "
+                                "description, no labels feature): pass the info of the set it streams")
+    prepared = copy.deepcopy(info)
+    prepared.features = make_features(count, bits)
+    if built:
+        prepared.description = json.dumps({**built, "bits": bits}, default=str)
+    return prepared
 
 
 def _undecoded(iterable):

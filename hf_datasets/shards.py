@@ -210,6 +210,19 @@ def resize_example(source: dict, *, size: int, bits: int, data_dir=None) -> dict
     return example
 
 
+def _reason_naming_the_file(err, source: dict, data_dir) -> str:
+    """`err`'s reason, prefixed with the file it is about where that is not the row's image (its mask), shown below
+    the data's folder as the row's `path` is."""
+    shown = source.get("path")
+    if shown is None or os.path.normpath(err.path).endswith(os.path.normpath(shown)):
+        return err.reason
+    image = source.get("image")
+    image = str((image or {}).get("path") if isinstance(image, dict) else image)
+    root = data_dir or (image[:-len(shown)] if image.endswith(shown) else None)
+    failed = os.path.relpath(err.path, root) if root and os.path.isabs(err.path) else err.path
+    return f"{failed}: {err.reason}"
+
+
 def write_shard(split_dir: Path, index: int, examples, features, *, size: int, bits: int,
                 data_dir=None, source: dict | None = None) -> dict:
     """Resize and write one shard; returns its report {written, skipped: [{path, error, reason}]}, plus `source`
@@ -228,7 +241,7 @@ def write_shard(split_dir: Path, index: int, examples, features, *, size: int, b
                 report["written"] += 1
             except DataError as err:
                 report["skipped"].append({"path": source.get("path"), "error": type(err).__name__,
-                                          "reason": err.reason})
+                                          "reason": _reason_naming_the_file(err, source, data_dir)})
             except (OSError, ValueError, MemoryError, Image.DecompressionBombError) as err:
                 report["skipped"].append({"path": source.get("path"), "error": type(err).__name__,
                                           "reason": "unreadable image"})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import datasets
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from .model_card import LICENCE_FILE, write_licence_file
@@ -106,12 +107,14 @@ def _whole_number(value) -> int | None:
 
 def _configs(dataset_dir: Path) -> list[dict] | None:
     """The card's `configs` for a `DatasetDict.save_to_disk` folder: each split's Arrow shards, so that
-    `load_dataset` on the folder or its Hub repo (and the Hub viewer) reads the data, not its JSON bookkeeping."""
+    `load_dataset` on the folder or its Hub repo (and the Hub viewer) reads the data, not its JSON bookkeeping. A
+    split without rows is left out: `load_dataset` refuses a whole folder that lists one ("corresponds to no data")."""
     if not (dataset_dir / "dataset_dict.json").is_file():
         return None
-    splits = json.loads((dataset_dir / "dataset_dict.json").read_text())["splits"]
+    splits = [split for split in json.loads((dataset_dir / "dataset_dict.json").read_text())["splits"]
+              if datasets.load_from_disk(str(dataset_dir / split)).num_rows]
     return [{"config_name": "default",
-             "data_files": [{"split": split, "path": f"{split}/data-*.arrow"} for split in splits]}]
+             "data_files": [{"split": split, "path": f"{split}/data-*.arrow"} for split in splits]}] if splits else None
 
 
 def write_dataset_card(dataset_dir, sources: list[str] | None = None, *, title: str | None = None,

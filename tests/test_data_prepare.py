@@ -225,6 +225,25 @@ def test_streaming_matches_default(tmp_path):
         assert np.array_equal(np.asarray(a["mask"]), np.asarray(b["mask"]))
 
 
+def test_prepare_iterable_at_16_bits_of_an_8_bit_set_writes_and_reads_16_bit_shards(tmp_path):
+    """The shards were written under the stream's features (8-bit "L") and its description's bits (8): their 16-bit
+    PNGs were read back through convert("L"), clipped almost to white. They read as `prepare` at 16 bits gives them."""
+    import hf_datasets
+    from hf_datasets.prepare import prepare, prepare_iterable
+    from hf_datasets.schema import bit_depth
+
+    built = hf_datasets.build_dataset("sample")
+    source = datasets.IterableDatasetDict({name: part.to_iterable_dataset() for name, part in built.items()})
+    prepare_iterable(source, tmp_path / "streamed", info=built["train"].info, size=24, bits=16, progress=False)
+    prepare("sample", None, tmp_path / "prepared", size=24, bits=16, progress=False)
+    streamed, prepared = (datasets.load_from_disk(str(tmp_path / name)) for name in ("streamed", "prepared"))
+    assert bit_depth(streamed) == 16 and streamed["train"].features["image"].mode is None
+    for name in ("train", "test"):
+        assert streamed[name]["path"] == prepared[name]["path"]
+        for ours, theirs in zip(streamed[name]["image"], prepared[name]["image"]):
+            assert ours.mode == theirs.mode == "I;16" and np.array_equal(np.asarray(ours), np.asarray(theirs))
+
+
 def test_prepare_iterable_with_an_empty_split(tmp_path):
     """A streamed source (e.g. a Hub set) is sharded too; a split without rows loads and is refused by name; a rerun
     with other settings is refused (it kept the earlier shards). The data's folder and builder options are recorded
@@ -469,6 +488,26 @@ def test_a_sixteen_bit_colour_png_keeps_its_sixteen_bits_in_sets_shards_predict_
     processor = GroupMaskedViTImageProcessor(size=20, do_normalize=False)
     seen = processor(Image.open(path)).pixel_values[0, 0, 2:18].double().numpy()  # the 16 x 20 image, padded
     np.testing.assert_allclose(seen * 65535, expected, atol=1)
+
+
+def test_the_report_names_a_masks_file_where_the_mask_is_what_cannot_be_read(tmp_path):
+    """A missing or cut mask was reported as the row's image: "img/a2.png: file not found" beside an image that is
+    there."""
+    from factory import write_image, write_mask
+
+    from hf_datasets.prepare import prepare
+
+    lines = ["image,label,mask,patient_id"]
+    for i in range(3):
+        write_image(tmp_path / "set" / "img" / f"a{i}.png", seed=i)
+        write_mask(tmp_path / "set" / "mask" / f"a{i}.png", shape=(40, 32))
+        lines.append(f"img/a{i}.png,normal,mask/a{i}.png,P{i}")
+    (tmp_path / "set" / "mask" / "a2.png").unlink()
+    (tmp_path / "set" / "labels.csv").write_text("\n".join(lines) + "\n")
+    report = prepare("manifest", tmp_path / "set", tmp_path / "out", size=16, progress=False, manifest="labels.csv",
+                     split_fractions={"train": 1.0})
+    skipped = {entry["path"]: entry["reason"] for entry in report["skipped_files"]}
+    assert list(skipped) == ["img/a2.png"] and skipped["img/a2.png"].startswith("mask/a2.png: ")
 
 
 def test_a_mask_given_as_image_bytes_is_read_as_a_mask_file_is():

@@ -329,6 +329,20 @@ def test_prepared_shards_with_their_card_load_with_load_dataset(tmp_path):
     assert loaded["train"].features == prepared["train"].features
     assert sorted(loaded["test"]["path"]) == sorted(prepared["test"]["path"])
     assert loaded["test"][0]["image"].mode == "L" and max(loaded["test"][0]["image"].size) == 32
+    # a split without rows (its one empty shard) is left out of the card: load_dataset refused the whole folder
+    import datasets
+
+    from hf_datasets import build_dataset
+    from hf_datasets.prepare import prepare_iterable
+
+    built = build_dataset("sample")
+    empty = datasets.IterableDataset.from_generator(lambda: iter(()), features=built["train"].features)
+    source = datasets.IterableDatasetDict({"train": built["train"].to_iterable_dataset(), "validation": empty})
+    prepare_iterable(source, tmp_path / "empty_split", info=built["train"].info, size=32, progress=False)
+    assert load_from_disk(str(tmp_path / "empty_split"))["validation"].num_rows == 0
+    write_dataset_card(tmp_path / "empty_split", ["sample"])
+    loaded = load_dataset(str(tmp_path / "empty_split"), cache_dir=str(tmp_path / "cache"))
+    assert list(loaded) == ["train"] and loaded["train"].num_rows == 12
 
 
 def test_dataset_card_of_prepared_shards_names_the_labels_in_order(tmp_path):
