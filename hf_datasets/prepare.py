@@ -88,7 +88,7 @@ def _check_sizes(size: int, shard_size: int) -> None:
         raise InvalidInputError(f"size and shard_size must be positive, got size={size}, shard_size={shard_size}")
 
 
-_SETTINGS_FILE = re.compile(re.escape("prepare_settings.json"))
+_FOLDER_FILES = re.compile(r"prepare_settings\.json|dataset_dict\.json|report\.json")  # the output folder's own
 # settings that later versions record, with what an earlier version's folder, which lacks them, cannot tell
 _ADDED_SINCE = {"files": "image or mask files replaced in place",
                 "options": "a set streamed (prepare_iterable) from a build with other builder options",
@@ -153,9 +153,10 @@ def _check_settings(output_dir: Path, settings: dict) -> None:
 
 
 def _value_identity(value):
-    """What identifies an image or mask value without decoding it: a digest of its bytes, else its path(s); one that
-    came decoded (a PIL image or numpy array, from a mapped stream) by a digest of its pixels, mode and stated bit
-    depth."""
+    """What identifies an image or mask value without decoding it: a digest of its bytes, else its file's size and
+    modification time (not its path: the same files reached by another path, a folder moved or mounted elsewhere,
+    resume; the row's `path` below the data's folder tells which file it is); one that came decoded (a PIL image or
+    numpy array, from a mapped stream) by a digest of its pixels, mode and stated bit depth."""
     if isinstance(value, (PILImage.Image, np.ndarray)):
         image = value if isinstance(value, PILImage.Image) else PILImage.fromarray(
             value.astype(np.float32) if value.dtype.kind == "f" else value)
@@ -163,10 +164,12 @@ def _value_identity(value):
         digest.update(image.tobytes())
         return "pixels:" + digest.hexdigest()
     if isinstance(value, dict):
-        return "sha256:" + hashlib.sha256(value["bytes"]).hexdigest() if value.get("bytes") else value.get("path")
+        if value.get("bytes"):
+            return "sha256:" + hashlib.sha256(value["bytes"]).hexdigest()
+        return None if value.get("path") is None else ["file", _file_state(value["path"])]
     if isinstance(value, (list, tuple)):
         return [_value_identity(v) for v in value]
-    return None if value is None else str(value)
+    return None if value is None else ["file", _file_state(value)]
 
 
 def _source_rows(chunk: list[dict]) -> dict:
@@ -242,7 +245,7 @@ def _finish(output_dir: Path, shard_counts: dict[str, int], info) -> dict[str, l
             shard_counts[split] = 1
     reports = {split: finish_split(output_dir / split, n, info) for split, n in shard_counts.items()}
     write_atomically(output_dir / "dataset_dict.json", json.dumps({"splits": list(shard_counts)}))
-    remove_stale_partials(output_dir, _SETTINGS_FILE)  # a killed run's temporary settings file
+    remove_stale_partials(output_dir, _FOLDER_FILES)  # a killed run's temporary settings, index or report
     return reports
 
 

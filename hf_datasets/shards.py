@@ -86,6 +86,8 @@ def arrow_rows(path: Path) -> int:
 # What `partial_path` names the temporary files of: NAME.HOST-PID-RANDOM.partial. Shards of earlier versions used
 # data-KKKKK.arrow.partial and data-KKKKK.report.json.partial, naming no writer.
 SHARD_FILES = re.compile(r"data-\d+\.(?:arrow|report\.json)")
+# a finished split folder's files: its shards, and the bookkeeping `finish_split` writes (datasets' into `info/`)
+SPLIT_FILES = re.compile(rf"{SHARD_FILES.pattern}|state\.json|dataset_info\.json|LICENSE|info")
 
 
 def partial_path(path: Path) -> Path:
@@ -161,7 +163,10 @@ def remove_stale_partials(folder: Path, targets: re.Pattern = SHARD_FILES) -> li
     for path in sorted(folder.glob("*.partial")):
         if _writer_is_gone(path.name, targets):
             try:
-                path.unlink(missing_ok=True)
+                if path.is_dir():  # the folder `finish_split` has datasets write its files into
+                    shutil.rmtree(path)
+                else:
+                    path.unlink(missing_ok=True)
             except OSError:  # a folder this process may not change (a shared read-only cache): left as it is
                 continue
             removed.append(path)
@@ -265,7 +270,7 @@ def finish_split(split_dir: Path, n_shards: int, info) -> list[dict]:
              "_format_columns": None, "_format_kwargs": {}, "_format_type": None,
              "_output_all_columns": False, "_split": split_dir.name}
     write_atomically(split_dir / "state.json", json.dumps(state, indent=2))
-    remove_stale_partials(split_dir)
+    remove_stale_partials(split_dir, SPLIT_FILES)
     scratch = partial_path(split_dir / "info")  # datasets writes its files there; each is then renamed into place
     scratch.mkdir()
     try:

@@ -91,6 +91,20 @@ def test_a_run_that_cannot_read_the_set_leaves_the_folder_free_for_the_corrected
 
 
 @pytest.mark.parametrize("streaming", [False, True])
+def test_a_rerun_on_the_same_files_reached_by_another_path_keeps_the_shards(tmp_path, streaming, monkeypatch):
+    """A streamed preparation identified its rows' files by their paths as given: resumed with the data folder named
+    otherwise (relative, then absolute) or moved (mounted elsewhere), it refused its own shards."""
+    layouts.cxr_folder(tmp_path / "src")
+    monkeypatch.chdir(tmp_path)
+    run = dict(size=16, shard_size=2, streaming=streaming, progress=False)
+    first = prepare("cxr_folder", "src", tmp_path / "out", **run)
+    assert prepare("cxr_folder", str(tmp_path / "src"), tmp_path / "out", **run) == first
+    (tmp_path / "elsewhere").mkdir()
+    shutil.move(tmp_path / "src", tmp_path / "elsewhere" / "src")  # the folder's name stays (cxr_folder records it)
+    assert prepare("cxr_folder", tmp_path / "elsewhere" / "src", tmp_path / "out", **run) == first
+
+
+@pytest.mark.parametrize("streaming", [False, True])
 def test_a_rerun_on_a_set_that_changed_since_is_refused(tmp_path, streaming):
     """Kept shards would hold the earlier files: added images were lost or written twice as shards shifted."""
     data_dir = layouts.cxr_folder(tmp_path / "src")
@@ -581,11 +595,19 @@ def test_temporary_files_of_writers_that_are_gone_are_removed_when_a_split_is_fi
     stale = ["data-00000.arrow.partial", "data-00001.report.json.partial",  # named by earlier versions
              f"data-00000.arrow.{host}-{gone}-0a1b2c3d.partial", f"data-00001.report.json.{host}-{gone}-00ff.partial"]
     kept = [f"data-00002.arrow.{host}-{os.getpid()}-0a1b2c3d.partial", "data-00000.arrow.other.host-1-0a1b.partial"]
+    stale += [f"state.json.{host}-{gone}-0a1b2c3d.partial", f"dataset_info.json.{host}-{gone}-00ff.partial"]
     for name in stale + kept:
         (split_dir / name).write_bytes(b"half a shard")
+    info = split_dir / f"info.{host}-{gone}-0a1b2c3d.partial"  # killed while datasets wrote its files there
+    info.mkdir()
+    (info / "dataset_info.json").write_text("{")
+    folder_files = [f"report.json.{host}-{gone}-0a1b.partial", f"dataset_dict.json.{host}-{gone}-0a1b.partial"]
+    for name in folder_files:
+        (tmp_path / "out" / name).write_text("{")
     report = prepare("cxr_folder", data_dir, tmp_path / "out", size=16, shard_size=2, progress=False)
     assert report["written"] == 8
     assert sorted(p.name for p in split_dir.glob("*.partial")) == sorted(kept)
+    assert not list((tmp_path / "out").glob("*.partial"))
 
 
 def _streamed(built, change=None):
