@@ -103,8 +103,8 @@ def apply_label_policy(raw, names: list[str], *, uncertain="ignore", blank="zero
 
 def harmonise_labels(values, source_names: list[str], target_names: list[str]):
     """Reorder labels to `target_names`, matching names as `label_columns` does; a target that several source
-    columns give (pneumonia from pneumonia_bacterial and pneumonia_viral) is their largest known value: positive
-    where any is.
+    columns give (pneumonia from pneumonia_bacterial and pneumonia_viral) is positive where any of them is, else
+    their largest value where all are known, else unknown.
 
     Args:
         values: (n, k) or (k,) array in the order of `source_names`.
@@ -122,7 +122,7 @@ def harmonise_labels(values, source_names: list[str], target_names: list[str]):
             given = values[..., sources]
             known = ~np.isnan(given)
             largest = np.where(known, given, -np.inf).max(axis=-1)
-            out[..., target] = np.where(known.any(axis=-1), largest, np.nan)
+            out[..., target] = np.where(known.all(axis=-1) | (largest == 1), largest, np.nan)
     return out, missing
 
 

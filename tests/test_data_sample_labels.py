@@ -113,11 +113,12 @@ def test_labels_of_one_name_are_combined_and_labels_the_data_cannot_tell_apart_a
     """A model's pneumonia from a set's pneumonia_bacterial and pneumonia_viral: positive where either is (only the
     last of the two was taken, so bacterial rows lost their positive class); a model's pneumonia_bacterial and
     pneumonia_viral from a set's one pneumonia column: missing, not both the same column."""
-    values = np.array([[0, 1, 0], [0, 0, 1], [1, 0, 0], [np.nan, np.nan, 0], [np.nan, np.nan, np.nan]], np.float32)
+    values = np.array([[0, 1, 0], [0, 0, 1], [1, 0, 0], [np.nan, np.nan, 0], [np.nan, np.nan, np.nan],
+                       [np.nan, 1, np.nan]], np.float32)
     out, missing = harmonise_labels(values, ["normal", "pneumonia_bacterial", "pneumonia_viral"],
                                     ["normal", "pneumonia"])
     assert not missing.any()
-    np.testing.assert_array_equal(out[:, 1], [1, 1, 0, 0, np.nan])
+    np.testing.assert_array_equal(out[:, 1], [1, 1, 0, np.nan, np.nan, 1])  # unknown unless a positive settles it
     out, missing = harmonise_labels(np.array([[0, 1]], np.float32), ["normal", "pneumonia"],
                                     ["normal", "pneumonia_bacterial", "pneumonia_viral"])
     assert missing.tolist() == [False, True, True] and out[0, 0] == 0 and np.isnan(out[0, 1:]).all()
