@@ -244,9 +244,10 @@ def write_shard(split_dir: Path, index: int, examples, features, *, size: int, b
             try:
                 writer.write(resize_example(source, size=size, bits=bits, data_dir=data_dir))
                 report["written"] += 1
-            except DataError as err:
+            except DataError as err:  # its patient and labels: a training subset draws from the rows written or not
                 report["skipped"].append({"path": source.get("path"), "error": type(err).__name__,
-                                          "reason": _reason_naming_the_file(err, source, data_dir)})
+                                          "reason": _reason_naming_the_file(err, source, data_dir),
+                                          "patient_id": source.get("patient_id"), "labels": source.get("labels")})
             except (OSError, ValueError, MemoryError, Image.DecompressionBombError) as err:
                 report["skipped"].append({"path": source.get("path"), "error": type(err).__name__,
                                           "reason": "unreadable image"})

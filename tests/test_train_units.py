@@ -1268,6 +1268,37 @@ def test_prepared_shards_take_the_training_fraction_and_refuse_options_they_cann
         load_splits(None, None, str(tmp_path / "prepared"), {"uncertain": "ones", "train_fraction": 0.5})
 
 
+def test_prepared_shards_keep_the_patients_build_dataset_keeps_where_files_were_unreadable(tmp_path, monkeypatch):
+    """build_dataset draws the training patients among every row, the unreadable ones too; the prepared shards drew
+    among the rows written, so another set of patients trained (4 rows where build_dataset kept 3)."""
+    import sys
+    import warnings
+
+    from hf_datasets import build_dataset
+    from hf_datasets.prepare import prepare
+    from train.data import load_splits
+
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "data"))
+    from factory import write_image
+
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf_cache"))
+    lines = ["image,label,patient_id,split"]
+    for i in range(16):
+        write_image(tmp_path / "set" / f"{i}.png", seed=i)
+        lines.append(f"{i}.png,{'normal' if i % 2 else 'pneumonia'},P{i // 2},train")
+    for i in (3, 8, 13):
+        (tmp_path / "set" / f"{i}.png").write_bytes(b"not an image")
+    (tmp_path / "set" / "labels.csv").write_text("\n".join(lines) + "\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prepare("manifest", tmp_path / "set", tmp_path / "prepared", size=16, progress=False, manifest="labels.csv")
+        for seed in range(4):
+            options = {"train_fraction": 0.5, "subset_seed": seed}
+            built = build_dataset("manifest", tmp_path / "set", manifest="labels.csv", on_error="skip", **options)
+            prepared = load_splits(None, None, str(tmp_path / "prepared"), options)
+            assert sorted(prepared["train"]["path"]) == sorted(built["train"]["path"]), seed
+
+
 def test_a_streamed_build_is_refused_with_the_way_to_train_on_it():
     from train.data import load_splits
 

@@ -8,8 +8,10 @@ class indices (B,) int64 (single-label), float (B, K) with NaN = unknown (multi-
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -63,8 +65,6 @@ def with_skip_hint(error, options: dict | None = None):
     """A `DataError` of the same type and path whose reason adds how to leave such files out: --dataset_options with
     "on_error": "skip" (merged into the options the run already gave), not the note of `build_dataset`'s own
     argument. The message keeps to the file and the builder's reason, which never holds DICOM header values."""
-    import json
-
     skip = json.dumps({**(options or {}), **SKIP_OPTION}, default=str)
     return type(error)(error.path, f"{error.reason}. To leave unreadable files out of the data instead (each one is "
                                    f"named in a warning), pass --dataset_options '{skip}'")
@@ -84,9 +84,20 @@ def _prepared_subset(splits, options: dict, prepared_dir: str):
         return splits
     train = splits["train"]
     columns = train.select_columns(["patient_id", "labels"])  # no image is decoded
-    keep = patient_subset(list(columns["patient_id"]), fraction, options.get("subset_seed", 0),
-                          strata=[single_class(labels) for labels in columns["labels"]])
+    # the training rows preparation could not read count too, as in build_dataset, which draws before reading
+    skipped = [entry for entry in _report(prepared_dir).get("skipped_files", [])
+               if entry.get("split") == "train" and "patient_id" in entry]
+    patients = list(columns["patient_id"]) + [entry["patient_id"] for entry in skipped]
+    labels = list(columns["labels"]) + [entry["labels"] for entry in skipped]
+    keep = patient_subset(patients, fraction, options.get("subset_seed", 0),
+                          strata=[single_class(values) for values in labels])[:len(train)]
     return datasets.DatasetDict({**splits, "train": train.select([i for i, kept in enumerate(keep) if kept])})
+
+
+def _report(prepared_dir: str) -> dict:
+    """The prepared folder's report.json ({} where it has none: shards made otherwise)."""
+    path = Path(prepared_dir) / "report.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def split(splits, name: str):
