@@ -47,14 +47,22 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 OUT=${OUT:-benchmarks/out}
 PEAK=${PEAK:-989}  # dense bf16 TFLOP/s of an H100/H200 SXM, for MFU
-# A comma-separated subset of gpu-tests,small,e2e,small-compiled,small-graphs,base,base-compiled,base-graphs,
-# default-mode,small-host,small-attention,small-autotune,small-experiments,base-experiments,small-fusion,
-# first-cover-counts,small-batch,device-smoke (to split the run over calls, or to repeat one); by default all but
-# gpu-tests and the last ten.
+# A comma-separated subset of these rows (to split the run over calls, or to repeat one); by default all but gpu-tests
+# and the last ten. A name that is none of them stops the script before anything runs.
+known_rows=(gpu-tests small e2e small-compiled small-graphs base base-compiled base-graphs default-mode small-host
+            small-attention small-autotune small-experiments base-experiments small-fusion first-cover-counts small-batch
+            device-smoke)
 ROWS=${ROWS:-small,e2e,small-compiled,small-graphs,base,base-compiled,base-graphs}
+IFS=, read -ra asked <<< "$ROWS"
+for name in "${asked[@]}"; do
+  if [[ " ${known_rows[*]} " != *" $name "* ]]; then
+    echo "ROWS: no row named '$name'; the rows: ${known_rows[*]}" >&2
+    exit 1
+  fi
+done
 mkdir -p "$OUT"
+# appended to, never emptied: runs in one OUT (several calls' ROWS) keep their lines, each run after its environment line
 log="$OUT/throughput.jsonl"
-: > "$log"
 source benchmarks/offline_env.sh
 "$PYTHON" - <<'EOF' | tee -a "$log"
 import importlib, json, platform
@@ -123,7 +131,6 @@ if [[ "${SMOKE:-0}" != 1 ]] && selected gpu-tests; then  # the GPU's masks equal
     | tee "$OUT/gpu_tests.txt" >&2 || failed+=("gpu tests")
   timed "gpu tests" "$start"
 fi
-: > "$OUT/profiles.txt"
 profile=(--profile-file "$OUT/profiles.txt")  # ViT-S rows: top kernels of 3 more steps per model, a few seconds each
 selected small && row "$first" "$PYTHON" benchmarks/throughput.py --size "$first" "${common[@]}" "${profile[@]}"
 selected e2e && row "end to end" "$PYTHON" benchmarks/pretrain_e2e.py --mixed-precision bf16 "${e2e[@]}" \

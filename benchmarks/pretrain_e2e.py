@@ -83,11 +83,11 @@ def training_rows(prepared_dir: str, rows: int, task: str) -> datasets.Dataset:
 
 
 def measure(name: str, loader, model, optimizer, accelerator, ctx, train_args, steps: int, warmup: int) -> dict:
-    """images/s of `steps` optimiser steps of `train_one_epoch` over `loader`, after `warmup` steps."""
+    """images/s of `steps` optimiser steps of `train_one_epoch` over `loader`, after `warmup` steps, and the peak
+    memory since the process's first row (not reset per row: a later row replays the CUDA graphs an earlier one
+    recorded, whose memory pool it would not count, and showed a twentieth of the training's peak)."""
     timed = TimedLoader(loader, warmup, accelerator.device)
     train_args.max_steps = warmup + steps
-    if accelerator.device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
     engine.train_one_epoch(model, timed, optimizer, accelerator, TrainState(), ctx, train_args)
     synchronize(accelerator.device)
     seconds = time.perf_counter() - timed.start
@@ -185,6 +185,8 @@ def benchmark(args, rows: datasets.Dataset, output_dir: str, data_name: str) -> 
                           compile_mode=args.compile_mode, model_config=model_config)), flush=True)
 
     steps, warmup = args.steps, args.warmup
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     loader_row = measure_loader(loader, device, args.batch_size, steps, warmup, args.num_workers)
     # end to end first: a process's first timed model tends to be the slower one, so the ratio errs low
     name = "cxrgm_pretrain" if task == "pretraining" else "cxrgm_finetune"

@@ -57,6 +57,16 @@ def count_step(step, batch_size: int) -> tuple[float, float]:
     return counter.get_total_flops() / batch_size, sum(saved.values()) / batch_size
 
 
+def device_busy_us(events) -> float:
+    """The device time (us) of profiler `events`, each kernel counted once, as the table's "Self CUDA time total":
+    the device's own events, not the host operators that launched them (credited with their kernels' time too) nor
+    user annotations."""
+    from torch.autograd import DeviceType
+
+    return sum(event.self_device_time_total for event in events
+               if event.device_type == DeviceType.CUDA and not getattr(event, "is_user_annotation", False))
+
+
 def profile_steps(step, device: str, path: Path, title: str, steps: int = 3, timed_ms: float | None = None) -> None:
     """Appends to `path`, under `title`, the operators (and on a GPU the kernels) of `steps` more steps, by device
     time, top 40; on a GPU also the kernel launches per step, the device's busy time per step beside `timed_ms` (the
@@ -74,7 +84,7 @@ def profile_steps(step, device: str, path: Path, title: str, steps: int = 3, tim
     text = f"== {title}: {steps} steps\n{events.table(sort_by=sort_by, row_limit=40, max_name_column_width=90)}\n"
     if device == "cuda":
         launches = sum(event.count for event in events if "LaunchKernel" in event.key or "GraphLaunch" in event.key)
-        busy_ms = sum(event.self_device_time_total for event in events) / 1e3 / steps
+        busy_ms = device_busy_us(events) / 1e3 / steps
         timed = f", timed without the profiler {timed_ms:.2f} ms" if timed_ms else ""
         text += (f"kernel launches per step: {launches / steps:.0f}\n"
                  f"device busy per step: {busy_ms:.2f} ms{timed}\n-- by host time\n"

@@ -74,7 +74,21 @@ def test_gpu_script_attention_row_forces_each_backend_and_runs_alone(tmp_path):
     assert names == {f"{model}_sdpa_{backend}" for model in ("cxrgm_gmml_pretrain", "cxrgm_cls_finetune")
                      for backend in ("flash", "math")}
     assert not (tmp_path / "device_smoke.jsonl").exists()
-    assert not (tmp_path / "profiles.txt").read_text()  # no ViT-S row ran
+    assert not (tmp_path / "profiles.txt").exists()  # no ViT-S row ran
+
+
+def test_gpu_script_refuses_a_row_it_does_not_know_and_keeps_earlier_runs_lines(tmp_path):
+    """A misspelt ROWS name ran nothing and ended with status 0 (a lost call on a GPU lent for minutes); a second run
+    into the same OUT emptied the first one's lines."""
+    env = {**os.environ, "SMOKE": "1", "PYTHON": sys.executable, "OUT": str(tmp_path), "ROWS": "smal,small-attention",
+           "OFFLINE": str(tmp_path / "no_bundle")}
+    refused = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh")], env=env, capture_output=True, text=True)
+    assert refused.returncode == 1 and "ROWS: no row named 'smal'; the rows: gpu-tests small e2e" in refused.stderr
+    assert not (tmp_path / "throughput.jsonl").exists()
+    first = rows_of_gpu_script(tmp_path, "small-attention")
+    lines = lines_of_gpu_script(tmp_path, "small-attention")  # the same OUT again
+    assert sum("environment" in line for line in lines) == 2
+    assert len([line for line in lines if line.get("name") in first]) == 2 * len(first)
 
 
 def test_gpu_script_graphs_host_and_autotune_rows(tmp_path):
@@ -177,6 +191,22 @@ def test_step_count_gives_flops_and_saved_activation_bytes_per_image():
     flops, saved = count_step(step, batch_size=4)
     assert flops == 3 * 2 * 4 * 256 * 8 / 4  # matmul forward + its two backward products, per image
     assert saved == (4 * 256 * 4 + 4 * 256 * 4 + 256 * 8 * 4) / 4  # x, x * x, weight (float32 bytes)
+
+
+def test_device_busy_time_counts_each_kernel_once():
+    """The profiler credits a kernel's time to the host operator that launched it as well: the sum of every event's
+    self device time counted each kernel twice (a busy time above the step's wall time)."""
+    from types import SimpleNamespace
+
+    from torch.autograd import DeviceType
+
+    from benchmarks.throughput import device_busy_us
+
+    events = [SimpleNamespace(device_type=DeviceType.CPU, self_device_time_total=150.0),  # aten::mm, its kernel's
+              SimpleNamespace(device_type=DeviceType.CUDA, self_device_time_total=100.0, is_user_annotation=False),
+              SimpleNamespace(device_type=DeviceType.CUDA, self_device_time_total=50.0),
+              SimpleNamespace(device_type=DeviceType.CUDA, self_device_time_total=150.0, is_user_annotation=True)]
+    assert device_busy_us(events) == 150.0
 
 
 def test_step_count_includes_attention_on_cpu():
