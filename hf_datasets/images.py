@@ -37,6 +37,10 @@ SIXTEEN_BIT_COLOUR_PNG = {"RGB;16B": ("RGB;16B", "RGB;16L"), "RGBA;16B": ("RGBA;
 # how `stored_mode` names such a file (its rawmode less the byte order: no PIL mode holds it), which `read_grey` and
 # `open_image` read as 16-bit grey
 SIXTEEN_BIT_COLOUR_MODES = tuple(rawmode.removesuffix("B") for rawmode in SIXTEEN_BIT_COLOUR_PNG)
+# how `stored_mode` names a TIFF that datasets' Image feature (Pillow, opening it by name) would misread and
+# `read_grey` reads right: one its EXIF Orientation turns (Pillow 13 turns an uncompressed one as it maps it, and
+# scrambles its pixels), and a 16-bit one storing white as 0 (Pillow turns 8-bit ones round, not these)
+MISREAD_TIFF = "TIFF misread by name"
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2, as Pillow's convert("L") and the image processor weigh colour
 
 
@@ -68,6 +72,8 @@ def upright_size(path) -> tuple[int, int]:
     with image_read_errors(path), Image.open(path) as image:
         width, height = image.size
         turned = image.getexif().get(Image.ExifTags.Base.Orientation, 1) in (5, 6, 7, 8)  # a quarter turn
+        if image.format == "TIFF" and (image.tag_v2.get(256), image.tag_v2.get(257)) != (width, height):
+            turned = False  # Pillow (13) gives a TIFF's size turned already
         return (height, width) if turned else (width, height)
 
 
@@ -110,11 +116,13 @@ def load_full_depth(image: Image.Image, handle) -> Image.Image:
     """`image`, opened from `handle` (a seekable file or BytesIO) and not yet loaded, with its pixels loaded at full
     depth: a 16-bit colour or grey + alpha PNG, which Pillow would decode at 8 bits, becomes a 16-bit grey image
     ("I;16": colour by luminance, alpha dropped, as convert("L") makes 8-bit grey) with the file's info (text chunks,
-    EXIF); any other image is loaded as it is."""
+    EXIF), scaled to 16 bits by the bits its channels use and stating so (`BIT_DEPTH_KEY`): a tinted image's grey
+    stays below its brightest channel, and its own brightest value would tell too few bits; any other image is
+    loaded as it is."""
     rawmode = _sixteen_bit_colour_rawmode(image)
     if rawmode is None:
         image.load()
-        return image
+        return _black_is_zero(image)
     byte_planes = []
     for plane_rawmode in SIXTEEN_BIT_COLOUR_PNG[rawmode]:
         with Image.open(handle) as plane:  # read again from the start of `handle`
@@ -124,13 +132,25 @@ def load_full_depth(image: Image.Image, handle) -> Image.Image:
             info = plane.info
     rows, cols = byte_planes[0].shape[:2]
     channels = np.stack(byte_planes, axis=-1).reshape(rows, cols, -1).view(">u2").astype(np.uint16)  # (rows, cols, C)
-    if channels.shape[2] == 2:  # grey + alpha
-        grey = channels[..., 0]
-    else:
-        grey = np.clip(np.rint(channels[..., :3].astype(np.float32) @ np.array(LUMA, dtype=np.float32)), 0, 65535)
-    full = Image.fromarray(grey.astype(np.uint16))
+    colour = channels[..., :1] if channels.shape[2] == 2 else channels[..., :3]  # grey + alpha: its grey
+    grey = colour.astype(np.float32) @ np.array(LUMA if colour.shape[2] == 3 else (1.0,), dtype=np.float32)
+    grey *= np.float32(65535 / effective_top(colour))
+    full = Image.fromarray(np.clip(np.rint(grey), 0, 65535).astype(np.uint16))
     full.info.update(info)
+    full.info[BIT_DEPTH_KEY] = "16"
     return full
+
+
+def _black_is_zero(image: Image.Image) -> Image.Image:
+    """A loaded 16-bit grey TIFF that stores white as 0 (Photometric WhiteIsZero: Pillow turns 8-bit ones round, not
+    these) as one that stores black as 0, with its info; any other image as it is."""
+    if image.format != "TIFF" or not image.mode.startswith("I;16") or image.tag_v2.get(262) != 0:
+        return image
+    bits = image.tag_v2.get(258, (16,))
+    top = 2 ** (bits[0] if isinstance(bits, tuple) else bits) - 1
+    turned = Image.fromarray((top - np.clip(np.asarray(image, dtype=np.int64), 0, top)).astype(np.uint16))
+    turned.info.update(image.info)
+    return turned
 
 
 def read_jsrt_raw(path) -> np.ndarray:
@@ -190,7 +210,8 @@ WHOLE_FILE_ENDS = {"PNG": b"\x00\x00\x00\x00IEND\xaeB`\x82", "JPEG": b"\xff\xd9"
 def stored_mode(path) -> str | None:
     """The PIL mode a PNG/JPEG/TIFF/... file is stored in, from its header (pixels are not decoded), one of
     `SIXTEEN_BIT_COLOUR_MODES` for a 16-bit colour or grey + alpha PNG (Pillow, and so datasets' Image feature,
-    decodes it at 8 bits), or None for a DICOM file under another name (see `_pillow_image`); ImageReadError if the
+    decodes it at 8 bits), `MISREAD_TIFF` for a TIFF that Pillow misreads by name (see there), or None for a DICOM file
+    under another name (see `_pillow_image`); ImageReadError if the
     file is missing, empty, not an image, or a PNG/JPEG cut short. A PNG/JPEG that does not end as a whole one does (a
     copy or download cut short) is decoded to tell: a truncated one fails, one with bytes after its end (some
     exporters pad files) is fine."""
@@ -204,6 +225,9 @@ def stored_mode(path) -> str | None:
             end = WHOLE_FILE_ENDS.get(image.format)
             if end is not None and not _file_end(path, 64).rstrip(b"\x00").endswith(end):
                 image.load()  # raises for a truncated file: "image file is truncated"
+            if image.format == "TIFF" and (image.getexif().get(Image.ExifTags.Base.Orientation, 1) != 1
+                                           or image.mode.startswith("I;16") and image.tag_v2.get(262) == 0):
+                return MISREAD_TIFF
             return image.mode if rawmode is None else rawmode.removesuffix("B")
 
 

@@ -50,8 +50,18 @@ SIXTEEN_BIT_COLOUR_PNG = {"RGB;16B": ("RGB;16B", "RGB;16L"), "RGBA;16B": ("RGBA;
 def _full_depth(image):
     """A PIL image opened from a 16-bit colour or grey + alpha PNG and not yet loaded (`Image.open(path)`) -> 16-bit
     grey ("I;16": colour by luminance, alpha dropped) with the file's info, read again from its file: loading it would
-    keep 8 bits of each channel. Any other image, or one already loaded (its 16 bits are gone), as it is."""
+    keep 8 bits of each channel. The grey is scaled to 16 bits by the bits the channels use, and says so
+    (`BIT_DEPTH_KEY`), as an array of the same pixels is scaled. A 16-bit TIFF storing white as 0 with black as 0.
+    Any other image, or one already loaded (its 16 bits are gone), as it is."""
     tile = getattr(image, "tile", None) or ()
+    if getattr(image, "format", None) == "TIFF" and image.mode.startswith("I;16") and image.tag_v2.get(262) == 0:
+        bits = image.tag_v2.get(258, (16,))  # WhiteIsZero: Pillow turns 8-bit ones round, not 16-bit ones
+        top = 2 ** (bits[0] if isinstance(bits, tuple) else bits) - 1
+        from PIL import Image
+
+        turned = Image.fromarray((top - np.clip(np.asarray(image, dtype=np.int64), 0, top)).astype(np.uint16))
+        turned.info.update(image.info)
+        return turned
     if getattr(image, "format", None) != "PNG" or len(tile) != 1 or tile[0][3] not in SIXTEEN_BIT_COLOUR_PNG:
         return image
     from PIL import Image
@@ -65,12 +75,12 @@ def _full_depth(image):
             info = plane.info
     rows, cols = byte_planes[0].shape[:2]
     channels = np.stack(byte_planes, axis=-1).reshape(rows, cols, -1).view(">u2").astype(np.uint16)
-    if channels.shape[2] == 2:  # grey + alpha
-        grey = channels[..., 0]
-    else:
-        grey = np.clip(np.rint(channels[..., :3].astype(np.float32) @ np.array(_LUMA, dtype=np.float32)), 0, 65535)
-    full = Image.fromarray(grey.astype(np.uint16))
+    colour = channels[..., :1] if channels.shape[2] == 2 else channels[..., :3]  # grey + alpha: its grey
+    grey = colour.astype(np.float32) @ np.array(_LUMA if colour.shape[2] == 3 else (1.0,), dtype=np.float32)
+    grey *= np.float32(65535 / (2 ** _bits_used(colour) - 1))
+    full = Image.fromarray(np.clip(np.rint(grey), 0, 65535).astype(np.uint16))
     full.info.update(info)
+    full.info[BIT_DEPTH_KEY] = "16"
     return full
 
 
@@ -130,10 +140,10 @@ def _stated_bits(image) -> int | None:
     return int(value) if value.isdigit() and 8 <= int(value) <= 16 else None
 
 
-def _bits_used(tensor: torch.Tensor) -> int:
-    """The smallest bit depth from 8 to 16 that holds the image's largest value: 12 for PadChest's 12 bits stored in
-    16, as hf_datasets' preparation scales such images (a prepared image keeps 16)."""
-    top = int(tensor.max()) if tensor.numel() else 0
+def _bits_used(values) -> int:
+    """The smallest bit depth from 8 to 16 that holds the image's (a tensor's or array's) largest value: 12 for
+    PadChest's 12 bits stored in 16, as hf_datasets' preparation scales such images (a prepared image keeps 16)."""
+    top = int(values.max()) if values.shape and all(values.shape) else 0
     return min(16, max(8, top.bit_length()))
 
 

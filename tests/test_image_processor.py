@@ -497,3 +497,55 @@ def test_settings_given_to_from_pretrained_are_checked_and_complete(tmp_path, ca
     assert not [r for r in caplog.records if "backward compatibility" in r.getMessage()]
     with pytest.raises(ValueError, match="resize_mode"):
         AutoImageProcessor.from_pretrained(tmp_path, resize_mode="crop")
+
+
+def test_tinted_16_bit_colour_png_whitezero_tiff_and_turned_tiff_read_alike_everywhere(tmp_path):
+    """A tinted 16-bit colour PNG (red up to 4094, its grey up to ~1900) was scaled by the grey's 11 bits: twice as
+    bright as the same pixels as an array. A 16-bit TIFF storing white as 0 was read inverted by every path. An
+    uncompressed TIFF turned by its EXIF Orientation was scrambled by the data sets' (Pillow 13, by name), and its
+    upright size taken as turned twice, refusing its mask."""
+    import sys
+    from pathlib import Path
+
+    import datasets
+
+    from hf_datasets import build_dataset
+    from hf_datasets.images import read_grey, upright_size
+    from train.predict import read_image
+
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "data"))
+    from factory import write_png16
+
+    processor = GroupMaskedViTImageProcessor(size=32, do_normalize=False)
+    rng = np.random.default_rng(0)
+    picture = rng.integers(0, 4095, (40, 32)).astype(np.uint16)
+    picture[0, 0] = 4094
+    tinted = np.stack([picture, picture // 4, picture // 8], axis=-1)
+    write_png16(tmp_path / "tinted.png", tinted)
+    expected = processor(images=[tinted], return_tensors="pt")["pixel_values"]
+    for given in (Image.open(tmp_path / "tinted.png"), read_image(tmp_path / "tinted.png")):
+        torch.testing.assert_close(processor(images=[given], return_tensors="pt")["pixel_values"], expected,
+                                   atol=1e-3, rtol=0)
+
+    grey = (picture.astype(np.uint32) * 16).astype(np.uint16)
+    Image.fromarray(65535 - grey).save(tmp_path / "white_is_zero.tif", tiffinfo={262: 0})
+    np.testing.assert_array_equal(read_grey(tmp_path / "white_is_zero.tif"), grey)
+    expected = processor(images=[grey], return_tensors="pt")["pixel_values"]
+    for given in (Image.open(tmp_path / "white_is_zero.tif"), read_image(tmp_path / "white_is_zero.tif")):
+        torch.testing.assert_close(processor(images=[given], return_tensors="pt")["pixel_values"], expected)
+
+    upright = (picture // 16).astype(np.uint8)
+    turned = Image.fromarray(np.rot90(upright, 1).copy())  # Orientation 6: turn 90 degrees clockwise to show it
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    (tmp_path / "set" / "normal").mkdir(parents=True)
+    turned.save(tmp_path / "set" / "normal" / "turned.tif", exif=exif.tobytes())
+    assert upright_size(tmp_path / "set" / "normal" / "turned.tif") == (32, 40)
+    np.testing.assert_array_equal(read_grey(tmp_path / "set" / "normal" / "turned.tif"), upright)
+    Image.fromarray(grey).save(tmp_path / "set" / "normal" / "white_is_zero.tif")
+    Image.fromarray(65535 - grey).save(tmp_path / "set" / "normal" / "white_is_zero.tif", tiffinfo={262: 0})
+    ds = build_dataset("imagefolder", tmp_path / "set", split_fractions={"train": 1.0}, bits=16)["train"]
+    images = {path.split("/")[-1]: np.asarray(image) for path, image in zip(ds["path"], ds["image"])}
+    assert isinstance(ds.features["image"], datasets.Image)
+    np.testing.assert_array_equal(images["turned.tif"] // 257, upright)  # decoded here: a 16-bit PNG of the file
+    assert np.corrcoef(images["white_is_zero.tif"].ravel(), grey.ravel())[0, 1] > 0.99

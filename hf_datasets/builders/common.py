@@ -31,8 +31,8 @@ import datasets
 import numpy as np
 
 from ..errors import DataError, ImageReadError, InvalidInputError, LayoutError
-from ..images import (IMAGE_SUFFIXES, SIXTEEN_BIT_COLOUR_MODES, encode_png, read_grey, stored_mode, to_bits,
-                      upright_size)
+from ..images import (IMAGE_SUFFIXES, MISREAD_TIFF, SIXTEEN_BIT_COLOUR_MODES, encode_png, read_grey, stored_mode,
+                      to_bits, upright_size)
 from ..schema import COLUMNS, make_features, make_info
 from ..splits import (
     DEFAULT_FRACTIONS,
@@ -324,11 +324,12 @@ def encode_example(rec: dict, bits: int) -> dict:
     does): the schema's convert("L") would clip it to white. So is a float image (TIFF "F") in any set: the
     image processor takes floats in [0, 1] only, and such files also hold 16-bit counts. So is a 16-bit colour or
     grey + alpha PNG in any set, into grey at its full depth: datasets' Image feature (Pillow) would read it at 8 bits.
-    So is a DICOM file listed under an image name (told by its 'DICM' marker as its header is read here)."""
+    So is a TIFF that Pillow misreads by name (`MISREAD_TIFF`: turned by its EXIF Orientation, or 16-bit storing white
+    as 0), and a DICOM file listed under an image name (told by its 'DICM' marker as its header is read here)."""
     example = {name: rec.get(name) for name in COLUMNS}
     mode = None if rec["decode"] else stored_mode(rec["image"])  # None for a DICOM file too
     shape = None
-    if mode is None or mode == "F" or mode in SIXTEEN_BIT_COLOUR_MODES or (mode in WIDE_MODES and bits == 8):
+    if mode in (None, "F", MISREAD_TIFF) or mode in SIXTEEN_BIT_COLOUR_MODES or (mode in WIDE_MODES and bits == 8):
         grey = read_grey(rec["image"])
         shape = grey.shape
         example["image"] = {"bytes": encode_png(to_bits(grey, bits)), "path": None}
@@ -361,8 +362,9 @@ def file_stamps(records) -> list:
 
 
 # The version of what files decode to, part of every cached split's key: raised when a file's pixels change (2: a
-# DICOM's VOI LUT applies after its rescale), so that splits an earlier version cached are built again.
-DECODING_VERSION = 2
+# DICOM's VOI LUT applies after its rescale; 3: a 16-bit colour PNG scaled by its channels' bits, 16-bit WhiteIsZero
+# and EXIF-turned TIFFs), so that splits an earlier version cached are built again.
+DECODING_VERSION = 3
 
 
 def cache_fingerprint(records, bits: int, on_error: str, features, split: str) -> str:
