@@ -83,6 +83,11 @@ def stated_bits(image: Image.Image) -> int | None:
     return int(value) if value.isdigit() and 8 <= int(value) <= 16 else None
 
 
+class UnscalableImageError(ValueError):
+    """An image whose values no bit depth scales (a 32-bit integer image beyond 0..65535), refused as the image
+    processor refuses it rather than clipped."""
+
+
 def pil_to_grey(image: Image.Image) -> np.ndarray:
     """PIL image of any mode -> (rows, cols) uint8 (colour by luminance, transparency ignored), uint16 for
     16-bit/32-bit integer grey and for float grey holding counts (values above 1), or float32 in [0, 1] for other
@@ -91,7 +96,10 @@ def pil_to_grey(image: Image.Image) -> np.ndarray:
     stated = stated_bits(image)
     image = upright(image)
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        values = np.clip(np.asarray(image, dtype=np.int64), 0, 65535)
+        values = np.asarray(image, dtype=np.int64)
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise UnscalableImageError("32-bit integer image with values outside 0..65535, which no bit depth up to "
+                                       "16 scales (the image processor refuses it too)")
         if stated:
             return np.clip(values.astype(np.float32) / np.float32(2**stated - 1), 0.0, 1.0)
         return values.astype(np.uint16)
@@ -174,6 +182,8 @@ def image_read_errors(path):
     """Turn PIL's errors inside the block into an ImageReadError naming `path` and the reason."""
     try:
         yield
+    except UnscalableImageError as err:
+        raise ImageReadError(path, str(err)) from err
     except UnidentifiedImageError as err:
         raise ImageReadError(path, "not a recognised image format") from err
     except (OSError, SyntaxError, ValueError) as err:

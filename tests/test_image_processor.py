@@ -549,3 +549,15 @@ def test_tinted_16_bit_colour_png_whitezero_tiff_and_turned_tiff_read_alike_ever
     assert isinstance(ds.features["image"], datasets.Image)
     np.testing.assert_array_equal(images["turned.tif"] // 257, upright)  # decoded here: a 16-bit PNG of the file
     assert np.corrcoef(images["white_is_zero.tif"].ravel(), grey.ravel())[0, 1] > 0.99
+
+
+def test_a_32_bit_image_beyond_16_bits_is_refused_by_the_data_sets_as_by_the_processor(tmp_path):
+    """The data sets clipped it (70% of a real one's pixels became white), the processor refused it."""
+    from hf_datasets.errors import ImageReadError
+    from hf_datasets.images import read_grey
+
+    Image.fromarray(np.array([[0, 131008], [5, 7]], dtype=np.int32)).save(tmp_path / "wide.tif")
+    with pytest.raises(ImageReadError, match="wide.tif: 32-bit integer image with values outside 0..65535"):
+        read_grey(tmp_path / "wide.tif")
+    with pytest.raises(ValueError, match="32-bit integer image with values outside 0..65535"):
+        unnormalised()(images=[Image.open(tmp_path / "wide.tif")])
