@@ -23,7 +23,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.filereader import read_file_meta_info, read_sequence
 from pydicom import config as pydicom_config
-from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, get_decoder
+from pydicom.pixels import apply_color_lut, get_decoder
 
 from .errors import (
     InvalidInputError,
@@ -333,7 +333,7 @@ def _modality_values(ds, pixels: np.ndarray) -> np.ndarray:
     """Stored grey values -> modality values: the Modality LUT's integers, or float32 after rescale slope and
     intercept (computed in float32, in place: a full-size radiograph is tens of megabytes per pass)."""
     if _has(ds, "ModalityLUTSequence"):
-        return apply_modality_lut(pixels, ds)
+        return _looked_up(pixels, *_lut_table(ds, ds.ModalityLUTSequence[0], signed=ds.get("PixelRepresentation") == 1))
     if not (_has(ds, "RescaleSlope") and _has(ds, "RescaleIntercept")):
         return pixels
     values = pixels.astype(np.float32)
@@ -365,17 +365,13 @@ def _apply_voi(ds, values: np.ndarray, voi: str, percentiles, padding: np.ndarra
     """Window `values` (after modality LUT) to float32 in [0, 1] by header VOI, full range or percentiles;
     the full range and the percentiles are those of the pixels outside `padding` (boolean, True = padding)."""
     if voi == "header" and _has(ds, "VOILUTSequence"):
-        lut = ds.VOILUTSequence[0]
-        if values.dtype.kind == "f":  # rescaled (even by slope 1, intercept 0): the LUT maps whole values
-            values = np.rint(values, out=values).astype(np.int32)
-        out = apply_voi_lut(values, ds, index=0, prefer_lut=True).astype(np.float32)
-        lut_values = np.asarray(lut.LUTData, dtype=np.float64)
-        return _scale_in_place(out, float(lut_values.min()), float(lut_values.max()))
+        first, table = _lut_table(ds, ds.VOILUTSequence[0], signed=bool(values.min(initial=0) < 0))
+        return _scale_in_place(_looked_up(values, first, table), float(table.min()), float(table.max()))
     values = values.astype(np.float32, copy=False)  # a copy unless _modality_values made it float32
     if voi == "header" and _has(ds, "WindowCenter") and _has(ds, "WindowWidth"):
         center = float(_first(ds.WindowCenter))
         width = max(float(_first(ds.WindowWidth)), 1.0)
-        function = str(ds.get("VOILUTFunction", "LINEAR")).upper()
+        function = str(ds.get("VOILUTFunction", "LINEAR")).strip().upper()
         if function == "SIGMOID":
             values -= center
             values *= -4.0 / width
@@ -393,6 +389,34 @@ def _apply_voi(ds, values: np.ndarray, voi: str, percentiles, padding: np.ndarra
     else:
         low, high = float(image_values.min()), float(image_values.max())
     return _scale_in_place(values, float(low), float(high))
+
+
+def _lut_table(ds, item, signed: bool) -> tuple[int, np.ndarray]:
+    """(first value mapped, entries float32) of a Modality or VOI LUT item, decoded here (PS3.3 C.11.1.1.1,
+    C.11.2.1.1): LUT Data as US values or OW bytes (as Implicit VR reads it), 8-bit entries one per word or one per
+    byte, 0 entries for 65536, and the first value mapped read as signed when the values it maps can be negative.
+    pydicom's own lookup indexes in the entries' type, which wraps inputs above 255 for 8-bit entries, and refuses
+    8-bit entries packed one per byte."""
+    count, first, bits = (int(v) for v in item.LUTDescriptor)
+    count = count or 65536
+    if signed and first >= 32768:
+        first -= 65536
+    data = item.LUTData
+    if isinstance(data, bytes):
+        order = "<" if ds.original_encoding[1] in (True, None) else ">"
+        entries = np.frombuffer(data, dtype=np.uint8 if bits <= 8 and len(data) < 2 * count else f"{order}u2")
+    else:
+        entries = np.atleast_1d(np.asarray(data, dtype=np.int64))
+    if len(entries) < count:
+        raise ValueError(f"a lookup table holds {len(entries)} entries of the {count} its descriptor states")
+    return first, entries[:count].astype(np.float32)
+
+
+def _looked_up(values: np.ndarray, first: int, table: np.ndarray) -> np.ndarray:
+    """`table`'s entry for each of `values` (rounded: after a rescale a LUT still maps whole values), float32; values
+    before the first mapped one take the first entry, those past the last the last (PS3.3 C.11.2.1.1)."""
+    whole = np.rint(values) if values.dtype.kind == "f" else values
+    return table[np.clip(whole.astype(np.int64, copy=False) - first, 0, len(table) - 1)]
 
 
 def _first(value):

@@ -246,6 +246,54 @@ def test_voi_lut_sequence():
     assert image.dtype == np.float32 and 0 <= image.min() < image.max() <= 1
 
 
+def _with_lut(path, sequence: str, descriptor, data, vr: str = "US"):
+    """The DICOM at `path` given a one-item Modality or VOI LUT sequence; its path."""
+    ds = pydicom.dcmread(path)
+    item = pydicom.Dataset()
+    item["LUTDescriptor"] = pydicom.DataElement(0x00283002, "US", descriptor)
+    item["LUTData"] = pydicom.DataElement(0x00283006, vr, data)
+    if sequence == "ModalityLUTSequence":
+        item.ModalityLUTType = "US"
+    setattr(ds, sequence, pydicom.Sequence([item]))
+    ds.save_as(path)
+    return path
+
+
+def test_lookup_tables_as_the_standard_stores_them(tmp_path):
+    """LUT Data as OW bytes (what Implicit VR Little Endian, the default transfer syntax, reads) was refused as
+    undecodable; 8-bit entries of a LUT over 12-bit values wrapped the inputs at 256; 8-bit Modality LUT entries packed
+    one per byte crashed on a struct error that named no file; a VOI LUT Function with leading spaces fell back to
+    LINEAR."""
+    from pydicom.uid import ImplicitVRLittleEndian
+
+    source = dicom_testfile("vlut_04.dcm")
+    ds = pydicom.dcmread(source)
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    ds.save_as(tmp_path / "implicit.dcm", enforce_file_format=True)
+    assert isinstance(pydicom.dcmread(tmp_path / "implicit.dcm").VOILUTSequence[0].LUTData, bytes)
+    np.testing.assert_array_equal(read_dicom(tmp_path / "implicit.dcm")[0], read_dicom(source)[0])
+
+    pixels = np.array([[0, 255, 256, 1024, 2048, 4095]], dtype=np.uint16)
+    ramp = np.arange(4096) * 255 // 4095
+    path = _with_lut(write_dicom(tmp_path / "eight.dcm", pixels), "VOILUTSequence", [4096, 0, 8], ramp.tolist())
+    np.testing.assert_allclose(read_dicom(path)[0], ramp[pixels] / 255, atol=1e-6)
+
+    pixels = (np.arange(16).reshape(4, 4) * 16).astype(np.uint16)
+    table = (255 - np.arange(256)).astype(np.uint8)
+    path = _with_lut(write_dicom(tmp_path / "packed.dcm", pixels, bits_stored=8), "ModalityLUTSequence",
+                     [256, 0, 8], table.tobytes(), vr="OW")
+    looked_up = table[pixels].astype(np.float64)
+    np.testing.assert_allclose(read_dicom(path, voi="full")[0], (looked_up - looked_up.min()) / np.ptp(looked_up),
+                               atol=1e-6)
+
+    pixels = np.array([[0, 1000, 2000, 3000, 4095]], dtype=np.uint16)
+    ds = pydicom.dcmread(write_dicom(tmp_path / "sigmoid.dcm", pixels, window=(2000, 1000)))
+    ds.VOILUTFunction = "  SIGMOID"
+    ds.save_as(tmp_path / "sigmoid.dcm")
+    np.testing.assert_allclose(read_dicom(tmp_path / "sigmoid.dcm")[0], 1 / (1 + np.exp(-4 * (pixels - 2000.0) / 1000)),
+                               atol=1e-5)
+
+
 def test_a_voi_lut_applies_after_a_rescale(tmp_path):
     """The VOI LUT maps the modality values: with the identity rescale most CR/DX headers carry (slope 1, intercept
     0) the read is the one without it, where the LUT was left out for the image's full range once the rescale made
