@@ -333,7 +333,9 @@ def _modality_values(ds, pixels: np.ndarray) -> np.ndarray:
     """Stored grey values -> modality values: the Modality LUT's integers, or float32 after rescale slope and
     intercept (computed in float32, in place: a full-size radiograph is tens of megabytes per pass)."""
     if _has(ds, "ModalityLUTSequence"):
-        return _looked_up(pixels, *_lut_table(ds, ds.ModalityLUTSequence[0], signed=ds.get("PixelRepresentation") == 1))
+        item = ds.ModalityLUTSequence[0]
+        signed = ds.get("PixelRepresentation") == 1
+        return _looked_up(pixels, *_lut_table(ds, item.LUTDescriptor, item.LUTData, signed))
     if not (_has(ds, "RescaleSlope") and _has(ds, "RescaleIntercept")):
         return pixels
     values = pixels.astype(np.float32)
@@ -365,7 +367,8 @@ def _apply_voi(ds, values: np.ndarray, voi: str, percentiles, padding: np.ndarra
     """Window `values` (after modality LUT) to float32 in [0, 1] by header VOI, full range or percentiles;
     the full range and the percentiles are those of the pixels outside `padding` (boolean, True = padding)."""
     if voi == "header" and _has(ds, "VOILUTSequence"):
-        first, table = _lut_table(ds, ds.VOILUTSequence[0], signed=bool(values.min(initial=0) < 0))
+        item = ds.VOILUTSequence[0]
+        first, table = _lut_table(ds, item.LUTDescriptor, item.LUTData, signed=bool(values.min(initial=0) < 0))
         return _scale_in_place(_looked_up(values, first, table), float(table.min()), float(table.max()))
     values = values.astype(np.float32, copy=False)  # a copy unless _modality_values made it float32
     if voi == "header" and _has(ds, "WindowCenter") and _has(ds, "WindowWidth"):
@@ -391,17 +394,16 @@ def _apply_voi(ds, values: np.ndarray, voi: str, percentiles, padding: np.ndarra
     return _scale_in_place(values, float(low), float(high))
 
 
-def _lut_table(ds, item, signed: bool) -> tuple[int, np.ndarray]:
-    """(first value mapped, entries float32) of a Modality or VOI LUT item, decoded here (PS3.3 C.11.1.1.1,
-    C.11.2.1.1): LUT Data as US values or OW bytes (as Implicit VR reads it), 8-bit entries one per word or one per
-    byte, 0 entries for 65536, and the first value mapped read as signed when the values it maps can be negative.
-    pydicom's own lookup indexes in the entries' type, which wraps inputs above 255 for 8-bit entries, and refuses
-    8-bit entries packed one per byte."""
-    count, first, bits = (int(v) for v in item.LUTDescriptor)
+def _lut_table(ds, descriptor, data, signed: bool) -> tuple[int, np.ndarray]:
+    """(first value mapped, entries float32) of a Modality, VOI or palette colour LUT, from its descriptor and data,
+    decoded here (PS3.3 C.11.1.1.1, C.11.2.1.1, C.7.6.3.1.5): data as US values or OW bytes (as Implicit VR reads
+    it), 8-bit entries one per word or one per byte, 0 entries for 65536, and the first value mapped read as signed
+    when the values it maps can be negative. pydicom's own lookups index in the entries' type, which wraps inputs
+    above 255 for 8-bit entries, and refuse 8-bit entries packed one per byte."""
+    count, first, bits = (int(v) for v in descriptor)
     count = count or 65536
     if signed and first >= 32768:
         first -= 65536
-    data = item.LUTData
     if isinstance(data, bytes):
         order = "<" if ds.original_encoding[1] in (True, None) else ">"
         entries = np.frombuffer(data, dtype=np.uint8 if bits <= 8 and len(data) < 2 * count else f"{order}u2")
@@ -410,6 +412,17 @@ def _lut_table(ds, item, signed: bool) -> tuple[int, np.ndarray]:
     if len(entries) < count:
         raise ValueError(f"a lookup table holds {len(entries)} entries of the {count} its descriptor states")
     return first, entries[:count].astype(np.float32)
+
+
+def _palette_colours(ds, pixels: np.ndarray) -> np.ndarray:
+    """PALETTE COLOR indices (rows, cols) -> (rows, cols, 3) red, green and blue through the file's colour tables
+    (segmented tables through pydicom's)."""
+    if "SegmentedRedPaletteColorLookupTableData" in ds:
+        return apply_color_lut(pixels, ds)
+    channels = [_looked_up(pixels, *_lut_table(ds, ds[f"{colour}PaletteColorLookupTableDescriptor"].value,
+                                               ds[f"{colour}PaletteColorLookupTableData"].value, signed=False))
+                for colour in ("Red", "Green", "Blue")]
+    return np.stack(channels, axis=-1)
 
 
 def _looked_up(values: np.ndarray, first: int, table: np.ndarray) -> np.ndarray:
@@ -451,7 +464,7 @@ def read_dicom(path, *, voi: str = "header", percentiles=(0.5, 99.5)):
         photometric = str(ds.get("PhotometricInterpretation", "")).upper()
         try:
             if photometric == "PALETTE COLOR":
-                pixels = apply_color_lut(pixels, ds)
+                pixels = _palette_colours(ds, pixels)
             padding = _padding(ds, pixels)
             if pixels.ndim == 3:
                 values = pixels[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)

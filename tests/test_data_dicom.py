@@ -336,7 +336,7 @@ def test_pixel_padding_is_left_out_of_the_window_and_black(tmp_path, voi, photom
     np.testing.assert_allclose(image[5:, 4:], expected, atol=1e-6)
 
 
-def test_palette_colour_goes_through_its_colour_table():
+def test_palette_colour_goes_through_its_colour_table(tmp_path):
     """PALETTE COLOR stores indices into a colour table: the grey image is the table's colours' luminance."""
     path = dicom_testfile("examples_palette.dcm")
     ds = pydicom.dcmread(path)
@@ -345,6 +345,16 @@ def test_palette_colour_goes_through_its_colour_table():
     expected = (luminance - luminance.min()) / (luminance.max() - luminance.min())
     image, _ = read_dicom(path)
     np.testing.assert_allclose(image, expected, atol=1e-5)
+    # 12-bit indices into 4096-entry tables of 8-bit colours, one byte each: pydicom's lookup wrapped them at 256
+    indices = np.array([[0, 255, 256, 1024, 2048, 4095]], dtype=np.uint16)
+    ramp = (np.arange(4096) * 255 // 4095).astype(np.uint8)
+    ds = pydicom.dcmread(write_dicom(tmp_path / "palette.dcm", indices))
+    ds.PhotometricInterpretation = "PALETTE COLOR"
+    for tag in (0x00281101, 0x00281102, 0x00281103):  # red, green, blue: descriptor, then (tag + 0x100) data
+        ds[tag] = pydicom.DataElement(tag, "US", [4096, 0, 8])
+        ds[tag + 0x100] = pydicom.DataElement(tag + 0x100, "OW", ramp.tobytes())
+    ds.save_as(tmp_path / "palette.dcm")
+    np.testing.assert_allclose(read_dicom(tmp_path / "palette.dcm")[0], ramp[indices] / 255, atol=1e-6)
 
 
 def test_invalid_header_values_are_not_quoted_in_warnings_or_logs(tmp_path, caplog):

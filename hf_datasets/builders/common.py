@@ -363,9 +363,9 @@ def file_stamps(records) -> list:
 
 # The version of what files decode to, part of every cached split's key: raised when a file's pixels change (2: a
 # DICOM's VOI LUT applies after its rescale; 3: a 16-bit colour PNG scaled by its channels' bits, 16-bit WhiteIsZero
-# and EXIF-turned TIFFs; 4: lookup tables decoded here, 8-bit entries over wider values unwrapped), so that splits an
-# earlier version cached are built again.
-DECODING_VERSION = 4
+# and EXIF-turned TIFFs; 4 and 5: lookup and colour tables decoded here, 8-bit entries over wider values unwrapped),
+# so that splits an earlier version cached are built again.
+DECODING_VERSION = 5
 
 
 def cache_fingerprint(records, bits: int, on_error: str, features, split: str) -> str:
