@@ -198,11 +198,11 @@ def benchmark(args, rows: datasets.Dataset, output_dir: str, data_name: str) -> 
     print(json.dumps({"ratios": {"end_to_end_over_step_only": round(e2e_row["img_per_s"] / step_row["img_per_s"], 3)}}),
           flush=True)
     if args.profile_file:
-        train_args.max_steps = 0  # each call: one step of the loop on that batch
-        profile_steps(lambda: engine.train_one_epoch(model, same_batch[:1], optimizer, accelerator, TrainState(), ctx,
+        train_args.max_steps = 0  # one call: three steps of the loop on that batch, reading the losses once at the end
+        profile_steps(lambda: engine.train_one_epoch(model, same_batch[:3], optimizer, accelerator, TrainState(), ctx,
                                                      train_args),
-                      device.type, Path(args.profile_file), f"{name} loop step (batch {args.batch_size})",
-                      timed_ms=1e3 * args.batch_size / step_row["img_per_s"])
+                      device.type, Path(args.profile_file), f"{name} loop step (batch {args.batch_size})", steps=1,
+                      timed_ms=1e3 * args.batch_size / step_row["img_per_s"], steps_per_call=3)
     return [loader_row, e2e_row, step_row]
 
 

@@ -67,11 +67,14 @@ def device_busy_us(events) -> float:
                if event.device_type == DeviceType.CUDA and not getattr(event, "is_user_annotation", False))
 
 
-def profile_steps(step, device: str, path: Path, title: str, steps: int = 3, timed_ms: float | None = None) -> None:
-    """Appends to `path`, under `title`, the operators (and on a GPU the kernels) of `steps` more steps, by device
-    time, top 40; on a GPU also the kernel launches per step, the device's busy time per step beside `timed_ms` (the
-    step's wall time when timed without the profiler: more than the busy time is time the device waited) and the top
-    25 by host time, which tell a host-bound step (the device waiting for launches) from a device-bound one."""
+def profile_steps(step, device: str, path: Path, title: str, steps: int = 3, timed_ms: float | None = None,
+                  steps_per_call: int = 1) -> None:
+    """Appends to `path`, under `title`, the operators (and on a GPU the kernels) of `steps` more calls of `step`
+    (each `steps_per_call` steps: a training loop's several steps, without a sync between them that training does not
+    make), by device time, top 40; on a GPU also the kernel launches per step, the device's busy time per step beside
+    `timed_ms` (the step's wall time when timed without the profiler: more than the busy time is time the device
+    waited) and the top 25 by host time, which tell a host-bound step (the device waiting for launches) from a
+    device-bound one."""
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
@@ -81,6 +84,7 @@ def profile_steps(step, device: str, path: Path, title: str, steps: int = 3, tim
         synchronize(device)
     events = profiler.key_averages()
     sort_by = "self_device_time_total" if device == "cuda" else "self_cpu_time_total"
+    steps *= steps_per_call
     text = f"== {title}: {steps} steps\n{events.table(sort_by=sort_by, row_limit=40, max_name_column_width=90)}\n"
     if device == "cuda":
         launches = sum(event.count for event in events if "LaunchKernel" in event.key or "GraphLaunch" in event.key)

@@ -209,6 +209,17 @@ def test_device_busy_time_counts_each_kernel_once():
     assert device_busy_us(events) == 150.0
 
 
+def test_a_profile_of_several_loop_steps_per_call_counts_them_as_steps(tmp_path):
+    """The training loop's profile ran one loop step per call, each ending on a read of its loss (a sync training
+    makes every log_every_steps steps only): three steps in one call, counted as three."""
+    from benchmarks.throughput import profile_steps
+
+    calls = []
+    profile_steps(lambda: calls.append(torch.ones(3).sum()), "cpu", tmp_path / "p.txt", "loop", steps=1,
+                  steps_per_call=3)
+    assert len(calls) == 1 and (tmp_path / "p.txt").read_text().startswith("== loop: 3 steps")
+
+
 def test_step_count_includes_attention_on_cpu():
     """torch's counter knows only the GPU attention kernels: the CPU one must count the same products."""
     from benchmarks.throughput import count_step
