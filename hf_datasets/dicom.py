@@ -363,10 +363,12 @@ def _padding(ds, pixels: np.ndarray) -> np.ndarray | None:
     return padding if padding.any() and not padding.all() else None
 
 
-def _apply_voi(ds, values: np.ndarray, voi: str, percentiles, padding: np.ndarray | None = None) -> np.ndarray:
+def _apply_voi(ds, values: np.ndarray, voi: str, percentiles, padding: np.ndarray | None = None,
+               grey: bool = True) -> np.ndarray:
     """Window `values` (after modality LUT) to float32 in [0, 1] by header VOI, full range or percentiles;
-    the full range and the percentiles are those of the pixels outside `padding` (boolean, True = padding)."""
-    if voi == "header" and _has(ds, "VOILUTSequence"):
+    the full range and the percentiles are those of the pixels outside `padding` (boolean, True = padding). A VOI
+    LUT applies to `grey` pixels only (MONOCHROME1/2, PS3.3 C.11.2), not to a colour image's luminance."""
+    if voi == "header" and grey and _has(ds, "VOILUTSequence"):
         item = ds.VOILUTSequence[0]
         first, table = _lut_table(ds, item.LUTDescriptor, item.LUTData, signed=bool(values.min(initial=0) < 0))
         return _scale_in_place(_looked_up(values, first, table), float(table.min()), float(table.max()))
@@ -472,7 +474,7 @@ def read_dicom(path, *, voi: str = "header", percentiles=(0.5, 99.5)):
                 values = _modality_values(ds, pixels)
             if pixels.dtype.kind == "f" and not np.isfinite(values).all():  # float pixel data: one NaN greys all
                 raise UndecodableDicomError(path, "float pixel data holds NaN or infinite values")
-            image = _apply_voi(ds, values, voi, percentiles, padding)
+            image = _apply_voi(ds, values, voi, percentiles, padding, grey=pixels.ndim == 2)
         except AttributeError as err:  # a lookup table without an element it needs: names it, never a value
             raise UndecodableDicomError(path, f"pixel values cannot be mapped to grey ({err})") from err
         except (ValueError, TypeError, KeyError, IndexError) as err:  # the text may quote a value: left out

@@ -286,6 +286,11 @@ def test_lookup_tables_as_the_standard_stores_them(tmp_path):
     np.testing.assert_allclose(read_dicom(path, voi="full")[0], (looked_up - looked_up.min()) / np.ptp(looked_up),
                                atol=1e-6)
 
+    colour = dicom_testfile("SC_rgb.dcm")  # a VOI LUT is for grey images: a colour image's luminance is not mapped
+    pydicom.dcmread(colour).save_as(tmp_path / "colour.dcm")
+    _with_lut(tmp_path / "colour.dcm", "VOILUTSequence", [256, 0, 8], list(range(255, -1, -1)))
+    np.testing.assert_array_equal(read_dicom(tmp_path / "colour.dcm")[0], read_dicom(colour)[0])
+
     pixels = np.array([[0, 1000, 2000, 3000, 4095]], dtype=np.uint16)
     ds = pydicom.dcmread(write_dicom(tmp_path / "sigmoid.dcm", pixels, window=(2000, 1000)))
     ds.VOILUTFunction = "  SIGMOID"

@@ -449,6 +449,7 @@ def test_a_folder_of_links_mirrors_as_the_folder_and_linked_folders_are_read(tmp
     (links / "study1" / "patientB.jpeg").symlink_to(tmp_path / "archive" / "2021" / "x" / "IM1.jpeg")
     (links / "study2").symlink_to(tmp_path / "archive" / "2022" / "x", target_is_directory=True)
     (links / "study2" / "again").symlink_to(links, target_is_directory=True)  # a loop: walked once
+    (links / "study1" / "up").symlink_to(tmp_path, target_is_directory=True)  # above the inputs: never walked
     out = tmp_path / "masks"
     predict.main(["--model", model, "--inputs", str(links), "--output", str(out)])
     listed = {Path(r["path"]).relative_to(links).as_posix(): Path(r["mask"]) for r in rows(out / "masks.csv")}

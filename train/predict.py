@@ -97,7 +97,7 @@ def check_predicts(config, model) -> None:
     """Refuse a model that is neither a classifier nor a segmenter (a pretraining export or checkpoint, an encoder):
     loaded as a classifier it would get a new, random head and write meaningless probabilities."""
     architectures = config.architectures or []
-    if not any(a.endswith(("ForImageClassification", "ForSegmentation")) for a in architectures):
+    if not any("ForImageClassification" in a or a.endswith("ForSegmentation") for a in architectures):
         named = ", ".join(architectures) or "no architecture in its config"
         raise InvalidInputError(f"--model {model} is no classifier or segmenter ({named}): it makes no predictions; "
                                 f"fine-tune it first, e.g. python -m train.finetune_classification --init {model}")

@@ -264,11 +264,13 @@ def _visible_files(data_dir):
     """(folder, name) of every file under `data_dir`, leaving out hidden files and folders (.DS_Store,
     the '._' metadata twins macOS writes beside each file, .git), the __MACOSX folders of Mac zips and the
     `SYSTEM_FILES` of Windows (Thumbs.db). Symbolic links to folders are followed (a set assembled from links to
-    an archive), each folder walked once however many links lead to it (a link to a folder above it included)."""
+    an archive), each folder walked once however many links lead to it, and never one holding `data_dir` (a link to
+    a folder above it, or to /, would walk what lies beside the data)."""
+    top = os.path.realpath(data_dir)
     walked = set()
     for root, folders, files in os.walk(data_dir, followlinks=True):
         real = os.path.realpath(root)
-        if real in walked:
+        if real in walked or real != top and (top + os.sep).startswith(real.rstrip(os.sep) + os.sep):
             folders[:] = []
             continue
         walked.add(real)
