@@ -279,6 +279,20 @@ def test_compiled_augmentation_gives_the_eager_views():
         assert not torch.allclose(eager, images, atol=0.05)  # views, not the images
 
 
+def test_the_models_random_draws_are_not_the_augmentations():
+    """One seed for torch's global RNG (dropout, stochastic depth) and the step's generator (augmentation, corruption)
+    made them one stream: every stochastic-depth keep decision equalled an augmentation uniform's comparison."""
+    from train.engine import step_generator
+
+    generator = step_generator(7, "cpu")
+    augmentation = torch.rand(1000, generator=generator)
+    model = torch.rand(1000)
+    assert not torch.equal(augmentation, model)
+    assert abs(float(torch.corrcoef(torch.stack([augmentation, model]))[0, 1])) < 0.1
+    again = step_generator(7, "cpu")  # still one replayable pair of streams per step
+    assert torch.equal(torch.rand(1000, generator=again), augmentation) and torch.equal(torch.rand(1000), model)
+
+
 def test_classification_metrics_match_sklearn():
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 40)

@@ -38,8 +38,10 @@ def step_seed(seed: int, epoch: int, batch: int, rank: int) -> int:
 
 
 def step_generator(seed: int, device) -> torch.Generator:
-    """Seed torch's global RNG and return a generator on `device` with the same seed."""
-    torch.manual_seed(seed)
+    """Seed torch's global RNG (the model's dropout and stochastic depth) and return a generator on `device` (the
+    augmentation and the corruption), each from its own seed: with one seed the two streams are one, and each block's
+    stochastic-depth draw equalled an augmentation draw."""
+    torch.manual_seed(seed ^ 0x5DEECE66D)
     return torch.Generator(device=device).manual_seed(seed)
 
 
